@@ -1,0 +1,34 @@
+// Small string helpers that work with std::string_view. Debian's Abseil is
+// built with its own absl::string_view (ABSL_OPTION_USE_STD_STRING_VIEW 0),
+// so absl::StrCat and friends do not accept std::string_view; use these.
+#pragma once
+
+#include <concepts>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+namespace tierflow {
+
+namespace strings_internal {
+inline void AppendPiece(std::string& out, std::string_view piece) { out.append(piece); }
+inline void AppendPiece(std::string& out, char c) { out.push_back(c); }
+template <typename Int>
+requires(std::integral<Int> && !std::same_as<Int, char> &&
+         !std::same_as<Int, bool>) void AppendPiece(std::string& out, Int value) {
+  out.append(std::to_string(value));
+}
+}  // namespace strings_internal
+
+// Concatenates strings, string_views, chars and integers.
+template <typename... Parts>
+std::string StrCat(const Parts&... parts) {
+  std::string out;
+  (strings_internal::AppendPiece(out, parts), ...);
+  return out;
+}
+
+std::string_view TrimWhitespace(std::string_view text);
+std::string AsciiUpper(std::string_view text);
+
+}  // namespace tierflow

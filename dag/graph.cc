@@ -1,0 +1,233 @@
+#include "dag/graph.h"
+
+#include <algorithm>
+#include <boost/graph/adjacency_list.hpp>
+#include <boost/graph/strong_components.hpp>
+#include <boost/graph/topological_sort.hpp>
+#include <deque>
+#include <iterator>
+#include <unordered_map>
+
+#include "absl/strings/str_join.h"
+#include "common/strings.h"
+
+namespace tierflow::dag {
+namespace {
+
+// Edges run from a stage to the stages that depend on it.
+using StageGraph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS>;
+
+StageGraph BuildStageGraph(const Pipeline& pipeline) {
+  std::unordered_map<std::string_view, uint32_t> index;
+  index.reserve(pipeline.stages.size());
+  for (uint32_t i = 0; i < pipeline.stages.size(); ++i) index.emplace(pipeline.stages[i].name, i);
+  StageGraph graph(pipeline.stages.size());
+  for (uint32_t child = 0; child < pipeline.stages.size(); ++child) {
+    for (const std::string& dep : pipeline.stages[child].Dependencies()) {
+      auto it = index.find(dep);
+      if (it != index.end()) boost::add_edge(it->second, child, graph);
+    }
+  }
+  return graph;
+}
+
+// Shortest path from `start` back to itself through vertices of `component`
+// only (breadth-first, so the reported cycle has no detours).
+std::vector<uint32_t> CycleThrough(const StageGraph& graph, uint32_t start,
+                                   const std::vector<int>& component) {
+  const int target = component[start];
+  std::vector<int64_t> came_from(boost::num_vertices(graph), -1);
+  std::deque<uint32_t> queue{start};
+  while (!queue.empty()) {
+    uint32_t v = queue.front();
+    queue.pop_front();
+    for (auto [e, end] = boost::out_edges(v, graph); e != end; ++e) {
+      auto next = static_cast<uint32_t>(boost::target(*e, graph));
+      if (component[next] != target) continue;
+      if (next == start) {
+        std::vector<uint32_t> path{start};
+        for (uint32_t at = v; at != start; at = static_cast<uint32_t>(came_from[at])) {
+          path.push_back(at);
+        }
+        std::reverse(path.begin() + 1, path.end());
+        path.push_back(start);
+        return path;
+      }
+      if (came_from[next] != -1) continue;
+      came_from[next] = v;
+      queue.push_back(next);
+    }
+  }
+  return {};
+}
+
+// Replaces `{{ params.NAME }}` and `{{ item }}` in one argument.
+std::string Substitute(std::string_view arg, const Pipeline& pipeline, const std::string* item) {
+  std::string out;
+  while (true) {
+    size_t open = arg.find("{{");
+    if (open == std::string_view::npos) break;
+    size_t close = arg.find("}}", open + 2);
+    if (close == std::string_view::npos) break;
+    out.append(arg.substr(0, open));
+    std::string_view expr = TrimWhitespace(arg.substr(open + 2, close - open - 2));
+    if (expr == "item" && item != nullptr) {
+      out.append(*item);
+    } else if (const Param* param =
+                   expr.starts_with("params.") ? pipeline.FindParam(expr.substr(7)) : nullptr) {
+      out.append(param->type == ParamType::kList ? absl::StrJoin(param->items, ",") : param->value);
+    } else {
+      // The loader rejects unknown templates; keep the text if one slips by.
+      out.append(arg.substr(open, close + 2 - open));
+    }
+    arg.remove_prefix(close + 2);
+  }
+  out.append(arg);
+  return out;
+}
+
+std::vector<Cycle> CyclesIn(const StageGraph& graph, const Pipeline& pipeline) {
+  const size_t n = boost::num_vertices(graph);
+  std::vector<int> component(n);
+  int count = boost::strong_components(
+      graph,
+      boost::make_iterator_property_map(component.begin(), boost::get(boost::vertex_index, graph)));
+  std::vector<int> size(count, 0);
+  for (int c : component) ++size[c];
+
+  std::vector<Cycle> cycles;
+  std::vector<bool> reported(count, false);
+  // Walk in file order so each cycle starts at its first-defined stage.
+  for (uint32_t v = 0; v < n; ++v) {
+    int c = component[v];
+    if (reported[c]) continue;
+    bool self_loop = boost::edge(v, v, graph).second;
+    if (size[c] < 2 && !self_loop) continue;
+    reported[c] = true;
+    Cycle cycle;
+    for (uint32_t s : CycleThrough(graph, v, component)) cycle.push_back(pipeline.stages[s].name);
+    cycles.push_back(std::move(cycle));
+  }
+  return cycles;
+}
+
+}  // namespace
+
+std::vector<Cycle> FindCycles(const Pipeline& pipeline) {
+  return CyclesIn(BuildStageGraph(pipeline), pipeline);
+}
+
+absl::StatusOr<TaskGraph> TaskGraph::Build(const Pipeline& pipeline) {
+  StageGraph graph = BuildStageGraph(pipeline);
+  std::vector<Cycle> cycles = CyclesIn(graph, pipeline);
+  if (!cycles.empty()) {
+    return absl::InvalidArgumentError(
+        StrCat(pipeline.file, ": dependency cycle: ", absl::StrJoin(cycles.front(), " -> ")));
+  }
+  const size_t n = pipeline.stages.size();
+
+  TaskGraph result;
+  result.pipeline_ = &pipeline;
+  result.parents_.resize(n);
+  result.children_.resize(n);
+  for (auto [e, end] = boost::edges(graph); e != end; ++e) {
+    auto parent = static_cast<uint32_t>(boost::source(*e, graph));
+    auto child = static_cast<uint32_t>(boost::target(*e, graph));
+    result.parents_[child].push_back(parent);
+    result.children_[parent].push_back(child);
+  }
+
+  std::vector<size_t> order;
+  order.reserve(n);
+  boost::topological_sort(graph, std::back_inserter(order));  // reverse topological
+  result.stage_layer_.assign(n, 0);
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    uint32_t layer = 0;
+    for (uint32_t parent : result.parents_[*it]) {
+      layer = std::max(layer, result.stage_layer_[parent] + 1);
+    }
+    result.stage_layer_[*it] = layer;
+    result.layer_count_ = std::max(result.layer_count_, layer + 1);
+  }
+
+  size_t task_count = 0;
+  for (const Stage& stage : pipeline.stages) task_count += stage.TaskCount();
+  result.tasks_.reserve(task_count);
+  result.first_task_.resize(n);
+  for (uint32_t s = 0; s < n; ++s) {
+    result.first_task_[s] = static_cast<uint32_t>(result.tasks_.size());
+    const uint32_t items = static_cast<uint32_t>(pipeline.stages[s].TaskCount());
+    for (uint32_t i = 0; i < items; ++i) result.tasks_.push_back(Task{s, i});
+  }
+  return result;
+}
+
+std::string TaskGraph::TaskId(const Task& task) const {
+  const Stage& stage = pipeline_->stages[task.stage];
+  if (!stage.foreach) return stage.name;
+  return StrCat(stage.name, "[", (*stage.foreach)[task.item], "]");
+}
+
+std::vector<std::vector<uint32_t>> TaskGraph::StageLayers() const {
+  std::vector<std::vector<uint32_t>> layers(layer_count_);
+  for (uint32_t s = 0; s < stage_layer_.size(); ++s) layers[stage_layer_[s]].push_back(s);
+  return layers;
+}
+
+TaskGraph::CriticalPath TaskGraph::ComputeCriticalPath(
+    const std::function<double(uint32_t stage)>& stage_weight) const {
+  const size_t n = stage_layer_.size();
+  CriticalPath path;
+  if (n == 0) return path;
+  // Layers order stages topologically: every parent sits in a lower layer.
+  std::vector<double> best(n, 0);
+  std::vector<int64_t> via(n, -1);
+  int64_t heaviest = -1;
+  for (const std::vector<uint32_t>& layer : StageLayers()) {
+    for (uint32_t s : layer) {
+      double upstream = 0;
+      for (uint32_t parent : parents_[s]) {
+        if (via[s] == -1 || best[parent] > upstream) {
+          upstream = best[parent];
+          via[s] = parent;
+        }
+      }
+      best[s] = upstream + (stage_weight ? stage_weight(s) : 1.0);
+      if (heaviest == -1 || best[s] > best[heaviest]) heaviest = s;
+    }
+  }
+  path.weight = best[heaviest];
+  for (int64_t at = heaviest; at != -1; at = via[at]) {
+    path.stages.push_back(static_cast<uint32_t>(at));
+  }
+  std::reverse(path.stages.begin(), path.stages.end());
+  return path;
+}
+
+std::vector<std::string> TaskGraph::ResolveArgv(const Task& task) const {
+  const Stage& stage = pipeline_->stages[task.stage];
+  const std::string* item = stage.foreach ? &(*stage.foreach)[task.item] : nullptr;
+  std::vector<std::string> argv;
+  argv.reserve(stage.run.argv.size());
+  for (const std::string& arg : stage.run.argv) argv.push_back(Substitute(arg, *pipeline_, item));
+  return argv;
+}
+
+std::vector<std::pair<std::string, std::string>> TaskGraph::TaskEnvironment(
+    const Task& task) const {
+  const Stage& stage = pipeline_->stages[task.stage];
+  std::vector<std::pair<std::string, std::string>> env;
+  for (const Param& param : pipeline_->params) {
+    env.emplace_back(
+        StrCat("TIERFLOW_PARAM_", AsciiUpper(param.name)),
+        param.type == ParamType::kList ? absl::StrJoin(param.items, ",") : param.value);
+  }
+  if (stage.foreach) {
+    env.emplace_back("TIERFLOW_ITEM", (*stage.foreach)[task.item]);
+    env.emplace_back("TIERFLOW_ITEM_INDEX", StrCat(task.item));
+  }
+  for (const auto& [name, value] : stage.env) env.emplace_back(name, value);
+  return env;
+}
+
+}  // namespace tierflow::dag

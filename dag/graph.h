@@ -1,0 +1,86 @@
+// The pipeline as a graph (Boost.Graph underneath): cycle detection, foreach
+// expansion into tasks, topological layers and the critical path.
+//
+// Tasks of one stage share that stage's dependencies (a reference to a
+// foreach stage gathers all its items), so the graph is kept at stage level
+// and tasks are expanded beside it: a pipeline of 100k tasks over a few
+// stages costs 100k small Task records, not 100k x 100k edges.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/diagnostic.h"
+#include "dag/pipeline.h"
+
+namespace tierflow::dag {
+
+// One dependency cycle as stage names, first repeated at the end: a, b, c, a.
+using Cycle = std::vector<std::string>;
+
+// One cycle per strongly connected group of stages (self-dependency
+// included), stages ordered as the cycle runs. References to unknown stages
+// are ignored here (validation reports them).
+std::vector<Cycle> FindCycles(const Pipeline& pipeline);
+
+struct Task {
+  uint32_t stage = 0;  // index into Pipeline::stages
+  uint32_t item = 0;   // index into the stage's foreach items; 0 otherwise
+};
+
+class TaskGraph {
+ public:
+  // Fails with InvalidArgument naming the cycle if the pipeline has one.
+  static absl::StatusOr<TaskGraph> Build(const Pipeline& pipeline);
+
+  const Pipeline& pipeline() const { return *pipeline_; }
+  const std::vector<Task>& tasks() const { return tasks_; }
+
+  // "stage" or, for foreach stages, "stage[item]".
+  std::string TaskId(const Task& task) const;
+
+  // Stage indices this stage depends on / that depend on it.
+  const std::vector<uint32_t>& StageParents(uint32_t stage) const { return parents_[stage]; }
+  const std::vector<uint32_t>& StageChildren(uint32_t stage) const { return children_[stage]; }
+
+  // Layer of each stage: 0 for stages without dependencies, else one more
+  // than the deepest parent. Every task of a stage sits in its stage's layer.
+  uint32_t StageLayer(uint32_t stage) const { return stage_layer_[stage]; }
+  uint32_t LayerCount() const { return layer_count_; }
+  // Stage indices per layer, each layer in file order.
+  std::vector<std::vector<uint32_t>> StageLayers() const;
+  // Index of the first task of `stage` in tasks(); its tasks are contiguous.
+  uint32_t FirstTask(uint32_t stage) const { return first_task_[stage]; }
+
+  struct CriticalPath {
+    std::vector<uint32_t> stages;  // from a root to a sink
+    double weight = 0;
+  };
+  // Heaviest root-to-sink chain where a stage weighs stage_weight(stage)
+  // (default: 1 per stage, i.e. the longest chain).
+  CriticalPath ComputeCriticalPath(
+      const std::function<double(uint32_t stage)>& stage_weight = {}) const;
+
+  // Resolved command of a task: `{{ params.NAME }}` and `{{ item }}` in argv
+  // elements substituted; shell commands are returned unchanged.
+  std::vector<std::string> ResolveArgv(const Task& task) const;
+
+  // Environment the task contract gives the command for params and item:
+  // TIERFLOW_PARAM_<NAME> (list params joined by commas), TIERFLOW_ITEM,
+  // TIERFLOW_ITEM_INDEX, plus the stage's declared env.
+  std::vector<std::pair<std::string, std::string>> TaskEnvironment(const Task& task) const;
+
+ private:
+  const Pipeline* pipeline_ = nullptr;
+  std::vector<Task> tasks_;
+  std::vector<std::vector<uint32_t>> parents_;
+  std::vector<std::vector<uint32_t>> children_;
+  std::vector<uint32_t> stage_layer_;
+  std::vector<uint32_t> first_task_;
+  uint32_t layer_count_ = 0;
+};
+
+}  // namespace tierflow::dag

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs exactly the Debian packages tierflow needs to build and test.
+# Idempotent: packages already present are skipped, and nothing is started.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build ccache pkg-config clang clang-format
+  libclang-rt-14-dev
+  # libraries found with find_package
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libsqlite3-dev libboost-graph-dev libcurl4-openssl-dev libcli11-dev
+  libyaml-cpp-dev nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev
+  libxxhash-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "bootstrap: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "bootstrap: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
