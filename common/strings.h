@@ -31,4 +31,8 @@ std::string StrCat(const Parts&... parts) {
 std::string_view TrimWhitespace(std::string_view text);
 std::string AsciiUpper(std::string_view text);
 
+// `text` with control characters, backslashes and non-ASCII bytes written as
+// C escapes (\n, \\, \x00), so user values are safe to echo in messages.
+std::string CEscape(std::string_view text);
+
 }  // namespace tierflow

@@ -1,0 +1,121 @@
+#include "worker/subprocess.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace tierflow::worker {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SubprocessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("tierflow-subprocess-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string Read(const fs::path& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  // True while `pid` exists and is not a zombie.
+  static bool Alive(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    if (!stat) return false;
+    std::string line;
+    std::getline(stat, line);
+    size_t close = line.rfind(')');
+    return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(SubprocessTest, RunsArgvWithoutShellAndCapturesOutputAndEnvironment) {
+  SpawnOptions options;
+  options.argv = {"sh", "-c", "echo \"$1|$TIERFLOW_X\"; echo err >&2; exit 3", "sh", "a b;$(x)"};
+  options.env = {{"TIERFLOW_X", "value with spaces"}};
+  options.stdout_path = dir_ / "out";
+  options.stderr_path = dir_ / "err";
+  auto process = Subprocess::Spawn(options);
+  ASSERT_TRUE(process.ok()) << process.status();
+  ExitStatus status = process->Wait();
+  EXPECT_EQ(status.exit_code, 3);
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(status.ToString(), "exit 3");
+  EXPECT_EQ(Read(dir_ / "out"), "a b;$(x)|value with spaces\n");
+  EXPECT_EQ(Read(dir_ / "err"), "err\n");
+}
+
+TEST_F(SubprocessTest, RunsInItsOwnProcessGroupAndWorkingDirectory) {
+  SpawnOptions options;
+  options.argv = {"sh", "-c", "cut -d' ' -f5 /proc/$$/stat; pwd"};
+  options.working_dir = dir_;
+  options.stdout_path = dir_ / "out";
+  auto process = Subprocess::Spawn(options);
+  ASSERT_TRUE(process.ok());
+  ASSERT_TRUE(process->Wait().ok());
+  EXPECT_EQ(Read(dir_ / "out"),
+            std::to_string(process->pid()) + "\n" + fs::canonical(dir_).string() + "\n");
+}
+
+TEST_F(SubprocessTest, MissingProgramIsAClearError) {
+  SpawnOptions options;
+  options.argv = {"tierflow-no-such-program"};
+  auto process = Subprocess::Spawn(options);
+  ASSERT_FALSE(process.ok());
+  EXPECT_EQ(std::string(process.status().message()),
+            "cannot start 'tierflow-no-such-program': No such file or directory");
+}
+
+TEST_F(SubprocessTest, TerminateKillsTheWholeGroupIncludingBackgroundChildren) {
+  SpawnOptions options;
+  // The shell ignores TERM, so the grace period runs out and KILL is needed;
+  // its background child would survive a signal sent to the leader alone.
+  options.argv = {"sh", "-c", "trap '' TERM; sleep 300 & echo $! > child; wait"};
+  options.working_dir = dir_;
+  auto process = Subprocess::Spawn(options);
+  ASSERT_TRUE(process.ok());
+  pid_t child = 0;
+  for (int i = 0; i < 2000 && child == 0; ++i) {  // hang guard only
+    std::ifstream in(dir_ / "child");
+    if (!(in >> child)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GT(child, 0);
+  ASSERT_TRUE(Alive(child));
+  ExitStatus status = process->Terminate(std::chrono::milliseconds(100));
+  EXPECT_EQ(status.signal, SIGKILL);
+  EXPECT_EQ(status.ToString(), "killed by SIGKILL");
+  for (int i = 0; i < 2000 && Alive(child); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(Alive(child));
+}
+
+TEST_F(SubprocessTest, TerminateUsesTermFirst) {
+  SpawnOptions options;
+  options.argv = {"sleep", "300"};
+  auto process = Subprocess::Spawn(options);
+  ASSERT_TRUE(process.ok());
+  ExitStatus status;
+  EXPECT_FALSE(process->TryWait(&status));
+  status = process->Terminate(std::chrono::seconds(30));
+  EXPECT_EQ(status.signal, SIGTERM);
+}
+
+}  // namespace
+}  // namespace tierflow::worker
