@@ -11,7 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libsqlite3-dev libboost-graph-dev libcurl4-openssl-dev libcli11-dev
   libyaml-cpp-dev nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev
-  libxxhash-dev
+  libxxhash-dev libyaml-dev
 )
 
 missing=()
