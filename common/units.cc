@@ -140,7 +140,10 @@ std::string FormatDuration(Duration duration) {
   int64_t ms = duration.count();
   if (ms == 0) return "0s";
   std::string out;
-  if (ms < 0) out = "-", ms = -ms;
+  if (ms < 0) {
+    out.push_back('-');
+    ms = -ms;
+  }
   if (ms < 1000) return StrCat(out, ms, "ms");
   const std::pair<int64_t, const char*> parts[] = {
       {86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};

@@ -12,6 +12,8 @@ packages=(
   libsqlite3-dev libboost-graph-dev libcurl4-openssl-dev libcli11-dev
   libyaml-cpp-dev nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev
   libxxhash-dev libyaml-dev
+  # tests: tests/schema_test.py, examples/quickstart (python3 standard library)
+  python3 python3-yaml python3-jsonschema
 )
 
 missing=()

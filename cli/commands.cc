@@ -1,0 +1,72 @@
+#include "cli/commands.h"
+
+#include <ostream>
+
+#include "api/plan_service.h"
+
+namespace tierflow::cli {
+namespace {
+
+// Arguments are already checked by CheckParamArgument; a repeated name
+// keeps its last value, as later flags override earlier ones.
+api::ParamOverrides ParseParams(const std::vector<std::string>& arguments) {
+  api::ParamOverrides overrides;
+  for (const std::string& argument : arguments) {
+    size_t equals = argument.find('=');
+    overrides[argument.substr(0, equals)] = argument.substr(equals + 1);
+  }
+  return overrides;
+}
+
+// Output that cannot be written (a full disk, a closed pipe) must not look
+// like success to a script.
+int CheckWritten(std::ostream& out, std::ostream& err) {
+  out.flush();
+  if (out) return kExitOk;
+  err << "tierflow: error writing output\n";
+  return kExitInvalid;
+}
+
+}  // namespace
+
+std::string CheckParamArgument(const std::string& argument) {
+  size_t equals = argument.find('=');
+  if (equals == std::string::npos) {
+    return "'" + argument + "' is not NAME=VALUE (for example --param epochs=5)";
+  }
+  if (equals == 0) return "'" + argument + "' has no param name before '='";
+  return "";
+}
+
+int RunValidate(const ValidateOptions& options, std::ostream& out, std::ostream& err) {
+  int exit_code = kExitOk;
+  for (const api::FileValidation& result :
+       api::ValidateFiles(options.files, ParseParams(options.params))) {
+    if (result.ok) {
+      out << result.file << ": ok (" << result.stage_count
+          << (result.stage_count == 1 ? " stage, " : " stages, ") << result.task_count
+          << (result.task_count == 1 ? " task)\n" : " tasks)\n");
+      continue;
+    }
+    exit_code = kExitInvalid;
+    for (const Diagnostic& diagnostic : result.diagnostics) err << diagnostic.ToString() << '\n';
+  }
+  if (int written = CheckWritten(out, err); written != kExitOk) return written;
+  return exit_code;
+}
+
+int RunPlan(const PlanOptions& options, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<api::Plan> plan = api::PlanPipelineFile(options.file, ParseParams(options.params));
+  if (!plan.ok()) {
+    err << plan.status().message() << '\n';
+    return kExitInvalid;
+  }
+  if (options.output == "json") {
+    api::RenderPlanJson(*plan, out);
+  } else {
+    api::RenderPlanText(*plan, out);
+  }
+  return CheckWritten(out, err);
+}
+
+}  // namespace tierflow::cli

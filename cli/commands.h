@@ -1,0 +1,41 @@
+// The `tierflow` commands, one function each, separate from argument
+// parsing (main.cc) so each reads as: call the api, print, pick an exit code.
+// They talk only to api/.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace tierflow::cli {
+
+// Exit codes every command shares.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitInvalid = 1,  // bad input file or param value, unreadable file
+  kExitUsage = 2,    // bad command line
+};
+
+// Checks one `--param` argument; returns "" when it is NAME=VALUE, else
+// the problem, naming the argument.
+std::string CheckParamArgument(const std::string& argument);
+
+struct ValidateOptions {
+  std::vector<std::string> files;
+  std::vector<std::string> params;  // NAME=VALUE, checked by CheckParamArgument
+};
+
+struct PlanOptions {
+  std::string file;
+  std::vector<std::string> params;  // NAME=VALUE, checked by CheckParamArgument
+  std::string output = "text";      // "text" or "json"
+};
+
+// Prints "FILE: ok (S stages, T tasks)" for each valid file to `out` and
+// every diagnostic to `err`; kExitOk when all files are valid.
+int RunValidate(const ValidateOptions& options, std::ostream& out, std::ostream& err);
+
+// Prints the plan to `out` as text or JSON, or the diagnostics to `err`.
+int RunPlan(const PlanOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace tierflow::cli

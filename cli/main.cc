@@ -1,0 +1,121 @@
+// `tierflow`: argument parsing and dispatch. Each command lives in
+// commands.cc; this file only describes the command line.
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "common/suggest.h"
+
+namespace tierflow::cli {
+namespace {
+
+// Lists each command by the first sentence of its description; the whole
+// paragraph is for `tierflow COMMAND --help`.
+class Formatter : public CLI::Formatter {
+ public:
+  std::string make_subcommand(const CLI::App* command) const override {
+    std::string summary = command->get_description();
+    if (size_t end = summary.find(". "); end != std::string::npos) summary.resize(end + 1);
+    std::stringstream out;
+    CLI::detail::format_help(out, command->get_display_name(true), summary, get_column_width());
+    return out.str();
+  }
+};
+
+void AddParamOption(CLI::App& command, std::vector<std::string>& params) {
+  command
+      .add_option("--param", params,
+                  "Override a pipeline param (repeatable); lists are comma-separated, e.g. "
+                  "--param regions=eu,us")
+      ->type_name("NAME=VALUE")
+      ->allow_extra_args(false)
+      ->check(CLI::Validator([](std::string& argument) { return CheckParamArgument(argument); }, "",
+                             "NAME=VALUE"));
+}
+
+CLI::App* AddValidateCommand(CLI::App& app, ValidateOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "validate",
+      "Check pipeline files without running anything. Every file is checked in full: YAML "
+      "syntax, every field, references between stages, params and dependency cycles. Prints "
+      "'FILE: ok (S stages, T tasks)' for each valid file; every problem goes to stderr as "
+      "file:line:col: field.path: message. Exits 0 when every file is valid, 1 when any is "
+      "not, 2 on a usage error.");
+  command->add_option("files", options.files, "Pipeline YAML files")->required()->type_name("FILE");
+  AddParamOption(*command, options.params);
+  command->footer("Example:\n  tierflow validate pipeline.yaml --param shards=8");
+  return command;
+}
+
+CLI::App* AddPlanCommand(CLI::App& app, PlanOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "plan",
+      "Show the tasks a pipeline expands to, without running anything. Tasks are listed layer "
+      "by layer in dependency order with their I/O profile and dependencies, after the "
+      "pipeline's params and critical path. --output json gives every field (sizes in bytes, "
+      "durations in milliseconds) for scripts. Exits 0 on success, 1 when the file is "
+      "invalid, 2 on a usage error.");
+  command->add_option("file", options.file, "Pipeline YAML file")->required()->type_name("FILE");
+  AddParamOption(*command, options.params);
+  command->add_option("--output,-o", options.output, "Output format")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  command->footer("Example:\n  tierflow plan pipeline.yaml --param epochs=5 --output json");
+  return command;
+}
+
+// CLI11 exits with its own codes (105, 106, ...); tierflow promises 2 for
+// every usage error and 0 for --help and --version.
+int ExitForParseError(const CLI::App& app, const CLI::ParseError& error) {
+  // CLI11 reports `tierflow valdate` as a missing subcommand; name the
+  // word the user typed instead, with a suggestion.
+  const std::vector<std::string> remaining = app.remaining();
+  if (dynamic_cast<const CLI::RequiredError*>(&error) != nullptr && app.get_subcommands().empty() &&
+      !remaining.empty()) {
+    std::vector<std::string> commands;
+    for (const CLI::App* command : app.get_subcommands({})) commands.push_back(command->get_name());
+    const std::string& word = remaining.front();
+    std::cerr << "unknown command '" << word << "'" << DidYouMean(word, commands)
+              << "\nRun with --help for more information.\n";
+    return kExitUsage;
+  }
+  app.exit(error);
+  const bool success = dynamic_cast<const CLI::Success*>(&error) != nullptr;
+  return success ? kExitOk : kExitUsage;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app(
+      "tierflow runs AI training pipelines (a DAG of ingest, clean, feature, stage, train and "
+      "checkpoint stages defined in YAML) with a scheduler that places each stage's data on "
+      "the storage tier that fits its I/O.",
+      "tierflow");
+  app.set_version_flag("--version", "tierflow " TIERFLOW_VERSION, "Print the version and exit");
+  app.require_subcommand(1);
+  app.formatter(std::make_shared<Formatter>());
+  app.footer(
+      "Example:\n  tierflow validate pipeline.yaml\n  tierflow plan pipeline.yaml\n"
+      "Run 'tierflow COMMAND --help' for a command's options.");
+
+  ValidateOptions validate_options;
+  PlanOptions plan_options;
+  CLI::App* validate = AddValidateCommand(app, validate_options);
+  CLI::App* plan = AddPlanCommand(app, plan_options);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return ExitForParseError(app, error);
+  }
+  if (validate->parsed()) return RunValidate(validate_options, std::cout, std::cerr);
+  if (plan->parsed()) return RunPlan(plan_options, std::cout, std::cerr);
+  return kExitUsage;  // unreachable: require_subcommand(1)
+}
+
+}  // namespace
+}  // namespace tierflow::cli
+
+int main(int argc, char** argv) { return tierflow::cli::Main(argc, argv); }

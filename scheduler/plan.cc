@@ -1,0 +1,92 @@
+#include "scheduler/plan.h"
+
+#include <utility>
+
+#include "absl/strings/str_join.h"
+
+namespace tierflow::scheduler {
+namespace {
+
+PlannedParam PlanParam(const dag::Param& param) {
+  PlannedParam planned;
+  planned.name = param.name;
+  planned.type = param.type;
+  planned.items = param.items;
+  planned.value =
+      param.type == dag::ParamType::kList ? absl::StrJoin(param.items, ",") : param.value;
+  planned.overridden = param.overridden;
+  return planned;
+}
+
+// Everything a task copies from its stage; built once per stage so a
+// 100k-item foreach costs one copy per task, not one lookup per field.
+PlannedTask StageTemplate(const dag::TaskGraph& graph, uint32_t stage_index) {
+  const dag::Stage& stage = graph.pipeline().stages[stage_index];
+  PlannedTask task;
+  task.stage = stage.name;
+  task.kind = stage.kind;
+  task.layer = graph.StageLayer(stage_index);
+  task.io = stage.io;
+  task.resources = stage.resources;
+  task.retries = stage.retries;
+  task.timeout = stage.timeout;
+  task.cache = stage.cache;
+  task.tier = stage.tier;
+  task.checkpoints = stage.checkpoints;
+  task.dependencies = stage.Dependencies();
+  task.shell = stage.run.is_shell() ? stage.run.shell : std::string();
+  for (const dag::OutputSpec& spec : stage.outputs) {
+    task.outputs.push_back(
+        PlannedOutput{spec.name, spec.size_hint, spec.durability.value_or(stage.io.durability)});
+  }
+  return task;
+}
+
+}  // namespace
+
+Plan BuildPlan(const dag::TaskGraph& graph) {
+  const dag::Pipeline& pipeline = graph.pipeline();
+  Plan plan;
+  plan.file = pipeline.file;
+  plan.pipeline = pipeline.name;
+  plan.description = pipeline.description;
+  for (const dag::Param& param : pipeline.params) plan.params.push_back(PlanParam(param));
+  plan.stage_count = static_cast<uint32_t>(pipeline.stages.size());
+  plan.task_count = static_cast<uint32_t>(graph.tasks().size());
+
+  std::vector<std::vector<uint32_t>> stage_layers = graph.StageLayers();
+  plan.layers.resize(stage_layers.size());
+  for (uint32_t l = 0; l < stage_layers.size(); ++l) {
+    PlanLayer& layer = plan.layers[l];
+    layer.index = l;
+    size_t task_count = 0;
+    for (uint32_t s : stage_layers[l]) task_count += pipeline.stages[s].TaskCount();
+    layer.tasks.reserve(task_count);
+    for (uint32_t s : stage_layers[l]) {
+      const dag::Stage& stage = pipeline.stages[s];
+      layer.stages.push_back(stage.name);
+      PlannedTask stage_template = StageTemplate(graph, s);
+      const uint32_t first = graph.FirstTask(s);
+      const uint32_t end = first + static_cast<uint32_t>(stage.TaskCount());
+      for (uint32_t t = first; t < end; ++t) {
+        const dag::Task& task = graph.tasks()[t];
+        // The last task takes the template itself: most stages have one task.
+        PlannedTask& planned = t + 1 == end ? layer.tasks.emplace_back(std::move(stage_template))
+                                            : layer.tasks.emplace_back(stage_template);
+        planned.id = graph.TaskId(task);
+        if (stage.foreach) {
+          planned.item = (*stage.foreach)[task.item];
+          planned.item_index = task.item;
+        }
+        if (!stage.run.is_shell()) planned.argv = graph.ResolveArgv(task);
+      }
+    }
+  }
+
+  for (uint32_t s : graph.ComputeCriticalPath().stages) {
+    plan.critical_path.push_back(pipeline.stages[s].name);
+  }
+  return plan;
+}
+
+}  // namespace tierflow::scheduler

@@ -1,0 +1,86 @@
+// The plan of a pipeline: every task it expands to, in dependency layers,
+// with what each task needs from compute and storage. `tierflow plan` shows
+// it; the scheduler will run from it. A Plan is a self-contained value (no
+// pointers into the Pipeline or TaskGraph it came from), made of plain
+// structs that map one-to-one onto API messages.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/durability.h"
+#include "common/units.h"
+#include "dag/graph.h"
+#include "dag/pipeline.h"
+
+namespace tierflow::scheduler {
+
+struct PlannedParam {
+  std::string name;
+  dag::ParamType type = dag::ParamType::kString;
+  std::string value;               // scalar value as text; lists joined by ","
+  std::vector<std::string> items;  // elements when type == kList
+  bool overridden = false;         // set with --param rather than the default
+};
+
+struct PlannedOutput {
+  std::string name;
+  uint64_t size_hint = 0;  // expected bytes per task, 0 unknown
+  // What this output needs: its own `durability:` or else the stage's
+  // io.durability, so consumers never have to resolve the fallback.
+  Durability durability = Durability::kNode;
+};
+
+// One task of the plan. Stage-level settings are copied onto every task of
+// the stage because placement and dispatch work per task (a foreach item on
+// one node, another item elsewhere).
+struct PlannedTask {
+  std::string id;     // "stage" or "stage[item]"
+  std::string stage;  // stage name
+  dag::StageKind kind = dag::StageKind::kGeneric;
+  uint32_t layer = 0;
+  std::optional<std::string> item;  // the foreach item, for foreach stages
+  uint32_t item_index = 0;          // index of `item` in the stage's foreach
+  dag::IoProfile io;
+  dag::Resources resources;
+  dag::RetryPolicy retries;
+  std::optional<Duration> timeout;
+  bool cache = true;
+  std::string tier;  // explicit tier override; empty = placement decides
+  dag::CheckpointSpec checkpoints;
+  std::vector<std::string> dependencies;  // stage names, `needs` and inputs
+  // The command: argv with `{{ params.* }}` / `{{ item }}` resolved, or a
+  // shell script (then argv is empty).
+  std::vector<std::string> argv;
+  std::string shell;
+  std::vector<PlannedOutput> outputs;
+  // Placement (the tier of each output's home and working copies, with the
+  // reason for each choice) joins here with the storage tiers.
+};
+
+struct PlanLayer {
+  uint32_t index = 0;
+  std::vector<std::string> stages;  // stage names, in file order
+  std::vector<PlannedTask> tasks;   // stage by stage, items in foreach order
+};
+
+struct Plan {
+  std::string file;  // the pipeline file as the user gave it
+  std::string pipeline;
+  std::string description;
+  std::vector<PlannedParam> params;
+  uint32_t stage_count = 0;
+  uint32_t task_count = 0;
+  std::vector<PlanLayer> layers;  // layer 0 first; every task after its dependencies
+  // Longest root-to-sink chain of stages (one unit per stage until tasks
+  // carry duration estimates).
+  std::vector<std::string> critical_path;
+};
+
+// Expands `graph` into a plan. Cannot fail: the graph is already acyclic
+// and its pipeline validated.
+Plan BuildPlan(const dag::TaskGraph& graph);
+
+}  // namespace tierflow::scheduler
