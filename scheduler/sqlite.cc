@@ -1,0 +1,174 @@
+#include "scheduler/sqlite.h"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "common/strings.h"
+
+namespace tierflow::scheduler {
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path, Mode mode) {
+  int flags = SQLITE_OPEN_NOMUTEX;
+  if (mode == Mode::kReadWrite) {
+    flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    std::error_code error;
+    if (!parent.empty()) std::filesystem::create_directories(parent, error);
+    if (error) {
+      return absl::FailedPreconditionError(
+          StrCat("cannot create the state folder ", parent.string(), ": ", error.message()));
+    }
+  } else {
+    flags |= SQLITE_OPEN_READONLY;
+    if (!std::filesystem::exists(path)) {
+      return absl::NotFoundError(
+          StrCat("no tierflow database at ", path, " (run a pipeline first, or pass --db PATH)"));
+    }
+  }
+  sqlite3* handle = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &handle, flags, nullptr);
+  std::unique_ptr<Database> db(new Database(handle, path));
+  if (rc != SQLITE_OK) {
+    return absl::FailedPreconditionError(
+        StrCat("cannot open database ", path, ": ",
+               handle != nullptr ? sqlite3_errmsg(handle) : sqlite3_errstr(rc)));
+  }
+  sqlite3_extended_result_codes(handle, 1);
+  // Readers and the engine share the file: wait for a lock rather than fail.
+  sqlite3_busy_timeout(handle, 10000);
+  if (mode == Mode::kReadWrite) {
+    // WAL: readers never block the writer. synchronous=NORMAL: a commit
+    // survives a crash or kill of the process (the WAL is in the OS page
+    // cache); only a power loss can take the last commits, which FULL would
+    // keep at one fsync per commit (TIERFLOW_SQLITE_SYNC=full).
+    const char* sync = std::getenv("TIERFLOW_SQLITE_SYNC");
+    std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;";
+    pragmas += (sync != nullptr && std::string_view(sync) == "full") ? "PRAGMA synchronous=FULL;"
+                                                                     : "PRAGMA synchronous=NORMAL;";
+    if (absl::Status status = db->Execute(pragmas); !status.ok()) return status;
+  } else {
+    if (absl::Status status = db->Execute("PRAGMA foreign_keys=ON;"); !status.ok()) return status;
+  }
+  return db;
+}
+
+Database::~Database() { sqlite3_close_v2(db_); }
+
+absl::Status Database::Error(std::string_view what) const {
+  int code = sqlite3_errcode(db_);
+  std::string message = StrCat("database ", path_, ": ", what, ": ", sqlite3_errmsg(db_));
+  switch (code & 0xff) {
+    case SQLITE_FULL:
+      return absl::ResourceExhaustedError(StrCat(message, " (the disk holding it is full)"));
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(message);
+    case SQLITE_CONSTRAINT:
+      return absl::AlreadyExistsError(message);
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_CANTOPEN:
+      return absl::PermissionDeniedError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+absl::Status Database::Execute(std::string_view sql) {
+  std::string text(sql);
+  char* error = nullptr;
+  if (sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+    sqlite3_free(error);
+    return Error(text.substr(0, text.find_first_of("(;\n")));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Statement> Database::Prepare(std::string_view sql) {
+  sqlite3_stmt* statement = nullptr;
+  if (sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                         &statement, nullptr) != SQLITE_OK) {
+    return Error(StrCat("preparing '", sql.substr(0, 60), "'"));
+  }
+  return Statement(this, statement);
+}
+
+int64_t Database::LastInsertId() const { return sqlite3_last_insert_rowid(db_); }
+int Database::Changes() const { return sqlite3_changes(db_); }
+
+Statement::Statement(Statement&& other) noexcept : db_(other.db_), statement_(other.statement_) {
+  other.statement_ = nullptr;
+}
+
+Statement& Statement::operator=(Statement&& other) noexcept {
+  if (this != &other) {
+    sqlite3_finalize(statement_);
+    db_ = other.db_;
+    statement_ = other.statement_;
+    other.statement_ = nullptr;
+  }
+  return *this;
+}
+
+Statement::~Statement() { sqlite3_finalize(statement_); }
+
+Statement& Statement::Bind(int index, int64_t value) {
+  sqlite3_bind_int64(statement_, index, value);
+  return *this;
+}
+
+Statement& Statement::Bind(int index, std::string_view value) {
+  sqlite3_bind_text64(statement_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  return *this;
+}
+
+Statement& Statement::Bind(int index, double value) {
+  sqlite3_bind_double(statement_, index, value);
+  return *this;
+}
+
+Statement& Statement::BindNull(int index) {
+  sqlite3_bind_null(statement_, index);
+  return *this;
+}
+
+absl::StatusOr<bool> Statement::Step() {
+  int rc = sqlite3_step(statement_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  absl::Status error =
+      db_->Error(StrCat("running '", std::string_view(sqlite3_sql(statement_)).substr(0, 60), "'"));
+  sqlite3_reset(statement_);
+  return error;
+}
+
+absl::Status Statement::Run() {
+  absl::StatusOr<bool> row = Step();
+  sqlite3_reset(statement_);
+  return row.status();
+}
+
+void Statement::Reset() {
+  sqlite3_reset(statement_);
+  sqlite3_clear_bindings(statement_);
+}
+
+bool Statement::IsNull(int column) const {
+  return sqlite3_column_type(statement_, column) == SQLITE_NULL;
+}
+int64_t Statement::Int(int column) const { return sqlite3_column_int64(statement_, column); }
+double Statement::Double(int column) const { return sqlite3_column_double(statement_, column); }
+std::string Statement::Text(int column) const {
+  const unsigned char* text = sqlite3_column_text(statement_, column);
+  if (text == nullptr) return "";
+  return std::string(reinterpret_cast<const char*>(text),
+                     static_cast<size_t>(sqlite3_column_bytes(statement_, column)));
+}
+std::optional<int64_t> Statement::OptionalInt(int column) const {
+  if (IsNull(column)) return std::nullopt;
+  return Int(column);
+}
+
+}  // namespace tierflow::scheduler

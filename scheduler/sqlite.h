@@ -1,0 +1,97 @@
+// A thin RAII layer over the SQLite C API: a connection and prepared
+// statements with typed bind/column calls that turn SQLite errors into
+// absl::Status naming the database file and the statement. Nothing more:
+// the SQL stays visible at the call sites. A Database is used by one thread
+// at a time (the owner's); open a second Database for another thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace tierflow::scheduler {
+
+class Statement;
+
+class Database {
+ public:
+  enum class Mode { kReadWrite, kReadOnly };
+
+  // Opens (kReadWrite: creating it and its parent folders) the database at
+  // `path` in WAL mode with foreign keys on and a busy timeout, so readers in
+  // other processes (`tierflow show`) never block the engine.
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path,
+                                                        Mode mode = Mode::kReadWrite);
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  const std::string& path() const { return path_; }
+  sqlite3* handle() const { return db_; }
+
+  // Runs one or more statements without results (DDL, pragmas, BEGIN).
+  absl::Status Execute(std::string_view sql);
+  absl::StatusOr<Statement> Prepare(std::string_view sql);
+  int64_t LastInsertId() const;
+  // Rows changed by the last INSERT/UPDATE/DELETE.
+  int Changes() const;
+
+  // An error for the last failed call, naming the database and `what`.
+  absl::Status Error(std::string_view what) const;
+
+ private:
+  Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite3* db_;
+  std::string path_;
+};
+
+// A prepared statement. Bind indices are 1-based as in SQLite; column
+// indices 0-based. Reset() keeps the bindings' slots for the next use.
+class Statement {
+ public:
+  Statement(Statement&& other) noexcept;
+  Statement& operator=(Statement&& other) noexcept;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement();
+
+  Statement& Bind(int index, int64_t value);
+  Statement& Bind(int index, std::string_view value);
+  Statement& Bind(int index, const char* value) { return Bind(index, std::string_view(value)); }
+  Statement& Bind(int index, const std::string& value) {
+    return Bind(index, std::string_view(value));
+  }
+  Statement& Bind(int index, double value);
+  Statement& BindNull(int index);
+  template <typename T>
+  Statement& Bind(int index, const std::optional<T>& value) {
+    return value ? Bind(index, *value) : BindNull(index);
+  }
+
+  // Advances: true when a row is available, false when done.
+  absl::StatusOr<bool> Step();
+  // Runs a statement that returns no rows to completion, then resets it.
+  absl::Status Run();
+  void Reset();
+
+  bool IsNull(int column) const;
+  int64_t Int(int column) const;
+  double Double(int column) const;
+  std::string Text(int column) const;
+  std::optional<int64_t> OptionalInt(int column) const;
+
+ private:
+  friend class Database;
+  Statement(const Database* db, sqlite3_stmt* statement) : db_(db), statement_(statement) {}
+  const Database* db_;
+  sqlite3_stmt* statement_;
+};
+
+}  // namespace tierflow::scheduler

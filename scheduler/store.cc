@@ -1,0 +1,190 @@
+#include "scheduler/store.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/status.h"
+#include "common/strings.h"
+
+namespace tierflow::scheduler {
+namespace {
+
+// Migration N brings the schema from version N-1 to N. Append only: a
+// released migration is never edited.
+constexpr std::string_view kMigrations[] = {
+    // 1: the first schema.
+    R"sql(
+CREATE TABLE pipelines (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  yaml_hash TEXT NOT NULL UNIQUE,  -- XXH3-128 of the YAML text, hex
+  yaml TEXT NOT NULL,
+  file TEXT NOT NULL,              -- absolute path it was first read from
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,             -- "<pipeline>-<6 hex>"
+  pipeline_id INTEGER NOT NULL REFERENCES pipelines(id),
+  pipeline_name TEXT NOT NULL,
+  file TEXT NOT NULL,              -- absolute path of the pipeline file
+  working_dir TEXT NOT NULL,       -- the tasks' working directory
+  params_json TEXT NOT NULL,       -- {"name": "value"}: the --param overrides
+  state TEXT NOT NULL,
+  slots INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER,
+  engine_pid INTEGER,              -- the process driving it, while running
+  engine_host TEXT,
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  message TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX runs_by_created ON runs(created_at);
+CREATE TABLE tasks (
+  run_id TEXT NOT NULL REFERENCES runs(id),
+  id TEXT NOT NULL,                -- "stage" or "stage[item]"
+  seq INTEGER NOT NULL,            -- plan order: layer by layer
+  stage TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  item TEXT,
+  item_index INTEGER NOT NULL DEFAULT 0,
+  layer INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  cache_key TEXT,
+  started_at INTEGER,
+  finished_at INTEGER,
+  message TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (run_id, id)
+) WITHOUT ROWID;
+CREATE TABLE attempts (
+  id INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  number INTEGER NOT NULL,         -- 1, 2, ... per task, across resumes
+  state TEXT NOT NULL,
+  worker TEXT NOT NULL,            -- "local" in embedded mode
+  pid INTEGER,                     -- process group leader while running
+  command TEXT NOT NULL,           -- JSON: {"argv": [...]} or {"shell": "..."}
+  cache_key TEXT,
+  cached_from INTEGER REFERENCES attempts(id),
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  exit_code INTEGER,
+  signal INTEGER,
+  message TEXT NOT NULL DEFAULT '',
+  log_path TEXT NOT NULL,          -- stdout and stderr of the attempt
+  UNIQUE (run_id, task_id, number),
+  FOREIGN KEY (run_id, task_id) REFERENCES tasks(run_id, id)
+);
+CREATE INDEX attempts_by_cache_key ON attempts(cache_key) WHERE state = 'succeeded';
+CREATE TABLE artifacts (
+  id INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  name TEXT NOT NULL,              -- the output name
+  attempt_id INTEGER NOT NULL REFERENCES attempts(id),  -- the attempt that made it (or reused it)
+  content_hash TEXT NOT NULL,      -- "xxh3:<32 hex>" over the file, or the tree
+  bytes INTEGER NOT NULL,
+  files INTEGER NOT NULL,          -- 1 for a file, the file count of a tree
+  created_at INTEGER NOT NULL,
+  UNIQUE (run_id, task_id, name)
+);
+CREATE INDEX artifacts_by_hash ON artifacts(content_hash);
+CREATE TABLE artifact_copies (
+  id INTEGER PRIMARY KEY,
+  artifact_id INTEGER NOT NULL REFERENCES artifacts(id),
+  tier TEXT NOT NULL,
+  uri TEXT NOT NULL,               -- a path for posix tiers, s3://bucket/key for s3
+  role TEXT NOT NULL,              -- home | working
+  bytes INTEGER NOT NULL,
+  content_hash TEXT NOT NULL,
+  state TEXT NOT NULL,             -- present | evicted
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX copies_by_artifact ON artifact_copies(artifact_id);
+CREATE TABLE lineage_edges (
+  id INTEGER PRIMARY KEY,
+  attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+  artifact_id INTEGER NOT NULL REFERENCES artifacts(id),
+  direction TEXT NOT NULL CHECK (direction IN ('consumed', 'produced')),
+  name TEXT NOT NULL,              -- the input or output name in the stage
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX lineage_by_artifact ON lineage_edges(artifact_id, direction);
+CREATE INDEX lineage_by_attempt ON lineage_edges(attempt_id, direction);
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  task_id TEXT,
+  attempt_id INTEGER,
+  time INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL
+);
+CREATE INDEX events_by_run ON events(run_id, id);
+)sql",
+};
+static_assert(std::size(kMigrations) == kSchemaVersion);
+
+absl::StatusOr<int> UserVersion(Database& db) {
+  TF_ASSIGN_OR_RETURN(Statement statement, db.Prepare("PRAGMA user_version"));
+  TF_ASSIGN_OR_RETURN(bool row, statement.Step());
+  return row ? static_cast<int>(statement.Int(0)) : 0;
+}
+
+absl::Status CheckVersion(const Database& db, int version) {
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(
+        StrCat("database ", db.path(), " has schema version ", std::to_string(version),
+               ", newer than this tierflow understands (", std::to_string(kSchemaVersion),
+               "): use a newer tierflow"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Database>> OpenStore(const std::string& path) {
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::Open(path));
+  TF_ASSIGN_OR_RETURN(int version, UserVersion(*db));
+  TF_RETURN_IF_ERROR(CheckVersion(*db, version));
+  if (version == kSchemaVersion) return db;
+  // One transaction per migration: IMMEDIATE so that two processes opening
+  // a new database at once cannot both migrate it.
+  TF_RETURN_IF_ERROR(db->Execute("BEGIN IMMEDIATE"));
+  TF_ASSIGN_OR_RETURN(version, UserVersion(*db));  // re-read under the lock
+  for (; version < kSchemaVersion; ++version) {
+    absl::Status status = db->Execute(kMigrations[version]);
+    if (status.ok()) {
+      status = db->Execute(StrCat("PRAGMA user_version = ", std::to_string(version + 1)));
+    }
+    if (!status.ok()) {
+      (void)db->Execute("ROLLBACK");
+      return status;
+    }
+  }
+  TF_RETURN_IF_ERROR(db->Execute("COMMIT"));
+  return db;
+}
+
+absl::StatusOr<std::unique_ptr<Database>> OpenStoreReadOnly(const std::string& path) {
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db,
+                      Database::Open(path, Database::Mode::kReadOnly));
+  TF_ASSIGN_OR_RETURN(int version, UserVersion(*db));
+  TF_RETURN_IF_ERROR(CheckVersion(*db, version));
+  if (version < kSchemaVersion) {
+    return absl::FailedPreconditionError(
+        StrCat("database ", path, " has schema version ", std::to_string(version),
+               "; run any `tierflow run` once to upgrade it to ", std::to_string(kSchemaVersion)));
+  }
+  return db;
+}
+
+std::string ResolveDatabasePath(const std::string& db_flag) {
+  if (!db_flag.empty()) return db_flag;
+  if (const char* env = std::getenv("TIERFLOW_DB"); env != nullptr && *env != '\0') return env;
+  return (std::filesystem::path(kDefaultStateDir) / kDatabaseFile).string();
+}
+
+}  // namespace tierflow::scheduler

@@ -1,0 +1,97 @@
+// The state store: one SQLite database (WAL) holding pipelines, runs, tasks,
+// attempts, artifacts, artifact copies, lineage edges and events. The
+// engine writes it (one writer); the CLI and the UI read it, from other
+// processes too. Every state transition is committed before the engine acts
+// on it, so a crash at any moment loses no finished work and no lineage.
+//
+// The schema (kSchemaVersion, migrations in store.cc) is the contract
+// between the writer and every reader:
+//
+//   pipelines(id, name, yaml_hash UNIQUE, yaml, file, created_at)
+//   runs(id TEXT PK, pipeline_id, pipeline_name, file, working_dir,
+//        params_json, state, slots, created_at, started_at, finished_at,
+//        engine_pid, engine_host, cancel_requested, message)
+//   tasks(run_id, id, seq, stage, kind, item, item_index, layer, state,
+//         attempts, cache_key, started_at, finished_at, message)
+//   attempts(id PK, run_id, task_id, number, state, worker, pid, command,
+//            cache_key, cached_from, started_at, finished_at, exit_code,
+//            signal, message, log_path)
+//   artifacts(id PK, run_id, task_id, name, attempt_id, content_hash, bytes,
+//             files, created_at)
+//   artifact_copies(id PK, artifact_id, tier, uri, role, bytes,
+//                   content_hash, state, created_at)
+//   lineage_edges(id PK, attempt_id, artifact_id, direction, name, created_at)
+//   events(id PK, run_id, task_id, attempt_id, time, kind, message)
+//
+// Times are milliseconds since the Unix epoch (UTC). States are the words
+// below, stored as text so that `sqlite3 .tierflow/tierflow.db` reads well.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "scheduler/sqlite.h"
+
+namespace tierflow::scheduler {
+
+inline constexpr int kSchemaVersion = 1;
+
+// The default state folder and database of embedded mode, relative to the
+// working directory: `.tierflow/tierflow.db`.
+inline constexpr std::string_view kDefaultStateDir = ".tierflow";
+inline constexpr std::string_view kDatabaseFile = "tierflow.db";
+
+// Run states: running -> succeeded | failed | cancelled. A run whose engine
+// died stays `running` in the table until it is resumed; readers tell it
+// apart by its engine_pid no longer being alive (RunEngineAlive).
+namespace run_state {
+inline constexpr std::string_view kRunning = "running";
+inline constexpr std::string_view kSucceeded = "succeeded";
+inline constexpr std::string_view kFailed = "failed";
+inline constexpr std::string_view kCancelled = "cancelled";
+}  // namespace run_state
+
+// Task states. pending: waiting for its parents; queued: ready, waiting for
+// a slot; running; retrying: a failed attempt waits out its backoff;
+// succeeded; cached: an earlier attempt's outputs were reused; failed (no
+// retries left); upstream_failed: a task it depends on failed; cancelled.
+namespace task_state {
+inline constexpr std::string_view kPending = "pending";
+inline constexpr std::string_view kQueued = "queued";
+inline constexpr std::string_view kRunning = "running";
+inline constexpr std::string_view kRetrying = "retrying";
+inline constexpr std::string_view kSucceeded = "succeeded";
+inline constexpr std::string_view kCached = "cached";
+inline constexpr std::string_view kFailed = "failed";
+inline constexpr std::string_view kUpstreamFailed = "upstream_failed";
+inline constexpr std::string_view kCancelled = "cancelled";
+}  // namespace task_state
+
+// Attempt states. lost: the engine died while the attempt ran (set on
+// resume); cached: the attempt reused `cached_from`'s outputs.
+namespace attempt_state {
+inline constexpr std::string_view kRunning = "running";
+inline constexpr std::string_view kSucceeded = "succeeded";
+inline constexpr std::string_view kFailed = "failed";
+inline constexpr std::string_view kTimedOut = "timed_out";
+inline constexpr std::string_view kCancelled = "cancelled";
+inline constexpr std::string_view kLost = "lost";
+inline constexpr std::string_view kCached = "cached";
+}  // namespace attempt_state
+
+// Opens the database at `path` and brings its schema to kSchemaVersion
+// (creating it when new). A database written by a newer tierflow is refused
+// with an error naming both versions.
+absl::StatusOr<std::unique_ptr<Database>> OpenStore(const std::string& path);
+
+// Opens an existing database for reading only (CLI inspection commands,
+// the UI). NotFound, naming the path, when there is none.
+absl::StatusOr<std::unique_ptr<Database>> OpenStoreReadOnly(const std::string& path);
+
+// The database path: `db_flag` if given, else $TIERFLOW_DB, else
+// `.tierflow/tierflow.db` under the working directory.
+std::string ResolveDatabasePath(const std::string& db_flag);
+
+}  // namespace tierflow::scheduler
