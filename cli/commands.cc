@@ -7,17 +7,6 @@
 namespace tierflow::cli {
 namespace {
 
-// Arguments are already checked by CheckParamArgument; a repeated name
-// keeps its last value, as later flags override earlier ones.
-api::ParamOverrides ParseParams(const std::vector<std::string>& arguments) {
-  api::ParamOverrides overrides;
-  for (const std::string& argument : arguments) {
-    size_t equals = argument.find('=');
-    overrides[argument.substr(0, equals)] = argument.substr(equals + 1);
-  }
-  return overrides;
-}
-
 // Output that cannot be written (a full disk, a closed pipe) must not look
 // like success to a script.
 int CheckWritten(std::ostream& out, std::ostream& err) {
@@ -28,6 +17,15 @@ int CheckWritten(std::ostream& out, std::ostream& err) {
 }
 
 }  // namespace
+
+std::map<std::string, std::string> ParseParams(const std::vector<std::string>& arguments) {
+  std::map<std::string, std::string> overrides;
+  for (const std::string& argument : arguments) {
+    size_t equals = argument.find('=');
+    overrides[argument.substr(0, equals)] = argument.substr(equals + 1);
+  }
+  return overrides;
+}
 
 std::string CheckParamArgument(const std::string& argument) {
   size_t equals = argument.find('=');

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <iosfwd>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,10 @@ enum ExitCode : int {
 // Checks one `--param` argument; returns "" when it is NAME=VALUE, else
 // the problem, naming the argument.
 std::string CheckParamArgument(const std::string& argument);
+
+// `--param` arguments (already checked) as a map; a repeated name keeps its
+// last value, as later flags override earlier ones.
+std::map<std::string, std::string> ParseParams(const std::vector<std::string>& arguments);
 
 struct ValidateOptions {
   std::vector<std::string> files;

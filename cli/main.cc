@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/run_commands.h"
 #include "common/suggest.h"
 
 namespace tierflow::cli {
@@ -68,6 +69,87 @@ CLI::App* AddPlanCommand(CLI::App& app, PlanOptions& options) {
   return command;
 }
 
+void AddDbOption(CLI::App& command, std::string& db) {
+  command
+      .add_option("--db", db,
+                  "State database (default: $TIERFLOW_DB, else .tierflow/tierflow.db); "
+                  "artifacts and logs live beside it")
+      ->type_name("PATH");
+}
+
+CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "run",
+      "Run a pipeline here, now: the scheduler and a local worker pool in this process. Tasks "
+      "run as subprocesses in the pipeline file's folder, each in its own process group, with "
+      "their inputs, outputs and params in TIERFLOW_* environment variables. Every transition "
+      "is recorded in the state database before it is acted on, so a killed run can be "
+      "finished with 'tierflow resume RUN'. Tasks whose command, params and inputs match an "
+      "earlier successful attempt reuse its outputs (--no-cache runs everything). Ctrl-C "
+      "cancels gracefully; a second Ctrl-C kills every task and exits at once. Exits 0 when "
+      "the run succeeded, 1 when it failed or could not start, 2 on a usage error, 130 when "
+      "cancelled.");
+  command->add_option("file", options.file, "Pipeline YAML file")->type_name("FILE");
+  AddParamOption(*command, options.params);
+  command->add_option("--slots,-j", options.slots, "Tasks run at once (default: CPUs)")
+      ->check(CLI::Range(1, 100000))
+      ->type_name("N");
+  AddDbOption(*command, options.db);
+  command->add_option("--resume", options.resume, "Finish an earlier run instead of starting one")
+      ->type_name("RUN");
+  command->add_flag("--no-cache", options.no_cache, "Run every task, reusing nothing");
+  command->add_flag("--quiet,-q", options.quiet, "Print only the summary");
+  command
+      ->add_option("--progress", options.progress,
+                   "Progress display: a live status line on a terminal (auto), or one line "
+                   "per task transition")
+      ->check(CLI::IsMember({"auto", "tty", "plain"}))
+      ->capture_default_str();
+  command
+      ->add_option("--kill-grace", options.kill_grace_seconds,
+                   "Seconds between TERM and KILL when a task times out or is cancelled")
+      ->check(CLI::Range(0, 3600))
+      ->capture_default_str();
+  command->footer(
+      "Examples:\n  tierflow run examples/quickstart/pipeline.yaml --param epochs=3\n"
+      "  tierflow run pipeline.yaml --slots 8 --db /scratch/tierflow.db\n"
+      "  tierflow run --resume quickstart-3f9a1c");
+  return command;
+}
+
+CLI::App* AddResumeCommand(CLI::App& app, RunOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "resume",
+      "Finish a run that failed, was cancelled or whose tierflow process died (even by kill "
+      "-9). Tasks that succeeded, and whose outputs are still there, are kept; every other "
+      "task runs again with a fresh retry budget; leftover processes of the old run are "
+      "killed. The pipeline and params are those the run started with. Exits as 'run' does.");
+  command->add_option("run", options.resume, "Run id (see 'tierflow runs')")
+      ->required()
+      ->type_name("RUN");
+  command->add_option("--slots,-j", options.slots, "Tasks run at once (default: CPUs)")
+      ->check(CLI::Range(1, 100000))
+      ->type_name("N");
+  AddDbOption(*command, options.db);
+  command->add_flag("--quiet,-q", options.quiet, "Print only the summary");
+  command->footer("Example:\n  tierflow resume quickstart-3f9a1c");
+  return command;
+}
+
+CLI::App* AddCancelCommand(CLI::App& app, CancelOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "cancel",
+      "Cancel a running run: its tierflow process stops the running tasks (TERM, then KILL "
+      "after the grace) and records them cancelled. A run whose process died is recorded "
+      "cancelled directly. Exits 0 when the cancel was delivered or recorded, 1 otherwise.");
+  command->add_option("run", options.run, "Run id (see 'tierflow runs')")
+      ->required()
+      ->type_name("RUN");
+  AddDbOption(*command, options.db);
+  command->footer("Example:\n  tierflow cancel quickstart-3f9a1c");
+  return command;
+}
+
 // CLI11 exits with its own codes (105, 106, ...); tierflow promises 2 for
 // every usage error and 0 for --help and --version.
 int ExitForParseError(const CLI::App& app, const CLI::ParseError& error) {
@@ -105,6 +187,12 @@ int Main(int argc, char** argv) {
   PlanOptions plan_options;
   CLI::App* validate = AddValidateCommand(app, validate_options);
   CLI::App* plan = AddPlanCommand(app, plan_options);
+  RunOptions run_options;
+  RunOptions resume_options;
+  CancelOptions cancel_options;
+  CLI::App* run = AddRunCommand(app, run_options);
+  CLI::App* resume = AddResumeCommand(app, resume_options);
+  CLI::App* cancel = AddCancelCommand(app, cancel_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -112,6 +200,16 @@ int Main(int argc, char** argv) {
   }
   if (validate->parsed()) return RunValidate(validate_options, std::cout, std::cerr);
   if (plan->parsed()) return RunPlan(plan_options, std::cout, std::cerr);
+  if (run->parsed()) {
+    if (run_options.file.empty() == run_options.resume.empty()) {
+      std::cerr << "run: give a pipeline FILE, or --resume RUN (not both)\n"
+                   "Run with --help for more information.\n";
+      return kExitUsage;
+    }
+    return RunPipeline(run_options, std::cout, std::cerr);
+  }
+  if (resume->parsed()) return RunPipeline(resume_options, std::cout, std::cerr);
+  if (cancel->parsed()) return CancelRun(cancel_options, std::cout, std::cerr);
   return kExitUsage;  // unreachable: require_subcommand(1)
 }
 

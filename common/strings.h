@@ -8,11 +8,19 @@
 #include <string_view>
 #include <type_traits>
 
+#include "absl/strings/string_view.h"
+
 namespace tierflow {
 
 namespace strings_internal {
 inline void AppendPiece(std::string& out, std::string_view piece) { out.append(piece); }
 inline void AppendPiece(std::string& out, char c) { out.push_back(c); }
+// absl::Status::message() is an absl::string_view, a different type here.
+inline void AppendPiece(std::string& out, absl::string_view piece) {
+  out.append(piece.data(), piece.size());
+}
+inline void AppendPiece(std::string& out, const std::string& piece) { out.append(piece); }
+inline void AppendPiece(std::string& out, const char* piece) { out.append(piece); }
 template <typename Int>
 requires(std::integral<Int> && !std::same_as<Int, char> &&
          !std::same_as<Int, bool>) void AppendPiece(std::string& out, Int value) {

@@ -77,7 +77,7 @@ CREATE TABLE attempts (
   UNIQUE (run_id, task_id, number),
   FOREIGN KEY (run_id, task_id) REFERENCES tasks(run_id, id)
 );
-CREATE INDEX attempts_by_cache_key ON attempts(cache_key) WHERE state = 'succeeded';
+CREATE INDEX attempts_by_cache_key ON attempts(cache_key);
 CREATE TABLE artifacts (
   id INTEGER PRIMARY KEY,
   run_id TEXT NOT NULL,

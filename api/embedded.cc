@@ -1,0 +1,14 @@
+#include "api/embedded.h"
+
+#include "worker/local_pool.h"
+
+namespace tierflow::api {
+
+std::unique_ptr<scheduler::Engine> MakeEmbeddedEngine(scheduler::EngineOptions options) {
+  options.make_executor = [](Executor::ReportCallback on_report) {
+    return worker::StartLocalPool(std::move(on_report));
+  };
+  return std::make_unique<scheduler::Engine>(std::move(options));
+}
+
+}  // namespace tierflow::api

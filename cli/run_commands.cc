@@ -1,0 +1,314 @@
+#include "cli/run_commands.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <ctime>
+#include <iomanip>
+#include <iostream>
+#include <mutex>
+#include <ostream>
+#include <sstream>
+#include <thread>
+
+#include "api/embedded.h"
+#include "cli/commands.h"
+#include "common/strings.h"
+#include "common/units.h"
+#include "scheduler/store.h"
+
+namespace tierflow::cli {
+namespace {
+
+using scheduler::RunCounts;
+using scheduler::TaskEvent;
+
+std::string Clock(int64_t ms) {
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm local;
+  localtime_r(&seconds, &local);
+  char text[16];
+  std::strftime(text, sizeof text, "%H:%M:%S", &local);
+  return text;
+}
+
+// "1:05" / "1:02:03": elapsed time on the status line.
+std::string Elapsed(std::chrono::steady_clock::duration duration) {
+  int64_t seconds = std::chrono::duration_cast<std::chrono::seconds>(duration).count();
+  char text[32];
+  if (seconds >= 3600) {
+    snprintf(text, sizeof text, "%lld:%02lld:%02lld", static_cast<long long>(seconds / 3600),
+             static_cast<long long>(seconds / 60 % 60), static_cast<long long>(seconds % 60));
+  } else {
+    snprintf(text, sizeof text, "%lld:%02lld", static_cast<long long>(seconds / 60),
+             static_cast<long long>(seconds % 60));
+  }
+  return text;
+}
+
+std::string CountsLine(const RunCounts& c) {
+  std::string line = StrCat(c.done(), "/", c.total, " done");
+  if (c.cached > 0) line += StrCat(" (", c.cached, " cached)");
+  line += StrCat(", ", c.running, " running, ", c.queued + c.pending, " waiting");
+  if (c.retrying > 0) line += StrCat(", ", c.retrying, " retrying");
+  if (c.failed > 0) line += StrCat(", ", c.failed, " failed");
+  if (c.upstream_failed > 0) line += StrCat(", ", c.upstream_failed, " upstream_failed");
+  if (c.cancelled > 0) line += StrCat(", ", c.cancelled, " cancelled");
+  return line;
+}
+
+// Draws progress: one line per interesting task transition and, on a
+// terminal, a status line kept at the bottom and redrawn a few times a
+// second (counts, elapsed, ETA from the rate of finished tasks).
+class Progress final : public scheduler::RunObserver {
+ public:
+  Progress(std::ostream& out, bool tty, bool quiet) : out_(out), tty_(tty), quiet_(quiet) {
+    if (tty_ && !quiet_) ticker_ = std::thread([this] { Tick(); });
+  }
+  ~Progress() override { Stop(); }
+
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_) return;
+      stopped_ = true;
+      ClearStatus();
+    }
+    cv_.notify_all();
+    if (ticker_.joinable()) ticker_.join();
+  }
+
+  void OnRunStarted(const std::string& run_id, bool resumed, const RunCounts& counts) override {
+    std::lock_guard lock(mu_);
+    started_ = std::chrono::steady_clock::now();
+    counts_ = counts;
+    out_ << (resumed ? "resuming run " : "run ") << run_id << ": " << counts.total
+         << (counts.total == 1 ? " task" : " tasks");
+    if (resumed) out_ << ", " << counts.done() << " already done";
+    out_ << std::endl;
+  }
+
+  void OnTaskEvent(const TaskEvent& event, const RunCounts& counts) override {
+    std::lock_guard lock(mu_);
+    counts_ = counts;
+    if (quiet_) return;
+    std::string line = EventLine(event);
+    if (line.empty()) return;
+    ClearStatus();
+    out_ << Clock(event.time_ms) << "  " << line << '\n';
+    if (tty_) DrawStatus();
+    out_.flush();
+  }
+
+ private:
+  static std::string EventLine(const TaskEvent& e) {
+    const std::string attempt = e.attempt > 1 ? StrCat(" (attempt ", e.attempt, ")") : "";
+    if (e.state == scheduler::task_state::kRunning) {
+      if (!e.message.empty()) return "";  // a cache reuse; reported when it lands
+      return StrCat(e.task_id, " started", attempt);
+    }
+    if (e.state == scheduler::task_state::kSucceeded) {
+      return StrCat(e.task_id, " succeeded in ", FormatDuration(e.duration), attempt);
+    }
+    if (e.state == scheduler::task_state::kCached) return StrCat(e.task_id, " cached: ", e.message);
+    if (e.state == scheduler::task_state::kRetrying) {
+      return StrCat(e.task_id, " failed", attempt, ": ", e.message);
+    }
+    if (e.state == scheduler::task_state::kFailed) {
+      return StrCat(e.task_id, " FAILED", attempt, ": ", e.message,
+                    e.log_path.empty() ? "" : StrCat("\n          log: ", e.log_path));
+    }
+    if (e.state == scheduler::task_state::kUpstreamFailed) {
+      return StrCat(e.task_id, " upstream_failed: ", e.message);
+    }
+    if (e.state == scheduler::task_state::kCancelled) return StrCat(e.task_id, " cancelled");
+    return "";  // pending, queued: counted on the status line only
+  }
+
+  // Callers hold mu_.
+  void ClearStatus() {
+    if (tty_ && status_shown_) out_ << "\r\033[K";
+    status_shown_ = false;
+  }
+  void DrawStatus() {
+    if (stopped_) return;
+    auto elapsed = std::chrono::steady_clock::now() - started_;
+    std::string line = StrCat("[", Elapsed(elapsed), "] ", CountsLine(counts_));
+    uint32_t done = counts_.done();
+    if (done > 0 && done < counts_.total) {
+      auto eta = elapsed * (counts_.total - done) / done;
+      line += StrCat(", ETA ", Elapsed(eta));
+    }
+    out_ << "\r\033[K" << line << std::flush;
+    status_shown_ = true;
+  }
+  void Tick() {
+    std::unique_lock lock(mu_);
+    while (!stopped_) {
+      DrawStatus();
+      cv_.wait_for(lock, std::chrono::milliseconds(250));
+    }
+  }
+
+  std::ostream& out_;
+  const bool tty_;
+  const bool quiet_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopped_ = false;
+  bool status_shown_ = false;
+  RunCounts counts_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::thread ticker_;
+};
+
+// Turns SIGINT/SIGTERM into engine calls from a thread of its own (no
+// async-signal-safety puzzles): the first cancels gracefully, the second
+// kills every task and exits at once. The signals are blocked in every
+// thread (the mask is inherited), so only this thread sees them.
+class SignalWatcher {
+ public:
+  SignalWatcher(scheduler::Engine& engine, std::ostream& err) : engine_(engine), err_(err) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &old_mask_);
+    signal_fd_ = signalfd(-1, &set, SFD_CLOEXEC);
+    stop_fd_ = eventfd(0, EFD_CLOEXEC);
+    thread_ = std::thread([this] { Watch(); });
+  }
+  ~SignalWatcher() {
+    uint64_t one = 1;
+    (void)!write(stop_fd_, &one, sizeof one);
+    thread_.join();
+    close(signal_fd_);
+    close(stop_fd_);
+    pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+  }
+
+ private:
+  void Watch() {
+    int received = 0;
+    for (;;) {
+      pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0) continue;
+      if (fds[1].revents != 0) return;
+      signalfd_siginfo info;
+      if (read(signal_fd_, &info, sizeof info) != sizeof info) continue;
+      if (++received == 1) {
+        err_ << "\ncancelling: stopping running tasks (press Ctrl-C again to exit at once)"
+             << std::endl;
+        engine_.Cancel();
+      } else {
+        engine_.KillNow();
+        err_ << "\nkilled every task; the run can be finished with `tierflow resume`" << std::endl;
+        _exit(kExitCancelled);
+      }
+    }
+  }
+  scheduler::Engine& engine_;
+  std::ostream& err_;
+  sigset_t old_mask_;
+  int signal_fd_ = -1;
+  int stop_fd_ = -1;
+  std::thread thread_;
+};
+
+void PrintSummary(const scheduler::RunResult& result, std::ostream& out) {
+  out << "\n";
+  std::vector<std::vector<std::string>> rows = {{"STAGE", "KIND", "TASKS", "SUCCEEDED", "CACHED",
+                                                 "FAILED", "UPSTREAM_FAILED", "CANCELLED",
+                                                 "TASK TIME"}};
+  for (const scheduler::StageSummary& s : result.stages) {
+    rows.push_back({s.stage, s.kind, std::to_string(s.tasks), std::to_string(s.succeeded),
+                    std::to_string(s.cached), std::to_string(s.failed),
+                    std::to_string(s.upstream_failed), std::to_string(s.cancelled),
+                    FormatDuration(s.busy)});
+  }
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      // Names left-aligned, numbers right-aligned.
+      std::string cell = row[i];
+      std::string pad(widths[i] - cell.size(), ' ');
+      line += i < 2 ? cell + pad : pad + cell;
+      if (i + 1 < row.size()) line += "  ";
+    }
+    out << TrimWhitespace(line) << '\n';
+  }
+  for (const scheduler::FailedTask& failure : result.failures) {
+    out << "\nfailed: " << failure.task_id << ": " << failure.message << '\n';
+    if (!failure.log_path.empty()) out << "  log: " << failure.log_path << '\n';
+  }
+  out << "\nrun " << result.run_id << " " << result.state << " in "
+      << FormatDuration(result.elapsed) << " (" << CountsLine(result.counts) << ")\n";
+  out << "details: tierflow show " << result.run_id << "; lineage: tierflow lineage "
+      << result.run_id << "\n";
+  if (result.state != scheduler::run_state::kSucceeded) {
+    out << "finish it: tierflow resume " << result.run_id << "\n";
+  }
+}
+
+}  // namespace
+
+int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err) {
+  bool tty = options.progress == "tty" ||
+             (options.progress == "auto" && &out == &std::cout && isatty(STDOUT_FILENO));
+  Progress progress(out, tty, options.quiet);
+  scheduler::EngineOptions engine_options;
+  engine_options.db_path = scheduler::ResolveDatabasePath(options.db);
+  engine_options.slots = options.slots;
+  engine_options.use_cache = !options.no_cache;
+  engine_options.kill_grace = std::chrono::seconds(options.kill_grace_seconds);
+  engine_options.observer = &progress;
+  std::unique_ptr<scheduler::Engine> engine = api::MakeEmbeddedEngine(engine_options);
+
+  absl::StatusOr<scheduler::RunResult> result;
+  {
+    SignalWatcher signals(*engine, err);
+    if (options.resume.empty()) {
+      scheduler::RunRequest request;
+      request.file = options.file;
+      request.params = ParseParams(options.params);
+      result = engine->Run(request);
+    } else {
+      result = engine->Resume(options.resume);
+    }
+  }
+  progress.Stop();
+  if (!result.ok()) {
+    err << "tierflow: " << result.status().message() << '\n';
+    return kExitInvalid;
+  }
+  PrintSummary(*result, out);
+  out.flush();
+  if (result->state == scheduler::run_state::kSucceeded) return kExitOk;
+  if (result->state == scheduler::run_state::kCancelled) return kExitCancelled;
+  return kExitInvalid;
+}
+
+int CancelRun(const CancelOptions& options, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::string> done =
+      scheduler::CancelRun(scheduler::ResolveDatabasePath(options.db), options.run);
+  if (!done.ok()) {
+    err << "tierflow: " << done.status().message() << '\n';
+    return kExitInvalid;
+  }
+  out << *done << '\n';
+  return kExitOk;
+}
+
+}  // namespace tierflow::cli

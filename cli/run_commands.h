@@ -1,0 +1,44 @@
+// `tierflow run`, `resume` and `cancel`: the embedded mode's commands that
+// drive runs (the scheduler and a local worker pool in this process). Kept
+// apart from argument parsing (main.cc) like the other commands.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace tierflow::cli {
+
+// Exit code of a run that was cancelled (as for a shell killed by SIGINT).
+inline constexpr int kExitCancelled = 130;
+
+struct RunOptions {
+  std::string file;                 // pipeline YAML (run)
+  std::string resume;               // run id to finish instead (--resume, `resume`)
+  std::vector<std::string> params;  // NAME=VALUE, checked by CheckParamArgument
+  int slots = 0;                    // 0: number of CPUs
+  std::string db;                   // "" : $TIERFLOW_DB or .tierflow/tierflow.db
+  bool no_cache = false;
+  bool quiet = false;             // only the summary
+  std::string progress = "auto";  // auto | tty | plain
+  int kill_grace_seconds = 10;
+};
+
+// Runs (or resumes) a pipeline to its end: progress on `out` (a live status
+// line when `out` is a terminal, one line per task transition otherwise),
+// then a summary table. Ctrl-C (SIGINT) or SIGTERM once cancels gracefully;
+// twice kills every task and exits at once. Exits 0 when the run succeeded,
+// 1 when it failed or could not start, 130 when it was cancelled.
+int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err);
+
+struct CancelOptions {
+  std::string run;  // id, or last/latest
+  std::string db;
+};
+
+// Asks the engine driving the run to cancel it (SIGTERM to its process after
+// checking it is a tierflow process on this host), or, when no engine is
+// alive, records the run and its unfinished tasks cancelled in the store.
+int CancelRun(const CancelOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace tierflow::cli

@@ -1,0 +1,95 @@
+// The task contract between the scheduler and whatever runs tasks: what the
+// scheduler asks for (TaskLaunch), what comes back (TaskReport), and the
+// small interface it asks through (Executor). The embedded mode's local
+// worker pool implements Executor in-process; cluster mode implements it
+// over gRPC. Plain values so that they map one-to-one onto API messages.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/units.h"
+
+namespace tierflow {
+
+// One output of an attempt. The command writes `staging_path` (given to it
+// as TIERFLOW_OUTPUT_<NAME>); only after a successful exit does the worker
+// move it to `final_path`, so a crash or failure never leaves a partial
+// artifact where consumers look.
+struct OutputLaunch {
+  std::string name;
+  std::string staging_path;
+  std::string final_path;
+  // For a reuse launch: the earlier artifact to link to `final_path`.
+  std::string reuse_from;
+};
+
+struct TaskLaunch {
+  enum class Mode {
+    kRun,    // run the command
+    kReuse,  // a cache hit: materialise reuse_from at final_path, run nothing
+  };
+  Mode mode = Mode::kRun;
+  int64_t attempt_id = 0;  // unique in the store; reports carry it back
+  std::string run_id;
+  std::string task_id;
+  uint32_t attempt = 1;           // 1-based attempt number of this task
+  std::vector<std::string> argv;  // argv command, or
+  std::string shell;              // a script for /bin/sh -c
+  // The whole task environment (TIERFLOW_* contract, params, declared env),
+  // added to the worker's own environment.
+  std::vector<std::pair<std::string, std::string>> env;
+  std::string working_dir;
+  std::string log_path;  // stdout and stderr of the attempt, appended
+  std::vector<OutputLaunch> outputs;
+  std::optional<Duration> timeout;
+  Duration kill_grace = std::chrono::seconds(10);  // TERM, then KILL after this
+};
+
+struct OutputReport {
+  std::string name;
+  std::string path;          // final path
+  std::string content_hash;  // "xxh3:<32 hex>"
+  uint64_t bytes = 0;
+  uint64_t files = 0;
+};
+
+struct TaskReport {
+  enum class Outcome {
+    kStarted,    // the process is running (pid set); more reports follow
+    kSucceeded,  // exited 0, every output present and moved into place
+    kFailed,     // non-zero exit, signal, missing output, or spawn error
+    kTimedOut,   // killed after its timeout
+    kCancelled,  // killed by Cancel/CancelAll
+  };
+  int64_t attempt_id = 0;
+  Outcome outcome = Outcome::kFailed;
+  int pid = 0;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  std::string message;  // why it failed, for humans: "exit 3", "output model missing: ..."
+  std::vector<OutputReport> outputs;
+  int64_t started_ms = 0;  // wall clock, ms since the epoch
+  int64_t finished_ms = 0;
+};
+
+// Runs tasks. Launch and Cancel never block on a task; reports arrive on
+// the callback given at construction, from the executor's own threads, one
+// kStarted then exactly one final report per launch (a final report may
+// come without kStarted when the launch fails early).
+class Executor {
+ public:
+  using ReportCallback = std::function<void(TaskReport)>;
+  virtual ~Executor() = default;
+  virtual void Launch(TaskLaunch launch) = 0;
+  // Terminates the attempt's process group: TERM, KILL after its grace.
+  virtual void Cancel(int64_t attempt_id) = 0;
+  // Sends KILL to every running task's process group at once (second Ctrl-C).
+  virtual void KillAll() = 0;
+};
+
+}  // namespace tierflow

@@ -1,0 +1,1483 @@
+#include "scheduler/engine.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <queue>
+#include <random>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+#include "common/status.h"
+#include "common/strings.h"
+#include "dag/graph.h"
+#include "dag/loader.h"
+#include "nlohmann/json.hpp"
+#include "scheduler/plan.h"
+#include "scheduler/sqlite.h"
+#include "scheduler/store.h"
+#include "storage_adapters/local_artifact.h"
+
+namespace tierflow::scheduler {
+namespace fs = std::filesystem;
+namespace {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+using json = nlohmann::json;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string HostName() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+// A foreach item as one path component: the item itself when it is a safe
+// file name, else its index for every item of the stage (so names never
+// collide).
+std::vector<std::string> ItemComponents(const dag::Stage& stage) {
+  std::vector<std::string> names;
+  if (!stage.foreach) return names;
+  bool safe = true;
+  for (const std::string& item : *stage.foreach) {
+    safe = safe && !item.empty() && item.size() <= 128 && item != "." && item != ".." &&
+           item[0] != '.' && std::all_of(item.begin(), item.end(), [](char c) {
+             return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+           });
+  }
+  for (size_t i = 0; i < stage.foreach->size(); ++i) {
+    names.push_back(safe ? (*stage.foreach)[i] : StrCat("item-", std::to_string(i)));
+  }
+  return names;
+}
+
+// Retry n (1-based) waits min(backoff * factor^(n-1), max_backoff), of which
+// the second half is jitter ("equal jitter"), so retries of many tasks that
+// failed together spread out instead of hammering a recovering service.
+Duration RetryDelay(const dag::RetryPolicy& policy, uint32_t retry, double random) {
+  double base = static_cast<double>(policy.backoff.count()) *
+                std::pow(policy.factor, static_cast<double>(retry - 1));
+  base = std::min(base, static_cast<double>(policy.max_backoff.count()));
+  return Duration(static_cast<int64_t>(base / 2 + random * base / 2));
+}
+
+// Holds an exclusive lock on a run for the lifetime of the engine driving
+// it (flock: released by the kernel when the process dies, even by kill -9).
+class RunLock {
+ public:
+  static absl::StatusOr<RunLock> Acquire(const fs::path& run_dir, const std::string& run_id) {
+    std::error_code error;
+    fs::create_directories(run_dir, error);
+    if (error) {
+      return absl::FailedPreconditionError(
+          StrCat("cannot create the run folder ", run_dir.string(), ": ", error.message()));
+    }
+    std::string path = (run_dir / "lock").string();
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return absl::FailedPreconditionError(StrCat("cannot open ", path));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      close(fd);
+      return absl::FailedPreconditionError(
+          StrCat("run ", run_id, " is being driven by another tierflow process (", path,
+                 " is locked); wait for it or cancel it with: tierflow cancel ", run_id));
+    }
+    return RunLock(fd);
+  }
+  RunLock(RunLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  RunLock& operator=(RunLock&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    return *this;
+  }
+  ~RunLock() {
+    if (fd_ >= 0) close(fd_);
+  }
+
+ private:
+  explicit RunLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+// Kills what is left of a dead engine's tasks: every process whose
+// environment carries this run's TIERFLOW_RUN_ID, with its process group.
+// Tasks run in their own groups, so a killed engine's children survive it.
+int KillLeftoverTasks(const std::string& run_id) {
+  const std::string marker = StrCat("TIERFLOW_RUN_ID=", run_id);
+  int killed = 0;
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator("/proc", error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (pid == getpid()) continue;
+    std::ifstream environ(entry.path() / "environ", std::ios::binary);
+    if (!environ) continue;
+    std::string variable;
+    bool match = false;
+    while (std::getline(environ, variable, '\0')) {
+      if (variable == marker) {
+        match = true;
+        break;
+      }
+    }
+    if (!match) continue;
+    pid_t group = getpgid(pid);
+    if (group > 0 && group != getpgrp()) {
+      ::kill(-group, SIGKILL);
+    } else {
+      ::kill(pid, SIGKILL);
+    }
+    ++killed;
+  }
+  return killed;
+}
+
+struct ArtifactRec {
+  int64_t id = 0;
+  std::string path;
+  std::string hash;
+  uint64_t bytes = 0;
+};
+
+struct TaskRec {
+  uint32_t stage = 0;
+  uint32_t item = 0;
+  uint32_t seq = 0;
+  std::string id;
+  std::string_view state = task_state::kPending;
+  uint32_t attempts = 0;  // recorded attempts, across resumes
+  uint32_t failures = 0;  // failed attempts since this engine started
+  int64_t attempt_id = 0;
+  int64_t attempt_started_ms = 0;
+  bool reusing = false;   // the current attempt is a cache reuse
+  bool no_cache = false;  // a reuse went wrong: run it for real
+  std::string cache_key;
+  std::string log_path;
+  std::string message;                       // of the latest transition
+  std::vector<ArtifactRec> outputs;          // by the stage's output index, once done
+  std::vector<std::string> expected_hashes;  // of a reuse, to check
+  int64_t cached_from = 0;
+};
+
+struct StageRec {
+  std::string name;
+  uint32_t unfinished = 0;       // tasks not succeeded or cached
+  uint32_t waiting_parents = 0;  // parent stages with unfinished tasks
+  uint32_t bottom_level = 0;     // longest chain of stages from here to a sink
+  std::vector<std::string> item_components;
+  Duration busy{0};
+};
+
+bool IsDone(std::string_view state) {
+  return state == task_state::kSucceeded || state == task_state::kCached;
+}
+bool IsTerminal(std::string_view state) {
+  return IsDone(state) || state == task_state::kFailed || state == task_state::kUpstreamFailed ||
+         state == task_state::kCancelled;
+}
+
+std::string_view CanonicalTaskState(const std::string& text) {
+  for (std::string_view state :
+       {task_state::kPending, task_state::kQueued, task_state::kRunning, task_state::kRetrying,
+        task_state::kSucceeded, task_state::kCached, task_state::kFailed,
+        task_state::kUpstreamFailed, task_state::kCancelled}) {
+    if (text == state) return state;
+  }
+  return task_state::kPending;
+}
+
+}  // namespace
+
+class Engine::Impl {
+ public:
+  explicit Impl(EngineOptions options) : options_(std::move(options)) {
+    if (options_.slots <= 0) {
+      options_.slots = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    }
+    if (!options_.random) {
+      options_.random = [rng = std::mt19937_64(std::random_device{}())]() mutable {
+        return std::uniform_real_distribution<double>(0, 1)(rng);
+      };
+    }
+  }
+
+  absl::StatusOr<RunResult> Run(const RunRequest& request);
+  absl::StatusOr<RunResult> Resume(const std::string& run_id);
+
+  void Cancel() {
+    {
+      std::lock_guard lock(mu_);
+      cancel_requested_ = true;
+    }
+    cv_.notify_one();
+  }
+  void KillNow() {
+    std::lock_guard lock(executor_mu_);
+    if (executor_) executor_->KillAll();
+  }
+
+ private:
+  // --- set-up
+  absl::Status OpenDatabase();
+  absl::Status Prepare(const std::string& yaml, const std::string& file,
+                       const std::map<std::string, std::string>& params);
+  absl::Status CreateRun(const std::string& yaml, const std::map<std::string, std::string>& params);
+  absl::Status LoadRunForResume();
+  absl::Status PrepareStatements();
+  absl::StatusOr<RunResult> Drive(bool resumed);
+
+  // --- the loop
+  void OnReport(TaskReport report) {
+    {
+      std::lock_guard lock(mu_);
+      reports_.push_back(std::move(report));
+    }
+    cv_.notify_one();
+  }
+  absl::Status Turn(std::deque<TaskReport>& reports, bool cancel_now);
+  absl::Status ApplyReport(TaskReport& report);
+  absl::Status Dispatch(uint32_t task);
+  absl::Status StageDone(uint32_t stage);
+  absl::Status FailDownstream(uint32_t stage, const std::string& failed_task);
+  absl::Status SetTaskState(uint32_t task, std::string_view state, const std::string& message,
+                            Duration duration = Duration(0));
+  absl::Status CancelAll();
+  void Enqueue(uint32_t task);
+
+  // --- cache
+  std::string CacheKey(uint32_t task, const std::vector<std::string>& argv,
+                       const std::vector<std::pair<std::string, std::string>>& env,
+                       const std::vector<std::pair<std::string, std::vector<uint32_t>>>& inputs);
+  struct CacheHit {
+    int64_t attempt_id = 0;
+    std::vector<std::string> paths;   // by output index
+    std::vector<std::string> hashes;  // by output index
+  };
+  absl::StatusOr<std::optional<CacheHit>> FindCacheHit(uint32_t task, const std::string& key);
+
+  // --- paths
+  fs::path TaskDir(const fs::path& base, uint32_t task) const {
+    const TaskRec& rec = tasks_[task];
+    fs::path dir = base / stages_[rec.stage].name;
+    if (pipeline_.stages[rec.stage].foreach) dir /= stages_[rec.stage].item_components[rec.item];
+    return dir;
+  }
+  std::string OutputPath(uint32_t task, size_t output) const {
+    const TaskRec& rec = tasks_[task];
+    fs::path path = run_dir_ / "artifacts" / stages_[rec.stage].name /
+                    pipeline_.stages[rec.stage].outputs[output].name;
+    if (pipeline_.stages[rec.stage].foreach) path /= stages_[rec.stage].item_components[rec.item];
+    return path.string();
+  }
+  // What a consumer sees for `stage.output`: the artifact, or for a foreach
+  // stage the folder that gathers every item's artifact.
+  std::string InputPath(uint32_t stage, size_t output) const {
+    return (run_dir_ / "artifacts" / stages_[stage].name /
+            pipeline_.stages[stage].outputs[output].name)
+        .string();
+  }
+
+  void Emit(uint32_t task, std::string message, Duration duration = Duration(0)) {
+    TaskEvent event;
+    event.time_ms = NowMs();
+    event.task_id = tasks_[task].id;
+    event.state = std::string(tasks_[task].state);
+    event.attempt = tasks_[task].attempts;
+    event.message = std::move(message);
+    event.duration = duration;
+    event.log_path = tasks_[task].log_path;
+    pending_events_.push_back(std::move(event));
+  }
+  void CountState(std::string_view state, int delta);
+  absl::Status AddEvent(const std::string& task_id, int64_t attempt_id, std::string_view kind,
+                        const std::string& message);
+  absl::Status FinishRun(std::string_view state, const std::string& message);
+  RunResult MakeResult(std::string_view state) const;
+
+  EngineOptions options_;
+  std::unique_ptr<Database> db_;
+  fs::path state_dir_;
+  fs::path run_dir_;
+  std::string run_id_;
+  std::string working_dir_;
+  std::optional<RunLock> lock_;
+
+  dag::Pipeline pipeline_;
+  std::optional<dag::TaskGraph> graph_;
+  std::vector<TaskRec> tasks_;
+  std::vector<StageRec> stages_;
+  std::unordered_map<int64_t, uint32_t> attempt_task_;
+  std::map<std::string, std::string> script_hashes_;  // path -> content hash
+
+  struct ReadyOrder {
+    const std::vector<TaskRec>* tasks;
+    const std::vector<StageRec>* stages;
+    bool operator()(uint32_t a, uint32_t b) const {  // true: a runs after b
+      uint32_t la = (*stages)[(*tasks)[a].stage].bottom_level;
+      uint32_t lb = (*stages)[(*tasks)[b].stage].bottom_level;
+      if (la != lb) return la < lb;
+      return (*tasks)[a].seq > (*tasks)[b].seq;
+    }
+  };
+  std::priority_queue<uint32_t, std::vector<uint32_t>, ReadyOrder> ready_{
+      ReadyOrder{&tasks_, &stages_}};
+  std::vector<uint32_t> newly_ready_;  // to be marked queued if no slot takes them
+  std::multimap<SteadyTime, uint32_t> retry_timers_;
+  RunCounts counts_;
+  bool cancelling_ = false;
+  std::vector<TaskLaunch> to_launch_;
+  std::vector<int64_t> to_cancel_;
+  std::vector<TaskEvent> pending_events_;
+  SteadyTime started_;
+
+  // Prepared statements, made once.
+  std::optional<Statement> insert_attempt_;
+  std::optional<Statement> finish_attempt_;
+  std::optional<Statement> set_attempt_pid_;
+  std::optional<Statement> update_task_;
+  std::optional<Statement> insert_artifact_;
+  std::optional<Statement> insert_copy_;
+  std::optional<Statement> insert_edge_;
+  std::optional<Statement> insert_event_;
+  std::optional<Statement> find_cached_;
+  std::optional<Statement> cached_outputs_;
+
+  // Shared with other threads.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<TaskReport> reports_;  // guarded by mu_
+  bool cancel_requested_ = false;   // guarded by mu_
+  std::mutex executor_mu_;
+  std::unique_ptr<Executor> executor_;  // guarded by executor_mu_ for KillNow
+};
+
+// ------------------------------------------------------------------ set-up
+
+absl::Status Engine::Impl::OpenDatabase() {
+  TF_ASSIGN_OR_RETURN(db_, OpenStore(options_.db_path));
+  std::error_code error;
+  state_dir_ = fs::absolute(fs::path(options_.db_path).parent_path(), error);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Impl::Prepare(const std::string& yaml, const std::string& file,
+                                   const std::map<std::string, std::string>& params) {
+  dag::LoadOptions load;
+  load.param_overrides = params;
+  std::vector<Diagnostic> diagnostics;
+  absl::StatusOr<dag::Pipeline> pipeline = dag::LoadPipelineText(yaml, file, load, &diagnostics);
+  if (!pipeline.ok()) {
+    if (diagnostics.empty()) return pipeline.status();
+    SortDiagnostics(diagnostics);
+    return DiagnosticsToStatus(diagnostics);
+  }
+  pipeline_ = std::move(*pipeline);
+  TF_ASSIGN_OR_RETURN(dag::TaskGraph graph, dag::TaskGraph::Build(pipeline_));
+  graph_.emplace(std::move(graph));
+
+  const size_t stage_count = pipeline_.stages.size();
+  stages_.resize(stage_count);
+  for (uint32_t s = 0; s < stage_count; ++s) {
+    stages_[s].name = pipeline_.stages[s].name;
+    stages_[s].item_components = ItemComponents(pipeline_.stages[s]);
+    stages_[s].unfinished = static_cast<uint32_t>(pipeline_.stages[s].TaskCount());
+  }
+  // Bottom levels, sinks first: layers order stages topologically.
+  std::vector<std::vector<uint32_t>> layers = graph_->StageLayers();
+  for (auto layer = layers.rbegin(); layer != layers.rend(); ++layer) {
+    for (uint32_t s : *layer) {
+      uint32_t level = 0;
+      for (uint32_t child : graph_->StageChildren(s)) {
+        level = std::max(level, stages_[child].bottom_level);
+      }
+      stages_[s].bottom_level = level + 1;
+    }
+  }
+  // Tasks in plan order (layer by layer, stages in file order, items in
+  // foreach order); seq is that order.
+  tasks_.resize(graph_->tasks().size());
+  uint32_t seq = 0;
+  for (const std::vector<uint32_t>& layer : layers) {
+    for (uint32_t s : layer) {
+      uint32_t first = graph_->FirstTask(s);
+      for (uint32_t i = 0; i < pipeline_.stages[s].TaskCount(); ++i) {
+        TaskRec& rec = tasks_[first + i];
+        rec.stage = s;
+        rec.item = i;
+        rec.seq = seq++;
+        rec.id = graph_->TaskId(graph_->tasks()[first + i]);
+        rec.outputs.resize(pipeline_.stages[s].outputs.size());
+      }
+    }
+  }
+  counts_ = RunCounts{};
+  counts_.total = static_cast<uint32_t>(tasks_.size());
+  counts_.pending = counts_.total;
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Impl::PrepareStatements() {
+  auto prepare = [&](std::optional<Statement>& slot, std::string_view sql) -> absl::Status {
+    TF_ASSIGN_OR_RETURN(Statement statement, db_->Prepare(sql));
+    slot.emplace(std::move(statement));
+    return absl::OkStatus();
+  };
+  TF_RETURN_IF_ERROR(
+      prepare(insert_attempt_,
+              "INSERT INTO attempts(run_id, task_id, number, state, worker, command, cache_key, "
+              "cached_from, started_at, log_path) VALUES (?, ?, ?, ?, 'local', ?, ?, ?, ?, ?)"));
+  TF_RETURN_IF_ERROR(prepare(finish_attempt_,
+                             "UPDATE attempts SET state = ?, finished_at = ?, exit_code = ?, "
+                             "signal = ?, message = ? WHERE id = ?"));
+  TF_RETURN_IF_ERROR(prepare(set_attempt_pid_, "UPDATE attempts SET pid = ? WHERE id = ?"));
+  TF_RETURN_IF_ERROR(
+      prepare(update_task_,
+              "UPDATE tasks SET state = ?, attempts = ?, cache_key = ?, message = ?, "
+              "started_at = coalesce(started_at, ?), finished_at = ? WHERE run_id = ? AND id = ?"));
+  TF_RETURN_IF_ERROR(prepare(insert_artifact_,
+                             "INSERT INTO artifacts(run_id, task_id, name, attempt_id, "
+                             "content_hash, bytes, files, created_at) VALUES (?, ?, ?, ?, ?, ?, "
+                             "?, ?) ON CONFLICT(run_id, task_id, name) DO UPDATE SET "
+                             "attempt_id = excluded.attempt_id, content_hash = "
+                             "excluded.content_hash, bytes = excluded.bytes, files = "
+                             "excluded.files, created_at = excluded.created_at RETURNING id"));
+  TF_RETURN_IF_ERROR(prepare(insert_copy_,
+                             "INSERT INTO artifact_copies(artifact_id, tier, uri, role, bytes, "
+                             "content_hash, state, created_at) VALUES (?, 'local', ?, 'home', ?, "
+                             "?, 'present', ?)"));
+  TF_RETURN_IF_ERROR(prepare(insert_edge_,
+                             "INSERT INTO lineage_edges(attempt_id, artifact_id, direction, name, "
+                             "created_at) VALUES (?, ?, ?, ?, ?)"));
+  TF_RETURN_IF_ERROR(prepare(insert_event_,
+                             "INSERT INTO events(run_id, task_id, attempt_id, time, kind, "
+                             "message) VALUES (?, ?, ?, ?, ?, ?)"));
+  TF_RETURN_IF_ERROR(prepare(find_cached_,
+                             "SELECT id, coalesce(cached_from, id) FROM attempts WHERE cache_key "
+                             "= ? AND state IN ('succeeded', 'cached') ORDER BY finished_at DESC "
+                             "LIMIT 8"));
+  TF_RETURN_IF_ERROR(prepare(cached_outputs_,
+                             "SELECT a.name, a.content_hash, a.bytes, c.uri FROM artifacts a JOIN "
+                             "artifact_copies c ON c.artifact_id = a.id AND c.role = 'home' AND "
+                             "c.state = 'present' WHERE a.attempt_id = ?"));
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Impl::CreateRun(const std::string& yaml,
+                                     const std::map<std::string, std::string>& params) {
+  const int64_t now = NowMs();
+  TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
+  auto rollback = [&](absl::Status status) {
+    (void)db_->Execute("ROLLBACK");
+    return status;
+  };
+  const std::string yaml_hash = storage::HashBytes(yaml);
+  {
+    TF_ASSIGN_OR_RETURN(Statement insert,
+                        db_->Prepare("INSERT OR IGNORE INTO pipelines(name, yaml_hash, yaml, file, "
+                                     "created_at) VALUES (?, ?, ?, ?, ?)"));
+    insert.Bind(1, pipeline_.name)
+        .Bind(2, yaml_hash)
+        .Bind(3, yaml)
+        .Bind(4, pipeline_.file)
+        .Bind(5, now);
+    if (absl::Status status = insert.Run(); !status.ok()) return rollback(status);
+  }
+  TF_ASSIGN_OR_RETURN(Statement find, db_->Prepare("SELECT id FROM pipelines WHERE yaml_hash = ?"));
+  find.Bind(1, yaml_hash);
+  absl::StatusOr<bool> found = find.Step();
+  if (!found.ok() || !*found)
+    return rollback(found.ok() ? db_->Error("pipeline row") : found.status());
+  const int64_t pipeline_id = find.Int(0);
+
+  json params_json = json::object();
+  for (const auto& [name, value] : params) params_json[name] = value;
+  TF_ASSIGN_OR_RETURN(
+      Statement insert_run,
+      db_->Prepare("INSERT INTO runs(id, pipeline_id, pipeline_name, file, working_dir, "
+                   "params_json, state, slots, created_at, started_at, engine_pid, engine_host) "
+                   "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)"));
+  std::mt19937_64 random(std::random_device{}());
+  for (int tries = 0;; ++tries) {
+    char suffix[8];
+    snprintf(suffix, sizeof suffix, "%06x", static_cast<unsigned>(random() & 0xffffff));
+    run_id_ = StrCat(pipeline_.name, "-", suffix);
+    insert_run.Bind(1, run_id_)
+        .Bind(2, pipeline_id)
+        .Bind(3, pipeline_.name)
+        .Bind(4, pipeline_.file)
+        .Bind(5, working_dir_)
+        .Bind(6, params_json.dump())
+        .Bind(7, static_cast<int64_t>(options_.slots))
+        .Bind(8, now)
+        .Bind(9, now)
+        .Bind(10, static_cast<int64_t>(getpid()))
+        .Bind(11, HostName());
+    absl::Status status = insert_run.Run();
+    if (status.ok()) break;
+    if (status.code() != absl::StatusCode::kAlreadyExists || tries > 20) return rollback(status);
+  }
+  TF_ASSIGN_OR_RETURN(Statement insert_task,
+                      db_->Prepare("INSERT INTO tasks(run_id, id, seq, stage, kind, item, "
+                                   "item_index, layer, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                                   "'pending')"));
+  for (const TaskRec& task : tasks_) {
+    const dag::Stage& stage = pipeline_.stages[task.stage];
+    insert_task.Bind(1, run_id_)
+        .Bind(2, task.id)
+        .Bind(3, static_cast<int64_t>(task.seq))
+        .Bind(4, stage.name)
+        .Bind(5, dag::StageKindName(stage.kind))
+        .Bind(7, static_cast<int64_t>(task.item))
+        .Bind(8, static_cast<int64_t>(graph_->StageLayer(task.stage)));
+    if (stage.foreach) {
+      insert_task.Bind(6, (*stage.foreach)[task.item]);
+    } else {
+      insert_task.BindNull(6);
+    }
+    if (absl::Status status = insert_task.Run(); !status.ok()) return rollback(status);
+  }
+  TF_RETURN_IF_ERROR(PrepareStatements());
+  if (absl::Status status = AddEvent("", 0, "run_started", StrCat(tasks_.size(), " tasks"));
+      !status.ok()) {
+    return rollback(status);
+  }
+  return db_->Execute("COMMIT");
+}
+
+absl::StatusOr<RunResult> Engine::Impl::Run(const RunRequest& request) {
+  started_ = std::chrono::steady_clock::now();
+  std::ifstream in(request.file, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        StrCat(request.file, ": cannot read the pipeline file: ", std::strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  std::error_code error;
+  fs::path file = fs::absolute(request.file, error);
+  working_dir_ = file.parent_path().string();
+  TF_RETURN_IF_ERROR(Prepare(text.str(), request.file, request.params));
+  pipeline_.file = file.string();
+  TF_RETURN_IF_ERROR(OpenDatabase());
+  TF_RETURN_IF_ERROR(CreateRun(text.str(), request.params));
+  run_dir_ = state_dir_ / "runs" / run_id_;
+  TF_ASSIGN_OR_RETURN(RunLock lock, RunLock::Acquire(run_dir_, run_id_));
+  lock_.emplace(std::move(lock));
+  return Drive(/*resumed=*/false);
+}
+
+absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run_id) {
+  started_ = std::chrono::steady_clock::now();
+  TF_RETURN_IF_ERROR(OpenDatabase());
+  TF_ASSIGN_OR_RETURN(
+      Statement find,
+      db_->Prepare("SELECT r.file, r.working_dir, r.params_json, r.state, p.yaml FROM runs r JOIN "
+                   "pipelines p ON p.id = r.pipeline_id WHERE r.id = ?"));
+  find.Bind(1, run_id);
+  TF_ASSIGN_OR_RETURN(bool found, find.Step());
+  if (!found) {
+    return absl::NotFoundError(
+        StrCat("no run '", run_id, "' in ", options_.db_path, " (list them with: tierflow runs)"));
+  }
+  run_id_ = run_id;
+  const std::string file = find.Text(0);
+  working_dir_ = find.Text(1);
+  const std::string state = find.Text(3);
+  const std::string yaml = find.Text(4);
+  std::map<std::string, std::string> params;
+  json params_json = json::parse(find.Text(2), nullptr, /*allow_exceptions=*/false);
+  if (params_json.is_object()) {
+    for (const auto& [name, value] : params_json.items()) {
+      if (value.is_string()) params[name] = value.get<std::string>();
+    }
+  }
+  if (state == run_state::kSucceeded) {
+    return absl::FailedPreconditionError(
+        StrCat("run ", run_id, " already succeeded: nothing to resume"));
+  }
+  run_dir_ = state_dir_ / "runs" / run_id_;
+  TF_ASSIGN_OR_RETURN(RunLock lock, RunLock::Acquire(run_dir_, run_id_));
+  lock_.emplace(std::move(lock));
+  // The pipeline as it was when the run started: the file may have changed.
+  TF_RETURN_IF_ERROR(Prepare(yaml, file, params));
+  pipeline_.file = file;
+  KillLeftoverTasks(run_id_);
+  TF_RETURN_IF_ERROR(LoadRunForResume());
+  return Drive(/*resumed=*/true);
+}
+
+absl::Status Engine::Impl::LoadRunForResume() {
+  std::unordered_map<std::string, uint32_t> by_id;
+  by_id.reserve(tasks_.size());
+  for (uint32_t t = 0; t < tasks_.size(); ++t) by_id.emplace(tasks_[t].id, t);
+  TF_ASSIGN_OR_RETURN(Statement rows,
+                      db_->Prepare("SELECT id, state, attempts, log_path_of_latest FROM ("
+                                   "SELECT t.id, t.state, t.attempts, (SELECT log_path FROM "
+                                   "attempts a WHERE a.run_id = t.run_id AND a.task_id = t.id "
+                                   "ORDER BY number DESC LIMIT 1) AS log_path_of_latest FROM "
+                                   "tasks t WHERE t.run_id = ?)"));
+  rows.Bind(1, run_id_);
+  for (;;) {
+    TF_ASSIGN_OR_RETURN(bool row, rows.Step());
+    if (!row) break;
+    auto it = by_id.find(rows.Text(0));
+    if (it == by_id.end()) continue;
+    TaskRec& task = tasks_[it->second];
+    task.state = CanonicalTaskState(rows.Text(1));
+    task.attempts = static_cast<uint32_t>(rows.Int(2));
+    task.log_path = rows.Text(3);
+  }
+  // Outputs of finished tasks; a task whose output is gone runs again.
+  TF_ASSIGN_OR_RETURN(Statement outputs,
+                      db_->Prepare("SELECT a.task_id, a.name, a.id, a.content_hash, a.bytes, c.uri "
+                                   "FROM artifacts a JOIN artifact_copies c ON c.artifact_id = "
+                                   "a.id AND c.role = 'home' AND c.state = 'present' WHERE "
+                                   "a.run_id = ?"));
+  outputs.Bind(1, run_id_);
+  for (;;) {
+    TF_ASSIGN_OR_RETURN(bool row, outputs.Step());
+    if (!row) break;
+    auto it = by_id.find(outputs.Text(0));
+    if (it == by_id.end()) continue;
+    TaskRec& task = tasks_[it->second];
+    const dag::Stage& stage = pipeline_.stages[task.stage];
+    const std::string name = outputs.Text(1);
+    for (size_t o = 0; o < stage.outputs.size(); ++o) {
+      if (stage.outputs[o].name == name) {
+        task.outputs[o] = {outputs.Int(2), outputs.Text(5), outputs.Text(3),
+                           static_cast<uint64_t>(outputs.Int(4))};
+      }
+    }
+  }
+  TF_RETURN_IF_ERROR(PrepareStatements());
+
+  TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
+  const int64_t now = NowMs();
+  // Attempts that were running when the engine died are lost.
+  TF_ASSIGN_OR_RETURN(Statement lose,
+                      db_->Prepare("UPDATE attempts SET state = 'lost', finished_at = ?, message "
+                                   "= 'the engine stopped while this attempt ran' WHERE run_id = "
+                                   "? AND state = 'running'"));
+  lose.Bind(1, now).Bind(2, run_id_);
+  TF_RETURN_IF_ERROR(lose.Run());
+  uint32_t kept = 0;
+  for (uint32_t t = 0; t < tasks_.size(); ++t) {
+    TaskRec& task = tasks_[t];
+    bool done = IsDone(task.state);
+    if (done) {
+      for (const ArtifactRec& output : task.outputs) {
+        std::error_code error;
+        if (output.id == 0 || !fs::exists(output.path, error)) done = false;
+      }
+    }
+    if (done) {
+      ++kept;
+      --stages_[task.stage].unfinished;
+      continue;
+    }
+    if (task.state != task_state::kPending) {
+      task.state = task_state::kPending;
+      update_task_->Bind(1, task_state::kPending)
+          .Bind(2, static_cast<int64_t>(task.attempts))
+          .BindNull(3)
+          .Bind(4, "")
+          .BindNull(5)
+          .BindNull(6)
+          .Bind(7, run_id_)
+          .Bind(8, task.id);
+      TF_RETURN_IF_ERROR(update_task_->Run());
+    }
+    for (ArtifactRec& output : task.outputs) output = ArtifactRec{};
+  }
+  TF_ASSIGN_OR_RETURN(Statement run,
+                      db_->Prepare("UPDATE runs SET state = 'running', finished_at = NULL, "
+                                   "engine_pid = ?, engine_host = ?, cancel_requested = 0, "
+                                   "message = '' WHERE id = ?"));
+  run.Bind(1, static_cast<int64_t>(getpid())).Bind(2, HostName()).Bind(3, run_id_);
+  TF_RETURN_IF_ERROR(run.Run());
+  TF_RETURN_IF_ERROR(AddEvent("", 0, "run_resumed",
+                              StrCat(kept, " of ", tasks_.size(), " tasks kept from before")));
+  TF_RETURN_IF_ERROR(db_->Execute("COMMIT"));
+  counts_ = RunCounts{};
+  counts_.total = static_cast<uint32_t>(tasks_.size());
+  for (const TaskRec& task : tasks_) CountState(task.state, +1);
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------------ the loop
+
+void Engine::Impl::CountState(std::string_view state, int delta) {
+  uint32_t* counter = &counts_.pending;
+  if (state == task_state::kQueued) counter = &counts_.queued;
+  if (state == task_state::kRunning) counter = &counts_.running;
+  if (state == task_state::kRetrying) counter = &counts_.retrying;
+  if (state == task_state::kSucceeded) counter = &counts_.succeeded;
+  if (state == task_state::kCached) counter = &counts_.cached;
+  if (state == task_state::kFailed) counter = &counts_.failed;
+  if (state == task_state::kUpstreamFailed) counter = &counts_.upstream_failed;
+  if (state == task_state::kCancelled) counter = &counts_.cancelled;
+  *counter = static_cast<uint32_t>(static_cast<int64_t>(*counter) + delta);
+}
+
+absl::Status Engine::Impl::AddEvent(const std::string& task_id, int64_t attempt_id,
+                                    std::string_view kind, const std::string& message) {
+  insert_event_->Bind(1, run_id_);
+  if (task_id.empty()) {
+    insert_event_->BindNull(2);
+  } else {
+    insert_event_->Bind(2, task_id);
+  }
+  if (attempt_id == 0) {
+    insert_event_->BindNull(3);
+  } else {
+    insert_event_->Bind(3, attempt_id);
+  }
+  insert_event_->Bind(4, NowMs()).Bind(5, kind).Bind(6, message);
+  return insert_event_->Run();
+}
+
+absl::Status Engine::Impl::SetTaskState(uint32_t t, std::string_view state,
+                                        const std::string& message, Duration duration) {
+  TaskRec& task = tasks_[t];
+  CountState(task.state, -1);
+  CountState(state, +1);
+  task.state = state;
+  task.message = message;
+  const int64_t now = NowMs();
+  update_task_->Bind(1, state)
+      .Bind(2, static_cast<int64_t>(task.attempts))
+      .Bind(4, message)
+      .Bind(7, run_id_)
+      .Bind(8, task.id);
+  if (task.cache_key.empty()) {
+    update_task_->BindNull(3);
+  } else {
+    update_task_->Bind(3, task.cache_key);
+  }
+  if (state == task_state::kRunning) {
+    update_task_->Bind(5, now);
+  } else {
+    update_task_->BindNull(5);
+  }
+  if (IsTerminal(state)) {
+    update_task_->Bind(6, now);
+  } else {
+    update_task_->BindNull(6);
+  }
+  TF_RETURN_IF_ERROR(update_task_->Run());
+  TF_RETURN_IF_ERROR(AddEvent(task.id, task.attempt_id, state, message));
+  Emit(t, message, duration);
+  return absl::OkStatus();
+}
+
+void Engine::Impl::Enqueue(uint32_t t) {
+  ready_.push(t);
+  newly_ready_.push_back(t);
+}
+
+absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
+  // Initial readiness: stages none of whose parents has unfinished tasks.
+  for (uint32_t s = 0; s < stages_.size(); ++s) {
+    for (uint32_t parent : graph_->StageParents(s)) {
+      if (stages_[parent].unfinished > 0) ++stages_[s].waiting_parents;
+    }
+  }
+  for (uint32_t t = 0; t < tasks_.size(); ++t) {
+    if (tasks_[t].state == task_state::kPending && stages_[tasks_[t].stage].waiting_parents == 0) {
+      Enqueue(t);
+    }
+  }
+  {
+    std::lock_guard lock(executor_mu_);
+    auto make = options_.make_executor;
+    if (!make) return absl::FailedPreconditionError("no executor configured");
+    TF_ASSIGN_OR_RETURN(executor_,
+                        make([this](TaskReport report) { OnReport(std::move(report)); }));
+  }
+  if (options_.observer != nullptr) options_.observer->OnRunStarted(run_id_, resumed, counts_);
+
+  absl::Status status;
+  bool cancel_seen = false;
+  std::deque<TaskReport> reports;
+  // The first turn dispatches the initial tasks.
+  status = Turn(reports, false);
+  while (status.ok() && counts_.done() < counts_.total) {
+    bool cancel_now = false;
+    {
+      std::unique_lock lock(mu_);
+      auto has_work = [&] { return !reports_.empty() || (cancel_requested_ && !cancel_seen); };
+      if (retry_timers_.empty()) {
+        cv_.wait(lock, has_work);
+      } else {
+        cv_.wait_until(lock, retry_timers_.begin()->first, has_work);
+      }
+      reports.swap(reports_);
+      if (cancel_requested_ && !cancel_seen) cancel_seen = cancel_now = true;
+    }
+    status = Turn(reports, cancel_now);
+    reports.clear();
+  }
+  std::string_view final_state = run_state::kSucceeded;
+  if (counts_.cancelled > 0 || cancelling_) {
+    final_state = run_state::kCancelled;
+  } else if (counts_.failed > 0 || counts_.upstream_failed > 0) {
+    final_state = run_state::kFailed;
+  }
+  if (!status.ok()) {
+    // The store failed (full disk, ...): stop everything; the run stays
+    // `running` in the store and can be resumed once the cause is fixed.
+    std::unique_ptr<Executor> executor;
+    {
+      std::lock_guard lock(executor_mu_);
+      executor = std::move(executor_);
+    }
+    if (executor) executor->KillAll();
+    executor.reset();
+    return absl::Status(
+        status.code(),
+        StrCat(status.message(), "\nrun ", run_id_,
+               " stopped; fix the cause and finish it with: tierflow resume ", run_id_));
+  }
+  {
+    std::lock_guard lock(executor_mu_);
+    executor_.reset();
+  }
+  // Nothing runs any more: staging holds only leftovers of failed attempts.
+  std::error_code ignored;
+  fs::remove_all(run_dir_ / "staging", ignored);
+  std::string message;
+  if (final_state == run_state::kFailed) {
+    message = StrCat(counts_.failed, " failed, ", counts_.upstream_failed, " upstream_failed");
+  }
+  TF_RETURN_IF_ERROR(FinishRun(final_state, message));
+  return MakeResult(final_state);
+}
+
+absl::Status Engine::Impl::FinishRun(std::string_view state, const std::string& message) {
+  TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
+  TF_ASSIGN_OR_RETURN(Statement update,
+                      db_->Prepare("UPDATE runs SET state = ?, finished_at = ?, engine_pid = NULL, "
+                                   "message = ? WHERE id = ?"));
+  update.Bind(1, state).Bind(2, NowMs()).Bind(3, message).Bind(4, run_id_);
+  absl::Status status = update.Run();
+  if (status.ok()) status = AddEvent("", 0, StrCat("run_", state), message);
+  if (!status.ok()) {
+    (void)db_->Execute("ROLLBACK");
+    return status;
+  }
+  return db_->Execute("COMMIT");
+}
+
+RunResult Engine::Impl::MakeResult(std::string_view state) const {
+  RunResult result;
+  result.run_id = run_id_;
+  result.state = std::string(state);
+  result.counts = counts_;
+  result.db_path = options_.db_path;
+  result.elapsed =
+      std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_);
+  for (uint32_t s = 0; s < stages_.size(); ++s) {
+    StageSummary summary;
+    summary.stage = stages_[s].name;
+    summary.kind = std::string(dag::StageKindName(pipeline_.stages[s].kind));
+    summary.busy = stages_[s].busy;
+    result.stages.push_back(std::move(summary));
+  }
+  std::vector<uint32_t> order(tasks_.size());
+  for (uint32_t t = 0; t < tasks_.size(); ++t) order[tasks_[t].seq] = t;
+  for (uint32_t t : order) {
+    const TaskRec& task = tasks_[t];
+    StageSummary& summary = result.stages[task.stage];
+    ++summary.tasks;
+    if (task.state == task_state::kSucceeded) ++summary.succeeded;
+    if (task.state == task_state::kCached) ++summary.cached;
+    if (task.state == task_state::kFailed) ++summary.failed;
+    if (task.state == task_state::kUpstreamFailed) ++summary.upstream_failed;
+    if (task.state == task_state::kCancelled) ++summary.cancelled;
+    if (task.state == task_state::kFailed) {
+      result.failures.push_back({task.id, std::string(task.state), task.message, task.log_path});
+    }
+  }
+  return result;
+}
+
+absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, bool cancel_now) {
+  TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
+  absl::Status status;
+  auto run_turn = [&]() -> absl::Status {
+    if (cancel_now) TF_RETURN_IF_ERROR(CancelAll());
+    for (TaskReport& report : reports) TF_RETURN_IF_ERROR(ApplyReport(report));
+    const SteadyTime now = std::chrono::steady_clock::now();
+    while (!retry_timers_.empty() && retry_timers_.begin()->first <= now) {
+      uint32_t t = retry_timers_.begin()->second;
+      retry_timers_.erase(retry_timers_.begin());
+      if (tasks_[t].state != task_state::kRetrying) continue;
+      TF_RETURN_IF_ERROR(SetTaskState(t, task_state::kQueued, ""));
+      Enqueue(t);
+    }
+    while (!cancelling_ && !ready_.empty() &&
+           counts_.running < static_cast<uint32_t>(options_.slots)) {
+      uint32_t t = ready_.top();
+      ready_.pop();
+      TF_RETURN_IF_ERROR(Dispatch(t));
+    }
+    // What waits for a slot is `queued`, so users see it is ready.
+    for (uint32_t t : newly_ready_) {
+      if (tasks_[t].state == task_state::kPending) {
+        TF_RETURN_IF_ERROR(SetTaskState(t, task_state::kQueued, ""));
+      }
+    }
+    newly_ready_.clear();
+    return absl::OkStatus();
+  };
+  status = run_turn();
+  if (!status.ok()) {
+    (void)db_->Execute("ROLLBACK");
+    return status;
+  }
+  TF_RETURN_IF_ERROR(db_->Execute("COMMIT"));
+  // Committed: now act on it.
+  for (TaskLaunch& launch : to_launch_) executor_->Launch(std::move(launch));
+  to_launch_.clear();
+  for (int64_t attempt : to_cancel_) executor_->Cancel(attempt);
+  to_cancel_.clear();
+  if (options_.observer != nullptr) {
+    for (const TaskEvent& event : pending_events_) options_.observer->OnTaskEvent(event, counts_);
+  }
+  pending_events_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Impl::CancelAll() {
+  cancelling_ = true;
+  TF_ASSIGN_OR_RETURN(Statement flag,
+                      db_->Prepare("UPDATE runs SET cancel_requested = 1 WHERE id = ?"));
+  flag.Bind(1, run_id_);
+  TF_RETURN_IF_ERROR(flag.Run());
+  TF_RETURN_IF_ERROR(AddEvent("", 0, "cancel_requested", ""));
+  for (uint32_t t = 0; t < tasks_.size(); ++t) {
+    std::string_view state = tasks_[t].state;
+    if (state == task_state::kRunning) {
+      to_cancel_.push_back(tasks_[t].attempt_id);
+    } else if (!IsTerminal(state)) {
+      TF_RETURN_IF_ERROR(SetTaskState(t, task_state::kCancelled, "the run was cancelled"));
+    }
+  }
+  retry_timers_.clear();
+  while (!ready_.empty()) ready_.pop();
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Impl::Dispatch(uint32_t t) {
+  TaskRec& task = tasks_[t];
+  if (task.state != task_state::kPending && task.state != task_state::kQueued)
+    return absl::OkStatus();
+  const dag::Stage& stage = pipeline_.stages[task.stage];
+  const dag::Task& graph_task = graph_->tasks()[t];
+  const int64_t now = NowMs();
+
+  TaskLaunch launch;
+  launch.run_id = run_id_;
+  launch.task_id = task.id;
+  launch.attempt = ++task.attempts;
+  launch.argv = graph_->ResolveArgv(graph_task);
+  if (stage.run.is_shell()) launch.shell = stage.run.shell;
+  launch.working_dir = working_dir_;
+  launch.timeout = stage.timeout;
+  launch.kill_grace = options_.kill_grace;
+  const fs::path attempt_name = StrCat("attempt-", task.attempts);
+  launch.log_path =
+      (TaskDir(run_dir_ / "logs", t) / StrCat(attempt_name.string(), ".log")).string();
+
+  std::vector<std::pair<std::string, std::string>> contract_env =
+      graph_->TaskEnvironment(graph_task);
+  // Inputs: (name, producing tasks) for lineage and the cache key.
+  std::vector<std::pair<std::string, std::vector<uint32_t>>> inputs;
+  std::vector<std::tuple<std::string, int64_t>> consumed;  // name, artifact id
+  for (const dag::InputRef& input : stage.inputs) {
+    int producer = pipeline_.FindStage(input.stage);
+    const dag::Stage& from = pipeline_.stages[producer];
+    size_t output = 0;
+    while (output < from.outputs.size() && from.outputs[output].name != input.output) ++output;
+    std::vector<uint32_t> producers;
+    uint32_t first = graph_->FirstTask(producer);
+    for (uint32_t i = 0; i < from.TaskCount(); ++i) {
+      producers.push_back(first + i);
+      consumed.emplace_back(input.name, tasks_[first + i].outputs[output].id);
+    }
+    std::string path =
+        from.foreach ? InputPath(producer, output) : tasks_[first].outputs[output].path;
+    contract_env.emplace_back(StrCat("TIERFLOW_INPUT_", AsciiUpper(input.name)), path);
+    inputs.emplace_back(StrCat(input.name, "=", input.stage, ".", input.output),
+                        std::move(producers));
+  }
+  const fs::path staging = TaskDir(run_dir_ / "staging", t) / attempt_name;
+  for (size_t o = 0; o < stage.outputs.size(); ++o) {
+    OutputLaunch output;
+    output.name = stage.outputs[o].name;
+    output.staging_path = (staging / output.name).string();
+    output.final_path = OutputPath(t, o);
+    contract_env.emplace_back(StrCat("TIERFLOW_OUTPUT_", AsciiUpper(output.name)),
+                              output.staging_path);
+    launch.outputs.push_back(std::move(output));
+  }
+  if (stage.checkpoints.enabled) {
+    contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR",
+                              TaskDir(run_dir_ / "checkpoints", t).string());
+  }
+  // The cache key covers what the task sees, not where this run keeps things.
+  task.cache_key.clear();
+  task.reusing = false;
+  task.cached_from = 0;
+  std::optional<CacheHit> hit;
+  if (stage.cache && options_.use_cache && !task.no_cache) {
+    task.cache_key = CacheKey(t, launch.argv, contract_env, inputs);
+    TF_ASSIGN_OR_RETURN(hit, FindCacheHit(t, task.cache_key));
+  }
+  launch.env = std::move(contract_env);
+  launch.env.emplace_back("TIERFLOW_RUN_ID", run_id_);
+  launch.env.emplace_back("TIERFLOW_TASK_ID", task.id);
+  launch.env.emplace_back("TIERFLOW_STAGE", stage.name);
+  launch.env.emplace_back("TIERFLOW_STAGE_KIND", std::string(dag::StageKindName(stage.kind)));
+  launch.env.emplace_back("TIERFLOW_ATTEMPT", StrCat(task.attempts));
+  launch.env.emplace_back("TIERFLOW_PIPELINE", pipeline_.name);
+
+  if (hit) launch.log_path.clear();  // nothing runs, nothing logs
+  task.log_path = launch.log_path;
+  json command =
+      stage.run.is_shell() ? json{{"shell", stage.run.shell}} : json{{"argv", launch.argv}};
+  insert_attempt_->Bind(1, run_id_)
+      .Bind(2, task.id)
+      .Bind(3, static_cast<int64_t>(task.attempts))
+      .Bind(4, hit ? attempt_state::kCached : attempt_state::kRunning)
+      .Bind(5, command.dump())
+      .Bind(8, now)
+      .Bind(9, launch.log_path);
+  if (task.cache_key.empty()) {
+    insert_attempt_->BindNull(6);
+  } else {
+    insert_attempt_->Bind(6, task.cache_key);
+  }
+  if (hit) {
+    insert_attempt_->Bind(7, hit->attempt_id);
+  } else {
+    insert_attempt_->BindNull(7);
+  }
+  TF_RETURN_IF_ERROR(insert_attempt_->Run());
+  task.attempt_id = db_->LastInsertId();
+  task.attempt_started_ms = now;
+  launch.attempt_id = task.attempt_id;
+  attempt_task_[task.attempt_id] = t;
+  for (const auto& [name, artifact] : consumed) {
+    insert_edge_->Bind(1, task.attempt_id)
+        .Bind(2, artifact)
+        .Bind(3, "consumed")
+        .Bind(4, name)
+        .Bind(5, now);
+    TF_RETURN_IF_ERROR(insert_edge_->Run());
+  }
+  if (hit) {
+    task.reusing = true;
+    task.cached_from = hit->attempt_id;
+    task.expected_hashes = hit->hashes;
+    launch.mode = TaskLaunch::Mode::kReuse;
+    for (size_t o = 0; o < launch.outputs.size(); ++o) launch.outputs[o].reuse_from = hit->paths[o];
+  }
+  TF_RETURN_IF_ERROR(SetTaskState(
+      t, task_state::kRunning,
+      hit ? StrCat("reusing the outputs of attempt #", hit->attempt_id) : std::string()));
+  to_launch_.push_back(std::move(launch));
+  return absl::OkStatus();
+}
+
+std::string Engine::Impl::CacheKey(
+    uint32_t t, const std::vector<std::string>& argv,
+    const std::vector<std::pair<std::string, std::string>>& env,
+    const std::vector<std::pair<std::string, std::vector<uint32_t>>>& inputs) {
+  const TaskRec& task = tasks_[t];
+  const dag::Stage& stage = pipeline_.stages[task.stage];
+  std::string key = "tierflow-cache-v1";
+  auto add = [&](std::string_view field) {
+    key += '\0';
+    key += field;
+  };
+  add(pipeline_.name);
+  add(task.id);
+  if (stage.run.is_shell()) {
+    add("shell");
+    add(stage.run.shell);
+  } else {
+    add("argv");
+    for (const std::string& arg : argv) add(arg);
+  }
+  // Script files the command names (python3 train.py): their content is
+  // part of what the task does, so editing one invalidates the cache.
+  std::vector<std::string> words = argv;
+  if (stage.run.is_shell()) {
+    std::istringstream split(stage.run.shell);
+    for (std::string word; split >> word;) words.push_back(word);
+  }
+  for (const std::string& word : words) {
+    if (word.empty() || word.size() > 4096) continue;
+    fs::path path = fs::path(working_dir_) / word;
+    auto known = script_hashes_.find(path.string());
+    if (known == script_hashes_.end()) {
+      std::error_code error;
+      std::string hash;
+      if (fs::is_regular_file(path, error)) {
+        absl::StatusOr<storage::ContentDigest> digest = storage::HashArtifact(path.string());
+        if (digest.ok()) hash = digest->hash;
+      }
+      known = script_hashes_.emplace(path.string(), hash).first;
+    }
+    if (!known->second.empty()) {
+      add("script");
+      add(word);
+      add(known->second);
+    }
+  }
+  // The environment without input/output paths (they name this run's
+  // folders); inputs count by content below.
+  std::vector<std::pair<std::string, std::string>> sorted;
+  for (const auto& entry : env) {
+    if (entry.first.rfind("TIERFLOW_INPUT_", 0) == 0 ||
+        entry.first.rfind("TIERFLOW_OUTPUT_", 0) == 0 || entry.first == "TIERFLOW_CHECKPOINT_DIR") {
+      continue;
+    }
+    sorted.push_back(entry);
+  }
+  std::sort(sorted.begin(), sorted.end());
+  for (const auto& [name, value] : sorted) {
+    add(name);
+    add(value);
+  }
+  for (const auto& [name, producers] : inputs) {
+    add("input");
+    add(name);
+    const dag::InputRef* ref = nullptr;
+    for (const dag::InputRef& input : stage.inputs) {
+      if (StrCat(input.name, "=", input.stage, ".", input.output) == name) ref = &input;
+    }
+    for (uint32_t producer : producers) {
+      const dag::Stage& from = pipeline_.stages[tasks_[producer].stage];
+      for (size_t o = 0; o < from.outputs.size(); ++o) {
+        if (ref != nullptr && from.outputs[o].name == ref->output) {
+          add(tasks_[producer].id);
+          add(tasks_[producer].outputs[o].hash);
+        }
+      }
+    }
+  }
+  for (const dag::OutputSpec& output : stage.outputs) {
+    add("output");
+    add(output.name);
+  }
+  return storage::HashBytes(key);
+}
+
+absl::StatusOr<std::optional<Engine::Impl::CacheHit>> Engine::Impl::FindCacheHit(
+    uint32_t t, const std::string& key) {
+  const dag::Stage& stage = pipeline_.stages[tasks_[t].stage];
+  find_cached_->Bind(1, key);
+  std::vector<std::pair<int64_t, int64_t>> candidates;  // attempt, original attempt
+  for (;;) {
+    absl::StatusOr<bool> row = find_cached_->Step();
+    if (!row.ok()) {
+      find_cached_->Reset();
+      return row.status();
+    }
+    if (!*row) break;
+    candidates.emplace_back(find_cached_->Int(0), find_cached_->Int(1));
+  }
+  find_cached_->Reset();
+  for (const auto& [attempt, original] : candidates) {
+    CacheHit hit;
+    hit.attempt_id = original;
+    hit.paths.resize(stage.outputs.size());
+    hit.hashes.resize(stage.outputs.size());
+    size_t present = 0;
+    cached_outputs_->Bind(1, attempt);
+    for (;;) {
+      absl::StatusOr<bool> row = cached_outputs_->Step();
+      if (!row.ok()) {
+        cached_outputs_->Reset();
+        return row.status();
+      }
+      if (!*row) break;
+      const std::string name = cached_outputs_->Text(0);
+      for (size_t o = 0; o < stage.outputs.size(); ++o) {
+        if (stage.outputs[o].name != name || !hit.paths[o].empty()) continue;
+        std::error_code error;
+        const std::string path = cached_outputs_->Text(3);
+        fs::file_status status = fs::status(path, error);
+        if (error || !fs::exists(status)) continue;
+        if (fs::is_regular_file(status) &&
+            fs::file_size(path, error) != static_cast<uintmax_t>(cached_outputs_->Int(2))) {
+          continue;
+        }
+        hit.paths[o] = path;
+        hit.hashes[o] = cached_outputs_->Text(1);
+        ++present;
+      }
+    }
+    cached_outputs_->Reset();
+    if (present == stage.outputs.size()) return std::optional<CacheHit>(std::move(hit));
+  }
+  return std::optional<CacheHit>();
+}
+
+absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
+  auto found = attempt_task_.find(report.attempt_id);
+  if (found == attempt_task_.end()) return absl::OkStatus();  // not ours (any more)
+  const uint32_t t = found->second;
+  TaskRec& task = tasks_[t];
+  if (task.attempt_id != report.attempt_id) return absl::OkStatus();  // a stale attempt
+  if (report.outcome == TaskReport::Outcome::kStarted) {
+    set_attempt_pid_->Bind(1, static_cast<int64_t>(report.pid)).Bind(2, report.attempt_id);
+    return set_attempt_pid_->Run();
+  }
+  attempt_task_.erase(found);
+  const int64_t now = NowMs();
+  const Duration duration(std::max<int64_t>(now - task.attempt_started_ms, 0));
+  const dag::Stage& stage = pipeline_.stages[task.stage];
+
+  // A reuse whose outputs changed since they were recorded is no hit: run
+  // the task for real (not a failure of the task).
+  if (task.reusing && report.outcome == TaskReport::Outcome::kSucceeded) {
+    for (size_t o = 0; o < report.outputs.size(); ++o) {
+      if (report.outputs[o].content_hash != task.expected_hashes[o]) {
+        report.outcome = TaskReport::Outcome::kFailed;
+        report.message = StrCat("cached output '", report.outputs[o].name,
+                                "' changed since it was recorded; running the task");
+      }
+    }
+    if (report.outcome != TaskReport::Outcome::kSucceeded) task.no_cache = true;
+  }
+
+  std::string_view attempt_outcome = attempt_state::kFailed;
+  switch (report.outcome) {
+    case TaskReport::Outcome::kSucceeded:
+      attempt_outcome = task.reusing ? attempt_state::kCached : attempt_state::kSucceeded;
+      break;
+    case TaskReport::Outcome::kTimedOut:
+      attempt_outcome = attempt_state::kTimedOut;
+      break;
+    case TaskReport::Outcome::kCancelled:
+      attempt_outcome = attempt_state::kCancelled;
+      break;
+    default:
+      break;
+  }
+  finish_attempt_->Bind(1, attempt_outcome)
+      .Bind(2, now)
+      .Bind(3,
+            report.exit_code.has_value() ? std::optional<int64_t>(*report.exit_code) : std::nullopt)
+      .Bind(4, report.signal.has_value() ? std::optional<int64_t>(*report.signal) : std::nullopt)
+      .Bind(5, report.message)
+      .Bind(6, report.attempt_id);
+  TF_RETURN_IF_ERROR(finish_attempt_->Run());
+  if (!task.reusing) stages_[task.stage].busy += duration;
+
+  if (report.outcome == TaskReport::Outcome::kSucceeded) {
+    for (size_t o = 0; o < report.outputs.size() && o < stage.outputs.size(); ++o) {
+      const OutputReport& output = report.outputs[o];
+      insert_artifact_->Bind(1, run_id_)
+          .Bind(2, task.id)
+          .Bind(3, output.name)
+          .Bind(4, report.attempt_id)
+          .Bind(5, output.content_hash)
+          .Bind(6, static_cast<int64_t>(output.bytes))
+          .Bind(7, static_cast<int64_t>(output.files))
+          .Bind(8, now);
+      TF_ASSIGN_OR_RETURN(bool row, insert_artifact_->Step());
+      int64_t artifact_id = row ? insert_artifact_->Int(0) : 0;
+      insert_artifact_->Reset();
+      insert_copy_->Bind(1, artifact_id)
+          .Bind(2, output.path)
+          .Bind(3, static_cast<int64_t>(output.bytes))
+          .Bind(4, output.content_hash)
+          .Bind(5, now);
+      TF_RETURN_IF_ERROR(insert_copy_->Run());
+      insert_edge_->Bind(1, report.attempt_id)
+          .Bind(2, artifact_id)
+          .Bind(3, "produced")
+          .Bind(4, output.name)
+          .Bind(5, now);
+      TF_RETURN_IF_ERROR(insert_edge_->Run());
+      task.outputs[o] = {artifact_id, output.path, output.content_hash, output.bytes};
+    }
+    const bool reused = task.reusing;
+    TF_RETURN_IF_ERROR(SetTaskState(
+        t, reused ? task_state::kCached : task_state::kSucceeded,
+        reused ? StrCat("reused the outputs of attempt #", task.cached_from) : std::string(),
+        duration));
+    if (--stages_[task.stage].unfinished == 0) TF_RETURN_IF_ERROR(StageDone(task.stage));
+    return absl::OkStatus();
+  }
+  if (report.outcome == TaskReport::Outcome::kCancelled || cancelling_) {
+    return SetTaskState(t, task_state::kCancelled, report.message, duration);
+  }
+  if (task.reusing) {
+    // A failed reuse: requeue as a real run at once.
+    TF_RETURN_IF_ERROR(SetTaskState(t, task_state::kQueued, report.message, duration));
+    task.no_cache = true;
+    Enqueue(t);
+    return absl::OkStatus();
+  }
+  ++task.failures;
+  if (task.failures <= stage.retries.limit) {
+    Duration delay = RetryDelay(stage.retries, task.failures, options_.random());
+    retry_timers_.emplace(std::chrono::steady_clock::now() + delay, t);
+    return SetTaskState(t, task_state::kRetrying,
+                        StrCat(report.message, "; retry ", task.failures, " of ",
+                               stage.retries.limit, " in ", FormatDuration(delay)),
+                        duration);
+  }
+  TF_RETURN_IF_ERROR(SetTaskState(t, task_state::kFailed, report.message, duration));
+  return FailDownstream(task.stage, task.id);
+}
+
+absl::Status Engine::Impl::StageDone(uint32_t stage) {
+  for (uint32_t child : graph_->StageChildren(stage)) {
+    if (--stages_[child].waiting_parents != 0) continue;
+    uint32_t first = graph_->FirstTask(child);
+    for (uint32_t i = 0; i < pipeline_.stages[child].TaskCount(); ++i) {
+      if (tasks_[first + i].state == task_state::kPending) Enqueue(first + i);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Impl::FailDownstream(uint32_t stage, const std::string& failed_task) {
+  std::vector<uint32_t> queue(graph_->StageChildren(stage).begin(),
+                              graph_->StageChildren(stage).end());
+  std::vector<bool> seen(stages_.size(), false);
+  const std::string message = StrCat("upstream task ", failed_task, " failed");
+  while (!queue.empty()) {
+    uint32_t s = queue.back();
+    queue.pop_back();
+    if (seen[s]) continue;
+    seen[s] = true;
+    uint32_t first = graph_->FirstTask(s);
+    for (uint32_t i = 0; i < pipeline_.stages[s].TaskCount(); ++i) {
+      if (!IsTerminal(tasks_[first + i].state)) {
+        TF_RETURN_IF_ERROR(SetTaskState(first + i, task_state::kUpstreamFailed, message));
+      }
+    }
+    for (uint32_t child : graph_->StageChildren(s)) queue.push_back(child);
+  }
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------------ cancel
+
+bool EngineAlive(int64_t pid, const std::string& host) {
+  if (pid <= 0 || host != HostName()) return false;
+  std::ifstream cmdline(StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
+  std::string argv0;
+  if (!cmdline || !std::getline(cmdline, argv0, '\0')) return false;
+  return fs::path(argv0).filename().string().rfind("tierflow", 0) == 0;
+}
+
+absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run_id) {
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenStore(db_path));
+  TF_ASSIGN_OR_RETURN(Statement find,
+                      db->Prepare("SELECT state, engine_pid, engine_host FROM runs WHERE id = ?"));
+  find.Bind(1, run_id);
+  TF_ASSIGN_OR_RETURN(bool found, find.Step());
+  if (!found) {
+    return absl::NotFoundError(
+        StrCat("no run '", run_id, "' in ", db_path, " (list them with: tierflow runs)"));
+  }
+  const std::string state = find.Text(0);
+  const int64_t pid = find.IsNull(1) ? 0 : find.Int(1);
+  const std::string host = find.Text(2);
+  if (state != run_state::kRunning) {
+    return absl::FailedPreconditionError(
+        StrCat("run ", run_id, " is not running (it ", state, ")"));
+  }
+  if (EngineAlive(pid, host)) {
+    TF_ASSIGN_OR_RETURN(Statement flag,
+                        db->Prepare("UPDATE runs SET cancel_requested = 1 WHERE id = ?"));
+    flag.Bind(1, run_id);
+    TF_RETURN_IF_ERROR(flag.Run());
+    if (::kill(static_cast<pid_t>(pid), SIGTERM) != 0) {
+      return absl::PermissionDeniedError(StrCat("cannot signal the engine of run ", run_id,
+                                                " (pid ", pid, "): ", std::strerror(errno)));
+    }
+    return StrCat("cancel requested: the engine (pid ", pid,
+                  ") is stopping the run's tasks and will record them cancelled");
+  }
+  if (!host.empty() && host != HostName()) {
+    return absl::FailedPreconditionError(
+        StrCat("run ", run_id, " is driven from host ", host, "; cancel it there"));
+  }
+  // No engine: nobody else writes this run, so record the end here.
+  const int killed = KillLeftoverTasks(run_id);
+  const int64_t now = NowMs();
+  TF_RETURN_IF_ERROR(db->Execute("BEGIN IMMEDIATE"));
+  absl::Status status = [&]() -> absl::Status {
+    TF_ASSIGN_OR_RETURN(Statement attempts,
+                        db->Prepare("UPDATE attempts SET state = 'lost', finished_at = ?, message "
+                                    "= 'the engine stopped while this attempt ran' WHERE run_id = "
+                                    "? AND state = 'running'"));
+    attempts.Bind(1, now).Bind(2, run_id);
+    TF_RETURN_IF_ERROR(attempts.Run());
+    TF_ASSIGN_OR_RETURN(Statement tasks,
+                        db->Prepare("UPDATE tasks SET state = 'cancelled', finished_at = ?, "
+                                    "message = 'the run was cancelled' WHERE run_id = ? AND state "
+                                    "NOT IN ('succeeded', 'cached', 'failed', 'upstream_failed', "
+                                    "'cancelled')"));
+    tasks.Bind(1, now).Bind(2, run_id);
+    TF_RETURN_IF_ERROR(tasks.Run());
+    TF_ASSIGN_OR_RETURN(Statement run,
+                        db->Prepare("UPDATE runs SET state = 'cancelled', finished_at = ?, "
+                                    "cancel_requested = 1, engine_pid = NULL, message = 'cancelled "
+                                    "after its engine stopped' WHERE id = ?"));
+    run.Bind(1, now).Bind(2, run_id);
+    TF_RETURN_IF_ERROR(run.Run());
+    TF_ASSIGN_OR_RETURN(Statement event,
+                        db->Prepare("INSERT INTO events(run_id, time, kind, message) VALUES (?, ?, "
+                                    "'run_cancelled', 'cancelled after its engine stopped')"));
+    event.Bind(1, run_id).Bind(2, now);
+    return event.Run();
+  }();
+  if (!status.ok()) {
+    (void)db->Execute("ROLLBACK");
+    return status;
+  }
+  TF_RETURN_IF_ERROR(db->Execute("COMMIT"));
+  return StrCat("run ", run_id, " had no live engine: recorded it cancelled",
+                killed > 0 ? StrCat(" and killed ", killed, " leftover task processes") : "");
+}
+
+// ------------------------------------------------------------------ Engine
+
+Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Engine::~Engine() = default;
+absl::StatusOr<RunResult> Engine::Run(const RunRequest& request) { return impl_->Run(request); }
+absl::StatusOr<RunResult> Engine::Resume(const std::string& run_id) {
+  return impl_->Resume(run_id);
+}
+void Engine::Cancel() { impl_->Cancel(); }
+void Engine::KillNow() { impl_->KillNow(); }
+
+}  // namespace tierflow::scheduler

@@ -1,0 +1,157 @@
+// The run engine: drives one run of a pipeline to its end. A single event
+// loop owns all run and task state; executor reports, retry timers and
+// cancel requests reach it through one queue. Each turn of the loop
+// applies everything that arrived, commits the resulting transitions to the
+// store in one transaction, and only then acts on them (launches tasks,
+// cancels attempts). A crash or kill at any moment therefore loses no
+// finished work: ResumeRun picks up from the store.
+//
+// Semantics (docs/running.md is the user-facing description):
+// - readiness by counting unfinished parent stages, never by rescanning;
+// - at most `slots` tasks run at once, tasks on the longest remaining chain
+//   of stages first, then in plan order;
+// - a failed attempt is retried up to the stage's retry limit after an
+//   exponential backoff with jitter; timeouts kill the whole process group;
+// - a task that fails for good marks every task downstream of it
+//   upstream_failed, while independent branches go on;
+// - a task whose cache key (command, params, item, declared env, content of
+//   its inputs and of the script files its argv names) matches an earlier
+//   successful attempt whose outputs still exist reuses those outputs;
+// - Cancel() stops launching, terminates running tasks (TERM, then KILL
+//   after the grace) and records them cancelled.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/task.h"
+#include "common/units.h"
+
+namespace tierflow::scheduler {
+
+// Task counts by state.
+struct RunCounts {
+  uint32_t total = 0;
+  uint32_t pending = 0;
+  uint32_t queued = 0;
+  uint32_t running = 0;
+  uint32_t retrying = 0;
+  uint32_t succeeded = 0;
+  uint32_t cached = 0;
+  uint32_t failed = 0;
+  uint32_t upstream_failed = 0;
+  uint32_t cancelled = 0;
+  uint32_t done() const { return succeeded + cached + failed + upstream_failed + cancelled; }
+};
+
+// One transition of one task, as the observer sees it.
+struct TaskEvent {
+  int64_t time_ms = 0;
+  std::string task_id;
+  std::string state;  // a task_state word (store.h)
+  uint32_t attempt = 0;
+  std::string message;   // failure reason, retry delay, cache source
+  Duration duration{0};  // of the attempt, when it finished
+  std::string log_path;
+};
+
+// Watches a run, e.g. to draw progress. Called on the engine's thread after
+// the transitions are committed; must return quickly.
+class RunObserver {
+ public:
+  virtual ~RunObserver() = default;
+  virtual void OnRunStarted(const std::string& run_id, bool resumed, const RunCounts& counts) = 0;
+  virtual void OnTaskEvent(const TaskEvent& event, const RunCounts& counts) = 0;
+};
+
+struct StageSummary {
+  std::string stage;
+  std::string kind;
+  uint32_t tasks = 0;
+  uint32_t succeeded = 0;
+  uint32_t cached = 0;
+  uint32_t failed = 0;
+  uint32_t upstream_failed = 0;
+  uint32_t cancelled = 0;
+  Duration busy{0};  // sum of the durations of this run's attempts
+};
+
+struct FailedTask {
+  std::string task_id;
+  std::string state;
+  std::string message;
+  std::string log_path;
+};
+
+struct RunResult {
+  std::string run_id;
+  std::string state;  // a run_state word (store.h)
+  RunCounts counts;
+  std::vector<StageSummary> stages;  // in file order
+  std::vector<FailedTask> failures;  // failed and timed-out tasks, plan order
+  Duration elapsed{0};
+  std::string db_path;
+};
+
+struct EngineOptions {
+  std::string db_path;  // the store; artifacts, logs and staging go beside it
+  int slots = 0;        // tasks at once; 0 = number of CPUs
+  Duration kill_grace = std::chrono::seconds(10);
+  bool use_cache = true;  // false: run every task (`--no-cache`)
+  RunObserver* observer = nullptr;
+  // Uniform in [0, 1): the retry jitter. Default: a random source.
+  std::function<double()> random;
+  // Runs tasks; default: the local worker pool (set by the caller, which
+  // links the worker; the scheduler does not).
+  std::function<absl::StatusOr<std::unique_ptr<Executor>>(Executor::ReportCallback)> make_executor;
+};
+
+struct RunRequest {
+  std::string file;                           // the pipeline YAML
+  std::map<std::string, std::string> params;  // --param overrides
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Starts a new run and drives it to its end. Errors are for runs that
+  // could not start (bad pipeline, store unwritable); a run that starts
+  // ends in a RunResult whatever its tasks do.
+  absl::StatusOr<RunResult> Run(const RunRequest& request);
+  // Finishes an earlier run: tasks that succeeded (and whose outputs still
+  // exist) are kept, everything else runs again; attempts that were running
+  // when the engine died are recorded `lost` and their leftover processes
+  // killed. Fails if another engine is driving the run.
+  absl::StatusOr<RunResult> Resume(const std::string& run_id);
+
+  // Thread-safe, async-signal-unsafe (call from a signal-handling thread).
+  // First call: graceful cancel. KillNow: KILL every running task's group.
+  void Cancel();
+  void KillNow();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// `tierflow cancel`: asks the engine driving `run_id` to cancel it (SIGTERM
+// to its process, after checking that it is a live tierflow process on this
+// host). When no engine is alive (it was killed), records the run cancelled
+// in the store itself: unfinished tasks cancelled, running attempts lost,
+// leftover task processes killed. Returns what was done, for the user.
+absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run_id);
+
+// True when `pid` on `host` is a live tierflow process (this host only).
+bool EngineAlive(int64_t pid, const std::string& host);
+
+}  // namespace tierflow::scheduler

@@ -1,0 +1,441 @@
+#include "worker/local_pool.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+
+#include "common/strings.h"
+#include "common/units.h"
+#include "storage_adapters/local_artifact.h"
+#include "worker/subprocess.h"
+
+namespace tierflow::worker {
+namespace fs = std::filesystem;
+namespace {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+// Runs jobs on a few threads; used for work that may take long (hashing
+// outputs) so that the event thread only ever does short things.
+class JobQueue {
+ public:
+  explicit JobQueue(int threads) {
+    for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this] { Work(); });
+  }
+  ~JobQueue() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& thread : threads_) thread.join();
+  }
+  void Add(std::function<void()> job) {
+    {
+      std::lock_guard lock(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void Work() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+        if (stop_) return;  // pending jobs are dropped: the pool is going away
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+class LocalPool final : public Executor {
+ public:
+  LocalPool(ReportCallback on_report, const LocalPoolOptions& options, int epoll_fd, int wake_fd)
+      : on_report_(std::move(on_report)),
+        epoll_fd_(epoll_fd),
+        wake_fd_(wake_fd),
+        finishers_(options.finisher_threads) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  ~LocalPool() override {
+    Post(Stop{});
+    thread_.join();
+    // Children still running die with the pool (Subprocess's destructor
+    // kills their groups), and their reports are never delivered.
+    for (auto& [attempt_id, task] : running_) close(task.pidfd);
+    running_.clear();
+    close(epoll_fd_);
+    close(wake_fd_);
+  }
+
+  void Launch(TaskLaunch launch) override { Post(std::move(launch)); }
+  void Cancel(int64_t attempt_id) override { Post(CancelCommand{attempt_id}); }
+
+  void KillAll() override {
+    std::lock_guard lock(pids_mu_);
+    for (pid_t pid : pids_) ::kill(-pid, SIGKILL);
+  }
+
+ private:
+  struct CancelCommand {
+    int64_t attempt_id;
+  };
+  struct Stop {};
+  using Command = std::variant<TaskLaunch, CancelCommand, Stop>;
+
+  struct Running {
+    TaskLaunch launch;
+    Subprocess process;
+    int pidfd = -1;
+    int64_t started_ms = 0;
+    bool cancelled = false;
+    bool timed_out = false;
+  };
+  enum class DeadlineKind { kTimeout, kKill };
+
+  void Post(Command command) {
+    {
+      std::lock_guard lock(commands_mu_);
+      commands_.push_back(std::move(command));
+    }
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+  }
+
+  void Report(TaskReport report) { on_report_(std::move(report)); }
+
+  void Loop() {
+    constexpr int kMaxEvents = 64;
+    epoll_event events[kMaxEvents];
+    while (!stopping_) {
+      int timeout_ms = -1;
+      if (!deadlines_.empty()) {
+        auto wait = std::chrono::ceil<std::chrono::milliseconds>(deadlines_.begin()->first -
+                                                                 std::chrono::steady_clock::now());
+        timeout_ms = static_cast<int>(std::max<int64_t>(wait.count(), 0));
+      }
+      int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout_ms);
+      if (n < 0 && errno != EINTR) break;
+      for (int i = 0; i < n; ++i) {
+        if (events[i].data.u64 == 0) {
+          uint64_t count;
+          (void)!read(wake_fd_, &count, sizeof count);
+          RunCommands();
+        } else {
+          Reap(static_cast<int64_t>(events[i].data.u64));
+        }
+      }
+      FireDeadlines();
+    }
+  }
+
+  void RunCommands() {
+    std::deque<Command> commands;
+    {
+      std::lock_guard lock(commands_mu_);
+      commands.swap(commands_);
+    }
+    for (Command& command : commands) {
+      if (auto* launch = std::get_if<TaskLaunch>(&command)) {
+        Start(std::move(*launch));
+      } else if (auto* cancel = std::get_if<CancelCommand>(&command)) {
+        auto it = running_.find(cancel->attempt_id);
+        if (it != running_.end() && !it->second.cancelled) {
+          it->second.cancelled = true;
+          Terminate(it->second);
+        }
+      } else {
+        stopping_ = true;
+      }
+    }
+  }
+
+  // TERM to the group now, KILL after the launch's grace.
+  void Terminate(Running& task) {
+    ::kill(-task.process.pid(), SIGTERM);
+    deadlines_.emplace(std::chrono::steady_clock::now() + task.launch.kill_grace,
+                       std::make_pair(task.launch.attempt_id, DeadlineKind::kKill));
+  }
+
+  void FireDeadlines() {
+    const SteadyTime now = std::chrono::steady_clock::now();
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+      auto [attempt_id, kind] = deadlines_.begin()->second;
+      deadlines_.erase(deadlines_.begin());
+      auto it = running_.find(attempt_id);
+      if (it == running_.end()) continue;  // already reaped
+      if (kind == DeadlineKind::kTimeout) {
+        if (!it->second.cancelled && !it->second.timed_out) {
+          it->second.timed_out = true;
+          Terminate(it->second);
+        }
+      } else {
+        ::kill(-it->second.process.pid(), SIGKILL);
+      }
+    }
+  }
+
+  void Start(TaskLaunch launch) {
+    if (launch.mode == TaskLaunch::Mode::kReuse) {
+      finishers_.Add([this, launch = std::move(launch)] { Materialise(launch); });
+      return;
+    }
+    TaskReport failure;
+    failure.attempt_id = launch.attempt_id;
+    failure.started_ms = NowMs();
+    std::error_code error;
+    fs::create_directories(fs::path(launch.log_path).parent_path(), error);
+    for (const OutputLaunch& output : launch.outputs) {
+      if (error) break;
+      // A crashed earlier try of the same attempt may have left a partial output.
+      fs::remove_all(output.staging_path, error);
+      if (!error) fs::create_directories(fs::path(output.staging_path).parent_path(), error);
+    }
+    if (error) {
+      failure.message = StrCat("cannot prepare the attempt's folders: ", error.message());
+      failure.finished_ms = NowMs();
+      Report(std::move(failure));
+      return;
+    }
+    SpawnOptions spawn;
+    spawn.argv = launch.argv;
+    if (launch.argv.empty()) spawn.argv = {"/bin/sh", "-c", launch.shell};
+    spawn.env = launch.env;
+    spawn.working_dir = launch.working_dir;
+    spawn.stdout_path = launch.log_path;
+    spawn.stderr_path = launch.log_path;
+    absl::StatusOr<Subprocess> process = Subprocess::Spawn(spawn);
+    if (!process.ok()) {
+      failure.message = std::string(process.status().message());
+      failure.finished_ms = NowMs();
+      Report(std::move(failure));
+      return;
+    }
+    const pid_t pid = process->pid();
+    const int64_t attempt_id = launch.attempt_id;
+    int pidfd = PidfdOpen(pid);
+    if (pidfd < 0) {
+      // Without a pidfd the loop could never see this child exit.
+      failure.message =
+          StrCat("cannot watch the task's process: pidfd_open: ", std::strerror(errno));
+      process->Terminate(launch.kill_grace);
+      failure.finished_ms = NowMs();
+      Report(std::move(failure));
+      return;
+    }
+    Running& task =
+        running_.emplace(attempt_id, Running{TaskLaunch{}, std::move(*process)}).first->second;
+    task.pidfd = pidfd;
+    task.started_ms = failure.started_ms;
+    if (launch.timeout) {
+      deadlines_.emplace(std::chrono::steady_clock::now() + *launch.timeout,
+                         std::make_pair(attempt_id, DeadlineKind::kTimeout));
+    }
+    task.launch = std::move(launch);
+    {
+      std::lock_guard lock(pids_mu_);
+      pids_.insert(pid);
+    }
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u64 = static_cast<uint64_t>(attempt_id);
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, pidfd, &event);
+    TaskReport started;
+    started.attempt_id = attempt_id;
+    started.outcome = TaskReport::Outcome::kStarted;
+    started.pid = pid;
+    started.started_ms = task.started_ms;
+    Report(std::move(started));
+  }
+
+  void Reap(int64_t attempt_id) {
+    auto it = running_.find(attempt_id);
+    if (it == running_.end()) return;
+    ExitStatus status;
+    if (!it->second.process.TryWait(&status)) return;
+    Running task = std::move(it->second);
+    running_.erase(it);
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, task.pidfd, nullptr);
+    close(task.pidfd);
+    // The leader is gone; stray members of its group (background jobs it
+    // started) go with it, so nothing of the task outlives it.
+    ::kill(-task.process.pid(), SIGKILL);
+    {
+      std::lock_guard lock(pids_mu_);
+      pids_.erase(task.process.pid());
+    }
+    TaskReport report;
+    report.attempt_id = attempt_id;
+    report.pid = task.process.pid();
+    report.started_ms = task.started_ms;
+    if (status.signal != 0) {
+      report.signal = status.signal;
+    } else {
+      report.exit_code = status.exit_code;
+    }
+    if (task.cancelled) {
+      report.outcome = TaskReport::Outcome::kCancelled;
+      report.message = StrCat("cancelled (", status.ToString(), ")");
+    } else if (task.timed_out) {
+      report.outcome = TaskReport::Outcome::kTimedOut;
+      report.message = StrCat("timed out after ", FormatDuration(*task.launch.timeout), " (",
+                              status.ToString(), ")");
+    } else if (!status.ok()) {
+      report.outcome = TaskReport::Outcome::kFailed;
+      report.message = status.ToString();
+    } else {
+      finishers_.Add([this, launch = std::move(task.launch), report = std::move(report)]() mutable {
+        Finish(launch, std::move(report));
+      });
+      return;
+    }
+    RemoveStaging(task.launch);
+    report.finished_ms = NowMs();
+    Report(std::move(report));
+  }
+
+  static void RemoveStaging(const TaskLaunch& launch) {
+    std::error_code error;
+    for (const OutputLaunch& output : launch.outputs) {
+      fs::remove_all(output.staging_path, error);
+      fs::remove(fs::path(output.staging_path).parent_path(), error);  // only if empty
+    }
+  }
+
+  // On a finisher thread: every declared output must exist; hash each, then
+  // publish it at its final path.
+  void Finish(const TaskLaunch& launch, TaskReport report) {
+    for (const OutputLaunch& output : launch.outputs) {
+      absl::StatusOr<storage::ContentDigest> digest = storage::HashArtifact(output.staging_path);
+      if (!digest.ok()) {
+        report.outcome = TaskReport::Outcome::kFailed;
+        report.message =
+            digest.status().code() == absl::StatusCode::kNotFound
+                ? StrCat("output '", output.name, "' missing: the command exited 0 but did not ",
+                         "create $TIERFLOW_OUTPUT_", AsciiUpper(output.name), " (",
+                         output.staging_path, ")")
+                : StrCat("output '", output.name, "': ", digest.status().message());
+        report.outputs.clear();
+        RemoveStaging(launch);
+        report.finished_ms = NowMs();
+        Report(std::move(report));
+        return;
+      }
+      report.outputs.push_back(
+          {output.name, output.final_path, digest->hash, digest->bytes, digest->files});
+    }
+    for (const OutputLaunch& output : launch.outputs) {
+      if (absl::Status status = storage::PublishArtifact(output.staging_path, output.final_path);
+          !status.ok()) {
+        report.outcome = TaskReport::Outcome::kFailed;
+        report.message = StrCat("output '", output.name, "': ", status.message());
+        report.outputs.clear();
+        break;
+      }
+    }
+    if (report.outputs.size() == launch.outputs.size())
+      report.outcome = TaskReport::Outcome::kSucceeded;
+    RemoveStaging(launch);
+    report.finished_ms = NowMs();
+    Report(std::move(report));
+  }
+
+  // On a finisher thread: a cache hit. Links the earlier outputs into place
+  // and hashes them again, so the engine can check they are unchanged.
+  void Materialise(const TaskLaunch& launch) {
+    TaskReport report;
+    report.attempt_id = launch.attempt_id;
+    report.started_ms = NowMs();
+    report.outcome = TaskReport::Outcome::kSucceeded;
+    for (const OutputLaunch& output : launch.outputs) {
+      absl::Status status = storage::LinkArtifact(output.reuse_from, output.final_path);
+      absl::StatusOr<storage::ContentDigest> digest =
+          status.ok() ? storage::HashArtifact(output.final_path)
+                      : absl::StatusOr<storage::ContentDigest>(status);
+      if (!digest.ok()) {
+        report.outcome = TaskReport::Outcome::kFailed;
+        report.message = StrCat("cannot reuse output '", output.name, "' from ", output.reuse_from,
+                                ": ", digest.status().message());
+        report.outputs.clear();
+        break;
+      }
+      report.outputs.push_back(
+          {output.name, output.final_path, digest->hash, digest->bytes, digest->files});
+    }
+    report.finished_ms = NowMs();
+    Report(std::move(report));
+  }
+
+  ReportCallback on_report_;
+  const int epoll_fd_;
+  const int wake_fd_;
+  std::thread thread_;
+
+  std::mutex commands_mu_;
+  std::deque<Command> commands_;  // guarded by commands_mu_
+
+  std::mutex pids_mu_;
+  std::unordered_set<pid_t> pids_;  // guarded by pids_mu_: groups KillAll reaches
+
+  // Owned by the event thread.
+  bool stopping_ = false;
+  std::unordered_map<int64_t, Running> running_;
+  std::multimap<SteadyTime, std::pair<int64_t, DeadlineKind>> deadlines_;
+
+  JobQueue finishers_;  // declared last: joined first, while the rest is alive
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Executor>> StartLocalPool(Executor::ReportCallback on_report,
+                                                         const LocalPoolOptions& options) {
+  int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd < 0) return absl::InternalError(StrCat("epoll_create1: ", std::strerror(errno)));
+  int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd < 0) {
+    close(epoll_fd);
+    return absl::InternalError(StrCat("eventfd: ", std::strerror(errno)));
+  }
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.u64 = 0;
+  epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &event);
+  return std::unique_ptr<Executor>(new LocalPool(std::move(on_report), options, epoll_fd, wake_fd));
+}
+
+}  // namespace tierflow::worker
