@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The demo (README "Quick start"): installs missing Debian packages, builds
-# the `tierflow` command in Release into build/, and runs it on the
-# quickstart pipeline. Today that is `validate` and `plan`; the embedded
-# engine (`tierflow run`) comes in the next issue and is one more line below.
+# the `tierflow` command in Release into build/, and runs the quickstart
+# pipeline end to end on the embedded engine: validate, plan, run (state,
+# artifacts and logs in .tierflow/ at the repository root), then show the
+# run and the lineage of its released model. Run it again and the tasks
+# whose inputs did not change are reused from the cache.
 # Safe to re-run: the build is incremental.
 set -euo pipefail
 
@@ -16,12 +18,19 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" --target tierflow -j 2
 tierflow="$build/cli/tierflow"
 
-# Each line is one `tierflow COMMAND pipeline.yaml` step, run in order.
-steps=(
-  validate
-  plan
-)
-for step in "${steps[@]}"; do
-  printf '\n$ tierflow %s %s\n' "$step" "$pipeline"
-  "$tierflow" "$step" "$pipeline"
+export TIERFLOW_DB="$root/.tierflow/tierflow.db"
+say() { printf '\n$ %s\n' "$*"; }
+
+say tierflow validate "$pipeline"
+"$tierflow" validate "$pipeline"
+say tierflow plan "$pipeline"
+"$tierflow" plan "$pipeline"
+say tierflow run "$pipeline"
+"$tierflow" run "$pipeline"
+for step in "show last" "lineage last/publish/release --upstream"; do
+  # The inspection commands land with the run engine's read side.
+  if "$tierflow" ${step%% *} --help >/dev/null 2>&1; then
+    say tierflow $step
+    "$tierflow" $step
+  fi
 done

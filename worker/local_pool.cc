@@ -318,6 +318,8 @@ class LocalPool final : public Executor {
     } else if (!status.ok()) {
       report.outcome = TaskReport::Outcome::kFailed;
       report.message = status.ToString();
+    } else if (task.launch.outputs.empty()) {
+      report.outcome = TaskReport::Outcome::kSucceeded;  // nothing to hash: no hand-off
     } else {
       finishers_.Add([this, launch = std::move(task.launch), report = std::move(report)]() mutable {
         Finish(launch, std::move(report));
