@@ -4,6 +4,8 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string_view>
@@ -20,29 +22,69 @@ namespace {
 
 // Collects output in memory and hands it to the stream in large chunks:
 // a 100k-task plan is tens of MB, and many small writes to std::cout (which
-// is synchronised with stdio) would dominate the run time.
+// is synchronised with stdio) would dominate the run time. Appends are
+// inline copies into a fixed buffer: a JSON plan makes dozens per task.
 class ChunkedWriter {
  public:
-  explicit ChunkedWriter(std::ostream& out) : out_(out) { buffer_.reserve(kChunk + 4096); }
+  explicit ChunkedWriter(std::ostream& out) : out_(out), buffer_(new char[kChunk]) {}
   ~ChunkedWriter() { Flush(); }
   ChunkedWriter(const ChunkedWriter&) = delete;
   ChunkedWriter& operator=(const ChunkedWriter&) = delete;
 
   void Append(std::string_view text) {
-    buffer_.append(text);
-    if (buffer_.size() >= kChunk) Flush();
+    if (text.size() > kChunk - used_) return AppendLarge(text);
+    std::memcpy(buffer_.get() + used_, text.data(), text.size());
+    used_ += text.size();
   }
-  void Append(char c) { buffer_.push_back(c); }
-  void Pad(size_t count) { buffer_.append(count, ' '); }
+  void Append(char c) {
+    if (used_ == kChunk) Flush();
+    buffer_[used_++] = c;
+  }
+  void Pad(size_t count) {
+    while (count > 0) {
+      if (used_ == kChunk) Flush();
+      const size_t n = std::min(count, kChunk - used_);
+      std::memset(buffer_.get() + used_, ' ', n);
+      used_ += n;
+      count -= n;
+    }
+  }
   void Flush() {
-    out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
-    buffer_.clear();
+    out_.write(buffer_.get(), static_cast<std::streamsize>(used_));
+    used_ = 0;
   }
+
+  // Room for up to kMaxReserve bytes written straight into the buffer at
+  // the returned pointer; Commit(end) then keeps what was written.
+  static constexpr size_t kMaxReserve = 1024;
+  char* Reserve(size_t count) {
+    if (count > kChunk - used_) Flush();
+    return buffer_.get() + used_;
+  }
+  void Commit(const char* end) { used_ = static_cast<size_t>(end - buffer_.get()); }
 
  private:
   static constexpr size_t kChunk = 1 << 16;
+  static_assert(kMaxReserve <= kChunk);
+
+  // Fills the buffer, then writes what does not fit in one go.
+  void AppendLarge(std::string_view text) {
+    const size_t head = kChunk - used_;
+    std::memcpy(buffer_.get() + used_, text.data(), head);
+    used_ = kChunk;
+    Flush();
+    text.remove_prefix(head);
+    if (text.size() >= kChunk) {
+      out_.write(text.data(), static_cast<std::streamsize>(text.size()));
+    } else {
+      std::memcpy(buffer_.get(), text.data(), text.size());
+      used_ = text.size();
+    }
+  }
+
   std::ostream& out_;
-  std::string buffer_;
+  std::unique_ptr<char[]> buffer_;
+  size_t used_ = 0;
 };
 
 // A failure without diagnostics (unreadable file, graph error) as text that
@@ -160,8 +202,28 @@ class JsonWriter {
   explicit JsonWriter(ChunkedWriter& out) : out_(out) {}
 
   void Raw(std::string_view text) { out_.Append(text); }
+  // A literal: its length is known, so the copy compiles to a few moves.
+  template <size_t N>
+  void Raw(const char (&text)[N]) {
+    static_assert(N - 1 <= ChunkedWriter::kMaxReserve);
+    char* at = out_.Reserve(N - 1);
+    std::memcpy(at, text, N - 1);
+    out_.Commit(at + N - 1);
+  }
   void String(std::string_view value) {
-    if (IsPlain(value)) {
+    // Copy and check in one pass; only text that needs escaping is redone.
+    if (value.size() + 2 <= ChunkedWriter::kMaxReserve) {
+      char* at = out_.Reserve(value.size() + 2);
+      char* end = at;
+      *end++ = '"';
+      bool plain = true;
+      for (char c : value) {
+        plain &= IsPlain(c);
+        *end++ = c;
+      }
+      *end++ = '"';
+      if (plain) return out_.Commit(end);
+    } else if (std::all_of(value.begin(), value.end(), IsPlain)) {
       out_.Append('"');
       out_.Append(value);
       out_.Append('"');
@@ -176,15 +238,15 @@ class JsonWriter {
   void Null() { out_.Append("null"); }
   template <typename Integer>
   void Int(Integer value) {
-    char buf[24];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-    out_.Append(std::string_view(buf, end - buf));
+    constexpr size_t kDigits = 24;  // any 64-bit integer with its sign
+    char* at = out_.Reserve(kDigits);
+    out_.Commit(std::to_chars(at, at + kDigits, value).ptr);
   }
   void Double(double value) {
     if (!std::isfinite(value)) return Null();
-    char buf[32];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-    out_.Append(std::string_view(buf, end - buf));
+    constexpr size_t kChars = 32;  // the shortest round-trip form of any double
+    char* at = out_.Reserve(kChars);
+    out_.Commit(std::to_chars(at, at + kChars, value).ptr);
   }
   void StringArray(const std::vector<std::string>& values) {
     out_.Append('[');
@@ -197,10 +259,7 @@ class JsonWriter {
 
  private:
   // Printable ASCII without quote or backslash needs no escaping.
-  static bool IsPlain(std::string_view text) {
-    return std::all_of(text.begin(), text.end(),
-                       [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
-  }
+  static bool IsPlain(char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; }
   ChunkedWriter& out_;
 };
 

@@ -2,22 +2,33 @@
 
 #include <algorithm>
 #include <numeric>
+#include <utility>
 
 namespace tierflow {
 
 size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  std::iota(row.begin(), row.end(), size_t{0});
+  // Three rows of the distance table, for i - 2, i - 1 and i, in one block.
+  const size_t width = b.size() + 1;
+  std::vector<size_t> rows(3 * width);
+  size_t* before = rows.data();
+  size_t* above = before + width;
+  size_t* row = above + width;
+  std::iota(above, above + width, size_t{0});
   for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
     row[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
-      size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
+      row[j] =
+          std::min({above[j] + 1, row[j - 1] + 1, above[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      // Two adjacent letters swapped ('trian' for 'train') are one edit.
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        row[j] = std::min(row[j], before[j - 2] + 1);
+      }
     }
+    // Rotate: row i - 1 becomes i - 2, row i becomes i - 1.
+    std::swap(before, above);
+    std::swap(above, row);
   }
-  return row[b.size()];
+  return above[b.size()];
 }
 
 std::optional<std::string> ClosestMatch(std::string_view word,

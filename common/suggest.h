@@ -8,7 +8,10 @@
 
 namespace tierflow {
 
-// Levenshtein edit distance (insert, delete, substitute each cost 1).
+// Edit distance where inserting, deleting or substituting a character, or
+// swapping two adjacent ones, each cost 1 (optimal string alignment: the
+// Damerau-Levenshtein distance without editing a substring twice). A swap,
+// the commonest typo ('trian' for 'train'), is one edit, not two.
 size_t EditDistance(std::string_view a, std::string_view b);
 
 // The candidate closest to `word` if it is close enough to be a plausible

@@ -1,5 +1,5 @@
-// The pipeline as a graph (Boost.Graph underneath): cycle detection, foreach
-// expansion into tasks, topological layers and the critical path.
+// The pipeline as a graph: cycle detection (Boost.Graph names the cycles),
+// foreach expansion into tasks, topological layers and the critical path.
 //
 // Tasks of one stage share that stage's dependencies (a reference to a
 // foreach stage gathers all its items), so the graph is kept at stage level
@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -42,9 +43,14 @@ class TaskGraph {
   // "stage" or, for foreach stages, "stage[item]".
   std::string TaskId(const Task& task) const;
 
-  // Stage indices this stage depends on / that depend on it.
-  const std::vector<uint32_t>& StageParents(uint32_t stage) const { return parents_[stage]; }
-  const std::vector<uint32_t>& StageChildren(uint32_t stage) const { return children_[stage]; }
+  // Stage indices this stage depends on / that depend on it, each in stage
+  // order, without repeats.
+  std::span<const uint32_t> StageParents(uint32_t stage) const {
+    return Slice(parents_, parent_offsets_, stage);
+  }
+  std::span<const uint32_t> StageChildren(uint32_t stage) const {
+    return Slice(children_, child_offsets_, stage);
+  }
 
   // Layer of each stage: 0 for stages without dependencies, else one more
   // than the deepest parent. Every task of a stage sits in its stage's layer.
@@ -74,10 +80,22 @@ class TaskGraph {
   std::vector<std::pair<std::string, std::string>> TaskEnvironment(const Task& task) const;
 
  private:
+  static std::span<const uint32_t> Slice(const std::vector<uint32_t>& items,
+                                         const std::vector<uint32_t>& offsets, uint32_t stage) {
+    return std::span<const uint32_t>(items.data() + offsets[stage],
+                                     offsets[stage + 1] - offsets[stage]);
+  }
+
   const Pipeline* pipeline_ = nullptr;
   std::vector<Task> tasks_;
-  std::vector<std::vector<uint32_t>> parents_;
-  std::vector<std::vector<uint32_t>> children_;
+  // Adjacency in compressed rows: the parents of stage s are
+  // parents_[parent_offsets_[s] .. parent_offsets_[s + 1]), likewise children.
+  // Two flat arrays instead of a vector per stage: 100k stages cost four
+  // allocations, not 200k.
+  std::vector<uint32_t> parent_offsets_;
+  std::vector<uint32_t> parents_;
+  std::vector<uint32_t> child_offsets_;
+  std::vector<uint32_t> children_;
   std::vector<uint32_t> stage_layer_;
   std::vector<uint32_t> first_task_;
   uint32_t layer_count_ = 0;

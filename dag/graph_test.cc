@@ -47,7 +47,7 @@ class PipelineBuilder {
   dag::Pipeline pipeline_;
 };
 
-std::vector<std::string> StageNames(const Pipeline& pipeline, const std::vector<uint32_t>& ids) {
+std::vector<std::string> StageNames(const Pipeline& pipeline, std::span<const uint32_t> ids) {
   std::vector<std::string> names;
   for (uint32_t id : ids) names.push_back(pipeline.stages[id].name);
   return names;
@@ -113,6 +113,38 @@ TEST(TaskGraphTest, LayersFollowTheDeepestParent) {
   EXPECT_EQ(StageNames(p, graph->StageParents(0)), (std::vector<std::string>{"b", "c"}));
 }
 
+TEST(TaskGraphTest, ParentsAndChildrenAreInStageOrderWithoutRepeats) {
+  // c names a twice (needs and input) and its parents out of order.
+  Pipeline p = PipelineBuilder()
+                   .Stage("a")
+                   .Stage("b")
+                   .Stage("c", {"b", "a", "missing"})
+                   .Input("a", "out")
+                   .Stage("d", {"a"})
+                   .Build();
+  auto graph = TaskGraph::Build(p);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(StageNames(p, graph->StageParents(2)), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(StageNames(p, graph->StageChildren(0)), (std::vector<std::string>{"c", "d"}));
+  EXPECT_TRUE(graph->StageParents(0).empty());
+  EXPECT_TRUE(graph->StageChildren(3).empty());
+}
+
+TEST(TaskGraphTest, BuildFailsOnACycleBehindAcyclicStages) {
+  Pipeline p = PipelineBuilder()
+                   .Stage("root")
+                   .Stage("x", {"root", "z"})
+                   .Stage("y", {"x"})
+                   .Stage("z", {"y"})
+                   .Stage("leaf", {"z"})
+                   .Build();
+  auto graph = TaskGraph::Build(p);
+  ASSERT_FALSE(graph.ok());
+  EXPECT_EQ(graph.status().message(), "test.yaml: dependency cycle: x -> y -> z -> x");
+  Pipeline self = PipelineBuilder().Stage("a").Stage("b", {"a", "b"}).Build();
+  EXPECT_EQ(TaskGraph::Build(self).status().message(), "test.yaml: dependency cycle: b -> b");
+}
+
 TEST(TaskGraphTest, ExpandsForeachIntoContiguousTasksWithItemIds) {
   Pipeline p = PipelineBuilder()
                    .Stage("shard")
@@ -128,7 +160,8 @@ TEST(TaskGraphTest, ExpandsForeachIntoContiguousTasksWithItemIds) {
   EXPECT_EQ(ids, (std::vector<std::string>{"shard[eu]", "shard[us]", "shard[ap]", "merge"}));
   EXPECT_EQ(graph->FirstTask(1), 3u);
   // The gather: merge waits for the whole shard stage.
-  EXPECT_EQ(graph->StageParents(1), (std::vector<uint32_t>{0}));
+  EXPECT_EQ(std::vector<uint32_t>(graph->StageParents(1).begin(), graph->StageParents(1).end()),
+            (std::vector<uint32_t>{0}));
 }
 
 TEST(TaskGraphTest, CriticalPathIsTheLongestChainByDefault) {

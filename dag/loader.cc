@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <new>
 #include <optional>
@@ -97,31 +99,13 @@ std::string Join(const std::vector<std::string>& items, std::string_view separat
   return out;
 }
 
-// A close candidate for a misspelt word: common/suggest.h's edit distance,
-// or one swap of adjacent letters, the commonest typo ('trian' for
-// 'train'), which plain edit distance counts as two edits.
-std::optional<std::string> Closest(std::string_view word,
-                                   const std::vector<std::string>& candidates) {
-  if (auto match = ClosestMatch(word, candidates)) return match;
-  std::string swapped(word);
-  for (size_t i = 0; i + 1 < swapped.size(); ++i) {
-    if (swapped[i] == swapped[i + 1]) continue;
-    std::swap(swapped[i], swapped[i + 1]);
-    if (std::find(candidates.begin(), candidates.end(), swapped) != candidates.end()) {
-      return swapped;
-    }
-    std::swap(swapped[i], swapped[i + 1]);
-  }
-  return std::nullopt;
-}
-
 // " (did you mean 'x'?)", or "" without a suggestion.
 std::string Hint(const std::optional<std::string>& match) {
   return match ? StrCat(" (did you mean '", *match, "'?)") : std::string();
 }
 
 std::string Suggest(std::string_view word, const std::vector<std::string>& candidates) {
-  return Hint(Closest(word, candidates));
+  return Hint(ClosestMatch(word, candidates));
 }
 
 bool IsDigit(char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }
@@ -288,7 +272,33 @@ const std::vector<std::string>& ParamTypeNames() {
 }
 
 // The allowed keys of every map in the format, in the order of the docs.
-using KeyList = std::vector<std::string>;
+class KeyList {
+ public:
+  static constexpr size_t kMaxKeys = 16;
+
+  KeyList(std::initializer_list<std::string_view> names) : names_(names.begin(), names.end()) {
+    for (size_t i = 0; i < names_.size() && i < kMaxKeys; ++i) {
+      if (names_[i].size() < by_length_.size()) by_length_[names_[i].size()] |= 1u << i;
+    }
+  }
+
+  const std::vector<std::string>& names() const { return names_; }
+
+  // Index of `key` among the first kMaxKeys names, or -1. Only names of the
+  // key's length are compared: the loader looks up every key of every map.
+  int IndexOf(std::string_view key) const {
+    if (key.size() >= by_length_.size()) return -1;
+    for (uint32_t bits = by_length_[key.size()]; bits != 0; bits &= bits - 1) {
+      const int i = std::countr_zero(bits);
+      if (names_[i] == key) return i;
+    }
+    return -1;
+  }
+
+ private:
+  std::vector<std::string> names_;
+  std::array<uint32_t, 32> by_length_{};  // bit i set: names_[i] has this length
+};
 const KeyList& TopKeys() {
   static const auto* const keys =
       new KeyList{"name", "description", "params", "defaults", "stages"};
@@ -342,7 +352,7 @@ const KeyList& ForeachKeys() {
 // The known keys of one map, found in a single pass over it.
 class Fields {
  public:
-  static constexpr size_t kMaxKeys = 16;
+  static constexpr size_t kMaxKeys = KeyList::kMaxKeys;
 
   explicit Fields(const KeyList& keys) : keys_(&keys) {}
 
@@ -353,13 +363,8 @@ class Fields {
   }
   bool has(std::string_view key) const { return value(key).IsDefined(); }
 
-  int IndexOf(std::string_view key) const {
-    for (size_t i = 0; i < keys_->size() && i < kMaxKeys; ++i) {
-      if ((*keys_)[i] == key) return static_cast<int>(i);
-    }
-    return -1;
-  }
-  const KeyList& keys() const { return *keys_; }
+  int IndexOf(std::string_view key) const { return keys_->IndexOf(key); }
+  const std::vector<std::string>& keys() const { return keys_->names(); }
   const YamlNode& key_node(int i) const { return key_nodes_[i]; }
   // A misspelt key was suggested as `key`: a missing `key` then needs no
   // report of its own.
@@ -381,6 +386,60 @@ class Fields {
   std::array<YamlNode, kMaxKeys> values_;
   std::array<bool, kMaxKeys> suggested_{};
 };
+
+// Compares and hashes names as the TIERFLOW_<KIND>_<NAME> variables they
+// become: ASCII letters without regard to case (AsciiUpper's rule).
+char UpperAscii(char c) { return static_cast<char>(std::toupper(static_cast<unsigned char>(c))); }
+struct CaseInsensitiveEqual {
+  bool operator()(std::string_view a, std::string_view b) const {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+             return UpperAscii(x) == UpperAscii(y);
+           });
+  }
+};
+struct CaseInsensitiveHash {
+  size_t operator()(std::string_view text) const {
+    uint64_t hash = 0xcbf29ce484222325;  // FNV-1a
+    for (char c : text) hash = (hash ^ static_cast<unsigned char>(UpperAscii(c))) * 0x100000001b3;
+    return static_cast<size_t>(hash);
+  }
+};
+
+// The names seen so far in one map or list, to report repeats. Most hold a
+// handful of names, where a scan beats a hash map, and a pipeline of 100k
+// stages has hundreds of thousands of them: the first kScanLimit names are
+// scanned, more are hashed. `Hash` and `Equal` say which names are the same.
+template <typename Value, typename Hash = absl::Hash<std::string_view>,
+          typename Equal = std::equal_to<std::string_view>>
+class SeenNames {
+ public:
+  // Records `name` with `value` unless the same name was recorded before.
+  // Returns the value recorded first for the name, and whether it is new.
+  std::pair<const Value&, bool> Insert(std::string_view name, const Value& value) {
+    if (hashed_.empty()) {
+      for (size_t i = 0; i < few_count_; ++i) {
+        if (Equal()(few_[i].first, name)) return {few_[i].second, false};
+      }
+      if (few_count_ < kScanLimit) {
+        few_[few_count_] = {name, value};
+        return {few_[few_count_++].second, true};
+      }
+      for (const auto& [seen, seen_value] : few_) hashed_.emplace(seen, seen_value);
+    }
+    auto [it, fresh] = hashed_.try_emplace(name, value);
+    return {it->second, fresh};
+  }
+
+ private:
+  static constexpr size_t kScanLimit = 8;
+  std::array<std::pair<std::string_view, Value>, kScanLimit> few_{};
+  size_t few_count_ = 0;
+  absl::flat_hash_map<std::string_view, Value, Hash, Equal> hashed_;
+};
+
+// Names that would be the same TIERFLOW_* variable, with the node of the
+// first of them.
+using CaseInsensitiveNames = SeenNames<YamlNode, CaseInsensitiveHash, CaseInsensitiveEqual>;
 
 // Whole-value defaults from the top-level `defaults:` map.
 struct StageDefaults {
@@ -486,8 +545,8 @@ class Loader {
                  bool valid, std::string_view rule, bool limit_length = false);
   // Names that differ only in case would be one TIERFLOW_<KIND>_<NAME>
   // variable.
-  void CheckCaseCollision(absl::flat_hash_map<std::string, YamlNode>* seen, std::string_view name,
-                          const YamlNode& at, const Path& path, std::string_view what,
+  void CheckCaseCollision(CaseInsensitiveNames* seen, std::string_view name, const YamlNode& at,
+                          const Path& path, std::string_view what,
                           std::string_view variable_prefix);
 
   void ReadParams(const YamlNode& node, const Path& path);
@@ -577,7 +636,7 @@ bool Loader::ReadFields(const YamlNode& node, const Path& path, Fields* fields) 
     const Path key_path = path.Key(name);
     const int index = fields->IndexOf(name);
     if (index < 0) {
-      std::optional<std::string> match = Closest(name, fields->keys());
+      std::optional<std::string> match = ClosestMatch(name, fields->keys());
       if (match) fields->MarkSuggested(fields->IndexOf(*match));
       Error(entry.key, key_path, StrCat("unknown key ", Quote(name), Hint(match)));
     } else if (const YamlNode& first = fields->key_node(index); first.IsDefined()) {
@@ -598,8 +657,7 @@ bool Loader::ForEachEntry(const YamlNode& node, const Path& path, std::string_vi
     return false;
   }
   const size_t count = Count(node);
-  absl::flat_hash_map<std::string_view, int> first_line;
-  first_line.reserve(count);
+  SeenNames<int> first_line;
   for (size_t i = 0; i < count; ++i) {
     const YamlNode::Entry entry = node.entry(i);
     if (!entry.key.IsScalar()) {
@@ -607,11 +665,10 @@ bool Loader::ForEachEntry(const YamlNode& node, const Path& path, std::string_vi
       continue;
     }
     const std::string_view name = entry.key.Scalar();
-    auto [it, fresh] = first_line.emplace(name, entry.key.line());
+    auto [line, fresh] = first_line.Insert(name, entry.key.line());
     if (!fresh) {
       Error(entry.key, path.Key(name),
-            StrCat("duplicate ", what, " ", Quote(name), " (first defined at line ", it->second,
-                   ")"));
+            StrCat("duplicate ", what, " ", Quote(name), " (first defined at line ", line, ")"));
     }
     visit(name, entry.key, entry.value, !fresh);
   }
@@ -720,16 +777,15 @@ bool Loader::CheckName(std::string_view name, const YamlNode& at, const Path& pa
   return true;
 }
 
-void Loader::CheckCaseCollision(absl::flat_hash_map<std::string, YamlNode>* seen,
-                                std::string_view name, const YamlNode& at, const Path& path,
-                                std::string_view what, std::string_view variable_prefix) {
-  std::string upper = AsciiUpper(name);
-  auto [it, fresh] = seen->emplace(upper, at);
+void Loader::CheckCaseCollision(CaseInsensitiveNames* seen, std::string_view name,
+                                const YamlNode& at, const Path& path, std::string_view what,
+                                std::string_view variable_prefix) {
+  auto [first, fresh] = seen->Insert(name, at);
   if (fresh) return;
   Error(at, path,
         StrCat(what, " ", Quote(name), " differs only in case from ", what, " ",
-               Quote(it->second.Scalar()), " (line ", it->second.line(), "); both would be ",
-               variable_prefix, upper));
+               Quote(first.Scalar()), " (line ", first.line(), "); both would be ", variable_prefix,
+               AsciiUpper(name)));
 }
 
 // ---------------------------------------------------------------------------
@@ -791,7 +847,7 @@ Pipeline Loader::Load() {
 
 void Loader::ReadParams(const YamlNode& node, const Path& path) {
   if (node.IsNull()) return;  // `params:` with nothing under it
-  absl::flat_hash_map<std::string, YamlNode> upper_names;
+  CaseInsensitiveNames upper_names;
   ForEachEntry(
       node, path, "param",
       [&](std::string_view name, const YamlNode& key, const YamlNode& value, bool repeated) {
@@ -1008,8 +1064,13 @@ void Loader::ReadStages(const YamlNode& node, const Path& path) {
     }
     const std::string_view name = entry.key.Scalar();
     const Path stage_path = path.Key(name);
-    auto first = stage_index_.find(name);
-    const bool repeated = first != stage_index_.end();
+    // The lookup for a repeat also records the name, as the stage about to
+    // be added (ReadStage does not use the index): one hash per stage.
+    const bool room = pipeline_.stages.size() < kMaxStages;
+    const auto [first, fresh] =
+        room ? stage_index_.try_emplace(name, static_cast<uint32_t>(pipeline_.stages.size()))
+             : std::pair(stage_index_.find(name), false);
+    const bool repeated = room ? !fresh : first != stage_index_.end();
     if (repeated) {
       Error(entry.key, stage_path,
             StrCat("duplicate stage ", Quote(name), " (first defined at line ",
@@ -1017,25 +1078,26 @@ void Loader::ReadStages(const YamlNode& node, const Path& path) {
     }
     CheckName(name, entry.key, stage_path, "stage", IsStageName(name),
               "use letters, digits, '_' and '-', starting with a letter", /*limit_length=*/true);
-    Stage stage;
+    // A stage that is kept is read in place: a Stage is about 500 bytes, and
+    // moving 100k of them shows in the profile. A repeated stage is still
+    // read, so that its own mistakes are reported, and then dropped.
+    const bool keep = !repeated && room;
+    std::optional<Stage> dropped_stage;
+    std::optional<StageSource> dropped_source;
+    Stage& stage = keep ? pipeline_.stages.emplace_back() : dropped_stage.emplace();
+    StageSource& source = keep ? sources_.emplace_back() : dropped_source.emplace();
     stage.name = std::string(name);
     stage.location = {entry.key.line(), entry.key.column()};
-    StageSource source;
     source.name = name;
-    // A repeated stage is still read, so that its own mistakes are reported.
     ReadStage(entry.value, stage_path, &stage, &source);
     if (repeated) continue;
-    if (pipeline_.stages.size() == kMaxStages) {
+    if (!keep) {
       if (!stage_limit_reported_) {
         Error(entry.key, stage_path,
               StrCat("more than ", kMaxStages, " stages: fan out with foreach"));
       }
       stage_limit_reported_ = true;
-      continue;
     }
-    stage_index_.emplace(name, static_cast<uint32_t>(pipeline_.stages.size()));
-    pipeline_.stages.push_back(std::move(stage));
-    sources_.push_back(std::move(source));
   }
 }
 
@@ -1121,7 +1183,7 @@ void Loader::ReadStage(const YamlNode& node, const Path& path, Stage* stage, Sta
 void Loader::ReadCommand(const YamlNode& node, const Path& path, bool has_foreach,
                          Command* command) {
   if (node.IsScalar()) {
-    const std::string& script = node.Scalar();
+    const std::string_view script = node.Scalar();
     if (TrimWhitespace(script).empty()) {
       Error(node, path, "empty command");
       return;
@@ -1223,7 +1285,7 @@ void Loader::ReadNeeds(const YamlNode& node, const Path& path, Stage* stage, Sta
 
 void Loader::ReadInputs(const YamlNode& node, const Path& path, Stage* stage, StageSource* source) {
   if (node.IsNull()) return;
-  absl::flat_hash_map<std::string, YamlNode> upper_names;
+  CaseInsensitiveNames upper_names;
   ForEachEntry(
       node, path, "input",
       [&](std::string_view name, const YamlNode& key, const YamlNode& value, bool repeated) {
@@ -1278,7 +1340,7 @@ void Loader::ReadInputs(const YamlNode& node, const Path& path, Stage* stage, St
 void Loader::ReadOutputs(const YamlNode& node, const Path& path, Stage* stage,
                          StageSource* source) {
   if (node.IsNull()) return;
-  absl::flat_hash_map<std::string, YamlNode> upper_names;
+  CaseInsensitiveNames upper_names;
   // Declares one output; nullptr for a repeat. An output with a bad name is
   // still declared, so references to it are not reported as well.
   auto declare = [&](std::string_view name, const YamlNode& at, const Path& output_path,
@@ -1296,17 +1358,16 @@ void Loader::ReadOutputs(const YamlNode& node, const Path& path, Stage* stage,
   if (node.IsSequence()) {
     const size_t count = Count(node);
     stage->outputs.reserve(count);
-    absl::flat_hash_map<std::string_view, int> first_line;
+    SeenNames<int> first_line;
     for (size_t i = 0; i < count; ++i) {
       const YamlNode item = node.at(i);
       const Path item_path = path.Index(i);
       auto name = ReadScalar(item, item_path, "an output name");
       if (!name) continue;
-      auto [it, fresh] = first_line.emplace(*name, item.line());
+      auto [line, fresh] = first_line.Insert(*name, item.line());
       if (!fresh) {
-        Error(
-            item, item_path,
-            StrCat("duplicate output ", Quote(*name), " (first defined at line ", it->second, ")"));
+        Error(item, item_path,
+              StrCat("duplicate output ", Quote(*name), " (first defined at line ", line, ")"));
       }
       declare(*name, item, item_path, !fresh);
     }
@@ -1686,9 +1747,10 @@ std::string Loader::SuggestStage(std::string_view name) {
   const uint64_t cost = stage_names_.size() * (name.size() + 1) * (name.size() + 1);
   if (suggestion_work_ + cost <= kSuggestionBudget) {
     suggestion_work_ += cost;
-    if (auto match = ClosestMatch(name, stage_names_)) return Hint(match);
+    return Hint(ClosestMatch(name, stage_names_));
   }
-  // Closest() would scan every name again for each swap; the index does not.
+  // Past the budget only the commonest typo is still looked for, at the
+  // cost of a few lookups: two adjacent letters swapped.
   std::string swapped(name);
   for (size_t i = 0; i + 1 < swapped.size(); ++i) {
     if (swapped[i] == swapped[i + 1]) continue;
@@ -1744,10 +1806,13 @@ void Loader::CheckReferences() {
       edges_.emplace_back(producer->second, static_cast<uint32_t>(s));
       if (!sources_[producer->second].outputs_known) continue;
       const Stage& from = pipeline_.stages[producer->second];
+      if (std::any_of(from.outputs.begin(), from.outputs.end(),
+                      [&](const OutputSpec& output) { return output.name == input.output; })) {
+        continue;
+      }
       std::vector<std::string> outputs;
       outputs.reserve(from.outputs.size());
       for (const OutputSpec& output : from.outputs) outputs.push_back(output.name);
-      if (std::find(outputs.begin(), outputs.end(), input.output) != outputs.end()) continue;
       std::string hint = Suggest(input.output, outputs);
       if (hint.empty()) {
         constexpr size_t kListed = 10;

@@ -36,8 +36,8 @@ class YamlNode {
   bool IsSequence() const { return type() == Type::kSequence; }
   bool IsMap() const { return type() == Type::kMap; }
 
-  // Scalar text ("" for other types).
-  const std::string& Scalar() const;
+  // Scalar text ("" for other types); valid while the document lives.
+  std::string_view Scalar() const;
   // True for plain (unquoted, untagged) scalars: only those may be read as
   // numbers, booleans or null; "3" in quotes is the string 3.
   bool IsPlain() const;
@@ -71,8 +71,9 @@ struct YamlNode::Entry {
 class YamlDocument {
  public:
   // Parses exactly one YAML document. Syntax errors (and a second document,
-  // and nesting deeper than kMaxDepth) are InvalidArgument "LINE:COL:
-  // message" with 1-based positions. An empty text gives a null root.
+  // nesting deeper than kMaxDepth, an unknown alias and an alias inside the
+  // node it names) are InvalidArgument "LINE:COL: message" with 1-based
+  // positions. An empty text gives a null root.
   static absl::StatusOr<std::unique_ptr<YamlDocument>> Parse(std::string_view text);
 
   YamlNode root() const { return YamlNode(this, 0); }
@@ -87,13 +88,53 @@ class YamlDocument {
     bool plain = true;
     int32_t line = 0;
     int32_t column = 0;
-    uint32_t text = 0;   // index into texts_ for scalars
-    uint32_t first = 0;  // index into children_ for sequences and maps
-    uint32_t count = 0;  // children (maps: 2 per entry)
+    // Sequences and maps: their children are children_[first .. first + count)
+    // (maps: key, value, key, value ...). Scalars: their text is
+    // texts_[first .. first + count).
+    uint32_t first = 0;
+    uint32_t count = 0;
   };
   std::vector<Node> nodes_;
   std::vector<uint32_t> children_;
-  std::vector<std::string> texts_;
+  // Every scalar's text, back to back: one allocation for a million
+  // scalars instead of a std::string each. Parse rejects more than 4 GiB of
+  // it, so offsets fit 32 bits.
+  std::string texts_;
 };
+
+// The accessors are inline: the loader calls them millions of times on a
+// pipeline of 100k stages.
+inline YamlNode::Type YamlNode::type() const {
+  return doc_ == nullptr ? Type::kUndefined : doc_->nodes_[index_].type;
+}
+
+inline std::string_view YamlNode::Scalar() const {
+  if (!IsScalar()) return {};
+  const YamlDocument::Node& node = doc_->nodes_[index_];
+  return std::string_view(doc_->texts_).substr(node.first, node.count);
+}
+
+inline bool YamlNode::IsPlain() const { return IsScalar() && doc_->nodes_[index_].plain; }
+
+inline int YamlNode::line() const { return doc_ == nullptr ? 0 : doc_->nodes_[index_].line; }
+
+inline int YamlNode::column() const { return doc_ == nullptr ? 0 : doc_->nodes_[index_].column; }
+
+inline size_t YamlNode::size() const {
+  if (IsSequence()) return doc_->nodes_[index_].count;
+  if (IsMap()) return doc_->nodes_[index_].count / 2;
+  return 0;
+}
+
+inline YamlNode YamlNode::at(size_t i) const {
+  if (!IsSequence() || i >= size()) return YamlNode();
+  return YamlNode(doc_, doc_->children_[doc_->nodes_[index_].first + i]);
+}
+
+inline YamlNode::Entry YamlNode::entry(size_t i) const {
+  if (!IsMap() || i >= size()) return Entry{};
+  const uint32_t first = doc_->nodes_[index_].first + 2 * static_cast<uint32_t>(i);
+  return Entry{YamlNode(doc_, doc_->children_[first]), YamlNode(doc_, doc_->children_[first + 1])};
+}
 
 }  // namespace tierflow::dag

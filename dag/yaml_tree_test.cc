@@ -51,6 +51,32 @@ TEST(YamlTreeTest, AliasesShareTheAnchoredNode) {
   EXPECT_EQ(y.line(), 1);  // the anchored node's position
 }
 
+TEST(YamlTreeTest, RejectsAnAliasInsideTheNodeItNames) {
+  // The list is not finished when *x names it: sharing it would make the
+  // list its own element, a cycle in what must be a tree.
+  auto doc = YamlDocument::Parse("a: &x [*x]\n");
+  ASSERT_FALSE(doc.ok());
+  EXPECT_EQ(doc.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(doc.status().message()),
+            "1:8: alias '*x' refers to its own enclosing node (anchored '&x' at 1:4), which is "
+            "not finished yet: a node cannot contain itself");
+  // Deeper inside, in block style, and through a map.
+  auto nested = YamlDocument::Parse("top: &t\n  b:\n    c: [1, *t]\n");
+  ASSERT_FALSE(nested.ok());
+  EXPECT_EQ(std::string(nested.status().message()),
+            "3:12: alias '*t' refers to its own enclosing node (anchored '&t' at 1:6), which is "
+            "not finished yet: a node cannot contain itself");
+}
+
+TEST(YamlTreeTest, AcceptsAliasesToFinishedNodesInsideAnOpenOne) {
+  // *y names a finished sibling; *x names the scalar that re-anchored x.
+  auto doc = MustParse("a: &x [&y {k: v}, *y, &x s, *x]\n");
+  YamlNode a = doc->root().Find("a");
+  ASSERT_EQ(a.size(), 4u);
+  EXPECT_EQ(a.at(1).Find("k").Scalar(), "v");
+  EXPECT_EQ(a.at(3).Scalar(), "s");
+}
+
 TEST(YamlTreeTest, EmptyTextIsANullRoot) {
   EXPECT_TRUE(MustParse("")->root().IsNull());
   EXPECT_TRUE(MustParse("# only a comment\n")->root().IsNull());

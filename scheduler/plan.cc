@@ -18,11 +18,11 @@ PlannedParam PlanParam(const dag::Param& param) {
   return planned;
 }
 
-// Everything a task copies from its stage; built once per stage so a
+// Everything a task copies from its stage, written into the stage's first
+// task; the stage's other tasks (foreach items) are copies of it, so a
 // 100k-item foreach costs one copy per task, not one lookup per field.
-PlannedTask StageTemplate(const dag::TaskGraph& graph, uint32_t stage_index) {
+void FillFromStage(const dag::TaskGraph& graph, uint32_t stage_index, PlannedTask& task) {
   const dag::Stage& stage = graph.pipeline().stages[stage_index];
-  PlannedTask task;
   task.stage = stage.name;
   task.kind = stage.kind;
   task.layer = graph.StageLayer(stage_index);
@@ -34,12 +34,12 @@ PlannedTask StageTemplate(const dag::TaskGraph& graph, uint32_t stage_index) {
   task.tier = stage.tier;
   task.checkpoints = stage.checkpoints;
   task.dependencies = stage.Dependencies();
-  task.shell = stage.run.is_shell() ? stage.run.shell : std::string();
+  if (stage.run.is_shell()) task.shell = stage.run.shell;
+  task.outputs.reserve(stage.outputs.size());
   for (const dag::OutputSpec& spec : stage.outputs) {
     task.outputs.push_back(
         PlannedOutput{spec.name, spec.size_hint, spec.durability.value_or(stage.io.durability)});
   }
-  return task;
 }
 
 }  // namespace
@@ -62,17 +62,23 @@ Plan BuildPlan(const dag::TaskGraph& graph) {
     size_t task_count = 0;
     for (uint32_t s : stage_layers[l]) task_count += pipeline.stages[s].TaskCount();
     layer.tasks.reserve(task_count);
+    layer.stages.reserve(stage_layers[l].size());
     for (uint32_t s : stage_layers[l]) {
       const dag::Stage& stage = pipeline.stages[s];
       layer.stages.push_back(stage.name);
-      PlannedTask stage_template = StageTemplate(graph, s);
+      // Built in place: most stages have one task, and a PlannedTask is
+      // over 400 bytes to move.
+      const size_t first_planned = layer.tasks.size();
+      FillFromStage(graph, s, layer.tasks.emplace_back());
+      for (size_t i = 1; i < stage.TaskCount(); ++i) {
+        // `tasks` has room reserved, so the reference stays valid.
+        layer.tasks.push_back(layer.tasks[first_planned]);
+      }
       const uint32_t first = graph.FirstTask(s);
       const uint32_t end = first + static_cast<uint32_t>(stage.TaskCount());
       for (uint32_t t = first; t < end; ++t) {
         const dag::Task& task = graph.tasks()[t];
-        // The last task takes the template itself: most stages have one task.
-        PlannedTask& planned = t + 1 == end ? layer.tasks.emplace_back(std::move(stage_template))
-                                            : layer.tasks.emplace_back(stage_template);
+        PlannedTask& planned = layer.tasks[first_planned + (t - first)];
         planned.id = graph.TaskId(task);
         if (stage.foreach) {
           planned.item = (*stage.foreach)[task.item];
