@@ -1,6 +1,7 @@
 // `tierflow`: argument parsing and dispatch. Each command lives in
 // commands.cc; this file only describes the command line.
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/inspect_commands.h"
 #include "cli/run_commands.h"
 #include "common/suggest.h"
 
@@ -124,7 +126,7 @@ CLI::App* AddResumeCommand(CLI::App& app, RunOptions& options) {
       "-9). Tasks that succeeded, and whose outputs are still there, are kept; every other "
       "task runs again with a fresh retry budget; leftover processes of the old run are "
       "killed. The pipeline and params are those the run started with. Exits as 'run' does.");
-  command->add_option("run", options.resume, "Run id (see 'tierflow runs')")
+  command->add_option("run", options.resume, "Run id (see 'tierflow runs'), or last")
       ->required()
       ->type_name("RUN");
   command->add_option("--slots,-j", options.slots, "Tasks run at once (default: CPUs)")
@@ -142,11 +144,133 @@ CLI::App* AddCancelCommand(CLI::App& app, CancelOptions& options) {
       "Cancel a running run: its tierflow process stops the running tasks (TERM, then KILL "
       "after the grace) and records them cancelled. A run whose process died is recorded "
       "cancelled directly. Exits 0 when the cancel was delivered or recorded, 1 otherwise.");
-  command->add_option("run", options.run, "Run id (see 'tierflow runs')")
+  command->add_option("run", options.run, "Run id (see 'tierflow runs'), or last")
       ->required()
       ->type_name("RUN");
   AddDbOption(*command, options.db);
   command->footer("Example:\n  tierflow cancel quickstart-3f9a1c");
+  return command;
+}
+
+// A whole number of at least `minimum`, with an error that says so (CLI11's
+// ranges print their bounds as doubles).
+CLI::Validator AtLeast(int64_t minimum) {
+  return CLI::Validator(
+      [minimum](std::string& text) -> std::string {
+        int64_t value = 0;
+        auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (error != std::errc() || end != text.data() + text.size()) {
+          return "'" + text + "' is not a whole number";
+        }
+        if (value < minimum) return "must be at least " + std::to_string(minimum);
+        return "";
+      },
+      minimum > 0 ? "POSITIVE" : "NONNEGATIVE");
+}
+
+void AddOutputOption(CLI::App& command, std::string& output,
+                     std::initializer_list<std::string> formats) {
+  command.add_option("--output,-o", output, "Output format")
+      ->check(CLI::IsMember(std::vector<std::string>(formats)))
+      ->capture_default_str();
+}
+
+CLI::App* AddRunsCommand(CLI::App& app, RunsOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "runs",
+      "List the runs in the state database, newest first. Each shows its id, pipeline, state, "
+      "tasks done of all, failed tasks, start time and duration. A run still marked running whose "
+      "tierflow "
+      "process is gone (killed, or the machine rebooted) shows as 'running (engine gone)' "
+      "with the command that resumes it. --output json gives every field for scripts. Exits 0, "
+      "or 1 when there is no database.");
+  AddDbOption(*command, options.db);
+  command->add_option("--limit,-n", options.limit, "Show the newest N runs; 0 shows all")
+      ->check(AtLeast(0))
+      ->type_name("N")
+      ->capture_default_str();
+  command->add_option("--state", options.state, "Only runs in this state")
+      ->check(CLI::IsMember({"running", "succeeded", "failed", "cancelled"}))
+      ->type_name("STATE");
+  AddOutputOption(*command, options.output, {"text", "json"});
+  command->footer(
+      "Examples:\n  tierflow runs\n  tierflow runs --state failed --limit 5\n"
+      "  tierflow runs --output json --db /scratch/tierflow.db");
+  return command;
+}
+
+CLI::App* AddShowCommand(CLI::App& app, ShowOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "show",
+      "Show one run in detail. First its pipeline, state, params, times and task counts, then "
+      "every task in plan order with its state, attempts, duration and failure reason (each "
+      "attempt of a "
+      "retried task below it: state, exit code or signal, duration, what a cached attempt "
+      "reused), then every output with its size, content hash and copies. RUN may be 'last'. "
+      "Exits 0, or 1 when the run or the database does not exist.");
+  command->add_option("run", options.run, "Run id (see 'tierflow runs'), or last")
+      ->required()
+      ->type_name("RUN");
+  AddDbOption(*command, options.db);
+  command->add_flag("--attempts,-a", options.attempts, "List every attempt of every task");
+  AddOutputOption(*command, options.output, {"text", "json"});
+  command->footer(
+      "Examples:\n  tierflow show quickstart-3f9a1c\n  tierflow show last --attempts\n"
+      "  tierflow show last --output json");
+  return command;
+}
+
+CLI::App* AddLogsCommand(CLI::App& app, LogsOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "logs",
+      "Print the log (stdout and stderr) of a task's latest attempt, or of --attempt N. With "
+      "-f, keep printing lines as they are written until the attempt ends, going on to each "
+      "newer attempt of the task (a retry) until the task is done. A cached task's log is "
+      "that of the attempt whose outputs it reused. RUN may be 'last'. Exits 0, or 1 when the "
+      "run, task or attempt does not exist.");
+  command->add_option("run", options.run, "Run id (see 'tierflow runs'), or last")
+      ->required()
+      ->type_name("RUN");
+  command->add_option("task", options.task, "Task id, e.g. train or ingest[0]")
+      ->required()
+      ->type_name("TASK");
+  command->add_option("--attempt", options.attempt, "Attempt number (default: the latest)")
+      ->check(AtLeast(1))
+      ->type_name("N");
+  command->add_flag("--follow,-f", options.follow, "Keep printing until the task is done");
+  AddDbOption(*command, options.db);
+  command->footer(
+      "Examples:\n  tierflow logs quickstart-3f9a1c train\n  tierflow logs last 'ingest[0]' "
+      "--attempt 1\n  tierflow logs -f last train");
+  return command;
+}
+
+CLI::App* AddLineageCommand(CLI::App& app, LineageOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "lineage",
+      "Show where data came from and where it went. For a RUN: every attempt of the run "
+      "that consumed or produced an artifact, and those artifacts. For an ARTIFACT, written "
+      "RUN/TASK/OUTPUT (quickstart-3f9a1c/train/model, last/ingest[0]/raw) or #ID: what it "
+      "was made from (--upstream) and what was made from it (--downstream), both by default, "
+      "across runs where a cached task reused an earlier run's outputs. --output json gives "
+      "nodes and edges; dot a Graphviz graph (tierflow lineage RUN -o dot | dot -Tsvg). Exits "
+      "0, 1 when the run or artifact does not exist, 2 on a usage error.");
+  command->add_option("target", options.target, "A run, or an artifact: RUN/TASK/OUTPUT or #ID")
+      ->required()
+      ->type_name("RUN|ARTIFACT");
+  command->add_flag("--upstream", options.upstream, "Only what the artifact was made from");
+  command->add_flag("--downstream", options.downstream, "Only what was made from the artifact");
+  command
+      ->add_option("--depth", options.depth,
+                   "At most N task steps from the artifact (default: no limit)")
+      ->check(AtLeast(0))
+      ->type_name("N");
+  AddOutputOption(*command, options.output, {"text", "json", "dot"});
+  AddDbOption(*command, options.db);
+  command->footer(
+      "Examples:\n  tierflow lineage last\n  tierflow lineage quickstart-3f9a1c/train/model "
+      "--upstream\n  tierflow lineage '#42' --downstream --depth 1\n"
+      "  tierflow lineage quickstart-3f9a1c --output dot | dot -Tsvg > lineage.svg");
   return command;
 }
 
@@ -193,6 +317,14 @@ int Main(int argc, char** argv) {
   CLI::App* run = AddRunCommand(app, run_options);
   CLI::App* resume = AddResumeCommand(app, resume_options);
   CLI::App* cancel = AddCancelCommand(app, cancel_options);
+  RunsOptions runs_options;
+  ShowOptions show_options;
+  LogsOptions logs_options;
+  LineageOptions lineage_options;
+  CLI::App* runs = AddRunsCommand(app, runs_options);
+  CLI::App* show = AddShowCommand(app, show_options);
+  CLI::App* logs = AddLogsCommand(app, logs_options);
+  CLI::App* lineage = AddLineageCommand(app, lineage_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -210,6 +342,10 @@ int Main(int argc, char** argv) {
   }
   if (resume->parsed()) return RunPipeline(resume_options, std::cout, std::cerr);
   if (cancel->parsed()) return CancelRun(cancel_options, std::cout, std::cerr);
+  if (runs->parsed()) return RunRuns(runs_options, std::cout, std::cerr);
+  if (show->parsed()) return RunShow(show_options, std::cout, std::cerr);
+  if (logs->parsed()) return RunLogs(logs_options, std::cout, std::cerr);
+  if (lineage->parsed()) return RunLineage(lineage_options, std::cout, std::cerr);
   return kExitUsage;  // unreachable: require_subcommand(1)
 }
 

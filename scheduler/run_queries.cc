@@ -1,0 +1,801 @@
+#include "scheduler/run_queries.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <deque>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+#include "common/status.h"
+#include "common/strings.h"
+#include "common/suggest.h"
+#include "scheduler/store.h"
+
+namespace tierflow::scheduler {
+namespace {
+
+std::string LocalHostName() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+// Steps `statement` to its end, calling `row` on each row. The statement is
+// reset afterwards in every case, so it holds no read snapshot.
+template <typename Row>
+absl::Status ForEachRow(Statement& statement, Row&& row) {
+  for (;;) {
+    absl::StatusOr<bool> more = statement.Step();
+    if (!more.ok() || !*more) {
+      statement.Reset();
+      return more.status();
+    }
+    row(statement);
+  }
+}
+
+std::optional<std::string> OptionalText(const Statement& statement, int column) {
+  if (statement.IsNull(column)) return std::nullopt;
+  return statement.Text(column);
+}
+
+void Count(RunCounts& counts, std::string_view state, uint32_t n) {
+  counts.total += n;
+  if (state == task_state::kPending) counts.pending += n;
+  if (state == task_state::kQueued) counts.queued += n;
+  if (state == task_state::kRunning) counts.running += n;
+  if (state == task_state::kRetrying) counts.retrying += n;
+  if (state == task_state::kSucceeded) counts.succeeded += n;
+  if (state == task_state::kCached) counts.cached += n;
+  if (state == task_state::kFailed) counts.failed += n;
+  if (state == task_state::kUpstreamFailed) counts.upstream_failed += n;
+  if (state == task_state::kCancelled) counts.cancelled += n;
+}
+
+// --------------------------------------------------------------- runs
+
+constexpr std::string_view kRunColumns =
+    "SELECT id, pipeline_name, file, working_dir, params_json, state, slots, created_at, "
+    "started_at, finished_at, engine_pid, engine_host, cancel_requested, message FROM runs";
+
+RunSummary ReadRun(const Statement& s) {
+  RunSummary run;
+  run.id = s.Text(0);
+  run.pipeline = s.Text(1);
+  run.file = s.Text(2);
+  run.working_dir = s.Text(3);
+  // The engine writes {"name": "value"}; anything else is shown as JSON.
+  nlohmann::json params = nlohmann::json::parse(s.Text(4), nullptr, /*allow_exceptions=*/false);
+  if (params.is_object()) {
+    for (const auto& [name, value] : params.items()) {
+      run.params[name] = value.is_string() ? value.get<std::string>() : value.dump();
+    }
+  }
+  run.state = s.Text(5);
+  run.slots = s.Int(6);
+  run.created_at_ms = s.Int(7);
+  run.started_at_ms = s.OptionalInt(8);
+  run.finished_at_ms = s.OptionalInt(9);
+  run.engine_pid = s.OptionalInt(10);
+  run.engine_host = s.Text(11);
+  run.cancel_requested = s.Int(12) != 0;
+  run.message = s.Text(13);
+  return run;
+}
+
+absl::Status FinishSummary(Database& db, RunSummary& run, int64_t now_ms) {
+  TF_ASSIGN_OR_RETURN(
+      Statement counts,
+      db.Prepare("SELECT state, count(*) FROM tasks WHERE run_id = ? GROUP BY state"));
+  counts.Bind(1, run.id);
+  TF_RETURN_IF_ERROR(ForEachRow(counts, [&](const Statement& s) {
+    Count(run.counts, s.Text(0), static_cast<uint32_t>(s.Int(1)));
+  }));
+  run.engine = ProbeEngine(run.state, run.engine_pid, run.engine_host);
+  const int64_t start = run.started_at_ms.value_or(run.created_at_ms);
+  if (run.finished_at_ms) {
+    run.duration_ms = std::max<int64_t>(0, *run.finished_at_ms - start);
+  } else if (run.engine == EngineStatus::kAlive) {
+    run.duration_ms = std::max<int64_t>(0, now_ms - start);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> AllRunIds(Database& db) {
+  TF_ASSIGN_OR_RETURN(Statement ids,
+                      db.Prepare("SELECT id FROM runs ORDER BY created_at DESC, rowid DESC"));
+  std::vector<std::string> result;
+  TF_RETURN_IF_ERROR(ForEachRow(ids, [&](const Statement& s) { result.push_back(s.Text(0)); }));
+  return result;
+}
+
+absl::Status RunNotFound(Database& db, std::string_view run) {
+  TF_ASSIGN_OR_RETURN(std::vector<std::string> ids, AllRunIds(db));
+  if (ids.empty()) {
+    return absl::NotFoundError(StrCat("no run '", CEscape(run), "' in ", db.path(),
+                                      ": it holds no runs yet (start one with: tierflow run "
+                                      "PIPELINE.yaml)"));
+  }
+  return absl::NotFoundError(StrCat("no run '", CEscape(run), "' in ", db.path(),
+                                    DidYouMean(run, ids), "; list runs with: tierflow runs"));
+}
+
+// --------------------------------------------------------------- tasks
+
+constexpr std::string_view kTaskColumns =
+    "SELECT run_id, id, seq, stage, kind, item, item_index, layer, state, attempts, cache_key, "
+    "started_at, finished_at, message FROM tasks";
+
+TaskRow ReadTask(const Statement& s) {
+  TaskRow task;
+  task.run_id = s.Text(0);
+  task.id = s.Text(1);
+  task.seq = s.Int(2);
+  task.stage = s.Text(3);
+  task.kind = s.Text(4);
+  task.item = OptionalText(s, 5);
+  task.item_index = s.Int(6);
+  task.layer = s.Int(7);
+  task.state = s.Text(8);
+  task.attempt_count = s.Int(9);
+  task.cache_key = s.Text(10);
+  task.started_at_ms = s.OptionalInt(11);
+  task.finished_at_ms = s.OptionalInt(12);
+  task.message = s.Text(13);
+  return task;
+}
+
+// ------------------------------------------------------------- attempts
+
+constexpr std::string_view kAttemptColumns =
+    "SELECT a.id, a.run_id, a.task_id, a.number, a.state, a.worker, a.pid, a.command, "
+    "a.cache_key, a.cached_from, a.started_at, a.finished_at, a.exit_code, a.signal, a.message, "
+    "a.log_path, o.run_id, o.task_id, o.number FROM attempts a LEFT JOIN attempts o ON o.id = "
+    "a.cached_from";
+
+AttemptRow ReadAttempt(const Statement& s) {
+  AttemptRow attempt;
+  attempt.id = s.Int(0);
+  attempt.run_id = s.Text(1);
+  attempt.task_id = s.Text(2);
+  attempt.number = s.Int(3);
+  attempt.state = s.Text(4);
+  attempt.worker = s.Text(5);
+  attempt.pid = s.OptionalInt(6);
+  attempt.command = s.Text(7);
+  attempt.cache_key = s.Text(8);
+  attempt.cached_from = s.OptionalInt(9);
+  attempt.started_at_ms = s.Int(10);
+  attempt.finished_at_ms = s.OptionalInt(11);
+  attempt.exit_code = s.OptionalInt(12);
+  attempt.signal = s.OptionalInt(13);
+  attempt.message = s.Text(14);
+  attempt.log_path = s.Text(15);
+  attempt.cached_from_run = s.Text(16);
+  attempt.cached_from_task = s.Text(17);
+  attempt.cached_from_number = s.IsNull(18) ? 0 : s.Int(18);
+  return attempt;
+}
+
+// ------------------------------------------------------------ artifacts
+
+constexpr std::string_view kArtifactColumns =
+    "SELECT id, run_id, task_id, name, attempt_id, content_hash, bytes, files, created_at FROM "
+    "artifacts";
+
+ArtifactRow ReadArtifact(const Statement& s) {
+  ArtifactRow artifact;
+  artifact.id = s.Int(0);
+  artifact.run_id = s.Text(1);
+  artifact.task_id = s.Text(2);
+  artifact.name = s.Text(3);
+  artifact.attempt_id = s.Int(4);
+  artifact.content_hash = s.Text(5);
+  artifact.bytes = s.Int(6);
+  artifact.files = s.Int(7);
+  artifact.created_at_ms = s.Int(8);
+  return artifact;
+}
+
+constexpr std::string_view kCopyColumns =
+    "SELECT c.id, c.artifact_id, c.tier, c.uri, c.role, c.bytes, c.content_hash, c.state, "
+    "c.created_at FROM artifact_copies c";
+
+CopyRow ReadCopy(const Statement& s) {
+  CopyRow copy;
+  copy.id = s.Int(0);
+  copy.artifact_id = s.Int(1);
+  copy.tier = s.Text(2);
+  copy.uri = s.Text(3);
+  copy.role = s.Text(4);
+  copy.bytes = s.Int(5);
+  copy.content_hash = s.Text(6);
+  copy.state = s.Text(7);
+  copy.created_at_ms = s.Int(8);
+  return copy;
+}
+
+// Loads lineage nodes by id and the edges around them, with statements
+// prepared once per walk.
+class LineageReader {
+ public:
+  static absl::StatusOr<LineageReader> Create(Database& db) {
+    LineageReader reader;
+    TF_ASSIGN_OR_RETURN(reader.attempt_, db.Prepare(StrCat(kAttemptColumns, " WHERE a.id = ?")));
+    TF_ASSIGN_OR_RETURN(reader.artifact_, db.Prepare(StrCat(kArtifactColumns, " WHERE id = ?")));
+    TF_ASSIGN_OR_RETURN(reader.copies_, db.Prepare(StrCat(kCopyColumns,
+                                                          " WHERE c.artifact_id = ? ORDER BY "
+                                                          "c.role <> 'home', c.id")));
+    TF_ASSIGN_OR_RETURN(reader.by_artifact_,
+                        db.Prepare("SELECT attempt_id, name FROM lineage_edges WHERE artifact_id "
+                                   "= ? AND direction = ? ORDER BY id"));
+    TF_ASSIGN_OR_RETURN(reader.by_attempt_,
+                        db.Prepare("SELECT artifact_id, name FROM lineage_edges WHERE attempt_id "
+                                   "= ? AND direction = ? ORDER BY id"));
+    // A cached attempt carries the cache key of the attempt it reused, so
+    // the key's index finds reusers; without a key only a scan can.
+    TF_ASSIGN_OR_RETURN(reader.reusers_by_key_,
+                        db.Prepare("SELECT id FROM attempts WHERE cache_key = ? AND cached_from "
+                                   "= ? ORDER BY id"));
+    TF_ASSIGN_OR_RETURN(reader.reusers_,
+                        db.Prepare("SELECT id FROM attempts WHERE cached_from = ? ORDER BY id"));
+    return reader;
+  }
+
+  absl::StatusOr<std::optional<AttemptRow>> Attempt(int64_t id) {
+    std::optional<AttemptRow> result;
+    attempt_->Bind(1, id);
+    TF_RETURN_IF_ERROR(ForEachRow(*attempt_, [&](const Statement& s) { result = ReadAttempt(s); }));
+    return result;
+  }
+
+  absl::StatusOr<std::optional<ArtifactRow>> Artifact(int64_t id) {
+    std::optional<ArtifactRow> result;
+    artifact_->Bind(1, id);
+    TF_RETURN_IF_ERROR(
+        ForEachRow(*artifact_, [&](const Statement& s) { result = ReadArtifact(s); }));
+    if (!result) return result;
+    copies_->Bind(1, id);
+    TF_RETURN_IF_ERROR(
+        ForEachRow(*copies_, [&](const Statement& s) { result->copies.push_back(ReadCopy(s)); }));
+    return result;
+  }
+
+  using Named = std::vector<std::pair<int64_t, std::string>>;
+  // Attempts that consumed or produced artifact `id`.
+  absl::StatusOr<Named> AttemptsOf(int64_t id, std::string_view direction) {
+    return Pairs(*by_artifact_, id, direction);
+  }
+  // Artifacts that attempt `id` consumed or produced.
+  absl::StatusOr<Named> ArtifactsOf(int64_t id, std::string_view direction) {
+    return Pairs(*by_attempt_, id, direction);
+  }
+
+  absl::StatusOr<std::vector<int64_t>> Reusers(const AttemptRow& attempt) {
+    Statement& statement = attempt.cache_key.empty() ? *reusers_ : *reusers_by_key_;
+    if (attempt.cache_key.empty()) {
+      statement.Bind(1, attempt.id);
+    } else {
+      statement.Bind(1, attempt.cache_key).Bind(2, attempt.id);
+    }
+    std::vector<int64_t> ids;
+    TF_RETURN_IF_ERROR(ForEachRow(statement, [&](const Statement& s) { ids.push_back(s.Int(0)); }));
+    return ids;
+  }
+
+ private:
+  LineageReader() = default;
+
+  static absl::StatusOr<Named> Pairs(Statement& statement, int64_t id, std::string_view direction) {
+    statement.Bind(1, id).Bind(2, direction);
+    Named result;
+    TF_RETURN_IF_ERROR(ForEachRow(
+        statement, [&](const Statement& s) { result.emplace_back(s.Int(0), s.Text(1)); }));
+    return result;
+  }
+
+  std::optional<Statement> attempt_;
+  std::optional<Statement> artifact_;
+  std::optional<Statement> copies_;
+  std::optional<Statement> by_artifact_;
+  std::optional<Statement> by_attempt_;
+  std::optional<Statement> reusers_by_key_;
+  std::optional<Statement> reusers_;
+};
+
+// Collects a LineageGraph: nodes loaded once, edges kept once each.
+class GraphBuilder {
+ public:
+  GraphBuilder(LineageReader& reader, LineageGraph& graph) : reader_(reader), graph_(graph) {}
+
+  // Loads the node into the graph; false when its row is gone.
+  absl::StatusOr<bool> Add(LineageNode node) {
+    if (node.type == LineageNode::Type::kAttempt) {
+      if (graph_.attempts.count(node.id) > 0) return true;
+      TF_ASSIGN_OR_RETURN(std::optional<AttemptRow> row, reader_.Attempt(node.id));
+      if (!row) return false;
+      graph_.attempts.emplace(node.id, std::move(*row));
+      return true;
+    }
+    if (graph_.artifacts.count(node.id) > 0) return true;
+    TF_ASSIGN_OR_RETURN(std::optional<ArtifactRow> row, reader_.Artifact(node.id));
+    if (!row) return false;
+    graph_.artifacts.emplace(node.id, std::move(*row));
+    return true;
+  }
+
+  void AddEdge(LineageEdge edge) {
+    if (edges_.insert(edge).second) graph_.edges.push_back(std::move(edge));
+  }
+
+ private:
+  LineageReader& reader_;
+  LineageGraph& graph_;
+  std::set<LineageEdge> edges_;
+};
+
+using Node = LineageNode;
+using Edge = LineageEdge;
+
+// One direction of an artifact walk: a 0-1 breadth-first search where
+// crossing an attempt costs one step and a reuse edge none, so `depth` cuts
+// at the fewest task steps from the root whatever order nodes are found in.
+absl::Status Walk(LineageReader& reader, GraphBuilder& builder, LineageGraph& graph, Node root,
+                  bool upstream, std::optional<int64_t> depth) {
+  std::map<Node, int64_t> level{{root, 0}};
+  std::deque<Node> queue{root};
+  // Nodes leave the queue in order of level: same-level nodes go in front,
+  // next-level ones at the back.
+  auto reach = [&](Node node, int64_t at, bool next_level) {
+    auto [it, inserted] = level.emplace(node, at);
+    if (!inserted && it->second <= at) return;
+    it->second = at;
+    if (next_level) {
+      queue.push_back(node);
+    } else {
+      queue.push_front(node);
+    }
+  };
+  std::set<Node> done;
+  while (!queue.empty()) {
+    const Node node = queue.front();
+    queue.pop_front();
+    if (!done.insert(node).second) continue;
+    const int64_t at = level[node];
+    TF_ASSIGN_OR_RETURN(bool exists, builder.Add(node));
+    if (!exists) continue;
+    if (node.type == Node::Type::kArtifact) {
+      if (depth && at >= *depth) continue;
+      TF_ASSIGN_OR_RETURN(LineageReader::Named attempts,
+                          reader.AttemptsOf(node.id, upstream ? "produced" : "consumed"));
+      for (const auto& [id, name] : attempts) {
+        const Node attempt{Node::Type::kAttempt, id};
+        TF_ASSIGN_OR_RETURN(bool found, builder.Add(attempt));
+        if (!found) continue;
+        builder.AddEdge(upstream ? Edge{Edge::Kind::kProduced, attempt, node, name}
+                                 : Edge{Edge::Kind::kConsumed, node, attempt, name});
+        reach(attempt, at, false);
+      }
+      continue;
+    }
+    TF_ASSIGN_OR_RETURN(LineageReader::Named artifacts,
+                        reader.ArtifactsOf(node.id, upstream ? "consumed" : "produced"));
+    for (const auto& [id, name] : artifacts) {
+      const Node artifact{Node::Type::kArtifact, id};
+      TF_ASSIGN_OR_RETURN(bool found, builder.Add(artifact));
+      if (!found) continue;
+      builder.AddEdge(upstream ? Edge{Edge::Kind::kConsumed, artifact, node, name}
+                               : Edge{Edge::Kind::kProduced, node, artifact, name});
+      reach(artifact, at + 1, true);
+    }
+    const AttemptRow attempt = graph.attempts.at(node.id);
+    std::vector<int64_t> linked;
+    if (upstream) {
+      if (attempt.cached_from) linked.push_back(*attempt.cached_from);
+    } else {
+      TF_ASSIGN_OR_RETURN(linked, reader.Reusers(attempt));
+    }
+    for (int64_t id : linked) {
+      const Node other{Node::Type::kAttempt, id};
+      TF_ASSIGN_OR_RETURN(bool found, builder.Add(other));
+      if (!found) continue;
+      builder.AddEdge(upstream ? Edge{Edge::Kind::kReused, other, node, ""}
+                               : Edge{Edge::Kind::kReused, node, other, ""});
+      reach(other, at, false);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> OutputNames(Database& db, const std::string& run_id,
+                                                     const std::string& task_id) {
+  TF_ASSIGN_OR_RETURN(Statement names,
+                      db.Prepare("SELECT DISTINCT name FROM artifacts WHERE run_id = "
+                                 "? AND task_id = ? ORDER BY name"));
+  names.Bind(1, run_id).Bind(2, task_id);
+  std::vector<std::string> result;
+  TF_RETURN_IF_ERROR(ForEachRow(names, [&](const Statement& s) { result.push_back(s.Text(0)); }));
+  return result;
+}
+
+}  // namespace
+
+std::string_view EngineStatusName(EngineStatus status) {
+  switch (status) {
+    case EngineStatus::kNotRunning:
+      return "not_running";
+    case EngineStatus::kAlive:
+      return "alive";
+    case EngineStatus::kGone:
+      return "gone";
+    case EngineStatus::kOtherHost:
+      return "other_host";
+  }
+  return "unknown";
+}
+
+EngineStatus ProbeEngine(std::string_view state, std::optional<int64_t> pid,
+                         const std::string& host) {
+  if (state != run_state::kRunning) return EngineStatus::kNotRunning;
+  const std::string here = LocalHostName();
+  if (!host.empty() && host != here) return EngineStatus::kOtherHost;
+  if (pid && EngineAlive(*pid, here)) return EngineStatus::kAlive;
+  return EngineStatus::kGone;
+}
+
+absl::StatusOr<RunList> ListRuns(Database& db, const RunFilter& filter, int64_t now_ms) {
+  const std::string where = filter.state.empty() ? "" : " WHERE state = ?";
+  RunList list;
+  {
+    TF_ASSIGN_OR_RETURN(Statement count, db.Prepare(StrCat("SELECT count(*) FROM runs", where)));
+    if (!filter.state.empty()) count.Bind(1, filter.state);
+    TF_RETURN_IF_ERROR(ForEachRow(count, [&](const Statement& s) { list.total = s.Int(0); }));
+  }
+  TF_ASSIGN_OR_RETURN(Statement runs,
+                      db.Prepare(StrCat(kRunColumns, where, " ORDER BY created_at DESC, rowid DESC",
+                                        filter.limit > 0 ? " LIMIT ?" : "")));
+  int index = 1;
+  if (!filter.state.empty()) runs.Bind(index++, filter.state);
+  if (filter.limit > 0) runs.Bind(index, filter.limit);
+  TF_RETURN_IF_ERROR(
+      ForEachRow(runs, [&](const Statement& s) { list.runs.push_back(ReadRun(s)); }));
+  for (RunSummary& run : list.runs) TF_RETURN_IF_ERROR(FinishSummary(db, run, now_ms));
+  return list;
+}
+
+absl::StatusOr<std::string> ResolveRunId(Database& db, std::string_view run) {
+  if (run == "last" || run == "latest") {
+    TF_ASSIGN_OR_RETURN(
+        Statement newest,
+        db.Prepare("SELECT id FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1"));
+    std::optional<std::string> id;
+    TF_RETURN_IF_ERROR(ForEachRow(newest, [&](const Statement& s) { id = s.Text(0); }));
+    if (!id) {
+      return absl::NotFoundError(StrCat("no runs in ", db.path(), " yet, so '", run,
+                                        "' names none (start one with: tierflow run "
+                                        "PIPELINE.yaml)"));
+    }
+    return *id;
+  }
+  TF_ASSIGN_OR_RETURN(Statement find, db.Prepare("SELECT id FROM runs WHERE id = ?"));
+  find.Bind(1, run);
+  bool found = false;
+  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement&) { found = true; }));
+  if (!found) return RunNotFound(db, run);
+  return std::string(run);
+}
+
+absl::StatusOr<RunSummary> GetRunSummary(Database& db, const std::string& run_id, int64_t now_ms) {
+  TF_ASSIGN_OR_RETURN(Statement find, db.Prepare(StrCat(kRunColumns, " WHERE id = ?")));
+  find.Bind(1, run_id);
+  std::optional<RunSummary> run;
+  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) { run = ReadRun(s); }));
+  if (!run) return RunNotFound(db, run_id);
+  TF_RETURN_IF_ERROR(FinishSummary(db, *run, now_ms));
+  return *std::move(run);
+}
+
+absl::StatusOr<RunStatus> GetRunStatus(Database& db, const std::string& run_id) {
+  TF_ASSIGN_OR_RETURN(Statement find,
+                      db.Prepare("SELECT state, engine_pid, engine_host FROM runs WHERE id = ?"));
+  find.Bind(1, run_id);
+  std::optional<RunStatus> status;
+  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) {
+    status = RunStatus{s.Text(0), ProbeEngine(s.Text(0), s.OptionalInt(1), s.Text(2))};
+  }));
+  if (!status) return RunNotFound(db, run_id);
+  return *status;
+}
+
+std::string ArtifactRow::Ref() const { return StrCat(run_id, "/", task_id, "/", name); }
+
+absl::StatusOr<RunDetail> GetRunDetail(Database& db, const std::string& run_id, int64_t now_ms) {
+  RunDetail detail;
+  TF_ASSIGN_OR_RETURN(detail.run, GetRunSummary(db, run_id, now_ms));
+  std::unordered_map<std::string, size_t> task_index;
+  {
+    TF_ASSIGN_OR_RETURN(Statement tasks,
+                        db.Prepare(StrCat(kTaskColumns, " WHERE run_id = ? ORDER BY seq, id")));
+    tasks.Bind(1, run_id);
+    TF_RETURN_IF_ERROR(ForEachRow(tasks, [&](const Statement& s) {
+      task_index.emplace(s.Text(1), detail.tasks.size());
+      detail.tasks.push_back(ReadTask(s));
+    }));
+  }
+  {
+    TF_ASSIGN_OR_RETURN(
+        Statement attempts,
+        db.Prepare(StrCat(kAttemptColumns, " WHERE a.run_id = ? ORDER BY a.task_id, a.number")));
+    attempts.Bind(1, run_id);
+    TF_RETURN_IF_ERROR(ForEachRow(attempts, [&](const Statement& s) {
+      auto task = task_index.find(s.Text(2));
+      if (task != task_index.end()) detail.tasks[task->second].attempts.push_back(ReadAttempt(s));
+    }));
+  }
+  std::unordered_map<int64_t, ArtifactRow*> artifacts;
+  {
+    TF_ASSIGN_OR_RETURN(
+        Statement outputs,
+        db.Prepare(StrCat(kArtifactColumns,
+                          " WHERE id IN (SELECT max(id) FROM artifacts WHERE run_id = ? GROUP BY "
+                          "task_id, name) ORDER BY task_id, name")));  // the current outputs
+    outputs.Bind(1, run_id);
+    TF_RETURN_IF_ERROR(ForEachRow(outputs, [&](const Statement& s) {
+      auto task = task_index.find(s.Text(2));
+      if (task != task_index.end()) detail.tasks[task->second].outputs.push_back(ReadArtifact(s));
+    }));
+    for (TaskRow& task : detail.tasks) {
+      for (ArtifactRow& artifact : task.outputs) artifacts[artifact.id] = &artifact;
+    }
+  }
+  TF_ASSIGN_OR_RETURN(Statement copies,
+                      db.Prepare(StrCat(kCopyColumns,
+                                        " JOIN artifacts a ON a.id = c.artifact_id WHERE a.run_id "
+                                        "= ? ORDER BY c.artifact_id, c.role <> 'home', c.id")));
+  copies.Bind(1, run_id);
+  TF_RETURN_IF_ERROR(ForEachRow(copies, [&](const Statement& s) {
+    auto artifact = artifacts.find(s.Int(1));
+    if (artifact != artifacts.end()) artifact->second->copies.push_back(ReadCopy(s));
+  }));
+  return detail;
+}
+
+absl::StatusOr<TaskRow> FindTask(Database& db, const std::string& run_id,
+                                 const std::string& task_id) {
+  TF_ASSIGN_OR_RETURN(Statement find,
+                      db.Prepare(StrCat(kTaskColumns, " WHERE run_id = ? AND id = ?")));
+  find.Bind(1, run_id).Bind(2, task_id);
+  std::optional<TaskRow> task;
+  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) { task = ReadTask(s); }));
+  if (task) return *std::move(task);
+
+  // The name of a foreach stage is the commonest near miss: list its tasks.
+  TF_ASSIGN_OR_RETURN(Statement items, db.Prepare("SELECT id, count(*) OVER () FROM tasks WHERE "
+                                                  "run_id = ? AND stage = ? ORDER BY seq"));
+  items.Bind(1, run_id).Bind(2, task_id);
+  std::vector<std::string> item_tasks;
+  int64_t item_count = 0;
+  TF_RETURN_IF_ERROR(ForEachRow(items, [&](const Statement& s) {
+    if (item_tasks.size() < 3) item_tasks.push_back(s.Text(0));
+    item_count = s.Int(1);
+  }));
+  if (!item_tasks.empty()) {
+    std::string list;
+    for (const std::string& id : item_tasks) list += StrCat(list.empty() ? "" : ", ", id);
+    if (item_count > static_cast<int64_t>(item_tasks.size())) list += ", ...";
+    return absl::NotFoundError(StrCat("no task '", CEscape(task_id), "' in run ", run_id,
+                                      ": stage '", CEscape(task_id), "' has ", item_count,
+                                      " foreach tasks (", list, "); name one of them"));
+  }
+  TF_ASSIGN_OR_RETURN(Statement all,
+                      db.Prepare("SELECT id FROM tasks WHERE run_id = ? ORDER BY seq"));
+  all.Bind(1, run_id);
+  std::vector<std::string> ids;
+  TF_RETURN_IF_ERROR(ForEachRow(all, [&](const Statement& s) { ids.push_back(s.Text(0)); }));
+  return absl::NotFoundError(StrCat("no task '", CEscape(task_id), "' in run ", run_id,
+                                    DidYouMean(task_id, ids),
+                                    "; list its tasks with: tierflow show ", run_id));
+}
+
+absl::StatusOr<AttemptRow> FindAttempt(Database& db, const std::string& run_id,
+                                       const std::string& task_id, int64_t number) {
+  TF_ASSIGN_OR_RETURN(TaskRow task, FindTask(db, run_id, task_id));
+  TF_ASSIGN_OR_RETURN(
+      Statement find,
+      db.Prepare(StrCat(kAttemptColumns, " WHERE a.run_id = ? AND a.task_id = ?",
+                        number > 0 ? " AND a.number = ?" : " ORDER BY a.number DESC LIMIT 1")));
+  find.Bind(1, run_id).Bind(2, task_id);
+  if (number > 0) find.Bind(3, number);
+  std::optional<AttemptRow> attempt;
+  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) { attempt = ReadAttempt(s); }));
+  if (attempt) return *std::move(attempt);
+
+  TF_ASSIGN_OR_RETURN(Statement range,
+                      db.Prepare("SELECT min(number), max(number) FROM attempts WHERE run_id = ? "
+                                 "AND task_id = ?"));
+  range.Bind(1, run_id).Bind(2, task_id);
+  std::optional<int64_t> first;
+  std::optional<int64_t> last;
+  TF_RETURN_IF_ERROR(ForEachRow(range, [&](const Statement& s) {
+    first = s.OptionalInt(0);
+    last = s.OptionalInt(1);
+  }));
+  if (!first) {
+    return absl::NotFoundError(StrCat("task ", task_id, " of run ", run_id,
+                                      " has no attempts yet (it is ", task.state, ")"));
+  }
+  return absl::NotFoundError(
+      StrCat("task ", task_id, " of run ", run_id, " has no attempt ", number,
+             *first == *last ? StrCat(" (only attempt ", *first, ")")
+                             : StrCat(" (attempts ", *first, " to ", *last, ")")));
+}
+
+absl::StatusOr<AttemptRow> GetAttempt(Database& db, int64_t attempt_id) {
+  TF_ASSIGN_OR_RETURN(LineageReader reader, LineageReader::Create(db));
+  TF_ASSIGN_OR_RETURN(std::optional<AttemptRow> attempt, reader.Attempt(attempt_id));
+  if (!attempt) {
+    return absl::NotFoundError(StrCat("no attempt #", attempt_id, " in ", db.path()));
+  }
+  return *std::move(attempt);
+}
+
+// ---------------------------------------------------------------- lineage
+
+bool IsArtifactRef(std::string_view text) {
+  return text.find('/') != std::string_view::npos || (!text.empty() && text.front() == '#');
+}
+
+absl::StatusOr<ArtifactRef> ParseArtifactRef(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(
+        StrCat("'", CEscape(text), "' is not an artifact reference: ", why,
+               "; write RUN/TASK/OUTPUT (e.g. quickstart-3f9a1c/train/model) or #ID"));
+  };
+  ArtifactRef ref;
+  if (!text.empty() && text.front() == '#') {
+    std::string_view digits = text.substr(1);
+    if (digits.empty()) return bad("no id after '#'");
+    auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), ref.id);
+    if (error == std::errc::result_out_of_range) return bad("the id is too large");
+    if (error != std::errc() || end != digits.data() + digits.size() || ref.id <= 0) {
+      return bad("the id after '#' must be a positive number");
+    }
+    return ref;
+  }
+  const size_t first = text.find('/');
+  const size_t last = text.rfind('/');
+  if (first == std::string_view::npos || first == last) {
+    return bad("it needs two '/', between the run, the task and the output");
+  }
+  ref.run = std::string(text.substr(0, first));
+  ref.task = std::string(text.substr(first + 1, last - first - 1));
+  ref.output = std::string(text.substr(last + 1));
+  if (ref.run.empty()) return bad("the run is empty");
+  if (ref.task.empty()) return bad("the task is empty");
+  if (ref.output.empty()) return bad("the output is empty");
+  return ref;
+}
+
+absl::StatusOr<ArtifactRow> ResolveArtifact(Database& db, const ArtifactRef& ref) {
+  TF_ASSIGN_OR_RETURN(LineageReader reader, LineageReader::Create(db));
+  if (ref.id > 0) {
+    TF_ASSIGN_OR_RETURN(std::optional<ArtifactRow> artifact, reader.Artifact(ref.id));
+    if (!artifact) return absl::NotFoundError(StrCat("no artifact #", ref.id, " in ", db.path()));
+    return *std::move(artifact);
+  }
+  TF_ASSIGN_OR_RETURN(std::string run_id, ResolveRunId(db, ref.run));
+  TF_ASSIGN_OR_RETURN(TaskRow task, FindTask(db, run_id, ref.task));
+  TF_ASSIGN_OR_RETURN(Statement find, db.Prepare("SELECT max(id) FROM artifacts WHERE run_id = ? "
+                                                 "AND task_id = ? AND name = ? HAVING count(*)"));
+  find.Bind(1, run_id).Bind(2, ref.task).Bind(3, ref.output);
+  std::optional<int64_t> id;
+  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) { id = s.Int(0); }));
+  if (id) {
+    TF_ASSIGN_OR_RETURN(std::optional<ArtifactRow> artifact, reader.Artifact(*id));
+    if (artifact) return *std::move(artifact);
+  }
+  TF_ASSIGN_OR_RETURN(std::vector<std::string> names, OutputNames(db, run_id, ref.task));
+  if (names.empty()) {
+    return absl::NotFoundError(StrCat("task ", ref.task, " of run ", run_id,
+                                      " has no recorded outputs (it is ", task.state, ")"));
+  }
+  std::string list;
+  for (const std::string& name : names) list += StrCat(list.empty() ? "" : ", ", name);
+  return absl::NotFoundError(StrCat("task ", ref.task, " of run ", run_id, " has no output '",
+                                    CEscape(ref.output), "'", DidYouMean(ref.output, names),
+                                    "; its outputs: ", list));
+}
+
+std::string LineageNode::Key() const {
+  return StrCat(type == Type::kArtifact ? "artifact:" : "attempt:", id);
+}
+
+std::string_view LineageEdgeKindName(LineageEdge::Kind kind) {
+  switch (kind) {
+    case LineageEdge::Kind::kConsumed:
+      return "consumed";
+    case LineageEdge::Kind::kProduced:
+      return "produced";
+    case LineageEdge::Kind::kReused:
+      return "reused";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<LineageGraph> RunLineage(Database& db, const std::string& run_id) {
+  TF_RETURN_IF_ERROR(GetRunStatus(db, run_id).status());
+  LineageGraph graph;
+  graph.run_id = run_id;
+  TF_ASSIGN_OR_RETURN(LineageReader reader, LineageReader::Create(db));
+  GraphBuilder builder(reader, graph);
+  struct Row {
+    int64_t attempt;
+    int64_t artifact;
+    bool produced;
+    std::string name;
+  };
+  std::vector<Row> rows;
+  {
+    TF_ASSIGN_OR_RETURN(Statement edges,
+                        db.Prepare("SELECT e.attempt_id, e.artifact_id, e.direction, e.name FROM "
+                                   "lineage_edges e JOIN attempts a ON a.id = e.attempt_id WHERE "
+                                   "a.run_id = ? ORDER BY e.id"));
+    edges.Bind(1, run_id);
+    TF_RETURN_IF_ERROR(ForEachRow(edges, [&](const Statement& s) {
+      rows.push_back({s.Int(0), s.Int(1), s.Text(2) == "produced", s.Text(3)});
+    }));
+  }
+  for (const Row& row : rows) {
+    const Node attempt{Node::Type::kAttempt, row.attempt};
+    const Node artifact{Node::Type::kArtifact, row.artifact};
+    TF_ASSIGN_OR_RETURN(bool has_attempt, builder.Add(attempt));
+    TF_ASSIGN_OR_RETURN(bool has_artifact, builder.Add(artifact));
+    if (!has_attempt || !has_artifact) continue;
+    builder.AddEdge(row.produced ? Edge{Edge::Kind::kProduced, attempt, artifact, row.name}
+                                 : Edge{Edge::Kind::kConsumed, artifact, attempt, row.name});
+  }
+  std::vector<std::pair<int64_t, int64_t>> reuses;
+  {
+    TF_ASSIGN_OR_RETURN(Statement cached,
+                        db.Prepare("SELECT id, cached_from FROM attempts WHERE run_id = ? AND "
+                                   "cached_from IS NOT NULL ORDER BY id"));
+    cached.Bind(1, run_id);
+    TF_RETURN_IF_ERROR(
+        ForEachRow(cached, [&](const Statement& s) { reuses.emplace_back(s.Int(0), s.Int(1)); }));
+  }
+  for (const auto& [id, from] : reuses) {
+    const Node attempt{Node::Type::kAttempt, id};
+    const Node original{Node::Type::kAttempt, from};
+    TF_ASSIGN_OR_RETURN(bool has_attempt, builder.Add(attempt));
+    TF_ASSIGN_OR_RETURN(bool has_original, builder.Add(original));
+    if (has_attempt && has_original) builder.AddEdge({Edge::Kind::kReused, original, attempt, ""});
+  }
+  return graph;
+}
+
+absl::StatusOr<LineageGraph> ArtifactLineage(Database& db, int64_t artifact_id,
+                                             LineageDirection direction,
+                                             std::optional<int64_t> depth) {
+  LineageGraph graph;
+  graph.root = artifact_id;
+  graph.direction = direction;
+  TF_ASSIGN_OR_RETURN(LineageReader reader, LineageReader::Create(db));
+  GraphBuilder builder(reader, graph);
+  const Node root{Node::Type::kArtifact, artifact_id};
+  TF_ASSIGN_OR_RETURN(bool exists, builder.Add(root));
+  if (!exists) return absl::NotFoundError(StrCat("no artifact #", artifact_id, " in ", db.path()));
+  graph.run_id = graph.artifacts.at(artifact_id).run_id;
+  if (direction != LineageDirection::kDownstream) {
+    TF_RETURN_IF_ERROR(Walk(reader, builder, graph, root, /*upstream=*/true, depth));
+  }
+  if (direction != LineageDirection::kUpstream) {
+    TF_RETURN_IF_ERROR(Walk(reader, builder, graph, root, /*upstream=*/false, depth));
+  }
+  return graph;
+}
+
+}  // namespace tierflow::scheduler
