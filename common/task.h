@@ -44,8 +44,11 @@ struct TaskLaunch {
   // added to the worker's own environment.
   std::vector<std::pair<std::string, std::string>> env;
   std::string working_dir;
-  std::string log_path;  // stdout and stderr of the attempt, appended
+  std::string log_path;  // stdout and stderr of the attempt (a new file per attempt)
   std::vector<OutputLaunch> outputs;
+  // TIERFLOW_CHECKPOINT_DIR of a checkpointing stage, kept across attempts;
+  // the worker creates it before the command starts. Empty: none.
+  std::string checkpoint_dir;
   std::optional<Duration> timeout;
   Duration kill_grace = std::chrono::seconds(10);  // TERM, then KILL after this
 };

@@ -1,12 +1,16 @@
 #include "scheduler/engine.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -15,6 +19,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <queue>
 #include <random>
@@ -22,12 +27,14 @@
 #include <thread>
 #include <unordered_map>
 
+#include "absl/cleanup/cleanup.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "dag/graph.h"
 #include "dag/loader.h"
 #include "nlohmann/json.hpp"
 #include "scheduler/plan.h"
+#include "scheduler/run_queries.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 #include "storage_adapters/local_artifact.h"
@@ -80,10 +87,13 @@ Duration RetryDelay(const dag::RetryPolicy& policy, uint32_t retry, double rando
   return Duration(static_cast<int64_t>(base / 2 + random * base / 2));
 }
 
-// Holds an exclusive lock on a run for the lifetime of the engine driving
-// it (flock: released by the kernel when the process dies, even by kill -9).
+// Holds an exclusive lock on a run (runs/RUN/lock) for as long as a process
+// drives or cancels it. flock: the kernel releases it when the process dies,
+// even by kill -9, so "the lock is free" means "nobody drives this run". The
+// holder writes "pid host" into the file, for messages only.
 class RunLock {
  public:
+  // FailedPrecondition when another open file description holds the lock.
   static absl::StatusOr<RunLock> Acquire(const fs::path& run_dir, const std::string& run_id) {
     std::error_code error;
     fs::create_directories(run_dir, error);
@@ -93,14 +103,26 @@ class RunLock {
     }
     std::string path = (run_dir / "lock").string();
     int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return absl::FailedPreconditionError(StrCat("cannot open ", path));
+    if (fd < 0) {
+      return absl::PermissionDeniedError(StrCat("cannot open ", path, ": ", std::strerror(errno)));
+    }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
       close(fd);
       return absl::FailedPreconditionError(
           StrCat("run ", run_id, " is being driven by another tierflow process (", path,
                  " is locked); wait for it or cancel it with: tierflow cancel ", run_id));
     }
+    // Only messages read it: the lock itself is what counts.
+    const std::string holder = StrCat(getpid(), " ", HostName(), "\n");
+    if (ftruncate(fd, 0) == 0) (void)!pwrite(fd, holder.data(), holder.size(), 0);
     return RunLock(fd);
+  }
+  // "pid host" of the process that last took the lock of `run_dir`.
+  static std::string Holder(const fs::path& run_dir) {
+    std::ifstream in(run_dir / "lock");
+    std::string holder;
+    std::getline(in, holder);
+    return holder;
   }
   RunLock(RunLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
   RunLock& operator=(RunLock&& other) noexcept {
@@ -114,6 +136,74 @@ class RunLock {
  private:
   explicit RunLock(int fd) : fd_(fd) {}
   int fd_ = -1;
+};
+
+// `tierflow cancel` of a driven run creates this file in the run folder; the
+// engine driving the run watches for it.
+constexpr char kCancelFile[] = "cancel";
+
+// Calls `on_create` (on its own thread) once `file` exists: right away if it
+// already does, else when it is created or moved into place. inotify, so
+// nothing polls.
+class FileWatch {
+ public:
+  static absl::StatusOr<std::unique_ptr<FileWatch>> Start(const fs::path& file,
+                                                          std::function<void()> on_create) {
+    std::unique_ptr<FileWatch> watch(new FileWatch);
+    watch->inotify_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    watch->stop_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (watch->inotify_ < 0 || watch->stop_ < 0 ||
+        inotify_add_watch(watch->inotify_, file.parent_path().c_str(), IN_CREATE | IN_MOVED_TO) <
+            0) {
+      return absl::InternalError(StrCat("cannot watch ", file.parent_path().string(),
+                                        " for cancel requests: ", std::strerror(errno)));
+    }
+    std::error_code error;
+    if (fs::exists(file, error)) {
+      on_create();
+      return watch;
+    }
+    watch->thread_ = std::thread(
+        [w = watch.get(), name = file.filename().string(), on_create = std::move(on_create)] {
+          if (w->WaitFor(name)) on_create();
+        });
+    return watch;
+  }
+  ~FileWatch() {
+    if (thread_.joinable()) {
+      uint64_t one = 1;
+      (void)!write(stop_, &one, sizeof one);
+      thread_.join();
+    }
+    if (inotify_ >= 0) close(inotify_);
+    if (stop_ >= 0) close(stop_);
+  }
+  FileWatch(const FileWatch&) = delete;
+  FileWatch& operator=(const FileWatch&) = delete;
+
+ private:
+  FileWatch() = default;
+  // True once `name` appeared, false when stopped.
+  bool WaitFor(const std::string& name) {
+    alignas(inotify_event) char buffer[4096];
+    for (;;) {
+      pollfd fds[2] = {{inotify_, POLLIN, 0}, {stop_, POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
+      if (fds[1].revents != 0) return false;
+      ssize_t n = read(inotify_, buffer, sizeof buffer);
+      for (ssize_t at = 0; at < n;) {
+        const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+        if (event->len > 0 && name == event->name) return true;
+        at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      }
+    }
+  }
+  int inotify_ = -1;
+  int stop_ = -1;
+  std::thread thread_;
 };
 
 // Kills what is left of a dead engine's tasks: every process whose
@@ -236,6 +326,8 @@ class Engine::Impl {
 
  private:
   // --- set-up
+  absl::Status BeginRun();
+  void EndRun();
   absl::Status OpenDatabase();
   absl::Status Prepare(const std::string& yaml, const std::string& file,
                        const std::map<std::string, std::string>& params);
@@ -347,13 +439,15 @@ class Engine::Impl {
   std::vector<int64_t> to_cancel_;
   std::vector<TaskEvent> pending_events_;
   SteadyTime started_;
+  std::atomic<bool> driving_{false};  // Run or Resume in progress
 
-  // Prepared statements, made once.
+  // Prepared statements, made once per run.
   std::optional<Statement> insert_attempt_;
   std::optional<Statement> finish_attempt_;
   std::optional<Statement> set_attempt_pid_;
   std::optional<Statement> update_task_;
   std::optional<Statement> insert_artifact_;
+  std::optional<Statement> overwrite_copies_;
   std::optional<Statement> insert_copy_;
   std::optional<Statement> insert_edge_;
   std::optional<Statement> insert_event_;
@@ -370,6 +464,54 @@ class Engine::Impl {
 };
 
 // ------------------------------------------------------------------ set-up
+
+// An Engine drives one run at a time, any number in sequence: each starts
+// from a clean slate.
+absl::Status Engine::Impl::BeginRun() {
+  if (driving_.exchange(true)) {
+    return absl::FailedPreconditionError("this engine is already driving a run: one run at a time");
+  }
+  started_ = std::chrono::steady_clock::now();
+  // Statements before the database they belong to.
+  for (std::optional<Statement>* statement :
+       {&insert_attempt_, &finish_attempt_, &set_attempt_pid_, &update_task_, &insert_artifact_,
+        &overwrite_copies_, &insert_copy_, &insert_edge_, &insert_event_, &find_cached_,
+        &cached_outputs_}) {
+    statement->reset();
+  }
+  db_.reset();
+  lock_.reset();
+  run_id_.clear();
+  run_dir_.clear();
+  graph_.reset();
+  pipeline_ = dag::Pipeline{};
+  tasks_.clear();
+  stages_.clear();
+  attempt_task_.clear();
+  script_hashes_.clear();  // scripts may have been edited since the last run
+  ready_ = decltype(ready_)(ReadyOrder{&tasks_, &stages_});
+  newly_ready_.clear();
+  retry_timers_.clear();
+  counts_ = RunCounts{};
+  cancelling_ = false;
+  to_launch_.clear();
+  to_cancel_.clear();
+  pending_events_.clear();
+  std::lock_guard lock(mu_);
+  reports_.clear();
+  return absl::OkStatus();
+}
+
+// A Cancel() that arrived while this run was driven ends with it; one that
+// arrives between runs applies to the next.
+void Engine::Impl::EndRun() {
+  {
+    std::lock_guard lock(mu_);
+    cancel_requested_ = false;
+  }
+  lock_.reset();  // the run is no longer driven: resume and cancel may take it
+  driving_ = false;
+}
 
 absl::Status Engine::Impl::OpenDatabase() {
   TF_ASSIGN_OR_RETURN(db_, OpenStore(options_.db_path));
@@ -455,10 +597,13 @@ absl::Status Engine::Impl::PrepareStatements() {
   TF_RETURN_IF_ERROR(prepare(insert_artifact_,
                              "INSERT INTO artifacts(run_id, task_id, name, attempt_id, "
                              "content_hash, bytes, files, created_at) VALUES (?, ?, ?, ?, ?, ?, "
-                             "?, ?) ON CONFLICT(run_id, task_id, name) DO UPDATE SET "
-                             "attempt_id = excluded.attempt_id, content_hash = "
-                             "excluded.content_hash, bytes = excluded.bytes, files = "
-                             "excluded.files, created_at = excluded.created_at RETURNING id"));
+                             "?, ?) RETURNING id"));
+  // An attempt that runs a task again writes its outputs where the earlier
+  // attempts' were: their copies no longer hold their bytes.
+  TF_RETURN_IF_ERROR(prepare(overwrite_copies_,
+                             "UPDATE artifact_copies SET state = 'overwritten' WHERE state = "
+                             "'present' AND role = 'home' AND uri = ? AND artifact_id IN (SELECT "
+                             "id FROM artifacts WHERE run_id = ? AND task_id = ? AND name = ?)"));
   TF_RETURN_IF_ERROR(prepare(insert_copy_,
                              "INSERT INTO artifact_copies(artifact_id, tier, uri, role, bytes, "
                              "content_hash, state, created_at) VALUES (?, 'local', ?, 'home', ?, "
@@ -534,6 +679,12 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
     if (status.ok()) break;
     if (status.code() != absl::StatusCode::kAlreadyExists || tries > 20) return rollback(status);
   }
+  // Locked before anyone can see the run, so `tierflow cancel` never takes
+  // it for a run without an engine.
+  run_dir_ = state_dir_ / "runs" / run_id_;
+  absl::StatusOr<RunLock> lock = RunLock::Acquire(run_dir_, run_id_);
+  if (!lock.ok()) return rollback(lock.status());
+  lock_.emplace(std::move(*lock));
   TF_ASSIGN_OR_RETURN(Statement insert_task,
                       db_->Prepare("INSERT INTO tasks(run_id, id, seq, stage, kind, item, "
                                    "item_index, layer, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
@@ -554,7 +705,7 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
     }
     if (absl::Status status = insert_task.Run(); !status.ok()) return rollback(status);
   }
-  TF_RETURN_IF_ERROR(PrepareStatements());
+  if (absl::Status status = PrepareStatements(); !status.ok()) return rollback(status);
   if (absl::Status status = AddEvent("", 0, "run_started", StrCat(tasks_.size(), " tasks"));
       !status.ok()) {
     return rollback(status);
@@ -563,7 +714,8 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
 }
 
 absl::StatusOr<RunResult> Engine::Impl::Run(const RunRequest& request) {
-  started_ = std::chrono::steady_clock::now();
+  TF_RETURN_IF_ERROR(BeginRun());
+  absl::Cleanup end = [this] { EndRun(); };
   std::ifstream in(request.file, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(
@@ -578,26 +730,21 @@ absl::StatusOr<RunResult> Engine::Impl::Run(const RunRequest& request) {
   pipeline_.file = file.string();
   TF_RETURN_IF_ERROR(OpenDatabase());
   TF_RETURN_IF_ERROR(CreateRun(text.str(), request.params));
-  run_dir_ = state_dir_ / "runs" / run_id_;
-  TF_ASSIGN_OR_RETURN(RunLock lock, RunLock::Acquire(run_dir_, run_id_));
-  lock_.emplace(std::move(lock));
   return Drive(/*resumed=*/false);
 }
 
-absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run_id) {
-  started_ = std::chrono::steady_clock::now();
+absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
+  TF_RETURN_IF_ERROR(BeginRun());
+  absl::Cleanup end = [this] { EndRun(); };
   TF_RETURN_IF_ERROR(OpenDatabase());
+  TF_ASSIGN_OR_RETURN(run_id_, ResolveRunId(*db_, run));
   TF_ASSIGN_OR_RETURN(
       Statement find,
       db_->Prepare("SELECT r.file, r.working_dir, r.params_json, r.state, p.yaml FROM runs r JOIN "
                    "pipelines p ON p.id = r.pipeline_id WHERE r.id = ?"));
-  find.Bind(1, run_id);
+  find.Bind(1, run_id_);
   TF_ASSIGN_OR_RETURN(bool found, find.Step());
-  if (!found) {
-    return absl::NotFoundError(
-        StrCat("no run '", run_id, "' in ", options_.db_path, " (list them with: tierflow runs)"));
-  }
-  run_id_ = run_id;
+  if (!found) return absl::NotFoundError(StrCat("run ", run_id_, " vanished from the store"));
   const std::string file = find.Text(0);
   working_dir_ = find.Text(1);
   const std::string state = find.Text(3);
@@ -611,11 +758,14 @@ absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run_id) {
   }
   if (state == run_state::kSucceeded) {
     return absl::FailedPreconditionError(
-        StrCat("run ", run_id, " already succeeded: nothing to resume"));
+        StrCat("run ", run_id_, " already succeeded: nothing to resume"));
   }
   run_dir_ = state_dir_ / "runs" / run_id_;
   TF_ASSIGN_OR_RETURN(RunLock lock, RunLock::Acquire(run_dir_, run_id_));
   lock_.emplace(std::move(lock));
+  // A cancel request addressed to an earlier engine of this run.
+  std::error_code ignored;
+  fs::remove(run_dir_ / kCancelFile, ignored);
   // The pipeline as it was when the run started: the file may have changed.
   TF_RETURN_IF_ERROR(Prepare(yaml, file, params));
   pipeline_.file = file;
@@ -650,7 +800,7 @@ absl::Status Engine::Impl::LoadRunForResume() {
                       db_->Prepare("SELECT a.task_id, a.name, a.id, a.content_hash, a.bytes, c.uri "
                                    "FROM artifacts a JOIN artifact_copies c ON c.artifact_id = "
                                    "a.id AND c.role = 'home' AND c.state = 'present' WHERE "
-                                   "a.run_id = ?"));
+                                   "a.run_id = ? ORDER BY a.id"));  // the newest last
   outputs.Bind(1, run_id_);
   for (;;) {
     TF_ASSIGN_OR_RETURN(bool row, outputs.Step());
@@ -812,6 +962,9 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
     TF_ASSIGN_OR_RETURN(executor_,
                         make([this](TaskReport report) { OnReport(std::move(report)); }));
   }
+  // `tierflow cancel` from another process.
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<FileWatch> cancel_watch,
+                      FileWatch::Start(run_dir_ / kCancelFile, [this] { Cancel(); }));
   if (options_.observer != nullptr) options_.observer->OnRunStarted(run_id_, resumed, counts_);
 
   absl::Status status;
@@ -1040,8 +1193,8 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     launch.outputs.push_back(std::move(output));
   }
   if (stage.checkpoints.enabled) {
-    contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR",
-                              TaskDir(run_dir_ / "checkpoints", t).string());
+    launch.checkpoint_dir = TaskDir(run_dir_ / "checkpoints", t).string();
+    contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR", launch.checkpoint_dir);
   }
   // The cache key covers what the task sees, not where this run keeps things.
   task.cache_key.clear();
@@ -1299,6 +1452,11 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   if (report.outcome == TaskReport::Outcome::kSucceeded) {
     for (size_t o = 0; o < report.outputs.size() && o < stage.outputs.size(); ++o) {
       const OutputReport& output = report.outputs[o];
+      overwrite_copies_->Bind(1, output.path)
+          .Bind(2, run_id_)
+          .Bind(3, task.id)
+          .Bind(4, output.name);
+      TF_RETURN_IF_ERROR(overwrite_copies_->Run());
       insert_artifact_->Bind(1, run_id_)
           .Bind(2, task.id)
           .Bind(3, output.name)
@@ -1397,44 +1555,52 @@ bool EngineAlive(int64_t pid, const std::string& host) {
   return fs::path(argv0).filename().string().rfind("tierflow", 0) == 0;
 }
 
-absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run_id) {
+absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenStore(db_path));
-  TF_ASSIGN_OR_RETURN(Statement find,
-                      db->Prepare("SELECT state, engine_pid, engine_host FROM runs WHERE id = ?"));
-  find.Bind(1, run_id);
-  TF_ASSIGN_OR_RETURN(bool found, find.Step());
-  if (!found) {
-    return absl::NotFoundError(
-        StrCat("no run '", run_id, "' in ", db_path, " (list them with: tierflow runs)"));
-  }
-  const std::string state = find.Text(0);
-  const int64_t pid = find.IsNull(1) ? 0 : find.Int(1);
-  const std::string host = find.Text(2);
-  if (state != run_state::kRunning) {
+  TF_ASSIGN_OR_RETURN(const std::string run_id, ResolveRunId(*db, run));
+  auto not_running = [&]() -> absl::Status {
+    TF_ASSIGN_OR_RETURN(Statement find, db->Prepare("SELECT state FROM runs WHERE id = ?"));
+    find.Bind(1, run_id);
+    TF_ASSIGN_OR_RETURN(bool found, find.Step());
+    if (found && find.Text(0) == run_state::kRunning) return absl::OkStatus();
     return absl::FailedPreconditionError(
-        StrCat("run ", run_id, " is not running (it ", state, ")"));
+        StrCat("run ", run_id, " is not running (it ", found ? find.Text(0) : "is gone", ")"));
+  };
+  TF_RETURN_IF_ERROR(not_running());
+
+  // Whoever holds the run's lock drives it; the lock, not a recorded pid
+  // (which the system may have given to another process), tells.
+  std::error_code error;
+  const fs::path run_dir = fs::absolute(fs::path(db_path).parent_path(), error) / "runs" / run_id;
+  absl::StatusOr<RunLock> lock = RunLock::Acquire(run_dir, run_id);
+  if (!lock.ok() && lock.status().code() != absl::StatusCode::kFailedPrecondition) {
+    return lock.status();
   }
-  if (EngineAlive(pid, host)) {
+  if (!lock.ok()) {
+    // Driven: ask its engine, which watches for the cancel file.
     TF_ASSIGN_OR_RETURN(Statement flag,
                         db->Prepare("UPDATE runs SET cancel_requested = 1 WHERE id = ?"));
     flag.Bind(1, run_id);
     TF_RETURN_IF_ERROR(flag.Run());
-    if (::kill(static_cast<pid_t>(pid), SIGTERM) != 0) {
-      return absl::PermissionDeniedError(StrCat("cannot signal the engine of run ", run_id,
-                                                " (pid ", pid, "): ", std::strerror(errno)));
+    const std::string path = (run_dir / kCancelFile).string();
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return absl::PermissionDeniedError(StrCat("cannot ask the engine of run ", run_id,
+                                                " to cancel: cannot create ", path, ": ",
+                                                std::strerror(errno)));
     }
-    return StrCat("cancel requested: the engine (pid ", pid,
-                  ") is stopping the run's tasks and will record them cancelled");
+    close(fd);
+    const std::string holder = RunLock::Holder(run_dir);
+    return StrCat("cancel requested: the engine",
+                  holder.empty() ? "" : StrCat(" (pid ", holder, ")"),
+                  " is stopping the run's tasks and will record them cancelled");
   }
-  if (!host.empty() && host != HostName()) {
-    return absl::FailedPreconditionError(
-        StrCat("run ", run_id, " is driven from host ", host, "; cancel it there"));
-  }
-  // No engine: nobody else writes this run, so record the end here.
+  // No engine, and none can start while the lock is held: record the end here.
   const int killed = KillLeftoverTasks(run_id);
   const int64_t now = NowMs();
   TF_RETURN_IF_ERROR(db->Execute("BEGIN IMMEDIATE"));
   absl::Status status = [&]() -> absl::Status {
+    TF_RETURN_IF_ERROR(not_running());  // an engine may have finished it meanwhile
     TF_ASSIGN_OR_RETURN(Statement attempts,
                         db->Prepare("UPDATE attempts SET state = 'lost', finished_at = ?, message "
                                     "= 'the engine stopped while this attempt ran' WHERE run_id = "

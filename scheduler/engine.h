@@ -131,8 +131,9 @@ class Engine {
   // Finishes an earlier run: tasks that succeeded (and whose outputs still
   // exist) are kept, everything else runs again; attempts that were running
   // when the engine died are recorded `lost` and their leftover processes
-  // killed. Fails if another engine is driving the run.
-  absl::StatusOr<RunResult> Resume(const std::string& run_id);
+  // killed. `run` is a run id or `last`. Fails if another engine is driving
+  // the run. One Run or Resume at a time per Engine, any number in sequence.
+  absl::StatusOr<RunResult> Resume(const std::string& run);
 
   // Thread-safe, async-signal-unsafe (call from a signal-handling thread).
   // First call: graceful cancel. KillNow: KILL every running task's group.
@@ -144,14 +145,16 @@ class Engine {
   std::unique_ptr<Impl> impl_;
 };
 
-// `tierflow cancel`: asks the engine driving `run_id` to cancel it (SIGTERM
-// to its process, after checking that it is a live tierflow process on this
-// host). When no engine is alive (it was killed), records the run cancelled
-// in the store itself: unfinished tasks cancelled, running attempts lost,
-// leftover task processes killed. Returns what was done, for the user.
-absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run_id);
+// `tierflow cancel`: `run` is a run id or `last`. When an engine drives the
+// run (it holds the run's lock, runs/RUN/lock), asks it to cancel: sets
+// cancel_requested and creates runs/RUN/cancel, which the engine watches.
+// When none does (it was killed), records the run cancelled in the store
+// itself, holding the lock: unfinished tasks cancelled, running attempts
+// lost, leftover task processes killed. Returns what was done, for the user.
+absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run);
 
-// True when `pid` on `host` is a live tierflow process (this host only).
+// True when `pid` on `host` is a live tierflow process (this host only): a
+// hint for listings; CancelRun decides by the run's lock.
 bool EngineAlive(int64_t pid, const std::string& host);
 
 }  // namespace tierflow::scheduler

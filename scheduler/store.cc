@@ -124,6 +124,32 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_run ON events(run_id, id);
 )sql",
+    // 2: one artifact row per producing attempt (a task that runs again on
+    // resume adds rows instead of overwriting the lineage of the first);
+    // cache reuses found by the attempt they reused.
+    R"sql(
+CREATE TABLE artifacts_v2 (
+  id INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  name TEXT NOT NULL,              -- the output name
+  attempt_id INTEGER NOT NULL REFERENCES attempts(id),  -- the attempt that made it (or reused it)
+  content_hash TEXT NOT NULL,      -- "xxh3:<32 hex>" over the file, or the tree
+  bytes INTEGER NOT NULL,
+  files INTEGER NOT NULL,          -- 1 for a file, the file count of a tree
+  created_at INTEGER NOT NULL,
+  UNIQUE (attempt_id, name)
+);
+INSERT INTO artifacts_v2(id, run_id, task_id, name, attempt_id, content_hash, bytes, files,
+                         created_at)
+  SELECT id, run_id, task_id, name, attempt_id, content_hash, bytes, files, created_at
+  FROM artifacts;
+DROP TABLE artifacts;
+ALTER TABLE artifacts_v2 RENAME TO artifacts;
+CREATE INDEX artifacts_by_hash ON artifacts(content_hash);
+CREATE INDEX artifacts_by_task ON artifacts(run_id, task_id, name, id);
+CREATE INDEX attempts_by_cached_from ON attempts(cached_from);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -145,26 +171,39 @@ absl::Status CheckVersion(const Database& db, int version) {
 
 }  // namespace
 
+std::string_view SchemaMigration(int version) { return kMigrations[version - 1]; }
+
 absl::StatusOr<std::unique_ptr<Database>> OpenStore(const std::string& path) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::Open(path));
   TF_ASSIGN_OR_RETURN(int version, UserVersion(*db));
   TF_RETURN_IF_ERROR(CheckVersion(*db, version));
   if (version == kSchemaVersion) return db;
-  // One transaction per migration: IMMEDIATE so that two processes opening
-  // a new database at once cannot both migrate it.
+  // One transaction: IMMEDIATE so that two processes opening an old
+  // database at once cannot both migrate it. Foreign keys are off while
+  // tables are rebuilt (they cannot change inside a transaction) and checked
+  // before the commit, as SQLite's ALTER TABLE documentation prescribes.
+  TF_RETURN_IF_ERROR(db->Execute("PRAGMA foreign_keys=OFF"));
   TF_RETURN_IF_ERROR(db->Execute("BEGIN IMMEDIATE"));
-  TF_ASSIGN_OR_RETURN(version, UserVersion(*db));  // re-read under the lock
-  for (; version < kSchemaVersion; ++version) {
-    absl::Status status = db->Execute(kMigrations[version]);
-    if (status.ok()) {
-      status = db->Execute(StrCat("PRAGMA user_version = ", std::to_string(version + 1)));
+  absl::Status status = [&]() -> absl::Status {
+    TF_ASSIGN_OR_RETURN(version, UserVersion(*db));  // re-read under the lock
+    for (; version < kSchemaVersion; ++version) {
+      TF_RETURN_IF_ERROR(db->Execute(kMigrations[version]));
+      TF_RETURN_IF_ERROR(
+          db->Execute(StrCat("PRAGMA user_version = ", std::to_string(version + 1))));
     }
-    if (!status.ok()) {
-      (void)db->Execute("ROLLBACK");
-      return status;
+    TF_ASSIGN_OR_RETURN(Statement check, db->Prepare("PRAGMA foreign_key_check"));
+    TF_ASSIGN_OR_RETURN(bool violation, check.Step());
+    if (violation) {
+      return absl::DataLossError(StrCat("database ", db->path(), ": table ", check.Text(0),
+                                        " breaks a foreign key after the upgrade to schema ",
+                                        std::to_string(kSchemaVersion), "; nothing was changed"));
     }
-  }
-  TF_RETURN_IF_ERROR(db->Execute("COMMIT"));
+    return absl::OkStatus();
+  }();
+  if (status.ok()) status = db->Execute("COMMIT");
+  if (!status.ok()) (void)db->Execute("ROLLBACK");
+  TF_RETURN_IF_ERROR(db->Execute("PRAGMA foreign_keys=ON"));
+  TF_RETURN_IF_ERROR(status);
   return db;
 }
 

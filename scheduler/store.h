@@ -17,9 +17,12 @@
 //            cache_key, cached_from, started_at, finished_at, exit_code,
 //            signal, message, log_path)
 //   artifacts(id PK, run_id, task_id, name, attempt_id, content_hash, bytes,
-//             files, created_at)
+//             files, created_at): one row per output of each successful
+//             attempt, UNIQUE(attempt_id, name); a task that ran again
+//             (resume) has several per name, the newest (highest id) current
 //   artifact_copies(id PK, artifact_id, tier, uri, role, bytes,
-//                   content_hash, state, created_at)
+//                   content_hash, state, created_at): state present, or
+//                   overwritten once a newer artifact took its uri
 //   lineage_edges(id PK, attempt_id, artifact_id, direction, name, created_at)
 //   events(id PK, run_id, task_id, attempt_id, time, kind, message)
 //
@@ -36,7 +39,11 @@
 
 namespace tierflow::scheduler {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
+
+// The SQL of migration `version` (1..kSchemaVersion), which brings the
+// schema from version-1 to version. For upgrade tests.
+std::string_view SchemaMigration(int version);
 
 // The default state folder and database of embedded mode, relative to the
 // working directory: `.tierflow/tierflow.db`.

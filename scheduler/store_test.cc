@@ -75,5 +75,72 @@ TEST(StoreTest, ConstraintViolationIsAnError) {
   std::filesystem::remove_all(dir);
 }
 
+std::string QueryText(Database& db, const std::string& sql) {
+  auto statement = db.Prepare(sql);
+  if (!statement.ok()) return statement.status().ToString();
+  auto row = statement->Step();
+  if (!row.ok()) return row.status().ToString();
+  return *row ? statement->Text(0) : "(no row)";
+}
+
+TEST(StoreTest, UpgradesVersionOneKeepingLineageAndAllowsAnArtifactPerAttempt) {
+  std::string dir = TempDir();
+  std::string path = dir + "/tierflow.db";
+  {
+    // A store as tierflow with schema 1 left it: one run, one task whose
+    // single attempt produced one artifact, with its copy and lineage edge.
+    auto db = Database::Open(path);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)->Execute(SchemaMigration(1)).ok());
+    ASSERT_TRUE((*db)->Execute("PRAGMA user_version = 1").ok());
+    ASSERT_TRUE((*db)
+                    ->Execute(R"sql(
+INSERT INTO pipelines VALUES (1, 'p', 'h', 'name: p', '/p.yaml', 1);
+INSERT INTO runs(id, pipeline_id, pipeline_name, file, working_dir, params_json, state, slots,
+                 created_at) VALUES ('p-1', 1, 'p', '/p.yaml', '/', '{}', 'failed', 1, 1);
+INSERT INTO tasks(run_id, id, seq, stage, kind, layer, state) VALUES ('p-1', 'a', 0, 'a',
+                  'generic', 0, 'succeeded');
+INSERT INTO attempts(id, run_id, task_id, number, state, worker, command, started_at, log_path)
+  VALUES (7, 'p-1', 'a', 1, 'succeeded', 'local', '{}', 1, '/l1'),
+         (8, 'p-1', 'a', 2, 'succeeded', 'local', '{}', 2, '/l2');
+INSERT INTO artifacts VALUES (42, 'p-1', 'a', 'out', 7, 'xxh3:1', 5, 1, 1);
+INSERT INTO artifact_copies VALUES (1, 42, 'local', '/out', 'home', 5, 'xxh3:1', 'present', 1);
+INSERT INTO lineage_edges VALUES (1, 7, 42, 'produced', 'out', 1);
+)sql")
+                    .ok());
+    // Schema 1 kept one artifact per (run, task, output).
+    EXPECT_FALSE((*db)
+                     ->Execute("INSERT INTO artifacts VALUES (43, 'p-1', 'a', 'out', 8, 'xxh3:2', "
+                               "6, 1, 2)")
+                     .ok());
+  }
+  auto db = OpenStore(path);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_EQ(QueryText(**db, "PRAGMA user_version"), std::to_string(kSchemaVersion));
+  EXPECT_EQ(QueryText(**db, "PRAGMA foreign_keys"), "1");
+  EXPECT_EQ(QueryText(**db,
+                      "SELECT a.id || ' ' || a.content_hash || ' ' || c.uri || ' ' || "
+                      "e.attempt_id FROM artifacts a JOIN artifact_copies c ON c.artifact_id = "
+                      "a.id JOIN lineage_edges e ON e.artifact_id = a.id"),
+            "42 xxh3:1 /out 7");
+  // Now the second attempt's output is a row of its own; the same attempt
+  // still cannot record one output twice.
+  EXPECT_TRUE(
+      (*db)
+          ->Execute("INSERT INTO artifacts VALUES (43, 'p-1', 'a', 'out', 8, 'xxh3:2', 6, 1, 2)")
+          .ok());
+  EXPECT_FALSE(
+      (*db)
+          ->Execute("INSERT INTO artifacts VALUES (44, 'p-1', 'a', 'out', 8, 'xxh3:3', 6, 1, 2)")
+          .ok());
+  // Foreign keys hold on the rebuilt table.
+  EXPECT_FALSE(
+      (*db)
+          ->Execute("INSERT INTO artifact_copies VALUES (2, 999, 'local', '/x', 'home', 1, 'h', "
+                    "'present', 1)")
+          .ok());
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace tierflow::scheduler

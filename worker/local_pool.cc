@@ -220,6 +220,9 @@ class LocalPool final : public Executor {
     failure.started_ms = NowMs();
     std::error_code error;
     fs::create_directories(fs::path(launch.log_path).parent_path(), error);
+    if (!error && !launch.checkpoint_dir.empty()) {
+      fs::create_directories(launch.checkpoint_dir, error);
+    }
     for (const OutputLaunch& output : launch.outputs) {
       if (error) break;
       // A crashed earlier try of the same attempt may have left a partial output.
