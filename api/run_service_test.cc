@@ -515,7 +515,7 @@ TEST_F(RunServiceStoreTest, LogOfUnknownTaskSuggestsOne) {
 
 TEST_F(RunServiceStoreTest, LogThatIsGoneIsAnErrorNamingIt) {
   Write(scheduler::testing::DeadPid());
-  const std::string log = dir_ + "/runs/quickstart-3f9a1c/logs/train/attempt-1.log";
+  const std::string log = dir_ + "/runs/quickstart-3f9a1c/logs/train.attempt-1.log";
   std::filesystem::remove(log);
   std::ostringstream out;
   std::ostringstream notes;
@@ -605,8 +605,8 @@ TEST_F(RunServiceStoreTest, FollowGoesOnToTheRetryUntilTheTaskIsDone) {
   ASSERT_TRUE(out_buffer.WaitFor("a1 line 2\n"));
 
   // Attempt 1 fails; the engine retries: attempt 2's row first, its log after.
-  const std::string second_log =
-      std::filesystem::path(fixture_.running_log).parent_path() / "attempt-2.log";
+  std::string second_log = fixture_.running_log;
+  second_log.replace(second_log.rfind("attempt-1"), 9, "attempt-2");
   ASSERT_TRUE((*db)
                   ->Execute("UPDATE attempts SET state = 'failed', exit_code = 1 WHERE id = 14; "
                             "UPDATE tasks SET state = 'retrying' WHERE run_id = "

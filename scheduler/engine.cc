@@ -337,13 +337,39 @@ class Engine::Impl {
   absl::StatusOr<RunResult> Drive(bool resumed);
 
   // --- the loop
+  // A task's end is acted on at once: by this thread (the worker's), when
+  // no turn is under way, which saves waking the engine's thread; else by
+  // the turn under way's thread. A start (its pid, for `show`) waits for the
+  // next turn, at most kStartedFlush after the launch: no commit of its own.
   void OnReport(TaskReport report) {
+    const bool urgent = report.outcome != TaskReport::Outcome::kStarted;
     {
       std::lock_guard lock(mu_);
       reports_.push_back(std::move(report));
+      if (urgent) ++urgent_reports_;
+    }
+    if (!urgent) return;
+    bool wake_drive = true;
+    {
+      std::unique_lock turn(turn_mu_, std::try_to_lock);
+      if (turn.owns_lock() && inline_turns_ && turn_status_.ok()) {
+        turn_status_ = TakeTurn(/*cancel_now=*/false);
+        // Drive sleeps until drive_wake_: wake it only when it has to look.
+        wake_drive = !turn_status_.ok() || counts_.done() == counts_.total ||
+                     (launched_ && !drive_wake_) ||
+                     (!retry_timers_.empty() &&
+                      (!drive_wake_ || retry_timers_.begin()->first < *drive_wake_));
+      }
+    }
+    if (!wake_drive) return;
+    {
+      std::lock_guard lock(mu_);
+      woken_ = true;
     }
     cv_.notify_one();
   }
+  static constexpr Duration kStartedFlush = std::chrono::milliseconds(100);
+  absl::Status TakeTurn(bool cancel_now);  // turn_mu_ held
   absl::Status Turn(std::deque<TaskReport>& reports, bool cancel_now);
   absl::Status ApplyReport(TaskReport& report);
   absl::Status Dispatch(uint32_t task);
@@ -436,6 +462,7 @@ class Engine::Impl {
   RunCounts counts_;
   bool cancelling_ = false;
   std::vector<TaskLaunch> to_launch_;
+  bool launched_ = false;  // the last turn launched tasks
   std::vector<int64_t> to_cancel_;
   std::vector<TaskEvent> pending_events_;
   SteadyTime started_;
@@ -458,7 +485,15 @@ class Engine::Impl {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<TaskReport> reports_;  // guarded by mu_
-  bool cancel_requested_ = false;   // guarded by mu_
+  size_t urgent_reports_ = 0;       // guarded by mu_: reports_ that are not kStarted
+  bool woken_ = false;              // guarded by mu_: Drive has something to look at
+  // Held while a turn runs and while Drive reads the engine's state: turns
+  // run on Drive's thread or, inline, on a worker thread reporting.
+  std::mutex turn_mu_;
+  bool inline_turns_ = false;             // guarded by turn_mu_
+  absl::Status turn_status_;              // guarded by turn_mu_: the first failed turn's
+  std::optional<SteadyTime> drive_wake_;  // guarded by turn_mu_: Drive sleeps until then
+  bool cancel_requested_ = false;         // guarded by mu_
   std::mutex executor_mu_;
   std::unique_ptr<Executor> executor_;  // guarded by executor_mu_ for KillNow
 };
@@ -495,10 +530,15 @@ absl::Status Engine::Impl::BeginRun() {
   counts_ = RunCounts{};
   cancelling_ = false;
   to_launch_.clear();
+  launched_ = false;
   to_cancel_.clear();
   pending_events_.clear();
   std::lock_guard lock(mu_);
   reports_.clear();
+  urgent_reports_ = 0;
+  woken_ = false;
+  turn_status_ = absl::OkStatus();
+  drive_wake_.reset();
   return absl::OkStatus();
 }
 
@@ -967,27 +1007,58 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
                       FileWatch::Start(run_dir_ / kCancelFile, [this] { Cancel(); }));
   if (options_.observer != nullptr) options_.observer->OnRunStarted(run_id_, resumed, counts_);
 
-  absl::Status status;
-  bool cancel_seen = false;
-  std::deque<TaskReport> reports;
+  std::unique_lock turn(turn_mu_);
   // The first turn dispatches the initial tasks.
-  status = Turn(reports, false);
-  while (status.ok() && counts_.done() < counts_.total) {
+  turn_status_ = TakeTurn(/*cancel_now=*/false);
+  inline_turns_ = true;
+  bool cancel_seen = false;
+  while (turn_status_.ok() && counts_.done() < counts_.total) {
+    // Sleep until the next retry is due or, while starts wait to be
+    // recorded, kStartedFlush at most.
+    std::optional<SteadyTime> wake;
+    if (!retry_timers_.empty()) wake = retry_timers_.begin()->first;
+    bool starts_waiting = launched_;
+    {
+      std::lock_guard lock(mu_);
+      starts_waiting = starts_waiting || !reports_.empty();
+    }
+    if (starts_waiting) {
+      SteadyTime flush = std::chrono::steady_clock::now() + kStartedFlush;
+      if (!wake || flush < *wake) wake = flush;
+    }
+    drive_wake_ = wake;
+    turn.unlock();
     bool cancel_now = false;
     {
       std::unique_lock lock(mu_);
-      auto has_work = [&] { return !reports_.empty() || (cancel_requested_ && !cancel_seen); };
-      if (retry_timers_.empty()) {
-        cv_.wait(lock, has_work);
+      auto has_work = [&] {
+        return woken_ || urgent_reports_ > 0 || (cancel_requested_ && !cancel_seen);
+      };
+      if (wake) {
+        cv_.wait_until(lock, *wake, has_work);
       } else {
-        cv_.wait_until(lock, retry_timers_.begin()->first, has_work);
+        cv_.wait(lock, has_work);
       }
-      reports.swap(reports_);
+      woken_ = false;
       if (cancel_requested_ && !cancel_seen) cancel_seen = cancel_now = true;
     }
-    status = Turn(reports, cancel_now);
-    reports.clear();
+    turn.lock();
+    if (!turn_status_.ok() || counts_.done() == counts_.total) break;
+    bool pending = false;
+    {
+      std::lock_guard lock(mu_);
+      pending = !reports_.empty();
+    }
+    // A turn only when it has something to do (an inline turn may have
+    // done it meanwhile).
+    if (pending || cancel_now ||
+        (!retry_timers_.empty() &&
+         retry_timers_.begin()->first <= std::chrono::steady_clock::now())) {
+      turn_status_ = TakeTurn(cancel_now);
+    }
   }
+  inline_turns_ = false;  // from here on, reports are left alone
+  absl::Status status = turn_status_;
   std::string_view final_state = run_state::kSucceeded;
   if (counts_.cancelled > 0 || cancelling_) {
     final_state = run_state::kCancelled;
@@ -1072,6 +1143,16 @@ RunResult Engine::Impl::MakeResult(std::string_view state) const {
   return result;
 }
 
+absl::Status Engine::Impl::TakeTurn(bool cancel_now) {
+  std::deque<TaskReport> reports;
+  {
+    std::lock_guard lock(mu_);
+    reports.swap(reports_);
+    urgent_reports_ = 0;
+  }
+  return Turn(reports, cancel_now);
+}
+
 absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, bool cancel_now) {
   TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
   absl::Status status;
@@ -1108,6 +1189,7 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, bool cancel_now
   }
   TF_RETURN_IF_ERROR(db_->Execute("COMMIT"));
   // Committed: now act on it.
+  launched_ = !to_launch_.empty();
   for (TaskLaunch& launch : to_launch_) executor_->Launch(std::move(launch));
   to_launch_.clear();
   for (int64_t attempt : to_cancel_) executor_->Cancel(attempt);
@@ -1157,8 +1239,10 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
   launch.timeout = stage.timeout;
   launch.kill_grace = options_.kill_grace;
   const fs::path attempt_name = StrCat("attempt-", task.attempts);
+  // logs/STAGE.attempt-N.log, logs/STAGE/ITEM.attempt-N.log: no folder per
+  // task, which would cost an inode per task on the hot path.
   launch.log_path =
-      (TaskDir(run_dir_ / "logs", t) / StrCat(attempt_name.string(), ".log")).string();
+      StrCat(TaskDir(run_dir_ / "logs", t).string(), ".", attempt_name.string(), ".log");
 
   std::vector<std::pair<std::string, std::string>> contract_env =
       graph_->TaskEnvironment(graph_task);

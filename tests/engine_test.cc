@@ -958,6 +958,28 @@ stages:
   EXPECT_EQ(QueryValue(Db(), "SELECT group_concat(state) FROM attempts"), "cancelled");
 }
 
+TEST_F(EngineTest, RunningTaskPidIsRecordedWithoutWaitingForItsEnd) {
+  // The start of a task is committed with the next turn, and at the latest
+  // shortly after the launch: here nothing else happens for 300 s, so only
+  // that deadline can record the pid while the task runs.
+  WritePipeline(R"x(name: pid
+stages:
+  long:
+    run: echo $$ > long.pid; exec sleep 300
+)x");
+  RecordingObserver observer;
+  auto [engine, result] = RunInBackground(observer);
+  ASSERT_TRUE(WaitFor([&] { return ReadPid(dir_ / "long.pid") > 0; }));
+  const std::string pid = std::to_string(ReadPid(dir_ / "long.pid"));
+  EXPECT_TRUE(WaitFor([&] { return QueryValue(Db(), "SELECT pid FROM attempts") == pid; }))
+      << "the attempt's pid is " << QueryValue(Db(), "SELECT pid FROM attempts")
+      << " while its process " << pid << " runs";
+  engine->Cancel();
+  absl::StatusOr<RunResult> run = result.get();
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->state, "cancelled");
+}
+
 TEST_F(EngineTest, ResumeThatRerunsAProducerKeepsTheLineageOfBothAttempts) {
   // a succeeds, b fails; a's output is then deleted, so resume runs a again
   // (its second attempt writes other bytes). Lineage must still say what

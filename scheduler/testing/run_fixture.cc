@@ -98,13 +98,16 @@ class Writer {
     return insert.Run();
   }
 
+  // "STAGE" of task "STAGE" and "STAGE/ITEM" of task "STAGE[ITEM]", as the
+  // engine lays out a run's folders.
+  static std::string TaskPath(std::string_view task) {
+    const size_t open = task.find('[');
+    if (open == std::string_view::npos) return std::string(task);
+    return StrCat(task.substr(0, open), "/", task.substr(open + 1, task.size() - open - 2));
+  }
+
   std::string LogPath(const std::string& run, const std::string& task, int64_t number) {
-    std::string stage = task.substr(0, task.find('['));
-    std::string item;
-    if (size_t open = task.find('['); open != std::string::npos) {
-      item = "/" + task.substr(open + 1, task.size() - open - 2);
-    }
-    return StrCat(dir_, "/runs/", run, "/logs/", stage, item, "/attempt-", number, ".log");
+    return StrCat(dir_, "/runs/", run, "/logs/", TaskPath(task), ".attempt-", number, ".log");
   }
 
   // Inserts an attempt and writes its log (`log` empty: "TASK attempt N\n").
@@ -161,13 +164,12 @@ class Writer {
         .Bind(8, files)
         .Bind(9, created);
     TF_RETURN_IF_ERROR(insert.Run());
-    std::string stage = task.substr(0, task.find('['));
-    std::string item;
-    if (size_t open = task.find('['); open != std::string::npos) {
-      item = "/" + task.substr(open + 1, task.size() - open - 2);
-    }
+    // artifacts/STAGE/OUTPUT[/ITEM]
+    const std::string path = TaskPath(task);
+    const size_t slash = path.find('/');
     TF_RETURN_IF_ERROR(Copy(id, "local",
-                            StrCat(dir_, "/runs/", run, "/artifacts/", stage, "/", name, item),
+                            StrCat(dir_, "/runs/", run, "/artifacts/", path.substr(0, slash), "/",
+                                   name, slash == std::string::npos ? "" : path.substr(slash)),
                             "home", bytes, hash, "present", created));
     return Edge(attempt, id, "produced", name, created);
   }
