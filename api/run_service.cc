@@ -309,7 +309,8 @@ Json AttemptJson(const AttemptRow& attempt) {
               {"exit_code", Optional(attempt.exit_code)},
               {"signal", Optional(attempt.signal)},
               {"message", attempt.message},
-              {"log_path", OptionalText(attempt.log_path)}};
+              {"log_path", OptionalText(attempt.log_path)},
+              {"log_bytes", Optional(attempt.log_bytes)}};
 }
 
 Json TaskJson(const TaskRow& task) {
@@ -757,6 +758,11 @@ absl::Status PrintWhole(const AttemptRow& attempt, std::ostream& out, std::ostre
     if (attempt.state == scheduler::attempt_state::kRunning) {
       notes << Printable(StrCat(attempt.task_id, " attempt ", attempt.number,
                                 " has written nothing yet (follow it with -f)"))
+            << '\n';
+      return absl::OkStatus();
+    }
+    if (attempt.log_bytes == 0) {  // no file is made for an attempt that writes nothing
+      notes << Printable(StrCat(attempt.task_id, " attempt ", attempt.number, " wrote nothing"))
             << '\n';
       return absl::OkStatus();
     }

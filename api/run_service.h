@@ -97,7 +97,7 @@ void RenderRunText(const RunDetail& detail, bool all_attempts, std::ostream& out
 //             "cache_key", "cached_from" (attempt id),
 //             "cached_from_ref": {"run_id", "task_id", "number"} or null,
 //             "started_at_ms", "finished_at_ms", "duration_ms", "exit_code",
-//             "signal", "message", "log_path"}
+//             "signal", "message", "log_path", "log_bytes"}
 //   artifact: {"id", "ref" ("RUN/TASK/OUTPUT"), "run_id", "task_id", "name",
 //              "attempt_id", "content_hash", "bytes", "files",
 //              "created_at_ms", "copies": [{"id", "tier", "uri", "role",

@@ -44,7 +44,9 @@ struct TaskLaunch {
   // added to the worker's own environment.
   std::vector<std::pair<std::string, std::string>> env;
   std::string working_dir;
-  std::string log_path;  // stdout and stderr of the attempt (a new file per attempt)
+  // stdout and stderr of the attempt: created when the command first
+  // writes, so a silent attempt costs no file (TaskReport::log_bytes 0).
+  std::string log_path;
   std::vector<OutputLaunch> outputs;
   // TIERFLOW_CHECKPOINT_DIR of a checkpointing stage, kept across attempts;
   // the worker creates it before the command starts. Empty: none.
@@ -76,6 +78,7 @@ struct TaskReport {
   std::optional<int> signal;
   std::string message;  // why it failed, for humans: "exit 3", "output model missing: ..."
   std::vector<OutputReport> outputs;
+  uint64_t log_bytes = 0;  // written to log_path (none: no file)
   int64_t started_ms = 0;  // wall clock, ms since the epoch
   int64_t finished_ms = 0;
 };

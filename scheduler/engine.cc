@@ -555,6 +555,7 @@ void Engine::Impl::EndRun() {
 
 absl::Status Engine::Impl::OpenDatabase() {
   TF_ASSIGN_OR_RETURN(db_, OpenStore(options_.db_path));
+  TF_RETURN_IF_ERROR(db_->CheckpointInBackground());
   std::error_code error;
   state_dir_ = fs::absolute(fs::path(options_.db_path).parent_path(), error);
   return absl::OkStatus();
@@ -628,7 +629,7 @@ absl::Status Engine::Impl::PrepareStatements() {
               "cached_from, started_at, log_path) VALUES (?, ?, ?, ?, 'local', ?, ?, ?, ?, ?)"));
   TF_RETURN_IF_ERROR(prepare(finish_attempt_,
                              "UPDATE attempts SET state = ?, finished_at = ?, exit_code = ?, "
-                             "signal = ?, message = ? WHERE id = ?"));
+                             "signal = ?, message = ?, log_bytes = ? WHERE id = ?"));
   TF_RETURN_IF_ERROR(prepare(set_attempt_pid_, "UPDATE attempts SET pid = ? WHERE id = ?"));
   TF_RETURN_IF_ERROR(
       prepare(update_task_,
@@ -1529,7 +1530,9 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
             report.exit_code.has_value() ? std::optional<int64_t>(*report.exit_code) : std::nullopt)
       .Bind(4, report.signal.has_value() ? std::optional<int64_t>(*report.signal) : std::nullopt)
       .Bind(5, report.message)
-      .Bind(6, report.attempt_id);
+      .Bind(6, task.reusing ? std::nullopt
+                            : std::optional<int64_t>(static_cast<int64_t>(report.log_bytes)))
+      .Bind(7, report.attempt_id);
   TF_RETURN_IF_ERROR(finish_attempt_->Run());
   if (!task.reusing) stages_[task.stage].busy += duration;
 

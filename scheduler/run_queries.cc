@@ -154,8 +154,8 @@ TaskRow ReadTask(const Statement& s) {
 constexpr std::string_view kAttemptColumns =
     "SELECT a.id, a.run_id, a.task_id, a.number, a.state, a.worker, a.pid, a.command, "
     "a.cache_key, a.cached_from, a.started_at, a.finished_at, a.exit_code, a.signal, a.message, "
-    "a.log_path, o.run_id, o.task_id, o.number FROM attempts a LEFT JOIN attempts o ON o.id = "
-    "a.cached_from";
+    "a.log_path, o.run_id, o.task_id, o.number, a.log_bytes FROM attempts a LEFT JOIN attempts o "
+    "ON o.id = a.cached_from";
 
 AttemptRow ReadAttempt(const Statement& s) {
   AttemptRow attempt;
@@ -178,6 +178,7 @@ AttemptRow ReadAttempt(const Statement& s) {
   attempt.cached_from_run = s.Text(16);
   attempt.cached_from_task = s.Text(17);
   attempt.cached_from_number = s.IsNull(18) ? 0 : s.Int(18);
+  attempt.log_bytes = s.OptionalInt(19);
   return attempt;
 }
 

@@ -103,6 +103,9 @@ struct AttemptRow {
   std::optional<int64_t> signal;
   std::string message;
   std::string log_path;  // "" for a cached attempt: nothing ran
+  // Bytes written to log_path, once the attempt ended (0: it wrote nothing
+  // and there is no file); unset while it runs.
+  std::optional<int64_t> log_bytes;
   // Where cached_from points, for display ("" / 0 when not cached or when
   // that attempt is no longer in the store).
   std::string cached_from_run;

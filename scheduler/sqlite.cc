@@ -2,12 +2,77 @@
 
 #include <sqlite3.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <system_error>
+#include <thread>
 
+#include "common/status.h"
 #include "common/strings.h"
 
 namespace tierflow::scheduler {
+
+class Database::Checkpointer {
+ public:
+  Checkpointer(std::unique_ptr<Database> connection, int pages)
+      : connection_(std::move(connection)), pages_(pages), thread_([this] { Run(); }) {}
+  ~Checkpointer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+  // sqlite3_wal_hook: called after each commit with the WAL's size.
+  static int OnCommit(void* self, sqlite3*, const char*, int pages) {
+    auto* checkpointer = static_cast<Checkpointer*>(self);
+    if (pages >= checkpointer->pages_) {
+      {
+        std::lock_guard lock(checkpointer->mu_);
+        checkpointer->requested_ = true;
+      }
+      checkpointer->cv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || requested_; });
+      if (stop_) return;
+      requested_ = false;
+      lock.unlock();
+      // A failure (busy, say) leaves the WAL longer; the next request retries.
+      sqlite3_wal_checkpoint_v2(connection_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                nullptr);
+      lock.lock();
+    }
+  }
+
+  std::unique_ptr<Database> connection_;
+  const int pages_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool requested_ = false;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the rest is ready
+};
+
+Database::Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+
+absl::Status Database::CheckpointInBackground(int pages) {
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> connection, Open(path_));
+  sqlite3_wal_hook(db_, nullptr, nullptr);  // no checkpoint may use the old one
+  checkpointer_ = std::make_unique<Checkpointer>(std::move(connection), pages);
+  // Replaces the automatic checkpoints, which run in the committing thread.
+  sqlite3_wal_hook(db_, &Checkpointer::OnCommit, checkpointer_.get());
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path, Mode mode) {
   int flags = SQLITE_OPEN_NOMUTEX;
@@ -54,7 +119,11 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   return db;
 }
 
-Database::~Database() { sqlite3_close_v2(db_); }
+Database::~Database() {
+  if (checkpointer_) sqlite3_wal_hook(db_, nullptr, nullptr);
+  checkpointer_.reset();  // its connection closes before this one
+  sqlite3_close_v2(db_);
+}
 
 absl::Status Database::Error(std::string_view what) const {
   int code = sqlite3_errcode(db_);

@@ -46,10 +46,18 @@ class Database {
   // An error for the last failed call, naming the database and `what`.
   absl::Status Error(std::string_view what) const;
 
+  // For the one busy writer: WAL checkpoints (copying the log back into the
+  // database, with its fsyncs) leave the committing thread for a thread and
+  // connection of their own, started once a commit leaves the WAL at `pages`
+  // or more. PASSIVE: they never block this writer or any reader.
+  absl::Status CheckpointInBackground(int pages = 1000);
+
  private:
-  Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  class Checkpointer;
+  Database(sqlite3* db, std::string path);
   sqlite3* db_;
   std::string path_;
+  std::unique_ptr<Checkpointer> checkpointer_;
 };
 
 // A prepared statement. Bind indices are 1-based as in SQLite; column

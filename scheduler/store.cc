@@ -126,7 +126,7 @@ CREATE INDEX events_by_run ON events(run_id, id);
 )sql",
     // 2: one artifact row per producing attempt (a task that runs again on
     // resume adds rows instead of overwriting the lineage of the first);
-    // cache reuses found by the attempt they reused.
+    // cache reuses found by the attempt they reused; log sizes.
     R"sql(
 CREATE TABLE artifacts_v2 (
   id INTEGER PRIMARY KEY,
@@ -148,7 +148,13 @@ DROP TABLE artifacts;
 ALTER TABLE artifacts_v2 RENAME TO artifacts;
 CREATE INDEX artifacts_by_hash ON artifacts(content_hash);
 CREATE INDEX artifacts_by_task ON artifacts(run_id, task_id, name, id);
-CREATE INDEX attempts_by_cached_from ON attempts(cached_from);
+-- Partial indexes: an attempt costs no index writes it does not need.
+CREATE INDEX attempts_by_cached_from ON attempts(cached_from) WHERE cached_from IS NOT NULL;
+DROP INDEX attempts_by_cache_key;
+CREATE INDEX attempts_by_cache_key ON attempts(cache_key) WHERE state IN ('succeeded', 'cached');
+-- Bytes the attempt wrote to its log; the file exists only when > 0. NULL:
+-- not known (running, or recorded before this column).
+ALTER TABLE attempts ADD COLUMN log_bytes INTEGER;
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);

@@ -15,7 +15,8 @@
 //         attempts, cache_key, started_at, finished_at, message)
 //   attempts(id PK, run_id, task_id, number, state, worker, pid, command,
 //            cache_key, cached_from, started_at, finished_at, exit_code,
-//            signal, message, log_path)
+//            signal, message, log_path, log_bytes): the log file exists
+//            only once the attempt wrote (log_bytes > 0)
 //   artifacts(id PK, run_id, task_id, name, attempt_id, content_hash, bytes,
 //             files, created_at): one row per output of each successful
 //             attempt, UNIQUE(attempt_id, name); a task that ran again

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 namespace tierflow::scheduler {
 namespace {
@@ -139,6 +141,32 @@ INSERT INTO lineage_edges VALUES (1, 7, 42, 'produced', 'out', 1);
           ->Execute("INSERT INTO artifact_copies VALUES (2, 999, 'local', '/x', 'home', 1, 'h', "
                     "'present', 1)")
           .ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(StoreTest, BackgroundCheckpointsKeepTheWalShort) {
+  // With automatic checkpoints replaced by the background thread, a writer
+  // committing row after row (paced like a busy engine, a commit every half
+  // millisecond) must still see its WAL checkpointed and reused: without
+  // checkpoints these 1,000 commits leave a WAL of about 13 MB.
+  std::string dir = TempDir();
+  std::string path = dir + "/tierflow.db";
+  auto db = Database::Open(path);
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE((*db)->CheckpointInBackground(/*pages=*/64).ok());
+  ASSERT_TRUE((*db)->Execute("CREATE TABLE t (id INTEGER PRIMARY KEY, blob BLOB)").ok());
+  auto insert = (*db)->Prepare("INSERT INTO t(blob) VALUES (zeroblob(4096))");
+  ASSERT_TRUE(insert.ok());
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(insert->Run().ok());
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  const auto wal = std::filesystem::file_size(path + "-wal");
+  EXPECT_LT(wal, 6u << 20) << "the WAL grew to " << wal << " bytes";
+  auto count = (*db)->Prepare("SELECT count(*) FROM t");
+  ASSERT_TRUE(count.ok());
+  ASSERT_TRUE(*count->Step());
+  EXPECT_EQ(count->Int(0), 1000);
   std::filesystem::remove_all(dir);
 }
 

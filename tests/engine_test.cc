@@ -15,11 +15,13 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "api/embedded.h"
+#include "api/run_service.h"
 #include "scheduler/store.h"
 #include "storage_adapters/local_artifact.h"
 #include "tests/engine/engine_testing.h"
@@ -978,6 +980,52 @@ stages:
   absl::StatusOr<RunResult> run = result.get();
   ASSERT_TRUE(run.ok()) << run.status();
   EXPECT_EQ(run->state, "cancelled");
+}
+
+TEST_F(EngineTest, LogsKeepAllOutputAndSilentAttemptsMakeNoFile) {
+  // loud writes far more than a pipe holds, on stdout and stderr; quiet
+  // writes nothing; escape leaves a process in a session of its own that
+  // keeps the output pipe open: its task must still end when its shell does.
+  WritePipeline(R"x(name: logs
+stages:
+  loud:
+    run: head -c 300000 /dev/zero | tr '\0' a; echo; echo to-stderr >&2
+  quiet:
+    run: ["true"]
+  escape:
+    run: setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' & echo started; sleep 0.2
+)x");
+  absl::StatusOr<RunResult> result = Run();
+  const pid_t escaped = ReadPid(dir_ / "escaped.pid");
+  if (escaped > 0) ::kill(escaped, SIGKILL);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->state, "succeeded");
+  auto attempt = [&](const std::string& task) {
+    return Query(Db(), "SELECT log_path, log_bytes FROM attempts WHERE task_id = '" + task + "'")
+        .at(0);
+  };
+  const Row loud = attempt("loud");
+  const std::string text = ReadFile(loud[0]);
+  EXPECT_EQ(text.size(), 300000u + 1 + 10);
+  EXPECT_EQ(text.find_first_not_of('a'), 300000u);
+  EXPECT_EQ(text.substr(300000), "\nto-stderr\n");
+  EXPECT_EQ(loud[1], std::to_string(text.size()));
+
+  const Row quiet = attempt("quiet");
+  EXPECT_EQ(quiet[1], "0");
+  EXPECT_FALSE(fs::exists(quiet[0])) << "an attempt that wrote nothing left " << quiet[0];
+  api::LogRequest request;
+  request.db = Db();
+  request.run = result->run_id;
+  request.task = "quiet";
+  std::ostringstream out, notes;
+  EXPECT_TRUE(api::WriteLog(request, out, notes).ok());
+  EXPECT_EQ(out.str(), "");
+  EXPECT_THAT(notes.str(), HasSubstr("quiet attempt 1 wrote nothing"));
+
+  const Row escape = attempt("escape");
+  EXPECT_EQ(ReadFile(escape[0]), "started\n");
+  EXPECT_EQ(escape[1], "8");
 }
 
 TEST_F(EngineTest, ResumeThatRerunsAProducerKeepsTheLineageOfBothAttempts) {

@@ -1,5 +1,6 @@
 #include "worker/local_pool.h"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -37,6 +38,86 @@ int64_t NowMs() {
 }
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+// An attempt's output: the read end of the pipe its stdout and stderr
+// write to, copied into the log file, which is created on the first byte:
+// an attempt that prints nothing costs no file (on ext4, allocating an
+// inode is a good part of starting a short task).
+class LogCapture {
+ public:
+  LogCapture(int pipe, std::string path) : pipe_(pipe), path_(std::move(path)) {}
+  ~LogCapture() {
+    if (pipe_ >= 0) close(pipe_);
+    if (file_ >= 0) close(file_);
+  }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+
+  int pipe() const { return pipe_; }
+  uint64_t bytes() const { return bytes_; }
+  // "" or why output was lost ("...: No space left on device").
+  const std::string& error() const { return error_; }
+
+  // Copies what the pipe holds (at most `limit` reads, so one chatty task
+  // cannot hold up the event thread). False once every writer has closed
+  // the pipe and it is empty.
+  bool Drain(int limit) {
+    for (int reads = 0; limit <= 0 || reads < limit; ++reads) {
+      ssize_t n = read(pipe_, buffer_, sizeof buffer_);
+      if (n > 0) {
+        Write(buffer_, static_cast<size_t>(n));
+      } else if (n == 0) {
+        return false;
+      } else if (errno == EINTR) {
+        continue;
+      } else {
+        return errno == EAGAIN;
+      }
+    }
+    return true;
+  }
+  // Done with the pipe: its remaining writers (if any escaped the task's
+  // process group) get EPIPE.
+  void Close() {
+    if (pipe_ >= 0) close(pipe_);
+    if (file_ >= 0) close(file_);
+    pipe_ = file_ = -1;
+  }
+
+ private:
+  void Write(const char* data, size_t size) {
+    if (file_ < 0 && error_.empty()) {
+      std::error_code ignored;
+      fs::create_directories(fs::path(path_).parent_path(), ignored);
+      file_ = open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (file_ < 0) error_ = StrCat(path_, ": ", std::strerror(errno));
+    }
+    while (file_ >= 0 && size > 0) {
+      ssize_t n = write(file_, data, size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        error_ = StrCat(path_, ": ", std::strerror(errno));
+        close(file_);
+        file_ = -1;
+        return;
+      }
+      bytes_ += static_cast<uint64_t>(n);
+      data += n;
+      size -= static_cast<size_t>(n);
+    }
+  }
+
+  int pipe_ = -1;
+  int file_ = -1;
+  std::string path_;
+  uint64_t bytes_ = 0;
+  std::string error_;
+  char buffer_[1 << 16];
+};
+
+// Tags epoll events of a log pipe apart from those of a pidfd (attempt ids
+// are positive and far below 2^63).
+constexpr uint64_t kLogTag = uint64_t{1} << 63;
 
 // Runs jobs on a few threads; used for work that may take long (hashing
 // outputs) so that the event thread only ever does short things.
@@ -121,6 +202,7 @@ class LocalPool final : public Executor {
   struct Running {
     TaskLaunch launch;
     Subprocess process;
+    std::unique_ptr<LogCapture> log;
     int pidfd = -1;
     int64_t started_ms = 0;
     bool cancelled = false;
@@ -152,12 +234,15 @@ class LocalPool final : public Executor {
       int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout_ms);
       if (n < 0 && errno != EINTR) break;
       for (int i = 0; i < n; ++i) {
-        if (events[i].data.u64 == 0) {
+        const uint64_t tag = events[i].data.u64;
+        if (tag == 0) {
           uint64_t count;
           (void)!read(wake_fd_, &count, sizeof count);
           RunCommands();
+        } else if ((tag & kLogTag) != 0) {
+          DrainLog(static_cast<int64_t>(tag & ~kLogTag));
         } else {
-          Reap(static_cast<int64_t>(events[i].data.u64));
+          Reap(static_cast<int64_t>(tag));
         }
       }
       FireDeadlines();
@@ -219,8 +304,7 @@ class LocalPool final : public Executor {
     failure.attempt_id = launch.attempt_id;
     failure.started_ms = NowMs();
     std::error_code error;
-    fs::create_directories(fs::path(launch.log_path).parent_path(), error);
-    if (!error && !launch.checkpoint_dir.empty()) {
+    if (!launch.checkpoint_dir.empty()) {
       fs::create_directories(launch.checkpoint_dir, error);
     }
     for (const OutputLaunch& output : launch.outputs) {
@@ -235,14 +319,23 @@ class LocalPool final : public Executor {
       Report(std::move(failure));
       return;
     }
+    int output[2];
+    if (pipe2(output, O_CLOEXEC) != 0) {
+      failure.message = StrCat("cannot make the attempt's output pipe: ", std::strerror(errno));
+      failure.finished_ms = NowMs();
+      Report(std::move(failure));
+      return;
+    }
+    fcntl(output[0], F_SETFL, O_NONBLOCK);
+    auto log = std::make_unique<LogCapture>(output[0], launch.log_path);
     SpawnOptions spawn;
     spawn.argv = launch.argv;
     if (launch.argv.empty()) spawn.argv = {"/bin/sh", "-c", launch.shell};
     spawn.env = launch.env;
     spawn.working_dir = launch.working_dir;
-    spawn.stdout_path = launch.log_path;
-    spawn.stderr_path = launch.log_path;
+    spawn.output_fd = output[1];
     absl::StatusOr<Subprocess> process = Subprocess::Spawn(spawn);
+    close(output[1]);  // the child has its copies
     if (!process.ok()) {
       failure.message = std::string(process.status().message());
       failure.finished_ms = NowMs();
@@ -262,7 +355,8 @@ class LocalPool final : public Executor {
       return;
     }
     Running& task =
-        running_.emplace(attempt_id, Running{TaskLaunch{}, std::move(*process)}).first->second;
+        running_.emplace(attempt_id, Running{TaskLaunch{}, std::move(*process), std::move(log)})
+            .first->second;
     task.pidfd = pidfd;
     task.started_ms = failure.started_ms;
     if (launch.timeout) {
@@ -278,12 +372,25 @@ class LocalPool final : public Executor {
     event.events = EPOLLIN;
     event.data.u64 = static_cast<uint64_t>(attempt_id);
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, pidfd, &event);
+    event.data.u64 = static_cast<uint64_t>(attempt_id) | kLogTag;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, task.log->pipe(), &event);
     TaskReport started;
     started.attempt_id = attempt_id;
     started.outcome = TaskReport::Outcome::kStarted;
     started.pid = pid;
     started.started_ms = task.started_ms;
     Report(std::move(started));
+  }
+
+  // The task wrote: into its log, a bounded amount at a time.
+  void DrainLog(int64_t attempt_id) {
+    auto it = running_.find(attempt_id);
+    if (it == running_.end() || !it->second.log || it->second.log->pipe() < 0) return;
+    LogCapture& log = *it->second.log;
+    if (!log.Drain(/*limit=*/16)) {
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, log.pipe(), nullptr);
+      log.Close();
+    }
   }
 
   void Reap(int64_t attempt_id) {
@@ -303,6 +410,17 @@ class LocalPool final : public Executor {
       pids_.erase(task.process.pid());
     }
     TaskReport report;
+    if (task.log && task.log->pipe() >= 0) {
+      // Everything the group wrote before it died is in the pipe.
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, task.log->pipe(), nullptr);
+      task.log->Drain(/*limit=*/1024);  // bounded: a writer may have escaped the group
+      task.log->Close();
+    }
+    std::string log_note;
+    if (task.log) {
+      report.log_bytes = task.log->bytes();
+      if (!task.log->error().empty()) log_note = StrCat("log incomplete: ", task.log->error());
+    }
     report.attempt_id = attempt_id;
     report.pid = task.process.pid();
     report.started_ms = task.started_ms;
@@ -324,10 +442,14 @@ class LocalPool final : public Executor {
     } else if (task.launch.outputs.empty()) {
       report.outcome = TaskReport::Outcome::kSucceeded;  // nothing to hash: no hand-off
     } else {
+      report.message = log_note;  // kept unless an output fails
       finishers_.Add([this, launch = std::move(task.launch), report = std::move(report)]() mutable {
         Finish(launch, std::move(report));
       });
       return;
+    }
+    if (!log_note.empty()) {
+      report.message = report.message.empty() ? log_note : StrCat(report.message, "; ", log_note);
     }
     RemoveStaging(task.launch);
     report.finished_ms = NowMs();

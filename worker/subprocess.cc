@@ -73,11 +73,15 @@ absl::StatusOr<Subprocess> Subprocess::Spawn(const SpawnOptions& options) {
                            POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 
   constexpr int kFlags = O_WRONLY | O_CREAT | O_TRUNC;  // no O_CLOEXEC: the child keeps it
-  if (!options.stdout_path.empty()) {
+  if (options.output_fd >= 0) {
+    // dup2 clears close-on-exec on the copies only.
+    posix_spawn_file_actions_adddup2(&actions, options.output_fd, STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, options.output_fd, STDERR_FILENO);
+  } else if (!options.stdout_path.empty()) {
     posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, options.stdout_path.c_str(), kFlags,
                                      0644);
   }
-  if (!options.stderr_path.empty()) {
+  if (options.output_fd < 0 && !options.stderr_path.empty()) {
     if (options.stderr_path == options.stdout_path) {
       posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
     } else {

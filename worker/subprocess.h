@@ -22,6 +22,9 @@ struct SpawnOptions {
   std::string working_dir;  // empty: the parent's
   std::string stdout_path;  // empty: inherit; else created/truncated
   std::string stderr_path;  // empty: inherit; may equal stdout_path
+  // >= 0: stdout and stderr both go to this descriptor (a pipe's write
+  // end, say), which the caller keeps and closes; overrides the paths.
+  int output_fd = -1;
 };
 
 struct ExitStatus {
