@@ -974,7 +974,11 @@ absl::Status Engine::Impl::SetTaskState(uint32_t t, std::string_view state,
     update_task_->BindNull(6);
   }
   TF_RETURN_IF_ERROR(update_task_->Run());
-  TF_RETURN_IF_ERROR(AddEvent(task.id, task.attempt_id, state, message));
+  // `queued` says only "ready, waiting for a slot": the task row holds it;
+  // an event per ready task would double what the store writes for it.
+  if (state != task_state::kQueued) {
+    TF_RETURN_IF_ERROR(AddEvent(task.id, task.attempt_id, state, message));
+  }
   Emit(t, message, duration);
   return absl::OkStatus();
 }

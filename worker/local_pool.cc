@@ -388,8 +388,7 @@ class LocalPool final : public Executor {
     if (it == running_.end() || !it->second.log || it->second.log->pipe() < 0) return;
     LogCapture& log = *it->second.log;
     if (!log.Drain(/*limit=*/16)) {
-      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, log.pipe(), nullptr);
-      log.Close();
+      log.Close();  // closing the only descriptor also drops it from the epoll set
     }
   }
 
@@ -400,8 +399,7 @@ class LocalPool final : public Executor {
     if (!it->second.process.TryWait(&status)) return;
     Running task = std::move(it->second);
     running_.erase(it);
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, task.pidfd, nullptr);
-    close(task.pidfd);
+    close(task.pidfd);  // the only descriptor: this also drops it from the epoll set
     // The leader is gone; stray members of its group (background jobs it
     // started) go with it, so nothing of the task outlives it.
     ::kill(-task.process.pid(), SIGKILL);
@@ -412,7 +410,6 @@ class LocalPool final : public Executor {
     TaskReport report;
     if (task.log && task.log->pipe() >= 0) {
       // Everything the group wrote before it died is in the pipe.
-      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, task.log->pipe(), nullptr);
       task.log->Drain(/*limit=*/1024);  // bounded: a writer may have escaped the group
       task.log->Close();
     }

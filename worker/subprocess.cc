@@ -9,6 +9,8 @@
 #include <csignal>
 #include <cstring>
 #include <map>
+#include <mutex>
+#include <string_view>
 #include <thread>
 
 #include "common/strings.h"
@@ -40,6 +42,40 @@ std::vector<std::string> MergedEnvironment(
   out.reserve(merged.size());
   for (const auto& [key, value] : merged) out.push_back(StrCat(key, "=", value));
   return out;
+}
+
+// The program `name` names, found as execvp would: itself when it holds a
+// '/', else the first executable `dir/name` along `path` (the child's PATH,
+// which a task may set). Lookups are remembered per (PATH, name): a long
+// PATH would otherwise cost a failed exec per entry for every task. "" when
+// there is none.
+std::string FindProgram(const std::string& name, std::string_view path) {
+  if (name.find('/') != std::string::npos) return name;
+  static std::mutex mu;
+  static std::map<std::pair<std::string, std::string>, std::string> found;
+  std::pair<std::string, std::string> key(std::string(path), name);
+  {
+    std::lock_guard lock(mu);
+    if (auto it = found.find(key); it != found.end()) return it->second;
+  }
+  std::string program;
+  for (std::string_view rest = path;;) {
+    const size_t colon = rest.find(':');
+    std::string_view dir = rest.substr(0, colon);
+    std::string candidate = StrCat(dir.empty() ? "." : dir, "/", name);
+    if (access(candidate.c_str(), X_OK) == 0) {
+      program = std::move(candidate);
+      break;
+    }
+    if (colon == std::string_view::npos) break;
+    rest.remove_prefix(colon + 1);
+  }
+  // Only hits are kept: a program installed meanwhile is found next time.
+  if (!program.empty()) {
+    std::lock_guard lock(mu);
+    found.emplace(std::move(key), program);
+  }
+  return program;
 }
 
 }  // namespace
@@ -98,11 +134,22 @@ absl::StatusOr<Subprocess> Subprocess::Spawn(const SpawnOptions& options) {
   argv.push_back(nullptr);
   std::vector<std::string> env_strings = MergedEnvironment(options.env);
   std::vector<char*> envp;
-  for (std::string& entry : env_strings) envp.push_back(entry.data());
+  std::string_view path = "/usr/local/bin:/usr/bin:/bin";  // execvp's default
+  for (std::string& entry : env_strings) {
+    envp.push_back(entry.data());
+    if (std::string_view(entry).substr(0, 5) == "PATH=") path = std::string_view(entry).substr(5);
+  }
   envp.push_back(nullptr);
 
+  const std::string program = FindProgram(options.argv[0], path);
+  if (program.empty()) {
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    return absl::FailedPreconditionError(StrCat("cannot start '", CEscape(options.argv[0]),
+                                                "': no such program on PATH=", CEscape(path)));
+  }
   pid_t pid = -1;
-  int rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+  int rc = posix_spawn(&pid, program.c_str(), &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {

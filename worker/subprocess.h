@@ -16,7 +16,7 @@
 namespace tierflow::worker {
 
 struct SpawnOptions {
-  std::vector<std::string> argv;  // argv[0] is looked up on PATH
+  std::vector<std::string> argv;  // argv[0] is looked up on the child's PATH
   // Added to (and overriding) the parent's environment.
   std::vector<std::pair<std::string, std::string>> env;
   std::string working_dir;  // empty: the parent's

@@ -76,10 +76,38 @@ TEST_F(SubprocessTest, RunsInItsOwnProcessGroupAndWorkingDirectory) {
 TEST_F(SubprocessTest, MissingProgramIsAClearError) {
   SpawnOptions options;
   options.argv = {"tierflow-no-such-program"};
+  options.env = {{"PATH", "/usr/bin:/bin"}};
   auto process = Subprocess::Spawn(options);
   ASSERT_FALSE(process.ok());
   EXPECT_EQ(std::string(process.status().message()),
-            "cannot start 'tierflow-no-such-program': No such file or directory");
+            "cannot start 'tierflow-no-such-program': no such program on PATH=/usr/bin:/bin");
+  options.argv = {(dir_ / "not-here").string()};
+  process = Subprocess::Spawn(options);
+  ASSERT_FALSE(process.ok());
+  EXPECT_EQ(std::string(process.status().message()),
+            "cannot start '" + (dir_ / "not-here").string() + "': No such file or directory");
+}
+
+TEST_F(SubprocessTest, LooksProgramsUpOnTheChildsPath) {
+  // A task that sets PATH finds its programs there, as its shell would,
+  // even when a program of the same name comes first on tierflow's PATH.
+  const fs::path bin = dir_ / "bin";
+  fs::create_directories(bin);
+  {
+    std::ofstream script(bin / "true");
+    script << "#!/bin/sh\necho from-task-path\n";
+  }
+  fs::permissions(bin / "true", fs::perms::owner_all);
+  for (int round = 0; round < 2; ++round) {  // the second from the lookup cache
+    SpawnOptions options;
+    options.argv = {"true"};
+    options.env = {{"PATH", bin.string() + ":/usr/bin:/bin"}};
+    options.stdout_path = (dir_ / "out").string();
+    auto process = Subprocess::Spawn(options);
+    ASSERT_TRUE(process.ok()) << process.status();
+    EXPECT_TRUE(process->Wait().ok());
+    EXPECT_EQ(Read(dir_ / "out"), "from-task-path\n");
+  }
 }
 
 TEST_F(SubprocessTest, TerminateKillsTheWholeGroupIncludingBackgroundChildren) {
