@@ -26,6 +26,7 @@
 #include <sstream>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "absl/cleanup/cleanup.h"
 #include "common/status.h"
@@ -462,7 +463,8 @@ class Engine::Impl {
   RunCounts counts_;
   bool cancelling_ = false;
   std::vector<TaskLaunch> to_launch_;
-  bool launched_ = false;  // the last turn launched tasks
+  std::unordered_set<int64_t> ended_;  // attempts whose end this turn applies
+  bool launched_ = false;              // the last turn launched tasks
   std::vector<int64_t> to_cancel_;
   std::vector<TaskEvent> pending_events_;
   SteadyTime started_;
@@ -629,7 +631,8 @@ absl::Status Engine::Impl::PrepareStatements() {
               "cached_from, started_at, log_path) VALUES (?, ?, ?, ?, 'local', ?, ?, ?, ?, ?)"));
   TF_RETURN_IF_ERROR(prepare(finish_attempt_,
                              "UPDATE attempts SET state = ?, finished_at = ?, exit_code = ?, "
-                             "signal = ?, message = ?, log_bytes = ? WHERE id = ?"));
+                             "signal = ?, message = ?, log_bytes = ?, pid = coalesce(?, pid) "
+                             "WHERE id = ?"));
   TF_RETURN_IF_ERROR(prepare(set_attempt_pid_, "UPDATE attempts SET pid = ? WHERE id = ?"));
   TF_RETURN_IF_ERROR(
       prepare(update_task_,
@@ -1163,6 +1166,12 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, bool cancel_now
   absl::Status status;
   auto run_turn = [&]() -> absl::Status {
     if (cancel_now) TF_RETURN_IF_ERROR(CancelAll());
+    // A start whose end is in the same batch needs no statement of its own:
+    // the end records the pid too.
+    ended_.clear();
+    for (const TaskReport& report : reports) {
+      if (report.outcome != TaskReport::Outcome::kStarted) ended_.insert(report.attempt_id);
+    }
     for (TaskReport& report : reports) TF_RETURN_IF_ERROR(ApplyReport(report));
     const SteadyTime now = std::chrono::steady_clock::now();
     while (!retry_timers_.empty() && retry_timers_.begin()->first <= now) {
@@ -1493,6 +1502,7 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   TaskRec& task = tasks_[t];
   if (task.attempt_id != report.attempt_id) return absl::OkStatus();  // a stale attempt
   if (report.outcome == TaskReport::Outcome::kStarted) {
+    if (ended_.count(report.attempt_id) > 0) return absl::OkStatus();
     set_attempt_pid_->Bind(1, static_cast<int64_t>(report.pid)).Bind(2, report.attempt_id);
     return set_attempt_pid_->Run();
   }
@@ -1536,7 +1546,8 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
       .Bind(5, report.message)
       .Bind(6, task.reusing ? std::nullopt
                             : std::optional<int64_t>(static_cast<int64_t>(report.log_bytes)))
-      .Bind(7, report.attempt_id);
+      .Bind(7, report.pid > 0 ? std::optional<int64_t>(report.pid) : std::nullopt)
+      .Bind(8, report.attempt_id);
   TF_RETURN_IF_ERROR(finish_attempt_->Run());
   if (!task.reusing) stages_[task.stage].busy += duration;
 

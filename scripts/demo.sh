@@ -27,10 +27,7 @@ say tierflow plan "$pipeline"
 "$tierflow" plan "$pipeline"
 say tierflow run "$pipeline"
 "$tierflow" run "$pipeline"
-for step in "show last" "lineage last/publish/release --upstream"; do
-  # The inspection commands land with the run engine's read side.
-  if "$tierflow" ${step%% *} --help >/dev/null 2>&1; then
-    say tierflow $step
-    "$tierflow" $step
-  fi
-done
+say tierflow show last
+"$tierflow" show last
+say tierflow lineage last/publish/release --upstream
+"$tierflow" lineage last/publish/release --upstream
