@@ -1,9 +1,7 @@
 #include "scheduler/engine.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -20,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <queue>
 #include <random>
@@ -143,68 +142,117 @@ class RunLock {
 // engine driving the run watches for it.
 constexpr char kCancelFile[] = "cancel";
 
-// Calls `on_create` (on its own thread) once `file` exists: right away if it
-// already does, else when it is created or moved into place. inotify, so
-// nothing polls.
-class FileWatch {
+// Calls a callback once a file exists: right away if it already does, else
+// (on the watcher's thread) when it is created or moved into place. One
+// inotify instance and thread serve the whole process and are never closed:
+// closing an inotify instance waits for an RCU grace period (10-20 ms),
+// which every run would pay on its way out. Nothing polls.
+class FileWatcher {
  public:
-  static absl::StatusOr<std::unique_ptr<FileWatch>> Start(const fs::path& file,
-                                                          std::function<void()> on_create) {
-    std::unique_ptr<FileWatch> watch(new FileWatch);
-    watch->inotify_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    watch->stop_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (watch->inotify_ < 0 || watch->stop_ < 0 ||
-        inotify_add_watch(watch->inotify_, file.parent_path().c_str(), IN_CREATE | IN_MOVED_TO) <
-            0) {
+  // Unregisters when destroyed; the callback is not running then and will
+  // not run again.
+  class Watch {
+   public:
+    Watch(FileWatcher* watcher, uint64_t id) : watcher_(watcher), id_(id) {}
+    ~Watch() {
+      if (watcher_ != nullptr) watcher_->Remove(id_);
+    }
+    Watch(const Watch&) = delete;
+    Watch& operator=(const Watch&) = delete;
+
+   private:
+    FileWatcher* watcher_;
+    uint64_t id_;
+  };
+
+  static absl::StatusOr<FileWatcher*> Get() {
+    static absl::StatusOr<FileWatcher*> watcher = Make();  // kept for the process's life
+    return watcher;
+  }
+
+  absl::StatusOr<std::unique_ptr<Watch>> Add(const fs::path& file,
+                                             std::function<void()> on_create) {
+    std::lock_guard lock(mu_);
+    const int wd = inotify_add_watch(inotify_, file.parent_path().c_str(), IN_CREATE | IN_MOVED_TO);
+    if (wd < 0) {
       return absl::InternalError(StrCat("cannot watch ", file.parent_path().string(),
                                         " for cancel requests: ", std::strerror(errno)));
     }
     std::error_code error;
     if (fs::exists(file, error)) {
       on_create();
-      return watch;
+      if (!Watching(wd)) inotify_rm_watch(inotify_, wd);
+      return std::make_unique<Watch>(nullptr, 0);
     }
-    watch->thread_ = std::thread(
-        [w = watch.get(), name = file.filename().string(), on_create = std::move(on_create)] {
-          if (w->WaitFor(name)) on_create();
-        });
-    return watch;
+    const uint64_t id = ++last_id_;
+    entries_.emplace(id, Entry{wd, file.filename().string(), std::move(on_create)});
+    return std::make_unique<Watch>(this, id);
   }
-  ~FileWatch() {
-    if (thread_.joinable()) {
-      uint64_t one = 1;
-      (void)!write(stop_, &one, sizeof one);
-      thread_.join();
-    }
-    if (inotify_ >= 0) close(inotify_);
-    if (stop_ >= 0) close(stop_);
-  }
-  FileWatch(const FileWatch&) = delete;
-  FileWatch& operator=(const FileWatch&) = delete;
 
  private:
-  FileWatch() = default;
-  // True once `name` appeared, false when stopped.
-  bool WaitFor(const std::string& name) {
+  struct Entry {
+    int wd;
+    std::string name;
+    std::function<void()> on_create;
+  };
+
+  static absl::StatusOr<FileWatcher*> Make() {
+    int fd = inotify_init1(IN_CLOEXEC);
+    if (fd < 0) {
+      return absl::InternalError(
+          StrCat("cannot watch for cancel requests: inotify_init1: ", std::strerror(errno)));
+    }
+    auto* watcher = new FileWatcher(fd);
+    std::thread([watcher] { watcher->Run(); }).detach();
+    return watcher;
+  }
+  explicit FileWatcher(int inotify) : inotify_(inotify) {}
+
+  bool Watching(int wd) const {
+    for (const auto& [id, entry] : entries_) {
+      if (entry.wd == wd) return true;
+    }
+    return false;
+  }
+
+  void Remove(uint64_t id) {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return;
+    const int wd = it->second.wd;
+    entries_.erase(it);
+    if (!Watching(wd)) inotify_rm_watch(inotify_, wd);
+  }
+
+  void Run() {
     alignas(inotify_event) char buffer[4096];
     for (;;) {
-      pollfd fds[2] = {{inotify_, POLLIN, 0}, {stop_, POLLIN, 0}};
-      if (poll(fds, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        return false;
-      }
-      if (fds[1].revents != 0) return false;
       ssize_t n = read(inotify_, buffer, sizeof buffer);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        return;
+      }
+      std::lock_guard lock(mu_);
       for (ssize_t at = 0; at < n;) {
         const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
-        if (event->len > 0 && name == event->name) return true;
         at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+        if (event->len == 0) continue;
+        for (auto it = entries_.begin(); it != entries_.end();) {
+          if (it->second.wd == event->wd && it->second.name == event->name) {
+            it->second.on_create();  // under mu_: Remove waits for it
+            it = entries_.erase(it);
+          } else {
+            ++it;
+          }
+        }
       }
     }
   }
-  int inotify_ = -1;
-  int stop_ = -1;
-  std::thread thread_;
+
+  const int inotify_;
+  std::mutex mu_;
+  uint64_t last_id_ = 0;               // guarded by mu_
+  std::map<uint64_t, Entry> entries_;  // guarded by mu_
 };
 
 // Kills what is left of a dead engine's tasks: every process whose
@@ -1011,8 +1059,9 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
                         make([this](TaskReport report) { OnReport(std::move(report)); }));
   }
   // `tierflow cancel` from another process.
-  TF_ASSIGN_OR_RETURN(std::unique_ptr<FileWatch> cancel_watch,
-                      FileWatch::Start(run_dir_ / kCancelFile, [this] { Cancel(); }));
+  TF_ASSIGN_OR_RETURN(FileWatcher * watcher, FileWatcher::Get());
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<FileWatcher::Watch> cancel_watch,
+                      watcher->Add(run_dir_ / kCancelFile, [this] { Cancel(); }));
   if (options_.observer != nullptr) options_.observer->OnRunStarted(run_id_, resumed, counts_);
 
   std::unique_lock turn(turn_mu_);
