@@ -5,18 +5,13 @@
 #include "api/plan_service.h"
 
 namespace tierflow::cli {
-namespace {
 
-// Output that cannot be written (a full disk, a closed pipe) must not look
-// like success to a script.
 int CheckWritten(std::ostream& out, std::ostream& err) {
   out.flush();
   if (out) return kExitOk;
   err << "tierflow: error writing output\n";
   return kExitInvalid;
 }
-
-}  // namespace
 
 std::map<std::string, std::string> ParseParams(const std::vector<std::string>& arguments) {
   std::map<std::string, std::string> overrides;

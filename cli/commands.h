@@ -40,6 +40,11 @@ struct PlanOptions {
 // every diagnostic to `err`; kExitOk when all files are valid.
 int RunValidate(const ValidateOptions& options, std::ostream& out, std::ostream& err);
 
+// kExitOk once `out` is flushed; kExitInvalid, saying so on `err`, when it
+// could not be written (a full disk, a closed pipe): that must not look like
+// success to a script.
+int CheckWritten(std::ostream& out, std::ostream& err);
+
 // Prints the plan to `out` as text or JSON, or the diagnostics to `err`.
 int RunPlan(const PlanOptions& options, std::ostream& out, std::ostream& err);
 

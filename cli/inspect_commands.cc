@@ -8,15 +8,6 @@
 namespace tierflow::cli {
 namespace {
 
-// Output that cannot be written (a full disk, a closed pipe) must not look
-// like success to a script.
-int CheckWritten(std::ostream& out, std::ostream& err) {
-  out.flush();
-  if (out) return kExitOk;
-  err << "tierflow: error writing output\n";
-  return kExitInvalid;
-}
-
 int Fail(const absl::Status& status, std::ostream& err) {
   err << status.message() << '\n';
   return kExitInvalid;

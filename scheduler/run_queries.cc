@@ -18,12 +18,6 @@
 namespace tierflow::scheduler {
 namespace {
 
-std::string LocalHostName() {
-  char name[256] = {};
-  gethostname(name, sizeof name - 1);
-  return name;
-}
-
 // Steps `statement` to its end, calling `row` on each row. The statement is
 // reset afterwards in every case, so it holds no read snapshot.
 template <typename Row>

@@ -1,5 +1,7 @@
 #include "scheduler/store.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 
@@ -176,6 +178,12 @@ absl::Status CheckVersion(const Database& db, int version) {
 }
 
 }  // namespace
+
+std::string LocalHostName() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
 
 std::string_view SchemaMigration(int version) { return kMigrations[version - 1]; }
 

@@ -42,6 +42,9 @@ namespace tierflow::scheduler {
 
 inline constexpr int kSchemaVersion = 2;
 
+// This machine's name, as runs.engine_host records it.
+std::string LocalHostName();
+
 // The SQL of migration `version` (1..kSchemaVersion), which brings the
 // schema from version-1 to version. For upgrade tests.
 std::string_view SchemaMigration(int version);

@@ -946,6 +946,13 @@ stages:
   ASSERT_TRUE(observer.WaitForState("long", "running"));
   ASSERT_TRUE(WaitFor([&] { return ReadPid(dir_ / "long.pid") > 0; }));
   const std::string run_id = QueryValue(Db(), "SELECT id FROM runs");
+  // The task's start is committed with the next turn, or at the latest
+  // shortly after its launch: nothing else happens here, so only that
+  // deadline can record its pid while it runs.
+  const std::string pid = std::to_string(ReadPid(dir_ / "long.pid"));
+  EXPECT_TRUE(WaitFor([&] { return QueryValue(Db(), "SELECT pid FROM attempts") == pid; }))
+      << "the attempt's pid is " << QueryValue(Db(), "SELECT pid FROM attempts")
+      << " while its process " << pid << " runs";
 
   absl::StatusOr<std::string> cancel = scheduler::CancelRun(Db(), run_id);
   if (cancel.ok()) {
@@ -958,28 +965,6 @@ stages:
   EXPECT_EQ(run->state, "cancelled") << "the run's end was written by two parties";
   EXPECT_EQ(QueryValue(Db(), "SELECT state FROM runs"), run->state);
   EXPECT_EQ(QueryValue(Db(), "SELECT group_concat(state) FROM attempts"), "cancelled");
-}
-
-TEST_F(EngineTest, RunningTaskPidIsRecordedWithoutWaitingForItsEnd) {
-  // The start of a task is committed with the next turn, and at the latest
-  // shortly after the launch: here nothing else happens for 300 s, so only
-  // that deadline can record the pid while the task runs.
-  WritePipeline(R"x(name: pid
-stages:
-  long:
-    run: echo $$ > long.pid; exec sleep 300
-)x");
-  RecordingObserver observer;
-  auto [engine, result] = RunInBackground(observer);
-  ASSERT_TRUE(WaitFor([&] { return ReadPid(dir_ / "long.pid") > 0; }));
-  const std::string pid = std::to_string(ReadPid(dir_ / "long.pid"));
-  EXPECT_TRUE(WaitFor([&] { return QueryValue(Db(), "SELECT pid FROM attempts") == pid; }))
-      << "the attempt's pid is " << QueryValue(Db(), "SELECT pid FROM attempts")
-      << " while its process " << pid << " runs";
-  engine->Cancel();
-  absl::StatusOr<RunResult> run = result.get();
-  ASSERT_TRUE(run.ok()) << run.status();
-  EXPECT_EQ(run->state, "cancelled");
 }
 
 TEST_F(EngineTest, LogsKeepAllOutputAndSilentAttemptsMakeNoFile) {
