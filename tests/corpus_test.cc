@@ -22,12 +22,14 @@ namespace {
 namespace fs = std::filesystem;
 
 // ctest sets TIERFLOW_SOURCE_DIR; test discovery at build time does not,
-// so fall back to where this file was compiled from.
+// so fall back to the folder CMake compiled in (not __FILE__: with ccache's
+// CCACHE_BASEDIR that is a relative path, which discovery resolved from the
+// wrong folder and so found no corpus, registering none of its cases).
 fs::path CorpusDir() {
   if (const char* source = std::getenv("TIERFLOW_SOURCE_DIR"); source != nullptr && *source) {
     return fs::path(source) / "tests" / "pipelines";
   }
-  return fs::path(__FILE__).parent_path() / "pipelines";
+  return TIERFLOW_CORPUS_DIR;
 }
 
 // Paths relative to the corpus dir, such as "invalid/cycle.yaml", sorted.
