@@ -1,0 +1,360 @@
+#include "storage_adapters/posix.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "common/status.h"
+#include "common/strings.h"
+#include "storage_adapters/artifact_key.h"
+
+namespace tierflow::storage {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr std::string_view kTempMarker = ".tierflow-tmp-";
+
+// An owned file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    return *this;
+  }
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+// openat2 beneath `dir`: no absolute paths, `..` or symlinks that leave it.
+int OpenBeneath(int dir, const std::string& path, int flags, mode_t mode = 0) {
+  open_how how{};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.mode = (flags & O_CREAT) != 0 ? mode : 0;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  for (;;) {
+    long fd = syscall(SYS_openat2, dir, path.c_str(), &how, sizeof how);
+    if (fd >= 0 || errno != EINTR) return static_cast<int>(fd);
+  }
+}
+
+class PosixAdapter;
+
+class PosixWriter final : public ObjectWriter {
+ public:
+  PosixWriter(const PosixAdapter* adapter, Fd dir, Fd file, std::string temp, std::string name,
+              std::string key)
+      : adapter_(adapter),
+        dir_(std::move(dir)),
+        file_(std::move(file)),
+        temp_(std::move(temp)),
+        name_(std::move(name)),
+        key_(std::move(key)) {}
+  ~PosixWriter() override {
+    if (!committed_) unlinkat(dir_.get(), temp_.c_str(), 0);
+  }
+  absl::Status Write(std::string_view data) override;
+  absl::Status Commit() override;
+  int fd() const { return file_.get(); }
+
+ private:
+  const PosixAdapter* adapter_;
+  Fd dir_;
+  Fd file_;
+  std::string temp_;
+  std::string name_;
+  std::string key_;
+  bool committed_ = false;
+};
+
+class PosixReader final : public ObjectReader {
+ public:
+  PosixReader(Fd file, uint64_t offset, std::optional<uint64_t> length)
+      : file_(std::move(file)), offset_(offset), left_(length) {}
+  absl::StatusOr<size_t> Read(std::span<char> buffer) override {
+    size_t want = buffer.size();
+    if (left_) want = static_cast<size_t>(std::min<uint64_t>(want, *left_));
+    if (want == 0) return 0;
+    for (;;) {
+      ssize_t n = pread(file_.get(), buffer.data(), want, static_cast<off_t>(offset_));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return absl::InternalError(StrCat("read: ", std::strerror(errno)));
+      offset_ += static_cast<uint64_t>(n);
+      if (left_) *left_ -= static_cast<uint64_t>(n);
+      return static_cast<size_t>(n);
+    }
+  }
+
+ private:
+  Fd file_;
+  uint64_t offset_;
+  std::optional<uint64_t> left_;
+};
+
+class PosixAdapter final : public Adapter {
+ public:
+  PosixAdapter(PosixConfig config, Fd root) : config_(std::move(config)), root_(std::move(root)) {}
+
+  std::string_view kind() const override { return "posix"; }
+
+  // An error about `key` on this tier, from errno.
+  absl::Status Error(std::string_view key, std::string_view what, int error) const {
+    const std::string message = StrCat("tier ", config_.tier, ": ", what, " '", key, "' (under ",
+                                       config_.root, "): ", std::strerror(error));
+    switch (error) {
+      case ENOENT:
+        return absl::NotFoundError(message);
+      case ENOSPC:
+      case EDQUOT:
+        return absl::ResourceExhaustedError(StrCat("tier ", config_.tier, " is full: ", message));
+      case EACCES:
+      case EPERM:
+      case EROFS:
+        return absl::PermissionDeniedError(message);
+      case EXDEV:
+      case ELOOP:
+        return absl::InvalidArgumentError(
+            StrCat(message, " (the path leaves the tier's root through a link)"));
+      default:
+        return absl::InternalError(message);
+    }
+  }
+
+  const PosixConfig& config() const { return config_; }
+
+  absl::StatusOr<std::unique_ptr<ObjectWriter>> OpenWrite(std::string_view key) override {
+    TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
+    TF_ASSIGN_OR_RETURN(Fd dir, ParentDir(normal, /*create=*/true));
+    const std::string name = fs::path(normal).filename().string();
+    if (config_.write_once && Exists(dir.get(), name)) return WriteOnceError(normal);
+    static thread_local std::mt19937_64 random(std::random_device{}());
+    char suffix[17];
+    snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(random()));
+    std::string temp = StrCat(".", name.substr(0, 200), kTempMarker, suffix);
+    int fd = openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return Error(normal, "cannot write", errno);
+    return std::unique_ptr<ObjectWriter>(
+        new PosixWriter(this, std::move(dir), Fd(fd), std::move(temp), name, normal));
+  }
+
+  absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRead(std::string_view key, uint64_t offset,
+                                                         std::optional<uint64_t> length) override {
+    TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
+    int fd = OpenBeneath(root_.get(), normal, O_RDONLY);
+    if (fd < 0) return Error(normal, "cannot read", errno);
+    struct stat info {};
+    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+      close(fd);
+      return absl::InvalidArgumentError(
+          StrCat("tier ", config_.tier, ": '", normal, "' is not a file"));
+    }
+    return std::unique_ptr<ObjectReader>(new PosixReader(Fd(fd), offset, length));
+  }
+
+  absl::StatusOr<ObjectInfo> Stat(std::string_view key) override {
+    TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
+    Fd fd(OpenBeneath(root_.get(), normal, O_PATH));
+    if (fd.get() < 0) return Error(normal, "cannot stat", errno);
+    struct stat info {};
+    if (fstat(fd.get(), &info) != 0) return Error(normal, "cannot stat", errno);
+    if (!S_ISREG(info.st_mode)) {
+      return absl::NotFoundError(StrCat("tier ", config_.tier, ": '", normal, "' is not a file"));
+    }
+    return ObjectInfo{normal, static_cast<uint64_t>(info.st_size),
+                      info.st_mtim.tv_sec * 1000 + info.st_mtim.tv_nsec / 1000000};
+  }
+
+  absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix) override {
+    std::vector<ObjectInfo> objects;
+    std::error_code error;
+    const fs::path root(config_.root);
+    for (auto it = fs::recursive_directory_iterator(root, error);
+         !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
+      // Symlinks are neither followed nor listed: they are not artifacts.
+      if (!it->is_regular_file(error) || it->is_symlink(error)) continue;
+      const std::string name = it->path().filename().string();
+      if (name.find(kTempMarker) != std::string::npos) continue;  // unfinished writes
+      std::string key = it->path().lexically_relative(root).string();
+      if (key.rfind(prefix, 0) != 0) continue;
+      ObjectInfo info{key, static_cast<uint64_t>(it->file_size(error)), 0};
+      auto time = it->last_write_time(error);
+      info.modified_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::file_clock::to_sys(time).time_since_epoch())
+                             .count();
+      objects.push_back(std::move(info));
+    }
+    if (error) return Error(prefix, "cannot list", error.value());
+    std::sort(objects.begin(), objects.end(),
+              [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });
+    return objects;
+  }
+
+  absl::Status Delete(std::string_view key) override {
+    TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
+    if (config_.write_once) {
+      return absl::FailedPreconditionError(StrCat(
+          "tier ", config_.tier, " is an archive (write-once): '", normal, "' cannot be deleted"));
+    }
+    TF_ASSIGN_OR_RETURN(Fd dir, ParentDir(normal, /*create=*/false));
+    if (unlinkat(dir.get(), fs::path(normal).filename().c_str(), 0) != 0) {
+      return Error(normal, "cannot delete", errno);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status PutFile(std::string_view key, const std::string& local_path) override {
+    Fd source(open(local_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (source.get() < 0) {
+      return absl::NotFoundError(StrCat("cannot read ", local_path, ": ", std::strerror(errno)));
+    }
+    TF_ASSIGN_OR_RETURN(std::unique_ptr<ObjectWriter> writer, OpenWrite(key));
+    auto* posix = static_cast<PosixWriter*>(writer.get());
+    TF_RETURN_IF_ERROR(CopyFd(source.get(), posix->fd(), key));
+    return writer->Commit();
+  }
+
+  absl::Status GetFile(std::string_view key, const std::string& local_path) override {
+    TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
+    Fd source(OpenBeneath(root_.get(), normal, O_RDONLY));
+    if (source.get() < 0) return Error(normal, "cannot read", errno);
+    const fs::path target(local_path);
+    std::error_code error;
+    fs::create_directories(target.parent_path(), error);
+    const std::string temp = StrCat(local_path, kTempMarker, getpid());
+    Fd out(open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (out.get() < 0) {
+      return absl::PermissionDeniedError(StrCat("cannot write ", temp, ": ", std::strerror(errno)));
+    }
+    absl::Status status = CopyFd(source.get(), out.get(), normal);
+    if (status.ok() && rename(temp.c_str(), local_path.c_str()) != 0) {
+      status = absl::InternalError(
+          StrCat("cannot rename ", temp, " to ", local_path, ": ", std::strerror(errno)));
+    }
+    if (!status.ok()) unlink(temp.c_str());
+    return status;
+  }
+
+  absl::Status WriteOnceError(std::string_view key) const {
+    return absl::AlreadyExistsError(StrCat("tier ", config_.tier, " is an archive (write-once): '",
+                                           key, "' exists and cannot be replaced"));
+  }
+
+ private:
+  static bool Exists(int dir, const std::string& name) {
+    struct stat info {};
+    return fstatat(dir, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) == 0;
+  }
+
+  // The folder that holds `key`, beneath the root; created when asked.
+  absl::StatusOr<Fd> ParentDir(const std::string& key, bool create) const {
+    const fs::path parent = fs::path(key).parent_path();
+    Fd dir(OpenBeneath(root_.get(), ".", O_PATH | O_DIRECTORY));
+    for (const fs::path& component : parent) {
+      const std::string name = component.string();
+      int next = OpenBeneath(dir.get(), name, O_PATH | O_DIRECTORY);
+      if (next < 0 && errno == ENOENT && create) {
+        if (mkdirat(dir.get(), name.c_str(), 0755) != 0 && errno != EEXIST) {
+          return Error(key, "cannot create the folder of", errno);
+        }
+        next = OpenBeneath(dir.get(), name, O_PATH | O_DIRECTORY);
+      }
+      if (next < 0) return Error(key, create ? "cannot write" : "cannot find", errno);
+      dir = Fd(next);
+    }
+    return dir;
+  }
+
+  // copy_file_range where the kernel can (same file system: reflinks or
+  // in-kernel copies), else read/write.
+  absl::Status CopyFd(int from, int to, std::string_view key) const {
+    for (;;) {
+      ssize_t n = copy_file_range(from, nullptr, to, nullptr, 1 << 30, 0);
+      if (n == 0) return absl::OkStatus();
+      if (n > 0) continue;
+      if (errno == EINTR) continue;
+      if (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS) break;
+      return Error(key, "cannot copy", errno);
+    }
+    std::vector<char> buffer(1 << 20);
+    for (;;) {
+      ssize_t n = read(from, buffer.data(), buffer.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Error(key, "cannot copy", errno);
+      if (n == 0) return absl::OkStatus();
+      for (ssize_t done = 0; done < n;) {
+        ssize_t w = write(to, buffer.data() + done, static_cast<size_t>(n - done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return Error(key, "cannot copy", errno);
+        done += w;
+      }
+    }
+  }
+
+  PosixConfig config_;
+  Fd root_;
+};
+
+absl::Status PosixWriter::Write(std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = write(file_.get(), data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return adapter_->Error(key_, "cannot write", errno);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PosixWriter::Commit() {
+  if (adapter_->config().sync && fsync(file_.get()) != 0) {
+    return adapter_->Error(key_, "cannot write", errno);
+  }
+  if (adapter_->config().write_once) {
+    // RENAME_NOREPLACE: a key written meanwhile by someone else still wins.
+    if (renameat2(dir_.get(), temp_.c_str(), dir_.get(), name_.c_str(), RENAME_NOREPLACE) != 0) {
+      if (errno == EEXIST) return adapter_->WriteOnceError(key_);
+      return adapter_->Error(key_, "cannot write", errno);
+    }
+  } else if (renameat(dir_.get(), temp_.c_str(), dir_.get(), name_.c_str()) != 0) {
+    return adapter_->Error(key_, "cannot write", errno);
+  }
+  committed_ = true;
+  if (adapter_->config().sync) {
+    Fd dir(openat(dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.get() >= 0) fsync(dir.get());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Adapter>> MakePosixAdapter(const PosixConfig& config) {
+  std::error_code error;
+  fs::create_directories(config.root, error);
+  if (error) {
+    return absl::FailedPreconditionError(StrCat("tier ", config.tier, ": cannot create its root ",
+                                                config.root, ": ", error.message()));
+  }
+  int fd = open(config.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(StrCat("tier ", config.tier, ": cannot open its root ",
+                                                config.root, ": ", std::strerror(errno)));
+  }
+  return std::unique_ptr<Adapter>(new PosixAdapter(config, Fd(fd)));
+}
+
+}  // namespace tierflow::storage

@@ -1,0 +1,27 @@
+// The posix adapter: a tier that is a folder (a local disk, NVMe, a shared
+// or parallel file system, tmpfs). Every path is resolved inside the root
+// with openat2(RESOLVE_BENEATH), so neither `..` nor a symlink, however
+// planted, can take an access outside it. Writes go to a hidden temporary
+// file beside the target and are renamed into place on Commit; on durable
+// and archive tiers the file and its folder are fsynced first. Archive
+// tiers are write-once: an existing key is never replaced or deleted.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "storage_adapters/adapter.h"
+
+namespace tierflow::storage {
+
+struct PosixConfig {
+  std::string tier;         // the tier's name, for messages
+  std::string root;         // created if missing
+  bool sync = false;        // fsync before a write becomes visible
+  bool write_once = false;  // archive: refuse overwrite and delete
+};
+
+absl::StatusOr<std::unique_ptr<Adapter>> MakePosixAdapter(const PosixConfig& config);
+
+}  // namespace tierflow::storage
