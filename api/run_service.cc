@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/text_table.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "scheduler/store.h"
@@ -67,13 +68,6 @@ std::string Printable(std::string_view text) {
     }
   }
   return out;
-}
-
-// Columns a terminal gives `text`: one per UTF-8 character.
-size_t Width(std::string_view text) {
-  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xc0) != 0x80;
-  }));
 }
 
 std::string LocalTime(int64_t ms) {
@@ -187,32 +181,7 @@ std::string CountsText(const scheduler::RunCounts& c) {
   return text;
 }
 
-// Columns padded to their widest cell, two spaces apart; the last column
-// is not padded and no line ends in spaces.
-class Table {
- public:
-  explicit Table(std::vector<std::string> headings) { rows_.push_back(std::move(headings)); }
-  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
-
-  void Write(std::ostream& out) const {
-    std::vector<size_t> widths(rows_[0].size(), 0);
-    for (const auto& row : rows_) {
-      for (size_t c = 0; c + 1 < row.size(); ++c) widths[c] = std::max(widths[c], Width(row[c]));
-    }
-    for (const auto& row : rows_) {
-      std::string line;
-      for (size_t c = 0; c < row.size(); ++c) {
-        line += row[c];
-        if (c + 1 < row.size()) line += std::string(widths[c] - Width(row[c]) + 2, ' ');
-      }
-      line.erase(line.find_last_not_of(' ') + 1);
-      out << line << '\n';
-    }
-  }
-
- private:
-  std::vector<std::vector<std::string>> rows_;
-};
+using Table = TextTable;
 
 // ---------------------------------------------------------------- JSON
 

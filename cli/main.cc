@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/inspect_commands.h"
 #include "cli/run_commands.h"
+#include "cli/tiers_commands.h"
 #include "common/suggest.h"
 
 namespace tierflow::cli {
@@ -175,6 +176,41 @@ void AddOutputOption(CLI::App& command, std::string& output,
       ->capture_default_str();
 }
 
+// `tierflow tiers list|probe`; returns {list, probe}.
+std::pair<CLI::App*, CLI::App*> AddTiersCommands(CLI::App& app, TiersOptions& options) {
+  CLI::App* tiers = app.add_subcommand(
+      "tiers",
+      "The storage tiers artifacts live on: those of a tiers file (--tiers, see docs/tiers.md) "
+      "or, without one, the embedded defaults ram (/dev/shm), local and bulk (in the state "
+      "folder).");
+  tiers->require_subcommand(1);
+  CLI::App* list = tiers->add_subcommand(
+      "list",
+      "Show every tier: adapter, scope, durability, capacity, free space, its newest measured "
+      "profile (or the declared one) and where it points. --output json gives every field.");
+  CLI::App* probe = tiers->add_subcommand(
+      "probe",
+      "Measure tiers through their adapters (sequential write and read MB/s, 4 KiB random-read "
+      "IOPS and latency, small-object create and stat latency) within --seconds each, and "
+      "record the profiles in the state database for placement and `tiers list`. Writes and "
+      "then deletes a test object of up to 256 MiB under .tierflow-probe/ on each tier.");
+  for (CLI::App* command : {list, probe}) {
+    command->add_option("--tiers", options.tiers_file, "Tiers file (default: embedded defaults)")
+        ->check(CLI::ExistingFile)
+        ->type_name("FILE");
+    AddDbOption(*command, options.db);
+  }
+  AddOutputOption(*list, options.output, {"text", "json"});
+  probe->add_option("tier", options.names, "Tiers to probe (default: all)")->type_name("TIER");
+  probe->add_option("--seconds", options.seconds, "Time budget per tier")
+      ->check(CLI::Range(0.5, 3600.0))
+      ->type_name("S")
+      ->capture_default_str();
+  list->footer("Example:\n  tierflow tiers list --tiers tiers.yaml");
+  probe->footer("Examples:\n  tierflow tiers probe\n  tierflow tiers probe local --seconds 5");
+  return {list, probe};
+}
+
 CLI::App* AddRunsCommand(CLI::App& app, RunsOptions& options) {
   CLI::App* command = app.add_subcommand(
       "runs",
@@ -325,6 +361,8 @@ int Main(int argc, char** argv) {
   CLI::App* show = AddShowCommand(app, show_options);
   CLI::App* logs = AddLogsCommand(app, logs_options);
   CLI::App* lineage = AddLineageCommand(app, lineage_options);
+  TiersOptions tiers_options;
+  auto [tiers_list, tiers_probe] = AddTiersCommands(app, tiers_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -346,6 +384,8 @@ int Main(int argc, char** argv) {
   if (show->parsed()) return RunShow(show_options, std::cout, std::cerr);
   if (logs->parsed()) return RunLogs(logs_options, std::cout, std::cerr);
   if (lineage->parsed()) return RunLineage(lineage_options, std::cout, std::cerr);
+  if (tiers_list->parsed()) return RunTiersList(tiers_options, std::cout, std::cerr);
+  if (tiers_probe->parsed()) return RunTiersProbe(tiers_options, std::cout, std::cerr);
   return kExitUsage;  // unreachable: require_subcommand(1)
 }
 

@@ -158,6 +158,24 @@ CREATE INDEX attempts_by_cache_key ON attempts(cache_key) WHERE state IN ('succe
 -- not known (running, or recorded before this column).
 ALTER TABLE attempts ADD COLUMN log_bytes INTEGER;
 )sql",
+    // 3: what `tierflow tiers probe` measured, one row per tier and probe.
+    R"sql(
+CREATE TABLE tier_profiles (
+  id INTEGER PRIMARY KEY,
+  tier TEXT NOT NULL,
+  location TEXT NOT NULL,          -- the root or s3://bucket/prefix it measured
+  measured_at INTEGER NOT NULL,
+  seq_read_mb_s REAL NOT NULL,     -- MB = 10^6 bytes
+  seq_write_mb_s REAL NOT NULL,
+  rand_read_iops REAL NOT NULL,    -- 4 KiB reads, one at a time
+  latency_us REAL NOT NULL,        -- one 4 KiB read, opening the object
+  create_us REAL NOT NULL,         -- one 4 KiB object written and committed
+  stat_us REAL NOT NULL,
+  bytes_tested INTEGER NOT NULL,
+  elapsed_ms INTEGER NOT NULL
+);
+CREATE INDEX tier_profiles_by_tier ON tier_profiles(tier, measured_at);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

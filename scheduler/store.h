@@ -26,6 +26,9 @@
 //                   overwritten once a newer artifact took its uri
 //   lineage_edges(id PK, attempt_id, artifact_id, direction, name, created_at)
 //   events(id PK, run_id, task_id, attempt_id, time, kind, message)
+//   tier_profiles(id PK, tier, location, measured_at, seq_read_mb_s,
+//                 seq_write_mb_s, rand_read_iops, latency_us, create_us,
+//                 stat_us, bytes_tested, elapsed_ms): `tierflow tiers probe`
 //
 // Times are milliseconds since the Unix epoch (UTC). States are the words
 // below, stored as text so that `sqlite3 .tierflow/tierflow.db` reads well.
@@ -40,7 +43,7 @@
 
 namespace tierflow::scheduler {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // This machine's name, as runs.engine_host records it.
 std::string LocalHostName();

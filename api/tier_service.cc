@@ -1,0 +1,219 @@
+#include "api/tier_service.h"
+
+#include <sys/statvfs.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "absl/strings/str_join.h"
+#include "api/text_table.h"
+#include "common/status.h"
+#include "common/strings.h"
+#include "common/suggest.h"
+#include "common/units.h"
+#include "scheduler/store.h"
+#include "storage_adapters/posix.h"
+
+namespace tierflow::api {
+namespace fs = std::filesystem;
+using Json = nlohmann::ordered_json;
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Number(double value, int decimals) {
+  char text[64];
+  snprintf(text, sizeof text, "%.*f", decimals, value);
+  return text;
+}
+
+std::string ProfileText(const storage::TierProfile& p) {
+  return StrCat("read ", Number(p.seq_read_mb_s, 0), " MB/s, write ", Number(p.seq_write_mb_s, 0),
+                " MB/s, ", Number(p.rand_read_iops, 0), " IOPS, ", Number(p.latency_us, 0), " µs");
+}
+
+Json ProfileJson(const storage::TierProfile& p) {
+  return Json{{"seq_read_mb_s", p.seq_read_mb_s},
+              {"seq_write_mb_s", p.seq_write_mb_s},
+              {"rand_read_iops", p.rand_read_iops},
+              {"latency_us", p.latency_us}};
+}
+
+Json OptionalBytes(const std::optional<uint64_t>& bytes) {
+  return bytes ? Json(*bytes) : Json(nullptr);
+}
+
+}  // namespace
+
+absl::StatusOr<storage::TierSet> LoadTiers(const std::string& tiers_file,
+                                           const std::string& db_path) {
+  if (!tiers_file.empty()) return storage::LoadTierFile(tiers_file);
+  std::string state = fs::path(db_path).parent_path().string();
+  return storage::DefaultTiers(state.empty() ? "." : state);
+}
+
+absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenTier(const storage::TierConfig& tier) {
+  if (tier.adapter == "posix") {
+    storage::PosixConfig config;
+    config.tier = tier.name;
+    config.root = tier.root;
+    config.sync = tier.durability >= storage::Durability::kDurable;
+    config.write_once = tier.durability == storage::Durability::kArchive;
+    return storage::MakePosixAdapter(config);
+  }
+  return absl::UnimplementedError(
+      StrCat("tier ", tier.name, ": the ", tier.adapter, " adapter is not available yet"));
+}
+
+absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
+                                                const std::string& db_path) {
+  std::vector<TierView> views;
+  std::unique_ptr<scheduler::Database> db;
+  if (fs::exists(db_path)) {
+    TF_ASSIGN_OR_RETURN(db, scheduler::OpenStoreReadOnly(db_path));
+  }
+  for (const storage::TierConfig& tier : tiers.tiers) {
+    TierView view;
+    view.config = tier;
+    struct statvfs fs_info {};
+    if (tier.adapter == "posix" && statvfs(tier.root.c_str(), &fs_info) == 0) {
+      view.fs_total_bytes = static_cast<uint64_t>(fs_info.f_blocks) * fs_info.f_frsize;
+      view.fs_free_bytes = static_cast<uint64_t>(fs_info.f_bavail) * fs_info.f_frsize;
+    }
+    if (db) {
+      TF_ASSIGN_OR_RETURN(
+          scheduler::Statement newest,
+          db->Prepare("SELECT seq_read_mb_s, seq_write_mb_s, rand_read_iops, latency_us, "
+                      "create_us, stat_us, measured_at, location FROM tier_profiles WHERE tier = "
+                      "? ORDER BY measured_at DESC, id DESC LIMIT 1"));
+      newest.Bind(1, tier.name);
+      TF_ASSIGN_OR_RETURN(bool found, newest.Step());
+      if (found) {
+        MeasuredProfile measured;
+        measured.profile = {newest.Double(0), newest.Double(1), newest.Double(2), newest.Double(3)};
+        measured.create_us = newest.Double(4);
+        measured.stat_us = newest.Double(5);
+        measured.measured_at_ms = newest.Int(6);
+        measured.location = newest.Text(7);
+        view.measured = measured;
+      }
+    }
+    views.push_back(std::move(view));
+  }
+  return views;
+}
+
+void RenderTiersText(const std::vector<TierView>& tiers, std::ostream& out) {
+  TextTable table(
+      {"TIER", "ADAPTER", "SCOPE", "DURABILITY", "CAPACITY", "FREE", "PROFILE", "LOCATION"});
+  for (const TierView& tier : tiers) {
+    const storage::TierConfig& c = tier.config;
+    std::string profile = "not measured (tierflow tiers probe)";
+    if (tier.measured) {
+      profile = ProfileText(tier.measured->profile);
+      if (tier.measured->location != c.Location()) profile += " (measured elsewhere)";
+    } else if (c.profile) {
+      profile = ProfileText(*c.profile) + " (declared)";
+    }
+    std::string capacity = c.capacity            ? FormatSize(*c.capacity)
+                           : tier.fs_total_bytes ? FormatSize(*tier.fs_total_bytes)
+                                                 : "-";
+    table.Add({c.name, c.adapter, std::string(storage::ScopeName(c.scope)),
+               std::string(storage::DurabilityName(c.durability)), capacity,
+               tier.fs_free_bytes ? FormatSize(*tier.fs_free_bytes) : "-", profile, c.Location()});
+  }
+  table.Write(out);
+}
+
+void RenderTiersJson(const std::vector<TierView>& tiers, std::ostream& out) {
+  Json list = Json::array();
+  for (const TierView& tier : tiers) {
+    const storage::TierConfig& c = tier.config;
+    Json measured = nullptr;
+    if (tier.measured) {
+      measured = ProfileJson(tier.measured->profile);
+      measured["create_us"] = tier.measured->create_us;
+      measured["stat_us"] = tier.measured->stat_us;
+      measured["measured_at_ms"] = tier.measured->measured_at_ms;
+      measured["location"] = tier.measured->location;
+    }
+    list.push_back(Json{{"name", c.name},
+                        {"adapter", c.adapter},
+                        {"location", c.Location()},
+                        {"scope", storage::ScopeName(c.scope)},
+                        {"durability", storage::DurabilityName(c.durability)},
+                        {"capacity_bytes", OptionalBytes(c.capacity)},
+                        {"fs_total_bytes", OptionalBytes(tier.fs_total_bytes)},
+                        {"fs_free_bytes", OptionalBytes(tier.fs_free_bytes)},
+                        {"declared_profile", c.profile ? ProfileJson(*c.profile) : Json(nullptr)},
+                        {"measured_profile", measured}});
+  }
+  out << list.dump(2, ' ', false, Json::error_handler_t::replace) << '\n';
+}
+
+absl::Status ProbeTiers(const storage::TierSet& tiers, const std::vector<std::string>& names,
+                        std::chrono::milliseconds budget, const std::string& db_path,
+                        std::ostream& out) {
+  std::vector<const storage::TierConfig*> chosen;
+  std::vector<std::string> known;
+  for (const storage::TierConfig& tier : tiers.tiers) known.push_back(tier.name);
+  for (const std::string& name : names) {
+    const storage::TierConfig* tier = tiers.Find(name);
+    if (tier == nullptr) {
+      return absl::NotFoundError(StrCat("no tier '", name, "'", DidYouMean(name, known),
+                                        "; the tiers are ", absl::StrJoin(known, ", ")));
+    }
+    chosen.push_back(tier);
+  }
+  if (names.empty()) {
+    for (const storage::TierConfig& tier : tiers.tiers) chosen.push_back(&tier);
+  }
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Database> db, scheduler::OpenStore(db_path));
+  for (const storage::TierConfig* tier : chosen) {
+    TF_ASSIGN_OR_RETURN(std::unique_ptr<storage::Adapter> adapter, OpenTier(*tier));
+    storage::ProbeOptions options;
+    options.budget = budget;
+    if (tier->adapter == "posix") {
+      options.drop_cache = [root = tier->root](const std::string& key) {
+        storage::DropPosixCache(root, key);
+      };
+    }
+    absl::StatusOr<storage::ProbeResult> result = storage::ProbeTier(*adapter, options);
+    if (!result.ok()) {
+      return absl::Status(result.status().code(),
+                          StrCat("probing tier ", tier->name, ": ", result.status().message()));
+    }
+    TF_ASSIGN_OR_RETURN(
+        scheduler::Statement insert,
+        db->Prepare("INSERT INTO tier_profiles(tier, location, measured_at, seq_read_mb_s, "
+                    "seq_write_mb_s, rand_read_iops, latency_us, create_us, stat_us, "
+                    "bytes_tested, elapsed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    const storage::TierProfile& p = result->profile;
+    insert.Bind(1, tier->name)
+        .Bind(2, tier->Location())
+        .Bind(3, NowMs())
+        .Bind(4, p.seq_read_mb_s)
+        .Bind(5, p.seq_write_mb_s)
+        .Bind(6, p.rand_read_iops)
+        .Bind(7, p.latency_us)
+        .Bind(8, result->create_us)
+        .Bind(9, result->stat_us)
+        .Bind(10, static_cast<int64_t>(result->bytes_written))
+        .Bind(11, static_cast<int64_t>(result->elapsed.count()));
+    TF_RETURN_IF_ERROR(insert.Run());
+    out << tier->name << ": " << ProfileText(p) << "; create " << Number(result->create_us, 0)
+        << " µs, stat " << Number(result->stat_us, 1) << " µs ("
+        << FormatSize(result->bytes_written) << " in " << FormatDuration(result->elapsed) << ")"
+        << std::endl;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tierflow::api

@@ -1,0 +1,67 @@
+// Storage tiers for clients: which tiers there are (a tiers.yaml, or the
+// embedded defaults beside the state database), their usage and their last
+// measured profile (`tierflow tiers list`), and measuring them
+// (`tierflow tiers probe`), which records each profile in the state store.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "storage_adapters/adapter.h"
+#include "storage_adapters/probe.h"
+#include "storage_adapters/tier_config.h"
+
+namespace tierflow::api {
+
+// `tiers_file` empty: the embedded defaults, rooted in the folder of
+// `db_path` (`.tierflow/tiers/...`).
+absl::StatusOr<storage::TierSet> LoadTiers(const std::string& tiers_file,
+                                           const std::string& db_path);
+
+// The adapter for a tier (posix; s3 credentials come from the environment
+// variables the tier names).
+absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenTier(const storage::TierConfig& tier);
+
+struct MeasuredProfile {
+  storage::TierProfile profile;
+  double create_us = 0;
+  double stat_us = 0;
+  int64_t measured_at_ms = 0;
+  std::string location;  // where it measured: stale if the tier moved since
+};
+
+struct TierView {
+  storage::TierConfig config;
+  // posix: the file system holding the root (unset when it does not exist yet).
+  std::optional<uint64_t> fs_total_bytes;
+  std::optional<uint64_t> fs_free_bytes;
+  std::optional<MeasuredProfile> measured;  // the newest probe of this tier
+};
+
+// Every tier with its file system usage and newest probe (read from
+// `db_path` when it exists; a missing database means nothing measured).
+absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
+                                                const std::string& db_path);
+
+void RenderTiersText(const std::vector<TierView>& tiers, std::ostream& out);
+// [{"name", "adapter", "location", "scope", "durability", "capacity_bytes",
+//   "fs_total_bytes", "fs_free_bytes", "declared_profile": {...}|null,
+//   "measured_profile": {"seq_read_mb_s", "seq_write_mb_s", "rand_read_iops",
+//   "latency_us", "create_us", "stat_us", "measured_at_ms", "location"}|null}]
+void RenderTiersJson(const std::vector<TierView>& tiers, std::ostream& out);
+
+// Probes `names` (every tier when empty) one after the other within
+// `budget` each, records every result in the store at `db_path`, and writes
+// one line per tier to `out` as it goes. Unknown names are NotFound with a
+// did-you-mean, before anything is measured.
+absl::Status ProbeTiers(const storage::TierSet& tiers, const std::vector<std::string>& names,
+                        std::chrono::milliseconds budget, const std::string& db_path,
+                        std::ostream& out);
+
+}  // namespace tierflow::api
