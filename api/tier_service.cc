@@ -64,8 +64,8 @@ absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenTier(const storage::TierCo
     storage::PosixConfig config;
     config.tier = tier.name;
     config.root = tier.root;
-    config.sync = tier.durability >= storage::Durability::kDurable;
-    config.write_once = tier.durability == storage::Durability::kArchive;
+    config.sync = tier.durability >= Durability::kDurable;
+    config.write_once = tier.durability == Durability::kArchive;
     return storage::MakePosixAdapter(config);
   }
   return absl::UnimplementedError(
@@ -126,7 +126,7 @@ void RenderTiersText(const std::vector<TierView>& tiers, std::ostream& out) {
                            : tier.fs_total_bytes ? FormatSize(*tier.fs_total_bytes)
                                                  : "-";
     table.Add({c.name, c.adapter, std::string(storage::ScopeName(c.scope)),
-               std::string(storage::DurabilityName(c.durability)), capacity,
+               std::string(DurabilityName(c.durability)), capacity,
                tier.fs_free_bytes ? FormatSize(*tier.fs_free_bytes) : "-", profile, c.Location()});
   }
   table.Write(out);
@@ -148,7 +148,7 @@ void RenderTiersJson(const std::vector<TierView>& tiers, std::ostream& out) {
                         {"adapter", c.adapter},
                         {"location", c.Location()},
                         {"scope", storage::ScopeName(c.scope)},
-                        {"durability", storage::DurabilityName(c.durability)},
+                        {"durability", DurabilityName(c.durability)},
                         {"capacity_bytes", OptionalBytes(c.capacity)},
                         {"fs_total_bytes", OptionalBytes(tier.fs_total_bytes)},
                         {"fs_free_bytes", OptionalBytes(tier.fs_free_bytes)},

@@ -250,9 +250,6 @@ void ParseTier(Checker& check, const YamlNode& key, const YamlNode& node, const 
 }  // namespace
 
 std::string_view ScopeName(Scope scope) { return kScopes[static_cast<size_t>(scope)]; }
-std::string_view DurabilityName(Durability durability) {
-  return kDurabilities[static_cast<size_t>(durability)];
-}
 
 std::string TierConfig::Location() const {
   if (adapter == "s3") {

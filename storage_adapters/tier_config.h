@@ -15,17 +15,13 @@
 
 #include "absl/status/statusor.h"
 #include "common/diagnostic.h"
+#include "common/durability.h"
 #include "common/units.h"
 
 namespace tierflow::storage {
 
 enum class Scope { kNode, kCluster };
-// Ordered: a tier satisfies a durability requirement when it is at least as
-// durable. archive tiers are also write-once (no overwrite, no delete).
-enum class Durability { kVolatile, kNode, kDurable, kArchive };
-
 std::string_view ScopeName(Scope scope);
-std::string_view DurabilityName(Durability durability);
 
 // What a tier can do; declared in tiers.yaml or measured by the probe.
 struct TierProfile {
