@@ -435,7 +435,7 @@ void RenderPlanText(const Plan& plan, std::ostream& out) {
   }
 }
 
-void RenderPlanJson(const Plan& plan, std::ostream& out) {
+void RenderPlanJson(const Plan& plan, std::ostream& out, std::string_view extra_fields) {
   ChunkedWriter writer(out);
   JsonWriter json(writer);
   json.Raw("{\"pipeline\":");
@@ -479,7 +479,9 @@ void RenderPlanJson(const Plan& plan, std::ostream& out) {
     }
     json.Raw("]}");
   }
-  json.Raw("]}\n");
+  json.Raw("]");
+  json.Raw(extra_fields);
+  json.Raw("}\n");
 }
 
 }  // namespace tierflow::api

@@ -8,6 +8,7 @@
 #include <iosfwd>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -76,6 +77,8 @@ void RenderPlanText(const Plan& plan, std::ostream& out);
 //          "argv": [str] (empty for shell commands),
 //          "shell": str ("" for argv commands),
 //          "outputs": [{"name", "size_bytes", "durability"}]}
-void RenderPlanJson(const Plan& plan, std::ostream& out);
+// `extra_fields`: more members for the top-level object, as JSON text that
+// starts with a comma (`,"placement":{...}`), or empty.
+void RenderPlanJson(const Plan& plan, std::ostream& out, std::string_view extra_fields = "");
 
 }  // namespace tierflow::api

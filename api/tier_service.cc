@@ -216,4 +216,75 @@ absl::Status ProbeTiers(const storage::TierSet& tiers, const std::vector<std::st
   return absl::OkStatus();
 }
 
+std::vector<scheduler::PlacementTier> PlacementTiers(const std::vector<TierView>& tiers) {
+  std::vector<scheduler::PlacementTier> result;
+  for (const TierView& view : tiers) {
+    scheduler::PlacementTier tier;
+    tier.config = view.config;
+    if (view.measured) {
+      tier.profile = view.measured->profile;
+      tier.profile_source = "measured";
+    } else if (view.config.profile) {
+      tier.profile = *view.config.profile;
+      tier.profile_source = "declared";
+    } else {
+      tier.profile = scheduler::AssumedProfile(view.config);
+      tier.profile_source = "assumed";
+    }
+    tier.capacity = view.config.capacity.value_or(view.fs_free_bytes.value_or(0));
+    result.push_back(std::move(tier));
+  }
+  return result;
+}
+
+absl::StatusOr<scheduler::Placement> PlacePlan(const scheduler::Plan& plan,
+                                               const std::string& tiers_file,
+                                               const std::string& db_path) {
+  TF_ASSIGN_OR_RETURN(storage::TierSet tiers, LoadTiers(tiers_file, db_path));
+  TF_ASSIGN_OR_RETURN(std::vector<TierView> views, ListTiers(tiers, db_path));
+  return scheduler::PlaceArtifacts(plan, PlacementTiers(views));
+}
+
+void RenderPlacementText(const scheduler::Placement& placement, std::ostream& out) {
+  out << "\nplacement\n";
+  for (const scheduler::OutputPlacement& output : placement.outputs) {
+    out << "  " << output.task << "." << output.output << " -> home " << output.home << ": "
+        << output.reason << '\n';
+    for (const scheduler::InputPlacement& input : placement.inputs) {
+      if (input.producer_task != output.task || input.output != output.output) continue;
+      out << "    " << input.task << " reads it (" << input.input << ") from " << input.working
+          << ": " << input.reason << '\n';
+    }
+  }
+}
+
+std::string PlacementJsonField(const scheduler::Placement& placement) {
+  Json outputs = Json::array();
+  for (const scheduler::OutputPlacement& o : placement.outputs) {
+    outputs.push_back(Json{{"task", o.task},
+                           {"output", o.output},
+                           {"bytes", o.bytes},
+                           {"bytes_assumed", o.bytes_assumed},
+                           {"needs", DurabilityName(o.needs)},
+                           {"home", o.home},
+                           {"write_seconds", o.write_seconds},
+                           {"reason", o.reason}});
+  }
+  Json inputs = Json::array();
+  for (const scheduler::InputPlacement& i : placement.inputs) {
+    inputs.push_back(Json{{"task", i.task},
+                          {"input", i.input},
+                          {"producer_task", i.producer_task},
+                          {"output", i.output},
+                          {"home", i.home},
+                          {"working", i.working},
+                          {"read_seconds", i.read_seconds},
+                          {"copy_seconds", i.copy_seconds},
+                          {"home_read_seconds", i.home_read_seconds},
+                          {"reason", i.reason}});
+  }
+  return StrCat(",\"placement\":", Json{{"outputs", outputs}, {"inputs", inputs}}.dump(
+                                       -1, ' ', false, Json::error_handler_t::replace));
+}
+
 }  // namespace tierflow::api

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "scheduler/placement.h"
+#include "scheduler/plan.h"
 #include "storage_adapters/adapter.h"
 #include "storage_adapters/probe.h"
 #include "storage_adapters/tier_config.h"
@@ -50,6 +52,25 @@ absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
                                                 const std::string& db_path);
 
 void RenderTiersText(const std::vector<TierView>& tiers, std::ostream& out);
+
+// The tiers as placement sees them: each with its newest measured profile,
+// else its declared one, else the profile assumed for its kind; capacity
+// from the tiers file, else the free space of its file system.
+std::vector<scheduler::PlacementTier> PlacementTiers(const std::vector<TierView>& tiers);
+
+// Where every output of `plan` lives and where each consumer reads it, with
+// the reasons; FailedPrecondition when nothing fits.
+absl::StatusOr<scheduler::Placement> PlacePlan(const scheduler::Plan& plan,
+                                               const std::string& tiers_file,
+                                               const std::string& db_path);
+// "placement" then one block per output: its home tier and reason, then a
+// line per consumer with its working tier and reason.
+void RenderPlacementText(const scheduler::Placement& placement, std::ostream& out);
+// `,"placement":{"outputs":[{"task","output","bytes","bytes_assumed",
+// "needs","home","write_seconds","reason"}],"inputs":[{"task","input",
+// "producer_task","output","home","working","read_seconds","copy_seconds",
+// "home_read_seconds","reason"}]}`, for RenderPlanJson's extra_fields.
+std::string PlacementJsonField(const scheduler::Placement& placement);
 // [{"name", "adapter", "location", "scope", "durability", "capacity_bytes",
 //   "fs_total_bytes", "fs_free_bytes", "declared_profile": {...}|null,
 //   "measured_profile": {"seq_read_mb_s", "seq_write_mb_s", "rand_read_iops",

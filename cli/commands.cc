@@ -1,8 +1,11 @@
 #include "cli/commands.h"
 
+#include <optional>
 #include <ostream>
 
 #include "api/plan_service.h"
+#include "api/tier_service.h"
+#include "scheduler/store.h"
 
 namespace tierflow::cli {
 
@@ -54,10 +57,21 @@ int RunPlan(const PlanOptions& options, std::ostream& out, std::ostream& err) {
     err << plan.status().message() << '\n';
     return kExitInvalid;
   }
+  std::optional<scheduler::Placement> placement;
+  if (!options.tiers_file.empty()) {
+    absl::StatusOr<scheduler::Placement> placed =
+        api::PlacePlan(*plan, options.tiers_file, scheduler::ResolveDatabasePath(options.db));
+    if (!placed.ok()) {
+      err << "tierflow: " << placed.status().message() << '\n';
+      return kExitInvalid;
+    }
+    placement = std::move(*placed);
+  }
   if (options.output == "json") {
-    api::RenderPlanJson(*plan, out);
+    api::RenderPlanJson(*plan, out, placement ? api::PlacementJsonField(*placement) : "");
   } else {
     api::RenderPlanText(*plan, out);
+    if (placement) api::RenderPlacementText(*placement, out);
   }
   return CheckWritten(out, err);
 }

@@ -34,6 +34,8 @@ struct PlanOptions {
   std::string file;
   std::vector<std::string> params;  // NAME=VALUE, checked by CheckParamArgument
   std::string output = "text";      // "text" or "json"
+  std::string tiers_file;           // set: add the placement on these tiers
+  std::string db;                   // measured tier profiles; "" = the default
 };
 
 // Prints "FILE: ok (S stages, T tasks)" for each valid file to `out` and

@@ -55,29 +55,40 @@ CLI::App* AddValidateCommand(CLI::App& app, ValidateOptions& options) {
   return command;
 }
 
-CLI::App* AddPlanCommand(CLI::App& app, PlanOptions& options) {
-  CLI::App* command = app.add_subcommand(
-      "plan",
-      "Show the tasks a pipeline expands to, without running anything. Tasks are listed layer "
-      "by layer in dependency order with their I/O profile and dependencies, after the "
-      "pipeline's params and critical path. --output json gives every field (sizes in bytes, "
-      "durations in milliseconds) for scripts. Exits 0 on success, 1 when the file is "
-      "invalid, 2 on a usage error.");
-  command->add_option("file", options.file, "Pipeline YAML file")->required()->type_name("FILE");
-  AddParamOption(*command, options.params);
-  command->add_option("--output,-o", options.output, "Output format")
-      ->check(CLI::IsMember({"text", "json"}))
-      ->capture_default_str();
-  command->footer("Example:\n  tierflow plan pipeline.yaml --param epochs=5 --output json");
-  return command;
-}
-
 void AddDbOption(CLI::App& command, std::string& db) {
   command
       .add_option("--db", db,
                   "State database (default: $TIERFLOW_DB, else .tierflow/tierflow.db); "
                   "artifacts and logs live beside it")
       ->type_name("PATH");
+}
+
+CLI::App* AddPlanCommand(CLI::App& app, PlanOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "plan",
+      "Show the tasks a pipeline expands to, without running anything. Tasks are listed layer "
+      "by layer in dependency order with their I/O profile and dependencies, after the "
+      "pipeline's params and critical path. --output json gives every field (sizes in bytes, "
+      "durations in milliseconds) for scripts. With --tiers, also where every output lives "
+      "(its home tier) and where each consumer reads it, with the estimates that decided. "
+      "Exits 0 on success, 1 when the file is invalid or an output fits no tier, 2 on a usage "
+      "error.");
+  command->add_option("file", options.file, "Pipeline YAML file")->required()->type_name("FILE");
+  AddParamOption(*command, options.params);
+  command->add_option("--output,-o", options.output, "Output format")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  command
+      ->add_option("--tiers", options.tiers_file,
+                   "Also place every output on these storage tiers (docs/tiers.md): its home "
+                   "tier and where each consumer reads it, with the estimates that decided")
+      ->check(CLI::ExistingFile)
+      ->type_name("FILE");
+  AddDbOption(*command, options.db);
+  command->footer(
+      "Example:\n  tierflow plan pipeline.yaml --param epochs=5 --output json\n"
+      "  tierflow plan pipeline.yaml --tiers tiers.yaml");
+  return command;
 }
 
 CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {

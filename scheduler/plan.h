@@ -33,6 +33,14 @@ struct PlannedOutput {
   Durability durability = Durability::kNode;
 };
 
+// `inputs: {name: stage.output}` of a task's stage.
+struct PlannedInput {
+  std::string name;
+  std::string stage;   // producing stage
+  std::string output;  // its output
+  bool stream = false;
+};
+
 // One task of the plan. Stage-level settings are copied onto every task of
 // the stage because placement and dispatch work per task (a foreach item on
 // one node, another item elsewhere).
@@ -51,6 +59,7 @@ struct PlannedTask {
   std::string tier;  // explicit tier override; empty = placement decides
   dag::CheckpointSpec checkpoints;
   std::vector<std::string> dependencies;  // stage names, `needs` and inputs
+  std::vector<PlannedInput> inputs;
   // The command: argv with `{{ params.* }}` / `{{ item }}` resolved, or a
   // shell script (then argv is empty).
   std::vector<std::string> argv;

@@ -67,4 +67,33 @@ assert tiers["vault"]["measured_profile"] is None
 assert tiers["vault"]["durability"] == "archive" and tiers["vault"]["scope"] == "cluster"
 assert tiers["scratch"]["fs_free_bytes"] > 0
 PY
+# Placement on these tiers: scratch is node-durable, vault an archive, so an
+# output needing `durable` fits nowhere: a clear error, exit 1.
+cat > "$work/pipeline.yaml" <<'YAML'
+name: placed
+stages:
+  prep:
+    run: ["true"]
+    outputs: {table: 1GiB}
+  train:
+    kind: train
+    inputs: {data: prep.table}
+    run: ["true"]
+    outputs: {model: {size: 100MiB, durability: archive}}
+YAML
+"$tierflow" plan "$work/pipeline.yaml" --tiers "$work/tiers.yaml" --db "$db" > "$work/plan" ||
+  fail "plan --tiers failed"
+grep -q "^  prep.table -> home scratch: needs node; write 1 GiB" "$work/plan" ||
+  fail "no home for prep.table: $(cat "$work/plan")"
+grep -q "^    train reads it (data) from scratch: reads in place" "$work/plan" ||
+  fail "no working tier for train: $(cat "$work/plan")"
+grep -q "^  train.model -> home vault: needs archive" "$work/plan" ||
+  fail "model not archived: $(cat "$work/plan")"
+sed -i 's/    outputs: {table: 1GiB}/    outputs: {table: {size: 1GiB, durability: durable}}/' "$work/pipeline.yaml"
+if "$tierflow" plan "$work/pipeline.yaml" --tiers "$work/tiers.yaml" --db "$db" > /dev/null 2> "$work/err"; then
+  fail "a plan whose output fits no tier succeeded"
+fi
+grep -qF "prep.table needs a durable home for 1 GiB and no tier fits: scratch is node; vault is an archive" "$work/err" ||
+  fail "nothing-fits message: $(cat "$work/err")"
+
 echo "tiers_cli: ok"

@@ -1,0 +1,230 @@
+#include "scheduler/placement.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <map>
+
+#include "absl/strings/str_join.h"
+#include "common/strings.h"
+#include "common/units.h"
+
+namespace tierflow::scheduler {
+namespace {
+
+std::string Seconds(double seconds) {
+  char text[32];
+  if (seconds < 0.0001) {
+    snprintf(text, sizeof text, "%.0f µs", seconds * 1e6);
+  } else if (seconds < 0.01) {
+    snprintf(text, sizeof text, "%.1f ms", seconds * 1000);
+  } else if (seconds < 100) {
+    snprintf(text, sizeof text, "%.2f s", seconds);
+  } else {
+    snprintf(text, sizeof text, "%.0f s", seconds);
+  }
+  return text;
+}
+
+double Bandwidth(double mb_s) { return std::max(mb_s, 0.001) * 1e6; }
+
+// Writing `bytes` in `block`-sized writes with `pattern`.
+double WriteSeconds(const storage::TierProfile& p, uint64_t bytes, dag::AccessPattern pattern,
+                    uint64_t block) {
+  double seconds = static_cast<double>(bytes) / Bandwidth(p.seq_write_mb_s);
+  if (pattern == dag::AccessPattern::kRandom && block > 0) {
+    seconds += static_cast<double>(bytes / block) * p.latency_us / 1e6;
+  }
+  return seconds + p.latency_us / 1e6;
+}
+
+// Reading `bytes` `passes` times in `block`-sized reads with `pattern`.
+double ReadSeconds(const storage::TierProfile& p, uint64_t bytes, dag::AccessPattern pattern,
+                   uint64_t block, uint32_t passes) {
+  double once = static_cast<double>(bytes) / Bandwidth(p.seq_read_mb_s);
+  if (pattern == dag::AccessPattern::kRandom) {
+    const double ops = static_cast<double>(bytes / std::max<uint64_t>(block, 4096));
+    once = std::max(once, ops / std::max(p.rand_read_iops, 1.0));
+  }
+  return std::max<uint32_t>(passes, 1) * once + p.latency_us / 1e6;
+}
+
+std::string ProfileNote(const PlacementTier& tier) {
+  return tier.profile_source == "measured" ? "" : StrCat(" (", tier.profile_source, " profile)");
+}
+
+}  // namespace
+
+storage::TierProfile AssumedProfile(const storage::TierConfig& tier) {
+  if (tier.adapter == "s3") return {200, 150, 200, 20000};  // an object store over the network
+  if (tier.durability == Durability::kVolatile) return {5000, 3000, 200000, 5};  // RAM (tmpfs)
+  if (tier.scope == storage::Scope::kCluster) return {1000, 800, 5000, 500};     // a shared FS
+  return {1500, 1000, 20000, 80};  // a local NVMe disk
+}
+
+absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan,
+                                         const std::vector<PlacementTier>& tiers) {
+  Placement placement;
+  std::vector<std::string> names;
+  for (const PlacementTier& tier : tiers) names.push_back(tier.config.name);
+  auto find = [&](std::string_view name) -> const PlacementTier* {
+    for (const PlacementTier& tier : tiers) {
+      if (tier.config.name == name) return &tier;
+    }
+    return nullptr;
+  };
+  auto fits = [](const PlacementTier& tier, uint64_t bytes) {
+    return tier.capacity == 0 || bytes <= tier.capacity;
+  };
+  // stage name -> (output name -> home), for the consumers.
+  std::map<std::string, std::map<std::string, const OutputPlacement*>> homes;
+  std::map<std::string, const PlannedTask*> first_task;
+
+  for (const PlanLayer& layer : plan.layers) {
+    for (const PlannedTask& task : layer.tasks) {
+      first_task.emplace(task.stage, &task);
+      for (const PlannedOutput& output : task.outputs) {
+        OutputPlacement out;
+        out.task = task.id;
+        out.output = output.name;
+        out.bytes_assumed = output.size_hint == 0;
+        out.bytes = out.bytes_assumed ? kAssumedBytes : output.size_hint;
+        out.needs = output.durability;
+        const std::string what = StrCat(task.id, ".", output.name);
+        const PlacementTier* best = nullptr;
+        std::vector<std::string> ruled_out;
+        if (!task.tier.empty()) {
+          best = find(task.tier);
+          if (best == nullptr) {
+            return absl::FailedPreconditionError(
+                StrCat(what, ": stage ", task.stage, " pins tier '", task.tier,
+                       "', which is not one of the tiers (", absl::StrJoin(names, ", "), ")"));
+          }
+          if (best->config.durability < out.needs) {
+            return absl::FailedPreconditionError(
+                StrCat(what, " needs a ", DurabilityName(out.needs), " home, but its pinned tier ",
+                       task.tier, " is only ", DurabilityName(best->config.durability)));
+          }
+          out.write_seconds =
+              WriteSeconds(best->profile, out.bytes, task.io.write, task.io.block_size);
+          out.reason = StrCat("pinned by the stage's tier:; write ", FormatSize(out.bytes), " ≈ ",
+                              Seconds(out.write_seconds), ProfileNote(*best));
+        } else {
+          double best_seconds = std::numeric_limits<double>::infinity();
+          for (const PlacementTier& tier : tiers) {
+            if (tier.config.durability < out.needs) {
+              ruled_out.push_back(
+                  StrCat(tier.config.name, " is ", DurabilityName(tier.config.durability)));
+              continue;
+            }
+            // Write-once tiers keep what must be kept for good, nothing else.
+            if (tier.config.durability == Durability::kArchive &&
+                out.needs != Durability::kArchive) {
+              ruled_out.push_back(StrCat(tier.config.name, " is an archive"));
+              continue;
+            }
+            if (!fits(tier, out.bytes)) {
+              ruled_out.push_back(
+                  StrCat(tier.config.name, " holds only ", FormatSize(tier.capacity)));
+              continue;
+            }
+            double seconds =
+                WriteSeconds(tier.profile, out.bytes, task.io.write, task.io.block_size);
+            if (seconds < best_seconds) {
+              best_seconds = seconds;
+              best = &tier;
+            }
+          }
+          if (best == nullptr) {
+            return absl::FailedPreconditionError(
+                StrCat(what, " needs a ", DurabilityName(out.needs), " home for ",
+                       FormatSize(out.bytes), " and no tier fits: ",
+                       ruled_out.empty() ? "there are no tiers" : absl::StrJoin(ruled_out, "; ")));
+          }
+          out.write_seconds = best_seconds;
+          out.reason = StrCat(
+              "needs ", DurabilityName(out.needs), "; write ", FormatSize(out.bytes),
+              out.bytes_assumed ? " (size assumed)" : "", " ≈ ", Seconds(best_seconds), " at ",
+              static_cast<int64_t>(best->profile.seq_write_mb_s), " MB/s", ProfileNote(*best),
+              ruled_out.empty() ? "" : StrCat("; ", absl::StrJoin(ruled_out, ", ")));
+        }
+        out.home = best->config.name;
+        placement.outputs.push_back(std::move(out));
+      }
+    }
+  }
+  for (const OutputPlacement& out : placement.outputs) {
+    const std::string stage = out.task.substr(0, out.task.find('['));
+    homes[stage][out.output] = &out;  // a foreach stage: its items share one placement
+  }
+
+  for (const PlanLayer& layer : plan.layers) {
+    for (const PlannedTask& task : layer.tasks) {
+      for (const PlannedInput& input : task.inputs) {
+        auto stage = homes.find(input.stage);
+        if (stage == homes.end()) continue;
+        auto produced = stage->second.find(input.output);
+        if (produced == stage->second.end()) continue;
+        const OutputPlacement& out = *produced->second;
+        // A gather reads every item of a foreach producer.
+        const PlannedTask* producer = first_task[input.stage];
+        uint64_t bytes = out.bytes;
+        if (producer != nullptr && producer->item) {
+          uint64_t items = 0;
+          for (const OutputPlacement& o : placement.outputs) {
+            if (o.output == input.output && o.task.substr(0, o.task.find('[')) == input.stage) {
+              ++items;
+            }
+          }
+          bytes = out.bytes * std::max<uint64_t>(items, 1);
+        }
+        const PlacementTier* home = find(out.home);
+        InputPlacement in;
+        in.task = task.id;
+        in.input = input.name;
+        in.producer_task = out.task;
+        in.output = input.output;
+        in.home = out.home;
+        in.home_read_seconds = ReadSeconds(home->profile, bytes, task.io.read, task.io.block_size,
+                                           task.io.read_passes);
+        const PlacementTier* best = home;
+        double best_total = in.home_read_seconds;
+        double best_copy = 0;
+        for (const PlacementTier& tier : tiers) {
+          if (&tier == home || !fits(tier, bytes)) continue;
+          const double copy =
+              static_cast<double>(bytes) / std::min(Bandwidth(home->profile.seq_read_mb_s),
+                                                    Bandwidth(tier.profile.seq_write_mb_s)) +
+              (home->profile.latency_us + tier.profile.latency_us) / 1e6;
+          const double read = ReadSeconds(tier.profile, bytes, task.io.read, task.io.block_size,
+                                          task.io.read_passes);
+          // A copy is worth making only when it saves a tenth of the reads.
+          if (read + copy < best_total * 0.9) {
+            best_total = read + copy;
+            best = &tier;
+            best_copy = copy;
+          }
+        }
+        in.working = best->config.name;
+        in.copy_seconds = best_copy;
+        in.read_seconds = best_total - best_copy;
+        const std::string reads =
+            StrCat(dag::AccessPatternName(task.io.read), " reads of ", FormatSize(bytes),
+                   task.io.read_passes > 1 ? StrCat(" x", task.io.read_passes, " passes") : "");
+        if (best == home) {
+          in.reason =
+              StrCat("reads in place: ", reads, " ≈ ", Seconds(in.home_read_seconds), " on ",
+                     home->config.name, ProfileNote(*home), "; no copy would save a tenth of that");
+        } else {
+          in.reason = StrCat("copy to ", best->config.name, " ahead of need (", Seconds(best_copy),
+                             "), then ", reads, " ≈ ", Seconds(in.read_seconds), ProfileNote(*best),
+                             ", vs ", Seconds(in.home_read_seconds), " on ", home->config.name);
+        }
+        placement.inputs.push_back(std::move(in));
+      }
+    }
+  }
+  return placement;
+}
+
+}  // namespace tierflow::scheduler

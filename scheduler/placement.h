@@ -1,0 +1,70 @@
+// Placement: for every output of a plan, its home tier, and for every task
+// that reads it, the tier it reads from (its working copy), each with the
+// estimate that decided it (DESIGN.md "Core model"). The cost model is
+// bytes / bandwidth for the access pattern + operations x latency, with the
+// tier's measured profile (else the declared one, else an assumption by
+// adapter and durability, said as such). Constraints: a home must be at
+// least as durable as the output needs; a copy must fit the tier's
+// capacity; a stage's `tier:` pins its outputs' home.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "scheduler/plan.h"
+#include "storage_adapters/tier_config.h"
+
+namespace tierflow::scheduler {
+
+// A tier as placement sees it.
+struct PlacementTier {
+  storage::TierConfig config;
+  storage::TierProfile profile;  // what the estimates use
+  std::string profile_source;    // "measured" | "declared" | "assumed"
+  uint64_t capacity = 0;         // bytes available; 0 = unknown (no limit applied)
+};
+
+// The profile placement assumes for a tier nothing was measured or declared
+// for: by adapter and durability (tmpfs-like, local disk, object store).
+storage::TierProfile AssumedProfile(const storage::TierConfig& tier);
+
+struct OutputPlacement {
+  std::string task;
+  std::string output;
+  uint64_t bytes = 0;  // the size hint, or kAssumedBytes
+  bool bytes_assumed = false;
+  Durability needs = Durability::kNode;
+  std::string home;
+  double write_seconds = 0;  // the producer writing it there
+  std::string reason;
+};
+
+struct InputPlacement {
+  std::string task;   // the consumer
+  std::string input;  // its input name
+  std::string producer_task;
+  std::string output;
+  std::string home;
+  std::string working;           // == home: read in place, no copy
+  double read_seconds = 0;       // the consumer's reads on `working`
+  double copy_seconds = 0;       // home -> working, ahead of need (0 if in place)
+  double home_read_seconds = 0;  // reading in place instead, for comparison
+  std::string reason;
+};
+
+struct Placement {
+  std::vector<OutputPlacement> outputs;
+  std::vector<InputPlacement> inputs;
+};
+
+// Bytes assumed for an output without a size hint.
+inline constexpr uint64_t kAssumedBytes = uint64_t{1} << 30;
+
+// FailedPrecondition naming the output and the tiers when nothing fits
+// (no tier durable enough, a pinned tier that is unknown or not durable
+// enough, an output larger than every eligible tier).
+absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan, const std::vector<PlacementTier>& tiers);
+
+}  // namespace tierflow::scheduler

@@ -1,0 +1,137 @@
+#include "scheduler/placement.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "dag/graph.h"
+#include "dag/loader.h"
+
+namespace tierflow::scheduler {
+namespace {
+
+using ::testing::HasSubstr;
+
+Plan PlanOf(std::string_view yaml) {
+  absl::StatusOr<dag::Pipeline> pipeline = dag::LoadPipelineText(yaml, "p.yaml");
+  EXPECT_TRUE(pipeline.ok()) << pipeline.status();
+  absl::StatusOr<dag::TaskGraph> graph = dag::TaskGraph::Build(*pipeline);
+  EXPECT_TRUE(graph.ok()) << graph.status();
+  return BuildPlan(*graph);
+}
+
+PlacementTier Tier(std::string name, Durability durability, storage::TierProfile profile,
+                   uint64_t capacity = 0) {
+  PlacementTier tier;
+  tier.config.name = std::move(name);
+  tier.config.adapter = "posix";
+  tier.config.durability = durability;
+  tier.profile = profile;
+  tier.profile_source = "measured";
+  tier.capacity = capacity;
+  return tier;
+}
+
+// RAM: fast and volatile; NVMe: fast, node; bulk: slow, durable (an
+// object store); vault: archive.
+std::vector<PlacementTier> Tiers(uint64_t ram_capacity = 0) {
+  return {Tier("ram", Durability::kVolatile, {5000, 3000, 200000, 5}, ram_capacity),
+          Tier("nvme", Durability::kNode, {2000, 1500, 50000, 80}),
+          Tier("bulk", Durability::kDurable, {200, 150, 100, 20000}),
+          Tier("vault", Durability::kArchive, {100, 80, 50, 50000})};
+}
+
+constexpr std::string_view kPipeline = R"(name: p
+stages:
+  ingest:
+    kind: ingest
+    run: ["true"]
+    outputs: {raw: 10GiB}
+  train:
+    kind: train
+    inputs: {data: ingest.raw}
+    run: ["true"]
+    outputs: {model: {size: 1GiB, durability: archive}}
+  summary:
+    inputs: {data: ingest.raw}
+    io: {read: sequential}
+    run: ["true"]
+    outputs: [stats]
+)";
+
+TEST(PlacementTest, HomesMeetDurabilityAndConsumersReadFromTheFastestWorthwhileTier) {
+  absl::StatusOr<Placement> placement = PlaceArtifacts(PlanOf(kPipeline), Tiers());
+  ASSERT_TRUE(placement.ok()) << placement.status();
+  ASSERT_EQ(placement->outputs.size(), 3u);
+  const OutputPlacement& raw = placement->outputs[0];
+  EXPECT_EQ(raw.task, "ingest");
+  EXPECT_EQ(raw.home, "bulk");  // ingest needs durable: ram and nvme are ruled out
+  EXPECT_EQ(raw.bytes, uint64_t{10} << 30);
+  EXPECT_THAT(raw.reason, HasSubstr("needs durable"));
+  EXPECT_THAT(raw.reason, HasSubstr("ram is volatile"));
+  EXPECT_THAT(raw.reason, HasSubstr("nvme is node"));
+  const OutputPlacement& model = placement->outputs[1];
+  EXPECT_EQ(model.home, "vault");  // declared archive
+  const OutputPlacement& stats = placement->outputs[2];
+  EXPECT_EQ(stats.home, "nvme");  // generic outputs need node durability: not RAM
+  ASSERT_EQ(placement->inputs.size(), 2u);
+  // train reads 10 GiB at random, 10 passes: a copy to RAM pays for itself.
+  const InputPlacement& train = placement->inputs[0];
+  EXPECT_EQ(train.task, "train");
+  EXPECT_EQ(train.home, "bulk");
+  EXPECT_EQ(train.working, "ram");
+  EXPECT_GT(train.copy_seconds, 0);
+  EXPECT_LT(train.read_seconds + train.copy_seconds, train.home_read_seconds);
+  EXPECT_THAT(train.reason, HasSubstr("copy to ram ahead of need"));
+  // summary reads it once, sequentially: in place would cost ~ as much as a copy.
+  const InputPlacement& summary = placement->inputs[1];
+  EXPECT_EQ(summary.working, "bulk");
+  EXPECT_EQ(summary.copy_seconds, 0);
+  EXPECT_THAT(summary.reason, HasSubstr("reads in place"));
+}
+
+TEST(PlacementTest, CapacityKeepsCopiesOffTiersTooSmallForThem) {
+  // RAM holds 4 GiB: the 10 GiB input goes to NVMe instead.
+  absl::StatusOr<Placement> placement =
+      PlaceArtifacts(PlanOf(kPipeline), Tiers(/*ram_capacity=*/uint64_t{4} << 30));
+  ASSERT_TRUE(placement.ok()) << placement.status();
+  EXPECT_EQ(placement->inputs[0].working, "nvme");
+}
+
+TEST(PlacementTest, ClearErrorsWhenNothingFits) {
+  std::vector<PlacementTier> fast_only = {Tiers()[0], Tiers()[1]};
+  absl::StatusOr<Placement> placement = PlaceArtifacts(PlanOf(kPipeline), fast_only);
+  ASSERT_FALSE(placement.ok());
+  EXPECT_EQ(placement.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(std::string(placement.status().message()),
+            "ingest.raw needs a durable home for 10 GiB and no tier fits: ram is volatile; "
+            "nvme is node");
+
+  absl::StatusOr<Placement> pinned = PlaceArtifacts(PlanOf(R"(name: p
+stages:
+  a:
+    kind: checkpoint
+    tier: ram
+    run: ["true"]
+    outputs: [ckpt]
+)"),
+                                                    Tiers());
+  ASSERT_FALSE(pinned.ok());
+  EXPECT_EQ(std::string(pinned.status().message()),
+            "a.ckpt needs a durable home, but its pinned tier ram is only volatile");
+
+  absl::StatusOr<Placement> unknown = PlaceArtifacts(PlanOf(R"(name: p
+stages:
+  a:
+    tier: tape
+    run: ["true"]
+    outputs: [x]
+)"),
+                                                     Tiers());
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(
+      unknown.status().message(),
+      "a.x: stage a pins tier 'tape', which is not one of the tiers (ram, nvme, bulk, vault)");
+}
+
+}  // namespace
+}  // namespace tierflow::scheduler
