@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "storage_adapters/adapter.h"
@@ -23,5 +24,12 @@ struct PosixConfig {
 };
 
 absl::StatusOr<std::unique_ptr<Adapter>> MakePosixAdapter(const PosixConfig& config);
+
+// Copies `key` of posix tier `from` to `to_key` of posix tier `to` inside
+// the kernel (copy_file_range: no bytes through user space, a reflink where
+// the file system can), `parallel` ranges at once; as atomic on `to` as any
+// write. Unimplemented when either adapter is not a posix one.
+absl::Status CopyBetweenPosixTiers(Adapter& from, std::string_view key, Adapter& to,
+                                   std::string_view to_key, int parallel);
 
 }  // namespace tierflow::storage
