@@ -410,12 +410,13 @@ absl::Status CopyBetweenPosixTiers(Adapter& from, std::string_view key, Adapter&
   const uint64_t size = static_cast<uint64_t>(info.st_size);
   TF_ASSIGN_OR_RETURN(std::unique_ptr<ObjectWriter> writer, to.OpenWrite(to_key));
   const int out = static_cast<PosixWriter*>(writer.get())->fd();
-  if (ftruncate(out, static_cast<off_t>(size)) != 0) {
-    return target->Error(to_key, "cannot write", errno);
-  }
   // Ranges of at least 64 MiB: below that, threads cost more than they give.
   const uint64_t ranges = std::clamp<uint64_t>(size / (uint64_t{64} << 20), 1,
                                                static_cast<uint64_t>(std::max(parallel, 1)));
+  // Ranges written out of order need the file's full size first.
+  if (ranges > 1 && ftruncate(out, static_cast<off_t>(size)) != 0) {
+    return target->Error(to_key, "cannot write", errno);
+  }
   const uint64_t step = (size + ranges - 1) / ranges;
   std::vector<absl::Status> results(ranges);
   std::vector<std::thread> threads;
