@@ -116,14 +116,15 @@ class PosixAdapter final : public Adapter {
 
   // An error about `key` on this tier, from errno.
   absl::Status Error(std::string_view key, std::string_view what, int error) const {
-    const std::string message = StrCat("tier ", config_.tier, ": ", what, " '", key, "' (under ",
-                                       config_.root, "): ", std::strerror(error));
+    const std::string detail =
+        StrCat(what, " '", key, "' (under ", config_.root, "): ", std::strerror(error));
+    const std::string message = StrCat("tier ", config_.tier, ": ", detail);
     switch (error) {
       case ENOENT:
         return absl::NotFoundError(message);
       case ENOSPC:
       case EDQUOT:
-        return absl::ResourceExhaustedError(StrCat("tier ", config_.tier, " is full: ", message));
+        return absl::ResourceExhaustedError(StrCat("tier ", config_.tier, " is full: ", detail));
       case EACCES:
       case EPERM:
       case EROFS:
