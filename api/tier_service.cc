@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -16,6 +17,7 @@
 #include "common/units.h"
 #include "scheduler/store.h"
 #include "storage_adapters/posix.h"
+#include "storage_adapters/s3.h"
 
 namespace tierflow::api {
 namespace fs = std::filesystem;
@@ -68,8 +70,24 @@ absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenTier(const storage::TierCo
     config.write_once = tier.durability == Durability::kArchive;
     return storage::MakePosixAdapter(config);
   }
-  return absl::UnimplementedError(
-      StrCat("tier ", tier.name, ": the ", tier.adapter, " adapter is not available yet"));
+  storage::S3Config config;
+  config.tier = tier.name;
+  config.endpoint = tier.endpoint;
+  config.bucket = tier.bucket;
+  config.region = tier.region;
+  config.prefix = tier.prefix;
+  config.path_style = tier.path_style;
+  for (auto [variable, value] : {std::pair{&tier.access_key_env, &config.access_key},
+                                 std::pair{&tier.secret_key_env, &config.secret_key}}) {
+    const char* text = std::getenv(variable->c_str());
+    if (text == nullptr || *text == '\0') {
+      return absl::FailedPreconditionError(
+          StrCat("tier ", tier.name, ": the environment variable ", *variable, " (named by its ",
+                 variable == &tier.access_key_env ? "access" : "secret", "_key_env) is not set"));
+    }
+    *value = text;
+  }
+  return storage::MakeS3Adapter(std::move(config));
 }
 
 absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,

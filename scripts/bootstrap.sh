@@ -14,6 +14,8 @@ packages=(
   libxxhash-dev libyaml-dev
   # tests: tests/schema_test.py, examples/quickstart (python3 standard library)
   python3 python3-yaml python3-jsonschema
+  # tests: the s3 adapter against OpenStack Swift with s3api (scripts/swift.sh)
+  swift swift-proxy swift-account swift-container swift-object memcached
 )
 
 missing=()

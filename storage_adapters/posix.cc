@@ -17,31 +17,13 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "storage_adapters/artifact_key.h"
+#include "storage_adapters/fd.h"
 
 namespace tierflow::storage {
 namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kTempMarker = ".tierflow-tmp-";
-
-// An owned file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    std::swap(fd_, other.fd_);
-    return *this;
-  }
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_ = -1;
-};
 
 // openat2 beneath `dir`: no absolute paths, `..` or symlinks that leave it.
 int OpenBeneath(int dir, const std::string& path, int flags, mode_t mode = 0) {
