@@ -62,14 +62,7 @@ absl::StatusOr<storage::TierSet> LoadTiers(const std::string& tiers_file,
 }
 
 absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenTier(const storage::TierConfig& tier) {
-  if (tier.adapter == "posix") {
-    storage::PosixConfig config;
-    config.tier = tier.name;
-    config.root = tier.root;
-    config.sync = tier.durability >= Durability::kDurable;
-    config.write_once = tier.durability == Durability::kArchive;
-    return storage::MakePosixAdapter(config);
-  }
+  if (tier.adapter == "posix") return storage::OpenPosixTier(tier);
   storage::S3Config config;
   config.tier = tier.name;
   config.endpoint = tier.endpoint;
@@ -255,19 +248,27 @@ std::vector<scheduler::PlacementTier> PlacementTiers(const std::vector<TierView>
   return result;
 }
 
+absl::StatusOr<std::vector<scheduler::PlacementTier>> LoadPlacementTiers(
+    const std::string& tiers_file, const std::string& db_path) {
+  TF_ASSIGN_OR_RETURN(storage::TierSet tiers, LoadTiers(tiers_file, db_path));
+  TF_ASSIGN_OR_RETURN(std::vector<TierView> views, ListTiers(tiers, db_path));
+  return PlacementTiers(views);
+}
+
 absl::StatusOr<scheduler::Placement> PlacePlan(const scheduler::Plan& plan,
                                                const std::string& tiers_file,
                                                const std::string& db_path) {
-  TF_ASSIGN_OR_RETURN(storage::TierSet tiers, LoadTiers(tiers_file, db_path));
-  TF_ASSIGN_OR_RETURN(std::vector<TierView> views, ListTiers(tiers, db_path));
-  return scheduler::PlaceArtifacts(plan, PlacementTiers(views));
+  TF_ASSIGN_OR_RETURN(std::vector<scheduler::PlacementTier> tiers,
+                      LoadPlacementTiers(tiers_file, db_path));
+  return scheduler::PlaceArtifacts(plan, tiers);
 }
 
 void RenderPlacementText(const scheduler::Placement& placement, std::ostream& out) {
   out << "\nplacement\n";
   for (const scheduler::OutputPlacement& output : placement.outputs) {
-    out << "  " << output.task << "." << output.output << " -> home " << output.home << ": "
-        << output.reason << '\n';
+    out << "  " << output.task << "." << output.output << " -> home " << output.home;
+    if (output.write_tier != output.home) out << " (written on " << output.write_tier << ")";
+    out << ": " << output.reason << '\n';
     for (const scheduler::InputPlacement& input : placement.inputs) {
       if (input.producer_task != output.task || input.output != output.output) continue;
       out << "    " << input.task << " reads it (" << input.input << ") from " << input.working
@@ -285,7 +286,9 @@ std::string PlacementJsonField(const scheduler::Placement& placement) {
                            {"bytes_assumed", o.bytes_assumed},
                            {"needs", DurabilityName(o.needs)},
                            {"home", o.home},
+                           {"write_tier", o.write_tier},
                            {"write_seconds", o.write_seconds},
+                           {"write_back_seconds", o.write_back_seconds},
                            {"reason", o.reason}});
   }
   Json inputs = Json::array();
@@ -295,6 +298,7 @@ std::string PlacementJsonField(const scheduler::Placement& placement) {
                           {"producer_task", i.producer_task},
                           {"output", i.output},
                           {"home", i.home},
+                          {"source", i.source},
                           {"working", i.working},
                           {"read_seconds", i.read_seconds},
                           {"copy_seconds", i.copy_seconds},

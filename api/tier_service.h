@@ -58,6 +58,11 @@ void RenderTiersText(const std::vector<TierView>& tiers, std::ostream& out);
 // from the tiers file, else the free space of its file system.
 std::vector<scheduler::PlacementTier> PlacementTiers(const std::vector<TierView>& tiers);
 
+// The tiers of `tiers_file` (or the embedded defaults) as placement and the
+// engine see them: ListTiers then PlacementTiers.
+absl::StatusOr<std::vector<scheduler::PlacementTier>> LoadPlacementTiers(
+    const std::string& tiers_file, const std::string& db_path);
+
 // Where every output of `plan` lives and where each consumer reads it, with
 // the reasons; FailedPrecondition when nothing fits.
 absl::StatusOr<scheduler::Placement> PlacePlan(const scheduler::Plan& plan,
@@ -67,9 +72,10 @@ absl::StatusOr<scheduler::Placement> PlacePlan(const scheduler::Plan& plan,
 // line per consumer with its working tier and reason.
 void RenderPlacementText(const scheduler::Placement& placement, std::ostream& out);
 // `,"placement":{"outputs":[{"task","output","bytes","bytes_assumed",
-// "needs","home","write_seconds","reason"}],"inputs":[{"task","input",
-// "producer_task","output","home","working","read_seconds","copy_seconds",
-// "home_read_seconds","reason"}]}`, for RenderPlanJson's extra_fields.
+// "needs","home","write_tier","write_seconds","write_back_seconds","reason"}],
+// "inputs":[{"task","input","producer_task","output","home","source",
+// "working","read_seconds","copy_seconds","home_read_seconds","reason"}]}`, for RenderPlanJson's
+// extra_fields.
 std::string PlacementJsonField(const scheduler::Placement& placement);
 // [{"name", "adapter", "location", "scope", "durability", "capacity_bytes",
 //   "fs_total_bytes", "fs_free_bytes", "declared_profile": {...}|null,

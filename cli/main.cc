@@ -112,6 +112,11 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
   command->add_option("--resume", options.resume, "Finish an earlier run instead of starting one")
       ->type_name("RUN");
   command->add_flag("--no-cache", options.no_cache, "Run every task, reusing nothing");
+  command
+      ->add_option("--tiers", options.tiers_file,
+                   "Storage tiers to place the run's data on (docs/tiers.md); default: the "
+                   "embedded tiers ram (/dev/shm), local and bulk beside the state database")
+      ->type_name("FILE");
   command->add_flag("--quiet,-q", options.quiet, "Print only the summary");
   command
       ->add_option("--progress", options.progress,

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "api/embedded.h"
+#include "api/tier_service.h"
 #include "cli/commands.h"
 #include "common/strings.h"
 #include "common/units.h"
@@ -274,6 +275,19 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
   engine_options.use_cache = !options.no_cache;
   engine_options.kill_grace = std::chrono::seconds(options.kill_grace_seconds);
   engine_options.observer = &progress;
+  if (!options.resume.empty() && !options.tiers_file.empty()) {
+    err << "tierflow: --tiers: a resumed run keeps the tiers it started on\n";
+    return kExitUsage;
+  }
+  if (options.resume.empty()) {
+    absl::StatusOr<std::vector<scheduler::PlacementTier>> tiers =
+        api::LoadPlacementTiers(options.tiers_file, engine_options.db_path);
+    if (!tiers.ok()) {
+      err << "tierflow: " << tiers.status().message() << '\n';
+      return kExitInvalid;
+    }
+    engine_options.tiers = std::move(*tiers);
+  }
   std::unique_ptr<scheduler::Engine> engine = api::MakeEmbeddedEngine(engine_options);
 
   absl::StatusOr<scheduler::RunResult> result;

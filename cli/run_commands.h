@@ -22,6 +22,7 @@ struct RunOptions {
   bool quiet = false;             // only the summary
   std::string progress = "auto";  // auto | tty | plain
   int kill_grace_seconds = 10;
+  std::string tiers_file;  // "": the embedded default tiers (a resume keeps the run's own)
 };
 
 // Runs (or resumes) a pipeline to its end: progress on `out` (a live status

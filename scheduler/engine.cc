@@ -28,16 +28,19 @@
 #include <unordered_set>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "dag/graph.h"
 #include "dag/loader.h"
 #include "nlohmann/json.hpp"
+#include "scheduler/mover.h"
 #include "scheduler/plan.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 #include "storage_adapters/local_artifact.h"
+#include "storage_adapters/posix.h"
 
 namespace tierflow::scheduler {
 namespace fs = std::filesystem;
@@ -290,6 +293,25 @@ struct ArtifactRec {
   uint64_t bytes = 0;
 };
 
+// Where one output of a task lives: its home and write tiers (indexes into
+// the engine's tiers) and, per tier, its copy there and how many unfinished
+// tasks read it there.
+enum class CopyState : uint8_t { kNone, kCopying, kPresent };
+struct OutputPlace {
+  uint8_t home = 0;
+  uint8_t write = 0;
+  std::vector<CopyState> copies;  // by tier
+  std::vector<int64_t> copy_ids;  // the artifact_copies row of each copy
+  std::vector<uint32_t> readers;  // by tier
+};
+
+// An artifact a task reads, on the tier it reads it from.
+struct Need {
+  uint32_t task = 0;  // the producer
+  uint8_t output = 0;
+  uint8_t tier = 0;
+};
+
 struct TaskRec {
   uint32_t stage = 0;
   uint32_t item = 0;
@@ -308,6 +330,9 @@ struct TaskRec {
   std::vector<ArtifactRec> outputs;          // by the stage's output index, once done
   std::vector<std::string> expected_hashes;  // of a reuse, to check
   int64_t cached_from = 0;
+  std::vector<OutputPlace> places;   // by the stage's output index
+  std::vector<Need> needs;           // every artifact it reads, where
+  std::vector<uint8_t> input_tiers;  // by the stage's input index: where it reads it
 };
 
 struct StageRec {
@@ -413,7 +438,8 @@ class Engine::Impl {
   }
   static constexpr Duration kStartedFlush = std::chrono::milliseconds(100);
   absl::Status TakeTurn(bool cancel_now);  // turn_mu_ held
-  absl::Status Turn(std::deque<TaskReport>& reports, bool cancel_now);
+  absl::Status Turn(std::deque<TaskReport>& reports, std::deque<MoveResult>& moves,
+                    bool cancel_now);
   absl::Status ApplyReport(TaskReport& report);
   absl::Status Dispatch(uint32_t task);
   absl::Status StageDone(uint32_t stage);
@@ -422,6 +448,38 @@ class Engine::Impl {
                             Duration duration = Duration(0));
   absl::Status CancelAll();
   void Enqueue(uint32_t task);
+
+  // --- data movement between tiers
+  // The tiers of this run, each output's home and write tier, and each
+  // task's needs, from placement. `stored` unset: a new run, on the
+  // options' tiers; "": a run recorded without tiers (the implicit one);
+  // else the JSON a run recorded (a resume).
+  absl::Status SetUpTiers(const std::optional<std::string>& stored);
+  void CountReaders();
+  // After `task` produced output `output` (or on resume, kept it): copies
+  // to its home and to every tier where unfinished tasks read it.
+  absl::Status ScheduleMoves(uint32_t task, size_t output);
+  absl::Status StartCopy(uint32_t task, size_t output, uint8_t tier);
+  // Every input of `task` is on the tier it reads it from; starts the
+  // copies that are missing.
+  absl::StatusOr<bool> DataReady(uint32_t task);
+  absl::Status ApplyMove(const MoveResult& result);
+  absl::Status MaybeEvict(uint32_t task, size_t output);
+  absl::Status ReleaseNeeds(uint32_t task);
+  absl::Status UpdateCopy(int64_t copy_id, std::string_view state, const std::string& message);
+  // Records a copy of the current artifact of `task`.`output` on `tier`.
+  absl::StatusOr<int64_t> InsertCopy(uint32_t task, size_t output, uint8_t tier,
+                                     std::string_view state, std::optional<uint8_t> source);
+  void OnMoveResult(MoveResult result) {
+    {
+      std::lock_guard lock(mu_);
+      move_results_.push_back(std::move(result));
+      ++urgent_reports_;
+      woken_ = true;
+    }
+    cv_.notify_one();
+  }
+  bool Finished() const { return counts_.done() == counts_.total && moves_in_flight_ == 0; }
 
   // --- cache
   std::string CacheKey(uint32_t task, const std::vector<std::string>& argv,
@@ -441,19 +499,41 @@ class Engine::Impl {
     if (pipeline_.stages[rec.stage].foreach) dir /= stages_[rec.stage].item_components[rec.item];
     return dir;
   }
-  std::string OutputPath(uint32_t task, size_t output) const {
-    const TaskRec& rec = tasks_[task];
-    fs::path path = run_dir_ / "artifacts" / stages_[rec.stage].name /
-                    pipeline_.stages[rec.stage].outputs[output].name;
-    if (pipeline_.stages[rec.stage].foreach) path /= stages_[rec.stage].item_components[rec.item];
-    return path.string();
+  // Artifacts have the same key on every tier: runs/RUN/artifacts/STAGE/
+  // OUTPUT, and /ITEM below it for a foreach stage's items.
+  std::string GatherKey(uint32_t stage, size_t output) const {
+    return StrCat("runs/", run_id_, "/artifacts/", stages_[stage].name, "/",
+                  pipeline_.stages[stage].outputs[output].name);
   }
-  // What a consumer sees for `stage.output`: the artifact, or for a foreach
-  // stage the folder that gathers every item's artifact.
-  std::string InputPath(uint32_t stage, size_t output) const {
-    return (run_dir_ / "artifacts" / stages_[stage].name /
-            pipeline_.stages[stage].outputs[output].name)
-        .string();
+  std::string OutputKey(uint32_t task, size_t output) const {
+    const TaskRec& rec = tasks_[task];
+    std::string key = GatherKey(rec.stage, output);
+    if (pipeline_.stages[rec.stage].foreach) {
+      key = StrCat(key, "/", stages_[rec.stage].item_components[rec.item]);
+    }
+    return key;
+  }
+  // A path on a posix tier (write and working tiers are posix).
+  std::string TierPath(uint8_t tier, const std::string& key) const {
+    return (tiers_[tier].root / key).string();
+  }
+  // Where the task writes an output: its write tier.
+  std::string OutputPath(uint32_t task, size_t output) const {
+    return TierPath(tasks_[task].places[output].write, OutputKey(task, output));
+  }
+  // What consumer `task` sees for `stage.output` (its input `input`): the
+  // artifact on its working tier, or for a foreach stage the folder that
+  // gathers every item's artifact there.
+  std::string InputPath(uint32_t task, size_t input, uint32_t stage, size_t output) const {
+    const uint8_t tier = tasks_[task].input_tiers[input];
+    if (pipeline_.stages[stage].foreach) return TierPath(tier, GatherKey(stage, output));
+    return TierPath(tier, OutputKey(graph_->FirstTask(stage), output));
+  }
+  std::string CopyUri(uint8_t tier, const std::string& key) const {
+    const storage::TierConfig& config = tiers_[tier].config;
+    if (tiers_[tier].posix) return TierPath(tier, key);
+    return StrCat("s3://", config.bucket, "/", config.prefix.empty() ? "" : config.prefix + "/",
+                  key);
   }
 
   void Emit(uint32_t task, std::string message, Duration duration = Duration(0)) {
@@ -524,13 +604,39 @@ class Engine::Impl {
   std::optional<Statement> insert_event_;
   std::optional<Statement> find_cached_;
   std::optional<Statement> cached_outputs_;
+  std::optional<Statement> update_copy_;
+
+  // Tiers and the copies between them.
+  struct Tier {
+    storage::TierConfig config;
+    std::unique_ptr<storage::Adapter> adapter;
+    bool posix = true;
+    fs::path root;  // posix tiers
+  };
+  std::vector<Tier> tiers_;
+  std::vector<PlacementTier> placement_tiers_;
+  std::string tiers_json_;  // as recorded with the run; "" for the implicit tier
+  struct Move {
+    uint32_t task = 0;
+    uint8_t output = 0;
+    uint8_t tier = 0;
+    MoveJob::Kind kind = MoveJob::Kind::kCopy;
+  };
+  std::unordered_map<int64_t, Move> moves_;  // by copy id: under way
+  size_t moves_in_flight_ = 0;
+  std::vector<MoveJob> to_move_;               // submitted after the turn's commit
+  std::unordered_set<uint32_t> data_waiters_;  // ready tasks whose inputs are being copied
+  std::vector<std::string> move_failures_;     // write-backs that failed: the run fails
+  bool schedule_kept_ = false;                 // the first turn of a resume schedules kept outputs
+  std::unique_ptr<Mover> mover_;
 
   // Shared with other threads.
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<TaskReport> reports_;  // guarded by mu_
-  size_t urgent_reports_ = 0;       // guarded by mu_: reports_ that are not kStarted
-  bool woken_ = false;              // guarded by mu_: Drive has something to look at
+  std::deque<TaskReport> reports_;       // guarded by mu_
+  std::deque<MoveResult> move_results_;  // guarded by mu_
+  size_t urgent_reports_ = 0;            // guarded by mu_: reports_ that are not kStarted
+  bool woken_ = false;                   // guarded by mu_: Drive has something to look at
   // Held while a turn runs and while Drive reads the engine's state: turns
   // run on Drive's thread or, inline, on a worker thread reporting.
   std::mutex turn_mu_;
@@ -555,9 +661,19 @@ absl::Status Engine::Impl::BeginRun() {
   for (std::optional<Statement>* statement :
        {&insert_attempt_, &finish_attempt_, &set_attempt_pid_, &update_task_, &insert_artifact_,
         &overwrite_copies_, &insert_copy_, &insert_edge_, &insert_event_, &find_cached_,
-        &cached_outputs_}) {
+        &cached_outputs_, &update_copy_}) {
     statement->reset();
   }
+  mover_.reset();
+  tiers_.clear();
+  placement_tiers_.clear();
+  tiers_json_.clear();
+  moves_.clear();
+  moves_in_flight_ = 0;
+  to_move_.clear();
+  data_waiters_.clear();
+  move_failures_.clear();
+  schedule_kept_ = false;
   db_.reset();
   lock_.reset();
   run_id_.clear();
@@ -579,6 +695,7 @@ absl::Status Engine::Impl::BeginRun() {
   pending_events_.clear();
   std::lock_guard lock(mu_);
   reports_.clear();
+  move_results_.clear();
   urgent_reports_ = 0;
   woken_ = false;
   turn_status_ = absl::OkStatus();
@@ -661,6 +778,377 @@ absl::Status Engine::Impl::Prepare(const std::string& yaml, const std::string& f
   return absl::OkStatus();
 }
 
+// ------------------------------------------------------------------ tiers
+
+namespace {
+
+json TiersToJson(const std::vector<PlacementTier>& tiers) {
+  json list = json::array();
+  for (const PlacementTier& tier : tiers) {
+    const storage::TierConfig& c = tier.config;
+    const storage::TierProfile& p = tier.profile;
+    list.push_back(
+        {{"name", c.name},
+         {"adapter", c.adapter},
+         {"root", c.root},
+         {"endpoint", c.endpoint},
+         {"bucket", c.bucket},
+         {"region", c.region},
+         {"prefix", c.prefix},
+         {"path_style", c.path_style},
+         {"access_key_env", c.access_key_env},
+         {"secret_key_env", c.secret_key_env},
+         {"scope", storage::ScopeName(c.scope)},
+         {"durability", DurabilityName(c.durability)},
+         {"profile", {p.seq_read_mb_s, p.seq_write_mb_s, p.rand_read_iops, p.latency_us}},
+         {"profile_source", tier.profile_source},
+         {"capacity", tier.capacity}});
+  }
+  return list;
+}
+
+absl::StatusOr<std::vector<PlacementTier>> TiersFromJson(const std::string& text) {
+  const absl::Status unreadable =
+      absl::DataLossError("the tiers this run recorded (runs.tiers_json) are not readable");
+  json list = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!list.is_array()) return unreadable;
+  std::vector<PlacementTier> tiers;
+  try {
+    for (const json& entry : list) {
+      PlacementTier tier;
+      storage::TierConfig& c = tier.config;
+      c.name = entry.at("name").get<std::string>();
+      c.adapter = entry.at("adapter").get<std::string>();
+      c.root = entry.at("root").get<std::string>();
+      c.endpoint = entry.at("endpoint").get<std::string>();
+      c.bucket = entry.at("bucket").get<std::string>();
+      c.region = entry.at("region").get<std::string>();
+      c.prefix = entry.at("prefix").get<std::string>();
+      c.path_style = entry.at("path_style").get<bool>();
+      c.access_key_env = entry.at("access_key_env").get<std::string>();
+      c.secret_key_env = entry.at("secret_key_env").get<std::string>();
+      c.scope = entry.at("scope").get<std::string>() == storage::ScopeName(storage::Scope::kCluster)
+                    ? storage::Scope::kCluster
+                    : storage::Scope::kNode;
+      std::optional<Durability> durability =
+          ParseDurability(entry.at("durability").get<std::string>());
+      if (!durability) return unreadable;
+      c.durability = *durability;
+      const json& p = entry.at("profile");
+      tier.profile = {p.at(0).get<double>(), p.at(1).get<double>(), p.at(2).get<double>(),
+                      p.at(3).get<double>()};
+      tier.profile_source = entry.at("profile_source").get<std::string>();
+      tier.capacity = entry.at("capacity").get<uint64_t>();
+      tiers.push_back(std::move(tier));
+    }
+  } catch (const json::exception&) {
+    return unreadable;
+  }
+  return tiers;
+}
+
+}  // namespace
+
+absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) {
+  if (!stored) {
+    placement_tiers_ = options_.tiers;
+  } else if (!stored->empty()) {
+    TF_ASSIGN_OR_RETURN(placement_tiers_, TiersFromJson(*stored));
+  }
+  std::optional<Placement> placement;
+  if (placement_tiers_.empty()) {
+    // The implicit tier: the store's folder, where tasks write and read.
+    Tier tier;
+    tier.config.name = "local";
+    tier.config.adapter = "posix";
+    tier.config.root = state_dir_.string();
+    tier.root = state_dir_;
+    TF_ASSIGN_OR_RETURN(tier.adapter, storage::OpenPosixTier(tier.config));
+    tiers_.push_back(std::move(tier));
+  } else {
+    if (placement_tiers_.size() > 64) {
+      return absl::InvalidArgumentError(
+          StrCat(placement_tiers_.size(), " tiers: a run is placed on at most 64"));
+    }
+    // Placed before anything is recorded: when nothing fits, nothing changes.
+    TF_ASSIGN_OR_RETURN(placement, PlaceArtifacts(BuildPlan(*graph_), placement_tiers_));
+    tiers_json_ = TiersToJson(placement_tiers_).dump();
+    for (const PlacementTier& placed : placement_tiers_) {
+      Tier tier;
+      tier.config = placed.config;
+      tier.posix = placed.config.adapter == "posix";
+      tier.root = placed.config.root;
+      if (options_.open_tier) {
+        TF_ASSIGN_OR_RETURN(tier.adapter, options_.open_tier(placed.config));
+      } else if (tier.posix) {
+        TF_ASSIGN_OR_RETURN(tier.adapter, storage::OpenPosixTier(placed.config));
+      } else {
+        return absl::UnimplementedError(StrCat("tier ", placed.config.name, ": no adapter for '",
+                                               placed.config.adapter, "' in this engine"));
+      }
+      tiers_.push_back(std::move(tier));
+    }
+  }
+  const size_t tier_count = tiers_.size();
+  auto tier_index = [&](const std::string& name) -> uint8_t {
+    for (uint8_t i = 0; i < tier_count; ++i) {
+      if (tiers_[i].config.name == name) return i;
+    }
+    return 0;
+  };
+  for (TaskRec& task : tasks_) {
+    const dag::Stage& stage = pipeline_.stages[task.stage];
+    task.places.assign(stage.outputs.size(), OutputPlace{});
+    for (OutputPlace& place : task.places) {
+      place.copies.assign(tier_count, CopyState::kNone);
+      place.copy_ids.assign(tier_count, 0);
+      place.readers.assign(tier_count, 0);
+    }
+    task.input_tiers.assign(stage.inputs.size(), 0);
+  }
+  if (placement) {
+    std::unordered_map<std::string_view, uint32_t> by_id;
+    by_id.reserve(tasks_.size());
+    for (uint32_t t = 0; t < tasks_.size(); ++t) by_id.emplace(tasks_[t].id, t);
+    for (const OutputPlacement& out : placement->outputs) {
+      auto found = by_id.find(out.task);
+      if (found == by_id.end()) continue;
+      TaskRec& task = tasks_[found->second];
+      const dag::Stage& stage = pipeline_.stages[task.stage];
+      for (size_t o = 0; o < stage.outputs.size(); ++o) {
+        if (stage.outputs[o].name != out.output) continue;
+        task.places[o].home = tier_index(out.home);
+        task.places[o].write = tier_index(out.write_tier);
+      }
+    }
+    // Where a consumer reads an input: by default where it is written.
+    for (TaskRec& task : tasks_) {
+      const dag::Stage& stage = pipeline_.stages[task.stage];
+      for (size_t i = 0; i < stage.inputs.size(); ++i) {
+        const int producer = pipeline_.FindStage(stage.inputs[i].stage);
+        const dag::Stage& from = pipeline_.stages[producer];
+        for (size_t o = 0; o < from.outputs.size(); ++o) {
+          if (from.outputs[o].name == stage.inputs[i].output) {
+            task.input_tiers[i] = tasks_[graph_->FirstTask(producer)].places[o].write;
+          }
+        }
+      }
+    }
+    for (const InputPlacement& in : placement->inputs) {
+      auto found = by_id.find(in.task);
+      if (found == by_id.end()) continue;
+      TaskRec& task = tasks_[found->second];
+      const dag::Stage& stage = pipeline_.stages[task.stage];
+      for (size_t i = 0; i < stage.inputs.size(); ++i) {
+        if (stage.inputs[i].name == in.input) task.input_tiers[i] = tier_index(in.working);
+      }
+    }
+  }
+  // Needs: every producer task's artifact of every input, on the tier the
+  // input is read from (once, when two inputs name the same artifact there).
+  for (uint32_t t = 0; t < tasks_.size(); ++t) {
+    TaskRec& task = tasks_[t];
+    const dag::Stage& stage = pipeline_.stages[task.stage];
+    task.needs.clear();
+    for (size_t i = 0; i < stage.inputs.size(); ++i) {
+      const dag::InputRef& input = stage.inputs[i];
+      bool repeated = false;
+      for (size_t j = 0; j < i; ++j) {
+        repeated = repeated || (stage.inputs[j].stage == input.stage &&
+                                stage.inputs[j].output == input.output &&
+                                task.input_tiers[j] == task.input_tiers[i]);
+      }
+      if (repeated) continue;
+      const int producer = pipeline_.FindStage(input.stage);
+      const dag::Stage& from = pipeline_.stages[producer];
+      size_t o = 0;
+      while (o < from.outputs.size() && from.outputs[o].name != input.output) ++o;
+      const uint32_t first = graph_->FirstTask(producer);
+      for (uint32_t k = 0; k < from.TaskCount(); ++k) {
+        task.needs.push_back(
+            {first + k, static_cast<uint8_t>(o), static_cast<uint8_t>(task.input_tiers[i])});
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Engine::Impl::CountReaders() {
+  for (const TaskRec& task : tasks_) {
+    if (IsTerminal(task.state)) continue;
+    for (const Need& need : task.needs) ++tasks_[need.task].places[need.output].readers[need.tier];
+  }
+}
+
+absl::StatusOr<int64_t> Engine::Impl::InsertCopy(uint32_t t, size_t o, uint8_t tier,
+                                                 std::string_view state,
+                                                 std::optional<uint8_t> source) {
+  const ArtifactRec& artifact = tasks_[t].outputs[o];
+  insert_copy_->Bind(1, artifact.id)
+      .Bind(2, tiers_[tier].config.name)
+      .Bind(3, CopyUri(tier, OutputKey(t, o)))
+      .Bind(4, tier == tasks_[t].places[o].home ? "home" : "working")
+      .Bind(5, static_cast<int64_t>(artifact.bytes))
+      .Bind(6, artifact.hash)
+      .Bind(7, state)
+      .Bind(8, NowMs());
+  if (source) {
+    insert_copy_->Bind(9, tiers_[*source].config.name);
+  } else {
+    insert_copy_->BindNull(9);
+  }
+  absl::StatusOr<bool> row = insert_copy_->Step();
+  const int64_t id = row.ok() && *row ? insert_copy_->Int(0) : 0;
+  insert_copy_->Reset();
+  if (!row.ok()) return row.status();
+  return id;
+}
+
+absl::Status Engine::Impl::UpdateCopy(int64_t copy_id, std::string_view state,
+                                      const std::string& message) {
+  update_copy_->Bind(1, state).Bind(2, NowMs()).Bind(3, message).Bind(4, copy_id);
+  return update_copy_->Run();
+}
+
+absl::Status Engine::Impl::ScheduleMoves(uint32_t t, size_t o) {
+  OutputPlace& place = tasks_[t].places[o];
+  if (tasks_[t].outputs[o].id == 0) return absl::OkStatus();
+  if (place.copies[place.home] == CopyState::kNone) TF_RETURN_IF_ERROR(StartCopy(t, o, place.home));
+  for (uint8_t tier = 0; tier < tiers_.size(); ++tier) {
+    if (place.readers[tier] > 0 && place.copies[tier] == CopyState::kNone) {
+      TF_RETURN_IF_ERROR(StartCopy(t, o, tier));
+    }
+  }
+  return MaybeEvict(t, o);
+}
+
+absl::Status Engine::Impl::StartCopy(uint32_t t, size_t o, uint8_t tier) {
+  OutputPlace& place = tasks_[t].places[o];
+  // From where it was written if it is still there, else any posix copy,
+  // else its home.
+  std::optional<uint8_t> source;
+  if (place.copies[place.write] == CopyState::kPresent) source = place.write;
+  for (uint8_t x = 0; x < tiers_.size() && !source; ++x) {
+    if (place.copies[x] == CopyState::kPresent && tiers_[x].posix) source = x;
+  }
+  if (!source && place.copies[place.home] == CopyState::kPresent) source = place.home;
+  if (!source) return absl::OkStatus();  // nothing to copy from yet
+  TF_ASSIGN_OR_RETURN(const int64_t id, InsertCopy(t, o, tier, "copying", source));
+  place.copies[tier] = CopyState::kCopying;
+  place.copy_ids[tier] = id;
+  moves_[id] = {t, static_cast<uint8_t>(o), tier, MoveJob::Kind::kCopy};
+  ++moves_in_flight_;
+  to_move_.push_back({MoveJob::Kind::kCopy, id, tiers_[*source].adapter.get(),
+                      tiers_[tier].adapter.get(), OutputKey(t, o), ""});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Engine::Impl::DataReady(uint32_t t) {
+  bool ready = true;
+  for (const Need& need : tasks_[t].needs) {
+    const CopyState state = tasks_[need.task].places[need.output].copies[need.tier];
+    if (state == CopyState::kPresent) continue;
+    ready = false;
+    if (state == CopyState::kNone) TF_RETURN_IF_ERROR(StartCopy(need.task, need.output, need.tier));
+  }
+  return ready;
+}
+
+absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
+  auto found = moves_.find(result.copy_id);
+  if (found == moves_.end()) return absl::OkStatus();
+  const Move move = found->second;
+  moves_.erase(found);
+  --moves_in_flight_;
+  const TaskRec& producer = tasks_[move.task];
+  const std::string what =
+      StrCat(producer.id, ".", pipeline_.stages[producer.stage].outputs[move.output].name);
+  const std::string& tier = tiers_[move.tier].config.name;
+  if (move.kind == MoveJob::Kind::kDelete) {
+    if (result.status.ok()) return absl::OkStatus();
+    return AddEvent(producer.id, 0, "evict_failed",
+                    StrCat("evicting ", what, " from tier ", tier, ": ", result.status.message()));
+  }
+  OutputPlace& place = tasks_[move.task].places[move.output];
+  if (result.status.ok()) {
+    place.copies[move.tier] = CopyState::kPresent;
+    const std::string done =
+        StrCat(FormatSize(result.moved.bytes), " in ", FormatDuration(result.elapsed));
+    TF_RETURN_IF_ERROR(UpdateCopy(result.copy_id, "present", done));
+    TF_RETURN_IF_ERROR(
+        AddEvent(producer.id, 0, "copied", StrCat(what, " to tier ", tier, ": ", done)));
+    // Tasks that waited for it may run now.
+    for (auto it = data_waiters_.begin(); it != data_waiters_.end();) {
+      TF_ASSIGN_OR_RETURN(bool ready, DataReady(*it));
+      if (ready) {
+        ready_.push(*it);
+        it = data_waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return MaybeEvict(move.task, move.output);
+  }
+  place.copies[move.tier] = CopyState::kNone;
+  const std::string message =
+      StrCat("copying ", what, " to tier ", tier, " failed: ", result.status.message());
+  TF_RETURN_IF_ERROR(UpdateCopy(result.copy_id, "failed", std::string(result.status.message())));
+  TF_RETURN_IF_ERROR(AddEvent(producer.id, 0, "copy_failed", message));
+  if (result.status.code() == absl::StatusCode::kCancelled) return absl::OkStatus();
+  if (move.tier == place.home) {
+    // The output is safe where it was written; the run cannot succeed
+    // without its home copy, and a resume tries the write-back again.
+    move_failures_.push_back(message);
+    return absl::OkStatus();
+  }
+  // Its readers waiting for it cannot run.
+  std::vector<uint32_t> failed;
+  for (uint32_t waiter : data_waiters_) {
+    for (const Need& need : tasks_[waiter].needs) {
+      if (need.task == move.task && need.output == move.output && need.tier == move.tier) {
+        failed.push_back(waiter);
+        break;
+      }
+    }
+  }
+  for (uint32_t waiter : failed) {
+    data_waiters_.erase(waiter);
+    TF_RETURN_IF_ERROR(SetTaskState(waiter, task_state::kFailed, message));
+    TF_RETURN_IF_ERROR(FailDownstream(tasks_[waiter].stage, tasks_[waiter].id));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Impl::MaybeEvict(uint32_t t, size_t o) {
+  OutputPlace& place = tasks_[t].places[o];
+  // Only copies beside a complete home copy, once nobody reads them.
+  if (place.copies[place.home] != CopyState::kPresent) return absl::OkStatus();
+  for (uint8_t tier = 0; tier < tiers_.size(); ++tier) {
+    if (tier == place.home || place.copies[tier] != CopyState::kPresent ||
+        place.readers[tier] > 0) {
+      continue;
+    }
+    const int64_t id = place.copy_ids[tier];
+    TF_RETURN_IF_ERROR(UpdateCopy(id, "evicted", "its last reader ended"));
+    place.copies[tier] = CopyState::kNone;
+    moves_[id] = {t, static_cast<uint8_t>(o), tier, MoveJob::Kind::kDelete};
+    ++moves_in_flight_;
+    const std::string key = OutputKey(t, o);
+    to_move_.push_back({MoveJob::Kind::kDelete, id, nullptr, tiers_[tier].adapter.get(), key,
+                        tiers_[tier].posix ? TierPath(tier, key) : ""});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Impl::ReleaseNeeds(uint32_t t) {
+  for (const Need& need : tasks_[t].needs) {
+    uint32_t& readers = tasks_[need.task].places[need.output].readers[need.tier];
+    if (readers == 0) continue;
+    if (--readers == 0) TF_RETURN_IF_ERROR(MaybeEvict(need.task, need.output));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Engine::Impl::PrepareStatements() {
   auto prepare = [&](std::optional<Statement>& slot, std::string_view sql) -> absl::Status {
     TF_ASSIGN_OR_RETURN(Statement statement, db_->Prepare(sql));
@@ -686,14 +1174,19 @@ absl::Status Engine::Impl::PrepareStatements() {
                              "?, ?) RETURNING id"));
   // An attempt that runs a task again writes its outputs where the earlier
   // attempts' were: their copies no longer hold their bytes.
+  // Keys are the same on every tier: every copy of an earlier artifact of
+  // the output is overwritten or stale.
   TF_RETURN_IF_ERROR(prepare(overwrite_copies_,
-                             "UPDATE artifact_copies SET state = 'overwritten' WHERE state = "
-                             "'present' AND role = 'home' AND uri = ? AND artifact_id IN (SELECT "
-                             "id FROM artifacts WHERE run_id = ? AND task_id = ? AND name = ?)"));
+                             "UPDATE artifact_copies SET state = 'overwritten' WHERE state IN "
+                             "('present', 'copying') AND artifact_id IN (SELECT id FROM artifacts "
+                             "WHERE run_id = ? AND task_id = ? AND name = ?)"));
   TF_RETURN_IF_ERROR(prepare(insert_copy_,
                              "INSERT INTO artifact_copies(artifact_id, tier, uri, role, bytes, "
-                             "content_hash, state, created_at) VALUES (?, 'local', ?, 'home', ?, "
-                             "?, 'present', ?)"));
+                             "content_hash, state, created_at, source_tier) VALUES (?, ?, ?, ?, "
+                             "?, ?, ?, ?, ?) RETURNING id"));
+  TF_RETURN_IF_ERROR(prepare(update_copy_,
+                             "UPDATE artifact_copies SET state = ?, finished_at = ?, message = ? "
+                             "WHERE id = ?"));
   TF_RETURN_IF_ERROR(prepare(insert_edge_,
                              "INSERT INTO lineage_edges(attempt_id, artifact_id, direction, name, "
                              "created_at) VALUES (?, ?, ?, ?, ?)"));
@@ -706,8 +1199,9 @@ absl::Status Engine::Impl::PrepareStatements() {
                              "LIMIT 8"));
   TF_RETURN_IF_ERROR(prepare(cached_outputs_,
                              "SELECT a.name, a.content_hash, a.bytes, c.uri FROM artifacts a JOIN "
-                             "artifact_copies c ON c.artifact_id = a.id AND c.role = 'home' AND "
-                             "c.state = 'present' WHERE a.attempt_id = ?"));
+                             "artifact_copies c ON c.artifact_id = a.id AND c.state = 'present' "
+                             "AND substr(c.uri, 1, 1) = '/' WHERE a.attempt_id = ? ORDER BY "
+                             "c.role = 'home' DESC"));
   return absl::OkStatus();
 }
 
@@ -743,8 +1237,8 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
   TF_ASSIGN_OR_RETURN(
       Statement insert_run,
       db_->Prepare("INSERT INTO runs(id, pipeline_id, pipeline_name, file, working_dir, "
-                   "params_json, state, slots, created_at, started_at, engine_pid, engine_host) "
-                   "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)"));
+                   "params_json, state, slots, created_at, started_at, engine_pid, engine_host, "
+                   "tiers_json) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)"));
   std::mt19937_64 random(std::random_device{}());
   for (int tries = 0;; ++tries) {
     char suffix[8];
@@ -761,6 +1255,11 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
         .Bind(9, now)
         .Bind(10, static_cast<int64_t>(getpid()))
         .Bind(11, LocalHostName());
+    if (tiers_json_.empty()) {
+      insert_run.BindNull(12);
+    } else {
+      insert_run.Bind(12, tiers_json_);
+    }
     absl::Status status = insert_run.Run();
     if (status.ok()) break;
     if (status.code() != absl::StatusCode::kAlreadyExists || tries > 20) return rollback(status);
@@ -815,6 +1314,7 @@ absl::StatusOr<RunResult> Engine::Impl::Run(const RunRequest& request) {
   TF_RETURN_IF_ERROR(Prepare(text.str(), request.file, request.params));
   pipeline_.file = file.string();
   TF_RETURN_IF_ERROR(OpenDatabase());
+  TF_RETURN_IF_ERROR(SetUpTiers(std::nullopt));
   TF_RETURN_IF_ERROR(CreateRun(text.str(), request.params));
   return Drive(/*resumed=*/false);
 }
@@ -826,8 +1326,8 @@ absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
   TF_ASSIGN_OR_RETURN(run_id_, ResolveRunId(*db_, run));
   TF_ASSIGN_OR_RETURN(
       Statement find,
-      db_->Prepare("SELECT r.file, r.working_dir, r.params_json, r.state, p.yaml FROM runs r JOIN "
-                   "pipelines p ON p.id = r.pipeline_id WHERE r.id = ?"));
+      db_->Prepare("SELECT r.file, r.working_dir, r.params_json, r.state, p.yaml, r.tiers_json "
+                   "FROM runs r JOIN pipelines p ON p.id = r.pipeline_id WHERE r.id = ?"));
   find.Bind(1, run_id_);
   TF_ASSIGN_OR_RETURN(bool found, find.Step());
   if (!found) return absl::NotFoundError(StrCat("run ", run_id_, " vanished from the store"));
@@ -835,6 +1335,9 @@ absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
   working_dir_ = find.Text(1);
   const std::string state = find.Text(3);
   const std::string yaml = find.Text(4);
+  // Runs recorded before tiers (NULL) keep the one implicit tier.
+  const std::optional<std::string> stored_tiers =
+      find.IsNull(5) ? std::nullopt : std::optional<std::string>(find.Text(5));
   std::map<std::string, std::string> params;
   json params_json = json::parse(find.Text(2), nullptr, /*allow_exceptions=*/false);
   if (params_json.is_object()) {
@@ -855,6 +1358,7 @@ absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
   // The pipeline as it was when the run started: the file may have changed.
   TF_RETURN_IF_ERROR(Prepare(yaml, file, params));
   pipeline_.file = file;
+  TF_RETURN_IF_ERROR(SetUpTiers(stored_tiers.value_or("")));
   KillLeftoverTasks(run_id_);
   TF_RETURN_IF_ERROR(LoadRunForResume());
   return Drive(/*resumed=*/true);
@@ -881,27 +1385,60 @@ absl::Status Engine::Impl::LoadRunForResume() {
     task.attempts = static_cast<uint32_t>(rows.Int(2));
     task.log_path = rows.Text(3);
   }
-  // Outputs of finished tasks; a task whose output is gone runs again.
-  TF_ASSIGN_OR_RETURN(Statement outputs,
-                      db_->Prepare("SELECT a.task_id, a.name, a.id, a.content_hash, a.bytes, c.uri "
-                                   "FROM artifacts a JOIN artifact_copies c ON c.artifact_id = "
-                                   "a.id AND c.role = 'home' AND c.state = 'present' WHERE "
-                                   "a.run_id = ? ORDER BY a.id"));  // the newest last
+  // Outputs of finished tasks, with their copies: a task none of whose
+  // copies of an output is still there runs again.
+  TF_ASSIGN_OR_RETURN(
+      Statement outputs,
+      db_->Prepare("SELECT a.task_id, a.name, a.id, a.content_hash, a.bytes, c.id, c.tier, c.uri, "
+                   "c.state FROM artifacts a JOIN artifact_copies c ON c.artifact_id = a.id AND "
+                   "c.state IN ('present', 'copying') WHERE a.run_id = ? ORDER BY a.id, c.id"));
   outputs.Bind(1, run_id_);
+  struct StaleCopy {
+    int64_t id;
+    std::string_view state;
+    const char* why;
+  };
+  std::vector<StaleCopy> stale_copies;
   for (;;) {
     TF_ASSIGN_OR_RETURN(bool row, outputs.Step());
     if (!row) break;
     auto it = by_id.find(outputs.Text(0));
     if (it == by_id.end()) continue;
-    TaskRec& task = tasks_[it->second];
+    const uint32_t t = it->second;
+    TaskRec& task = tasks_[t];
     const dag::Stage& stage = pipeline_.stages[task.stage];
     const std::string name = outputs.Text(1);
-    for (size_t o = 0; o < stage.outputs.size(); ++o) {
-      if (stage.outputs[o].name == name) {
-        task.outputs[o] = {outputs.Int(2), outputs.Text(5), outputs.Text(3),
-                           static_cast<uint64_t>(outputs.Int(4))};
-      }
+    size_t o = 0;
+    while (o < stage.outputs.size() && stage.outputs[o].name != name) ++o;
+    if (o == stage.outputs.size()) continue;
+    OutputPlace& place = task.places[o];
+    if (task.outputs[o].id != outputs.Int(2)) {  // a newer artifact (rows come oldest first)
+      task.outputs[o] = {outputs.Int(2), OutputPath(t, o), outputs.Text(3),
+                         static_cast<uint64_t>(outputs.Int(4))};
+      place.copies.assign(tiers_.size(), CopyState::kNone);
+      place.copy_ids.assign(tiers_.size(), 0);
     }
+    const int64_t copy_id = outputs.Int(5);
+    if (outputs.Text(8) == "copying") {
+      stale_copies.push_back({copy_id, "failed", "the engine stopped during this copy"});
+      continue;
+    }
+    uint8_t tier = 0;
+    while (tier < tiers_.size() && tiers_[tier].config.name != outputs.Text(6)) ++tier;
+    if (tier == tiers_.size()) continue;
+    bool exists = false;
+    if (tiers_[tier].posix) {
+      std::error_code error;
+      exists = fs::exists(outputs.Text(7), error);
+    } else {
+      TF_ASSIGN_OR_RETURN(exists, ArtifactExists(*tiers_[tier].adapter, OutputKey(t, o)));
+    }
+    if (!exists) {
+      stale_copies.push_back({copy_id, "missing", "gone when the run resumed"});
+      continue;
+    }
+    place.copies[tier] = CopyState::kPresent;
+    place.copy_ids[tier] = copy_id;
   }
   TF_RETURN_IF_ERROR(PrepareStatements());
 
@@ -914,14 +1451,20 @@ absl::Status Engine::Impl::LoadRunForResume() {
                                    "? AND state = 'running'"));
   lose.Bind(1, now).Bind(2, run_id_);
   TF_RETURN_IF_ERROR(lose.Run());
+  for (const StaleCopy& copy : stale_copies) {
+    TF_RETURN_IF_ERROR(UpdateCopy(copy.id, copy.state, copy.why));
+  }
   uint32_t kept = 0;
   for (uint32_t t = 0; t < tasks_.size(); ++t) {
     TaskRec& task = tasks_[t];
     bool done = IsDone(task.state);
     if (done) {
-      for (const ArtifactRec& output : task.outputs) {
-        std::error_code error;
-        if (output.id == 0 || !fs::exists(output.path, error)) done = false;
+      for (size_t o = 0; o < task.outputs.size(); ++o) {
+        const std::vector<CopyState>& copies = task.places[o].copies;
+        if (task.outputs[o].id == 0 ||
+            std::find(copies.begin(), copies.end(), CopyState::kPresent) == copies.end()) {
+          done = false;
+        }
       }
     }
     if (done) {
@@ -942,6 +1485,10 @@ absl::Status Engine::Impl::LoadRunForResume() {
       TF_RETURN_IF_ERROR(update_task_->Run());
     }
     for (ArtifactRec& output : task.outputs) output = ArtifactRec{};
+    for (OutputPlace& place : task.places) {
+      place.copies.assign(tiers_.size(), CopyState::kNone);
+      place.copy_ids.assign(tiers_.size(), 0);
+    }
   }
   TF_ASSIGN_OR_RETURN(Statement run,
                       db_->Prepare("UPDATE runs SET state = 'running', finished_at = NULL, "
@@ -993,6 +1540,7 @@ absl::Status Engine::Impl::AddEvent(const std::string& task_id, int64_t attempt_
 absl::Status Engine::Impl::SetTaskState(uint32_t t, std::string_view state,
                                         const std::string& message, Duration duration) {
   TaskRec& task = tasks_[t];
+  const bool ends = !IsTerminal(task.state) && IsTerminal(state);
   CountState(task.state, -1);
   CountState(state, +1);
   task.state = state;
@@ -1025,6 +1573,7 @@ absl::Status Engine::Impl::SetTaskState(uint32_t t, std::string_view state,
     TF_RETURN_IF_ERROR(AddEvent(task.id, task.attempt_id, state, message));
   }
   Emit(t, message, duration);
+  if (ends) TF_RETURN_IF_ERROR(ReleaseNeeds(t));
   return absl::OkStatus();
 }
 
@@ -1045,6 +1594,10 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
       Enqueue(t);
     }
   }
+  CountReaders();
+  schedule_kept_ = resumed;
+  mover_ = std::make_unique<Mover>(options_.transfer_threads,
+                                   [this](MoveResult result) { OnMoveResult(std::move(result)); });
   {
     std::lock_guard lock(executor_mu_);
     auto make = options_.make_executor;
@@ -1063,7 +1616,7 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
   turn_status_ = TakeTurn(/*cancel_now=*/false);
   inline_turns_ = true;
   bool cancel_seen = false;
-  while (turn_status_.ok() && counts_.done() < counts_.total) {
+  while (turn_status_.ok() && !Finished()) {
     // Sleep until the next retry is due or, while starts wait to be
     // recorded, kStartedFlush at most.
     std::optional<SteadyTime> wake;
@@ -1094,11 +1647,11 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
       if (cancel_requested_ && !cancel_seen) cancel_seen = cancel_now = true;
     }
     turn.lock();
-    if (!turn_status_.ok() || counts_.done() == counts_.total) break;
+    if (!turn_status_.ok() || Finished()) break;
     bool pending = false;
     {
       std::lock_guard lock(mu_);
-      pending = !reports_.empty();
+      pending = !reports_.empty() || !move_results_.empty();
     }
     // A turn only when it has something to do (an inline turn may have
     // done it meanwhile).
@@ -1126,6 +1679,7 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
     }
     if (executor) executor->KillAll();
     executor.reset();
+    mover_.reset();
     return absl::Status(
         status.code(),
         StrCat(status.message(), "\nrun ", run_id_,
@@ -1135,12 +1689,23 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
     std::lock_guard lock(executor_mu_);
     executor_.reset();
   }
+  mover_.reset();  // idle: every copy it was given has been applied
   // Nothing runs any more: staging holds only leftovers of failed attempts.
   std::error_code ignored;
-  fs::remove_all(run_dir_ / "staging", ignored);
+  for (const Tier& tier : tiers_) {
+    if (tier.posix) fs::remove_all(tier.root / "runs" / run_id_ / "staging", ignored);
+  }
   std::string message;
   if (final_state == run_state::kFailed) {
     message = StrCat(counts_.failed, " failed, ", counts_.upstream_failed, " upstream_failed");
+  }
+  if (!move_failures_.empty() && final_state != run_state::kCancelled) {
+    final_state = run_state::kFailed;
+    message =
+        StrCat(message.empty() ? "" : StrCat(message, "; "), absl::StrJoin(move_failures_, "; "),
+               "; the outputs are kept where they were written: finish the write-back with "
+               "tierflow resume ",
+               run_id_);
   }
   TF_RETURN_IF_ERROR(FinishRun(final_state, message));
   return MakeResult(final_state);
@@ -1196,19 +1761,33 @@ RunResult Engine::Impl::MakeResult(std::string_view state) const {
 
 absl::Status Engine::Impl::TakeTurn(bool cancel_now) {
   std::deque<TaskReport> reports;
+  std::deque<MoveResult> moves;
   {
     std::lock_guard lock(mu_);
     reports.swap(reports_);
+    moves.swap(move_results_);
     urgent_reports_ = 0;
   }
-  return Turn(reports, cancel_now);
+  return Turn(reports, moves, cancel_now);
 }
 
-absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, bool cancel_now) {
+absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<MoveResult>& moves,
+                                bool cancel_now) {
   TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
   absl::Status status;
   auto run_turn = [&]() -> absl::Status {
     if (cancel_now) TF_RETURN_IF_ERROR(CancelAll());
+    if (schedule_kept_) {
+      // A resume: outputs kept from before may still need their write-back
+      // or copies for the tasks that will read them.
+      schedule_kept_ = false;
+      for (uint32_t t = 0; t < tasks_.size(); ++t) {
+        if (!IsDone(tasks_[t].state)) continue;
+        for (size_t o = 0; o < tasks_[t].places.size(); ++o)
+          TF_RETURN_IF_ERROR(ScheduleMoves(t, o));
+      }
+    }
+    for (const MoveResult& move : moves) TF_RETURN_IF_ERROR(ApplyMove(move));
     // A start whose end is in the same batch needs no statement of its own:
     // the end records the pid too.
     ended_.clear();
@@ -1228,6 +1807,13 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, bool cancel_now
            counts_.running < static_cast<uint32_t>(options_.slots)) {
       uint32_t t = ready_.top();
       ready_.pop();
+      // Its inputs are copied to its working tiers first (usually they are
+      // there already: copies start when an artifact is complete).
+      TF_ASSIGN_OR_RETURN(bool data_ready, DataReady(t));
+      if (!data_ready) {
+        data_waiters_.insert(t);
+        continue;
+      }
       TF_RETURN_IF_ERROR(Dispatch(t));
     }
     // What waits for a slot is `queued`, so users see it is ready.
@@ -1242,10 +1828,13 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, bool cancel_now
   status = run_turn();
   if (!status.ok()) {
     (void)db_->Execute("ROLLBACK");
+    to_move_.clear();
     return status;
   }
   TF_RETURN_IF_ERROR(db_->Execute("COMMIT"));
   // Committed: now act on it.
+  for (MoveJob& job : to_move_) mover_->Submit(std::move(job));
+  to_move_.clear();
   launched_ = !to_launch_.empty();
   for (TaskLaunch& launch : to_launch_) executor_->Launch(std::move(launch));
   to_launch_.clear();
@@ -1275,6 +1864,10 @@ absl::Status Engine::Impl::CancelAll() {
   }
   retry_timers_.clear();
   while (!ready_.empty()) ready_.pop();
+  data_waiters_.clear();
+  // Copies not begun are not needed any more (write-backs of finished
+  // outputs resume with the run); those under way finish.
+  mover_->DropQueued();
   return absl::OkStatus();
 }
 
@@ -1306,7 +1899,8 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
   // Inputs: (name, producing tasks) for lineage and the cache key.
   std::vector<std::pair<std::string, std::vector<uint32_t>>> inputs;
   std::vector<std::tuple<std::string, int64_t>> consumed;  // name, artifact id
-  for (const dag::InputRef& input : stage.inputs) {
+  for (size_t i = 0; i < stage.inputs.size(); ++i) {
+    const dag::InputRef& input = stage.inputs[i];
     int producer = pipeline_.FindStage(input.stage);
     const dag::Stage& from = pipeline_.stages[producer];
     size_t output = 0;
@@ -1317,17 +1911,18 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
       producers.push_back(first + i);
       consumed.emplace_back(input.name, tasks_[first + i].outputs[output].id);
     }
-    std::string path =
-        from.foreach ? InputPath(producer, output) : tasks_[first].outputs[output].path;
+    std::string path = InputPath(t, i, producer, output);
     contract_env.emplace_back(StrCat("TIERFLOW_INPUT_", AsciiUpper(input.name)), path);
     inputs.emplace_back(StrCat(input.name, "=", input.stage, ".", input.output),
                         std::move(producers));
   }
-  const fs::path staging = TaskDir(run_dir_ / "staging", t) / attempt_name;
+  // Staging beside the artifact, on its write tier: publishing is a rename.
+  const std::string staging = StrCat("runs/", run_id_, "/staging/", TaskDir("", t).string(), "/",
+                                     attempt_name.string(), "/");
   for (size_t o = 0; o < stage.outputs.size(); ++o) {
     OutputLaunch output;
     output.name = stage.outputs[o].name;
-    output.staging_path = (staging / output.name).string();
+    output.staging_path = TierPath(task.places[o].write, staging + output.name);
     output.final_path = OutputPath(t, o);
     contract_env.emplace_back(StrCat("TIERFLOW_OUTPUT_", AsciiUpper(output.name)),
                               output.staging_path);
@@ -1597,10 +2192,7 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   if (report.outcome == TaskReport::Outcome::kSucceeded) {
     for (size_t o = 0; o < report.outputs.size() && o < stage.outputs.size(); ++o) {
       const OutputReport& output = report.outputs[o];
-      overwrite_copies_->Bind(1, output.path)
-          .Bind(2, run_id_)
-          .Bind(3, task.id)
-          .Bind(4, output.name);
+      overwrite_copies_->Bind(1, run_id_).Bind(2, task.id).Bind(3, output.name);
       TF_RETURN_IF_ERROR(overwrite_copies_->Run());
       insert_artifact_->Bind(1, run_id_)
           .Bind(2, task.id)
@@ -1613,25 +2205,29 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
       TF_ASSIGN_OR_RETURN(bool row, insert_artifact_->Step());
       int64_t artifact_id = row ? insert_artifact_->Int(0) : 0;
       insert_artifact_->Reset();
-      insert_copy_->Bind(1, artifact_id)
-          .Bind(2, output.path)
-          .Bind(3, static_cast<int64_t>(output.bytes))
-          .Bind(4, output.content_hash)
-          .Bind(5, now);
-      TF_RETURN_IF_ERROR(insert_copy_->Run());
+      task.outputs[o] = {artifact_id, output.path, output.content_hash, output.bytes};
+      // A new artifact: copies of an earlier one are no copies of it.
+      OutputPlace& place = task.places[o];
+      place.copies.assign(tiers_.size(), CopyState::kNone);
+      place.copy_ids.assign(tiers_.size(), 0);
+      TF_ASSIGN_OR_RETURN(place.copy_ids[place.write],
+                          InsertCopy(t, o, place.write, "present", std::nullopt));
+      place.copies[place.write] = CopyState::kPresent;
       insert_edge_->Bind(1, report.attempt_id)
           .Bind(2, artifact_id)
           .Bind(3, "produced")
           .Bind(4, output.name)
           .Bind(5, now);
       TF_RETURN_IF_ERROR(insert_edge_->Run());
-      task.outputs[o] = {artifact_id, output.path, output.content_hash, output.bytes};
     }
     const bool reused = task.reusing;
     TF_RETURN_IF_ERROR(SetTaskState(
         t, reused ? task_state::kCached : task_state::kSucceeded,
         reused ? StrCat("reused the outputs of attempt #", task.cached_from) : std::string(),
         duration));
+    for (size_t o = 0; o < report.outputs.size() && o < stage.outputs.size(); ++o) {
+      TF_RETURN_IF_ERROR(ScheduleMoves(t, o));
+    }
     if (--stages_[task.stage].unfinished == 0) TF_RETURN_IF_ERROR(StageDone(task.stage));
     return absl::OkStatus();
   }

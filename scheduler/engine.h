@@ -32,6 +32,8 @@
 #include "absl/status/statusor.h"
 #include "common/task.h"
 #include "common/units.h"
+#include "scheduler/placement.h"
+#include "storage_adapters/adapter.h"
 
 namespace tierflow::scheduler {
 
@@ -110,6 +112,18 @@ struct EngineOptions {
   // Runs tasks; default: the local worker pool (set by the caller, which
   // links the worker; the scheduler does not).
   std::function<absl::StatusOr<std::unique_ptr<Executor>>(Executor::ReportCallback)> make_executor;
+  // The storage tiers a new run is placed on, with what placement knows of
+  // them (api::PlacementTiers). Each output is written on its write tier,
+  // written back to its home, and copied to each consumer's working tier
+  // as soon as it is complete; working copies go when their last consumer
+  // ends (docs/tiers.md). Empty: one posix tier `local` at the store's
+  // folder that every task writes and reads (no copies). A resumed run
+  // keeps the tiers it was started with.
+  std::vector<PlacementTier> tiers;
+  // Opens a tier's adapter; default: posix tiers only.
+  std::function<absl::StatusOr<std::unique_ptr<storage::Adapter>>(const storage::TierConfig&)>
+      open_tier;
+  int transfer_threads = 4;  // copies between tiers at once
 };
 
 struct RunRequest {

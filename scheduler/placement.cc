@@ -6,6 +6,7 @@
 #include <map>
 
 #include "absl/strings/str_join.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
 
@@ -53,6 +54,60 @@ std::string ProfileNote(const PlacementTier& tier) {
   return tier.profile_source == "measured" ? "" : StrCat(" (", tier.profile_source, " profile)");
 }
 
+double CopySeconds(const PlacementTier& from, const PlacementTier& to, uint64_t bytes) {
+  return static_cast<double>(bytes) /
+             std::min(Bandwidth(from.profile.seq_read_mb_s), Bandwidth(to.profile.seq_write_mb_s)) +
+         (from.profile.latency_us + to.profile.latency_us) / 1e6;
+}
+
+bool Fits(const PlacementTier& tier, uint64_t bytes) {
+  return tier.capacity == 0 || bytes <= tier.capacity;
+}
+
+// Where the producer writes `out`, whose home is `home`: tasks write files,
+// so a posix tier; the home itself unless another posix tier writes it at
+// least a tenth faster (then the home gets it by a write-back in the
+// background). A write tier holds the only copy until the write-back ends,
+// so it must survive a task's crash (node durability) unless the output
+// needs no more than volatile; an archive takes only its own outputs.
+absl::Status ChooseWriteTier(const std::vector<PlacementTier>& tiers, const PlacementTier& home,
+                             const PlannedTask& task, const std::string& what,
+                             OutputPlacement& out) {
+  const Durability floor = std::min(out.needs, Durability::kNode);
+  const PlacementTier* write = nullptr;
+  double write_seconds = std::numeric_limits<double>::infinity();
+  for (const PlacementTier& tier : tiers) {
+    if (tier.config.adapter != "posix" || tier.config.durability < floor ||
+        (tier.config.durability == Durability::kArchive && &tier != &home) ||
+        !Fits(tier, out.bytes)) {
+      continue;
+    }
+    double seconds = WriteSeconds(tier.profile, out.bytes, task.io.write, task.io.block_size);
+    if (seconds < write_seconds) {
+      write_seconds = seconds;
+      write = &tier;
+    }
+  }
+  if (home.config.adapter == "posix" &&
+      (write == nullptr || !(write_seconds < out.write_seconds * 0.9))) {
+    write = &home;
+  }
+  if (write == nullptr) {
+    return absl::FailedPreconditionError(
+        StrCat(what, ": its home ", home.config.name, " is an object store, and no posix tier (",
+               DurabilityName(floor), " or better, room for ", FormatSize(out.bytes),
+               ") can take the task's writes first"));
+  }
+  out.write_tier = write->config.name;
+  if (write == &home) return absl::OkStatus();
+  out.write_back_seconds = CopySeconds(*write, home, out.bytes);
+  out.reason = StrCat(out.reason, "; written on ", write->config.name, " ≈ ",
+                      Seconds(write_seconds), ProfileNote(*write), ", then written back to ",
+                      home.config.name, " in the background ≈ ", Seconds(out.write_back_seconds));
+  out.write_seconds = write_seconds;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 storage::TierProfile AssumedProfile(const storage::TierConfig& tier) {
@@ -73,9 +128,7 @@ absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan,
     }
     return nullptr;
   };
-  auto fits = [](const PlacementTier& tier, uint64_t bytes) {
-    return tier.capacity == 0 || bytes <= tier.capacity;
-  };
+  auto fits = Fits;
   // stage name -> (output name -> home), for the consumers.
   std::map<std::string, std::map<std::string, const OutputPlacement*>> homes;
   std::map<std::string, const PlannedTask*> first_task;
@@ -149,6 +202,7 @@ absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan,
               ruled_out.empty() ? "" : StrCat("; ", absl::StrJoin(ruled_out, ", ")));
         }
         out.home = best->config.name;
+        TF_RETURN_IF_ERROR(ChooseWriteTier(tiers, *best, task, what, out));
         placement.outputs.push_back(std::move(out));
       }
     }
@@ -178,24 +232,23 @@ absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan,
           }
           bytes = out.bytes * std::max<uint64_t>(items, 1);
         }
-        const PlacementTier* home = find(out.home);
+        const PlacementTier* source = find(out.write_tier);
         InputPlacement in;
         in.task = task.id;
         in.input = input.name;
         in.producer_task = out.task;
         in.output = input.output;
         in.home = out.home;
-        in.home_read_seconds = ReadSeconds(home->profile, bytes, task.io.read, task.io.block_size,
+        in.source = out.write_tier;
+        in.home_read_seconds = ReadSeconds(source->profile, bytes, task.io.read, task.io.block_size,
                                            task.io.read_passes);
-        const PlacementTier* best = home;
+        const PlacementTier* best = source;
         double best_total = in.home_read_seconds;
         double best_copy = 0;
         for (const PlacementTier& tier : tiers) {
-          if (&tier == home || !fits(tier, bytes)) continue;
-          const double copy =
-              static_cast<double>(bytes) / std::min(Bandwidth(home->profile.seq_read_mb_s),
-                                                    Bandwidth(tier.profile.seq_write_mb_s)) +
-              (home->profile.latency_us + tier.profile.latency_us) / 1e6;
+          // Tasks read files: working copies live on posix tiers.
+          if (&tier == source || tier.config.adapter != "posix" || !fits(tier, bytes)) continue;
+          const double copy = CopySeconds(*source, tier, bytes);
           const double read = ReadSeconds(tier.profile, bytes, task.io.read, task.io.block_size,
                                           task.io.read_passes);
           // A copy is worth making only when it saves a tenth of the reads.
@@ -211,14 +264,14 @@ absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan,
         const std::string reads =
             StrCat(dag::AccessPatternName(task.io.read), " reads of ", FormatSize(bytes),
                    task.io.read_passes > 1 ? StrCat(" x", task.io.read_passes, " passes") : "");
-        if (best == home) {
-          in.reason =
-              StrCat("reads in place: ", reads, " ≈ ", Seconds(in.home_read_seconds), " on ",
-                     home->config.name, ProfileNote(*home), "; no copy would save a tenth of that");
+        if (best == source) {
+          in.reason = StrCat("reads in place: ", reads, " ≈ ", Seconds(in.home_read_seconds),
+                             " on ", source->config.name, ProfileNote(*source),
+                             "; no copy would save a tenth of that");
         } else {
           in.reason = StrCat("copy to ", best->config.name, " ahead of need (", Seconds(best_copy),
                              "), then ", reads, " ≈ ", Seconds(in.read_seconds), ProfileNote(*best),
-                             ", vs ", Seconds(in.home_read_seconds), " on ", home->config.name);
+                             ", vs ", Seconds(in.home_read_seconds), " on ", source->config.name);
         }
         placement.inputs.push_back(std::move(in));
       }

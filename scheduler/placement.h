@@ -37,7 +37,13 @@ struct OutputPlacement {
   bool bytes_assumed = false;
   Durability needs = Durability::kNode;
   std::string home;
-  double write_seconds = 0;  // the producer writing it there
+  double write_seconds = 0;  // the producer writing it where it writes
+  // Where the producer writes it: a posix tier (tasks write files). The
+  // home itself, unless the home is an object store or a faster tier takes
+  // the writes; then the engine writes it back to the home in the
+  // background, and consumers may read it where it was written meanwhile.
+  std::string write_tier;
+  double write_back_seconds = 0;  // write_tier -> home, off the producer's time (0: none)
   std::string reason;
 };
 
@@ -47,10 +53,13 @@ struct InputPlacement {
   std::string producer_task;
   std::string output;
   std::string home;
-  std::string working;           // == home: read in place, no copy
+  // Where the producer writes it (OutputPlacement::write_tier): the copy
+  // that exists first, and the source of working copies.
+  std::string source;
+  std::string working;           // == source: read in place, no copy
   double read_seconds = 0;       // the consumer's reads on `working`
-  double copy_seconds = 0;       // home -> working, ahead of need (0 if in place)
-  double home_read_seconds = 0;  // reading in place instead, for comparison
+  double copy_seconds = 0;       // source -> working, ahead of need (0 if in place)
+  double home_read_seconds = 0;  // reading in place on `source` instead, for comparison
   std::string reason;
 };
 

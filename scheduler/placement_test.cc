@@ -69,24 +69,57 @@ TEST(PlacementTest, HomesMeetDurabilityAndConsumersReadFromTheFastestWorthwhileT
   EXPECT_THAT(raw.reason, HasSubstr("needs durable"));
   EXPECT_THAT(raw.reason, HasSubstr("ram is volatile"));
   EXPECT_THAT(raw.reason, HasSubstr("nvme is node"));
+  // ...but the producer writes it on NVMe (10x bulk's write rate, and node
+  // durable: a crashed task loses nothing), and the engine writes it back.
+  EXPECT_EQ(raw.write_tier, "nvme");
+  EXPECT_GT(raw.write_back_seconds, raw.write_seconds);
+  EXPECT_THAT(raw.reason, HasSubstr("written on nvme"));
+  EXPECT_THAT(raw.reason, HasSubstr("written back to bulk in the background"));
   const OutputPlacement& model = placement->outputs[1];
   EXPECT_EQ(model.home, "vault");  // declared archive
+  EXPECT_EQ(model.write_tier, "nvme");
   const OutputPlacement& stats = placement->outputs[2];
   EXPECT_EQ(stats.home, "nvme");  // generic outputs need node durability: not RAM
+  EXPECT_EQ(stats.write_tier, "nvme");
+  EXPECT_EQ(stats.write_back_seconds, 0);
   ASSERT_EQ(placement->inputs.size(), 2u);
   // train reads 10 GiB at random, 10 passes: a copy to RAM pays for itself.
   const InputPlacement& train = placement->inputs[0];
   EXPECT_EQ(train.task, "train");
   EXPECT_EQ(train.home, "bulk");
+  EXPECT_EQ(train.source, "nvme");
   EXPECT_EQ(train.working, "ram");
   EXPECT_GT(train.copy_seconds, 0);
   EXPECT_LT(train.read_seconds + train.copy_seconds, train.home_read_seconds);
   EXPECT_THAT(train.reason, HasSubstr("copy to ram ahead of need"));
   // summary reads it once, sequentially: in place would cost ~ as much as a copy.
   const InputPlacement& summary = placement->inputs[1];
-  EXPECT_EQ(summary.working, "bulk");
+  EXPECT_EQ(summary.working, "nvme");  // where it was written, not the slow home
   EXPECT_EQ(summary.copy_seconds, 0);
   EXPECT_THAT(summary.reason, HasSubstr("reads in place"));
+}
+
+TEST(PlacementTest, AnObjectStoreIsAHomeReachedByCopiesNeverAPlaceTasksReadOrWrite) {
+  std::vector<PlacementTier> tiers = Tiers();
+  tiers[2].config.adapter = "s3";              // bulk: an object store
+  tiers[2].profile = {2000, 2000, 100000, 1};  // even when it claims to be fastest
+  absl::StatusOr<Placement> placement = PlaceArtifacts(PlanOf(kPipeline), tiers);
+  ASSERT_TRUE(placement.ok()) << placement.status();
+  EXPECT_EQ(placement->outputs[0].home, "bulk");
+  EXPECT_EQ(placement->outputs[0].write_tier, "nvme");
+  for (const InputPlacement& input : placement->inputs) {
+    EXPECT_NE(input.working, "bulk") << input.task;
+    EXPECT_EQ(input.source, "nvme") << input.task;
+  }
+
+  // Only an object store and RAM: a durable output has no posix tier that
+  // survives a task's crash to be written on first.
+  std::vector<PlacementTier> s3_and_ram = {tiers[0], tiers[2]};
+  absl::StatusOr<Placement> none = PlaceArtifacts(PlanOf(kPipeline), s3_and_ram);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(std::string(none.status().message()),
+            "ingest.raw: its home bulk is an object store, and no posix tier (node or better, "
+            "room for 10 GiB) can take the task's writes first");
 }
 
 TEST(PlacementTest, CapacityKeepsCopiesOffTiersTooSmallForThem) {

@@ -176,6 +176,16 @@ CREATE TABLE tier_profiles (
 );
 CREATE INDEX tier_profiles_by_tier ON tier_profiles(tier, measured_at);
 )sql",
+    // 4: data movement between tiers. A run keeps the tiers it was placed on
+    // (resume places it on the same ones); a copy is recorded before it is
+    // made (state 'copying'), with where it came from and how it ended.
+    R"sql(
+ALTER TABLE runs ADD COLUMN tiers_json TEXT;  -- NULL: the engine's one implicit tier
+ALTER TABLE artifact_copies ADD COLUMN source_tier TEXT;  -- NULL: written there by its task
+ALTER TABLE artifact_copies ADD COLUMN finished_at INTEGER;  -- present, failed or evicted at
+ALTER TABLE artifact_copies ADD COLUMN message TEXT;
+CREATE INDEX copies_by_state ON artifact_copies(state) WHERE state = 'copying';
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -16,6 +16,8 @@ packages=(
   python3 python3-yaml python3-jsonschema
   # tests: the s3 adapter against OpenStack Swift with s3api (scripts/swift.sh)
   swift swift-proxy swift-account swift-container swift-object memcached
+  # tests: `tierflow lineage --output dot` is checked by rendering it
+  graphviz
 )
 
 missing=()

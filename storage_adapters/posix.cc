@@ -436,4 +436,13 @@ absl::StatusOr<std::unique_ptr<Adapter>> MakePosixAdapter(const PosixConfig& con
   return std::unique_ptr<Adapter>(new PosixAdapter(config, Fd(fd)));
 }
 
+absl::StatusOr<std::unique_ptr<Adapter>> OpenPosixTier(const TierConfig& tier) {
+  PosixConfig config;
+  config.tier = tier.name;
+  config.root = tier.root;
+  config.sync = tier.durability >= Durability::kDurable;
+  config.write_once = tier.durability == Durability::kArchive;
+  return MakePosixAdapter(config);
+}
+
 }  // namespace tierflow::storage

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "storage_adapters/adapter.h"
+#include "storage_adapters/tier_config.h"
 
 namespace tierflow::storage {
 
@@ -24,6 +25,10 @@ struct PosixConfig {
 };
 
 absl::StatusOr<std::unique_ptr<Adapter>> MakePosixAdapter(const PosixConfig& config);
+
+// The adapter of a posix tier as tiers.yaml declares it: fsync on durable
+// and archive tiers, write-once on archive tiers.
+absl::StatusOr<std::unique_ptr<Adapter>> OpenPosixTier(const TierConfig& tier);
 
 // Copies `key` of posix tier `from` to `to_key` of posix tier `to` inside
 // the kernel (copy_file_range: no bytes through user space, a reflink where

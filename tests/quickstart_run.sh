@@ -26,7 +26,7 @@ run1=$(sql "SELECT id FROM runs ORDER BY created_at DESC LIMIT 1")
   fail "train attempts: $(sql "SELECT number, state, message FROM attempts WHERE run_id='$run1' AND task_id='train'")"
 log2=$(sql "SELECT log_path FROM attempts WHERE run_id='$run1' AND task_id='train' AND number=2")
 grep -q "resuming from epoch 2" "$log2" || fail "train attempt 2 did not resume from checkpoint 2 ($log2)"
-release=$(sql "SELECT c.uri FROM artifacts a JOIN artifact_copies c ON c.artifact_id=a.id WHERE a.run_id='$run1' AND a.task_id='publish' AND a.name='release'")
+release=$(sql "SELECT c.uri FROM artifacts a JOIN artifact_copies c ON c.artifact_id=a.id WHERE a.run_id='$run1' AND a.task_id='publish' AND a.name='release' AND c.role='home' AND c.state='present'")
 (cd "$release" && sha256sum --quiet -c MANIFEST.sha256) || fail "release manifest"
 python3 - "$release/metrics.json" <<'PY' || fail "model quality"
 import json, sys

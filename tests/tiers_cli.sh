@@ -87,8 +87,10 @@ grep -q "^  prep.table -> home scratch: needs node; write 1 GiB" "$work/plan" ||
   fail "no home for prep.table: $(cat "$work/plan")"
 grep -q "^    train reads it (data) from scratch: reads in place" "$work/plan" ||
   fail "no working tier for train: $(cat "$work/plan")"
-grep -q "^  train.model -> home vault: needs archive" "$work/plan" ||
+grep -q "^  train.model -> home vault (written on scratch): needs archive" "$work/plan" ||
   fail "model not archived: $(cat "$work/plan")"
+grep -q "then written back to vault in the background" "$work/plan" ||
+  fail "no write-back of the model: $(cat "$work/plan")"
 sed -i 's/    outputs: {table: 1GiB}/    outputs: {table: {size: 1GiB, durability: durable}}/' "$work/pipeline.yaml"
 if "$tierflow" plan "$work/pipeline.yaml" --tiers "$work/tiers.yaml" --db "$db" > /dev/null 2> "$work/err"; then
   fail "a plan whose output fits no tier succeeded"

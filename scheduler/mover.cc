@@ -1,0 +1,116 @@
+#include "scheduler/mover.h"
+
+#include <chrono>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "common/status.h"
+#include "common/strings.h"
+
+namespace tierflow::scheduler {
+
+namespace fs = std::filesystem;
+
+Mover::Mover(int threads, DoneCallback done) : done_(std::move(done)) {
+  for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this] { Work(); });
+}
+
+Mover::~Mover() {
+  DropQueued();
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& thread : threads_) thread.join();
+}
+
+void Mover::Submit(MoveJob job) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+void Mover::DropQueued() {
+  std::deque<MoveJob> dropped;
+  {
+    std::lock_guard lock(mu_);
+    dropped.swap(queue_);
+  }
+  for (const MoveJob& job : dropped) {
+    done_({job.kind,
+           job.copy_id,
+           absl::CancelledError("the run stopped before this copy began"),
+           {},
+           Duration(0)});
+  }
+}
+
+void Mover::Work() {
+  for (;;) {
+    MoveJob job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    const auto start = std::chrono::steady_clock::now();
+    MoveResult result;
+    result.kind = job.kind;
+    result.copy_id = job.copy_id;
+    if (job.kind == MoveJob::Kind::kCopy) {
+      absl::StatusOr<storage::TransferResult> moved = CopyArtifact(*job.from, job.key, *job.to);
+      if (moved.ok()) {
+        result.moved = *moved;
+      } else {
+        result.status = moved.status();
+      }
+    } else if (!job.posix_path.empty()) {
+      std::error_code error;
+      fs::remove_all(job.posix_path, error);
+      if (error) {
+        result.status =
+            absl::InternalError(StrCat("cannot delete ", job.posix_path, ": ", error.message()));
+      }
+    } else {
+      result.status = DeleteArtifact(*job.to, job.key);
+    }
+    result.elapsed = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - start);
+    done_(std::move(result));
+  }
+}
+
+absl::StatusOr<storage::TransferResult> CopyArtifact(storage::Adapter& from, const std::string& key,
+                                                     storage::Adapter& to) {
+  absl::StatusOr<storage::ObjectInfo> file = from.Stat(key);
+  if (file.ok()) return storage::CopyObject(from, key, to, key);
+  if (file.status().code() != absl::StatusCode::kNotFound) return file.status();
+  TF_ASSIGN_OR_RETURN(storage::TransferResult tree, storage::CopyTree(from, key, to, key));
+  if (tree.objects == 0) {
+    return absl::NotFoundError(StrCat("artifact '", key, "' is on no tier it was recorded on"));
+  }
+  return tree;
+}
+
+absl::Status DeleteArtifact(storage::Adapter& adapter, const std::string& key) {
+  absl::Status file = adapter.Delete(key);
+  if (file.code() != absl::StatusCode::kNotFound) return file;
+  TF_ASSIGN_OR_RETURN(std::vector<storage::ObjectInfo> objects, adapter.List(StrCat(key, "/")));
+  for (const storage::ObjectInfo& object : objects) TF_RETURN_IF_ERROR(adapter.Delete(object.key));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> ArtifactExists(storage::Adapter& adapter, const std::string& key) {
+  absl::StatusOr<storage::ObjectInfo> file = adapter.Stat(key);
+  if (file.ok()) return true;
+  if (file.status().code() != absl::StatusCode::kNotFound) return file.status();
+  TF_ASSIGN_OR_RETURN(std::vector<storage::ObjectInfo> objects, adapter.List(StrCat(key, "/")));
+  return !objects.empty();
+}
+
+}  // namespace tierflow::scheduler

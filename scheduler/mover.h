@@ -1,0 +1,80 @@
+// The engine's data mover: copies artifacts between tiers (prefetch to a
+// consumer's working tier, write-back to the home tier) and deletes evicted
+// working copies, on threads of its own, so that the engine's loop never
+// waits on storage. The engine records every job in the store before it
+// submits it, and applies each result in a turn of its own.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/units.h"
+#include "storage_adapters/adapter.h"
+#include "storage_adapters/transfer.h"
+
+namespace tierflow::scheduler {
+
+struct MoveJob {
+  enum class Kind { kCopy, kDelete };
+  Kind kind = Kind::kCopy;
+  int64_t copy_id = 0;               // the artifact_copies row it makes or removes
+  storage::Adapter* from = nullptr;  // kCopy: the source tier
+  storage::Adapter* to = nullptr;    // kCopy: the target tier; kDelete: the tier to delete on
+  std::string key;                   // the artifact's key, the same on every tier
+  // kDelete on a posix tier: the artifact's path (root/key), removed whole,
+  // folders included.
+  std::string posix_path;
+};
+
+struct MoveResult {
+  MoveJob::Kind kind = MoveJob::Kind::kCopy;
+  int64_t copy_id = 0;
+  absl::Status status;  // Cancelled for a job dropped before it started
+  storage::TransferResult moved;
+  Duration elapsed{0};
+};
+
+class Mover {
+ public:
+  using DoneCallback = std::function<void(MoveResult)>;
+  // `done` is called on a mover thread for every submitted job, once.
+  Mover(int threads, DoneCallback done);
+  // Drops the jobs not yet started (reporting them Cancelled) and waits for
+  // the ones under way.
+  ~Mover();
+  Mover(const Mover&) = delete;
+  Mover& operator=(const Mover&) = delete;
+
+  void Submit(MoveJob job);
+  // Reports every job not yet started as Cancelled, now.
+  void DropQueued();
+
+ private:
+  void Work();
+
+  DoneCallback done_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<MoveJob> queue_;  // guarded by mu_
+  bool stopping_ = false;      // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+// An artifact is a file (one object) or a tree (the objects under key/).
+// Copies it whole from one tier to another, each object atomic on `to`.
+absl::StatusOr<storage::TransferResult> CopyArtifact(storage::Adapter& from, const std::string& key,
+                                                     storage::Adapter& to);
+// Deletes a file artifact or every object of a tree artifact.
+absl::Status DeleteArtifact(storage::Adapter& adapter, const std::string& key);
+// True when the artifact is there, as a file or a non-empty tree.
+absl::StatusOr<bool> ArtifactExists(storage::Adapter& adapter, const std::string& key);
+
+}  // namespace tierflow::scheduler

@@ -1,0 +1,202 @@
+// Data movement in the engine (docs/tiers.md "Where data moves"): outputs
+// written on their write tier and written back to their home, inputs copied
+// to each consumer's working tier before it starts, working copies evicted
+// when their last reader ends, every copy recorded in the store; a home
+// that cannot be reached fails the run without losing the output. Real
+// tasks on real posix tiers in a temporary folder; the unreachable home is
+// an s3 tier whose endpoint is a closed loopback port.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "api/embedded.h"
+#include "scheduler/engine.h"
+#include "tests/engine/engine_testing.h"
+
+namespace tierflow {
+namespace {
+
+using scheduler::EngineOptions;
+using scheduler::PlacementTier;
+using scheduler::RunResult;
+using ::testing::HasSubstr;
+using namespace tierflow::testing;  // NOLINT: the test helpers
+
+PlacementTier Tier(const fs::path& root, std::string name, Durability durability,
+                   storage::TierProfile profile) {
+  PlacementTier tier;
+  tier.config.name = std::move(name);
+  tier.config.adapter = "posix";
+  tier.config.root = (root / tier.config.name).string();
+  tier.config.durability = durability;
+  tier.config.scope = storage::Scope::kNode;
+  tier.profile = profile;
+  tier.profile_source = "declared";
+  return tier;
+}
+
+// ingest writes raw (home: bulk, the only durable tier; written on disk,
+// which writes it 6x faster); train reads it at random for many passes
+// (worth a copy to ram) and writes a model; report reads raw once,
+// sequentially (read where it was written, on disk).
+constexpr std::string_view kPipeline = R"(name: moves
+stages:
+  ingest:
+    kind: ingest
+    run: 'printf "raw bytes" > "$TIERFLOW_OUTPUT_RAW"'
+    outputs: {raw: 100MiB}
+  train:
+    kind: train
+    inputs: {data: ingest.raw}
+    run: 'cat "$TIERFLOW_INPUT_DATA" > "$TIERFLOW_OUTPUT_MODEL"; echo "$TIERFLOW_INPUT_DATA"'
+    outputs: {model: {size: 1MiB, durability: node}}
+  report:
+    inputs: {data: ingest.raw}
+    io: {read: sequential, read_passes: 1}
+    run: 'echo "$TIERFLOW_INPUT_DATA"; wc -c < "$TIERFLOW_INPUT_DATA" > "$TIERFLOW_OUTPUT_SIZE"'
+    outputs: [size]
+)";
+
+class DataMovementTest : public ::testing::Test {
+ protected:
+  void SetUp() override { WriteFile(dir_ / "pipeline.yaml", std::string(kPipeline)); }
+
+  std::string Db() const { return (dir_.path() / ".tierflow" / "tierflow.db").string(); }
+  fs::path Root(const std::string& tier) const { return dir_.path() / "tiers" / tier; }
+
+  std::vector<PlacementTier> Tiers() const {
+    const fs::path roots = dir_.path() / "tiers";
+    return {Tier(roots, "ram", Durability::kVolatile, {5000, 3000, 200000, 5}),
+            Tier(roots, "disk", Durability::kNode, {1500, 1200, 20000, 80}),
+            Tier(roots, "bulk", Durability::kDurable, {200, 200, 100, 20000})};
+  }
+
+  absl::StatusOr<RunResult> RunOn(std::vector<PlacementTier> tiers) {
+    EngineOptions options;
+    options.db_path = Db();
+    options.slots = 2;
+    options.tiers = std::move(tiers);
+    std::shared_ptr<scheduler::Engine> engine = api::MakeEmbeddedEngine(std::move(options));
+    scheduler::RunRequest request;
+    request.file = dir_ / "pipeline.yaml";
+    auto result = std::async(std::launch::async, [&] { return engine->Run(request); });
+    if (result.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+      engine->Cancel();
+      ADD_FAILURE() << "the run hangs";
+    }
+    return result.get();
+  }
+
+  // Copies of `task`.`output` as "tier role state source", in row order.
+  std::vector<std::string> Copies(const std::string& task, const std::string& output) const {
+    std::vector<std::string> copies;
+    for (const Row& row :
+         Query(Db(),
+               "SELECT c.tier || ' ' || c.role || ' ' || c.state || ' ' || "
+               "coalesce(c.source_tier, '-') FROM artifact_copies c JOIN artifacts a ON "
+               "a.id = c.artifact_id WHERE a.task_id = '" +
+                   task + "' AND a.name = '" + output + "' ORDER BY c.id")) {
+      copies.push_back(row[0]);
+    }
+    return copies;
+  }
+  std::string Log(const std::string& run_id, const std::string& task) const {
+    return ReadFile(dir_.path() / ".tierflow" / "runs" / run_id / "logs" /
+                    (task + ".attempt-1.log"));
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(DataMovementTest, WritesBackPrefetchesAndEvictsRecordingEveryCopy) {
+  absl::StatusOr<RunResult> result = RunOn(Tiers());
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->state, "succeeded") << result->failures.size();
+  const std::string key = "runs/" + result->run_id + "/artifacts/ingest/raw";
+
+  // raw: written on disk, written back to its home (bulk), copied to ram
+  // for train; both working copies evicted once their readers ended.
+  EXPECT_THAT(Copies("ingest", "raw"),
+              ::testing::UnorderedElementsAre("disk working evicted -", "bulk home present disk",
+                                              "ram working evicted disk"));
+  EXPECT_EQ(ReadFile(Root("bulk") / key), "raw bytes");
+  EXPECT_FALSE(fs::exists(Root("disk") / key));
+  EXPECT_FALSE(fs::exists(Root("ram") / key));
+
+  // Each consumer read it where placement put it, whole.
+  EXPECT_EQ(Log(result->run_id, "train"), (Root("ram") / key).string() + "\n");
+  EXPECT_EQ(Log(result->run_id, "report"), (Root("disk") / key).string() + "\n");
+  EXPECT_EQ(ReadFile(Root("disk") / "runs" / result->run_id / "artifacts/train/model"),
+            "raw bytes");
+
+  // The model needs node durability: disk is its home, written in place,
+  // never copied; nobody reads it, nothing to evict.
+  EXPECT_THAT(Copies("train", "model"), ::testing::ElementsAre("disk home present -"));
+  // Every copy that was made names its bytes and time; events record it.
+  EXPECT_EQ(QueryValue(Db(), "SELECT count(*) FROM events WHERE kind = 'copied'"), "2");
+  EXPECT_EQ(QueryValue(Db(), "SELECT count(*) FROM artifact_copies WHERE state = 'copying'"), "0");
+  // Staging is gone from every tier.
+  for (const char* tier : {"ram", "disk", "bulk"}) {
+    EXPECT_FALSE(fs::exists(Root(tier) / "runs" / result->run_id / "staging")) << tier;
+  }
+  // The run keeps its tiers, for a resume.
+  EXPECT_THAT(QueryValue(Db(), "SELECT tiers_json FROM runs"), HasSubstr("\"name\":\"bulk\""));
+}
+
+TEST_F(DataMovementTest, NothingFitsFailsBeforeAnythingIsRecorded) {
+  std::vector<PlacementTier> tiers = Tiers();
+  tiers.pop_back();  // no durable tier for ingest.raw
+  absl::StatusOr<RunResult> result = RunOn(tiers);
+  ASSERT_FALSE(result.ok());
+  EXPECT_THAT(std::string(result.status().message()),
+              HasSubstr("ingest.raw needs a durable home for 100 MiB and no tier fits"));
+  EXPECT_TRUE(!fs::exists(Db()) || QueryValue(Db(), "SELECT count(*) FROM runs") == "0");
+}
+
+// A loopback port nobody listens on.
+int ClosedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  bind(fd, reinterpret_cast<sockaddr*>(&address), length);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+TEST_F(DataMovementTest, AnUnreachableHomeFailsTheRunAndKeepsTheOutputWhereItWasWritten) {
+  setenv("TIERFLOW_TEST_S3_KEY", "test", 1);
+  setenv("TIERFLOW_TEST_S3_SECRET", "secret", 1);
+  std::vector<PlacementTier> tiers = Tiers();
+  storage::TierConfig& bulk = tiers.back().config;
+  bulk.adapter = "s3";
+  bulk.root.clear();
+  bulk.endpoint = "http://127.0.0.1:" + std::to_string(ClosedPort());
+  bulk.bucket = "nowhere";
+  bulk.access_key_env = "TIERFLOW_TEST_S3_KEY";
+  bulk.secret_key_env = "TIERFLOW_TEST_S3_SECRET";
+  absl::StatusOr<RunResult> result = RunOn(tiers);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->state, "failed");
+  // The tasks did their work: only the write-back failed.
+  EXPECT_EQ(result->counts.succeeded, 3u);
+  const std::string message = QueryValue(Db(), "SELECT message FROM runs");
+  EXPECT_THAT(message, HasSubstr("copying ingest.raw to tier bulk failed"));
+  EXPECT_THAT(message, HasSubstr("tierflow resume " + result->run_id));
+  // raw stays on disk (not evicted: its home has no copy), recorded so.
+  const std::string key = "runs/" + result->run_id + "/artifacts/ingest/raw";
+  EXPECT_EQ(ReadFile(Root("disk") / key), "raw bytes");
+  EXPECT_THAT(Copies("ingest", "raw"), ::testing::Contains("disk working present -"));
+  EXPECT_THAT(Copies("ingest", "raw"), ::testing::Contains("bulk home failed disk"));
+}
+
+}  // namespace
+}  // namespace tierflow
