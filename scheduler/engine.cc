@@ -303,6 +303,7 @@ struct OutputPlace {
   std::vector<CopyState> copies;  // by tier
   std::vector<int64_t> copy_ids;  // the artifact_copies row of each copy
   std::vector<uint32_t> readers;  // by tier
+  uint32_t consumers = 0;         // tasks that read it, finished or not
 };
 
 // An artifact a task reads, on the tier it reads it from.
@@ -967,6 +968,7 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
       for (uint32_t k = 0; k < from.TaskCount(); ++k) {
         task.needs.push_back(
             {first + k, static_cast<uint8_t>(o), static_cast<uint8_t>(task.input_tiers[i])});
+        ++tasks_[first + k].places[o].consumers;
       }
     }
   }
@@ -1121,13 +1123,23 @@ absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
 
 absl::Status Engine::Impl::MaybeEvict(uint32_t t, size_t o) {
   OutputPlace& place = tasks_[t].places[o];
-  // Only copies beside a complete home copy, once nobody reads them.
+  // Only copies beside a complete home copy, once nobody reads them; and a
+  // home in RAM (volatile: scratch space) once every task that reads the
+  // output has ended, after the other copies.
   if (place.copies[place.home] != CopyState::kPresent) return absl::OkStatus();
+  const bool scratch = tiers_[place.home].config.durability == Durability::kVolatile &&
+                       place.consumers > 0 &&
+                       std::all_of(place.readers.begin(), place.readers.end(),
+                                   [](uint32_t readers) { return readers == 0; });
+  uint8_t order[64];  // every tier but the home, then the home if it goes too
+  size_t count = 0;
   for (uint8_t tier = 0; tier < tiers_.size(); ++tier) {
-    if (tier == place.home || place.copies[tier] != CopyState::kPresent ||
-        place.readers[tier] > 0) {
-      continue;
-    }
+    if (tier != place.home) order[count++] = tier;
+  }
+  if (scratch) order[count++] = place.home;
+  for (size_t i = 0; i < count; ++i) {
+    const uint8_t tier = order[i];
+    if (place.copies[tier] != CopyState::kPresent || place.readers[tier] > 0) continue;
     const int64_t id = place.copy_ids[tier];
     TF_RETURN_IF_ERROR(UpdateCopy(id, "evicted", "its last reader ended"));
     place.copies[tier] = CopyState::kNone;

@@ -149,6 +149,31 @@ TEST_F(DataMovementTest, WritesBackPrefetchesAndEvictsRecordingEveryCopy) {
   EXPECT_THAT(QueryValue(Db(), "SELECT tiers_json FROM runs"), HasSubstr("\"name\":\"bulk\""));
 }
 
+TEST_F(DataMovementTest, AHomeInRamGoesWhenItsLastReaderEnds) {
+  // stage outputs need only volatile: their home is ram, scratch space
+  // that is freed once every reader has ended. An output nobody reads stays.
+  WriteFile(dir_ / "pipeline.yaml", R"(name: scratch
+stages:
+  pack:
+    kind: stage
+    run: 'printf shards > "$TIERFLOW_OUTPUT_SHARDS"; printf kept > "$TIERFLOW_OUTPUT_INDEX"'
+    outputs: {shards: 1MiB, index: 1KiB}
+  fit:
+    inputs: {shards: pack.shards}
+    run: 'cat "$TIERFLOW_INPUT_SHARDS" > "$TIERFLOW_OUTPUT_MODEL"'
+    outputs: [model]
+)");
+  absl::StatusOr<RunResult> result = RunOn(Tiers());
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->state, "succeeded");
+  EXPECT_THAT(Copies("pack", "shards"), ::testing::ElementsAre("ram home evicted -"));
+  EXPECT_THAT(Copies("pack", "index"), ::testing::ElementsAre("ram home present -"));
+  const fs::path artifacts = Root("ram") / "runs" / result->run_id / "artifacts" / "pack";
+  EXPECT_FALSE(fs::exists(artifacts / "shards"));
+  EXPECT_EQ(ReadFile(artifacts / "index"), "kept");
+  EXPECT_EQ(ReadFile(Root("disk") / "runs" / result->run_id / "artifacts/fit/model"), "shards");
+}
+
 TEST_F(DataMovementTest, NothingFitsFailsBeforeAnythingIsRecorded) {
   std::vector<PlacementTier> tiers = Tiers();
   tiers.pop_back();  // no durable tier for ingest.raw
