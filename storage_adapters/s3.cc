@@ -547,6 +547,8 @@ class S3Adapter final : public Adapter {
   absl::StatusOr<RangeReply> GetRange(const std::string& key, const std::string& object,
                                       uint64_t offset, uint64_t length, const Sink& sink);
   absl::Status PutObject(const std::string& key, const std::string& object, const Body& body);
+  // On a write-once tier: FailedPrecondition when `key` exists.
+  absl::Status RefuseOverwrite(const std::string& key, const std::string& object);
   absl::StatusOr<std::string> InitiateUpload(const std::string& key, const std::string& object);
   absl::StatusOr<Part> UploadPart(const std::string& key, const std::string& object,
                                   const std::string& upload_id, int number, const Body& body);
@@ -1024,8 +1026,19 @@ absl::StatusOr<RangeReply> S3Adapter::GetRange(const std::string& key, const std
   return reply;
 }
 
+absl::Status S3Adapter::RefuseOverwrite(const std::string& key, const std::string& object) {
+  if (!config_.write_once) return absl::OkStatus();
+  absl::StatusOr<Head> head = HeadObject("write", key, object);
+  if (absl::IsNotFound(head.status())) return absl::OkStatus();
+  if (!head.ok()) return head.status();
+  return absl::FailedPreconditionError(StrCat("tier ", config_.tier,
+                                              " is an archive (write-once): '", key,
+                                              "' exists and cannot be replaced"));
+}
+
 absl::Status S3Adapter::PutObject(const std::string& key, const std::string& object,
                                   const Body& body) {
+  TF_RETURN_IF_ERROR(RefuseOverwrite(key, object));
   Request request{"write", key, "PUT", object};
   request.body = body;
   TF_ASSIGN_OR_RETURN(Response response, Send(request));
@@ -1091,6 +1104,7 @@ absl::Status S3Adapter::CompleteUpload(const std::string& key, const std::string
   xml += "</CompleteMultipartUpload>";
   // S3's ETag of a multipart object: the MD5 of the parts' MD5s, "-", count.
   const std::string expected = StrCat(HexEncode(md5s.Finish()), "-", parts.size());
+  TF_RETURN_IF_ERROR(RefuseOverwrite(key, object));
 
   Request request{"write", key, "POST", object, {{"uploadId", upload_id}}};
   request.headers = {{"content-type", "application/xml"}};
@@ -1164,6 +1178,7 @@ absl::Status S3Adapter::CreateBucket() {
 absl::StatusOr<std::unique_ptr<ObjectWriter>> S3Adapter::OpenWrite(std::string_view key) {
   TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
   std::string object = ObjectName(normal);
+  TF_RETURN_IF_ERROR(RefuseOverwrite(normal, object));
   return std::unique_ptr<ObjectWriter>(new S3Writer(this, std::move(normal), std::move(object)));
 }
 
@@ -1225,6 +1240,10 @@ absl::StatusOr<std::vector<ObjectInfo>> S3Adapter::List(std::string_view prefix)
 absl::Status S3Adapter::Delete(std::string_view key) {
   TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
   const std::string object = ObjectName(normal);
+  if (config_.write_once) {
+    return absl::FailedPreconditionError(StrCat(
+        "tier ", config_.tier, " is an archive (write-once): '", normal, "' cannot be deleted"));
+  }
   // S3 deletes missing keys without complaint; the interface says NotFound.
   TF_RETURN_IF_ERROR(HeadObject("delete", normal, object).status());
   Request request{"delete", normal, "DELETE", object};
@@ -1234,6 +1253,7 @@ absl::Status S3Adapter::Delete(std::string_view key) {
 absl::Status S3Adapter::PutFile(std::string_view key, const std::string& local_path) {
   TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
   const std::string object = ObjectName(normal);
+  TF_RETURN_IF_ERROR(RefuseOverwrite(normal, object));
   File file(open(local_path.c_str(), O_RDONLY | O_CLOEXEC));
   struct stat info {};
   if (file.get() < 0 || fstat(file.get(), &info) != 0) {

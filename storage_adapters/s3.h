@@ -30,6 +30,10 @@ struct S3Config {
   std::string secret_key;
   std::string prefix;      // objects are <prefix>/<key>; "" for the bucket's root
   bool path_style = true;  // http://host/bucket/key, else http://bucket.host/key
+  // An archive tier: a key that exists is never replaced or deleted
+  // (checked with a HEAD before writing and again before the write
+  // becomes visible; S3 itself has no write-once switch to rely on).
+  bool write_once = false;
   // Bytes per multipart part, and the largest object sent in one PUT; at
   // least 5 MiB (S3's smallest part). A writer holds at most `parallel`
   // parts in memory.

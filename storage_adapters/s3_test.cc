@@ -198,6 +198,28 @@ TEST_F(S3AdapterTest, WritesReadsListsAndDeletes) {
   EXPECT_EQ(Get(*tier, "run/a/model.bin", 3, 0), "");
 }
 
+TEST_F(S3AdapterTest, AnArchiveTierNeverReplacesOrDeletesAnObject) {
+  S3Config config = Config();
+  config.write_once = true;
+  config.part_size = 5 << 20;
+  auto tier = Make(config);
+  ASSERT_TRUE(Put(*tier, "release/model.bin", "the model").ok());
+  absl::Status again = Put(*tier, "release/model.bin", "another model");
+  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition) << again;
+  EXPECT_THAT(again.message(), HasSubstr("tier bulk is an archive (write-once)"));
+  // Not through PutFile's multipart upload either.
+  const fs::path local = dir_ / "big.bin";
+  { std::ofstream(local, std::ios::binary) << std::string(11 << 20, 'x'); }
+  absl::Status file = tier->PutFile("release/model.bin", local.string());
+  EXPECT_EQ(file.code(), absl::StatusCode::kFailedPrecondition) << file;
+  absl::Status deleted = tier->Delete("release/model.bin");
+  EXPECT_EQ(deleted.code(), absl::StatusCode::kFailedPrecondition) << deleted;
+  EXPECT_EQ(Get(*tier, "release/model.bin"), "the model");
+  // A new key is written as usual, in parts too.
+  ASSERT_TRUE(tier->PutFile("release/big.bin", local.string()).ok());
+  EXPECT_EQ(tier->Stat("release/big.bin")->bytes, uint64_t{11} << 20);
+}
+
 TEST_F(S3AdapterTest, MultipartUploadOfMoreThanThreePartsReadsBackByteExact) {
   auto tier = Make(Config());
   const std::string data = RandomBytes(17 * kMiB + 123, 17);  // 4 parts of 5 MiB
