@@ -1,6 +1,10 @@
 #include "storage_adapters/transfer.h"
 
+#include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -40,15 +44,38 @@ absl::StatusOr<TransferResult> CopyTree(Adapter& from, std::string_view prefix, 
   const std::string folder =
       prefix.empty() || prefix.back() == '/' ? std::string(prefix) : StrCat(prefix, "/");
   TF_ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, from.List(folder));
-  TransferResult total;
-  for (const ObjectInfo& object : objects) {
-    const std::string relative = object.key.substr(folder.size());
-    TF_ASSIGN_OR_RETURN(TransferResult one, CopyObject(from, object.key, to,
-                                                       StrCat(to_prefix, "/", relative), options));
-    total.bytes += one.bytes;
-    total.objects += one.objects;
-  }
-  return total;
+  // Objects `parallel` at a time (a tree of many small files is bound by
+  // per-object latency, a request each on an object store), each copied
+  // whole; a tree of one object gets the ranges instead.
+  TransferOptions each = options;
+  const size_t workers =
+      std::min<size_t>(objects.size(), static_cast<size_t>(std::max(options.parallel, 1)));
+  if (workers > 1) each.parallel = 1;
+  std::atomic<size_t> next{0};
+  std::atomic<uint64_t> bytes{0};
+  std::mutex mu;
+  absl::Status first_error;  // guarded by mu
+  std::atomic<bool> failed{false};
+  auto work = [&] {
+    for (size_t i = next++; i < objects.size() && !failed; i = next++) {
+      const std::string relative = objects[i].key.substr(folder.size());
+      absl::StatusOr<TransferResult> one =
+          CopyObject(from, objects[i].key, to, StrCat(to_prefix, "/", relative), each);
+      if (!one.ok()) {
+        std::lock_guard lock(mu);
+        if (first_error.ok()) first_error = one.status();
+        failed = true;
+        return;
+      }
+      bytes += one->bytes;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < workers; ++i) threads.emplace_back(work);
+  work();
+  for (std::thread& thread : threads) thread.join();
+  TF_RETURN_IF_ERROR(first_error);
+  return TransferResult{bytes.load(), objects.size()};
 }
 
 }  // namespace tierflow::storage

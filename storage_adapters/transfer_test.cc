@@ -78,6 +78,31 @@ TEST_F(TransferTest, CopiesATreeAndEmptyFiles) {
   EXPECT_FALSE(fs::exists(dir_ / "fast" / "cache" / "other"));
 }
 
+TEST_F(TransferTest, CopiesATreeOfManyFilesSeveralAtATimeAndReportsTheFirstFailure) {
+  for (int i = 0; i < 200; ++i) Put("items/" + std::to_string(i), Bytes(1000 + i, i));
+  absl::StatusOr<TransferResult> copied =
+      CopyTree(*home_, "items", *fast_, "items", TransferOptions{8});
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_EQ(copied->objects, 200u);
+  uint64_t bytes = 0;
+  for (int i = 0; i < 200; ++i) {
+    const std::string name = std::to_string(i);
+    EXPECT_EQ(ReadFile(dir_ / "fast" / "items" / name), Bytes(1000 + i, i)) << name;
+    bytes += 1000 + i;
+  }
+  EXPECT_EQ(copied->bytes, bytes);
+
+  // Into an archive that already holds one of them: that copy fails, the
+  // tree copy says so, and the archived object keeps its bytes.
+  auto vault = MakePosixAdapter({"vault", (dir_ / "vault").string(), true, true});
+  ASSERT_TRUE(vault.ok());
+  ASSERT_TRUE(CopyObject(*fast_, "items/7", **vault, "items/7").ok());
+  Put("items/7", "changed");
+  absl::StatusOr<TransferResult> again = CopyTree(*home_, "items", **vault, "items");
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists) << again.status();
+  EXPECT_EQ(ReadFile(dir_ / "vault" / "items" / "7"), Bytes(1007, 7));
+}
+
 TEST_F(TransferTest, AMissingSourceChangesNothing) {
   absl::StatusOr<TransferResult> copied = CopyObject(*home_, "nope", *fast_, "nope");
   EXPECT_EQ(copied.status().code(), absl::StatusCode::kNotFound);
