@@ -26,6 +26,8 @@ struct OutputLaunch {
   std::string final_path;
   // For a reuse launch: the earlier artifact to link to `final_path`.
   std::string reuse_from;
+  // `final_path` is on a durable tier: fsync it before reporting success.
+  bool durable = false;
 };
 
 struct TaskLaunch {

@@ -1935,6 +1935,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     OutputLaunch output;
     output.name = stage.outputs[o].name;
     output.staging_path = TierPath(task.places[o].write, staging + output.name);
+    output.durable = tiers_[task.places[o].write].config.durability >= Durability::kDurable;
     output.final_path = OutputPath(t, o);
     contract_env.emplace_back(StrCat("TIERFLOW_OUTPUT_", AsciiUpper(output.name)),
                               output.staging_path);

@@ -198,11 +198,46 @@ absl::StatusOr<ContentDigest> HashArtifact(const std::string& path) {
   return digest;
 }
 
-absl::Status PublishArtifact(const std::string& staging, const std::string& final_path) {
+namespace {
+
+absl::Status SyncPath(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0 && errno == ELOOP) return absl::OkStatus();  // a symlink: its folder holds it
+  if (fd < 0) return ErrnoError("cannot open", path, errno);
+  const int synced = fsync(fd);
+  const int saved = errno;
+  close(fd);
+  if (synced != 0) return ErrnoError("cannot sync", path, saved);
+  return absl::OkStatus();
+}
+
+// Every file and folder of a file or tree, deepest first.
+absl::Status SyncTree(const std::string& path) {
+  std::error_code error;
+  if (fs::is_directory(fs::symlink_status(path, error))) {
+    for (auto it = fs::recursive_directory_iterator(path, error);
+         !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
+      if (it->is_regular_file(error) || it->is_directory(error)) {
+        TF_RETURN_IF_ERROR(SyncPath(it->path().string()));
+      }
+    }
+    if (error) return FsError("cannot list", path, error);
+  }
+  return SyncPath(path);
+}
+
+}  // namespace
+
+absl::Status PublishArtifact(const std::string& staging, const std::string& final_path,
+                             bool durable) {
   std::error_code error;
   fs::create_directories(fs::path(final_path).parent_path(), error);
   if (error) return FsError("cannot create the folder of", final_path, error);
-  if (rename(staging.c_str(), final_path.c_str()) == 0) return absl::OkStatus();
+  if (durable) TF_RETURN_IF_ERROR(SyncTree(staging));
+  auto synced = [&]() -> absl::Status {
+    return durable ? SyncPath(fs::path(final_path).parent_path().string()) : absl::OkStatus();
+  };
+  if (rename(staging.c_str(), final_path.c_str()) == 0) return synced();
   if (errno != EEXIST && errno != ENOTEMPTY && errno != EISDIR && errno != ENOTDIR) {
     return ErrnoError(StrCat("cannot move ", staging, " to"), final_path, errno);
   }
@@ -216,7 +251,7 @@ absl::Status PublishArtifact(const std::string& staging, const std::string& fina
     return ErrnoError(StrCat("cannot move ", staging, " to"), final_path, errno);
   }
   fs::remove_all(aside, error);
-  return absl::OkStatus();
+  return synced();
 }
 
 absl::Status LinkArtifact(const std::string& source, const std::string& target) {

@@ -32,8 +32,11 @@ std::string HashBytes(std::string_view bytes);
 // Publishes `staging` (file or tree) at `final_path` with one rename, after
 // creating final's parent folders. Anything already at `final_path` (left by
 // an attempt whose success was never recorded) is removed first. Both paths
-// must be on one file system.
-absl::Status PublishArtifact(const std::string& staging, const std::string& final_path);
+// must be on one file system. `durable`: every file and folder of `staging`
+// is fsynced before the rename and the parent folder after it, so the
+// artifact survives a power loss once this returns (durable tiers).
+absl::Status PublishArtifact(const std::string& staging, const std::string& final_path,
+                             bool durable = false);
 
 // Makes `target` hold the same content as `source` (file or tree) without
 // copying bytes where it can: hard links, falling back to copy_file_range

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "storage_adapters/local_artifact.h"
+
 namespace tierflow::storage {
 namespace {
 
@@ -177,6 +179,31 @@ TEST_F(PosixAdapterTest, WholeFilesInAndOut) {
   EXPECT_EQ(tier->PutFile("shards/001", (dir_ / "no-such-file").string()).code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(tier->Stat("shards/001").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(PosixAdapterTest, ADurablePublishSyncsATreeWithFoldersAndSymlinksAndReplacesLeftovers) {
+  const fs::path staging = dir_ / "staging" / "out";
+  fs::create_directories(staging / "a" / "b");
+  std::ofstream(staging / "a" / "b" / "data") << "bytes";
+  std::ofstream(staging / "top") << "top";
+  fs::create_symlink("a/b/data", staging / "link");
+  fs::create_symlink("/nonexistent", staging / "dangling");  // not followed
+  const fs::path final_path = root_ / "runs" / "r" / "out";
+  fs::create_directories(final_path / "leftover");  // of an attempt never recorded
+  ASSERT_TRUE(PublishArtifact(staging.string(), final_path.string(), /*durable=*/true).ok());
+  EXPECT_FALSE(fs::exists(staging));
+  EXPECT_FALSE(fs::exists(final_path / "leftover"));
+  std::ifstream in(final_path / "link");
+  std::string text;
+  in >> text;
+  EXPECT_EQ(text, "bytes");
+  EXPECT_EQ(fs::read_symlink(final_path / "dangling"), "/nonexistent");
+  // A staging path that is not there: an error naming it, nothing changed.
+  absl::Status missing =
+      PublishArtifact((dir_ / "nope").string(), (root_ / "other").string(), /*durable=*/true);
+  EXPECT_FALSE(missing.ok());
+  EXPECT_THAT(missing.message(), HasSubstr("nope"));
+  EXPECT_FALSE(fs::exists(root_ / "other"));
 }
 
 }  // namespace

@@ -484,7 +484,8 @@ class LocalPool final : public Executor {
           {output.name, output.final_path, digest->hash, digest->bytes, digest->files});
     }
     for (const OutputLaunch& output : launch.outputs) {
-      if (absl::Status status = storage::PublishArtifact(output.staging_path, output.final_path);
+      if (absl::Status status =
+              storage::PublishArtifact(output.staging_path, output.final_path, output.durable);
           !status.ok()) {
         report.outcome = TaskReport::Outcome::kFailed;
         report.message = StrCat("output '", output.name, "': ", status.message());
