@@ -304,6 +304,7 @@ struct OutputPlace {
   std::vector<int64_t> copy_ids;  // the artifact_copies row of each copy
   std::vector<uint32_t> readers;  // by tier
   uint32_t consumers = 0;         // tasks that read it, finished or not
+  uint64_t dirty = 0;             // bit per tier: a copy there failed or was cut off
 };
 
 // An artifact a task reads, on the tier it reads it from.
@@ -1040,8 +1041,14 @@ absl::Status Engine::Impl::StartCopy(uint32_t t, size_t o, uint8_t tier) {
   place.copy_ids[tier] = id;
   moves_[id] = {t, static_cast<uint8_t>(o), tier, MoveJob::Kind::kCopy};
   ++moves_in_flight_;
+  const std::string key = OutputKey(t, o);
+  // Never on an archive: what is there stays, and the copy fails instead.
+  const bool dirty =
+      ((place.dirty >> tier) & 1) && tiers_[tier].config.durability != Durability::kArchive;
+  place.dirty &= ~(uint64_t{1} << tier);  // the job clears it; a failure marks it again
   to_move_.push_back({MoveJob::Kind::kCopy, id, tiers_[*source].adapter.get(),
-                      tiers_[tier].adapter.get(), OutputKey(t, o), ""});
+                      tiers_[tier].adapter.get(), key,
+                      tiers_[tier].posix ? TierPath(tier, key) : "", dirty});
   return absl::OkStatus();
 }
 
@@ -1092,6 +1099,7 @@ absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
     return MaybeEvict(move.task, move.output);
   }
   place.copies[move.tier] = CopyState::kNone;
+  place.dirty |= uint64_t{1} << move.tier;
   const std::string message =
       StrCat("copying ", what, " to tier ", tier, " failed: ", result.status.message());
   TF_RETURN_IF_ERROR(UpdateCopy(result.copy_id, "failed", std::string(result.status.message())));
@@ -1147,7 +1155,7 @@ absl::Status Engine::Impl::MaybeEvict(uint32_t t, size_t o) {
     ++moves_in_flight_;
     const std::string key = OutputKey(t, o);
     to_move_.push_back({MoveJob::Kind::kDelete, id, nullptr, tiers_[tier].adapter.get(), key,
-                        tiers_[tier].posix ? TierPath(tier, key) : ""});
+                        tiers_[tier].posix ? TierPath(tier, key) : "", false});
   }
   return absl::OkStatus();
 }
@@ -1431,12 +1439,13 @@ absl::Status Engine::Impl::LoadRunForResume() {
       place.copy_ids.assign(tiers_.size(), 0);
     }
     const int64_t copy_id = outputs.Int(5);
-    if (outputs.Text(8) == "copying") {
-      stale_copies.push_back({copy_id, "failed", "the engine stopped during this copy"});
-      continue;
-    }
     uint8_t tier = 0;
     while (tier < tiers_.size() && tiers_[tier].config.name != outputs.Text(6)) ++tier;
+    if (outputs.Text(8) == "copying") {
+      stale_copies.push_back({copy_id, "failed", "the engine stopped during this copy"});
+      if (tier < tiers_.size()) place.dirty |= uint64_t{1} << tier;
+      continue;
+    }
     if (tier == tiers_.size()) continue;
     bool exists = false;
     if (tiers_[tier].posix) {
@@ -1498,6 +1507,9 @@ absl::Status Engine::Impl::LoadRunForResume() {
     }
     for (ArtifactRec& output : task.outputs) output = ArtifactRec{};
     for (OutputPlace& place : task.places) {
+      for (uint8_t x = 0; x < tiers_.size(); ++x) {
+        if (place.copies[x] != CopyState::kNone) place.dirty |= uint64_t{1} << x;
+      }
       place.copies.assign(tiers_.size(), CopyState::kNone);
       place.copy_ids.assign(tiers_.size(), 0);
     }
@@ -2219,8 +2231,12 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
       int64_t artifact_id = row ? insert_artifact_->Int(0) : 0;
       insert_artifact_->Reset();
       task.outputs[o] = {artifact_id, output.path, output.content_hash, output.bytes};
-      // A new artifact: copies of an earlier one are no copies of it.
+      // A new artifact: copies of an earlier one are no copies of it, and
+      // what they left on other tiers must go before it is copied there.
       OutputPlace& place = task.places[o];
+      for (uint8_t x = 0; x < tiers_.size(); ++x) {
+        if (place.copies[x] != CopyState::kNone) place.dirty |= uint64_t{1} << x;
+      }
       place.copies.assign(tiers_.size(), CopyState::kNone);
       place.copy_ids.assign(tiers_.size(), 0);
       TF_ASSIGN_OR_RETURN(place.copy_ids[place.write],

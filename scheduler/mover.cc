@@ -63,7 +63,22 @@ void Mover::Work() {
     MoveResult result;
     result.kind = job.kind;
     result.copy_id = job.copy_id;
-    if (job.kind == MoveJob::Kind::kCopy) {
+    if (job.kind == MoveJob::Kind::kCopy && job.clear_first) {
+      if (!job.posix_path.empty()) {
+        std::error_code error;
+        fs::remove_all(job.posix_path, error);
+        if (error) {
+          result.status = absl::InternalError(StrCat("cannot clear what an earlier copy left at ",
+                                                     job.posix_path, ": ", error.message()));
+        }
+      } else if (absl::Status cleared = DeleteArtifact(*job.to, job.key);
+                 !cleared.ok() && !absl::IsNotFound(cleared)) {
+        result.status = cleared;
+      }
+    }
+    if (!result.status.ok()) {
+      // The target could not be cleared: no copy over its leftovers.
+    } else if (job.kind == MoveJob::Kind::kCopy) {
       absl::StatusOr<storage::TransferResult> moved = CopyArtifact(*job.from, job.key, *job.to);
       if (moved.ok()) {
         result.moved = *moved;

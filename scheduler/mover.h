@@ -30,8 +30,11 @@ struct MoveJob {
   storage::Adapter* to = nullptr;    // kCopy: the target tier; kDelete: the tier to delete on
   std::string key;                   // the artifact's key, the same on every tier
   // kDelete on a posix tier: the artifact's path (root/key), removed whole,
-  // folders included.
+  // folders included; kCopy: where the target is, on a posix target.
   std::string posix_path;
+  // kCopy: an earlier copy to the target failed or was interrupted; remove
+  // what it left (a tree's finished files, unfinished temporaries) first.
+  bool clear_first = false;
 };
 
 struct MoveResult {

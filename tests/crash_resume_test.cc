@@ -247,6 +247,71 @@ TEST_F(CrashResumeTest, KillNineMidRunThenResumeFinishesWithoutRerunningSucceede
   for (const std::string task : {"d", "e", "f", "g", "h"}) EXPECT_EQ(journal[task], 1) << task;
 }
 
+// make writes a tree of 3000 files on `fast`; its home is `bulk` (durable:
+// each file fsynced), so the write-back takes a while, and the engine is
+// killed during it.
+TEST_F(CrashResumeTest, KillNineDuringAWriteBackThenResumeFinishesItWithoutRerunningTheProducer) {
+  WriteFile(Pipeline(), R"(name: writeback
+stages:
+  make:
+    kind: ingest
+    run: |
+      echo "make $TIERFLOW_ATTEMPT" >> journal
+      mkdir -p "$TIERFLOW_OUTPUT_TREE"
+      i=0
+      while [ $i -lt 3000 ]; do echo $i > "$TIERFLOW_OUTPUT_TREE/$i"; i=$((i + 1)); done
+    outputs: {tree: 12KiB}
+  use:
+    inputs: {tree: make.tree}
+    run: 'echo "use $TIERFLOW_ATTEMPT" >> journal; ls "$TIERFLOW_INPUT_TREE" | wc -l > "$TIERFLOW_OUTPUT_COUNT"'
+    outputs: [count]
+)");
+  WriteFile(dir_ / "tiers.yaml", R"(tiers:
+  fast:
+    adapter: posix
+    root: fast
+    profile: {seq_read_mb_s: 2000, seq_write_mb_s: 2000, rand_read_iops: 100000, latency_us: 50}
+  bulk:
+    adapter: posix
+    root: bulk
+    scope: cluster
+    durability: durable
+    profile: {seq_read_mb_s: 100, seq_write_mb_s: 100, rand_read_iops: 100, latency_us: 20000}
+)");
+  pid_t engine = Start("run", {"run", Pipeline(), "--db", Db(), "--tiers", dir_ / "tiers.yaml",
+                               "--progress", "plain"});
+  ASSERT_TRUE(
+      WaitForStore("SELECT count(*) FROM artifact_copies WHERE tier = 'bulk' AND state "
+                   "= 'copying'"))
+      << ReadFile(dir_ / "run.err");
+  KillNine(engine);
+  EXPECT_EQ(Sql("SELECT state FROM tasks WHERE id = 'make'"), "succeeded");
+  EXPECT_EQ(Sql("SELECT state FROM runs"), "running");
+
+  Result resume = RunToEnd("resume", {"resume", "last", "--db", Db()});
+  ASSERT_EQ(resume.exit_code, 0) << resume.out << resume.err;
+  EXPECT_EQ(Sql("SELECT state FROM runs"), "succeeded");
+  // make ran once: its output, safe on fast, was only written back again.
+  EXPECT_EQ(JournalCounts()["make"], 1);
+  EXPECT_EQ(Sql("SELECT count(*) FROM attempts WHERE task_id = 'make'"), "1");
+  EXPECT_EQ(Sql("SELECT group_concat(state || ':' || coalesce(message, ''), ' | ') FROM (SELECT "
+                "* FROM artifact_copies WHERE tier = 'bulk' ORDER BY id)"),
+            "failed:the engine stopped during this copy | present:" +
+                Sql("SELECT message FROM artifact_copies WHERE tier = 'bulk' AND state = "
+                    "'present'"));
+  const std::string run = RunId();
+  const fs::path tree = dir_.path() / "bulk" / "runs" / run / "artifacts" / "make" / "tree";
+  EXPECT_EQ(std::distance(fs::directory_iterator(tree), fs::directory_iterator()), 3000);
+  EXPECT_EQ(ReadFile(tree / "2999"), "2999\n");
+  // use read it where it was written; that copy went once the home was whole.
+  EXPECT_EQ(ReadFile(dir_.path() / "fast" / "runs" / run / "artifacts" / "use" / "count"),
+            "3000\n");
+  EXPECT_EQ(Sql("SELECT state FROM artifact_copies WHERE tier = 'fast' AND artifact_id = (SELECT "
+                "id FROM artifacts WHERE task_id = 'make')"),
+            "evicted");
+  EXPECT_FALSE(fs::exists(dir_.path() / "fast" / "runs" / run / "artifacts" / "make" / "tree"));
+}
+
 TEST_F(CrashResumeTest, RunResumeFlagFinishesKilledRunAndSucceededRunCannotResume) {
   WritePipeline(R"x(name: small
 stages:
