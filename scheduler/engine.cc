@@ -491,6 +491,9 @@ class Engine::Impl {
     int64_t attempt_id = 0;
     std::vector<std::string> paths;   // by output index
     std::vector<std::string> hashes;  // by output index
+    // By output index, for an output kept only on an object store: its
+    // tier and key there (restored into staging before the reuse).
+    std::vector<std::optional<std::pair<uint8_t, std::string>>> restore;
   };
   absl::StatusOr<std::optional<CacheHit>> FindCacheHit(uint32_t task, const std::string& key);
 
@@ -623,8 +626,15 @@ class Engine::Impl {
     uint8_t output = 0;
     uint8_t tier = 0;
     MoveJob::Kind kind = MoveJob::Kind::kCopy;
+    bool restore = false;  // a cached output restored into staging (id < 0)
   };
-  std::unordered_map<int64_t, Move> moves_;  // by copy id: under way
+  int64_t last_restore_id_ = 0;
+  struct WaitingLaunch {
+    TaskLaunch launch;
+    int restores = 0;  // still being copied
+  };
+  std::unordered_map<uint32_t, WaitingLaunch> waiting_launches_;  // by task
+  std::unordered_map<int64_t, Move> moves_;                       // by copy id: under way
   size_t moves_in_flight_ = 0;
   std::vector<MoveJob> to_move_;               // submitted after the turn's commit
   std::unordered_set<uint32_t> data_waiters_;  // ready tasks whose inputs are being copied
@@ -672,6 +682,8 @@ absl::Status Engine::Impl::BeginRun() {
   tiers_json_.clear();
   moves_.clear();
   moves_in_flight_ = 0;
+  last_restore_id_ = 0;
+  waiting_launches_.clear();
   to_move_.clear();
   data_waiters_.clear();
   move_failures_.clear();
@@ -1048,7 +1060,7 @@ absl::Status Engine::Impl::StartCopy(uint32_t t, size_t o, uint8_t tier) {
   place.dirty &= ~(uint64_t{1} << tier);  // the job clears it; a failure marks it again
   to_move_.push_back({MoveJob::Kind::kCopy, id, tiers_[*source].adapter.get(),
                       tiers_[tier].adapter.get(), key,
-                      tiers_[tier].posix ? TierPath(tier, key) : "", dirty});
+                      tiers_[tier].posix ? TierPath(tier, key) : "", dirty, ""});
   return absl::OkStatus();
 }
 
@@ -1073,6 +1085,21 @@ absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
   const std::string what =
       StrCat(producer.id, ".", pipeline_.stages[producer.stage].outputs[move.output].name);
   const std::string& tier = tiers_[move.tier].config.name;
+  if (move.restore) {
+    // Launched once every restore has ended; one that failed makes the
+    // reuse fail in the worker (its source is missing), and the task runs.
+    if (!result.status.ok()) {
+      TF_RETURN_IF_ERROR(AddEvent(
+          producer.id, 0, "copy_failed",
+          StrCat("restoring the cached ", what, " to tier ", tier, ": ", result.status.message())));
+    }
+    auto waiting = waiting_launches_.find(move.task);
+    if (waiting != waiting_launches_.end() && --waiting->second.restores == 0) {
+      to_launch_.push_back(std::move(waiting->second.launch));
+      waiting_launches_.erase(waiting);
+    }
+    return absl::OkStatus();
+  }
   if (move.kind == MoveJob::Kind::kDelete) {
     if (result.status.ok()) return absl::OkStatus();
     return AddEvent(producer.id, 0, "evict_failed",
@@ -1155,7 +1182,7 @@ absl::Status Engine::Impl::MaybeEvict(uint32_t t, size_t o) {
     ++moves_in_flight_;
     const std::string key = OutputKey(t, o);
     to_move_.push_back({MoveJob::Kind::kDelete, id, nullptr, tiers_[tier].adapter.get(), key,
-                        tiers_[tier].posix ? TierPath(tier, key) : "", false});
+                        tiers_[tier].posix ? TierPath(tier, key) : "", false, ""});
   }
   return absl::OkStatus();
 }
@@ -1218,10 +1245,10 @@ absl::Status Engine::Impl::PrepareStatements() {
                              "= ? AND state IN ('succeeded', 'cached') ORDER BY finished_at DESC "
                              "LIMIT 8"));
   TF_RETURN_IF_ERROR(prepare(cached_outputs_,
-                             "SELECT a.name, a.content_hash, a.bytes, c.uri FROM artifacts a JOIN "
-                             "artifact_copies c ON c.artifact_id = a.id AND c.state = 'present' "
-                             "AND substr(c.uri, 1, 1) = '/' WHERE a.attempt_id = ? ORDER BY "
-                             "c.role = 'home' DESC"));
+                             "SELECT a.name, a.content_hash, a.bytes, c.uri, c.tier FROM "
+                             "artifacts a JOIN artifact_copies c ON c.artifact_id = a.id AND "
+                             "c.state = 'present' WHERE a.attempt_id = ? ORDER BY substr(c.uri, "
+                             "1, 1) = '/' DESC, c.role = 'home' DESC"));
   return absl::OkStatus();
 }
 
@@ -2018,6 +2045,27 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
   TF_RETURN_IF_ERROR(SetTaskState(
       t, task_state::kRunning,
       hit ? StrCat("reusing the outputs of attempt #", hit->attempt_id) : std::string()));
+  // Outputs kept only on an object store are copied into staging on their
+  // write tier first; the reuse starts when every one is there.
+  int restores = 0;
+  for (size_t o = 0; hit && o < launch.outputs.size(); ++o) {
+    if (!hit->restore[o]) continue;
+    const auto& [tier, key] = *hit->restore[o];
+    const uint8_t write = task.places[o].write;
+    const std::string to_key = StrCat(staging, "restore/", launch.outputs[o].name);
+    launch.outputs[o].reuse_from = TierPath(write, to_key);
+    const int64_t id = --last_restore_id_;  // not a copy of any artifact of this run
+    moves_[id] = {t, static_cast<uint8_t>(o), write, MoveJob::Kind::kCopy, /*restore=*/true};
+    ++moves_in_flight_;
+    to_move_.push_back({MoveJob::Kind::kCopy, id, tiers_[tier].adapter.get(),
+                        tiers_[write].adapter.get(), key, TierPath(write, to_key),
+                        /*clear_first=*/true, to_key});
+    ++restores;
+  }
+  if (restores > 0) {
+    waiting_launches_[t] = {std::move(launch), restores};
+    return absl::OkStatus();
+  }
   to_launch_.push_back(std::move(launch));
   return absl::OkStatus();
 }
@@ -2127,6 +2175,7 @@ absl::StatusOr<std::optional<Engine::Impl::CacheHit>> Engine::Impl::FindCacheHit
     hit.attempt_id = original;
     hit.paths.resize(stage.outputs.size());
     hit.hashes.resize(stage.outputs.size());
+    hit.restore.resize(stage.outputs.size());
     size_t present = 0;
     cached_outputs_->Bind(1, attempt);
     for (;;) {
@@ -2138,9 +2187,24 @@ absl::StatusOr<std::optional<Engine::Impl::CacheHit>> Engine::Impl::FindCacheHit
       if (!*row) break;
       const std::string name = cached_outputs_->Text(0);
       for (size_t o = 0; o < stage.outputs.size(); ++o) {
-        if (stage.outputs[o].name != name || !hit.paths[o].empty()) continue;
+        if (stage.outputs[o].name != name || !hit.paths[o].empty() || hit.restore[o]) continue;
         std::error_code error;
         const std::string path = cached_outputs_->Text(3);
+        if (path.empty() || path[0] != '/') {
+          // On an object store of this run's tiers (posix copies come
+          // first): restored from there. Whether it is still there shows
+          // when it is copied; if not, the task runs.
+          const std::string tier_name = cached_outputs_->Text(4);
+          for (uint8_t x = 0; x < tiers_.size(); ++x) {
+            if (tiers_[x].posix || tiers_[x].config.name != tier_name) continue;
+            const std::string prefix = CopyUri(x, "");
+            if (path.rfind(prefix, 0) != 0 || path.size() == prefix.size()) continue;
+            hit.restore[o].emplace(x, path.substr(prefix.size()));
+            hit.hashes[o] = cached_outputs_->Text(1);
+            ++present;
+          }
+          continue;
+        }
         fs::file_status status = fs::status(path, error);
         if (error || !fs::exists(status)) continue;
         if (fs::is_regular_file(status) &&

@@ -79,7 +79,8 @@ void Mover::Work() {
     if (!result.status.ok()) {
       // The target could not be cleared: no copy over its leftovers.
     } else if (job.kind == MoveJob::Kind::kCopy) {
-      absl::StatusOr<storage::TransferResult> moved = CopyArtifact(*job.from, job.key, *job.to);
+      absl::StatusOr<storage::TransferResult> moved =
+          CopyArtifact(*job.from, job.key, *job.to, job.to_key.empty() ? job.key : job.to_key);
       if (moved.ok()) {
         result.moved = *moved;
       } else {
@@ -101,11 +102,12 @@ void Mover::Work() {
 }
 
 absl::StatusOr<storage::TransferResult> CopyArtifact(storage::Adapter& from, const std::string& key,
-                                                     storage::Adapter& to) {
+                                                     storage::Adapter& to,
+                                                     const std::string& to_key) {
   absl::StatusOr<storage::ObjectInfo> file = from.Stat(key);
-  if (file.ok()) return storage::CopyObject(from, key, to, key);
+  if (file.ok()) return storage::CopyObject(from, key, to, to_key);
   if (file.status().code() != absl::StatusCode::kNotFound) return file.status();
-  TF_ASSIGN_OR_RETURN(storage::TransferResult tree, storage::CopyTree(from, key, to, key));
+  TF_ASSIGN_OR_RETURN(storage::TransferResult tree, storage::CopyTree(from, key, to, to_key));
   if (tree.objects == 0) {
     return absl::NotFoundError(StrCat("artifact '", key, "' is on no tier it was recorded on"));
   }

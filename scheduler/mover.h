@@ -35,6 +35,9 @@ struct MoveJob {
   // kCopy: an earlier copy to the target failed or was interrupted; remove
   // what it left (a tree's finished files, unfinished temporaries) first.
   bool clear_first = false;
+  // kCopy: the key on `to`, when not `key` (a cached output restored from
+  // an earlier run into this one's staging).
+  std::string to_key;
 };
 
 struct MoveResult {
@@ -72,9 +75,11 @@ class Mover {
 };
 
 // An artifact is a file (one object) or a tree (the objects under key/).
-// Copies it whole from one tier to another, each object atomic on `to`.
+// Copies it whole from `key` on one tier to `to_key` on another, each
+// object atomic on `to`.
 absl::StatusOr<storage::TransferResult> CopyArtifact(storage::Adapter& from, const std::string& key,
-                                                     storage::Adapter& to);
+                                                     storage::Adapter& to,
+                                                     const std::string& to_key);
 // Deletes a file artifact or every object of a tree artifact.
 absl::Status DeleteArtifact(storage::Adapter& adapter, const std::string& key);
 // True when the artifact is there, as a file or a non-empty tree.
