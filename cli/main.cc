@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cluster_commands.h"
 #include "cli/commands.h"
 #include "cli/inspect_commands.h"
 #include "cli/run_commands.h"
@@ -346,6 +347,72 @@ int ExitForParseError(const CLI::App& app, const CLI::ParseError& error) {
   return success ? kExitOk : kExitUsage;
 }
 
+// `tierflow server|worker|submit|status`: cluster mode (api/cluster.h).
+struct ClusterCommands {
+  CLI::App* server;
+  CLI::App* worker;
+  CLI::App* submit;
+  CLI::App* status;
+};
+
+ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_options,
+                                   WorkerCommandOptions& worker_options,
+                                   SubmitOptions& submit_options, StatusOptions& status_options) {
+  const char* scheduler_help =
+      "The scheduler's HOST:PORT (default: $TIERFLOW_SCHEDULER, else 127.0.0.1:7070)";
+  CLI::App* server = app.add_subcommand(
+      "server",
+      "Run the scheduler for a cluster: the same engine as 'run', one per submitted run, "
+      "leasing tasks to workers over gRPC, with the state database here. Listens on loopback "
+      "unless --listen says otherwise, which then needs TIERFLOW_CLIENT_TOKEN and "
+      "TIERFLOW_WORKER_TOKEN set (bearer tokens for clients and workers). Prints 'listening on "
+      "HOST:PORT' when ready; stops on SIGINT or SIGTERM.");
+  server->add_option("--listen", server_options.listen, "HOST:PORT to listen on (port 0: any)")
+      ->capture_default_str();
+  AddDbOption(*server, server_options.db);
+  server->add_option("--tiers", server_options.tiers_file, "Storage tiers (docs/tiers.md)")
+      ->type_name("FILE");
+  server
+      ->add_option("--worker-timeout", server_options.worker_timeout_seconds,
+                   "Seconds without a word from a worker before it counts as lost")
+      ->check(CLI::Range(0.2, 3600.0))
+      ->capture_default_str();
+  CLI::App* worker = app.add_subcommand(
+      "worker",
+      "Run tasks for a scheduler: connect, register the slots and node tiers, and run what it "
+      "leases as subprocesses, reporting back. Reconnects when the connection is lost; stops "
+      "on SIGINT or SIGTERM. The token, when the server needs one, is TIERFLOW_WORKER_TOKEN.");
+  worker->add_option("--scheduler", worker_options.scheduler, scheduler_help)
+      ->type_name("HOST:PORT");
+  worker->add_option("--slots", worker_options.slots, "Tasks at once (default: CPUs)")
+      ->check(CLI::Range(1, 100000));
+  worker->add_option("--name", worker_options.name, "Name to register as (default: HOST:PID)");
+  worker->add_option("--tier", worker_options.tiers, "A node tier on this worker (repeatable)")
+      ->type_name("NAME=PATH");
+  worker->add_option("--label", worker_options.labels, "A label for placement (repeatable)")
+      ->type_name("KEY=VALUE");
+  CLI::App* submit = app.add_subcommand(
+      "submit",
+      "Submit a pipeline to a scheduler ('tierflow server'): the file's YAML is sent, its "
+      "folder is where tasks run. Prints the run id; with --wait, waits for the run's end, "
+      "prints its tasks and exits 0 only when it succeeded. The token, when the server needs "
+      "one, is TIERFLOW_TOKEN.");
+  submit->add_option("file", submit_options.file, "Pipeline YAML file")
+      ->required()
+      ->type_name("FILE");
+  AddParamOption(*submit, submit_options.params);
+  submit->add_flag("--wait", submit_options.wait, "Wait for the run to end");
+  submit->add_option("--scheduler", submit_options.scheduler, scheduler_help)
+      ->type_name("HOST:PORT");
+  CLI::App* status = app.add_subcommand("status",
+                                        "A run on a scheduler: its state and its tasks, with the "
+                                        "worker each ran on.");
+  status->add_option("run", status_options.run, "Run id, or last")->capture_default_str();
+  status->add_option("--scheduler", status_options.scheduler, scheduler_help)
+      ->type_name("HOST:PORT");
+  return {server, worker, submit, status};
+}
+
 int Main(int argc, char** argv) {
   CLI::App app(
       "tierflow runs AI training pipelines (a DAG of ingest, clean, feature, stage, train and "
@@ -379,6 +446,12 @@ int Main(int argc, char** argv) {
   CLI::App* lineage = AddLineageCommand(app, lineage_options);
   TiersOptions tiers_options;
   auto [tiers_list, tiers_probe] = AddTiersCommands(app, tiers_options);
+  ServerCommandOptions server_options;
+  WorkerCommandOptions worker_options;
+  SubmitOptions submit_options;
+  StatusOptions status_options;
+  ClusterCommands cluster =
+      AddClusterCommands(app, server_options, worker_options, submit_options, status_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -402,6 +475,10 @@ int Main(int argc, char** argv) {
   if (lineage->parsed()) return RunLineage(lineage_options, std::cout, std::cerr);
   if (tiers_list->parsed()) return RunTiersList(tiers_options, std::cout, std::cerr);
   if (tiers_probe->parsed()) return RunTiersProbe(tiers_options, std::cout, std::cerr);
+  if (cluster.server->parsed()) return RunServerCommand(server_options, std::cout, std::cerr);
+  if (cluster.worker->parsed()) return RunWorkerCommand(worker_options, std::cout, std::cerr);
+  if (cluster.submit->parsed()) return RunSubmit(submit_options, std::cout, std::cerr);
+  if (cluster.status->parsed()) return RunStatus(status_options, std::cout, std::cerr);
   return kExitUsage;  // unreachable: require_subcommand(1)
 }
 

@@ -72,6 +72,7 @@ struct TaskReport {
     kFailed,     // non-zero exit, signal, missing output, or spawn error
     kTimedOut,   // killed after its timeout
     kCancelled,  // killed by Cancel/CancelAll
+    kLost,       // the worker running it was lost: run it again, not a failure
   };
   int64_t attempt_id = 0;
   Outcome outcome = Outcome::kFailed;
@@ -83,6 +84,7 @@ struct TaskReport {
   uint64_t log_bytes = 0;  // written to log_path (none: no file)
   int64_t started_ms = 0;  // wall clock, ms since the epoch
   int64_t finished_ms = 0;
+  std::string worker;  // who ran it; "" : the local pool
 };
 
 // Runs tasks. Launch and Cancel never block on a task; reports arrive on

@@ -1208,9 +1208,11 @@ absl::Status Engine::Impl::PrepareStatements() {
               "cached_from, started_at, log_path) VALUES (?, ?, ?, ?, 'local', ?, ?, ?, ?, ?)"));
   TF_RETURN_IF_ERROR(prepare(finish_attempt_,
                              "UPDATE attempts SET state = ?, finished_at = ?, exit_code = ?, "
-                             "signal = ?, message = ?, log_bytes = ?, pid = coalesce(?, pid) "
-                             "WHERE id = ?"));
-  TF_RETURN_IF_ERROR(prepare(set_attempt_pid_, "UPDATE attempts SET pid = ? WHERE id = ?"));
+                             "signal = ?, message = ?, log_bytes = ?, pid = coalesce(?, pid), "
+                             "worker = coalesce(?, worker) WHERE id = ?"));
+  TF_RETURN_IF_ERROR(prepare(set_attempt_pid_,
+                             "UPDATE attempts SET pid = ?, worker = "
+                             "coalesce(?, worker) WHERE id = ?"));
   TF_RETURN_IF_ERROR(
       prepare(update_task_,
               "UPDATE tasks SET state = ?, attempts = ?, cache_key = ?, message = ?, "
@@ -1348,13 +1350,17 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
 absl::StatusOr<RunResult> Engine::Impl::Run(const RunRequest& request) {
   TF_RETURN_IF_ERROR(BeginRun());
   absl::Cleanup end = [this] { EndRun(); };
-  std::ifstream in(request.file, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        StrCat(request.file, ": cannot read the pipeline file: ", std::strerror(errno)));
-  }
   std::stringstream text;
-  text << in.rdbuf();
+  if (request.yaml) {
+    text << *request.yaml;
+  } else {
+    std::ifstream in(request.file, std::ios::binary);
+    if (!in) {
+      return absl::NotFoundError(
+          StrCat(request.file, ": cannot read the pipeline file: ", std::strerror(errno)));
+    }
+    text << in.rdbuf();
+  }
   std::error_code error;
   fs::path file = fs::absolute(request.file, error);
   working_dir_ = file.parent_path().string();
@@ -2230,7 +2236,12 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   if (task.attempt_id != report.attempt_id) return absl::OkStatus();  // a stale attempt
   if (report.outcome == TaskReport::Outcome::kStarted) {
     if (ended_.count(report.attempt_id) > 0) return absl::OkStatus();
-    set_attempt_pid_->Bind(1, static_cast<int64_t>(report.pid)).Bind(2, report.attempt_id);
+    set_attempt_pid_->Bind(1, static_cast<int64_t>(report.pid)).Bind(3, report.attempt_id);
+    if (report.worker.empty()) {
+      set_attempt_pid_->BindNull(2);
+    } else {
+      set_attempt_pid_->Bind(2, report.worker);
+    }
     return set_attempt_pid_->Run();
   }
   attempt_task_.erase(found);
@@ -2262,6 +2273,9 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
     case TaskReport::Outcome::kCancelled:
       attempt_outcome = attempt_state::kCancelled;
       break;
+    case TaskReport::Outcome::kLost:
+      attempt_outcome = attempt_state::kLost;
+      break;
     default:
       break;
   }
@@ -2274,7 +2288,12 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
       .Bind(6, task.reusing ? std::nullopt
                             : std::optional<int64_t>(static_cast<int64_t>(report.log_bytes)))
       .Bind(7, report.pid > 0 ? std::optional<int64_t>(report.pid) : std::nullopt)
-      .Bind(8, report.attempt_id);
+      .Bind(9, report.attempt_id);
+  if (report.worker.empty()) {
+    finish_attempt_->BindNull(8);
+  } else {
+    finish_attempt_->Bind(8, report.worker);
+  }
   TF_RETURN_IF_ERROR(finish_attempt_->Run());
   if (!task.reusing) stages_[task.stage].busy += duration;
 
@@ -2326,6 +2345,12 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   }
   if (report.outcome == TaskReport::Outcome::kCancelled || cancelling_) {
     return SetTaskState(t, task_state::kCancelled, report.message, duration);
+  }
+  if (report.outcome == TaskReport::Outcome::kLost) {
+    // Not the task's failure: it runs again at once, its retries untouched.
+    TF_RETURN_IF_ERROR(SetTaskState(t, task_state::kQueued, report.message, duration));
+    Enqueue(t);
+    return absl::OkStatus();
   }
   if (task.reusing) {
     // A failed reuse: requeue as a real run at once.

@@ -129,6 +129,9 @@ struct EngineOptions {
 struct RunRequest {
   std::string file;                           // the pipeline YAML
   std::map<std::string, std::string> params;  // --param overrides
+  // The YAML text itself (a pipeline submitted to a server): then `file`
+  // only names it and its folder is where tasks run.
+  std::optional<std::string> yaml;
 };
 
 class Engine {

@@ -1,0 +1,75 @@
+// Cluster mode (DESIGN.md "Modes" 2): `tierflow server` runs the same
+// engine as `tierflow run`, one per submitted run, with an executor that
+// leases tasks to workers over gRPC (api/tierflow.proto); `tierflow worker`
+// runs what it is leased on its own local pool and reports back; clients
+// submit and look at runs through the server. Only the server writes the
+// state store.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace tierflow::api {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:7070";  // HOST:PORT; port 0 picks a free one
+  std::string db_path;
+  std::string tiers_file;    // "" : the embedded default tiers beside the store
+  std::string client_token;  // required from clients when set
+  std::string worker_token;  // required from workers when set
+  // A worker that sends nothing for this long is lost.
+  std::chrono::milliseconds worker_timeout{10000};
+};
+
+// Serves until `stop` becomes true (checked a few times a second). Prints
+// "listening on HOST:PORT" to `log` once it accepts calls. Refuses to start
+// on an address beyond loopback unless both tokens are set.
+absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& stop,
+                       std::ostream& log);
+
+struct WorkerOptions {
+  std::string scheduler;  // HOST:PORT
+  std::string token;
+  std::string name;  // "" : HOST:PID
+  int slots = 0;     // 0: CPUs
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> tiers;  // node tier name -> path
+};
+
+// Connects, registers and runs leased tasks until `stop` becomes true or
+// the server refuses it (wrong token); reconnects after a lost connection.
+absl::Status RunWorker(const WorkerOptions& options, const std::atomic<bool>& stop,
+                       std::ostream& log);
+
+struct RemoteTask {
+  std::string id;
+  std::string state;
+  uint32_t attempts = 0;
+  std::string worker;
+  std::string message;
+};
+
+struct RemoteRun {
+  std::string id;
+  std::string pipeline;
+  std::string state;
+  std::string message;
+  std::vector<RemoteTask> tasks;
+};
+
+// Client calls. `token` is the client token ("" when the server needs none).
+absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std::string& token,
+                                         const std::string& file,
+                                         const std::map<std::string, std::string>& params);
+absl::StatusOr<RemoteRun> GetRemoteRun(const std::string& scheduler, const std::string& token,
+                                       const std::string& run);
+absl::StatusOr<std::string> CancelRemoteRun(const std::string& scheduler, const std::string& token,
+                                            const std::string& run);
+
+}  // namespace tierflow::api

@@ -1,0 +1,212 @@
+// `tierflow worker` and the client calls of cluster mode.
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "api/cluster.h"
+#include "api/task_proto.h"
+#include "api/tierflow.grpc.pb.h"
+#include "common/strings.h"
+#include "worker/local_pool.h"
+
+namespace tierflow::api {
+namespace {
+
+void Authorize(grpc::ClientContext& context, const std::string& token) {
+  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+}
+
+absl::Status FromGrpc(const grpc::Status& status, const std::string& scheduler) {
+  if (status.ok()) return absl::OkStatus();
+  const std::string message = StrCat("scheduler ", scheduler, ": ", status.error_message());
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return absl::UnavailableError(message);
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return absl::UnauthenticatedError(message);
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return absl::PermissionDeniedError(message);
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(message);
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return absl::InvalidArgumentError(message);
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return absl::AlreadyExistsError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+std::unique_ptr<v1::Scheduler::Stub> SchedulerStub(const std::string& scheduler) {
+  return v1::Scheduler::NewStub(grpc::CreateChannel(scheduler, grpc::InsecureChannelCredentials()));
+}
+
+std::string HostName() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+// One connection's life: register, then run leases until the stream ends.
+// Returns how it ended; `registered` says whether it got that far.
+absl::Status Session(const WorkerOptions& options, const std::string& name,
+                     const std::atomic<bool>& stop, std::ostream& log, bool& registered) {
+  auto stub = v1::Workers::NewStub(
+      grpc::CreateChannel(options.scheduler, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  Authorize(context, options.token);
+  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::SchedulerMessage>> stream =
+      stub->Connect(&context);
+  std::mutex write_mu;
+  auto send = [&](const v1::WorkerMessage& message) {
+    std::lock_guard lock(write_mu);
+    return stream->Write(message);
+  };
+  v1::WorkerMessage hello;
+  v1::Register* reg = hello.mutable_register_();
+  reg->set_name(name);
+  reg->set_slots(options.slots);
+  reg->mutable_labels()->insert(options.labels.begin(), options.labels.end());
+  for (const auto& [tier, path] : options.tiers) {
+    v1::NodeTier* node_tier = reg->add_tiers();
+    node_tier->set_name(tier);
+    node_tier->set_path(path);
+  }
+  v1::SchedulerMessage reply;
+  if (!send(hello) || !stream->Read(&reply) || !reply.has_registered()) {
+    stream->WritesDone();
+    return FromGrpc(stream->Finish(), options.scheduler);
+  }
+  registered = true;
+  log << "worker " << reply.registered().worker() << ": connected to " << options.scheduler
+      << " with " << options.slots << " slots" << std::endl;
+
+  absl::StatusOr<std::unique_ptr<Executor>> pool = worker::StartLocalPool([&](TaskReport report) {
+    v1::WorkerMessage message;
+    ToProto(report, message.mutable_report());
+    send(message);
+  });
+  if (!pool.ok()) return pool.status();
+  std::unique_ptr<Executor> executor = std::move(*pool);
+
+  std::atomic<bool> done{false};
+  const auto interval = std::chrono::milliseconds(reply.registered().heartbeat_interval_ms());
+  std::thread beat([&] {
+    while (!done) {
+      for (auto slept = std::chrono::milliseconds(0); slept < interval && !done && !stop;
+           slept += std::chrono::milliseconds(50)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      if (stop) context.TryCancel();
+      if (done || stop) break;
+      v1::WorkerMessage message;
+      message.mutable_heartbeat();
+      send(message);
+    }
+  });
+  v1::SchedulerMessage message;
+  while (stream->Read(&message)) {
+    if (message.has_lease()) {
+      executor->Launch(FromProto(message.lease()));
+    } else if (message.has_cancel()) {
+      if (message.cancel().kill_now()) {
+        executor->KillAll();
+      } else {
+        executor->Cancel(message.cancel().attempt_id());
+      }
+    }
+  }
+  done = true;
+  beat.join();
+  // The scheduler counts this worker's tasks lost: stop them.
+  executor->KillAll();
+  executor.reset();
+  return FromGrpc(stream->Finish(), options.scheduler);
+}
+
+}  // namespace
+
+absl::Status RunWorker(const WorkerOptions& options, const std::atomic<bool>& stop,
+                       std::ostream& log) {
+  const std::string name =
+      options.name.empty() ? StrCat(HostName(), ":", static_cast<int64_t>(getpid())) : options.name;
+  WorkerOptions with_slots = options;
+  if (with_slots.slots <= 0) {
+    with_slots.slots = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  auto backoff = std::chrono::milliseconds(200);
+  while (!stop) {
+    bool registered = false;
+    absl::Status ended = Session(with_slots, name, stop, log, registered);
+    if (stop) break;
+    if (absl::IsUnauthenticated(ended) || absl::IsPermissionDenied(ended) ||
+        absl::IsAlreadyExists(ended) || absl::IsInvalidArgument(ended)) {
+      return ended;  // retrying would not help
+    }
+    if (registered) backoff = std::chrono::milliseconds(200);
+    log << "worker " << name << ": " << (ended.ok() ? "disconnected" : ended.message())
+        << "; reconnecting in " << backoff.count() << " ms" << std::endl;
+    for (auto slept = std::chrono::milliseconds(0); slept < backoff && !stop;
+         slept += std::chrono::milliseconds(50)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std::string& token,
+                                         const std::string& file,
+                                         const std::map<std::string, std::string>& params) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return absl::NotFoundError(StrCat(file, ": cannot read the pipeline file"));
+  std::stringstream text;
+  text << in.rdbuf();
+  v1::SubmitRequest request;
+  request.set_pipeline_yaml(text.str());
+  std::error_code error;
+  request.set_pipeline_file(std::filesystem::absolute(file, error).string());
+  request.mutable_params()->insert(params.begin(), params.end());
+  v1::SubmitReply reply;
+  grpc::ClientContext context;
+  Authorize(context, token);
+  grpc::Status status = SchedulerStub(scheduler)->Submit(&context, request, &reply);
+  if (!status.ok()) return FromGrpc(status, scheduler);
+  return reply.run_id();
+}
+
+absl::StatusOr<RemoteRun> GetRemoteRun(const std::string& scheduler, const std::string& token,
+                                       const std::string& run) {
+  v1::GetRunRequest request;
+  request.set_run_id(run);
+  v1::Run reply;
+  grpc::ClientContext context;
+  Authorize(context, token);
+  grpc::Status status = SchedulerStub(scheduler)->GetRun(&context, request, &reply);
+  if (!status.ok()) return FromGrpc(status, scheduler);
+  RemoteRun result{reply.run_id(), reply.pipeline(), reply.state(), reply.message(), {}};
+  for (const v1::Task& task : reply.tasks()) {
+    result.tasks.push_back(
+        {task.task_id(), task.state(), task.attempts(), task.worker(), task.message()});
+  }
+  return result;
+}
+
+absl::StatusOr<std::string> CancelRemoteRun(const std::string& scheduler, const std::string& token,
+                                            const std::string& run) {
+  v1::CancelRunRequest request;
+  request.set_run_id(run);
+  v1::CancelRunReply reply;
+  grpc::ClientContext context;
+  Authorize(context, token);
+  grpc::Status status = SchedulerStub(scheduler)->CancelRun(&context, request, &reply);
+  if (!status.ok()) return FromGrpc(status, scheduler);
+  return reply.message();
+}
+
+}  // namespace tierflow::api

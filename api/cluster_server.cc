@@ -1,0 +1,516 @@
+// `tierflow server`: the Scheduler and Workers services of tierflow.proto.
+// Each submitted run is driven by the same engine `tierflow run` uses, on a
+// thread of its own, with a RemoteExecutor that hands its tasks to the
+// worker registry; the registry leases them to connected workers (the one
+// with the most free slots first) and routes their reports back.
+#include <grpcpp/grpcpp.h>
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "api/cluster.h"
+#include "api/run_service.h"
+#include "api/task_proto.h"
+#include "api/tier_service.h"
+#include "api/tierflow.grpc.pb.h"
+#include "common/strings.h"
+#include "scheduler/engine.h"
+
+namespace tierflow::api {
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// OK when `token` is empty (none required) or the call carries it.
+grpc::Status CheckToken(const grpc::ServerContext& context, const std::string& token,
+                        std::string_view who) {
+  if (token.empty()) return grpc::Status::OK;
+  const auto& metadata = context.client_metadata();
+  auto found = metadata.find("authorization");
+  if (found == metadata.end()) {
+    return {grpc::StatusCode::UNAUTHENTICATED,
+            StrCat("this server requires a ", who, " token: none was sent")};
+  }
+  const std::string expected = "Bearer " + token;
+  const std::string_view got(found->second.data(), found->second.size());
+  if (got.size() != expected.size() ||
+      CRYPTO_memcmp(got.data(), expected.data(), expected.size()) != 0) {
+    return {grpc::StatusCode::PERMISSION_DENIED, StrCat("wrong ", who, " token")};
+  }
+  return grpc::Status::OK;
+}
+
+using WorkerStream = grpc::ServerReaderWriter<v1::SchedulerMessage, v1::WorkerMessage>;
+
+// Where the reports of one executor's attempts go. Dead once its executor
+// is gone: late reports are dropped.
+struct ReportSink {
+  std::mutex mu;
+  Executor::ReportCallback callback;  // guarded by mu
+  bool alive = true;                  // guarded by mu
+  void Report(TaskReport report) {
+    std::lock_guard lock(mu);
+    if (alive) callback(std::move(report));
+  }
+};
+
+struct Worker {
+  std::string name;
+  int slots = 0;
+  std::map<std::string, std::string> labels;
+  WorkerStream* stream = nullptr;
+  grpc::ServerContext* context = nullptr;
+  std::mutex write_mu;         // one writer at a time on the stream
+  std::set<int64_t> attempts;  // leased, not finished (guarded by the registry's mu_)
+  int64_t last_seen_ms = 0;    // guarded by the registry's mu_
+  bool lost = false;           // guarded by the registry's mu_
+  void Send(const v1::SchedulerMessage& message) {
+    std::lock_guard lock(write_mu);
+    stream->Write(message);  // a failed write shows as the stream's end to its reader
+  }
+};
+
+class Registry {
+ public:
+  explicit Registry(std::chrono::milliseconds timeout) : timeout_(timeout) {
+    monitor_ = std::thread([this] { Monitor(); });
+  }
+  ~Registry() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    monitor_.join();
+  }
+
+  void Submit(TaskLaunch launch, std::shared_ptr<ReportSink> sink) {
+    {
+      std::lock_guard lock(mu_);
+      pending_.push_back({std::move(launch), std::move(sink)});
+    }
+    Dispatch();
+  }
+
+  void Cancel(int64_t attempt, bool kill_now) {
+    std::shared_ptr<Worker> worker;
+    {
+      std::lock_guard lock(mu_);
+      auto queued = std::find_if(pending_.begin(), pending_.end(),
+                                 [&](const Pending& p) { return p.launch.attempt_id == attempt; });
+      if (queued != pending_.end()) {
+        std::shared_ptr<ReportSink> sink = queued->sink;
+        pending_.erase(queued);
+        TaskReport report;
+        report.attempt_id = attempt;
+        report.outcome = TaskReport::Outcome::kCancelled;
+        report.message = "cancelled before a worker took it";
+        std::thread([sink, report] { sink->Report(report); }).detach();
+        return;
+      }
+      auto leased = leases_.find(attempt);
+      if (leased == leases_.end()) return;
+      worker = leased->second.worker;
+    }
+    v1::SchedulerMessage message;
+    message.mutable_cancel()->set_attempt_id(attempt);
+    message.mutable_cancel()->set_kill_now(kill_now);
+    worker->Send(message);
+  }
+
+  // The stream handler of one worker: returns when the stream ends.
+  grpc::Status Serve(grpc::ServerContext* context, WorkerStream* stream) {
+    v1::WorkerMessage first;
+    if (!stream->Read(&first) || !first.has_register_()) {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "a worker's first message must be Register"};
+    }
+    auto worker = std::make_shared<Worker>();
+    worker->name = first.register_().name();
+    worker->slots = std::max(1, first.register_().slots());
+    worker->labels.insert(first.register_().labels().begin(), first.register_().labels().end());
+    worker->stream = stream;
+    worker->context = context;
+    {
+      std::lock_guard lock(mu_);
+      if (workers_.count(worker->name) > 0) {
+        return {grpc::StatusCode::ALREADY_EXISTS,
+                StrCat("a worker named ", worker->name, " is connected already")};
+      }
+      worker->last_seen_ms = NowMs();
+      workers_[worker->name] = worker;
+    }
+    v1::SchedulerMessage registered;
+    registered.mutable_registered()->set_worker(worker->name);
+    registered.mutable_registered()->set_heartbeat_interval_ms(
+        std::max<int64_t>(100, timeout_.count() / 4));
+    worker->Send(registered);
+    Dispatch();
+
+    v1::WorkerMessage message;
+    while (stream->Read(&message)) {
+      {
+        std::lock_guard lock(mu_);
+        worker->last_seen_ms = NowMs();
+      }
+      if (!message.has_report()) continue;
+      TaskReport report = FromProto(message.report());
+      report.worker = worker->name;
+      std::shared_ptr<ReportSink> sink;
+      bool freed = false;
+      {
+        std::lock_guard lock(mu_);
+        auto leased = leases_.find(report.attempt_id);
+        // Not leased to this worker (any more): a late report of a lost
+        // lease, never counted.
+        if (leased == leases_.end() || leased->second.worker != worker) continue;
+        sink = leased->second.sink;
+        if (report.outcome != TaskReport::Outcome::kStarted) {
+          leases_.erase(leased);
+          worker->attempts.erase(report.attempt_id);
+          freed = true;
+        }
+      }
+      sink->Report(std::move(report));
+      if (freed) Dispatch();
+    }
+    Lose(worker, context->IsCancelled() ? "no heartbeat in time" : "its connection ended");
+    return grpc::Status::OK;
+  }
+
+ private:
+  struct Pending {
+    TaskLaunch launch;
+    std::shared_ptr<ReportSink> sink;
+  };
+  struct Lease {
+    std::shared_ptr<Worker> worker;
+    std::shared_ptr<ReportSink> sink;
+  };
+
+  // Leases queued tasks to the workers with free slots, most free first.
+  void Dispatch() {
+    std::vector<std::pair<std::shared_ptr<Worker>, v1::SchedulerMessage>> sends;
+    {
+      std::lock_guard lock(mu_);
+      while (!pending_.empty()) {
+        std::shared_ptr<Worker> best;
+        int best_free = 0;
+        for (const auto& [name, worker] : workers_) {
+          const int free = worker->slots - static_cast<int>(worker->attempts.size());
+          if (!worker->lost && free > best_free) {
+            best_free = free;
+            best = worker;
+          }
+        }
+        if (!best) break;
+        Pending next = std::move(pending_.front());
+        pending_.pop_front();
+        const int64_t attempt = next.launch.attempt_id;
+        best->attempts.insert(attempt);
+        leases_[attempt] = {best, next.sink};
+        v1::SchedulerMessage message;
+        ToProto(next.launch, message.mutable_lease());
+        sends.emplace_back(best, std::move(message));
+      }
+    }
+    for (auto& [worker, message] : sends) worker->Send(message);
+  }
+
+  // Its leased tasks failed (the engine retries them as their retries
+  // allow); reports it may still send are ignored.
+  void Lose(const std::shared_ptr<Worker>& worker, const std::string& why) {
+    std::vector<std::pair<int64_t, std::shared_ptr<ReportSink>>> orphans;
+    {
+      std::lock_guard lock(mu_);
+      worker->lost = true;
+      auto found = workers_.find(worker->name);
+      if (found != workers_.end() && found->second == worker) workers_.erase(found);
+      for (int64_t attempt : worker->attempts) {
+        auto leased = leases_.find(attempt);
+        if (leased == leases_.end()) continue;
+        orphans.emplace_back(attempt, leased->second.sink);
+        leases_.erase(leased);
+      }
+      worker->attempts.clear();
+    }
+    for (auto& [attempt, sink] : orphans) {
+      TaskReport report;
+      report.attempt_id = attempt;
+      report.outcome = TaskReport::Outcome::kLost;
+      report.message = StrCat("worker ", worker->name, " was lost (", why, "); running it again");
+      sink->Report(std::move(report));
+    }
+    Dispatch();
+  }
+
+  void Monitor() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(200));
+      const int64_t now = NowMs();
+      for (const auto& [name, worker] : workers_) {
+        if (now - worker->last_seen_ms > timeout_.count()) worker->context->TryCancel();
+      }
+    }
+  }
+
+  const std::chrono::milliseconds timeout_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::map<std::string, std::shared_ptr<Worker>> workers_;
+  std::deque<Pending> pending_;
+  std::unordered_map<int64_t, Lease> leases_;
+  std::thread monitor_;
+};
+
+class RemoteExecutor final : public Executor {
+ public:
+  RemoteExecutor(Registry& registry, ReportCallback callback)
+      : registry_(registry), sink_(std::make_shared<ReportSink>()) {
+    sink_->callback = std::move(callback);
+  }
+  ~RemoteExecutor() override {
+    std::lock_guard lock(sink_->mu);
+    sink_->alive = false;
+  }
+  void Launch(TaskLaunch launch) override {
+    {
+      std::lock_guard lock(mu_);
+      attempts_.insert(launch.attempt_id);
+    }
+    registry_.Submit(std::move(launch), sink_);
+  }
+  void Cancel(int64_t attempt_id) override { registry_.Cancel(attempt_id, false); }
+  void KillAll() override {
+    std::set<int64_t> attempts;
+    {
+      std::lock_guard lock(mu_);
+      attempts = attempts_;
+    }
+    for (int64_t attempt : attempts) registry_.Cancel(attempt, true);
+  }
+
+ private:
+  Registry& registry_;
+  std::shared_ptr<ReportSink> sink_;
+  std::mutex mu_;
+  std::set<int64_t> attempts_;  // every attempt launched (KillAll skips finished ones)
+};
+
+// Tells Submit the id of the run it started.
+class StartObserver final : public scheduler::RunObserver {
+ public:
+  void OnRunStarted(const std::string& run_id, bool, const scheduler::RunCounts&) override {
+    std::lock_guard lock(mu_);
+    if (!told_) {
+      told_ = true;
+      started_.set_value(run_id);
+    }
+  }
+  void OnTaskEvent(const scheduler::TaskEvent&, const scheduler::RunCounts&) override {}
+  void Fail(const absl::Status& status) {
+    std::lock_guard lock(mu_);
+    if (!told_) {
+      told_ = true;
+      started_.set_value(status);
+    }
+  }
+  std::future<absl::StatusOr<std::string>> Started() { return started_.get_future(); }
+
+ private:
+  std::mutex mu_;
+  bool told_ = false;
+  std::promise<absl::StatusOr<std::string>> started_;
+};
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  grpc::StatusCode code = grpc::StatusCode::INTERNAL;
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      code = grpc::StatusCode::INVALID_ARGUMENT;
+      break;
+    case absl::StatusCode::kNotFound:
+      code = grpc::StatusCode::NOT_FOUND;
+      break;
+    case absl::StatusCode::kFailedPrecondition:
+      code = grpc::StatusCode::FAILED_PRECONDITION;
+      break;
+    case absl::StatusCode::kUnavailable:
+      code = grpc::StatusCode::UNAVAILABLE;
+      break;
+    default:
+      break;
+  }
+  return {code, std::string(status.message())};
+}
+
+class SchedulerService final : public v1::Scheduler::Service {
+ public:
+  SchedulerService(const ServerOptions& options, Registry& registry)
+      : options_(options), registry_(registry) {}
+  ~SchedulerService() override {
+    std::map<std::string, Driven> runs;
+    {
+      std::lock_guard lock(mu_);
+      runs.swap(runs_);
+    }
+    for (auto& [id, run] : runs) run.engine->Cancel();
+    for (auto& [id, run] : runs) run.thread.join();
+  }
+
+  grpc::Status Submit(grpc::ServerContext* context, const v1::SubmitRequest* request,
+                      v1::SubmitReply* reply) override {
+    if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
+      return auth;
+    }
+    scheduler::EngineOptions engine_options;
+    engine_options.db_path = options_.db_path;
+    engine_options.slots = 1 << 20;  // the workers' slots are the limit
+    absl::StatusOr<std::vector<scheduler::PlacementTier>> tiers =
+        LoadPlacementTiers(options_.tiers_file, options_.db_path);
+    if (!tiers.ok()) return ToGrpc(tiers.status());
+    engine_options.tiers = std::move(*tiers);
+    engine_options.open_tier = OpenTier;
+    Registry* registry = &registry_;
+    engine_options.make_executor =
+        [registry](Executor::ReportCallback callback) -> absl::StatusOr<std::unique_ptr<Executor>> {
+      return std::unique_ptr<Executor>(new RemoteExecutor(*registry, std::move(callback)));
+    };
+    auto observer = std::make_shared<StartObserver>();
+    engine_options.observer = observer.get();
+    auto engine = std::make_shared<scheduler::Engine>(std::move(engine_options));
+    scheduler::RunRequest run;
+    run.file = request->pipeline_file().empty() ? "submitted.yaml" : request->pipeline_file();
+    run.yaml = request->pipeline_yaml();
+    run.params.insert(request->params().begin(), request->params().end());
+    std::future<absl::StatusOr<std::string>> started = observer->Started();
+    std::thread thread([engine, observer, run] {
+      absl::StatusOr<scheduler::RunResult> result = engine->Run(run);
+      if (!result.ok()) observer->Fail(result.status());
+    });
+    absl::StatusOr<std::string> run_id = started.get();
+    if (!run_id.ok()) {
+      thread.join();
+      return ToGrpc(run_id.status());
+    }
+    {
+      std::lock_guard lock(mu_);
+      runs_[*run_id] = {engine, std::move(thread), observer};
+    }
+    reply->set_run_id(*run_id);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetRun(grpc::ServerContext* context, const v1::GetRunRequest* request,
+                      v1::Run* reply) override {
+    if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
+      return auth;
+    }
+    absl::StatusOr<RunDetail> detail = ShowRun(options_.db_path, request->run_id());
+    if (!detail.ok()) return ToGrpc(detail.status());
+    reply->set_run_id(detail->run.id);
+    reply->set_pipeline(detail->run.pipeline);
+    reply->set_state(detail->run.state);
+    reply->set_created_ms(detail->run.created_at_ms);
+    reply->set_finished_ms(detail->run.finished_at_ms.value_or(0));
+    reply->set_message(detail->run.message);
+    for (const scheduler::TaskRow& row : detail->tasks) {
+      v1::Task* task = reply->add_tasks();
+      task->set_task_id(row.id);
+      task->set_state(row.state);
+      task->set_attempts(static_cast<uint32_t>(row.attempt_count));
+      if (!row.attempts.empty()) task->set_worker(row.attempts.back().worker);
+      task->set_message(row.message);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CancelRun(grpc::ServerContext* context, const v1::CancelRunRequest* request,
+                         v1::CancelRunReply* reply) override {
+    if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
+      return auth;
+    }
+    absl::StatusOr<std::string> done = scheduler::CancelRun(options_.db_path, request->run_id());
+    if (!done.ok()) return ToGrpc(done.status());
+    reply->set_message(*done);
+    return grpc::Status::OK;
+  }
+
+ private:
+  struct Driven {
+    std::shared_ptr<scheduler::Engine> engine;
+    std::thread thread;
+    std::shared_ptr<StartObserver> observer;
+  };
+  const ServerOptions& options_;
+  Registry& registry_;
+  std::mutex mu_;
+  std::map<std::string, Driven> runs_;
+};
+
+class WorkersService final : public v1::Workers::Service {
+ public:
+  WorkersService(const ServerOptions& options, Registry& registry)
+      : options_(options), registry_(registry) {}
+  grpc::Status Connect(grpc::ServerContext* context, WorkerStream* stream) override {
+    if (grpc::Status auth = CheckToken(*context, options_.worker_token, "worker"); !auth.ok()) {
+      return auth;
+    }
+    return registry_.Serve(context, stream);
+  }
+
+ private:
+  const ServerOptions& options_;
+  Registry& registry_;
+};
+
+bool IsLoopback(const std::string& listen) {
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  return host == "127.0.0.1" || host == "localhost" || host == "[::1]" || host == "::1";
+}
+
+}  // namespace
+
+absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& stop,
+                       std::ostream& log) {
+  if (!IsLoopback(options.listen) &&
+      (options.client_token.empty() || options.worker_token.empty())) {
+    return absl::FailedPreconditionError(
+        StrCat("--listen ", options.listen,
+               " reaches beyond loopback: set both TIERFLOW_CLIENT_TOKEN and "
+               "TIERFLOW_WORKER_TOKEN, or listen on 127.0.0.1"));
+  }
+  Registry registry(options.worker_timeout);
+  SchedulerService scheduler_service(options, registry);
+  WorkersService workers_service(options, registry);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&scheduler_service);
+  builder.RegisterService(&workers_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    return absl::UnavailableError(StrCat("cannot listen on ", options.listen));
+  }
+  log << "listening on " << options.listen.substr(0, options.listen.rfind(':')) << ":" << port
+      << std::endl;
+  while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return absl::OkStatus();
+}
+
+}  // namespace tierflow::api

@@ -1,0 +1,133 @@
+#include "api/task_proto.h"
+
+#include <chrono>
+
+namespace tierflow::api {
+
+void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out) {
+  out->set_mode(launch.mode == TaskLaunch::Mode::kReuse ? v1::TaskLaunch::REUSE
+                                                        : v1::TaskLaunch::RUN);
+  out->set_attempt_id(launch.attempt_id);
+  out->set_run_id(launch.run_id);
+  out->set_task_id(launch.task_id);
+  out->set_attempt(launch.attempt);
+  for (const std::string& arg : launch.argv) out->add_argv(arg);
+  out->set_shell(launch.shell);
+  for (const auto& [name, value] : launch.env) {
+    v1::EnvVar* var = out->add_env();
+    var->set_name(name);
+    var->set_value(value);
+  }
+  out->set_working_dir(launch.working_dir);
+  out->set_log_path(launch.log_path);
+  for (const OutputLaunch& output : launch.outputs) {
+    v1::OutputLaunch* o = out->add_outputs();
+    o->set_name(output.name);
+    o->set_staging_path(output.staging_path);
+    o->set_final_path(output.final_path);
+    o->set_reuse_from(output.reuse_from);
+    o->set_durable(output.durable);
+  }
+  out->set_checkpoint_dir(launch.checkpoint_dir);
+  out->set_timeout_ms(launch.timeout ? launch.timeout->count() : 0);
+  out->set_kill_grace_ms(launch.kill_grace.count());
+}
+
+TaskLaunch FromProto(const v1::TaskLaunch& in) {
+  TaskLaunch launch;
+  launch.mode =
+      in.mode() == v1::TaskLaunch::REUSE ? TaskLaunch::Mode::kReuse : TaskLaunch::Mode::kRun;
+  launch.attempt_id = in.attempt_id();
+  launch.run_id = in.run_id();
+  launch.task_id = in.task_id();
+  launch.attempt = in.attempt();
+  launch.argv.assign(in.argv().begin(), in.argv().end());
+  launch.shell = in.shell();
+  for (const v1::EnvVar& var : in.env()) launch.env.emplace_back(var.name(), var.value());
+  launch.working_dir = in.working_dir();
+  launch.log_path = in.log_path();
+  for (const v1::OutputLaunch& o : in.outputs()) {
+    launch.outputs.push_back(
+        {o.name(), o.staging_path(), o.final_path(), o.reuse_from(), o.durable()});
+  }
+  launch.checkpoint_dir = in.checkpoint_dir();
+  if (in.timeout_ms() > 0) launch.timeout = Duration(in.timeout_ms());
+  launch.kill_grace = Duration(in.kill_grace_ms());
+  return launch;
+}
+
+void ToProto(const TaskReport& report, v1::TaskReport* out) {
+  out->set_attempt_id(report.attempt_id);
+  switch (report.outcome) {
+    case TaskReport::Outcome::kStarted:
+      out->set_outcome(v1::TaskReport::STARTED);
+      break;
+    case TaskReport::Outcome::kSucceeded:
+      out->set_outcome(v1::TaskReport::SUCCEEDED);
+      break;
+    case TaskReport::Outcome::kFailed:
+      out->set_outcome(v1::TaskReport::FAILED);
+      break;
+    case TaskReport::Outcome::kTimedOut:
+      out->set_outcome(v1::TaskReport::TIMED_OUT);
+      break;
+    case TaskReport::Outcome::kCancelled:
+      out->set_outcome(v1::TaskReport::CANCELLED);
+      break;
+    case TaskReport::Outcome::kLost:  // the scheduler's verdict, never sent by a worker
+      out->set_outcome(v1::TaskReport::FAILED);
+      break;
+  }
+  out->set_pid(report.pid);
+  out->set_has_exit_code(report.exit_code.has_value());
+  out->set_exit_code(report.exit_code.value_or(0));
+  out->set_has_signal(report.signal.has_value());
+  out->set_signal(report.signal.value_or(0));
+  out->set_message(report.message);
+  for (const OutputReport& output : report.outputs) {
+    v1::OutputReport* o = out->add_outputs();
+    o->set_name(output.name);
+    o->set_path(output.path);
+    o->set_content_hash(output.content_hash);
+    o->set_bytes(output.bytes);
+    o->set_files(output.files);
+  }
+  out->set_log_bytes(report.log_bytes);
+  out->set_started_ms(report.started_ms);
+  out->set_finished_ms(report.finished_ms);
+}
+
+TaskReport FromProto(const v1::TaskReport& in) {
+  TaskReport report;
+  report.attempt_id = in.attempt_id();
+  switch (in.outcome()) {
+    case v1::TaskReport::STARTED:
+      report.outcome = TaskReport::Outcome::kStarted;
+      break;
+    case v1::TaskReport::SUCCEEDED:
+      report.outcome = TaskReport::Outcome::kSucceeded;
+      break;
+    case v1::TaskReport::TIMED_OUT:
+      report.outcome = TaskReport::Outcome::kTimedOut;
+      break;
+    case v1::TaskReport::CANCELLED:
+      report.outcome = TaskReport::Outcome::kCancelled;
+      break;
+    default:
+      report.outcome = TaskReport::Outcome::kFailed;
+      break;
+  }
+  report.pid = in.pid();
+  if (in.has_exit_code()) report.exit_code = in.exit_code();
+  if (in.has_signal()) report.signal = in.signal();
+  report.message = in.message();
+  for (const v1::OutputReport& o : in.outputs()) {
+    report.outputs.push_back({o.name(), o.path(), o.content_hash(), o.bytes(), o.files()});
+  }
+  report.log_bytes = in.log_bytes();
+  report.started_ms = in.started_ms();
+  report.finished_ms = in.finished_ms();
+  return report;
+}
+
+}  // namespace tierflow::api

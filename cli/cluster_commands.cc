@@ -1,0 +1,141 @@
+#include "cli/cluster_commands.h"
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "api/cluster.h"
+#include "cli/commands.h"
+#include "scheduler/store.h"
+
+namespace tierflow::cli {
+namespace {
+
+std::atomic<bool> stop_requested{false};
+
+void OnStopSignal(int) { stop_requested = true; }
+
+void StopOnSignals() {
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+}
+
+std::string Env(const char* name) {
+  const char* value = std::getenv(name);
+  return value == nullptr ? "" : value;
+}
+
+// --scheduler, else $TIERFLOW_SCHEDULER, else the default address.
+std::string Scheduler(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  std::string env = Env("TIERFLOW_SCHEDULER");
+  return env.empty() ? "127.0.0.1:7070" : env;
+}
+
+// NAME=VALUE arguments of a repeatable flag; false (after saying which) on
+// one without '='.
+bool SplitPairs(const std::vector<std::string>& arguments, const char* flag,
+                std::map<std::string, std::string>& out, std::ostream& err) {
+  for (const std::string& argument : arguments) {
+    const size_t equals = argument.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      err << "tierflow: " << flag << " " << argument << ": expected NAME=VALUE\n";
+      return false;
+    }
+    out[argument.substr(0, equals)] = argument.substr(equals + 1);
+  }
+  return true;
+}
+
+void PrintRun(const api::RemoteRun& run, std::ostream& out) {
+  size_t width = 4;
+  for (const api::RemoteTask& task : run.tasks) width = std::max(width, task.id.size());
+  out << "run " << run.id << " (" << run.pipeline << "): " << run.state
+      << (run.message.empty() ? "" : " - " + run.message) << "\n";
+  for (const api::RemoteTask& task : run.tasks) {
+    out << "  " << task.id << std::string(width - task.id.size() + 2, ' ') << task.state;
+    if (!task.worker.empty()) out << "  on " << task.worker;
+    if (task.attempts > 1) out << "  (" << task.attempts << " attempts)";
+    if (!task.message.empty()) out << "  " << task.message;
+    out << "\n";
+  }
+}
+
+}  // namespace
+
+int RunServerCommand(const ServerCommandOptions& options, std::ostream& out, std::ostream& err) {
+  api::ServerOptions server;
+  server.listen = options.listen;
+  server.db_path = scheduler::ResolveDatabasePath(options.db);
+  server.tiers_file = options.tiers_file;
+  server.client_token = Env("TIERFLOW_CLIENT_TOKEN");
+  server.worker_token = Env("TIERFLOW_WORKER_TOKEN");
+  server.worker_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(options.worker_timeout_seconds * 1000));
+  StopOnSignals();
+  absl::Status status = api::RunServer(server, stop_requested, out);
+  if (!status.ok()) {
+    err << "tierflow: " << status.message() << '\n';
+    return kExitInvalid;
+  }
+  return kExitOk;
+}
+
+int RunWorkerCommand(const WorkerCommandOptions& options, std::ostream& out, std::ostream& err) {
+  api::WorkerOptions worker;
+  worker.scheduler = Scheduler(options.scheduler);
+  worker.token = Env("TIERFLOW_WORKER_TOKEN");
+  worker.name = options.name;
+  worker.slots = options.slots;
+  if (!SplitPairs(options.tiers, "--tier", worker.tiers, err) ||
+      !SplitPairs(options.labels, "--label", worker.labels, err)) {
+    return kExitUsage;
+  }
+  StopOnSignals();
+  absl::Status status = api::RunWorker(worker, stop_requested, out);
+  if (!status.ok()) {
+    err << "tierflow: " << status.message() << '\n';
+    return kExitInvalid;
+  }
+  return kExitOk;
+}
+
+int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err) {
+  const std::string scheduler = Scheduler(options.scheduler);
+  const std::string token = Env("TIERFLOW_TOKEN");
+  absl::StatusOr<std::string> run =
+      api::SubmitRemote(scheduler, token, options.file, ParseParams(options.params));
+  if (!run.ok()) {
+    err << "tierflow: " << run.status().message() << '\n';
+    return kExitInvalid;
+  }
+  out << "submitted run " << *run << " to " << scheduler << std::endl;
+  if (!options.wait) return kExitOk;
+  for (;;) {
+    absl::StatusOr<api::RemoteRun> state = api::GetRemoteRun(scheduler, token, *run);
+    if (!state.ok()) {
+      err << "tierflow: " << state.status().message() << '\n';
+      return kExitInvalid;
+    }
+    if (state->state != "running") {
+      PrintRun(*state, out);
+      return state->state == "succeeded" ? kExitOk : kExitInvalid;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+}
+
+int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<api::RemoteRun> run =
+      api::GetRemoteRun(Scheduler(options.scheduler), Env("TIERFLOW_TOKEN"), options.run);
+  if (!run.ok()) {
+    err << "tierflow: " << run.status().message() << '\n';
+    return kExitInvalid;
+  }
+  PrintRun(*run, out);
+  return kExitOk;
+}
+
+}  // namespace tierflow::cli

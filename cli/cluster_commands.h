@@ -1,0 +1,44 @@
+// Cluster mode commands: `tierflow server`, `worker`, `submit`, `status`.
+// Tokens come from the environment, never the command line (where `ps`
+// shows them): TIERFLOW_CLIENT_TOKEN and TIERFLOW_WORKER_TOKEN for the
+// server, TIERFLOW_WORKER_TOKEN for a worker, TIERFLOW_TOKEN for clients.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace tierflow::cli {
+
+struct ServerCommandOptions {
+  std::string listen = "127.0.0.1:7070";
+  std::string db;
+  std::string tiers_file;
+  double worker_timeout_seconds = 10;
+};
+int RunServerCommand(const ServerCommandOptions& options, std::ostream& out, std::ostream& err);
+
+struct WorkerCommandOptions {
+  std::string scheduler;  // "" : $TIERFLOW_SCHEDULER
+  int slots = 0;
+  std::string name;
+  std::vector<std::string> tiers;   // NAME=PATH
+  std::vector<std::string> labels;  // KEY=VALUE
+};
+int RunWorkerCommand(const WorkerCommandOptions& options, std::ostream& out, std::ostream& err);
+
+struct SubmitOptions {
+  std::string scheduler;
+  std::string file;
+  std::vector<std::string> params;
+  bool wait = false;
+};
+int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err);
+
+struct StatusOptions {
+  std::string scheduler;
+  std::string run = "last";
+};
+int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace tierflow::cli
