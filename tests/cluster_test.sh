@@ -31,6 +31,7 @@ start_server() {
   "$tierflow" server --listen 127.0.0.1:0 --db "$work/$name/tierflow.db" "$@" \
     >"$work/$name.out" 2>"$work/$name.err" &
   pids+=($!)
+  eval "pid_$name=$!"
   for _ in $(seq 100); do
     addr=$(sed -n 's/^listening on //p' "$work/$name.out")
     [ -n "$addr" ] && return 0
@@ -97,6 +98,13 @@ other=$([ "$holder" = w1 ] && echo w2 || echo w1)
 # process group); nothing here cleans it up yet, so the test does.
 lost_pid=$(sql "$db" "SELECT pid FROM attempts WHERE run_id='$run2' AND state='lost'")
 [ -n "$lost_pid" ] && kill -9 -- "-$lost_pid" 2>/dev/null || true
+
+# SIGTERM stops the surviving worker and the server cleanly (exit 0; under
+# ASan, no leak either).
+eval "kill -TERM \$pid_$other"
+eval "wait \$pid_$other" || fail "worker $other did not stop cleanly on SIGTERM: $(cat "$work/$other.log")"
+kill -TERM "$pid_s1"
+wait "$pid_s1" || fail "server s1 did not stop cleanly on SIGTERM: $(cat "$work/s1.err")"
 
 echo "== 3. tokens"
 TIERFLOW_CLIENT_TOKEN=client-secret TIERFLOW_WORKER_TOKEN=worker-secret start_server s2
