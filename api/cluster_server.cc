@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -377,42 +379,42 @@ class SchedulerService final : public v1::Scheduler::Service {
     if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
       return auth;
     }
-    scheduler::EngineOptions engine_options;
-    engine_options.db_path = options_.db_path;
-    engine_options.slots = 1 << 20;  // the workers' slots are the limit
     absl::StatusOr<std::vector<scheduler::PlacementTier>> tiers =
         LoadPlacementTiers(options_.tiers_file, options_.db_path);
     if (!tiers.ok()) return ToGrpc(tiers.status());
-    engine_options.tiers = std::move(*tiers);
-    engine_options.open_tier = OpenTier;
-    Registry* registry = &registry_;
-    engine_options.make_executor =
-        [registry](Executor::ReportCallback callback) -> absl::StatusOr<std::unique_ptr<Executor>> {
-      return std::unique_ptr<Executor>(new RemoteExecutor(*registry, std::move(callback)));
-    };
-    auto observer = std::make_shared<StartObserver>();
-    engine_options.observer = observer.get();
-    auto engine = std::make_shared<scheduler::Engine>(std::move(engine_options));
     scheduler::RunRequest run;
     run.file = request->pipeline_file().empty() ? "submitted.yaml" : request->pipeline_file();
     run.yaml = request->pipeline_yaml();
     run.params.insert(request->params().begin(), request->params().end());
-    std::future<absl::StatusOr<std::string>> started = observer->Started();
-    std::thread thread([engine, observer, run] {
-      absl::StatusOr<scheduler::RunResult> result = engine->Run(run);
-      if (!result.ok()) observer->Fail(result.status());
-    });
-    absl::StatusOr<std::string> run_id = started.get();
-    if (!run_id.ok()) {
-      thread.join();
-      return ToGrpc(run_id.status());
-    }
-    {
-      std::lock_guard lock(mu_);
-      runs_[*run_id] = {engine, std::move(thread), observer};
-    }
+    absl::StatusOr<std::string> run_id =
+        Drive(std::move(*tiers), [run](scheduler::Engine& engine) { return engine.Run(run); });
+    if (!run_id.ok()) return ToGrpc(run_id.status());
     reply->set_run_id(*run_id);
     return grpc::Status::OK;
+  }
+
+  // Runs left `running` by a server that stopped (killed, even): each is
+  // resumed on its recorded tiers as `tierflow resume` would, its tasks
+  // leased to the workers as they reconnect.
+  void ResumeUnfinished(std::ostream& log) {
+    if (!std::filesystem::exists(options_.db_path)) return;
+    scheduler::RunFilter filter;
+    filter.state = "running";
+    absl::StatusOr<scheduler::RunList> runs = api::ListRuns(options_.db_path, filter);
+    if (!runs.ok()) {
+      log << "cannot list unfinished runs: " << runs.status().message() << std::endl;
+      return;
+    }
+    for (const scheduler::RunSummary& summary : runs->runs) {
+      const std::string id = summary.id;
+      absl::StatusOr<std::string> resumed =
+          Drive({}, [id](scheduler::Engine& engine) { return engine.Resume(id); });
+      if (resumed.ok()) {
+        log << "resumed run " << id << std::endl;
+      } else {
+        log << "cannot resume run " << id << ": " << resumed.status().message() << std::endl;
+      }
+    }
   }
 
   grpc::Status GetRun(grpc::ServerContext* context, const v1::GetRunRequest* request,
@@ -456,6 +458,40 @@ class SchedulerService final : public v1::Scheduler::Service {
     std::thread thread;
     std::shared_ptr<StartObserver> observer;
   };
+
+  // Starts an engine on a thread of its own doing `drive` (Run or Resume)
+  // with a RemoteExecutor; returns the run's id once it has started, or why
+  // it could not.
+  absl::StatusOr<std::string> Drive(
+      std::vector<scheduler::PlacementTier> tiers,
+      std::function<absl::StatusOr<scheduler::RunResult>(scheduler::Engine&)> drive) {
+    scheduler::EngineOptions engine_options;
+    engine_options.db_path = options_.db_path;
+    engine_options.slots = 1 << 20;  // the workers' slots are the limit
+    engine_options.tiers = std::move(tiers);
+    engine_options.open_tier = OpenTier;
+    Registry* registry = &registry_;
+    engine_options.make_executor =
+        [registry](Executor::ReportCallback callback) -> absl::StatusOr<std::unique_ptr<Executor>> {
+      return std::unique_ptr<Executor>(new RemoteExecutor(*registry, std::move(callback)));
+    };
+    auto observer = std::make_shared<StartObserver>();
+    engine_options.observer = observer.get();
+    auto engine = std::make_shared<scheduler::Engine>(std::move(engine_options));
+    std::future<absl::StatusOr<std::string>> started = observer->Started();
+    std::thread thread([engine, observer, drive] {
+      absl::StatusOr<scheduler::RunResult> result = drive(*engine);
+      if (!result.ok()) observer->Fail(result.status());
+    });
+    absl::StatusOr<std::string> run_id = started.get();
+    if (!run_id.ok()) {
+      thread.join();
+      return run_id.status();
+    }
+    std::lock_guard lock(mu_);
+    runs_[*run_id] = {engine, std::move(thread), observer};
+    return run_id;
+  }
   const ServerOptions& options_;
   Registry& registry_;
   std::mutex mu_;
@@ -508,6 +544,7 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
   }
   log << "listening on " << options.listen.substr(0, options.listen.rfind(':')) << ":" << port
       << std::endl;
+  scheduler_service.ResumeUnfinished(log);
   while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return absl::OkStatus();

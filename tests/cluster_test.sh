@@ -6,7 +6,10 @@
 #  2. A worker is killed -9 in the middle of a task: the task runs again on
 #     the other worker (its attempt recorded lost, not failed) and the run
 #     succeeds.
-#  3. Tokens: a server with tokens refuses a client without one and with a
+#  3. The server is killed -9 while a task runs, and started again on the
+#     same port: the worker reconnects, the run resumes from the store, and
+#     every task succeeds exactly once (the interrupted one ran twice).
+#  4. Tokens: a server with tokens refuses a client without one and with a
 #     wrong one, and a worker with a wrong one; one listening beyond
 #     loopback without tokens refuses to start.
 #
@@ -106,7 +109,53 @@ eval "wait \$pid_$other" || fail "worker $other did not stop cleanly on SIGTERM:
 kill -TERM "$pid_s1"
 wait "$pid_s1" || fail "server s1 did not stop cleanly on SIGTERM: $(cat "$work/s1.err")"
 
-echo "== 3. tokens"
+echo "== 3. the server killed -9 mid-run, then restarted on its port"
+cat >"$work/chain.yaml" <<'YAML'
+name: chain
+stages:
+  a:
+    run: 'echo a >> journal.txt; sleep 0.5; echo a > "$TIERFLOW_OUTPUT_OUT"'
+    outputs: [out]
+  b:
+    inputs: {in: a.out}
+    run: 'echo b >> journal.txt; sleep 2; cat "$TIERFLOW_INPUT_IN" > "$TIERFLOW_OUTPUT_OUT"'
+    outputs: [out]
+  c:
+    inputs: {in: b.out}
+    run: 'echo c >> journal.txt; cat "$TIERFLOW_INPUT_IN" > "$TIERFLOW_OUTPUT_OUT"'
+    outputs: [out]
+YAML
+start_server s4
+port=${addr##*:}
+start_worker w3 --scheduler "$addr" --slots 1
+"$tierflow" submit "$work/chain.yaml" --scheduler "$addr" >"$work/submit3.out" 2>&1 ||
+  fail "submit 3: $(cat "$work/submit3.out")"
+db4="$work/s4/tierflow.db"
+for _ in $(seq 200); do
+  [ "$(sql "$db4" "SELECT count(*) FROM attempts WHERE task_id='b' AND state='running' AND worker='w3'")" = 1 ] && break
+  sleep 0.1
+done
+[ "$(sql "$db4" "SELECT state FROM tasks WHERE id='b'")" = running ] || fail "b never ran"
+kill -9 "$pid_s4"
+wait "$pid_s4" 2>/dev/null || true
+"$tierflow" server --listen "127.0.0.1:$port" --db "$db4" >"$work/s4b.out" 2>"$work/s4b.err" &
+pids+=($!)
+pid_s4b=$!
+for _ in $(seq 300); do
+  [ "$(sql "$db4" "SELECT state FROM runs")" = succeeded ] && break
+  sleep 0.1
+done
+[ "$(sql "$db4" "SELECT state FROM runs")" = succeeded ] ||
+  fail "the run did not finish after the restart: $(cat "$work/s4b.out" "$work/s4b.err"; sql "$db4" "SELECT task_id, number, state, worker FROM attempts")"
+grep -q "^resumed run chain-" "$work/s4b.out" || fail "the restarted server did not say it resumed: $(cat "$work/s4b.out")"
+[ "$(sql "$db4" "SELECT count(*) FROM (SELECT task_id FROM attempts WHERE state='succeeded' GROUP BY task_id HAVING count(*)=1)")" = 3 ] ||
+  fail "not exactly one succeeded attempt per task: $(sql "$db4" "SELECT task_id, number, state FROM attempts")"
+[ "$(sql "$db4" "SELECT group_concat(state, ',') FROM (SELECT state FROM attempts WHERE task_id='b' ORDER BY number)")" = "lost,succeeded" ] ||
+  fail "b's attempts: $(sql "$db4" "SELECT number, state, message FROM attempts WHERE task_id='b'")"
+[ "$(tr '\n' ' ' <"$work/journal.txt")" = "a b b c " ] || fail "journal: $(cat "$work/journal.txt")"
+grep -q "reconnecting" "$work/w3.log" || fail "w3 did not reconnect: $(cat "$work/w3.log")"
+
+echo "== 4. tokens"
 TIERFLOW_CLIENT_TOKEN=client-secret TIERFLOW_WORKER_TOKEN=worker-secret start_server s2
 if "$tierflow" submit "$work/hold.yaml" --scheduler "$addr" >"$work/notoken.out" 2>&1; then
   fail "a submit without a token was accepted"
@@ -127,4 +176,4 @@ if "$tierflow" server --listen 0.0.0.0:0 --db "$work/s3/tierflow.db" >"$work/ope
 fi
 grep -q "reaches beyond loopback: set both TIERFLOW_CLIENT_TOKEN and TIERFLOW_WORKER_TOKEN" "$work/open.out" ||
   fail "open server: $(cat "$work/open.out")"
-echo "cluster_test: OK ($run1 on w1 and w2; $run2 survived losing $holder)"
+echo "cluster_test: OK ($run1 on w1 and w2; $run2 survived losing $holder; the chain survived its server)"
