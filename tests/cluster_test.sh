@@ -9,7 +9,9 @@
 #  3. The server is killed -9 while a task runs, and started again on the
 #     same port: the worker reconnects, the run resumes from the store, and
 #     every task succeeds exactly once (the interrupted one ran twice).
-#  4. Tokens: a server with tokens refuses a client without one and with a
+#  4. A worker frozen with SIGSTOP (connected but silent) is lost after
+#     --worker-timeout; its task runs again on the other worker.
+#  5. Tokens: a server with tokens refuses a client without one and with a
 #     wrong one, and a worker with a wrong one; one listening beyond
 #     loopback without tokens refuses to start.
 #
@@ -155,7 +157,35 @@ grep -q "^resumed run chain-" "$work/s4b.out" || fail "the restarted server did 
 [ "$(tr '\n' ' ' <"$work/journal.txt")" = "a b b c " ] || fail "journal: $(cat "$work/journal.txt")"
 grep -q "reconnecting" "$work/w3.log" || fail "w3 did not reconnect: $(cat "$work/w3.log")"
 
-echo "== 4. tokens"
+echo "== 4. a frozen worker (SIGSTOP: connected, silent) is lost after the timeout"
+start_server s5 --worker-timeout 1
+start_worker w5 --scheduler "$addr" --slots 1
+start_worker w6 --scheduler "$addr" --slots 1
+db5="$work/s5/tierflow.db"
+rm -f "$work/attempts.txt"
+"$tierflow" submit "$work/hold.yaml" --scheduler "$addr" >"$work/submit5.out" 2>&1 ||
+  fail "submit 5: $(cat "$work/submit5.out")"
+holder=""
+for _ in $(seq 200); do
+  holder=$(sql "$db5" "SELECT worker FROM attempts WHERE task_id='hold' AND state='running' AND worker IS NOT 'local'")
+  [ -n "$holder" ] && break
+  sleep 0.1
+done
+[ -n "$holder" ] || fail "hold never started on w5 or w6"
+eval "kill -STOP \$pid_$holder"
+for _ in $(seq 300); do
+  [ "$(sql "$db5" "SELECT state FROM runs")" = succeeded ] && break
+  sleep 0.1
+done
+eval "kill -CONT \$pid_$holder"
+other=$([ "$holder" = w5 ] && echo w6 || echo w5)
+[ "$(sql "$db5" "SELECT group_concat(state || '@' || worker || ':' || message, ' ') FROM (SELECT * FROM attempts WHERE task_id='hold' ORDER BY number)")" = \
+  "lost@$holder:worker $holder was lost (no heartbeat in time); running it again succeeded@$other:" ] ||
+  fail "hold's attempts: $(sql "$db5" "SELECT number, state, worker, message FROM attempts WHERE task_id='hold'")"
+lost_pid=$(sql "$db5" "SELECT pid FROM attempts WHERE state='lost'")
+[ -n "$lost_pid" ] && kill -9 -- "-$lost_pid" 2>/dev/null || true
+
+echo "== 5. tokens"
 TIERFLOW_CLIENT_TOKEN=client-secret TIERFLOW_WORKER_TOKEN=worker-secret start_server s2
 if "$tierflow" submit "$work/hold.yaml" --scheduler "$addr" >"$work/notoken.out" 2>&1; then
   fail "a submit without a token was accepted"
