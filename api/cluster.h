@@ -36,8 +36,11 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
 struct WorkerOptions {
   std::string scheduler;  // HOST:PORT
   std::string token;
-  std::string name;  // "" : HOST:PID
-  int slots = 0;     // 0: CPUs
+  std::string name;     // "" : HOST:PID
+  int slots = 0;        // 0: CPUs
+  double cpus = 0;      // 0: CPUs
+  uint64_t memory = 0;  // bytes; 0: the machine's memory
+  uint32_t gpus = 0;
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> tiers;  // node tier name -> path
 };

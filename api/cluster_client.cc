@@ -71,6 +71,9 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
   v1::Register* reg = hello.mutable_register_();
   reg->set_name(name);
   reg->set_slots(options.slots);
+  reg->set_cpus(options.cpus);
+  reg->set_memory_bytes(options.memory);
+  reg->set_gpus(options.gpus);
   reg->mutable_labels()->insert(options.labels.begin(), options.labels.end());
   for (const auto& [tier, path] : options.tiers) {
     v1::NodeTier* node_tier = reg->add_tiers();
@@ -136,8 +139,12 @@ absl::Status RunWorker(const WorkerOptions& options, const std::atomic<bool>& st
   const std::string name =
       options.name.empty() ? StrCat(HostName(), ":", static_cast<int64_t>(getpid())) : options.name;
   WorkerOptions with_slots = options;
-  if (with_slots.slots <= 0) {
-    with_slots.slots = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+  if (with_slots.slots <= 0) with_slots.slots = static_cast<int>(cpus);
+  if (with_slots.cpus <= 0) with_slots.cpus = cpus;
+  if (with_slots.memory == 0) {
+    with_slots.memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                        static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   }
   auto backoff = std::chrono::milliseconds(200);
   while (!stop) {

@@ -72,6 +72,17 @@ struct ReportSink {
 struct Worker {
   std::string name;
   int slots = 0;
+  double cpus = 0;
+  uint64_t memory = 0;
+  uint32_t gpus = 0;
+  // In use by its leased tasks (guarded by the registry's mu_).
+  double used_cpus = 0;
+  uint64_t used_memory = 0;
+  uint32_t used_gpus = 0;
+  bool Fits(const TaskLaunch& task) const {
+    return static_cast<int>(attempts.size()) < slots && used_cpus + task.cpus <= cpus + 1e-9 &&
+           used_memory + task.memory <= memory && used_gpus + task.gpus <= gpus;
+  }
   std::map<std::string, std::string> labels;
   WorkerStream* stream = nullptr;
   grpc::ServerContext* context = nullptr;
@@ -142,6 +153,10 @@ class Registry {
     auto worker = std::make_shared<Worker>();
     worker->name = first.register_().name();
     worker->slots = std::max(1, first.register_().slots());
+    worker->cpus = first.register_().cpus() > 0 ? first.register_().cpus() : worker->slots;
+    worker->memory =
+        first.register_().memory_bytes() > 0 ? first.register_().memory_bytes() : UINT64_MAX;
+    worker->gpus = first.register_().gpus();
     worker->labels.insert(first.register_().labels().begin(), first.register_().labels().end());
     worker->stream = stream;
     worker->context = context;
@@ -180,8 +195,7 @@ class Registry {
         if (leased == leases_.end() || leased->second.worker != worker) continue;
         sink = leased->second.sink;
         if (report.outcome != TaskReport::Outcome::kStarted) {
-          leases_.erase(leased);
-          worker->attempts.erase(report.attempt_id);
+          EndLease(leased);
           freed = true;
         }
       }
@@ -200,35 +214,56 @@ class Registry {
   struct Lease {
     std::shared_ptr<Worker> worker;
     std::shared_ptr<ReportSink> sink;
+    double cpus = 0;
+    uint64_t memory = 0;
+    uint32_t gpus = 0;
   };
 
-  // Leases queued tasks to the workers with free slots, most free first.
+  // Leases queued tasks, in order, each to the worker it fits (a free
+  // slot, and its cpus, memory and gpus beside what that worker runs) with
+  // the most free slots. A task that fits no worker now waits, without
+  // holding back the ones behind it.
   void Dispatch() {
     std::vector<std::pair<std::shared_ptr<Worker>, v1::SchedulerMessage>> sends;
     {
       std::lock_guard lock(mu_);
-      while (!pending_.empty()) {
+      for (auto next = pending_.begin(); next != pending_.end();) {
         std::shared_ptr<Worker> best;
         int best_free = 0;
         for (const auto& [name, worker] : workers_) {
           const int free = worker->slots - static_cast<int>(worker->attempts.size());
-          if (!worker->lost && free > best_free) {
+          if (!worker->lost && worker->Fits(next->launch) && free > best_free) {
             best_free = free;
             best = worker;
           }
         }
-        if (!best) break;
-        Pending next = std::move(pending_.front());
-        pending_.pop_front();
-        const int64_t attempt = next.launch.attempt_id;
-        best->attempts.insert(attempt);
-        leases_[attempt] = {best, next.sink};
+        if (!best) {
+          ++next;
+          continue;
+        }
+        const TaskLaunch& launch = next->launch;
+        best->attempts.insert(launch.attempt_id);
+        best->used_cpus += launch.cpus;
+        best->used_memory += launch.memory;
+        best->used_gpus += launch.gpus;
+        leases_[launch.attempt_id] = {best, next->sink, launch.cpus, launch.memory, launch.gpus};
         v1::SchedulerMessage message;
-        ToProto(next.launch, message.mutable_lease());
+        ToProto(launch, message.mutable_lease());
         sends.emplace_back(best, std::move(message));
+        next = pending_.erase(next);
       }
     }
     for (auto& [worker, message] : sends) worker->Send(message);
+  }
+
+  // Ends a lease (mu_ held): its worker's slot and resources are free again.
+  void EndLease(std::unordered_map<int64_t, Lease>::iterator lease) {
+    Worker& worker = *lease->second.worker;
+    worker.attempts.erase(lease->first);
+    worker.used_cpus -= lease->second.cpus;
+    worker.used_memory -= lease->second.memory;
+    worker.used_gpus -= lease->second.gpus;
+    leases_.erase(lease);
   }
 
   // Its leased tasks failed (the engine retries them as their retries
@@ -240,13 +275,13 @@ class Registry {
       worker->lost = true;
       auto found = workers_.find(worker->name);
       if (found != workers_.end() && found->second == worker) workers_.erase(found);
-      for (int64_t attempt : worker->attempts) {
+      const std::set<int64_t> attempts = worker->attempts;
+      for (int64_t attempt : attempts) {
         auto leased = leases_.find(attempt);
         if (leased == leases_.end()) continue;
         orphans.emplace_back(attempt, leased->second.sink);
-        leases_.erase(leased);
+        EndLease(leased);
       }
-      worker->attempts.clear();
     }
     for (auto& [attempt, sink] : orphans) {
       TaskReport report;
@@ -468,6 +503,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     scheduler::EngineOptions engine_options;
     engine_options.db_path = options_.db_path;
     engine_options.slots = 1 << 20;  // the workers' slots are the limit
+    engine_options.worker = "";      // until a worker reports it runs the attempt
     engine_options.tiers = std::move(tiers);
     engine_options.open_tier = OpenTier;
     Registry* registry = &registry_;

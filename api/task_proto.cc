@@ -31,6 +31,9 @@ void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out) {
   out->set_checkpoint_dir(launch.checkpoint_dir);
   out->set_timeout_ms(launch.timeout ? launch.timeout->count() : 0);
   out->set_kill_grace_ms(launch.kill_grace.count());
+  out->set_cpus(launch.cpus);
+  out->set_memory_bytes(launch.memory);
+  out->set_gpus(launch.gpus);
 }
 
 TaskLaunch FromProto(const v1::TaskLaunch& in) {
@@ -53,6 +56,9 @@ TaskLaunch FromProto(const v1::TaskLaunch& in) {
   launch.checkpoint_dir = in.checkpoint_dir();
   if (in.timeout_ms() > 0) launch.timeout = Duration(in.timeout_ms());
   launch.kill_grace = Duration(in.kill_grace_ms());
+  launch.cpus = in.cpus();
+  launch.memory = in.memory_bytes();
+  launch.gpus = in.gpus();
   return launch;
 }
 

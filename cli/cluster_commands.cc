@@ -8,6 +8,7 @@
 
 #include "api/cluster.h"
 #include "cli/commands.h"
+#include "common/units.h"
 #include "scheduler/store.h"
 
 namespace tierflow::cli {
@@ -89,6 +90,16 @@ int RunWorkerCommand(const WorkerCommandOptions& options, std::ostream& out, std
   worker.token = Env("TIERFLOW_WORKER_TOKEN");
   worker.name = options.name;
   worker.slots = options.slots;
+  worker.cpus = options.cpus;
+  worker.gpus = static_cast<uint32_t>(options.gpus);
+  if (!options.memory.empty()) {
+    absl::StatusOr<uint64_t> memory = ParseSize(options.memory);
+    if (!memory.ok()) {
+      err << "tierflow: --memory " << options.memory << ": " << memory.status().message() << '\n';
+      return kExitUsage;
+    }
+    worker.memory = *memory;
+  }
   if (!SplitPairs(options.tiers, "--tier", worker.tiers, err) ||
       !SplitPairs(options.labels, "--label", worker.labels, err)) {
     return kExitUsage;

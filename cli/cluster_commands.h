@@ -21,6 +21,9 @@ int RunServerCommand(const ServerCommandOptions& options, std::ostream& out, std
 struct WorkerCommandOptions {
   std::string scheduler;  // "" : $TIERFLOW_SCHEDULER
   int slots = 0;
+  double cpus = 0;     // 0: CPUs
+  std::string memory;  // a size; "": the machine's memory
+  int gpus = 0;
   std::string name;
   std::vector<std::string> tiers;   // NAME=PATH
   std::vector<std::string> labels;  // KEY=VALUE

@@ -386,6 +386,17 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       ->type_name("HOST:PORT");
   worker->add_option("--slots", worker_options.slots, "Tasks at once (default: CPUs)")
       ->check(CLI::Range(1, 100000));
+  worker
+      ->add_option("--cpus", worker_options.cpus,
+                   "CPUs its tasks may use at once, by their resources.cpus (default: CPUs)")
+      ->check(CLI::Range(0.01, 100000.0));
+  worker
+      ->add_option("--memory", worker_options.memory,
+                   "Memory its tasks may use at once, by their resources.memory, e.g. 64GiB "
+                   "(default: the machine's)")
+      ->type_name("SIZE");
+  worker->add_option("--gpus", worker_options.gpus, "GPUs it offers (default: 0)")
+      ->check(CLI::Range(0, 1024));
   worker->add_option("--name", worker_options.name, "Name to register as (default: HOST:PID)");
   worker->add_option("--tier", worker_options.tiers, "A node tier on this worker (repeatable)")
       ->type_name("NAME=PATH");

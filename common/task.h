@@ -55,6 +55,11 @@ struct TaskLaunch {
   std::string checkpoint_dir;
   std::optional<Duration> timeout;
   Duration kill_grace = std::chrono::seconds(10);  // TERM, then KILL after this
+  // What the stage asks for (`resources:`): a worker runs it only where it
+  // fits beside what that worker runs already.
+  double cpus = 1;
+  uint64_t memory = 0;  // bytes; 0: none declared
+  uint32_t gpus = 0;
 };
 
 struct OutputReport {

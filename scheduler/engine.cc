@@ -1204,8 +1204,9 @@ absl::Status Engine::Impl::PrepareStatements() {
   };
   TF_RETURN_IF_ERROR(
       prepare(insert_attempt_,
-              "INSERT INTO attempts(run_id, task_id, number, state, worker, command, cache_key, "
-              "cached_from, started_at, log_path) VALUES (?, ?, ?, ?, 'local', ?, ?, ?, ?, ?)"));
+              "INSERT INTO attempts(run_id, task_id, number, state, command, cache_key, "
+              "cached_from, started_at, log_path, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+              "?)"));
   TF_RETURN_IF_ERROR(prepare(finish_attempt_,
                              "UPDATE attempts SET state = ?, finished_at = ?, exit_code = ?, "
                              "signal = ?, message = ?, log_bytes = ?, pid = coalesce(?, pid), "
@@ -1944,6 +1945,9 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
   if (stage.run.is_shell()) launch.shell = stage.run.shell;
   launch.working_dir = working_dir_;
   launch.timeout = stage.timeout;
+  launch.cpus = stage.resources.cpus;
+  launch.memory = stage.resources.memory;
+  launch.gpus = stage.resources.gpus;
   launch.kill_grace = options_.kill_grace;
   const fs::path attempt_name = StrCat("attempt-", task.attempts);
   // logs/STAGE.attempt-N.log, logs/STAGE/ITEM.attempt-N.log: no folder per
@@ -2017,7 +2021,8 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
       .Bind(4, hit ? attempt_state::kCached : attempt_state::kRunning)
       .Bind(5, command.dump())
       .Bind(8, now)
-      .Bind(9, launch.log_path);
+      .Bind(9, launch.log_path)
+      .Bind(10, options_.worker);
   if (task.cache_key.empty()) {
     insert_attempt_->BindNull(6);
   } else {

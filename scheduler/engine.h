@@ -124,6 +124,9 @@ struct EngineOptions {
   std::function<absl::StatusOr<std::unique_ptr<storage::Adapter>>(const storage::TierConfig&)>
       open_tier;
   int transfer_threads = 4;  // copies between tiers at once
+  // The worker an attempt is recorded on until its executor reports who
+  // ran it: "local" in embedded mode; "" in cluster mode (not leased yet).
+  std::string worker = "local";
 };
 
 struct RunRequest {

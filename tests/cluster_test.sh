@@ -11,7 +11,9 @@
 #     every task succeeds exactly once (the interrupted one ran twice).
 #  4. A worker frozen with SIGSTOP (connected but silent) is lost after
 #     --worker-timeout; its task runs again on the other worker.
-#  5. Tokens: a server with tokens refuses a client without one and with a
+#  5. Resource fit: a stage's gpus and memory decide which worker runs
+#     it; a task no worker can fit waits.
+#  6. Tokens: a server with tokens refuses a client without one and with a
 #     wrong one, and a worker with a wrong one; one listening beyond
 #     loopback without tokens refuses to start.
 #
@@ -85,7 +87,7 @@ YAML
 submit=$!
 pids+=($submit)
 for _ in $(seq 200); do
-  holder=$(sql "$db" "SELECT worker FROM attempts WHERE task_id='hold' AND state='running' AND worker IS NOT 'local'")
+  holder=$(sql "$db" "SELECT worker FROM attempts WHERE task_id='hold' AND state='running' AND worker != ''")
   [ -n "$holder" ] && break
   sleep 0.1
 done
@@ -167,7 +169,7 @@ rm -f "$work/attempts.txt"
   fail "submit 5: $(cat "$work/submit5.out")"
 holder=""
 for _ in $(seq 200); do
-  holder=$(sql "$db5" "SELECT worker FROM attempts WHERE task_id='hold' AND state='running' AND worker IS NOT 'local'")
+  holder=$(sql "$db5" "SELECT worker FROM attempts WHERE task_id='hold' AND state='running' AND worker != ''")
   [ -n "$holder" ] && break
   sleep 0.1
 done
@@ -185,7 +187,49 @@ other=$([ "$holder" = w5 ] && echo w6 || echo w5)
 lost_pid=$(sql "$db5" "SELECT pid FROM attempts WHERE state='lost'")
 [ -n "$lost_pid" ] && kill -9 -- "-$lost_pid" 2>/dev/null || true
 
-echo "== 5. tokens"
+echo "== 5. resource fit: a task runs only where its gpus and memory fit"
+cat >"$work/fit.yaml" <<'YAML'
+name: fit
+stages:
+  gpu:
+    resources: {gpus: 1}
+    run: 'echo gpu > "$TIERFLOW_OUTPUT_OUT"'
+    outputs: [out]
+  big:
+    resources: {memory: 3GiB}
+    run: 'echo big > "$TIERFLOW_OUTPUT_OUT"'
+    outputs: [out]
+  small:
+    foreach: {range: [0, 6]}
+    run: 'echo small > "$TIERFLOW_OUTPUT_OUT"'
+    outputs: [out]
+YAML
+start_server s6
+start_worker w7 --scheduler "$addr" --slots 2 --memory 1GiB
+start_worker w8 --scheduler "$addr" --slots 2 --memory 4GiB --gpus 1
+"$tierflow" submit "$work/fit.yaml" --scheduler "$addr" --wait >"$work/submit6.out" 2>&1 ||
+  fail "run 6: $(cat "$work/submit6.out")"
+db6="$work/s6/tierflow.db"
+[ "$(sql "$db6" "SELECT worker FROM attempts WHERE task_id='gpu'")" = w8 ] || fail "gpu ran on $(sql "$db6" "SELECT worker FROM attempts WHERE task_id='gpu'")"
+[ "$(sql "$db6" "SELECT worker FROM attempts WHERE task_id='big'")" = w8 ] || fail "big ran on $(sql "$db6" "SELECT worker FROM attempts WHERE task_id='big'")"
+[ "$(sql "$db6" "SELECT count(*) FROM attempts WHERE task_id LIKE 'small%' AND worker='w7'")" -ge 1 ] ||
+  fail "no small task on w7: $(sql "$db6" "SELECT task_id, worker FROM attempts")"
+# A task that fits no worker waits (queued), it does not fail.
+cat >"$work/huge.yaml" <<'YAML'
+name: huge
+stages:
+  huge:
+    resources: {gpus: 8}
+    run: 'true'
+YAML
+"$tierflow" submit "$work/huge.yaml" --scheduler "$addr" >"$work/submit7.out" 2>&1 || fail "submit 7"
+sleep 1
+[ "$(sql "$db6" "SELECT state FROM tasks WHERE run_id LIKE 'huge-%'")" = running ] ||
+  fail "huge should wait for a worker with 8 gpus: $(sql "$db6" "SELECT state, message FROM tasks WHERE run_id LIKE 'huge-%'")"
+[ "$(sql "$db6" "SELECT count(*) FROM attempts WHERE task_id='huge' AND worker != ''")" = 0 ] ||
+  fail "huge was leased to a worker that cannot fit it"
+
+echo "== 6. tokens"
 TIERFLOW_CLIENT_TOKEN=client-secret TIERFLOW_WORKER_TOKEN=worker-secret start_server s2
 if "$tierflow" submit "$work/hold.yaml" --scheduler "$addr" >"$work/notoken.out" 2>&1; then
   fail "a submit without a token was accepted"
