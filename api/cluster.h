@@ -69,7 +69,8 @@ struct RemoteRun {
 // Client calls. `token` is the client token ("" when the server needs none).
 absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std::string& token,
                                          const std::string& file,
-                                         const std::map<std::string, std::string>& params);
+                                         const std::map<std::string, std::string>& params,
+                                         int priority = 0);
 absl::StatusOr<RemoteRun> GetRemoteRun(const std::string& scheduler, const std::string& token,
                                        const std::string& run);
 absl::StatusOr<std::string> CancelRemoteRun(const std::string& scheduler, const std::string& token,

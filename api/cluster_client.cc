@@ -169,7 +169,8 @@ absl::Status RunWorker(const WorkerOptions& options, const std::atomic<bool>& st
 
 absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std::string& token,
                                          const std::string& file,
-                                         const std::map<std::string, std::string>& params) {
+                                         const std::map<std::string, std::string>& params,
+                                         int priority) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return absl::NotFoundError(StrCat(file, ": cannot read the pipeline file"));
   std::stringstream text;
@@ -179,6 +180,7 @@ absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std
   std::error_code error;
   request.set_pipeline_file(std::filesystem::absolute(file, error).string());
   request.mutable_params()->insert(params.begin(), params.end());
+  request.set_priority(priority);
   v1::SubmitReply reply;
   grpc::ClientContext context;
   Authorize(context, token);

@@ -110,10 +110,16 @@ class Registry {
     monitor_.join();
   }
 
-  void Submit(TaskLaunch launch, std::shared_ptr<ReportSink> sink) {
+  // Queues a task of the run `run_seq` (the order runs were started in):
+  // higher `priority` first, then earlier runs first, then in the order
+  // tasks became ready.
+  void Submit(TaskLaunch launch, std::shared_ptr<ReportSink> sink, int priority, uint64_t run_seq) {
     {
       std::lock_guard lock(mu_);
-      pending_.push_back({std::move(launch), std::move(sink)});
+      auto after = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) {
+        return p.priority < priority || (p.priority == priority && p.run_seq > run_seq);
+      });
+      pending_.insert(after, {std::move(launch), std::move(sink), priority, run_seq});
     }
     Dispatch();
   }
@@ -210,6 +216,8 @@ class Registry {
   struct Pending {
     TaskLaunch launch;
     std::shared_ptr<ReportSink> sink;
+    int priority = 0;
+    uint64_t run_seq = 0;
   };
   struct Lease {
     std::shared_ptr<Worker> worker;
@@ -316,8 +324,11 @@ class Registry {
 
 class RemoteExecutor final : public Executor {
  public:
-  RemoteExecutor(Registry& registry, ReportCallback callback)
-      : registry_(registry), sink_(std::make_shared<ReportSink>()) {
+  RemoteExecutor(Registry& registry, ReportCallback callback, int priority, uint64_t run_seq)
+      : registry_(registry),
+        sink_(std::make_shared<ReportSink>()),
+        priority_(priority),
+        run_seq_(run_seq) {
     sink_->callback = std::move(callback);
   }
   ~RemoteExecutor() override {
@@ -329,7 +340,7 @@ class RemoteExecutor final : public Executor {
       std::lock_guard lock(mu_);
       attempts_.insert(launch.attempt_id);
     }
-    registry_.Submit(std::move(launch), sink_);
+    registry_.Submit(std::move(launch), sink_, priority_, run_seq_);
   }
   void Cancel(int64_t attempt_id) override { registry_.Cancel(attempt_id, false); }
   void KillAll() override {
@@ -344,6 +355,8 @@ class RemoteExecutor final : public Executor {
  private:
   Registry& registry_;
   std::shared_ptr<ReportSink> sink_;
+  const int priority_;
+  const uint64_t run_seq_;
   std::mutex mu_;
   std::set<int64_t> attempts_;  // every attempt launched (KillAll skips finished ones)
 };
@@ -422,7 +435,8 @@ class SchedulerService final : public v1::Scheduler::Service {
     run.yaml = request->pipeline_yaml();
     run.params.insert(request->params().begin(), request->params().end());
     absl::StatusOr<std::string> run_id =
-        Drive(std::move(*tiers), [run](scheduler::Engine& engine) { return engine.Run(run); });
+        Drive(std::move(*tiers), request->priority(),
+              [run](scheduler::Engine& engine) { return engine.Run(run); });
     if (!run_id.ok()) return ToGrpc(run_id.status());
     reply->set_run_id(*run_id);
     return grpc::Status::OK;
@@ -443,7 +457,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     for (const scheduler::RunSummary& summary : runs->runs) {
       const std::string id = summary.id;
       absl::StatusOr<std::string> resumed =
-          Drive({}, [id](scheduler::Engine& engine) { return engine.Resume(id); });
+          Drive({}, 0, [id](scheduler::Engine& engine) { return engine.Resume(id); });
       if (resumed.ok()) {
         log << "resumed run " << id << std::endl;
       } else {
@@ -498,8 +512,9 @@ class SchedulerService final : public v1::Scheduler::Service {
   // with a RemoteExecutor; returns the run's id once it has started, or why
   // it could not.
   absl::StatusOr<std::string> Drive(
-      std::vector<scheduler::PlacementTier> tiers,
+      std::vector<scheduler::PlacementTier> tiers, int priority,
       std::function<absl::StatusOr<scheduler::RunResult>(scheduler::Engine&)> drive) {
+    const uint64_t run_seq = ++run_seq_;
     scheduler::EngineOptions engine_options;
     engine_options.db_path = options_.db_path;
     engine_options.slots = 1 << 20;  // the workers' slots are the limit
@@ -508,8 +523,10 @@ class SchedulerService final : public v1::Scheduler::Service {
     engine_options.open_tier = OpenTier;
     Registry* registry = &registry_;
     engine_options.make_executor =
-        [registry](Executor::ReportCallback callback) -> absl::StatusOr<std::unique_ptr<Executor>> {
-      return std::unique_ptr<Executor>(new RemoteExecutor(*registry, std::move(callback)));
+        [registry, priority,
+         run_seq](Executor::ReportCallback callback) -> absl::StatusOr<std::unique_ptr<Executor>> {
+      return std::unique_ptr<Executor>(
+          new RemoteExecutor(*registry, std::move(callback), priority, run_seq));
     };
     auto observer = std::make_shared<StartObserver>();
     engine_options.observer = observer.get();
@@ -532,6 +549,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   Registry& registry_;
   std::mutex mu_;
   std::map<std::string, Driven> runs_;
+  std::atomic<uint64_t> run_seq_{0};
 };
 
 class WorkersService final : public v1::Workers::Service {

@@ -116,8 +116,8 @@ int RunWorkerCommand(const WorkerCommandOptions& options, std::ostream& out, std
 int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err) {
   const std::string scheduler = Scheduler(options.scheduler);
   const std::string token = Env("TIERFLOW_TOKEN");
-  absl::StatusOr<std::string> run =
-      api::SubmitRemote(scheduler, token, options.file, ParseParams(options.params));
+  absl::StatusOr<std::string> run = api::SubmitRemote(
+      scheduler, token, options.file, ParseParams(options.params), options.priority);
   if (!run.ok()) {
     err << "tierflow: " << run.status().message() << '\n';
     return kExitInvalid;

@@ -34,6 +34,7 @@ struct SubmitOptions {
   std::string scheduler;
   std::string file;
   std::vector<std::string> params;
+  int priority = 0;
   bool wait = false;
 };
 int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err);

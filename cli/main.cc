@@ -413,6 +413,10 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       ->type_name("FILE");
   AddParamOption(*submit, submit_options.params);
   submit->add_flag("--wait", submit_options.wait, "Wait for the run to end");
+  submit
+      ->add_option("--priority", submit_options.priority,
+                   "Higher runs first; runs of equal priority in the order they were submitted")
+      ->capture_default_str();
   submit->add_option("--scheduler", submit_options.scheduler, scheduler_help)
       ->type_name("HOST:PORT");
   CLI::App* status = app.add_subcommand("status",

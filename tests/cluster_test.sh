@@ -13,7 +13,9 @@
 #     --worker-timeout; its task runs again on the other worker.
 #  5. Resource fit: a stage's gpus and memory decide which worker runs
 #     it; a task no worker can fit waits.
-#  6. Tokens: a server with tokens refuses a client without one and with a
+#  6. Priority: with one slot busy, a later run of higher priority goes
+#     before the rest of an earlier one; equal priorities go in order.
+#  7. Tokens: a server with tokens refuses a client without one and with a
 #     wrong one, and a worker with a wrong one; one listening beyond
 #     loopback without tokens refuses to start.
 #
@@ -229,7 +231,35 @@ sleep 1
 [ "$(sql "$db6" "SELECT count(*) FROM attempts WHERE task_id='huge' AND worker != ''")" = 0 ] ||
   fail "huge was leased to a worker that cannot fit it"
 
-echo "== 6. tokens"
+echo "== 6. priority, then first come first served across runs"
+cat >"$work/prio-a.yaml" <<'YAML'
+name: prio-a
+stages:
+  a:
+    foreach: {range: [1, 4]}
+    run: 'echo "a$TIERFLOW_ITEM" >> order.txt; sleep 1'
+YAML
+printf 'name: prio-b\nstages:\n  b:\n    run: "echo b >> order.txt"\n' >"$work/prio-b.yaml"
+printf 'name: prio-c\nstages:\n  c:\n    run: "echo c >> order.txt"\n' >"$work/prio-c.yaml"
+rm -f "$work/order.txt"
+start_server s7
+start_worker w9 --scheduler "$addr" --slots 1
+db7="$work/s7/tierflow.db"
+"$tierflow" submit "$work/prio-a.yaml" --scheduler "$addr" >/dev/null || fail "submit prio-a"
+for _ in $(seq 100); do
+  [ -s "$work/order.txt" ] && break
+  sleep 0.05
+done
+"$tierflow" submit "$work/prio-b.yaml" --scheduler "$addr" --priority 5 >/dev/null || fail "submit prio-b"
+"$tierflow" submit "$work/prio-c.yaml" --scheduler "$addr" >/dev/null || fail "submit prio-c"
+for _ in $(seq 200); do
+  [ "$(sql "$db7" "SELECT count(*) FROM runs WHERE state='succeeded'")" = 3 ] && break
+  sleep 0.1
+done
+[ "$(tr '\n' ' ' <"$work/order.txt")" = "a1 b a2 a3 c " ] ||
+  fail "order: $(tr '\n' ' ' <"$work/order.txt") (expected a1 b a2 a3 c)"
+
+echo "== 7. tokens"
 TIERFLOW_CLIENT_TOKEN=client-secret TIERFLOW_WORKER_TOKEN=worker-secret start_server s2
 if "$tierflow" submit "$work/hold.yaml" --scheduler "$addr" >"$work/notoken.out" 2>&1; then
   fail "a submit without a token was accepted"
