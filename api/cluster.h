@@ -25,6 +25,10 @@ struct ServerOptions {
   std::string worker_token;  // required from workers when set
   // A worker that sends nothing for this long is lost.
   std::chrono::milliseconds worker_timeout{10000};
+  // TLS: the server's certificate chain and private key (PEM files); both
+  // or neither. Clients then need TIERFLOW_TLS_CA.
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 // Serves until `stop` becomes true (checked a few times a second). Prints
@@ -67,6 +71,8 @@ struct RemoteRun {
 };
 
 // Client calls. `token` is the client token ("" when the server needs none).
+// Every client (and worker) speaks TLS when TIERFLOW_TLS_CA names the PEM
+// file of the CA that signed the server's certificate.
 absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std::string& token,
                                          const std::string& file,
                                          const std::map<std::string, std::string>& params,

@@ -10,12 +10,14 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <unordered_map>
 
@@ -589,7 +591,26 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
   WorkersService workers_service(options, registry);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert.empty() || !options.tls_key.empty()) {
+    std::string cert, key;
+    for (auto [path, text] :
+         {std::pair{&options.tls_cert, &cert}, std::pair{&options.tls_key, &key}}) {
+      std::ifstream in(*path, std::ios::binary);
+      std::stringstream content;
+      content << in.rdbuf();
+      *text = content.str();
+      if (!in || text->empty()) {
+        return absl::InvalidArgumentError(StrCat("cannot read the TLS ",
+                                                 path == &options.tls_cert ? "certificate" : "key",
+                                                 " file '", *path, "'"));
+      }
+    }
+    grpc::SslServerCredentialsOptions tls;
+    tls.pem_key_cert_pairs.push_back({key, cert});
+    credentials = grpc::SslServerCredentials(tls);
+  }
+  builder.AddListeningPort(options.listen, credentials, &port);
   builder.RegisterService(&scheduler_service);
   builder.RegisterService(&workers_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

@@ -73,6 +73,8 @@ int RunServerCommand(const ServerCommandOptions& options, std::ostream& out, std
   server.tiers_file = options.tiers_file;
   server.client_token = Env("TIERFLOW_CLIENT_TOKEN");
   server.worker_token = Env("TIERFLOW_WORKER_TOKEN");
+  server.tls_cert = options.tls_cert;
+  server.tls_key = options.tls_key;
   server.worker_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(options.worker_timeout_seconds * 1000));
   StopOnSignals();

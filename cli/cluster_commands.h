@@ -15,6 +15,8 @@ struct ServerCommandOptions {
   std::string db;
   std::string tiers_file;
   double worker_timeout_seconds = 10;
+  std::string tls_cert;
+  std::string tls_key;
 };
 int RunServerCommand(const ServerCommandOptions& options, std::ostream& out, std::ostream& err);
 

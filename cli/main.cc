@@ -166,6 +166,10 @@ CLI::App* AddCancelCommand(CLI::App& app, CancelOptions& options) {
       ->required()
       ->type_name("RUN");
   AddDbOption(*command, options.db);
+  command
+      ->add_option("--scheduler", options.scheduler,
+                   "Cancel it on this scheduler ('tierflow server') instead of locally")
+      ->type_name("HOST:PORT");
   command->footer("Example:\n  tierflow cancel quickstart-3f9a1c");
   return command;
 }
@@ -371,6 +375,14 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       ->capture_default_str();
   AddDbOption(*server, server_options.db);
   server->add_option("--tiers", server_options.tiers_file, "Storage tiers (docs/tiers.md)")
+      ->type_name("FILE");
+  server
+      ->add_option("--tls-cert", server_options.tls_cert,
+                   "TLS: the server's certificate chain (PEM); clients and workers then need "
+                   "TIERFLOW_TLS_CA")
+      ->type_name("FILE");
+  server
+      ->add_option("--tls-key", server_options.tls_key, "TLS: the certificate's private key (PEM)")
       ->type_name("FILE");
   server
       ->add_option("--worker-timeout", server_options.worker_timeout_seconds,

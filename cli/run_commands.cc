@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "api/cluster.h"
 #include "api/embedded.h"
 #include "api/tier_service.h"
 #include "cli/commands.h"
@@ -315,8 +316,11 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
 }
 
 int CancelRun(const CancelOptions& options, std::ostream& out, std::ostream& err) {
+  const char* token = std::getenv("TIERFLOW_TOKEN");
   absl::StatusOr<std::string> done =
-      scheduler::CancelRun(scheduler::ResolveDatabasePath(options.db), options.run);
+      options.scheduler.empty()
+          ? scheduler::CancelRun(scheduler::ResolveDatabasePath(options.db), options.run)
+          : api::CancelRemoteRun(options.scheduler, token == nullptr ? "" : token, options.run);
   if (!done.ok()) {
     err << "tierflow: " << done.status().message() << '\n';
     return kExitInvalid;

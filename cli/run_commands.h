@@ -35,6 +35,7 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
 struct CancelOptions {
   std::string run;  // id, or last/latest
   std::string db;
+  std::string scheduler;  // set: ask that server (token: TIERFLOW_TOKEN)
 };
 
 // Asks the engine driving the run to cancel it (SIGTERM to its process after

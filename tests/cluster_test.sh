@@ -15,7 +15,10 @@
 #     it; a task no worker can fit waits.
 #  6. Priority: with one slot busy, a later run of higher priority goes
 #     before the rest of an earlier one; equal priorities go in order.
-#  7. Tokens: a server with tokens refuses a client without one and with a
+#  7. TLS (a certificate made here with openssl): a plaintext client is
+#     refused, one with TIERFLOW_TLS_CA runs; `tierflow cancel --scheduler`
+#     cancels a running run through the server.
+#  8. Tokens: a server with tokens refuses a client without one and with a
 #     wrong one, and a worker with a wrong one; one listening beyond
 #     loopback without tokens refuses to start.
 #
@@ -259,7 +262,35 @@ done
 [ "$(tr '\n' ' ' <"$work/order.txt")" = "a1 b a2 a3 c " ] ||
   fail "order: $(tr '\n' ' ' <"$work/order.txt") (expected a1 b a2 a3 c)"
 
-echo "== 7. tokens"
+echo "== 7. TLS, and cancel through the server"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 1 \
+  -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null || fail "openssl req"
+start_server s8 --tls-cert "$work/cert.pem" --tls-key "$work/key.pem"
+TIERFLOW_TLS_CA="$work/cert.pem" start_worker w10 --scheduler "$addr" --slots 1
+if timeout 30 "$tierflow" submit "$work/prio-b.yaml" --scheduler "$addr" >"$work/plain.out" 2>&1; then
+  fail "a plaintext client reached a TLS server"
+fi
+TIERFLOW_TLS_CA="$work/cert.pem" "$tierflow" submit "$work/prio-b.yaml" --scheduler "$addr" --wait \
+  >"$work/tls.out" 2>&1 || fail "submit over TLS: $(cat "$work/tls.out")"
+grep -q "^  b  *succeeded  on w10" "$work/tls.out" || fail "over TLS: $(cat "$work/tls.out")"
+rm -f "$work/attempts.txt"
+run8=$(TIERFLOW_TLS_CA="$work/cert.pem" "$tierflow" submit "$work/hold.yaml" --scheduler "$addr" | sed -n 's/^submitted run \([^ ]*\).*/\1/p')
+for _ in $(seq 100); do
+  [ -s "$work/attempts.txt" ] && break
+  sleep 0.1
+done
+TIERFLOW_TLS_CA="$work/cert.pem" "$tierflow" cancel "$run8" --scheduler "$addr" >"$work/cancel.out" 2>&1 ||
+  fail "cancel through the server: $(cat "$work/cancel.out")"
+for _ in $(seq 100); do
+  [ "$(sql "$work/s8/tierflow.db" "SELECT state FROM runs WHERE id='$run8'")" = cancelled ] && break
+  sleep 0.1
+done
+[ "$(sql "$work/s8/tierflow.db" "SELECT state FROM runs WHERE id='$run8'")" = cancelled ] ||
+  fail "run $run8 not cancelled: $(cat "$work/cancel.out"; sql "$work/s8/tierflow.db" "SELECT id, state FROM tasks WHERE run_id='$run8'")"
+[ "$(sql "$work/s8/tierflow.db" "SELECT state FROM tasks WHERE run_id='$run8' AND id='hold'")" = cancelled ] ||
+  fail "hold not cancelled"
+
+echo "== 8. tokens"
 TIERFLOW_CLIENT_TOKEN=client-secret TIERFLOW_WORKER_TOKEN=worker-secret start_server s2
 if "$tierflow" submit "$work/hold.yaml" --scheduler "$addr" >"$work/notoken.out" 2>&1; then
   fail "a submit without a token was accepted"
