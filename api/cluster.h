@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "api/run_service.h"
 
 namespace tierflow::api {
 
@@ -81,5 +82,21 @@ absl::StatusOr<RemoteRun> GetRemoteRun(const std::string& scheduler, const std::
                                        const std::string& run);
 absl::StatusOr<std::string> CancelRemoteRun(const std::string& scheduler, const std::string& token,
                                             const std::string& run);
+// `tierflow logs` and `lineage` against a server: the same output.
+// `request.db` and `request.recheck` are the server's business.
+absl::Status RemoteLogs(const std::string& scheduler, const std::string& token,
+                        const LogRequest& request, std::ostream& out, std::ostream& notes);
+absl::StatusOr<std::string> RemoteLineage(const std::string& scheduler, const std::string& token,
+                                          const std::string& target, bool upstream, bool downstream,
+                                          int64_t depth, const std::string& format);
+// The workers connected to a server.
+struct RemoteWorker {
+  std::string name;
+  int slots = 0;
+  int running = 0;
+  int64_t last_heartbeat_ms = 0;
+};
+absl::StatusOr<std::vector<RemoteWorker>> ListRemoteWorkers(const std::string& scheduler,
+                                                            const std::string& token);
 
 }  // namespace tierflow::api

@@ -233,4 +233,56 @@ absl::StatusOr<std::string> CancelRemoteRun(const std::string& scheduler, const 
   return reply.message();
 }
 
+absl::Status RemoteLogs(const std::string& scheduler, const std::string& token,
+                        const LogRequest& request, std::ostream& out, std::ostream& notes) {
+  v1::LogsRequest call;
+  call.set_run_id(request.run);
+  call.set_task_id(request.task);
+  call.set_attempt(request.attempt);
+  call.set_follow(request.follow);
+  grpc::ClientContext context;
+  Authorize(context, token);
+  std::unique_ptr<grpc::ClientReader<v1::LogChunk>> reader =
+      SchedulerStub(scheduler)->Logs(&context, call);
+  v1::LogChunk chunk;
+  while (reader->Read(&chunk)) {
+    out << chunk.data();
+    if (!chunk.note().empty()) notes << chunk.note();
+    out.flush();
+  }
+  return FromGrpc(reader->Finish(), scheduler);
+}
+
+absl::StatusOr<std::string> RemoteLineage(const std::string& scheduler, const std::string& token,
+                                          const std::string& target, bool upstream, bool downstream,
+                                          int64_t depth, const std::string& format) {
+  v1::LineageRequest request;
+  request.set_target(target);
+  request.set_upstream(upstream);
+  request.set_downstream(downstream);
+  request.set_depth(depth);
+  request.set_format(format);
+  v1::LineageReply reply;
+  grpc::ClientContext context;
+  Authorize(context, token);
+  grpc::Status status = SchedulerStub(scheduler)->Lineage(&context, request, &reply);
+  if (!status.ok()) return FromGrpc(status, scheduler);
+  return reply.text();
+}
+
+absl::StatusOr<std::vector<RemoteWorker>> ListRemoteWorkers(const std::string& scheduler,
+                                                            const std::string& token) {
+  v1::ListWorkersReply reply;
+  grpc::ClientContext context;
+  Authorize(context, token);
+  grpc::Status status =
+      SchedulerStub(scheduler)->ListWorkers(&context, v1::ListWorkersRequest(), &reply);
+  if (!status.ok()) return FromGrpc(status, scheduler);
+  std::vector<RemoteWorker> workers;
+  for (const v1::WorkerInfo& info : reply.workers()) {
+    workers.push_back({info.name(), info.slots(), info.running(), info.last_heartbeat_ms()});
+  }
+  return workers;
+}
+
 }  // namespace tierflow::api

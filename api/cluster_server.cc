@@ -152,6 +152,18 @@ class Registry {
     worker->Send(message);
   }
 
+  void Describe(v1::ListWorkersReply* reply) {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, worker] : workers_) {
+      v1::WorkerInfo* info = reply->add_workers();
+      info->set_name(name);
+      info->set_slots(worker->slots);
+      info->set_running(static_cast<int32_t>(worker->attempts.size()));
+      info->mutable_labels()->insert(worker->labels.begin(), worker->labels.end());
+      info->set_last_heartbeat_ms(worker->last_seen_ms);
+    }
+  }
+
   // The stream handler of one worker: returns when the stream ends.
   grpc::Status Serve(grpc::ServerContext* context, WorkerStream* stream) {
     v1::WorkerMessage first;
@@ -390,6 +402,7 @@ class StartObserver final : public scheduler::RunObserver {
 };
 
 grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
   grpc::StatusCode code = grpc::StatusCode::INTERNAL;
   switch (status.code()) {
     case absl::StatusCode::kInvalidArgument:
@@ -409,6 +422,46 @@ grpc::Status ToGrpc(const absl::Status& status) {
   }
   return {code, std::string(status.message())};
 }
+
+// A stream of LogChunks as an ostream's buffer: log bytes, or notes.
+class ChunkWriter final : public std::streambuf {
+ public:
+  ChunkWriter(grpc::ServerWriter<v1::LogChunk>* writer, bool notes)
+      : writer_(writer), notes_(notes) {}
+
+ protected:
+  int overflow(int c) override {
+    if (c != traits_type::eof()) buffer_.push_back(static_cast<char>(c));
+    if (buffer_.size() >= kChunk) Send();
+    return c == traits_type::eof() ? 0 : c;
+  }
+  std::streamsize xsputn(const char* data, std::streamsize n) override {
+    buffer_.append(data, static_cast<size_t>(n));
+    if (buffer_.size() >= kChunk) Send();
+    return n;
+  }
+  int sync() override {
+    Send();
+    return 0;
+  }
+
+ private:
+  static constexpr size_t kChunk = 64 << 10;
+  void Send() {
+    if (buffer_.empty()) return;
+    v1::LogChunk chunk;
+    if (notes_) {
+      chunk.set_note(buffer_);
+    } else {
+      chunk.set_data(buffer_);
+    }
+    writer_->Write(chunk);
+    buffer_.clear();
+  }
+  grpc::ServerWriter<v1::LogChunk>* writer_;
+  const bool notes_;
+  std::string buffer_;
+};
 
 class SchedulerService final : public v1::Scheduler::Service {
  public:
@@ -489,6 +542,51 @@ class SchedulerService final : public v1::Scheduler::Service {
       if (!row.attempts.empty()) task->set_worker(row.attempts.back().worker);
       task->set_message(row.message);
     }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest*,
+                           v1::ListWorkersReply* reply) override {
+    if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
+      return auth;
+    }
+    registry_.Describe(reply);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Logs(grpc::ServerContext* context, const v1::LogsRequest* request,
+                    grpc::ServerWriter<v1::LogChunk>* writer) override {
+    if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
+      return auth;
+    }
+    LogRequest log;
+    log.db = options_.db_path;
+    log.run = request->run_id();
+    log.task = request->task_id();
+    log.attempt = request->attempt();
+    log.follow = request->follow();
+    ChunkWriter data(writer, false);
+    ChunkWriter notes(writer, true);
+    std::ostream data_out(&data);
+    std::ostream notes_out(&notes);
+    absl::Status status = WriteLog(log, data_out, notes_out);
+    data_out.flush();
+    notes_out.flush();
+    return ToGrpc(status);
+  }
+
+  grpc::Status Lineage(grpc::ServerContext* context, const v1::LineageRequest* request,
+                       v1::LineageReply* reply) override {
+    if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
+      return auth;
+    }
+    std::ostringstream text;
+    std::optional<int64_t> depth;
+    if (request->depth() >= 0) depth = request->depth();
+    absl::Status status = WriteLineage(options_.db_path, request->target(), request->upstream(),
+                                       request->downstream(), depth, request->format(), text);
+    if (!status.ok()) return ToGrpc(status);
+    reply->set_text(text.str());
     return grpc::Status::OK;
   }
 

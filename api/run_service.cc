@@ -1011,4 +1011,22 @@ void RenderLineageDot(const LineageGraph& graph, std::ostream& out) {
   out << "}\n";
 }
 
+absl::Status WriteLineage(const std::string& db, const std::string& target, bool upstream,
+                          bool downstream, std::optional<int64_t> depth, const std::string& format,
+                          std::ostream& out) {
+  LineageDirection direction = LineageDirection::kBoth;
+  if (upstream != downstream) {
+    direction = upstream ? LineageDirection::kUpstream : LineageDirection::kDownstream;
+  }
+  TF_ASSIGN_OR_RETURN(LineageGraph graph, GetLineage(db, target, direction, depth));
+  if (format == "json") {
+    RenderLineageJson(graph, out);
+  } else if (format == "dot") {
+    RenderLineageDot(graph, out);
+  } else {
+    RenderLineageText(graph, out);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace tierflow::api

@@ -113,6 +113,12 @@ void RenderRunJson(const RunDetail& detail, std::ostream& out);
 // printed once and then marked "(see above)".
 void RenderLineageText(const LineageGraph& graph, std::ostream& out);
 
+// `tierflow lineage` whole: GetLineage, then the rendering `format` names
+// (text | json | dot). `upstream` and `downstream` both or neither: both.
+absl::Status WriteLineage(const std::string& db, const std::string& target, bool upstream,
+                          bool downstream, std::optional<int64_t> depth, const std::string& format,
+                          std::ostream& out);
+
 //   {"run_id", "root": node id or null,
 //    "direction": "upstream"|"downstream"|"both" or null (a run's graph),
 //    "nodes": [node...], "edges": [{"from", "to", "kind", "name"}]}

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "api/cluster.h"
+#include "api/text_table.h"
 #include "cli/commands.h"
 #include "common/units.h"
 #include "scheduler/store.h"
@@ -148,6 +149,25 @@ int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err
     return kExitInvalid;
   }
   PrintRun(*run, out);
+  return kExitOk;
+}
+
+int RunWorkers(const StatusOptions& options, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::vector<api::RemoteWorker>> workers =
+      api::ListRemoteWorkers(Scheduler(options.scheduler), Env("TIERFLOW_TOKEN"));
+  if (!workers.ok()) {
+    err << "tierflow: " << workers.status().message() << '\n';
+    return kExitInvalid;
+  }
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  api::TextTable table({"WORKER", "SLOTS", "RUNNING", "LAST HEARD"});
+  for (const api::RemoteWorker& worker : *workers) {
+    table.Add({worker.name, std::to_string(worker.slots), std::to_string(worker.running),
+               FormatDuration(std::chrono::milliseconds(now - worker.last_heartbeat_ms)) + " ago"});
+  }
+  table.Write(out);
   return kExitOk;
 }
 

@@ -46,5 +46,7 @@ struct StatusOptions {
   std::string run = "last";
 };
 int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err);
+// `tierflow workers`: uses StatusOptions::scheduler.
+int RunWorkers(const StatusOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace tierflow::cli

@@ -1,12 +1,19 @@
 #include "cli/inspect_commands.h"
 
+#include <cstdlib>
 #include <ostream>
 
+#include "api/cluster.h"
 #include "api/run_service.h"
 #include "cli/commands.h"
 
 namespace tierflow::cli {
 namespace {
+
+std::string EnvToken() {
+  const char* token = std::getenv("TIERFLOW_TOKEN");
+  return token == nullptr ? "" : token;
+}
 
 int Fail(const absl::Status& status, std::ostream& err) {
   err << status.message() << '\n';
@@ -45,37 +52,35 @@ int RunLogs(const LogsOptions& options, std::ostream& out, std::ostream& err) {
   request.task = options.task;
   request.attempt = options.attempt;
   request.follow = options.follow;
-  if (absl::Status status = api::WriteLog(request, out, err); !status.ok()) {
-    return Fail(status, err);
-  }
+  absl::Status status = options.scheduler.empty()
+                            ? api::WriteLog(request, out, err)
+                            : api::RemoteLogs(options.scheduler, EnvToken(), request, out, err);
+  if (!status.ok()) return Fail(status, err);
   return CheckWritten(out, err);
 }
 
 int RunLineage(const LineageOptions& options, std::ostream& out, std::ostream& err) {
-  api::LineageDirection direction = api::LineageDirection::kBoth;
-  if (options.upstream != options.downstream) {
-    direction =
-        options.upstream ? api::LineageDirection::kUpstream : api::LineageDirection::kDownstream;
-  }
   std::optional<int64_t> depth;
   if (options.depth >= 0) depth = options.depth;
-  absl::StatusOr<api::LineageGraph> graph =
-      api::GetLineage(options.db, options.target, direction, depth);
-  if (!graph.ok()) {
+  absl::Status status;
+  if (options.scheduler.empty()) {
+    status = api::WriteLineage(options.db, options.target, options.upstream, options.downstream,
+                               depth, options.output, out);
+  } else {
+    absl::StatusOr<std::string> text =
+        api::RemoteLineage(options.scheduler, EnvToken(), options.target, options.upstream,
+                           options.downstream, options.depth, options.output);
+    if (text.ok()) out << *text;
+    status = text.status();
+  }
+  if (!status.ok()) {
     // A malformed artifact reference, or a walk asked of a run, is a usage
     // error; an unknown one is not.
-    if (graph.status().code() == absl::StatusCode::kInvalidArgument) {
-      err << "lineage: " << graph.status().message() << "\nRun with --help for more information.\n";
+    if (status.code() == absl::StatusCode::kInvalidArgument) {
+      err << "lineage: " << status.message() << "\nRun with --help for more information.\n";
       return kExitUsage;
     }
-    return Fail(graph.status(), err);
-  }
-  if (options.output == "json") {
-    api::RenderLineageJson(*graph, out);
-  } else if (options.output == "dot") {
-    api::RenderLineageDot(*graph, out);
-  } else {
-    api::RenderLineageText(*graph, out);
+    return Fail(status, err);
   }
   return CheckWritten(out, err);
 }

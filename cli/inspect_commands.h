@@ -32,6 +32,7 @@ struct LogsOptions {
   int64_t attempt = 0;  // 0 = the latest
   bool follow = false;
   std::string db;
+  std::string scheduler;  // set: read it from that server (token: TIERFLOW_TOKEN)
 };
 
 struct LineageOptions {
@@ -41,6 +42,7 @@ struct LineageOptions {
   int64_t depth = -1;           // task steps; -1 = unbounded
   std::string output = "text";  // text | json | dot
   std::string db;
+  std::string scheduler;  // set: ask that server (token: TIERFLOW_TOKEN)
 };
 
 int RunRuns(const RunsOptions& options, std::ostream& out, std::ostream& err);

@@ -296,6 +296,10 @@ CLI::App* AddLogsCommand(CLI::App& app, LogsOptions& options) {
       ->type_name("N");
   command->add_flag("--follow,-f", options.follow, "Keep printing until the task is done");
   AddDbOption(*command, options.db);
+  command
+      ->add_option("--scheduler", options.scheduler,
+                   "Ask this scheduler ('tierflow server') instead of the local database")
+      ->type_name("HOST:PORT");
   command->footer(
       "Examples:\n  tierflow logs quickstart-3f9a1c train\n  tierflow logs last 'ingest[0]' "
       "--attempt 1\n  tierflow logs -f last train");
@@ -324,6 +328,10 @@ CLI::App* AddLineageCommand(CLI::App& app, LineageOptions& options) {
       ->type_name("N");
   AddOutputOption(*command, options.output, {"text", "json", "dot"});
   AddDbOption(*command, options.db);
+  command
+      ->add_option("--scheduler", options.scheduler,
+                   "Ask this scheduler ('tierflow server') instead of the local database")
+      ->type_name("HOST:PORT");
   command->footer(
       "Examples:\n  tierflow lineage last\n  tierflow lineage quickstart-3f9a1c/train/model "
       "--upstream\n  tierflow lineage '#42' --downstream --depth 1\n"
@@ -357,6 +365,7 @@ struct ClusterCommands {
   CLI::App* worker;
   CLI::App* submit;
   CLI::App* status;
+  CLI::App* workers;
 };
 
 ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_options,
@@ -437,7 +446,11 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
   status->add_option("run", status_options.run, "Run id, or last")->capture_default_str();
   status->add_option("--scheduler", status_options.scheduler, scheduler_help)
       ->type_name("HOST:PORT");
-  return {server, worker, submit, status};
+  CLI::App* workers = app.add_subcommand(
+      "workers", "The workers connected to a scheduler: slots, tasks running, last heard from.");
+  workers->add_option("--scheduler", status_options.scheduler, scheduler_help)
+      ->type_name("HOST:PORT");
+  return {server, worker, submit, status, workers};
 }
 
 int Main(int argc, char** argv) {
@@ -506,6 +519,7 @@ int Main(int argc, char** argv) {
   if (cluster.worker->parsed()) return RunWorkerCommand(worker_options, std::cout, std::cerr);
   if (cluster.submit->parsed()) return RunSubmit(submit_options, std::cout, std::cerr);
   if (cluster.status->parsed()) return RunStatus(status_options, std::cout, std::cerr);
+  if (cluster.workers->parsed()) return RunWorkers(status_options, std::cout, std::cerr);
   return kExitUsage;  // unreachable: require_subcommand(1)
 }
 

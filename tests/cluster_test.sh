@@ -2,7 +2,8 @@
 # Cluster mode end to end with real processes on loopback (CTest:
 # cluster_test): `tierflow server`, two `tierflow worker`s, `tierflow
 # submit --wait`.
-#  1. The quickstart runs on both workers; every task succeeds exactly once.
+#  1. The quickstart runs on both workers; every task succeeds exactly once;
+#     `status`, `logs`, `lineage` and `workers` work through the server.
 #  2. A worker is killed -9 in the middle of a task: the task runs again on
 #     the other worker (its attempt recorded lost, not failed) and the run
 #     succeeds.
@@ -75,6 +76,22 @@ run1=$(sql "$db" "SELECT id FROM runs")
   fail "run 1 should use both workers: $(sql "$db" "SELECT task_id, worker FROM attempts")"
 "$tierflow" status "$run1" --scheduler "$addr" | grep -q "^  publish  *succeeded  on w[12]" ||
   fail "status: $("$tierflow" status "$run1" --scheduler "$addr")"
+# logs, lineage and workers through the server: what the local commands
+# print from the same database.
+"$tierflow" logs "$run1" train --scheduler "$addr" >"$work/logs.remote" 2>&1 || fail "remote logs: $(cat "$work/logs.remote")"
+"$tierflow" logs "$run1" train --db "$db" >"$work/logs.local" 2>&1 || fail "local logs"
+[ -s "$work/logs.remote" ] && cmp -s "$work/logs.remote" "$work/logs.local" ||
+  fail "remote logs differ: $(diff "$work/logs.remote" "$work/logs.local" | head)"
+"$tierflow" lineage "$run1/publish/release" --upstream --scheduler "$addr" --output json >"$work/lineage.remote" ||
+  fail "remote lineage"
+"$tierflow" lineage "$run1/publish/release" --upstream --db "$db" --output json >"$work/lineage.local"
+cmp -s "$work/lineage.remote" "$work/lineage.local" || fail "remote lineage differs"
+grep -q '"ingest\[0\]"' "$work/lineage.remote" || fail "lineage of the release does not reach ingest: $(head -c 300 "$work/lineage.remote")"
+"$tierflow" lineage nosuchrun --scheduler "$addr" >"$work/lineage.bad" 2>&1 && fail "lineage of an unknown run succeeded"
+grep -q "nosuchrun" "$work/lineage.bad" || fail "unknown run: $(cat "$work/lineage.bad")"
+"$tierflow" workers --scheduler "$addr" >"$work/workers.out" || fail "workers"
+[ "$(awk 'NR > 1 {print $1}' "$work/workers.out" | sort | tr '\n' ' ')" = "w1 w2 " ] ||
+  fail "workers: $(cat "$work/workers.out")"
 
 echo "== 2. a worker killed -9 in the middle of a task"
 cat >"$work/hold.yaml" <<'YAML'
