@@ -214,6 +214,15 @@ class Registry {
         // lease, never counted.
         if (leased == leases_.end() || leased->second.worker != worker) continue;
         sink = leased->second.sink;
+        if (report.outcome == TaskReport::Outcome::kStarted) report.message = leased->second.why;
+        if (report.outcome == TaskReport::Outcome::kSucceeded) {
+          // Where its outputs are, for the locality of their readers: the
+          // file or folder, and a foreach item's gathering folder.
+          for (const OutputReport& output : report.outputs) {
+            produced_on_[output.path] = worker->name;
+            produced_on_[std::filesystem::path(output.path).parent_path().string()] = worker->name;
+          }
+        }
         if (report.outcome != TaskReport::Outcome::kStarted) {
           EndLease(leased);
           freed = true;
@@ -239,6 +248,7 @@ class Registry {
     double cpus = 0;
     uint64_t memory = 0;
     uint32_t gpus = 0;
+    std::string why;  // the reason for the choice, told with the start
   };
 
   // Leases queued tasks, in order, each to the worker it fits (a free
@@ -250,11 +260,25 @@ class Registry {
     {
       std::lock_guard lock(mu_);
       for (auto next = pending_.begin(); next != pending_.end();) {
+        // Locality first: the worker that produced most of the task's
+        // inputs (they are on its node tiers); then the most free slots.
+        std::map<std::string, int> held;
+        int inputs = 0;
+        for (const auto& [name, value] : next->launch.env) {
+          if (name.rfind("TIERFLOW_INPUT_", 0) != 0) continue;
+          ++inputs;
+          auto producer = produced_on_.find(value);
+          if (producer != produced_on_.end()) ++held[producer->second];
+        }
         std::shared_ptr<Worker> best;
+        int best_held = -1;
         int best_free = 0;
         for (const auto& [name, worker] : workers_) {
           const int free = worker->slots - static_cast<int>(worker->attempts.size());
-          if (!worker->lost && worker->Fits(next->launch) && free > best_free) {
+          if (worker->lost || !worker->Fits(next->launch) || free <= 0) continue;
+          const int holds = held.count(name) > 0 ? held[name] : 0;
+          if (holds > best_held || (holds == best_held && free > best_free)) {
+            best_held = holds;
             best_free = free;
             best = worker;
           }
@@ -268,7 +292,14 @@ class Registry {
         best->used_cpus += launch.cpus;
         best->used_memory += launch.memory;
         best->used_gpus += launch.gpus;
-        leases_[launch.attempt_id] = {best, next->sink, launch.cpus, launch.memory, launch.gpus};
+        std::string why = StrCat("leased to ", best->name);
+        if (best_held > 0) {
+          why += StrCat(", which holds ", best_held, " of its ", inputs, " inputs");
+        } else {
+          why += StrCat(", the worker with the most free slots (", best_free, ")");
+        }
+        leases_[launch.attempt_id] = {best,          next->sink,  launch.cpus,
+                                      launch.memory, launch.gpus, std::move(why)};
         v1::SchedulerMessage message;
         ToProto(launch, message.mutable_lease());
         sends.emplace_back(best, std::move(message));
@@ -333,6 +364,7 @@ class Registry {
   std::map<std::string, std::shared_ptr<Worker>> workers_;
   std::deque<Pending> pending_;
   std::unordered_map<int64_t, Lease> leases_;
+  std::unordered_map<std::string, std::string> produced_on_;  // output path -> worker
   std::thread monitor_;
 };
 

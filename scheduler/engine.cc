@@ -2240,6 +2240,10 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   TaskRec& task = tasks_[t];
   if (task.attempt_id != report.attempt_id) return absl::OkStatus();  // a stale attempt
   if (report.outcome == TaskReport::Outcome::kStarted) {
+    if (!report.message.empty()) {
+      // Why it runs where it runs (cluster mode: the lease's reason).
+      TF_RETURN_IF_ERROR(AddEvent(task.id, report.attempt_id, "placed", report.message));
+    }
     if (ended_.count(report.attempt_id) > 0) return absl::OkStatus();
     set_attempt_pid_->Bind(1, static_cast<int64_t>(report.pid)).Bind(3, report.attempt_id);
     if (report.worker.empty()) {

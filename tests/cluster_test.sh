@@ -3,7 +3,8 @@
 # cluster_test): `tierflow server`, two `tierflow worker`s, `tierflow
 # submit --wait`.
 #  1. The quickstart runs on both workers; every task succeeds exactly once;
-#     `status`, `logs`, `lineage` and `workers` work through the server.
+#     `status`, `logs`, `lineage` and `workers` work through the server; a
+#     task goes to the worker holding its input, and the reason is recorded.
 #  2. A worker is killed -9 in the middle of a task: the task runs again on
 #     the other worker (its attempt recorded lost, not failed) and the run
 #     succeeds.
@@ -92,6 +93,36 @@ grep -q "nosuchrun" "$work/lineage.bad" || fail "unknown run: $(cat "$work/linea
 "$tierflow" workers --scheduler "$addr" >"$work/workers.out" || fail "workers"
 [ "$(awk 'NR > 1 {print $1}' "$work/workers.out" | sort | tr '\n' ' ')" = "w1 w2 " ] ||
   fail "workers: $(cat "$work/workers.out")"
+
+# Locality: `use` reads what `make` wrote. `short` goes first (as long a
+# chain as make's, and first in the file), so to w1, the first of two free
+# workers; `make` to w2. When `use` is ready both are free again: without
+# locality it would go to w1, with it to w2, where its input is, saying why.
+cat >"$work/local.yaml" <<'YAML'
+name: locality
+stages:
+  short:
+    run: 'sleep 0.2'
+  after_short:
+    needs: [short]
+    run: 'true'
+  make:
+    run: 'sleep 1; echo data > "$TIERFLOW_OUTPUT_OUT"'
+    outputs: [out]
+  use:
+    inputs: {in: make.out}
+    run: 'cat "$TIERFLOW_INPUT_IN" > "$TIERFLOW_OUTPUT_COPY"'
+    outputs: [copy]
+YAML
+"$tierflow" submit "$work/local.yaml" --scheduler "$addr" --wait >"$work/local.out" 2>&1 ||
+  fail "locality run: $(cat "$work/local.out")"
+maker=$(sql "$db" "SELECT worker FROM attempts WHERE task_id='make'")
+shorter=$(sql "$db" "SELECT worker FROM attempts WHERE task_id='short'")
+[ "$shorter" = w1 ] && [ "$maker" = w2 ] || fail "short ran on $shorter, make on $maker (expected w1, w2)"
+[ "$(sql "$db" "SELECT worker FROM attempts WHERE task_id='use'")" = "$maker" ] ||
+  fail "use did not run where its input is ($maker): $(sql "$db" "SELECT task_id, worker FROM attempts WHERE run_id LIKE 'locality-%'")"
+[ "$(sql "$db" "SELECT message FROM events WHERE kind='placed' AND task_id='use'")" = "leased to $maker, which holds 1 of its 1 inputs" ] ||
+  fail "use's placement reason: $(sql "$db" "SELECT message FROM events WHERE kind='placed' AND task_id='use'")"
 
 echo "== 2. a worker killed -9 in the middle of a task"
 cat >"$work/hold.yaml" <<'YAML'
