@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <ostream>
 #include <string>
@@ -89,6 +90,14 @@ absl::Status RemoteLogs(const std::string& scheduler, const std::string& token,
 absl::StatusOr<std::string> RemoteLineage(const std::string& scheduler, const std::string& token,
                                           const std::string& target, bool upstream, bool downstream,
                                           int64_t depth, const std::string& format);
+// Calls `on_change` with the run now, then each time it changes, until it
+// ends (or the connection does: then an error).
+absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& token,
+                            const std::string& run,
+                            const std::function<void(const RemoteRun&)>& on_change);
+// The newest `limit` runs of a server, without their tasks.
+absl::StatusOr<std::vector<RemoteRun>> ListRemoteRuns(const std::string& scheduler,
+                                                      const std::string& token, int limit);
 // The workers connected to a server.
 struct RemoteWorker {
   std::string name;

@@ -11,6 +11,7 @@
 #include "api/cluster.h"
 #include "api/task_proto.h"
 #include "api/tierflow.grpc.pb.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "worker/local_pool.h"
 
@@ -204,6 +205,52 @@ absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std
   return reply.run_id();
 }
 
+RemoteRun FromProto(const v1::Run& reply) {
+  RemoteRun result{reply.run_id(), reply.pipeline(), reply.state(), reply.message(), {}};
+  for (const v1::Task& task : reply.tasks()) {
+    result.tasks.push_back(
+        {task.task_id(), task.state(), task.attempts(), task.worker(), task.message()});
+  }
+  return result;
+}
+
+absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& token,
+                            const std::string& run,
+                            const std::function<void(const RemoteRun&)>& on_change) {
+  v1::GetRunRequest request;
+  request.set_run_id(run);
+  grpc::ClientContext context;
+  Authorize(context, token);
+  std::unique_ptr<grpc::ClientReader<v1::Run>> reader =
+      SchedulerStub(scheduler)->WatchRun(&context, request);
+  v1::Run message;
+  std::string state;
+  while (reader->Read(&message)) {
+    state = message.state();
+    on_change(FromProto(message));
+  }
+  TF_RETURN_IF_ERROR(FromGrpc(reader->Finish(), scheduler));
+  if (state == "running" || state.empty()) {
+    return absl::UnavailableError(
+        StrCat("scheduler ", scheduler, ": the watch ended before run ", run, " did"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<RemoteRun>> ListRemoteRuns(const std::string& scheduler,
+                                                      const std::string& token, int limit) {
+  v1::ListRunsRequest request;
+  request.set_limit(limit);
+  v1::ListRunsReply reply;
+  grpc::ClientContext context;
+  Authorize(context, token);
+  grpc::Status status = SchedulerStub(scheduler)->ListRuns(&context, request, &reply);
+  if (!status.ok()) return FromGrpc(status, scheduler);
+  std::vector<RemoteRun> runs;
+  for (const v1::Run& run : reply.runs()) runs.push_back(FromProto(run));
+  return runs;
+}
+
 absl::StatusOr<RemoteRun> GetRemoteRun(const std::string& scheduler, const std::string& token,
                                        const std::string& run) {
   v1::GetRunRequest request;
@@ -213,12 +260,7 @@ absl::StatusOr<RemoteRun> GetRemoteRun(const std::string& scheduler, const std::
   Authorize(context, token);
   grpc::Status status = SchedulerStub(scheduler)->GetRun(&context, request, &reply);
   if (!status.ok()) return FromGrpc(status, scheduler);
-  RemoteRun result{reply.run_id(), reply.pipeline(), reply.state(), reply.message(), {}};
-  for (const v1::Task& task : reply.tasks()) {
-    result.tasks.push_back(
-        {task.task_id(), task.state(), task.attempts(), task.worker(), task.message()});
-  }
-  return result;
+  return FromProto(reply);
 }
 
 absl::StatusOr<std::string> CancelRemoteRun(const std::string& scheduler, const std::string& token,

@@ -26,6 +26,7 @@
 #include "api/task_proto.h"
 #include "api/tier_service.h"
 #include "api/tierflow.grpc.pb.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "scheduler/engine.h"
 
@@ -558,21 +559,50 @@ class SchedulerService final : public v1::Scheduler::Service {
     if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
       return auth;
     }
-    absl::StatusOr<RunDetail> detail = ShowRun(options_.db_path, request->run_id());
-    if (!detail.ok()) return ToGrpc(detail.status());
-    reply->set_run_id(detail->run.id);
-    reply->set_pipeline(detail->run.pipeline);
-    reply->set_state(detail->run.state);
-    reply->set_created_ms(detail->run.created_at_ms);
-    reply->set_finished_ms(detail->run.finished_at_ms.value_or(0));
-    reply->set_message(detail->run.message);
-    for (const scheduler::TaskRow& row : detail->tasks) {
-      v1::Task* task = reply->add_tasks();
-      task->set_task_id(row.id);
-      task->set_state(row.state);
-      task->set_attempts(static_cast<uint32_t>(row.attempt_count));
-      if (!row.attempts.empty()) task->set_worker(row.attempts.back().worker);
-      task->set_message(row.message);
+    return ToGrpc(ReadRun(request->run_id(), reply));
+  }
+
+  // The run now, then again each time any of it changes (read from the
+  // store every 200 ms), until it ends or the client goes.
+  grpc::Status WatchRun(grpc::ServerContext* context, const v1::GetRunRequest* request,
+                        grpc::ServerWriter<v1::Run>* writer) override {
+    if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
+      return auth;
+    }
+    std::string last;
+    std::string run_id = request->run_id();
+    while (!context->IsCancelled()) {
+      v1::Run run;
+      if (absl::Status status = ReadRun(run_id, &run); !status.ok()) return ToGrpc(status);
+      run_id = run.run_id();  // `last` stays the run it named first
+      std::string now = run.SerializeAsString();
+      if (now != last) {
+        if (!writer->Write(run)) break;
+        last = std::move(now);
+      }
+      if (run.state() != "running") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListRuns(grpc::ServerContext* context, const v1::ListRunsRequest* request,
+                        v1::ListRunsReply* reply) override {
+    if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
+      return auth;
+    }
+    scheduler::RunFilter filter;
+    filter.limit = request->limit() > 0 ? request->limit() : 50;
+    absl::StatusOr<scheduler::RunList> runs = api::ListRuns(options_.db_path, filter);
+    if (!runs.ok()) return ToGrpc(runs.status());
+    for (const scheduler::RunSummary& summary : runs->runs) {
+      v1::Run* run = reply->add_runs();
+      run->set_run_id(summary.id);
+      run->set_pipeline(summary.pipeline);
+      run->set_state(summary.state);
+      run->set_created_ms(summary.created_at_ms);
+      run->set_finished_ms(summary.finished_at_ms.value_or(0));
+      run->set_message(summary.message);
     }
     return grpc::Status::OK;
   }
@@ -634,6 +664,25 @@ class SchedulerService final : public v1::Scheduler::Service {
   }
 
  private:
+  absl::Status ReadRun(const std::string& run_id, v1::Run* reply) {
+    TF_ASSIGN_OR_RETURN(RunDetail detail, ShowRun(options_.db_path, run_id));
+    reply->set_run_id(detail.run.id);
+    reply->set_pipeline(detail.run.pipeline);
+    reply->set_state(detail.run.state);
+    reply->set_created_ms(detail.run.created_at_ms);
+    reply->set_finished_ms(detail.run.finished_at_ms.value_or(0));
+    reply->set_message(detail.run.message);
+    for (const scheduler::TaskRow& row : detail.tasks) {
+      v1::Task* task = reply->add_tasks();
+      task->set_task_id(row.id);
+      task->set_state(row.state);
+      task->set_attempts(static_cast<uint32_t>(row.attempt_count));
+      if (!row.attempts.empty()) task->set_worker(row.attempts.back().worker);
+      task->set_message(row.message);
+    }
+    return absl::OkStatus();
+  }
+
   struct Driven {
     std::shared_ptr<scheduler::Engine> engine;
     std::thread thread;

@@ -127,18 +127,28 @@ int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err
   }
   out << "submitted run " << *run << " to " << scheduler << std::endl;
   if (!options.wait) return kExitOk;
-  for (;;) {
-    absl::StatusOr<api::RemoteRun> state = api::GetRemoteRun(scheduler, token, *run);
-    if (!state.ok()) {
-      err << "tierflow: " << state.status().message() << '\n';
-      return kExitInvalid;
-    }
-    if (state->state != "running") {
-      PrintRun(*state, out);
-      return state->state == "succeeded" ? kExitOk : kExitInvalid;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // One line per task transition as it happens, then the run's tasks.
+  std::map<std::string, std::string> seen;  // task -> state
+  api::RemoteRun last;
+  absl::Status watched =
+      api::WatchRemoteRun(scheduler, token, *run, [&](const api::RemoteRun& now) {
+        for (const api::RemoteTask& task : now.tasks) {
+          std::string& before = seen[task.id];
+          if (before == task.state) continue;
+          before = task.state;
+          if (task.state == "pending" || task.state == "queued") continue;
+          out << "  " << task.id << " " << task.state
+              << (task.worker.empty() ? "" : " on " + task.worker) << '\n';
+        }
+        out.flush();
+        last = now;
+      });
+  if (!watched.ok()) {
+    err << "tierflow: " << watched.message() << '\n';
+    return kExitInvalid;
   }
+  PrintRun(last, out);
+  return last.state == "succeeded" ? kExitOk : kExitInvalid;
 }
 
 int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err) {
@@ -149,6 +159,19 @@ int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err
     return kExitInvalid;
   }
   PrintRun(*run, out);
+  return kExitOk;
+}
+
+int RunRemoteRuns(const StatusOptions& options, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::vector<api::RemoteRun>> runs =
+      api::ListRemoteRuns(Scheduler(options.scheduler), Env("TIERFLOW_TOKEN"), 20);
+  if (!runs.ok()) {
+    err << "tierflow: " << runs.status().message() << '\n';
+    return kExitInvalid;
+  }
+  api::TextTable table({"RUN", "PIPELINE", "STATE"});
+  for (const api::RemoteRun& run : *runs) table.Add({run.id, run.pipeline, run.state});
+  table.Write(out);
   return kExitOk;
 }
 

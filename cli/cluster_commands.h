@@ -46,6 +46,8 @@ struct StatusOptions {
   std::string run = "last";
 };
 int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err);
+// `tierflow runs --scheduler`: the server's newest 20 runs.
+int RunRemoteRuns(const StatusOptions& options, std::ostream& out, std::ostream& err);
 // `tierflow workers`: uses StatusOptions::scheduler.
 int RunWorkers(const StatusOptions& options, std::ostream& out, std::ostream& err);
 

@@ -17,6 +17,7 @@ struct RunsOptions {
   int64_t limit = 20;           // newest first; 0 = all
   std::string state;            // "" = any
   std::string output = "text";  // text | json
+  std::string scheduler;        // set: list that server's runs
 };
 
 struct ShowOptions {

@@ -242,6 +242,10 @@ CLI::App* AddRunsCommand(CLI::App& app, RunsOptions& options) {
       "with the command that resumes it. --output json gives every field for scripts. Exits 0, "
       "or 1 when there is no database.");
   AddDbOption(*command, options.db);
+  command
+      ->add_option("--scheduler", options.scheduler,
+                   "List the newest 20 runs of this scheduler ('tierflow server') instead")
+      ->type_name("HOST:PORT");
   command->add_option("--limit,-n", options.limit, "Show the newest N runs; 0 shows all")
       ->check(AtLeast(0))
       ->type_name("N")
@@ -509,7 +513,12 @@ int Main(int argc, char** argv) {
   }
   if (resume->parsed()) return RunPipeline(resume_options, std::cout, std::cerr);
   if (cancel->parsed()) return CancelRun(cancel_options, std::cout, std::cerr);
-  if (runs->parsed()) return RunRuns(runs_options, std::cout, std::cerr);
+  if (runs->parsed()) {
+    if (!runs_options.scheduler.empty()) {
+      return RunRemoteRuns({runs_options.scheduler, ""}, std::cout, std::cerr);
+    }
+    return RunRuns(runs_options, std::cout, std::cerr);
+  }
   if (show->parsed()) return RunShow(show_options, std::cout, std::cerr);
   if (logs->parsed()) return RunLogs(logs_options, std::cout, std::cerr);
   if (lineage->parsed()) return RunLineage(lineage_options, std::cout, std::cerr);

@@ -77,6 +77,11 @@ run1=$(sql "$db" "SELECT id FROM runs")
   fail "run 1 should use both workers: $(sql "$db" "SELECT task_id, worker FROM attempts")"
 "$tierflow" status "$run1" --scheduler "$addr" | grep -q "^  publish  *succeeded  on w[12]" ||
   fail "status: $("$tierflow" status "$run1" --scheduler "$addr")"
+# submit --wait watched the run (WatchRun): a line per task as it ended.
+[ "$(grep -cE '^  [^ ]+ succeeded on w[12]$' "$work/submit1.out")" = 9 ] ||
+  fail "submit --wait should print each task's end: $(cat "$work/submit1.out")"
+"$tierflow" runs --scheduler "$addr" >"$work/runs.out" || fail "runs --scheduler"
+grep -qE "^$run1 +quickstart +succeeded$" "$work/runs.out" || fail "runs: $(cat "$work/runs.out")"
 # logs, lineage and workers through the server: what the local commands
 # print from the same database.
 "$tierflow" logs "$run1" train --scheduler "$addr" >"$work/logs.remote" 2>&1 || fail "remote logs: $(cat "$work/logs.remote")"
