@@ -83,6 +83,10 @@ struct Worker {
   uint64_t used_memory = 0;
   uint32_t used_gpus = 0;
   bool Fits(const TaskLaunch& task) const {
+    for (const auto& [key, value] : task.labels) {
+      auto found = labels.find(key);
+      if (found == labels.end() || found->second != value) return false;
+    }
     return static_cast<int>(attempts.size()) < slots && used_cpus + task.cpus <= cpus + 1e-9 &&
            used_memory + task.memory <= memory && used_gpus + task.gpus <= gpus;
   }

@@ -61,7 +61,7 @@ Plan SmallPlan() {
   train.layer = 1;
   train.io = dag::DefaultIoProfile(dag::StageKind::kTrain);
   train.io.read_bytes = 10ull << 30;
-  train.resources = {2.5, 4ull << 30, 1};
+  train.resources = {2.5, 4ull << 30, 1, {}};
   train.retries.limit = 3;
   train.timeout = std::chrono::minutes(150);
   train.tier = "nvme";

@@ -34,6 +34,7 @@ void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out) {
   out->set_cpus(launch.cpus);
   out->set_memory_bytes(launch.memory);
   out->set_gpus(launch.gpus);
+  out->mutable_labels()->insert(launch.labels.begin(), launch.labels.end());
 }
 
 TaskLaunch FromProto(const v1::TaskLaunch& in) {
@@ -59,6 +60,7 @@ TaskLaunch FromProto(const v1::TaskLaunch& in) {
   launch.cpus = in.cpus();
   launch.memory = in.memory_bytes();
   launch.gpus = in.gpus();
+  launch.labels.insert(in.labels().begin(), in.labels().end());
   return launch;
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -60,6 +61,7 @@ struct TaskLaunch {
   double cpus = 1;
   uint64_t memory = 0;  // bytes; 0: none declared
   uint32_t gpus = 0;
+  std::map<std::string, std::string> labels;  // a worker must have every one
 };
 
 struct OutputReport {

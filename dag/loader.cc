@@ -333,7 +333,7 @@ const KeyList& IoKeys() {
   return *keys;
 }
 const KeyList& ResourceKeys() {
-  static const auto* const keys = new KeyList{"cpus", "memory", "gpus"};
+  static const auto* const keys = new KeyList{"cpus", "memory", "gpus", "labels"};
   return *keys;
 }
 const KeyList& RetryKeys() {
@@ -1466,6 +1466,15 @@ std::optional<Resources> Loader::ReadResources(const YamlNode& node, const Path&
     auto gpus = ReadInt(value, path.Key("gpus"), 0, std::numeric_limits<uint32_t>::max());
     if (gpus) resources.gpus = static_cast<uint32_t>(*gpus);
     ok = ok && gpus.has_value();
+  }
+  if (YamlNode value = fields.value("labels"); value.IsDefined() && !value.IsNull()) {
+    const Path labels = path.Key("labels");
+    ForEachEntry(value, labels, "label",
+                 [&](std::string_view name, const YamlNode&, const YamlNode& text, bool repeated) {
+                   auto read = ReadString(text, labels.Key(name));
+                   if (!read) ok = false;
+                   if (read && !repeated) resources.labels.emplace(std::string(name), *read);
+                 });
   }
   return ok ? std::optional<Resources>(resources) : std::nullopt;
 }

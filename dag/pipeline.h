@@ -100,6 +100,8 @@ struct Resources {
   double cpus = 1;
   uint64_t memory = 0;  // bytes; 0 = no limit declared
   uint32_t gpus = 0;
+  // Labels a worker must have (cluster mode: `tierflow worker --label`).
+  std::map<std::string, std::string> labels;
 };
 
 // Retries with exponential backoff and jitter: attempt n (1-based) waits

@@ -1948,6 +1948,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
   launch.cpus = stage.resources.cpus;
   launch.memory = stage.resources.memory;
   launch.gpus = stage.resources.gpus;
+  launch.labels = stage.resources.labels;
   launch.kill_grace = options_.kill_grace;
   const fs::path attempt_name = StrCat("attempt-", task.attempts);
   // logs/STAGE.attempt-N.log, logs/STAGE/ITEM.attempt-N.log: no folder per

@@ -52,7 +52,7 @@ dag::Pipeline ThreeLayerPipeline() {
   pipeline.stages.push_back(report);
 
   dag::Stage train = MakeStage("train", dag::StageKind::kTrain, {"clean"});
-  train.resources = {4, 8ull << 30, 1};
+  train.resources = {4, 8ull << 30, 1, {}};
   train.retries.limit = 2;
   train.timeout = std::chrono::hours(2);
   train.tier = "nvme";

@@ -13,8 +13,8 @@
 #     every task succeeds exactly once (the interrupted one ran twice).
 #  4. A worker frozen with SIGSTOP (connected but silent) is lost after
 #     --worker-timeout; its task runs again on the other worker.
-#  5. Resource fit: a stage's gpus and memory decide which worker runs
-#     it; a task no worker can fit waits.
+#  5. Resource fit: a stage's gpus, memory and labels decide which worker
+#     runs it; a task no worker can fit waits.
 #  6. Priority: with one slot busy, a later run of higher priority goes
 #     before the rest of an earlier one; equal priorities go in order.
 #  7. TLS (a certificate made here with openssl): a plaintext client is
@@ -264,7 +264,7 @@ stages:
 YAML
 start_server s6
 start_worker w7 --scheduler "$addr" --slots 2 --memory 1GiB
-start_worker w8 --scheduler "$addr" --slots 2 --memory 4GiB --gpus 1
+start_worker w8 --scheduler "$addr" --slots 2 --memory 4GiB --gpus 1 --label zone=b
 "$tierflow" submit "$work/fit.yaml" --scheduler "$addr" --wait >"$work/submit6.out" 2>&1 ||
   fail "run 6: $(cat "$work/submit6.out")"
 db6="$work/s6/tierflow.db"
@@ -272,6 +272,12 @@ db6="$work/s6/tierflow.db"
 [ "$(sql "$db6" "SELECT worker FROM attempts WHERE task_id='big'")" = w8 ] || fail "big ran on $(sql "$db6" "SELECT worker FROM attempts WHERE task_id='big'")"
 [ "$(sql "$db6" "SELECT count(*) FROM attempts WHERE task_id LIKE 'small%' AND worker='w7'")" -ge 1 ] ||
   fail "no small task on w7: $(sql "$db6" "SELECT task_id, worker FROM attempts")"
+# Labels: a stage asking for zone=b runs only on the worker labelled so.
+printf 'name: zoned\nstages:\n  z:\n    foreach: {range: [0, 4]}\n    resources: {labels: {zone: b}}\n    run: "true"\n' >"$work/zoned.yaml"
+"$tierflow" submit "$work/zoned.yaml" --scheduler "$addr" --wait >"$work/zoned.out" 2>&1 ||
+  fail "zoned run: $(cat "$work/zoned.out")"
+[ "$(sql "$db6" "SELECT group_concat(DISTINCT worker) FROM attempts WHERE task_id LIKE 'z[%'")" = w8 ] ||
+  fail "zoned tasks ran on: $(sql "$db6" "SELECT task_id, worker FROM attempts WHERE task_id LIKE 'z[%'")"
 # A task that fits no worker waits (queued), it does not fail.
 cat >"$work/huge.yaml" <<'YAML'
 name: huge
