@@ -98,6 +98,9 @@ absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& tok
 // The newest `limit` runs of a server, without their tasks.
 absl::StatusOr<std::vector<RemoteRun>> ListRemoteRuns(const std::string& scheduler,
                                                       const std::string& token, int limit);
+// `tierflow tiers list` of a server: its tiers file (or defaults) and store.
+absl::StatusOr<std::string> RemoteTiers(const std::string& scheduler, const std::string& token,
+                                        const std::string& format);
 // The workers connected to a server.
 struct RemoteWorker {
   std::string name;

@@ -327,4 +327,16 @@ absl::StatusOr<std::vector<RemoteWorker>> ListRemoteWorkers(const std::string& s
   return workers;
 }
 
+absl::StatusOr<std::string> RemoteTiers(const std::string& scheduler, const std::string& token,
+                                        const std::string& format) {
+  v1::TiersRequest request;
+  request.set_format(format);
+  v1::TiersReply reply;
+  grpc::ClientContext context;
+  Authorize(context, token);
+  grpc::Status status = SchedulerStub(scheduler)->Tiers(&context, request, &reply);
+  if (!status.ok()) return FromGrpc(status, scheduler);
+  return reply.text();
+}
+
 }  // namespace tierflow::api

@@ -656,6 +656,19 @@ class SchedulerService final : public v1::Scheduler::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status Tiers(grpc::ServerContext* context, const v1::TiersRequest* request,
+                     v1::TiersReply* reply) override {
+    if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
+      return auth;
+    }
+    std::ostringstream text;
+    absl::Status status =
+        WriteTierList(options_.tiers_file, options_.db_path, request->format(), text);
+    if (!status.ok()) return ToGrpc(status);
+    reply->set_text(text.str());
+    return grpc::Status::OK;
+  }
+
   grpc::Status CancelRun(grpc::ServerContext* context, const v1::CancelRunRequest* request,
                          v1::CancelRunReply* reply) override {
     if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {

@@ -310,4 +310,16 @@ std::string PlacementJsonField(const scheduler::Placement& placement) {
                                        -1, ' ', false, Json::error_handler_t::replace));
 }
 
+absl::Status WriteTierList(const std::string& tiers_file, const std::string& db_path,
+                           const std::string& format, std::ostream& out) {
+  TF_ASSIGN_OR_RETURN(storage::TierSet tiers, LoadTiers(tiers_file, db_path));
+  TF_ASSIGN_OR_RETURN(std::vector<TierView> views, ListTiers(tiers, db_path));
+  if (format == "json") {
+    RenderTiersJson(views, out);
+  } else {
+    RenderTiersText(views, out);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace tierflow::api

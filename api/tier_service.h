@@ -53,6 +53,11 @@ absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
 
 void RenderTiersText(const std::vector<TierView>& tiers, std::ostream& out);
 
+// `tierflow tiers list` whole: LoadTiers, ListTiers, then the rendering
+// `format` names (text | json).
+absl::Status WriteTierList(const std::string& tiers_file, const std::string& db_path,
+                           const std::string& format, std::ostream& out);
+
 // The tiers as placement sees them: each with its newest measured profile,
 // else its declared one, else the profile assumed for its kind; capacity
 // from the tiers file, else the free space of its file system.

@@ -2,6 +2,7 @@
 // commands.cc; this file only describes the command line.
 #include <CLI/CLI.hpp>
 #include <charconv>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -222,6 +223,9 @@ std::pair<CLI::App*, CLI::App*> AddTiersCommands(CLI::App& app, TiersOptions& op
     AddDbOption(*command, options.db);
   }
   AddOutputOption(*list, options.output, {"text", "json"});
+  list->add_option("--scheduler", options.scheduler,
+                   "List the tiers of this scheduler ('tierflow server') instead")
+      ->type_name("HOST:PORT");
   probe->add_option("tier", options.names, "Tiers to probe (default: all)")->type_name("TIER");
   probe->add_option("--seconds", options.seconds, "Time budget per tier")
       ->check(CLI::Range(0.5, 3600.0))
@@ -501,6 +505,17 @@ int Main(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     return ExitForParseError(app, error);
   }
+  // Commands that read a store ask a server instead with --scheduler, or
+  // with $TIERFLOW_SCHEDULER when no --db names a local store.
+  const char* scheduler_env = std::getenv("TIERFLOW_SCHEDULER");
+  auto remote = [&](std::string& scheduler, const std::string& db) {
+    if (scheduler.empty() && db.empty() && scheduler_env != nullptr) scheduler = scheduler_env;
+  };
+  remote(cancel_options.scheduler, cancel_options.db);
+  remote(runs_options.scheduler, runs_options.db);
+  remote(logs_options.scheduler, logs_options.db);
+  remote(lineage_options.scheduler, lineage_options.db);
+  remote(tiers_options.scheduler, tiers_options.db);
   if (validate->parsed()) return RunValidate(validate_options, std::cout, std::cerr);
   if (plan->parsed()) return RunPlan(plan_options, std::cout, std::cerr);
   if (run->parsed()) {

@@ -1,8 +1,10 @@
 #include "cli/tiers_commands.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <ostream>
 
+#include "api/cluster.h"
 #include "api/tier_service.h"
 #include "cli/commands.h"
 #include "scheduler/store.h"
@@ -10,18 +12,20 @@
 namespace tierflow::cli {
 
 int RunTiersList(const TiersOptions& options, std::ostream& out, std::ostream& err) {
-  const std::string db = scheduler::ResolveDatabasePath(options.db);
-  absl::StatusOr<storage::TierSet> tiers = api::LoadTiers(options.tiers_file, db);
-  absl::StatusOr<std::vector<api::TierView>> views =
-      tiers.ok() ? api::ListTiers(*tiers, db) : tiers.status();
-  if (!views.ok()) {
-    err << "tierflow: " << views.status().message() << '\n';
-    return kExitInvalid;
-  }
-  if (options.output == "json") {
-    api::RenderTiersJson(*views, out);
+  absl::Status status;
+  if (options.scheduler.empty()) {
+    status = api::WriteTierList(options.tiers_file, scheduler::ResolveDatabasePath(options.db),
+                                options.output, out);
   } else {
-    api::RenderTiersText(*views, out);
+    const char* token = std::getenv("TIERFLOW_TOKEN");
+    absl::StatusOr<std::string> text =
+        api::RemoteTiers(options.scheduler, token == nullptr ? "" : token, options.output);
+    if (text.ok()) out << *text;
+    status = text.status();
+  }
+  if (!status.ok()) {
+    err << "tierflow: " << status.message() << '\n';
+    return kExitInvalid;
   }
   return CheckWritten(out, err);
 }

@@ -17,6 +17,7 @@ struct TiersOptions {
   std::string output = "text";     // list: text | json
   std::vector<std::string> names;  // probe: these tiers (all when empty)
   double seconds = 10;             // probe: time per tier
+  std::string scheduler;           // list: that server's tiers instead
 };
 
 int RunTiersList(const TiersOptions& options, std::ostream& out, std::ostream& err);

@@ -95,6 +95,15 @@ cmp -s "$work/lineage.remote" "$work/lineage.local" || fail "remote lineage diff
 grep -q '"ingest\[0\]"' "$work/lineage.remote" || fail "lineage of the release does not reach ingest: $(head -c 300 "$work/lineage.remote")"
 "$tierflow" lineage nosuchrun --scheduler "$addr" >"$work/lineage.bad" 2>&1 && fail "lineage of an unknown run succeeded"
 grep -q "nosuchrun" "$work/lineage.bad" || fail "unknown run: $(cat "$work/lineage.bad")"
+TIERFLOW_SCHEDULER="$addr" "$tierflow" logs "$run1" train >"$work/logs.env" 2>&1 || fail "logs with TIERFLOW_SCHEDULER"
+cmp -s "$work/logs.env" "$work/logs.local" || fail "logs with TIERFLOW_SCHEDULER differ"
+"$tierflow" tiers list --scheduler "$addr" --output json >"$work/tiers.json" || fail "tiers list --scheduler"
+python3 - "$work/tiers.json" "$work/s1" <<'PY' || fail "the server's tiers: $(cat "$work/tiers.json")"
+import json, sys
+tiers = json.load(open(sys.argv[1]))
+assert [t["name"] for t in tiers] == ["ram", "local", "bulk"], tiers
+assert tiers[1]["location"] == sys.argv[2] + "/tiers/local", tiers[1]
+PY
 "$tierflow" workers --scheduler "$addr" >"$work/workers.out" || fail "workers"
 [ "$(awk 'NR > 1 {print $1}' "$work/workers.out" | sort | tr '\n' ' ')" = "w1 w2 " ] ||
   fail "workers: $(cat "$work/workers.out")"
