@@ -63,6 +63,22 @@ std::unique_ptr<v1::Scheduler::Stub> SchedulerStub(const std::string& scheduler)
   return v1::Scheduler::NewStub(Channel(scheduler));
 }
 
+// One unary call of the Scheduler service: `method` is the stub's method
+// (&v1::Scheduler::Stub::Submit, ...).
+template <typename Request, typename Reply>
+absl::StatusOr<Reply> Call(const std::string& scheduler, const std::string& token,
+                           grpc::Status (v1::Scheduler::Stub::*method)(grpc::ClientContext*,
+                                                                       const Request&, Reply*),
+                           const Request& request) {
+  Reply reply;
+  grpc::ClientContext context;
+  Authorize(context, token);
+  std::unique_ptr<v1::Scheduler::Stub> stub = SchedulerStub(scheduler);
+  grpc::Status status = (stub.get()->*method)(&context, request, &reply);
+  if (!status.ok()) return FromGrpc(status, scheduler);
+  return reply;
+}
+
 std::string HostName() {
   char name[256] = {};
   gethostname(name, sizeof name - 1);
@@ -197,11 +213,8 @@ absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std
   request.set_pipeline_file(std::filesystem::absolute(file, error).string());
   request.mutable_params()->insert(params.begin(), params.end());
   request.set_priority(priority);
-  v1::SubmitReply reply;
-  grpc::ClientContext context;
-  Authorize(context, token);
-  grpc::Status status = SchedulerStub(scheduler)->Submit(&context, request, &reply);
-  if (!status.ok()) return FromGrpc(status, scheduler);
+  TF_ASSIGN_OR_RETURN(v1::SubmitReply reply,
+                      Call(scheduler, token, &v1::Scheduler::Stub::Submit, request));
   return reply.run_id();
 }
 
@@ -241,11 +254,8 @@ absl::StatusOr<std::vector<RemoteRun>> ListRemoteRuns(const std::string& schedul
                                                       const std::string& token, int limit) {
   v1::ListRunsRequest request;
   request.set_limit(limit);
-  v1::ListRunsReply reply;
-  grpc::ClientContext context;
-  Authorize(context, token);
-  grpc::Status status = SchedulerStub(scheduler)->ListRuns(&context, request, &reply);
-  if (!status.ok()) return FromGrpc(status, scheduler);
+  TF_ASSIGN_OR_RETURN(v1::ListRunsReply reply,
+                      Call(scheduler, token, &v1::Scheduler::Stub::ListRuns, request));
   std::vector<RemoteRun> runs;
   for (const v1::Run& run : reply.runs()) runs.push_back(FromProto(run));
   return runs;
@@ -255,11 +265,7 @@ absl::StatusOr<RemoteRun> GetRemoteRun(const std::string& scheduler, const std::
                                        const std::string& run) {
   v1::GetRunRequest request;
   request.set_run_id(run);
-  v1::Run reply;
-  grpc::ClientContext context;
-  Authorize(context, token);
-  grpc::Status status = SchedulerStub(scheduler)->GetRun(&context, request, &reply);
-  if (!status.ok()) return FromGrpc(status, scheduler);
+  TF_ASSIGN_OR_RETURN(v1::Run reply, Call(scheduler, token, &v1::Scheduler::Stub::GetRun, request));
   return FromProto(reply);
 }
 
@@ -267,11 +273,8 @@ absl::StatusOr<std::string> CancelRemoteRun(const std::string& scheduler, const 
                                             const std::string& run) {
   v1::CancelRunRequest request;
   request.set_run_id(run);
-  v1::CancelRunReply reply;
-  grpc::ClientContext context;
-  Authorize(context, token);
-  grpc::Status status = SchedulerStub(scheduler)->CancelRun(&context, request, &reply);
-  if (!status.ok()) return FromGrpc(status, scheduler);
+  TF_ASSIGN_OR_RETURN(v1::CancelRunReply reply,
+                      Call(scheduler, token, &v1::Scheduler::Stub::CancelRun, request));
   return reply.message();
 }
 
@@ -304,22 +307,16 @@ absl::StatusOr<std::string> RemoteLineage(const std::string& scheduler, const st
   request.set_downstream(downstream);
   request.set_depth(depth);
   request.set_format(format);
-  v1::LineageReply reply;
-  grpc::ClientContext context;
-  Authorize(context, token);
-  grpc::Status status = SchedulerStub(scheduler)->Lineage(&context, request, &reply);
-  if (!status.ok()) return FromGrpc(status, scheduler);
+  TF_ASSIGN_OR_RETURN(v1::LineageReply reply,
+                      Call(scheduler, token, &v1::Scheduler::Stub::Lineage, request));
   return reply.text();
 }
 
 absl::StatusOr<std::vector<RemoteWorker>> ListRemoteWorkers(const std::string& scheduler,
                                                             const std::string& token) {
-  v1::ListWorkersReply reply;
-  grpc::ClientContext context;
-  Authorize(context, token);
-  grpc::Status status =
-      SchedulerStub(scheduler)->ListWorkers(&context, v1::ListWorkersRequest(), &reply);
-  if (!status.ok()) return FromGrpc(status, scheduler);
+  TF_ASSIGN_OR_RETURN(
+      v1::ListWorkersReply reply,
+      Call(scheduler, token, &v1::Scheduler::Stub::ListWorkers, v1::ListWorkersRequest()));
   std::vector<RemoteWorker> workers;
   for (const v1::WorkerInfo& info : reply.workers()) {
     workers.push_back({info.name(), info.slots(), info.running(), info.last_heartbeat_ms()});
@@ -331,11 +328,8 @@ absl::StatusOr<std::string> RemoteTiers(const std::string& scheduler, const std:
                                         const std::string& format) {
   v1::TiersRequest request;
   request.set_format(format);
-  v1::TiersReply reply;
-  grpc::ClientContext context;
-  Authorize(context, token);
-  grpc::Status status = SchedulerStub(scheduler)->Tiers(&context, request, &reply);
-  if (!status.ok()) return FromGrpc(status, scheduler);
+  TF_ASSIGN_OR_RETURN(v1::TiersReply reply,
+                      Call(scheduler, token, &v1::Scheduler::Stub::Tiers, request));
   return reply.text();
 }
 
