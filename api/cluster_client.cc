@@ -11,6 +11,7 @@
 #include "api/cluster.h"
 #include "api/task_proto.h"
 #include "api/tierflow.grpc.pb.h"
+#include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "worker/local_pool.h"
@@ -120,6 +121,13 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
   registered = true;
   log << "worker " << reply.registered().worker() << ": connected to " << options.scheduler
       << " with " << options.slots << " slots" << std::endl;
+  // Tasks an earlier worker of this name left running (killed -9, it
+  // could not stop them): the scheduler has given them to others.
+  const std::string marker = StrCat("TIERFLOW_WORKER=", name);
+  if (const int killed = KillProcessesWithEnv(marker); killed > 0) {
+    log << "worker " << name << ": killed " << killed
+        << " task processes an earlier worker of this name left running" << std::endl;
+  }
 
   absl::StatusOr<std::unique_ptr<Executor>> pool = worker::StartLocalPool([&](TaskReport report) {
     v1::WorkerMessage message;
@@ -147,7 +155,9 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
   v1::SchedulerMessage message;
   while (stream->Read(&message)) {
     if (message.has_lease()) {
-      executor->Launch(FromProto(message.lease()));
+      TaskLaunch launch = FromProto(message.lease());
+      launch.env.emplace_back("TIERFLOW_WORKER", name);
+      executor->Launch(std::move(launch));
     } else if (message.has_cancel()) {
       if (message.cancel().kill_now()) {
         executor->KillAll();

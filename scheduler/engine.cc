@@ -29,6 +29,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_join.h"
+#include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "dag/graph.h"
@@ -256,34 +257,7 @@ class FileWatcher {
 // environment carries this run's TIERFLOW_RUN_ID, with its process group.
 // Tasks run in their own groups, so a killed engine's children survive it.
 int KillLeftoverTasks(const std::string& run_id) {
-  const std::string marker = StrCat("TIERFLOW_RUN_ID=", run_id);
-  int killed = 0;
-  std::error_code error;
-  for (const fs::directory_entry& entry : fs::directory_iterator("/proc", error)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    pid_t pid = static_cast<pid_t>(std::stol(name));
-    if (pid == getpid()) continue;
-    std::ifstream environ(entry.path() / "environ", std::ios::binary);
-    if (!environ) continue;
-    std::string variable;
-    bool match = false;
-    while (std::getline(environ, variable, '\0')) {
-      if (variable == marker) {
-        match = true;
-        break;
-      }
-    }
-    if (!match) continue;
-    pid_t group = getpgid(pid);
-    if (group > 0 && group != getpgrp()) {
-      ::kill(-group, SIGKILL);
-    } else {
-      ::kill(pid, SIGKILL);
-    }
-    ++killed;
-  }
-  return killed;
+  return KillProcessesWithEnv(StrCat("TIERFLOW_RUN_ID=", run_id));
 }
 
 struct ArtifactRec {

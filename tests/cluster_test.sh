@@ -169,9 +169,22 @@ other=$([ "$holder" = w1 ] && echo w2 || echo w1)
 [ "$(cat "$work/attempts.txt")" = "$(printf '1\n2')" ] ||
   fail "hold should have started twice: $(cat "$work/attempts.txt")"
 # The lost attempt's command outlived its worker (a task runs in its own
-# process group); nothing here cleans it up yet, so the test does.
+# process group). A worker started again under the same name kills it.
 lost_pid=$(sql "$db" "SELECT pid FROM attempts WHERE run_id='$run2' AND state='lost'")
-[ -n "$lost_pid" ] && kill -9 -- "-$lost_pid" 2>/dev/null || true
+[ -n "$lost_pid" ] && kill -0 "$lost_pid" 2>/dev/null || fail "the lost attempt's process ($lost_pid) is not running"
+start_worker "$holder" --scheduler "$addr" --slots 1
+for _ in $(seq 100); do
+  kill -0 "$lost_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$lost_pid" 2>/dev/null; then
+  kill -9 -- "-$lost_pid" 2>/dev/null
+  fail "the restarted worker $holder left its predecessor's task running"
+fi
+grep -q "killed 1 task processes an earlier worker of this name left running" "$work/$holder.log" ||
+  fail "restarted worker: $(cat "$work/$holder.log")"
+eval "kill -TERM \$pid_$holder"
+eval "wait \$pid_$holder" || fail "worker $holder did not stop cleanly"
 
 # SIGTERM stops the surviving worker and the server cleanly (exit 0; under
 # ASan, no leak either).

@@ -1,0 +1,45 @@
+#include "common/processes.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace tierflow {
+
+int KillProcessesWithEnv(std::string_view marker) {
+  namespace fs = std::filesystem;
+  int killed = 0;
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator("/proc", error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (pid == getpid()) continue;
+    std::ifstream environ(entry.path() / "environ", std::ios::binary);
+    if (!environ) continue;
+    std::string variable;
+    bool match = false;
+    while (std::getline(environ, variable, '\0')) {
+      if (variable == marker) {
+        match = true;
+        break;
+      }
+    }
+    if (!match) continue;
+    const pid_t group = getpgid(pid);
+    if (group > 0 && group != getpgrp()) {
+      ::kill(-group, SIGKILL);
+    } else {
+      ::kill(pid, SIGKILL);
+    }
+    ++killed;
+  }
+  return killed;
+}
+
+}  // namespace tierflow

@@ -1,0 +1,16 @@
+// Finding and killing processes by a marker in their environment: tasks run
+// in process groups of their own, so they outlive an engine or a worker
+// killed with -9, and whoever takes over finds them by the TIERFLOW_*
+// variable it gave them.
+#pragma once
+
+#include <string_view>
+
+namespace tierflow {
+
+// SIGKILLs every process (with its process group, unless that is ours)
+// whose environment holds `variable` exactly ("NAME=VALUE"), except this
+// process. Returns how many it found.
+int KillProcessesWithEnv(std::string_view variable);
+
+}  // namespace tierflow
