@@ -126,7 +126,7 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
   const std::string marker = StrCat("TIERFLOW_WORKER=", name);
   if (const int killed = KillProcessesWithEnv(marker); killed > 0) {
     log << "worker " << name << ": killed " << killed
-        << " task processes an earlier worker of this name left running" << std::endl;
+        << " task(s) an earlier worker of this name left running" << std::endl;
   }
 
   absl::StatusOr<std::unique_ptr<Executor>> pool = worker::StartLocalPool([&](TaskReport report) {

@@ -7,13 +7,14 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 namespace tierflow {
 
 int KillProcessesWithEnv(std::string_view marker) {
   namespace fs = std::filesystem;
-  int killed = 0;
+  std::set<pid_t> killed;  // process groups (a task's group is its own)
   std::error_code error;
   for (const fs::directory_entry& entry : fs::directory_iterator("/proc", error)) {
     const std::string name = entry.path().filename().string();
@@ -33,13 +34,12 @@ int KillProcessesWithEnv(std::string_view marker) {
     if (!match) continue;
     const pid_t group = getpgid(pid);
     if (group > 0 && group != getpgrp()) {
-      ::kill(-group, SIGKILL);
-    } else {
+      if (killed.insert(group).second) ::kill(-group, SIGKILL);
+    } else if (killed.insert(-pid).second) {
       ::kill(pid, SIGKILL);
     }
-    ++killed;
   }
-  return killed;
+  return static_cast<int>(killed.size());
 }
 
 }  // namespace tierflow

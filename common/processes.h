@@ -10,7 +10,7 @@ namespace tierflow {
 
 // SIGKILLs every process (with its process group, unless that is ours)
 // whose environment holds `variable` exactly ("NAME=VALUE"), except this
-// process. Returns how many it found.
+// process. Returns how many process groups (tasks) it killed.
 int KillProcessesWithEnv(std::string_view variable);
 
 }  // namespace tierflow

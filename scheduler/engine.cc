@@ -2475,7 +2475,7 @@ absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::str
   }
   TF_RETURN_IF_ERROR(db->Execute("COMMIT"));
   return StrCat("run ", run_id, " had no live engine: recorded it cancelled",
-                killed > 0 ? StrCat(" and killed ", killed, " leftover task processes") : "");
+                killed > 0 ? StrCat(" and killed ", killed, " leftover task(s)") : "");
 }
 
 // ------------------------------------------------------------------ Engine

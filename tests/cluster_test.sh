@@ -173,15 +173,18 @@ other=$([ "$holder" = w1 ] && echo w2 || echo w1)
 lost_pid=$(sql "$db" "SELECT pid FROM attempts WHERE run_id='$run2' AND state='lost'")
 [ -n "$lost_pid" ] && kill -0 "$lost_pid" 2>/dev/null || fail "the lost attempt's process ($lost_pid) is not running"
 start_worker "$holder" --scheduler "$addr" --slots 1
+# (It kills, then says so: wait for both.)
 for _ in $(seq 100); do
-  kill -0 "$lost_pid" 2>/dev/null || break
+  ! kill -0 "$lost_pid" 2>/dev/null &&
+    grep -q "killed 1 task(s) an earlier worker of this name left running" "$work/$holder.log" &&
+    break
   sleep 0.1
 done
 if kill -0 "$lost_pid" 2>/dev/null; then
   kill -9 -- "-$lost_pid" 2>/dev/null
   fail "the restarted worker $holder left its predecessor's task running"
 fi
-grep -q "killed 1 task processes an earlier worker of this name left running" "$work/$holder.log" ||
+grep -q "killed 1 task(s) an earlier worker of this name left running" "$work/$holder.log" ||
   fail "restarted worker: $(cat "$work/$holder.log")"
 eval "kill -TERM \$pid_$holder"
 eval "wait \$pid_$holder" || fail "worker $holder did not stop cleanly"
