@@ -243,7 +243,7 @@ grep -q "^resumed run chain-" "$work/s4b.out" || fail "the restarted server did 
 grep -q "reconnecting" "$work/w3.log" || fail "w3 did not reconnect: $(cat "$work/w3.log")"
 
 echo "== 4. a frozen worker (SIGSTOP: connected, silent) is lost after the timeout"
-start_server s5 --worker-timeout 1
+start_server s5 --worker-timeout 2
 start_worker w5 --scheduler "$addr" --slots 1
 start_worker w6 --scheduler "$addr" --slots 1
 db5="$work/s5/tierflow.db"
