@@ -279,6 +279,17 @@ struct OutputPlace {
   std::vector<uint32_t> readers;  // by tier
   uint32_t consumers = 0;         // tasks that read it, finished or not
   uint64_t dirty = 0;             // bit per tier: a copy there failed or was cut off
+
+  // A new artifact replaces the one these copies held: they are no copies
+  // of it, and what they left on their tiers must go before it is copied
+  // there (same keys).
+  void ForgetCopies() {
+    for (size_t x = 0; x < copies.size(); ++x) {
+      if (copies[x] != CopyState::kNone) dirty |= uint64_t{1} << x;
+    }
+    std::fill(copies.begin(), copies.end(), CopyState::kNone);
+    std::fill(copy_ids.begin(), copy_ids.end(), 0);
+  }
 };
 
 // An artifact a task reads, on the tier it reads it from.
@@ -1443,8 +1454,7 @@ absl::Status Engine::Impl::LoadRunForResume() {
     if (task.outputs[o].id != outputs.Int(2)) {  // a newer artifact (rows come oldest first)
       task.outputs[o] = {outputs.Int(2), OutputPath(t, o), outputs.Text(3),
                          static_cast<uint64_t>(outputs.Int(4))};
-      place.copies.assign(tiers_.size(), CopyState::kNone);
-      place.copy_ids.assign(tiers_.size(), 0);
+      place.ForgetCopies();
     }
     const int64_t copy_id = outputs.Int(5);
     uint8_t tier = 0;
@@ -1514,13 +1524,7 @@ absl::Status Engine::Impl::LoadRunForResume() {
       TF_RETURN_IF_ERROR(update_task_->Run());
     }
     for (ArtifactRec& output : task.outputs) output = ArtifactRec{};
-    for (OutputPlace& place : task.places) {
-      for (uint8_t x = 0; x < tiers_.size(); ++x) {
-        if (place.copies[x] != CopyState::kNone) place.dirty |= uint64_t{1} << x;
-      }
-      place.copies.assign(tiers_.size(), CopyState::kNone);
-      place.copy_ids.assign(tiers_.size(), 0);
-    }
+    for (OutputPlace& place : task.places) place.ForgetCopies();
   }
   TF_ASSIGN_OR_RETURN(Statement run,
                       db_->Prepare("UPDATE runs SET state = 'running', finished_at = NULL, "
@@ -2298,14 +2302,8 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
       int64_t artifact_id = row ? insert_artifact_->Int(0) : 0;
       insert_artifact_->Reset();
       task.outputs[o] = {artifact_id, output.path, output.content_hash, output.bytes};
-      // A new artifact: copies of an earlier one are no copies of it, and
-      // what they left on other tiers must go before it is copied there.
       OutputPlace& place = task.places[o];
-      for (uint8_t x = 0; x < tiers_.size(); ++x) {
-        if (place.copies[x] != CopyState::kNone) place.dirty |= uint64_t{1} << x;
-      }
-      place.copies.assign(tiers_.size(), CopyState::kNone);
-      place.copy_ids.assign(tiers_.size(), 0);
+      place.ForgetCopies();
       TF_ASSIGN_OR_RETURN(place.copy_ids[place.write],
                           InsertCopy(t, o, place.write, "present", std::nullopt));
       place.copies[place.write] = CopyState::kPresent;
