@@ -107,6 +107,8 @@ struct RemoteWorker {
   int slots = 0;
   int running = 0;
   int64_t last_heartbeat_ms = 0;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> tiers;  // node tiers: name -> path
 };
 absl::StatusOr<std::vector<RemoteWorker>> ListRemoteWorkers(const std::string& scheduler,
                                                             const std::string& token);

@@ -4,7 +4,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <list>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -15,6 +18,7 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "worker/local_pool.h"
+#include "worker/node_tiers.h"
 
 namespace tierflow::api {
 namespace {
@@ -129,7 +133,24 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
         << " task(s) an earlier worker of this name left running" << std::endl;
   }
 
+  worker::NodeTiers node_tiers(options.tiers);
+  if (absl::Status cleared = node_tiers.Clear(); !cleared.ok()) return cleared;
+  // Attempts whose inputs are being copied onto node tiers (not launched
+  // yet): cancelled ones are reported, not launched. What was copied goes
+  // with the attempt's start report.
+  std::mutex staging_mu;
+  std::set<int64_t> staging;
+  std::set<int64_t> cancelled_staging;
+  std::map<int64_t, std::vector<NodeCopyReport>> node_copies;
   absl::StatusOr<std::unique_ptr<Executor>> pool = worker::StartLocalPool([&](TaskReport report) {
+    {
+      std::lock_guard lock(staging_mu);
+      auto copies = node_copies.find(report.attempt_id);
+      if (copies != node_copies.end()) {
+        report.node_copies = std::move(copies->second);
+        node_copies.erase(copies);
+      }
+    }
     v1::WorkerMessage message;
     ToProto(report, message.mutable_report());
     send(message);
@@ -152,22 +173,69 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
       send(message);
     }
   });
+  // Copies onto node tiers run beside the stream, one thread per launch.
+  std::list<std::future<void>> stagers;
+  auto stage_then_launch = [&](TaskLaunch launch) {
+    std::vector<NodeCopyReport> copies = node_tiers.Stage(launch);
+    bool cancelled = false;
+    {
+      std::lock_guard lock(staging_mu);
+      staging.erase(launch.attempt_id);
+      cancelled = cancelled_staging.erase(launch.attempt_id) > 0;
+      if (!cancelled) node_copies[launch.attempt_id] = std::move(copies);
+    }
+    if (!cancelled) {
+      executor->Launch(std::move(launch));
+      return;
+    }
+    TaskReport report;
+    report.attempt_id = launch.attempt_id;
+    report.outcome = TaskReport::Outcome::kCancelled;
+    report.message = "cancelled while its inputs were copied to this worker";
+    v1::WorkerMessage message;
+    ToProto(report, message.mutable_report());
+    send(message);
+  };
   v1::SchedulerMessage message;
   while (stream->Read(&message)) {
     if (message.has_lease()) {
       TaskLaunch launch = FromProto(message.lease());
       launch.env.emplace_back("TIERFLOW_WORKER", name);
-      executor->Launch(std::move(launch));
+      if (launch.stage_in.empty()) {
+        executor->Launch(std::move(launch));
+        continue;
+      }
+      {
+        std::lock_guard lock(staging_mu);
+        staging.insert(launch.attempt_id);
+      }
+      stagers.remove_if([](std::future<void>& f) {
+        return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+      });
+      stagers.push_back(std::async(std::launch::async, stage_then_launch, std::move(launch)));
     } else if (message.has_cancel()) {
+      const int64_t attempt = message.cancel().attempt_id();
+      {
+        std::lock_guard lock(staging_mu);
+        if (message.cancel().kill_now()) {
+          cancelled_staging.insert(staging.begin(), staging.end());
+        } else if (staging.count(attempt) > 0) {
+          cancelled_staging.insert(attempt);
+          continue;
+        }
+      }
       if (message.cancel().kill_now()) {
         executor->KillAll();
       } else {
-        executor->Cancel(message.cancel().attempt_id());
+        executor->Cancel(attempt);
       }
+    } else if (message.has_evict()) {
+      node_tiers.Evict(message.evict().tier(), message.evict().key());
     }
   }
   done = true;
   beat.join();
+  stagers.clear();  // waits for copies under way (their tasks are killed next)
   // The scheduler counts this worker's tasks lost: stop them.
   executor->KillAll();
   executor.reset();
@@ -329,7 +397,13 @@ absl::StatusOr<std::vector<RemoteWorker>> ListRemoteWorkers(const std::string& s
       Call(scheduler, token, &v1::Scheduler::Stub::ListWorkers, v1::ListWorkersRequest()));
   std::vector<RemoteWorker> workers;
   for (const v1::WorkerInfo& info : reply.workers()) {
-    workers.push_back({info.name(), info.slots(), info.running(), info.last_heartbeat_ms()});
+    RemoteWorker& worker = workers.emplace_back();
+    worker.name = info.name();
+    worker.slots = info.slots();
+    worker.running = info.running();
+    worker.last_heartbeat_ms = info.last_heartbeat_ms();
+    worker.labels.insert(info.labels().begin(), info.labels().end());
+    for (const v1::NodeTier& tier : info.tiers()) worker.tiers[tier.name()] = tier.path();
   }
   return workers;
 }

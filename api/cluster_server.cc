@@ -19,6 +19,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include "api/cluster.h"
@@ -28,10 +29,15 @@
 #include "api/tierflow.grpc.pb.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "common/units.h"
 #include "scheduler/engine.h"
 
 namespace tierflow::api {
 namespace {
+
+std::string HeldKey(const std::string& tier, const std::string& key) {
+  return StrCat(tier, "/", key);
+}
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -91,6 +97,9 @@ struct Worker {
            used_memory + task.memory <= memory && used_gpus + task.gpus <= gpus;
   }
   std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> tiers;  // its node tiers: name -> path
+  // What its node tiers hold (guarded by the registry's mu_): "TIER/KEY" -> bytes.
+  std::unordered_map<std::string, uint64_t> held;
   WorkerStream* stream = nullptr;
   grpc::ServerContext* context = nullptr;
   std::mutex write_mu;         // one writer at a time on the stream
@@ -157,6 +166,22 @@ class Registry {
     worker->Send(message);
   }
 
+  // `worker` may delete its copy of `key` on its node tier `tier`.
+  void EvictNodeCopy(const std::string& name, const std::string& tier, const std::string& key) {
+    std::shared_ptr<Worker> worker;
+    {
+      std::lock_guard lock(mu_);
+      auto found = workers_.find(name);
+      if (found == workers_.end()) return;  // gone: it cleared its node tiers
+      worker = found->second;
+      worker->held.erase(HeldKey(tier, key));
+    }
+    v1::SchedulerMessage message;
+    message.mutable_evict()->set_tier(tier);
+    message.mutable_evict()->set_key(key);
+    worker->Send(message);
+  }
+
   void Describe(v1::ListWorkersReply* reply) {
     std::lock_guard lock(mu_);
     for (const auto& [name, worker] : workers_) {
@@ -165,6 +190,11 @@ class Registry {
       info->set_slots(worker->slots);
       info->set_running(static_cast<int32_t>(worker->attempts.size()));
       info->mutable_labels()->insert(worker->labels.begin(), worker->labels.end());
+      for (const auto& [tier, path] : worker->tiers) {
+        v1::NodeTier* node_tier = info->add_tiers();
+        node_tier->set_name(tier);
+        node_tier->set_path(path);
+      }
       info->set_last_heartbeat_ms(worker->last_seen_ms);
     }
   }
@@ -183,6 +213,9 @@ class Registry {
         first.register_().memory_bytes() > 0 ? first.register_().memory_bytes() : UINT64_MAX;
     worker->gpus = first.register_().gpus();
     worker->labels.insert(first.register_().labels().begin(), first.register_().labels().end());
+    for (const v1::NodeTier& tier : first.register_().tiers()) {
+      worker->tiers[tier.name()] = tier.path();
+    }
     worker->stream = stream;
     worker->context = context;
     {
@@ -219,7 +252,12 @@ class Registry {
         // lease, never counted.
         if (leased == leases_.end() || leased->second.worker != worker) continue;
         sink = leased->second.sink;
-        if (report.outcome == TaskReport::Outcome::kStarted) report.message = leased->second.why;
+        if (report.outcome == TaskReport::Outcome::kStarted) {
+          report.message = leased->second.why;
+          for (const NodeCopyReport& copy : report.node_copies) {
+            if (copy.error.empty()) worker->held[HeldKey(copy.tier, copy.key)] = copy.bytes;
+          }
+        }
         if (report.outcome == TaskReport::Outcome::kSucceeded) {
           // Where its outputs are, for the locality of their readers: the
           // file or folder, and a foreach item's gathering folder.
@@ -247,6 +285,18 @@ class Registry {
     int priority = 0;
     uint64_t run_seq = 0;
   };
+  // How well a worker suits a task, best last.
+  struct Locality {
+    uint64_t held_bytes = 0;
+    int held = 0;
+    int tiers = 0;
+    int produced = 0;
+    int free = 0;
+    bool operator<(const Locality& other) const {
+      return std::tie(held_bytes, tiers, produced, free) <
+             std::tie(other.held_bytes, other.tiers, other.produced, other.free);
+    }
+  };
   struct Lease {
     std::shared_ptr<Worker> worker;
     std::shared_ptr<ReportSink> sink;
@@ -265,26 +315,38 @@ class Registry {
     {
       std::lock_guard lock(mu_);
       for (auto next = pending_.begin(); next != pending_.end();) {
-        // Locality first: the worker that produced most of the task's
-        // inputs (they are on its node tiers); then the most free slots.
-        std::map<std::string, int> held;
+        const TaskLaunch& launch = next->launch;
+        // Locality first: the worker whose node tiers already hold the
+        // most bytes of what the task reads there; then one that has those
+        // node tiers at all (else the task reads in place); then the one
+        // that produced most of its inputs; then the most free slots.
+        std::map<std::string, int> produced;
         int inputs = 0;
-        for (const auto& [name, value] : next->launch.env) {
+        for (const auto& [name, value] : launch.env) {
           if (name.rfind("TIERFLOW_INPUT_", 0) != 0) continue;
           ++inputs;
           auto producer = produced_on_.find(value);
-          if (producer != produced_on_.end()) ++held[producer->second];
+          if (producer != produced_on_.end()) ++produced[producer->second];
         }
         std::shared_ptr<Worker> best;
-        int best_held = -1;
-        int best_free = 0;
+        Locality best_score;
         for (const auto& [name, worker] : workers_) {
           const int free = worker->slots - static_cast<int>(worker->attempts.size());
-          if (worker->lost || !worker->Fits(next->launch) || free <= 0) continue;
-          const int holds = held.count(name) > 0 ? held[name] : 0;
-          if (holds > best_held || (holds == best_held && free > best_free)) {
-            best_held = holds;
-            best_free = free;
+          if (worker->lost || !worker->Fits(launch) || free <= 0) continue;
+          Locality score;
+          score.free = free;
+          score.produced = produced.count(name) > 0 ? produced[name] : 0;
+          std::set<std::string> node_tiers;
+          for (const StageIn& stage : launch.stage_in) {
+            node_tiers.insert(stage.tier);
+            auto held = worker->held.find(HeldKey(stage.tier, stage.key));
+            if (held == worker->held.end()) continue;
+            score.held_bytes += held->second;
+            ++score.held;
+          }
+          for (const std::string& tier : node_tiers) score.tiers += worker->tiers.count(tier);
+          if (!best || best_score < score) {
+            best_score = score;
             best = worker;
           }
         }
@@ -292,16 +354,21 @@ class Registry {
           ++next;
           continue;
         }
-        const TaskLaunch& launch = next->launch;
         best->attempts.insert(launch.attempt_id);
         best->used_cpus += launch.cpus;
         best->used_memory += launch.memory;
         best->used_gpus += launch.gpus;
         std::string why = StrCat("leased to ", best->name);
-        if (best_held > 0) {
-          why += StrCat(", which holds ", best_held, " of its ", inputs, " inputs");
+        if (best_score.held > 0) {
+          why += StrCat(", whose node tiers hold ", best_score.held, " of the ",
+                        launch.stage_in.size(), " artifacts it reads there (",
+                        FormatSize(best_score.held_bytes), ")");
+        } else if (best_score.tiers > 0) {
+          why += StrCat(", which has the node tiers its inputs are copied to");
+        } else if (best_score.produced > 0) {
+          why += StrCat(", which produced ", best_score.produced, " of its ", inputs, " inputs");
         } else {
-          why += StrCat(", the worker with the most free slots (", best_free, ")");
+          why += StrCat(", the worker with the most free slots (", best_score.free, ")");
         }
         leases_[launch.attempt_id] = {best,          next->sink,  launch.cpus,
                                       launch.memory, launch.gpus, std::move(why)};
@@ -394,6 +461,10 @@ class RemoteExecutor final : public Executor {
     registry_.Submit(std::move(launch), sink_, priority_, run_seq_);
   }
   void Cancel(int64_t attempt_id) override { registry_.Cancel(attempt_id, false); }
+  void EvictNodeCopy(const std::string& worker, const std::string& tier,
+                     const std::string& key) override {
+    registry_.EvictNodeCopy(worker, tier, key);
+  }
   void KillAll() override {
     std::set<int64_t> attempts;
     {
@@ -717,6 +788,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     engine_options.db_path = options_.db_path;
     engine_options.slots = 1 << 20;  // the workers' slots are the limit
     engine_options.worker = "";      // until a worker reports it runs the attempt
+    engine_options.node_tiers_on_workers = true;
     engine_options.tiers = std::move(tiers);
     engine_options.open_tier = OpenTier;
     Registry* registry = &registry_;

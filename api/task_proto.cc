@@ -35,6 +35,20 @@ void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out) {
   out->set_memory_bytes(launch.memory);
   out->set_gpus(launch.gpus);
   out->mutable_labels()->insert(launch.labels.begin(), launch.labels.end());
+  for (const StageIn& stage : launch.stage_in) {
+    v1::StageIn* o = out->add_stage_in();
+    o->set_tier(stage.tier);
+    o->set_key(stage.key);
+    o->set_source_root(stage.source_root);
+    o->set_content_hash(stage.content_hash);
+    o->set_bytes(stage.bytes);
+  }
+  for (const NodeInput& input : launch.node_inputs) {
+    v1::NodeInput* o = out->add_node_inputs();
+    o->set_env(input.env);
+    o->set_tier(input.tier);
+    o->set_key(input.key);
+  }
 }
 
 TaskLaunch FromProto(const v1::TaskLaunch& in) {
@@ -61,6 +75,12 @@ TaskLaunch FromProto(const v1::TaskLaunch& in) {
   launch.memory = in.memory_bytes();
   launch.gpus = in.gpus();
   launch.labels.insert(in.labels().begin(), in.labels().end());
+  for (const v1::StageIn& o : in.stage_in()) {
+    launch.stage_in.push_back({o.tier(), o.key(), o.source_root(), o.content_hash(), o.bytes()});
+  }
+  for (const v1::NodeInput& o : in.node_inputs()) {
+    launch.node_inputs.push_back({o.env(), o.tier(), o.key()});
+  }
   return launch;
 }
 
@@ -103,6 +123,16 @@ void ToProto(const TaskReport& report, v1::TaskReport* out) {
   out->set_log_bytes(report.log_bytes);
   out->set_started_ms(report.started_ms);
   out->set_finished_ms(report.finished_ms);
+  for (const NodeCopyReport& copy : report.node_copies) {
+    v1::NodeCopy* o = out->add_node_copies();
+    o->set_tier(copy.tier);
+    o->set_key(copy.key);
+    o->set_path(copy.path);
+    o->set_bytes(copy.bytes);
+    o->set_reused(copy.reused);
+    o->set_elapsed_ms(copy.elapsed_ms);
+    o->set_error(copy.error);
+  }
 }
 
 TaskReport FromProto(const v1::TaskReport& in) {
@@ -135,6 +165,10 @@ TaskReport FromProto(const v1::TaskReport& in) {
   report.log_bytes = in.log_bytes();
   report.started_ms = in.started_ms();
   report.finished_ms = in.finished_ms();
+  for (const v1::NodeCopy& o : in.node_copies()) {
+    report.node_copies.push_back(
+        {o.tier(), o.key(), o.path(), o.bytes(), o.reused(), o.elapsed_ms(), o.error()});
+  }
   return report;
 }
 

@@ -9,6 +9,7 @@
 #include "api/cluster.h"
 #include "api/text_table.h"
 #include "cli/commands.h"
+#include "common/strings.h"
 #include "common/units.h"
 #include "scheduler/store.h"
 
@@ -185,10 +186,18 @@ int RunWorkers(const StatusOptions& options, std::ostream& out, std::ostream& er
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
-  api::TextTable table({"WORKER", "SLOTS", "RUNNING", "LAST HEARD"});
+  api::TextTable table({"WORKER", "SLOTS", "RUNNING", "LAST HEARD", "LABELS", "NODE TIERS"});
+  auto pairs = [](const std::map<std::string, std::string>& entries) {
+    std::string text;
+    for (const auto& [key, value] : entries) {
+      text += StrCat(text.empty() ? "" : ",", key, "=", value);
+    }
+    return text.empty() ? std::string("-") : text;
+  };
   for (const api::RemoteWorker& worker : *workers) {
     table.Add({worker.name, std::to_string(worker.slots), std::to_string(worker.running),
-               FormatDuration(std::chrono::milliseconds(now - worker.last_heartbeat_ms)) + " ago"});
+               FormatDuration(std::chrono::milliseconds(now - worker.last_heartbeat_ms)) + " ago",
+               pairs(worker.labels), pairs(worker.tiers)});
   }
   table.Write(out);
   return kExitOk;

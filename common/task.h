@@ -31,6 +31,28 @@ struct OutputLaunch {
   bool durable = false;
 };
 
+// Cluster mode: an artifact the worker copies onto one of its node tiers
+// (its own `--tier NAME=PATH`) before the task starts, from a copy on a
+// cluster tier that every worker reaches. A copy already there from an
+// earlier task on that worker, with the same content hash, is used as is.
+struct StageIn {
+  std::string tier;         // the node tier
+  std::string key;          // the artifact's key, the same on every tier
+  std::string source_root;  // the cluster (posix) tier's root; the artifact is source_root/key
+  std::string content_hash;
+  uint64_t bytes = 0;
+};
+
+// Cluster mode: an input the task reads on a node tier. Once every
+// StageIn of that tier under `key` is there, the worker points `env` at
+// NODE_ROOT/key; otherwise (a worker without the tier, a copy that failed)
+// the task reads in place, at the cluster path `env` already holds.
+struct NodeInput {
+  std::string env;  // TIERFLOW_INPUT_<NAME>
+  std::string tier;
+  std::string key;  // an artifact's key, or the folder gathering a foreach stage's items
+};
+
 struct TaskLaunch {
   enum class Mode {
     kRun,    // run the command
@@ -62,6 +84,8 @@ struct TaskLaunch {
   uint64_t memory = 0;  // bytes; 0: none declared
   uint32_t gpus = 0;
   std::map<std::string, std::string> labels;  // a worker must have every one
+  std::vector<StageIn> stage_in;              // cluster mode: copies onto node tiers
+  std::vector<NodeInput> node_inputs;
 };
 
 struct OutputReport {
@@ -70,6 +94,17 @@ struct OutputReport {
   std::string content_hash;  // "xxh3:<32 hex>"
   uint64_t bytes = 0;
   uint64_t files = 0;
+};
+
+// A StageIn as the worker carried it out (told with kStarted).
+struct NodeCopyReport {
+  std::string tier;
+  std::string key;
+  std::string path;  // on the worker
+  uint64_t bytes = 0;
+  bool reused = false;     // there already, from an earlier task on the worker
+  int64_t elapsed_ms = 0;  // the copy's time, which the task waited
+  std::string error;       // it failed: the task reads the input in place
 };
 
 struct TaskReport {
@@ -91,7 +126,8 @@ struct TaskReport {
   uint64_t log_bytes = 0;  // written to log_path (none: no file)
   int64_t started_ms = 0;  // wall clock, ms since the epoch
   int64_t finished_ms = 0;
-  std::string worker;  // who ran it; "" : the local pool
+  std::string worker;                       // who ran it; "" : the local pool
+  std::vector<NodeCopyReport> node_copies;  // with kStarted, in cluster mode
 };
 
 // Runs tasks. Launch and Cancel never block on a task; reports arrive on
@@ -107,6 +143,12 @@ class Executor {
   virtual void Cancel(int64_t attempt_id) = 0;
   // Sends KILL to every running task's process group at once (second Ctrl-C).
   virtual void KillAll() = 0;
+  // Cluster mode: `worker` may delete its copy of `key` on its node tier
+  // `tier` (a NodeCopyReport); nobody reads it there any more.
+  virtual void EvictNodeCopy(const std::string& worker, const std::string& tier,
+                             const std::string& key) {
+    (void)worker, (void)tier, (void)key;
+  }
 };
 
 }  // namespace tierflow

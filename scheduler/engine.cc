@@ -24,6 +24,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -292,11 +293,16 @@ struct OutputPlace {
   }
 };
 
+inline constexpr uint8_t kNoTier = 255;
+
 // An artifact a task reads, on the tier it reads it from.
 struct Need {
   uint32_t task = 0;  // the producer
   uint8_t output = 0;
   uint8_t tier = 0;
+  // Cluster mode: the node tier its worker copies it onto from `tier`
+  // first (EngineOptions::node_tiers_on_workers); kNoTier: none.
+  uint8_t node_tier = kNoTier;
 };
 
 struct TaskRec {
@@ -317,9 +323,10 @@ struct TaskRec {
   std::vector<ArtifactRec> outputs;          // by the stage's output index, once done
   std::vector<std::string> expected_hashes;  // of a reuse, to check
   int64_t cached_from = 0;
-  std::vector<OutputPlace> places;   // by the stage's output index
-  std::vector<Need> needs;           // every artifact it reads, where
-  std::vector<uint8_t> input_tiers;  // by the stage's input index: where it reads it
+  std::vector<OutputPlace> places;        // by the stage's output index
+  std::vector<Need> needs;                // every artifact it reads, where
+  std::vector<uint8_t> input_tiers;       // by the stage's input index: where it reads it
+  std::vector<uint8_t> node_input_tiers;  // by input index: the node tier (kNoTier: none)
 };
 
 struct StageRec {
@@ -454,9 +461,17 @@ class Engine::Impl {
   absl::Status MaybeEvict(uint32_t task, size_t output);
   absl::Status ReleaseNeeds(uint32_t task);
   absl::Status UpdateCopy(int64_t copy_id, std::string_view state, const std::string& message);
-  // Records a copy of the current artifact of `task`.`output` on `tier`.
+  // Records a copy of the current artifact of `task`.`output` on `tier`,
+  // at `uri` (default: where it is on that tier).
   absl::StatusOr<int64_t> InsertCopy(uint32_t task, size_t output, uint8_t tier,
-                                     std::string_view state, std::optional<uint8_t> source);
+                                     std::string_view state, std::optional<uint8_t> source,
+                                     const std::string& uri = "");
+  // Cluster mode: a node tier, whose copies the workers make.
+  bool OnWorkers(uint8_t tier) const {
+    return options_.node_tiers_on_workers && tiers_[tier].config.scope == storage::Scope::kNode;
+  }
+  absl::Status EvictNodeCopies(uint32_t task, size_t output, uint8_t tier);
+  absl::Status RecordNodeCopies(uint32_t task, const TaskReport& report);
   void OnMoveResult(MoveResult result) {
     {
       std::lock_guard lock(mu_);
@@ -626,6 +641,16 @@ class Engine::Impl {
   std::vector<std::string> move_failures_;     // write-backs that failed: the run fails
   bool schedule_kept_ = false;                 // the first turn of a resume schedules kept outputs
   std::unique_ptr<Mover> mover_;
+  // Cluster mode: the workers' copies on node tiers, by (producer task,
+  // output, node tier): which worker, and its artifact_copies row.
+  std::map<std::tuple<uint32_t, uint8_t, uint8_t>, std::vector<std::pair<std::string, int64_t>>>
+      node_copies_;
+  struct NodeEviction {
+    std::string worker;
+    std::string tier;
+    std::string key;
+  };
+  std::vector<NodeEviction> to_evict_on_workers_;  // told after the turn's commit
 
   // Shared with other threads.
   std::mutex mu_;
@@ -870,7 +895,9 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
           StrCat(placement_tiers_.size(), " tiers: a run is placed on at most 64"));
     }
     // Placed before anything is recorded: when nothing fits, nothing changes.
-    TF_ASSIGN_OR_RETURN(placement, PlaceArtifacts(BuildPlan(*graph_), placement_tiers_));
+    PlacementOptions placing;
+    placing.node_tiers_hold_working_copies_only = options_.node_tiers_on_workers;
+    TF_ASSIGN_OR_RETURN(placement, PlaceArtifacts(BuildPlan(*graph_), placement_tiers_, placing));
     tiers_json_ = TiersToJson(placement_tiers_).dump();
     for (const PlacementTier& placed : placement_tiers_) {
       Tier tier;
@@ -904,6 +931,7 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
       place.readers.assign(tier_count, 0);
     }
     task.input_tiers.assign(stage.inputs.size(), 0);
+    task.node_input_tiers.assign(stage.inputs.size(), kNoTier);
   }
   if (placement) {
     std::unordered_map<std::string_view, uint32_t> by_id;
@@ -939,7 +967,16 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
       TaskRec& task = tasks_[found->second];
       const dag::Stage& stage = pipeline_.stages[task.stage];
       for (size_t i = 0; i < stage.inputs.size(); ++i) {
-        if (stage.inputs[i].name == in.input) task.input_tiers[i] = tier_index(in.working);
+        if (stage.inputs[i].name != in.input) continue;
+        const uint8_t working = tier_index(in.working);
+        if (OnWorkers(working)) {
+          // Its worker copies it there from where it is written, which
+          // stays until it has read it (and is read in place meanwhile).
+          task.node_input_tiers[i] = working;
+          task.input_tiers[i] = tier_index(in.source);
+        } else {
+          task.input_tiers[i] = working;
+        }
       }
     }
   }
@@ -955,7 +992,8 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
       for (size_t j = 0; j < i; ++j) {
         repeated = repeated || (stage.inputs[j].stage == input.stage &&
                                 stage.inputs[j].output == input.output &&
-                                task.input_tiers[j] == task.input_tiers[i]);
+                                task.input_tiers[j] == task.input_tiers[i] &&
+                                task.node_input_tiers[j] == task.node_input_tiers[i]);
       }
       if (repeated) continue;
       const int producer = pipeline_.FindStage(input.stage);
@@ -965,7 +1003,7 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
       const uint32_t first = graph_->FirstTask(producer);
       for (uint32_t k = 0; k < from.TaskCount(); ++k) {
         task.needs.push_back(
-            {first + k, static_cast<uint8_t>(o), static_cast<uint8_t>(task.input_tiers[i])});
+            {first + k, static_cast<uint8_t>(o), task.input_tiers[i], task.node_input_tiers[i]});
         ++tasks_[first + k].places[o].consumers;
       }
     }
@@ -976,17 +1014,22 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
 void Engine::Impl::CountReaders() {
   for (const TaskRec& task : tasks_) {
     if (IsTerminal(task.state)) continue;
-    for (const Need& need : task.needs) ++tasks_[need.task].places[need.output].readers[need.tier];
+    for (const Need& need : task.needs) {
+      std::vector<uint32_t>& readers = tasks_[need.task].places[need.output].readers;
+      ++readers[need.tier];
+      if (need.node_tier != kNoTier) ++readers[need.node_tier];
+    }
   }
 }
 
 absl::StatusOr<int64_t> Engine::Impl::InsertCopy(uint32_t t, size_t o, uint8_t tier,
                                                  std::string_view state,
-                                                 std::optional<uint8_t> source) {
+                                                 std::optional<uint8_t> source,
+                                                 const std::string& uri) {
   const ArtifactRec& artifact = tasks_[t].outputs[o];
   insert_copy_->Bind(1, artifact.id)
       .Bind(2, tiers_[tier].config.name)
-      .Bind(3, CopyUri(tier, OutputKey(t, o)))
+      .Bind(3, uri.empty() ? CopyUri(tier, OutputKey(t, o)) : uri)
       .Bind(4, tier == tasks_[t].places[o].home ? "home" : "working")
       .Bind(5, static_cast<int64_t>(artifact.bytes))
       .Bind(6, artifact.hash)
@@ -1015,7 +1058,7 @@ absl::Status Engine::Impl::ScheduleMoves(uint32_t t, size_t o) {
   if (tasks_[t].outputs[o].id == 0) return absl::OkStatus();
   if (place.copies[place.home] == CopyState::kNone) TF_RETURN_IF_ERROR(StartCopy(t, o, place.home));
   for (uint8_t tier = 0; tier < tiers_.size(); ++tier) {
-    if (place.readers[tier] > 0 && place.copies[tier] == CopyState::kNone) {
+    if (place.readers[tier] > 0 && place.copies[tier] == CopyState::kNone && !OnWorkers(tier)) {
       TF_RETURN_IF_ERROR(StartCopy(t, o, tier));
     }
   }
@@ -1174,9 +1217,70 @@ absl::Status Engine::Impl::MaybeEvict(uint32_t t, size_t o) {
 
 absl::Status Engine::Impl::ReleaseNeeds(uint32_t t) {
   for (const Need& need : tasks_[t].needs) {
-    uint32_t& readers = tasks_[need.task].places[need.output].readers[need.tier];
-    if (readers == 0) continue;
-    if (--readers == 0) TF_RETURN_IF_ERROR(MaybeEvict(need.task, need.output));
+    std::vector<uint32_t>& readers = tasks_[need.task].places[need.output].readers;
+    if (need.node_tier != kNoTier && readers[need.node_tier] > 0 &&
+        --readers[need.node_tier] == 0) {
+      TF_RETURN_IF_ERROR(EvictNodeCopies(need.task, need.output, need.node_tier));
+    }
+    if (readers[need.tier] == 0) continue;
+    if (--readers[need.tier] == 0) TF_RETURN_IF_ERROR(MaybeEvict(need.task, need.output));
+  }
+  return absl::OkStatus();
+}
+
+// The workers' copies of an output on a node tier nobody reads there any
+// more: recorded evicted now, deleted by the workers after the commit.
+absl::Status Engine::Impl::EvictNodeCopies(uint32_t t, size_t o, uint8_t tier) {
+  auto found = node_copies_.find({t, static_cast<uint8_t>(o), tier});
+  if (found == node_copies_.end()) return absl::OkStatus();
+  for (const auto& [worker, copy_id] : found->second) {
+    TF_RETURN_IF_ERROR(UpdateCopy(copy_id, "evicted", "its last reader on this worker ended"));
+    to_evict_on_workers_.push_back({worker, tiers_[tier].config.name, OutputKey(t, o)});
+  }
+  node_copies_.erase(found);
+  return absl::OkStatus();
+}
+
+// Cluster mode: what a worker copied onto its node tiers for attempt `t`
+// before it started, recorded as working copies of the artifacts (a copy
+// it had already is recorded once, when made).
+absl::Status Engine::Impl::RecordNodeCopies(uint32_t t, const TaskReport& report) {
+  for (const NodeCopyReport& copy : report.node_copies) {
+    const Need* need = nullptr;
+    for (const Need& candidate : tasks_[t].needs) {
+      if (candidate.node_tier != kNoTier && tiers_[candidate.node_tier].config.name == copy.tier &&
+          OutputKey(candidate.task, candidate.output) == copy.key) {
+        need = &candidate;
+        break;
+      }
+    }
+    if (need == nullptr) continue;
+    const TaskRec& producer = tasks_[need->task];
+    const std::string what =
+        StrCat(producer.id, ".", pipeline_.stages[producer.stage].outputs[need->output].name);
+    if (!copy.error.empty()) {
+      TF_RETURN_IF_ERROR(
+          AddEvent(tasks_[t].id, report.attempt_id, "copy_failed",
+                   StrCat("copying ", what, " to tier ", copy.tier, " on ", report.worker,
+                          " failed: ", copy.error, "; the task reads it in place")));
+      continue;
+    }
+    std::vector<std::pair<std::string, int64_t>>& held =
+        node_copies_[{need->task, need->output, need->node_tier}];
+    if (copy.reused) {
+      bool known = false;
+      for (const auto& entry : held) known = known || entry.first == report.worker;
+      if (known) continue;  // else: made for an attempt whose start was never recorded
+    }
+    TF_ASSIGN_OR_RETURN(const int64_t id,
+                        InsertCopy(need->task, need->output, need->node_tier, "present", need->tier,
+                                   StrCat(report.worker, ":", copy.path)));
+    held.emplace_back(report.worker, id);
+    TF_RETURN_IF_ERROR(AddEvent(
+        tasks_[t].id, report.attempt_id, "copied",
+        StrCat(what, " to tier ", copy.tier, " on ", report.worker, ": ", FormatSize(copy.bytes),
+               " in ", FormatDuration(std::chrono::milliseconds(copy.elapsed_ms)),
+               ", before the task started")));
   }
   return absl::OkStatus();
 }
@@ -1465,6 +1569,12 @@ absl::Status Engine::Impl::LoadRunForResume() {
       continue;
     }
     if (tier == tiers_.size()) continue;
+    if (OnWorkers(tier)) {
+      stale_copies.push_back({copy_id, "evicted",
+                              "the server stopped; a worker clears its node tiers when it "
+                              "connects again"});
+      continue;
+    }
     bool exists = false;
     if (tiers_[tier].posix) {
       std::error_code error;
@@ -1865,6 +1975,7 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<Move
   if (!status.ok()) {
     (void)db_->Execute("ROLLBACK");
     to_move_.clear();
+    to_evict_on_workers_.clear();
     return status;
   }
   TF_RETURN_IF_ERROR(db_->Execute("COMMIT"));
@@ -1876,6 +1987,10 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<Move
   to_launch_.clear();
   for (int64_t attempt : to_cancel_) executor_->Cancel(attempt);
   to_cancel_.clear();
+  for (const NodeEviction& evict : to_evict_on_workers_) {
+    executor_->EvictNodeCopy(evict.worker, evict.tier, evict.key);
+  }
+  to_evict_on_workers_.clear();
   if (options_.observer != nullptr) {
     for (const TaskEvent& event : pending_events_) options_.observer->OnTaskEvent(event, counts_);
   }
@@ -1952,9 +2067,22 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
       consumed.emplace_back(input.name, tasks_[first + i].outputs[output].id);
     }
     std::string path = InputPath(t, i, producer, output);
-    contract_env.emplace_back(StrCat("TIERFLOW_INPUT_", AsciiUpper(input.name)), path);
+    std::string env = StrCat("TIERFLOW_INPUT_", AsciiUpper(input.name));
+    if (const uint8_t node = task.node_input_tiers[i]; node != kNoTier) {
+      launch.node_inputs.push_back(
+          {env, tiers_[node].config.name,
+           from.foreach ? GatherKey(producer, output) : OutputKey(first, output)});
+    }
+    contract_env.emplace_back(std::move(env), std::move(path));
     inputs.emplace_back(StrCat(input.name, "=", input.stage, ".", input.output),
                         std::move(producers));
+  }
+  for (const Need& need : task.needs) {
+    if (need.node_tier == kNoTier) continue;
+    const ArtifactRec& artifact = tasks_[need.task].outputs[need.output];
+    launch.stage_in.push_back({tiers_[need.node_tier].config.name,
+                               OutputKey(need.task, need.output), tiers_[need.tier].root.string(),
+                               artifact.hash, artifact.bytes});
   }
   // Staging beside the artifact, on its write tier: publishing is a rename.
   const std::string staging = StrCat("runs/", run_id_, "/staging/", TaskDir("", t).string(), "/",
@@ -2223,6 +2351,7 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
       // Why it runs where it runs (cluster mode: the lease's reason).
       TF_RETURN_IF_ERROR(AddEvent(task.id, report.attempt_id, "placed", report.message));
     }
+    TF_RETURN_IF_ERROR(RecordNodeCopies(t, report));
     if (ended_.count(report.attempt_id) > 0) return absl::OkStatus();
     set_attempt_pid_->Bind(1, static_cast<int64_t>(report.pid)).Bind(3, report.attempt_id);
     if (report.worker.empty()) {

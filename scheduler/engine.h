@@ -124,6 +124,12 @@ struct EngineOptions {
   std::function<absl::StatusOr<std::unique_ptr<storage::Adapter>>(const storage::TierConfig&)>
       open_tier;
   int transfer_threads = 4;  // copies between tiers at once
+  // Cluster mode: node tiers (scope node) are each worker's own. Placement
+  // keeps homes and write tiers on cluster tiers; an input placed on a
+  // node tier is copied there by the worker that runs its reader, before
+  // it starts (TaskLaunch::stage_in), kept there for the next reader on
+  // that worker, and deleted (Executor::EvictNodeCopy) after the last.
+  bool node_tiers_on_workers = false;
   // The worker an attempt is recorded on until its executor reports who
   // ran it: "local" in embedded mode; "" in cluster mode (not leased yet).
   std::string worker = "local";

@@ -101,33 +101,4 @@ void Mover::Work() {
   }
 }
 
-absl::StatusOr<storage::TransferResult> CopyArtifact(storage::Adapter& from, const std::string& key,
-                                                     storage::Adapter& to,
-                                                     const std::string& to_key) {
-  absl::StatusOr<storage::ObjectInfo> file = from.Stat(key);
-  if (file.ok()) return storage::CopyObject(from, key, to, to_key);
-  if (file.status().code() != absl::StatusCode::kNotFound) return file.status();
-  TF_ASSIGN_OR_RETURN(storage::TransferResult tree, storage::CopyTree(from, key, to, to_key));
-  if (tree.objects == 0) {
-    return absl::NotFoundError(StrCat("artifact '", key, "' is on no tier it was recorded on"));
-  }
-  return tree;
-}
-
-absl::Status DeleteArtifact(storage::Adapter& adapter, const std::string& key) {
-  absl::Status file = adapter.Delete(key);
-  if (file.code() != absl::StatusCode::kNotFound) return file;
-  TF_ASSIGN_OR_RETURN(std::vector<storage::ObjectInfo> objects, adapter.List(StrCat(key, "/")));
-  for (const storage::ObjectInfo& object : objects) TF_RETURN_IF_ERROR(adapter.Delete(object.key));
-  return absl::OkStatus();
-}
-
-absl::StatusOr<bool> ArtifactExists(storage::Adapter& adapter, const std::string& key) {
-  absl::StatusOr<storage::ObjectInfo> file = adapter.Stat(key);
-  if (file.ok()) return true;
-  if (file.status().code() != absl::StatusCode::kNotFound) return file.status();
-  TF_ASSIGN_OR_RETURN(std::vector<storage::ObjectInfo> objects, adapter.List(StrCat(key, "/")));
-  return !objects.empty();
-}
-
 }  // namespace tierflow::scheduler

@@ -74,15 +74,9 @@ class Mover {
   std::vector<std::thread> threads_;
 };
 
-// An artifact is a file (one object) or a tree (the objects under key/).
-// Copies it whole from `key` on one tier to `to_key` on another, each
-// object atomic on `to`.
-absl::StatusOr<storage::TransferResult> CopyArtifact(storage::Adapter& from, const std::string& key,
-                                                     storage::Adapter& to,
-                                                     const std::string& to_key);
-// Deletes a file artifact or every object of a tree artifact.
-absl::Status DeleteArtifact(storage::Adapter& adapter, const std::string& key);
-// True when the artifact is there, as a file or a non-empty tree.
-absl::StatusOr<bool> ArtifactExists(storage::Adapter& adapter, const std::string& key);
+// Whole artifacts, file or tree (storage_adapters/transfer.h).
+using storage::ArtifactExists;
+using storage::CopyArtifact;
+using storage::DeleteArtifact;
 
 }  // namespace tierflow::scheduler

@@ -60,6 +60,8 @@ double CopySeconds(const PlacementTier& from, const PlacementTier& to, uint64_t 
          (from.profile.latency_us + to.profile.latency_us) / 1e6;
 }
 
+bool NodeOnly(const PlacementTier& tier) { return tier.config.scope == storage::Scope::kNode; }
+
 bool Fits(const PlacementTier& tier, uint64_t bytes) {
   return tier.capacity == 0 || bytes <= tier.capacity;
 }
@@ -72,14 +74,14 @@ bool Fits(const PlacementTier& tier, uint64_t bytes) {
 // needs no more than volatile; an archive takes only its own outputs.
 absl::Status ChooseWriteTier(const std::vector<PlacementTier>& tiers, const PlacementTier& home,
                              const PlannedTask& task, const std::string& what,
-                             OutputPlacement& out) {
+                             const PlacementOptions& options, OutputPlacement& out) {
   const Durability floor = std::min(out.needs, Durability::kNode);
   const PlacementTier* write = nullptr;
   double write_seconds = std::numeric_limits<double>::infinity();
   for (const PlacementTier& tier : tiers) {
     if (tier.config.adapter != "posix" || tier.config.durability < floor ||
         (tier.config.durability == Durability::kArchive && &tier != &home) ||
-        !Fits(tier, out.bytes)) {
+        !Fits(tier, out.bytes) || (options.node_tiers_hold_working_copies_only && NodeOnly(tier))) {
       continue;
     }
     double seconds = WriteSeconds(tier.profile, out.bytes, task.io.write, task.io.block_size);
@@ -117,8 +119,9 @@ storage::TierProfile AssumedProfile(const storage::TierConfig& tier) {
   return {1500, 1000, 20000, 80};  // a local NVMe disk
 }
 
-absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan,
-                                         const std::vector<PlacementTier>& tiers) {
+absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan, const std::vector<PlacementTier>& tiers,
+                                         const PlacementOptions& options) {
+  const bool cluster = options.node_tiers_hold_working_copies_only;
   Placement placement;
   std::vector<std::string> names;
   for (const PlacementTier& tier : tiers) names.push_back(tier.config.name);
@@ -158,6 +161,12 @@ absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan,
                 StrCat(what, " needs a ", DurabilityName(out.needs), " home, but its pinned tier ",
                        task.tier, " is only ", DurabilityName(best->config.durability)));
           }
+          if (cluster && NodeOnly(*best)) {
+            return absl::FailedPreconditionError(
+                StrCat(what, ": stage ", task.stage, " pins tier '", task.tier,
+                       "', a node tier: in cluster mode each worker has its own, so it holds "
+                       "working copies only, never an output's home"));
+          }
           out.write_seconds =
               WriteSeconds(best->profile, out.bytes, task.io.write, task.io.block_size);
           out.reason = StrCat("pinned by the stage's tier:; write ", FormatSize(out.bytes), " ≈ ",
@@ -165,6 +174,11 @@ absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan,
         } else {
           double best_seconds = std::numeric_limits<double>::infinity();
           for (const PlacementTier& tier : tiers) {
+            if (cluster && NodeOnly(tier)) {
+              ruled_out.push_back(
+                  StrCat(tier.config.name, " is a node tier (working copies only)"));
+              continue;
+            }
             if (tier.config.durability < out.needs) {
               ruled_out.push_back(
                   StrCat(tier.config.name, " is ", DurabilityName(tier.config.durability)));
@@ -202,7 +216,7 @@ absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan,
               ruled_out.empty() ? "" : StrCat("; ", absl::StrJoin(ruled_out, ", ")));
         }
         out.home = best->config.name;
-        TF_RETURN_IF_ERROR(ChooseWriteTier(tiers, *best, task, what, out));
+        TF_RETURN_IF_ERROR(ChooseWriteTier(tiers, *best, task, what, options, out));
         placement.outputs.push_back(std::move(out));
       }
     }
@@ -269,9 +283,13 @@ absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan,
                              " on ", source->config.name, ProfileNote(*source),
                              "; no copy would save a tenth of that");
         } else {
-          in.reason = StrCat("copy to ", best->config.name, " ahead of need (", Seconds(best_copy),
-                             "), then ", reads, " ≈ ", Seconds(in.read_seconds), ProfileNote(*best),
-                             ", vs ", Seconds(in.home_read_seconds), " on ", source->config.name);
+          in.reason =
+              StrCat("copy to ", best->config.name,
+                     cluster && NodeOnly(*best) ? " on the worker that runs it, before it starts"
+                                                : " ahead of need",
+                     " (", Seconds(best_copy), "), then ", reads, " ≈ ", Seconds(in.read_seconds),
+                     ProfileNote(*best), ", vs ", Seconds(in.home_read_seconds), " on ",
+                     source->config.name);
         }
         placement.inputs.push_back(std::move(in));
       }

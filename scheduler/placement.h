@@ -5,7 +5,8 @@
 // tier's measured profile (else the declared one, else an assumption by
 // adapter and durability, said as such). Constraints: a home must be at
 // least as durable as the output needs; a copy must fit the tier's
-// capacity; a stage's `tier:` pins its outputs' home.
+// capacity; a stage's `tier:` pins its outputs' home; in cluster mode
+// (PlacementOptions), node tiers take working copies only.
 #pragma once
 
 #include <cstdint>
@@ -74,6 +75,15 @@ inline constexpr uint64_t kAssumedBytes = uint64_t{1} << 30;
 // FailedPrecondition naming the output and the tiers when nothing fits
 // (no tier durable enough, a pinned tier that is unknown or not durable
 // enough, an output larger than every eligible tier).
-absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan, const std::vector<PlacementTier>& tiers);
+struct PlacementOptions {
+  // Cluster mode: a node tier is each worker's own (its `--tier NAME=PATH`),
+  // out of reach of the server and of the other workers, so it holds only
+  // working copies, which the worker running the consumer makes. Homes and
+  // write tiers are then cluster tiers.
+  bool node_tiers_hold_working_copies_only = false;
+};
+
+absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan, const std::vector<PlacementTier>& tiers,
+                                         const PlacementOptions& options = {});
 
 }  // namespace tierflow::scheduler

@@ -166,5 +166,50 @@ stages:
       "a.x: stage a pins tier 'tape', which is not one of the tiers (ram, nvme, bulk, vault)");
 }
 
+// Cluster mode: ram and nvme are each worker's own; bulk and vault are shared.
+TEST(PlacementTest, InClusterModeNodeTiersTakeWorkingCopiesOnly) {
+  std::vector<PlacementTier> tiers = Tiers();
+  tiers[0].config.scope = storage::Scope::kNode;
+  tiers[1].config.scope = storage::Scope::kNode;
+  tiers[2].config.scope = storage::Scope::kCluster;
+  tiers[3].config.scope = storage::Scope::kCluster;
+  PlacementOptions cluster;
+  cluster.node_tiers_hold_working_copies_only = true;
+  absl::StatusOr<Placement> placement = PlaceArtifacts(PlanOf(kPipeline), tiers, cluster);
+  ASSERT_TRUE(placement.ok()) << placement.status();
+  ASSERT_EQ(placement->outputs.size(), 3u);
+  for (const OutputPlacement& out : placement->outputs) {
+    EXPECT_NE(out.home, "ram") << out.task;
+    EXPECT_NE(out.home, "nvme") << out.task;
+    EXPECT_NE(out.write_tier, "ram") << out.task;
+    EXPECT_NE(out.write_tier, "nvme") << out.task;
+  }
+  EXPECT_EQ(placement->outputs[2].home, "bulk");  // embedded mode: nvme
+  EXPECT_THAT(placement->outputs[2].reason, HasSubstr("nvme is a node tier (working copies only)"));
+  // train still reads its input from RAM: a copy its worker makes.
+  const InputPlacement& train = placement->inputs[0];
+  EXPECT_EQ(train.source, "bulk");
+  EXPECT_EQ(train.working, "ram");
+  EXPECT_THAT(train.reason, HasSubstr("copy to ram on the worker that runs it, before it starts"));
+
+  // Embedded mode places the same tiers as before.
+  absl::StatusOr<Placement> embedded = PlaceArtifacts(PlanOf(kPipeline), tiers);
+  ASSERT_TRUE(embedded.ok()) << embedded.status();
+  EXPECT_EQ(embedded->outputs[2].home, "nvme");
+
+  absl::StatusOr<Placement> pinned = PlaceArtifacts(PlanOf(R"(name: p
+stages:
+  a:
+    tier: nvme
+    run: ["true"]
+    outputs: [x]
+)"),
+                                                    tiers, cluster);
+  ASSERT_FALSE(pinned.ok());
+  EXPECT_EQ(pinned.status().message(),
+            "a.x: stage a pins tier 'nvme', a node tier: in cluster mode each worker has its own, "
+            "so it holds working copies only, never an output's home");
+}
+
 }  // namespace
 }  // namespace tierflow::scheduler

@@ -78,4 +78,32 @@ absl::StatusOr<TransferResult> CopyTree(Adapter& from, std::string_view prefix, 
   return TransferResult{bytes.load(), objects.size()};
 }
 
+absl::StatusOr<TransferResult> CopyArtifact(Adapter& from, const std::string& key, Adapter& to,
+                                            const std::string& to_key) {
+  absl::StatusOr<ObjectInfo> file = from.Stat(key);
+  if (file.ok()) return CopyObject(from, key, to, to_key);
+  if (file.status().code() != absl::StatusCode::kNotFound) return file.status();
+  TF_ASSIGN_OR_RETURN(TransferResult tree, CopyTree(from, key, to, to_key));
+  if (tree.objects == 0) {
+    return absl::NotFoundError(StrCat("artifact '", key, "' is on no tier it was recorded on"));
+  }
+  return tree;
+}
+
+absl::Status DeleteArtifact(Adapter& adapter, const std::string& key) {
+  absl::Status file = adapter.Delete(key);
+  if (file.code() != absl::StatusCode::kNotFound) return file;
+  TF_ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, adapter.List(StrCat(key, "/")));
+  for (const ObjectInfo& object : objects) TF_RETURN_IF_ERROR(adapter.Delete(object.key));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> ArtifactExists(Adapter& adapter, const std::string& key) {
+  absl::StatusOr<ObjectInfo> file = adapter.Stat(key);
+  if (file.ok()) return true;
+  if (file.status().code() != absl::StatusCode::kNotFound) return file.status();
+  TF_ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, adapter.List(StrCat(key, "/")));
+  return !objects.empty();
+}
+
 }  // namespace tierflow::storage

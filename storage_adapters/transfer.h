@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -33,5 +34,15 @@ absl::StatusOr<TransferResult> CopyObject(Adapter& from, std::string_view key, A
 absl::StatusOr<TransferResult> CopyTree(Adapter& from, std::string_view prefix, Adapter& to,
                                         std::string_view to_prefix,
                                         const TransferOptions& options = {});
+
+// An artifact is a file (one object) or a tree (the objects under key/).
+// Copies it whole from `key` on one tier to `to_key` on another, each
+// object atomic on `to`.
+absl::StatusOr<TransferResult> CopyArtifact(Adapter& from, const std::string& key, Adapter& to,
+                                            const std::string& to_key);
+// Deletes a file artifact or every object of a tree artifact.
+absl::Status DeleteArtifact(Adapter& adapter, const std::string& key);
+// True when the artifact is there, as a file or a non-empty tree.
+absl::StatusOr<bool> ArtifactExists(Adapter& adapter, const std::string& key);
 
 }  // namespace tierflow::storage

@@ -23,6 +23,10 @@
 #  8. Tokens: a server with tokens refuses a client without one and with a
 #     wrong one, and a worker with a wrong one; one listening beyond
 #     loopback without tokens refuses to start.
+#  9. Node tiers: a reader's input is copied onto its worker's own node
+#     tier before it starts (and it reads the real data there); the next
+#     reader goes to that worker for it, with the reason recorded; the copy
+#     is recorded once, with its worker, and evicted (deleted) after.
 #
 # Usage: cluster_test.sh TIERFLOW_BIN
 set -euo pipefail
@@ -135,7 +139,7 @@ shorter=$(sql "$db" "SELECT worker FROM attempts WHERE task_id='short'")
 [ "$shorter" = w1 ] && [ "$maker" = w2 ] || fail "short ran on $shorter, make on $maker (expected w1, w2)"
 [ "$(sql "$db" "SELECT worker FROM attempts WHERE task_id='use'")" = "$maker" ] ||
   fail "use did not run where its input is ($maker): $(sql "$db" "SELECT task_id, worker FROM attempts WHERE run_id LIKE 'locality-%'")"
-[ "$(sql "$db" "SELECT message FROM events WHERE kind='placed' AND task_id='use'")" = "leased to $maker, which holds 1 of its 1 inputs" ] ||
+[ "$(sql "$db" "SELECT message FROM events WHERE kind='placed' AND task_id='use'")" = "leased to $maker, which produced 1 of its 1 inputs" ] ||
   fail "use's placement reason: $(sql "$db" "SELECT message FROM events WHERE kind='placed' AND task_id='use'")"
 
 echo "== 2. a worker killed -9 in the middle of a task"
@@ -395,4 +399,75 @@ if "$tierflow" server --listen 0.0.0.0:0 --db "$work/s3/tierflow.db" >"$work/ope
 fi
 grep -q "reaches beyond loopback: set both TIERFLOW_CLIENT_TOKEN and TIERFLOW_WORKER_TOKEN" "$work/open.out" ||
   fail "open server: $(cat "$work/open.out")"
+echo "== 9. node tiers: inputs copied onto the worker's own tier, kept for the next reader there, evicted after"
+mkdir -p "$work/s9"
+cat >"$work/s9/tiers.yaml" <<EOF
+tiers:
+  bulk:
+    adapter: posix
+    root: $work/s9/bulk
+    scope: cluster
+    durability: durable
+    profile: {seq_read_mb_s: 50, seq_write_mb_s: 50, rand_read_iops: 100, latency_us: 20000}
+  nvme:
+    adapter: posix
+    root: $work/s9/unused-nvme
+    scope: node
+    durability: node
+    profile: {seq_read_mb_s: 3000, seq_write_mb_s: 2000, rand_read_iops: 200000, latency_us: 50}
+EOF
+cat >"$work/nodetiers.yaml" <<'EOF'
+name: nodetiers
+stages:
+  make:
+    kind: ingest
+    run: head -c 300000 /dev/urandom > "$TIERFLOW_OUTPUT_DATA"
+    outputs: [data]
+  read1:
+    kind: train
+    inputs: {data: make.data}
+    run: 'printf "%s %s\n" "$TIERFLOW_INPUT_DATA" "$(cksum < "$TIERFLOW_INPUT_DATA")" > "$TIERFLOW_OUTPUT_SEEN"'
+    outputs: [seen]
+  read2:
+    kind: train
+    inputs: {data: make.data, seen: read1.seen}
+    run: 'printf "%s %s\n" "$TIERFLOW_INPUT_DATA" "$(cksum < "$TIERFLOW_INPUT_DATA")" > "$TIERFLOW_OUTPUT_SEEN"'
+    outputs: [seen]
+EOF
+start_server s9 --tiers "$work/s9/tiers.yaml"
+start_worker w91 --scheduler "$addr" --slots 1 --tier "nvme=$work/w91-nvme"
+start_worker w92 --scheduler "$addr" --slots 1 --tier "nvme=$work/w92-nvme"
+"$tierflow" submit "$work/nodetiers.yaml" --scheduler "$addr" --wait >"$work/submit9.out" 2>&1 ||
+  fail "run 9: $(cat "$work/submit9.out")"
+db9="$work/s9/tierflow.db"
+run9=$(sql "$db9" "SELECT id FROM runs")
+w_read1=$(sql "$db9" "SELECT worker FROM attempts WHERE task_id='read1'")
+seen1=$(cat "$work/s9/bulk/runs/$run9/artifacts/read1/seen")
+seen2=$(cat "$work/s9/bulk/runs/$run9/artifacts/read2/seen")
+home_sum=$(cksum <"$work/s9/bulk/runs/$run9/artifacts/make/data")
+# read1 read its input on its worker's node tier, and it was the real data.
+[ "$seen1" = "$work/$w_read1-nvme/runs/$run9/artifacts/make/data $home_sum" ] ||
+  fail "read1 (on $w_read1) did not read make.data from its node tier: $seen1 (home: $home_sum)"
+[ "$(sql "$db9" "SELECT worker FROM attempts WHERE task_id='read2'")" = "$w_read1" ] ||
+  fail "read2 should go where read1 left make.data: $(sql "$db9" "SELECT task_id, worker FROM attempts")"
+sql "$db9" "SELECT message FROM events WHERE kind='placed' AND task_id='read2'" | grep -q "whose node tiers hold" ||
+  fail "read2's placement reason: $(sql "$db9" "SELECT task_id, message FROM events WHERE kind='placed'")"
+[ "$seen2" = "$seen1" ] || fail "read2 should read the same node copy: $seen2 vs $seen1"
+# One copy of make.data on the node tier (made for read1, used by read2),
+# recorded with its worker, and evicted after its last reader.
+copies=$(sql "$db9" "SELECT c.uri || ' ' || c.state || ' ' || c.source_tier FROM artifact_copies c JOIN artifacts a ON a.id = c.artifact_id WHERE a.task_id='make' AND c.tier='nvme'")
+[ "$copies" = "$w_read1:$work/$w_read1-nvme/runs/$run9/artifacts/make/data evicted bulk" ] ||
+  fail "node copies of make.data: $copies"
+sql "$db9" "SELECT message FROM events WHERE kind='copied' AND task_id='read1'" | grep -q "to tier nvme on $w_read1: .* before the task started" ||
+  fail "read1's copy event: $(sql "$db9" "SELECT task_id, kind, message FROM events WHERE kind LIKE 'cop%'")"
+for _ in $(seq 50); do
+  [ -z "$(find "$work/w91-nvme" "$work/w92-nvme" -type f 2>/dev/null)" ] && break
+  sleep 0.1
+done
+[ -z "$(find "$work/w91-nvme" "$work/w92-nvme" -type f 2>/dev/null)" ] ||
+  fail "node copies left after the run: $(find "$work/w91-nvme" "$work/w92-nvme" -type f)"
+[ ! -e "$work/s9/unused-nvme/runs" ] || fail "the server wrote on the node tier's own root"
+"$tierflow" workers --scheduler "$addr" | grep -q "nvme=$work/w91-nvme" ||
+  fail "workers should list node tiers: $("$tierflow" workers --scheduler "$addr")"
+
 echo "cluster_test: OK ($run1 on w1 and w2; $run2 survived losing $holder; the chain survived its server)"

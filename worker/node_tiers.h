@@ -1,0 +1,54 @@
+// A cluster worker's node tiers (`tierflow worker --tier NAME=PATH`): its
+// own fast storage, which the scheduler places working copies on
+// (DESIGN.md "Core model": scope node). Before a task starts, the worker
+// copies what the task reads there (TaskLaunch::stage_in) and points the
+// task's inputs at those copies; a copy stays for the next task on this
+// worker that reads it, until the scheduler evicts it. A worker owns
+// PATH/runs/ on each node tier and empties it when it connects: the
+// scheduler knows of no copies on a worker that has just connected.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/task.h"
+
+namespace tierflow::worker {
+
+class NodeTiers {
+ public:
+  explicit NodeTiers(std::map<std::string, std::string> tiers);  // name -> path
+
+  // Empties what this worker keeps on its node tiers.
+  absl::Status Clear();
+
+  // Makes `launch`'s stage-ins on this worker's node tiers (waiting for a
+  // copy another task is making), then points each node input whose
+  // copies are all there at them; the rest read in place. Returns what it
+  // did, one report per stage-in, for the scheduler's lineage.
+  std::vector<NodeCopyReport> Stage(TaskLaunch& launch);
+
+  // Deletes the copy of `key` on `tier` (evicted by the scheduler).
+  void Evict(const std::string& tier, const std::string& key);
+
+ private:
+  struct Held {
+    std::string content_hash;
+    uint64_t bytes = 0;
+  };
+  NodeCopyReport StageOne(const StageIn& stage);
+
+  const std::map<std::string, std::string> tiers_;
+  std::mutex mu_;
+  std::condition_variable copied_;
+  std::map<std::string, Held> held_;  // "TIER/KEY" (guarded by mu_)
+  std::set<std::string> copying_;     // "TIER/KEY" (guarded by mu_)
+};
+
+}  // namespace tierflow::worker
