@@ -597,6 +597,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     run.file = request->pipeline_file().empty() ? "submitted.yaml" : request->pipeline_file();
     run.yaml = request->pipeline_yaml();
     run.params.insert(request->params().begin(), request->params().end());
+    run.priority = request->priority();
     absl::StatusOr<std::string> run_id =
         Drive(std::move(*tiers), request->priority(),
               [run](scheduler::Engine& engine) { return engine.Run(run); });
@@ -607,7 +608,8 @@ class SchedulerService final : public v1::Scheduler::Service {
 
   // Runs left `running` by a server that stopped (killed, even): each is
   // resumed on its recorded tiers as `tierflow resume` would, its tasks
-  // leased to the workers as they reconnect.
+  // leased to the workers as they reconnect, with its recorded priority
+  // and, among equal priorities, oldest first as before.
   void ResumeUnfinished(std::ostream& log) {
     if (!std::filesystem::exists(options_.db_path)) return;
     scheduler::RunFilter filter;
@@ -617,10 +619,11 @@ class SchedulerService final : public v1::Scheduler::Service {
       log << "cannot list unfinished runs: " << runs.status().message() << std::endl;
       return;
     }
-    for (const scheduler::RunSummary& summary : runs->runs) {
-      const std::string id = summary.id;
+    for (auto summary = runs->runs.rbegin(); summary != runs->runs.rend(); ++summary) {
+      const std::string id = summary->id;
       absl::StatusOr<std::string> resumed =
-          Drive({}, 0, [id](scheduler::Engine& engine) { return engine.Resume(id); });
+          Drive({}, static_cast<int>(summary->priority),
+                [id](scheduler::Engine& engine) { return engine.Resume(id); });
       if (resumed.ok()) {
         log << "resumed run " << id << std::endl;
       } else {

@@ -393,7 +393,8 @@ class Engine::Impl {
   absl::Status OpenDatabase();
   absl::Status Prepare(const std::string& yaml, const std::string& file,
                        const std::map<std::string, std::string>& params);
-  absl::Status CreateRun(const std::string& yaml, const std::map<std::string, std::string>& params);
+  absl::Status CreateRun(const std::string& yaml, const std::map<std::string, std::string>& params,
+                         int priority);
   absl::Status LoadRunForResume();
   absl::Status PrepareStatements();
   absl::StatusOr<RunResult> Drive(bool resumed);
@@ -1345,7 +1346,8 @@ absl::Status Engine::Impl::PrepareStatements() {
 }
 
 absl::Status Engine::Impl::CreateRun(const std::string& yaml,
-                                     const std::map<std::string, std::string>& params) {
+                                     const std::map<std::string, std::string>& params,
+                                     int priority) {
   const int64_t now = NowMs();
   TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
   auto rollback = [&](absl::Status status) {
@@ -1375,9 +1377,10 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
   for (const auto& [name, value] : params) params_json[name] = value;
   TF_ASSIGN_OR_RETURN(
       Statement insert_run,
-      db_->Prepare("INSERT INTO runs(id, pipeline_id, pipeline_name, file, working_dir, "
-                   "params_json, state, slots, created_at, started_at, engine_pid, engine_host, "
-                   "tiers_json) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)"));
+      db_->Prepare(
+          "INSERT INTO runs(id, pipeline_id, pipeline_name, file, working_dir, "
+          "params_json, state, slots, created_at, started_at, engine_pid, engine_host, "
+          "tiers_json, priority) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)"));
   std::mt19937_64 random(std::random_device{}());
   for (int tries = 0;; ++tries) {
     char suffix[8];
@@ -1399,6 +1402,7 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
     } else {
       insert_run.Bind(12, tiers_json_);
     }
+    insert_run.Bind(13, static_cast<int64_t>(priority));
     absl::Status status = insert_run.Run();
     if (status.ok()) break;
     if (status.code() != absl::StatusCode::kAlreadyExists || tries > 20) return rollback(status);
@@ -1458,7 +1462,7 @@ absl::StatusOr<RunResult> Engine::Impl::Run(const RunRequest& request) {
   pipeline_.file = file.string();
   TF_RETURN_IF_ERROR(OpenDatabase());
   TF_RETURN_IF_ERROR(SetUpTiers(std::nullopt));
-  TF_RETURN_IF_ERROR(CreateRun(text.str(), request.params));
+  TF_RETURN_IF_ERROR(CreateRun(text.str(), request.params, request.priority));
   return Drive(/*resumed=*/false);
 }
 

@@ -141,6 +141,8 @@ struct RunRequest {
   // The YAML text itself (a pipeline submitted to a server): then `file`
   // only names it and its folder is where tasks run.
   std::optional<std::string> yaml;
+  // Cluster mode: `tierflow submit --priority`, recorded with the run.
+  int priority = 0;
 };
 
 class Engine {

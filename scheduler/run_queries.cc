@@ -54,7 +54,8 @@ void Count(RunCounts& counts, std::string_view state, uint32_t n) {
 
 constexpr std::string_view kRunColumns =
     "SELECT id, pipeline_name, file, working_dir, params_json, state, slots, created_at, "
-    "started_at, finished_at, engine_pid, engine_host, cancel_requested, message FROM runs";
+    "started_at, finished_at, engine_pid, engine_host, cancel_requested, message, priority FROM "
+    "runs";
 
 RunSummary ReadRun(const Statement& s) {
   RunSummary run;
@@ -78,6 +79,7 @@ RunSummary ReadRun(const Statement& s) {
   run.engine_host = s.Text(11);
   run.cancel_requested = s.Int(12) != 0;
   run.message = s.Text(13);
+  run.priority = s.Int(14);
   return run;
 }
 

@@ -50,7 +50,8 @@ struct RunSummary {
   std::string engine_host;
   bool cancel_requested = false;
   std::string message;
-  RunCounts counts;  // tasks by state
+  int64_t priority = 0;  // cluster mode: `tierflow submit --priority`
+  RunCounts counts;      // tasks by state
   EngineStatus engine = EngineStatus::kNotRunning;
   // finished - started; for a live run now - started; unset when unknown
   // (a run whose engine is gone or elsewhere has no known end).

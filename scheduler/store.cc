@@ -186,6 +186,10 @@ ALTER TABLE artifact_copies ADD COLUMN finished_at INTEGER;  -- present, failed 
 ALTER TABLE artifact_copies ADD COLUMN message TEXT;
 CREATE INDEX copies_by_state ON artifact_copies(state) WHERE state = 'copying';
 )sql",
+    // 5: a run's priority (cluster mode), kept for a server that restarts.
+    R"sql(
+ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;  -- higher runs first
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

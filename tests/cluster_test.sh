@@ -51,7 +51,7 @@ start_server() {
   pids+=($!)
   eval "pid_$name=$!"
   for _ in $(seq 100); do
-    addr=$(sed -n 's/^listening on //p' "$work/$name.out")
+    addr=$(sed -n 's/^listening on //p' "$work/$name.out" 2>/dev/null || true)
     [ -n "$addr" ] && return 0
     sleep 0.1
   done
@@ -349,6 +349,35 @@ for _ in $(seq 200); do
 done
 [ "$(tr '\n' ' ' <"$work/order.txt")" = "a1 b a2 a3 c " ] ||
   fail "order: $(tr '\n' ' ' <"$work/order.txt") (expected a1 b a2 a3 c)"
+# Priorities are kept across a server restart: queued with no worker, the
+# server killed -9 and started again, then one worker takes them in order.
+rm -f "$work/order.txt"
+start_server s7b
+port=${addr##*:}
+db7b="$work/s7b/tierflow.db"
+"$tierflow" submit "$work/prio-c.yaml" --scheduler "$addr" >/dev/null || fail "submit prio-c (2)"
+"$tierflow" submit "$work/prio-b.yaml" --scheduler "$addr" --priority 5 >/dev/null || fail "submit prio-b (2)"
+[ "$(sql "$db7b" "SELECT group_concat(pipeline_name || '=' || priority, ' ') FROM (SELECT * FROM runs ORDER BY pipeline_name)")" = "prio-b=5 prio-c=0" ] ||
+  fail "priorities recorded: $(sql "$db7b" "SELECT pipeline_name, priority FROM runs")"
+kill -9 "$pid_s7b"
+wait "$pid_s7b" 2>/dev/null || true
+"$tierflow" server --listen "127.0.0.1:$port" --db "$db7b" >"$work/s7c.out" 2>"$work/s7c.err" &
+pids+=($!)
+for _ in $(seq 100); do
+  [ "$(grep -c '^resumed run' "$work/s7c.out")" = 2 ] && grep -q '^listening on' "$work/s7c.out" && break
+  sleep 0.1
+done
+for _ in $(seq 100); do
+  [ "$(sql "$db7b" "SELECT count(*) FROM tasks WHERE state='queued'")" = 2 ] && break
+  sleep 0.1
+done
+start_worker w9b --scheduler "$addr" --slots 1
+for _ in $(seq 200); do
+  [ "$(sql "$db7b" "SELECT count(*) FROM runs WHERE state='succeeded'")" = 2 ] && break
+  sleep 0.1
+done
+[ "$(tr '\n' ' ' <"$work/order.txt")" = "b c " ] ||
+  fail "order after a restart: $(tr '\n' ' ' <"$work/order.txt") (expected b c: b has priority 5)"
 
 echo "== 7. TLS, and cancel through the server"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 1 \
