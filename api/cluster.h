@@ -31,6 +31,9 @@ struct ServerOptions {
   // or neither. Clients then need TIERFLOW_TLS_CA.
   std::string tls_cert;
   std::string tls_key;
+  // The HTTP API, /metrics and the web UI (api/http_server.h), on this
+  // HOST:PORT; "" : none. It requires the client token when there is one.
+  std::string http_listen;
 };
 
 // Serves until `stop` becomes true (checked a few times a second). Prints

@@ -395,17 +395,7 @@ absl::StatusOr<std::vector<RemoteWorker>> ListRemoteWorkers(const std::string& s
   TF_ASSIGN_OR_RETURN(
       v1::ListWorkersReply reply,
       Call(scheduler, token, &v1::Scheduler::Stub::ListWorkers, v1::ListWorkersRequest()));
-  std::vector<RemoteWorker> workers;
-  for (const v1::WorkerInfo& info : reply.workers()) {
-    RemoteWorker& worker = workers.emplace_back();
-    worker.name = info.name();
-    worker.slots = info.slots();
-    worker.running = info.running();
-    worker.last_heartbeat_ms = info.last_heartbeat_ms();
-    worker.labels.insert(info.labels().begin(), info.labels().end());
-    for (const v1::NodeTier& tier : info.tiers()) worker.tiers[tier.name()] = tier.path();
-  }
-  return workers;
+  return FromProto(reply);
 }
 
 absl::StatusOr<std::string> RemoteTiers(const std::string& scheduler, const std::string& token,

@@ -23,6 +23,8 @@
 #include <unordered_map>
 
 #include "api/cluster.h"
+#include "api/http_api.h"
+#include "api/http_server.h"
 #include "api/run_service.h"
 #include "api/task_proto.h"
 #include "api/tier_service.h"
@@ -841,16 +843,11 @@ class WorkersService final : public v1::Workers::Service {
   Registry& registry_;
 };
 
-bool IsLoopback(const std::string& listen) {
-  const std::string host = listen.substr(0, listen.rfind(':'));
-  return host == "127.0.0.1" || host == "localhost" || host == "[::1]" || host == "::1";
-}
-
 }  // namespace
 
 absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& stop,
                        std::ostream& log) {
-  if (!IsLoopback(options.listen) &&
+  if (!IsLoopbackListen(options.listen) &&
       (options.client_token.empty() || options.worker_token.empty())) {
     return absl::FailedPreconditionError(
         StrCat("--listen ", options.listen,
@@ -890,8 +887,29 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
   }
   log << "listening on " << options.listen.substr(0, options.listen.rfind(':')) << ":" << port
       << std::endl;
+  std::unique_ptr<HttpServer> http;
+  if (!options.http_listen.empty()) {
+    HttpServerOptions web;
+    web.listen = options.http_listen;
+    web.db_path = options.db_path;
+    web.tiers_file = options.tiers_file;
+    web.token = options.client_token;
+    web.workers_json = [&registry] {
+      v1::ListWorkersReply reply;
+      registry.Describe(&reply);
+      return RenderWorkersJson(FromProto(reply));
+    };
+    absl::StatusOr<std::unique_ptr<HttpServer>> started = StartHttpServer(web);
+    if (!started.ok()) {
+      server->Shutdown(std::chrono::system_clock::now());
+      return started.status();
+    }
+    http = std::move(*started);
+    log << "serving the UI on http://" << http->address() << "/" << std::endl;
+  }
   scheduler_service.ResumeUnfinished(log);
   while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (http) http->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return absl::OkStatus();
 }

@@ -937,6 +937,8 @@ void RenderRunJson(const RunDetail& detail, std::ostream& out) {
   Dump(Json{{"run", RunJson(detail.run)}, {"tasks", tasks}}, out);
 }
 
+void RenderTaskJson(const TaskRow& task, std::ostream& out) { Dump(TaskJson(task), out); }
+
 void RenderLineageText(const LineageGraph& graph, std::ostream& out) {
   LineageText(graph, out).Render();
 }

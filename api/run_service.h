@@ -104,6 +104,9 @@ void RenderRunText(const RunDetail& detail, bool all_attempts, std::ostream& out
 //              "bytes", "content_hash", "state", "created_at_ms"}]}
 void RenderRunJson(const RunDetail& detail, std::ostream& out);
 
+// One task object of RenderRunJson (with its attempts and outputs), alone.
+void RenderTaskJson(const scheduler::TaskRow& task, std::ostream& out);
+
 // An indented tree. For an artifact: the artifact, then "upstream" (what
 // produced it, what that consumed, ...) and "downstream" (what consumed it,
 // what that produced, ...). For a run: a tree from each of its sources

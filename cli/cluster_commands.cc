@@ -77,6 +77,7 @@ int RunServerCommand(const ServerCommandOptions& options, std::ostream& out, std
   server.worker_token = Env("TIERFLOW_WORKER_TOKEN");
   server.tls_cert = options.tls_cert;
   server.tls_key = options.tls_key;
+  server.http_listen = options.http_listen;
   server.worker_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(options.worker_timeout_seconds * 1000));
   StopOnSignals();

@@ -17,6 +17,7 @@ struct ServerCommandOptions {
   double worker_timeout_seconds = 10;
   std::string tls_cert;
   std::string tls_key;
+  std::string http_listen;  // "" : no HTTP API / UI
 };
 int RunServerCommand(const ServerCommandOptions& options, std::ostream& out, std::ostream& err);
 

@@ -14,6 +14,7 @@
 #include "cli/inspect_commands.h"
 #include "cli/run_commands.h"
 #include "cli/tiers_commands.h"
+#include "cli/ui_commands.h"
 #include "common/suggest.h"
 
 namespace tierflow::cli {
@@ -402,6 +403,12 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       ->add_option("--tls-key", server_options.tls_key, "TLS: the certificate's private key (PEM)")
       ->type_name("FILE");
   server
+      ->add_option("--http-listen", server_options.http_listen,
+                   "Also serve the web UI, the JSON API (/api/v1) and /metrics on HOST:PORT "
+                   "(e.g. 127.0.0.1:8080; port 0: any); they require TIERFLOW_CLIENT_TOKEN "
+                   "when it is set")
+      ->type_name("HOST:PORT");
+  server
       ->add_option("--worker-timeout", server_options.worker_timeout_seconds,
                    "Seconds without a word from a worker before it counts as lost")
       ->check(CLI::Range(0.2, 3600.0))
@@ -461,6 +468,30 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
   return {server, worker, submit, status, workers};
 }
 
+CLI::App* AddUiCommand(CLI::App& app, UiOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "ui",
+      "Serve the web UI of a state database in the browser, read-only: runs, their task "
+      "graphs and timelines, logs, lineage and tiers, updating live, with the JSON API under "
+      "/api/v1 and Prometheus metrics at /metrics (docs/ui.md). Prints 'serving the UI on "
+      "http://HOST:PORT/' when ready; stops on SIGINT or SIGTERM. Listens on loopback unless "
+      "--listen says otherwise, which then needs a token in TIERFLOW_UI_TOKEN (or "
+      "TIERFLOW_CLIENT_TOKEN); the browser gives it once as http://HOST:PORT/?token=TOKEN. "
+      "Exits 0 when stopped, 1 when the database cannot be read or the address not used, 2 on "
+      "a usage error.");
+  command->add_option("--listen", options.listen, "HOST:PORT to listen on (port 0: any)")
+      ->capture_default_str();
+  AddDbOption(*command, options.db);
+  command
+      ->add_option("--tiers", options.tiers_file,
+                   "The storage tiers the tiers view shows (docs/tiers.md); default: the "
+                   "embedded tiers beside the state database")
+      ->check(CLI::ExistingFile)
+      ->type_name("FILE");
+  command->footer("Example:\n  tierflow ui --db .tierflow/tierflow.db --listen 127.0.0.1:8080");
+  return command;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app(
       "tierflow runs AI training pipelines (a DAG of ingest, clean, feature, stage, train and "
@@ -500,6 +531,8 @@ int Main(int argc, char** argv) {
   StatusOptions status_options;
   ClusterCommands cluster =
       AddClusterCommands(app, server_options, worker_options, submit_options, status_options);
+  UiOptions ui_options;
+  CLI::App* ui = AddUiCommand(app, ui_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -544,6 +577,7 @@ int Main(int argc, char** argv) {
   if (cluster.submit->parsed()) return RunSubmit(submit_options, std::cout, std::cerr);
   if (cluster.status->parsed()) return RunStatus(status_options, std::cout, std::cerr);
   if (cluster.workers->parsed()) return RunWorkers(status_options, std::cout, std::cerr);
+  if (ui->parsed()) return RunUi(ui_options, std::cout, std::cerr);
   return kExitUsage;  // unreachable: require_subcommand(1)
 }
 

@@ -30,6 +30,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_join.h"
+#include "common/metrics.h"
 #include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -628,7 +629,19 @@ class Engine::Impl {
     uint8_t tier = 0;
     MoveJob::Kind kind = MoveJob::Kind::kCopy;
     bool restore = false;  // a cached output restored into staging (id < 0)
+    uint8_t source = 0;    // kCopy: the tier it is copied from
   };
+  // Every move under way is in moves_; a copy counts in /metrics too.
+  void AddMove(int64_t id, Move move) {
+    if (move.kind == MoveJob::Kind::kCopy) metrics::Engine().transfers_in_flight.Add(1);
+    moves_[id] = move;
+    ++moves_in_flight_;
+  }
+  // One COMMIT of the engine, timed for /metrics.
+  absl::Status Commit() {
+    metrics::ScopedTimer timer(metrics::Engine().sqlite_commit_seconds);
+    return db_->Execute("COMMIT");
+  }
   int64_t last_restore_id_ = 0;
   struct WaitingLaunch {
     TaskLaunch launch;
@@ -731,6 +744,13 @@ absl::Status Engine::Impl::BeginRun() {
 // A Cancel() that arrived while this run was driven ends with it; one that
 // arrives between runs applies to the next.
 void Engine::Impl::EndRun() {
+  // Copies this engine counted as under way that never reported (a run
+  // that ended on an error): no longer under way for /metrics.
+  for (const auto& [id, move] : moves_) {
+    if (move.kind == MoveJob::Kind::kCopy) metrics::Engine().transfers_in_flight.Add(-1);
+  }
+  moves_.clear();
+  moves_in_flight_ = 0;
   {
     std::lock_guard lock(mu_);
     cancel_requested_ = false;
@@ -805,80 +825,13 @@ absl::Status Engine::Impl::Prepare(const std::string& yaml, const std::string& f
 
 // ------------------------------------------------------------------ tiers
 
-namespace {
-
-json TiersToJson(const std::vector<PlacementTier>& tiers) {
-  json list = json::array();
-  for (const PlacementTier& tier : tiers) {
-    const storage::TierConfig& c = tier.config;
-    const storage::TierProfile& p = tier.profile;
-    list.push_back(
-        {{"name", c.name},
-         {"adapter", c.adapter},
-         {"root", c.root},
-         {"endpoint", c.endpoint},
-         {"bucket", c.bucket},
-         {"region", c.region},
-         {"prefix", c.prefix},
-         {"path_style", c.path_style},
-         {"access_key_env", c.access_key_env},
-         {"secret_key_env", c.secret_key_env},
-         {"scope", storage::ScopeName(c.scope)},
-         {"durability", DurabilityName(c.durability)},
-         {"profile", {p.seq_read_mb_s, p.seq_write_mb_s, p.rand_read_iops, p.latency_us}},
-         {"profile_source", tier.profile_source},
-         {"capacity", tier.capacity}});
-  }
-  return list;
-}
-
-absl::StatusOr<std::vector<PlacementTier>> TiersFromJson(const std::string& text) {
-  const absl::Status unreadable =
-      absl::DataLossError("the tiers this run recorded (runs.tiers_json) are not readable");
-  json list = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!list.is_array()) return unreadable;
-  std::vector<PlacementTier> tiers;
-  try {
-    for (const json& entry : list) {
-      PlacementTier tier;
-      storage::TierConfig& c = tier.config;
-      c.name = entry.at("name").get<std::string>();
-      c.adapter = entry.at("adapter").get<std::string>();
-      c.root = entry.at("root").get<std::string>();
-      c.endpoint = entry.at("endpoint").get<std::string>();
-      c.bucket = entry.at("bucket").get<std::string>();
-      c.region = entry.at("region").get<std::string>();
-      c.prefix = entry.at("prefix").get<std::string>();
-      c.path_style = entry.at("path_style").get<bool>();
-      c.access_key_env = entry.at("access_key_env").get<std::string>();
-      c.secret_key_env = entry.at("secret_key_env").get<std::string>();
-      c.scope = entry.at("scope").get<std::string>() == storage::ScopeName(storage::Scope::kCluster)
-                    ? storage::Scope::kCluster
-                    : storage::Scope::kNode;
-      std::optional<Durability> durability =
-          ParseDurability(entry.at("durability").get<std::string>());
-      if (!durability) return unreadable;
-      c.durability = *durability;
-      const json& p = entry.at("profile");
-      tier.profile = {p.at(0).get<double>(), p.at(1).get<double>(), p.at(2).get<double>(),
-                      p.at(3).get<double>()};
-      tier.profile_source = entry.at("profile_source").get<std::string>();
-      tier.capacity = entry.at("capacity").get<uint64_t>();
-      tiers.push_back(std::move(tier));
-    }
-  } catch (const json::exception&) {
-    return unreadable;
-  }
-  return tiers;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) {
   if (!stored) {
     placement_tiers_ = options_.tiers;
   } else if (!stored->empty()) {
-    TF_ASSIGN_OR_RETURN(placement_tiers_, TiersFromJson(*stored));
+    TF_ASSIGN_OR_RETURN(placement_tiers_, PlacementTiersFromJson(*stored));
   }
   std::optional<Placement> placement;
   if (placement_tiers_.empty()) {
@@ -899,7 +852,7 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
     PlacementOptions placing;
     placing.node_tiers_hold_working_copies_only = options_.node_tiers_on_workers;
     TF_ASSIGN_OR_RETURN(placement, PlaceArtifacts(BuildPlan(*graph_), placement_tiers_, placing));
-    tiers_json_ = TiersToJson(placement_tiers_).dump();
+    tiers_json_ = PlacementTiersToJson(placement_tiers_);
     for (const PlacementTier& placed : placement_tiers_) {
       Tier tier;
       tier.config = placed.config;
@@ -1080,8 +1033,7 @@ absl::Status Engine::Impl::StartCopy(uint32_t t, size_t o, uint8_t tier) {
   TF_ASSIGN_OR_RETURN(const int64_t id, InsertCopy(t, o, tier, "copying", source));
   place.copies[tier] = CopyState::kCopying;
   place.copy_ids[tier] = id;
-  moves_[id] = {t, static_cast<uint8_t>(o), tier, MoveJob::Kind::kCopy};
-  ++moves_in_flight_;
+  AddMove(id, {t, static_cast<uint8_t>(o), tier, MoveJob::Kind::kCopy, false, *source});
   const std::string key = OutputKey(t, o);
   // Never on an archive: what is there stays, and the copy fails instead.
   const bool dirty =
@@ -1110,6 +1062,14 @@ absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
   const Move move = found->second;
   moves_.erase(found);
   --moves_in_flight_;
+  if (move.kind == MoveJob::Kind::kCopy) {
+    metrics::Engine().transfers_in_flight.Add(-1);
+    if (result.status.ok()) {
+      metrics::Engine().RecordTransfer(tiers_[move.source].config.name,
+                                       tiers_[move.tier].config.name, result.moved.bytes,
+                                       std::chrono::duration<double>(result.elapsed).count());
+    }
+  }
   const TaskRec& producer = tasks_[move.task];
   const std::string what =
       StrCat(producer.id, ".", pipeline_.stages[producer.stage].outputs[move.output].name);
@@ -1146,6 +1106,8 @@ absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
     for (auto it = data_waiters_.begin(); it != data_waiters_.end();) {
       TF_ASSIGN_OR_RETURN(bool ready, DataReady(*it));
       if (ready) {
+        TF_RETURN_IF_ERROR(
+            AddEvent(tasks_[*it].id, 0, "data_ready", "its inputs are on its working tiers"));
         ready_.push(*it);
         it = data_waiters_.erase(it);
       } else {
@@ -1207,8 +1169,7 @@ absl::Status Engine::Impl::MaybeEvict(uint32_t t, size_t o) {
     const int64_t id = place.copy_ids[tier];
     TF_RETURN_IF_ERROR(UpdateCopy(id, "evicted", "its last reader ended"));
     place.copies[tier] = CopyState::kNone;
-    moves_[id] = {t, static_cast<uint8_t>(o), tier, MoveJob::Kind::kDelete};
-    ++moves_in_flight_;
+    AddMove(id, {t, static_cast<uint8_t>(o), tier, MoveJob::Kind::kDelete});
     const std::string key = OutputKey(t, o);
     to_move_.push_back({MoveJob::Kind::kDelete, id, nullptr, tiers_[tier].adapter.get(), key,
                         tiers_[tier].posix ? TierPath(tier, key) : "", false, ""});
@@ -1438,7 +1399,7 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
       !status.ok()) {
     return rollback(status);
   }
-  return db_->Execute("COMMIT");
+  return Commit();
 }
 
 absl::StatusOr<RunResult> Engine::Impl::Run(const RunRequest& request) {
@@ -1648,7 +1609,7 @@ absl::Status Engine::Impl::LoadRunForResume() {
   TF_RETURN_IF_ERROR(run.Run());
   TF_RETURN_IF_ERROR(AddEvent("", 0, "run_resumed",
                               StrCat(kept, " of ", tasks_.size(), " tasks kept from before")));
-  TF_RETURN_IF_ERROR(db_->Execute("COMMIT"));
+  TF_RETURN_IF_ERROR(Commit());
   counts_ = RunCounts{};
   counts_.total = static_cast<uint32_t>(tasks_.size());
   for (const TaskRec& task : tasks_) CountState(task.state, +1);
@@ -1873,7 +1834,7 @@ absl::Status Engine::Impl::FinishRun(std::string_view state, const std::string& 
     (void)db_->Execute("ROLLBACK");
     return status;
   }
-  return db_->Execute("COMMIT");
+  return Commit();
 }
 
 RunResult Engine::Impl::MakeResult(std::string_view state) const {
@@ -1923,6 +1884,7 @@ absl::Status Engine::Impl::TakeTurn(bool cancel_now) {
 
 absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<MoveResult>& moves,
                                 bool cancel_now) {
+  metrics::ScopedTimer loop_timer(metrics::Engine().scheduler_loop_seconds);
   TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
   absl::Status status;
   auto run_turn = [&]() -> absl::Status {
@@ -1961,7 +1923,10 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<Move
       // there already: copies start when an artifact is complete).
       TF_ASSIGN_OR_RETURN(bool data_ready, DataReady(t));
       if (!data_ready) {
-        data_waiters_.insert(t);
+        if (data_waiters_.insert(t).second) {
+          TF_RETURN_IF_ERROR(
+              AddEvent(tasks_[t].id, 0, "data_wait", "waiting for copies of its inputs"));
+        }
         continue;
       }
       TF_RETURN_IF_ERROR(Dispatch(t));
@@ -1982,7 +1947,7 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<Move
     to_evict_on_workers_.clear();
     return status;
   }
-  TF_RETURN_IF_ERROR(db_->Execute("COMMIT"));
+  TF_RETURN_IF_ERROR(Commit());
   // Committed: now act on it.
   for (MoveJob& job : to_move_) mover_->Submit(std::move(job));
   to_move_.clear();
@@ -2177,8 +2142,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     const std::string to_key = StrCat(staging, "restore/", launch.outputs[o].name);
     launch.outputs[o].reuse_from = TierPath(write, to_key);
     const int64_t id = --last_restore_id_;  // not a copy of any artifact of this run
-    moves_[id] = {t, static_cast<uint8_t>(o), write, MoveJob::Kind::kCopy, /*restore=*/true};
-    ++moves_in_flight_;
+    AddMove(id, {t, static_cast<uint8_t>(o), write, MoveJob::Kind::kCopy, /*restore=*/true, tier});
     to_move_.push_back({MoveJob::Kind::kCopy, id, tiers_[tier].adapter.get(),
                         tiers_[write].adapter.get(), key, TierPath(write, to_key),
                         /*clear_first=*/true, to_key});

@@ -9,6 +9,7 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
+#include "nlohmann/json.hpp"
 
 namespace tierflow::scheduler {
 namespace {
@@ -296,6 +297,71 @@ absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan, const std::vector<Pla
     }
   }
   return placement;
+}
+
+std::string PlacementTiersToJson(const std::vector<PlacementTier>& tiers) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const PlacementTier& tier : tiers) {
+    const storage::TierConfig& c = tier.config;
+    const storage::TierProfile& p = tier.profile;
+    list.push_back(
+        {{"name", c.name},
+         {"adapter", c.adapter},
+         {"root", c.root},
+         {"endpoint", c.endpoint},
+         {"bucket", c.bucket},
+         {"region", c.region},
+         {"prefix", c.prefix},
+         {"path_style", c.path_style},
+         {"access_key_env", c.access_key_env},
+         {"secret_key_env", c.secret_key_env},
+         {"scope", storage::ScopeName(c.scope)},
+         {"durability", DurabilityName(c.durability)},
+         {"profile", {p.seq_read_mb_s, p.seq_write_mb_s, p.rand_read_iops, p.latency_us}},
+         {"profile_source", tier.profile_source},
+         {"capacity", tier.capacity}});
+  }
+  return list.dump();
+}
+
+absl::StatusOr<std::vector<PlacementTier>> PlacementTiersFromJson(const std::string& text) {
+  const absl::Status unreadable = absl::DataLossError(
+      "the tiers this run recorded (runs.tiers_nlohmann::json) are not readable");
+  nlohmann::json list = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!list.is_array()) return unreadable;
+  std::vector<PlacementTier> tiers;
+  try {
+    for (const nlohmann::json& entry : list) {
+      PlacementTier tier;
+      storage::TierConfig& c = tier.config;
+      c.name = entry.at("name").get<std::string>();
+      c.adapter = entry.at("adapter").get<std::string>();
+      c.root = entry.at("root").get<std::string>();
+      c.endpoint = entry.at("endpoint").get<std::string>();
+      c.bucket = entry.at("bucket").get<std::string>();
+      c.region = entry.at("region").get<std::string>();
+      c.prefix = entry.at("prefix").get<std::string>();
+      c.path_style = entry.at("path_style").get<bool>();
+      c.access_key_env = entry.at("access_key_env").get<std::string>();
+      c.secret_key_env = entry.at("secret_key_env").get<std::string>();
+      c.scope = entry.at("scope").get<std::string>() == storage::ScopeName(storage::Scope::kCluster)
+                    ? storage::Scope::kCluster
+                    : storage::Scope::kNode;
+      std::optional<Durability> durability =
+          ParseDurability(entry.at("durability").get<std::string>());
+      if (!durability) return unreadable;
+      c.durability = *durability;
+      const nlohmann::json& p = entry.at("profile");
+      tier.profile = {p.at(0).get<double>(), p.at(1).get<double>(), p.at(2).get<double>(),
+                      p.at(3).get<double>()};
+      tier.profile_source = entry.at("profile_source").get<std::string>();
+      tier.capacity = entry.at("capacity").get<uint64_t>();
+      tiers.push_back(std::move(tier));
+    }
+  } catch (const nlohmann::json::exception&) {
+    return unreadable;
+  }
+  return tiers;
 }
 
 }  // namespace tierflow::scheduler

@@ -83,6 +83,12 @@ struct PlacementOptions {
   bool node_tiers_hold_working_copies_only = false;
 };
 
+// The tiers a run was placed on, as recorded with it (runs.tiers_json), so
+// that a resume (and the UI) sees the tiers it was placed on.
+std::string PlacementTiersToJson(const std::vector<PlacementTier>& tiers);
+// DataLoss when the text is not what PlacementTiersToJson wrote.
+absl::StatusOr<std::vector<PlacementTier>> PlacementTiersFromJson(const std::string& text);
+
 absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan, const std::vector<PlacementTier>& tiers,
                                          const PlacementOptions& options = {});
 

@@ -18,6 +18,14 @@ packages=(
   swift swift-proxy swift-account swift-container swift-object memcached
   # tests: `tierflow lineage --output dot` is checked by rendering it
   graphviz
+  # tests: HTTP, S3 (curl --aws-sigv4) and TLS certificates from the shell
+  curl openssl
+  # the HTTP/JSON API and UI server (api/http_server.cc)
+  libcpp-httplib-dev
+  # tests: promtool and a real Prometheus scraping /metrics (scripts/prometheus.sh)
+  prometheus
+  # tests: the UI in a real browser (playwright-core drives it)
+  chromium
 )
 
 missing=()
@@ -26,14 +34,32 @@ for p in "${packages[@]}"; do
     missing+=("$p")
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "bootstrap: all ${#packages[@]} packages present"
-  exit 0
-fi
-
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "bootstrap: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "bootstrap: all ${#packages[@]} packages present"
+else
+  echo "bootstrap: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The web UI's npm packages (ui/package-lock.json: the layout library, the
+# bundler, playwright-core for the browser tests), which the build needs to
+# bundle the UI into tierflow: `npm ci` when ui/node_modules is missing or
+# older than the lock file. Node.js comes with the machine; Debian's when not.
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if ! command -v npm >/dev/null 2>&1; then
+  echo "bootstrap: installing nodejs npm"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+lock="$root/ui/package-lock.json"
+installed="$root/ui/node_modules/.package-lock.json"
+if [ ! -e "$installed" ] || [ "$lock" -nt "$installed" ]; then
+  echo "bootstrap: npm ci in ui/"
+  (cd "$root/ui" && npm ci --no-audit --no-fund)
+else
+  echo "bootstrap: ui/node_modules up to date"
+fi

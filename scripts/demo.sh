@@ -3,8 +3,10 @@
 # the `tierflow` command in Release into build/, and runs the quickstart
 # pipeline end to end on the embedded engine: validate, plan, run (state,
 # artifacts and logs in .tierflow/ at the repository root), then show the
-# run and the lineage of its released model. Run it again and the tasks
-# whose inputs did not change are reused from the cache.
+# run and the lineage of its released model, and ends by serving the web UI
+# (`tierflow ui` on http://127.0.0.1:8080/, in the foreground until Ctrl-C;
+# TIERFLOW_DEMO_NO_UI=1 skips it). Run it again and the tasks whose inputs
+# did not change are reused from the cache.
 # Safe to re-run: the build is incremental.
 set -euo pipefail
 
@@ -31,3 +33,11 @@ say tierflow show last
 "$tierflow" show last
 say tierflow lineage last/publish/release --upstream
 "$tierflow" lineage last/publish/release --upstream
+
+if [ "${TIERFLOW_DEMO_NO_UI:-0}" = "1" ]; then
+  exit 0
+fi
+say tierflow ui --listen 127.0.0.1:8080
+echo "Open http://127.0.0.1:8080/ in a browser to see the runs, their graphs, logs,"
+echo "lineage and tiers (Ctrl-C stops it; TIERFLOW_DEMO_NO_UI=1 skips this step)."
+exec "$tierflow" ui --listen 127.0.0.1:8080

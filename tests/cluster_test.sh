@@ -66,7 +66,7 @@ start_worker() {  # NAME ARGS...
 }
 
 echo "== 1. the quickstart on two workers"
-start_server s1
+start_server s1 --http-listen 127.0.0.1:0
 start_worker w1 --scheduler "$addr" --slots 1
 start_worker w2 --scheduler "$addr" --slots 1
 "$tierflow" submit "$here/examples/quickstart/pipeline.yaml" --scheduler "$addr" --wait \
@@ -111,6 +111,25 @@ PY
 "$tierflow" workers --scheduler "$addr" >"$work/workers.out" || fail "workers"
 [ "$(awk 'NR > 1 {print $1}' "$work/workers.out" | sort | tr '\n' ' ')" = "w1 w2 " ] ||
   fail "workers: $(cat "$work/workers.out")"
+# The server's HTTP side (--http-listen): the same runs and its live
+# workers as JSON, and /metrics with what its engines recorded, which
+# promtool accepts.
+web=$(sed -n 's|^serving the UI on \(http://[^ ]*\)/$|\1|p' "$work/s1.out")
+[ -n "$web" ] || fail "the server did not say where it serves the UI: $(cat "$work/s1.out")"
+curl -sf "$web/api/v1/runs" | grep -q "\"$run1\"" || fail "GET /api/v1/runs: $(curl -s "$web/api/v1/runs" | head -c 300)"
+curl -sf "$web/api/v1/workers" >"$work/workers.json" || fail "GET /api/v1/workers"
+python3 - "$work/workers.json" <<'PY' || fail "/api/v1/workers: $(cat "$work/workers.json")"
+import json, sys
+workers = json.load(open(sys.argv[1]))
+workers = workers.get("workers", workers) if isinstance(workers, dict) else workers
+assert sorted(w["name"] for w in workers) == ["w1", "w2"], workers
+PY
+curl -sf "$web/metrics" >"$work/metrics.txt" || fail "GET /metrics"
+promtool check metrics <"$work/metrics.txt" >"$work/promtool.out" 2>&1 ||
+  fail "promtool on the server's /metrics: $(cat "$work/promtool.out")"
+awk '$1 == "tierflow_scheduler_loop_seconds_count" && $2 > 0 {l = 1}
+     $1 == "tierflow_sqlite_commit_seconds_count" && $2 > 0 {c = 1} END {exit !(l && c)}' \
+  "$work/metrics.txt" || fail "the engines' loop and commit times are not in /metrics: $(grep -E 'loop|commit' "$work/metrics.txt")"
 
 # Locality: `use` reads what `make` wrote. `short` goes first (as long a
 # chain as make's, and first in the file), so to w1, the first of two free

@@ -1,0 +1,57 @@
+#include "cli/ui_commands.h"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <ostream>
+#include <thread>
+
+#include "api/http_server.h"
+#include "cli/commands.h"
+#include "scheduler/store.h"
+
+namespace tierflow::cli {
+namespace {
+
+std::atomic<bool> stop_requested{false};
+
+void OnStopSignal(int) { stop_requested = true; }
+
+std::string Token() {
+  for (const char* name : {"TIERFLOW_UI_TOKEN", "TIERFLOW_CLIENT_TOKEN"}) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && *value != '\0') return value;
+  }
+  return "";
+}
+
+}  // namespace
+
+int RunUi(const UiOptions& options, std::ostream& out, std::ostream& err) {
+  api::HttpServerOptions server;
+  server.listen = options.listen;
+  server.db_path = scheduler::ResolveDatabasePath(options.db);
+  server.tiers_file = options.tiers_file;
+  server.token = Token();
+  // The store must be there and readable now, not at the first request.
+  if (absl::Status readable = scheduler::OpenStoreReadOnly(server.db_path).status();
+      !readable.ok()) {
+    err << "tierflow: " << readable.message() << '\n';
+    return kExitInvalid;
+  }
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGPIPE, SIG_IGN);  // a browser that goes away mid-answer
+  absl::StatusOr<std::unique_ptr<api::HttpServer>> started = api::StartHttpServer(server);
+  if (!started.ok()) {
+    err << "tierflow: " << started.status().message() << '\n';
+    return kExitInvalid;
+  }
+  out << "serving the UI on http://" << (*started)->address() << "/" << std::endl;
+  while (!stop_requested) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  (*started)->Stop();
+  return kExitOk;
+}
+
+}  // namespace tierflow::cli
