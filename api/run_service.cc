@@ -254,6 +254,14 @@ Json ArtifactJson(const ArtifactRow& artifact, std::string_view id_field) {
               {"copies", copies}};
 }
 
+Json ReadsJson(const AttemptRow& attempt) {
+  Json reads = Json::array();
+  for (const AttemptRow::Read& read : attempt.reads) {
+    reads.push_back({{"input", read.input}, {"tier", read.tier}, {"bytes", read.bytes}});
+  }
+  return reads;
+}
+
 Json AttemptJson(const AttemptRow& attempt) {
   Json command = Json::parse(attempt.command, nullptr, /*allow_exceptions=*/false);
   if (command.is_discarded()) command = attempt.command;
@@ -279,7 +287,13 @@ Json AttemptJson(const AttemptRow& attempt) {
               {"signal", Optional(attempt.signal)},
               {"message", attempt.message},
               {"log_path", OptionalText(attempt.log_path)},
-              {"log_bytes", Optional(attempt.log_bytes)}};
+              {"log_bytes", Optional(attempt.log_bytes)},
+              {"input_wait_ms", Optional(attempt.input_wait_ms)},
+              {"data_wait_ms", Optional(attempt.data_wait_ms)},
+              {"io_wait_ms", Optional(attempt.io_wait_ms)},
+              {"read_bytes", Optional(attempt.read_bytes)},
+              {"write_bytes", Optional(attempt.write_bytes)},
+              {"reads", ReadsJson(attempt)}};
 }
 
 Json TaskJson(const TaskRow& task) {
@@ -854,6 +868,53 @@ void RenderRunsJson(const RunList& list, std::ostream& out) {
   Dump(Json{{"runs", runs}, {"total", list.total}}, out);
 }
 
+// How the latest attempt of each task that ran spent its time on data, and
+// the advice for those that waited more than 5% of it (DESIGN.md: a few
+// percent waiting is a bottleneck).
+struct DataWait {
+  const TaskRow* task = nullptr;
+  const AttemptRow* attempt = nullptr;
+  int64_t waited_ms = 0;  // for copies before it started, and for data while it ran
+  int64_t total_ms = 0;   // its run time and the wait before it started
+  std::string advice;
+};
+
+std::vector<DataWait> DataWaits(const RunDetail& detail) {
+  std::vector<DataWait> waits;
+  for (const TaskRow& task : detail.tasks) {
+    if (task.attempts.empty()) continue;
+    const AttemptRow& attempt = task.attempts.back();
+    if (!attempt.data_wait_ms && !attempt.input_wait_ms) continue;
+    DataWait wait;
+    wait.task = &task;
+    wait.attempt = &attempt;
+    wait.waited_ms = attempt.input_wait_ms.value_or(0) + attempt.data_wait_ms.value_or(0);
+    wait.total_ms = Between(attempt.started_at_ms, attempt.finished_at_ms).value_or(0) +
+                    attempt.input_wait_ms.value_or(0);
+    if (wait.total_ms > 0 && wait.waited_ms * 20 > wait.total_ms) {
+      // The tier it read the most from is where the wait most likely was.
+      const AttemptRow::Read* slowest = nullptr;
+      for (const AttemptRow::Read& read : attempt.reads) {
+        if (slowest == nullptr || read.bytes > slowest->bytes) slowest = &read;
+      }
+      wait.advice =
+          StrCat(Printable(task.id), " waited ", DurationText(wait.waited_ms), " on data, ",
+                 wait.waited_ms * 100 / wait.total_ms, "% of its ", DurationText(wait.total_ms));
+      if (slowest != nullptr) {
+        wait.advice +=
+            StrCat(", reading ", Printable(slowest->input), " (", FormatSize(slowest->bytes),
+                   ") from tier ", Printable(slowest->tier),
+                   ": give it a working copy on a faster tier (a measured profile for ",
+                   Printable(slowest->tier),
+                   " lets placement see it is slow: tierflow tiers probe), or "
+                   "mark the input `stream: true` so the task starts on its first files");
+      }
+    }
+    waits.push_back(std::move(wait));
+  }
+  return waits;
+}
+
 void RenderRunText(const RunDetail& detail, bool all_attempts, std::ostream& out) {
   const RunSummary& run = detail.run;
   std::string state = Printable(run.state);
@@ -922,6 +983,32 @@ void RenderRunText(const RunDetail& detail, bool all_attempts, std::ostream& out
     outputs.Write(out);
   }
 
+  const std::vector<DataWait> waits = DataWaits(detail);
+  if (!waits.empty()) {
+    out << '\n';
+    Table data({"DATA", "WAITED", "OF ITS TIME", "BLOCKED ON I/O", "READ", "WRITTEN", "READ FROM"});
+    for (const DataWait& wait : waits) {
+      const AttemptRow& attempt = *wait.attempt;
+      std::string from;
+      for (const AttemptRow::Read& read : attempt.reads) {
+        from +=
+            StrCat(from.empty() ? "" : ", ", Printable(read.input), " on ", Printable(read.tier));
+      }
+      auto bytes = [](const std::optional<int64_t>& value) {
+        return value ? FormatSize(static_cast<uint64_t>(std::max<int64_t>(*value, 0)))
+                     : std::string("-");
+      };
+      data.Add({Printable(wait.task->id), DurationText(wait.waited_ms),
+                wait.total_ms > 0 ? StrCat(wait.waited_ms * 100 / wait.total_ms, "%") : "-",
+                DurationText(attempt.io_wait_ms), bytes(attempt.read_bytes),
+                bytes(attempt.write_bytes), from.empty() ? "-" : from});
+    }
+    data.Write(out);
+    for (const DataWait& wait : waits) {
+      if (!wait.advice.empty()) out << "advisor: " << wait.advice << '\n';
+    }
+  }
+
   const auto failed = std::find_if(detail.tasks.begin(), detail.tasks.end(), [](const TaskRow& t) {
     return t.state == scheduler::task_state::kFailed && !t.attempts.empty();
   });
@@ -934,7 +1021,11 @@ void RenderRunText(const RunDetail& detail, bool all_attempts, std::ostream& out
 void RenderRunJson(const RunDetail& detail, std::ostream& out) {
   Json tasks = Json::array();
   for (const TaskRow& task : detail.tasks) tasks.push_back(TaskJson(task));
-  Dump(Json{{"run", RunJson(detail.run)}, {"tasks", tasks}}, out);
+  Json advice = Json::array();
+  for (const DataWait& wait : DataWaits(detail)) {
+    if (!wait.advice.empty()) advice.push_back(wait.advice);
+  }
+  Dump(Json{{"run", RunJson(detail.run)}, {"tasks", tasks}, {"advice", advice}}, out);
 }
 
 void RenderTaskJson(const TaskRow& task, std::ostream& out) { Dump(TaskJson(task), out); }

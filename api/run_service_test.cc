@@ -640,5 +640,45 @@ TEST_F(RunServiceStoreTest, FollowGoesOnToTheRetryUntilTheTaskIsDone) {
   EXPECT_TRUE(Contains(notes.str(), "--- ingest[0] attempt 2 (")) << notes.str();
 }
 
+// A task that waited more than 5% of its time on data gets an advisor line
+// naming the tier it read the most from; one below 5% does not.
+TEST(RenderRunTest, DataWaitsAndTheAdvisor) {
+  RunDetail detail = SmallDetail();
+  scheduler::AttemptRow& slow = detail.tasks[1].attempts.back();  // train: 1m, attempt 2
+  slow.input_wait_ms = 2000;
+  slow.data_wait_ms = 10000;
+  slow.io_wait_ms = 400;
+  slow.read_bytes = int64_t{3} << 30;
+  slow.write_bytes = 1024;
+  slow.reads = {{"shards", "bulk", int64_t{3} << 30}, {"labels", "ram", 1000}};
+  scheduler::AttemptRow& fast = detail.tasks[0].attempts.back();  // prep: 1s
+  fast.input_wait_ms = 0;
+  fast.data_wait_ms = 10;
+  std::ostringstream text;
+  RenderRunText(detail, /*all_attempts=*/false, text);
+  EXPECT_TRUE(Contains(text.str(),
+                       "DATA   WAITED  OF ITS TIME  BLOCKED ON I/O  READ   WRITTEN  "
+                       "READ FROM\n"))
+      << text.str();
+  EXPECT_TRUE(Contains(text.str(),
+                       "train  12s     19%          400ms           3 GiB  1 KiB    "
+                       "shards on bulk, labels on ram\n"))
+      << text.str();
+  EXPECT_TRUE(Contains(text.str(),
+                       "advisor: train waited 12s on data, 19% of its 1m2s, reading "
+                       "shards (3 GiB) from tier bulk: "))
+      << text.str();
+  EXPECT_FALSE(Contains(text.str(), "advisor: prep")) << text.str();
+
+  std::ostringstream json_text;
+  RenderRunJson(detail, json_text);
+  Json json = Json::parse(json_text.str());
+  ASSERT_EQ(json["advice"].size(), 1u);
+  EXPECT_TRUE(Contains(json["advice"][0].get<std::string>(), "train waited 12s")) << json["advice"];
+  EXPECT_EQ(json["tasks"][1]["attempts"][1]["data_wait_ms"], 10000);
+  EXPECT_EQ(json["tasks"][1]["attempts"][1]["reads"][0],
+            Json({{"input", "shards"}, {"tier", "bulk"}, {"bytes", int64_t{3} << 30}}));
+}
+
 }  // namespace
 }  // namespace tierflow::api

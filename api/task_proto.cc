@@ -123,6 +123,10 @@ void ToProto(const TaskReport& report, v1::TaskReport* out) {
   out->set_log_bytes(report.log_bytes);
   out->set_started_ms(report.started_ms);
   out->set_finished_ms(report.finished_ms);
+  out->set_data_wait_ms(report.data_wait_ms);
+  out->set_io_wait_ms(report.io_wait_ms);
+  out->set_read_bytes(report.read_bytes);
+  out->set_write_bytes(report.write_bytes);
   for (const NodeCopyReport& copy : report.node_copies) {
     v1::NodeCopy* o = out->add_node_copies();
     o->set_tier(copy.tier);
@@ -165,6 +169,10 @@ TaskReport FromProto(const v1::TaskReport& in) {
   report.log_bytes = in.log_bytes();
   report.started_ms = in.started_ms();
   report.finished_ms = in.finished_ms();
+  report.data_wait_ms = in.data_wait_ms();
+  report.io_wait_ms = in.io_wait_ms();
+  report.read_bytes = in.read_bytes();
+  report.write_bytes = in.write_bytes();
   for (const v1::NodeCopy& o : in.node_copies()) {
     report.node_copies.push_back(
         {o.tier(), o.key(), o.path(), o.bytes(), o.reused(), o.elapsed_ms(), o.error()});

@@ -128,6 +128,15 @@ struct TaskReport {
   int64_t finished_ms = 0;
   std::string worker;                       // who ran it; "" : the local pool
   std::vector<NodeCopyReport> node_copies;  // with kStarted, in cluster mode
+  // How the attempt spent its time on data (final reports of commands that
+  // ran): what its task helpers waited for inputs (TIERFLOW_DATA_WAIT_FILE,
+  // docs/task-helpers.md), the time its processes were seen blocked on I/O
+  // (state D, sampled from /proc), and what they read and wrote (rchar and
+  // wchar of /proc/PID/io, children included).
+  int64_t data_wait_ms = 0;
+  int64_t io_wait_ms = 0;
+  uint64_t read_bytes = 0;
+  uint64_t write_bytes = 0;
 };
 
 // Runs tasks. Launch and Cancel never block on a task; reports arrive on

@@ -316,8 +316,9 @@ struct TaskRec {
   uint32_t failures = 0;  // failed attempts since this engine started
   int64_t attempt_id = 0;
   int64_t attempt_started_ms = 0;
-  bool reusing = false;   // the current attempt is a cache reuse
-  bool no_cache = false;  // a reuse went wrong: run it for real
+  int64_t data_wait_since_ms = 0;  // ready, waiting for copies of its inputs since
+  bool reusing = false;            // the current attempt is a cache reuse
+  bool no_cache = false;           // a reuse went wrong: run it for real
   std::string cache_key;
   std::string log_path;
   std::string message;                       // of the latest transition
@@ -535,6 +536,27 @@ class Engine::Impl {
     const uint8_t tier = tasks_[task].input_tiers[input];
     if (pipeline_.stages[stage].foreach) return TierPath(tier, GatherKey(stage, output));
     return TierPath(tier, OutputKey(graph_->FirstTask(stage), output));
+  }
+  // Where `task` reads its inputs and how much of each: attempts.reads_json.
+  std::string ReadsJson(uint32_t task) const {
+    const dag::Stage& stage = pipeline_.stages[tasks_[task].stage];
+    json reads = json::array();
+    for (size_t i = 0; i < stage.inputs.size(); ++i) {
+      const int producer = pipeline_.FindStage(stage.inputs[i].stage);
+      const dag::Stage& from = pipeline_.stages[producer];
+      size_t o = 0;
+      while (o < from.outputs.size() && from.outputs[o].name != stage.inputs[i].output) ++o;
+      uint64_t bytes = 0;
+      const uint32_t first = graph_->FirstTask(producer);
+      for (uint32_t k = 0; k < from.TaskCount() && o < from.outputs.size(); ++k) {
+        bytes += tasks_[first + k].outputs[o].bytes;
+      }
+      const uint8_t node = tasks_[task].node_input_tiers[i];
+      const uint8_t tier = node != kNoTier ? node : tasks_[task].input_tiers[i];
+      reads.push_back(
+          {{"input", stage.inputs[i].name}, {"tier", tiers_[tier].config.name}, {"bytes", bytes}});
+    }
+    return reads.dump();
   }
   std::string CopyUri(uint8_t tier, const std::string& key) const {
     const storage::TierConfig& config = tiers_[tier].config;
@@ -1256,15 +1278,16 @@ absl::Status Engine::Impl::PrepareStatements() {
   TF_RETURN_IF_ERROR(
       prepare(insert_attempt_,
               "INSERT INTO attempts(run_id, task_id, number, state, command, cache_key, "
-              "cached_from, started_at, log_path, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-              "?)"));
+              "cached_from, started_at, log_path, worker, input_wait_ms, reads_json) VALUES (?, "
+              "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   TF_RETURN_IF_ERROR(prepare(finish_attempt_,
                              "UPDATE attempts SET state = ?, finished_at = ?, exit_code = ?, "
                              "signal = ?, message = ?, log_bytes = ?, pid = coalesce(?, pid), "
-                             "worker = coalesce(?, worker) WHERE id = ?"));
+                             "worker = coalesce(?, worker), data_wait_ms = ?, io_wait_ms = ?, "
+                             "read_bytes = ?, write_bytes = ? WHERE id = ?"));
   TF_RETURN_IF_ERROR(prepare(set_attempt_pid_,
-                             "UPDATE attempts SET pid = ?, worker = "
-                             "coalesce(?, worker) WHERE id = ?"));
+                             "UPDATE attempts SET pid = ?, worker = coalesce(?, worker), "
+                             "input_wait_ms = coalesce(input_wait_ms, 0) + ? WHERE id = ?"));
   TF_RETURN_IF_ERROR(
       prepare(update_task_,
               "UPDATE tasks SET state = ?, attempts = ?, cache_key = ?, message = ?, "
@@ -1924,6 +1947,7 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<Move
       TF_ASSIGN_OR_RETURN(bool data_ready, DataReady(t));
       if (!data_ready) {
         if (data_waiters_.insert(t).second) {
+          tasks_[t].data_wait_since_ms = NowMs();
           TF_RETURN_IF_ERROR(
               AddEvent(tasks_[t].id, 0, "data_wait", "waiting for copies of its inputs"));
         }
@@ -2098,7 +2122,11 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
       .Bind(5, command.dump())
       .Bind(8, now)
       .Bind(9, launch.log_path)
-      .Bind(10, options_.worker);
+      .Bind(10, options_.worker)
+      .Bind(11,
+            task.data_wait_since_ms > 0 ? std::max<int64_t>(now - task.data_wait_since_ms, 0) : 0)
+      .Bind(12, ReadsJson(t));
+  task.data_wait_since_ms = 0;
   if (task.cache_key.empty()) {
     insert_attempt_->BindNull(6);
   } else {
@@ -2320,8 +2348,13 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
       TF_RETURN_IF_ERROR(AddEvent(task.id, report.attempt_id, "placed", report.message));
     }
     TF_RETURN_IF_ERROR(RecordNodeCopies(t, report));
-    if (ended_.count(report.attempt_id) > 0) return absl::OkStatus();
-    set_attempt_pid_->Bind(1, static_cast<int64_t>(report.pid)).Bind(3, report.attempt_id);
+    // The task waited for its worker to copy its inputs onto a node tier.
+    int64_t staged_ms = 0;
+    for (const NodeCopyReport& copy : report.node_copies) staged_ms += copy.elapsed_ms;
+    if (ended_.count(report.attempt_id) > 0 && staged_ms == 0) return absl::OkStatus();
+    set_attempt_pid_->Bind(1, static_cast<int64_t>(report.pid))
+        .Bind(3, staged_ms)
+        .Bind(4, report.attempt_id);
     if (report.worker.empty()) {
       set_attempt_pid_->BindNull(2);
     } else {
@@ -2373,7 +2406,21 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
       .Bind(6, task.reusing ? std::nullopt
                             : std::optional<int64_t>(static_cast<int64_t>(report.log_bytes)))
       .Bind(7, report.pid > 0 ? std::optional<int64_t>(report.pid) : std::nullopt)
-      .Bind(9, report.attempt_id);
+      .Bind(13, report.attempt_id);
+  // What the command did on data; nothing for a reuse (nothing ran) or an
+  // attempt that never reported it (lost, cancelled before a worker took it).
+  const bool measured = !task.reusing && report.pid > 0;
+  auto measure = [&](int index, int64_t value) {
+    if (measured) {
+      finish_attempt_->Bind(index, value);
+    } else {
+      finish_attempt_->BindNull(index);
+    }
+  };
+  measure(9, report.data_wait_ms);
+  measure(10, report.io_wait_ms);
+  measure(11, static_cast<int64_t>(report.read_bytes));
+  measure(12, static_cast<int64_t>(report.write_bytes));
   if (report.worker.empty()) {
     finish_attempt_->BindNull(8);
   } else {

@@ -150,8 +150,9 @@ TaskRow ReadTask(const Statement& s) {
 constexpr std::string_view kAttemptColumns =
     "SELECT a.id, a.run_id, a.task_id, a.number, a.state, a.worker, a.pid, a.command, "
     "a.cache_key, a.cached_from, a.started_at, a.finished_at, a.exit_code, a.signal, a.message, "
-    "a.log_path, o.run_id, o.task_id, o.number, a.log_bytes FROM attempts a LEFT JOIN attempts o "
-    "ON o.id = a.cached_from";
+    "a.log_path, o.run_id, o.task_id, o.number, a.log_bytes, a.input_wait_ms, a.data_wait_ms, "
+    "a.io_wait_ms, a.read_bytes, a.write_bytes, a.reads_json FROM attempts a LEFT JOIN attempts "
+    "o ON o.id = a.cached_from";
 
 AttemptRow ReadAttempt(const Statement& s) {
   AttemptRow attempt;
@@ -175,6 +176,19 @@ AttemptRow ReadAttempt(const Statement& s) {
   attempt.cached_from_task = s.Text(17);
   attempt.cached_from_number = s.IsNull(18) ? 0 : s.Int(18);
   attempt.log_bytes = s.OptionalInt(19);
+  attempt.input_wait_ms = s.OptionalInt(20);
+  attempt.data_wait_ms = s.OptionalInt(21);
+  attempt.io_wait_ms = s.OptionalInt(22);
+  attempt.read_bytes = s.OptionalInt(23);
+  attempt.write_bytes = s.OptionalInt(24);
+  nlohmann::json reads = nlohmann::json::parse(s.Text(25), nullptr, /*allow_exceptions=*/false);
+  if (reads.is_array()) {
+    for (const nlohmann::json& read : reads) {
+      if (!read.is_object()) continue;
+      attempt.reads.push_back(
+          {read.value("input", ""), read.value("tier", ""), read.value("bytes", int64_t{0})});
+    }
+  }
   return attempt;
 }
 

@@ -112,6 +112,20 @@ struct AttemptRow {
   std::string cached_from_run;
   std::string cached_from_task;
   int64_t cached_from_number = 0;
+  // Time on data (store.cc schema 6; unset when not measured): waiting for
+  // copies of its inputs before it started, what its task helpers waited
+  // while it ran, its processes seen blocked on I/O; bytes they read and wrote.
+  std::optional<int64_t> input_wait_ms;
+  std::optional<int64_t> data_wait_ms;
+  std::optional<int64_t> io_wait_ms;
+  std::optional<int64_t> read_bytes;
+  std::optional<int64_t> write_bytes;
+  struct Read {
+    std::string input;
+    std::string tier;  // where it read it: its working tier
+    int64_t bytes = 0;
+  };
+  std::vector<Read> reads;
 };
 
 struct CopyRow {

@@ -190,6 +190,19 @@ CREATE INDEX copies_by_state ON artifact_copies(state) WHERE state = 'copying';
     R"sql(
 ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;  -- higher runs first
 )sql",
+    // 6: how an attempt spent its time on data. Before it started: waiting
+    // for copies of its inputs (ms). While it ran: what its task helpers
+    // waited for data (ms), the time its processes were seen blocked on
+    // I/O (ms), and the bytes they read and wrote. Where it read its
+    // inputs: [{"input", "tier", "bytes"}] (its working tiers).
+    R"sql(
+ALTER TABLE attempts ADD COLUMN input_wait_ms INTEGER;
+ALTER TABLE attempts ADD COLUMN data_wait_ms INTEGER;
+ALTER TABLE attempts ADD COLUMN io_wait_ms INTEGER;
+ALTER TABLE attempts ADD COLUMN read_bytes INTEGER;
+ALTER TABLE attempts ADD COLUMN write_bytes INTEGER;
+ALTER TABLE attempts ADD COLUMN reads_json TEXT;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

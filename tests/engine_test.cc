@@ -1060,5 +1060,40 @@ stages:
       << "b's first attempt is recorded as having read bytes that did not exist yet";
 }
 
+// Time on data, per attempt: what the task's helpers waited (appended to
+// TIERFLOW_DATA_WAIT_FILE), and what its processes read and wrote
+// (/proc/PID/io of the task, its children included).
+TEST_F(EngineTest, RecordsWhatEachAttemptWaitedForDataAndWhatItReadAndWrote) {
+  WritePipeline(R"x(name: wait
+stages:
+  make:
+    run: 'head -c 3000000 /dev/zero > "$TIERFLOW_OUTPUT_DATA"'
+    outputs: [data]
+  use:
+    inputs: {data: make.data}
+    run: |
+      cat "$TIERFLOW_INPUT_DATA" > /dev/null
+      echo "0.25 data 0" >> "$TIERFLOW_DATA_WAIT_FILE"
+      echo "0.5 data 1" >> "$TIERFLOW_DATA_WAIT_FILE"
+)x");
+  absl::StatusOr<RunResult> result = RunWith(Options());
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->state, "succeeded");
+  std::vector<Row> rows = Query(Db(),
+                                "SELECT task_id, data_wait_ms, read_bytes, write_bytes, "
+                                "input_wait_ms, reads_json FROM attempts WHERE run_id = '" +
+                                    result->run_id + "' ORDER BY task_id");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0][0], "make");
+  EXPECT_EQ(rows[0][1], "0");
+  EXPECT_GE(std::stoll(rows[0][3]), 3000000);  // head wrote the output
+  EXPECT_EQ(rows[0][5], "[]");
+  EXPECT_EQ(rows[1][0], "use");
+  EXPECT_EQ(rows[1][1], "750");
+  EXPECT_GE(std::stoll(rows[1][2]), 3000000);  // cat read the input
+  EXPECT_EQ(rows[1][4], "0");
+  EXPECT_EQ(rows[1][5], R"([{"bytes":3000000,"input":"data","tier":"local"}])");
+}
+
 }  // namespace
 }  // namespace tierflow

@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -24,6 +26,7 @@
 #include "common/units.h"
 #include "storage_adapters/local_artifact.h"
 #include "worker/subprocess.h"
+#include "worker/task_stats.h"
 
 namespace tierflow::worker {
 namespace fs = std::filesystem;
@@ -170,6 +173,12 @@ class LocalPool final : public Executor {
         epoll_fd_(epoll_fd),
         wake_fd_(wake_fd),
         finishers_(options.finisher_threads) {
+    // Where tasks' helpers account their waits for data (one file each).
+    static std::atomic<int> pools{0};
+    std::error_code error;
+    data_wait_dir_ =
+        fs::temp_directory_path(error) / StrCat("tierflow-", getuid(), "-", getpid(), "-", pools++);
+    fs::create_directories(data_wait_dir_, error);
     thread_ = std::thread([this] { Loop(); });
   }
 
@@ -182,6 +191,8 @@ class LocalPool final : public Executor {
     running_.clear();
     close(epoll_fd_);
     close(wake_fd_);
+    std::error_code error;
+    fs::remove_all(data_wait_dir_, error);
   }
 
   void Launch(TaskLaunch launch) override { Post(std::move(launch)); }
@@ -207,7 +218,10 @@ class LocalPool final : public Executor {
     int64_t started_ms = 0;
     bool cancelled = false;
     bool timed_out = false;
+    std::string data_wait_file;  // TIERFLOW_DATA_WAIT_FILE
   };
+  // How often running tasks are looked at for processes blocked on I/O.
+  static constexpr std::chrono::milliseconds kSampleEvery{200};
   enum class DeadlineKind { kTimeout, kKill };
 
   void Post(Command command) {
@@ -226,9 +240,12 @@ class LocalPool final : public Executor {
     epoll_event events[kMaxEvents];
     while (!stopping_) {
       int timeout_ms = -1;
-      if (!deadlines_.empty()) {
-        auto wait = std::chrono::ceil<std::chrono::milliseconds>(deadlines_.begin()->first -
-                                                                 std::chrono::steady_clock::now());
+      std::optional<SteadyTime> wake;
+      if (!deadlines_.empty()) wake = deadlines_.begin()->first;
+      if (!running_.empty() && (!wake || next_sample_ < *wake)) wake = next_sample_;
+      if (wake) {
+        auto wait =
+            std::chrono::ceil<std::chrono::milliseconds>(*wake - std::chrono::steady_clock::now());
         timeout_ms = static_cast<int>(std::max<int64_t>(wait.count(), 0));
       }
       int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout_ms);
@@ -246,6 +263,10 @@ class LocalPool final : public Executor {
         }
       }
       FireDeadlines();
+      if (!running_.empty() && std::chrono::steady_clock::now() >= next_sample_) {
+        SampleBlockedGroups(blocked_);
+        next_sample_ = std::chrono::steady_clock::now() + kSampleEvery;
+      }
     }
   }
 
@@ -332,6 +353,11 @@ class LocalPool final : public Executor {
     spawn.argv = launch.argv;
     if (launch.argv.empty()) spawn.argv = {"/bin/sh", "-c", launch.shell};
     spawn.env = launch.env;
+    // In the pool's own folder (a task's log folder is made only when it writes).
+    const std::string data_wait_file =
+        (data_wait_dir_ / StrCat(launch.attempt_id, ".data-wait")).string();
+    (void)TakeDataWait(data_wait_file);  // what a crashed earlier try left
+    spawn.env.emplace_back("TIERFLOW_DATA_WAIT_FILE", data_wait_file);
     spawn.working_dir = launch.working_dir;
     spawn.output_fd = output[1];
     absl::StatusOr<Subprocess> process = Subprocess::Spawn(spawn);
@@ -355,10 +381,11 @@ class LocalPool final : public Executor {
       return;
     }
     Running& task =
-        running_.emplace(attempt_id, Running{TaskLaunch{}, std::move(*process), std::move(log)})
+        running_
+            .emplace(attempt_id, Running{TaskLaunch{}, std::move(*process), std::move(log), pidfd,
+                                         failure.started_ms, false, false, data_wait_file})
             .first->second;
-    task.pidfd = pidfd;
-    task.started_ms = failure.started_ms;
+    blocked_[pid] = 0;
     if (launch.timeout) {
       deadlines_.emplace(std::chrono::steady_clock::now() + *launch.timeout,
                          std::make_pair(attempt_id, DeadlineKind::kTimeout));
@@ -395,6 +422,8 @@ class LocalPool final : public Executor {
   void Reap(int64_t attempt_id) {
     auto it = running_.find(attempt_id);
     if (it == running_.end()) return;
+    // Read while the leader is a zombie: reaping it loses its /proc entry.
+    const std::optional<ProcessIo> io = ReadProcessIo(it->second.process.pid());
     ExitStatus status;
     if (!it->second.process.TryWait(&status)) return;
     Running task = std::move(it->second);
@@ -408,6 +437,15 @@ class LocalPool final : public Executor {
       pids_.erase(task.process.pid());
     }
     TaskReport report;
+    if (io) {
+      report.read_bytes = io->read_bytes;
+      report.write_bytes = io->write_bytes;
+    }
+    report.data_wait_ms = TakeDataWait(task.data_wait_file);
+    if (auto blocked = blocked_.find(task.process.pid()); blocked != blocked_.end()) {
+      report.io_wait_ms = blocked->second * kSampleEvery.count();
+      blocked_.erase(blocked);
+    }
     if (task.log && task.log->pipe() >= 0) {
       // Everything the group wrote before it died is in the pipe.
       task.log->Drain(/*limit=*/1024);  // bounded: a writer may have escaped the group
@@ -540,6 +578,9 @@ class LocalPool final : public Executor {
   // Owned by the event thread.
   bool stopping_ = false;
   std::unordered_map<int64_t, Running> running_;
+  fs::path data_wait_dir_;
+  std::unordered_map<pid_t, int64_t> blocked_;  // by process group: samples in state D
+  SteadyTime next_sample_{};
   std::multimap<SteadyTime, std::pair<int64_t, DeadlineKind>> deadlines_;
 
   JobQueue finishers_;  // declared last: joined first, while the rest is alive
