@@ -22,6 +22,7 @@
 #include <mutex>
 #include <queue>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <tuple>
@@ -652,7 +653,26 @@ class Engine::Impl {
     MoveJob::Kind kind = MoveJob::Kind::kCopy;
     bool restore = false;  // a cached output restored into staging (id < 0)
     uint8_t source = 0;    // kCopy: the tier it is copied from
+    // kRun: the checkpoints row it flushes (> 0) or removes (< 0), or 0:
+    // a checkpoint restored for a retry (restore set).
+    int64_t checkpoint = 0;
   };
+  // Checkpoints: tasks write them on the fastest posix tier; each one the
+  // task commits is flushed to its stage's durable tier while it runs.
+  uint8_t checkpoint_tier_ = kNoTier;      // kNoTier: in the run's folder, never flushed
+  std::vector<uint8_t> checkpoint_flush_;  // by stage: the durable tier, or kNoTier
+  // Running tasks whose checkpoints are flushed: the names already seen.
+  std::unordered_map<uint32_t, std::set<std::string>> checkpoint_watch_;
+  SteadyTime next_checkpoint_poll_{};
+  std::string CheckpointKey(uint32_t task) const {
+    return TaskDir(fs::path("runs") / run_id_ / "checkpoints", task).string();
+  }
+  absl::Status SetUpCheckpoints();
+  absl::Status WatchCheckpoints(uint32_t task, TaskLaunch& launch, int& restores);
+  absl::Status PollCheckpoints(std::optional<uint32_t> only = std::nullopt);
+  absl::Status FlushCheckpoint(uint32_t task, const std::string& name);
+  absl::Status ApplyCheckpointMove(const Move& move, const MoveResult& result);
+  absl::Status KeepCheckpoints(uint32_t task);
   // Every move under way is in moves_; a copy counts in /metrics too.
   void AddMove(int64_t id, Move move) {
     if (move.kind == MoveJob::Kind::kCopy) metrics::Engine().transfers_in_flight.Add(1);
@@ -687,6 +707,8 @@ class Engine::Impl {
     std::string key;
   };
   std::vector<NodeEviction> to_evict_on_workers_;  // told after the turn's commit
+  // Checkpoint flushes under way: the content hash their job computes.
+  std::unordered_map<int64_t, std::shared_ptr<storage::ContentDigest>> checkpoint_digests_;
 
   // Shared with other threads.
   std::mutex mu_;
@@ -729,6 +751,8 @@ absl::Status Engine::Impl::BeginRun() {
   moves_.clear();
   moves_in_flight_ = 0;
   last_restore_id_ = 0;
+  checkpoint_watch_.clear();
+  checkpoint_digests_.clear();
   waiting_launches_.clear();
   to_move_.clear();
   data_waiters_.clear();
@@ -984,6 +1008,7 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
       }
     }
   }
+  TF_RETURN_IF_ERROR(SetUpCheckpoints());
   return absl::OkStatus();
 }
 
@@ -1061,9 +1086,15 @@ absl::Status Engine::Impl::StartCopy(uint32_t t, size_t o, uint8_t tier) {
   const bool dirty =
       ((place.dirty >> tier) & 1) && tiers_[tier].config.durability != Durability::kArchive;
   place.dirty &= ~(uint64_t{1} << tier);  // the job clears it; a failure marks it again
-  to_move_.push_back({MoveJob::Kind::kCopy, id, tiers_[*source].adapter.get(),
-                      tiers_[tier].adapter.get(), key,
-                      tiers_[tier].posix ? TierPath(tier, key) : "", dirty, ""});
+  to_move_.push_back({MoveJob::Kind::kCopy,
+                      id,
+                      tiers_[*source].adapter.get(),
+                      tiers_[tier].adapter.get(),
+                      key,
+                      tiers_[tier].posix ? TierPath(tier, key) : "",
+                      dirty,
+                      "",
+                      {}});
   return absl::OkStatus();
 }
 
@@ -1084,6 +1115,7 @@ absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
   const Move move = found->second;
   moves_.erase(found);
   --moves_in_flight_;
+  if (move.kind == MoveJob::Kind::kRun) return ApplyCheckpointMove(move, result);
   if (move.kind == MoveJob::Kind::kCopy) {
     metrics::Engine().transfers_in_flight.Add(-1);
     if (result.status.ok()) {
@@ -1193,8 +1225,15 @@ absl::Status Engine::Impl::MaybeEvict(uint32_t t, size_t o) {
     place.copies[tier] = CopyState::kNone;
     AddMove(id, {t, static_cast<uint8_t>(o), tier, MoveJob::Kind::kDelete});
     const std::string key = OutputKey(t, o);
-    to_move_.push_back({MoveJob::Kind::kDelete, id, nullptr, tiers_[tier].adapter.get(), key,
-                        tiers_[tier].posix ? TierPath(tier, key) : "", false, ""});
+    to_move_.push_back({MoveJob::Kind::kDelete,
+                        id,
+                        nullptr,
+                        tiers_[tier].adapter.get(),
+                        key,
+                        tiers_[tier].posix ? TierPath(tier, key) : "",
+                        false,
+                        "",
+                        {}});
   }
   return absl::OkStatus();
 }
@@ -1755,6 +1794,9 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
     // recorded, kStartedFlush at most.
     std::optional<SteadyTime> wake;
     if (!retry_timers_.empty()) wake = retry_timers_.begin()->first;
+    if (!checkpoint_watch_.empty() && (!wake || next_checkpoint_poll_ < *wake)) {
+      wake = next_checkpoint_poll_;
+    }
     bool starts_waiting = launched_;
     {
       std::lock_guard lock(mu_);
@@ -1789,9 +1831,9 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
     }
     // A turn only when it has something to do (an inline turn may have
     // done it meanwhile).
-    if (pending || cancel_now ||
-        (!retry_timers_.empty() &&
-         retry_timers_.begin()->first <= std::chrono::steady_clock::now())) {
+    const SteadyTime now = std::chrono::steady_clock::now();
+    if (pending || cancel_now || (!retry_timers_.empty() && retry_timers_.begin()->first <= now) ||
+        (!checkpoint_watch_.empty() && next_checkpoint_poll_ <= now)) {
       turn_status_ = TakeTurn(cancel_now);
     }
   }
@@ -1912,6 +1954,10 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<Move
   absl::Status status;
   auto run_turn = [&]() -> absl::Status {
     if (cancel_now) TF_RETURN_IF_ERROR(CancelAll());
+    if (!checkpoint_watch_.empty() && next_checkpoint_poll_ <= std::chrono::steady_clock::now()) {
+      TF_RETURN_IF_ERROR(PollCheckpoints());
+      next_checkpoint_poll_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    }
     if (schedule_kept_) {
       // A resume: outputs kept from before may still need their write-back
       // or copies for the tasks that will read them.
@@ -2091,7 +2137,9 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     launch.outputs.push_back(std::move(output));
   }
   if (stage.checkpoints.enabled) {
-    launch.checkpoint_dir = TaskDir(run_dir_ / "checkpoints", t).string();
+    launch.checkpoint_dir = checkpoint_tier_ != kNoTier
+                                ? TierPath(checkpoint_tier_, CheckpointKey(t))
+                                : TaskDir(run_dir_ / "checkpoints", t).string();
     contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR", launch.checkpoint_dir);
   }
   // The cache key covers what the task sees, not where this run keeps things.
@@ -2171,16 +2219,303 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     launch.outputs[o].reuse_from = TierPath(write, to_key);
     const int64_t id = --last_restore_id_;  // not a copy of any artifact of this run
     AddMove(id, {t, static_cast<uint8_t>(o), write, MoveJob::Kind::kCopy, /*restore=*/true, tier});
-    to_move_.push_back({MoveJob::Kind::kCopy, id, tiers_[tier].adapter.get(),
-                        tiers_[write].adapter.get(), key, TierPath(write, to_key),
-                        /*clear_first=*/true, to_key});
+    to_move_.push_back({MoveJob::Kind::kCopy,
+                        id,
+                        tiers_[tier].adapter.get(),
+                        tiers_[write].adapter.get(),
+                        key,
+                        TierPath(write, to_key),
+                        /*clear_first=*/true,
+                        to_key,
+                        {}});
     ++restores;
   }
+  if (!hit) TF_RETURN_IF_ERROR(WatchCheckpoints(t, launch, restores));
   if (restores > 0) {
     waiting_launches_[t] = {std::move(launch), restores};
     return absl::OkStatus();
   }
   to_launch_.push_back(std::move(launch));
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------ checkpoints
+
+// Where tasks write checkpoints: the fastest posix tier (in cluster mode,
+// one every worker reaches). Where a stage's are flushed: its
+// `checkpoints.tier`, else the fastest durable tier that allows deletes.
+absl::Status Engine::Impl::SetUpCheckpoints() {
+  checkpoint_tier_ = kNoTier;
+  checkpoint_flush_.assign(pipeline_.stages.size(), kNoTier);
+  if (placement_tiers_.empty()) return absl::OkStatus();  // the implicit tier: as before
+  double fastest = -1;
+  for (uint8_t x = 0; x < tiers_.size(); ++x) {
+    const double write = placement_tiers_[x].profile.seq_write_mb_s;
+    if (tiers_[x].posix && !OnWorkers(x) && write > fastest) {
+      fastest = write;
+      checkpoint_tier_ = x;
+    }
+  }
+  uint8_t durable = kNoTier;
+  fastest = -1;
+  for (uint8_t x = 0; x < tiers_.size(); ++x) {
+    const Durability durability = tiers_[x].config.durability;
+    const double write = placement_tiers_[x].profile.seq_write_mb_s;
+    if (durability >= Durability::kDurable && durability != Durability::kArchive && !OnWorkers(x) &&
+        write > fastest) {
+      fastest = write;
+      durable = x;
+    }
+  }
+  for (size_t s = 0; s < pipeline_.stages.size(); ++s) {
+    const dag::CheckpointSpec& spec = pipeline_.stages[s].checkpoints;
+    if (!spec.enabled) continue;
+    uint8_t flush = durable;
+    if (!spec.tier.empty()) {
+      flush = kNoTier;
+      for (uint8_t x = 0; x < tiers_.size(); ++x) {
+        if (tiers_[x].config.name == spec.tier) flush = x;
+      }
+      if (flush == kNoTier || OnWorkers(flush)) {
+        return absl::FailedPreconditionError(StrCat(
+            "stage ", pipeline_.stages[s].name, ": checkpoints.tier '", spec.tier, "' is not ",
+            flush == kNoTier ? "one of the run's tiers" : "reachable (a node tier)"));
+      }
+    }
+    if (flush != checkpoint_tier_) checkpoint_flush_[s] = flush;
+  }
+  return absl::OkStatus();
+}
+
+// Before task `t` starts: its checkpoints are watched for commits, and
+// (a retry, a resume) the latest one flushed is put back where the task
+// looks for it when it is not there any more.
+absl::Status Engine::Impl::WatchCheckpoints(uint32_t t, TaskLaunch& launch, int& restores) {
+  const TaskRec& task = tasks_[t];
+  const uint8_t flush = checkpoint_flush_.empty() ? kNoTier : checkpoint_flush_[task.stage];
+  if (flush == kNoTier || launch.checkpoint_dir.empty()) return absl::OkStatus();
+  std::set<std::string>& seen = checkpoint_watch_[t];
+  seen.clear();
+  TF_ASSIGN_OR_RETURN(Statement rows,
+                      db_->Prepare("SELECT name, state FROM checkpoints WHERE run_id = ? AND "
+                                   "task_id = ? ORDER BY step, id"));
+  rows.Bind(1, run_id_).Bind(2, task.id);
+  std::string latest;
+  for (;;) {
+    TF_ASSIGN_OR_RETURN(bool row, rows.Step());
+    if (!row) break;
+    seen.insert(rows.Text(0));
+    if (rows.Text(1) == "present") latest = rows.Text(0);
+  }
+  std::error_code error;
+  const fs::path dir(launch.checkpoint_dir);
+  if (latest.empty() || fs::exists(dir / (latest + ".committed"), error)) return absl::OkStatus();
+  const std::string key = StrCat(CheckpointKey(t), "/", latest);
+  storage::Adapter* from = tiers_[flush].adapter.get();
+  storage::Adapter* to = tiers_[checkpoint_tier_].adapter.get();
+  const int64_t id = --last_restore_id_;
+  AddMove(id, {t, 0, checkpoint_tier_, MoveJob::Kind::kRun, /*restore=*/true, flush, 0});
+  MoveJob job;
+  job.kind = MoveJob::Kind::kRun;
+  job.copy_id = id;
+  job.run = [from, to, key,
+             path = (dir / latest).string()]() -> absl::StatusOr<storage::TransferResult> {
+    std::error_code error;
+    fs::remove_all(path, error);  // what a task that failed mid-write left
+    TF_ASSIGN_OR_RETURN(storage::TransferResult moved, CopyArtifact(*from, key, *to, key));
+    // The marker last: the checkpoint counts only once it is all there.
+    TF_ASSIGN_OR_RETURN(storage::TransferResult marker,
+                        storage::CopyObject(*from, key + ".committed", *to, key + ".committed"));
+    moved.bytes += marker.bytes;
+    moved.objects += marker.objects;
+    return moved;
+  };
+  to_move_.push_back(std::move(job));
+  ++restores;
+  return AddEvent(task.id, 0, "checkpoint_restore",
+                  StrCat("restoring checkpoint ", latest, " from tier ", tiers_[flush].config.name,
+                         " before the task starts"));
+}
+
+// New commit markers of the watched tasks (all, or `only`), flushed.
+absl::Status Engine::Impl::PollCheckpoints(std::optional<uint32_t> only) {
+  for (auto& [t, seen] : checkpoint_watch_) {
+    if (only && *only != t) continue;
+    const fs::path dir = TierPath(checkpoint_tier_, CheckpointKey(t));
+    std::error_code error;
+    std::vector<std::string> names;
+    for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+      const std::string file = it->path().filename().string();
+      constexpr std::string_view kMarker = ".committed";
+      if (file.size() <= kMarker.size() || !file.ends_with(kMarker)) continue;
+      const std::string name = file.substr(0, file.size() - kMarker.size());
+      if (seen.count(name) == 0) names.push_back(name);
+    }
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) {
+      seen.insert(name);
+      TF_RETURN_IF_ERROR(FlushCheckpoint(t, name));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Impl::FlushCheckpoint(uint32_t t, const std::string& name) {
+  const TaskRec& task = tasks_[t];
+  const uint8_t flush = checkpoint_flush_[task.stage];
+  const std::string key = StrCat(CheckpointKey(t), "/", name);
+  const std::string local = TierPath(checkpoint_tier_, key);
+  std::optional<int64_t> step;
+  const size_t digits = name.find_last_not_of("0123456789");
+  if (digits + 1 < name.size() && name.size() - digits <= 18)
+    step = std::stoll(name.substr(digits + 1));
+  {
+    std::ifstream marker(local + ".committed");
+    json said = json::parse(marker, nullptr, /*allow_exceptions=*/false);
+    if (said.is_object() && said.contains("step") && said["step"].is_number_integer()) {
+      step = said["step"].get<int64_t>();
+    }
+  }
+  TF_ASSIGN_OR_RETURN(Statement insert,
+                      db_->Prepare("INSERT INTO checkpoints(run_id, task_id, attempt_id, name, "
+                                   "step, local_uri, tier, uri, state, committed_at) VALUES (?, "
+                                   "?, ?, ?, ?, ?, ?, ?, 'flushing', ?)"));
+  insert.Bind(1, run_id_)
+      .Bind(2, task.id)
+      .Bind(3, task.attempt_id)
+      .Bind(4, name)
+      .Bind(5, step)
+      .Bind(6, local)
+      .Bind(7, tiers_[flush].config.name)
+      .Bind(8, CopyUri(flush, key))
+      .Bind(9, NowMs());
+  TF_RETURN_IF_ERROR(insert.Run());
+  const int64_t row = db_->LastInsertId();
+  storage::Adapter* from = tiers_[checkpoint_tier_].adapter.get();
+  storage::Adapter* to = tiers_[flush].adapter.get();
+  const int64_t id = --last_restore_id_;
+  AddMove(id, {t, 0, flush, MoveJob::Kind::kRun, false, checkpoint_tier_, row});
+  auto digest = std::make_shared<storage::ContentDigest>();
+  MoveJob job;
+  job.kind = MoveJob::Kind::kRun;
+  job.copy_id = id;
+  job.run = [from, to, key, local, digest]() -> absl::StatusOr<storage::TransferResult> {
+    TF_ASSIGN_OR_RETURN(*digest, storage::HashArtifact(local));
+    TF_ASSIGN_OR_RETURN(storage::TransferResult moved, CopyArtifact(*from, key, *to, key));
+    TF_ASSIGN_OR_RETURN(storage::TransferResult marker,
+                        storage::CopyObject(*from, key + ".committed", *to, key + ".committed"));
+    moved.bytes += marker.bytes;
+    moved.objects += marker.objects;
+    return moved;
+  };
+  checkpoint_digests_[row] = digest;
+  to_move_.push_back(std::move(job));
+  return AddEvent(task.id, task.attempt_id, "checkpoint",
+                  StrCat("checkpoint ", name, " committed; flushing it to tier ",
+                         tiers_[flush].config.name, " while the task runs"));
+}
+
+absl::Status Engine::Impl::ApplyCheckpointMove(const Move& move, const MoveResult& result) {
+  const TaskRec& task = tasks_[move.task];
+  if (move.restore) {
+    if (!result.status.ok()) {
+      TF_RETURN_IF_ERROR(AddEvent(task.id, 0, "checkpoint_restore_failed",
+                                  StrCat("restoring its latest checkpoint failed: ",
+                                         result.status.message(), "; it starts without it")));
+    }
+    auto waiting = waiting_launches_.find(move.task);
+    if (waiting != waiting_launches_.end() && --waiting->second.restores == 0) {
+      to_launch_.push_back(std::move(waiting->second.launch));
+      waiting_launches_.erase(waiting);
+    }
+    return absl::OkStatus();
+  }
+  if (move.checkpoint < 0) return absl::OkStatus();  // a removal: recorded when decided
+  auto digest = checkpoint_digests_.find(move.checkpoint);
+  std::shared_ptr<storage::ContentDigest> content;
+  if (digest != checkpoint_digests_.end()) {
+    content = digest->second;
+    checkpoint_digests_.erase(digest);
+  }
+  const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(result.elapsed).count();
+  TF_ASSIGN_OR_RETURN(Statement update,
+                      db_->Prepare("UPDATE checkpoints SET state = ?, bytes = ?, files = ?, "
+                                   "content_hash = ?, flushed_at = ?, flush_ms = ?, message = ? "
+                                   "WHERE id = ? RETURNING name"));
+  const bool ok = result.status.ok() && content;
+  update.Bind(1, ok ? "present" : "failed")
+      .Bind(2, ok ? std::optional<int64_t>(content->bytes) : std::nullopt)
+      .Bind(3, ok ? std::optional<int64_t>(content->files) : std::nullopt)
+      .Bind(4, ok ? std::optional<std::string>(content->hash) : std::nullopt)
+      .Bind(5, NowMs())
+      .Bind(6, ms)
+      .Bind(7, ok ? std::string() : std::string(result.status.message()))
+      .Bind(8, move.checkpoint);
+  TF_ASSIGN_OR_RETURN(bool row, update.Step());
+  const std::string name = row ? update.Text(0) : "";
+  update.Reset();
+  const std::string& tier = tiers_[move.tier].config.name;
+  if (!ok) {
+    return AddEvent(task.id, 0, "checkpoint_failed",
+                    StrCat("flushing checkpoint ", name, " to tier ", tier,
+                           " failed: ", result.status.message()));
+  }
+  TF_RETURN_IF_ERROR(AddEvent(
+      task.id, 0, "checkpointed",
+      StrCat("checkpoint ", name, " flushed to tier ", tier, ": ", FormatSize(content->bytes),
+             " in ", FormatDuration(result.elapsed), ", ", content->hash)));
+  return KeepCheckpoints(move.task);
+}
+
+// Only the newest `keep` flushed checkpoints of a task stay, on the durable
+// tier and where the task wrote them.
+absl::Status Engine::Impl::KeepCheckpoints(uint32_t t) {
+  const TaskRec& task = tasks_[t];
+  const uint32_t keep = std::max<uint32_t>(pipeline_.stages[task.stage].checkpoints.keep, 1);
+  TF_ASSIGN_OR_RETURN(Statement rows,
+                      db_->Prepare("SELECT id, name FROM checkpoints WHERE run_id = ? AND "
+                                   "task_id = ? AND state = 'present' ORDER BY step DESC, id DESC "
+                                   "LIMIT -1 OFFSET ?"));
+  rows.Bind(1, run_id_).Bind(2, task.id).Bind(3, static_cast<int64_t>(keep));
+  std::vector<std::pair<int64_t, std::string>> old;
+  for (;;) {
+    TF_ASSIGN_OR_RETURN(bool row, rows.Step());
+    if (!row) break;
+    old.emplace_back(rows.Int(0), rows.Text(1));
+  }
+  const uint8_t flush = checkpoint_flush_[task.stage];
+  for (const auto& [row, name] : old) {
+    TF_ASSIGN_OR_RETURN(Statement gone,
+                        db_->Prepare("UPDATE checkpoints SET state = 'deleted', message = ? "
+                                     "WHERE id = ?"));
+    gone.Bind(1, StrCat("only the newest ", keep, " are kept")).Bind(2, row);
+    TF_RETURN_IF_ERROR(gone.Run());
+    const std::string key = StrCat(CheckpointKey(t), "/", name);
+    storage::Adapter* durable = tiers_[flush].adapter.get();
+    const std::string local = TierPath(checkpoint_tier_, key);
+    // On a posix tier the folder goes too, not only the files in it.
+    const std::string durable_path = tiers_[flush].posix ? TierPath(flush, key) : "";
+    const int64_t id = --last_restore_id_;
+    AddMove(id, {t, 0, flush, MoveJob::Kind::kRun, false, checkpoint_tier_, -row});
+    MoveJob job;
+    job.kind = MoveJob::Kind::kRun;
+    job.copy_id = id;
+    job.run = [durable, key, local, durable_path]() -> absl::StatusOr<storage::TransferResult> {
+      std::error_code error;
+      fs::remove(local + ".committed", error);  // the marker first: no half checkpoint counts
+      fs::remove_all(local, error);
+      TF_RETURN_IF_ERROR(durable->Delete(key + ".committed"));
+      if (!durable_path.empty()) {
+        fs::remove_all(durable_path, error);
+        if (error)
+          return absl::InternalError(StrCat("cannot delete ", durable_path, ": ", error.message()));
+        return storage::TransferResult{};
+      }
+      TF_RETURN_IF_ERROR(DeleteArtifact(*durable, key));
+      return storage::TransferResult{};
+    };
+    to_move_.push_back(std::move(job));
+  }
   return absl::OkStatus();
 }
 
@@ -2363,6 +2698,12 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
     return set_attempt_pid_->Run();
   }
   attempt_task_.erase(found);
+  if (checkpoint_watch_.count(t) > 0) {
+    // What it committed just before it ended, flushed too (a failed
+    // attempt's latest checkpoint is where its retry starts).
+    TF_RETURN_IF_ERROR(PollCheckpoints(t));
+    checkpoint_watch_.erase(t);
+  }
   const int64_t now = NowMs();
   const Duration duration(std::max<int64_t>(now - task.attempt_started_ms, 0));
   const dag::Stage& stage = pipeline_.stages[task.stage];

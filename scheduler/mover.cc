@@ -78,6 +78,13 @@ void Mover::Work() {
     }
     if (!result.status.ok()) {
       // The target could not be cleared: no copy over its leftovers.
+    } else if (job.kind == MoveJob::Kind::kRun) {
+      absl::StatusOr<storage::TransferResult> done = job.run();
+      if (done.ok()) {
+        result.moved = *done;
+      } else {
+        result.status = done.status();
+      }
     } else if (job.kind == MoveJob::Kind::kCopy) {
       absl::StatusOr<storage::TransferResult> moved =
           CopyArtifact(*job.from, job.key, *job.to, job.to_key.empty() ? job.key : job.to_key);

@@ -23,7 +23,8 @@
 namespace tierflow::scheduler {
 
 struct MoveJob {
-  enum class Kind { kCopy, kDelete };
+  // kRun: `run` does the work (a checkpoint's flush, restore or removal).
+  enum class Kind { kCopy, kDelete, kRun };
   Kind kind = Kind::kCopy;
   int64_t copy_id = 0;               // the artifact_copies row it makes or removes
   storage::Adapter* from = nullptr;  // kCopy: the source tier
@@ -38,6 +39,7 @@ struct MoveJob {
   // kCopy: the key on `to`, when not `key` (a cached output restored from
   // an earlier run into this one's staging).
   std::string to_key;
+  std::function<absl::StatusOr<storage::TransferResult>()> run;  // kRun
 };
 
 struct MoveResult {

@@ -203,6 +203,31 @@ ALTER TABLE attempts ADD COLUMN read_bytes INTEGER;
 ALTER TABLE attempts ADD COLUMN write_bytes INTEGER;
 ALTER TABLE attempts ADD COLUMN reads_json TEXT;
 )sql",
+    // 7: checkpoints a task committed under TIERFLOW_CHECKPOINT_DIR (a fast
+    // tier), each flushed to a durable tier while the task ran, the last
+    // `keep` of them kept; a retry starts from the latest one flushed.
+    R"sql(
+CREATE TABLE checkpoints (
+  id INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+  name TEXT NOT NULL,              -- its folder under TIERFLOW_CHECKPOINT_DIR (step-00000003)
+  step INTEGER,                    -- from its commit marker, or its name
+  local_uri TEXT NOT NULL,         -- where the task wrote it
+  tier TEXT NOT NULL,              -- the durable tier it is flushed to
+  uri TEXT NOT NULL,
+  bytes INTEGER,
+  files INTEGER,
+  content_hash TEXT,               -- "xxh3:<32 hex>" over the folder, once flushed
+  state TEXT NOT NULL,             -- flushing | present | failed | deleted
+  committed_at INTEGER NOT NULL,   -- when the engine saw the commit marker
+  flushed_at INTEGER,
+  flush_ms INTEGER,
+  message TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX checkpoints_by_task ON checkpoints(run_id, task_id, step);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

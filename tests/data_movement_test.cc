@@ -223,5 +223,68 @@ TEST_F(DataMovementTest, AnUnreachableHomeFailsTheRunAndKeepsTheOutputWhereItWas
   EXPECT_THAT(Copies("ingest", "raw"), ::testing::Contains("bulk home failed disk"));
 }
 
+// Checkpoints (docs/task-helpers.md): the task writes them under
+// TIERFLOW_CHECKPOINT_DIR, on the fastest tier (ram), and commits each with
+// a marker; each is flushed to the durable tier (bulk) while it runs, only
+// the newest `keep` stay, and a retry whose checkpoints were lost with its
+// node (the attempt wipes them here) starts from the latest one flushed.
+TEST_F(DataMovementTest, CheckpointsAreFlushedKeptAndRestoredForARetry) {
+  WriteFile(dir_ / "pipeline.yaml", R"x(name: ckpt
+stages:
+  train:
+    kind: train
+    checkpoints: {keep: 2}
+    retries: {limit: 1, backoff: 10ms}
+    run: |
+      dir="$TIERFLOW_CHECKPOINT_DIR"
+      start=$(ls "$dir" | sed -n 's/^step-\([0-9]*\)\.committed$/\1/p' | sort -n | tail -1)
+      start=${start:-0}
+      echo "attempt $TIERFLOW_ATTEMPT starts after step $start in $dir"
+      step=$((start + 1))
+      while [ $step -le 4 ]; do
+        mkdir -p "$dir/step-$step"
+        head -c 1000 /dev/zero > "$dir/step-$step/weights"
+        echo "{\"step\": $step}" > "$dir/step-$step.tmp" && mv "$dir/step-$step.tmp" "$dir/step-$step.committed"
+        if [ "$TIERFLOW_ATTEMPT" = 1 ] && [ $step = 2 ]; then
+          sleep 1                 # flushed meanwhile (the engine looks every 200 ms)
+          rm -rf "$dir"/*         # the node is lost with its RAM
+          exit 3
+        fi
+        step=$((step + 1))
+      done
+      echo done > "$TIERFLOW_OUTPUT_MODEL"
+    outputs: [model]
+)x");
+  absl::StatusOr<RunResult> result = RunOn(Tiers());
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->state, "succeeded");
+  const std::string run = result->run_id;
+  const fs::path ram = Root("ram") / "runs" / run / "checkpoints" / "train";
+  EXPECT_THAT(ReadFile(dir_.path() / ".tierflow" / "runs" / run / "logs" / "train.attempt-1.log"),
+              HasSubstr("attempt 1 starts after step 0 in " + ram.string()));
+  EXPECT_THAT(ReadFile(dir_.path() / ".tierflow" / "runs" / run / "logs" / "train.attempt-2.log"),
+              HasSubstr("attempt 2 starts after step 2"));
+  std::vector<std::string> rows;
+  for (const Row& row : Query(Db(),
+                              "SELECT c.name || ' ' || c.step || ' ' || c.tier || ' ' || "
+                              "c.state || ' ' || a.number || ' ' || c.bytes FROM checkpoints "
+                              "c JOIN attempts a ON a.id = c.attempt_id ORDER BY c.step")) {
+    rows.push_back(row[0]);
+  }
+  EXPECT_EQ(rows, (std::vector<std::string>{
+                      "step-1 1 bulk deleted 1 1000", "step-2 2 bulk deleted 1 1000",
+                      "step-3 3 bulk present 2 1000", "step-4 4 bulk present 2 1000"}));
+  EXPECT_EQ(QueryValue(Db(), "SELECT count(*) FROM events WHERE kind = 'checkpoint_restore'"), "1");
+  // On bulk: the newest two, each with its marker, nothing else.
+  std::vector<std::string> kept;
+  const fs::path bulk = Root("bulk") / "runs" / run / "checkpoints" / "train";
+  for (const auto& entry : fs::recursive_directory_iterator(bulk)) {
+    kept.push_back(fs::relative(entry.path(), bulk).string());
+  }
+  std::sort(kept.begin(), kept.end());
+  EXPECT_EQ(kept, (std::vector<std::string>{"step-3", "step-3.committed", "step-3/weights",
+                                            "step-4", "step-4.committed", "step-4/weights"}));
+}
+
 }  // namespace
 }  // namespace tierflow

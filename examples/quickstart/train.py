@@ -2,7 +2,8 @@
 """train: fits a tiny linear model y ~ w.z + b by mini-batch SGD.
 
 One checkpoint per epoch in $TIERFLOW_CHECKPOINT_DIR/epoch-NNNN/state.json,
-each written to a temporary directory and renamed, so a checkpoint is either
+each written to a temporary directory and renamed, then committed with the
+marker epoch-NNNN.committed (docs/task-helpers.md), so a checkpoint is either
 complete or absent. A restarted attempt resumes after the latest checkpoint;
 the shuffle of each epoch depends only on the seed and the epoch, so a
 resumed run ends with exactly the model of an uninterrupted one.
@@ -50,7 +51,7 @@ def latest_checkpoint(directory, config, epochs):
     found = sorted((int(m.group(1)), name) for name in os.listdir(directory)
                    if (m := CHECKPOINT.match(name)))
     for epoch, name in reversed(found):
-        if epoch > epochs:
+        if epoch > epochs or not os.path.exists(os.path.join(directory, name + ".committed")):
             continue
         try:
             with open(os.path.join(directory, name, "state.json")) as f:
@@ -72,6 +73,9 @@ def save_checkpoint(directory, epoch, state):
     task.write_atomic(os.path.join(tmp, "state.json"), json.dumps(state, indent=2) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
+    # Committed: tierflow flushes it to a durable tier while training goes
+    # on, and restores it for a retry that runs elsewhere.
+    task.write_atomic(final + ".committed", json.dumps({"step": epoch}) + "\n")
     return final
 
 
