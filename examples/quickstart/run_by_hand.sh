@@ -88,7 +88,7 @@ run_task publish publish.py TIERFLOW_INPUT_MODEL="$a/train/model" \
 
 echo "== checks"
 (cd "$a/publish/release" && sha256sum --quiet -c MANIFEST.sha256) || fail "release manifest"
-checkpoints=$(find "$work/checkpoints/train" -mindepth 1 -maxdepth 1 -name 'epoch-*' | wc -l)
+checkpoints=$(find "$work/checkpoints/train" -mindepth 1 -maxdepth 1 -name 'epoch-*' -type d | wc -l)
 [ "$checkpoints" -eq 5 ] || fail "expected 5 checkpoints, found $checkpoints"
 python3 - "$a/publish/release/metrics.json" <<'PY' || fail "model quality"
 import json, sys
