@@ -273,7 +273,8 @@ struct ArtifactRec {
 // Where one output of a task lives: its home and write tiers (indexes into
 // the engine's tiers) and, per tier, its copy there and how many unfinished
 // tasks read it there.
-enum class CopyState : uint8_t { kNone, kCopying, kPresent };
+// kStreaming: a streamed copy under way whose first files are there.
+enum class CopyState : uint8_t { kNone, kCopying, kStreaming, kPresent };
 struct OutputPlace {
   uint8_t home = 0;
   uint8_t write = 0;
@@ -282,6 +283,7 @@ struct OutputPlace {
   std::vector<uint32_t> readers;  // by tier
   uint32_t consumers = 0;         // tasks that read it, finished or not
   uint64_t dirty = 0;             // bit per tier: a copy there failed or was cut off
+  uint64_t stream_tiers = 0;      // bit per tier: a reader there streams it (`stream: true`)
 
   // A new artifact replaces the one these copies held: they are no copies
   // of it, and what they left on their tiers must go before it is copied
@@ -305,6 +307,9 @@ struct Need {
   // Cluster mode: the node tier its worker copies it onto from `tier`
   // first (EngineOptions::node_tiers_on_workers); kNoTier: none.
   uint8_t node_tier = kNoTier;
+  // `stream: true`: the reader may start once the first files of its copy
+  // on `tier` are there.
+  bool stream = false;
 };
 
 struct TaskRec {
@@ -458,6 +463,10 @@ class Engine::Impl {
   // to its home and to every tier where unfinished tasks read it.
   absl::Status ScheduleMoves(uint32_t task, size_t output);
   absl::Status StartCopy(uint32_t task, size_t output, uint8_t tier);
+  // A streamed copy's job (StartCopy, for a tier a reader streams from).
+  MoveJob StreamCopy(int64_t copy_id, uint8_t source, uint8_t tier, const std::string& key,
+                     bool clear_first);
+  absl::Status WakeDataWaiters();
   // Every input of `task` is on the tier it reads it from; starts the
   // copies that are missing.
   absl::StatusOr<bool> DataReady(uint32_t task);
@@ -697,6 +706,12 @@ class Engine::Impl {
   std::vector<std::string> move_failures_;     // write-backs that failed: the run fails
   bool schedule_kept_ = false;                 // the first turn of a resume schedules kept outputs
   std::unique_ptr<Mover> mover_;
+  // Streamed copies under way, by copy id: told when their readers end.
+  struct StreamControl {
+    std::atomic<bool> readers_done{false};
+  };
+  std::unordered_map<int64_t, std::shared_ptr<StreamControl>> streams_;
+  static constexpr int64_t kStreamWindow = 8;  // files copied ahead of the reader
   // Cluster mode: the workers' copies on node tiers, by (producer task,
   // output, node tier): which worker, and its artifact_copies row.
   std::map<std::tuple<uint32_t, uint8_t, uint8_t>, std::vector<std::pair<std::string, int64_t>>>
@@ -751,6 +766,7 @@ absl::Status Engine::Impl::BeginRun() {
   moves_.clear();
   moves_in_flight_ = 0;
   last_restore_id_ = 0;
+  streams_.clear();
   checkpoint_watch_.clear();
   checkpoint_digests_.clear();
   waiting_launches_.clear();
@@ -1002,8 +1018,11 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
       while (o < from.outputs.size() && from.outputs[o].name != input.output) ++o;
       const uint32_t first = graph_->FirstTask(producer);
       for (uint32_t k = 0; k < from.TaskCount(); ++k) {
-        task.needs.push_back(
-            {first + k, static_cast<uint8_t>(o), task.input_tiers[i], task.node_input_tiers[i]});
+        // Streaming is for one artifact (a tree of files), not a gather.
+        const bool stream = input.stream && !from.foreach;
+        task.needs.push_back({first + k, static_cast<uint8_t>(o), task.input_tiers[i],
+                              task.node_input_tiers[i], stream});
+        if (stream) tasks_[first + k].places[o].stream_tiers |= uint64_t{1} << task.input_tiers[i];
         ++tasks_[first + k].places[o].consumers;
       }
     }
@@ -1086,6 +1105,10 @@ absl::Status Engine::Impl::StartCopy(uint32_t t, size_t o, uint8_t tier) {
   const bool dirty =
       ((place.dirty >> tier) & 1) && tiers_[tier].config.durability != Durability::kArchive;
   place.dirty &= ~(uint64_t{1} << tier);  // the job clears it; a failure marks it again
+  if (((place.stream_tiers >> tier) & 1) && tiers_[tier].posix) {
+    to_move_.push_back(StreamCopy(id, *source, tier, key, dirty));
+    return absl::OkStatus();
+  }
   to_move_.push_back({MoveJob::Kind::kCopy,
                       id,
                       tiers_[*source].adapter.get(),
@@ -1098,11 +1121,108 @@ absl::Status Engine::Impl::StartCopy(uint32_t t, size_t o, uint8_t tier) {
   return absl::OkStatus();
 }
 
+// A streamed copy: the manifest (every file, in copy order) first, then
+// the files one by one, each atomically, at most kStreamWindow files ahead
+// of what its reader has opened (the helpers write that to the manifest's
+// ".next" file). The engine hears once the first file is there.
+MoveJob Engine::Impl::StreamCopy(int64_t id, uint8_t source, uint8_t tier, const std::string& key,
+                                 bool clear_first) {
+  auto control = std::make_shared<StreamControl>();
+  streams_[id] = control;
+  MoveJob job;
+  job.kind = MoveJob::Kind::kRun;
+  job.copy_id = id;
+  storage::Adapter* from = tiers_[source].adapter.get();
+  storage::Adapter* to = tiers_[tier].adapter.get();
+  const std::string path = TierPath(tier, key);
+  auto copy = [this, id, from, to, key, path, control,
+               clear_first]() -> absl::StatusOr<storage::TransferResult> {
+    auto started = [&] {
+      MoveResult result;
+      result.kind = MoveJob::Kind::kRun;
+      result.copy_id = id;
+      result.started = true;
+      OnMoveResult(std::move(result));
+    };
+    std::error_code error;
+    const std::string manifest = StrCat(path, kStreamManifestSuffix);
+    if (clear_first) fs::remove_all(path, error);
+    fs::remove(manifest + ".next", error);
+    fs::remove(manifest + ".failed", error);
+    absl::StatusOr<storage::ObjectInfo> file = from->Stat(key);
+    if (file.ok()) {  // one file: nothing to stream
+      TF_ASSIGN_OR_RETURN(storage::TransferResult moved, CopyArtifact(*from, key, *to, key));
+      started();
+      return moved;
+    }
+    TF_ASSIGN_OR_RETURN(std::vector<storage::ObjectInfo> objects, from->List(StrCat(key, "/")));
+    std::sort(
+        objects.begin(), objects.end(),
+        [](const storage::ObjectInfo& a, const storage::ObjectInfo& b) { return a.key < b.key; });
+    json files = json::array();
+    json sizes = json::array();
+    for (const storage::ObjectInfo& object : objects) {
+      files.push_back(object.key.substr(key.size() + 1));
+      sizes.push_back(object.bytes);
+    }
+    fs::create_directories(fs::path(manifest).parent_path(), error);
+    {
+      std::ofstream out(manifest + ".tmp", std::ios::trunc);
+      out << json{{"files", files}, {"bytes", sizes}}.dump() << '\n';
+      if (!out.flush()) return absl::InternalError(StrCat("cannot write ", manifest));
+    }
+    fs::rename(manifest + ".tmp", manifest, error);
+    if (error) return absl::InternalError(StrCat("cannot write ", manifest, ": ", error.message()));
+    fs::create_directories(path, error);
+    storage::TransferResult total;
+    for (size_t j = 0; j < objects.size(); ++j) {
+      // Within the window of what the reader has opened; waiting stops when
+      // its readers have ended, or when none has moved for a minute.
+      auto last_move = std::chrono::steady_clock::now();
+      int64_t seen = -1;
+      while (!control->readers_done) {
+        int64_t next = 0;
+        std::ifstream progress(manifest + ".next");
+        if (!(progress >> next)) next = 0;
+        if (next != seen) {
+          seen = next;
+          last_move = std::chrono::steady_clock::now();
+        }
+        if (static_cast<int64_t>(j) < next + kStreamWindow ||
+            std::chrono::steady_clock::now() - last_move > std::chrono::seconds(60)) {
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      TF_ASSIGN_OR_RETURN(storage::TransferResult moved,
+                          storage::CopyObject(*from, objects[j].key, *to, objects[j].key));
+      total.bytes += moved.bytes;
+      total.objects += moved.objects;
+      if (j == 0) started();
+    }
+    if (objects.empty()) started();
+    return total;
+  };
+  // A reader waiting for a file that will not come learns why from
+  // MANIFEST.failed (the helpers look for it while they wait).
+  job.run = [copy, manifest = StrCat(
+                       path, kStreamManifestSuffix)]() -> absl::StatusOr<storage::TransferResult> {
+    absl::StatusOr<storage::TransferResult> result = copy();
+    if (!result.ok()) {
+      std::ofstream failed(manifest + ".failed", std::ios::trunc);
+      failed << result.status().message() << '\n';
+    }
+    return result;
+  };
+  return job;
+}
+
 absl::StatusOr<bool> Engine::Impl::DataReady(uint32_t t) {
   bool ready = true;
   for (const Need& need : tasks_[t].needs) {
     const CopyState state = tasks_[need.task].places[need.output].copies[need.tier];
     if (state == CopyState::kPresent) continue;
+    if (state == CopyState::kStreaming && need.stream) continue;
     ready = false;
     if (state == CopyState::kNone) TF_RETURN_IF_ERROR(StartCopy(need.task, need.output, need.tier));
   }
@@ -1112,6 +1232,15 @@ absl::StatusOr<bool> Engine::Impl::DataReady(uint32_t t) {
 absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
   auto found = moves_.find(result.copy_id);
   if (found == moves_.end()) return absl::OkStatus();
+  if (result.started) {
+    // A streamed copy's first files are there: its readers may start.
+    const Move& move = found->second;
+    OutputPlace& place = tasks_[move.task].places[move.output];
+    if (place.copies[move.tier] != CopyState::kCopying) return absl::OkStatus();
+    place.copies[move.tier] = CopyState::kStreaming;
+    return WakeDataWaiters();
+  }
+  streams_.erase(result.copy_id);
   const Move move = found->second;
   moves_.erase(found);
   --moves_in_flight_;
@@ -1156,18 +1285,7 @@ absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
     TF_RETURN_IF_ERROR(UpdateCopy(result.copy_id, "present", done));
     TF_RETURN_IF_ERROR(
         AddEvent(producer.id, 0, "copied", StrCat(what, " to tier ", tier, ": ", done)));
-    // Tasks that waited for it may run now.
-    for (auto it = data_waiters_.begin(); it != data_waiters_.end();) {
-      TF_ASSIGN_OR_RETURN(bool ready, DataReady(*it));
-      if (ready) {
-        TF_RETURN_IF_ERROR(
-            AddEvent(tasks_[*it].id, 0, "data_ready", "its inputs are on its working tiers"));
-        ready_.push(*it);
-        it = data_waiters_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    TF_RETURN_IF_ERROR(WakeDataWaiters());
     return MaybeEvict(move.task, move.output);
   }
   place.copies[move.tier] = CopyState::kNone;
@@ -1201,12 +1319,33 @@ absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
   return absl::OkStatus();
 }
 
+// Ready tasks that waited for copies of their inputs run once all are there.
+absl::Status Engine::Impl::WakeDataWaiters() {
+  for (auto it = data_waiters_.begin(); it != data_waiters_.end();) {
+    TF_ASSIGN_OR_RETURN(bool ready, DataReady(*it));
+    if (ready) {
+      TF_RETURN_IF_ERROR(
+          AddEvent(tasks_[*it].id, 0, "data_ready", "its inputs are on its working tiers"));
+      ready_.push(*it);
+      it = data_waiters_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Engine::Impl::MaybeEvict(uint32_t t, size_t o) {
   OutputPlace& place = tasks_[t].places[o];
   // Only copies beside a complete home copy, once nobody reads them; and a
   // home in RAM (volatile: scratch space) once every task that reads the
   // output has ended, after the other copies.
   if (place.copies[place.home] != CopyState::kPresent) return absl::OkStatus();
+  // Nor while a copy is under way: it may be reading one of them (a
+  // streamed copy for a long time); its end looks again.
+  for (CopyState state : place.copies) {
+    if (state == CopyState::kCopying || state == CopyState::kStreaming) return absl::OkStatus();
+  }
   const bool scratch = tiers_[place.home].config.durability == Durability::kVolatile &&
                        place.consumers > 0 &&
                        std::all_of(place.readers.begin(), place.readers.end(),
@@ -1241,6 +1380,11 @@ absl::Status Engine::Impl::MaybeEvict(uint32_t t, size_t o) {
 absl::Status Engine::Impl::ReleaseNeeds(uint32_t t) {
   for (const Need& need : tasks_[t].needs) {
     std::vector<uint32_t>& readers = tasks_[need.task].places[need.output].readers;
+    if (need.stream && readers[need.tier] == 1) {
+      // Its last reader there ended: a streamed copy need not wait for it.
+      auto stream = streams_.find(tasks_[need.task].places[need.output].copy_ids[need.tier]);
+      if (stream != streams_.end()) stream->second->readers_done = true;
+    }
     if (need.node_tier != kNoTier && readers[need.node_tier] > 0 &&
         --readers[need.node_tier] == 0) {
       TF_RETURN_IF_ERROR(EvictNodeCopies(need.task, need.output, need.node_tier));
@@ -1838,6 +1982,7 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
     }
   }
   inline_turns_ = false;  // from here on, reports are left alone
+  for (auto& [id, stream] : streams_) stream->readers_done = true;  // nobody reads any more
   absl::Status status = turn_status_;
   std::string_view final_state = run_state::kSucceeded;
   if (counts_.cancelled > 0 || cancelling_) {
@@ -2107,6 +2252,13 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     }
     std::string path = InputPath(t, i, producer, output);
     std::string env = StrCat("TIERFLOW_INPUT_", AsciiUpper(input.name));
+    // Still being copied: the task finds the files through the manifest.
+    const uint8_t input_tier = task.input_tiers[i];
+    if (input.stream && !from.foreach &&
+        tasks_[first].places[output].copies[input_tier] == CopyState::kStreaming) {
+      contract_env.emplace_back(StrCat("TIERFLOW_STREAM_", AsciiUpper(input.name)),
+                                StrCat(path, kStreamManifestSuffix));
+    }
     if (const uint8_t node = task.node_input_tiers[i]; node != kNoTier) {
       launch.node_inputs.push_back(
           {env, tiers_[node].config.name,

@@ -22,6 +22,10 @@
 
 namespace tierflow::scheduler {
 
+// A streamed copy's manifest is its target path with this suffix; the
+// reader's progress is that with ".next" (docs/task-helpers.md).
+inline constexpr std::string_view kStreamManifestSuffix = ".stream.json";
+
 struct MoveJob {
   // kRun: `run` does the work (a checkpoint's flush, restore or removal).
   enum class Kind { kCopy, kDelete, kRun };
@@ -48,6 +52,9 @@ struct MoveResult {
   absl::Status status;  // Cancelled for a job dropped before it started
   storage::TransferResult moved;
   Duration elapsed{0};
+  // A streamed copy (kRun) says so once its first file is there, before its
+  // final result; the job goes on.
+  bool started = false;
 };
 
 class Mover {

@@ -286,5 +286,53 @@ stages:
                                             "step-4", "step-4.committed", "step-4/weights"}));
 }
 
+// A streamed input (`stream: true`): the reader starts once the first files
+// of its copy are on its working tier, finds them through the manifest
+// TIERFLOW_STREAM_<NAME> names, and the copy stays at most 8 files ahead of
+// what it has opened (the helpers' ".next" file, written here by hand).
+TEST_F(DataMovementTest, AStreamedInputStartsItsReaderBeforeItsCopyEnds) {
+  WriteFile(dir_ / "pipeline.yaml", R"x(name: stream
+stages:
+  pack:
+    kind: stage
+    run: 'mkdir -p "$TIERFLOW_OUTPUT_SHARDS" && for i in $(seq 10 39); do echo "shard $i" > "$TIERFLOW_OUTPUT_SHARDS/s$i"; done'
+    outputs: {shards: {size: 100MiB, durability: durable}}
+  train:
+    kind: train
+    inputs: {shards: {from: pack.shards, stream: true}}
+    run: |
+      manifest="$TIERFLOW_STREAM_SHARDS"
+      [ -n "$manifest" ] || { echo "no manifest"; exit 4; }
+      echo "present at start: $(ls "$TIERFLOW_INPUT_SHARDS" | wc -l)"
+      i=0
+      for f in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["files"]))' "$manifest"); do
+        echo $i > "$manifest.tmp" && mv "$manifest.tmp" "$manifest.next"
+        while [ ! -e "$TIERFLOW_INPUT_SHARDS/$f" ]; do sleep 0.01; done
+        cat "$TIERFLOW_INPUT_SHARDS/$f" >> "$TIERFLOW_OUTPUT_SEEN"
+        i=$((i + 1))
+      done
+    outputs: [seen]
+)x");
+  absl::StatusOr<RunResult> result = RunOn(Tiers());
+  ASSERT_TRUE(result.ok()) << result.status();
+  const std::string log = ReadFile(dir_.path() / ".tierflow" / "runs" / result->run_id / "logs" /
+                                   "train.attempt-1.log");
+  ASSERT_EQ(result->state, "succeeded") << log;
+  const size_t at = log.find("present at start: ");
+  ASSERT_NE(at, std::string::npos) << log;
+  const int present = std::stoi(log.substr(at + 18));
+  EXPECT_GE(present, 1) << log;
+  EXPECT_LE(present, 8) << "the copy ran more than its window ahead: " << log;
+  std::string expected;
+  for (int i = 10; i < 40; ++i) expected += "shard " + std::to_string(i) + "\n";
+  EXPECT_EQ(ReadFile(dir_.path() / "tiers" / "bulk" / "runs" / result->run_id / "artifacts" /
+                     "train" / "seen"),
+            expected);
+  // The working copy on ram was complete, then evicted with its manifest.
+  EXPECT_THAT(Copies("pack", "shards"), ::testing::Contains("ram working evicted disk"));
+  EXPECT_FALSE(fs::exists(Root("ram") / "runs" / result->run_id / "artifacts" / "pack" /
+                          "shards.stream.json"));
+}
+
 }  // namespace
 }  // namespace tierflow

@@ -7,9 +7,11 @@ directory in TIERFLOW_CHECKPOINT_DIR (names upper-cased). Standard library
 only, so the scripts run on any python3.
 """
 
+import json
 import os
 import sys
 import tempfile
+import time
 
 
 def fail(message):
@@ -42,6 +44,29 @@ def input_path(name):
     path = _env("TIERFLOW_INPUT_" + name.upper())
     if not os.path.exists(path):
         fail("input %s: %s does not exist" % (name, path))
+    return path
+
+
+def stream_file(name, relative):
+    """The path of file `relative` of input `name`, once it is there. A
+    streamed input (`stream: true`, TIERFLOW_STREAM_<NAME> names its
+    manifest: docs/task-helpers.md) may still be being copied: say how far
+    the reader is (the manifest's .next file), then wait for the file."""
+    path = os.path.join(input_path(name), relative)
+    manifest = os.environ.get("TIERFLOW_STREAM_" + name.upper())
+    if not manifest:
+        return path
+    with open(manifest) as f:
+        files = json.load(f)["files"]
+    if relative in files:
+        write_atomic(manifest + ".next", "%d\n" % files.index(relative))
+    delay = 0.001
+    while not os.path.exists(path):
+        if os.path.exists(manifest + ".failed"):
+            with open(manifest + ".failed") as f:
+                fail("input %s: its copy failed: %s" % (name, f.read().strip()))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
     return path
 
 

@@ -29,11 +29,11 @@ CHECKPOINT = re.compile(r"^epoch-(\d{4,})$")
 
 def load_shards():
     directory = task.input_path("shards")
-    with open(os.path.join(directory, "index.json")) as f:
+    with open(task.stream_file("shards", "index.json")) as f:
         index = json.load(f)
     records, digest = [], hashlib.sha256()
     for shard in index["shards"]:
-        with open(os.path.join(directory, shard["file"]), "rb") as f:
+        with open(task.stream_file("shards", shard["file"]), "rb") as f:
             data = f.read()
         if hashlib.sha256(data).hexdigest() != shard["sha256"]:
             task.fail("shard %s is corrupt: SHA-256 differs from index.json" % shard["file"])
