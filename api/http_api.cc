@@ -189,11 +189,11 @@ absl::StatusOr<LoadedPipeline> LoadPipeline(const StoredRun& run) {
 
 // ------------------------------------------------------------ data wait
 
-// Seconds a task's first attempt that ran waited for copies of its inputs
-// (docs/ui.md "Time waiting on data"), by task id, for one run or (run_id
-// "") every run. From the events 'data_wait'/'data_ready' when the engine
-// wrote them, else derived from when the task's inputs were complete and
-// when the working copies it read were made.
+// Seconds a task waited for data (docs/ui.md "Time waiting on data"), by
+// task id, for one run or (run_id "") every run: as its attempts measured
+// it (copies waited for before the start, waits its helpers accounted), or
+// for a store from before those measurements, derived from when its inputs
+// were complete and when the working copies it read were made.
 absl::StatusOr<std::map<std::pair<std::string, std::string>, double>> DataWaits(
     Database& db, const std::string& run_id) {
   std::map<std::pair<std::string, std::string>, double> waits;
@@ -227,25 +227,20 @@ absl::StatusOr<std::map<std::pair<std::string, std::string>, double>> DataWaits(
     waits[{derived.Text(0), derived.Text(1)}] =
         static_cast<double>(std::max<int64_t>(0, copied - ready)) / 1000.0;
   }
-  // Recorded by the engine: each 'data_wait' ends at the task's next
-  // 'data_ready' (or, if none came, its next event).
+  // Measured by the engine and the worker (store schema 6): what each
+  // attempt waited for copies before it started and, while it ran, what
+  // its task helpers accounted; every attempt that ran counts.
   TF_ASSIGN_OR_RETURN(
-      Statement recorded,
-      db.Prepare(StrCat("SELECT a.run_id, a.task_id, a.time, "
-                        "  (SELECT MIN(n.time) FROM events n WHERE n.run_id = a.run_id "
-                        "   AND n.task_id = a.task_id AND n.id > a.id AND n.kind != 'data_wait') "
-                        "FROM events a WHERE a.kind = 'data_wait'",
-                        run_filter)));
-  if (!run_id.empty()) recorded.Bind(1, run_id);
-  std::set<std::pair<std::string, std::string>> replaced;
+      Statement measured,
+      db.Prepare(StrCat("SELECT a.run_id, a.task_id, SUM(coalesce(a.input_wait_ms, 0) + "
+                        "coalesce(a.data_wait_ms, 0)) FROM attempts a WHERE a.state != 'cached' "
+                        "AND (a.input_wait_ms IS NOT NULL OR a.data_wait_ms IS NOT NULL)",
+                        run_filter, " GROUP BY a.run_id, a.task_id")));
+  if (!run_id.empty()) measured.Bind(1, run_id);
   for (;;) {
-    TF_ASSIGN_OR_RETURN(bool row, recorded.Step());
+    TF_ASSIGN_OR_RETURN(bool row, measured.Step());
     if (!row) break;
-    if (recorded.IsNull(3)) continue;
-    std::pair<std::string, std::string> key{recorded.Text(0), recorded.Text(1)};
-    if (replaced.insert(key).second) waits[key] = 0;
-    waits[key] +=
-        static_cast<double>(std::max<int64_t>(0, recorded.Int(3) - recorded.Int(2))) / 1000.0;
+    waits[{measured.Text(0), measured.Text(1)}] = static_cast<double>(measured.Int(2)) / 1000.0;
   }
   return waits;
 }
@@ -593,11 +588,11 @@ absl::StatusOr<ApiResponse> Task(const HttpApiOptions& options, const std::strin
   TF_ASSIGN_OR_RETURN(auto waits, DataWaits(*db, run_id));
   auto wait = waits.find({run_id, task.id});
   TF_ASSIGN_OR_RETURN(Statement recorded,
-                      db->Prepare("SELECT COUNT(*) FROM events WHERE run_id = ? AND task_id = ? "
-                                  "AND kind = 'data_wait'"));
+                      db->Prepare("SELECT COUNT(*) FROM attempts WHERE run_id = ? AND task_id = ? "
+                                  "AND (input_wait_ms IS NOT NULL OR data_wait_ms IS NOT NULL)"));
   recorded.Bind(1, run_id).Bind(2, task.id);
   TF_ASSIGN_OR_RETURN(bool counted, recorded.Step());
-  const bool from_events = counted && recorded.Int(0) > 0;
+  const bool measured = counted && recorded.Int(0) > 0;
 
   TF_ASSIGN_OR_RETURN(Statement events,
                       db->Prepare("SELECT id, attempt_id, time, kind, message FROM events WHERE "
@@ -619,7 +614,7 @@ absl::StatusOr<ApiResponse> Task(const HttpApiOptions& options, const std::strin
                            {"io", io_json},
                            {"data_wait",
                             {{"seconds", wait == waits.end() ? 0.0 : wait->second},
-                             {"source", from_events ? "events" : "derived"}}},
+                             {"source", measured ? "measured" : "derived"}}},
                            {"events", event_list}});
 }
 
@@ -939,8 +934,8 @@ absl::Status StoreMetrics(Database& db, metrics::Registry& registry) {
   metrics::Counter& waited =
       registry
           .AddCounter("tierflow_data_wait_seconds_total",
-                      "Seconds tasks waited for copies of their inputs after they were "
-                      "otherwise ready to run (docs/ui.md says how it is measured).")
+                      "Seconds tasks waited for data: for copies of their inputs once "
+                      "otherwise ready, and for streamed files while they ran (docs/ui.md).")
           .With({});
   TF_ASSIGN_OR_RETURN(auto waits, DataWaits(db, ""));
   for (const auto& [task, seconds] : waits) waited.Increment(seconds);

@@ -158,7 +158,7 @@ def main():
           "task: placement home and reason")
     check(any(io["read_bytes"] > 0 for io in task["io"]) and
           any(io["written_bytes"] > 0 for io in task["io"]), "task: bytes per tier %r" % task["io"])
-    check(task["data_wait"]["seconds"] >= 0 and task["data_wait"]["source"] in ("derived", "events"),
+    check(task["data_wait"]["seconds"] >= 0 and task["data_wait"]["source"] == "measured",
           "task: data wait")
     error = c.json("/api/v1/runs/%s/tasks/trian" % quick, 404)
     check("did you mean 'train'" in error["message"], "404 did-you-mean task: %r" % error)
