@@ -14,6 +14,9 @@ packages=(
   libxxhash-dev libyaml-dev
   # tests: tests/schema_test.py, examples/quickstart (python3 standard library)
   python3 python3-yaml python3-jsonschema
+  # examples/digits (the demo, tests/digits_run.sh): numpy, and the digits data
+  # shipped with scikit-learn
+  python3-numpy python3-sklearn
   # tests: the s3 adapter against OpenStack Swift with s3api (scripts/swift.sh)
   swift swift-proxy swift-account swift-container swift-object memcached
   # tests: `tierflow lineage --output dot` is checked by rendering it

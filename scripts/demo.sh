@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The demo (README "Quick start"): installs missing Debian packages, builds
-# the `tierflow` command in Release into build/, and runs the quickstart
-# pipeline end to end on the embedded engine: validate, plan, run (state,
-# artifacts and logs in .tierflow/ at the repository root), then show the
-# run and the lineage of its released model, and ends by serving the web UI
+# the `tierflow` command in Release into build/, and runs the digits
+# pipeline (examples/digits: a classifier trained on scikit-learn's digits)
+# end to end on the embedded engine with the example's storage tiers (ram,
+# local, bulk, archive): validate, plan, run (state, logs and the tiers'
+# data in .tierflow/ at the repository root), then show the run and the
+# lineage of its published model, and ends by serving the web UI
 # (`tierflow ui` on http://127.0.0.1:8080/, in the foreground until Ctrl-C;
 # TIERFLOW_DEMO_NO_UI=1 skips it). Run it again and the tasks whose inputs
 # did not change are reused from the cache.
@@ -13,7 +15,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 build="$root/build"
-pipeline="examples/quickstart/pipeline.yaml"
+pipeline="examples/digits/pipeline.yaml"
+tiers="examples/digits/tiers.yaml"
 
 bash scripts/bootstrap.sh
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
@@ -25,10 +28,10 @@ say() { printf '\n$ %s\n' "$*"; }
 
 say tierflow validate "$pipeline"
 "$tierflow" validate "$pipeline"
-say tierflow plan "$pipeline"
-"$tierflow" plan "$pipeline"
-say tierflow run "$pipeline"
-"$tierflow" run "$pipeline"
+say tierflow plan "$pipeline" --tiers "$tiers"
+"$tierflow" plan "$pipeline" --tiers "$tiers"
+say tierflow run "$pipeline" --tiers "$tiers"
+"$tierflow" run "$pipeline" --tiers "$tiers"
 say tierflow show last
 "$tierflow" show last
 say tierflow lineage last/publish/release --upstream
