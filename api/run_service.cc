@@ -983,6 +983,20 @@ void RenderRunText(const RunDetail& detail, bool all_attempts, std::ostream& out
     outputs.Write(out);
   }
 
+  if (!detail.checkpoints.empty()) {
+    out << '\n';
+    Table checkpoints({"CHECKPOINT", "STEP", "STATE", "SIZE", "FLUSHED TO", "FLUSH", "HASH"});
+    for (const scheduler::CheckpointRow& row : detail.checkpoints) {
+      checkpoints.Add(
+          {Printable(StrCat(row.task_id, "/", row.name)), row.step ? StrCat(*row.step) : "-",
+           Printable(row.state),
+           row.bytes ? FormatSize(static_cast<uint64_t>(std::max<int64_t>(*row.bytes, 0))) : "-",
+           Printable(row.tier), DurationText(row.flush_ms),
+           row.content_hash.empty() ? "-" : ShortHash(row.content_hash)});
+    }
+    checkpoints.Write(out);
+  }
+
   const std::vector<DataWait> waits = DataWaits(detail);
   if (!waits.empty()) {
     out << '\n';
@@ -1025,7 +1039,27 @@ void RenderRunJson(const RunDetail& detail, std::ostream& out) {
   for (const DataWait& wait : DataWaits(detail)) {
     if (!wait.advice.empty()) advice.push_back(wait.advice);
   }
-  Dump(Json{{"run", RunJson(detail.run)}, {"tasks", tasks}, {"advice", advice}}, out);
+  Json checkpoints = Json::array();
+  for (const scheduler::CheckpointRow& row : detail.checkpoints) {
+    checkpoints.push_back({{"task_id", row.task_id},
+                           {"attempt_id", row.attempt_id},
+                           {"name", row.name},
+                           {"step", Optional(row.step)},
+                           {"local_uri", row.local_uri},
+                           {"tier", row.tier},
+                           {"uri", row.uri},
+                           {"bytes", Optional(row.bytes)},
+                           {"content_hash", OptionalText(row.content_hash)},
+                           {"state", row.state},
+                           {"committed_at_ms", row.committed_at_ms},
+                           {"flush_ms", Optional(row.flush_ms)},
+                           {"message", row.message}});
+  }
+  Dump(Json{{"run", RunJson(detail.run)},
+            {"tasks", tasks},
+            {"checkpoints", checkpoints},
+            {"advice", advice}},
+       out);
 }
 
 void RenderTaskJson(const TaskRow& task, std::ostream& out) { Dump(TaskJson(task), out); }

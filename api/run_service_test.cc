@@ -680,5 +680,47 @@ TEST(RenderRunTest, DataWaitsAndTheAdvisor) {
             Json({{"input", "shards"}, {"tier", "bulk"}, {"bytes", int64_t{3} << 30}}));
 }
 
+// Checkpoints a task committed: a table in the text, an array in JSON.
+TEST(RenderRunTest, Checkpoints) {
+  RunDetail detail = SmallDetail();
+  scheduler::CheckpointRow flushed;
+  flushed.task_id = "train";
+  flushed.attempt_id = 7;
+  flushed.name = "step-00000002";
+  flushed.step = 2;
+  flushed.local_uri = "/dev/shm/x/step-00000002";
+  flushed.tier = "bulk";
+  flushed.uri = "s3://b/runs/demo/checkpoints/train/step-00000002";
+  flushed.bytes = 3 << 20;
+  flushed.content_hash = "xxh3:0123456789abcdef0123456789abcdef";
+  flushed.state = "present";
+  flushed.flush_ms = 1500;
+  scheduler::CheckpointRow failed = flushed;
+  failed.name = "step-00000003";
+  failed.step = 3;
+  failed.bytes.reset();
+  failed.content_hash.clear();
+  failed.state = "failed";
+  failed.message = "tier bulk: 503";
+  detail.checkpoints = {flushed, failed};
+  std::ostringstream text;
+  RenderRunText(detail, /*all_attempts=*/false, text);
+  EXPECT_TRUE(Contains(text.str(),
+                       "CHECKPOINT           STEP  STATE    SIZE   FLUSHED TO  FLUSH    HASH\n"
+                       "train/step-00000002  2     present  3 MiB  bulk        1s500ms  "
+                       "xxh3:0123456789ab\n"
+                       "train/step-00000003  3     failed   -      bulk        1s500ms  -\n"))
+      << text.str();
+  std::ostringstream json_text;
+  RenderRunJson(detail, json_text);
+  Json json = Json::parse(json_text.str());
+  ASSERT_EQ(json["checkpoints"].size(), 2u);
+  EXPECT_EQ(json["checkpoints"][0]["step"], 2);
+  EXPECT_EQ(json["checkpoints"][0]["bytes"], 3 << 20);
+  EXPECT_EQ(json["checkpoints"][1]["state"], "failed");
+  EXPECT_EQ(json["checkpoints"][1]["content_hash"], nullptr);
+  EXPECT_EQ(json["checkpoints"][1]["message"], "tier bulk: 503");
+}
+
 }  // namespace
 }  // namespace tierflow::api

@@ -174,9 +174,27 @@ struct TaskRow {
   std::vector<ArtifactRow> outputs;  // by name (filled by GetRunDetail)
 };
 
+// A checkpoint a task committed (store.cc schema 7).
+struct CheckpointRow {
+  std::string task_id;
+  int64_t attempt_id = 0;
+  std::string name;
+  std::optional<int64_t> step;
+  std::string local_uri;  // where the task wrote it
+  std::string tier;       // the durable tier it was flushed to
+  std::string uri;
+  std::optional<int64_t> bytes;
+  std::string content_hash;
+  std::string state;  // flushing | present | failed | deleted
+  int64_t committed_at_ms = 0;
+  std::optional<int64_t> flush_ms;
+  std::string message;
+};
+
 struct RunDetail {
   RunSummary run;
-  std::vector<TaskRow> tasks;  // plan order (seq)
+  std::vector<TaskRow> tasks;              // plan order (seq)
+  std::vector<CheckpointRow> checkpoints;  // by task, then step
 };
 
 // A run with every task, attempt, output and copy.
