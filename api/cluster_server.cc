@@ -41,12 +41,6 @@ std::string HeldKey(const std::string& tier, const std::string& key) {
   return StrCat(tier, "/", key);
 }
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // OK when `token` is empty (none required) or the call carries it.
 grpc::Status CheckToken(const grpc::ServerContext& context, const std::string& token,
                         std::string_view who) {
@@ -226,7 +220,7 @@ class Registry {
         return {grpc::StatusCode::ALREADY_EXISTS,
                 StrCat("a worker named ", worker->name, " is connected already")};
       }
-      worker->last_seen_ms = NowMs();
+      worker->last_seen_ms = WallClockMs();
       workers_[worker->name] = worker;
     }
     v1::SchedulerMessage registered;
@@ -240,7 +234,7 @@ class Registry {
     while (stream->Read(&message)) {
       {
         std::lock_guard lock(mu_);
-        worker->last_seen_ms = NowMs();
+        worker->last_seen_ms = WallClockMs();
       }
       if (!message.has_report()) continue;
       TaskReport report = FromProto(message.report());
@@ -424,7 +418,7 @@ class Registry {
     std::unique_lock lock(mu_);
     while (!stopping_) {
       cv_.wait_for(lock, std::chrono::milliseconds(200));
-      const int64_t now = NowMs();
+      const int64_t now = WallClockMs();
       for (const auto& [name, worker] : workers_) {
         if (now - worker->last_seen_ms > timeout_.count()) worker->context->TryCancel();
       }

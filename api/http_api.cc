@@ -21,6 +21,7 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/suggest.h"
+#include "common/units.h"
 #include "dag/graph.h"
 #include "dag/loader.h"
 #include "scheduler/placement.h"
@@ -35,12 +36,6 @@ using scheduler::Database;
 using scheduler::Statement;
 using scheduler::TaskRow;
 using Json = nlohmann::ordered_json;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string DumpJson(const Json& json) {
   return json.dump(-1, ' ', false, Json::error_handler_t::replace);
@@ -300,7 +295,7 @@ absl::StatusOr<ApiResponse> Graph(const HttpApiOptions& options, const std::stri
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenStore(options));
   TF_ASSIGN_OR_RETURN(std::string run_id, scheduler::ResolveRunId(*db, run));
   TF_ASSIGN_OR_RETURN(scheduler::RunSummary summary,
-                      scheduler::GetRunSummary(*db, run_id, NowMs()));
+                      scheduler::GetRunSummary(*db, run_id, WallClockMs()));
   // Tasks without their attempts and outputs: a 5,000-task graph stays small.
   TF_ASSIGN_OR_RETURN(
       Statement tasks,
@@ -445,7 +440,8 @@ absl::StatusOr<TaskRow> FindTaskDetail(Database& db, const std::string& run_id,
                                        const std::string& task_id) {
   // FindTask first: its NotFound carries the did-you-mean.
   TF_RETURN_IF_ERROR(scheduler::FindTask(db, run_id, task_id).status());
-  TF_ASSIGN_OR_RETURN(scheduler::RunDetail detail, scheduler::GetRunDetail(db, run_id, NowMs()));
+  TF_ASSIGN_OR_RETURN(scheduler::RunDetail detail,
+                      scheduler::GetRunDetail(db, run_id, WallClockMs()));
   for (TaskRow& task : detail.tasks) {
     if (task.id == task_id) return std::move(task);
   }
@@ -1117,7 +1113,8 @@ FeedEvent RenderEventRow(Database& db, const Statement& row) {
     data["state"] = IsTaskState(kind) ? Json(kind) : Json(nullptr);
   } else {
     event.type = "run";
-    absl::StatusOr<scheduler::RunSummary> summary = scheduler::GetRunSummary(db, run_id, NowMs());
+    absl::StatusOr<scheduler::RunSummary> summary =
+        scheduler::GetRunSummary(db, run_id, WallClockMs());
     data["run"] = summary.ok() ? RunSummaryJson(*summary) : Json(nullptr);
   }
   event.data = HtmlSafeJson(DumpJson(data));
@@ -1234,7 +1231,7 @@ void EventFeed::Loop() {
                                                                {"run_id", run_id},
                                                                {"task_id", task_id},
                                                                {"attempt_id", nullptr},
-                                                               {"time_ms", NowMs()},
+                                                               {"time_ms", WallClockMs()},
                                                                {"kind", state},
                                                                {"message", ""},
                                                                {"state", state}}))});
@@ -1247,13 +1244,13 @@ void EventFeed::Loop() {
       for (const std::string& run_id : touched) {
         if (announced.count(run_id) > 0) continue;
         absl::StatusOr<scheduler::RunSummary> summary =
-            scheduler::GetRunSummary(*db, run_id, NowMs());
+            scheduler::GetRunSummary(*db, run_id, WallClockMs());
         if (!summary.ok()) continue;
         fresh.push_back(FeedEvent{std::nullopt, "run",
                                   HtmlSafeJson(DumpJson(Json{{"id", nullptr},
                                                              {"run_id", run_id},
                                                              {"task_id", nullptr},
-                                                             {"time_ms", NowMs()},
+                                                             {"time_ms", WallClockMs()},
                                                              {"kind", "progress"},
                                                              {"message", ""},
                                                              {"run", RunSummaryJson(*summary)}}))});

@@ -55,22 +55,6 @@ std::string CookieValue(const std::string& header, std::string_view name) {
   return "";
 }
 
-std::string CookieEncode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (std::isalnum(byte) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(c);
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[byte >> 4]);
-      out.push_back(kHex[byte & 15]);
-    }
-  }
-  return out;
-}
-
 void Send(httplib::Response& res, const ApiResponse& response) {
   res.status = response.status;
   const bool json = response.content_type == "application/json";
@@ -238,7 +222,7 @@ class Server final : public HttpServer {
       return false;
     }
     if (from_query) {
-      res.set_header("Set-Cookie", StrCat(kCookie, "=", CookieEncode(options_.token),
+      res.set_header("Set-Cookie", StrCat(kCookie, "=", PercentEncode(options_.token),
                                           "; Path=/; HttpOnly; SameSite=Strict"));
     }
     return true;

@@ -25,6 +25,7 @@
 #include "api/text_table.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "common/units.h"
 #include "scheduler/store.h"
 
 namespace tierflow::api {
@@ -40,12 +41,6 @@ using scheduler::LineageNode;
 using scheduler::RunSummary;
 using scheduler::TaskRow;
 using Json = nlohmann::ordered_json;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 absl::StatusOr<std::unique_ptr<Database>> OpenReadOnly(const std::string& db) {
   return scheduler::OpenStoreReadOnly(scheduler::ResolveDatabasePath(db));
@@ -554,13 +549,13 @@ std::string DotNode(const LineageGraph& graph, const LineageNode& node) {
 
 absl::StatusOr<RunList> ListRuns(const std::string& db, const RunFilter& filter) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> store, OpenReadOnly(db));
-  return scheduler::ListRuns(*store, filter, NowMs());
+  return scheduler::ListRuns(*store, filter, WallClockMs());
 }
 
 absl::StatusOr<RunDetail> ShowRun(const std::string& db, const std::string& run) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> store, OpenReadOnly(db));
   TF_ASSIGN_OR_RETURN(std::string run_id, scheduler::ResolveRunId(*store, run));
-  return scheduler::GetRunDetail(*store, run_id, NowMs());
+  return scheduler::GetRunDetail(*store, run_id, WallClockMs());
 }
 
 absl::StatusOr<LineageGraph> GetLineage(const std::string& db, const std::string& target,

@@ -24,12 +24,6 @@ namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 namespace {
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string Number(double value, int decimals) {
   char text[64];
   snprintf(text, sizeof text, "%.*f", decimals, value);
@@ -210,7 +204,7 @@ absl::Status ProbeTiers(const storage::TierSet& tiers, const std::vector<std::st
     const storage::TierProfile& p = result->profile;
     insert.Bind(1, tier->name)
         .Bind(2, tier->Location())
-        .Bind(3, NowMs())
+        .Bind(3, WallClockMs())
         .Bind(4, p.seq_read_mb_s)
         .Bind(5, p.seq_write_mb_s)
         .Bind(6, p.rand_read_iops)

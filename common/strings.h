@@ -43,4 +43,8 @@ std::string AsciiUpper(std::string_view text);
 // C escapes (\n, \\, \x00), so user values are safe to echo in messages.
 std::string CEscape(std::string_view text);
 
+// Percent-encoding as RFC 3986 and AWS's UriEncode do it: every byte but
+// A-Z a-z 0-9 - . _ ~ (and '/' when `keep_slash`) as %XY, upper-case hex.
+std::string PercentEncode(std::string_view text, bool keep_slash = false);
+
 }  // namespace tierflow

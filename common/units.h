@@ -29,4 +29,11 @@ std::string FormatSize(uint64_t bytes);
 // "2h30m", "1m30s", "250ms", "0s".
 std::string FormatDuration(Duration duration);
 
+// Wall-clock time in ms since the Unix epoch: what the state store records.
+inline int64_t WallClockMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace tierflow

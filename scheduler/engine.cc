@@ -35,6 +35,7 @@
 #include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "common/units.h"
 #include "dag/graph.h"
 #include "dag/loader.h"
 #include "nlohmann/json.hpp"
@@ -52,12 +53,6 @@ namespace {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
 using json = nlohmann::json;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // A foreach item as one path component: the item itself when it is a safe
 // file name, else its index for every item of the stage (so names never
@@ -577,7 +572,7 @@ class Engine::Impl {
 
   void Emit(uint32_t task, std::string message, Duration duration = Duration(0)) {
     TaskEvent event;
-    event.time_ms = NowMs();
+    event.time_ms = WallClockMs();
     event.task_id = tasks_[task].id;
     event.state = std::string(tasks_[task].state);
     event.attempt = tasks_[task].attempts;
@@ -679,7 +674,14 @@ class Engine::Impl {
   absl::Status SetUpCheckpoints();
   absl::Status WatchCheckpoints(uint32_t task, TaskLaunch& launch, int& restores);
   absl::Status PollCheckpoints(std::optional<uint32_t> only = std::nullopt);
-  absl::Status FlushCheckpoint(uint32_t task, const std::string& name);
+  // `attempt`: the attempt that committed it (default: the task's current one).
+  absl::Status FlushCheckpoint(uint32_t task, const std::string& name, int64_t attempt = 0);
+  struct Unflushed {
+    uint32_t task = 0;
+    std::string name;
+    int64_t attempt = 0;
+  };
+  std::vector<Unflushed> unflushed_;  // a resume: flushes the crash cut off
   absl::Status ApplyCheckpointMove(const Move& move, const MoveResult& result);
   absl::Status KeepCheckpoints(uint32_t task);
   // Every move under way is in moves_; a copy counts in /metrics too.
@@ -767,6 +769,7 @@ absl::Status Engine::Impl::BeginRun() {
   moves_in_flight_ = 0;
   last_restore_id_ = 0;
   streams_.clear();
+  unflushed_.clear();
   checkpoint_watch_.clear();
   checkpoint_digests_.clear();
   waiting_launches_.clear();
@@ -1054,7 +1057,7 @@ absl::StatusOr<int64_t> Engine::Impl::InsertCopy(uint32_t t, size_t o, uint8_t t
       .Bind(5, static_cast<int64_t>(artifact.bytes))
       .Bind(6, artifact.hash)
       .Bind(7, state)
-      .Bind(8, NowMs());
+      .Bind(8, WallClockMs());
   if (source) {
     insert_copy_->Bind(9, tiers_[*source].config.name);
   } else {
@@ -1069,7 +1072,7 @@ absl::StatusOr<int64_t> Engine::Impl::InsertCopy(uint32_t t, size_t o, uint8_t t
 
 absl::Status Engine::Impl::UpdateCopy(int64_t copy_id, std::string_view state,
                                       const std::string& message) {
-  update_copy_->Bind(1, state).Bind(2, NowMs()).Bind(3, message).Bind(4, copy_id);
+  update_copy_->Bind(1, state).Bind(2, WallClockMs()).Bind(3, message).Bind(4, copy_id);
   return update_copy_->Run();
 }
 
@@ -1515,7 +1518,7 @@ absl::Status Engine::Impl::PrepareStatements() {
 absl::Status Engine::Impl::CreateRun(const std::string& yaml,
                                      const std::map<std::string, std::string>& params,
                                      int priority) {
-  const int64_t now = NowMs();
+  const int64_t now = WallClockMs();
   TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
   auto rollback = [&](absl::Status status) {
     (void)db_->Execute("ROLLBACK");
@@ -1763,7 +1766,7 @@ absl::Status Engine::Impl::LoadRunForResume() {
   TF_RETURN_IF_ERROR(PrepareStatements());
 
   TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
-  const int64_t now = NowMs();
+  const int64_t now = WallClockMs();
   // Attempts that were running when the engine died are lost.
   TF_ASSIGN_OR_RETURN(Statement lose,
                       db_->Prepare("UPDATE attempts SET state = 'lost', finished_at = ?, message "
@@ -1771,6 +1774,19 @@ absl::Status Engine::Impl::LoadRunForResume() {
                                    "? AND state = 'running'"));
   lose.Bind(1, now).Bind(2, run_id_);
   TF_RETURN_IF_ERROR(lose.Run());
+  // Checkpoint flushes the crash cut off: flushed again when their task
+  // runs again (WatchCheckpoints), or below for a task that had ended.
+  TF_ASSIGN_OR_RETURN(Statement cut,
+                      db_->Prepare("UPDATE checkpoints SET state = 'failed', message = 'the "
+                                   "engine stopped during this flush' WHERE run_id = ? AND state "
+                                   "= 'flushing' RETURNING task_id, name, attempt_id"));
+  cut.Bind(1, run_id_);
+  for (;;) {
+    TF_ASSIGN_OR_RETURN(bool row, cut.Step());
+    if (!row) break;
+    auto found = by_id.find(cut.Text(0));
+    if (found != by_id.end()) unflushed_.push_back({found->second, cut.Text(1), cut.Int(2)});
+  }
   for (const StaleCopy& copy : stale_copies) {
     TF_RETURN_IF_ERROR(UpdateCopy(copy.id, copy.state, copy.why));
   }
@@ -1850,7 +1866,7 @@ absl::Status Engine::Impl::AddEvent(const std::string& task_id, int64_t attempt_
   } else {
     insert_event_->Bind(3, attempt_id);
   }
-  insert_event_->Bind(4, NowMs()).Bind(5, kind).Bind(6, message);
+  insert_event_->Bind(4, WallClockMs()).Bind(5, kind).Bind(6, message);
   return insert_event_->Run();
 }
 
@@ -1862,7 +1878,7 @@ absl::Status Engine::Impl::SetTaskState(uint32_t t, std::string_view state,
   CountState(state, +1);
   task.state = state;
   task.message = message;
-  const int64_t now = NowMs();
+  const int64_t now = WallClockMs();
   update_task_->Bind(1, state)
       .Bind(2, static_cast<int64_t>(task.attempts))
       .Bind(4, message)
@@ -2037,7 +2053,7 @@ absl::Status Engine::Impl::FinishRun(std::string_view state, const std::string& 
   TF_ASSIGN_OR_RETURN(Statement update,
                       db_->Prepare("UPDATE runs SET state = ?, finished_at = ?, engine_pid = NULL, "
                                    "message = ? WHERE id = ?"));
-  update.Bind(1, state).Bind(2, NowMs()).Bind(3, message).Bind(4, run_id_);
+  update.Bind(1, state).Bind(2, WallClockMs()).Bind(3, message).Bind(4, run_id_);
   absl::Status status = update.Run();
   if (status.ok()) status = AddEvent("", 0, StrCat("run_", state), message);
   if (!status.ok()) {
@@ -2107,6 +2123,18 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<Move
       // A resume: outputs kept from before may still need their write-back
       // or copies for the tasks that will read them.
       schedule_kept_ = false;
+      // Checkpoints of tasks that had ended whose flush the crash cut off
+      // (a task that runs again flushes its own when it starts).
+      for (const Unflushed& cut : unflushed_) {
+        std::error_code error;
+        if (IsDone(tasks_[cut.task].state) &&
+            fs::exists(TierPath(checkpoint_tier_,
+                                StrCat(CheckpointKey(cut.task), "/", cut.name, ".committed")),
+                       error)) {
+          TF_RETURN_IF_ERROR(FlushCheckpoint(cut.task, cut.name, cut.attempt));
+        }
+      }
+      unflushed_.clear();
       for (uint32_t t = 0; t < tasks_.size(); ++t) {
         if (!IsDone(tasks_[t].state)) continue;
         for (size_t o = 0; o < tasks_[t].places.size(); ++o)
@@ -2138,7 +2166,7 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<Move
       TF_ASSIGN_OR_RETURN(bool data_ready, DataReady(t));
       if (!data_ready) {
         if (data_waiters_.insert(t).second) {
-          tasks_[t].data_wait_since_ms = NowMs();
+          tasks_[t].data_wait_since_ms = WallClockMs();
           TF_RETURN_IF_ERROR(
               AddEvent(tasks_[t].id, 0, "data_wait", "waiting for copies of its inputs"));
         }
@@ -2212,7 +2240,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     return absl::OkStatus();
   const dag::Stage& stage = pipeline_.stages[task.stage];
   const dag::Task& graph_task = graph_->tasks()[t];
-  const int64_t now = NowMs();
+  const int64_t now = WallClockMs();
 
   TaskLaunch launch;
   launch.run_id = run_id_;
@@ -2393,6 +2421,22 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
 
 // ------------------------------------------------------------ checkpoints
 
+namespace {
+
+// A checkpoint's folder, then its commit marker: it counts on `to` only
+// once it is all there.
+absl::StatusOr<storage::TransferResult> CopyCheckpoint(storage::Adapter& from, storage::Adapter& to,
+                                                       const std::string& key) {
+  TF_ASSIGN_OR_RETURN(storage::TransferResult moved, CopyArtifact(from, key, to, key));
+  TF_ASSIGN_OR_RETURN(storage::TransferResult marker,
+                      storage::CopyObject(from, key + ".committed", to, key + ".committed"));
+  moved.bytes += marker.bytes;
+  moved.objects += marker.objects;
+  return moved;
+}
+
+}  // namespace
+
 // Where tasks write checkpoints: the fastest posix tier (in cluster mode,
 // one every worker reaches). Where a stage's are flushed: its
 // `checkpoints.tier`, else the fastest durable tier that allows deletes.
@@ -2456,7 +2500,9 @@ absl::Status Engine::Impl::WatchCheckpoints(uint32_t t, TaskLaunch& launch, int&
   for (;;) {
     TF_ASSIGN_OR_RETURN(bool row, rows.Step());
     if (!row) break;
-    seen.insert(rows.Text(0));
+    // One whose flush failed (or was cut off by a crash: resume marks it
+    // failed) is flushed again if the task's folder still has it.
+    if (rows.Text(1) != "failed") seen.insert(rows.Text(0));
     if (rows.Text(1) == "present") latest = rows.Text(0);
   }
   std::error_code error;
@@ -2474,13 +2520,7 @@ absl::Status Engine::Impl::WatchCheckpoints(uint32_t t, TaskLaunch& launch, int&
              path = (dir / latest).string()]() -> absl::StatusOr<storage::TransferResult> {
     std::error_code error;
     fs::remove_all(path, error);  // what a task that failed mid-write left
-    TF_ASSIGN_OR_RETURN(storage::TransferResult moved, CopyArtifact(*from, key, *to, key));
-    // The marker last: the checkpoint counts only once it is all there.
-    TF_ASSIGN_OR_RETURN(storage::TransferResult marker,
-                        storage::CopyObject(*from, key + ".committed", *to, key + ".committed"));
-    moved.bytes += marker.bytes;
-    moved.objects += marker.objects;
-    return moved;
+    return CopyCheckpoint(*from, *to, key);
   };
   to_move_.push_back(std::move(job));
   ++restores;
@@ -2512,7 +2552,7 @@ absl::Status Engine::Impl::PollCheckpoints(std::optional<uint32_t> only) {
   return absl::OkStatus();
 }
 
-absl::Status Engine::Impl::FlushCheckpoint(uint32_t t, const std::string& name) {
+absl::Status Engine::Impl::FlushCheckpoint(uint32_t t, const std::string& name, int64_t attempt) {
   const TaskRec& task = tasks_[t];
   const uint8_t flush = checkpoint_flush_[task.stage];
   const std::string key = StrCat(CheckpointKey(t), "/", name);
@@ -2534,13 +2574,13 @@ absl::Status Engine::Impl::FlushCheckpoint(uint32_t t, const std::string& name) 
                                    "?, ?, ?, ?, ?, ?, ?, 'flushing', ?)"));
   insert.Bind(1, run_id_)
       .Bind(2, task.id)
-      .Bind(3, task.attempt_id)
+      .Bind(3, attempt != 0 ? attempt : task.attempt_id)
       .Bind(4, name)
       .Bind(5, step)
       .Bind(6, local)
       .Bind(7, tiers_[flush].config.name)
       .Bind(8, CopyUri(flush, key))
-      .Bind(9, NowMs());
+      .Bind(9, WallClockMs());
   TF_RETURN_IF_ERROR(insert.Run());
   const int64_t row = db_->LastInsertId();
   storage::Adapter* from = tiers_[checkpoint_tier_].adapter.get();
@@ -2553,12 +2593,7 @@ absl::Status Engine::Impl::FlushCheckpoint(uint32_t t, const std::string& name) 
   job.copy_id = id;
   job.run = [from, to, key, local, digest]() -> absl::StatusOr<storage::TransferResult> {
     TF_ASSIGN_OR_RETURN(*digest, storage::HashArtifact(local));
-    TF_ASSIGN_OR_RETURN(storage::TransferResult moved, CopyArtifact(*from, key, *to, key));
-    TF_ASSIGN_OR_RETURN(storage::TransferResult marker,
-                        storage::CopyObject(*from, key + ".committed", *to, key + ".committed"));
-    moved.bytes += marker.bytes;
-    moved.objects += marker.objects;
-    return moved;
+    return CopyCheckpoint(*from, *to, key);
   };
   checkpoint_digests_[row] = digest;
   to_move_.push_back(std::move(job));
@@ -2574,7 +2609,18 @@ absl::Status Engine::Impl::ApplyCheckpointMove(const Move& move, const MoveResul
       TF_RETURN_IF_ERROR(AddEvent(task.id, 0, "checkpoint_restore_failed",
                                   StrCat("restoring its latest checkpoint failed: ",
                                          result.status.message(), "; it starts without it")));
+    } else {
+      TF_RETURN_IF_ERROR(
+          AddEvent(task.id, task.attempt_id, "checkpoint_restored",
+                   StrCat("its latest checkpoint restored: ", FormatSize(result.moved.bytes),
+                          " in ", FormatDuration(result.elapsed))));
     }
+    // The attempt waited for it before it could start.
+    TF_ASSIGN_OR_RETURN(Statement waited,
+                        db_->Prepare("UPDATE attempts SET input_wait_ms = coalesce(input_wait_ms, "
+                                     "0) + ? WHERE id = ?"));
+    waited.Bind(1, static_cast<int64_t>(result.elapsed.count())).Bind(2, task.attempt_id);
+    TF_RETURN_IF_ERROR(waited.Run());
     auto waiting = waiting_launches_.find(move.task);
     if (waiting != waiting_launches_.end() && --waiting->second.restores == 0) {
       to_launch_.push_back(std::move(waiting->second.launch));
@@ -2599,7 +2645,7 @@ absl::Status Engine::Impl::ApplyCheckpointMove(const Move& move, const MoveResul
       .Bind(2, ok ? std::optional<int64_t>(content->bytes) : std::nullopt)
       .Bind(3, ok ? std::optional<int64_t>(content->files) : std::nullopt)
       .Bind(4, ok ? std::optional<std::string>(content->hash) : std::nullopt)
-      .Bind(5, NowMs())
+      .Bind(5, WallClockMs())
       .Bind(6, ms)
       .Bind(7, ok ? std::string() : std::string(result.status.message()))
       .Bind(8, move.checkpoint);
@@ -2856,7 +2902,7 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
     TF_RETURN_IF_ERROR(PollCheckpoints(t));
     checkpoint_watch_.erase(t);
   }
-  const int64_t now = NowMs();
+  const int64_t now = WallClockMs();
   const Duration duration(std::max<int64_t>(now - task.attempt_started_ms, 0));
   const dag::Stage& stage = pipeline_.stages[task.stage];
 
@@ -3075,7 +3121,7 @@ absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::str
   }
   // No engine, and none can start while the lock is held: record the end here.
   const int killed = KillLeftoverTasks(run_id);
-  const int64_t now = NowMs();
+  const int64_t now = WallClockMs();
   TF_RETURN_IF_ERROR(db->Execute("BEGIN IMMEDIATE"));
   absl::Status status = [&]() -> absl::Status {
     TF_RETURN_IF_ERROR(not_running());  // an engine may have finished it meanwhile

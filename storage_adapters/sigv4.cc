@@ -36,22 +36,7 @@ std::string CanonicalHeaderValue(std::string_view value) {
 }  // namespace
 
 std::string UriEncode(std::string_view text, bool keep_slash) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if ((byte >= 'A' && byte <= 'Z') || (byte >= 'a' && byte <= 'z') ||
-        (byte >= '0' && byte <= '9') || c == '-' || c == '.' || c == '_' || c == '~' ||
-        (c == '/' && keep_slash)) {
-      out.push_back(c);
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[byte >> 4]);
-      out.push_back(kHex[byte & 15]);
-    }
-  }
-  return out;
+  return PercentEncode(text, keep_slash);
 }
 
 std::string CanonicalQuery(const std::vector<std::pair<std::string, std::string>>& query) {

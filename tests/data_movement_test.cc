@@ -275,6 +275,11 @@ stages:
                       "step-1 1 bulk deleted 1 1000", "step-2 2 bulk deleted 1 1000",
                       "step-3 3 bulk present 2 1000", "step-4 4 bulk present 2 1000"}));
   EXPECT_EQ(QueryValue(Db(), "SELECT count(*) FROM events WHERE kind = 'checkpoint_restore'"), "1");
+  // The restore's time counts as the retry's wait for data.
+  EXPECT_EQ(QueryValue(Db(), "SELECT count(*) FROM events WHERE kind = 'checkpoint_restored'"),
+            "1");
+  EXPECT_EQ(QueryValue(Db(), "SELECT input_wait_ms IS NOT NULL FROM attempts WHERE number = 2"),
+            "1");
   // On bulk: the newest two, each with its marker, nothing else.
   std::vector<std::string> kept;
   const fs::path bulk = Root("bulk") / "runs" / run / "checkpoints" / "train";
@@ -332,6 +337,53 @@ stages:
   EXPECT_THAT(Copies("pack", "shards"), ::testing::Contains("ram working evicted disk"));
   EXPECT_FALSE(fs::exists(Root("ram") / "runs" / result->run_id / "artifacts" / "pack" /
                           "shards.stream.json"));
+}
+
+// A crash in the middle of a checkpoint's flush (simulated: the row put
+// back to `flushing` and the durable copy removed, as a kill -9 leaves
+// them) does not lose it: resume records the cut flush failed and flushes
+// the checkpoint again from where the task wrote it.
+TEST_F(DataMovementTest, ResumeFlushesACheckpointWhoseFlushACrashCutOff) {
+  WriteFile(dir_ / "pipeline.yaml", R"x(name: cut
+stages:
+  train:
+    kind: train
+    checkpoints: {keep: 3}
+    run: |
+      dir="$TIERFLOW_CHECKPOINT_DIR"
+      if [ -e "$dir/step-1.committed" ]; then echo resumed > "$TIERFLOW_OUTPUT_MODEL"; exit 0; fi
+      mkdir -p "$dir/step-1" && head -c 5000 /dev/zero > "$dir/step-1/weights"
+      echo '{"step": 1}' > "$dir/step-1.committed"
+      exit 3
+    outputs: [model]
+)x");
+  absl::StatusOr<RunResult> first = RunOn(Tiers());
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->state, "failed");
+  ASSERT_EQ(QueryValue(Db(), "SELECT state FROM checkpoints"), "present");
+  const fs::path durable = Root("bulk") / "runs" / first->run_id / "checkpoints" / "train";
+  fs::remove_all(durable);
+  {
+    absl::StatusOr<std::unique_ptr<scheduler::Database>> db = scheduler::OpenStore(Db());
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)->Execute("UPDATE checkpoints SET state = 'flushing'").ok());
+  }
+  EngineOptions options;
+  options.db_path = Db();
+  std::shared_ptr<scheduler::Engine> engine = api::MakeEmbeddedEngine(std::move(options));
+  absl::StatusOr<RunResult> resumed = engine->Resume(first->run_id);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->state, "succeeded");
+  std::vector<std::string> rows;
+  for (const Row& row : Query(Db(),
+                              "SELECT name || ' ' || state || ' ' || message FROM "
+                              "checkpoints ORDER BY id")) {
+    rows.push_back(row[0]);
+  }
+  EXPECT_EQ(rows, (std::vector<std::string>{"step-1 failed the engine stopped during this flush",
+                                            "step-1 present "}));
+  EXPECT_EQ(ReadFile(durable / "step-1" / "weights").size(), 5000u);
+  EXPECT_TRUE(fs::exists(durable / "step-1.committed"));
 }
 
 }  // namespace

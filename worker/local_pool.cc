@@ -34,12 +34,6 @@ namespace {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
 // An attempt's output: the read end of the pipe its stdout and stderr
@@ -323,7 +317,7 @@ class LocalPool final : public Executor {
     }
     TaskReport failure;
     failure.attempt_id = launch.attempt_id;
-    failure.started_ms = NowMs();
+    failure.started_ms = WallClockMs();
     std::error_code error;
     if (!launch.checkpoint_dir.empty()) {
       fs::create_directories(launch.checkpoint_dir, error);
@@ -336,14 +330,14 @@ class LocalPool final : public Executor {
     }
     if (error) {
       failure.message = StrCat("cannot prepare the attempt's folders: ", error.message());
-      failure.finished_ms = NowMs();
+      failure.finished_ms = WallClockMs();
       Report(std::move(failure));
       return;
     }
     int output[2];
     if (pipe2(output, O_CLOEXEC) != 0) {
       failure.message = StrCat("cannot make the attempt's output pipe: ", std::strerror(errno));
-      failure.finished_ms = NowMs();
+      failure.finished_ms = WallClockMs();
       Report(std::move(failure));
       return;
     }
@@ -364,7 +358,7 @@ class LocalPool final : public Executor {
     close(output[1]);  // the child has its copies
     if (!process.ok()) {
       failure.message = std::string(process.status().message());
-      failure.finished_ms = NowMs();
+      failure.finished_ms = WallClockMs();
       Report(std::move(failure));
       return;
     }
@@ -376,7 +370,7 @@ class LocalPool final : public Executor {
       failure.message =
           StrCat("cannot watch the task's process: pidfd_open: ", std::strerror(errno));
       process->Terminate(launch.kill_grace);
-      failure.finished_ms = NowMs();
+      failure.finished_ms = WallClockMs();
       Report(std::move(failure));
       return;
     }
@@ -487,7 +481,7 @@ class LocalPool final : public Executor {
       report.message = report.message.empty() ? log_note : StrCat(report.message, "; ", log_note);
     }
     RemoveStaging(task.launch);
-    report.finished_ms = NowMs();
+    report.finished_ms = WallClockMs();
     Report(std::move(report));
   }
 
@@ -514,7 +508,7 @@ class LocalPool final : public Executor {
                 : StrCat("output '", output.name, "': ", digest.status().message());
         report.outputs.clear();
         RemoveStaging(launch);
-        report.finished_ms = NowMs();
+        report.finished_ms = WallClockMs();
         Report(std::move(report));
         return;
       }
@@ -534,7 +528,7 @@ class LocalPool final : public Executor {
     if (report.outputs.size() == launch.outputs.size())
       report.outcome = TaskReport::Outcome::kSucceeded;
     RemoveStaging(launch);
-    report.finished_ms = NowMs();
+    report.finished_ms = WallClockMs();
     Report(std::move(report));
   }
 
@@ -543,7 +537,7 @@ class LocalPool final : public Executor {
   void Materialise(const TaskLaunch& launch) {
     TaskReport report;
     report.attempt_id = launch.attempt_id;
-    report.started_ms = NowMs();
+    report.started_ms = WallClockMs();
     report.outcome = TaskReport::Outcome::kSucceeded;
     for (const OutputLaunch& output : launch.outputs) {
       absl::Status status = storage::LinkArtifact(output.reuse_from, output.final_path);
@@ -560,7 +554,7 @@ class LocalPool final : public Executor {
       report.outputs.push_back(
           {output.name, output.final_path, digest->hash, digest->bytes, digest->files});
     }
-    report.finished_ms = NowMs();
+    report.finished_ms = WallClockMs();
     Report(std::move(report));
   }
 
