@@ -83,7 +83,8 @@ absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
   std::vector<TierView> views;
   std::unique_ptr<scheduler::Database> db;
   if (fs::exists(db_path)) {
-    TF_ASSIGN_OR_RETURN(db, scheduler::OpenStoreReadOnly(db_path));
+    // Measured profiles are in every store since schema 3.
+    TF_ASSIGN_OR_RETURN(db, scheduler::OpenStoreReadOnly(db_path, /*oldest=*/3));
   }
   for (const storage::TierConfig& tier : tiers.tiers) {
     TierView view;

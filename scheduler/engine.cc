@@ -2768,7 +2768,8 @@ std::string Engine::Impl::CacheKey(
   std::vector<std::pair<std::string, std::string>> sorted;
   for (const auto& entry : env) {
     if (entry.first.rfind("TIERFLOW_INPUT_", 0) == 0 ||
-        entry.first.rfind("TIERFLOW_OUTPUT_", 0) == 0 || entry.first == "TIERFLOW_CHECKPOINT_DIR") {
+        entry.first.rfind("TIERFLOW_OUTPUT_", 0) == 0 ||
+        entry.first.rfind("TIERFLOW_STREAM_", 0) == 0 || entry.first == "TIERFLOW_CHECKPOINT_DIR") {
       continue;
     }
     sorted.push_back(entry);

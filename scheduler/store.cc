@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -291,12 +292,13 @@ absl::StatusOr<std::unique_ptr<Database>> OpenStore(const std::string& path) {
   return db;
 }
 
-absl::StatusOr<std::unique_ptr<Database>> OpenStoreReadOnly(const std::string& path) {
+absl::StatusOr<std::unique_ptr<Database>> OpenStoreReadOnly(const std::string& path,
+                                                            int oldest) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db,
                       Database::Open(path, Database::Mode::kReadOnly));
   TF_ASSIGN_OR_RETURN(int version, UserVersion(*db));
   TF_RETURN_IF_ERROR(CheckVersion(*db, version));
-  if (version < kSchemaVersion) {
+  if (version < std::min(oldest, kSchemaVersion)) {
     return absl::FailedPreconditionError(
         StrCat("database ", path, " has schema version ", std::to_string(version),
                "; run any `tierflow run` once to upgrade it to ", std::to_string(kSchemaVersion)));

@@ -101,8 +101,11 @@ inline constexpr std::string_view kCached = "cached";
 absl::StatusOr<std::unique_ptr<Database>> OpenStore(const std::string& path);
 
 // Opens an existing database for reading only (CLI inspection commands,
-// the UI). NotFound, naming the path, when there is none.
-absl::StatusOr<std::unique_ptr<Database>> OpenStoreReadOnly(const std::string& path);
+// the UI). NotFound, naming the path, when there is none. One older than
+// `oldest` (schema version) is refused, saying how to upgrade it: a reader
+// of tables that older versions have too may accept them.
+absl::StatusOr<std::unique_ptr<Database>> OpenStoreReadOnly(const std::string& path,
+                                                            int oldest = kSchemaVersion);
 
 // The database path: `db_flag` if given, else $TIERFLOW_DB, else
 // `.tierflow/tierflow.db` under the working directory.

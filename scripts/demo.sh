@@ -34,6 +34,8 @@ say tierflow run "$pipeline" --tiers "$tiers"
 "$tierflow" run "$pipeline" --tiers "$tiers"
 say tierflow show last
 "$tierflow" show last
+say tierflow logs last publish
+"$tierflow" logs last publish   # the model's test accuracy
 say tierflow lineage last/publish/release --upstream
 "$tierflow" lineage last/publish/release --upstream
 

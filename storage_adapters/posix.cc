@@ -174,24 +174,51 @@ class PosixAdapter final : public Adapter {
 
   absl::StatusOr<std::vector<ObjectInfo>> List(std::string_view prefix) override {
     std::vector<ObjectInfo> objects;
-    std::error_code error;
     const fs::path root(config_.root);
-    for (auto it = fs::recursive_directory_iterator(root, error);
-         !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
-      // Symlinks are neither followed nor listed: they are not artifacts.
-      if (!it->is_regular_file(error) || it->is_symlink(error)) continue;
-      const std::string name = it->path().filename().string();
-      if (name.find(kTempMarker) != std::string::npos) continue;  // unfinished writes
-      std::string key = it->path().lexically_relative(root).string();
-      if (key.rfind(prefix, 0) != 0) continue;
-      ObjectInfo info{key, static_cast<uint64_t>(it->file_size(error)), 0};
-      auto time = it->last_write_time(error);
-      info.modified_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::file_clock::to_sys(time).time_since_epoch())
-                             .count();
-      objects.push_back(std::move(info));
+    // Only below the deepest folder the prefix names, not the whole tier:
+    // listing one artifact must not cost (or fail on) everything else there.
+    fs::path start = root;
+    if (const size_t slash = prefix.rfind('/'); slash != std::string_view::npos && slash > 0) {
+      TF_ASSIGN_OR_RETURN(std::string folder, NormalizeArtifactKey(prefix.substr(0, slash)));
+      start = root / folder;
     }
-    if (error) return Error(prefix, "cannot list", error.value());
+    std::vector<fs::path> folders = {start};
+    while (!folders.empty()) {
+      const fs::path folder = std::move(folders.back());
+      folders.pop_back();
+      std::error_code error;
+      fs::directory_iterator it(folder, error);
+      // A folder that is not there (any more: another artifact evicted
+      // meanwhile) holds nothing to list.
+      if (error == std::errc::no_such_file_or_directory || error == std::errc::not_a_directory) {
+        continue;
+      }
+      for (; !error && it != fs::directory_iterator(); it.increment(error)) {
+        std::error_code entry_error;
+        // Symlinks are neither followed nor listed: they are not artifacts.
+        if (it->is_symlink(entry_error)) continue;
+        if (it->is_directory(entry_error)) {
+          folders.push_back(it->path());
+          continue;
+        }
+        if (!it->is_regular_file(entry_error)) continue;
+        const std::string name = it->path().filename().string();
+        if (name.find(kTempMarker) != std::string::npos) continue;  // unfinished writes
+        std::string key = it->path().lexically_relative(root).string();
+        if (key.rfind(prefix, 0) != 0) continue;
+        const uintmax_t size = it->file_size(entry_error);
+        const auto time = it->last_write_time(entry_error);
+        if (entry_error) continue;  // gone meanwhile
+        ObjectInfo info{key, static_cast<uint64_t>(size), 0};
+        info.modified_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::file_clock::to_sys(time).time_since_epoch())
+                               .count();
+        objects.push_back(std::move(info));
+      }
+      if (error && error != std::errc::no_such_file_or_directory) {
+        return Error(folder.lexically_relative(root).string(), "cannot list", error.value());
+      }
+    }
     std::sort(objects.begin(), objects.end(),
               [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });
     return objects;

@@ -95,6 +95,34 @@ TEST_F(PosixAdapterTest, WritesReadsListsAndDeletes) {
   EXPECT_THAT(std::string(missing.message()), HasSubstr("run/b.txt"));
 }
 
+// Listing one artifact walks only its folder, so what happens elsewhere on
+// the tier meanwhile (another artifact evicted while a copy lists this one:
+// the whole-tier walk this replaced failed on it) cannot fail it. A prefix
+// names whole folders or a key's beginning, and cannot leave the root.
+TEST_F(PosixAdapterTest, ListingAnArtifactWalksOnlyItsFolder) {
+  auto tier = Make();
+  ASSERT_TRUE(Put(*tier, "runs/r1/a/x/1.bin", "1").ok());
+  ASSERT_TRUE(Put(*tier, "runs/r1/a/2.bin", "22").ok());
+  ASSERT_TRUE(Put(*tier, "runs/r1/ab/3.bin", "333").ok());
+  ASSERT_TRUE(Put(*tier, "runs/r2/other.bin", "4").ok());
+  // A loop of symbolic links elsewhere is neither followed nor listed.
+  fs::create_directories(root_ / "runs" / "r2" / "loop");
+  fs::create_directory_symlink("../loop", root_ / "runs" / "r2" / "loop" / "self");
+  auto listed = tier->List("runs/r1/a/");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].key, "runs/r1/a/2.bin");
+  EXPECT_EQ((*listed)[0].bytes, 2u);
+  EXPECT_EQ((*listed)[1].key, "runs/r1/a/x/1.bin");
+  auto by_start = tier->List("runs/r1/a");  // a key's beginning: a/ and ab/
+  ASSERT_TRUE(by_start.ok()) << by_start.status();
+  EXPECT_EQ(by_start->size(), 3u);
+  auto none = tier->List("runs/r9/");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  EXPECT_FALSE(tier->List("../outside/").ok());
+}
+
 TEST_F(PosixAdapterTest, NothingIsVisibleBeforeCommitAndAnAbandonedWriteLeavesNoTrace) {
   auto tier = Make();
   {
