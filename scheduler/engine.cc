@@ -2353,7 +2353,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
       .Bind(10, options_.worker)
       .Bind(11,
             task.data_wait_since_ms > 0 ? std::max<int64_t>(now - task.data_wait_since_ms, 0) : 0)
-      .Bind(12, ReadsJson(t));
+      .Bind(12, stage.inputs.empty() ? std::optional<std::string>() : ReadsJson(t));
   task.data_wait_since_ms = 0;
   if (task.cache_key.empty()) {
     insert_attempt_->BindNull(6);

@@ -1087,7 +1087,7 @@ stages:
   EXPECT_EQ(rows[0][0], "make");
   EXPECT_EQ(rows[0][1], "0");
   EXPECT_GE(std::stoll(rows[0][3]), 3000000);  // head wrote the output
-  EXPECT_EQ(rows[0][5], "[]");
+  EXPECT_EQ(rows[0][5], "NULL");  // no inputs
   EXPECT_EQ(rows[1][0], "use");
   EXPECT_EQ(rows[1][1], "750");
   EXPECT_GE(std::stoll(rows[1][2]), 3000000);  // cat read the input

@@ -173,6 +173,7 @@ class LocalPool final : public Executor {
     data_wait_dir_ =
         fs::temp_directory_path(error) / StrCat("tierflow-", getuid(), "-", getpid(), "-", pools++);
     fs::create_directories(data_wait_dir_, error);
+    data_wait_prefix_ = data_wait_dir_.string() + "/";
     thread_ = std::thread([this] { Loop(); });
   }
 
@@ -348,9 +349,7 @@ class LocalPool final : public Executor {
     if (launch.argv.empty()) spawn.argv = {"/bin/sh", "-c", launch.shell};
     spawn.env = launch.env;
     // In the pool's own folder (a task's log folder is made only when it writes).
-    const std::string data_wait_file =
-        (data_wait_dir_ / StrCat(launch.attempt_id, ".data-wait")).string();
-    (void)TakeDataWait(data_wait_file);  // what a crashed earlier try left
+    const std::string data_wait_file = StrCat(data_wait_prefix_, launch.attempt_id, ".data-wait");
     spawn.env.emplace_back("TIERFLOW_DATA_WAIT_FILE", data_wait_file);
     spawn.working_dir = launch.working_dir;
     spawn.output_fd = output[1];
@@ -573,6 +572,7 @@ class LocalPool final : public Executor {
   bool stopping_ = false;
   std::unordered_map<int64_t, Running> running_;
   fs::path data_wait_dir_;
+  std::string data_wait_prefix_;                // data_wait_dir_ and a slash
   std::unordered_map<pid_t, int64_t> blocked_;  // by process group: samples in state D
   SteadyTime next_sample_{};
   std::multimap<SteadyTime, std::pair<int64_t, DeadlineKind>> deadlines_;
