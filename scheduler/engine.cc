@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <queue>
@@ -713,7 +714,8 @@ class Engine::Impl {
     std::atomic<bool> readers_done{false};
   };
   std::unordered_map<int64_t, std::shared_ptr<StreamControl>> streams_;
-  static constexpr int64_t kStreamWindow = 8;  // files copied ahead of the reader
+  static constexpr int64_t kStreamWindow = 8;   // files copied ahead of the reader
+  static constexpr size_t kStreamParallel = 4;  // of them at once
   // Cluster mode: the workers' copies on node tiers, by (producer task,
   // output, node tier): which worker, and its artifact_copies row.
   std::map<std::tuple<uint32_t, uint8_t, uint8_t>, std::vector<std::pair<std::string, int64_t>>>
@@ -1178,6 +1180,35 @@ MoveJob Engine::Impl::StreamCopy(int64_t id, uint8_t source, uint8_t tier, const
     if (error) return absl::InternalError(StrCat("cannot write ", manifest, ": ", error.message()));
     fs::create_directories(path, error);
     storage::TransferResult total;
+    struct InFlight {
+      size_t index;
+      std::future<absl::StatusOr<storage::TransferResult>> copy;
+    };
+    std::deque<InFlight> in_flight;
+    absl::Status failed;
+    // Takes the ended copies at the front, and more until fewer than
+    // `limit` are under way (1: all of them); the first failure, after all
+    // under way have ended.
+    auto take = [&](size_t limit) -> absl::Status {
+      while (!in_flight.empty()) {
+        const bool full = in_flight.size() >= limit || !failed.ok();
+        if (!full &&
+            in_flight.front().copy.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+          break;
+        }
+        InFlight done = std::move(in_flight.front());
+        in_flight.pop_front();
+        absl::StatusOr<storage::TransferResult> moved = done.copy.get();
+        if (!moved.ok()) {
+          if (failed.ok()) failed = moved.status();
+          continue;
+        }
+        total.bytes += moved->bytes;
+        total.objects += moved->objects;
+        if (done.index == 0) started();
+      }
+      return failed;
+    };
     for (size_t j = 0; j < objects.size(); ++j) {
       // Within the window of what the reader has opened; waiting stops when
       // its readers have ended, or when none has moved for a minute.
@@ -1195,14 +1226,19 @@ MoveJob Engine::Impl::StreamCopy(int64_t id, uint8_t source, uint8_t tier, const
             std::chrono::steady_clock::now() - last_move > std::chrono::seconds(60)) {
           break;
         }
+        TF_RETURN_IF_ERROR(take(kStreamParallel));  // meanwhile, what has ended
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
-      TF_ASSIGN_OR_RETURN(storage::TransferResult moved,
-                          storage::CopyObject(*from, objects[j].key, *to, objects[j].key));
-      total.bytes += moved.bytes;
-      total.objects += moved.objects;
-      if (j == 0) started();
+      // A few files at once (an object store serves parallel GETs faster
+      // than one), started in order; ended ones are taken in order too.
+      const std::string& object = objects[j].key;
+      in_flight.push_back({j, std::async(std::launch::async, [from, to, object] {
+                             return storage::CopyObject(*from, object, *to, object);
+                           })});
+      // The first file alone and at once: the reader starts on it.
+      TF_RETURN_IF_ERROR(take(j == 0 ? 1 : kStreamParallel));
     }
+    TF_RETURN_IF_ERROR(take(1));
     if (objects.empty()) started();
     return total;
   };
