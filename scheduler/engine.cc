@@ -18,7 +18,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <future>
 #include <map>
 #include <mutex>
 #include <queue>
@@ -1139,119 +1138,20 @@ MoveJob Engine::Impl::StreamCopy(int64_t id, uint8_t source, uint8_t tier, const
   job.copy_id = id;
   storage::Adapter* from = tiers_[source].adapter.get();
   storage::Adapter* to = tiers_[tier].adapter.get();
-  const std::string path = TierPath(tier, key);
-  auto copy = [this, id, from, to, key, path, control,
-               clear_first]() -> absl::StatusOr<storage::TransferResult> {
-    auto started = [&] {
-      MoveResult result;
-      result.kind = MoveJob::Kind::kRun;
-      result.copy_id = id;
-      result.started = true;
-      OnMoveResult(std::move(result));
-    };
-    std::error_code error;
-    const std::string manifest = StrCat(path, kStreamManifestSuffix);
-    if (clear_first) fs::remove_all(path, error);
-    fs::remove(manifest + ".next", error);
-    fs::remove(manifest + ".failed", error);
-    absl::StatusOr<storage::ObjectInfo> file = from->Stat(key);
-    if (file.ok()) {  // one file: nothing to stream
-      TF_ASSIGN_OR_RETURN(storage::TransferResult moved, CopyArtifact(*from, key, *to, key));
-      started();
-      return moved;
-    }
-    TF_ASSIGN_OR_RETURN(std::vector<storage::ObjectInfo> objects, from->List(StrCat(key, "/")));
-    std::sort(
-        objects.begin(), objects.end(),
-        [](const storage::ObjectInfo& a, const storage::ObjectInfo& b) { return a.key < b.key; });
-    json files = json::array();
-    json sizes = json::array();
-    for (const storage::ObjectInfo& object : objects) {
-      files.push_back(object.key.substr(key.size() + 1));
-      sizes.push_back(object.bytes);
-    }
-    fs::create_directories(fs::path(manifest).parent_path(), error);
-    {
-      std::ofstream out(manifest + ".tmp", std::ios::trunc);
-      out << json{{"files", files}, {"bytes", sizes}}.dump() << '\n';
-      if (!out.flush()) return absl::InternalError(StrCat("cannot write ", manifest));
-    }
-    fs::rename(manifest + ".tmp", manifest, error);
-    if (error) return absl::InternalError(StrCat("cannot write ", manifest, ": ", error.message()));
-    fs::create_directories(path, error);
-    storage::TransferResult total;
-    struct InFlight {
-      size_t index;
-      std::future<absl::StatusOr<storage::TransferResult>> copy;
-    };
-    std::deque<InFlight> in_flight;
-    absl::Status failed;
-    // Takes the ended copies at the front, and more until fewer than
-    // `limit` are under way (1: all of them); the first failure, after all
-    // under way have ended.
-    auto take = [&](size_t limit) -> absl::Status {
-      while (!in_flight.empty()) {
-        const bool full = in_flight.size() >= limit || !failed.ok();
-        if (!full &&
-            in_flight.front().copy.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-          break;
-        }
-        InFlight done = std::move(in_flight.front());
-        in_flight.pop_front();
-        absl::StatusOr<storage::TransferResult> moved = done.copy.get();
-        if (!moved.ok()) {
-          if (failed.ok()) failed = moved.status();
-          continue;
-        }
-        total.bytes += moved->bytes;
-        total.objects += moved->objects;
-        if (done.index == 0) started();
-      }
-      return failed;
-    };
-    for (size_t j = 0; j < objects.size(); ++j) {
-      // Within the window of what the reader has opened; waiting stops when
-      // its readers have ended, or when none has moved for a minute.
-      auto last_move = std::chrono::steady_clock::now();
-      int64_t seen = -1;
-      while (!control->readers_done) {
-        int64_t next = 0;
-        std::ifstream progress(manifest + ".next");
-        if (!(progress >> next)) next = 0;
-        if (next != seen) {
-          seen = next;
-          last_move = std::chrono::steady_clock::now();
-        }
-        if (static_cast<int64_t>(j) < next + kStreamWindow ||
-            std::chrono::steady_clock::now() - last_move > std::chrono::seconds(60)) {
-          break;
-        }
-        TF_RETURN_IF_ERROR(take(kStreamParallel));  // meanwhile, what has ended
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
-      // A few files at once (an object store serves parallel GETs faster
-      // than one), started in order; ended ones are taken in order too.
-      const std::string& object = objects[j].key;
-      in_flight.push_back({j, std::async(std::launch::async, [from, to, object] {
-                             return storage::CopyObject(*from, object, *to, object);
-                           })});
-      // The first file alone and at once: the reader starts on it.
-      TF_RETURN_IF_ERROR(take(j == 0 ? 1 : kStreamParallel));
-    }
-    TF_RETURN_IF_ERROR(take(1));
-    if (objects.empty()) started();
-    return total;
+  storage::StreamOptions options;
+  options.window = kStreamWindow;
+  options.clear_first = clear_first;
+  options.readers_done = std::shared_ptr<const std::atomic<bool>>(control, &control->readers_done);
+  options.on_first = [this, id] {
+    MoveResult result;
+    result.kind = MoveJob::Kind::kRun;
+    result.copy_id = id;
+    result.started = true;
+    OnMoveResult(std::move(result));
   };
-  // A reader waiting for a file that will not come learns why from
-  // MANIFEST.failed (the helpers look for it while they wait).
-  job.run = [copy, manifest = StrCat(
-                       path, kStreamManifestSuffix)]() -> absl::StatusOr<storage::TransferResult> {
-    absl::StatusOr<storage::TransferResult> result = copy();
-    if (!result.ok()) {
-      std::ofstream failed(manifest + ".failed", std::ios::trunc);
-      failed << result.status().message() << '\n';
-    }
-    return result;
+  job.run = [from, to, key, path = TierPath(tier, key),
+             options]() -> absl::StatusOr<storage::TransferResult> {
+    return storage::StreamArtifact(*from, key, *to, path, options);
   };
   return job;
 }
@@ -2321,7 +2221,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     if (input.stream && !from.foreach &&
         tasks_[first].places[output].copies[input_tier] == CopyState::kStreaming) {
       contract_env.emplace_back(StrCat("TIERFLOW_STREAM_", AsciiUpper(input.name)),
-                                StrCat(path, kStreamManifestSuffix));
+                                StrCat(path, storage::kStreamManifestSuffix));
     }
     if (const uint8_t node = task.node_input_tiers[i]; node != kNoTier) {
       launch.node_inputs.push_back(

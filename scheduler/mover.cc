@@ -96,9 +96,7 @@ void Mover::Work() {
     } else if (!job.posix_path.empty()) {
       std::error_code error;
       // A streamed copy's manifest and its reader's progress, beside it.
-      fs::remove(StrCat(job.posix_path, kStreamManifestSuffix), error);
-      fs::remove(StrCat(job.posix_path, kStreamManifestSuffix, ".next"), error);
-      fs::remove(StrCat(job.posix_path, kStreamManifestSuffix, ".failed"), error);
+      storage::RemoveStreamFiles(job.posix_path);
       fs::remove_all(job.posix_path, error);
       if (error) {
         result.status =

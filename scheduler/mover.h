@@ -22,10 +22,6 @@
 
 namespace tierflow::scheduler {
 
-// A streamed copy's manifest is its target path with this suffix; the
-// reader's progress is that with ".next" (docs/task-helpers.md).
-inline constexpr std::string_view kStreamManifestSuffix = ".stream.json";
-
 struct MoveJob {
   // kRun: `run` does the work (a checkpoint's flush, restore or removal).
   enum class Kind { kCopy, kDelete, kRun };

@@ -2,6 +2,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <future>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -12,6 +18,8 @@
 #include "storage_adapters/posix.h"
 
 namespace tierflow::storage {
+
+namespace fs = std::filesystem;
 
 absl::StatusOr<TransferResult> CopyObject(Adapter& from, std::string_view key, Adapter& to,
                                           std::string_view to_key, const TransferOptions& options) {
@@ -104,6 +112,148 @@ absl::StatusOr<bool> ArtifactExists(Adapter& adapter, const std::string& key) {
   if (file.status().code() != absl::StatusCode::kNotFound) return file.status();
   TF_ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, adapter.List(StrCat(key, "/")));
   return !objects.empty();
+}
+
+namespace {
+
+// `text` as a JSON string (the manifest's file names).
+std::string JsonString(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (byte < 0x20) {
+      char escaped[8];
+      snprintf(escaped, sizeof escaped, "\\u%04x", byte);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+void RemoveStreamFiles(const std::string& path) {
+  std::error_code error;
+  const std::string manifest = StrCat(path, kStreamManifestSuffix);
+  fs::remove(manifest, error);
+  fs::remove(manifest + ".next", error);
+  fs::remove(manifest + ".failed", error);
+}
+
+absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& key, Adapter& to,
+                                              const std::string& path,
+                                              const StreamOptions& options) {
+  bool first_told = false;
+  auto started = [&] {
+    if (!first_told && options.on_first) options.on_first();
+    first_told = true;
+  };
+  auto copy = [&]() -> absl::StatusOr<TransferResult> {
+    std::error_code error;
+    const std::string manifest = StrCat(path, kStreamManifestSuffix);
+    if (options.clear_first) fs::remove_all(path, error);
+    fs::remove(manifest + ".next", error);
+    fs::remove(manifest + ".failed", error);
+    absl::StatusOr<ObjectInfo> file = from.Stat(key);
+    if (file.ok()) {  // one file: nothing to stream
+      TF_ASSIGN_OR_RETURN(TransferResult moved, CopyArtifact(from, key, to, key));
+      started();
+      return moved;
+    }
+    TF_ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, from.List(StrCat(key, "/")));
+    std::sort(objects.begin(), objects.end(),
+              [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });
+    std::string files;
+    std::string sizes;
+    for (const ObjectInfo& object : objects) {
+      files += StrCat(files.empty() ? "" : ", ", JsonString(object.key.substr(key.size() + 1)));
+      sizes += StrCat(sizes.empty() ? "" : ", ", object.bytes);
+    }
+    fs::create_directories(fs::path(manifest).parent_path(), error);
+    {
+      std::ofstream out(manifest + ".tmp", std::ios::trunc);
+      out << "{\"files\": [" << files << "], \"bytes\": [" << sizes << "]}\n";
+      if (!out.flush()) return absl::InternalError(StrCat("cannot write ", manifest));
+    }
+    fs::rename(manifest + ".tmp", manifest, error);
+    if (error) return absl::InternalError(StrCat("cannot write ", manifest, ": ", error.message()));
+    fs::create_directories(path, error);
+    TransferResult total;
+    struct InFlight {
+      size_t index;
+      std::future<absl::StatusOr<TransferResult>> copy;
+    };
+    std::deque<InFlight> in_flight;
+    absl::Status failed;
+    // Takes the ended copies at the front, and more until fewer than
+    // `limit` are under way (1: all of them); the first failure, after all
+    // under way have ended.
+    auto take = [&](size_t limit) -> absl::Status {
+      while (!in_flight.empty()) {
+        const bool full = in_flight.size() >= limit || !failed.ok();
+        if (!full &&
+            in_flight.front().copy.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+          break;
+        }
+        InFlight done = std::move(in_flight.front());
+        in_flight.pop_front();
+        absl::StatusOr<TransferResult> moved = done.copy.get();
+        if (!moved.ok()) {
+          if (failed.ok()) failed = moved.status();
+          continue;
+        }
+        total.bytes += moved->bytes;
+        total.objects += moved->objects;
+        if (done.index == 0) started();
+      }
+      return failed;
+    };
+    for (size_t j = 0; j < objects.size(); ++j) {
+      // Within the window of what the reader has opened; waiting stops when
+      // its readers have ended, or when none has moved for a minute.
+      auto last_move = std::chrono::steady_clock::now();
+      int64_t seen = -1;
+      while (!options.readers_done || !*options.readers_done) {
+        int64_t next = 0;
+        std::ifstream progress(manifest + ".next");
+        if (!(progress >> next)) next = 0;
+        if (next != seen) {
+          seen = next;
+          last_move = std::chrono::steady_clock::now();
+        }
+        if (static_cast<int64_t>(j) < next + options.window ||
+            std::chrono::steady_clock::now() - last_move > std::chrono::seconds(60)) {
+          break;
+        }
+        TF_RETURN_IF_ERROR(take(options.parallel));  // meanwhile, what has ended
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      // A few files at once (an object store serves parallel GETs faster
+      // than one), started in order; ended ones are taken in order too.
+      const std::string& object = objects[j].key;
+      in_flight.push_back({j, std::async(std::launch::async, [&from, &to, object] {
+                             return CopyObject(from, object, to, object);
+                           })});
+      // The first file alone and at once: the reader starts on it.
+      TF_RETURN_IF_ERROR(take(j == 0 ? 1 : options.parallel));
+    }
+    TF_RETURN_IF_ERROR(take(1));
+
+    if (objects.empty()) started();
+    return total;
+  };
+  absl::StatusOr<TransferResult> result = copy();
+  if (!result.ok()) {
+    // A reader waiting for a file that will not come learns why.
+    std::ofstream failed(StrCat(path, kStreamManifestSuffix, ".failed"), std::ios::trunc);
+    failed << result.status().message() << '\n';
+  }
+  return result;
 }
 
 }  // namespace tierflow::storage

@@ -5,7 +5,10 @@
 // atomic on the target, like any write.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -40,6 +43,28 @@ absl::StatusOr<TransferResult> CopyTree(Adapter& from, std::string_view prefix, 
 // object atomic on `to`.
 absl::StatusOr<TransferResult> CopyArtifact(Adapter& from, const std::string& key, Adapter& to,
                                             const std::string& to_key);
+// A streamed copy (docs/tiers.md "Streamed inputs") of the artifact `key`
+// onto a posix tier where it is at `path`: the manifest PATH.stream.json
+// first (the artifact's files in copy order), then the files in that order,
+// each atomically, a few at once, at most `window` ahead of the one the
+// reader last asked for (PATH.stream.json.next). `on_first` is called once
+// the first file is there (a single-file artifact: once it is); waiting for
+// the reader stops when `readers_done` is set, or when it has not moved for
+// a minute. When the copy fails, PATH.stream.json.failed says why.
+inline constexpr std::string_view kStreamManifestSuffix = ".stream.json";
+struct StreamOptions {
+  int64_t window = 8;
+  size_t parallel = 4;
+  bool clear_first = false;  // remove what an earlier copy to `path` left
+  std::function<void()> on_first;
+  std::shared_ptr<const std::atomic<bool>> readers_done;
+};
+absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& key, Adapter& to,
+                                              const std::string& path,
+                                              const StreamOptions& options);
+// Removes a streamed copy's manifest and its reader's files beside `path`.
+void RemoveStreamFiles(const std::string& path);
+
 // Deletes a file artifact or every object of a tree artifact.
 absl::Status DeleteArtifact(Adapter& adapter, const std::string& key);
 // True when the artifact is there, as a file or a non-empty tree.
