@@ -143,6 +143,8 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
   std::set<int64_t> cancelled_staging;
   std::map<int64_t, std::vector<NodeCopyReport>> node_copies;
   absl::StatusOr<std::unique_ptr<Executor>> pool = worker::StartLocalPool([&](TaskReport report) {
+    // Its streamed inputs need not wait for it any more.
+    if (report.outcome != TaskReport::Outcome::kStarted) node_tiers.Ended(report.attempt_id);
     {
       std::lock_guard lock(staging_mu);
       auto copies = node_copies.find(report.attempt_id);
@@ -188,6 +190,7 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
       executor->Launch(std::move(launch));
       return;
     }
+    node_tiers.Ended(launch.attempt_id);
     TaskReport report;
     report.attempt_id = launch.attempt_id;
     report.outcome = TaskReport::Outcome::kCancelled;

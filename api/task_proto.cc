@@ -42,6 +42,7 @@ void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out) {
     o->set_source_root(stage.source_root);
     o->set_content_hash(stage.content_hash);
     o->set_bytes(stage.bytes);
+    o->set_stream(stage.stream);
   }
   for (const NodeInput& input : launch.node_inputs) {
     v1::NodeInput* o = out->add_node_inputs();
@@ -76,7 +77,8 @@ TaskLaunch FromProto(const v1::TaskLaunch& in) {
   launch.gpus = in.gpus();
   launch.labels.insert(in.labels().begin(), in.labels().end());
   for (const v1::StageIn& o : in.stage_in()) {
-    launch.stage_in.push_back({o.tier(), o.key(), o.source_root(), o.content_hash(), o.bytes()});
+    launch.stage_in.push_back(
+        {o.tier(), o.key(), o.source_root(), o.content_hash(), o.bytes(), o.stream()});
   }
   for (const v1::NodeInput& o : in.node_inputs()) {
     launch.node_inputs.push_back({o.env(), o.tier(), o.key()});

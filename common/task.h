@@ -41,6 +41,9 @@ struct StageIn {
   std::string source_root;  // the cluster (posix) tier's root; the artifact is source_root/key
   std::string content_hash;
   uint64_t bytes = 0;
+  // `stream: true`: the task starts once the first file is there; the
+  // worker copies the rest while it runs (docs/tiers.md "Streamed inputs").
+  bool stream = false;
 };
 
 // Cluster mode: an input the task reads on a node tier. Once every

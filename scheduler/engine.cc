@@ -2237,7 +2237,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     const ArtifactRec& artifact = tasks_[need.task].outputs[need.output];
     launch.stage_in.push_back({tiers_[need.node_tier].config.name,
                                OutputKey(need.task, need.output), tiers_[need.tier].root.string(),
-                               artifact.hash, artifact.bytes});
+                               artifact.hash, artifact.bytes, need.stream});
   }
   // Staging beside the artifact, on its write tier: publishing is a rename.
   const std::string staging = StrCat("runs/", run_id_, "/staging/", TaskDir("", t).string(), "/",

@@ -99,8 +99,8 @@ absl::StatusOr<TransferResult> CopyArtifact(Adapter& from, const std::string& ke
 }
 
 absl::Status DeleteArtifact(Adapter& adapter, const std::string& key) {
-  absl::Status file = adapter.Delete(key);
-  if (file.code() != absl::StatusCode::kNotFound) return file;
+  // A file is an object; a folder (on posix) is not, and holds the tree.
+  if (adapter.Stat(key).ok()) return adapter.Delete(key);
   TF_ASSIGN_OR_RETURN(std::vector<ObjectInfo> objects, adapter.List(StrCat(key, "/")));
   for (const ObjectInfo& object : objects) TF_RETURN_IF_ERROR(adapter.Delete(object.key));
   return absl::OkStatus();

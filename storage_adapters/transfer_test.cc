@@ -4,10 +4,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "storage_adapters/posix.h"
 
@@ -120,6 +124,62 @@ TEST_F(TransferTest, ArchiveTargetsAreNotOverwritten) {
   EXPECT_EQ(CopyObject(*home_, "model", **vault, "model").status().code(),
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(ReadFile(dir_ / "vault" / "model"), "v1");
+}
+
+// A tree artifact on a posix tier is a folder, not an object: deleting it
+// deletes every file under it (and nothing beside it); a file artifact is
+// one object.
+TEST_F(TransferTest, DeletesAFileOrATreeArtifact) {
+  Put("run/out/a", "alpha");
+  Put("run/out/sub/b", "beta");
+  Put("run/outside", "stays");
+  Put("run/file", "one");
+  ASSERT_TRUE(DeleteArtifact(*home_, "run/out").ok());
+  EXPECT_FALSE(fs::exists(dir_ / "home" / "run" / "out" / "a"));
+  EXPECT_FALSE(fs::exists(dir_ / "home" / "run" / "out" / "sub" / "b"));
+  EXPECT_TRUE(fs::exists(dir_ / "home" / "run" / "outside"));
+  ASSERT_TRUE(DeleteArtifact(*home_, "run/file").ok());
+  EXPECT_FALSE(fs::exists(dir_ / "home" / "run" / "file"));
+  absl::StatusOr<bool> gone = ArtifactExists(*home_, "run/out");
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_FALSE(*gone);
+}
+
+// A streamed copy: the manifest names every file in order before they come,
+// the first is there when on_first is called, and a reader that asks for
+// nothing holds the copy at the window until it is told its readers ended.
+TEST_F(TransferTest, StreamsATreeFileByFileWithinTheReadersWindow) {
+  for (int i = 0; i < 12; ++i) Put("set/s" + std::to_string(10 + i), std::to_string(i));
+  const std::string path = (dir_ / "fast" / "set").string();
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::atomic<int> firsts{0};
+  StreamOptions options;
+  options.window = 3;
+  options.parallel = 2;
+  options.readers_done = done;
+  options.on_first = [&] {
+    ++firsts;
+    EXPECT_TRUE(fs::exists(dir_ / "fast" / "set" / "s10"));
+  };
+  auto stream = std::async(std::launch::async,
+                           [&] { return StreamArtifact(*home_, "set", *fast_, path, options); });
+  // Nobody reads: it stops at the window (3 files ahead of file 0).
+  for (int tries = 0; tries < 200 && !fs::exists(dir_ / "fast" / "set" / "s12"); ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(fs::exists(dir_ / "fast" / "set" / "s12"));
+  EXPECT_FALSE(fs::exists(dir_ / "fast" / "set" / "s13")) << "the copy ran past its window";
+  EXPECT_EQ(ReadFile(path + ".stream.json"),
+            "{\"files\": [\"s10\", \"s11\", \"s12\", \"s13\", \"s14\", \"s15\", "
+            "\"s16\", \"s17\", \"s18\", \"s19\", \"s20\", \"s21\"], \"bytes\": [1, 1, 1, "
+            "1, 1, 1, 1, 1, 1, 1, 2, 2]}\n");
+  *done = true;  // its readers ended: the rest comes without waiting
+  absl::StatusOr<TransferResult> streamed = stream.get();
+  ASSERT_TRUE(streamed.ok()) << streamed.status();
+  EXPECT_EQ(streamed->objects, 12u);
+  EXPECT_EQ(firsts, 1);
+  EXPECT_EQ(ReadFile(dir_ / "fast" / "set" / "s21"), "11");
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
-trap cleanup EXIT
+trap cleanup EXIT; [ -n "${KEEP_WORK:-}" ] && trap - EXIT
 fail() { echo "cluster_test: FAIL: $*" >&2; exit 1; }
 sql() { python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); [print("|".join(map(str,r))) for r in c.execute(sys.argv[2])]' "$1" "$2"; }
 
@@ -481,6 +481,25 @@ stages:
     inputs: {data: make.data, seen: read1.seen}
     run: 'printf "%s %s\n" "$TIERFLOW_INPUT_DATA" "$(cksum < "$TIERFLOW_INPUT_DATA")" > "$TIERFLOW_OUTPUT_SEEN"'
     outputs: [seen]
+  shards:
+    kind: stage
+    run: 'mkdir -p "$TIERFLOW_OUTPUT_SET" && for i in $(seq 10 29); do echo "shard $i" > "$TIERFLOW_OUTPUT_SET/s$i"; done'
+    outputs: [set]
+  streamed:
+    kind: train
+    inputs: {set: {from: shards.set, stream: true}}
+    run: |
+      manifest="$TIERFLOW_STREAM_SET"
+      [ -n "$manifest" ] || { echo "no manifest"; exit 4; }
+      echo "$TIERFLOW_INPUT_SET present at start: $(ls "$TIERFLOW_INPUT_SET" | wc -l)" > "$TIERFLOW_OUTPUT_SEEN"
+      i=0
+      for f in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["files"]))' "$manifest"); do
+        echo $i > "$manifest.tmp" && mv "$manifest.tmp" "$manifest.next"
+        while [ ! -e "$TIERFLOW_INPUT_SET/$f" ]; do sleep 0.01; done
+        cat "$TIERFLOW_INPUT_SET/$f" >> "$TIERFLOW_OUTPUT_SEEN"
+        i=$((i + 1))
+      done
+    outputs: [seen]
 EOF
 start_server s9 --tiers "$work/s9/tiers.yaml"
 start_worker w91 --scheduler "$addr" --slots 1 --tier "nvme=$work/w91-nvme"
@@ -515,6 +534,15 @@ done
 [ -z "$(find "$work/w91-nvme" "$work/w92-nvme" -type f 2>/dev/null)" ] ||
   fail "node copies left after the run: $(find "$work/w91-nvme" "$work/w92-nvme" -type f)"
 [ ! -e "$work/s9/unused-nvme/runs" ] || fail "the server wrote on the node tier's own root"
+# A streamed input on a node tier: the task started once the first files
+# were on its worker's tier (at most 8, the window, before it read any),
+# and read all 20 from there, in order, through the manifest.
+w_streamed=$(sql "$db9" "SELECT worker FROM attempts WHERE task_id='streamed'")
+streamed="$work/s9/bulk/runs/$run9/artifacts/streamed/seen"
+head -1 "$streamed" | grep -qE "^$work/$w_streamed-nvme/runs/$run9/artifacts/shards/set present at start: [1-8]$" ||
+  fail "streamed input: $(head -1 "$streamed")"
+[ "$(tail -n +2 "$streamed" | tr '\n' ' ')" = "$(for i in $(seq 10 29); do printf 'shard %s ' "$i"; done)" ] ||
+  fail "streamed input read: $(tail -n +2 "$streamed" | tr '\n' ' ')"
 "$tierflow" workers --scheduler "$addr" | grep -q "nvme=$work/w91-nvme" ||
   fail "workers should list node tiers: $("$tierflow" workers --scheduler "$addr")"
 

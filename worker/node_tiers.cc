@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <memory>
 
 #include "common/status.h"
@@ -28,6 +29,26 @@ absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenRoot(const std::string& na
 
 NodeTiers::NodeTiers(std::map<std::string, std::string> tiers) : tiers_(std::move(tiers)) {}
 
+NodeTiers::~NodeTiers() {
+  std::vector<std::thread> streams;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [attempt, flags] : readers_) {
+      for (auto& flag : flags) *flag = true;
+    }
+    streams.swap(streams_);
+  }
+  for (std::thread& stream : streams) stream.join();
+}
+
+void NodeTiers::Ended(int64_t attempt_id) {
+  std::lock_guard lock(mu_);
+  auto found = readers_.find(attempt_id);
+  if (found == readers_.end()) return;
+  for (auto& flag : found->second) *flag = true;
+  readers_.erase(found);
+}
+
 absl::Status NodeTiers::Clear() {
   std::lock_guard lock(mu_);
   held_.clear();
@@ -42,7 +63,7 @@ absl::Status NodeTiers::Clear() {
   return absl::OkStatus();
 }
 
-NodeCopyReport NodeTiers::StageOne(const StageIn& stage) {
+NodeCopyReport NodeTiers::StageOne(const StageIn& stage, int64_t attempt_id) {
   NodeCopyReport report;
   report.tier = stage.tier;
   report.key = stage.key;
@@ -71,6 +92,62 @@ NodeCopyReport NodeTiers::StageOne(const StageIn& stage) {
     copying_.insert(held_key);
   }
   const auto start = std::chrono::steady_clock::now();
+  if (stage.stream) {
+    // The first file here, then the task starts while the rest follows.
+    auto reader_done = std::make_shared<std::atomic<bool>>(false);
+    auto first = std::make_shared<std::promise<void>>();
+    std::future<void> first_there = first->get_future();
+    auto result = std::make_shared<absl::Status>();
+    std::string path = report.path;
+    std::string root = tier->second;
+    {
+      std::lock_guard lock(mu_);
+      readers_[attempt_id].push_back(reader_done);
+      streams_.emplace_back(
+          [this, stage, key = *key, held_key, path, root, reader_done, first, result] {
+            bool told = false;
+            absl::StatusOr<storage::TransferResult> moved =
+                [&]() -> absl::StatusOr<storage::TransferResult> {
+              TF_ASSIGN_OR_RETURN(std::unique_ptr<storage::Adapter> from,
+                                  OpenRoot("source", stage.source_root));
+              TF_ASSIGN_OR_RETURN(std::unique_ptr<storage::Adapter> to, OpenRoot(stage.tier, root));
+              TF_ASSIGN_OR_RETURN(bool there, storage::ArtifactExists(*to, key));
+              if (there) TF_RETURN_IF_ERROR(storage::DeleteArtifact(*to, key));
+              storage::StreamOptions options;
+              options.readers_done = reader_done;
+              options.on_first = [&] {
+                {
+                  std::lock_guard lock(mu_);
+                  streaming_.insert(held_key);
+                }
+                told = true;
+                first->set_value();
+              };
+              return storage::StreamArtifact(*from, key, *to, path, options);
+            }();
+            {
+              std::lock_guard lock(mu_);
+              copying_.erase(held_key);
+              streaming_.erase(held_key);
+              if (moved.ok()) {
+                held_[held_key] = {stage.content_hash, moved->bytes};
+              } else {
+                held_.erase(held_key);
+                if (!told) *result = moved.status();
+              }
+            }
+            copied_.notify_all();
+            if (!told) first->set_value();
+          });
+    }
+    first_there.wait();
+    report.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
+    std::lock_guard lock(mu_);
+    if (!result->ok()) report.error = std::string(result->message());
+    return report;
+  }
   absl::Status status = [&]() -> absl::Status {
     TF_ASSIGN_OR_RETURN(std::unique_ptr<storage::Adapter> from,
                         OpenRoot("source", stage.source_root));
@@ -103,7 +180,9 @@ NodeCopyReport NodeTiers::StageOne(const StageIn& stage) {
 std::vector<NodeCopyReport> NodeTiers::Stage(TaskLaunch& launch) {
   std::vector<NodeCopyReport> reports;
   reports.reserve(launch.stage_in.size());
-  for (const StageIn& stage : launch.stage_in) reports.push_back(StageOne(stage));
+  for (const StageIn& stage : launch.stage_in) {
+    reports.push_back(StageOne(stage, launch.attempt_id));
+  }
   for (const NodeInput& input : launch.node_inputs) {
     auto tier = tiers_.find(input.tier);
     if (tier == tiers_.end()) continue;
@@ -119,8 +198,20 @@ std::vector<NodeCopyReport> NodeTiers::Stage(TaskLaunch& launch) {
       complete = complete && copy.error.empty();
     }
     if (!any || !complete) continue;
+    const std::string path = (fs::path(tier->second) / *key).string();
     for (auto& [name, value] : launch.env) {
-      if (name == input.env) value = (fs::path(tier->second) / *key).string();
+      if (name == input.env) value = path;
+    }
+    // Still being copied: the task reads it through its manifest.
+    bool streaming = false;
+    {
+      std::lock_guard lock(mu_);
+      streaming = streaming_.count(StrCat(input.tier, "/", *key)) > 0;
+    }
+    constexpr std::string_view kInput = "TIERFLOW_INPUT_";
+    if (streaming && input.env.rfind(kInput, 0) == 0) {
+      launch.env.emplace_back(StrCat("TIERFLOW_STREAM_", input.env.substr(kInput.size())),
+                              StrCat(path, storage::kStreamManifestSuffix));
     }
   }
   return reports;
@@ -137,8 +228,11 @@ void NodeTiers::Evict(const std::string& tier, const std::string& key) {
     if (held_.erase(held_key) == 0) return;
     copying_.insert(held_key);  // no task stages it while it goes
   }
-  absl::StatusOr<std::unique_ptr<storage::Adapter>> adapter = OpenRoot(tier, found->second);
-  if (adapter.ok()) (void)storage::DeleteArtifact(**adapter, *normal);
+  // Node tiers are posix: the file, or the folder of a tree, whole.
+  const std::string path = (fs::path(found->second) / *normal).string();
+  std::error_code error;
+  fs::remove_all(path, error);
+  storage::RemoveStreamFiles(path);
   {
     std::lock_guard lock(mu_);
     copying_.erase(held_key);

@@ -8,12 +8,15 @@
 // scheduler knows of no copies on a worker that has just connected.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -24,6 +27,10 @@ namespace tierflow::worker {
 class NodeTiers {
  public:
   explicit NodeTiers(std::map<std::string, std::string> tiers);  // name -> path
+  // Waits for the streamed copies under way (their readers count as ended).
+  ~NodeTiers();
+  NodeTiers(const NodeTiers&) = delete;
+  NodeTiers& operator=(const NodeTiers&) = delete;
 
   // Empties what this worker keeps on its node tiers.
   absl::Status Clear();
@@ -32,7 +39,13 @@ class NodeTiers {
   // copy another task is making), then points each node input whose
   // copies are all there at them; the rest read in place. Returns what it
   // did, one report per stage-in, for the scheduler's lineage.
+  // A streamed StageIn (stream set) returns once its first file is there
+  // and goes on in the background, at most 8 files ahead of the task; the
+  // task finds them through TIERFLOW_STREAM_<NAME>.
   std::vector<NodeCopyReport> Stage(TaskLaunch& launch);
+
+  // The attempt ended: its streamed copies stop waiting for it.
+  void Ended(int64_t attempt_id);
 
   // Deletes the copy of `key` on `tier` (evicted by the scheduler).
   void Evict(const std::string& tier, const std::string& key);
@@ -42,13 +55,18 @@ class NodeTiers {
     std::string content_hash;
     uint64_t bytes = 0;
   };
-  NodeCopyReport StageOne(const StageIn& stage);
+  NodeCopyReport StageOne(const StageIn& stage, int64_t attempt_id);
 
   const std::map<std::string, std::string> tiers_;
   std::mutex mu_;
   std::condition_variable copied_;
   std::map<std::string, Held> held_;  // "TIER/KEY" (guarded by mu_)
   std::set<std::string> copying_;     // "TIER/KEY" (guarded by mu_)
+  std::set<std::string> streaming_;   // "TIER/KEY": streamed, first file there (guarded by mu_)
+  // Streamed copies under way: their threads, and per attempt the flags
+  // that tell them its reader ended (guarded by mu_).
+  std::vector<std::thread> streams_;
+  std::map<int64_t, std::vector<std::shared_ptr<std::atomic<bool>>>> readers_;
 };
 
 }  // namespace tierflow::worker
