@@ -310,7 +310,15 @@ class Registry {
     std::vector<std::pair<std::shared_ptr<Worker>, v1::SchedulerMessage>> sends;
     {
       std::lock_guard lock(mu_);
-      for (auto next = pending_.begin(); next != pending_.end();) {
+      // With every slot taken nothing can be leased: the queue (all the
+      // ready tasks of every run, thousands at times) is not looked at.
+      int free_slots = 0;
+      for (const auto& [name, worker] : workers_) {
+        if (!worker->lost) {
+          free_slots += std::max(0, worker->slots - static_cast<int>(worker->attempts.size()));
+        }
+      }
+      for (auto next = pending_.begin(); next != pending_.end() && free_slots > 0;) {
         const TaskLaunch& launch = next->launch;
         // Locality first: the worker whose node tiers already hold the
         // most bytes of what the task reads there; then one that has those
@@ -351,6 +359,7 @@ class Registry {
           continue;
         }
         best->attempts.insert(launch.attempt_id);
+        --free_slots;
         best->used_cpus += launch.cpus;
         best->used_memory += launch.memory;
         best->used_gpus += launch.gpus;
