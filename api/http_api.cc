@@ -206,7 +206,8 @@ absl::StatusOr<std::map<std::pair<std::string, std::string>, double>> DataWaits(
                  "JOIN lineage_edges e ON e.attempt_id = a.id AND e.direction = 'consumed' "
                  "JOIN artifacts art ON art.id = e.artifact_id "
                  "JOIN tasks t ON t.run_id = art.run_id AND t.id = art.task_id "
-                 "WHERE a.state != 'cached'",
+                 // only where the attempts measured nothing (older stores)
+                 "WHERE a.state != 'cached' AND a.input_wait_ms IS NULL AND a.data_wait_ms IS NULL",
                  run_filter,
                  " AND a.number = (SELECT MIN(b.number) FROM attempts b WHERE b.run_id = a.run_id "
                  "  AND b.task_id = a.task_id AND b.state != 'cached') "

@@ -1026,7 +1026,10 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
         const bool stream = input.stream && !from.foreach;
         task.needs.push_back({first + k, static_cast<uint8_t>(o), task.input_tiers[i],
                               task.node_input_tiers[i], stream});
-        if (stream) tasks_[first + k].places[o].stream_tiers |= uint64_t{1} << task.input_tiers[i];
+        // (A copy onto a node tier is the worker's to stream.)
+        if (stream && task.node_input_tiers[i] == kNoTier) {
+          tasks_[first + k].places[o].stream_tiers |= uint64_t{1} << task.input_tiers[i];
+        }
         ++tasks_[first + k].places[o].consumers;
       }
     }
@@ -1351,16 +1354,19 @@ absl::Status Engine::Impl::EvictNodeCopies(uint32_t t, size_t o, uint8_t tier) {
 // before it started, recorded as working copies of the artifacts (a copy
 // it had already is recorded once, when made).
 absl::Status Engine::Impl::RecordNodeCopies(uint32_t t, const TaskReport& report) {
+  if (report.node_copies.empty()) return absl::OkStatus();
+  // "TIER/KEY" of each artifact the task reads on a node tier (a gather:
+  // one per item), made once per report.
+  std::unordered_map<std::string, const Need*> staged;
+  for (const Need& need : tasks_[t].needs) {
+    if (need.node_tier == kNoTier) continue;
+    staged.emplace(
+        StrCat(tiers_[need.node_tier].config.name, "/", OutputKey(need.task, need.output)), &need);
+  }
   for (const NodeCopyReport& copy : report.node_copies) {
-    const Need* need = nullptr;
-    for (const Need& candidate : tasks_[t].needs) {
-      if (candidate.node_tier != kNoTier && tiers_[candidate.node_tier].config.name == copy.tier &&
-          OutputKey(candidate.task, candidate.output) == copy.key) {
-        need = &candidate;
-        break;
-      }
-    }
-    if (need == nullptr) continue;
+    auto found = staged.find(StrCat(copy.tier, "/", copy.key));
+    if (found == staged.end()) continue;
+    const Need* need = found->second;
     const TaskRec& producer = tasks_[need->task];
     const std::string what =
         StrCat(producer.id, ".", pipeline_.stages[producer.stage].outputs[need->output].name);
@@ -2617,11 +2623,12 @@ absl::Status Engine::Impl::KeepCheckpoints(uint32_t t) {
     if (!row) break;
     old.emplace_back(rows.Int(0), rows.Text(1));
   }
+  if (old.empty()) return absl::OkStatus();
   const uint8_t flush = checkpoint_flush_[task.stage];
+  TF_ASSIGN_OR_RETURN(Statement gone,
+                      db_->Prepare("UPDATE checkpoints SET state = 'deleted', message = ? "
+                                   "WHERE id = ?"));
   for (const auto& [row, name] : old) {
-    TF_ASSIGN_OR_RETURN(Statement gone,
-                        db_->Prepare("UPDATE checkpoints SET state = 'deleted', message = ? "
-                                     "WHERE id = ?"));
     gone.Bind(1, StrCat("only the newest ", keep, " are kept")).Bind(2, row);
     TF_RETURN_IF_ERROR(gone.Run());
     const std::string key = StrCat(CheckpointKey(t), "/", name);

@@ -30,7 +30,7 @@ absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenRoot(const std::string& na
 NodeTiers::NodeTiers(std::map<std::string, std::string> tiers) : tiers_(std::move(tiers)) {}
 
 NodeTiers::~NodeTiers() {
-  std::vector<std::thread> streams;
+  std::map<uint64_t, std::thread> streams;
   {
     std::lock_guard lock(mu_);
     for (auto& [attempt, flags] : readers_) {
@@ -38,7 +38,7 @@ NodeTiers::~NodeTiers() {
     }
     streams.swap(streams_);
   }
-  for (std::thread& stream : streams) stream.join();
+  for (auto& [id, stream] : streams) stream.join();
 }
 
 void NodeTiers::Ended(int64_t attempt_id) {
@@ -100,11 +100,18 @@ NodeCopyReport NodeTiers::StageOne(const StageIn& stage, int64_t attempt_id) {
     auto result = std::make_shared<absl::Status>();
     std::string path = report.path;
     std::string root = tier->second;
+    std::vector<std::thread> ended;  // threads of streams that are over, joined here
     {
       std::lock_guard lock(mu_);
+      for (uint64_t id : ended_streams_) {
+        ended.push_back(std::move(streams_[id]));
+        streams_.erase(id);
+      }
+      ended_streams_.clear();
       readers_[attempt_id].push_back(reader_done);
-      streams_.emplace_back(
-          [this, stage, key = *key, held_key, path, root, reader_done, first, result] {
+      const uint64_t id = next_stream_++;
+      streams_[id] = std::thread(
+          [this, id, stage, key = *key, held_key, path, root, reader_done, first, result] {
             bool told = false;
             absl::StatusOr<storage::TransferResult> moved =
                 [&]() -> absl::StatusOr<storage::TransferResult> {
@@ -135,11 +142,13 @@ NodeCopyReport NodeTiers::StageOne(const StageIn& stage, int64_t attempt_id) {
                 held_.erase(held_key);
                 if (!told) *result = moved.status();
               }
+              ended_streams_.push_back(id);
             }
             copied_.notify_all();
             if (!told) first->set_value();
           });
     }
+    for (std::thread& done : ended) done.join();
     first_there.wait();
     report.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - start)

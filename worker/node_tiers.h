@@ -65,7 +65,9 @@ class NodeTiers {
   std::set<std::string> streaming_;   // "TIER/KEY": streamed, first file there (guarded by mu_)
   // Streamed copies under way: their threads, and per attempt the flags
   // that tell them its reader ended (guarded by mu_).
-  std::vector<std::thread> streams_;
+  std::map<uint64_t, std::thread> streams_;
+  std::vector<uint64_t> ended_streams_;  // theirs to join: they have done their work
+  uint64_t next_stream_ = 0;
   std::map<int64_t, std::vector<std::shared_ptr<std::atomic<bool>>>> readers_;
 };
 
