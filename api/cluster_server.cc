@@ -857,6 +857,13 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
                " reaches beyond loopback: set both TIERFLOW_CLIENT_TOKEN and "
                "TIERFLOW_WORKER_TOKEN, or listen on 127.0.0.1"));
   }
+  if (!options.http_listen.empty() && !IsLoopbackListen(options.http_listen) &&
+      options.client_token.empty()) {
+    return absl::FailedPreconditionError(
+        StrCat("--http-listen ", options.http_listen,
+               " reaches beyond loopback: set TIERFLOW_CLIENT_TOKEN (the UI and API require it "
+               "too), or listen on 127.0.0.1"));
+  }
   Registry registry(options.worker_timeout);
   SchedulerService scheduler_service(options, registry);
   WorkersService workers_service(options, registry);

@@ -447,6 +447,12 @@ if "$tierflow" server --listen 0.0.0.0:0 --db "$work/s3/tierflow.db" >"$work/ope
 fi
 grep -q "reaches beyond loopback: set both TIERFLOW_CLIENT_TOKEN and TIERFLOW_WORKER_TOKEN" "$work/open.out" ||
   fail "open server: $(cat "$work/open.out")"
+if "$tierflow" server --listen 127.0.0.1:0 --http-listen 0.0.0.0:0 --db "$work/s3/tierflow.db" >"$work/openweb.out" 2>&1; then
+  fail "a server whose HTTP side reaches beyond loopback without a token started"
+fi
+grep -q "^tierflow: --http-listen 0.0.0.0:0 reaches beyond loopback: set TIERFLOW_CLIENT_TOKEN" "$work/openweb.out" ||
+  fail "open HTTP side: $(cat "$work/openweb.out")"
+grep -q "^listening on" "$work/openweb.out" && fail "it listened before refusing: $(cat "$work/openweb.out")"
 echo "== 9. node tiers: inputs copied onto the worker's own tier, kept for the next reader there, evicted after"
 mkdir -p "$work/s9"
 cat >"$work/s9/tiers.yaml" <<EOF
