@@ -8,7 +8,9 @@ dataplane_s3.py, which the benchmarks copy beside this file.
   dataplane_task.py data MODE          a synthetic trainer reading the shards:
                                        direct (GET from S3 itself), staged or stream
   dataplane_task.py steps MODE         a synthetic trainer checkpointing every few steps:
-                                       sync-s3, sync-posix or async (tierflow flushes)
+                                       sync-s3, sync-posix, async (written into
+                                       TIERFLOW_CHECKPOINT_DIR, committed; tierflow flushes)
+                                       or async-save (tierflow_task.save_checkpoint)
 
 Accelerator compute is a fixed sleep per batch (per shard, per step), as
 MLPerf Storage's DLIO emulates it: the accelerator is not the host CPU, and
@@ -131,20 +133,23 @@ def train_steps(mode):
             with open(progress, "a") as f:
                 f.write("%d %s\n" % (int(time.time() * 1000), line))
 
-    payload = os.urandom(1 << 20) * mib  # the model and optimizer state
+    # The model and optimizer state, in memory: an 8-byte step header, then
+    # random bytes.
+    state = bytearray(8) + os.urandom(1 << 20) * mib
     first = 0
     restored_ms = None
-    if mode == "async":
+    if mode in ("async", "async-save"):
         log("dir %s" % tf.checkpoint_dir())
         latest = tf.latest_checkpoint()
         if latest is not None:
             step, folder = latest
             with open(os.path.join(folder, "state.bin"), "rb") as f:
-                state = f.read()
-            if len(state) != 8 + len(payload) or state[:8] != b"%08d" % step:
-                print("checkpoint %s: %d bytes, header %r: damaged" % (folder, len(state), state[:8]))
+                saved = f.read()
+            if len(saved) != len(state) or saved[:8] != b"%08d" % step:
+                print("checkpoint %s: %d bytes, header %r: damaged" % (folder, len(saved), saved[:8]))
                 return 1
-            del state
+            state[:] = saved
+            del saved
             first = step + 1
             restored_ms = int(time.time() * 1000)
     log("start attempt %s from step %d" % (os.environ["TIERFLOW_ATTEMPT"], first))
@@ -162,27 +167,26 @@ def train_steps(mode):
         log("step %d" % step)
         if (step + 1) % every != 0:
             continue
-        header = b"%08d" % step
+        state[:8] = b"%08d" % step  # the training step changed the state
         t = time.monotonic()
         if mode == "async":  # into TIERFLOW_CHECKPOINT_DIR (ram); tierflow flushes it
             folder = tf.checkpoint_path(step)
             with open(os.path.join(folder, "state.bin"), "wb") as f:
-                f.write(header)
-                f.write(payload)
+                f.write(state)
             c = time.monotonic()
             tf.commit_checkpoint(step)
             committing.append(time.monotonic() - c)
+        elif mode == "async-save":  # a snapshot in memory; the helper writes and commits it
+            tf.save_checkpoint(step, {"state.bin": state})
         elif mode == "sync-s3":  # straight to the S3 bulk tier, one PUT
             s3.put(os.environ["BENCH_S3_BUCKET"], "%s/sync/%s/step-%08d/state.bin" % (
-                os.environ["BENCH_S3_PREFIX"], os.environ["TIERFLOW_RUN_ID"], step),
-                [header, payload])
+                os.environ["BENCH_S3_PREFIX"], os.environ["TIERFLOW_RUN_ID"], step), state)
         else:  # sync-posix: a durable posix write, as the posix adapter does it
             folder = os.path.join(durable, "step-%08d" % step)
             tmp = folder + ".tmp"
             os.makedirs(tmp, exist_ok=True)
             with open(os.path.join(tmp, "state.bin"), "wb") as f:
-                f.write(header)
-                f.write(payload)
+                f.write(state)
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(tmp, folder)
@@ -193,6 +197,12 @@ def train_steps(mode):
                 os.close(fd)
         blocked.append(time.monotonic() - t)
         log("checkpoint %d %.6f" % (step, blocked[-1]))
+    # The last save must be on the checkpoint tier before the trainer ends:
+    # blocked too, once per run.
+    t = time.monotonic()
+    if mode == "async-save":
+        tf.wait_checkpoint()
+    final_wait = time.monotonic() - t
     ended_ms = int(time.time() * 1000)
     with open(os.environ["TIERFLOW_OUTPUT_MODEL"], "w") as f:
         f.write("model\n")
@@ -200,7 +210,7 @@ def train_steps(mode):
                                "process_start_ms": process_start_ms(),
                                "ended_ms": ended_ms, "restored_ms": restored_ms,
                                "compute_s": computed, "blocked_s": blocked, "commit_s": committing,
-                               "checkpoint_bytes": 8 + len(payload)})
+                               "final_wait_s": final_wait, "checkpoint_bytes": len(state)})
     log("done")
     return 0
 
@@ -213,7 +223,8 @@ def main():
         return produce()
     if command == "data" and len(sys.argv) == 3 and sys.argv[2] in ("direct", "staged", "stream"):
         return train_data(sys.argv[2])
-    if command == "steps" and len(sys.argv) == 3 and sys.argv[2] in ("async", "sync-s3", "sync-posix"):
+    if command == "steps" and len(sys.argv) == 3 and sys.argv[2] in ("async", "async-save", "sync-s3",
+                                                                 "sync-posix"):
         return train_steps(sys.argv[2])
     sys.exit(__doc__)
 

@@ -8,12 +8,14 @@ if the copier has not finished it yet, counting the time waited (the
 task's data wait). Epoch 1 reads the shards in copy order; later epochs in
 a seeded shuffled order, and the samples of each shard shuffled.
 
-Each epoch ends with a checkpoint: weights.npz and state.json written into
-tf.checkpoint_path(epoch), then tf.commit_checkpoint(epoch, ...). A new
-attempt starts from tf.latest_checkpoint(). The shuffles depend only on the
-seed and the epoch, so a resumed run ends with exactly the weights of an
-uninterrupted one. `fail_after_epoch` N > 0 makes the first attempt exit 3
-right after committing checkpoint N, to show the retry resuming.
+Each epoch ends with a checkpoint: tf.save_checkpoint(epoch, {weights.npz,
+state.json}) snapshots them and returns; the helper writes them into
+TIERFLOW_CHECKPOINT_DIR and commits them while the next epoch trains, and
+tierflow flushes them to a durable tier. A new attempt starts from
+tf.latest_checkpoint(). The shuffles depend only on the seed and the
+epoch, so a resumed run ends with exactly the weights of an uninterrupted
+one. `fail_after_epoch` N > 0 makes the first attempt exit 3 right after
+checkpoint N is committed, to show the retry resuming.
 
 Params: epochs, lr, l2, batch_size, seed, fail_after_epoch.
 Input: shards (from pack, streamed). Output: model (a folder: weights.npz,
@@ -61,12 +63,11 @@ def resume(config, epochs):
 
 
 def save_checkpoint(epoch, weights, bias, history, config):
-    path = tf.checkpoint_path(epoch)
-    task.write_atomic(os.path.join(path, "weights.npz"), task.npz_bytes(W=weights, b=bias))
-    task.write_atomic(os.path.join(path, "state.json"), json.dumps(
-        {"epoch": epoch, "history": history, "config": config}, indent=2) + "\n")
-    tf.commit_checkpoint(epoch, loss=history[-1]["loss"], accuracy=history[-1]["accuracy"])
-    return path
+    """Snapshots the epoch's state; written and committed in the background."""
+    state = json.dumps({"epoch": epoch, "history": history, "config": config}, indent=2) + "\n"
+    tf.save_checkpoint(epoch, {"weights.npz": task.npz_bytes(W=weights, b=bias),
+                               "state.json": state.encode()},
+                       loss=history[-1]["loss"], accuracy=history[-1]["accuracy"])
 
 
 def main():
@@ -118,16 +119,17 @@ def main():
                 bias -= step_lr * p.mean(axis=0)
         history.append({"epoch": epoch, "loss": loss_sum / samples,
                         "accuracy": correct / samples, "samples": samples})
-        path = save_checkpoint(epoch, weights, bias, history, config)
-        task.log("epoch %d/%d: loss %.4f, train accuracy %.4f, checkpoint %s committed"
-                 % (epoch, epochs, history[-1]["loss"], history[-1]["accuracy"],
-                    os.path.basename(path)))
+        save_checkpoint(epoch, weights, bias, history, config)
+        task.log("epoch %d/%d: loss %.4f, train accuracy %.4f, checkpoint step-%08d saving"
+                 % (epoch, epochs, history[-1]["loss"], history[-1]["accuracy"], epoch))
         if epoch == fail_after and task.attempt() == 1:
+            tf.wait_checkpoint()  # os._exit does not wait for the save in flight
             task.log("simulated failure after epoch %d (fail_after_epoch=%d, attempt 1)"
                      % (epoch, fail_after))
             sys.stdout.flush()
             os._exit(3)
 
+    tf.wait_checkpoint()  # the last epoch's checkpoint is committed before the model
     elapsed = time.monotonic() - started
     waited = tf.waited_seconds()
     out = task.output_path("model")

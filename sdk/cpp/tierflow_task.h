@@ -13,6 +13,8 @@
 //   }
 //   std::string dir = tf::CheckpointPath(epoch);      // write the checkpoint's files here
 //   tf::CommitCheckpoint(epoch, {{"loss", 0.12}});    // then commit it
+//   tf::SaveCheckpoint(epoch, {{"w.bin", tf::Bytes(w)}});  // or: snapshot, written and
+//                                                     // committed in the background
 //   if (auto latest = tf::LatestCheckpoint()) resume_from(latest->step, latest->path);
 //
 // Failures throw tierflow::task::Error (a std::runtime_error) with a message
@@ -101,6 +103,16 @@ class Value {
 // Checkpoint metadata, written in this order after "step".
 using Metadata = std::vector<std::pair<std::string, Value>>;
 
+// The files of a SaveCheckpoint: path in the checkpoint folder, bytes.
+using CheckpointFiles = std::vector<std::pair<std::string, std::string_view>>;
+
+// The bytes of a contiguous container of trivially copyable values (a
+// std::vector<float> of weights), for CheckpointFiles.
+template <typename Container>
+std::string_view Bytes(const Container& c) {
+  return {reinterpret_cast<const char*>(std::data(c)), std::size(c) * sizeof(*std::data(c))};
+}
+
 // The task contract as seen from inside a task: inputs, streamed files,
 // waits and checkpoints, read from an environment (the process's by
 // default). Thread-safe: inputs are listed once and cached; waits are
@@ -111,6 +123,9 @@ class Task {
   Task();
   // From the given variables (tests).
   explicit Task(std::map<std::string, std::string> environment);
+
+  // Waits for a SaveCheckpoint in flight (its failure was printed).
+  ~Task();
 
   Task(const Task&) = delete;
   Task& operator=(const Task&) = delete;
@@ -145,6 +160,20 @@ class Task {
   std::string CommitCheckpoint(int64_t step, const Metadata& metadata = {});
   // The highest step whose marker and folder both exist, if any.
   std::optional<Checkpoint> LatestCheckpoint() const;
+  // Saves checkpoint `step` without waiting for storage: copies each file's
+  // bytes into staging memory this Task keeps (reused while a file keeps
+  // its size) and returns; a background thread then writes the files into
+  // CheckpointPath(step) and commits them with `metadata`, as
+  // CommitCheckpoint does. The caller may change its buffers at once. One
+  // save is in flight at a time: a call first waits for the one before, so
+  // measure the time blocked around it. A background failure is printed to
+  // stderr and thrown by the next SaveCheckpoint or WaitCheckpoint. Names
+  // are relative paths ("weights.bin", "optim/state.bin") without "." or
+  // ".." parts, none inside another.
+  void SaveCheckpoint(int64_t step, const CheckpointFiles& files, const Metadata& metadata = {});
+  // Waits for the SaveCheckpoint in flight, if any: its marker's path, or
+  // nullopt when there was none; throws its failure.
+  std::optional<std::string> WaitCheckpoint();
 
  private:
   struct Input {
@@ -154,7 +183,17 @@ class Task {
     bool single_file = false;
   };
 
+  struct Save {
+    int64_t step = 0;
+    std::thread thread;
+    std::string marker;
+    std::string error;  // empty: saved
+  };
+
   std::optional<std::string> Lookup(const std::string& prefix, const std::string& name) const;
+  std::string Commit(int64_t step, const std::string& json);
+  void WriteCheckpoint(Save& save, const std::string& json);
+  std::optional<std::string> WaitCheckpointLocked();
   std::shared_ptr<const Input> GetInput(const std::string& name);
   void Account(double seconds, const std::string& name, size_t index);
 
@@ -163,6 +202,11 @@ class Task {
   std::map<std::string, std::shared_ptr<const Input>> inputs_;  // guarded by mutex_
   double waited_ = 0;                                           // guarded by mutex_
   std::set<int64_t> asked_steps_;  // CheckpointPath was called for; guarded by mutex_
+  // SaveCheckpoint: the save in flight, and the staging buffers it copied
+  // into (name -> bytes), reused by the next one. Guarded by save_mutex_.
+  std::mutex save_mutex_;
+  std::unique_ptr<Save> saving_;
+  std::map<std::string, std::string> staging_;
 };
 
 // The Task of this process, built from its environment on first use.
@@ -189,6 +233,11 @@ inline std::string CommitCheckpoint(int64_t step, const Metadata& metadata = {})
   return DefaultTask().CommitCheckpoint(step, metadata);
 }
 inline std::optional<Checkpoint> LatestCheckpoint() { return DefaultTask().LatestCheckpoint(); }
+inline void SaveCheckpoint(int64_t step, const CheckpointFiles& files,
+                           const Metadata& metadata = {}) {
+  DefaultTask().SaveCheckpoint(step, files, metadata);
+}
+inline std::optional<std::string> WaitCheckpoint() { return DefaultTask().WaitCheckpoint(); }
 
 // ---------------------------------------------------------------------------
 // Implementation.
@@ -282,6 +331,40 @@ inline std::string StepName(int64_t step) {
 inline void CheckStep(int64_t step) {
   if (step < 0) {
     throw Error("a checkpoint step must be >= 0, got " + std::to_string(step));
+  }
+}
+
+// Checks SaveCheckpoint's file names: relative paths without "", "." or
+// ".." parts, each given once, none inside another.
+inline void CheckCheckpointFiles(const CheckpointFiles& files) {
+  if (files.empty()) throw Error("SaveCheckpoint: no files to save");
+  std::set<std::string> names;
+  for (const auto& file : files) {
+    const std::string& name = file.first;
+    bool ok = !name.empty() && name.find('\0') == std::string::npos;
+    for (size_t start = 0; ok;) {
+      size_t slash = name.find('/', start);
+      std::string_view part(name.data() + start,
+                            (slash == std::string::npos ? name.size() : slash) - start);
+      ok = !part.empty() && part != "." && part != "..";
+      if (slash == std::string::npos) break;
+      start = slash + 1;
+    }
+    if (!ok) {
+      throw Error("SaveCheckpoint: '" + name +
+                  "' is not a file name inside the checkpoint folder (a relative path like "
+                  "'weights.bin' or 'optim/state.bin', no '.' or '..')");
+    }
+    if (!names.insert(name).second) throw Error("SaveCheckpoint: " + name + " is given twice");
+  }
+  for (const std::string& name : names) {
+    for (size_t slash = name.find('/'); slash != std::string::npos;
+         slash = name.find('/', slash + 1)) {
+      if (names.count(name.substr(0, slash)) != 0) {
+        throw Error("SaveCheckpoint: " + name.substr(0, slash) + " is a file, so " + name +
+                    " cannot be inside it");
+      }
+    }
   }
 }
 
@@ -796,9 +879,31 @@ inline std::string Task::CheckpointPath(int64_t step) {
   return path;
 }
 
+namespace internal {
+
+// The committed marker's JSON: {"step": N, metadata...}.
+inline std::string MarkerJson(const char* call, int64_t step, const Metadata& metadata) {
+  std::string json = "{\"step\": " + std::to_string(step);
+  for (const auto& [key, value] : metadata) {
+    if (key == "step") {
+      throw Error(std::string(call) + ": 'step' is set by the step argument, not a metadata key");
+    }
+    json += ", ";
+    AppendJsonString(json, key);
+    json += ": " + value.ToJson();
+  }
+  return json + "}\n";
+}
+
+}  // namespace internal
+
 inline std::string Task::CommitCheckpoint(int64_t step, const Metadata& metadata) {
-  namespace fs = std::filesystem;
   internal::CheckStep(step);
+  return Commit(step, internal::MarkerJson("CommitCheckpoint", step, metadata));
+}
+
+inline std::string Task::Commit(int64_t step, const std::string& json) {
+  namespace fs = std::filesystem;
   std::string directory = CheckpointDir();
   std::string path = (fs::path(directory) / internal::StepName(step)).string();
   std::string marker = path + ".committed";
@@ -809,16 +914,6 @@ inline std::string Task::CommitCheckpoint(int64_t step, const Metadata& metadata
     throw Error("checkpoint " + std::to_string(step) + " has no folder " + path +
                 ": write its files into CheckpointPath(" + std::to_string(step) + ") first");
   }
-  std::string json = "{\"step\": " + std::to_string(step);
-  for (const auto& [key, value] : metadata) {
-    if (key == "step") {
-      throw Error("CommitCheckpoint: 'step' is set by the step argument, not a metadata key");
-    }
-    json += ", ";
-    internal::AppendJsonString(json, key);
-    json += ": " + value.ToJson();
-  }
-  json += "}\n";
 
   // Files first, then their folders deepest first, then the marker.
   std::vector<std::string> folders{path};
@@ -869,6 +964,80 @@ inline std::optional<Checkpoint> Task::LatestCheckpoint() const {
   }
   if (ec) throw Error("cannot list " + directory + ": " + ec.message());
   return best;
+}
+
+inline Task::~Task() {
+  std::lock_guard<std::mutex> lock(save_mutex_);
+  if (saving_) saving_->thread.join();
+}
+
+inline void Task::SaveCheckpoint(int64_t step, const CheckpointFiles& files,
+                                 const Metadata& metadata) {
+  internal::CheckStep(step);
+  std::string json = internal::MarkerJson("SaveCheckpoint", step, metadata);
+  internal::CheckCheckpointFiles(files);
+  std::lock_guard<std::mutex> lock(save_mutex_);
+  WaitCheckpointLocked();
+  std::string marker =
+      (std::filesystem::path(CheckpointDir()) / internal::StepName(step)).string() + ".committed";
+  if (internal::Exists(marker)) {
+    throw Error("checkpoint " + std::to_string(step) + " is already committed (" + marker + ")");
+  }
+  std::map<std::string, std::string> staging;
+  for (const auto& [name, bytes] : files) {
+    auto node = staging_.extract(name);
+    std::string buffer = node ? std::move(node.mapped()) : std::string();
+    buffer.resize(bytes.size());  // no reallocation while a file keeps its size
+    std::memcpy(buffer.data(), bytes.data(), bytes.size());
+    staging.emplace(name, std::move(buffer));
+  }
+  staging_ = std::move(staging);  // a file no longer saved frees its buffer
+  saving_ = std::make_unique<Save>();
+  saving_->step = step;
+  saving_->thread = std::thread(
+      [this, save = saving_.get(), json = std::move(json)] { WriteCheckpoint(*save, json); });
+}
+
+inline std::optional<std::string> Task::WaitCheckpoint() {
+  std::lock_guard<std::mutex> lock(save_mutex_);
+  return WaitCheckpointLocked();
+}
+
+inline std::optional<std::string> Task::WaitCheckpointLocked() {
+  std::unique_ptr<Save> save = std::move(saving_);
+  if (!save) return std::nullopt;
+  save->thread.join();
+  if (!save->error.empty()) {
+    throw Error("checkpoint " + std::to_string(save->step) + " was not saved: " + save->error);
+  }
+  return save->marker;
+}
+
+// On the save's thread; staging_ is not changed until it is joined.
+inline void Task::WriteCheckpoint(Save& save, const std::string& json) {
+  try {
+    std::string folder = CheckpointPath(save.step);
+    for (const auto& [name, bytes] : staging_) {
+      std::filesystem::path path = std::filesystem::path(folder) / name;
+      std::error_code ec;
+      std::filesystem::create_directories(path.parent_path(), ec);
+      if (ec) throw Error("cannot create " + path.parent_path().string() + ": " + ec.message());
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0) throw Error(internal::Errno("cannot create", path.string()));
+      try {
+        internal::WriteAll(fd, bytes, path.string());
+      } catch (...) {
+        ::close(fd);
+        throw;
+      }
+      if (::close(fd) != 0) throw Error(internal::Errno("cannot write", path.string()));
+    }
+    save.marker = Commit(save.step, json);
+  } catch (const std::exception& e) {
+    save.error = e.what();
+    std::fprintf(stderr, "tierflow_task: checkpoint %lld was not saved: %s\n",
+                 static_cast<long long>(save.step), e.what());
+  }
 }
 
 }  // namespace tierflow::task

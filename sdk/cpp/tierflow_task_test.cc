@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -365,6 +366,128 @@ TEST_F(CheckpointTest, WithoutCheckpointDirEveryCallExplains) {
   }
 }
 
+// Expects `call` to throw Error whose message contains `part`.
+void ExpectError(const std::function<void()>& call, const std::string& part) {
+  try {
+    call();
+    ADD_FAILURE() << "no error, expected one with: " << part;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
+class SaveCheckpointTest : public CheckpointTest {
+ protected:
+  // Makes step's file `name` a FIFO: the save's background write blocks on
+  // it until ReadFifo opens it, so the test sees the moment between
+  // SaveCheckpoint's return and the commit. The Task is asked for the
+  // step's folder first, so it keeps what is in it.
+  fs::path Fifo(Task& task, int64_t step, const std::string& name) {
+    fs::path path = fs::path(task.CheckpointPath(step)) / name;
+    EXPECT_EQ(mkfifo(path.c_str(), 0644), 0);
+    return path;
+  }
+  static std::string ReadFifo(const fs::path& path) { return Read(path); }
+  fs::path Marker(int64_t step) const {
+    return dir_ / "ckpt" / ("step-0000000" + std::to_string(step) + ".committed");
+  }
+};
+
+TEST_F(SaveCheckpointTest, ReturnsWithASnapshotThenWritesAndCommitsInTheBackground) {
+  Task task(env());
+  fs::path fifo = Fifo(task, 7, "weights.bin");
+  std::vector<float> weights{0.5f, 1.5f, 2.5f};
+  std::string optimizer = "adam state";
+  task.SaveCheckpoint(7, {{"weights.bin", Bytes(weights)}, {"optim/state", optimizer}},
+                      {{"loss", 0.5}});
+  EXPECT_FALSE(fs::exists(Marker(7))) << "committed before the background write ended";
+  weights[0] = 9.0f;  // the caller changes its buffers at once
+  optimizer = "changed!!!";
+  std::string written = ReadFifo(fifo);
+  std::vector<float> expected{0.5f, 1.5f, 2.5f};
+  EXPECT_EQ(written, std::string(Bytes(expected)));
+  EXPECT_EQ(task.WaitCheckpoint(), Marker(7).string());
+  EXPECT_EQ(Read(dir_ / "ckpt" / "step-00000007" / "optim" / "state"), "adam state");
+  EXPECT_EQ(Read(Marker(7)), "{\"step\": 7, \"loss\": 0.5}\n");
+  EXPECT_EQ(task.LatestCheckpoint()->step, 7);
+  EXPECT_EQ(task.WaitCheckpoint(), std::nullopt);
+}
+
+TEST_F(SaveCheckpointTest, ASaveWaitsForTheOneInFlight) {
+  Task task(env());
+  fs::path fifo = Fifo(task, 1, "s");
+  task.SaveCheckpoint(1, {{"s", "one"}});
+  std::atomic<bool> returned{false};
+  std::thread second([&] {
+    task.SaveCheckpoint(2, {{"s", "two"}});
+    returned = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(returned) << "the second save did not wait for the first";
+  EXPECT_FALSE(fs::exists(dir_ / "ckpt" / "step-00000002"));
+  EXPECT_EQ(ReadFifo(fifo), "one");
+  second.join();
+  EXPECT_TRUE(returned);
+  EXPECT_EQ(task.WaitCheckpoint(), Marker(2).string());
+  EXPECT_TRUE(fs::exists(Marker(1)));
+  EXPECT_EQ(Read(dir_ / "ckpt" / "step-00000002" / "s"), "two");
+}
+
+TEST_F(SaveCheckpointTest, ABackgroundFailureIsThrownOnceByTheNextCall) {
+  Task task(env());
+  std::string long_name(300, 'a');  // longer than a file name may be: open() fails
+  task.SaveCheckpoint(3, {{long_name, "x"}});
+  ExpectError([&] { task.WaitCheckpoint(); }, "checkpoint 3 was not saved: cannot create");
+  EXPECT_EQ(task.WaitCheckpoint(), std::nullopt);
+  task.SaveCheckpoint(4, {{long_name, "x"}});
+  ExpectError([&] { task.SaveCheckpoint(5, {{"s", "x"}}); }, "checkpoint 4 was not saved");
+  EXPECT_FALSE(fs::exists(Marker(3)));
+  EXPECT_FALSE(fs::exists(Marker(5)));
+}
+
+TEST_F(SaveCheckpointTest, BadArgumentsAreRefusedBeforeAnythingIsWritten) {
+  Task task(env());
+  std::vector<std::pair<CheckpointFiles, std::string>> cases = {
+      {{{"../up", "x"}}, "not a file name inside the checkpoint folder"},
+      {{{"/abs", "x"}}, "not a file name inside"},
+      {{{"a/./b", "x"}}, "not a file name inside"},
+      {{{"a//b", "x"}}, "not a file name inside"},
+      {{{"", "x"}}, "not a file name inside"},
+      {{{"s", "x"}, {"s", "y"}}, "s is given twice"},
+      {{{"a", "x"}, {"a/b", "y"}}, "a is a file, so a/b cannot be inside it"},
+      {{}, "no files to save"},
+  };
+  for (const auto& [files, message] : cases) {
+    ExpectError([&, &files = files] { task.SaveCheckpoint(1, files); }, message);
+  }
+  ExpectError(
+      [&] {
+        task.SaveCheckpoint(1, {{"s", "x"}}, {{"step", 2}});
+      },
+      "'step' is set by the step argument");
+  ExpectError([&] { task.SaveCheckpoint(-1, {{"s", "x"}}); }, "step must be >= 0");
+  EXPECT_FALSE(fs::exists(dir_ / "ckpt" / "step-00000001"));
+  EXPECT_EQ(task.WaitCheckpoint(), std::nullopt);
+}
+
+TEST_F(SaveCheckpointTest, ACommittedStepIsRefused) {
+  Task task(env());
+  task.SaveCheckpoint(1, {{"s", "x"}});
+  task.WaitCheckpoint();
+  ExpectError([&] { task.SaveCheckpoint(1, {{"s", "y"}}); }, "checkpoint 1 is already committed");
+  EXPECT_EQ(Read(dir_ / "ckpt" / "step-00000001" / "s"), "x");
+}
+
+TEST_F(SaveCheckpointTest, ADestroyedTaskHasFinishedItsSave) {
+  std::string big(32 << 20, 'z');
+  {
+    Task task(env());
+    task.SaveCheckpoint(9, {{"big.bin", big}}, {{"done", true}});
+  }
+  EXPECT_EQ(Read(Marker(9)), "{\"step\": 9, \"done\": true}\n");
+  EXPECT_EQ(fs::file_size(dir_ / "ckpt" / "step-00000009" / "big.bin"), big.size());
+}
+
 TEST_F(TaskHelperTest, FreeFunctionsUseTheProcessEnvironment) {
   Write(dir_ / "in" / "f");
   ASSERT_EQ(setenv("TIERFLOW_INPUT_DATA", (dir_ / "in").string().c_str(), 1), 0);
@@ -375,6 +498,8 @@ TEST_F(TaskHelperTest, FreeFunctionsUseTheProcessEnvironment) {
   CheckpointPath(2);
   CommitCheckpoint(2, {{"acc", 1.0}});
   EXPECT_EQ(LatestCheckpoint()->step, 2);
+  SaveCheckpoint(3, {{"w", "w"}});
+  EXPECT_EQ(WaitCheckpoint(), (dir_ / "ckpt" / "step-00000003.committed").string());
   EXPECT_EQ(WaitedSeconds(), 0.0);
 }
 

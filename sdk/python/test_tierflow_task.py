@@ -289,6 +289,129 @@ class Checkpoints(Base):
                 call()
 
 
+class GatedTask(tf.Task):
+    """A Task whose background commit waits for `gate`: the test sees the
+    state between save_checkpoint's return and the commit."""
+
+    def __init__(self, environ):
+        super().__init__(environ)
+        self.gate = threading.Event()
+
+    def _commit(self, step, text):
+        if not self.gate.wait(30):  # hang detection only
+            raise RuntimeError("gate never opened")
+        return super()._commit(step, text)
+
+
+class SavedCheckpoints(Base):
+    def env(self):
+        return {"TIERFLOW_CHECKPOINT_DIR": self.path("ckpt")}
+
+    def read(self, *parts):
+        with open(self.path("ckpt", *parts), "rb") as f:
+            return f.read()
+
+    def test_returns_with_a_snapshot_then_writes_and_commits_in_the_background(self):
+        task = GatedTask(self.env())
+        weights = bytearray(b"w" * 1000)
+        import array
+        moments = array.array("d", [0.5, 1.5, 2.5])
+        task.save_checkpoint(7, {"weights.bin": weights, "optim/moments": moments}, loss=0.5)
+        marker = self.path("ckpt", "step-00000007.committed")
+        self.assertFalse(os.path.exists(marker), "committed before the call returned")
+        weights[:] = b"x" * 1000  # the caller changes its buffers at once
+        moments[0] = 9.0
+        task.gate.set()
+        self.assertEqual(task.wait_checkpoint(), marker)
+        self.assertEqual(self.read("step-00000007", "weights.bin"), b"w" * 1000)
+        self.assertEqual(self.read("step-00000007", "optim", "moments"),
+                         array.array("d", [0.5, 1.5, 2.5]).tobytes())
+        with open(marker) as f:
+            self.assertEqual(json.load(f), {"step": 7, "loss": 0.5})
+        self.assertEqual(task.latest_checkpoint(), (7, self.path("ckpt", "step-00000007")))
+        self.assertIsNone(task.wait_checkpoint())
+
+    def test_a_save_waits_for_the_one_in_flight(self):
+        task = GatedTask(self.env())
+        task.save_checkpoint(1, {"s": b"one"})
+        second = threading.Thread(target=task.save_checkpoint, args=(2, {"s": b"two"}))
+        second.start()
+        second.join(0.3)
+        self.assertTrue(second.is_alive(), "the second save did not wait for the first")
+        self.assertEqual(os.listdir(self.path("ckpt")), ["step-00000001"])
+        task.gate.set()
+        second.join(30)
+        self.assertFalse(second.is_alive())
+        task.wait_checkpoint()
+        self.assertEqual(self.read("step-00000001", "s"), b"one")
+        self.assertEqual(self.read("step-00000002", "s"), b"two")
+        self.assertEqual(task.latest_checkpoint()[0], 2)
+
+    def test_a_background_failure_is_raised_once_by_the_next_call(self):
+        write(self.path("not-a-folder"))
+
+        class Broken(tf.Task):
+            def checkpoint_path(self, step):
+                return os.path.join(self.broken, "step")  # a file: writing under it fails
+
+        task = Broken(self.env())
+        task.broken = self.path("not-a-folder")
+        task.save_checkpoint(3, {"s": b"x"})
+        with self.assertRaisesRegex(tf.TierflowError, "checkpoint 3 was not saved: .*Not a directory"):
+            task.wait_checkpoint()
+        self.assertIsNone(task.wait_checkpoint())
+        task.save_checkpoint(4, {"s": b"x"})
+        with self.assertRaisesRegex(tf.TierflowError, "checkpoint 4 was not saved"):
+            task.save_checkpoint(5, {"s": b"x"})
+        self.assertFalse(os.path.exists(self.path("ckpt", "step-00000003.committed")))
+
+    def test_bad_arguments_are_refused_before_anything_is_written(self):
+        task = tf.Task(self.env())
+        cases = [
+            ({"../up": b"x"}, {}, "not a file name inside the checkpoint folder"),
+            ({"/abs": b"x"}, {}, "not a file name inside"),
+            ({"a/./b": b"x"}, {}, "not a file name inside"),
+            ({"": b"x"}, {}, "not a file name inside"),
+            ({3: b"x"}, {}, "not a file name inside"),
+            ({"s": "text"}, {}, "is a str; pass bytes"),
+            ({"s": memoryview(b"abcd")[::2]}, {}, "not a C-contiguous buffer"),
+            ([("s", b"x"), ("s", b"y")], {}, "s is given twice"),
+            ({"a": b"x", "a/b": b"y"}, {}, "a is a file, so a/b cannot be inside it"),
+            ({}, {}, "no files to save"),
+            (["s"], {}, "files must map names to buffers"),
+            ({"s": b"x"}, {"step": 2}, "'step' is set by the step argument"),
+            ({"s": b"x"}, {"bad": object()}, "metadata is not JSON"),
+        ]
+        for files, metadata, message in cases:
+            with self.subTest(message=message):
+                with self.assertRaisesRegex(tf.TierflowError, message):
+                    task.save_checkpoint(1, files, **metadata)
+        with self.assertRaisesRegex(tf.TierflowError, "step must be an int >= 0"):
+            task.save_checkpoint(-1, {"s": b"x"})
+        self.assertEqual(os.listdir(self.path("ckpt")) if os.path.exists(self.path("ckpt")) else [],
+                         [])
+        self.assertIsNone(task.wait_checkpoint())
+
+    def test_a_committed_step_is_refused(self):
+        task = tf.Task(self.env())
+        task.save_checkpoint(1, {"s": b"x"})
+        task.wait_checkpoint()
+        with self.assertRaisesRegex(tf.TierflowError, "checkpoint 1 is already committed"):
+            task.save_checkpoint(1, {"s": b"y"})
+        self.assertEqual(self.read("step-00000001", "s"), b"x")
+
+    def test_a_process_that_exits_waits_for_its_save(self):
+        import subprocess
+        script = ("import tierflow_task as tf\n"
+                  "tf.save_checkpoint(9, {'big.bin': b'z' * (32 << 20)}, done=True)\n")
+        env = dict(os.environ, TIERFLOW_CHECKPOINT_DIR=self.path("ckpt"),
+                   PYTHONPATH=os.path.dirname(os.path.abspath(tf.__file__)))
+        subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+        with open(self.path("ckpt", "step-00000009.committed")) as f:
+            self.assertEqual(json.load(f), {"step": 9, "done": True})
+        self.assertEqual(os.path.getsize(self.path("ckpt", "step-00000009", "big.bin")), 32 << 20)
+
+
 class ModuleFunctions(Base):
     def test_module_functions_use_the_process_environment(self):
         root = self.path("in")
@@ -304,6 +427,8 @@ class ModuleFunctions(Base):
             tf.checkpoint_path(2)
             tf.commit_checkpoint(2, acc=1.0)
             self.assertEqual(tf.latest_checkpoint()[0], 2)
+            tf.save_checkpoint(3, {"w": b"w"})
+            self.assertEqual(tf.wait_checkpoint(), self.path("ckpt", "step-00000003.committed"))
             self.assertEqual(tf.waited_seconds(), 0.0)
         finally:
             os.environ.clear()

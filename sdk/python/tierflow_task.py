@@ -9,6 +9,8 @@ file next to a task, or put sdk/python on PYTHONPATH.
             train_on(f.read())
     step_path = tf.checkpoint_path(epoch)           # write the checkpoint's files here
     tf.commit_checkpoint(epoch, loss=0.12)          # then commit it
+    tf.save_checkpoint(epoch, {"w.bin": weights})   # or: snapshot, written and committed
+                                                    # in the background
     latest = tf.latest_checkpoint()                 # (step, path) or None
 
 The module-level functions use one `Task` built from os.environ; a `Task`
@@ -21,6 +23,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import threading
 import time
 
@@ -28,6 +31,7 @@ __all__ = [
     "TierflowError", "Task",
     "input_path", "shards", "shard_count", "shard_path", "open_shard", "waited_seconds",
     "checkpoint_dir", "checkpoint_path", "commit_checkpoint", "latest_checkpoint",
+    "save_checkpoint", "wait_checkpoint",
 ]
 
 # Polling for a streamed file that is not there yet: from 1 ms, doubling, up to 20 ms.
@@ -51,6 +55,11 @@ class Task:
         self._inputs = {}  # upper-case name -> _Input
         self._waited = 0.0
         self._asked_steps = set()  # steps checkpoint_path was called for
+        # save_checkpoint: one save in flight at a time, and the staging
+        # buffers it copied into, reused by the next save (name -> bytearray).
+        self._save_lock = threading.RLock()
+        self._saving = None  # _Save
+        self._staging = {}
 
     # -- inputs -----------------------------------------------------------
 
@@ -155,10 +164,9 @@ class Task:
         writes step-%08d.committed (JSON {"step": step, **metadata})
         atomically. From then on the folder must not change; the worker
         flushes it to a durable tier. Returns the marker's path."""
-        step = _check_step(step)
-        if "step" in metadata:
-            raise TierflowError("commit_checkpoint: 'step' is set by the step argument, "
-                                "not a metadata key")
+        return self._commit(_check_step(step), _marker_text("commit_checkpoint", step, metadata))
+
+    def _commit(self, step, text):
         directory = self.checkpoint_dir()
         path = os.path.join(directory, "step-%08d" % step)
         marker = path + ".committed"
@@ -167,16 +175,75 @@ class Task:
         if not os.path.isdir(path):
             raise TierflowError("checkpoint %d has no folder %s: write its files into "
                                 "checkpoint_path(%d) first" % (step, path, step))
-        document = {"step": step}
-        document.update(metadata)
-        try:
-            text = json.dumps(document, sort_keys=False) + "\n"
-        except (TypeError, ValueError) as e:
-            raise TierflowError("commit_checkpoint: metadata is not JSON: %s" % e)
         _sync_tree(path)
         _write_atomic(marker, text, sync=True)
         _sync_dir(directory)
         return marker
+
+    def save_checkpoint(self, step, files, /, **metadata):
+        """Saves checkpoint `step` without waiting for storage. `files` maps
+        each file's path in the checkpoint folder ("weights.bin",
+        "optim/state.bin") to its bytes: bytes, bytearray, memoryview or any
+        C-contiguous buffer (a numpy array). The call copies every buffer
+        into staging memory this Task keeps (and reuses while a file keeps
+        its size) and returns; a background thread then writes the files
+        into checkpoint_path(step) and commits them with `metadata`, as
+        commit_checkpoint does. The caller may change its buffers as soon as
+        the call returns.
+
+        One save is in flight at a time: a call first waits for the one
+        before, so measure the time blocked around this call. A background
+        failure is raised by the next save_checkpoint or wait_checkpoint
+        (and printed to stderr when it happens). Before it exits normally
+        the process waits for the save in flight."""
+        step = _check_step(step)
+        text = _marker_text("save_checkpoint", step, metadata)
+        views = _checkpoint_buffers(files)
+        with self._save_lock:
+            self.wait_checkpoint()
+            marker = os.path.join(self.checkpoint_dir(), "step-%08d.committed" % step)
+            if os.path.lexists(marker):
+                raise TierflowError("checkpoint %d is already committed (%s)" % (step, marker))
+            staging = {}
+            for name, view in views:
+                buffer = self._staging.get(name)
+                if buffer is None or len(buffer) != view.nbytes:
+                    buffer = bytearray(view.nbytes)
+                memoryview(buffer)[:] = view
+                staging[name] = buffer
+            self._staging = staging  # a file no longer saved frees its buffer
+            save = _Save(step)
+            save.thread = threading.Thread(
+                target=self._write_checkpoint, args=(save, list(staging.items()), text),
+                name="tierflow-checkpoint-%d" % step)
+            self._saving = save
+            save.thread.start()
+
+    def wait_checkpoint(self):
+        """Waits for the save_checkpoint in flight, if any; returns its
+        marker's path (None when there was none) or raises its failure."""
+        with self._save_lock:
+            save, self._saving = self._saving, None
+            if save is None:
+                return None
+            save.thread.join()
+            if save.error is not None:
+                raise TierflowError("checkpoint %d was not saved: %s" % (save.step, save.error))
+            return save.marker
+
+    def _write_checkpoint(self, save, files, text):
+        try:
+            folder = self.checkpoint_path(save.step)
+            for name, buffer in files:
+                path = os.path.join(folder, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(buffer)
+            save.marker = self._commit(save.step, text)
+        except Exception as e:  # raised in the caller's thread by the next call
+            save.error = e
+            print("tierflow_task: checkpoint %d was not saved: %s" % (save.step, e),
+                  file=sys.stderr, flush=True)
 
     def latest_checkpoint(self):
         """(step, folder) of the highest committed checkpoint whose folder
@@ -241,6 +308,14 @@ class Task:
                 os.write(fd, line)  # one write: concurrent appenders never interleave a line
             finally:
                 os.close(fd)
+
+
+class _Save:
+    def __init__(self, step):
+        self.step = step
+        self.thread = None
+        self.marker = None
+        self.error = None
 
 
 class _Input:
@@ -325,6 +400,56 @@ def _check_step(step):
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise TierflowError("a checkpoint step must be an int >= 0, got %r" % (step,))
     return step
+
+
+def _marker_text(call, step, metadata):
+    """The committed marker's JSON: {"step": step, **metadata}."""
+    if "step" in metadata:
+        raise TierflowError("%s: 'step' is set by the step argument, not a metadata key" % call)
+    document = {"step": step}
+    document.update(metadata)
+    try:
+        return json.dumps(document, sort_keys=False) + "\n"
+    except (TypeError, ValueError) as e:
+        raise TierflowError("%s: metadata is not JSON: %s" % (call, e))
+
+
+def _checkpoint_buffers(files):
+    """[(relative path, flat byte memoryview)] of save_checkpoint's `files`,
+    checked: relative paths without '.' or '..' parts, none inside another."""
+    items = files.items() if hasattr(files, "items") else files
+    views = []
+    names = set()
+    for item in items:
+        try:
+            name, data = item
+        except (TypeError, ValueError):
+            raise TierflowError("save_checkpoint: files must map names to buffers, got %r" % (item,))
+        parts = name.split("/") if isinstance(name, str) else None
+        if not parts or any(p in ("", ".", "..") or "\0" in p for p in parts):
+            raise TierflowError(
+                "save_checkpoint: %r is not a file name inside the checkpoint folder (a "
+                "relative path like 'weights.bin' or 'optim/state.bin', no '.' or '..')" % (name,))
+        if isinstance(data, str):
+            raise TierflowError("save_checkpoint: %s is a str; pass bytes (encode it)" % name)
+        try:
+            view = memoryview(data).cast("B")
+        except TypeError as e:
+            raise TierflowError("save_checkpoint: %s is not a C-contiguous buffer (%s); pass "
+                                "bytes, a bytearray or numpy.ascontiguousarray(...)" % (name, e))
+        if name in names:
+            raise TierflowError("save_checkpoint: %s is given twice" % name)
+        names.add(name)
+        views.append((name, view))
+    for name in names:
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in names:
+                raise TierflowError("save_checkpoint: %s is a file, so %s cannot be inside it"
+                                    % ("/".join(parts[:i]), name))
+    if not views:
+        raise TierflowError("save_checkpoint: no files to save")
+    return views
 
 
 def _write_atomic(path, text, sync=False):
@@ -432,3 +557,11 @@ def commit_checkpoint(step, /, **metadata):
 
 def latest_checkpoint():
     return _task().latest_checkpoint()
+
+
+def save_checkpoint(step, files, /, **metadata):
+    return _task().save_checkpoint(step, files, **metadata)
+
+
+def wait_checkpoint():
+    return _task().wait_checkpoint()
