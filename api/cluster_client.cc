@@ -17,6 +17,7 @@
 #include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "worker/checkpoint_relay.h"
 #include "worker/local_pool.h"
 #include "worker/node_tiers.h"
 
@@ -135,22 +136,29 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
 
   worker::NodeTiers node_tiers(options.tiers);
   if (absl::Status cleared = node_tiers.Clear(); !cleared.ok()) return cleared;
+  worker::CheckpointRelays relays(options.tiers);
   // Attempts whose inputs are being copied onto node tiers (not launched
-  // yet): cancelled ones are reported, not launched. What was copied goes
-  // with the attempt's start report.
+  // yet): cancelled ones are reported, not launched. What was copied, and
+  // where the task writes its checkpoints, go with the start report.
   std::mutex staging_mu;
   std::set<int64_t> staging;
   std::set<int64_t> cancelled_staging;
-  std::map<int64_t, std::vector<NodeCopyReport>> node_copies;
+  std::map<int64_t, TaskReport> staged;  // node_copies, checkpoint_node_*
   absl::StatusOr<std::unique_ptr<Executor>> pool = worker::StartLocalPool([&](TaskReport report) {
-    // Its streamed inputs need not wait for it any more.
-    if (report.outcome != TaskReport::Outcome::kStarted) node_tiers.Ended(report.attempt_id);
+    if (report.outcome != TaskReport::Outcome::kStarted) {
+      // Its streamed inputs need not wait for it any more, and what it
+      // committed last is in the scheduler's folder before it hears.
+      node_tiers.Ended(report.attempt_id);
+      relays.Ended(report.attempt_id);
+    }
     {
       std::lock_guard lock(staging_mu);
-      auto copies = node_copies.find(report.attempt_id);
-      if (copies != node_copies.end()) {
-        report.node_copies = std::move(copies->second);
-        node_copies.erase(copies);
+      auto found = staged.find(report.attempt_id);
+      if (found != staged.end()) {
+        report.node_copies = std::move(found->second.node_copies);
+        report.checkpoint_node_dir = std::move(found->second.checkpoint_node_dir);
+        report.checkpoint_node_error = std::move(found->second.checkpoint_node_error);
+        staged.erase(found);
       }
     }
     v1::WorkerMessage message;
@@ -178,19 +186,22 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
   // Copies onto node tiers run beside the stream, one thread per launch.
   std::list<std::future<void>> stagers;
   auto stage_then_launch = [&](TaskLaunch launch) {
-    std::vector<NodeCopyReport> copies = node_tiers.Stage(launch);
+    TaskReport notes;
+    notes.node_copies = node_tiers.Stage(launch);
+    relays.Start(launch, notes);
     bool cancelled = false;
     {
       std::lock_guard lock(staging_mu);
       staging.erase(launch.attempt_id);
       cancelled = cancelled_staging.erase(launch.attempt_id) > 0;
-      if (!cancelled) node_copies[launch.attempt_id] = std::move(copies);
+      if (!cancelled) staged[launch.attempt_id] = std::move(notes);
     }
     if (!cancelled) {
       executor->Launch(std::move(launch));
       return;
     }
     node_tiers.Ended(launch.attempt_id);
+    relays.Ended(launch.attempt_id);
     TaskReport report;
     report.attempt_id = launch.attempt_id;
     report.outcome = TaskReport::Outcome::kCancelled;
@@ -204,7 +215,7 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
     if (message.has_lease()) {
       TaskLaunch launch = FromProto(message.lease());
       launch.env.emplace_back("TIERFLOW_WORKER", name);
-      if (launch.stage_in.empty()) {
+      if (launch.stage_in.empty() && !launch.checkpoint_relay) {
         executor->Launch(std::move(launch));
         continue;
       }

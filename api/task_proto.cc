@@ -50,6 +50,12 @@ void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out) {
     o->set_tier(input.tier);
     o->set_key(input.key);
   }
+  if (launch.checkpoint_relay) {
+    v1::CheckpointRelay* o = out->mutable_checkpoint_relay();
+    o->set_tier(launch.checkpoint_relay->tier);
+    o->set_key(launch.checkpoint_relay->key);
+    o->set_keep(launch.checkpoint_relay->keep);
+  }
 }
 
 TaskLaunch FromProto(const v1::TaskLaunch& in) {
@@ -82,6 +88,10 @@ TaskLaunch FromProto(const v1::TaskLaunch& in) {
   }
   for (const v1::NodeInput& o : in.node_inputs()) {
     launch.node_inputs.push_back({o.env(), o.tier(), o.key()});
+  }
+  if (in.has_checkpoint_relay() && !in.checkpoint_relay().tier().empty()) {
+    launch.checkpoint_relay = CheckpointRelay{
+        in.checkpoint_relay().tier(), in.checkpoint_relay().key(), in.checkpoint_relay().keep()};
   }
   return launch;
 }
@@ -129,6 +139,8 @@ void ToProto(const TaskReport& report, v1::TaskReport* out) {
   out->set_io_wait_ms(report.io_wait_ms);
   out->set_read_bytes(report.read_bytes);
   out->set_write_bytes(report.write_bytes);
+  out->set_checkpoint_node_dir(report.checkpoint_node_dir);
+  out->set_checkpoint_node_error(report.checkpoint_node_error);
   for (const NodeCopyReport& copy : report.node_copies) {
     v1::NodeCopy* o = out->add_node_copies();
     o->set_tier(copy.tier);
@@ -175,6 +187,8 @@ TaskReport FromProto(const v1::TaskReport& in) {
   report.io_wait_ms = in.io_wait_ms();
   report.read_bytes = in.read_bytes();
   report.write_bytes = in.write_bytes();
+  report.checkpoint_node_dir = in.checkpoint_node_dir();
+  report.checkpoint_node_error = in.checkpoint_node_error();
   for (const v1::NodeCopy& o : in.node_copies()) {
     report.node_copies.push_back(
         {o.tier(), o.key(), o.path(), o.bytes(), o.reused(), o.elapsed_ms(), o.error()});

@@ -56,6 +56,19 @@ struct NodeInput {
   std::string key;  // an artifact's key, or the folder gathering a foreach stage's items
 };
 
+// Cluster mode: a checkpointing task writes its checkpoints on its
+// worker's node tier `tier` (at NODE_ROOT/key), and the worker copies each
+// one it commits (folder, then marker) to the folder the scheduler
+// watches (TaskLaunch::checkpoint_dir, on a cluster tier), which flushes it
+// to a durable tier. The worker keeps the newest `keep` on the node tier
+// and removes the folder when the attempt ends. A worker without the tier
+// lets the task write in checkpoint_dir itself.
+struct CheckpointRelay {
+  std::string tier;
+  std::string key;
+  int keep = 0;  // 0: all of them
+};
+
 struct TaskLaunch {
   enum class Mode {
     kRun,    // run the command
@@ -89,6 +102,7 @@ struct TaskLaunch {
   std::map<std::string, std::string> labels;  // a worker must have every one
   std::vector<StageIn> stage_in;              // cluster mode: copies onto node tiers
   std::vector<NodeInput> node_inputs;
+  std::optional<CheckpointRelay> checkpoint_relay;  // cluster mode
 };
 
 struct OutputReport {
@@ -131,6 +145,11 @@ struct TaskReport {
   int64_t finished_ms = 0;
   std::string worker;                       // who ran it; "" : the local pool
   std::vector<NodeCopyReport> node_copies;  // with kStarted, in cluster mode
+  // With kStarted, in cluster mode: where the task writes its checkpoints
+  // on the worker's node tier (TaskLaunch::checkpoint_relay), or why it
+  // writes them in the cluster folder instead.
+  std::string checkpoint_node_dir;
+  std::string checkpoint_node_error;
   // How the attempt spent its time on data (final reports of commands that
   // ran): what its task helpers waited for inputs (TIERFLOW_DATA_WAIT_FILE,
   // docs/task-helpers.md), the time its processes were seen blocked on I/O

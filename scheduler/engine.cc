@@ -480,6 +480,7 @@ class Engine::Impl {
   }
   absl::Status EvictNodeCopies(uint32_t task, size_t output, uint8_t tier);
   absl::Status RecordNodeCopies(uint32_t task, const TaskReport& report);
+  absl::Status RecordCheckpointDir(uint32_t task, const TaskReport& report);
   void OnMoveResult(MoveResult result) {
     {
       std::lock_guard lock(mu_);
@@ -663,7 +664,10 @@ class Engine::Impl {
   };
   // Checkpoints: tasks write them on the fastest posix tier; each one the
   // task commits is flushed to its stage's durable tier while it runs.
-  uint8_t checkpoint_tier_ = kNoTier;      // kNoTier: in the run's folder, never flushed
+  uint8_t checkpoint_tier_ = kNoTier;  // kNoTier: in the run's folder, never flushed
+  // Cluster mode: the node tier workers write checkpoints on and copy them
+  // from to checkpoint_tier_ (CheckpointRelay); kNoTier: none faster.
+  uint8_t checkpoint_node_tier_ = kNoTier;
   std::vector<uint8_t> checkpoint_flush_;  // by stage: the durable tier, or kNoTier
   // Running tasks whose checkpoints are flushed: the names already seen.
   std::unordered_map<uint32_t, std::set<std::string>> checkpoint_watch_;
@@ -1395,6 +1399,35 @@ absl::Status Engine::Impl::RecordNodeCopies(uint32_t t, const TaskReport& report
                ", before the task started")));
   }
   return absl::OkStatus();
+}
+
+// Cluster mode: where attempt `report` writes its checkpoints (a node
+// tier of its worker, or the cluster folder), as an event.
+absl::Status Engine::Impl::RecordCheckpointDir(uint32_t t, const TaskReport& report) {
+  if (checkpoint_node_tier_ == kNoTier || checkpoint_tier_ == kNoTier) return absl::OkStatus();
+  if (report.checkpoint_node_dir.empty() && report.checkpoint_node_error.empty()) {
+    return absl::OkStatus();
+  }
+  const std::string node = tiers_[checkpoint_node_tier_].config.name;
+  const std::string cluster = tiers_[checkpoint_tier_].config.name;
+  const uint8_t flush = checkpoint_flush_[tasks_[t].stage];
+  const std::string then =
+      flush == kNoTier ? "" : StrCat(", then flushed to tier ", tiers_[flush].config.name);
+  std::string restored;
+  for (const NodeCopyReport& copy : report.node_copies) {
+    if (copy.tier != node || !copy.key.starts_with(CheckpointKey(t) + "/")) continue;
+    restored = StrCat("; checkpoint ", copy.key.substr(CheckpointKey(t).size() + 1),
+                      " put back there first (", FormatSize(copy.bytes), " in ",
+                      FormatDuration(std::chrono::milliseconds(copy.elapsed_ms)), ")");
+  }
+  return AddEvent(
+      tasks_[t].id, report.attempt_id, "checkpoint_dir",
+      report.checkpoint_node_dir.empty()
+          ? StrCat("checkpoints written on tier ", cluster, ", not on ", report.worker,
+                   "'s node tier ", node, ": ", report.checkpoint_node_error)
+          : StrCat("checkpoints written on ", report.worker, "'s node tier ", node, " (",
+                   report.checkpoint_node_dir, "); each one committed is copied to tier ", cluster,
+                   then, restored));
 }
 
 absl::Status Engine::Impl::PrepareStatements() {
@@ -2263,6 +2296,11 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
                                 ? TierPath(checkpoint_tier_, CheckpointKey(t))
                                 : TaskDir(run_dir_ / "checkpoints", t).string();
     contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR", launch.checkpoint_dir);
+    if (checkpoint_node_tier_ != kNoTier) {
+      launch.checkpoint_relay =
+          CheckpointRelay{tiers_[checkpoint_node_tier_].config.name, CheckpointKey(t),
+                          static_cast<int>(stage.checkpoints.keep)};
+    }
   }
   // The cache key covers what the task sees, not where this run keeps things.
   task.cache_key.clear();
@@ -2363,27 +2401,14 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
 
 // ------------------------------------------------------------ checkpoints
 
-namespace {
-
-// A checkpoint's folder, then its commit marker: it counts on `to` only
-// once it is all there.
-absl::StatusOr<storage::TransferResult> CopyCheckpoint(storage::Adapter& from, storage::Adapter& to,
-                                                       const std::string& key) {
-  TF_ASSIGN_OR_RETURN(storage::TransferResult moved, CopyArtifact(from, key, to, key));
-  TF_ASSIGN_OR_RETURN(storage::TransferResult marker,
-                      storage::CopyObject(from, key + ".committed", to, key + ".committed"));
-  moved.bytes += marker.bytes;
-  moved.objects += marker.objects;
-  return moved;
-}
-
-}  // namespace
-
 // Where tasks write checkpoints: the fastest posix tier (in cluster mode,
-// one every worker reaches). Where a stage's are flushed: its
-// `checkpoints.tier`, else the fastest durable tier that allows deletes.
+// one every worker reaches, and the workers write them first on a faster
+// node tier, copying each one committed there). Where a stage's are
+// flushed: its `checkpoints.tier`, else the fastest durable tier that
+// allows deletes.
 absl::Status Engine::Impl::SetUpCheckpoints() {
   checkpoint_tier_ = kNoTier;
+  checkpoint_node_tier_ = kNoTier;
   checkpoint_flush_.assign(pipeline_.stages.size(), kNoTier);
   if (placement_tiers_.empty()) return absl::OkStatus();  // the implicit tier: as before
   double fastest = -1;
@@ -2392,6 +2417,13 @@ absl::Status Engine::Impl::SetUpCheckpoints() {
     if (tiers_[x].posix && !OnWorkers(x) && write > fastest) {
       fastest = write;
       checkpoint_tier_ = x;
+    }
+  }
+  for (uint8_t x = 0; x < tiers_.size() && checkpoint_tier_ != kNoTier; ++x) {
+    const double write = placement_tiers_[x].profile.seq_write_mb_s;
+    if (tiers_[x].posix && OnWorkers(x) && write > fastest) {
+      fastest = write;
+      checkpoint_node_tier_ = x;
     }
   }
   uint8_t durable = kNoTier;
@@ -2462,7 +2494,7 @@ absl::Status Engine::Impl::WatchCheckpoints(uint32_t t, TaskLaunch& launch, int&
              path = (dir / latest).string()]() -> absl::StatusOr<storage::TransferResult> {
     std::error_code error;
     fs::remove_all(path, error);  // what a task that failed mid-write left
-    return CopyCheckpoint(*from, *to, key);
+    return storage::CopyCheckpoint(*from, *to, key);
   };
   to_move_.push_back(std::move(job));
   ++restores;
@@ -2535,7 +2567,7 @@ absl::Status Engine::Impl::FlushCheckpoint(uint32_t t, const std::string& name, 
   job.copy_id = id;
   job.run = [from, to, key, local, digest]() -> absl::StatusOr<storage::TransferResult> {
     TF_ASSIGN_OR_RETURN(*digest, storage::HashArtifact(local));
-    return CopyCheckpoint(*from, *to, key);
+    return storage::CopyCheckpoint(*from, *to, key);
   };
   checkpoint_digests_[row] = digest;
   to_move_.push_back(std::move(job));
@@ -2825,6 +2857,7 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
       TF_RETURN_IF_ERROR(AddEvent(task.id, report.attempt_id, "placed", report.message));
     }
     TF_RETURN_IF_ERROR(RecordNodeCopies(t, report));
+    TF_RETURN_IF_ERROR(RecordCheckpointDir(t, report));
     // The task waited for its worker to copy its inputs onto a node tier.
     int64_t staged_ms = 0;
     for (const NodeCopyReport& copy : report.node_copies) staged_ms += copy.elapsed_ms;

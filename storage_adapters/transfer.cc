@@ -98,6 +98,15 @@ absl::StatusOr<TransferResult> CopyArtifact(Adapter& from, const std::string& ke
   return tree;
 }
 
+absl::StatusOr<TransferResult> CopyCheckpoint(Adapter& from, Adapter& to, const std::string& key) {
+  TF_ASSIGN_OR_RETURN(TransferResult moved, CopyArtifact(from, key, to, key));
+  TF_ASSIGN_OR_RETURN(TransferResult marker,
+                      CopyObject(from, key + ".committed", to, key + ".committed"));
+  moved.bytes += marker.bytes;
+  moved.objects += marker.objects;
+  return moved;
+}
+
 absl::Status DeleteArtifact(Adapter& adapter, const std::string& key) {
   // A file is an object; a folder (on posix) is not, and holds the tree.
   if (adapter.Stat(key).ok()) return adapter.Delete(key);

@@ -65,6 +65,11 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
 // Removes a streamed copy's manifest and its reader's files beside `path`.
 void RemoveStreamFiles(const std::string& path);
 
+// A committed checkpoint (docs/task-helpers.md): the folder `key`, then its
+// marker `key`.committed, so that it counts on `to` only once it is all
+// there.
+absl::StatusOr<TransferResult> CopyCheckpoint(Adapter& from, Adapter& to, const std::string& key);
+
 // Deletes a file artifact or every object of a tree artifact.
 absl::Status DeleteArtifact(Adapter& adapter, const std::string& key);
 // True when the artifact is there, as a file or a non-empty tree.

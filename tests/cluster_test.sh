@@ -27,6 +27,10 @@
 #     tier before it starts (and it reads the real data there); the next
 #     reader goes to that worker for it, with the reason recorded; the copy
 #     is recorded once, with its worker, and evicted (deleted) after.
+# 10. Checkpoints on node tiers: a task writes them on its worker's node
+#     tier; the worker copies each committed one to the cluster folder,
+#     the server flushes it to the durable tier and keeps the last 2; a
+#     retry starts with the newest put back on its own node tier.
 #
 # Usage: cluster_test.sh TIERFLOW_BIN
 set -euo pipefail
@@ -551,5 +555,94 @@ head -1 "$streamed" | grep -qE "^$work/$w_streamed-nvme/runs/$run9/artifacts/sha
   fail "streamed input read: $(tail -n +2 "$streamed" | tr '\n' ' ')"
 "$tierflow" workers --scheduler "$addr" | grep -q "nvme=$work/w91-nvme" ||
   fail "workers should list node tiers: $("$tierflow" workers --scheduler "$addr")"
+
+echo "== 10. checkpoints on the worker's node tier, relayed to the cluster folder, flushed to the durable tier"
+mkdir -p "$work/s10"
+cat >"$work/s10/tiers.yaml" <<EOF
+tiers:
+  bulk:
+    adapter: posix
+    root: $work/s10/bulk
+    scope: cluster
+    durability: durable
+    profile: {seq_read_mb_s: 50, seq_write_mb_s: 50, rand_read_iops: 100, latency_us: 20000}
+  scratch:
+    adapter: posix
+    root: $work/s10/scratch
+    scope: cluster
+    durability: volatile
+    profile: {seq_read_mb_s: 500, seq_write_mb_s: 500, rand_read_iops: 10000, latency_us: 500}
+  nvme:
+    adapter: posix
+    root: $work/s10/unused-nvme
+    scope: node
+    durability: node
+    profile: {seq_read_mb_s: 3000, seq_write_mb_s: 2000, rand_read_iops: 200000, latency_us: 50}
+EOF
+cat >"$work/s10/train.py" <<'PY'
+import os, sys, time
+import tierflow_task as tf
+attempt = int(os.environ["TIERFLOW_ATTEMPT"])
+with open(os.environ["SIDE"] + ".attempt-%d" % attempt, "w") as f:
+    f.write(tf.checkpoint_dir() + "\n")
+start = 0
+latest = tf.latest_checkpoint()
+if latest:
+    start, folder = latest
+    with open(os.path.join(folder, "state.bin"), "rb") as f:
+        state = f.read()
+    if state != b"state %d" % start:
+        sys.exit("checkpoint %s holds %r" % (folder, state))
+for step in range(start + 1, 6):
+    tf.save_checkpoint(step, {"state.bin": b"state %d" % step}, attempt=attempt)
+    tf.wait_checkpoint()
+    time.sleep(0.3)  # the worker relays it while the task runs
+    if attempt == 1 and step == 3:
+        sys.exit(3)
+with open(os.environ["TIERFLOW_OUTPUT_MODEL"], "w") as f:
+    f.write("resumed from %d\n" % start)
+PY
+cat >"$work/s10/pipeline.yaml" <<EOF
+name: nodecheckpoints
+stages:
+  train:
+    kind: train
+    run: [python3, $work/s10/train.py]
+    env: {PYTHONPATH: $here/sdk/python, SIDE: $work/s10/dir}
+    checkpoints: {keep: 2}
+    retries: {limit: 1, backoff: 1s}
+    outputs: [model]
+EOF
+start_server s10 --tiers "$work/s10/tiers.yaml"
+start_worker w101 --scheduler "$addr" --slots 1 --tier "nvme=$work/w101-nvme"
+start_worker w102 --scheduler "$addr" --slots 1 --tier "nvme=$work/w102-nvme"
+"$tierflow" submit "$work/s10/pipeline.yaml" --scheduler "$addr" --wait >"$work/submit10.out" 2>&1 ||
+  fail "run 10: $(cat "$work/submit10.out")"
+db10="$work/s10/tierflow.db"
+run10=$(sql "$db10" "SELECT id FROM runs")
+model10=$(cat "$work/s10/bulk/runs/$run10/artifacts/train/model")
+[ "$model10" = "resumed from 3" ] || fail "the retry did not resume from checkpoint 3: $model10"
+# Each attempt wrote its checkpoints on its own worker's node tier.
+for a in 1 2; do
+  w=$(sql "$db10" "SELECT worker FROM attempts WHERE task_id='train' AND number=$a")
+  [ "$(cat "$work/s10/dir.attempt-$a")" = "$work/$w-nvme/runs/$run10/checkpoints/train" ] ||
+    fail "attempt $a (on $w) wrote its checkpoints in $(cat "$work/s10/dir.attempt-$a")"
+done
+sql "$db10" "SELECT message FROM events WHERE kind='checkpoint_dir' ORDER BY id" >"$work/s10/events"
+[ "$(grep -c "node tier nvme .*copied to tier scratch, then flushed to tier bulk" "$work/s10/events")" = 2 ] ||
+  fail "checkpoint_dir events: $(cat "$work/s10/events")"
+grep -q "checkpoint step-00000003 put back there first" "$work/s10/events" ||
+  fail "the retry's node tier was not given checkpoint 3: $(cat "$work/s10/events")"
+# Every checkpoint flushed to bulk, the last 2 kept there with their bytes.
+states=$(sql "$db10" "SELECT group_concat(step || ':' || tier || ':' || state, ' ') FROM (SELECT * FROM checkpoints ORDER BY step)")
+[ "$states" = "1:bulk:deleted 2:bulk:deleted 3:bulk:deleted 4:bulk:present 5:bulk:present" ] ||
+  fail "checkpoints: $(sql "$db10" "SELECT step, attempt_id, tier, state, uri FROM checkpoints")"
+for step in 4 5; do
+  [ "$(cat "$work/s10/bulk/runs/$run10/checkpoints/train/step-0000000$step/state.bin")" = "state $step" ] ||
+    fail "checkpoint $step is not on bulk"
+done
+[ ! -e "$work/s10/bulk/runs/$run10/checkpoints/train/step-00000003" ] || fail "keep 2 left checkpoint 3 on bulk"
+[ -z "$(find "$work/w101-nvme" "$work/w102-nvme" -type f 2>/dev/null)" ] ||
+  fail "checkpoints left on the node tiers: $(find "$work/w101-nvme" "$work/w102-nvme" -type f)"
 
 echo "cluster_test: OK ($run1 on w1 and w2; $run2 survived losing $holder; the chain survived its server)"

@@ -14,8 +14,6 @@
 namespace tierflow::worker {
 namespace fs = std::filesystem;
 
-namespace {
-
 absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenRoot(const std::string& name,
                                                            const std::string& root) {
   storage::TierConfig config;
@@ -24,8 +22,6 @@ absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenRoot(const std::string& na
   config.root = root;
   return storage::OpenPosixTier(config);
 }
-
-}  // namespace
 
 NodeTiers::NodeTiers(std::map<std::string, std::string> tiers) : tiers_(std::move(tiers)) {}
 

@@ -20,9 +20,19 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/task.h"
 
+namespace tierflow::storage {
+class Adapter;
+}
+
 namespace tierflow::worker {
+
+// A posix adapter over the folder `root` (a node tier, or a cluster tier
+// the worker reaches at that path).
+absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenRoot(const std::string& name,
+                                                           const std::string& root);
 
 class NodeTiers {
  public:
