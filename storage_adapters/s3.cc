@@ -1,6 +1,5 @@
 #include "storage_adapters/s3.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,6 +26,7 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "storage_adapters/artifact_key.h"
+#include "storage_adapters/curl_library.h"
 #include "storage_adapters/fd.h"
 #include "storage_adapters/sigv4.h"
 
@@ -454,11 +454,6 @@ bool TransientStatus(long status) {
          (status >= 500 && status != 501 && status != 505 && status != 507);
 }
 
-void InitCurlOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
 // Runs task(0) ... task(count - 1) on up to `parallel` threads, this one
 // included; after the first failure starts no more, and returns it.
 absl::Status RunParallel(uint64_t count, int parallel,
@@ -511,14 +506,15 @@ struct RangeReply {
 
 class S3Adapter final : public Adapter {
  public:
-  S3Adapter(S3Config config, std::string scheme, std::string authority)
-      : config_(std::move(config)),
+  S3Adapter(const CurlLibrary& curl, S3Config config, std::string scheme, std::string authority)
+      : curl_(curl),
+        config_(std::move(config)),
         scheme_(std::move(scheme)),
         authority_(std::move(authority)),
         credentials_{config_.access_key, config_.secret_key, config_.region, "s3"} {}
 
   ~S3Adapter() override {
-    for (CURL* handle : idle_) curl_easy_cleanup(handle);
+    for (CURL* handle : idle_) curl_.easy_cleanup(handle);
   }
 
   std::string_view kind() const override { return "s3"; }
@@ -584,7 +580,7 @@ class S3Adapter final : public Adapter {
         return handle;
       }
     }
-    return curl_easy_init();
+    return curl_.easy_init();
   }
   // Keeps the handle, and with it its open connection, for the next request.
   void ReleaseHandle(CURL* handle) {
@@ -593,9 +589,10 @@ class S3Adapter final : public Adapter {
       idle_.push_back(handle);
       return;
     }
-    curl_easy_cleanup(handle);
+    curl_.easy_cleanup(handle);
   }
 
+  const CurlLibrary& curl_;  // loaded once, never unloaded
   const S3Config config_;
   const std::string scheme_;
   const std::string authority_;  // host[:port] of the endpoint
@@ -797,7 +794,7 @@ class S3Writer final : public ObjectWriter {
 // Sending.
 
 S3Adapter::Attempt S3Adapter::Perform(CURL* handle, const Request& request) const {
-  curl_easy_reset(handle);
+  curl_.easy_reset(handle);
   Attempt attempt;
   Transfer transfer;
   transfer.request = &request;
@@ -820,50 +817,51 @@ S3Adapter::Attempt S3Adapter::Perform(CURL* handle, const Request& request) cons
 
   curl_slist* headers = nullptr;
   for (const auto& [name, value] : signing.headers) {
-    headers = curl_slist_append(headers, StrCat(name, ": ", value).c_str());
+    headers = curl_.slist_append(headers, StrCat(name, ": ", value).c_str());
   }
-  headers = curl_slist_append(headers, StrCat("x-amz-date: ", signature.amz_date).c_str());
-  headers = curl_slist_append(headers, StrCat("Authorization: ", signature.authorization).c_str());
+  headers = curl_.slist_append(headers, StrCat("x-amz-date: ", signature.amz_date).c_str());
+  headers = curl_.slist_append(headers, StrCat("Authorization: ", signature.authorization).c_str());
   // Large bodies wait for the server's go-ahead, so a refusal (bad
   // credentials, say) comes back as a status, not as a broken connection.
-  headers = curl_slist_append(
+  headers = curl_.slist_append(
       headers, request.body.length() > (64 << 10) ? "Expect: 100-continue" : "Expect:");
 
   char error[CURL_ERROR_SIZE] = "";
-  curl_easy_setopt(handle, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(handle, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(handle, CURLOPT_PATH_AS_IS, 1L);
-  curl_easy_setopt(handle, CURLOPT_USERAGENT, "tierflow");
-  curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.timeout.count()));
-  curl_easy_setopt(handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(handle, CURLOPT_LOW_SPEED_TIME,
-                   static_cast<long>(std::max<int64_t>(1, (config_.timeout.count() + 999) / 1000)));
-  curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, OnHeader);
-  curl_easy_setopt(handle, CURLOPT_HEADERDATA, &transfer);
-  curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, OnBody);
-  curl_easy_setopt(handle, CURLOPT_WRITEDATA, &transfer);
+  curl_.easy_setopt(handle, CURLOPT_URL, url.c_str());
+  curl_.easy_setopt(handle, CURLOPT_HTTPHEADER, headers);
+  curl_.easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
+  curl_.easy_setopt(handle, CURLOPT_PATH_AS_IS, 1L);
+  curl_.easy_setopt(handle, CURLOPT_USERAGENT, "tierflow");
+  curl_.easy_setopt(handle, CURLOPT_ERRORBUFFER, error);
+  curl_.easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.timeout.count()));
+  curl_.easy_setopt(handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_.easy_setopt(
+      handle, CURLOPT_LOW_SPEED_TIME,
+      static_cast<long>(std::max<int64_t>(1, (config_.timeout.count() + 999) / 1000)));
+  curl_.easy_setopt(handle, CURLOPT_HEADERFUNCTION, OnHeader);
+  curl_.easy_setopt(handle, CURLOPT_HEADERDATA, &transfer);
+  curl_.easy_setopt(handle, CURLOPT_WRITEFUNCTION, OnBody);
+  curl_.easy_setopt(handle, CURLOPT_WRITEDATA, &transfer);
   if (request.method == "HEAD") {
-    curl_easy_setopt(handle, CURLOPT_NOBODY, 1L);
+    curl_.easy_setopt(handle, CURLOPT_NOBODY, 1L);
   } else if (request.method == "PUT" || request.method == "POST") {
-    curl_easy_setopt(handle, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(handle, CURLOPT_INFILESIZE_LARGE,
-                     static_cast<curl_off_t>(request.body.length()));
-    curl_easy_setopt(handle, CURLOPT_READFUNCTION, OnRead);
-    curl_easy_setopt(handle, CURLOPT_READDATA, &transfer);
-    curl_easy_setopt(handle, CURLOPT_SEEKFUNCTION, OnSeek);
-    curl_easy_setopt(handle, CURLOPT_SEEKDATA, &transfer);
-    if (request.method == "POST") curl_easy_setopt(handle, CURLOPT_CUSTOMREQUEST, "POST");
+    curl_.easy_setopt(handle, CURLOPT_UPLOAD, 1L);
+    curl_.easy_setopt(handle, CURLOPT_INFILESIZE_LARGE,
+                      static_cast<curl_off_t>(request.body.length()));
+    curl_.easy_setopt(handle, CURLOPT_READFUNCTION, OnRead);
+    curl_.easy_setopt(handle, CURLOPT_READDATA, &transfer);
+    curl_.easy_setopt(handle, CURLOPT_SEEKFUNCTION, OnSeek);
+    curl_.easy_setopt(handle, CURLOPT_SEEKDATA, &transfer);
+    if (request.method == "POST") curl_.easy_setopt(handle, CURLOPT_CUSTOMREQUEST, "POST");
   } else if (request.method != "GET") {
-    curl_easy_setopt(handle, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    curl_.easy_setopt(handle, CURLOPT_CUSTOMREQUEST, request.method.c_str());
   }
-  attempt.code = curl_easy_perform(handle);
+  attempt.code = curl_.easy_perform(handle);
   // Nothing of this call (the error buffer, the callbacks' data) may
   // outlive it in the handle, which keeps only its connection.
-  curl_easy_reset(handle);
-  curl_slist_free_all(headers);
-  attempt.curl_error = error[0] != '\0' ? error : curl_easy_strerror(attempt.code);
+  curl_.easy_reset(handle);
+  curl_.slist_free_all(headers);
+  attempt.curl_error = error[0] != '\0' ? error : curl_.easy_strerror(attempt.code);
   attempt.response = std::move(transfer.response);
   if (transfer.md5 && transfer.hashed == request.body.length()) {
     attempt.response.sent_md5 = transfer.md5->Finish();
@@ -1407,8 +1405,8 @@ absl::StatusOr<std::unique_ptr<S3Adapter>> MakeAdapter(S3Config config) {
     return absl::InvalidArgumentError(
         StrCat(tier, "retries and backoff must not be negative, timeout must be positive"));
   }
-  InitCurlOnce();
-  return std::make_unique<S3Adapter>(std::move(config), std::move(endpoint.first),
+  TF_ASSIGN_OR_RETURN(const CurlLibrary* curl, LoadCurl());
+  return std::make_unique<S3Adapter>(*curl, std::move(config), std::move(endpoint.first),
                                      std::move(endpoint.second));
 }
 
