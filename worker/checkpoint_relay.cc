@@ -102,10 +102,7 @@ void CheckpointRelays::Start(TaskLaunch& launch, TaskReport& report) {
     return;
   }
   const CheckpointRelay& spec = *launch.checkpoint_relay;
-  auto fail = [&](std::string why) {
-    report.checkpoint_node_error = std::move(why);
-    return;
-  };
+  auto fail = [&](std::string why) { report.checkpoint_node_error = std::move(why); };
   auto tier = tiers_.find(spec.tier);
   if (tier == tiers_.end()) {
     return fail(StrCat("this worker has no node tier '", spec.tier, "' (tierflow worker --tier ",
