@@ -7,9 +7,17 @@
 // `Authorization: Bearer TOKEN`, or (for browsers, whose EventSource cannot
 // set headers) once as `?token=TOKEN`, which answers with a cookie
 // `tierflow_token` (HttpOnly, SameSite=Strict) that later requests carry.
-// A request without it gets 401, a wrong one 403.
+// A request without it gets 401, a wrong one 403, and the connection is
+// closed at once, before any other work. The scheme is case-insensitive.
+//
+// Asynchronous (Boost.Beast on Boost.Asio): a few threads serve every
+// connection, event streams included, and queries of the state store run
+// on a small pool of their own, so open streams, slow clients and slow
+// queries never stop other requests. Limits are in HttpServerOptions.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
@@ -27,6 +35,27 @@ struct HttpServerOptions {
   // Cluster mode: the connected workers as a JSON array; unset in
   // `tierflow ui` (embedded mode).
   std::function<std::string()> workers_json;
+
+  // Limits (docs/ui.md). The defaults are for production; tests may
+  // shorten them.
+  // A request's whole head must arrive within this long: from the
+  // connection opening, or on a kept-alive connection from the first byte
+  // of the next request. Dripping lines does not extend it; when it runs
+  // out the connection is closed.
+  std::chrono::milliseconds header_timeout{10'000};
+  // A kept-alive connection with no new request for this long is closed.
+  std::chrono::milliseconds idle_timeout{30'000};
+  // An answer, or an event of a stream, the client does not take within
+  // this long closes the connection.
+  std::chrono::milliseconds write_timeout{60'000};
+  // Connections open at once, event streams included; more are answered
+  // 503 and closed at once.
+  size_t max_connections = 512;
+  // A longer request head is answered 431 and the connection closed.
+  size_t max_header_bytes = 16 * 1024;
+  // Threads that run requests which query the state store (the API,
+  // /metrics, an event stream's replay); more wait their turn.
+  size_t query_threads = 4;
 };
 
 // A running server; destroying it stops it (open event streams end).

@@ -23,8 +23,8 @@ packages=(
   graphviz
   # tests: HTTP, S3 (curl --aws-sigv4) and TLS certificates from the shell
   curl openssl
-  # the HTTP/JSON API and UI server (api/http_server.cc)
-  libcpp-httplib-dev
+  # the HTTP/JSON API and UI server (api/http_server.cc): Boost.Beast, Boost.Asio
+  libboost-dev
   # tests: promtool and a real Prometheus scraping /metrics (scripts/prometheus.sh)
   prometheus
   # tests: the UI in a real browser (playwright-core drives it)
