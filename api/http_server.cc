@@ -1,11 +1,10 @@
 #include "api/http_server.h"
 
+#include <algorithm>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
-#include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <map>
@@ -175,8 +174,7 @@ std::optional<Answer> CheckToken(const std::string& token, std::string_view auth
   }
   if (!SameToken(*presented, token)) return FromApi(ErrorResponse(403, StrCat(how, " is wrong")));
   if (from_query) {
-    *set_cookie =
-        StrCat(kCookie, "=", PercentEncode(token), "; Path=/; HttpOnly; SameSite=Strict");
+    *set_cookie = StrCat(kCookie, "=", PercentEncode(token), "; Path=/; HttpOnly; SameSite=Strict");
   }
   return std::nullopt;
 }
@@ -209,9 +207,9 @@ struct Shared {
   std::unique_ptr<EventFeed> feed;
   std::atomic<size_t> connections{0};
   std::mutex mu;
-  bool stopping = false;                                   // guarded by mu
+  bool stopping = false;                                  // guarded by mu
   std::map<const Session*, std::weak_ptr<Session>> open;  // guarded by mu
-  net::thread_pool* queries = nullptr;                     // the query threads
+  net::thread_pool* queries = nullptr;                    // the query threads
 
   bool Stopping() {
     std::lock_guard lock(mu);
@@ -307,19 +305,18 @@ class Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = false;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(shared_.options.max_header_bytes));
-    http::async_read_header(socket_, buffer_, *parser_,
-                            [self = shared_from_this()](error_code ec, size_t) {
-                              self->OnHead(ec);
-                            });
+    http::async_read_header(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](error_code ec, size_t) { self->OnHead(ec); });
   }
 
   void OnHead(error_code ec) {
     if (closed_) return;  // timed out, or the server stops
     Disarm();
     if (ec == http::error::header_limit) {
-      Send(LimitAnswer(431, "request_header_fields_too_large",
-                       StrCat("the request head is over ", shared_.options.max_header_bytes,
-                              " bytes")));
+      Send(LimitAnswer(
+          431, "request_header_fields_too_large",
+          StrCat("the request head is over ", shared_.options.max_header_bytes, " bytes")));
       return;
     }
     if (ec && ec.category() == http::make_error_code(http::error::bad_method).category() &&
@@ -420,7 +417,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Send(Answer answer, bool no_store = false) {
     response_.emplace(static_cast<http::status>(answer.status), version_ == 0 ? 11 : version_);
     AddHeaders(*response_, no_store);
-    if (!answer.content_type.empty()) response_->set(http::field::content_type, answer.content_type);
+    if (!answer.content_type.empty())
+      response_->set(http::field::content_type, answer.content_type);
     for (const auto& [name, value] : answer.headers) response_->set(name, value);
     response_->body() = std::move(answer.body);
     response_->keep_alive(keep_alive_ && !answer.close);
@@ -627,11 +625,10 @@ class Server final : public HttpServer {
     rejection_ = StrCat(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
         "X-Content-Type-Options: nosniff\r\nRetry-After: 1\r\nConnection: close\r\n");
-    const std::string body =
-        LimitAnswer(503, "unavailable",
-                    StrCat("this server has ", o.max_connections,
-                           " connections open, its limit: try again later"))
-            .body;
+    const std::string body = LimitAnswer(503, "unavailable",
+                                         StrCat("this server has ", o.max_connections,
+                                                " connections open, its limit: try again later"))
+                                 .body;
     rejection_ += StrCat("Content-Length: ", body.size(), "\r\n\r\n", body);
   }
   ~Server() override { Stop(); }
@@ -777,8 +774,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> StartHttpServer(const HttpServerOpti
                " reaches beyond loopback: set a token (TIERFLOW_UI_TOKEN or "
                "TIERFLOW_CLIENT_TOKEN), or listen on 127.0.0.1"));
   }
-  if (options.max_connections == 0 || options.query_threads == 0 ||
-      options.max_header_bytes == 0) {
+  if (options.max_connections == 0 || options.query_threads == 0 || options.max_header_bytes == 0) {
     return absl::InvalidArgumentError(
         "HTTP server: max_connections, query_threads and max_header_bytes must be positive");
   }
