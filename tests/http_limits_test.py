@@ -14,6 +14,10 @@ real `tierflow ui --listen 127.0.0.1:0` on a store the real binary wrote:
 5. With a token: a request without it gets 401 and the connection is closed
    at once (403 for a wrong one); `bearer` and `BEARER` are accepted, and an
    authorized connection is kept alive.
+6. Slow queries: while the test holds the locks of the store's WAL index
+   (so every query waits, as behind a long write), 8 API requests (twice the query threads) wait, and the UI's page
+   and a new event stream are still answered at once; once the lock goes,
+   the 8 are answered.
 
 Every wait is bounded only to detect a hang: a wait that runs out fails.
 The figures (time to answer, when drippers were closed) are printed.
@@ -23,6 +27,7 @@ Usage: http_limits_test.py TIERFLOW_BIN SOURCE_DIR
 import errno
 import json
 import os
+import fcntl
 import selectors
 import shutil
 import signal
@@ -425,6 +430,58 @@ def section_token():
     check(ui.wait(timeout=30) == 0, "SIGTERM: exit 0")
 
 
+def section_slow_queries(address):
+    log("6. slow queries")
+    # SQLite's WAL index keeps its locks in bytes 120..127 of the -shm file
+    # (write, checkpoint, recover, 5 read marks): holding them all makes
+    # every reader wait (its busy timeout is 10 s).
+    shm = DB + "-shm"
+    deadline = time.time() + 30
+    while not os.path.exists(shm) and time.time() < deadline:
+        time.sleep(0.1)
+    lock = os.open(shm, os.O_RDWR)
+    fcntl.lockf(lock, fcntl.LOCK_EX, 8, 120, os.SEEK_SET)
+    answers = []
+    answers_lock = threading.Lock()
+
+    def slow():
+        try:
+            status, _, _, seconds = get(address, "/api/v1/runs", timeout=60)
+        except (socket.timeout, OSError) as error:
+            status, seconds = repr(error), None
+        with answers_lock:
+            answers.append((status, seconds))
+
+    threads = [threading.Thread(target=slow, daemon=True) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)
+    with answers_lock:
+        check(not answers, "API requests answered while the store is locked: %r" % answers)
+    try:
+        status, headers, _, seconds = get(address, "/")
+        check(status == 200 and headers.get("content-type", "").startswith("text/html"),
+              "the UI's page while queries wait: %d" % status)
+        log("the UI's page answered in %.3f s while 8 queries wait" % seconds)
+    except (socket.timeout, OSError) as error:
+        check(False, "the UI's page not answered while queries wait: %r" % error)
+    try:
+        began = time.time()
+        stream, ok, _ = open_stream(address)
+        check(ok, "a new event stream while queries wait: 200 text/event-stream")
+        log("a new event stream answered in %.3f s while 8 queries wait" % (time.time() - began))
+        stream.close()
+    except (socket.timeout, OSError) as error:
+        check(False, "a new event stream not answered while queries wait: %r" % error)
+    os.close(lock)  # releases the locks
+    for thread in threads:
+        thread.join(timeout=60)
+    check(len(answers) == 8 and all(status == 200 for status, _ in answers),
+          "the 8 waiting API requests answered 200 once the lock went: %r" % answers)
+    log("the 8 waiting API requests answered after %s s" %
+        ", ".join("%.1f" % seconds for _, seconds in answers if seconds is not None))
+
+
 def main():
     result = subprocess.run([TIERFLOW, "run", PIPELINE, "--db", DB], capture_output=True,
                             text=True, timeout=300)
@@ -434,6 +491,7 @@ def main():
     section_slowloris(address)
     section_idle(address)
     section_limit(address)
+    section_slow_queries(address)
     served_promptly(address, "after the abuse")
     ui.send_signal(signal.SIGINT)
     check(ui.wait(timeout=30) == 0, "SIGINT: exit 0")
