@@ -7,7 +7,8 @@ real `tierflow ui --listen 127.0.0.1:0` on a store the real binary wrote:
    (and so does an old one), and SIGINT ends every stream and exits 0.
 2. 200 slowloris connections dripping one header line a second: normal
    requests are answered meanwhile, and every dripper is closed after the
-   header timeout (10 s; the lines do not extend it).
+   header timeout (10 s; the lines do not extend it). On a kept-alive
+   connection the timeout counts from the next request's first byte.
 3. 200 idle connections: a normal request is answered at once.
 4. Over the connection limit (512): each extra connection is answered 503
    at once and closed; once they go, requests are served again.
@@ -322,6 +323,7 @@ def section_slowloris(address):
     served_promptly(address, "with 200 dripping connections")
     time.sleep(2)
     served_promptly(address, "with 200 dripping connections, 4 s on")
+    kept_alive_dripper(address)
     deadline = opened + HEADER_TIMEOUT + 30
     while time.time() < deadline:
         with lock:
@@ -344,6 +346,37 @@ def section_slowloris(address):
               "header timeout" % times[0])
     for sock in drippers:
         sock.close()
+
+
+def kept_alive_dripper(address):
+    """On a kept-alive connection, the header timeout counts from the next
+    request's first byte (not from the previous answer), and dripping does
+    not extend it."""
+    sock = connect(address)
+    sock.sendall(b"GET /api/v1/runs HTTP/1.1\r\nHost: test\r\n\r\n")
+    status, _, _, closed = read_answer(sock)
+    check(status == 200 and not closed, "kept-alive: first answer %d, closed=%r" % (status, closed))
+    time.sleep(3)  # idle, within the idle timeout
+    began = time.time()
+    sock.sendall(b"GET /api/v1/runs HTTP/1.1\r\n")
+    line = 0
+    ended = None
+    while time.time() < began + HEADER_TIMEOUT + 30:
+        if closed_soon(sock, 1.0):
+            ended = time.time() - began
+            break
+        line += 1
+        try:
+            sock.sendall(b"X-Drip-%d: %d\r\n" % (line, line))
+        except OSError:
+            ended = time.time() - began
+            break
+    sock.close()
+    check(ended is not None, "a kept-alive connection dripping its next head is closed")
+    if ended is not None:
+        log("kept-alive dripper closed %.1f s after its first byte" % ended)
+        check(ended >= HEADER_TIMEOUT - 0.5, "kept-alive dripper closed at %.1f s, before the "
+              "header timeout" % ended)
 
 
 def section_idle(address):
