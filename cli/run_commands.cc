@@ -275,8 +275,13 @@ void PrintSummary(const scheduler::RunResult& result, std::ostream& out) {
     out << "\nfailed: " << failure.task_id << ": " << failure.message << '\n';
     if (!failure.log_path.empty()) out << "  log: " << failure.log_path << '\n';
   }
+  // A write-back that failed (a full tier, say) fails the run, not a task.
+  for (const std::string& failure : result.write_back_failures) {
+    out << "\nwrite-back failed: " << failure << '\n';
+  }
   out << "\nrun " << result.run_id << " " << result.state << " in "
       << FormatDuration(result.elapsed) << " (" << CountsLine(result.counts) << ")\n";
+
   out << "details: tierflow show " << result.run_id << "; lineage: tierflow lineage "
       << result.run_id << "\n";
   if (result.state != scheduler::run_state::kSucceeded) {
