@@ -1341,10 +1341,10 @@ absl::Status Engine::Impl::MaybeEvict(uint32_t t, size_t o) {
       const std::string what =
           StrCat(tasks_[t].id, ".", pipeline_.stages[tasks_[t].stage].outputs[o].name);
       TF_RETURN_IF_ERROR(UpdateCopy(id, kReleasedCopy, kReleasedWhy));
-      TF_RETURN_IF_ERROR(AddEvent(
-          tasks_[t].id, 0, "released",
-          StrCat(what, " on tier ", tiers_[tier].config.name, ": ", kReleasedWhy, " (",
-                 place.consumers, place.consumers == 1 ? " reader" : " readers", ")")));
+      TF_RETURN_IF_ERROR(
+          AddEvent(tasks_[t].id, 0, "released",
+                   StrCat(what, " on tier ", tiers_[tier].config.name, ": ", kReleasedWhy, " (",
+                          place.consumers, place.consumers == 1 ? " reader" : " readers", ")")));
     } else {
       TF_RETURN_IF_ERROR(UpdateCopy(id, "evicted", "its last reader ended"));
     }
@@ -2939,8 +2939,8 @@ std::string Engine::Impl::FullTierNote(uint32_t t) const {
     if (tiers_[x].posix && statvfs(tiers_[x].root.c_str(), &info) == 0) {
       const uint64_t free = static_cast<uint64_t>(info.f_bavail) * info.f_frsize;
       full = full || free < (uint64_t{1} << 20);
-      text += StrCat(" (", FormatSize(static_cast<uint64_t>(info.f_blocks) * info.f_frsize),
-                     "; ", FormatSize(free), " free after the attempt)");
+      text += StrCat(" (", FormatSize(static_cast<uint64_t>(info.f_blocks) * info.f_frsize), "; ",
+                     FormatSize(free), " free after the attempt)");
     }
     tiers.push_back(std::move(text));
   }

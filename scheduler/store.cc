@@ -308,8 +308,7 @@ absl::Status Migrate(Database& db) {
     TF_RETURN_IF_ERROR(CheckVersion(db, version));
     for (; version < kSchemaVersion; ++version) {
       TF_RETURN_IF_ERROR(db.Execute(kMigrations[version]));
-      TF_RETURN_IF_ERROR(
-          db.Execute(StrCat("PRAGMA user_version = ", std::to_string(version + 1))));
+      TF_RETURN_IF_ERROR(db.Execute(StrCat("PRAGMA user_version = ", std::to_string(version + 1))));
     }
     TF_ASSIGN_OR_RETURN(Statement check, db.Prepare("PRAGMA foreign_key_check"));
     TF_ASSIGN_OR_RETURN(bool violation, check.Step());

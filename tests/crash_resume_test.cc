@@ -432,11 +432,12 @@ TEST_F(CrashResumeTest, ResumeRecordsAnAttemptThatNeverStartedAsNotStarted) {
   {
     absl::StatusOr<std::unique_ptr<scheduler::Database>> db = scheduler::OpenStore(Db());
     ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE((*db)->Execute("UPDATE tasks SET state = 'running', attempts = 1 WHERE id = "
-                               "'after'; INSERT INTO attempts(run_id, task_id, number, state, "
-                               "command, started_at, log_path, worker) SELECT run_id, 'after', "
-                               "1, 'running', command, started_at, '', 'local' FROM attempts "
-                               "WHERE task_id = 'hold'")
+    ASSERT_TRUE((*db)
+                    ->Execute("UPDATE tasks SET state = 'running', attempts = 1 WHERE id = "
+                              "'after'; INSERT INTO attempts(run_id, task_id, number, state, "
+                              "command, started_at, log_path, worker) SELECT run_id, 'after', "
+                              "1, 'running', command, started_at, '', 'local' FROM attempts "
+                              "WHERE task_id = 'hold'")
                     .ok());
   }
   Result resume = RunToEnd("resume", {"resume", "last", "--db", Db()});

@@ -472,8 +472,9 @@ TEST_F(VolatileHomeTest, AResumeThatNeedsAReleasedHomeRunsItsProducerAgain) {
   ASSERT_TRUE(resumed.ok()) << resumed.status();
   ASSERT_EQ(resumed->state, "succeeded");
   EXPECT_EQ(Packs(), 2u) << "the resume did not recompute the released input of fit";
-  EXPECT_EQ(QueryValue(Db(), "SELECT group_concat(state) FROM (SELECT state FROM attempts WHERE "
-                             "task_id = 'pack' ORDER BY number)"),
+  EXPECT_EQ(QueryValue(Db(),
+                       "SELECT group_concat(state) FROM (SELECT state FROM attempts WHERE "
+                       "task_id = 'pack' ORDER BY number)"),
             "succeeded,succeeded");
   EXPECT_EQ(ReadFile(Root("disk") / "runs" / first->run_id / "artifacts/fit/model"), "shards");
   // The recomputed artifact was released again once fit had read it.
