@@ -281,7 +281,6 @@ void PrintSummary(const scheduler::RunResult& result, std::ostream& out) {
   }
   out << "\nrun " << result.run_id << " " << result.state << " in "
       << FormatDuration(result.elapsed) << " (" << CountsLine(result.counts) << ")\n";
-
   out << "details: tierflow show " << result.run_id << "; lineage: tierflow lineage "
       << result.run_id << "\n";
   if (result.state != scheduler::run_state::kSucceeded) {
