@@ -105,8 +105,13 @@ std::string CopiesText(const std::vector<CopyRow>& copies) {
     if (!text.empty()) text += ", ";
     text += Printable(StrCat(copy.tier, ":", copy.uri));
     std::vector<std::string> notes;
-    if (copy.role != "home") notes.push_back(Printable(copy.role));
-    if (copy.state != "present") notes.push_back(Printable(copy.state));
+    if (copy.state == "released") {
+      // A volatile home released after its last reader: not a home any more.
+      notes.push_back("released, recomputed when needed");
+    } else {
+      if (copy.role != "home") notes.push_back(Printable(copy.role));
+      if (copy.state != "present") notes.push_back(Printable(copy.state));
+    }
     if (!notes.empty()) {
       text += " (" + notes[0];
       for (size_t i = 1; i < notes.size(); ++i) text += ", " + notes[i];
@@ -226,10 +231,11 @@ Json RunJson(const RunSummary& run) {
 }
 
 Json CopyJson(const CopyRow& copy) {
-  return Json{{"id", copy.id},       {"tier", copy.tier},
-              {"uri", copy.uri},     {"role", copy.role},
-              {"bytes", copy.bytes}, {"content_hash", copy.content_hash},
-              {"state", copy.state}, {"created_at_ms", copy.created_at_ms}};
+  return Json{{"id", copy.id},          {"tier", copy.tier},
+              {"uri", copy.uri},        {"role", copy.role},
+              {"bytes", copy.bytes},    {"content_hash", copy.content_hash},
+              {"state", copy.state},    {"created_at_ms", copy.created_at_ms},
+              {"message", copy.message}};
 }
 
 // The artifact's fields after `id_field` (its row id).
@@ -540,6 +546,8 @@ std::string DotNode(const LineageGraph& graph, const LineageNode& node) {
       attributes += ", color=red";
     } else if (attempt.state == "cached") {
       attributes += ", style=dashed";
+    } else if (attempt.state == "not_started") {
+      attributes += ", style=dotted";
     }
   }
   return StrCat("  \"", node.Key(), "\" [", attributes, "];\n");

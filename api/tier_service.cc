@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <ostream>
 
 #include "absl/strings/str_join.h"
@@ -82,10 +83,18 @@ absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
                                                 const std::string& db_path) {
   std::vector<TierView> views;
   std::unique_ptr<scheduler::Database> db;
+  std::optional<scheduler::Statement> newest;  // prepared once, reset per tier
   if (fs::exists(db_path)) {
     // Measured profiles are in every store since schema 3.
     TF_ASSIGN_OR_RETURN(db, scheduler::OpenStoreReadOnly(db_path, /*oldest=*/3));
+    TF_ASSIGN_OR_RETURN(
+        scheduler::Statement statement,
+        db->Prepare("SELECT seq_read_mb_s, seq_write_mb_s, rand_read_iops, latency_us, "
+                    "create_us, stat_us, measured_at, location FROM tier_profiles WHERE tier = "
+                    "? ORDER BY measured_at DESC, id DESC LIMIT 1"));
+    newest.emplace(std::move(statement));
   }
+  views.reserve(tiers.tiers.size());
   for (const storage::TierConfig& tier : tiers.tiers) {
     TierView view;
     view.config = tier;
@@ -94,21 +103,18 @@ absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
       view.fs_total_bytes = static_cast<uint64_t>(fs_info.f_blocks) * fs_info.f_frsize;
       view.fs_free_bytes = static_cast<uint64_t>(fs_info.f_bavail) * fs_info.f_frsize;
     }
-    if (db) {
-      TF_ASSIGN_OR_RETURN(
-          scheduler::Statement newest,
-          db->Prepare("SELECT seq_read_mb_s, seq_write_mb_s, rand_read_iops, latency_us, "
-                      "create_us, stat_us, measured_at, location FROM tier_profiles WHERE tier = "
-                      "? ORDER BY measured_at DESC, id DESC LIMIT 1"));
-      newest.Bind(1, tier.name);
-      TF_ASSIGN_OR_RETURN(bool found, newest.Step());
+    if (newest) {
+      newest->Reset();
+      newest->Bind(1, tier.name);
+      TF_ASSIGN_OR_RETURN(bool found, newest->Step());
       if (found) {
         MeasuredProfile measured;
-        measured.profile = {newest.Double(0), newest.Double(1), newest.Double(2), newest.Double(3)};
-        measured.create_us = newest.Double(4);
-        measured.stat_us = newest.Double(5);
-        measured.measured_at_ms = newest.Int(6);
-        measured.location = newest.Text(7);
+        measured.profile = {newest->Double(0), newest->Double(1), newest->Double(2),
+                            newest->Double(3)};
+        measured.create_us = newest->Double(4);
+        measured.stat_us = newest->Double(5);
+        measured.measured_at_ms = newest->Int(6);
+        measured.location = newest->Text(7);
         view.measured = measured;
       }
     }

@@ -172,19 +172,41 @@ class Progress final : public scheduler::RunObserver {
   std::thread ticker_;
 };
 
+// SIGINT and SIGTERM blocked in the calling thread for its lifetime. Made
+// before any thread starts (the progress display's redraw thread, the
+// engine's database, pool and mover threads): a new thread inherits the
+// mask, so none of them can take the signal and die with the default action
+// or swallow it; they wait, pending, for the SignalWatcher's signalfd.
+class BlockedTerminationSignals {
+ public:
+  BlockedTerminationSignals() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, &old_mask_);
+  }
+  ~BlockedTerminationSignals() { pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr); }
+  BlockedTerminationSignals(const BlockedTerminationSignals&) = delete;
+  BlockedTerminationSignals& operator=(const BlockedTerminationSignals&) = delete;
+  const sigset_t& set() const { return set_; }
+
+ private:
+  sigset_t set_;
+  sigset_t old_mask_;
+};
+
 // Turns SIGINT/SIGTERM into engine calls from a thread of its own (no
 // async-signal-safety puzzles): the first cancels gracefully, the second
 // kills every task and exits at once. The signals are blocked in every
-// thread (the mask is inherited), so only this thread sees them.
+// thread (BlockedTerminationSignals, made before the first thread), so only
+// this thread sees them; one that came before it started is pending and
+// read at once.
 class SignalWatcher {
  public:
-  SignalWatcher(scheduler::Engine& engine, std::ostream& err) : engine_(engine), err_(err) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, &old_mask_);
-    signal_fd_ = signalfd(-1, &set, SFD_CLOEXEC);
+  SignalWatcher(const BlockedTerminationSignals& blocked, scheduler::Engine& engine,
+                std::ostream& err)
+      : engine_(engine), err_(err) {
+    signal_fd_ = signalfd(-1, &blocked.set(), SFD_CLOEXEC);
     stop_fd_ = eventfd(0, EFD_CLOEXEC);
     thread_ = std::thread([this] { Watch(); });
   }
@@ -194,7 +216,6 @@ class SignalWatcher {
     thread_.join();
     close(signal_fd_);
     close(stop_fd_);
-    pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
   }
 
  private:
@@ -219,7 +240,6 @@ class SignalWatcher {
   }
   scheduler::Engine& engine_;
   std::ostream& err_;
-  sigset_t old_mask_;
   int signal_fd_ = -1;
   int stop_fd_ = -1;
   std::thread thread_;
@@ -255,6 +275,10 @@ void PrintSummary(const scheduler::RunResult& result, std::ostream& out) {
     out << "\nfailed: " << failure.task_id << ": " << failure.message << '\n';
     if (!failure.log_path.empty()) out << "  log: " << failure.log_path << '\n';
   }
+  // A write-back that failed (a full tier, say) fails the run, not a task.
+  for (const std::string& failure : result.write_back_failures) {
+    out << "\nwrite-back failed: " << failure << '\n';
+  }
   out << "\nrun " << result.run_id << " " << result.state << " in "
       << FormatDuration(result.elapsed) << " (" << CountsLine(result.counts) << ")\n";
   out << "details: tierflow show " << result.run_id << "; lineage: tierflow lineage "
@@ -267,6 +291,8 @@ void PrintSummary(const scheduler::RunResult& result, std::ostream& out) {
 }  // namespace
 
 int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err) {
+  // First, before any thread of this process starts.
+  BlockedTerminationSignals blocked;
   bool tty = options.progress == "tty" ||
              (options.progress == "auto" && &out == &std::cout && isatty(STDOUT_FILENO));
   Progress progress(out, tty, options.quiet);
@@ -293,7 +319,7 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
 
   absl::StatusOr<scheduler::RunResult> result;
   {
-    SignalWatcher signals(*engine, err);
+    SignalWatcher signals(blocked, *engine, err);
     if (options.resume.empty()) {
       scheduler::RunRequest request;
       request.file = options.file;

@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -258,6 +259,25 @@ int KillLeftoverTasks(const std::string& run_id) {
   return KillProcessesWithEnv(StrCat("TIERFLOW_RUN_ID=", run_id));
 }
 
+// Ends the attempts of `run_id` its stopped engine left `running`, inside
+// the caller's transaction: `lost` for those whose process was recorded as
+// started (a pid), `not_started` for the rest (queued for a worker, leased,
+// or launched an instant before the stop, before their start was recorded).
+absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int64_t now) {
+  TF_ASSIGN_OR_RETURN(Statement end,
+                      db.Prepare("UPDATE attempts SET finished_at = ?1, state = CASE WHEN pid IS "
+                                 "NULL THEN ?3 ELSE ?4 END, message = CASE WHEN pid IS NULL THEN "
+                                 "?5 ELSE ?6 END WHERE run_id = ?2 AND state = ?7"));
+  end.Bind(1, now)
+      .Bind(2, run_id)
+      .Bind(3, AttemptStateName(AttemptState::kNotStarted))
+      .Bind(4, AttemptStateName(AttemptState::kLost))
+      .Bind(5, "the engine stopped before this attempt was recorded as started")
+      .Bind(6, "the engine stopped while this attempt ran")
+      .Bind(7, AttemptStateName(AttemptState::kRunning));
+  return end.Run();
+}
+
 struct ArtifactRec {
   int64_t id = 0;
   std::string path;
@@ -293,6 +313,14 @@ struct OutputPlace {
 };
 
 inline constexpr uint8_t kNoTier = 255;
+
+// A volatile output's home (on a volatile tier: RAM) is released once every
+// task of the run that reads it has ended: the copy state and its reason.
+// The artifact then exists nowhere; a resume whose tasks need it runs its
+// producer again, and the cache never reuses it (it has no present copy).
+inline constexpr std::string_view kReleasedCopy = "released";
+inline constexpr const char* kReleasedWhy =
+    "volatile: released after its last reader ended; recomputed when needed again";
 
 // An artifact a task reads, on the tier it reads it from.
 struct Need {
@@ -439,6 +467,7 @@ class Engine::Impl {
   absl::Status Turn(std::deque<TaskReport>& reports, std::deque<MoveResult>& moves,
                     bool cancel_now);
   absl::Status ApplyReport(TaskReport& report);
+  std::string FullTierNote(uint32_t task) const;
   absl::Status Dispatch(uint32_t task);
   absl::Status StageDone(uint32_t stage);
   absl::Status FailDownstream(uint32_t stage, const std::string& failed_task);
@@ -1306,7 +1335,19 @@ absl::Status Engine::Impl::MaybeEvict(uint32_t t, size_t o) {
     const uint8_t tier = order[i];
     if (place.copies[tier] != CopyState::kPresent || place.readers[tier] > 0) continue;
     const int64_t id = place.copy_ids[tier];
-    TF_RETURN_IF_ERROR(UpdateCopy(id, "evicted", "its last reader ended"));
+    if (tier == place.home) {
+      // The decision to release a volatile home, with its reason: the
+      // artifact exists nowhere after this, and is recomputed when needed.
+      const std::string what =
+          StrCat(tasks_[t].id, ".", pipeline_.stages[tasks_[t].stage].outputs[o].name);
+      TF_RETURN_IF_ERROR(UpdateCopy(id, kReleasedCopy, kReleasedWhy));
+      TF_RETURN_IF_ERROR(
+          AddEvent(tasks_[t].id, 0, "released",
+                   StrCat(what, " on tier ", tiers_[tier].config.name, ": ", kReleasedWhy, " (",
+                          place.consumers, place.consumers == 1 ? " reader" : " readers", ")")));
+    } else {
+      TF_RETURN_IF_ERROR(UpdateCopy(id, "evicted", "its last reader ended"));
+    }
     place.copies[tier] = CopyState::kNone;
     AddMove(id, {t, static_cast<uint8_t>(o), tier, MoveJob::Kind::kDelete});
     const std::string key = OutputKey(t, o);
@@ -1683,7 +1724,8 @@ absl::Status Engine::Impl::LoadRunForResume() {
       Statement outputs,
       db_->Prepare("SELECT a.task_id, a.name, a.id, a.content_hash, a.bytes, c.id, c.tier, c.uri, "
                    "c.state FROM artifacts a JOIN artifact_copies c ON c.artifact_id = a.id AND "
-                   "c.state IN ('present', 'copying') WHERE a.run_id = ? ORDER BY a.id, c.id"));
+                   "c.state IN ('present', 'copying', 'released') WHERE a.run_id = ? ORDER BY "
+                   "a.id, c.id"));
   outputs.Bind(1, run_id_);
   struct StaleCopy {
     int64_t id;
@@ -1691,6 +1733,7 @@ absl::Status Engine::Impl::LoadRunForResume() {
     const char* why;
   };
   std::vector<StaleCopy> stale_copies;
+  std::set<std::pair<uint32_t, size_t>> released;  // (task, output) of released volatile homes
   for (;;) {
     TF_ASSIGN_OR_RETURN(bool row, outputs.Step());
     if (!row) break;
@@ -1708,10 +1751,15 @@ absl::Status Engine::Impl::LoadRunForResume() {
       task.outputs[o] = {outputs.Int(2), OutputPath(t, o), outputs.Text(3),
                          static_cast<uint64_t>(outputs.Int(4))};
       place.ForgetCopies();
+      released.erase({t, o});
     }
     const int64_t copy_id = outputs.Int(5);
     uint8_t tier = 0;
     while (tier < tiers_.size() && tiers_[tier].config.name != outputs.Text(6)) ++tier;
+    if (outputs.Text(8) == kReleasedCopy) {
+      released.insert({t, o});  // needed again only if a task that reads it runs again
+      continue;
+    }
     if (outputs.Text(8) == "copying") {
       stale_copies.push_back({copy_id, "failed", "the engine stopped during this copy"});
       if (tier < tiers_.size()) place.dirty |= uint64_t{1} << tier;
@@ -1742,13 +1790,9 @@ absl::Status Engine::Impl::LoadRunForResume() {
 
   TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
   const int64_t now = WallClockMs();
-  // Attempts that were running when the engine died are lost.
-  TF_ASSIGN_OR_RETURN(Statement lose,
-                      db_->Prepare("UPDATE attempts SET state = 'lost', finished_at = ?, message "
-                                   "= 'the engine stopped while this attempt ran' WHERE run_id = "
-                                   "? AND state = 'running'"));
-  lose.Bind(1, now).Bind(2, run_id_);
-  TF_RETURN_IF_ERROR(lose.Run());
+  // Attempts that were running when the engine died are lost, or never
+  // started (EndInterruptedAttempts).
+  TF_RETURN_IF_ERROR(EndInterruptedAttempts(*db_, run_id_, now));
   // Checkpoint flushes the crash cut off: flushed again when their task
   // runs again (WatchCheckpoints), or below for a task that had ended.
   TF_ASSIGN_OR_RETURN(Statement cut,
@@ -1765,20 +1809,37 @@ absl::Status Engine::Impl::LoadRunForResume() {
   for (const StaleCopy& copy : stale_copies) {
     TF_RETURN_IF_ERROR(UpdateCopy(copy.id, copy.state, copy.why));
   }
-  uint32_t kept = 0;
+  // Tasks kept: done, with a copy of each output. A released volatile
+  // output counts as kept unless a task that reads it runs again; then its
+  // producer runs again too (to a fixpoint: that producer's own released
+  // inputs are needed in turn).
+  std::vector<bool> keep(tasks_.size());
   for (uint32_t t = 0; t < tasks_.size(); ++t) {
-    TaskRec& task = tasks_[t];
+    const TaskRec& task = tasks_[t];
     bool done = IsDone(task.state);
-    if (done) {
-      for (size_t o = 0; o < task.outputs.size(); ++o) {
-        const std::vector<CopyState>& copies = task.places[o].copies;
-        if (task.outputs[o].id == 0 ||
-            std::find(copies.begin(), copies.end(), CopyState::kPresent) == copies.end()) {
-          done = false;
+    for (size_t o = 0; done && o < task.outputs.size(); ++o) {
+      const std::vector<CopyState>& copies = task.places[o].copies;
+      if (std::find(copies.begin(), copies.end(), CopyState::kPresent) != copies.end()) continue;
+      done = released.count({t, o}) > 0;
+    }
+    keep[t] = done;
+  }
+  for (bool changed = !released.empty(); changed;) {
+    changed = false;
+    for (uint32_t t = 0; t < tasks_.size(); ++t) {
+      if (keep[t]) continue;
+      for (const Need& need : tasks_[t].needs) {
+        if (keep[need.task] && released.count({need.task, need.output}) > 0) {
+          keep[need.task] = false;
+          changed = true;
         }
       }
     }
-    if (done) {
+  }
+  uint32_t kept = 0;
+  for (uint32_t t = 0; t < tasks_.size(); ++t) {
+    TaskRec& task = tasks_[t];
+    if (keep[t]) {
       ++kept;
       --stages_[task.stage].unfinished;
       continue;
@@ -2020,7 +2081,9 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
                run_id_);
   }
   TF_RETURN_IF_ERROR(FinishRun(final_state, message));
-  return MakeResult(final_state);
+  RunResult result = MakeResult(final_state);
+  result.write_back_failures = move_failures_;
+  return result;
 }
 
 absl::Status Engine::Impl::FinishRun(std::string_view state, const std::string& message) {
@@ -2845,6 +2908,48 @@ absl::StatusOr<std::optional<Engine::Impl::CacheHit>> Engine::Impl::FindCacheHit
   return std::optional<CacheHit>();
 }
 
+// A failed attempt that ran out of space: the tiers it writes on, named,
+// with their free space. Told by its log ("No space left on device", the
+// strerror of ENOSPC, in the last 64 KiB) or by a posix tier it writes its
+// outputs or checkpoints on having less than 1 MiB free. "" otherwise.
+std::string Engine::Impl::FullTierNote(uint32_t t) const {
+  const TaskRec& task = tasks_[t];
+  std::vector<uint8_t> written;
+  for (const OutputPlace& place : task.places) written.push_back(place.write);
+  if (pipeline_.stages[task.stage].checkpoints.enabled && checkpoint_tier_ != kNoTier) {
+    written.push_back(checkpoint_tier_);
+  }
+  std::sort(written.begin(), written.end());
+  written.erase(std::unique(written.begin(), written.end()), written.end());
+  bool logged = false;
+  if (int fd = task.log_path.empty() ? -1 : open(task.log_path.c_str(), O_RDONLY | O_CLOEXEC);
+      fd >= 0) {
+    constexpr off_t kTail = 64 << 10;
+    const off_t size = lseek(fd, 0, SEEK_END);
+    std::string tail(static_cast<size_t>(std::min(size, kTail)), '\0');
+    const ssize_t got = pread(fd, tail.data(), tail.size(), size - static_cast<off_t>(tail.size()));
+    close(fd);
+    logged = got > 0 && tail.find(std::strerror(ENOSPC)) != std::string::npos;
+  }
+  std::vector<std::string> tiers;
+  bool full = false;
+  for (uint8_t x : written) {
+    std::string text = StrCat("tier ", tiers_[x].config.name);
+    struct statvfs info {};
+    if (tiers_[x].posix && statvfs(tiers_[x].root.c_str(), &info) == 0) {
+      const uint64_t free = static_cast<uint64_t>(info.f_bavail) * info.f_frsize;
+      full = full || free < (uint64_t{1} << 20);
+      text += StrCat(" (", FormatSize(static_cast<uint64_t>(info.f_blocks) * info.f_frsize), "; ",
+                     FormatSize(free), " free after the attempt)");
+    }
+    tiers.push_back(std::move(text));
+  }
+  if (tiers.empty() || (!logged && !full)) return "";
+  if (!logged) return StrCat("; it writes on ", absl::StrJoin(tiers, ", "), ": full");
+  return StrCat("; its log says \"No space left on device\": it writes on ",
+                absl::StrJoin(tiers, ", "));
+}
+
 absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   auto found = attempt_task_.find(report.attempt_id);
   if (found == attempt_task_.end()) return absl::OkStatus();  // not ours (any more)
@@ -2896,6 +3001,9 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
     if (report.outcome != TaskReport::Outcome::kSucceeded) task.no_cache = true;
   }
 
+  if (report.outcome == TaskReport::Outcome::kFailed && !task.reusing) {
+    report.message += FullTierNote(t);
+  }
   std::string_view attempt_outcome = attempt_state::kFailed;
   switch (report.outcome) {
     case TaskReport::Outcome::kSucceeded:
@@ -3102,12 +3210,7 @@ absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::str
   TF_RETURN_IF_ERROR(db->Execute("BEGIN IMMEDIATE"));
   absl::Status status = [&]() -> absl::Status {
     TF_RETURN_IF_ERROR(not_running());  // an engine may have finished it meanwhile
-    TF_ASSIGN_OR_RETURN(Statement attempts,
-                        db->Prepare("UPDATE attempts SET state = 'lost', finished_at = ?, message "
-                                    "= 'the engine stopped while this attempt ran' WHERE run_id = "
-                                    "? AND state = 'running'"));
-    attempts.Bind(1, now).Bind(2, run_id);
-    TF_RETURN_IF_ERROR(attempts.Run());
+    TF_RETURN_IF_ERROR(EndInterruptedAttempts(*db, run_id, now));
     TF_ASSIGN_OR_RETURN(Statement tasks,
                         db->Prepare("UPDATE tasks SET state = 'cancelled', finished_at = ?, "
                                     "message = 'the run was cancelled' WHERE run_id = ? AND state "

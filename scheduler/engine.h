@@ -99,6 +99,9 @@ struct RunResult {
   std::vector<FailedTask> failures;  // failed and timed-out tasks, plan order
   Duration elapsed{0};
   std::string db_path;
+  // Copies to a home that failed (a full tier, say): the run fails with
+  // them, its outputs kept where they were written (runs.message says so).
+  std::vector<std::string> write_back_failures;
 };
 
 struct EngineOptions {

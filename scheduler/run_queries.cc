@@ -7,6 +7,7 @@
 #include <deque>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 
@@ -28,7 +29,15 @@ absl::Status ForEachRow(Statement& statement, Row&& row) {
       statement.Reset();
       return more.status();
     }
-    row(statement);
+    // A row callback may return a Status: an error stops the walk.
+    if constexpr (std::is_same_v<decltype(row(statement)), absl::Status>) {
+      if (absl::Status status = row(statement); !status.ok()) {
+        statement.Reset();
+        return status;
+      }
+    } else {
+      row(statement);
+    }
   }
 }
 
@@ -154,13 +163,18 @@ constexpr std::string_view kAttemptColumns =
     "a.io_wait_ms, a.read_bytes, a.write_bytes, a.reads_json FROM attempts a LEFT JOIN attempts "
     "o ON o.id = a.cached_from";
 
-AttemptRow ReadAttempt(const Statement& s) {
+absl::StatusOr<AttemptRow> ReadAttempt(const Statement& s) {
   AttemptRow attempt;
   attempt.id = s.Int(0);
   attempt.run_id = s.Text(1);
   attempt.task_id = s.Text(2);
   attempt.number = s.Int(3);
   attempt.state = s.Text(4);
+  if (absl::Status known = ParseAttemptState(attempt.state).status(); !known.ok()) {
+    return absl::DataLossError(StrCat("attempt ", std::to_string(attempt.number), " of task ",
+                                      attempt.task_id, " in run ", attempt.run_id, ": ",
+                                      known.message()));
+  }
   attempt.worker = s.Text(5);
   attempt.pid = s.OptionalInt(6);
   attempt.command = s.Text(7);
@@ -214,7 +228,7 @@ ArtifactRow ReadArtifact(const Statement& s) {
 
 constexpr std::string_view kCopyColumns =
     "SELECT c.id, c.artifact_id, c.tier, c.uri, c.role, c.bytes, c.content_hash, c.state, "
-    "c.created_at FROM artifact_copies c";
+    "c.created_at, c.message FROM artifact_copies c";
 
 CopyRow ReadCopy(const Statement& s) {
   CopyRow copy;
@@ -227,6 +241,7 @@ CopyRow ReadCopy(const Statement& s) {
   copy.content_hash = s.Text(6);
   copy.state = s.Text(7);
   copy.created_at_ms = s.Int(8);
+  copy.message = s.Text(9);
   return copy;
 }
 
@@ -260,7 +275,10 @@ class LineageReader {
   absl::StatusOr<std::optional<AttemptRow>> Attempt(int64_t id) {
     std::optional<AttemptRow> result;
     attempt_->Bind(1, id);
-    TF_RETURN_IF_ERROR(ForEachRow(*attempt_, [&](const Statement& s) { result = ReadAttempt(s); }));
+    TF_RETURN_IF_ERROR(ForEachRow(*attempt_, [&](const Statement& s) -> absl::Status {
+      TF_ASSIGN_OR_RETURN(result, ReadAttempt(s));
+      return absl::OkStatus();
+    }));
     return result;
   }
 
@@ -542,9 +560,12 @@ absl::StatusOr<RunDetail> GetRunDetail(Database& db, const std::string& run_id, 
         Statement attempts,
         db.Prepare(StrCat(kAttemptColumns, " WHERE a.run_id = ? ORDER BY a.task_id, a.number")));
     attempts.Bind(1, run_id);
-    TF_RETURN_IF_ERROR(ForEachRow(attempts, [&](const Statement& s) {
+    TF_RETURN_IF_ERROR(ForEachRow(attempts, [&](const Statement& s) -> absl::Status {
       auto task = task_index.find(s.Text(2));
-      if (task != task_index.end()) detail.tasks[task->second].attempts.push_back(ReadAttempt(s));
+      if (task == task_index.end()) return absl::OkStatus();
+      TF_ASSIGN_OR_RETURN(AttemptRow attempt, ReadAttempt(s));
+      detail.tasks[task->second].attempts.push_back(std::move(attempt));
+      return absl::OkStatus();
     }));
   }
   std::unordered_map<int64_t, ArtifactRow*> artifacts;
@@ -644,7 +665,10 @@ absl::StatusOr<AttemptRow> FindAttempt(Database& db, const std::string& run_id,
   find.Bind(1, run_id).Bind(2, task_id);
   if (number > 0) find.Bind(3, number);
   std::optional<AttemptRow> attempt;
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) { attempt = ReadAttempt(s); }));
+  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) -> absl::Status {
+    TF_ASSIGN_OR_RETURN(attempt, ReadAttempt(s));
+    return absl::OkStatus();
+  }));
   if (attempt) return *std::move(attempt);
 
   TF_ASSIGN_OR_RETURN(Statement range,

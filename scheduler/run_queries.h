@@ -136,8 +136,9 @@ struct CopyRow {
   std::string role;  // home | working
   int64_t bytes = 0;
   std::string content_hash;
-  std::string state;  // present | evicted
+  std::string state;  // copying | present | evicted | released | failed | missing | overwritten
   int64_t created_at_ms = 0;
+  std::string message;  // why it is in that state (recorded by the engine)
 };
 
 struct ArtifactRow {

@@ -3,13 +3,18 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "common/strings.h"
 
 namespace tierflow::scheduler {
+namespace fs = std::filesystem;
 namespace {
 
 // Migration N brings the schema from version N-1 to N. Append only: a
@@ -256,39 +261,115 @@ std::string LocalHostName() {
   return name;
 }
 
+namespace {
+constexpr std::pair<AttemptState, std::string_view> kAttemptStates[] = {
+    {AttemptState::kRunning, attempt_state::kRunning},
+    {AttemptState::kSucceeded, attempt_state::kSucceeded},
+    {AttemptState::kFailed, attempt_state::kFailed},
+    {AttemptState::kTimedOut, attempt_state::kTimedOut},
+    {AttemptState::kCancelled, attempt_state::kCancelled},
+    {AttemptState::kLost, attempt_state::kLost},
+    {AttemptState::kNotStarted, attempt_state::kNotStarted},
+    {AttemptState::kCached, attempt_state::kCached},
+};
+}  // namespace
+
+std::string_view AttemptStateName(AttemptState state) {
+  for (const auto& [known, name] : kAttemptStates) {
+    if (known == state) return name;
+  }
+  return "?";  // unreachable: every enumerator is in the table
+}
+
+absl::StatusOr<AttemptState> ParseAttemptState(std::string_view text) {
+  std::string names;
+  for (const auto& [state, name] : kAttemptStates) {
+    if (name == text) return state;
+    names += StrCat(names.empty() ? "" : ", ", name);
+  }
+  return absl::InvalidArgumentError(
+      StrCat("unknown attempt state '", text, "' (a newer tierflow's?); the states are ", names));
+}
+
 std::string_view SchemaMigration(int version) { return kMigrations[version - 1]; }
 
-absl::StatusOr<std::unique_ptr<Database>> OpenStore(const std::string& path) {
-  TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::Open(path));
-  TF_ASSIGN_OR_RETURN(int version, UserVersion(*db));
-  TF_RETURN_IF_ERROR(CheckVersion(*db, version));
-  if (version == kSchemaVersion) return db;
+namespace {
+
+// Brings `db` from its user_version to kSchemaVersion.
+absl::Status Migrate(Database& db) {
   // One transaction: IMMEDIATE so that two processes opening an old
   // database at once cannot both migrate it. Foreign keys are off while
   // tables are rebuilt (they cannot change inside a transaction) and checked
   // before the commit, as SQLite's ALTER TABLE documentation prescribes.
-  TF_RETURN_IF_ERROR(db->Execute("PRAGMA foreign_keys=OFF"));
-  TF_RETURN_IF_ERROR(db->Execute("BEGIN IMMEDIATE"));
+  TF_RETURN_IF_ERROR(db.Execute("PRAGMA foreign_keys=OFF"));
+  TF_RETURN_IF_ERROR(db.Execute("BEGIN IMMEDIATE"));
   absl::Status status = [&]() -> absl::Status {
-    TF_ASSIGN_OR_RETURN(version, UserVersion(*db));  // re-read under the lock
+    TF_ASSIGN_OR_RETURN(int version, UserVersion(db));  // re-read under the lock
+    TF_RETURN_IF_ERROR(CheckVersion(db, version));
     for (; version < kSchemaVersion; ++version) {
-      TF_RETURN_IF_ERROR(db->Execute(kMigrations[version]));
-      TF_RETURN_IF_ERROR(
-          db->Execute(StrCat("PRAGMA user_version = ", std::to_string(version + 1))));
+      TF_RETURN_IF_ERROR(db.Execute(kMigrations[version]));
+      TF_RETURN_IF_ERROR(db.Execute(StrCat("PRAGMA user_version = ", std::to_string(version + 1))));
     }
-    TF_ASSIGN_OR_RETURN(Statement check, db->Prepare("PRAGMA foreign_key_check"));
+    TF_ASSIGN_OR_RETURN(Statement check, db.Prepare("PRAGMA foreign_key_check"));
     TF_ASSIGN_OR_RETURN(bool violation, check.Step());
     if (violation) {
-      return absl::DataLossError(StrCat("database ", db->path(), ": table ", check.Text(0),
+      return absl::DataLossError(StrCat("database ", db.path(), ": table ", check.Text(0),
                                         " breaks a foreign key after the upgrade to schema ",
                                         std::to_string(kSchemaVersion), "; nothing was changed"));
     }
     return absl::OkStatus();
   }();
-  if (status.ok()) status = db->Execute("COMMIT");
-  if (!status.ok()) (void)db->Execute("ROLLBACK");
-  TF_RETURN_IF_ERROR(db->Execute("PRAGMA foreign_keys=ON"));
-  TF_RETURN_IF_ERROR(status);
+  if (status.ok()) status = db.Execute("COMMIT");
+  if (!status.ok()) (void)db.Execute("ROLLBACK");
+  TF_RETURN_IF_ERROR(db.Execute("PRAGMA foreign_keys=ON"));
+  return status;
+}
+
+// A new database is made whole (WAL mode, every migration) under a name of
+// this process's own beside `path`, then linked into place: link(2) fails
+// with EEXIST when another process was first, and ours is dropped. So no
+// process ever opens a database that another is still creating: two first
+// runs at once used to fail the loser with "schema version 0" (a reader of
+// the empty file) or "database is locked" (the switch to WAL).
+absl::Status CreateStoreOnce(const std::string& path) {
+  std::error_code error;
+  if (fs::exists(path, error)) return absl::OkStatus();
+  const std::string temp = StrCat(path, ".creating-", LocalHostName(), "-", getpid());
+  auto remove_temp = [&temp] {
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      std::error_code ignored;
+      fs::remove(temp + suffix, ignored);
+    }
+  };
+  remove_temp();  // left by a process of the same pid that crashed here
+  {
+    TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::Open(temp));
+    absl::Status status = Migrate(*db);
+    if (!status.ok()) {
+      db.reset();
+      remove_temp();
+      return status;
+    }
+  }  // closed: the last connection folds the WAL into the file and removes it
+  const int linked = link(temp.c_str(), path.c_str());
+  const int link_errno = errno;
+  remove_temp();
+  if (linked != 0 && link_errno != EEXIST) {
+    return absl::FailedPreconditionError(StrCat("cannot create database ", path, ": link from ",
+                                                temp, ": ", std::strerror(link_errno)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Database>> OpenStore(const std::string& path) {
+  TF_RETURN_IF_ERROR(CreateStoreOnce(path));
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::Open(path));
+  TF_ASSIGN_OR_RETURN(int version, UserVersion(*db));
+  TF_RETURN_IF_ERROR(CheckVersion(*db, version));
+  if (version == kSchemaVersion) return db;
+  TF_RETURN_IF_ERROR(Migrate(*db));
   return db;
 }
 

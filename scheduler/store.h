@@ -83,8 +83,22 @@ inline constexpr std::string_view kUpstreamFailed = "upstream_failed";
 inline constexpr std::string_view kCancelled = "cancelled";
 }  // namespace task_state
 
-// Attempt states. lost: the engine died while the attempt ran (set on
-// resume); cached: the attempt reused `cached_from`'s outputs.
+// Attempt states. running: launched (its process may not have started
+// yet: the pid is recorded when it has); lost: it had started, and its
+// engine or worker was lost while it ran; not_started: its engine stopped
+// before its start was recorded (it was queued for a worker, leased, or
+// launched an instant before), set on resume or cancel; cached: the attempt
+// reused `cached_from`'s outputs.
+enum class AttemptState {
+  kRunning,
+  kSucceeded,
+  kFailed,
+  kTimedOut,
+  kCancelled,
+  kLost,
+  kNotStarted,
+  kCached,
+};
 namespace attempt_state {
 inline constexpr std::string_view kRunning = "running";
 inline constexpr std::string_view kSucceeded = "succeeded";
@@ -92,8 +106,15 @@ inline constexpr std::string_view kFailed = "failed";
 inline constexpr std::string_view kTimedOut = "timed_out";
 inline constexpr std::string_view kCancelled = "cancelled";
 inline constexpr std::string_view kLost = "lost";
+inline constexpr std::string_view kNotStarted = "not_started";
 inline constexpr std::string_view kCached = "cached";
 }  // namespace attempt_state
+// The word stored in attempts.state.
+std::string_view AttemptStateName(AttemptState state);
+// The state a stored word names; InvalidArgument, naming the word and the
+// known ones, for any other text (a database written by a newer tierflow,
+// or edited by hand).
+absl::StatusOr<AttemptState> ParseAttemptState(std::string_view text);
 
 // Opens the database at `path` and brings its schema to kSchemaVersion
 // (creating it when new). A database written by a newer tierflow is refused

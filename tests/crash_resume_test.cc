@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "scheduler/store.h"
 #include "tests/engine/engine_testing.h"
 
 namespace tierflow {
@@ -128,7 +129,7 @@ class CrashResumeTest : public ::testing::Test {
     args.insert(args.end(), extra.begin(), extra.end());
     pid_t engine = Start("run", args);
     EXPECT_TRUE(WaitForStore("SELECT count(*) FROM attempts WHERE task_id = '" + task +
-                             "' AND state = 'running'"))
+                             "' AND state = 'running' AND pid IS NOT NULL"))
         << ReadFile(dir_ / "run.err");
     EXPECT_TRUE(WaitFor([&] { return ReadPid(dir_ / "held.pid") > 0; }, kHangLimit));
     return engine;
@@ -418,6 +419,57 @@ TEST_F(CrashResumeTest, CancelOfRunWhoseEngineWasKilledRecordsItCancelled) {
   EXPECT_EQ(Sql("SELECT group_concat(task_id || ':' || number || ':' || state) FROM (SELECT * "
                 "FROM attempts ORDER BY task_id, number)"),
             "after:1:succeeded,hold:1:lost,hold:2:succeeded");
+}
+
+// An attempt whose start was never recorded (no pid: queued for a worker,
+// leased, or launched an instant before the engine died) is not `lost`
+// "while this attempt ran": resume records it `not_started`, saying so.
+// The store is edited by hand for that attempt: in embedded mode its window
+// (launch to the recorded start) is too short to kill the engine in.
+TEST_F(CrashResumeTest, ResumeRecordsAnAttemptThatNeverStartedAsNotStarted) {
+  WritePipeline(kHeldAndWaiting);
+  KillNine(StartAndWaitForHeld("hold"));
+  {
+    absl::StatusOr<std::unique_ptr<scheduler::Database>> db = scheduler::OpenStore(Db());
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)
+                    ->Execute("UPDATE tasks SET state = 'running', attempts = 1 WHERE id = "
+                              "'after'; INSERT INTO attempts(run_id, task_id, number, state, "
+                              "command, started_at, log_path, worker) SELECT run_id, 'after', "
+                              "1, 'running', command, started_at, '', 'local' FROM attempts "
+                              "WHERE task_id = 'hold'")
+                    .ok());
+  }
+  Result resume = RunToEnd("resume", {"resume", "last", "--db", Db()});
+  EXPECT_EQ(resume.exit_code, 0) << resume.out << resume.err;
+  EXPECT_EQ(Sql("SELECT group_concat(task_id || ':' || number || ':' || state, ' ') FROM (SELECT "
+                "* FROM attempts ORDER BY task_id, number)"),
+            "after:1:not_started after:2:succeeded hold:1:lost hold:2:succeeded");
+  EXPECT_EQ(Sql("SELECT message FROM attempts WHERE task_id = 'after' AND number = 1"),
+            "the engine stopped before this attempt was recorded as started");
+  EXPECT_EQ(Sql("SELECT message FROM attempts WHERE task_id = 'hold' AND number = 1"),
+            "the engine stopped while this attempt ran");
+  Result show = RunToEnd("show", {"show", "last", "--attempts", "--db", Db()});
+  EXPECT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_THAT(show.out, HasSubstr("not_started"));
+}
+
+// A state no tierflow writes is refused where it is read, naming it.
+TEST_F(CrashResumeTest, AnUnknownAttemptStateIsAnErrorNotAGuess) {
+  WritePipeline(kHeldAndWaiting);
+  KillNine(StartAndWaitForHeld("hold"));
+  {
+    absl::StatusOr<std::unique_ptr<scheduler::Database>> db = scheduler::OpenStore(Db());
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)->Execute("UPDATE attempts SET state = 'exploded'").ok());
+  }
+  Result show = RunToEnd("show", {"show", "last", "--db", Db()});
+  EXPECT_EQ(show.exit_code, 1) << show.out;
+  EXPECT_THAT(show.err, HasSubstr("attempt 1 of task hold in run " + RunId() +
+                                  ": unknown attempt state 'exploded'"));
+  // Kill what the dead engine left: the held task.
+  Result cancel = RunToEnd("cancel", {"cancel", "last", "--db", Db()});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
 }
 
 TEST_F(CrashResumeTest, CancelOfDeadRunNeverSignalsAnotherRunsEngine) {

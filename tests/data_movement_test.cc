@@ -12,10 +12,12 @@
 
 #include <chrono>
 #include <future>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "api/embedded.h"
+#include "api/run_service.h"
 #include "scheduler/engine.h"
 #include "tests/engine/engine_testing.h"
 
@@ -166,8 +168,12 @@ stages:
   absl::StatusOr<RunResult> result = RunOn(Tiers());
   ASSERT_TRUE(result.ok()) << result.status();
   ASSERT_EQ(result->state, "succeeded");
-  EXPECT_THAT(Copies("pack", "shards"), ::testing::ElementsAre("ram home evicted -"));
+  EXPECT_THAT(Copies("pack", "shards"), ::testing::ElementsAre("ram home released -"));
   EXPECT_THAT(Copies("pack", "index"), ::testing::ElementsAre("ram home present -"));
+  // The release is a decision recorded with its reason.
+  EXPECT_EQ(QueryValue(Db(), "SELECT message FROM events WHERE kind = 'released'"),
+            "pack.shards on tier ram: volatile: released after its last reader ended; "
+            "recomputed when needed again (1 reader)");
   const fs::path artifacts = Root("ram") / "runs" / result->run_id / "artifacts" / "pack";
   EXPECT_FALSE(fs::exists(artifacts / "shards"));
   EXPECT_EQ(ReadFile(artifacts / "index"), "kept");
@@ -384,6 +390,132 @@ stages:
                                             "step-1 present "}));
   EXPECT_EQ(ReadFile(durable / "step-1" / "weights").size(), 5000u);
   EXPECT_TRUE(fs::exists(durable / "step-1.committed"));
+}
+
+// A volatile home released after its last reader, in a run that failed:
+// the resume reruns the reader, which needs it, so its producer runs again
+// first. Lineage shows the released copy as released, not as a home.
+constexpr std::string_view kScratchPipeline = R"(name: scratch
+stages:
+  pack:
+    kind: stage
+    run: 'echo packed >> "$PACKS"; printf shards > "$TIERFLOW_OUTPUT_SHARDS"'
+    env: {PACKS: "PACKS_FILE"}
+    outputs: {shards: 1MiB}
+  fit:
+    inputs: {shards: pack.shards}
+    run: 'test -e "$GO" || exit 3; cat "$TIERFLOW_INPUT_SHARDS" > "$TIERFLOW_OUTPUT_MODEL"'
+    env: {GO: "GO_FILE"}
+    outputs: [model]
+  other:
+    run: 'test -e "$GO_OTHER" || exit 4; printf done > "$TIERFLOW_OUTPUT_OUT"'
+    env: {GO_OTHER: "GO_OTHER_FILE"}
+    outputs: [out]
+)";
+
+class VolatileHomeTest : public DataMovementTest {
+ protected:
+  void SetUp() override {
+    std::string text(kScratchPipeline);
+    for (auto [from, to] : {std::pair<std::string, fs::path>{"PACKS_FILE", dir_ / "packs"},
+                            {"GO_OTHER_FILE", dir_ / "go-other"},
+                            {"GO_FILE", dir_ / "go"}}) {
+      text.replace(text.find(from), from.size(), to.string());
+    }
+    WriteFile(dir_ / "pipeline.yaml", text);
+  }
+
+  absl::StatusOr<RunResult> ResumeOn(const std::string& run_id) {
+    EngineOptions options;
+    options.db_path = Db();
+    options.slots = 2;
+    std::shared_ptr<scheduler::Engine> engine = api::MakeEmbeddedEngine(std::move(options));
+    auto result = std::async(std::launch::async, [&] { return engine->Resume(run_id); });
+    if (result.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+      engine->Cancel();
+      ADD_FAILURE() << "the resume hangs";
+    }
+    return result.get();
+  }
+
+  std::string Lineage(const std::string& target) const {
+    std::ostringstream out;
+    absl::Status status = api::WriteLineage(Db(), target, false, false, std::nullopt, "text", out);
+    EXPECT_TRUE(status.ok()) << status;
+    return out.str();
+  }
+  std::string LineageJson(const std::string& target) const {
+    std::ostringstream out;
+    absl::Status status = api::WriteLineage(Db(), target, false, false, std::nullopt, "json", out);
+    EXPECT_TRUE(status.ok()) << status;
+    return out.str();
+  }
+  size_t Packs() const { return ReadLines(dir_ / "packs").size(); }
+};
+
+TEST_F(VolatileHomeTest, AResumeThatNeedsAReleasedHomeRunsItsProducerAgain) {
+  WriteFile(dir_ / "go-other", "");
+  absl::StatusOr<RunResult> first = RunOn(Tiers());
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->state, "failed");  // fit exits 3
+  EXPECT_EQ(Packs(), 1u);
+  // fit failed for good: its input's home was released, and lineage says so.
+  EXPECT_THAT(Copies("pack", "shards"), ::testing::ElementsAre("ram home released -"));
+  const std::string ref = first->run_id + "/pack/shards";
+  EXPECT_THAT(Lineage(ref), HasSubstr("(released, recomputed when needed)"));
+  EXPECT_THAT(Lineage(ref), ::testing::Not(HasSubstr("(evicted)")));
+  EXPECT_THAT(LineageJson(ref), HasSubstr("\"state\": \"released\""));
+  EXPECT_THAT(LineageJson(ref), HasSubstr("recomputed when needed again"));
+
+  WriteFile(dir_ / "go", "");
+  absl::StatusOr<RunResult> resumed = ResumeOn(first->run_id);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  ASSERT_EQ(resumed->state, "succeeded");
+  EXPECT_EQ(Packs(), 2u) << "the resume did not recompute the released input of fit";
+  EXPECT_EQ(QueryValue(Db(),
+                       "SELECT group_concat(state) FROM (SELECT state FROM attempts WHERE "
+                       "task_id = 'pack' ORDER BY number)"),
+            "succeeded,succeeded");
+  EXPECT_EQ(ReadFile(Root("disk") / "runs" / first->run_id / "artifacts/fit/model"), "shards");
+  // The recomputed artifact was released again once fit had read it.
+  EXPECT_EQ(QueryValue(Db(), "SELECT count(*) FROM events WHERE kind = 'released'"), "2");
+}
+
+TEST_F(VolatileHomeTest, AResumeThatDoesNotNeedAReleasedHomeKeepsItsProducer) {
+  WriteFile(dir_ / "go", "");
+  absl::StatusOr<RunResult> first = RunOn(Tiers());
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->state, "failed");  // other exits 4; fit read pack.shards and succeeded
+  EXPECT_THAT(Copies("pack", "shards"), ::testing::ElementsAre("ram home released -"));
+
+  WriteFile(dir_ / "go-other", "");
+  absl::StatusOr<RunResult> resumed = ResumeOn(first->run_id);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  ASSERT_EQ(resumed->state, "succeeded");
+  EXPECT_EQ(Packs(), 1u) << "pack ran again though no task that reads it did";
+  EXPECT_EQ(QueryValue(Db(), "SELECT count(*) FROM attempts WHERE task_id IN ('pack', 'fit')"),
+            "2");
+}
+
+TEST_F(VolatileHomeTest, TheCacheNeverReusesAReleasedArtifact) {
+  WriteFile(dir_ / "go", "");
+  WriteFile(dir_ / "go-other", "");
+  absl::StatusOr<RunResult> first = RunOn(Tiers());
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->state, "succeeded");
+  absl::StatusOr<RunResult> second = RunOn(Tiers());
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->state, "succeeded");
+  // pack's bytes are gone: it runs again (not cached); fit then reads the
+  // same bytes and is reused; other reads nothing volatile and is reused.
+  EXPECT_EQ(Packs(), 2u);
+  auto state = [&](const std::string& task) {
+    return QueryValue(Db(), "SELECT state FROM attempts WHERE run_id = '" + second->run_id +
+                                "' AND task_id = '" + task + "'");
+  };
+  EXPECT_EQ(state("pack"), "succeeded");
+  EXPECT_EQ(state("fit"), "cached");
+  EXPECT_EQ(state("other"), "cached");
 }
 
 }  // namespace

@@ -36,6 +36,13 @@ export interface Copy {
   content_hash: string | null;
   state: string;
   created_at_ms?: number | null;
+  message?: string;  // why it is in that state, as the engine recorded it
+}
+
+// A copy's role as shown: a released volatile home (state `released`) is
+// no home any more; its producer runs again when it is needed.
+export function copyRole(c: Copy): string {
+  return c.state === 'released' ? 'released · recomputable' : c.role;
 }
 
 export interface Artifact {

@@ -18,6 +18,10 @@ const kStates: Record<string, StateStyle> = {
   timed_out: { fill: '#8e44ad', text: '#ffffff' },
   upstream_failed: { fill: '#e7b2a8', text: '#1d2330' },
   cancelled: { fill: '#6b6f76', text: '#ffffff' },
+  // Attempts only: lost had started when its engine or worker went;
+  // not_started never had (docs/runs-and-lineage.md).
+  lost: { fill: '#9c3d2e', text: '#ffffff' },
+  not_started: { fill: '#dfe2e7', text: '#1d2330' },
 };
 
 const kUnknown: StateStyle = { fill: '#e4e4e4', text: '#1d2330' };

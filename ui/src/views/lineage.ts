@@ -42,7 +42,7 @@ const isAttempt = (n: api.LineageNode): n is AttemptNode => n.type === 'attempt'
 function copiesList(copies: api.Copy[]): HTMLElement {
   if (copies.length === 0) return h('p', { class: 'muted', text: 'no copies recorded' });
   return h('ul', { class: 'copies-list' }, ...copies.map((c) => h('li', { attrs: { 'data-copy-tier': c.tier } },
-    h('div', null, h('strong', { text: c.tier }), ` ${c.role} `,
+    h('div', null, h('strong', { text: c.tier }), ` ${api.copyRole(c)} `,
       chip(c.state === 'present' ? 'succeeded' : c.state === 'evicted' ? 'cancelled' : 'pending', c.state),
       ` ${fmt.bytes(c.bytes)}`),
     h('div', { class: 'mono small wrap', text: c.uri }),
@@ -147,7 +147,7 @@ export function lineageView(artifactId: string, query: URLSearchParams): View {
           s('text', { x: 10, y: 16, class: 'label' }, name.length > 28 ? `${name.slice(0, 27)}…` : name),
           s('text', { x: 10, y: 31, class: 'sub' }, `${fmt.shortHash(n.content_hash)} · ${fmt.bytes(n.bytes)}`),
           tip(`${n.ref} (#${n.artifact_id})\n${n.content_hash ?? ''}\n` +
-              n.copies.map((c) => `${c.tier} ${c.role} ${c.state}: ${c.uri}`).join('\n'))));
+              n.copies.map((c) => `${c.tier} ${api.copyRole(c)} ${c.state}: ${c.uri}`).join('\n'))));
       } else if (isAttempt(n)) {
         const label = `${n.task_id} #${n.number}`;
         layer.append(s('g', { class: 'node attempt', transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`,
@@ -172,7 +172,7 @@ export function lineageView(artifactId: string, query: URLSearchParams): View {
           h('td', { class: 'num', text: fmt.bytes(a.bytes) }),
           h('td', { class: 'mono small', attrs: { title: a.content_hash ?? '' }, text: fmt.shortHash(a.content_hash) }),
           h('td', null, ...a.copies.map((c) => h('div', { class: 'small' },
-            h('strong', { text: c.tier }), ` ${c.role}, ${c.state} `, h('span', { class: 'mono', text: c.uri })))))))));
+            h('strong', { text: c.tier }), ` ${api.copyRole(c)}, ${c.state} `, h('span', { class: 'mono', text: c.uri })))))))));
   }
 
   graphBox.addEventListener('click', (e) => {

@@ -160,7 +160,7 @@ function outputsTable(d: api.RunDetail): HTMLElement {
         h('td', { class: 'num', text: fmt.bytes(o.bytes) }),
         h('td', null, h('code', { attrs: { title: o.content_hash ?? '' }, text: fmt.shortHash(o.content_hash) })),
         h('td', null, ...o.copies.map((c) => h('div', { class: 'copy' }, chip(c.state === 'present' ? 'succeeded' : 'cancelled', c.state),
-          ' ', h('strong', { text: c.tier }), ` ${c.role} `, h('span', { class: 'mono small', text: c.uri }))))));
+          ' ', h('strong', { text: c.tier }), ` ${api.copyRole(c)} `, h('span', { class: 'mono small', text: c.uri }))))));
     }
   }
   if (rows.length === 0) return h('p', { class: 'muted', text: 'This run has no outputs yet.' });

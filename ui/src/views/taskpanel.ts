@@ -159,7 +159,7 @@ export class TaskPanel {
       link(href('artifacts', o.id), o.name), ` ${fmt.bytes(o.bytes)} `,
       h('code', { attrs: { title: o.content_hash ?? '' }, text: fmt.shortHash(o.content_hash) }),
       h('div', { class: 'copies' }, ...o.copies.map((c) => h('span', { class: 'copy', attrs: { title: c.uri } },
-        `${c.tier} (${c.role}, ${c.state})`)))))) : null;
+        `${c.tier} (${api.copyRole(c)}, ${c.state})`)))))) : null;
 
     const logPre = h('pre', { class: 'logs', attrs: { 'data-logs': this.taskId } });
     const logNote = h('div', { class: 'muted small' });
