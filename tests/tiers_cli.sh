@@ -68,7 +68,14 @@ assert tiers["vault"]["durability"] == "archive" and tiers["vault"]["scope"] == 
 assert tiers["scratch"]["fs_free_bytes"] > 0
 PY
 # Placement on these tiers: scratch is node-durable, vault an archive, so an
-# output needing `durable` fits nowhere: a clear error, exit 1.
+# output needing `durable` fits nowhere: a clear error, exit 1. The plan uses
+# a declared profile for scratch and a store without the probe's figures:
+# which tier is faster must not depend on how loaded the machine was when
+# the probe ran (a slow probe made scratch slower than vault's declaration).
+sed 's/^    durability: node$/    durability: node\n    profile: {seq_read_mb_s: 2000, seq_write_mb_s: 1500, rand_read_iops: 50000, latency_us: 100}/' \
+  "$work/tiers.yaml" > "$work/tiers-declared.yaml"
+grep -q "seq_write_mb_s: 1500" "$work/tiers-declared.yaml" || fail "no declared profile for scratch"
+db="$work/plan-state/tierflow.db"
 cat > "$work/pipeline.yaml" <<'YAML'
 name: placed
 stages:
@@ -81,7 +88,7 @@ stages:
     run: ["true"]
     outputs: {model: {size: 100MiB, durability: archive}}
 YAML
-"$tierflow" plan "$work/pipeline.yaml" --tiers "$work/tiers.yaml" --db "$db" > "$work/plan" ||
+"$tierflow" plan "$work/pipeline.yaml" --tiers "$work/tiers-declared.yaml" --db "$db" > "$work/plan" ||
   fail "plan --tiers failed"
 grep -q "^  prep.table -> home scratch: needs node; write 1 GiB" "$work/plan" ||
   fail "no home for prep.table: $(cat "$work/plan")"
@@ -92,7 +99,7 @@ grep -q "^  train.model -> home vault (written on scratch): needs archive" "$wor
 grep -q "then written back to vault in the background" "$work/plan" ||
   fail "no write-back of the model: $(cat "$work/plan")"
 sed -i 's/    outputs: {table: 1GiB}/    outputs: {table: {size: 1GiB, durability: durable}}/' "$work/pipeline.yaml"
-if "$tierflow" plan "$work/pipeline.yaml" --tiers "$work/tiers.yaml" --db "$db" > /dev/null 2> "$work/err"; then
+if "$tierflow" plan "$work/pipeline.yaml" --tiers "$work/tiers-declared.yaml" --db "$db" > /dev/null 2> "$work/err"; then
   fail "a plan whose output fits no tier succeeded"
 fi
 grep -qF "prep.table needs a durable home for 1 GiB and no tier fits: scratch is node; vault is an archive" "$work/err" ||
