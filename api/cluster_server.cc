@@ -65,16 +65,52 @@ grpc::Status CheckToken(const grpc::ServerContext& context, const std::string& t
 
 using WorkerStream = grpc::ServerReaderWriter<v1::SchedulerMessage, v1::WorkerMessage>;
 
-// Where the reports of one executor's attempts go. Dead once its executor
-// is gone: late reports are dropped.
-struct ReportSink {
-  std::mutex mu;
-  Executor::ReportCallback callback;  // guarded by mu
-  bool alive = true;                  // guarded by mu
+// Where the reports of one executor's attempts go: handed to its engine
+// in order on a thread of the sink's own, so an engine that waits (a busy
+// database) never holds up a worker's stream, its heartbeats or other
+// runs' reports. Closed once its executor is gone: late reports are dropped.
+class ReportSink {
+ public:
+  explicit ReportSink(Executor::ReportCallback callback)
+      : callback_(std::move(callback)), thread_([this] { Deliver(); }) {}
+  ~ReportSink() { Close(); }
   void Report(TaskReport report) {
-    std::lock_guard lock(mu);
-    if (alive) callback(std::move(report));
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) return;
+      queue_.push_back(std::move(report));
+    }
+    cv_.notify_one();
   }
+  // No report is handed over once it returns.
+  void Close() {
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Deliver() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+      if (closed_) return;
+      TaskReport report = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      callback_(std::move(report));
+      lock.lock();
+    }
+  }
+  const Executor::ReportCallback callback_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<TaskReport> queue_;  // guarded by mu_
+  bool closed_ = false;           // guarded by mu_
+  std::thread thread_;            // last: starts once the rest is ready
 };
 
 struct Worker {
@@ -452,15 +488,10 @@ class RemoteExecutor final : public Executor {
  public:
   RemoteExecutor(Registry& registry, ReportCallback callback, int priority, uint64_t run_seq)
       : registry_(registry),
-        sink_(std::make_shared<ReportSink>()),
+        sink_(std::make_shared<ReportSink>(std::move(callback))),
         priority_(priority),
-        run_seq_(run_seq) {
-    sink_->callback = std::move(callback);
-  }
-  ~RemoteExecutor() override {
-    std::lock_guard lock(sink_->mu);
-    sink_->alive = false;
-  }
+        run_seq_(run_seq) {}
+  ~RemoteExecutor() override { sink_->Close(); }
   void Launch(TaskLaunch launch) override {
     {
       std::lock_guard lock(mu_);
@@ -664,16 +695,17 @@ class SchedulerService final : public v1::Scheduler::Service {
         if (found != runs_.end()) {
           std::lock_guard end_lock(found->second.end->mu);
           if (!found->second.end->done) continue;
-          if (!found->second.end->status.ok()) {
-            why = StrCat("its engine stopped: ", found->second.end->status.message());
-            if (stopped_.count(summary.id) == 0) {
-              stopped_[summary.id] = {std::string(found->second.end->status.message()),
-                                      WallClockMs()};
-              log << "run " << summary.id
-                  << ": its engine stopped: " << found->second.end->status.message() << std::endl;
-            }
+          const absl::Status& status = found->second.end->status;
+          if (!status.ok() && stopped_.count(summary.id) == 0) {
+            // Its first line: the rest tells a user of `tierflow run` to resume.
+            const std::string message(status.message());
+            stopped_[summary.id] = {message.substr(0, message.find('\n')), WallClockMs()};
+            log << "run " << summary.id << ": its engine stopped: " << stopped_[summary.id].why
+                << std::endl;
           }
         }
+        auto stopped = stopped_.find(summary.id);
+        if (stopped != stopped_.end()) why = StrCat("its engine stopped: ", stopped->second.why);
       }
       undriven[summary.id] = why;
       if (suspects_.count(summary.id) == 0) continue;  // resumed at the next check

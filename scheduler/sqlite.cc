@@ -106,7 +106,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   sqlite3_extended_result_codes(handle, 1);
   // Readers and the engine share the file: wait for a lock rather than fail.
   sqlite3_busy_timeout(handle,
-                       static_cast<int>(std::min<int64_t>(10000, WriteRetryBudget().count())));
+                       static_cast<int>(std::min<int64_t>(10000, WriteRetryBudget().count() / 2)));
   if (mode == Mode::kReadWrite) {
     // WAL: readers never block the writer. synchronous=NORMAL: a commit
     // survives a crash or kill of the process (the WAL is in the OS page

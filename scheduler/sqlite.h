@@ -61,8 +61,8 @@ class Database {
   // COMMIT, retried the same way while the database is busy.
   absl::Status CommitWrite(const std::function<double()>& random);
   // How long a writer keeps trying for the write lock: 120 s, or
-  // $TIERFLOW_DB_RETRY_SECONDS. Each try waits at most the busy timeout,
-  // 10 s or the budget if shorter.
+  // $TIERFLOW_DB_RETRY_SECONDS. Each try waits at most the busy timeout:
+  // 10 s, or half the budget if that is shorter.
   static std::chrono::milliseconds WriteRetryBudget();
 
   // An error for the last failed call, naming the database and `what`.
