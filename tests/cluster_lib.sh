@@ -107,7 +107,12 @@ YAML
   printf 'name: prio-b\nstages:\n  b:\n    run: "echo b >> order.txt"\n' >"$work/prio-b.yaml"
   printf 'name: prio-c\nstages:\n  c:\n    run: "echo c >> order.txt"\n' >"$work/prio-c.yaml"
 }
-gone() { ! kill -0 "$1" 2>/dev/null; }
+# The process PID has ended (a zombie nobody reaps yet counts as ended).
+gone() {
+  local state
+  state=$(sed -n 's/^[0-9]* (.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null || true)
+  [ -z "$state" ] || [ "$state" = Z ]
+}
 # wait_exit SECONDS WHAT PID: waits for a child PID to exit (failing the
 # test when SECONDS run out first); returns its exit status.
 wait_exit() {
