@@ -2051,6 +2051,7 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
 // (nobody else would write while the lock is held); one that failed
 // otherwise may. `runs` and `show` then say the run has no engine.
 void Engine::Impl::RecordStopped(const std::string& why) {
+  (void)db_->Execute("ROLLBACK");  // a turn whose COMMIT failed left its transaction open
   if (db_->Execute("BEGIN IMMEDIATE").ok()) {
     absl::Status status = [&]() -> absl::Status {
       TF_ASSIGN_OR_RETURN(Statement update,
