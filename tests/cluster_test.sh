@@ -589,12 +589,12 @@ done
 
 section_db_locked() {
   write_tiers "$work/tiers.yaml"
-  # An 8 s retry budget: each try waits the busy timeout, 4 s.
-  TIERFLOW_DB_RETRY_SECONDS=8 start_server s --tiers "$work/tiers.yaml"
+  # A 6 s retry budget: each try waits the busy timeout, 3 s.
+  TIERFLOW_DB_RETRY_SECONDS=6 start_server s --tiers "$work/tiers.yaml"
   local db="$work/s/tierflow.db"
   start_worker w --scheduler "$addr" --slots 3 --cpus 3
 
-  # A lock held 7 s, past the busy timeout but within the budget: the
+  # A lock held 5 s, past the busy timeout but within the budget: the
   # engine waits it out and says so. (Tasks wait for the file `go`, made
   # once the lock is held, so they end while it is.)
   printf 'name: ride\nstages:\n  first:\n    run: "until [ -e go ]; do sleep 0.1; done"\n  second:\n    needs: [first]\n    run: "true"\n' >"$work/ride.yaml"
@@ -602,14 +602,14 @@ section_db_locked() {
   local ride=$!
   pids+=($ride)
   wait_for 20 "ride's first task running on w" running_on "$db" first
-  hold_lock "$db" 7
+  hold_lock "$db" 5
   touch "$work/go"  # first ends while the lock is held
   wait_exit 40 "submit --wait of the run that rode out the lock" "$ride" || fail "ride: $(cat "$work/ride.out")"
   sql "$db" "SELECT message FROM events WHERE kind='database_busy'" | grep -qE "^waited [0-9a-z]+ \([2-9] tries\) for the database's write lock, which another process held$" ||
     fail "no database_busy event: $(sql "$db" "SELECT kind, message FROM events")"
   wait_exit 10 "the lock holder ending" "$lock_pid" || fail "the lock holder failed"
 
-  # A lock held 16 s, past the budget: run `stuck` loses its engine while
+  # A lock held 12 s, past the budget: run `stuck` loses its engine while
   # its task `long` runs and `quick` ends; run `other` has a task on the
   # same worker all along, which must not be touched.
   cat >"$work/stuck.yaml" <<'YAML'
@@ -623,7 +623,7 @@ stages:
   long:
     run: 'if [ ! -e long.first ]; then touch long.first; sleep 60; fi; echo long >> stuck.txt'
 YAML
-  printf 'name: other\nstages:\n  o:\n    run: "echo start >> other.txt; sleep 18; echo end >> other.txt"\n' >"$work/other.yaml"
+  printf 'name: other\nstages:\n  o:\n    run: "echo start >> other.txt; sleep 14; echo end >> other.txt"\n' >"$work/other.yaml"
   "$tierflow" submit "$work/other.yaml" --scheduler "$addr" --wait >"$work/other.out" 2>&1 &
   local other=$!
   pids+=($other)
@@ -640,7 +640,7 @@ YAML
   run=$(sql "$db" "SELECT id FROM runs WHERE pipeline_name='stuck'")
   pids+=("-$long_pid")
   local locked_at=$SECONDS
-  hold_lock "$db" 16
+  hold_lock "$db" 12
   touch "$work/go2"
   # The watcher is told why, and submit --wait exits non-zero.
   if wait_exit 30 "submit --wait of the run whose engine stopped" "$stuck"; then
@@ -651,7 +651,7 @@ YAML
   # Its engine stopped its own task, not the other run's.
   wait_for 15 "the stopped engine's task long (pid $long_pid) ending" gone "$long_pid"
   kill -0 "$o_pid" 2>/dev/null || fail "the other run's task (pid $o_pid) was killed: $(cat "$work/w.log")"
-  [ $((SECONDS - locked_at)) -lt 16 ] || fail "the engine took longer than the lock to stop"
+  [ $((SECONDS - locked_at)) -lt 12 ] || fail "the engine took longer than the lock to stop"
   grep -q "^run $run: its engine stopped: .*database is locked" "$work/s.out" ||
     fail "the server did not log the stop: $(cat "$work/s.out")"
   # Once the store is free the server resumes the run, which ends.
