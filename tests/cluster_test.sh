@@ -654,6 +654,10 @@ YAML
   [ $((SECONDS - locked_at)) -lt 12 ] || fail "the engine took longer than the lock to stop"
   grep -q "^run $run: its engine stopped: .*database is locked" "$work/s.out" ||
     fail "the server did not log the stop: $(cat "$work/s.out")"
+  # `runs` says no engine drives it (the server, alive, no longer holds
+  # the run's lock; between the server's tries to resume it).
+  engine_gone() { "$tierflow" runs --db "$db" | grep -qE "^$run +stuck +running \(engine gone\)"; }
+  wait_for_detail="'$tierflow' runs --db '$db'" wait_for 10 "runs showing run $run's engine gone" engine_gone
   # Once the store is free the server resumes the run, which ends.
   wait_exit 30 "the lock holder ending" "$lock_pid" || fail "the lock holder failed"
   wait_for_detail="cat '$work/s.out'; sql '$db' 'SELECT run_id, task_id, number, state, worker, message FROM attempts'" \
