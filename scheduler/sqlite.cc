@@ -165,16 +165,13 @@ absl::Status Database::Execute(std::string_view sql) {
 }
 
 std::chrono::milliseconds Database::WriteRetryBudget() {
-  static const std::chrono::milliseconds budget = [] {
-    const char* text = std::getenv("TIERFLOW_DB_RETRY_SECONDS");
-    char* end = nullptr;
-    const double seconds = text != nullptr ? std::strtod(text, &end) : 0;
-    if (text == nullptr || end == text || *end != '\0' || !(seconds > 0)) {
-      return std::chrono::milliseconds(120000);
-    }
-    return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
-  }();
-  return budget;
+  const char* text = std::getenv("TIERFLOW_DB_RETRY_SECONDS");
+  char* end = nullptr;
+  const double seconds = text != nullptr ? std::strtod(text, &end) : 0;
+  if (text == nullptr || end == text || *end != '\0' || !(seconds > 0)) {
+    return std::chrono::milliseconds(120000);
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
 }
 
 namespace {
