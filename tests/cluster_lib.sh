@@ -65,6 +65,8 @@ restart_server() {
   eval "pid_$name=$!"
   wait_for 15 "server $name listening on port $port" grep -q '^listening on' "$work/$name.out"
 }
+# Worker names are unique across sections (a worker kills what carries its
+# name: sections run side by side must not share one).
 start_worker() {  # NAME ARGS...
   local name=$1
   shift

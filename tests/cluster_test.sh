@@ -149,8 +149,8 @@ shorter=$(sql "$db" "SELECT worker FROM attempts WHERE task_id='short'")
 
 section_worker_lost() {
 start_server s1
-start_worker w1 --scheduler "$addr" --slots 1
-start_worker w2 --scheduler "$addr" --slots 1
+start_worker wl1 --scheduler "$addr" --slots 1
+start_worker wl2 --scheduler "$addr" --slots 1
 db="$work/s1/tierflow.db"
 write_hold_yaml
 "$tierflow" submit "$work/hold.yaml" --scheduler "$addr" --wait >"$work/submit2.out" 2>&1 &
@@ -163,7 +163,7 @@ wait_exit 40 "submit --wait of the run that lost a worker" "$submit" || fail "ru
 run2=$(sql "$db" "SELECT id FROM runs WHERE pipeline_name='hold'")
 [ "$(sql "$db" "SELECT state FROM runs WHERE id='$run2'")" = succeeded ] || fail "run 2 not succeeded"
 attempts=$(sql "$db" "SELECT group_concat(state || '@' || worker, ' ') FROM (SELECT * FROM attempts WHERE run_id='$run2' AND task_id='hold' ORDER BY number)")
-other=$([ "$holder" = w1 ] && echo w2 || echo w1)
+other=$([ "$holder" = wl1 ] && echo wl2 || echo wl1)
 [ "$attempts" = "lost@$holder succeeded@$other" ] || fail "hold's attempts: $attempts"
 [ "$(cat "$work/attempts.txt")" = "$(printf '1\n2')" ] ||
   fail "hold should have started twice: $(cat "$work/attempts.txt")"
@@ -706,7 +706,7 @@ section_undriven() {
   write_tiers "$work/tiers.yaml"
   start_server s --tiers "$work/tiers.yaml"
   local db="$work/s/tierflow.db"
-  start_worker w --scheduler "$addr" --slots 1
+  start_worker wu --scheduler "$addr" --slots 1
   printf 'name: left\nstages:\n  t:\n    run: "if [ ! -e t.first ]; then touch t.first; sleep 60; fi; echo t >> left.txt"\n' >"$work/left.yaml"
   # A run on the server's store whose engine dies: `tierflow run` killed -9.
   "$tierflow" run "$work/left.yaml" --db "$db" --tiers "$work/tiers.yaml" --progress plain >"$work/run.out" 2>&1 &
@@ -725,7 +725,7 @@ section_undriven() {
     grep -q "^resumed run $run: no engine of this server drove it" "$work/s.out"
   wait_for_detail="sql '$db' 'SELECT task_id, number, state, worker, message FROM attempts'" \
     wait_for 30 "run $run succeeding on the cluster" sql_is "$db" "SELECT state FROM runs" succeeded
-  [ "$(sql "$db" "SELECT group_concat(state || '@' || worker, ' ') FROM (SELECT * FROM attempts ORDER BY number)")" = "lost@local succeeded@w" ] ||
+  [ "$(sql "$db" "SELECT group_concat(state || '@' || worker, ' ') FROM (SELECT * FROM attempts ORDER BY number)")" = "lost@local succeeded@wu" ] ||
     fail "t's attempts: $(sql "$db" "SELECT number, state, worker, message FROM attempts")"
   sql "$db" "SELECT message FROM events WHERE kind='run_supervised'" |
     grep -q "^the server resumed it: no engine of this server drove it$" ||
