@@ -80,7 +80,7 @@ running_on() {  # DB TASK
 }
 
 section_started=$SECONDS
-section_ok() {
+finish_section() {
   echo "cluster_test $section: OK in $((SECONDS - section_started)) s${1:+ ($1)}"
 }
 

@@ -46,7 +46,7 @@
 #                    killed -9) is found by the server within seconds and
 #                    resumed, and why is recorded.
 #
-# Usage: cluster_test.sh TIERFLOW_BIN SECTION
+# Usage: cluster_test.sh TIERFLOW_BIN SECTION|all
 tierflow="$1"
 section="${2:?usage: cluster_test.sh TIERFLOW_BIN SECTION}"
 source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
@@ -734,7 +734,14 @@ section_undriven() {
   [ "$(cat "$work/left.txt")" = t ] || fail "left.txt: $(cat "$work/left.txt")"
 }
 
+if [ "$section" = all ]; then  # every section in turn, each in a process of its own
+  for name in $(declare -F | sed -n 's/^declare -f section_//p'); do
+    bash "${BASH_SOURCE[0]}" "$tierflow" "$name" || fail "section $name failed"
+  done
+  finish_section
+  exit 0
+fi
 declare -F "section_$section" >/dev/null ||
   fail "no section '$section'; sections: $(declare -F | sed -n 's/^declare -f section_//p' | tr '\n' ' ')"
 "section_$section"
-section_ok
+finish_section
