@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -33,6 +34,8 @@
 #include "common/strings.h"
 #include "common/units.h"
 #include "scheduler/engine.h"
+#include "scheduler/sqlite.h"
+#include "scheduler/store.h"
 
 namespace tierflow::api {
 namespace {
@@ -62,16 +65,52 @@ grpc::Status CheckToken(const grpc::ServerContext& context, const std::string& t
 
 using WorkerStream = grpc::ServerReaderWriter<v1::SchedulerMessage, v1::WorkerMessage>;
 
-// Where the reports of one executor's attempts go. Dead once its executor
-// is gone: late reports are dropped.
-struct ReportSink {
-  std::mutex mu;
-  Executor::ReportCallback callback;  // guarded by mu
-  bool alive = true;                  // guarded by mu
+// Where the reports of one executor's attempts go: handed to its engine
+// in order on a thread of the sink's own, so an engine that waits (a busy
+// database) never holds up a worker's stream, its heartbeats or other
+// runs' reports. Closed once its executor is gone: late reports are dropped.
+class ReportSink {
+ public:
+  explicit ReportSink(Executor::ReportCallback callback)
+      : callback_(std::move(callback)), thread_([this] { Deliver(); }) {}
+  ~ReportSink() { Close(); }
   void Report(TaskReport report) {
-    std::lock_guard lock(mu);
-    if (alive) callback(std::move(report));
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) return;
+      queue_.push_back(std::move(report));
+    }
+    cv_.notify_one();
   }
+  // No report is handed over once it returns.
+  void Close() {
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Deliver() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+      if (closed_) return;
+      TaskReport report = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      callback_(std::move(report));
+      lock.lock();
+    }
+  }
+  const Executor::ReportCallback callback_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<TaskReport> queue_;  // guarded by mu_
+  bool closed_ = false;           // guarded by mu_
+  std::thread thread_;            // last: starts once the rest is ready
 };
 
 struct Worker {
@@ -449,15 +488,10 @@ class RemoteExecutor final : public Executor {
  public:
   RemoteExecutor(Registry& registry, ReportCallback callback, int priority, uint64_t run_seq)
       : registry_(registry),
-        sink_(std::make_shared<ReportSink>()),
+        sink_(std::make_shared<ReportSink>(std::move(callback))),
         priority_(priority),
-        run_seq_(run_seq) {
-    sink_->callback = std::move(callback);
-  }
-  ~RemoteExecutor() override {
-    std::lock_guard lock(sink_->mu);
-    sink_->alive = false;
-  }
+        run_seq_(run_seq) {}
+  ~RemoteExecutor() override { sink_->Close(); }
   void Launch(TaskLaunch launch) override {
     {
       std::lock_guard lock(mu_);
@@ -637,6 +671,82 @@ class SchedulerService final : public v1::Scheduler::Service {
     }
   }
 
+  // No run stays `running` with nobody driving it. Called every
+  // kSuperviseEvery: a run the store has `running` that no engine of this
+  // server drives (its engine stopped on a store error it could not ride
+  // out; a run another process started and left) is resumed once seen so
+  // on two checks in a row (a run being submitted is not driven yet for a
+  // moment), and why is recorded with it (event run_supervised). A resume
+  // that cannot start yet (the store still locked, another process driving
+  // the run) is tried again at the next check.
+  void Supervise(std::ostream& log) {
+    if (!std::filesystem::exists(options_.db_path)) return;
+    scheduler::RunFilter filter;
+    filter.state = "running";
+    absl::StatusOr<scheduler::RunList> runs = api::ListRuns(options_.db_path, filter);
+    if (!runs.ok()) return;                       // the next check tries again
+    std::map<std::string, std::string> undriven;  // run -> why
+    for (const scheduler::RunSummary& summary : runs->runs) {
+      std::string why = "no engine of this server drove it";
+      std::thread finished;
+      {
+        std::lock_guard lock(mu_);
+        auto found = runs_.find(summary.id);
+        if (found != runs_.end()) {
+          std::lock_guard end_lock(found->second.end->mu);
+          if (!found->second.end->done) continue;
+          const absl::Status& status = found->second.end->status;
+          if (!status.ok() && stopped_.count(summary.id) == 0) {
+            // Its first line: the rest tells a user of `tierflow run` to resume.
+            const std::string message(status.message());
+            stopped_[summary.id] = {message.substr(0, message.find('\n')), WallClockMs()};
+            log << "run " << summary.id << ": its engine stopped: " << stopped_[summary.id].why
+                << std::endl;
+          }
+        }
+        auto stopped = stopped_.find(summary.id);
+        if (stopped != stopped_.end()) why = StrCat("its engine stopped: ", stopped->second.why);
+      }
+      undriven[summary.id] = why;
+      if (suspects_.count(summary.id) == 0) continue;  // resumed at the next check
+      {
+        std::lock_guard lock(mu_);
+        auto found = runs_.find(summary.id);
+        if (found != runs_.end()) {
+          finished = std::move(found->second.thread);
+          runs_.erase(found);
+        }
+      }
+      if (finished.joinable()) finished.join();  // done: it returns at once
+      const std::string id = summary.id;
+      absl::StatusOr<std::string> resumed =
+          Drive({}, static_cast<int>(summary.priority),
+                [id](scheduler::Engine& engine) { return engine.Resume(id); });
+      if (!resumed.ok()) {
+        std::string& told = resume_errors_[id];
+        if (told != resumed.status().message()) {
+          told = std::string(resumed.status().message());
+          log << "cannot resume run " << id << " yet: " << told << std::endl;
+        }
+        continue;
+      }
+      resume_errors_.erase(id);
+      undriven.erase(id);
+      {
+        std::lock_guard lock(mu_);
+        stopped_.erase(id);
+      }
+      log << "resumed run " << id << ": " << why << std::endl;
+      if (absl::Status recorded = RecordSupervised(id, why); !recorded.ok()) {
+        log << "run " << id << ": cannot record why it was resumed: " << recorded.message()
+            << std::endl;
+      }
+    }
+    suspects_.clear();
+    for (const auto& [id, why] : undriven) suspects_.insert(id);
+  }
+  static constexpr std::chrono::milliseconds kSuperviseEvery{1000};
+
   grpc::Status GetRun(grpc::ServerContext* context, const v1::GetRunRequest* request,
                       v1::Run* reply) override {
     if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
@@ -654,6 +764,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     }
     std::string last;
     std::string run_id = request->run_id();
+    const int64_t since = WallClockMs();
     while (!context->IsCancelled()) {
       v1::Run run;
       if (absl::Status status = ReadRun(run_id, &run); !status.ok()) return ToGrpc(status);
@@ -664,6 +775,15 @@ class SchedulerService final : public v1::Scheduler::Service {
         last = std::move(now);
       }
       if (run.state() != "running") break;
+      // Its engine stopped while this watch ran: the watcher is told why
+      // (the server resumes the run, Supervise).
+      if (std::optional<std::string> why = StoppedSince(run_id, since)) {
+        return {grpc::StatusCode::ABORTED,
+                StrCat("the engine driving run ", run_id, " stopped: ", *why,
+                       "\nthe server resumes it once it can; watch it again with: tierflow "
+                       "status ",
+                       run_id)};
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     return grpc::Status::OK;
@@ -779,11 +899,31 @@ class SchedulerService final : public v1::Scheduler::Service {
     return absl::OkStatus();
   }
 
+  // How a Driven engine's run call ended (set by its thread).
+  struct DriveEnd {
+    std::mutex mu;
+    bool done = false;    // guarded by mu
+    absl::Status status;  // guarded by mu
+  };
   struct Driven {
     std::shared_ptr<scheduler::Engine> engine;
     std::thread thread;
     std::shared_ptr<StartObserver> observer;
+    std::shared_ptr<DriveEnd> end;
   };
+  struct Stopped {
+    std::string why;
+    int64_t at_ms = 0;
+  };
+
+  // The reason the engine of `run_id` stopped, when it stopped at or after
+  // `since_ms` and no new engine drives the run yet.
+  std::optional<std::string> StoppedSince(const std::string& run_id, int64_t since_ms) {
+    std::lock_guard lock(mu_);
+    auto found = stopped_.find(run_id);
+    if (found == stopped_.end() || found->second.at_ms < since_ms) return std::nullopt;
+    return found->second.why;
+  }
 
   // Starts an engine on a thread of its own doing `drive` (Run or Resume)
   // with a RemoteExecutor; returns the run's id once it has started, or why
@@ -810,9 +950,13 @@ class SchedulerService final : public v1::Scheduler::Service {
     engine_options.observer = observer.get();
     auto engine = std::make_shared<scheduler::Engine>(std::move(engine_options));
     std::future<absl::StatusOr<std::string>> started = observer->Started();
-    std::thread thread([engine, observer, drive] {
+    auto end = std::make_shared<DriveEnd>();
+    std::thread thread([engine, observer, end, drive] {
       absl::StatusOr<scheduler::RunResult> result = drive(*engine);
       if (!result.ok()) observer->Fail(result.status());
+      std::lock_guard lock(end->mu);
+      end->done = true;
+      end->status = result.status();
     });
     absl::StatusOr<std::string> run_id = started.get();
     if (!run_id.ok()) {
@@ -820,14 +964,29 @@ class SchedulerService final : public v1::Scheduler::Service {
       return run_id.status();
     }
     std::lock_guard lock(mu_);
-    runs_[*run_id] = {engine, std::move(thread), observer};
+    runs_[*run_id] = {engine, std::move(thread), observer, end};
     return run_id;
   }
+  absl::Status RecordSupervised(const std::string& run_id, const std::string& why) {
+    TF_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Database> db,
+                        scheduler::OpenStore(options_.db_path));
+    TF_ASSIGN_OR_RETURN(scheduler::Statement event,
+                        db->Prepare("INSERT INTO events(run_id, time, kind, message) VALUES (?, ?, "
+                                    "'run_supervised', ?)"));
+    event.Bind(1, run_id).Bind(2, WallClockMs()).Bind(3, StrCat("the server resumed it: ", why));
+    return event.Run();
+  }
+
   const ServerOptions& options_;
   Registry& registry_;
   std::mutex mu_;
   std::map<std::string, Driven> runs_;
+  std::map<std::string, Stopped> stopped_;  // guarded by mu_: engines that stopped on an error
   std::atomic<uint64_t> run_seq_{0};
+  // Supervise's own (its caller's thread only): runs seen undriven at the
+  // last check, and the last reason each one's resume failed.
+  std::set<std::string> suspects_;
+  std::map<std::string, std::string> resume_errors_;
 };
 
 class WorkersService final : public v1::Workers::Service {
@@ -918,7 +1077,13 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
     log << "serving the UI on http://" << http->address() << "/" << std::endl;
   }
   scheduler_service.ResumeUnfinished(log);
-  while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto next_check = std::chrono::steady_clock::now() + SchedulerService::kSuperviseEvery;
+  while (!stop) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (std::chrono::steady_clock::now() < next_check) continue;
+    scheduler_service.Supervise(log);
+    next_check = std::chrono::steady_clock::now() + SchedulerService::kSuperviseEvery;
+  }
   if (http) http->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return absl::OkStatus();

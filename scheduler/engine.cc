@@ -615,6 +615,7 @@ class Engine::Impl {
   absl::Status AddEvent(const std::string& task_id, int64_t attempt_id, std::string_view kind,
                         const std::string& message);
   absl::Status FinishRun(std::string_view state, const std::string& message);
+  void RecordStopped(const std::string& why);
   RunResult MakeResult(std::string_view state) const;
 
   EngineOptions options_;
@@ -726,7 +727,16 @@ class Engine::Impl {
   // One COMMIT of the engine, timed for /metrics.
   absl::Status Commit() {
     metrics::ScopedTimer timer(metrics::Engine().sqlite_commit_seconds);
-    return db_->Execute("COMMIT");
+    return db_->CommitWrite(options_.random);
+  }
+  // BEGIN IMMEDIATE, waiting out another process's write lock (Database::
+  // BeginWrite); a wait past the busy timeout is recorded as an event.
+  absl::Status BeginWrite() {
+    TF_ASSIGN_OR_RETURN(Database::WriteWait wait, db_->BeginWrite(options_.random));
+    if (wait.tries == 1) return absl::OkStatus();
+    return AddEvent("", 0, "database_busy",
+                    StrCat("waited ", FormatDuration(wait.waited), " (", wait.tries,
+                           " tries) for the database's write lock, which another process held"));
   }
   int64_t last_restore_id_ = 0;
   struct WaitingLaunch {
@@ -1678,6 +1688,11 @@ absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
       if (value.is_string()) params[name] = value.get<std::string>();
     }
   }
+  // Done with the row: a statement left on it keeps this connection's read
+  // snapshot, and in WAL mode a connection on an old snapshot can never
+  // take the write lock once another engine (a server resumes several)
+  // has written: every turn of this run would fail SQLITE_BUSY_SNAPSHOT.
+  find.Reset();
   if (state == run_state::kSucceeded) {
     return absl::FailedPreconditionError(
         StrCat("run ", run_id_, " already succeeded: nothing to resume"));
@@ -2043,20 +2058,29 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
     final_state = run_state::kFailed;
   }
   if (!status.ok()) {
-    // The store failed (full disk, ...): stop everything; the run stays
-    // `running` in the store and can be resumed once the cause is fixed.
+    // The store failed past its retries (locked, full disk, ...): this
+    // engine stops driving the run. It stops this run's attempts, each by
+    // name (a cluster's workers run other runs' tasks too); the run stays
+    // `running` in the store, resumable once the cause is fixed.
     std::unique_ptr<Executor> executor;
     {
       std::lock_guard lock(executor_mu_);
       executor = std::move(executor_);
     }
-    if (executor) executor->KillAll();
+    if (executor) {
+      for (const TaskRec& task : tasks_) {
+        if (task.state == task_state::kRunning && task.attempt_id > 0) {
+          executor->Cancel(task.attempt_id);
+        }
+      }
+    }
     executor.reset();
     mover_.reset();
-    return absl::Status(
-        status.code(),
+    const std::string why =
         StrCat(status.message(), "\nrun ", run_id_,
-               " stopped; fix the cause and finish it with: tierflow resume ", run_id_));
+               " stopped; fix the cause and finish it with: tierflow resume ", run_id_);
+    if (!absl::IsUnavailable(status)) RecordStopped(why);
+    return absl::Status(status.code(), why);
   }
   {
     std::lock_guard lock(executor_mu_);
@@ -2086,8 +2110,27 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
   return result;
 }
 
+// Best effort, one try: a store that is only busy cannot take it now
+// (nobody else would write while the lock is held); one that failed
+// otherwise may. `runs` and `show` then say the run has no engine.
+void Engine::Impl::RecordStopped(const std::string& why) {
+  (void)db_->Execute("ROLLBACK");  // a turn whose COMMIT failed left its transaction open
+  if (db_->Execute("BEGIN IMMEDIATE").ok()) {
+    absl::Status status = [&]() -> absl::Status {
+      TF_ASSIGN_OR_RETURN(Statement update,
+                          db_->Prepare("UPDATE runs SET engine_pid = NULL, message = ? WHERE id = "
+                                       "? AND state = 'running'"));
+      update.Bind(1, StrCat("its engine stopped: ", why)).Bind(2, run_id_);
+      TF_RETURN_IF_ERROR(update.Run());
+      return AddEvent("", 0, "engine_stopped", why);
+    }();
+    if (status.ok() && db_->Execute("COMMIT").ok()) return;
+    (void)db_->Execute("ROLLBACK");
+  }
+}
+
 absl::Status Engine::Impl::FinishRun(std::string_view state, const std::string& message) {
-  TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
+  TF_RETURN_IF_ERROR(BeginWrite());
   TF_ASSIGN_OR_RETURN(Statement update,
                       db_->Prepare("UPDATE runs SET state = ?, finished_at = ?, engine_pid = NULL, "
                                    "message = ? WHERE id = ?"));
@@ -2149,7 +2192,7 @@ absl::Status Engine::Impl::TakeTurn(bool cancel_now) {
 absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<MoveResult>& moves,
                                 bool cancel_now) {
   metrics::ScopedTimer loop_timer(metrics::Engine().scheduler_loop_seconds);
-  TF_RETURN_IF_ERROR(db_->Execute("BEGIN IMMEDIATE"));
+  TF_RETURN_IF_ERROR(BeginWrite());
   absl::Status status;
   auto run_turn = [&]() -> absl::Status {
     if (cancel_now) TF_RETURN_IF_ERROR(CancelAll());

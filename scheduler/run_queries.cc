@@ -1,10 +1,15 @@
 #include "scheduler/run_queries.h"
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <type_traits>
@@ -92,6 +97,40 @@ RunSummary ReadRun(const Statement& s) {
   return run;
 }
 
+// Whether a process holds the run's lock (runs/RUN/lock beside the store),
+// which whoever drives the run holds: read from /proc/locks, so looking
+// never takes it. A live engine pid whose process no longer drives the run
+// (a server whose engine for it stopped on a store error) is no engine.
+// Unknown (no lock file, no /proc/locks) counts as held.
+bool RunLockHeld(const std::string& db_path, const std::string& run_id) {
+  std::error_code error;
+  const std::filesystem::path lock =
+      std::filesystem::absolute(std::filesystem::path(db_path).parent_path(), error) / "runs" /
+      run_id / "lock";
+  struct stat info {};
+  if (error || stat(lock.c_str(), &info) != 0) return true;
+  std::ifstream locks("/proc/locks");
+  if (!locks) return true;
+  char id[64];
+  std::snprintf(id, sizeof id, "%02x:%02x:%llu", major(info.st_dev), minor(info.st_dev),
+                static_cast<unsigned long long>(info.st_ino));
+  // "1: FLOCK  ADVISORY  WRITE 3732 fe:00:10953073 0 EOF"; waiters have "->".
+  std::string line;
+  while (std::getline(locks, line)) {
+    if (line.find("FLOCK") == std::string::npos || line.find("->") != std::string::npos) continue;
+    if (line.find(StrCat(" ", id, " ")) != std::string::npos) return true;
+  }
+  return false;
+}
+
+EngineStatus ProbeRunEngine(Database& db, const std::string& run_id, std::string_view state,
+                            std::optional<int64_t> pid, const std::string& host) {
+  EngineStatus status = ProbeEngine(state, pid, host);
+  if (status == EngineStatus::kAlive && !RunLockHeld(db.path(), run_id))
+    status = EngineStatus::kGone;
+  return status;
+}
+
 absl::Status FinishSummary(Database& db, RunSummary& run, int64_t now_ms) {
   TF_ASSIGN_OR_RETURN(
       Statement counts,
@@ -100,7 +139,7 @@ absl::Status FinishSummary(Database& db, RunSummary& run, int64_t now_ms) {
   TF_RETURN_IF_ERROR(ForEachRow(counts, [&](const Statement& s) {
     Count(run.counts, s.Text(0), static_cast<uint32_t>(s.Int(1)));
   }));
-  run.engine = ProbeEngine(run.state, run.engine_pid, run.engine_host);
+  run.engine = ProbeRunEngine(db, run.id, run.state, run.engine_pid, run.engine_host);
   const int64_t start = run.started_at_ms.value_or(run.created_at_ms);
   if (run.finished_at_ms) {
     run.duration_ms = std::max<int64_t>(0, *run.finished_at_ms - start);
@@ -534,7 +573,8 @@ absl::StatusOr<RunStatus> GetRunStatus(Database& db, const std::string& run_id) 
   find.Bind(1, run_id);
   std::optional<RunStatus> status;
   TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) {
-    status = RunStatus{s.Text(0), ProbeEngine(s.Text(0), s.OptionalInt(1), s.Text(2))};
+    status =
+        RunStatus{s.Text(0), ProbeRunEngine(db, run_id, s.Text(0), s.OptionalInt(1), s.Text(2))};
   }));
   if (!status) return RunNotFound(db, run_id);
   return *status;

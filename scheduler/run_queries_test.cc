@@ -1,6 +1,8 @@
 #include "scheduler/run_queries.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -115,6 +117,30 @@ TEST_F(RunQueriesTest, RunningRunWhoseEngineDiedIsGoneWithNoDuration) {
   EXPECT_EQ(run->counts.running, 1u);
   EXPECT_EQ(run->counts.queued, 1u);
   EXPECT_EQ(run->counts.pending, 4u);
+}
+
+// The engine's pid is alive but nothing holds the run's lock: that process
+// no longer drives the run (a server whose engine for it stopped).
+TEST_F(RunQueriesTest, LiveEngineThatNoLongerHoldsTheRunLockIsGone) {
+  testing::FakeEngine engine;
+  ASSERT_GT(engine.pid(), 0);
+  TearDown();
+  Open(engine.pid());
+  const std::filesystem::path run_dir =
+      std::filesystem::path(fixture_.db_path).parent_path() / "runs" / "quickstart-c0ffee";
+  std::filesystem::create_directories(run_dir);
+  const std::string lock_path = (run_dir / "lock").string();
+  int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  auto run = GetRunSummary(*db_, "quickstart-c0ffee", kNow);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->engine, EngineStatus::kGone);
+  // Held (as the engine that drives the run holds it): alive.
+  ASSERT_EQ(flock(fd, LOCK_EX | LOCK_NB), 0);
+  run = GetRunSummary(*db_, "quickstart-c0ffee", kNow);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->engine, EngineStatus::kAlive);
+  close(fd);
 }
 
 TEST_F(RunQueriesTest, RunningRunWithLiveTierflowEngineIsAliveAndTimedToNow) {

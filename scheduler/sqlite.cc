@@ -2,7 +2,10 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <system_error>
@@ -102,7 +105,8 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   }
   sqlite3_extended_result_codes(handle, 1);
   // Readers and the engine share the file: wait for a lock rather than fail.
-  sqlite3_busy_timeout(handle, 10000);
+  sqlite3_busy_timeout(handle,
+                       static_cast<int>(std::min<int64_t>(10000, WriteRetryBudget().count() / 2)));
   if (mode == Mode::kReadWrite) {
     // WAL: readers never block the writer. synchronous=NORMAL: a commit
     // survives a crash or kill of the process (the WAL is in the OS page
@@ -128,6 +132,11 @@ Database::~Database() {
 absl::Status Database::Error(std::string_view what) const {
   int code = sqlite3_errcode(db_);
   std::string message = StrCat("database ", path_, ": ", what, ": ", sqlite3_errmsg(db_));
+  if (code == SQLITE_BUSY_SNAPSHOT) {
+    // Waiting cannot help: this connection's read snapshot is older than
+    // the database's (a statement left on a row keeps it).
+    return absl::InternalError(StrCat(message, " (this connection still reads an older snapshot)"));
+  }
   switch (code & 0xff) {
     case SQLITE_FULL:
       return absl::ResourceExhaustedError(StrCat(message, " (the disk holding it is full)"));
@@ -153,6 +162,55 @@ absl::Status Database::Execute(std::string_view sql) {
     return Error(text.substr(0, text.find_first_of("(;\n")));
   }
   return absl::OkStatus();
+}
+
+std::chrono::milliseconds Database::WriteRetryBudget() {
+  const char* text = std::getenv("TIERFLOW_DB_RETRY_SECONDS");
+  char* end = nullptr;
+  const double seconds = text != nullptr ? std::strtod(text, &end) : 0;
+  if (text == nullptr || end == text || *end != '\0' || !(seconds > 0)) {
+    return std::chrono::milliseconds(120000);
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+namespace {
+
+// Retries `step` while it fails Unavailable (busy, locked) and the budget
+// lasts. Between tries: 250 ms doubling up to 5 s, of which the second half
+// is jitter ("equal jitter"), so writers that were blocked together do not
+// all come back at once.
+absl::StatusOr<Database::WriteWait> RetryWhileBusy(const std::function<absl::Status()>& step,
+                                                   const std::function<double()>& random) {
+  using std::chrono::milliseconds;
+  const auto start = std::chrono::steady_clock::now();
+  const milliseconds budget = Database::WriteRetryBudget();
+  Database::WriteWait wait;
+  for (;; ++wait.tries) {
+    absl::Status status = step();
+    wait.waited =
+        std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+    if (status.ok()) return wait;
+    if (!absl::IsUnavailable(status)) return status;
+    double base = 250.0 * std::pow(2.0, std::min(wait.tries - 1, 10));
+    base = std::min(base, 5000.0);
+    const milliseconds delay(static_cast<int64_t>(base / 2 + random() * base / 2));
+    if (wait.waited + delay >= budget) {
+      return absl::UnavailableError(StrCat(status.message(), " (tried ", wait.tries, " times over ",
+                                           wait.waited.count() / 1000, " s)"));
+    }
+    std::this_thread::sleep_for(delay);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Database::WriteWait> Database::BeginWrite(const std::function<double()>& random) {
+  return RetryWhileBusy([this] { return Execute("BEGIN IMMEDIATE"); }, random);
+}
+
+absl::Status Database::CommitWrite(const std::function<double()>& random) {
+  return RetryWhileBusy([this] { return Execute("COMMIT"); }, random).status();
 }
 
 absl::StatusOr<Statement> Database::Prepare(std::string_view sql) {

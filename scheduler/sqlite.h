@@ -5,7 +5,9 @@
 // at a time (the owner's); open a second Database for another thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +44,26 @@ class Database {
   int64_t LastInsertId() const;
   // Rows changed by the last INSERT/UPDATE/DELETE.
   int Changes() const;
+
+  // How a writer got the write lock (BeginWrite): tries, and the time spent.
+  struct WriteWait {
+    int tries = 1;
+    std::chrono::milliseconds waited{0};
+  };
+  // BEGIN IMMEDIATE for the engine, which must not give up at the first
+  // busy timeout: a write lock that another process holds (a long `sqlite3`
+  // session, a backup) is waited out, each try waiting the busy timeout,
+  // with capped exponential backoff and equal jitter (`random`, uniform in
+  // [0, 1)) between tries, for up to WriteRetryBudget() in all. Any other
+  // error (a full disk, an I/O error) returns at once. Unavailable once the
+  // budget is spent, saying how long it tried.
+  absl::StatusOr<WriteWait> BeginWrite(const std::function<double()>& random);
+  // COMMIT, retried the same way while the database is busy.
+  absl::Status CommitWrite(const std::function<double()>& random);
+  // How long a writer keeps trying for the write lock: 120 s, or
+  // $TIERFLOW_DB_RETRY_SECONDS. Each try waits at most the busy timeout:
+  // 10 s, or half the budget if that is shorter.
+  static std::chrono::milliseconds WriteRetryBudget();
 
   // An error for the last failed call, naming the database and `what`.
   absl::Status Error(std::string_view what) const;

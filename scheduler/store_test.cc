@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -14,6 +15,54 @@ namespace {
 std::string TempDir() {
   std::string pattern = (std::filesystem::temp_directory_path() / "tierflow-store.XXXXXX").string();
   return mkdtemp(pattern.data());
+}
+
+// Another connection holds the write lock past the busy timeout (1 s with
+// a 2 s budget): BeginWrite tries again after a backoff and gets it once
+// the holder lets go.
+TEST(StoreTest, BeginWriteWaitsOutALockPastTheBusyTimeout) {
+  setenv("TIERFLOW_DB_RETRY_SECONDS", "2", 1);
+  std::string dir = TempDir();
+  auto holder = Database::Open(dir + "/t.db");
+  auto writer = Database::Open(dir + "/t.db");
+  ASSERT_TRUE(holder.ok() && writer.ok());
+  ASSERT_TRUE((*holder)->Execute("CREATE TABLE t(x)").ok());
+  ASSERT_TRUE((*holder)->Execute("BEGIN IMMEDIATE").ok());
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1400));
+    (void)(*holder)->Execute("COMMIT");
+  });
+  absl::StatusOr<Database::WriteWait> wait = (*writer)->BeginWrite([] { return 0.5; });
+  release.join();
+  ASSERT_TRUE(wait.ok()) << wait.status();
+  EXPECT_GE(wait->tries, 2);
+  EXPECT_GE(wait->waited, std::chrono::milliseconds(1300));
+  EXPECT_TRUE((*writer)->Execute("INSERT INTO t VALUES (1)").ok());
+  EXPECT_TRUE((*writer)->CommitWrite([] { return 0.5; }).ok());
+  unsetenv("TIERFLOW_DB_RETRY_SECONDS");
+  std::filesystem::remove_all(dir);
+}
+
+// Held past the whole budget: Unavailable, saying how long it tried.
+TEST(StoreTest, BeginWriteGivesUpWhenTheBudgetIsSpent) {
+  setenv("TIERFLOW_DB_RETRY_SECONDS", "1", 1);
+  std::string dir = TempDir();
+  auto holder = Database::Open(dir + "/t.db");
+  auto writer = Database::Open(dir + "/t.db");
+  ASSERT_TRUE(holder.ok() && writer.ok());
+  ASSERT_TRUE((*holder)->Execute("BEGIN IMMEDIATE").ok());
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<Database::WriteWait> wait = (*writer)->BeginWrite([] { return 0.5; });
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(wait.ok());
+  EXPECT_TRUE(absl::IsUnavailable(wait.status())) << wait.status();
+  EXPECT_NE(wait.status().message().find("database is locked (tried "), std::string::npos)
+      << wait.status();
+  EXPECT_GE(took, std::chrono::milliseconds(900));
+  EXPECT_LT(took, std::chrono::seconds(5));
+  (void)(*holder)->Execute("ROLLBACK");
+  unsetenv("TIERFLOW_DB_RETRY_SECONDS");
+  std::filesystem::remove_all(dir);
 }
 
 TEST(StoreTest, CreatesSchemaInWalModeAndReopens) {

@@ -1,75 +1,56 @@
 #!/usr/bin/env bash
-# Cluster mode end to end with real processes on loopback (CTest:
-# cluster_test): `tierflow server`, two `tierflow worker`s, `tierflow
-# submit --wait`.
-#  1. The quickstart runs on both workers; every task succeeds exactly once;
-#     `status`, `logs`, `lineage` and `workers` work through the server; a
-#     task goes to the worker holding its input, and the reason is recorded.
-#  2. A worker is killed -9 in the middle of a task: the task runs again on
-#     the other worker (its attempt recorded lost, not failed) and the run
-#     succeeds.
-#  3. The server is killed -9 while a task runs, and started again on the
-#     same port: the worker reconnects, the run resumes from the store, and
-#     every task succeeds exactly once (the interrupted one ran twice).
-#  4. A worker frozen with SIGSTOP (connected but silent) is lost after
-#     --worker-timeout; its task runs again on the other worker.
-#  5. Resource fit: a stage's gpus, memory and labels decide which worker
-#     runs it; a task no worker can fit waits.
-#  6. Priority: with one slot busy, a later run of higher priority goes
-#     before the rest of an earlier one; equal priorities go in order.
-#  7. TLS (a certificate made here with openssl): a plaintext client is
-#     refused, one with TIERFLOW_TLS_CA runs; `tierflow cancel --scheduler`
-#     cancels a running run through the server.
-#  8. Tokens: a server with tokens refuses a client without one and with a
-#     wrong one, and a worker with a wrong one; one listening beyond
-#     loopback without tokens refuses to start.
-#  9. Node tiers: a reader's input is copied onto its worker's own node
-#     tier before it starts (and it reads the real data there); the next
-#     reader goes to that worker for it, with the reason recorded; the copy
-#     is recorded once, with its worker, and evicted (deleted) after.
-# 10. Checkpoints on node tiers: a task writes them on its worker's node
-#     tier; the worker copies each committed one to the cluster folder,
-#     the server flushes it to the durable tier and keeps the last 2; a
-#     retry starts with the newest put back on its own node tier.
+# Cluster mode end to end with real processes on loopback: `tierflow
+# server`, `tierflow worker`s, `tierflow submit --wait`. One section per
+# call (CTest runs each as cluster_test_SECTION, with its own time limit);
+# each starts its own servers and workers in a folder of its own
+# (tests/cluster_lib.sh), and every wait fails the section when it runs out.
+#  quickstart        The quickstart runs on two workers; every task succeeds
+#                    exactly once; `status`, `logs`, `lineage`, `workers`,
+#                    the HTTP side and /metrics work through the server; a
+#                    task goes to the worker holding its input, saying why.
+#  worker_lost       A worker is killed -9 in the middle of a task: the task
+#                    runs again on the other worker (its attempt recorded
+#                    lost, not failed) and the run succeeds; a worker started
+#                    again under that name kills the task it left.
+#  server_restart    The server is killed -9 while a task runs and started
+#                    again on its port: the worker reconnects, the run
+#                    resumes, every task succeeds exactly once.
+#  frozen_worker     A worker frozen with SIGSTOP is lost after
+#                    --worker-timeout; its task runs again on the other.
+#  resource_fit      A stage's gpus, memory and labels decide which worker
+#                    runs it; a task no worker can fit waits.
+#  priority          With one slot busy, a later run of higher priority goes
+#                    before the rest of an earlier one; equal priorities go
+#                    in order.
+#  priority_restart  Two runs queued with no worker, the server killed -9 and
+#                    started again: both are resumed, and one 1-slot worker
+#                    runs them in priority order to the end (this hung: the
+#                    run resumed first never saw its task end).
+#  tls_cancel        TLS: a plaintext client is refused, one with
+#                    TIERFLOW_TLS_CA runs; `cancel --scheduler` cancels.
+#  tokens            Client and worker tokens; no open listener without them.
+#  node_tiers        Inputs copied onto a worker's node tier, kept for the
+#                    next reader there, evicted after; streamed inputs.
+#  node_checkpoints  Checkpoints on node tiers, relayed and flushed; a retry
+#                    starts from the newest.
+#  db_locked         Another process holds the store's write lock: a wait
+#                    past the busy timeout is ridden out (event
+#                    database_busy); one past the retry budget stops the
+#                    run's engine, which cancels only its own attempts, and
+#                    `submit --wait` says why and exits non-zero; another run
+#                    on the same worker goes on untouched; the server
+#                    resumes the run once the store is free, and it ends.
+#  db_locked_embedded The same for `tierflow run`: it says why, exits
+#                    non-zero, `runs` shows the engine gone, `resume` ends it.
+#  undriven          A run left `running` with no engine (its `tierflow run`
+#                    killed -9) is found by the server within seconds and
+#                    resumed, and why is recorded.
 #
-# Usage: cluster_test.sh TIERFLOW_BIN
-set -euo pipefail
+# Usage: cluster_test.sh TIERFLOW_BIN SECTION|all
 tierflow="$1"
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-work="$(mktemp -d "${TMPDIR:-/tmp}/tierflow-cluster.XXXXXX")"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT; [ -n "${KEEP_WORK:-}" ] && trap - EXIT
-fail() { echo "cluster_test: FAIL: $*" >&2; exit 1; }
-sql() { python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); [print("|".join(map(str,r))) for r in c.execute(sys.argv[2])]' "$1" "$2"; }
-
-# start_server NAME [ARGS...]: starts a server on a free port; sets $addr.
-start_server() {
-  local name=$1
-  shift
-  "$tierflow" server --listen 127.0.0.1:0 --db "$work/$name/tierflow.db" "$@" \
-    >"$work/$name.out" 2>"$work/$name.err" &
-  pids+=($!)
-  eval "pid_$name=$!"
-  for _ in $(seq 100); do
-    addr=$(sed -n 's/^listening on //p' "$work/$name.out" 2>/dev/null || true)
-    [ -n "$addr" ] && return 0
-    sleep 0.1
-  done
-  fail "server $name did not start: $(cat "$work/$name.err")"
-}
-start_worker() {  # NAME ARGS...
-  local name=$1
-  shift
-  "$tierflow" worker --name "$name" "$@" >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  eval "pid_$name=$!"
-}
-
-echo "== 1. the quickstart on two workers"
+section="${2:?usage: cluster_test.sh TIERFLOW_BIN SECTION}"
+source "$(dirname "${BASH_SOURCE[0]}")/cluster_lib.sh"
+section_quickstart() {
 start_server s1 --http-listen 127.0.0.1:0
 start_worker w1 --scheduler "$addr" --slots 1
 start_worker w2 --scheduler "$addr" --slots 1
@@ -164,34 +145,25 @@ shorter=$(sql "$db" "SELECT worker FROM attempts WHERE task_id='short'")
   fail "use did not run where its input is ($maker): $(sql "$db" "SELECT task_id, worker FROM attempts WHERE run_id LIKE 'locality-%'")"
 [ "$(sql "$db" "SELECT message FROM events WHERE kind='placed' AND task_id='use'")" = "leased to $maker, which produced 1 of its 1 inputs" ] ||
   fail "use's placement reason: $(sql "$db" "SELECT message FROM events WHERE kind='placed' AND task_id='use'")"
+}
 
-echo "== 2. a worker killed -9 in the middle of a task"
-cat >"$work/hold.yaml" <<'YAML'
-name: hold
-stages:
-  hold:
-    run: 'echo "$TIERFLOW_ATTEMPT" >> attempts.txt; if [ "$TIERFLOW_ATTEMPT" = 1 ]; then sleep 60; fi; echo done > "$TIERFLOW_OUTPUT_OUT"'
-    outputs: [out]
-  after:
-    inputs: {in: hold.out}
-    run: 'cat "$TIERFLOW_INPUT_IN" > "$TIERFLOW_OUTPUT_COPY"'
-    outputs: [copy]
-YAML
+section_worker_lost() {
+start_server s1
+start_worker wl1 --scheduler "$addr" --slots 1
+start_worker wl2 --scheduler "$addr" --slots 1
+db="$work/s1/tierflow.db"
+write_hold_yaml
 "$tierflow" submit "$work/hold.yaml" --scheduler "$addr" --wait >"$work/submit2.out" 2>&1 &
 submit=$!
 pids+=($submit)
-for _ in $(seq 200); do
-  holder=$(sql "$db" "SELECT worker FROM attempts WHERE task_id='hold' AND state='running' AND worker != ''")
-  [ -n "$holder" ] && break
-  sleep 0.1
-done
-[ -n "$holder" ] || fail "the hold task never started on a worker"
+wait_for 20 "the hold task running on a worker" running_on "$db" hold
+holder=$(running_on "$db" hold)
 eval "kill -9 \$pid_$holder"
-wait "$submit" || fail "run 2: $(cat "$work/submit2.out")"
+wait_exit 40 "submit --wait of the run that lost a worker" "$submit" || fail "run 2: $(cat "$work/submit2.out")"
 run2=$(sql "$db" "SELECT id FROM runs WHERE pipeline_name='hold'")
 [ "$(sql "$db" "SELECT state FROM runs WHERE id='$run2'")" = succeeded ] || fail "run 2 not succeeded"
 attempts=$(sql "$db" "SELECT group_concat(state || '@' || worker, ' ') FROM (SELECT * FROM attempts WHERE run_id='$run2' AND task_id='hold' ORDER BY number)")
-other=$([ "$holder" = w1 ] && echo w2 || echo w1)
+other=$([ "$holder" = wl1 ] && echo wl2 || echo wl1)
 [ "$attempts" = "lost@$holder succeeded@$other" ] || fail "hold's attempts: $attempts"
 [ "$(cat "$work/attempts.txt")" = "$(printf '1\n2')" ] ||
   fail "hold should have started twice: $(cat "$work/attempts.txt")"
@@ -199,31 +171,24 @@ other=$([ "$holder" = w1 ] && echo w2 || echo w1)
 # process group). A worker started again under the same name kills it.
 lost_pid=$(sql "$db" "SELECT pid FROM attempts WHERE run_id='$run2' AND state='lost'")
 [ -n "$lost_pid" ] && kill -0 "$lost_pid" 2>/dev/null || fail "the lost attempt's process ($lost_pid) is not running"
+pids+=("-$lost_pid")  # its process group, should the test fail
 start_worker "$holder" --scheduler "$addr" --slots 1
 # (It kills, then says so: wait for both.)
-for _ in $(seq 100); do
-  ! kill -0 "$lost_pid" 2>/dev/null &&
-    grep -q "killed 1 task(s) an earlier worker of this name left running" "$work/$holder.log" &&
-    break
-  sleep 0.1
-done
-if kill -0 "$lost_pid" 2>/dev/null; then
-  kill -9 -- "-$lost_pid" 2>/dev/null
-  fail "the restarted worker $holder left its predecessor's task running"
-fi
-grep -q "killed 1 task(s) an earlier worker of this name left running" "$work/$holder.log" ||
-  fail "restarted worker: $(cat "$work/$holder.log")"
+wait_for 10 "the restarted worker $holder killing its predecessor's task (pid $lost_pid)" gone "$lost_pid"
+wait_for_detail="cat '$work/$holder.log'" wait_for 10 "the restarted worker $holder saying it killed the task" \
+  grep -q "killed 1 task(s) an earlier worker of this name left running" "$work/$holder.log"
 eval "kill -TERM \$pid_$holder"
-eval "wait \$pid_$holder" || fail "worker $holder did not stop cleanly"
+eval "wait_exit 20 'worker $holder stopping on SIGTERM' \$pid_$holder" || fail "worker $holder did not stop cleanly"
 
 # SIGTERM stops the surviving worker and the server cleanly (exit 0; under
 # ASan, no leak either).
 eval "kill -TERM \$pid_$other"
-eval "wait \$pid_$other" || fail "worker $other did not stop cleanly on SIGTERM: $(cat "$work/$other.log")"
+eval "wait_exit 20 'worker $other stopping on SIGTERM' \$pid_$other" || fail "worker $other did not stop cleanly on SIGTERM: $(cat "$work/$other.log")"
 kill -TERM "$pid_s1"
-wait "$pid_s1" || fail "server s1 did not stop cleanly on SIGTERM: $(cat "$work/s1.err")"
+wait_exit 20 "server s1 stopping on SIGTERM" "$pid_s1" || fail "server s1 did not stop cleanly on SIGTERM: $(cat "$work/s1.err")"
+}
 
-echo "== 3. the server killed -9 mid-run, then restarted on its port"
+section_server_restart() {
 cat >"$work/chain.yaml" <<'YAML'
 name: chain
 stages:
@@ -245,22 +210,14 @@ start_worker w3 --scheduler "$addr" --slots 1
 "$tierflow" submit "$work/chain.yaml" --scheduler "$addr" >"$work/submit3.out" 2>&1 ||
   fail "submit 3: $(cat "$work/submit3.out")"
 db4="$work/s4/tierflow.db"
-for _ in $(seq 200); do
-  [ "$(sql "$db4" "SELECT count(*) FROM attempts WHERE task_id='b' AND state='running' AND worker='w3'")" = 1 ] && break
-  sleep 0.1
-done
-[ "$(sql "$db4" "SELECT state FROM tasks WHERE id='b'")" = running ] || fail "b never ran"
+wait_for 20 "task b running on w3" sql_is "$db4" "SELECT count(*) FROM attempts WHERE task_id='b' AND state='running' AND worker='w3'" 1
 kill -9 "$pid_s4"
 wait "$pid_s4" 2>/dev/null || true
 "$tierflow" server --listen "127.0.0.1:$port" --db "$db4" >"$work/s4b.out" 2>"$work/s4b.err" &
 pids+=($!)
 pid_s4b=$!
-for _ in $(seq 300); do
-  [ "$(sql "$db4" "SELECT state FROM runs")" = succeeded ] && break
-  sleep 0.1
-done
-[ "$(sql "$db4" "SELECT state FROM runs")" = succeeded ] ||
-  fail "the run did not finish after the restart: $(cat "$work/s4b.out" "$work/s4b.err"; sql "$db4" "SELECT task_id, number, state, worker FROM attempts")"
+wait_for_detail="cat '$work/s4b.out' '$work/s4b.err'; sql '$db4' 'SELECT task_id, number, state, worker FROM attempts'" \
+  wait_for 30 "the run finishing after the restart" sql_is "$db4" "SELECT state FROM runs" succeeded
 grep -q "^resumed run chain-" "$work/s4b.out" || fail "the restarted server did not say it resumed: $(cat "$work/s4b.out")"
 [ "$(sql "$db4" "SELECT count(*) FROM (SELECT task_id FROM attempts WHERE state='succeeded' GROUP BY task_id HAVING count(*)=1)")" = 3 ] ||
   fail "not exactly one succeeded attempt per task: $(sql "$db4" "SELECT task_id, number, state FROM attempts")"
@@ -268,8 +225,10 @@ grep -q "^resumed run chain-" "$work/s4b.out" || fail "the restarted server did 
   fail "b's attempts: $(sql "$db4" "SELECT number, state, message FROM attempts WHERE task_id='b'")"
 [ "$(tr '\n' ' ' <"$work/journal.txt")" = "a b b c " ] || fail "journal: $(cat "$work/journal.txt")"
 grep -q "reconnecting" "$work/w3.log" || fail "w3 did not reconnect: $(cat "$work/w3.log")"
+}
 
-echo "== 4. a frozen worker (SIGSTOP: connected, silent) is lost after the timeout"
+section_frozen_worker() {
+write_hold_yaml
 start_server s5 --worker-timeout 2
 start_worker w5 --scheduler "$addr" --slots 1
 start_worker w6 --scheduler "$addr" --slots 1
@@ -277,18 +236,11 @@ db5="$work/s5/tierflow.db"
 rm -f "$work/attempts.txt"
 "$tierflow" submit "$work/hold.yaml" --scheduler "$addr" >"$work/submit5.out" 2>&1 ||
   fail "submit 5: $(cat "$work/submit5.out")"
-holder=""
-for _ in $(seq 200); do
-  holder=$(sql "$db5" "SELECT worker FROM attempts WHERE task_id='hold' AND state='running' AND worker != ''")
-  [ -n "$holder" ] && break
-  sleep 0.1
-done
-[ -n "$holder" ] || fail "hold never started on w5 or w6"
+wait_for 20 "hold running on w5 or w6" running_on "$db5" hold
+holder=$(running_on "$db5" hold)
 eval "kill -STOP \$pid_$holder"
-for _ in $(seq 300); do
-  [ "$(sql "$db5" "SELECT state FROM runs")" = succeeded ] && break
-  sleep 0.1
-done
+wait_for_detail="sql '$db5' 'SELECT number, state, worker, message FROM attempts'" \
+  wait_for 30 "the run succeeding on the other worker" sql_is "$db5" "SELECT state FROM runs" succeeded
 eval "kill -CONT \$pid_$holder"
 other=$([ "$holder" = w5 ] && echo w6 || echo w5)
 [ "$(sql "$db5" "SELECT group_concat(state || '@' || worker || ':' || message, ' ') FROM (SELECT * FROM attempts WHERE task_id='hold' ORDER BY number)")" = \
@@ -296,8 +248,9 @@ other=$([ "$holder" = w5 ] && echo w6 || echo w5)
   fail "hold's attempts: $(sql "$db5" "SELECT number, state, worker, message FROM attempts WHERE task_id='hold'")"
 lost_pid=$(sql "$db5" "SELECT pid FROM attempts WHERE state='lost'")
 [ -n "$lost_pid" ] && kill -9 -- "-$lost_pid" 2>/dev/null || true
+}
 
-echo "== 5. resource fit: a task runs only where its gpus and memory fit"
+section_resource_fit() {
 cat >"$work/fit.yaml" <<'YAML'
 name: fit
 stages:
@@ -344,37 +297,27 @@ sleep 1
   fail "huge should wait for a worker with 8 gpus: $(sql "$db6" "SELECT state, message FROM tasks WHERE run_id LIKE 'huge-%'")"
 [ "$(sql "$db6" "SELECT count(*) FROM attempts WHERE task_id='huge' AND worker != ''")" = 0 ] ||
   fail "huge was leased to a worker that cannot fit it"
+}
 
-echo "== 6. priority, then first come first served across runs"
-cat >"$work/prio-a.yaml" <<'YAML'
-name: prio-a
-stages:
-  a:
-    foreach: {range: [1, 4]}
-    run: 'echo "a$TIERFLOW_ITEM" >> order.txt; sleep 1'
-YAML
-printf 'name: prio-b\nstages:\n  b:\n    run: "echo b >> order.txt"\n' >"$work/prio-b.yaml"
-printf 'name: prio-c\nstages:\n  c:\n    run: "echo c >> order.txt"\n' >"$work/prio-c.yaml"
-rm -f "$work/order.txt"
+section_priority() {
+write_prio_yaml
 start_server s7
 start_worker w9 --scheduler "$addr" --slots 1
 db7="$work/s7/tierflow.db"
 "$tierflow" submit "$work/prio-a.yaml" --scheduler "$addr" >/dev/null || fail "submit prio-a"
-for _ in $(seq 100); do
-  [ -s "$work/order.txt" ] && break
-  sleep 0.05
-done
+wait_for 20 "prio-a's first task starting" test -s "$work/order.txt"
 "$tierflow" submit "$work/prio-b.yaml" --scheduler "$addr" --priority 5 >/dev/null || fail "submit prio-b"
 "$tierflow" submit "$work/prio-c.yaml" --scheduler "$addr" >/dev/null || fail "submit prio-c"
-for _ in $(seq 200); do
-  [ "$(sql "$db7" "SELECT count(*) FROM runs WHERE state='succeeded'")" = 3 ] && break
-  sleep 0.1
-done
+wait_for_detail="sql '$db7' 'SELECT id, state, message FROM runs'" \
+  wait_for 30 "the three runs succeeding" sql_is "$db7" "SELECT count(*) FROM runs WHERE state='succeeded'" 3
 [ "$(tr '\n' ' ' <"$work/order.txt")" = "a1 b a2 a3 c " ] ||
   fail "order: $(tr '\n' ' ' <"$work/order.txt") (expected a1 b a2 a3 c)"
+}
+
+section_priority_restart() {
+write_prio_yaml
 # Priorities are kept across a server restart: queued with no worker, the
 # server killed -9 and started again, then one worker takes them in order.
-rm -f "$work/order.txt"
 start_server s7b
 port=${addr##*:}
 db7b="$work/s7b/tierflow.db"
@@ -384,25 +327,28 @@ db7b="$work/s7b/tierflow.db"
   fail "priorities recorded: $(sql "$db7b" "SELECT pipeline_name, priority FROM runs")"
 kill -9 "$pid_s7b"
 wait "$pid_s7b" 2>/dev/null || true
-"$tierflow" server --listen "127.0.0.1:$port" --db "$db7b" >"$work/s7c.out" 2>"$work/s7c.err" &
-pids+=($!)
-for _ in $(seq 100); do
-  [ "$(grep -c '^resumed run' "$work/s7c.out")" = 2 ] && grep -q '^listening on' "$work/s7c.out" && break
-  sleep 0.1
-done
-for _ in $(seq 100); do
-  [ "$(sql "$db7b" "SELECT count(*) FROM tasks WHERE state='queued'")" = 2 ] && break
-  sleep 0.1
-done
+restart_server s7c "$port" "$db7b"
+two_resumed() { [ "$(grep -c '^resumed run' "$work/s7c.out")" = 2 ]; }
+wait_for_detail="cat '$work/s7c.out' '$work/s7c.err'" wait_for 15 "the restarted server resuming both runs" two_resumed
+# Both resumed runs' tasks wait for a worker (a new attempt each, leased to
+# nobody yet), so the order is the priorities', not the resumes'.
+wait_for_detail="sql '$db7b' 'SELECT run_id, task_id, number, state, worker FROM attempts'" \
+  wait_for 15 "both resumed runs' tasks waiting for a worker" \
+  sql_is "$db7b" "SELECT count(*) FROM attempts WHERE state='running' AND worker=''" 2
 start_worker w9b --scheduler "$addr" --slots 1
-for _ in $(seq 200); do
-  [ "$(sql "$db7b" "SELECT count(*) FROM runs WHERE state='succeeded'")" = 2 ] && break
-  sleep 0.1
-done
+# Both complete: the run resumed first used to hang here once the other
+# had written (its connection kept an old snapshot), its attempt `running`.
+wait_for_detail="cat '$work/s7c.out' '$work/s7c.err'; sql '$db7b' 'SELECT run_id, task_id, number, state, worker FROM attempts'" \
+  wait_for 30 "both resumed runs succeeding" sql_is "$db7b" "SELECT count(*) FROM runs WHERE state='succeeded'" 2
 [ "$(tr '\n' ' ' <"$work/order.txt")" = "b c " ] ||
   fail "order after a restart: $(tr '\n' ' ' <"$work/order.txt") (expected b c: b has priority 5)"
+[ "$(sql "$db7b" "SELECT group_concat(state, ',') FROM (SELECT state FROM attempts ORDER BY id)")" = "lost,lost,succeeded,succeeded" ] ||
+  fail "attempts after the restart: $(sql "$db7b" "SELECT run_id, task_id, number, state, worker FROM attempts")"
+}
 
-echo "== 7. TLS, and cancel through the server"
+section_tls_cancel() {
+write_hold_yaml
+write_prio_yaml
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 1 \
   -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null || fail "openssl req"
 start_server s8 --tls-cert "$work/cert.pem" --tls-key "$work/key.pem"
@@ -413,24 +359,18 @@ fi
 TIERFLOW_TLS_CA="$work/cert.pem" "$tierflow" submit "$work/prio-b.yaml" --scheduler "$addr" --wait \
   >"$work/tls.out" 2>&1 || fail "submit over TLS: $(cat "$work/tls.out")"
 grep -q "^  b  *succeeded  on w10" "$work/tls.out" || fail "over TLS: $(cat "$work/tls.out")"
-rm -f "$work/attempts.txt"
 run8=$(TIERFLOW_TLS_CA="$work/cert.pem" "$tierflow" submit "$work/hold.yaml" --scheduler "$addr" | sed -n 's/^submitted run \([^ ]*\).*/\1/p')
-for _ in $(seq 100); do
-  [ -s "$work/attempts.txt" ] && break
-  sleep 0.1
-done
+wait_for 20 "hold starting over TLS" test -s "$work/attempts.txt"
 TIERFLOW_TLS_CA="$work/cert.pem" "$tierflow" cancel "$run8" --scheduler "$addr" >"$work/cancel.out" 2>&1 ||
   fail "cancel through the server: $(cat "$work/cancel.out")"
-for _ in $(seq 100); do
-  [ "$(sql "$work/s8/tierflow.db" "SELECT state FROM runs WHERE id='$run8'")" = cancelled ] && break
-  sleep 0.1
-done
-[ "$(sql "$work/s8/tierflow.db" "SELECT state FROM runs WHERE id='$run8'")" = cancelled ] ||
-  fail "run $run8 not cancelled: $(cat "$work/cancel.out"; sql "$work/s8/tierflow.db" "SELECT id, state FROM tasks WHERE run_id='$run8'")"
+wait_for_detail="cat '$work/cancel.out'; sql '$work/s8/tierflow.db' \"SELECT id, state FROM tasks WHERE run_id='$run8'\"" \
+  wait_for 20 "run $run8 cancelled" sql_is "$work/s8/tierflow.db" "SELECT state FROM runs WHERE id='$run8'" cancelled
 [ "$(sql "$work/s8/tierflow.db" "SELECT state FROM tasks WHERE run_id='$run8' AND id='hold'")" = cancelled ] ||
   fail "hold not cancelled"
+}
 
-echo "== 8. tokens"
+section_tokens() {
+write_hold_yaml
 TIERFLOW_CLIENT_TOKEN=client-secret TIERFLOW_WORKER_TOKEN=worker-secret start_server s2
 if "$tierflow" submit "$work/hold.yaml" --scheduler "$addr" >"$work/notoken.out" 2>&1; then
   fail "a submit without a token was accepted"
@@ -456,8 +396,12 @@ if "$tierflow" server --listen 127.0.0.1:0 --http-listen 0.0.0.0:0 --db "$work/s
 fi
 grep -q "^tierflow: --http-listen 0.0.0.0:0 reaches beyond loopback: set TIERFLOW_CLIENT_TOKEN" "$work/openweb.out" ||
   fail "open HTTP side: $(cat "$work/openweb.out")"
-grep -q "^listening on" "$work/openweb.out" && fail "it listened before refusing: $(cat "$work/openweb.out")"
-echo "== 9. node tiers: inputs copied onto the worker's own tier, kept for the next reader there, evicted after"
+if grep -q "^listening on" "$work/openweb.out"; then
+  fail "it listened before refusing: $(cat "$work/openweb.out")"
+fi
+}
+
+section_node_tiers() {
 mkdir -p "$work/s9"
 cat >"$work/s9/tiers.yaml" <<EOF
 tiers:
@@ -537,12 +481,8 @@ copies=$(sql "$db9" "SELECT c.uri || ' ' || c.state || ' ' || c.source_tier FROM
   fail "node copies of make.data: $copies"
 sql "$db9" "SELECT message FROM events WHERE kind='copied' AND task_id='read1'" | grep -q "to tier nvme on $w_read1: .* before the task started" ||
   fail "read1's copy event: $(sql "$db9" "SELECT task_id, kind, message FROM events WHERE kind LIKE 'cop%'")"
-for _ in $(seq 50); do
-  [ -z "$(find "$work/w91-nvme" "$work/w92-nvme" -type f 2>/dev/null)" ] && break
-  sleep 0.1
-done
-[ -z "$(find "$work/w91-nvme" "$work/w92-nvme" -type f 2>/dev/null)" ] ||
-  fail "node copies left after the run: $(find "$work/w91-nvme" "$work/w92-nvme" -type f)"
+no_node_files() { [ -z "$(find "$work/w91-nvme" "$work/w92-nvme" -type f 2>/dev/null)" ]; }
+wait_for_detail="find '$work/w91-nvme' '$work/w92-nvme' -type f" wait_for 10 "the node copies evicted after the run" no_node_files
 [ ! -e "$work/s9/unused-nvme/runs" ] || fail "the server wrote on the node tier's own root"
 # A streamed input on a node tier: the task started once the first files
 # were on its worker's tier (at most 8, the window, before it read any),
@@ -555,8 +495,9 @@ head -1 "$streamed" | grep -qE "^$work/$w_streamed-nvme/runs/$run9/artifacts/sha
   fail "streamed input read: $(tail -n +2 "$streamed" | tr '\n' ' ')"
 "$tierflow" workers --scheduler "$addr" | grep -q "nvme=$work/w91-nvme" ||
   fail "workers should list node tiers: $("$tierflow" workers --scheduler "$addr")"
+}
 
-echo "== 10. checkpoints on the worker's node tier, relayed to the cluster folder, flushed to the durable tier"
+section_node_checkpoints() {
 mkdir -p "$work/s10"
 cat >"$work/s10/tiers.yaml" <<EOF
 tiers:
@@ -644,5 +585,163 @@ done
 [ ! -e "$work/s10/bulk/runs/$run10/checkpoints/train/step-00000003" ] || fail "keep 2 left checkpoint 3 on bulk"
 [ -z "$(find "$work/w101-nvme" "$work/w102-nvme" -type f 2>/dev/null)" ] ||
   fail "checkpoints left on the node tiers: $(find "$work/w101-nvme" "$work/w102-nvme" -type f)"
+}
 
-echo "cluster_test: OK ($run1 on w1 and w2; $run2 survived losing $holder; the chain survived its server)"
+section_db_locked() {
+  write_tiers "$work/tiers.yaml"
+  # A 6 s retry budget: each try waits the busy timeout, 3 s.
+  TIERFLOW_DB_RETRY_SECONDS=6 start_server s --tiers "$work/tiers.yaml"
+  local db="$work/s/tierflow.db"
+  start_worker w --scheduler "$addr" --slots 3 --cpus 3
+
+  # A lock held 5 s, past the busy timeout but within the budget: the
+  # engine waits it out and says so. (Tasks wait for the file `go`, made
+  # once the lock is held, so they end while it is.)
+  printf 'name: ride\nstages:\n  first:\n    run: "until [ -e go ]; do sleep 0.1; done"\n  second:\n    needs: [first]\n    run: "true"\n' >"$work/ride.yaml"
+  "$tierflow" submit "$work/ride.yaml" --scheduler "$addr" --wait >"$work/ride.out" 2>&1 &
+  local ride=$!
+  pids+=($ride)
+  wait_for 20 "ride's first task running on w" running_on "$db" first
+  hold_lock "$db" 5
+  touch "$work/go"  # first ends while the lock is held
+  wait_exit 40 "submit --wait of the run that rode out the lock" "$ride" || fail "ride: $(cat "$work/ride.out")"
+  sql "$db" "SELECT message FROM events WHERE kind='database_busy'" | grep -qE "^waited [0-9a-z]+ \([2-9] tries\) for the database's write lock, which another process held$" ||
+    fail "no database_busy event: $(sql "$db" "SELECT kind, message FROM events")"
+  wait_exit 10 "the lock holder ending" "$lock_pid" || fail "the lock holder failed"
+
+  # A lock held 12 s, past the budget: run `stuck` loses its engine while
+  # its task `long` runs and `quick` ends; run `other` has a task on the
+  # same worker all along, which must not be touched.
+  cat >"$work/stuck.yaml" <<'YAML'
+name: stuck
+stages:
+  quick:
+    run: 'until [ -e go2 ]; do sleep 0.1; done'
+  next:
+    needs: [quick]
+    run: 'echo next >> stuck.txt'
+  long:
+    run: 'if [ ! -e long.first ]; then touch long.first; sleep 60; fi; echo long >> stuck.txt'
+YAML
+  printf 'name: other\nstages:\n  o:\n    run: "echo start >> other.txt; sleep 14; echo end >> other.txt"\n' >"$work/other.yaml"
+  "$tierflow" submit "$work/other.yaml" --scheduler "$addr" --wait >"$work/other.out" 2>&1 &
+  local other=$!
+  pids+=($other)
+  "$tierflow" submit "$work/stuck.yaml" --scheduler "$addr" --wait >"$work/stuck.out" 2>&1 &
+  local stuck=$!
+  pids+=($stuck)
+  wait_for 20 "o running on w" running_on "$db" o
+  wait_for 20 "quick running on w" running_on "$db" quick
+  wait_for 20 "long running with its pid recorded" \
+    sql_is "$db" "SELECT count(*) FROM attempts WHERE task_id='long' AND state='running' AND pid > 0" 1
+  local long_pid o_pid run
+  long_pid=$(sql "$db" "SELECT pid FROM attempts WHERE task_id='long'")
+  o_pid=$(sql "$db" "SELECT pid FROM attempts WHERE task_id='o'")
+  run=$(sql "$db" "SELECT id FROM runs WHERE pipeline_name='stuck'")
+  pids+=("-$long_pid")
+  local locked_at=$SECONDS
+  hold_lock "$db" 12
+  touch "$work/go2"
+  # The watcher is told why, and submit --wait exits non-zero.
+  if wait_exit 30 "submit --wait of the run whose engine stopped" "$stuck"; then
+    fail "submit --wait succeeded though its run's engine stopped: $(cat "$work/stuck.out")"
+  fi
+  grep -q "the engine driving run $run stopped: .*database is locked" "$work/stuck.out" ||
+    fail "submit --wait did not say why: $(cat "$work/stuck.out")"
+  # Its engine stopped its own task, not the other run's.
+  wait_for 15 "the stopped engine's task long (pid $long_pid) ending" gone "$long_pid"
+  kill -0 "$o_pid" 2>/dev/null || fail "the other run's task (pid $o_pid) was killed: $(cat "$work/w.log")"
+  [ $((SECONDS - locked_at)) -lt 12 ] || fail "the engine took longer than the lock to stop"
+  grep -q "^run $run: its engine stopped: .*database is locked" "$work/s.out" ||
+    fail "the server did not log the stop: $(cat "$work/s.out")"
+  # `runs` says no engine drives it (the server, alive, no longer holds
+  # the run's lock; between the server's tries to resume it).
+  engine_gone() { "$tierflow" runs --db "$db" | grep -qE "^$run +stuck +running \(engine gone\)"; }
+  wait_for_detail="'$tierflow' runs --db '$db'" wait_for 10 "runs showing run $run's engine gone" engine_gone
+  # Once the store is free the server resumes the run, which ends.
+  wait_exit 30 "the lock holder ending" "$lock_pid" || fail "the lock holder failed"
+  wait_for_detail="cat '$work/s.out'; sql '$db' 'SELECT run_id, task_id, number, state, worker, message FROM attempts'" \
+    wait_for 30 "run $run resumed and succeeded" sql_is "$db" "SELECT state FROM runs WHERE id='$run'" succeeded
+  grep -q "^resumed run $run: its engine stopped: .*database is locked" "$work/s.out" ||
+    fail "the server did not say why it resumed: $(cat "$work/s.out")"
+  sql "$db" "SELECT message FROM events WHERE run_id='$run' AND kind='run_supervised'" |
+    grep -q "^the server resumed it: its engine stopped: .*database is locked" ||
+    fail "why it was resumed is not recorded: $(sql "$db" "SELECT kind, message FROM events WHERE run_id='$run'")"
+  [ "$(sort "$work/stuck.txt" | tr '\n' ' ')" = "long next " ] || fail "stuck.txt: $(cat "$work/stuck.txt")"
+  # The other run: one attempt, never interrupted.
+  wait_exit 30 "submit --wait of the other run" "$other" || fail "the other run: $(cat "$work/other.out")"
+  [ "$(tr '\n' ' ' <"$work/other.txt")" = "start end " ] || fail "other.txt: $(cat "$work/other.txt")"
+  [ "$(sql "$db" "SELECT group_concat(state) FROM attempts WHERE task_id='o'")" = succeeded ] ||
+    fail "o's attempts: $(sql "$db" "SELECT number, state, message FROM attempts WHERE task_id='o'")"
+}
+
+section_db_locked_embedded() {
+  write_tiers "$work/tiers.yaml"
+  local db="$work/state/tierflow.db"
+  printf 'name: embedded\nstages:\n  quick:\n    run: "until [ -e go ]; do sleep 0.1; done"\n  next:\n    needs: [quick]\n    run: "echo next >> next.txt"\n' >"$work/embedded.yaml"
+  TIERFLOW_DB_RETRY_SECONDS=2 "$tierflow" run "$work/embedded.yaml" --db "$db" --tiers "$work/tiers.yaml" \
+    --progress plain >"$work/run.out" 2>&1 &
+  local run_pid=$!
+  pids+=($run_pid)
+  wait_for 20 "quick running" sql_is "$db" "SELECT count(*) FROM attempts WHERE task_id='quick' AND state='running'" 1
+  hold_lock "$db" 6
+  touch "$work/go"
+  if wait_exit 20 "tierflow run giving up on the locked store" "$run_pid"; then
+    fail "tierflow run succeeded on a locked store: $(cat "$work/run.out")"
+  fi
+  local run
+  run=$(sql "$db" "SELECT id FROM runs")
+  grep -q "database is locked" "$work/run.out" && grep -q "tierflow resume $run" "$work/run.out" ||
+    fail "tierflow run did not say why it stopped: $(cat "$work/run.out")"
+  wait_exit 20 "the lock holder ending" "$lock_pid" || fail "the lock holder failed"
+  "$tierflow" runs --db "$db" >"$work/runs.out" 2>&1 || fail "runs: $(cat "$work/runs.out")"
+  grep -qE "^$run +embedded +running \(engine gone\)" "$work/runs.out" || fail "runs: $(cat "$work/runs.out")"
+  "$tierflow" resume "$run" --db "$db" >"$work/resume.out" 2>&1 ||
+    fail "resume: $(cat "$work/resume.out")"
+  [ "$(sql "$db" "SELECT state FROM runs")" = succeeded ] || fail "not succeeded after resume"
+  [ "$(cat "$work/next.txt")" = next ] || fail "next.txt: $(cat "$work/next.txt")"
+}
+
+section_undriven() {
+  write_tiers "$work/tiers.yaml"
+  start_server s --tiers "$work/tiers.yaml"
+  local db="$work/s/tierflow.db"
+  start_worker wu --scheduler "$addr" --slots 1
+  printf 'name: left\nstages:\n  t:\n    run: "if [ ! -e t.first ]; then touch t.first; sleep 60; fi; echo t >> left.txt"\n' >"$work/left.yaml"
+  # A run on the server's store whose engine dies: `tierflow run` killed -9.
+  "$tierflow" run "$work/left.yaml" --db "$db" --tiers "$work/tiers.yaml" --progress plain >"$work/run.out" 2>&1 &
+  local run_pid=$!
+  pids+=($run_pid)
+  wait_for 20 "t running with its pid recorded" \
+    sql_is "$db" "SELECT count(*) FROM attempts WHERE task_id='t' AND state='running' AND pid > 0" 1
+  local task_pid run
+  task_pid=$(sql "$db" "SELECT pid FROM attempts WHERE task_id='t'")
+  run=$(sql "$db" "SELECT id FROM runs")
+  pids+=("-$task_pid")
+  kill -9 "$run_pid"
+  # Found within a few seconds (checks every second, two in a row), resumed
+  # on the cluster, and why is recorded.
+  wait_for_detail="cat '$work/s.out' '$work/s.err'" wait_for 8 "the server resuming run $run" \
+    grep -q "^resumed run $run: no engine of this server drove it" "$work/s.out"
+  wait_for_detail="sql '$db' 'SELECT task_id, number, state, worker, message FROM attempts'" \
+    wait_for 30 "run $run succeeding on the cluster" sql_is "$db" "SELECT state FROM runs" succeeded
+  [ "$(sql "$db" "SELECT group_concat(state || '@' || worker, ' ') FROM (SELECT * FROM attempts ORDER BY number)")" = "lost@local succeeded@wu" ] ||
+    fail "t's attempts: $(sql "$db" "SELECT number, state, worker, message FROM attempts")"
+  sql "$db" "SELECT message FROM events WHERE kind='run_supervised'" |
+    grep -q "^the server resumed it: no engine of this server drove it$" ||
+    fail "why it was resumed: $(sql "$db" "SELECT kind, message FROM events")"
+  gone "$task_pid" || fail "the dead engine's task (pid $task_pid) is still running"
+  [ "$(cat "$work/left.txt")" = t ] || fail "left.txt: $(cat "$work/left.txt")"
+}
+
+if [ "$section" = all ]; then  # every section in turn, each in a process of its own
+  for name in $(declare -F | sed -n 's/^declare -f section_//p'); do
+    bash "${BASH_SOURCE[0]}" "$tierflow" "$name" || fail "section $name failed"
+  done
+  finish_section
+  exit 0
+fi
+declare -F "section_$section" >/dev/null ||
+  fail "no section '$section'; sections: $(declare -F | sed -n 's/^declare -f section_//p' | tr '\n' ' ')"
+"section_$section"
+finish_section
