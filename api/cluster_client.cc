@@ -7,6 +7,8 @@
 #include <future>
 #include <list>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -17,6 +19,7 @@
 #include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "common/units.h"
 #include "worker/checkpoint_relay.h"
 #include "worker/local_pool.h"
 #include "worker/node_tiers.h"
@@ -228,18 +231,18 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
       });
       stagers.push_back(std::async(std::launch::async, stage_then_launch, std::move(launch)));
     } else if (message.has_cancel()) {
+      // Exactly the attempt named: other attempts here (of this run or
+      // another) are never touched by it.
       const int64_t attempt = message.cancel().attempt_id();
       {
         std::lock_guard lock(staging_mu);
-        if (message.cancel().kill_now()) {
-          cancelled_staging.insert(staging.begin(), staging.end());
-        } else if (staging.count(attempt) > 0) {
+        if (staging.count(attempt) > 0) {
           cancelled_staging.insert(attempt);
           continue;
         }
       }
       if (message.cancel().kill_now()) {
-        executor->KillAll();
+        executor->Kill(attempt);
       } else {
         executor->Cancel(attempt);
       }
@@ -321,25 +324,69 @@ RemoteRun FromProto(const v1::Run& reply) {
 
 absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& token,
                             const std::string& run,
-                            const std::function<void(const RemoteRun&)>& on_change) {
-  v1::GetRunRequest request;
-  request.set_run_id(run);
-  grpc::ClientContext context;
-  Authorize(context, token);
-  std::unique_ptr<grpc::ClientReader<v1::Run>> reader =
-      SchedulerStub(scheduler)->WatchRun(&context, request);
-  v1::Run message;
+                            const std::function<void(const RemoteRun&)>& on_change,
+                            const WatchOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  std::string run_id = run;
   std::string state;
-  while (reader->Read(&message)) {
-    state = message.state();
-    on_change(FromProto(message));
+  std::optional<Clock::time_point> lost_at;  // since when the server has been out of reach
+  auto backoff = std::chrono::milliseconds(200);
+  std::mt19937_64 random(std::random_device{}());
+  for (;;) {
+    v1::GetRunRequest request;
+    request.set_run_id(run_id);
+    grpc::ClientContext context;
+    Authorize(context, token);
+    std::unique_ptr<grpc::ClientReader<v1::Run>> reader =
+        SchedulerStub(scheduler)->WatchRun(&context, request);
+    v1::Run message;
+    while (reader->Read(&message)) {
+      if (lost_at) {
+        if (options.notes != nullptr) {
+          *options.notes << "tierflow: reconnected to " << scheduler << "; watching run "
+                         << message.run_id() << " again" << std::endl;
+        }
+        lost_at.reset();
+        backoff = std::chrono::milliseconds(200);
+      }
+      run_id = message.run_id();  // "last" names one run from here on
+      state = message.state();
+      on_change(FromProto(message));
+    }
+    const grpc::Status status = reader->Finish();
+    const bool ended = status.ok() && !state.empty() && state != "running";
+    if (ended) return absl::OkStatus();
+    // The server went (killed, restarting, shutting down: the stream broke
+    // or ended early) or cannot be reached yet: watch again. Anything else
+    // (an unknown run, a refused token) is an answer.
+    const bool server_gone = status.ok() || status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                             status.error_code() == grpc::StatusCode::CANCELLED;
+    if (!server_gone) return FromGrpc(status, scheduler);
+    const std::string why =
+        status.ok() ? "the watch ended before the run did" : status.error_message();
+    if (!lost_at) {
+      lost_at = Clock::now();
+      if (options.notes != nullptr) {
+        *options.notes << "tierflow: lost the server " << scheduler << " (" << why
+                       << "); reconnecting for up to " << FormatDuration(options.reconnect_for)
+                       << std::endl;
+      }
+    }
+    if (Clock::now() - *lost_at >= options.reconnect_for) {
+      return absl::UnavailableError(StrCat(
+          "scheduler ", scheduler, ": ", why, "; no answer for ",
+          FormatDuration(options.reconnect_for), " while watching run ", run_id,
+          ", which may still be going (tierflow status ", run_id, " --scheduler ", scheduler, ")"));
+    }
+    // Capped exponential backoff with equal jitter, so many clients do not
+    // reconnect to a restarting server all at once.
+    const auto half = backoff / 2;
+    const auto wait = half + std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(
+                                 0, std::max<int64_t>(half.count(), 1))(random));
+    std::this_thread::sleep_for(std::min<Clock::duration>(
+        wait, options.reconnect_for - (Clock::now() - *lost_at) + std::chrono::milliseconds(1)));
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
-  TF_RETURN_IF_ERROR(FromGrpc(reader->Finish(), scheduler));
-  if (state == "running" || state.empty()) {
-    return absl::UnavailableError(
-        StrCat("scheduler ", scheduler, ": the watch ended before run ", run, " did"));
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<RemoteRun>> ListRemoteRuns(const std::string& scheduler,

@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -51,10 +52,22 @@ grpc::Status CheckToken(const grpc::ServerContext& context, const std::string& t
     return {grpc::StatusCode::UNAUTHENTICATED,
             StrCat("this server requires a ", who, " token: none was sent")};
   }
-  const std::string expected = "Bearer " + token;
-  const std::string_view got(found->second.data(), found->second.size());
-  if (got.size() != expected.size() ||
-      CRYPTO_memcmp(got.data(), expected.data(), expected.size()) != 0) {
+  // "Bearer TOKEN": the scheme is case-insensitive (RFC 7235 section 2.1),
+  // then one or more spaces; the token is compared in constant time.
+  std::string_view got(found->second.data(), found->second.size());
+  constexpr std::string_view kScheme = "bearer";
+  const bool bearer = got.size() > kScheme.size() && got[kScheme.size()] == ' ' &&
+                      std::equal(kScheme.begin(), kScheme.end(), got.begin(), [](char a, char b) {
+                        return a == std::tolower(static_cast<unsigned char>(b));
+                      });
+  if (!bearer) {
+    return {grpc::StatusCode::UNAUTHENTICATED,
+            StrCat("this server requires a ", who, " token: the authorization metadata is not ",
+                   "'Bearer TOKEN'")};
+  }
+  got.remove_prefix(kScheme.size());
+  while (!got.empty() && got.front() == ' ') got.remove_prefix(1);
+  if (got.size() != token.size() || CRYPTO_memcmp(got.data(), token.data(), token.size()) != 0) {
     return {grpc::StatusCode::PERMISSION_DENIED, StrCat("wrong ", who, " token")};
   }
   return grpc::Status::OK;
@@ -102,6 +115,7 @@ struct Worker {
   std::set<int64_t> attempts;  // leased, not finished (guarded by the registry's mu_)
   int64_t last_seen_ms = 0;    // guarded by the registry's mu_
   bool lost = false;           // guarded by the registry's mu_
+  bool silent = false;  // its stream was cut for want of heartbeats (guarded by the registry's mu_)
   void Send(const v1::SchedulerMessage& message) {
     std::lock_guard lock(write_mu);
     stream->Write(message);  // a failed write shows as the stream's end to its reader
@@ -249,6 +263,7 @@ class Registry {
         if (leased == leases_.end() || leased->second.worker != worker) continue;
         sink = leased->second.sink;
         if (report.outcome == TaskReport::Outcome::kStarted) {
+          leased->second.started = true;
           report.message = leased->second.why;
           for (const NodeCopyReport& copy : report.node_copies) {
             if (copy.error.empty()) worker->held[HeldKey(copy.tier, copy.key)] = copy.bytes;
@@ -270,7 +285,14 @@ class Registry {
       sink->Report(std::move(report));
       if (freed) Dispatch();
     }
-    Lose(worker, context->IsCancelled() ? "no heartbeat in time" : "its connection ended");
+    // A worker killed -9, or whose network went, ends its stream (the
+    // context then reads cancelled too); only the monitor's cut is silence.
+    bool silent = false;
+    {
+      std::lock_guard lock(mu_);
+      silent = worker->silent;
+    }
+    Lose(worker, silent ? LossReason::kSilent : LossReason::kDisconnected);
     return grpc::Status::OK;
   }
 
@@ -299,7 +321,12 @@ class Registry {
     double cpus = 0;
     uint64_t memory = 0;
     uint32_t gpus = 0;
-    std::string why;  // the reason for the choice, told with the start
+    std::string why;       // the reason for the choice, told with the start
+    bool started = false;  // the worker reported it started
+  };
+  enum class LossReason {
+    kDisconnected,  // its stream ended: killed, network gone, server stopping
+    kSilent,        // connected, but no heartbeat within the timeout
   };
 
   // Leases queued tasks, in order, each to the worker it fits (a free
@@ -398,8 +425,13 @@ class Registry {
 
   // Its leased tasks failed (the engine retries them as their retries
   // allow); reports it may still send are ignored.
-  void Lose(const std::shared_ptr<Worker>& worker, const std::string& why) {
-    std::vector<std::pair<int64_t, std::shared_ptr<ReportSink>>> orphans;
+  void Lose(const std::shared_ptr<Worker>& worker, LossReason reason) {
+    struct Orphan {
+      int64_t attempt;
+      std::shared_ptr<ReportSink> sink;
+      bool started;
+    };
+    std::vector<Orphan> orphans;
     {
       std::lock_guard lock(mu_);
       worker->lost = true;
@@ -409,18 +441,30 @@ class Registry {
       for (int64_t attempt : attempts) {
         auto leased = leases_.find(attempt);
         if (leased == leases_.end()) continue;
-        orphans.emplace_back(attempt, leased->second.sink);
+        orphans.push_back({attempt, leased->second.sink, leased->second.started});
         EndLease(leased);
       }
     }
-    for (auto& [attempt, sink] : orphans) {
+    const std::string what =
+        reason == LossReason::kSilent
+            ? StrCat("worker ", worker->name, " was lost (no heartbeat in ", TimeoutText(), ")")
+            : StrCat("worker ", worker->name, " disconnected (its connection to the server ended)");
+    for (Orphan& orphan : orphans) {
       TaskReport report;
-      report.attempt_id = attempt;
+      report.attempt_id = orphan.attempt;
       report.outcome = TaskReport::Outcome::kLost;
-      report.message = StrCat("worker ", worker->name, " was lost (", why, "); running it again");
-      sink->Report(std::move(report));
+      report.message = StrCat(what, orphan.started ? "" : " before it started this attempt",
+                              "; running it again");
+      orphan.sink->Report(std::move(report));
     }
     Dispatch();
+  }
+
+  // "10 s", "2.5 s": the worker timeout, as the loss reasons say it.
+  std::string TimeoutText() const {
+    const int64_t ms = timeout_.count();
+    if (ms % 1000 == 0) return StrCat(ms / 1000, " s");
+    return StrCat(ms / 1000, ".", (ms % 1000) / 100, " s");
   }
 
   void Monitor() {
@@ -429,7 +473,10 @@ class Registry {
       cv_.wait_for(lock, std::chrono::milliseconds(200));
       const int64_t now = WallClockMs();
       for (const auto& [name, worker] : workers_) {
-        if (now - worker->last_seen_ms > timeout_.count()) worker->context->TryCancel();
+        if (now - worker->last_seen_ms > timeout_.count()) {
+          worker->silent = true;
+          worker->context->TryCancel();
+        }
       }
     }
   }
@@ -466,10 +513,12 @@ class RemoteExecutor final : public Executor {
     registry_.Submit(std::move(launch), sink_, priority_, run_seq_);
   }
   void Cancel(int64_t attempt_id) override { registry_.Cancel(attempt_id, false); }
+  void Kill(int64_t attempt_id) override { registry_.Cancel(attempt_id, true); }
   void EvictNodeCopy(const std::string& worker, const std::string& tier,
                      const std::string& key) override {
     registry_.EvictNodeCopy(worker, tier, key);
   }
+  // Only this run's attempts: each worker kills exactly the ones named.
   void KillAll() override {
     std::set<int64_t> attempts;
     {

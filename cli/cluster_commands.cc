@@ -132,8 +132,11 @@ int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err
   // One line per task transition as it happens, then the run's tasks.
   std::map<std::string, std::string> seen;  // task -> state
   api::RemoteRun last;
-  absl::Status watched =
-      api::WatchRemoteRun(scheduler, token, *run, [&](const api::RemoteRun& now) {
+  api::WatchOptions watch;
+  watch.notes = &err;  // lost and regained the server (a restart)
+  absl::Status watched = api::WatchRemoteRun(
+      scheduler, token, *run,
+      [&](const api::RemoteRun& now) {
         for (const api::RemoteTask& task : now.tasks) {
           std::string& before = seen[task.id];
           if (before == task.state) continue;
@@ -144,7 +147,8 @@ int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err
         }
         out.flush();
         last = now;
-      });
+      },
+      watch);
   if (!watched.ok()) {
     err << "tierflow: " << watched.message() << '\n';
     return kExitInvalid;

@@ -448,7 +448,9 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       ->required()
       ->type_name("FILE");
   AddParamOption(*submit, submit_options.params);
-  submit->add_flag("--wait", submit_options.wait, "Wait for the run to end");
+  submit->add_flag("--wait", submit_options.wait,
+                   "Wait for the run to end; rides through a server restart (reconnects for up "
+                   "to 5 minutes, saying so on stderr)");
   submit
       ->add_option("--priority", submit_options.priority,
                    "Higher runs first; runs of equal priority in the order they were submitted")

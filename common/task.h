@@ -174,6 +174,9 @@ class Executor {
   virtual void Cancel(int64_t attempt_id) = 0;
   // Sends KILL to every running task's process group at once (second Ctrl-C).
   virtual void KillAll() = 0;
+  // Sends KILL to this one attempt's process group at once (no grace); it
+  // ends reported kCancelled. Nothing else is touched.
+  virtual void Kill(int64_t attempt_id) { Cancel(attempt_id); }
   // Cluster mode: `worker` may delete its copy of `key` on its node tier
   // `tier` (a NodeCopyReport); nobody reads it there any more.
   virtual void EvictNodeCopy(const std::string& worker, const std::string& tier,
