@@ -52,6 +52,10 @@ struct WorkerOptions {
   uint32_t gpus = 0;
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> tiers;  // node tier name -> path
+  // Its own folder: what it must find again if it dies (its tasks' process
+  // groups, the folders it made on node tiers), one file per cluster and
+  // worker name (worker/worker_state.h).
+  std::string state_dir = ".tierflow/workers";
 };
 
 // Connects, registers and runs leased tasks until `stop` becomes true or

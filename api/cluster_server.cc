@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -34,12 +35,42 @@
 #include "common/strings.h"
 #include "common/units.h"
 #include "scheduler/engine.h"
+#include "scheduler/sqlite.h"
+#include "scheduler/store.h"
 
 namespace tierflow::api {
 namespace {
 
 std::string HeldKey(const std::string& tier, const std::string& key) {
   return StrCat(tier, "/", key);
+}
+
+// `bytes` random bytes as hex.
+std::string RandomHex(int bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device random;
+  std::string out;
+  for (int i = 0; i < bytes; ++i) {
+    const unsigned byte = random() & 0xff;
+    out += {kHex[byte >> 4], kHex[byte & 15]};
+  }
+  return out;
+}
+
+// The cluster's id, made the first time a server opens the store and kept
+// in it: a worker knows what it leaves behind by it, so two servers (two
+// stores) never share one, and a restarted server keeps its own.
+absl::StatusOr<std::string> ClusterId(const std::string& db_path) {
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Database> db, scheduler::OpenStore(db_path));
+  TF_ASSIGN_OR_RETURN(scheduler::Statement make,
+                      db->Prepare("INSERT INTO cluster(id, created_at) SELECT ?, ? "
+                                  "WHERE NOT EXISTS (SELECT 1 FROM cluster)"));
+  TF_RETURN_IF_ERROR(make.Bind(1, RandomHex(8)).Bind(2, WallClockMs()).Run());
+  TF_ASSIGN_OR_RETURN(scheduler::Statement read,
+                      db->Prepare("SELECT id FROM cluster ORDER BY rowid LIMIT 1"));
+  TF_ASSIGN_OR_RETURN(bool row, read.Step());
+  if (!row) return absl::InternalError(StrCat("database ", db_path, ": no cluster id"));
+  return read.Text(0);
 }
 
 // OK when `token` is empty (none required) or the call carries it.
@@ -89,6 +120,7 @@ struct ReportSink {
 
 struct Worker {
   std::string name;
+  std::string id;  // issued at its registration (Registered.worker_id)
   int slots = 0;
   double cpus = 0;
   uint64_t memory = 0;
@@ -124,7 +156,8 @@ struct Worker {
 
 class Registry {
  public:
-  explicit Registry(std::chrono::milliseconds timeout) : timeout_(timeout) {
+  Registry(std::chrono::milliseconds timeout, std::string cluster_id)
+      : timeout_(timeout), cluster_id_(std::move(cluster_id)) {
     monitor_ = std::thread([this] { Monitor(); });
   }
   ~Registry() {
@@ -206,6 +239,7 @@ class Registry {
         node_tier->set_path(path);
       }
       info->set_last_heartbeat_ms(worker->last_seen_ms);
+      info->set_worker_id(worker->id);
     }
   }
 
@@ -235,10 +269,13 @@ class Registry {
                 StrCat("a worker named ", worker->name, " is connected already")};
       }
       worker->last_seen_ms = WallClockMs();
+      worker->id = StrCat(worker->name, "@", cluster_id_, "#", RandomHex(4));
       workers_[worker->name] = worker;
     }
     v1::SchedulerMessage registered;
     registered.mutable_registered()->set_worker(worker->name);
+    registered.mutable_registered()->set_worker_id(worker->id);
+    registered.mutable_registered()->set_cluster_id(cluster_id_);
     registered.mutable_registered()->set_heartbeat_interval_ms(
         std::max<int64_t>(100, timeout_.count() / 4));
     worker->Send(registered);
@@ -253,6 +290,7 @@ class Registry {
       if (!message.has_report()) continue;
       TaskReport report = FromProto(message.report());
       report.worker = worker->name;
+      report.worker_id = worker->id;
       std::shared_ptr<ReportSink> sink;
       bool freed = false;
       {
@@ -453,6 +491,7 @@ class Registry {
       TaskReport report;
       report.attempt_id = orphan.attempt;
       report.outcome = TaskReport::Outcome::kLost;
+      report.worker_id = worker->id;
       report.message = StrCat(what, orphan.started ? "" : " before it started this attempt",
                               "; running it again");
       orphan.sink->Report(std::move(report));
@@ -482,6 +521,7 @@ class Registry {
   }
 
   const std::chrono::milliseconds timeout_;
+  const std::string cluster_id_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
@@ -913,7 +953,9 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
                " reaches beyond loopback: set TIERFLOW_CLIENT_TOKEN (the UI and API require it "
                "too), or listen on 127.0.0.1"));
   }
-  Registry registry(options.worker_timeout);
+  absl::StatusOr<std::string> cluster_id = ClusterId(options.db_path);
+  if (!cluster_id.ok()) return cluster_id.status();
+  Registry registry(options.worker_timeout, *cluster_id);
   SchedulerService scheduler_service(options, registry);
   WorkersService workers_service(options, registry);
   grpc::ServerBuilder builder;

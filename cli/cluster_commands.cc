@@ -94,6 +94,7 @@ int RunWorkerCommand(const WorkerCommandOptions& options, std::ostream& out, std
   worker.scheduler = Scheduler(options.scheduler);
   worker.token = Env("TIERFLOW_WORKER_TOKEN");
   worker.name = options.name;
+  if (!options.state_dir.empty()) worker.state_dir = options.state_dir;
   worker.slots = options.slots;
   worker.cpus = options.cpus;
   worker.gpus = static_cast<uint32_t>(options.gpus);

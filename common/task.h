@@ -144,6 +144,7 @@ struct TaskReport {
   int64_t started_ms = 0;  // wall clock, ms since the epoch
   int64_t finished_ms = 0;
   std::string worker;                       // who ran it; "" : the local pool
+  std::string worker_id;                    // cluster mode: its id from this registration
   std::vector<NodeCopyReport> node_copies;  // with kStarted, in cluster mode
   // With kStarted, in cluster mode: where the task writes its checkpoints
   // on the worker's node tier (TaskLaunch::checkpoint_relay), or why it
