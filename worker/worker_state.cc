@@ -150,6 +150,11 @@ void WorkerState::Load() {
 }
 
 void WorkerState::Save() {
+  std::error_code error;
+  if (tasks_.empty() && folders_.empty()) {
+    fs::remove(path_, error);  // nothing to find: no file (a worker killed idle leaves none)
+    return;
+  }
   json tasks = json::array();
   for (const auto& [attempt, task] : tasks_) {
     tasks.push_back(
@@ -168,7 +173,6 @@ void WorkerState::Save() {
     out << text << '\n';
     if (!out) return;  // the record stays as it was; the task runs all the same
   }
-  std::error_code error;
   fs::rename(temp, path_, error);
 }
 
