@@ -886,6 +886,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     engine_options.slots = 1 << 20;  // the workers' slots are the limit
     engine_options.worker = "";      // until a worker reports it runs the attempt
     engine_options.node_tiers_on_workers = true;
+    engine_options.kill_leftovers_on_host = false;  // workers stop their own tasks
     engine_options.tiers = std::move(tiers);
     engine_options.open_tier = OpenTier;
     Registry* registry = &registry_;

@@ -1653,7 +1653,7 @@ absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
   TF_RETURN_IF_ERROR(Prepare(yaml, file, params));
   pipeline_.file = file;
   TF_RETURN_IF_ERROR(SetUpTiers(stored_tiers.value_or("")));
-  KillLeftoverTasks(run_id_);
+  if (options_.kill_leftovers_on_host) KillLeftoverTasks(run_id_);
   TF_RETURN_IF_ERROR(LoadRunForResume());
   return Drive(/*resumed=*/true);
 }
