@@ -5,13 +5,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "common/strings.h"
 
@@ -192,18 +195,26 @@ std::vector<NodeFolder> WorkerState::Folders() const {
 
 int WorkerState::KillRecordedTasks() {
   std::lock_guard lock(mu_);
-  int killed = 0;
+  std::vector<pid_t> killed;
   for (const auto& [attempt, task] : tasks_) {
     const uint64_t ticks = ProcessStartTicks(task.pgid);
     // A leader alive with another start time: the pid went to a newer
     // process, so the recorded group is gone (its id could not be reused
     // while it existed).
     if (ticks != 0 && ticks != task.start_ticks) continue;
-    if (::kill(-task.pgid, SIGKILL) == 0) ++killed;
+    if (::kill(-task.pgid, SIGKILL) == 0) killed.push_back(task.pgid);
+  }
+  // Gone before their folders are deleted (at most 2 s: a group whose
+  // members are zombies nobody reaps is no longer writing anything).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (std::chrono::steady_clock::now() < deadline &&
+         std::any_of(killed.begin(), killed.end(),
+                     [](pid_t group) { return ::kill(-group, 0) == 0; })) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   tasks_.clear();
   Save();
-  return killed;
+  return static_cast<int>(killed.size());
 }
 
 void WorkerState::TaskStarted(int64_t attempt_id, pid_t pgid) {
