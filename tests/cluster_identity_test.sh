@@ -71,9 +71,10 @@ start_worker() {
   eval "pid_$label=$!"
 }
 # A task's script: its shell's pid (its process group) in FILE, then it
-# waits (at most 2 min) for the file FLAG.
+# waits (at most 5 min: a guard, the test's own waits fail first) for the
+# file FLAG, and fails without it.
 hold_until() {  # FILE FLAG
-  printf 'echo $$ > %s; i=0; while [ ! -e %s ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; [ -e %s ]' \
+  printf 'echo $$ > %s; i=0; while [ ! -e %s ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done; [ -e %s ]' \
     "$1" "$2" "$2"
 }
 
@@ -125,7 +126,9 @@ locker=$!
 pids+=($locker)
 wait_for 20 "the write lock" '[ -e "$work/locked" ]'
 touch "$work/go_quick"
-wait_for 120 "the failing run's engine to kill its slow task (it should give up on its store)" '! alive "$slow_pid"'
+# The engine gives up once its store stays locked past SQLite's busy
+# timeout (10 s) and whatever retries it makes; this wait bounds both.
+wait_for 150 "the failing run's engine to kill its slow task (it should give up on its store)" '! alive "$slow_pid"'
 alive "$b_pid" || fail "the victim run's task (pid $b_pid) was killed when the failing run's engine stopped its own"
 touch "$work/unlock"
 wait "$locker" || fail "the lock holder: $(cat "$work/locker.out")"
