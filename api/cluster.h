@@ -52,6 +52,10 @@ struct WorkerOptions {
   uint32_t gpus = 0;
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> tiers;  // node tier name -> path
+  // Its own folder: what it must find again if it dies (its tasks' process
+  // groups, the folders it made on node tiers), one file per cluster and
+  // worker name (worker/worker_state.h).
+  std::string state_dir = ".tierflow/workers";
 };
 
 // Connects, registers and runs leased tasks until `stop` becomes true or
@@ -93,11 +97,22 @@ absl::Status RemoteLogs(const std::string& scheduler, const std::string& token,
 absl::StatusOr<std::string> RemoteLineage(const std::string& scheduler, const std::string& token,
                                           const std::string& target, bool upstream, bool downstream,
                                           int64_t depth, const std::string& format);
+struct WatchOptions {
+  // How long to keep trying once the server is out of reach (killed,
+  // restarting): capped exponential backoff, then the watch goes on where
+  // it was.
+  std::chrono::milliseconds reconnect_for{std::chrono::minutes(5)};
+  // Told when the server is lost and when it is back (stderr); none: silent.
+  std::ostream* notes = nullptr;
+};
 // Calls `on_change` with the run now, then each time it changes, until it
-// ends (or the connection does: then an error).
+// ends. A server that goes away (the stream breaks with UNAVAILABLE, or
+// ends before the run) is watched again once it answers, for up to
+// `options.reconnect_for`; then an error. Other errors end the watch.
 absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& token,
                             const std::string& run,
-                            const std::function<void(const RemoteRun&)>& on_change);
+                            const std::function<void(const RemoteRun&)>& on_change,
+                            const WatchOptions& options = {});
 // The newest `limit` runs of a server, without their tasks.
 absl::StatusOr<std::vector<RemoteRun>> ListRemoteRuns(const std::string& scheduler,
                                                       const std::string& token, int limit);

@@ -7,6 +7,8 @@
 #include <future>
 #include <list>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -14,12 +16,13 @@
 #include "api/cluster.h"
 #include "api/task_proto.h"
 #include "api/tierflow.grpc.pb.h"
-#include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "common/units.h"
 #include "worker/checkpoint_relay.h"
 #include "worker/local_pool.h"
 #include "worker/node_tiers.h"
+#include "worker/worker_state.h"
 
 namespace tierflow::api {
 namespace {
@@ -91,51 +94,23 @@ std::string HostName() {
   return name;
 }
 
-// One connection's life: register, then run leases until the stream ends.
-// Returns how it ended; `registered` says whether it got that far.
-absl::Status Session(const WorkerOptions& options, const std::string& name,
-                     const std::atomic<bool>& stop, std::ostream& log, bool& registered) {
-  auto stub = v1::Workers::NewStub(Channel(options.scheduler));
-  grpc::ClientContext context;
-  Authorize(context, options.token);
-  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::SchedulerMessage>> stream =
-      stub->Connect(&context);
-  std::mutex write_mu;
-  auto send = [&](const v1::WorkerMessage& message) {
-    std::lock_guard lock(write_mu);
-    return stream->Write(message);
-  };
-  v1::WorkerMessage hello;
-  v1::Register* reg = hello.mutable_register_();
-  reg->set_name(name);
-  reg->set_slots(options.slots);
-  reg->set_cpus(options.cpus);
-  reg->set_memory_bytes(options.memory);
-  reg->set_gpus(options.gpus);
-  reg->mutable_labels()->insert(options.labels.begin(), options.labels.end());
-  for (const auto& [tier, path] : options.tiers) {
-    v1::NodeTier* node_tier = reg->add_tiers();
-    node_tier->set_name(tier);
-    node_tier->set_path(path);
-  }
-  v1::SchedulerMessage reply;
-  if (!send(hello) || !stream->Read(&reply) || !reply.has_registered()) {
-    stream->WritesDone();
-    return FromGrpc(stream->Finish(), options.scheduler);
-  }
-  registered = true;
-  log << "worker " << reply.registered().worker() << ": connected to " << options.scheduler
-      << " with " << options.slots << " slots" << std::endl;
-  // Tasks an earlier worker of this name left running (killed -9, it
-  // could not stop them): the scheduler has given them to others.
-  const std::string marker = StrCat("TIERFLOW_WORKER=", name);
-  if (const int killed = KillProcessesWithEnv(marker); killed > 0) {
-    log << "worker " << name << ": killed " << killed
-        << " task(s) an earlier worker of this name left running" << std::endl;
-  }
+using WorkerStream = grpc::ClientReaderWriter<v1::WorkerMessage, v1::SchedulerMessage>;
 
+// A registered worker's connection: runs what it is leased until the
+// stream ends (or `stop`), recording in `state` its tasks' process groups
+// and the folders it makes on its node tiers. Every task it started is
+// dead when it returns. Fails only when its tasks cannot be run at all.
+absl::Status Serve(const WorkerOptions& options, const std::string& name,
+                   const std::string& worker_id, const v1::Registered& registered,
+                   const std::atomic<bool>& stop, grpc::ClientContext& context,
+                   WorkerStream& stream, const std::function<bool(const v1::WorkerMessage&)>& send,
+                   worker::WorkerState& state) {
+  auto node_folder = [&](const std::string& tier, const std::string& key) {
+    auto root = options.tiers.find(tier);
+    return root == options.tiers.end() ? std::optional<worker::NodeFolder>()
+                                       : worker::NodeFolder{root->second, key};
+  };
   worker::NodeTiers node_tiers(options.tiers);
-  if (absl::Status cleared = node_tiers.Clear(); !cleared.ok()) return cleared;
   worker::CheckpointRelays relays(options.tiers);
   // Attempts whose inputs are being copied onto node tiers (not launched
   // yet): cancelled ones are reported, not launched. What was copied, and
@@ -143,13 +118,17 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
   std::mutex staging_mu;
   std::set<int64_t> staging;
   std::set<int64_t> cancelled_staging;
-  std::map<int64_t, TaskReport> staged;  // node_copies, checkpoint_node_*
+  std::map<int64_t, TaskReport> staged;                 // node_copies, checkpoint_node_*
+  std::map<int64_t, worker::NodeFolder> relay_folders;  // removed when the attempt ends
   absl::StatusOr<std::unique_ptr<Executor>> pool = worker::StartLocalPool([&](TaskReport report) {
-    if (report.outcome != TaskReport::Outcome::kStarted) {
+    if (report.outcome == TaskReport::Outcome::kStarted) {
+      if (report.pid > 0) state.TaskStarted(report.attempt_id, report.pid);
+    } else {
       // Its streamed inputs need not wait for it any more, and what it
       // committed last is in the scheduler's folder before it hears.
       node_tiers.Ended(report.attempt_id);
       relays.Ended(report.attempt_id);
+      state.TaskEnded(report.attempt_id);
     }
     {
       std::lock_guard lock(staging_mu);
@@ -160,16 +139,26 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
         report.checkpoint_node_error = std::move(found->second.checkpoint_node_error);
         staged.erase(found);
       }
+      if (report.outcome != TaskReport::Outcome::kStarted) {
+        auto relay = relay_folders.find(report.attempt_id);
+        if (relay != relay_folders.end()) {
+          state.FolderGone(relay->second);
+          relay_folders.erase(relay);
+        }
+      }
     }
     v1::WorkerMessage message;
     ToProto(report, message.mutable_report());
     send(message);
   });
-  if (!pool.ok()) return pool.status();
+  if (!pool.ok()) {
+    context.TryCancel();
+    return pool.status();
+  }
   std::unique_ptr<Executor> executor = std::move(*pool);
 
   std::atomic<bool> done{false};
-  const auto interval = std::chrono::milliseconds(reply.registered().heartbeat_interval_ms());
+  const auto interval = std::chrono::milliseconds(registered.heartbeat_interval_ms());
   std::thread beat([&] {
     while (!done) {
       for (auto slept = std::chrono::milliseconds(0); slept < interval && !done && !stop;
@@ -202,6 +191,14 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
     }
     node_tiers.Ended(launch.attempt_id);
     relays.Ended(launch.attempt_id);
+    {
+      std::lock_guard lock(staging_mu);
+      auto relay = relay_folders.find(launch.attempt_id);
+      if (relay != relay_folders.end()) {
+        state.FolderGone(relay->second);
+        relay_folders.erase(relay);
+      }
+    }
     TaskReport report;
     report.attempt_id = launch.attempt_id;
     report.outcome = TaskReport::Outcome::kCancelled;
@@ -211,40 +208,56 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
     send(message);
   };
   v1::SchedulerMessage message;
-  while (stream->Read(&message)) {
+  while (stream.Read(&message)) {
     if (message.has_lease()) {
       TaskLaunch launch = FromProto(message.lease());
       launch.env.emplace_back("TIERFLOW_WORKER", name);
+      launch.env.emplace_back("TIERFLOW_WORKER_ID", worker_id);
       if (launch.stage_in.empty() && !launch.checkpoint_relay) {
         executor->Launch(std::move(launch));
         continue;
       }
+      // Recorded before they are made, so that a successor finds them
+      // even when this worker dies in the middle of a copy.
+      for (const StageIn& stage : launch.stage_in) {
+        if (auto folder = node_folder(stage.tier, stage.key)) state.FolderMade(*folder);
+      }
       {
         std::lock_guard lock(staging_mu);
         staging.insert(launch.attempt_id);
+        if (launch.checkpoint_relay && launch.mode == TaskLaunch::Mode::kRun) {
+          if (auto folder =
+                  node_folder(launch.checkpoint_relay->tier, launch.checkpoint_relay->key)) {
+            state.FolderMade(*folder);
+            relay_folders[launch.attempt_id] = *folder;
+          }
+        }
       }
       stagers.remove_if([](std::future<void>& f) {
         return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
       });
       stagers.push_back(std::async(std::launch::async, stage_then_launch, std::move(launch)));
     } else if (message.has_cancel()) {
+      // Exactly the attempt named: other attempts here (of this run or
+      // another) are never touched by it.
       const int64_t attempt = message.cancel().attempt_id();
       {
         std::lock_guard lock(staging_mu);
-        if (message.cancel().kill_now()) {
-          cancelled_staging.insert(staging.begin(), staging.end());
-        } else if (staging.count(attempt) > 0) {
+        if (staging.count(attempt) > 0) {
           cancelled_staging.insert(attempt);
           continue;
         }
       }
       if (message.cancel().kill_now()) {
-        executor->KillAll();
+        executor->Kill(attempt);
       } else {
         executor->Cancel(attempt);
       }
     } else if (message.has_evict()) {
       node_tiers.Evict(message.evict().tier(), message.evict().key());
+      if (auto folder = node_folder(message.evict().tier(), message.evict().key())) {
+        state.FolderGone(*folder);
+      }
     }
   }
   done = true;
@@ -253,7 +266,87 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
   // The scheduler counts this worker's tasks lost: stop them.
   executor->KillAll();
   executor.reset();
-  return FromGrpc(stream->Finish(), options.scheduler);
+  return absl::OkStatus();
+}
+
+// One connection's life: register, deal with what an earlier worker of
+// this name for this cluster left behind, run leases until the stream
+// ends, then clean up after itself. Returns how it ended; `registered`
+// says whether it got that far.
+absl::Status Session(const WorkerOptions& options, const std::string& name,
+                     const std::atomic<bool>& stop, std::ostream& log, bool& registered) {
+  auto stub = v1::Workers::NewStub(Channel(options.scheduler));
+  grpc::ClientContext context;
+  Authorize(context, options.token);
+  std::unique_ptr<WorkerStream> stream = stub->Connect(&context);
+  std::mutex write_mu;
+  auto send = [&](const v1::WorkerMessage& message) {
+    std::lock_guard lock(write_mu);
+    return stream->Write(message);
+  };
+  v1::WorkerMessage hello;
+  v1::Register* reg = hello.mutable_register_();
+  reg->set_name(name);
+  reg->set_slots(options.slots);
+  reg->set_cpus(options.cpus);
+  reg->set_memory_bytes(options.memory);
+  reg->set_gpus(options.gpus);
+  reg->mutable_labels()->insert(options.labels.begin(), options.labels.end());
+  for (const auto& [tier, path] : options.tiers) {
+    v1::NodeTier* node_tier = reg->add_tiers();
+    node_tier->set_name(tier);
+    node_tier->set_path(path);
+  }
+  v1::SchedulerMessage reply;
+  if (!send(hello) || !stream->Read(&reply) || !reply.has_registered()) {
+    stream->WritesDone();
+    return FromGrpc(stream->Finish(), options.scheduler);
+  }
+  registered = true;
+  const v1::Registered& me = reply.registered();
+  // A server that issues no ids (older than this worker) is known by its address.
+  const std::string cluster = me.cluster_id().empty() ? options.scheduler : me.cluster_id();
+  const std::string worker_id = me.worker_id().empty() ? name : me.worker_id();
+  auto abandon = [&](absl::Status why) {
+    context.TryCancel();
+    (void)stream->Finish();
+    return why;
+  };
+  absl::StatusOr<std::unique_ptr<worker::WorkerState>> opened =
+      worker::WorkerState::Open(options.state_dir, cluster, name);
+  if (!opened.ok()) return abandon(opened.status());
+  worker::WorkerState& state = **opened;
+  log << "worker " << me.worker() << ": connected to " << options.scheduler << " with "
+      << options.slots << " slots (worker id " << worker_id << ")" << std::endl;
+  // Tasks the worker of this name for this cluster before it left running
+  // (killed -9, it could not stop them): the scheduler has given them to
+  // others. Found through its record, never by looking at other processes.
+  if (const int killed = state.KillRecordedTasks(); killed > 0) {
+    log << "worker " << name << ": killed " << killed
+        << " task(s) an earlier worker of this name left running" << std::endl;
+  }
+  // The folders it (or this worker's last connection) made on node tiers:
+  // the scheduler knows of no copies on a worker that has just connected.
+  if (absl::Status cleared = worker::NodeTiers(options.tiers).Clear(state.Folders());
+      !cleared.ok()) {
+    return abandon(cleared);
+  }
+  state.ForgetFolders();
+
+  const absl::Status served =
+      Serve(options, name, worker_id, me, stop, context, *stream, send, state);
+
+  // Every task it started is dead and every copy done: nothing of this
+  // connection is left for a successor to find.
+  state.KillRecordedTasks();
+  if (absl::Status cleared = worker::NodeTiers(options.tiers).Clear(state.Folders());
+      cleared.ok()) {
+    state.Remove();
+  } else {
+    log << "worker " << name << ": " << cleared.message() << std::endl;
+  }
+  const absl::Status ended = FromGrpc(stream->Finish(), options.scheduler);
+  return served.ok() ? ended : served;
 }
 
 }  // namespace
@@ -321,25 +414,69 @@ RemoteRun FromProto(const v1::Run& reply) {
 
 absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& token,
                             const std::string& run,
-                            const std::function<void(const RemoteRun&)>& on_change) {
-  v1::GetRunRequest request;
-  request.set_run_id(run);
-  grpc::ClientContext context;
-  Authorize(context, token);
-  std::unique_ptr<grpc::ClientReader<v1::Run>> reader =
-      SchedulerStub(scheduler)->WatchRun(&context, request);
-  v1::Run message;
+                            const std::function<void(const RemoteRun&)>& on_change,
+                            const WatchOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  std::string run_id = run;
   std::string state;
-  while (reader->Read(&message)) {
-    state = message.state();
-    on_change(FromProto(message));
+  std::optional<Clock::time_point> lost_at;  // since when the server has been out of reach
+  auto backoff = std::chrono::milliseconds(200);
+  std::mt19937_64 random(std::random_device{}());
+  for (;;) {
+    v1::GetRunRequest request;
+    request.set_run_id(run_id);
+    grpc::ClientContext context;
+    Authorize(context, token);
+    std::unique_ptr<grpc::ClientReader<v1::Run>> reader =
+        SchedulerStub(scheduler)->WatchRun(&context, request);
+    v1::Run message;
+    while (reader->Read(&message)) {
+      if (lost_at) {
+        if (options.notes != nullptr) {
+          *options.notes << "tierflow: reconnected to " << scheduler << "; watching run "
+                         << message.run_id() << " again" << std::endl;
+        }
+        lost_at.reset();
+        backoff = std::chrono::milliseconds(200);
+      }
+      run_id = message.run_id();  // "last" names one run from here on
+      state = message.state();
+      on_change(FromProto(message));
+    }
+    const grpc::Status status = reader->Finish();
+    const bool ended = status.ok() && !state.empty() && state != "running";
+    if (ended) return absl::OkStatus();
+    // The server went (killed, restarting, shutting down: the stream broke
+    // or ended early) or cannot be reached yet: watch again. Anything else
+    // (an unknown run, a refused token) is an answer.
+    const bool server_gone = status.ok() || status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                             status.error_code() == grpc::StatusCode::CANCELLED;
+    if (!server_gone) return FromGrpc(status, scheduler);
+    const std::string why =
+        status.ok() ? "the watch ended before the run did" : status.error_message();
+    if (!lost_at) {
+      lost_at = Clock::now();
+      if (options.notes != nullptr) {
+        *options.notes << "tierflow: lost the server " << scheduler << " (" << why
+                       << "); reconnecting for up to " << FormatDuration(options.reconnect_for)
+                       << std::endl;
+      }
+    }
+    if (Clock::now() - *lost_at >= options.reconnect_for) {
+      return absl::UnavailableError(StrCat(
+          "scheduler ", scheduler, ": ", why, "; no answer for ",
+          FormatDuration(options.reconnect_for), " while watching run ", run_id,
+          ", which may still be going (tierflow status ", run_id, " --scheduler ", scheduler, ")"));
+    }
+    // Capped exponential backoff with equal jitter, so many clients do not
+    // reconnect to a restarting server all at once.
+    const auto half = backoff / 2;
+    const auto wait = half + std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(
+                                 0, std::max<int64_t>(half.count(), 1))(random));
+    std::this_thread::sleep_for(std::min<Clock::duration>(
+        wait, options.reconnect_for - (Clock::now() - *lost_at) + std::chrono::milliseconds(1)));
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
-  TF_RETURN_IF_ERROR(FromGrpc(reader->Finish(), scheduler));
-  if (state == "running" || state.empty()) {
-    return absl::UnavailableError(
-        StrCat("scheduler ", scheduler, ": the watch ended before run ", run, " did"));
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<RemoteRun>> ListRemoteRuns(const std::string& scheduler,

@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -44,6 +46,34 @@ std::string HeldKey(const std::string& tier, const std::string& key) {
   return StrCat(tier, "/", key);
 }
 
+// `bytes` random bytes as hex.
+std::string RandomHex(int bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device random;
+  std::string out;
+  for (int i = 0; i < bytes; ++i) {
+    const unsigned byte = random() & 0xff;
+    out += {kHex[byte >> 4], kHex[byte & 15]};
+  }
+  return out;
+}
+
+// The cluster's id, made the first time a server opens the store and kept
+// in it: a worker knows what it leaves behind by it, so two servers (two
+// stores) never share one, and a restarted server keeps its own.
+absl::StatusOr<std::string> ClusterId(const std::string& db_path) {
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Database> db, scheduler::OpenStore(db_path));
+  TF_ASSIGN_OR_RETURN(scheduler::Statement make,
+                      db->Prepare("INSERT INTO cluster(id, created_at) SELECT ?, ? "
+                                  "WHERE NOT EXISTS (SELECT 1 FROM cluster)"));
+  TF_RETURN_IF_ERROR(make.Bind(1, RandomHex(8)).Bind(2, WallClockMs()).Run());
+  TF_ASSIGN_OR_RETURN(scheduler::Statement read,
+                      db->Prepare("SELECT id FROM cluster ORDER BY rowid LIMIT 1"));
+  TF_ASSIGN_OR_RETURN(bool row, read.Step());
+  if (!row) return absl::InternalError(StrCat("database ", db_path, ": no cluster id"));
+  return read.Text(0);
+}
+
 // OK when `token` is empty (none required) or the call carries it.
 grpc::Status CheckToken(const grpc::ServerContext& context, const std::string& token,
                         std::string_view who) {
@@ -54,10 +84,22 @@ grpc::Status CheckToken(const grpc::ServerContext& context, const std::string& t
     return {grpc::StatusCode::UNAUTHENTICATED,
             StrCat("this server requires a ", who, " token: none was sent")};
   }
-  const std::string expected = "Bearer " + token;
-  const std::string_view got(found->second.data(), found->second.size());
-  if (got.size() != expected.size() ||
-      CRYPTO_memcmp(got.data(), expected.data(), expected.size()) != 0) {
+  // "Bearer TOKEN": the scheme is case-insensitive (RFC 7235 section 2.1),
+  // then one or more spaces; the token is compared in constant time.
+  std::string_view got(found->second.data(), found->second.size());
+  constexpr std::string_view kScheme = "bearer";
+  const bool bearer = got.size() > kScheme.size() && got[kScheme.size()] == ' ' &&
+                      std::equal(kScheme.begin(), kScheme.end(), got.begin(), [](char a, char b) {
+                        return a == std::tolower(static_cast<unsigned char>(b));
+                      });
+  if (!bearer) {
+    return {grpc::StatusCode::UNAUTHENTICATED,
+            StrCat("this server requires a ", who, " token: the authorization metadata is not ",
+                   "'Bearer TOKEN'")};
+  }
+  got.remove_prefix(kScheme.size());
+  while (!got.empty() && got.front() == ' ') got.remove_prefix(1);
+  if (got.size() != token.size() || CRYPTO_memcmp(got.data(), token.data(), token.size()) != 0) {
     return {grpc::StatusCode::PERMISSION_DENIED, StrCat("wrong ", who, " token")};
   }
   return grpc::Status::OK;
@@ -115,6 +157,7 @@ class ReportSink {
 
 struct Worker {
   std::string name;
+  std::string id;  // issued at its registration (Registered.worker_id)
   int slots = 0;
   double cpus = 0;
   uint64_t memory = 0;
@@ -141,6 +184,7 @@ struct Worker {
   std::set<int64_t> attempts;  // leased, not finished (guarded by the registry's mu_)
   int64_t last_seen_ms = 0;    // guarded by the registry's mu_
   bool lost = false;           // guarded by the registry's mu_
+  bool silent = false;  // its stream was cut for want of heartbeats (guarded by the registry's mu_)
   void Send(const v1::SchedulerMessage& message) {
     std::lock_guard lock(write_mu);
     stream->Write(message);  // a failed write shows as the stream's end to its reader
@@ -149,7 +193,8 @@ struct Worker {
 
 class Registry {
  public:
-  explicit Registry(std::chrono::milliseconds timeout) : timeout_(timeout) {
+  Registry(std::chrono::milliseconds timeout, std::string cluster_id)
+      : timeout_(timeout), cluster_id_(std::move(cluster_id)) {
     monitor_ = std::thread([this] { Monitor(); });
   }
   ~Registry() {
@@ -231,6 +276,7 @@ class Registry {
         node_tier->set_path(path);
       }
       info->set_last_heartbeat_ms(worker->last_seen_ms);
+      info->set_worker_id(worker->id);
     }
   }
 
@@ -260,10 +306,13 @@ class Registry {
                 StrCat("a worker named ", worker->name, " is connected already")};
       }
       worker->last_seen_ms = WallClockMs();
+      worker->id = StrCat(worker->name, "@", cluster_id_, "#", RandomHex(4));
       workers_[worker->name] = worker;
     }
     v1::SchedulerMessage registered;
     registered.mutable_registered()->set_worker(worker->name);
+    registered.mutable_registered()->set_worker_id(worker->id);
+    registered.mutable_registered()->set_cluster_id(cluster_id_);
     registered.mutable_registered()->set_heartbeat_interval_ms(
         std::max<int64_t>(100, timeout_.count() / 4));
     worker->Send(registered);
@@ -278,6 +327,7 @@ class Registry {
       if (!message.has_report()) continue;
       TaskReport report = FromProto(message.report());
       report.worker = worker->name;
+      report.worker_id = worker->id;
       std::shared_ptr<ReportSink> sink;
       bool freed = false;
       {
@@ -288,6 +338,7 @@ class Registry {
         if (leased == leases_.end() || leased->second.worker != worker) continue;
         sink = leased->second.sink;
         if (report.outcome == TaskReport::Outcome::kStarted) {
+          leased->second.started = true;
           report.message = leased->second.why;
           for (const NodeCopyReport& copy : report.node_copies) {
             if (copy.error.empty()) worker->held[HeldKey(copy.tier, copy.key)] = copy.bytes;
@@ -309,7 +360,14 @@ class Registry {
       sink->Report(std::move(report));
       if (freed) Dispatch();
     }
-    Lose(worker, context->IsCancelled() ? "no heartbeat in time" : "its connection ended");
+    // A worker killed -9, or whose network went, ends its stream (the
+    // context then reads cancelled too); only the monitor's cut is silence.
+    bool silent = false;
+    {
+      std::lock_guard lock(mu_);
+      silent = worker->silent;
+    }
+    Lose(worker, silent ? LossReason::kSilent : LossReason::kDisconnected);
     return grpc::Status::OK;
   }
 
@@ -338,7 +396,12 @@ class Registry {
     double cpus = 0;
     uint64_t memory = 0;
     uint32_t gpus = 0;
-    std::string why;  // the reason for the choice, told with the start
+    std::string why;       // the reason for the choice, told with the start
+    bool started = false;  // the worker reported it started
+  };
+  enum class LossReason {
+    kDisconnected,  // its stream ended: killed, network gone, server stopping
+    kSilent,        // connected, but no heartbeat within the timeout
   };
 
   // Leases queued tasks, in order, each to the worker it fits (a free
@@ -437,8 +500,13 @@ class Registry {
 
   // Its leased tasks failed (the engine retries them as their retries
   // allow); reports it may still send are ignored.
-  void Lose(const std::shared_ptr<Worker>& worker, const std::string& why) {
-    std::vector<std::pair<int64_t, std::shared_ptr<ReportSink>>> orphans;
+  void Lose(const std::shared_ptr<Worker>& worker, LossReason reason) {
+    struct Orphan {
+      int64_t attempt;
+      std::shared_ptr<ReportSink> sink;
+      bool started;
+    };
+    std::vector<Orphan> orphans;
     {
       std::lock_guard lock(mu_);
       worker->lost = true;
@@ -448,18 +516,31 @@ class Registry {
       for (int64_t attempt : attempts) {
         auto leased = leases_.find(attempt);
         if (leased == leases_.end()) continue;
-        orphans.emplace_back(attempt, leased->second.sink);
+        orphans.push_back({attempt, leased->second.sink, leased->second.started});
         EndLease(leased);
       }
     }
-    for (auto& [attempt, sink] : orphans) {
+    const std::string what =
+        reason == LossReason::kSilent
+            ? StrCat("worker ", worker->name, " was lost (no heartbeat in ", TimeoutText(), ")")
+            : StrCat("worker ", worker->name, " disconnected (its connection to the server ended)");
+    for (Orphan& orphan : orphans) {
       TaskReport report;
-      report.attempt_id = attempt;
+      report.attempt_id = orphan.attempt;
       report.outcome = TaskReport::Outcome::kLost;
-      report.message = StrCat("worker ", worker->name, " was lost (", why, "); running it again");
-      sink->Report(std::move(report));
+      report.worker_id = worker->id;
+      report.message = StrCat(what, orphan.started ? "" : " before it started this attempt",
+                              "; running it again");
+      orphan.sink->Report(std::move(report));
     }
     Dispatch();
+  }
+
+  // "10 s", "2.5 s": the worker timeout, as the loss reasons say it.
+  std::string TimeoutText() const {
+    const int64_t ms = timeout_.count();
+    if (ms % 1000 == 0) return StrCat(ms / 1000, " s");
+    return StrCat(ms / 1000, ".", (ms % 1000) / 100, " s");
   }
 
   void Monitor() {
@@ -468,12 +549,16 @@ class Registry {
       cv_.wait_for(lock, std::chrono::milliseconds(200));
       const int64_t now = WallClockMs();
       for (const auto& [name, worker] : workers_) {
-        if (now - worker->last_seen_ms > timeout_.count()) worker->context->TryCancel();
+        if (now - worker->last_seen_ms > timeout_.count()) {
+          worker->silent = true;
+          worker->context->TryCancel();
+        }
       }
     }
   }
 
   const std::chrono::milliseconds timeout_;
+  const std::string cluster_id_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
@@ -500,10 +585,12 @@ class RemoteExecutor final : public Executor {
     registry_.Submit(std::move(launch), sink_, priority_, run_seq_);
   }
   void Cancel(int64_t attempt_id) override { registry_.Cancel(attempt_id, false); }
+  void Kill(int64_t attempt_id) override { registry_.Cancel(attempt_id, true); }
   void EvictNodeCopy(const std::string& worker, const std::string& tier,
                      const std::string& key) override {
     registry_.EvictNodeCopy(worker, tier, key);
   }
+  // Only this run's attempts: each worker kills exactly the ones named.
   void KillAll() override {
     std::set<int64_t> attempts;
     {
@@ -937,6 +1024,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     engine_options.slots = 1 << 20;  // the workers' slots are the limit
     engine_options.worker = "";      // until a worker reports it runs the attempt
     engine_options.node_tiers_on_workers = true;
+    engine_options.kill_leftovers_on_host = false;  // workers stop their own tasks
     engine_options.tiers = std::move(tiers);
     engine_options.open_tier = OpenTier;
     Registry* registry = &registry_;
@@ -1023,7 +1111,9 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
                " reaches beyond loopback: set TIERFLOW_CLIENT_TOKEN (the UI and API require it "
                "too), or listen on 127.0.0.1"));
   }
-  Registry registry(options.worker_timeout);
+  absl::StatusOr<std::string> cluster_id = ClusterId(options.db_path);
+  if (!cluster_id.ok()) return cluster_id.status();
+  Registry registry(options.worker_timeout, *cluster_id);
   SchedulerService scheduler_service(options, registry);
   WorkersService workers_service(options, registry);
   grpc::ServerBuilder builder;

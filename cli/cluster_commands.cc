@@ -94,6 +94,7 @@ int RunWorkerCommand(const WorkerCommandOptions& options, std::ostream& out, std
   worker.scheduler = Scheduler(options.scheduler);
   worker.token = Env("TIERFLOW_WORKER_TOKEN");
   worker.name = options.name;
+  if (!options.state_dir.empty()) worker.state_dir = options.state_dir;
   worker.slots = options.slots;
   worker.cpus = options.cpus;
   worker.gpus = static_cast<uint32_t>(options.gpus);
@@ -132,8 +133,11 @@ int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err
   // One line per task transition as it happens, then the run's tasks.
   std::map<std::string, std::string> seen;  // task -> state
   api::RemoteRun last;
-  absl::Status watched =
-      api::WatchRemoteRun(scheduler, token, *run, [&](const api::RemoteRun& now) {
+  api::WatchOptions watch;
+  watch.notes = &err;  // lost and regained the server (a restart)
+  absl::Status watched = api::WatchRemoteRun(
+      scheduler, token, *run,
+      [&](const api::RemoteRun& now) {
         for (const api::RemoteTask& task : now.tasks) {
           std::string& before = seen[task.id];
           if (before == task.state) continue;
@@ -144,7 +148,8 @@ int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err
         }
         out.flush();
         last = now;
-      });
+      },
+      watch);
   if (!watched.ok()) {
     err << "tierflow: " << watched.message() << '\n';
     return kExitInvalid;

@@ -30,6 +30,7 @@ struct WorkerCommandOptions {
   std::string name;
   std::vector<std::string> tiers;   // NAME=PATH
   std::vector<std::string> labels;  // KEY=VALUE
+  std::string state_dir;            // "" : .tierflow/workers
 };
 int RunWorkerCommand(const WorkerCommandOptions& options, std::ostream& out, std::ostream& err);
 

@@ -438,6 +438,13 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       ->type_name("NAME=PATH");
   worker->add_option("--label", worker_options.labels, "A label for placement (repeatable)")
       ->type_name("KEY=VALUE");
+  worker
+      ->add_option("--state-dir", worker_options.state_dir,
+                   "Its own folder, where it records its tasks' process groups and the folders it "
+                   "makes on node tiers, so that a worker of the same name for the same cluster "
+                   "started after it died stops and deletes exactly those (default: "
+                   ".tierflow/workers)")
+      ->type_name("DIR");
   CLI::App* submit = app.add_subcommand(
       "submit",
       "Submit a pipeline to a scheduler ('tierflow server'): the file's YAML is sent, its "
@@ -448,7 +455,9 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       ->required()
       ->type_name("FILE");
   AddParamOption(*submit, submit_options.params);
-  submit->add_flag("--wait", submit_options.wait, "Wait for the run to end");
+  submit->add_flag("--wait", submit_options.wait,
+                   "Wait for the run to end; rides through a server restart (reconnects for up "
+                   "to 5 minutes, saying so on stderr)");
   submit
       ->add_option("--priority", submit_options.priority,
                    "Higher runs first; runs of equal priority in the order they were submitted")

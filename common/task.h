@@ -144,6 +144,7 @@ struct TaskReport {
   int64_t started_ms = 0;  // wall clock, ms since the epoch
   int64_t finished_ms = 0;
   std::string worker;                       // who ran it; "" : the local pool
+  std::string worker_id;                    // cluster mode: its id from this registration
   std::vector<NodeCopyReport> node_copies;  // with kStarted, in cluster mode
   // With kStarted, in cluster mode: where the task writes its checkpoints
   // on the worker's node tier (TaskLaunch::checkpoint_relay), or why it
@@ -174,6 +175,9 @@ class Executor {
   virtual void Cancel(int64_t attempt_id) = 0;
   // Sends KILL to every running task's process group at once (second Ctrl-C).
   virtual void KillAll() = 0;
+  // Sends KILL to this one attempt's process group at once (no grace); it
+  // ends reported kCancelled. Nothing else is touched.
+  virtual void Kill(int64_t attempt_id) { Cancel(attempt_id); }
   // Cluster mode: `worker` may delete its copy of `key` on its node tier
   // `tier` (a NodeCopyReport); nobody reads it there any more.
   virtual void EvictNodeCopy(const std::string& worker, const std::string& tier,

@@ -1496,10 +1496,12 @@ absl::Status Engine::Impl::PrepareStatements() {
                              "UPDATE attempts SET state = ?, finished_at = ?, exit_code = ?, "
                              "signal = ?, message = ?, log_bytes = ?, pid = coalesce(?, pid), "
                              "worker = coalesce(?, worker), data_wait_ms = ?, io_wait_ms = ?, "
-                             "read_bytes = ?, write_bytes = ? WHERE id = ?"));
+                             "read_bytes = ?, write_bytes = ?, "
+                             "worker_id = coalesce(?14, worker_id) WHERE id = ?13"));
   TF_RETURN_IF_ERROR(prepare(set_attempt_pid_,
                              "UPDATE attempts SET pid = ?, worker = coalesce(?, worker), "
-                             "input_wait_ms = coalesce(input_wait_ms, 0) + ? WHERE id = ?"));
+                             "input_wait_ms = coalesce(input_wait_ms, 0) + ?, "
+                             "worker_id = coalesce(?5, worker_id) WHERE id = ?4"));
   TF_RETURN_IF_ERROR(
       prepare(update_task_,
               "UPDATE tasks SET state = ?, attempts = ?, cache_key = ?, message = ?, "
@@ -1707,7 +1709,7 @@ absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
   TF_RETURN_IF_ERROR(Prepare(yaml, file, params));
   pipeline_.file = file;
   TF_RETURN_IF_ERROR(SetUpTiers(stored_tiers.value_or("")));
-  KillLeftoverTasks(run_id_);
+  if (options_.kill_leftovers_on_host) KillLeftoverTasks(run_id_);
   TF_RETURN_IF_ERROR(LoadRunForResume());
   return Drive(/*resumed=*/true);
 }
@@ -3018,6 +3020,11 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
     } else {
       set_attempt_pid_->Bind(2, report.worker);
     }
+    if (report.worker_id.empty()) {
+      set_attempt_pid_->BindNull(5);
+    } else {
+      set_attempt_pid_->Bind(5, report.worker_id);
+    }
     return set_attempt_pid_->Run();
   }
   attempt_task_.erase(found);
@@ -3092,6 +3099,11 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
     finish_attempt_->BindNull(8);
   } else {
     finish_attempt_->Bind(8, report.worker);
+  }
+  if (report.worker_id.empty()) {
+    finish_attempt_->BindNull(14);
+  } else {
+    finish_attempt_->Bind(14, report.worker_id);
   }
   TF_RETURN_IF_ERROR(finish_attempt_->Run());
   if (!task.reusing) stages_[task.stage].busy += duration;

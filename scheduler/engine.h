@@ -136,6 +136,11 @@ struct EngineOptions {
   // The worker an attempt is recorded on until its executor reports who
   // ran it: "local" in embedded mode; "" in cluster mode (not leased yet).
   std::string worker = "local";
+  // Embedded mode: a resumed run's leftover tasks (a dead engine's) are
+  // this host's processes carrying its TIERFLOW_RUN_ID, and are killed.
+  // Cluster mode (false): tasks run on workers, each of which stops its
+  // own; this host's processes are never looked at.
+  bool kill_leftovers_on_host = true;
 };
 
 struct RunRequest {

@@ -234,6 +234,18 @@ CREATE TABLE checkpoints (
 );
 CREATE INDEX checkpoints_by_task ON checkpoints(run_id, task_id, step);
 )sql",
+    // 8: cluster mode: which worker ran an attempt. A server issues each
+    // worker an id when it registers (its cluster's id, its name, a random
+    // part): `worker` keeps the name for people, `worker_id` tells apart
+    // two workers of one name (two registrations, two clusters). A
+    // cluster's id is made once per store by its server.
+    R"sql(
+ALTER TABLE attempts ADD COLUMN worker_id TEXT;  -- NULL: embedded mode, or not leased yet
+CREATE TABLE cluster (
+  id TEXT NOT NULL,                -- 16 hex, random
+  created_at INTEGER NOT NULL
+);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

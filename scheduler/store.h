@@ -43,7 +43,7 @@
 
 namespace tierflow::scheduler {
 
-inline constexpr int kSchemaVersion = 7;
+inline constexpr int kSchemaVersion = 8;
 
 // This machine's name, as runs.engine_host records it.
 std::string LocalHostName();

@@ -70,7 +70,7 @@ restart_server() {
 start_worker() {  # NAME ARGS...
   local name=$1
   shift
-  "$tierflow" worker --name "$name" "$@" >"$work/$name.log" 2>&1 &
+  "$tierflow" worker --name "$name" --state-dir "$work/worker-state" "$@" >"$work/$name.log" 2>&1 &
   pids+=($!)
   eval "pid_$name=$!"
 }

@@ -244,7 +244,7 @@ wait_for_detail="sql '$db5' 'SELECT number, state, worker, message FROM attempts
 eval "kill -CONT \$pid_$holder"
 other=$([ "$holder" = w5 ] && echo w6 || echo w5)
 [ "$(sql "$db5" "SELECT group_concat(state || '@' || worker || ':' || message, ' ') FROM (SELECT * FROM attempts WHERE task_id='hold' ORDER BY number)")" = \
-  "lost@$holder:worker $holder was lost (no heartbeat in time); running it again succeeded@$other:" ] ||
+  "lost@$holder:worker $holder was lost (no heartbeat in 2 s); running it again succeeded@$other:" ] ||
   fail "hold's attempts: $(sql "$db5" "SELECT number, state, worker, message FROM attempts WHERE task_id='hold'")"
 lost_pid=$(sql "$db5" "SELECT pid FROM attempts WHERE state='lost'")
 [ -n "$lost_pid" ] && kill -9 -- "-$lost_pid" 2>/dev/null || true

@@ -191,7 +191,8 @@ class LocalPool final : public Executor {
   }
 
   void Launch(TaskLaunch launch) override { Post(std::move(launch)); }
-  void Cancel(int64_t attempt_id) override { Post(CancelCommand{attempt_id}); }
+  void Cancel(int64_t attempt_id) override { Post(CancelCommand{attempt_id, false}); }
+  void Kill(int64_t attempt_id) override { Post(CancelCommand{attempt_id, true}); }
 
   void KillAll() override {
     std::lock_guard lock(pids_mu_);
@@ -201,6 +202,7 @@ class LocalPool final : public Executor {
  private:
   struct CancelCommand {
     int64_t attempt_id;
+    bool kill_now;  // KILL at once, not TERM then KILL after the grace
   };
   struct Stop {};
   using Command = std::variant<TaskLaunch, CancelCommand, Stop>;
@@ -276,7 +278,11 @@ class LocalPool final : public Executor {
         Start(std::move(*launch));
       } else if (auto* cancel = std::get_if<CancelCommand>(&command)) {
         auto it = running_.find(cancel->attempt_id);
-        if (it != running_.end() && !it->second.cancelled) {
+        if (it == running_.end()) continue;
+        if (cancel->kill_now) {
+          it->second.cancelled = true;
+          ::kill(-it->second.process.pid(), SIGKILL);
+        } else if (!it->second.cancelled) {
           it->second.cancelled = true;
           Terminate(it->second);
         }

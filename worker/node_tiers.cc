@@ -45,15 +45,25 @@ void NodeTiers::Ended(int64_t attempt_id) {
   readers_.erase(found);
 }
 
-absl::Status NodeTiers::Clear() {
+absl::Status NodeTiers::Clear(const std::vector<NodeFolder>& recorded) {
   std::lock_guard lock(mu_);
   held_.clear();
-  for (const auto& [name, path] : tiers_) {
+  for (const NodeFolder& folder : recorded) {
+    absl::StatusOr<std::string> key = storage::NormalizeArtifactKey(folder.key);
+    if (!key.ok()) continue;  // never made: keys are checked before a copy
+    const fs::path path = fs::path(folder.root) / *key;
     std::error_code error;
-    fs::remove_all(fs::path(path) / "runs", error);
+    fs::remove_all(path, error);
     if (error) {
-      return absl::FailedPreconditionError(
-          StrCat("node tier ", name, ": cannot clear ", path, "/runs: ", error.message()));
+      return absl::FailedPreconditionError(StrCat("node tier at ", folder.root, ": cannot clear ",
+                                                  path.string(), ": ", error.message()));
+    }
+    storage::RemoveStreamFiles(path.string());
+    // The folders above it that it leaves empty (runs/RUN/artifacts/TASK),
+    // ROOT/runs itself excepted: another worker may be making a copy there.
+    for (fs::path above = fs::path(*key).parent_path(); above.has_parent_path();
+         above = above.parent_path()) {
+      if (!fs::remove(fs::path(folder.root) / above, error)) break;  // not empty, or gone
     }
   }
   return absl::OkStatus();

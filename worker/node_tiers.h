@@ -3,9 +3,12 @@
 // (DESIGN.md "Core model": scope node). Before a task starts, the worker
 // copies what the task reads there (TaskLaunch::stage_in) and points the
 // task's inputs at those copies; a copy stays for the next task on this
-// worker that reads it, until the scheduler evicts it. A worker owns
-// PATH/runs/ on each node tier and empties it when it connects: the
-// scheduler knows of no copies on a worker that has just connected.
+// worker that reads it, until the scheduler evicts it. A worker records
+// each folder it makes under PATH/runs/ (worker/worker_state.h) and
+// deletes those when it connects, and when it stops: the scheduler knows
+// of no copies on a worker that has just connected. What other workers
+// (another cluster's, sharing the node tier's folder) keep there is never
+// touched.
 #pragma once
 
 #include <atomic>
@@ -29,6 +32,13 @@ class Adapter;
 
 namespace tierflow::worker {
 
+// A folder a worker made on a node tier: ROOT/KEY, KEY an artifact key
+// (a copy) or a checkpoint folder's.
+struct NodeFolder {
+  std::string root;
+  std::string key;
+};
+
 // A posix adapter over the folder `root` (a node tier, or a cluster tier
 // the worker reaches at that path).
 absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenRoot(const std::string& name,
@@ -42,8 +52,11 @@ class NodeTiers {
   NodeTiers(const NodeTiers&) = delete;
   NodeTiers& operator=(const NodeTiers&) = delete;
 
-  // Empties what this worker keeps on its node tiers.
-  absl::Status Clear();
+  // Forgets every copy it knew of and deletes the folders given (what this
+  // worker, or the one of its name before it, recorded making), with
+  // their stream files and the folders above them that they leave empty,
+  // up to ROOT/runs. Nothing else on the node tiers is touched.
+  absl::Status Clear(const std::vector<NodeFolder>& recorded);
 
   // Makes `launch`'s stage-ins on this worker's node tiers (waiting for a
   // copy another task is making), then points each node input whose
