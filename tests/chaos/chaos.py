@@ -1,0 +1,764 @@
+#!/usr/bin/env python3
+"""Seeded kill -9 campaigns against tierflow (CTest: chaos_embedded, chaos_cluster).
+
+  chaos.py embedded --tierflow BIN              the CI seeds (a fixed list)
+  chaos.py embedded --tierflow BIN --seed N     replays one trial
+  chaos.py cluster  --tierflow BIN --random --count 30 [--json FILE]   a soak run
+
+Each trial runs one pipeline (tests/chaos/chaos_task.py: a foreach stage, gathers,
+folder outputs, a checkpointing stage) on a tiers file of two posix tiers in a
+temp folder, a RAM-like volatile one and a durable "disk" one, and kills with -9
+at points drawn from the trial's seed (a delay after a start, or the n-th new
+event in the store):
+  embedded: `tierflow run`, then `tierflow resume` after each kill, until it ends;
+  cluster:  `tierflow server` and two `tierflow worker`s; the server, a worker,
+            or both are killed and started again, until the run succeeds.
+Then, for every trial:
+  - the run and every task succeeded, and every task has exactly one succeeded
+    attempt (the state database, scheduler/store.cc);
+  - every output's recorded hash is the hash of a by-hand run of the same task
+    (chaos_task.py, run once without tierflow), and every copy recorded present
+    hashes to it (storage_adapters/local_artifact.h HashArtifact, reimplemented
+    below with Debian's python3-xxhash); so does every flushed checkpoint;
+  - every line a task appended to the side-effect log (outside the tiers) names
+    a recorded attempt that started before the line and was written before the
+    task's success was committed; no process of the trial is left running;
+  - no file outside the tier roots changed: canary files beside and above the
+    tier roots hash the same, and no new entry appeared next to them.
+Kill points depend on timing, so a replay of a seed repeats its choices (what
+to kill, after which delay or event), not the exact instant. Every trial prints
+its seed; a failure prints how to replay it and keeps its folder.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+try:
+    import xxhash
+except ImportError:  # Debian's module is in /usr/bin/python3's path, not a pyenv's.
+    if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath(
+            "/usr/bin/python3") and not os.environ.get("CHAOS_REEXEC"):
+        os.environ["CHAOS_REEXEC"] = "1"
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    sys.exit("chaos.py: python3-xxhash is missing (scripts/bootstrap.sh installs it)")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Fixed seeds for CI: each must pass, so a rare seed cannot block landing by chance.
+CI_SEEDS = {"embedded": [101, 202, 303], "cluster": [11, 22, 33]}
+MIN_CI_KILLS = 10
+HANG_LIMIT = 120  # seconds for one engine, or a cluster run, to end: only detects hangs
+
+PIPELINE = """name: chaos
+stages:
+  ingest:
+    kind: ingest
+    foreach: {range: [0, 6]}
+    run: [python3, chaos_task.py, ingest]
+    env: {CHAOS_SIDE_LOG: "%(log)s"}
+    outputs: {raw: {size: 48KiB, durability: durable}}
+  transform:
+    kind: clean
+    foreach: {range: [0, 4]}
+    inputs: {raw: ingest.raw}
+    run: [python3, chaos_task.py, transform]
+    env: {CHAOS_SIDE_LOG: "%(log)s"}
+    outputs: {part: {size: 64KiB, durability: durable}}
+  merge:
+    kind: feature
+    inputs: {part: transform.part}
+    run: [python3, chaos_task.py, merge]
+    env: {CHAOS_SIDE_LOG: "%(log)s"}
+    outputs: {table: {size: 256KiB, durability: node}}
+  train:
+    kind: train
+    inputs: {table: merge.table}
+    run: [python3, chaos_task.py, train]
+    env: {CHAOS_SIDE_LOG: "%(log)s"}
+    io: {read_passes: 5}
+    checkpoints: {keep: 2, tier: vault}
+    outputs: {model: {size: 1KiB, durability: durable}}
+  report:
+    kind: checkpoint
+    inputs: {model: train.model, raw: ingest.raw}
+    run: [python3, chaos_task.py, report]
+    env: {CHAOS_SIDE_LOG: "%(log)s"}
+    outputs: {release: {size: 8KiB, durability: durable}}
+"""
+# task -> {output: input names}, in plan order; what the reference run follows.
+TASKS = ([("ingest[%d]" % i, "ingest", i, {"raw": None}) for i in range(6)] +
+         [("transform[%d]" % i, "transform", i, {"part": None}) for i in range(4)] +
+         [("merge", "merge", None, {"table": None}), ("train", "train", None, {"model": None}),
+          ("report", "report", None, {"release": None})])
+INPUTS = {"ingest": {}, "transform": {"raw": "ingest.raw"}, "merge": {"part": "transform.part"},
+          "train": {"table": "merge.table"}, "report": {"model": "train.model", "raw": "ingest.raw"}}
+
+TIERS = """tiers:
+  ram:
+    adapter: posix
+    root: %(ram)s
+    scope: node
+    durability: volatile
+    profile: {seq_read_mb_s: 8000, seq_write_mb_s: 5000, rand_read_iops: 300000, latency_us: 2}
+  disk:
+    adapter: posix
+    root: %(disk)s
+    scope: cluster
+    durability: durable
+    profile: {seq_read_mb_s: 200, seq_write_mb_s: 150, rand_read_iops: 2000, latency_us: 300}
+  vault:
+    adapter: posix
+    root: %(vault)s
+    scope: cluster
+    durability: durable
+    profile: {seq_read_mb_s: 100, seq_write_mb_s: 80, rand_read_iops: 500, latency_us: 1000}
+"""
+
+
+class TrialFailed(Exception):
+    pass
+
+
+# -- HashArtifact (storage_adapters/local_artifact.cc), exactly ---------------------------
+
+
+def _hex(digest):
+    return "xxh3:" + digest.hexdigest()
+
+
+def _hash_file(path):
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                break
+            h.update(block)
+    return h
+
+
+def hash_artifact(path):
+    """A file by its bytes; a tree by its entries sorted as std::filesystem::path
+    sorts them (component by component), each with its type and its file's hash
+    or symlink's target, fields NUL-terminated. Symlinks are not followed."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return _hex(_hash_file(path))
+    entries = []
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            relative = os.path.relpath(os.path.join(folder, name), path)
+            entries.append(tuple(os.fsencode(relative).split(b"/")))
+    entries.sort()
+    h = xxhash.xxh3_128()
+
+    def add(field):
+        h.update(field + b"\0")
+
+    for parts in entries:
+        relative = b"/".join(parts)
+        full = os.path.join(os.fsencode(path), relative)
+        if os.path.islink(full):
+            add(b"L"), add(relative), add(os.readlink(full))
+        elif os.path.isdir(full):
+            add(b"D"), add(relative)
+        else:
+            add(b"F"), add(relative), add(_hex(_hash_file(full)).encode())
+    return _hex(h)
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+class Processes:
+    """Every process a trial starts carries CHAOS_MARKER=<its folder> in its
+    environment (and so do the tasks they start): leftovers are found by it and
+    killed by pid, never by name."""
+
+    def __init__(self, work):
+        self.marker = "CHAOS_MARKER=" + work
+        self.env = dict(os.environ, CHAOS_MARKER=work)
+        self.env.pop("TIERFLOW_SCHEDULER", None)
+
+    def start(self, argv, log):
+        out = open(log, "ab")
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def leftovers(self):
+        found = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                with open("/proc/%s/environ" % pid, "rb") as f:
+                    if self.marker.encode() in f.read().split(b"\0"):
+                        found.append(int(pid))
+            except OSError:
+                pass
+        return found
+
+    def kill_leftovers(self):
+        for pid in self.leftovers():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def kill9(proc):
+    proc.kill()
+    proc.wait()
+
+
+def stop(proc, grace=5):
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        kill9(proc)
+
+
+def query(db, sql, args=()):
+    """Rows of `sql` on a read-only connection; [] while the database is not there yet."""
+    try:
+        connection = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=5)
+    except sqlite3.Error:
+        return []
+    try:
+        return connection.execute(sql, args).fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        connection.close()
+
+
+def event_count(db):
+    rows = query(db, "SELECT count(*) FROM events")
+    return rows[0][0] if rows else 0
+
+
+# -- a trial's folder ----------------------------------------------------------------------
+
+
+class Layout:
+    """work/: canary-above.txt, tiers/ (the tier roots with canaries beside them),
+    state/ (the database), pipeline/ (pipeline, task, side-effect log), logs/."""
+
+    def __init__(self, work, ram_roots):
+        self.work = work
+        self.tiers = os.path.join(work, "tiers")
+        self.disk = os.path.join(self.tiers, "disk")
+        self.vault = os.path.join(self.tiers, "vault")  # where checkpoints are flushed
+        self.ram_roots = [os.path.join(self.tiers, r) for r in ram_roots]
+        self.state = os.path.join(work, "state")
+        self.db = os.path.join(self.state, "tierflow.db")
+        self.pipeline_dir = os.path.join(work, "pipeline")
+        self.pipeline = os.path.join(self.pipeline_dir, "pipeline.yaml")
+        self.side_log = os.path.join(self.pipeline_dir, "side-effects.log")
+        self.tiers_file = os.path.join(work, "tiers.yaml")
+        self.logs = os.path.join(work, "logs")
+        for d in (self.tiers, self.state, self.pipeline_dir, self.logs):
+            os.makedirs(d)
+        with open(self.pipeline, "w") as f:
+            f.write(PIPELINE % {"log": self.side_log})
+        shutil.copy(os.path.join(HERE, "chaos_task.py"), self.pipeline_dir)
+        with open(self.tiers_file, "w") as f:
+            f.write(TIERS % {"ram": self.ram_roots[0], "disk": self.disk, "vault": self.vault})
+        # Canaries beside and above the tier roots, some named like them.
+        rng = random.Random(work)
+        for relative in ("canary-above.txt", "tiers/canary-beside.bin", "tiers/disk-canary/x.bin",
+                         "tiers/canary-dir/sub/y.bin", "tiers/ram.bak", "tiers/runs/keep.txt"):
+            path = os.path.join(work, relative)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(rng.randbytes(4096))
+        self.canaries_before = self.canaries()
+
+    def canaries(self):
+        """Every entry outside the tier roots, state/ and logs/, with its hash
+        (pipeline/: only the files chaos.py wrote, and the side-effect log's presence)."""
+        skip = set(self.ram_roots + [self.disk, self.vault, self.state, self.logs, self.side_log])
+        seen = {}
+        for folder, dirs, files in os.walk(self.work):
+            dirs[:] = [d for d in dirs if os.path.join(folder, d) not in skip]
+            for name in dirs:
+                seen[os.path.relpath(os.path.join(folder, name), self.work)] = "dir"
+            for name in files:
+                path = os.path.join(folder, name)
+                if path in skip:
+                    continue
+                seen[os.path.relpath(path, self.work)] = hash_artifact(path)
+        return seen
+
+    def tier_roots(self):
+        return [self.disk, self.vault] + self.ram_roots
+
+
+# -- the reference: every task run once by hand, without tierflow -------------------------
+
+
+def reference_hashes(scratch):
+    """{(task, output): hash} of chaos_task.py run by hand in plan order."""
+    outputs = {}
+    hashes = {}
+    for task, stage, item, outs in TASKS:
+        env = dict(os.environ, CHAOS_SLEEP="0")
+        env.pop("CHAOS_SIDE_LOG", None)
+        if item is not None:
+            env["TIERFLOW_ITEM"], env["TIERFLOW_ITEM_INDEX"] = str(item), str(item)
+        for name, source in INPUTS[stage].items():
+            source_stage, source_output = source.split(".")
+            producers = [t for t, s, _, _ in TASKS if s == source_stage]
+            if producers == [source_stage]:
+                env["TIERFLOW_INPUT_" + name.upper()] = outputs[(source_stage, source_output)]
+            else:  # a gather: one entry per item, named by the item
+                gather = os.path.join(scratch, "gather", task, name)
+                for producer in producers:
+                    item_name = producer[producer.index("[") + 1:-1]
+                    source_path = outputs[(producer, source_output)]
+                    os.makedirs(gather, exist_ok=True)
+                    if os.path.isdir(source_path):
+                        shutil.copytree(source_path, os.path.join(gather, item_name))
+                    else:
+                        shutil.copy(source_path, os.path.join(gather, item_name))
+                env["TIERFLOW_INPUT_" + name.upper()] = gather
+        for name in outs:
+            path = os.path.join(scratch, "out", task, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            env["TIERFLOW_OUTPUT_" + name.upper()] = path
+            outputs[(task, name)] = path
+        env["TIERFLOW_CHECKPOINT_DIR"] = os.path.join(scratch, "ckpt", task)
+        os.makedirs(env["TIERFLOW_CHECKPOINT_DIR"])
+        subprocess.run([sys.executable, os.path.join(HERE, "chaos_task.py"), stage], env=env,
+                       cwd=scratch, check=True)
+        for name in outs:
+            hashes[(task, name)] = hash_artifact(outputs[(task, name)])
+    return hashes
+
+
+# -- checks after a trial ------------------------------------------------------------------
+
+
+def verify(layout, reference, stats):
+    """Raises TrialFailed with every violation found; adds its counts to `stats`."""
+    problems = []
+    db = sqlite3.connect("file:%s?mode=ro" % layout.db, uri=True)
+    runs = db.execute("SELECT id, state, message FROM runs").fetchall()
+    if len(runs) != 1 or runs[0][1] != "succeeded":
+        raise TrialFailed("expected one succeeded run, found %r" % (runs,))
+    run = runs[0][0]
+    tasks = dict(db.execute("SELECT id, state FROM tasks WHERE run_id = ?", (run,)).fetchall())
+    expected_tasks = [t for t, _, _, _ in TASKS]
+    if sorted(tasks) != sorted(expected_tasks):
+        problems.append("tasks %s, expected %s" % (sorted(tasks), sorted(expected_tasks)))
+    for task, state in sorted(tasks.items()):
+        if state != "succeeded":
+            problems.append("task %s is %s" % (task, state))
+    # Exactly one succeeded (or cached) attempt per task; none left running.
+    attempts = db.execute("SELECT id, task_id, number, state, started_at, finished_at FROM attempts "
+                          "WHERE run_id = ?", (run,)).fetchall()
+    success = {}
+    for attempt_id, task, number, state, started, finished in attempts:
+        if state in ("succeeded", "cached"):
+            if task in success:
+                problems.append("task %s succeeded twice: attempts %d and %d" %
+                                (task, success[task][0], attempt_id))
+            success[task] = (attempt_id, number, finished)
+        if state == "running":
+            problems.append("attempt %d of %s still running" % (attempt_id, task))
+    for task in expected_tasks:
+        if task not in success:
+            problems.append("task %s has no succeeded attempt" % task)
+    stats["tasks"] += len(success)
+    stats["attempts"] += len(attempts)
+    stats["lost_attempts"] += sum(1 for a in attempts if a[3] == "lost")
+    # Every output: its recorded hash is the reference's, and so is every present copy.
+    for task, _, _, outs in TASKS:
+        if task not in success:
+            continue
+        for name in outs:
+            rows = db.execute("SELECT id, content_hash FROM artifacts WHERE attempt_id = ? AND name = ?",
+                              (success[task][0], name)).fetchall()
+            if len(rows) != 1:
+                problems.append("%s.%s: %d artifacts recorded for its succeeded attempt" %
+                                (task, name, len(rows)))
+                continue
+            artifact, recorded = rows[0]
+            if recorded != reference[(task, name)]:
+                problems.append("%s.%s recorded %s, the task run by hand makes %s" %
+                                (task, name, recorded, reference[(task, name)]))
+            copies = db.execute("SELECT tier, uri, role, content_hash FROM artifact_copies "
+                                "WHERE artifact_id = ? AND state = 'present'", (artifact,)).fetchall()
+            if not any(role == "home" for _, _, role, _ in copies):
+                problems.append("%s.%s has no present home copy: %r" % (task, name, copies))
+            for tier, uri, role, copy_hash in copies:
+                path = uri if uri.startswith("/") else uri.split(":", 1)[-1]
+                if copy_hash != recorded:
+                    problems.append("%s.%s: copy on %s recorded %s, artifact %s" %
+                                    (task, name, tier, copy_hash, recorded))
+                if not os.path.lexists(path):
+                    problems.append("%s.%s: %s copy %s recorded present is missing" % (task, name, tier, uri))
+                    continue
+                actual = hash_artifact(path)
+                stats["copies_verified"] += 1
+                if actual != recorded:
+                    problems.append("%s.%s: %s copy %s hashes %s, recorded %s" %
+                                    (task, name, tier, uri, actual, recorded))
+            stats["outputs_verified"] += 1
+    # Flushed checkpoints hash as recorded.
+    for task, name, uri, recorded in db.execute(
+            "SELECT task_id, name, uri, content_hash FROM checkpoints WHERE run_id = ? AND state = 'present'",
+            (run,)):
+        path = uri if uri.startswith("/") else uri.split(":", 1)[-1]
+        if not os.path.isdir(path):
+            problems.append("checkpoint %s/%s recorded present is missing at %s" % (task, name, uri))
+        elif recorded and hash_artifact(path) != recorded:
+            problems.append("checkpoint %s/%s at %s hashes %s, recorded %s" %
+                            (task, name, uri, hash_artifact(path), recorded))
+        else:
+            stats["checkpoints_verified"] += 1
+    # Side effects: each line names a recorded attempt that started before it, and
+    # comes before its task's success was committed.
+    by_number = {(task, number): (started, state) for _, task, number, state, started, _ in attempts}
+    lines = open(layout.side_log).read().splitlines() if os.path.exists(layout.side_log) else []
+    for line in lines:
+        fields = line.split(" ")
+        kind, line_run, task, number, when = fields[0], fields[1], fields[2], int(fields[3]), int(fields[4])
+        if kind == "CKPT":
+            if fields[6] != "resumed_from=-1":
+                stats["checkpoint_resumes"] += 1
+        if line_run != run:
+            problems.append("side effect of another run: %s" % line)
+            continue
+        if (task, number) not in by_number:
+            problems.append("side effect of an attempt never recorded: %s" % line)
+            continue
+        started = by_number[(task, number)][0]
+        if when < started:
+            problems.append("side effect before its attempt was recorded (started %d): %s" % (started, line))
+        if task in success and when > success[task][2]:
+            problems.append("side effect after %s's success was committed at %d: %s" %
+                            (task, success[task][2], line))
+    ended = {(f[2], f[3]) for f in (line.split(" ") for line in lines) if f[0] == "END"}
+    for task in success:
+        attempt_id, number, _ = success[task]
+        cached = [a for a in attempts if a[0] == attempt_id and a[3] == "cached"]
+        if not cached and (task, str(number)) not in ended:
+            problems.append("%s's succeeded attempt %d never logged its END" % (task, number))
+    stats["side_effect_lines"] += len(lines)
+    db.close()
+    # Nothing outside the tier roots changed.
+    after = layout.canaries()
+    allowed_new = {"pipeline/__pycache__"}
+    for path in sorted(set(layout.canaries_before) | set(after)):
+        if path in allowed_new or path.startswith("pipeline/__pycache__/"):
+            continue
+        if layout.canaries_before.get(path) != after.get(path):
+            problems.append("outside the tier roots: %s was %s, is %s" %
+                            (path, layout.canaries_before.get(path), after.get(path)))
+    stats["canaries_verified"] += len(layout.canaries_before)
+    if problems:
+        raise TrialFailed("; ".join(problems[:20]) + (" (and %d more)" % (len(problems) - 20)
+                                                      if len(problems) > 20 else ""))
+
+
+# -- kill points ---------------------------------------------------------------------------
+
+
+def draw_kill_point(rng):
+    """('delay', seconds) after a start, or ('events', n) new rows in the store's events."""
+    roll = rng.random()
+    if roll < 0.2:
+        return ("delay", round(rng.uniform(0.02, 0.4), 3))
+    if roll < 0.6:
+        return ("delay", round(rng.uniform(0.4, 2.5), 3))
+    return ("events", rng.randint(1, 40))
+
+
+def wait_for_kill_point(point, db, done, started_events):
+    """Waits until the kill point or until done() (True: the kill point came)."""
+    kind, value = point
+    deadline = time.monotonic() + (value if kind == "delay" else HANG_LIMIT)
+    while time.monotonic() < deadline:
+        if done():
+            return False
+        if kind == "events" and event_count(db) - started_events >= value:
+            return True
+        time.sleep(0.01 if kind == "delay" else 0.02)
+    if kind == "events":
+        raise TrialFailed("no %d new events within %d s" % (value, HANG_LIMIT))
+    return not done()
+
+
+# -- embedded ------------------------------------------------------------------------------
+
+
+def embedded_trial(args, seed, work, reference, stats):
+    rng = random.Random(seed)
+    layout = Layout(work, ["ram"])
+    procs = Processes(work)
+    kills_wanted = rng.randint(4, 6)
+    kills = starts = 0
+    try:
+        while True:
+            run_ids = query(layout.db, "SELECT id FROM runs")
+            if run_ids:
+                argv = [args.tierflow, "resume", run_ids[0][0], "--db", layout.db, "--slots", "3"]
+            else:  # killed before the run was recorded: start it again
+                argv = [args.tierflow, "run", layout.pipeline, "--db", layout.db, "--tiers",
+                        layout.tiers_file, "--progress", "plain", "--slots", "3"]
+            events = event_count(layout.db)
+            proc = procs.start(argv, os.path.join(layout.logs, "engine-%02d.log" % starts))
+            starts += 1
+            if kills < kills_wanted:
+                point = draw_kill_point(rng)
+                if wait_for_kill_point(point, layout.db, lambda: proc.poll() is not None, events):
+                    kill9(proc)
+                    kills += 1
+                    print("  seed %d: kill -9 %s of engine %d (%s %s)" %
+                          (seed, argv[1], starts, point[0], point[1]), flush=True)
+                    continue
+            try:
+                code = proc.wait(HANG_LIMIT)
+            except subprocess.TimeoutExpired:
+                kill9(proc)
+                raise TrialFailed("`tierflow %s` did not end within %d s (a hang)" % (argv[1], HANG_LIMIT))
+            if code != 0:
+                raise TrialFailed("`tierflow %s` exited %d: %s" % (argv[1], code, tail(
+                    os.path.join(layout.logs, "engine-%02d.log" % (starts - 1)))))
+            break
+        leftovers_after_end(procs)
+    finally:
+        procs.kill_leftovers()
+    verify(layout, reference, stats)
+    stats["kills"] += kills
+    stats["engine_kills"] += kills
+    stats["starts"] += starts
+    return "%d kills, %d starts" % (kills, starts)
+
+
+def leftovers_after_end(procs):
+    """Once a run ended and its processes were stopped, nothing of it may still run."""
+    deadline = time.monotonic() + 5
+    while procs.leftovers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = procs.leftovers()
+    if left:
+        described = []
+        for pid in left:
+            try:
+                described.append("%d %s" % (pid, open("/proc/%d/cmdline" % pid).read().replace("\0", " ")))
+            except OSError:
+                pass
+        if described:
+            raise TrialFailed("processes left running after the run ended: %s" % "; ".join(described))
+
+
+def tail(path, lines=15):
+    try:
+        return "\n" + "".join(open(path, errors="replace").readlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# -- cluster -------------------------------------------------------------------------------
+
+
+class Cluster:
+    def __init__(self, args, seed, layout, procs):
+        self.args, self.layout, self.procs = args, layout, procs
+        self.port = 0
+        self.server = None
+        self.workers = {}
+        self.names = ["chaos%d-%d-w%d" % (os.getpid(), seed, k) for k in (1, 2)]
+        self.starts = 0
+
+    def start_server(self):
+        log = os.path.join(self.layout.logs, "server-%02d.log" % self.starts)
+        self.starts += 1
+        for _ in range(50):
+            self.server = self.procs.start(
+                [self.args.tierflow, "server", "--listen", "127.0.0.1:%d" % self.port, "--db",
+                 self.layout.db, "--tiers", self.layout.tiers_file, "--worker-timeout", "3"], log)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and self.server.poll() is None:
+                text = open(log).read()
+                if "listening on " in text:
+                    self.port = int(text.split("listening on ")[-1].split()[0].rsplit(":", 1)[1])
+                    return
+                time.sleep(0.05)
+            if self.server.poll() is None:
+                kill9(self.server)
+                raise TrialFailed("the server did not say it listens within 30 s:%s" % tail(log))
+            if self.port == 0:
+                raise TrialFailed("the server exited %d:%s" % (self.server.returncode, tail(log)))
+            time.sleep(0.2)  # its port is not free again yet
+        raise TrialFailed("the server could not listen on its port %d again:%s" % (self.port, tail(log)))
+
+    def start_worker(self, k):
+        name = self.names[k]
+        self.starts += 1
+        self.workers[k] = self.procs.start(
+            [self.args.tierflow, "worker", "--scheduler", "127.0.0.1:%d" % self.port, "--name", name,
+             "--slots", "2", "--tier", "ram=" + self.layout.ram_roots[k + 1]],
+            os.path.join(self.layout.logs, "%s-%02d.log" % (name, self.starts)))
+
+    def stop_all(self):
+        for proc in list(self.workers.values()) + [self.server]:
+            stop(proc)
+
+
+def cluster_trial(args, seed, work, reference, stats):
+    rng = random.Random(seed)
+    # ram: the server's (unused: node tiers are the workers'); ram-w1, ram-w2: each worker's.
+    layout = Layout(work, ["ram", "ram-w1", "ram-w2"])
+    procs = Processes(work)
+    cluster = Cluster(args, seed, layout, procs)
+    kills_wanted = rng.randint(4, 6)
+    kills = server_kills = worker_kills = 0
+    try:
+        cluster.start_server()
+        cluster.start_worker(0)
+        cluster.start_worker(1)
+        submit = subprocess.run([args.tierflow, "submit", layout.pipeline, "--scheduler",
+                                 "127.0.0.1:%d" % cluster.port], env=procs.env, capture_output=True,
+                                text=True, timeout=60)
+        if submit.returncode != 0:
+            raise TrialFailed("submit exited %d: %s" % (submit.returncode, submit.stderr))
+        words = submit.stdout.split()  # "submitted run RUN to HOST:PORT"
+        if len(words) < 3 or words[:2] != ["submitted", "run"]:
+            raise TrialFailed("submit printed no run id: %r" % submit.stdout)
+        run = words[2]
+
+        def state():
+            rows = query(layout.db, "SELECT state FROM runs WHERE id = ?", (run,))
+            return rows[0][0] if rows else None
+
+        def finished():
+            return state() in ("succeeded", "failed", "cancelled")
+
+        while kills < kills_wanted and not finished():
+            target = rng.choice(["server", "worker", "worker", "both", "both"])
+            victims = {"server": ["server"], "worker": [rng.randrange(2)],
+                       "both": ["server", rng.randrange(2)] if rng.random() < 0.6 else ["server", 0, 1]}[target]
+            point = draw_kill_point(rng)
+            pause = round(rng.uniform(0, 1.0), 3)
+            if not wait_for_kill_point(point, layout.db, finished, event_count(layout.db)):
+                break
+            for victim in victims:
+                kill9(cluster.server if victim == "server" else cluster.workers[victim])
+            kills += len(victims)
+            server_kills += victims.count("server")
+            worker_kills += len(victims) - victims.count("server")
+            print("  seed %d: kill -9 %s (%s %s), restarted after %.2f s" %
+                  (seed, "+".join(v if v == "server" else cluster.names[v] for v in victims),
+                   point[0], point[1], pause), flush=True)
+            time.sleep(pause)
+            if "server" in victims:
+                cluster.start_server()
+            for victim in victims:
+                if victim != "server":
+                    cluster.start_worker(victim)
+        deadline = time.monotonic() + HANG_LIMIT
+        while not finished() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if state() != "succeeded":
+            rows = query(layout.db, "SELECT id, state FROM tasks WHERE run_id = ? AND state != 'succeeded'",
+                         (run,))
+            raise TrialFailed("run %s is %s after %d s (a hang, if running); unfinished tasks: %r" %
+                              (run, state(), HANG_LIMIT, rows))
+        cluster.stop_all()
+        leftovers_after_end(procs)
+    finally:
+        cluster.stop_all()
+        procs.kill_leftovers()
+    verify(layout, reference, stats)
+    stats["kills"] += kills
+    stats["server_kills"] += server_kills
+    stats["worker_kills"] += worker_kills
+    stats["starts"] += cluster.starts
+    return "%d kills (%d server, %d worker)" % (kills, server_kills, worker_kills)
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["embedded", "cluster"])
+    parser.add_argument("--tierflow", required=True, help="the tierflow binary")
+    parser.add_argument("--seed", type=int, action="append", help="run this seed (repeatable)")
+    parser.add_argument("--random", action="store_true", help="random seeds (soak)")
+    parser.add_argument("--count", type=int, default=10, help="trials with --random")
+    parser.add_argument("--json", help="write the campaign's figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep every trial's folder")
+    args = parser.parse_args()
+    args.tierflow = os.path.abspath(args.tierflow)
+    if args.seed:
+        seeds = args.seed
+    elif args.random:
+        seeds = [random.SystemRandom().randrange(1, 10**9) for _ in range(args.count)]
+    else:
+        seeds = CI_SEEDS[args.mode]
+    ci = not args.seed and not args.random
+    began = time.monotonic()
+    stats = dict.fromkeys(["trials", "failed", "kills", "engine_kills", "server_kills", "worker_kills",
+                           "starts", "tasks", "attempts", "lost_attempts", "outputs_verified",
+                           "copies_verified", "checkpoints_verified", "checkpoint_resumes",
+                           "side_effect_lines", "canaries_verified"], 0)
+    failures = []
+    scratch = tempfile.mkdtemp(prefix="tierflow-chaos-ref.")
+    try:
+        reference = reference_hashes(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    trial = embedded_trial if args.mode == "embedded" else cluster_trial
+    for seed in seeds:
+        work = tempfile.mkdtemp(prefix="tierflow-chaos-%s-%d." % (args.mode, seed))
+        started = time.monotonic()
+        print("chaos %s: seed %d in %s" % (args.mode, seed, work), flush=True)
+        stats["trials"] += 1
+        try:
+            summary = trial(args, seed, work, reference, stats)
+            print("chaos %s: seed %d ok: %s, %.1f s" % (args.mode, seed, summary, time.monotonic() - started),
+                  flush=True)
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+        except (TrialFailed, subprocess.SubprocessError, OSError) as error:
+            stats["failed"] += 1
+            failures.append((seed, str(error), work))
+            print("chaos %s: seed %d FAILED after %.1f s: %s\n  replay: %s %s --tierflow %s --seed %d\n"
+                  "  logs: %s" % (args.mode, seed, time.monotonic() - started, error, sys.argv[0], args.mode,
+                                  args.tierflow, seed, work), flush=True)
+    stats["elapsed_s"] = round(time.monotonic() - began, 1)
+    stats["seeds"] = seeds
+    stats["failures"] = [{"seed": s, "error": e, "work": w} for s, e, w in failures]
+    print("chaos %s: %d trials, %d failed; %d kills (%d engine, %d server, %d worker), %d starts; "
+          "%d tasks verified exactly once, %d outputs and %d copies hash-verified, %d checkpoints, "
+          "%d checkpoint resumes, %d side-effect lines, %d canaries; elapsed %.1f s" %
+          (args.mode, stats["trials"], stats["failed"], stats["kills"], stats["engine_kills"],
+           stats["server_kills"], stats["worker_kills"], stats["starts"], stats["tasks"],
+           stats["outputs_verified"], stats["copies_verified"], stats["checkpoints_verified"],
+           stats["checkpoint_resumes"], stats["side_effect_lines"], stats["canaries_verified"],
+           stats["elapsed_s"]), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(stats, f, indent=2)
+    if ci and not failures and stats["kills"] < MIN_CI_KILLS:
+        print("chaos %s: FAIL: only %d kills, fewer than %d" % (args.mode, stats["kills"], MIN_CI_KILLS))
+        return 1
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
