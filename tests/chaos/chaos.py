@@ -480,8 +480,8 @@ def draw_kill_point(rng):
     if roll < 0.2:
         return ("delay", round(rng.uniform(0.02, 0.4), 3))
     if roll < 0.6:
-        return ("delay", round(rng.uniform(0.4, 2.5), 3))
-    return ("events", rng.randint(1, 40))
+        return ("delay", round(rng.uniform(0.4, 1.8), 3))
+    return ("events", rng.randint(1, 15))  # an uninterrupted run records about 50
 
 
 def wait_for_kill_point(point, db, done, started_events):

@@ -85,6 +85,8 @@ def transform(env):
     write_file(os.path.join(out, "data", "chunk.bin"), mine[item:] + mine[:item])
     write_file(os.path.join(out, "data", "nested", "deep.txt"),
                hashlib.sha256(b"".join(shards) + bytes([item])).hexdigest().encode())
+    # Sorts before data/ as a string, after it as a path: the tree hash sorts as paths.
+    write_file(os.path.join(out, "data-x.txt"), b"%d\n" % item)
     os.makedirs(os.path.join(out, "empty"))
 
 
