@@ -30,6 +30,7 @@ to kill, after which delay or event), not the exact instant. Every trial prints
 its seed; a failure prints how to replay it and keeps its folder.
 """
 import argparse
+import collections
 import json
 import os
 import random
@@ -502,11 +503,11 @@ def wait_for_kill_point(point, db, done, started_events):
 # -- embedded ------------------------------------------------------------------------------
 
 
-def embedded_trial(args, seed, work, reference, stats):
+def embedded_trial(args, seed, work, reference, stats, kills_wanted=None):
     rng = random.Random(seed)
     layout = Layout(work, ["ram"])
     procs = Processes(work)
-    kills_wanted = rng.randint(4, 6)
+    kills_wanted = rng.randint(4, 6) if kills_wanted is None else kills_wanted
     kills = starts = 0
     try:
         while True:
@@ -540,6 +541,7 @@ def embedded_trial(args, seed, work, reference, stats):
     finally:
         procs.kill_leftovers()
     verify(layout, reference, stats)
+    stats["layout"] = layout
     stats["kills"] += kills
     stats["engine_kills"] += kills
     stats["starts"] += starts
@@ -689,6 +691,69 @@ def cluster_trial(args, seed, work, reference, stats):
     return "%d kills (%d server, %d worker)" % (kills, server_kills, worker_kills)
 
 
+# -- the checks can fail ------------------------------------------------------------------
+
+
+def self_check(args, reference):
+    """Runs the pipeline once without kills, then breaks its result in each way the
+    checks exist for, one at a time, and requires verify() to report each."""
+    work = tempfile.mkdtemp(prefix="tierflow-chaos-selfcheck.")
+    stats = collections.Counter()
+    embedded_trial(args, 0, work, reference, stats, kills_wanted=0)
+    layout = stats["layout"]
+    db = sqlite3.connect(layout.db)
+    run, = db.execute("SELECT id FROM runs").fetchone()
+    home, = db.execute("SELECT c.uri FROM artifact_copies c JOIN artifacts a ON a.id = c.artifact_id "
+                       "WHERE a.task_id = 'ingest[2]' AND c.role = 'home'").fetchone()
+    report_done, = db.execute("SELECT finished_at FROM attempts WHERE task_id = 'report'").fetchone()
+    db.close()
+
+    def flip_byte():
+        with open(home, "r+b") as f:
+            byte = f.read(1)
+            f.seek(0)
+            f.write(bytes([byte[0] ^ 1]))
+
+    def second_success(undo=False):
+        db = sqlite3.connect(layout.db)
+        with db:
+            if undo:
+                db.execute("DELETE FROM attempts WHERE task_id = 'merge' AND number = 99")
+            else:
+                db.execute("INSERT INTO attempts (run_id, task_id, number, state, worker, command, "
+                           "started_at, finished_at, log_path) SELECT run_id, task_id, 99, state, worker, "
+                           "command, started_at, finished_at, log_path FROM attempts WHERE task_id = 'merge'")
+        db.close()
+
+    side_log = open(layout.side_log).read()
+    canary = os.path.join(layout.tiers, "canary-beside.bin")
+    canary_bytes = open(canary, "rb").read()
+    stray = os.path.join(layout.tiers, "stray.txt")
+    tampers = [
+        ("a flipped byte in a home copy", "hashes", flip_byte, flip_byte),
+        ("a second succeeded attempt", "succeeded twice", second_success, lambda: second_success(True)),
+        ("a side effect after the success", "after report's success",
+         lambda: open(layout.side_log, "a").write("END %s report 1 %d 1 \n" % (run, report_done + 1)),
+         lambda: open(layout.side_log, "w").write(side_log)),
+        ("a changed canary", "canary-beside.bin", lambda: open(canary, "wb").write(b"changed"),
+         lambda: open(canary, "wb").write(canary_bytes)),
+        ("a new file beside the tier roots", "stray.txt", lambda: open(stray, "w").write("x"),
+         lambda: os.remove(stray)),
+    ]
+    for what, expected, do, undo in tampers:
+        do()
+        try:
+            verify(layout, reference, collections.Counter())
+            raise TrialFailed("self-check: %s went unnoticed" % what)
+        except TrialFailed as error:
+            if expected not in str(error):
+                raise TrialFailed("self-check: %s reported as %s" % (what, error))
+        undo()
+        print("chaos self-check: %s is detected" % what, flush=True)
+    verify(layout, reference, collections.Counter())  # and all is well again
+    shutil.rmtree(work, ignore_errors=True)
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -712,10 +777,7 @@ def main():
         seeds = CI_SEEDS[args.mode]
     ci = not args.seed and not args.random
     began = time.monotonic()
-    stats = dict.fromkeys(["trials", "failed", "kills", "engine_kills", "server_kills", "worker_kills",
-                           "starts", "tasks", "attempts", "lost_attempts", "outputs_verified",
-                           "copies_verified", "checkpoints_verified", "checkpoint_resumes",
-                           "side_effect_lines", "canaries_verified"], 0)
+    stats = collections.Counter()
     failures = []
     scratch = tempfile.mkdtemp(prefix="tierflow-chaos-ref.")
     try:
@@ -740,6 +802,13 @@ def main():
             print("chaos %s: seed %d FAILED after %.1f s: %s\n  replay: %s %s --tierflow %s --seed %d\n"
                   "  logs: %s" % (args.mode, seed, time.monotonic() - started, error, sys.argv[0], args.mode,
                                   args.tierflow, seed, work), flush=True)
+    if ci and args.mode == "embedded":
+        try:
+            self_check(args, reference)
+        except (TrialFailed, subprocess.SubprocessError, OSError) as error:
+            failures.append((0, str(error), ""))
+            print("chaos self-check FAILED: %s" % error, flush=True)
+    stats.pop("layout", None)
     stats["elapsed_s"] = round(time.monotonic() - began, 1)
     stats["seeds"] = seeds
     stats["failures"] = [{"seed": s, "error": e, "work": w} for s, e, w in failures]
