@@ -349,21 +349,16 @@ def reference_hashes(scratch):
 # -- checks after a trial ------------------------------------------------------------------
 
 
-def verify(layout, reference, stats):
-    """Raises TrialFailed with every violation found; adds its counts to `stats`."""
-    problems = []
-    db = sqlite3.connect("file:%s?mode=ro" % layout.db, uri=True)
-    runs = db.execute("SELECT id, state, message FROM runs").fetchall()
-    if len(runs) != 1 or runs[0][1] != "succeeded":
-        raise TrialFailed("expected one succeeded run, found %r" % (runs,))
-    run = runs[0][0]
+def verify_run(db, run, reference, stats, problems):
+    """One run's checks: its tasks, attempts, outputs, copies and checkpoints.
+    Returns its attempts and {task: (succeeded attempt id, number, finished_at)}."""
     tasks = dict(db.execute("SELECT id, state FROM tasks WHERE run_id = ?", (run,)).fetchall())
     expected_tasks = [t for t, _, _, _ in TASKS]
     if sorted(tasks) != sorted(expected_tasks):
-        problems.append("tasks %s, expected %s" % (sorted(tasks), sorted(expected_tasks)))
+        problems.append("%s: tasks %s, expected %s" % (run, sorted(tasks), sorted(expected_tasks)))
     for task, state in sorted(tasks.items()):
         if state != "succeeded":
-            problems.append("task %s is %s" % (task, state))
+            problems.append("%s: task %s is %s" % (run, task, state))
     # Exactly one succeeded (or cached) attempt per task; none left running.
     attempts = db.execute("SELECT id, task_id, number, state, started_at, finished_at FROM attempts "
                           "WHERE run_id = ?", (run,)).fetchall()
@@ -371,17 +366,18 @@ def verify(layout, reference, stats):
     for attempt_id, task, number, state, started, finished in attempts:
         if state in ("succeeded", "cached"):
             if task in success:
-                problems.append("task %s succeeded twice: attempts %d and %d" %
-                                (task, success[task][0], attempt_id))
+                problems.append("%s: task %s succeeded twice: attempts %d and %d" %
+                                (run, task, success[task][0], attempt_id))
             success[task] = (attempt_id, number, finished)
         if state == "running":
-            problems.append("attempt %d of %s still running" % (attempt_id, task))
+            problems.append("%s: attempt %d of %s still running" % (run, attempt_id, task))
     for task in expected_tasks:
         if task not in success:
-            problems.append("task %s has no succeeded attempt" % task)
+            problems.append("%s: task %s has no succeeded attempt" % (run, task))
     stats["tasks"] += len(success)
     stats["attempts"] += len(attempts)
     stats["lost_attempts"] += sum(1 for a in attempts if a[3] == "lost")
+    stats["cached_attempts"] += sum(1 for a in attempts if a[3] == "cached")
     # Every output: its recorded hash is the reference's, and so is every present copy.
     for task, _, _, outs in TASKS:
         if task not in success:
@@ -390,30 +386,31 @@ def verify(layout, reference, stats):
             rows = db.execute("SELECT id, content_hash FROM artifacts WHERE attempt_id = ? AND name = ?",
                               (success[task][0], name)).fetchall()
             if len(rows) != 1:
-                problems.append("%s.%s: %d artifacts recorded for its succeeded attempt" %
-                                (task, name, len(rows)))
+                problems.append("%s: %s.%s: %d artifacts recorded for its succeeded attempt" %
+                                (run, task, name, len(rows)))
                 continue
             artifact, recorded = rows[0]
             if recorded != reference[(task, name)]:
-                problems.append("%s.%s recorded %s, the task run by hand makes %s" %
-                                (task, name, recorded, reference[(task, name)]))
+                problems.append("%s: %s.%s recorded %s, the task run by hand makes %s" %
+                                (run, task, name, recorded, reference[(task, name)]))
             copies = db.execute("SELECT tier, uri, role, content_hash FROM artifact_copies "
                                 "WHERE artifact_id = ? AND state = 'present'", (artifact,)).fetchall()
             if not any(role == "home" for _, _, role, _ in copies):
-                problems.append("%s.%s has no present home copy: %r" % (task, name, copies))
+                problems.append("%s: %s.%s has no present home copy: %r" % (run, task, name, copies))
             for tier, uri, role, copy_hash in copies:
                 path = uri if uri.startswith("/") else uri.split(":", 1)[-1]
                 if copy_hash != recorded:
-                    problems.append("%s.%s: copy on %s recorded %s, artifact %s" %
-                                    (task, name, tier, copy_hash, recorded))
+                    problems.append("%s: %s.%s: copy on %s recorded %s, artifact %s" %
+                                    (run, task, name, tier, copy_hash, recorded))
                 if not os.path.lexists(path):
-                    problems.append("%s.%s: %s copy %s recorded present is missing" % (task, name, tier, uri))
+                    problems.append("%s: %s.%s: %s copy %s recorded present is missing" %
+                                    (run, task, name, tier, uri))
                     continue
                 actual = hash_artifact(path)
                 stats["copies_verified"] += 1
                 if actual != recorded:
-                    problems.append("%s.%s: %s copy %s hashes %s, recorded %s" %
-                                    (task, name, tier, uri, actual, recorded))
+                    problems.append("%s: %s.%s: %s copy %s hashes %s, recorded %s" %
+                                    (run, task, name, tier, uri, actual, recorded))
             stats["outputs_verified"] += 1
     # Flushed checkpoints hash as recorded.
     for task, name, uri, recorded in db.execute(
@@ -421,40 +418,52 @@ def verify(layout, reference, stats):
             (run,)):
         path = uri if uri.startswith("/") else uri.split(":", 1)[-1]
         if not os.path.isdir(path):
-            problems.append("checkpoint %s/%s recorded present is missing at %s" % (task, name, uri))
+            problems.append("%s: checkpoint %s/%s recorded present is missing at %s" % (run, task, name, uri))
         elif recorded and hash_artifact(path) != recorded:
-            problems.append("checkpoint %s/%s at %s hashes %s, recorded %s" %
-                            (task, name, uri, hash_artifact(path), recorded))
+            problems.append("%s: checkpoint %s/%s at %s hashes %s, recorded %s" %
+                            (run, task, name, uri, hash_artifact(path), recorded))
         else:
             stats["checkpoints_verified"] += 1
+    return attempts, success
+
+
+def verify(layout, reference, stats, runs_expected=1):
+    """Raises TrialFailed with every violation found; adds its counts to `stats`."""
+    problems = []
+    db = sqlite3.connect("file:%s?mode=ro" % layout.db, uri=True)
+    runs = db.execute("SELECT id, state, message FROM runs").fetchall()
+    if len(runs) != runs_expected or any(state != "succeeded" for _, state, _ in runs):
+        raise TrialFailed("expected %d succeeded runs, found %r" % (runs_expected, runs))
+    attempts_of, success_of = {}, {}
+    for run, _, _ in runs:
+        attempts_of[run], success_of[run] = verify_run(db, run, reference, stats, problems)
     # Side effects: each line names a recorded attempt that started before it, and
     # comes before its task's success was committed.
-    by_number = {(task, number): (started, state) for _, task, number, state, started, _ in attempts}
     lines = open(layout.side_log).read().splitlines() if os.path.exists(layout.side_log) else []
     for line in lines:
         fields = line.split(" ")
-        kind, line_run, task, number, when = fields[0], fields[1], fields[2], int(fields[3]), int(fields[4])
-        if kind == "CKPT":
-            if fields[6] != "resumed_from=-1":
-                stats["checkpoint_resumes"] += 1
-        if line_run != run:
-            problems.append("side effect of another run: %s" % line)
+        kind, run, task, number, when = fields[0], fields[1], fields[2], int(fields[3]), int(fields[4])
+        if kind == "CKPT" and fields[6] != "resumed_from=-1":
+            stats["checkpoint_resumes"] += 1
+        if run not in attempts_of:
+            problems.append("side effect of a run never recorded: %s" % line)
             continue
-        if (task, number) not in by_number:
+        started = {(a[1], a[2]): a[4] for a in attempts_of[run]}.get((task, number))
+        success = success_of[run]
+        if started is None:
             problems.append("side effect of an attempt never recorded: %s" % line)
             continue
-        started = by_number[(task, number)][0]
         if when < started:
             problems.append("side effect before its attempt was recorded (started %d): %s" % (started, line))
         if task in success and when > success[task][2]:
             problems.append("side effect after %s's success was committed at %d: %s" %
                             (task, success[task][2], line))
-    ended = {(f[2], f[3]) for f in (line.split(" ") for line in lines) if f[0] == "END"}
-    for task in success:
-        attempt_id, number, _ = success[task]
-        cached = [a for a in attempts if a[0] == attempt_id and a[3] == "cached"]
-        if not cached and (task, str(number)) not in ended:
-            problems.append("%s's succeeded attempt %d never logged its END" % (task, number))
+    ended = {(f[1], f[2], f[3]) for f in (line.split(" ") for line in lines) if f[0] == "END"}
+    for run, success in success_of.items():
+        for task, (attempt_id, number, _) in success.items():
+            cached = [a for a in attempts_of[run] if a[0] == attempt_id and a[3] == "cached"]
+            if not cached and (run, task, str(number)) not in ended:
+                problems.append("%s/%s: its succeeded attempt %d never logged its END" % (run, task, number))
     stats["side_effect_lines"] += len(lines)
     db.close()
     # Nothing outside the tier roots changed.
@@ -541,6 +550,7 @@ def embedded_trial(args, seed, work, reference, stats, kills_wanted=None):
     finally:
         procs.kill_leftovers()
     verify(layout, reference, stats)
+    stats["runs"] += 1
     stats["layout"] = layout
     stats["kills"] += kills
     stats["engine_kills"] += kills
@@ -631,22 +641,24 @@ def cluster_trial(args, seed, work, reference, stats):
         cluster.start_server()
         cluster.start_worker(0)
         cluster.start_worker(1)
-        submit = subprocess.run([args.tierflow, "submit", layout.pipeline, "--scheduler",
-                                 "127.0.0.1:%d" % cluster.port], env=procs.env, capture_output=True,
-                                text=True, timeout=60)
-        if submit.returncode != 0:
-            raise TrialFailed("submit exited %d: %s" % (submit.returncode, submit.stderr))
-        words = submit.stdout.split()  # "submitted run RUN to HOST:PORT"
-        if len(words) < 3 or words[:2] != ["submitted", "run"]:
-            raise TrialFailed("submit printed no run id: %r" % submit.stdout)
-        run = words[2]
+        runs = []
+        for _ in range(args.runs):
+            submit = subprocess.run([args.tierflow, "submit", layout.pipeline, "--scheduler",
+                                     "127.0.0.1:%d" % cluster.port], env=procs.env, capture_output=True,
+                                    text=True, timeout=60)
+            if submit.returncode != 0:
+                raise TrialFailed("submit exited %d: %s" % (submit.returncode, submit.stderr))
+            words = submit.stdout.split()  # "submitted run RUN to HOST:PORT"
+            if len(words) < 3 or words[:2] != ["submitted", "run"]:
+                raise TrialFailed("submit printed no run id: %r" % submit.stdout)
+            runs.append(words[2])
 
-        def state():
-            rows = query(layout.db, "SELECT state FROM runs WHERE id = ?", (run,))
-            return rows[0][0] if rows else None
+        def states():
+            return dict(query(layout.db, "SELECT id, state FROM runs"))
 
         def finished():
-            return state() in ("succeeded", "failed", "cancelled")
+            current = states()
+            return all(current.get(run) in ("succeeded", "failed", "cancelled") for run in runs)
 
         while kills < kills_wanted and not finished():
             target = rng.choice(["server", "worker", "worker", "both", "both"])
@@ -673,17 +685,17 @@ def cluster_trial(args, seed, work, reference, stats):
         deadline = time.monotonic() + HANG_LIMIT
         while not finished() and time.monotonic() < deadline:
             time.sleep(0.1)
-        if state() != "succeeded":
-            rows = query(layout.db, "SELECT id, state FROM tasks WHERE run_id = ? AND state != 'succeeded'",
-                         (run,))
-            raise TrialFailed("run %s is %s after %d s (a hang, if running); unfinished tasks: %r" %
-                              (run, state(), HANG_LIMIT, rows))
+        if any(states().get(run) != "succeeded" for run in runs):
+            rows = query(layout.db, "SELECT run_id, id, state FROM tasks WHERE state != 'succeeded'")
+            raise TrialFailed("runs %r after %d s (a hang, if running); unfinished tasks: %r" %
+                              (states(), HANG_LIMIT, rows))
         cluster.stop_all()
         leftovers_after_end(procs)
     finally:
         cluster.stop_all()
         procs.kill_leftovers()
-    verify(layout, reference, stats)
+    verify(layout, reference, stats, runs_expected=args.runs)
+    stats["runs"] += args.runs
     stats["kills"] += kills
     stats["server_kills"] += server_kills
     stats["worker_kills"] += worker_kills
@@ -766,6 +778,8 @@ def main():
     parser.add_argument("--random", action="store_true", help="random seeds (soak)")
     parser.add_argument("--count", type=int, default=10, help="trials with --random")
     parser.add_argument("--json", help="write the campaign's figures to this file")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="cluster: runs submitted at once to the server (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep every trial's folder")
     args = parser.parse_args()
     args.tierflow = os.path.abspath(args.tierflow)
@@ -799,9 +813,10 @@ def main():
         except (TrialFailed, subprocess.SubprocessError, OSError) as error:
             stats["failed"] += 1
             failures.append((seed, str(error), work))
-            print("chaos %s: seed %d FAILED after %.1f s: %s\n  replay: %s %s --tierflow %s --seed %d\n"
+            print("chaos %s: seed %d FAILED after %.1f s: %s\n  replay: %s %s --tierflow %s --seed %d%s\n"
                   "  logs: %s" % (args.mode, seed, time.monotonic() - started, error, sys.argv[0], args.mode,
-                                  args.tierflow, seed, work), flush=True)
+                                  args.tierflow, seed, " --runs %d" % args.runs if args.runs > 1 else "",
+                                  work), flush=True)
     if ci and args.mode == "embedded":
         try:
             self_check(args, reference)
@@ -812,10 +827,10 @@ def main():
     stats["elapsed_s"] = round(time.monotonic() - began, 1)
     stats["seeds"] = seeds
     stats["failures"] = [{"seed": s, "error": e, "work": w} for s, e, w in failures]
-    print("chaos %s: %d trials, %d failed; %d kills (%d engine, %d server, %d worker), %d starts; "
+    print("chaos %s: %d trials (%d runs), %d failed; %d kills (%d engine, %d server, %d worker), %d starts; "
           "%d tasks verified exactly once, %d outputs and %d copies hash-verified, %d checkpoints, "
           "%d checkpoint resumes, %d side-effect lines, %d canaries; elapsed %.1f s" %
-          (args.mode, stats["trials"], stats["failed"], stats["kills"], stats["engine_kills"],
+          (args.mode, stats["trials"], stats["runs"], stats["failed"], stats["kills"], stats["engine_kills"],
            stats["server_kills"], stats["worker_kills"], stats["starts"], stats["tasks"],
            stats["outputs_verified"], stats["copies_verified"], stats["checkpoints_verified"],
            stats["checkpoint_resumes"], stats["side_effect_lines"], stats["canaries_verified"],
