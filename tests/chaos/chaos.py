@@ -339,8 +339,10 @@ def reference_hashes(scratch):
             outputs[(task, name)] = path
         env["TIERFLOW_CHECKPOINT_DIR"] = os.path.join(scratch, "ckpt", task)
         os.makedirs(env["TIERFLOW_CHECKPOINT_DIR"])
-        subprocess.run([sys.executable, os.path.join(HERE, "chaos_task.py"), stage], env=env,
-                       cwd=scratch, check=True)
+        done = subprocess.run([sys.executable, os.path.join(HERE, "chaos_task.py"), stage], env=env,
+                              cwd=scratch, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise TrialFailed("the by-hand run of %s exited %d: %s" % (task, done.returncode, done.stderr))
         for name in outs:
             hashes[(task, name)] = hash_artifact(outputs[(task, name)])
     return hashes
