@@ -53,7 +53,7 @@ except ImportError:  # Debian's module is in /usr/bin/python3's path, not a pyen
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Fixed seeds for CI: each must pass, so a rare seed cannot block landing by chance.
-CI_SEEDS = {"embedded": [101, 202, 303], "cluster": [11, 22, 33]}
+CI_SEEDS = {"embedded": [101, 202, 303], "cluster": [11, 22, 33, 44]}
 MIN_CI_KILLS = 10
 HANG_LIMIT = 120  # seconds for one engine, or a cluster run, to end: only detects hangs
 
@@ -487,9 +487,12 @@ def verify(layout, reference, stats, runs_expected=1):
 
 
 def draw_kill_point(rng):
-    """('delay', seconds) after a start, or ('events', n) new rows in the store's events."""
+    """('delay', seconds) after a start, ('events', n) new rows in the store's events, or
+    ('train', seconds) after the checkpointing task is seen running (or has succeeded)."""
     roll = rng.random()
-    if roll < 0.2:
+    if roll < 0.15:
+        return ("train", round(rng.uniform(0.2, 1.0), 3))
+    if roll < 0.3:
         return ("delay", round(rng.uniform(0.02, 0.4), 3))
     if roll < 0.6:
         return ("delay", round(rng.uniform(0.4, 1.8), 3))
@@ -505,9 +508,13 @@ def wait_for_kill_point(point, db, done, started_events):
             return False
         if kind == "events" and event_count(db) - started_events >= value:
             return True
+        if kind == "train":
+            states = {state for state, in query(db, "SELECT state FROM tasks WHERE id = 'train'")}
+            if "running" in states or states == {"succeeded"}:
+                return wait_for_kill_point(("delay", value), db, done, started_events)
         time.sleep(0.01 if kind == "delay" else 0.02)
-    if kind == "events":
-        raise TrialFailed("no %d new events within %d s" % (value, HANG_LIMIT))
+    if kind != "delay":
+        raise TrialFailed("kill point %s %s not reached within %d s" % (kind, value, HANG_LIMIT))
     return not done()
 
 
