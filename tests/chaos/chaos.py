@@ -359,7 +359,7 @@ def verify_run(db, run, reference, stats, problems):
     if sorted(tasks) != sorted(expected_tasks):
         problems.append("%s: tasks %s, expected %s" % (run, sorted(tasks), sorted(expected_tasks)))
     for task, state in sorted(tasks.items()):
-        if state != "succeeded":
+        if state not in ("succeeded", "cached"):
             problems.append("%s: task %s is %s" % (run, task, state))
     # Exactly one succeeded (or cached) attempt per task; none left running.
     attempts = db.execute("SELECT id, task_id, number, state, started_at, finished_at FROM attempts "
@@ -695,7 +695,8 @@ def cluster_trial(args, seed, work, reference, stats):
         while not finished() and time.monotonic() < deadline:
             time.sleep(0.1)
         if any(states().get(run) != "succeeded" for run in runs):
-            rows = query(layout.db, "SELECT run_id, id, state FROM tasks WHERE state != 'succeeded'")
+            rows = query(layout.db, "SELECT run_id, id, state FROM tasks "
+                               "WHERE state NOT IN ('succeeded', 'cached')")
             raise TrialFailed("runs %r after %d s (a hang, if running); unfinished tasks: %r" %
                               (states(), HANG_LIMIT, rows))
         cluster.stop_all()
