@@ -429,9 +429,11 @@ def verify_run(db, run, reference, stats, problems):
     return attempts, success
 
 
-def verify(layout, reference, stats, runs_expected=1):
-    """Raises TrialFailed with every violation found; adds its counts to `stats`."""
+def verify(layout, reference, campaign_stats, runs_expected=1):
+    """Raises TrialFailed with every violation found; else adds what it verified to
+    `campaign_stats` (so the figures count only trials that passed every check)."""
     problems = []
+    stats = collections.Counter()
     db = sqlite3.connect("file:%s?mode=ro" % layout.db, uri=True)
     runs = db.execute("SELECT id, state, message FROM runs").fetchall()
     if len(runs) != runs_expected or any(state != "succeeded" for _, state, _ in runs):
@@ -481,6 +483,8 @@ def verify(layout, reference, stats, runs_expected=1):
     if problems:
         raise TrialFailed("; ".join(problems[:20]) + (" (and %d more)" % (len(problems) - 20)
                                                       if len(problems) > 20 else ""))
+    stats["runs"] += len(runs)
+    campaign_stats.update(stats)
 
 
 # -- kill points ---------------------------------------------------------------------------
@@ -558,12 +562,11 @@ def embedded_trial(args, seed, work, reference, stats, kills_wanted=None):
         leftovers_after_end(procs)
     finally:
         procs.kill_leftovers()
+        stats["kills"] += kills  # failed trials' kills count too
+        stats["engine_kills"] += kills
+        stats["starts"] += starts
     verify(layout, reference, stats)
-    stats["runs"] += 1
     stats["layout"] = layout
-    stats["kills"] += kills
-    stats["engine_kills"] += kills
-    stats["starts"] += starts
     return "%d kills, %d starts" % (kills, starts)
 
 
@@ -704,12 +707,11 @@ def cluster_trial(args, seed, work, reference, stats):
     finally:
         cluster.stop_all()
         procs.kill_leftovers()
+        stats["kills"] += kills  # failed trials' kills count too
+        stats["server_kills"] += server_kills
+        stats["worker_kills"] += worker_kills
+        stats["starts"] += cluster.starts
     verify(layout, reference, stats, runs_expected=args.runs)
-    stats["runs"] += args.runs
-    stats["kills"] += kills
-    stats["server_kills"] += server_kills
-    stats["worker_kills"] += worker_kills
-    stats["starts"] += cluster.starts
     return "%d kills (%d server, %d worker)" % (kills, server_kills, worker_kills)
 
 
@@ -837,10 +839,10 @@ def main():
     stats["elapsed_s"] = round(time.monotonic() - began, 1)
     stats["seeds"] = seeds
     stats["failures"] = [{"seed": s, "error": e, "work": w} for s, e, w in failures]
-    print("chaos %s: %d trials (%d runs), %d failed; %d kills (%d engine, %d server, %d worker), %d starts; "
+    print("chaos %s: %d trials, %d failed (%d runs passed every check); %d kills (%d engine, %d server, %d worker), %d starts; "
           "%d tasks verified exactly once, %d outputs and %d copies hash-verified, %d checkpoints, "
           "%d checkpoint resumes, %d side-effect lines, %d canaries; elapsed %.1f s" %
-          (args.mode, stats["trials"], stats["runs"], stats["failed"], stats["kills"], stats["engine_kills"],
+          (args.mode, stats["trials"], stats["failed"], stats["runs"], stats["kills"], stats["engine_kills"],
            stats["server_kills"], stats["worker_kills"], stats["starts"], stats["tasks"],
            stats["outputs_verified"], stats["copies_verified"], stats["checkpoints_verified"],
            stats["checkpoint_resumes"], stats["side_effect_lines"], stats["canaries_verified"],
