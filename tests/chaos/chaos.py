@@ -533,7 +533,9 @@ def embedded_trial(args, seed, work, reference, stats, kills_wanted=None):
     kills = starts = 0
     try:
         while True:
-            run_ids = query(layout.db, "SELECT id FROM runs")
+            run_ids = query(layout.db, "SELECT id, state FROM runs")
+            if run_ids and run_ids[0][1] == "succeeded":
+                break  # the last kill came after the run's success was committed
             if run_ids:
                 argv = [args.tierflow, "resume", run_ids[0][0], "--db", layout.db, "--slots", "3"]
             else:  # killed before the run was recorded: start it again
