@@ -527,11 +527,15 @@ def wait_for_kill_point(point, db, done, started_events):
 # -- embedded ------------------------------------------------------------------------------
 
 
-def embedded_trial(args, seed, work, reference, stats, kills_wanted=None):
+def embedded_trial(args, seed, work, reference, stats, kills_override=None):
     rng = random.Random(seed)
     layout = Layout(work, ["ram"])
     procs = Processes(work)
-    kills_wanted = rng.randint(4, 6) if kills_wanted is None else kills_wanted
+    kills_wanted = rng.randint(4, 6)
+    if args.kills is not None:
+        kills_wanted = min(kills_wanted, args.kills)
+    if kills_override is not None:
+        kills_wanted = kills_override
     kills = starts = 0
     try:
         while True:
@@ -652,6 +656,8 @@ def cluster_trial(args, seed, work, reference, stats):
     procs = Processes(work)
     cluster = Cluster(args, seed, layout, procs)
     kills_wanted = rng.randint(4, 6)
+    if args.kills is not None:
+        kills_wanted = min(kills_wanted, args.kills)
     kills = server_kills = worker_kills = 0
     try:
         cluster.start_server()
@@ -727,7 +733,7 @@ def self_check(args, reference):
     checks exist for, one at a time, and requires verify() to report each."""
     work = tempfile.mkdtemp(prefix="tierflow-chaos-selfcheck.")
     stats = collections.Counter()
-    embedded_trial(args, 0, work, reference, stats, kills_wanted=0)
+    embedded_trial(args, 0, work, reference, stats, kills_override=0)
     layout = stats["layout"]
     db = sqlite3.connect(layout.db)
     run, = db.execute("SELECT id FROM runs").fetchone()
@@ -796,6 +802,8 @@ def main():
     parser.add_argument("--json", help="write the campaign's figures to this file")
     parser.add_argument("--runs", type=int, default=1,
                         help="cluster: runs submitted at once to the server (default 1)")
+    parser.add_argument("--kills", type=int,
+                        help="at most this many kills a trial (to narrow down a failing seed)")
     parser.add_argument("--keep", action="store_true", help="keep every trial's folder")
     args = parser.parse_args()
     args.tierflow = os.path.abspath(args.tierflow)
