@@ -710,8 +710,11 @@ def cluster_trial(args, seed, work, reference, stats):
         if any(states().get(run) != "succeeded" for run in runs):
             rows = query(layout.db, "SELECT run_id, id, state FROM tasks "
                                "WHERE state NOT IN ('succeeded', 'cached')")
-            raise TrialFailed("runs %r after %d s (a hang, if running); unfinished tasks: %r" %
-                              (states(), HANG_LIMIT, rows))
+            failed = query(layout.db, "SELECT run_id, task_id, number, worker, message FROM attempts "
+                                      "WHERE state = 'failed'")
+            raise TrialFailed("runs %r%s; unfinished tasks: %r; failed attempts: %r" %
+                              (states(), " after %d s (a hang)" % HANG_LIMIT if not finished() else "",
+                               rows, failed))
         cluster.stop_all()
         leftovers_after_end(procs)
     finally:
