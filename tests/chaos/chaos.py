@@ -4,12 +4,14 @@
   chaos.py embedded --tierflow BIN              the CI seeds (a fixed list)
   chaos.py embedded --tierflow BIN --seed N     replays one trial
   chaos.py cluster  --tierflow BIN --random --count 30 [--json FILE]   a soak run
+  chaos.py cluster  --tierflow BIN --runs 2 --kills 1 --seed N   two runs at once, one kill
 
-Each trial runs one pipeline (tests/chaos/chaos_task.py: a foreach stage, gathers,
-folder outputs, a checkpointing stage) on a tiers file of two posix tiers in a
-temp folder, a RAM-like volatile one and a durable "disk" one, and kills with -9
-at points drawn from the trial's seed (a delay after a start, or the n-th new
-event in the store):
+Each trial runs one pipeline (tests/chaos/chaos_task.py: foreach stages, gathers,
+folder outputs, a checkpointing stage) on a tiers file of posix tiers in a temp
+folder (a RAM-like volatile `ram`, a durable `disk`, and `vault` for checkpoints;
+never the default /dev/shm one), and kills with -9 at points drawn from the
+trial's seed (a delay after a start, the n-th new event in the store, or a delay
+once the checkpointing task runs):
   embedded: `tierflow run`, then `tierflow resume` after each kill, until it ends;
   cluster:  `tierflow server` and two `tierflow worker`s; the server, a worker,
             or both are killed and started again, until the run succeeds.
@@ -795,7 +797,7 @@ def self_check(args, reference):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["embedded", "cluster"])
     parser.add_argument("--tierflow", required=True, help="the tierflow binary")
