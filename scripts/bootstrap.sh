@@ -14,6 +14,8 @@ packages=(
   libxxhash-dev libyaml-dev
   # tests: tests/schema_test.py, examples/quickstart (python3 standard library)
   python3 python3-yaml python3-jsonschema
+  # tests/chaos/chaos.py: XXH3-128, to check outputs against their recorded hashes
+  python3-xxhash
   # examples/digits (the demo, tests/digits_run.sh): numpy, and the digits data
   # shipped with scikit-learn
   python3-numpy python3-sklearn
