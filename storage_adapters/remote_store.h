@@ -29,6 +29,9 @@ class RemoteStore {
  public:
   virtual ~RemoteStore() = default;
 
+  // The tier's name, for messages.
+  virtual const std::string& tier_name() const = 0;
+
   // `on_retry` is called on the transfer's thread and must be quick. Once
   // `cancel` is set, transfers under way stop within about a tenth of a
   // second and new requests fail at once, Cancelled. Call before use.

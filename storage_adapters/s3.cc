@@ -564,6 +564,7 @@ class S3Adapter final : public Adapter, public RemoteStore {
 
   std::string_view kind() const override { return "s3"; }
   RemoteStore* remote() override { return this; }
+  const std::string& tier_name() const override { return config_.tier; }
 
   void Watch(std::function<void(const RetryNotice&)> on_retry,
              std::shared_ptr<const std::atomic<bool>> cancel) override {
