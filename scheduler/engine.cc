@@ -2969,6 +2969,14 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   const Duration duration(std::max<int64_t>(now - task.attempt_started_ms, 0));
   const dag::Stage& stage = pipeline_.stages[task.stage];
 
+  // A reuse whose restore from an object store failed reports a missing
+  // source: say why it is missing instead.
+  if (auto restore = restore_failures_.find(t); restore != restore_failures_.end()) {
+    if (task.reusing && report.outcome == TaskReport::Outcome::kFailed) {
+      report.message = StrCat(restore->second, "; running the task");
+    }
+    if (report.outcome != TaskReport::Outcome::kStarted) restore_failures_.erase(restore);
+  }
   // A reuse whose outputs changed since they were recorded is no hit: run
   // the task for real (not a failure of the task).
   if (task.reusing && report.outcome == TaskReport::Outcome::kSucceeded) {
@@ -3082,12 +3090,7 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   }
   if (task.reusing) {
     // A failed reuse: requeue as a real run at once.
-    std::string why = report.message;
-    if (auto restore = restore_failures_.find(t); restore != restore_failures_.end()) {
-      why = StrCat(restore->second, "; running the task");
-      restore_failures_.erase(restore);
-    }
-    TF_RETURN_IF_ERROR(SetTaskState(t, task_state::kQueued, why, duration));
+    TF_RETURN_IF_ERROR(SetTaskState(t, task_state::kQueued, report.message, duration));
     task.no_cache = true;
     Enqueue(t);
     return absl::OkStatus();
