@@ -12,7 +12,9 @@
 #      a byte of every GET is caught (expected and actual hash), the task
 #      runs instead;
 #   4. a restore that fails on S3 (503 until the budget runs out) reports
-#      the S3 error, not a missing staging path.
+#      the S3 error, not a missing staging path;
+#   5. tierflow killed (-9) in the middle of a multipart write-back leaves
+#      an unfinished upload, which `tierflow resume` finds and aborts.
 # Prints its elapsed time.
 #
 # Usage: s3_faults.sh TIERFLOW_BIN SWIFT_DIR
@@ -122,4 +124,38 @@ run3=$(sql "SELECT id FROM runs ORDER BY created_at DESC LIMIT 1")
   fail "a failed restore does not report the S3 error: $(sql "SELECT task_id, state, message FROM attempts WHERE run_id='$run3'")"
 [ "$(sql "SELECT count(*) FROM attempts WHERE run_id='$run3' AND message LIKE '%No such file or directory%'")" = 0 ] ||
   fail "a failed restore still says 'No such file or directory': $(sql "SELECT task_id, message FROM attempts WHERE run_id='$run3' AND message LIKE '%No such file%'")"
-echo "s3_faults: OK (unreachable tiers refused; $retries retries recorded; flipped restores caught; restore errors named) in $((SECONDS - start)) s"
+
+# 5. A write-back of 40 MiB (five parts) whose third part stalls; tierflow
+# is killed -9 meanwhile; the resume aborts the upload it left.
+control "clear"
+tiers "$bucket" TIERFLOW_TEST_S3_SECRET 10s
+sed -i 's/stall: 3s/stall: 60s/' "$work/tiers.yaml"
+cat >"$work/big.yaml" <<'YAML'
+name: big
+stages:
+  write:
+    run: ["sh", "-c", "head -c 41943040 /dev/urandom > \"$TIERFLOW_OUTPUT_BIG\""]
+    outputs:
+      big: {size: 40MiB, durability: durable}
+YAML
+control "fault?kind=stall&match=partNumber=3&count=-1&seconds=60"
+"$tierflow" run "$work/big.yaml" --tiers "$work/tiers.yaml" --db "$db" --progress plain \
+  >"$work/big.txt" 2>&1 &
+big_pid=$!
+for _ in $(seq 600); do
+  curl -fsS "$proxy/__proxy/stats" | grep -q '"stall": 1' && break
+  sleep 0.05
+done
+curl -fsS "$proxy/__proxy/stats" | grep -q '"stall": 1' ||
+  { kill -9 "$big_pid"; fail "the third part never reached the proxy in 30 s: $(cat "$work/big.txt")"; }
+kill -9 "$big_pid"
+wait "$big_pid" 2>/dev/null || true
+big=$(sql "SELECT id FROM runs WHERE pipeline_id=(SELECT id FROM pipelines WHERE name='big')")
+[ "$(sql "SELECT state FROM runs WHERE id='$big'")" = running ] || fail "the killed run is not left running"
+control "clear"
+"$tierflow" resume "$big" --db "$db" >"$work/resume.txt" 2>&1 ||
+  fail "the resume failed: $(tail -5 "$work/resume.txt")"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$big' AND kind='uploads_aborted' AND message LIKE 'tier bulk: aborted 1 unfinished multipart upload of this run, left by an earlier engine%'")" = 1 ] ||
+  fail "the resume did not abort the upload the killed run left: $(sql "SELECT kind, message FROM events WHERE run_id='$big'")"
+[ "$(sql "SELECT state FROM runs WHERE id='$big'")" = succeeded ] || fail "the resumed run did not succeed"
+echo "s3_faults: OK (unreachable tiers refused; $retries retries recorded; flipped restores caught; restore errors named; orphaned upload aborted on resume) in $((SECONDS - start)) s"
