@@ -14,7 +14,9 @@
 #   4. a restore that fails on S3 (503 until the budget runs out) reports
 #      the S3 error, not a missing staging path;
 #   5. tierflow killed (-9) in the middle of a multipart write-back leaves
-#      an unfinished upload, which `tierflow resume` finds and aborts.
+#      an unfinished upload, which `tierflow resume` finds and aborts;
+#   6. in a `tierflow server`, retried requests count in /metrics as
+#      tierflow_storage_retries_total{tier="bulk"}.
 # Prints its elapsed time.
 #
 # Usage: s3_faults.sh TIERFLOW_BIN SWIFT_DIR
@@ -158,4 +160,56 @@ control "clear"
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$big' AND kind='uploads_aborted' AND message LIKE 'tier bulk: aborted 1 unfinished multipart upload of this run, left by an earlier engine%'")" = 1 ] ||
   fail "the resume did not abort the upload the killed run left: $(sql "SELECT kind, message FROM events WHERE run_id='$big'")"
 [ "$(sql "SELECT state FROM runs WHERE id='$big'")" = succeeded ] || fail "the resumed run did not succeed"
-echo "s3_faults: OK (unreachable tiers refused; $retries retries recorded; flipped restores caught; restore errors named; orphaned upload aborted on resume) in $((SECONDS - start)) s"
+# 6. The retry metric of a server's engine.
+control "clear"
+mkdir -p "$work/cluster"
+cat >"$work/cluster/tiers.yaml" <<YAML
+tiers:
+  shared:
+    adapter: posix
+    root: shared
+    scope: cluster
+  bulk:
+    adapter: s3
+    endpoint: $proxy
+    bucket: $bucket
+    prefix: cluster
+    access_key_env: TIERFLOW_TEST_S3_KEY
+    secret_key_env: TIERFLOW_TEST_S3_SECRET
+    scope: cluster
+    durability: durable
+    timeout: {stall: 3s}
+    retry: {backoff: 50ms, max_backoff: 200ms, budget: 10s}
+YAML
+cat >"$work/small.yaml" <<'YAML'
+name: small
+stages:
+  write:
+    run: ["sh", "-c", "echo hello > \"$TIERFLOW_OUTPUT_OUT\""]
+    outputs:
+      out: {size: 1KiB, durability: durable}
+YAML
+"$tierflow" server --listen 127.0.0.1:0 --db "$work/cluster/tierflow.db" --tiers "$work/cluster/tiers.yaml" \
+  --http-listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
+server_pid=$!
+addr= web=
+for _ in $(seq 100); do
+  addr=$(sed -n 's/^listening on //p' "$work/server.out")
+  web=$(sed -n 's|^serving the UI on \(http://[^ ]*\)/$|\1|p' "$work/server.out")
+  [ -n "$addr" ] && [ -n "$web" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] && [ -n "$web" ] || { kill "$server_pid"; fail "the server did not start: $(cat "$work/server.err")"; }
+"$tierflow" worker --name s3w --scheduler "$addr" --slots 1 >"$work/worker.log" 2>&1 &
+worker_pid=$!
+control "fault?kind=5xx&match=PUT%20&count=2"
+submitted=0
+"$tierflow" submit "$work/small.yaml" --scheduler "$addr" --wait >"$work/submit.out" 2>&1 || submitted=$?
+metrics=$(curl -fsS "$web/metrics" || true)
+kill "$worker_pid" "$server_pid" 2>/dev/null || true
+wait "$worker_pid" "$server_pid" 2>/dev/null || true
+[ "$submitted" = 0 ] || fail "the cluster run failed: $(cat "$work/submit.out")"
+echo "$metrics" | grep -qx 'tierflow_storage_retries_total{tier="bulk"} 2' ||
+  fail "/metrics does not count the 2 retries: $(echo "$metrics" | grep -i retr)"
+
+echo "s3_faults: OK (unreachable tiers refused; $retries retries recorded; flipped restores caught; restore errors named; orphaned upload aborted on resume; retries in /metrics) in $((SECONDS - start)) s"
