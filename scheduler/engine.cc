@@ -791,6 +791,10 @@ absl::Status Engine::Impl::BeginRun() {
   checkpoint_digests_.clear();
   waiting_launches_.clear();
   restore_failures_.clear();
+  {
+    std::lock_guard lock(mu_);
+    tier_events_.clear();
+  }
   to_move_.clear();
   data_waiters_.clear();
   move_failures_.clear();

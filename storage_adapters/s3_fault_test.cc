@@ -314,6 +314,36 @@ TEST_F(S3FaultTest, TrickledBodyEndsWithATimeoutNotAHang) {
   EXPECT_FALSE(Notices().empty());
 }
 
+TEST_F(S3FaultTest, CancelStopsATransferUnderWayPromptly) {
+  auto direct = Make(Direct());
+  ASSERT_TRUE(Put(*direct, "slow.bin", RandomBytes(100000, 15)).ok());
+  S3Config config = Proxied();
+  config.timing.stall = std::chrono::milliseconds(60000);  // only the cancel can stop it soon
+  config.timing.budget = std::chrono::milliseconds(60000);
+  auto faulty = MakeS3Adapter(config);
+  ASSERT_TRUE(faulty.ok());
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  (*faulty)->remote()->Watch(nullptr, cancel);
+  Fault("trickle", "GET ", -1, 60);
+  absl::StatusOr<TransferResult> copied;
+  std::thread copy([&] { copied = CopyArtifact(**faulty, "slow.bin", *posix_, "slow.bin"); });
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (Stats().find("\"trickle\": 1") == std::string::npos && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const bool trickling = Stats().find("\"trickle\": 1") != std::string::npos;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto cancelled_at = Clock::now();
+  *cancel = true;
+  copy.join();
+  const auto took = Clock::now() - cancelled_at;
+  ASSERT_TRUE(trickling) << "the GET never reached the proxy within 20 s";
+  ASSERT_FALSE(copied.ok());
+  EXPECT_TRUE(absl::IsCancelled(copied.status())) << copied.status();
+  EXPECT_LT(took, std::chrono::seconds(2));
+  EXPECT_FALSE(fs::exists(dir_ / "work" / "slow.bin"));
+}
+
 TEST_F(S3FaultTest, ServerRestartOfTenSecondsIsRiddenOut) {
   S3Config config = Proxied();
   config.timing.budget = std::chrono::milliseconds(30000);
