@@ -972,8 +972,8 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
             std::lock_guard lock(mu_);
             tier_events_.emplace_back(
                 "transfer_retry", StrCat("tier ", notice.tier, ": attempt ", notice.attempt,
-                                         " failed, trying again in ",
-                                         FormatDuration(notice.wait), ": ", notice.error));
+                                         " failed, trying again in ", FormatDuration(notice.wait),
+                                         ": ", notice.error));
             woken_ = true;
           }
           cv_.notify_one();
@@ -2085,15 +2085,15 @@ void Engine::Impl::SweepUploads(std::string_view when) {
     absl::StatusOr<int> aborted = remote->AbortUnfinishedUploads(StrCat("runs/", run_id_, "/"));
     std::lock_guard lock(mu_);
     if (!aborted.ok()) {
-      tier_events_.emplace_back("uploads_sweep_failed",
-                                StrCat("tier ", tier.config.name,
-                                       ": cannot look for unfinished uploads of this run: ",
-                                       aborted.status().message()));
+      tier_events_.emplace_back(
+          "uploads_sweep_failed",
+          StrCat("tier ", tier.config.name,
+                 ": cannot look for unfinished uploads of this run: ", aborted.status().message()));
     } else if (*aborted > 0) {
       tier_events_.emplace_back(
-          "uploads_aborted", StrCat("tier ", tier.config.name, ": aborted ", *aborted,
-                                    " unfinished multipart upload", *aborted == 1 ? "" : "s",
-                                    " of this run, ", when));
+          "uploads_aborted",
+          StrCat("tier ", tier.config.name, ": aborted ", *aborted, " unfinished multipart upload",
+                 *aborted == 1 ? "" : "s", " of this run, ", when));
     }
   }
 }

@@ -175,14 +175,12 @@ class S3FaultTest : public ::testing::Test {
     }
     return (*writer)->Commit();
   }
-  void Fault(const std::string& kind, const std::string& match, int count,
-             double seconds = 30) {
+  void Fault(const std::string& kind, const std::string& match, int count, double seconds = 30) {
     std::string encoded;
     for (char c : match) encoded += c == ' ' ? std::string("%20") : std::string(1, c);
-    const std::string reply =
-        Control(proxy_port_, "/__proxy/fault?kind=" + kind + "&match=" + encoded +
-                                 "&count=" + std::to_string(count) +
-                                 "&seconds=" + std::to_string(seconds));
+    const std::string reply = Control(
+        proxy_port_, "/__proxy/fault?kind=" + kind + "&match=" + encoded +
+                         "&count=" + std::to_string(count) + "&seconds=" + std::to_string(seconds));
     ASSERT_THAT(reply, HasSubstr("\"ok\": true"));
   }
   std::string Stats() { return Control(proxy_port_, "/__proxy/stats"); }

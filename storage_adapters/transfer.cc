@@ -30,9 +30,10 @@ constexpr int kVerifyAttempts = 3;
 
 absl::Status Mismatch(Adapter& from, std::string_view key, std::string_view what,
                       std::string_view expected, std::string_view actual, int attempts) {
-  return absl::DataLossError(StrCat("tier ", from.remote()->tier_name(), ": '", key, "' ", what,
-                                    " does not match: expected ", expected, ", got ", actual,
-                                    " (", attempts, attempts == 1 ? " attempt" : " attempts",
+  return absl::DataLossError(StrCat("tier ", from.remote()->tier_name(), ": '", key,
+                                    "' as read does not match ", what, ": expected ", expected,
+                                    ", got ", actual, " (", attempts,
+                                    attempts == 1 ? " attempt" : " attempts",
                                     "); the copy was not kept"));
 }
 
@@ -104,8 +105,7 @@ absl::StatusOr<TransferResult> CopyObject(Adapter& from, std::string_view key, A
     if (copied.ok() || actual.empty() || actual == check) return copied;
     if (attempt >= kVerifyAttempts) {
       return Mismatch(from, key,
-                      info.content_hash.empty() ? "as read, its recorded hash,"
-                                                : "as read, its own stored hash,",
+                      info.content_hash.empty() ? "its recorded hash" : "its own stored hash",
                       check, actual, attempt);
     }
     // Read again: a byte damaged on the way is rarely damaged twice. The
@@ -177,11 +177,10 @@ absl::Status CheckTree(Adapter& from, const std::string& key, const TransferResu
                                     "differs: folders without files and symlinks are not kept "
                                     "on an object store)"
                                   : "";
-  return absl::DataLossError(StrCat("tier ", from.remote()->tier_name(), ": '", key,
-                                    "' as read does not match its recorded hash: expected ",
-                                    expected_hash, ", got ",
-                                    tree.content_hash.empty() ? "no hash" : tree.content_hash,
-                                    why, "; the copy is not used"));
+  return absl::DataLossError(StrCat(
+      "tier ", from.remote()->tier_name(), ": '", key,
+      "' as read does not match its recorded hash: expected ", expected_hash, ", got ",
+      tree.content_hash.empty() ? "no hash" : tree.content_hash, why, "; the copy is not used"));
 }
 
 }  // namespace

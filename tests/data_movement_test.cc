@@ -214,7 +214,8 @@ TEST_F(DataMovementTest, AnUnreachableHomeIsRefusedBeforeAnythingRuns) {
   absl::StatusOr<RunResult> result = RunOn(tiers);
   ASSERT_FALSE(result.ok());
   EXPECT_TRUE(absl::IsUnavailable(result.status())) << result.status();
-  EXPECT_THAT(result.status().message(), HasSubstr("tier bulk (bucket 'nowhere' at " + bulk.endpoint));
+  EXPECT_THAT(result.status().message(),
+              HasSubstr("tier bulk (bucket 'nowhere' at " + bulk.endpoint));
   EXPECT_THAT(result.status().message(), HasSubstr("nothing was started"));
   EXPECT_EQ(QueryValue(Db(), "SELECT count(*) FROM runs"), "0");
   EXPECT_FALSE(fs::exists(Root("disk") / "runs"));

@@ -108,7 +108,7 @@ control "clear"
 control "fault?kind=flip&match=GET%20&count=-1"
 run >"$work/run2.txt" 2>&1 || fail "run 2 failed: $(tail -5 "$work/run2.txt")"
 run2=$(sql "SELECT id FROM runs ORDER BY created_at DESC LIMIT 1")
-caught=$(sql "SELECT count(*) FROM events WHERE run_id='$run2' AND kind='copy_failed' AND message LIKE 'restoring the cached %to tier local: tier bulk: %does not match: expected xxh3:%, got xxh3:%'")
+caught=$(sql "SELECT count(*) FROM events WHERE run_id='$run2' AND kind='copy_failed' AND message LIKE 'restoring the cached %to tier local: tier bulk: %does not match %: expected xxh3:%, got xxh3:%'")
 [ "$caught" -ge 1 ] || fail "no restore failed on the flipped bytes: $(sql "SELECT kind, message FROM events WHERE run_id='$run2' AND kind IN ('copy_failed', 'copied')")"
 [ "$(sql "SELECT count(*) FROM attempts WHERE run_id='$run2' AND state='failed' AND message LIKE 'restoring the cached %does not match%; running the task'")" -ge 1 ] ||
   fail "the failed reuse does not say why: $(sql "SELECT task_id, state, message FROM attempts WHERE run_id='$run2'")"
