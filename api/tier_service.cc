@@ -66,6 +66,7 @@ absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenTier(const storage::TierCo
   config.prefix = tier.prefix;
   config.path_style = tier.path_style;
   config.write_once = tier.durability == Durability::kArchive;
+  config.timing = tier.s3_timing;
   for (auto [variable, value] : {std::pair{&tier.access_key_env, &config.access_key},
                                  std::pair{&tier.secret_key_env, &config.secret_key}}) {
     const char* text = std::getenv(variable->c_str());

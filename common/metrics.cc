@@ -268,6 +268,10 @@ const EngineMetrics& Engine() {
                             "by tier and direction; rate(tierflow_transfer_bytes_total) / "
                             "rate(tierflow_transfer_seconds_total) is the throughput.",
                             {"tier", "direction"}),
+        registry.AddCounter("tierflow_storage_retries_total",
+                            "Requests to a remote storage tier (s3) that failed (a 5xx, a "
+                            "reset, a timeout, a BadDigest) and were tried again, by tier.",
+                            {"tier"}),
     };
   }();
   return *metrics;

@@ -157,6 +157,9 @@ struct EngineMetrics {
   Family<Counter>& transfer_seconds;
   void RecordTransfer(const std::string& from, const std::string& to, uint64_t bytes,
                       double seconds) const;
+  // tierflow_storage_retries_total{tier}: requests to a remote tier (s3)
+  // that failed and were tried again.
+  Family<Counter>& storage_retries;
 };
 const EngineMetrics& Engine();
 

@@ -47,6 +47,7 @@
 #include "scheduler/store.h"
 #include "storage_adapters/local_artifact.h"
 #include "storage_adapters/posix.h"
+#include "storage_adapters/remote_store.h"
 
 namespace tierflow::scheduler {
 namespace fs = std::filesystem;
@@ -489,7 +490,7 @@ class Engine::Impl {
   absl::Status StartCopy(uint32_t task, size_t output, uint8_t tier);
   // A streamed copy's job (StartCopy, for a tier a reader streams from).
   MoveJob StreamCopy(int64_t copy_id, uint8_t source, uint8_t tier, const std::string& key,
-                     bool clear_first);
+                     bool clear_first, const std::string& expected_hash);
   absl::Status WakeDataWaiters();
   // Every input of `task` is on the tier it reads it from; starts the
   // copies that are missing.
@@ -744,6 +745,17 @@ class Engine::Impl {
     int restores = 0;  // still being copied
   };
   std::unordered_map<uint32_t, WaitingLaunch> waiting_launches_;  // by task
+  std::unordered_map<uint32_t, std::string> restore_failures_;    // by task: why
+  // Remote tiers (s3): their retries and sweeps, told on transfer threads,
+  // recorded as run events in the next turn; their transfers stop when
+  // this is set (the run is cancelled or stops on an error).
+  std::shared_ptr<std::atomic<bool>> transfers_cancelled_;
+  std::atomic<bool> tier_retried_{false};  // a request to a remote tier was retried
+  std::vector<std::pair<std::string, std::string>> tier_events_;  // guarded by mu_
+  // Aborts the unfinished multipart uploads of this run on its remote
+  // tiers (nothing writes there now); each sweep that found some, an event.
+  void SweepUploads(std::string_view when);
+  absl::Status RecordTierEvents();
   std::unordered_map<int64_t, Move> moves_;                       // by copy id: under way
   size_t moves_in_flight_ = 0;
   std::vector<MoveJob> to_move_;               // submitted after the turn's commit
@@ -817,6 +829,11 @@ absl::Status Engine::Impl::BeginRun() {
   checkpoint_watch_.clear();
   checkpoint_digests_.clear();
   waiting_launches_.clear();
+  restore_failures_.clear();
+  {
+    std::lock_guard lock(mu_);
+    tier_events_.clear();
+  }
   to_move_.clear();
   data_waiters_.clear();
   move_failures_.clear();
@@ -976,6 +993,35 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
                                                placed.config.adapter, "' in this engine"));
       }
       tiers_.push_back(std::move(tier));
+    }
+  }
+  // Remote tiers tell this run their retries, stop with it, and must answer
+  // before anything starts (credentials, bucket): a run that cannot write
+  // its outputs back should not run its tasks first.
+  transfers_cancelled_ = std::make_shared<std::atomic<bool>>(false);
+  tier_retried_ = false;
+  for (Tier& tier : tiers_) {
+    storage::RemoteStore* remote = tier.adapter->remote();
+    if (remote == nullptr) continue;
+    remote->Watch(
+        [this](const storage::RetryNotice& notice) {
+          metrics::Engine().storage_retries.With({notice.tier}).Increment();
+          tier_retried_ = true;
+          {
+            std::lock_guard lock(mu_);
+            tier_events_.emplace_back(
+                "transfer_retry", StrCat("tier ", notice.tier, ": attempt ", notice.attempt,
+                                         " failed, trying again in ", FormatDuration(notice.wait),
+                                         ": ", notice.error));
+            woken_ = true;
+          }
+          cv_.notify_one();
+        },
+        transfers_cancelled_);
+    if (absl::Status reachable = remote->CheckReachable(); !reachable.ok()) {
+      return absl::Status(reachable.code(),
+                          StrCat(reachable.message(), "\nnothing was started: the run needs tier ",
+                                 tier.config.name));
     }
   }
   const size_t tier_count = tiers_.size();
@@ -1156,7 +1202,7 @@ absl::Status Engine::Impl::StartCopy(uint32_t t, size_t o, uint8_t tier) {
       ((place.dirty >> tier) & 1) && tiers_[tier].config.durability != Durability::kArchive;
   place.dirty &= ~(uint64_t{1} << tier);  // the job clears it; a failure marks it again
   if (((place.stream_tiers >> tier) & 1) && tiers_[tier].posix) {
-    to_move_.push_back(StreamCopy(id, *source, tier, key, dirty));
+    to_move_.push_back(StreamCopy(id, *source, tier, key, dirty, tasks_[t].outputs[o].hash));
     return absl::OkStatus();
   }
   to_move_.push_back({MoveJob::Kind::kCopy,
@@ -1167,7 +1213,8 @@ absl::Status Engine::Impl::StartCopy(uint32_t t, size_t o, uint8_t tier) {
                       tiers_[tier].posix ? TierPath(tier, key) : "",
                       dirty,
                       "",
-                      {}});
+                      {},
+                      tasks_[t].outputs[o].hash});
   return absl::OkStatus();
 }
 
@@ -1176,7 +1223,7 @@ absl::Status Engine::Impl::StartCopy(uint32_t t, size_t o, uint8_t tier) {
 // of what its reader has opened (the helpers write that to the manifest's
 // ".next" file). The engine hears once the first file is there.
 MoveJob Engine::Impl::StreamCopy(int64_t id, uint8_t source, uint8_t tier, const std::string& key,
-                                 bool clear_first) {
+                                 bool clear_first, const std::string& expected_hash) {
   auto control = std::make_shared<StreamControl>();
   streams_[id] = control;
   MoveJob job;
@@ -1187,6 +1234,7 @@ MoveJob Engine::Impl::StreamCopy(int64_t id, uint8_t source, uint8_t tier, const
   storage::StreamOptions options;
   options.window = kStreamWindow;
   options.clear_first = clear_first;
+  options.expected_hash = expected_hash;
   options.readers_done = std::shared_ptr<const std::atomic<bool>>(control, &control->readers_done);
   options.on_first = [this, id] {
     MoveResult result;
@@ -1246,9 +1294,11 @@ absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
     // Launched once every restore has ended; one that failed makes the
     // reuse fail in the worker (its source is missing), and the task runs.
     if (!result.status.ok()) {
-      TF_RETURN_IF_ERROR(AddEvent(
-          producer.id, 0, "copy_failed",
-          StrCat("restoring the cached ", what, " to tier ", tier, ": ", result.status.message())));
+      const std::string failure =
+          StrCat("restoring the cached ", what, " to tier ", tier, ": ", result.status.message());
+      TF_RETURN_IF_ERROR(AddEvent(producer.id, 0, "copy_failed", failure));
+      // What the failed reuse reports (its source is missing) says less.
+      restore_failures_[move.task] = failure;
     }
     auto waiting = waiting_launches_.find(move.task);
     if (waiting != waiting_launches_.end() && --waiting->second.restores == 0) {
@@ -1710,6 +1760,7 @@ absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
   pipeline_.file = file;
   TF_RETURN_IF_ERROR(SetUpTiers(stored_tiers.value_or("")));
   if (options_.kill_leftovers_on_host) KillLeftoverTasks(run_id_);
+  SweepUploads("left by an earlier engine of this run");
   TF_RETURN_IF_ERROR(LoadRunForResume());
   return Drive(/*resumed=*/true);
 }
@@ -2040,7 +2091,7 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
     bool pending = false;
     {
       std::lock_guard lock(mu_);
-      pending = !reports_.empty() || !move_results_.empty();
+      pending = !reports_.empty() || !move_results_.empty() || !tier_events_.empty();
     }
     // A turn only when it has something to do (an inline turn may have
     // done it meanwhile).
@@ -2077,6 +2128,7 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
       }
     }
     executor.reset();
+    *transfers_cancelled_ = true;  // the mover's transfers stop now
     mover_.reset();
     const std::string why =
         StrCat(status.message(), "\nrun ", run_id_,
@@ -2089,6 +2141,9 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
     executor_.reset();
   }
   mover_.reset();  // idle: every copy it was given has been applied
+  // A write whose start was retried (its first reply lost) may have left an
+  // upload behind; failed ones abort their own.
+  if (tier_retried_ && !*transfers_cancelled_) SweepUploads("left by requests that were retried");
   // Nothing runs any more: staging holds only leftovers of failed attempts.
   std::error_code ignored;
   for (const Tier& tier : tiers_) {
@@ -2131,6 +2186,36 @@ void Engine::Impl::RecordStopped(const std::string& why) {
   }
 }
 
+void Engine::Impl::SweepUploads(std::string_view when) {
+  for (const Tier& tier : tiers_) {
+    storage::RemoteStore* remote = tier.adapter->remote();
+    if (remote == nullptr) continue;
+    absl::StatusOr<int> aborted = remote->AbortUnfinishedUploads(StrCat("runs/", run_id_, "/"));
+    std::lock_guard lock(mu_);
+    if (!aborted.ok()) {
+      tier_events_.emplace_back(
+          "uploads_sweep_failed",
+          StrCat("tier ", tier.config.name,
+                 ": cannot look for unfinished uploads of this run: ", aborted.status().message()));
+    } else if (*aborted > 0) {
+      tier_events_.emplace_back(
+          "uploads_aborted",
+          StrCat("tier ", tier.config.name, ": aborted ", *aborted, " unfinished multipart upload",
+                 *aborted == 1 ? "" : "s", " of this run, ", when));
+    }
+  }
+}
+
+absl::Status Engine::Impl::RecordTierEvents() {
+  std::vector<std::pair<std::string, std::string>> events;
+  {
+    std::lock_guard lock(mu_);
+    events.swap(tier_events_);
+  }
+  for (const auto& [kind, message] : events) TF_RETURN_IF_ERROR(AddEvent("", 0, kind, message));
+  return absl::OkStatus();
+}
+
 absl::Status Engine::Impl::FinishRun(std::string_view state, const std::string& message) {
   TF_RETURN_IF_ERROR(BeginWrite());
   TF_ASSIGN_OR_RETURN(Statement update,
@@ -2138,6 +2223,7 @@ absl::Status Engine::Impl::FinishRun(std::string_view state, const std::string& 
                                    "message = ? WHERE id = ?"));
   update.Bind(1, state).Bind(2, WallClockMs()).Bind(3, message).Bind(4, run_id_);
   absl::Status status = update.Run();
+  if (status.ok()) status = RecordTierEvents();
   if (status.ok()) status = AddEvent("", 0, StrCat("run_", state), message);
   if (!status.ok()) {
     (void)db_->Execute("ROLLBACK");
@@ -2197,6 +2283,7 @@ absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<Move
   TF_RETURN_IF_ERROR(BeginWrite());
   absl::Status status;
   auto run_turn = [&]() -> absl::Status {
+    TF_RETURN_IF_ERROR(RecordTierEvents());
     if (cancel_now) TF_RETURN_IF_ERROR(CancelAll());
     if (!checkpoint_watch_.empty() && next_checkpoint_poll_ <= std::chrono::steady_clock::now()) {
       TF_RETURN_IF_ERROR(PollCheckpoints());
@@ -2312,7 +2399,9 @@ absl::Status Engine::Impl::CancelAll() {
   while (!ready_.empty()) ready_.pop();
   data_waiters_.clear();
   // Copies not begun are not needed any more (write-backs of finished
-  // outputs resume with the run); those under way finish.
+  // outputs resume with the run); those under way to or from a remote
+  // store stop at once (they are made again on resume), others finish.
+  *transfers_cancelled_ = true;
   mover_->DropQueued();
   return absl::OkStatus();
 }
@@ -2495,7 +2584,8 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
                         TierPath(write, to_key),
                         /*clear_first=*/true,
                         to_key,
-                        {}});
+                        {},
+                        hit->hashes[o]});
     ++restores;
   }
   if (!hit) TF_RETURN_IF_ERROR(WatchCheckpoints(t, launch, restores));
@@ -3038,6 +3128,14 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   const Duration duration(std::max<int64_t>(now - task.attempt_started_ms, 0));
   const dag::Stage& stage = pipeline_.stages[task.stage];
 
+  // A reuse whose restore from an object store failed reports a missing
+  // source: say why it is missing instead.
+  if (auto restore = restore_failures_.find(t); restore != restore_failures_.end()) {
+    if (task.reusing && report.outcome == TaskReport::Outcome::kFailed) {
+      report.message = StrCat(restore->second, "; running the task");
+    }
+    if (report.outcome != TaskReport::Outcome::kStarted) restore_failures_.erase(restore);
+  }
   // A reuse whose outputs changed since they were recorded is no hit: run
   // the task for real (not a failure of the task).
   if (task.reusing && report.outcome == TaskReport::Outcome::kSucceeded) {

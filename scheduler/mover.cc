@@ -87,7 +87,8 @@ void Mover::Work() {
       }
     } else if (job.kind == MoveJob::Kind::kCopy) {
       absl::StatusOr<storage::TransferResult> moved =
-          CopyArtifact(*job.from, job.key, *job.to, job.to_key.empty() ? job.key : job.to_key);
+          CopyArtifact(*job.from, job.key, *job.to, job.to_key.empty() ? job.key : job.to_key,
+                       job.expected_hash);
       if (moved.ok()) {
         result.moved = *moved;
       } else {

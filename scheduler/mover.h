@@ -40,6 +40,9 @@ struct MoveJob {
   // an earlier run into this one's staging).
   std::string to_key;
   std::function<absl::StatusOr<storage::TransferResult>()> run;  // kRun
+  // kCopy: the artifact's recorded hash, that a copy from a remote store
+  // must match (storage::CopyArtifact).
+  std::string expected_hash = {};
 };
 
 struct MoveResult {

@@ -320,6 +320,11 @@ std::string PlacementTiersToJson(const std::vector<PlacementTier>& tiers) {
          {"profile", {p.seq_read_mb_s, p.seq_write_mb_s, p.rand_read_iops, p.latency_us}},
          {"profile_source", tier.profile_source},
          {"capacity", tier.capacity}});
+    if (c.adapter == "s3") {
+      const storage::S3Timing& t = c.s3_timing;
+      list.back()["s3_timing"] = {t.stall.count(), t.min_rate, t.backoff.count(),
+                                  t.max_backoff.count(), t.budget.count()};
+    }
   }
   return list.dump();
 }
@@ -356,6 +361,15 @@ absl::StatusOr<std::vector<PlacementTier>> PlacementTiersFromJson(const std::str
                       p.at(3).get<double>()};
       tier.profile_source = entry.at("profile_source").get<std::string>();
       tier.capacity = entry.at("capacity").get<uint64_t>();
+      if (entry.contains("s3_timing")) {  // since tiers.yaml has timeout and retry
+        const nlohmann::json& t = entry.at("s3_timing");
+        storage::S3Timing& timing = c.s3_timing;
+        timing.stall = std::chrono::milliseconds(t.at(0).get<int64_t>());
+        timing.min_rate = t.at(1).get<uint64_t>();
+        timing.backoff = std::chrono::milliseconds(t.at(2).get<int64_t>());
+        timing.max_backoff = std::chrono::milliseconds(t.at(3).get<int64_t>());
+        timing.budget = std::chrono::milliseconds(t.at(4).get<int64_t>());
+      }
       tiers.push_back(std::move(tier));
     }
   } catch (const nlohmann::json::exception&) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -25,6 +26,10 @@ struct ObjectInfo {
   std::string key;  // normalised, relative to the tier root
   uint64_t bytes = 0;
   int64_t modified_ms = 0;  // ms since the Unix epoch; 0 when unknown
+  // The object's own content hash (as HashArtifact gives it for a file) when
+  // the store keeps one beside it (s3: user metadata set on upload; Stat
+  // only), else empty. Copies check what they read against it.
+  std::string content_hash = {};
 };
 
 // Writes one object in pieces. Nothing is visible under the key until
@@ -35,6 +40,13 @@ class ObjectWriter {
   virtual absl::Status Write(std::string_view data) = 0;
   // Makes the object visible under its key, replacing any earlier object.
   virtual absl::Status Commit() = 0;
+  // Where to get the object's content hash (as HashArtifact gives it) if the
+  // writer must declare it before it has seen every byte (an s3 multipart
+  // upload sets its metadata when it starts); the writer then checks it
+  // against what was written. Writers that need none ignore it.
+  virtual void SetContentHashSource(std::function<absl::StatusOr<std::string>()> source) {
+    (void)source;
+  }
 };
 
 // Reads one object (or a byte range of it) in pieces.
@@ -49,9 +61,15 @@ class ObjectReader {
 // ResourceExhausted for a full tier; PermissionDenied for refused
 // credentials; Unavailable for a server that cannot be reached or keeps
 // failing after retries.
+class RemoteStore;  // remote_store.h
+
 class Adapter {
  public:
   virtual ~Adapter() = default;
+
+  // What only remote stores do (retry notices, cancellation, reachability,
+  // unfinished uploads); null for local ones.
+  virtual RemoteStore* remote() { return nullptr; }
 
   // "posix" or "s3".
   virtual std::string_view kind() const = 0;

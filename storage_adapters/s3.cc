@@ -26,8 +26,10 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "storage_adapters/artifact_key.h"
+#include "storage_adapters/content_hash.h"
 #include "storage_adapters/curl_library.h"
 #include "storage_adapters/fd.h"
+#include "storage_adapters/remote_store.h"
 #include "storage_adapters/sigv4.h"
 
 namespace tierflow::storage {
@@ -41,7 +43,8 @@ constexpr uint64_t kMaxParts = 10000;
 constexpr size_t kMaxErrorBody = size_t{64} << 10;  // the start of an error is enough
 constexpr size_t kMaxXmlBody = size_t{16} << 20;    // a listing page of 1000 keys is < 1 MiB
 constexpr size_t kHashBuffer = size_t{1} << 20;
-constexpr std::chrono::milliseconds kMaxBackoff{10000};
+// Each object's own content hash, as HashArtifact gives it for a file.
+constexpr std::string_view kHashHeader = "x-amz-meta-tierflow-hash";
 constexpr std::string_view kTempMarker = ".tierflow-tmp-";
 constexpr std::string_view kEmptySha256 =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -249,8 +252,11 @@ Body MemoryBody(std::string_view data) {
 }
 
 // A body that streams [offset, offset + size) of `fd`, its MD5 computed
-// first (Content-MD5 goes out before the first byte).
-absl::StatusOr<Body> FileBody(int fd, uint64_t offset, uint64_t size) {
+// first (Content-MD5 goes out before the first byte), and in the same pass
+// its content hash into `content_hash` when given.
+absl::StatusOr<Body> FileBody(int fd, uint64_t offset, uint64_t size,
+                              std::string* content_hash = nullptr) {
+  ContentHasher hasher;
   Body body;
   body.fd = fd;
   body.offset = offset;
@@ -267,11 +273,31 @@ absl::StatusOr<Body> FileBody(int fd, uint64_t offset, uint64_t size) {
     }
     const std::string_view piece(buffer.data(), static_cast<size_t>(n));
     md5.Update(piece);
+    if (content_hash != nullptr) hasher.Update(piece);
     done += static_cast<uint64_t>(n);
   }
   body.sha256_hex = std::string(kUnsignedPayload);
   body.md5 = md5.Finish();
+  if (content_hash != nullptr) *content_hash = hasher.Finish();
   return body;
+}
+
+// The content hash of the first `size` bytes of `fd`.
+absl::StatusOr<std::string> HashFileRange(int fd, uint64_t size) {
+  ContentHasher hasher;
+  std::string buffer(static_cast<size_t>(std::min<uint64_t>(size, kHashBuffer)), '\0');
+  for (uint64_t done = 0; done < size;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(size - done, buffer.size()));
+    const ssize_t n = pread(fd, buffer.data(), want, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::InternalError(n == 0 ? "the file shrank while it was read"
+                                        : StrCat("cannot read the file: ", ErrnoText(errno)));
+    }
+    hasher.Update(std::string_view(buffer.data(), static_cast<size_t>(n)));
+    done += static_cast<uint64_t>(n);
+  }
+  return hasher.Finish();
 }
 
 // A part of a file for a multipart upload: nothing read before sending.
@@ -306,6 +332,9 @@ struct Request {
   Pairs headers;  // besides Host, x-amz-*, Content-MD5 and Authorization
   Body body;
   Sink sink;  // unset: a successful body is kept in Response::body
+  // Bytes a successful reply's body is expected to hold (a ranged GET's
+  // length), for the attempt's total deadline; uploads count their body.
+  uint64_t expected_bytes = 0;
   // Statuses besides 2xx that the caller handles itself.
   std::vector<long> also_accept;
 };
@@ -339,6 +368,7 @@ struct Transfer {
   absl::Status local;           // our side failed: reading the body, or the sink
   std::unique_ptr<Digest> md5;  // of the body's bytes [0, hashed), as sent
   uint64_t hashed = 0;
+  const std::atomic<bool>* cancel = nullptr;  // set: stop the transfer
 
   void Hash(const char* data, size_t n) {
     if (md5 && sent == hashed) {
@@ -431,6 +461,11 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
   return piece.size();
 }
 
+int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* transfer = static_cast<Transfer*>(user);
+  return transfer->cancel != nullptr && transfer->cancel->load() ? 1 : 0;
+}
+
 bool TransientCurlError(CURLcode code) {
   switch (code) {
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -452,6 +487,15 @@ bool TransientCurlError(CURLcode code) {
 bool TransientStatus(long status) {
   return status == 408 || status == 429 ||
          (status >= 500 && status != 501 && status != 505 && status != 507);
+}
+
+// A 400 whose cause is the connection, not the request: a body damaged on
+// the way (BadDigest: it does not match its Content-MD5), or one that came
+// too slowly (RequestTimeout). Sent again, it can succeed.
+bool TransientCode(std::string_view code) {
+  return code == "BadDigest" || code == "RequestTimeout" || code == "XAmzContentSHA256Mismatch" ||
+         code == "IncompleteBody" || code == "InternalError" || code == "SlowDown" ||
+         code == "ServiceUnavailable";
 }
 
 // Runs task(0) ... task(count - 1) on up to `parallel` threads, this one
@@ -488,6 +532,7 @@ struct Head {
   uint64_t bytes = 0;
   std::string etag;  // bare
   int64_t modified_ms = 0;
+  std::string content_hash;  // kHashHeader, if it was stored
 };
 
 struct Part {
@@ -504,7 +549,7 @@ struct RangeReply {
   std::string etag;         // bare
 };
 
-class S3Adapter final : public Adapter {
+class S3Adapter final : public Adapter, public RemoteStore {
  public:
   S3Adapter(const CurlLibrary& curl, S3Config config, std::string scheme, std::string authority)
       : curl_(curl),
@@ -518,6 +563,17 @@ class S3Adapter final : public Adapter {
   }
 
   std::string_view kind() const override { return "s3"; }
+  RemoteStore* remote() override { return this; }
+  const std::string& tier_name() const override { return config_.tier; }
+
+  void Watch(std::function<void(const RetryNotice&)> on_retry,
+             std::shared_ptr<const std::atomic<bool>> cancel) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    on_retry_ = std::move(on_retry);
+    cancel_ = std::move(cancel);
+  }
+  absl::Status CheckReachable() override;
+  absl::StatusOr<int> AbortUnfinishedUploads(std::string_view prefix) override;
 
   absl::StatusOr<std::unique_ptr<ObjectWriter>> OpenWrite(std::string_view key) override;
   absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRead(std::string_view key, uint64_t offset,
@@ -543,10 +599,13 @@ class S3Adapter final : public Adapter {
                                   const std::string& object);
   absl::StatusOr<RangeReply> GetRange(const std::string& key, const std::string& object,
                                       uint64_t offset, uint64_t length, const Sink& sink);
-  absl::Status PutObject(const std::string& key, const std::string& object, const Body& body);
+  // `content_hash`: stored with it as kHashHeader ("" for none).
+  absl::Status PutObject(const std::string& key, const std::string& object, const Body& body,
+                         const std::string& content_hash);
   // On a write-once tier: FailedPrecondition when `key` exists.
   absl::Status RefuseOverwrite(const std::string& key, const std::string& object);
-  absl::StatusOr<std::string> InitiateUpload(const std::string& key, const std::string& object);
+  absl::StatusOr<std::string> InitiateUpload(const std::string& key, const std::string& object,
+                                             const std::string& content_hash);
   absl::StatusOr<Part> UploadPart(const std::string& key, const std::string& object,
                                   const std::string& upload_id, int number, const Body& body);
   absl::Status CompleteUpload(const std::string& key, const std::string& object,
@@ -562,7 +621,29 @@ class S3Adapter final : public Adapter {
     absl::Status local;
   };
 
-  Attempt Perform(CURL* handle, const Request& request) const;
+  Attempt Perform(CURL* handle, const Request& request, const std::atomic<bool>* cancel) const;
+  std::shared_ptr<const std::atomic<bool>> CancelFlag() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cancel_;
+  }
+  void NotifyRetry(const absl::Status& failure, int attempt, std::chrono::milliseconds wait) {
+    std::function<void(const RetryNotice&)> on_retry;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      on_retry = on_retry_;
+    }
+    if (on_retry) on_retry({config_.tier, std::string(failure.message()), attempt, wait});
+  }
+  // Waits `wait`, or less when the run is cancelled meanwhile; false then.
+  bool Sleep(std::chrono::milliseconds wait, const std::atomic<bool>* cancel) const {
+    const auto until = std::chrono::steady_clock::now() + wait;
+    while (std::chrono::steady_clock::now() < until) {
+      if (cancel != nullptr && cancel->load()) return false;
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+          std::chrono::milliseconds(50), until - std::chrono::steady_clock::now()));
+    }
+    return cancel == nullptr || !cancel->load();
+  }
   absl::Status Failure(const Request& request, const Attempt& attempt, int attempts) const;
   absl::Status Error(const Request& request, absl::StatusCode code, std::string_view detail) const {
     return absl::Status(code, StrCat("tier ", config_.tier, ": cannot ", request.what, " '",
@@ -599,6 +680,8 @@ class S3Adapter final : public Adapter {
   const SigV4Credentials credentials_;
   std::mutex mutex_;
   std::vector<CURL*> idle_ ABSL_GUARDED_BY(mutex_);
+  std::function<void(const RetryNotice&)> on_retry_ ABSL_GUARDED_BY(mutex_);
+  std::shared_ptr<const std::atomic<bool>> cancel_ ABSL_GUARDED_BY(mutex_);
 };
 
 // Streams an object (or a range) in chunks of one part, one ranged GET
@@ -674,7 +757,12 @@ class S3Reader final : public ObjectReader {
 // sends the part from a thread of its own, so that up to `parallel` parts
 // (the one being filled included) are in memory at once. Commit sends a
 // small object in one PUT, or completes the upload; any failure, and a
-// writer destroyed before Commit, aborts the upload.
+// writer destroyed before Commit, aborts the upload. The object's content
+// hash goes with it as metadata: a small object's is computed from its
+// bytes; a multipart upload's must be known when it starts, from the hash
+// source (SetContentHashSource), and is checked against the bytes written
+// before the upload completes. Without a source, a large object is stored
+// without one (readers then check it only as part of its artifact).
 class S3Writer final : public ObjectWriter {
  public:
   S3Writer(S3Adapter* adapter, std::string key, std::string object)
@@ -685,9 +773,14 @@ class S3Writer final : public ObjectWriter {
     if (!finished_ && !upload_id_.empty()) adapter_->AbortUpload(key_, object_, upload_id_);
   }
 
+  void SetContentHashSource(std::function<absl::StatusOr<std::string>()> source) override {
+    hash_source_ = std::move(source);
+  }
+
   absl::Status Write(std::string_view data) override {
     if (finished_) return Finished();
     TF_RETURN_IF_ERROR(Failure());
+    hasher_.Update(data);
     const uint64_t part_size = adapter_->config().part_size;
     while (!data.empty()) {
       const size_t n =
@@ -721,10 +814,19 @@ class S3Writer final : public ObjectWriter {
 
  private:
   absl::Status CommitParts() {
-    if (upload_id_.empty()) return adapter_->PutObject(key_, object_, MemoryBody(buffer_));
+    const std::string written = hasher_.Finish();
+    if (upload_id_.empty()) {
+      return adapter_->PutObject(key_, object_, MemoryBody(buffer_), written);
+    }
     if (!buffer_.empty()) TF_RETURN_IF_ERROR(SendPart());
     JoinAll();
     TF_RETURN_IF_ERROR(Failure());
+    if (!declared_hash_.empty() && declared_hash_ != written) {
+      return absl::DataLossError(StrCat("tier ", adapter_->config().tier, ": '", key_,
+                                        "' was declared with content hash ", declared_hash_,
+                                        " but the bytes written hash to ", written,
+                                        " (its source changed while it was copied)"));
+    }
     std::vector<Part> parts;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -735,7 +837,12 @@ class S3Writer final : public ObjectWriter {
 
   absl::Status SendPart() {
     if (upload_id_.empty()) {
-      TF_ASSIGN_OR_RETURN(upload_id_, adapter_->InitiateUpload(key_, object_));
+      if (hash_source_) {
+        absl::StatusOr<std::string> hash = hash_source_();
+        // Without it the object is still checked, as part of its artifact.
+        if (hash.ok()) declared_hash_ = *hash;
+      }
+      TF_ASSIGN_OR_RETURN(upload_id_, adapter_->InitiateUpload(key_, object_, declared_hash_));
     }
     if (static_cast<uint64_t>(next_part_) > kMaxParts) {
       return absl::ResourceExhaustedError(
@@ -782,6 +889,9 @@ class S3Writer final : public ObjectWriter {
   const std::string object_;
   std::string buffer_;     // the part being filled
   std::string upload_id_;  // once the first part is full
+  ContentHasher hasher_;   // of every byte written
+  std::function<absl::StatusOr<std::string>()> hash_source_;
+  std::string declared_hash_;  // the multipart upload's metadata
   int next_part_ = 1;
   std::deque<std::thread> in_flight_;
   bool finished_ = false;
@@ -793,11 +903,13 @@ class S3Writer final : public ObjectWriter {
 // ---------------------------------------------------------------------------
 // Sending.
 
-S3Adapter::Attempt S3Adapter::Perform(CURL* handle, const Request& request) const {
+S3Adapter::Attempt S3Adapter::Perform(CURL* handle, const Request& request,
+                                      const std::atomic<bool>* cancel) const {
   curl_.easy_reset(handle);
   Attempt attempt;
   Transfer transfer;
   transfer.request = &request;
+  transfer.cancel = cancel;
   if (request.body.md5_while_sending) transfer.md5 = std::make_unique<Digest>(Digest::Kind::kMd5);
 
   const std::string host =
@@ -833,11 +945,21 @@ S3Adapter::Attempt S3Adapter::Perform(CURL* handle, const Request& request) cons
   curl_.easy_setopt(handle, CURLOPT_PATH_AS_IS, 1L);
   curl_.easy_setopt(handle, CURLOPT_USERAGENT, "tierflow");
   curl_.easy_setopt(handle, CURLOPT_ERRORBUFFER, error);
-  curl_.easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.timeout.count()));
+  const S3Timing& timing = config_.timing;
+  curl_.easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timing.stall.count()));
   curl_.easy_setopt(handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_.easy_setopt(
-      handle, CURLOPT_LOW_SPEED_TIME,
-      static_cast<long>(std::max<int64_t>(1, (config_.timeout.count() + 999) / 1000)));
+  curl_.easy_setopt(handle, CURLOPT_LOW_SPEED_TIME,
+                    static_cast<long>(std::max<int64_t>(1, (timing.stall.count() + 999) / 1000)));
+  // The total deadline: a server that sends a byte now and then keeps the
+  // low-speed limit happy for ever, but not this.
+  const uint64_t bytes = std::max(request.body.length(), request.expected_bytes);
+  const uint64_t deadline_ms = static_cast<uint64_t>(timing.stall.count()) +
+                               bytes / std::max<uint64_t>(timing.min_rate / 1000, 1);
+  curl_.easy_setopt(handle, CURLOPT_TIMEOUT_MS,
+                    static_cast<long>(std::min<uint64_t>(deadline_ms, uint64_t{1} << 40)));
+  curl_.easy_setopt(handle, CURLOPT_NOPROGRESS, 0L);
+  curl_.easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, OnProgress);
+  curl_.easy_setopt(handle, CURLOPT_XFERINFODATA, &transfer);
   curl_.easy_setopt(handle, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_.easy_setopt(handle, CURLOPT_HEADERDATA, &transfer);
   curl_.easy_setopt(handle, CURLOPT_WRITEFUNCTION, OnBody);
@@ -874,42 +996,63 @@ std::chrono::milliseconds S3Adapter::Backoff(int attempt) const {
   // Exponential, capped, with jitter: a random wait in [d/2, d], so that
   // clients that failed together do not retry together.
   static thread_local std::mt19937_64 random(std::random_device{}());
-  const int64_t base = std::min(config_.backoff.count(), int64_t{kMaxBackoff.count()});
+  const int64_t cap = config_.timing.max_backoff.count();
+  const int64_t base = std::min(config_.timing.backoff.count(), cap);
   if (base <= 0) return std::chrono::milliseconds(0);
-  const int64_t ceiling = std::min<int64_t>(kMaxBackoff.count(), base << std::min(attempt, 20));
+  const int64_t ceiling = std::min<int64_t>(cap, base << std::min(attempt, 20));
   std::uniform_int_distribution<int64_t> jitter(ceiling / 2, ceiling);
   return std::chrono::milliseconds(jitter(random));
 }
 
 absl::StatusOr<Response> S3Adapter::Send(const Request& request) {
-  const int attempts = 1 + std::max(config_.retries, 0);
+  const std::shared_ptr<const std::atomic<bool>> cancel = CancelFlag();
+  auto cancelled = [&] {
+    return Error(request, absl::StatusCode::kCancelled, "the transfer was cancelled");
+  };
+  // Retries go on until the budget has passed since the first failure, so
+  // a server that restarts (tens of seconds) is ridden out, whatever the
+  // size of the transfer that was under way.
+  std::optional<std::chrono::steady_clock::time_point> first_failure;
   for (int attempt = 1;; ++attempt) {
+    if (cancel && cancel->load()) return cancelled();
     CURL* handle = AcquireHandle();
     if (handle == nullptr) return absl::ResourceExhaustedError("curl_easy_init failed");
-    Attempt result = Perform(handle, request);
+    Attempt result = Perform(handle, request, cancel.get());
     ReleaseHandle(handle);
+    if (result.code == CURLE_ABORTED_BY_CALLBACK) return cancelled();
     if (!result.local.ok()) {
       return Error(request, result.local.code(), std::string(result.local.message()));
     }
+    bool transient = false;
     if (result.code == CURLE_OK) {
       const long status = result.response.status;
       const bool accepted = (status >= 200 && status < 300) ||
                             std::find(request.also_accept.begin(), request.also_accept.end(),
                                       status) != request.also_accept.end();
       if (accepted) return std::move(result.response);
-      if (!TransientStatus(status) || attempt >= attempts) {
-        return Failure(request, result, attempt);
-      }
-    } else if (!TransientCurlError(result.code) || attempt >= attempts) {
+      transient =
+          TransientStatus(status) ||
+          (status == 400 && TransientCode(XmlText(result.response.body, "Code").value_or("")));
+    } else {
+      transient = TransientCurlError(result.code);
+    }
+    if (!transient) return Failure(request, result, attempt);
+    const auto now = std::chrono::steady_clock::now();
+    if (!first_failure) first_failure = now;
+    const std::chrono::milliseconds wait = Backoff(attempt - 1);
+    if (now - *first_failure + wait > config_.timing.budget) {
       return Failure(request, result, attempt);
     }
-    std::this_thread::sleep_for(Backoff(attempt - 1));
+    NotifyRetry(Failure(request, result, attempt), attempt, wait);
+    if (!Sleep(wait, cancel.get())) return cancelled();
   }
 }
 
 absl::Status S3Adapter::Failure(const Request& request, const Attempt& attempt,
                                 int attempts) const {
-  const std::string tries = attempts > 1 ? StrCat(", after ", attempts, " attempts") : "";
+  const std::string tries = attempts > 1 ? StrCat(", after ", attempts, " attempts (retry budget ",
+                                                  FormatDuration(config_.timing.budget), ")")
+                                         : "";
   if (attempt.code != CURLE_OK) {
     return Error(request, absl::StatusCode::kUnavailable,
                  StrCat("cannot reach ", config_.endpoint, ": ", attempt.curl_error, tries));
@@ -950,6 +1093,10 @@ absl::Status S3Adapter::Failure(const Request& request, const Attempt& attempt,
     return Error(request, absl::StatusCode::kUnavailable,
                  StrCat("the server keeps failing: ", detail, tries));
   }
+  if (status == 400 && TransientCode(code)) {
+    return Error(request, absl::StatusCode::kUnavailable,
+                 StrCat("the server keeps refusing what was sent: ", detail, tries));
+  }
   if (status == 400) return Error(request, absl::StatusCode::kInvalidArgument, detail);
   if (status == 409 || status == 412) {
     return Error(request, absl::StatusCode::kFailedPrecondition, detail);
@@ -974,6 +1121,7 @@ absl::StatusOr<Head> S3Adapter::HeadObject(const std::string& what, const std::s
   }
   head.etag = BareEtag(response.Header("etag"));
   head.modified_ms = ParseTimeMs(response.Header("last-modified"), /*iso8601=*/false);
+  head.content_hash = response.Header(std::string(kHashHeader));
   return head;
 }
 
@@ -982,6 +1130,7 @@ absl::StatusOr<RangeReply> S3Adapter::GetRange(const std::string& key, const std
   Request request{"read", key, "GET", object};
   request.headers = {{"range", StrCat("bytes=", offset, "-", offset + length - 1)}};
   request.also_accept = {416};
+  request.expected_bytes = length;
   request.sink = [&](uint64_t position, std::string_view data) -> absl::Status {
     if (position + data.size() > length) {
       return absl::DataLossError(
@@ -1036,10 +1185,11 @@ absl::Status S3Adapter::RefuseOverwrite(const std::string& key, const std::strin
 }
 
 absl::Status S3Adapter::PutObject(const std::string& key, const std::string& object,
-                                  const Body& body) {
+                                  const Body& body, const std::string& content_hash) {
   TF_RETURN_IF_ERROR(RefuseOverwrite(key, object));
   Request request{"write", key, "PUT", object};
   request.body = body;
+  if (!content_hash.empty()) request.headers.emplace_back(kHashHeader, content_hash);
   TF_ASSIGN_OR_RETURN(Response response, Send(request));
   const std::string etag = BareEtag(response.Header("etag"));
   const std::string md5 = body.md5_while_sending ? response.sent_md5 : body.md5;
@@ -1056,8 +1206,10 @@ absl::Status S3Adapter::PutObject(const std::string& key, const std::string& obj
 }
 
 absl::StatusOr<std::string> S3Adapter::InitiateUpload(const std::string& key,
-                                                      const std::string& object) {
+                                                      const std::string& object,
+                                                      const std::string& content_hash) {
   Request request{"write", key, "POST", object, {{"uploads", ""}}};
+  if (!content_hash.empty()) request.headers.emplace_back(kHashHeader, content_hash);
   TF_ASSIGN_OR_RETURN(Response response, Send(request));
   std::optional<std::string> id = XmlText(response.body, "UploadId");
   if (!id || id->empty()) {
@@ -1112,6 +1264,7 @@ absl::Status S3Adapter::CompleteUpload(const std::string& key, const std::string
   request.headers = {{"content-type", "application/xml"}};
   request.body = MemoryBody(xml);
   absl::StatusOr<Response> response;
+  const auto started = std::chrono::steady_clock::now();
   for (int attempt = 1;; ++attempt) {
     response = Send(request);
     if (absl::IsNotFound(response.status())) {
@@ -1129,8 +1282,13 @@ absl::Status S3Adapter::CompleteUpload(const std::string& key, const std::string
     failed.response.status = 400;
     if (code == "InternalError" || code == "SlowDown" || code == "ServiceUnavailable") {
       failed.response.status = 503;
-      if (attempt <= config_.retries) {
-        std::this_thread::sleep_for(Backoff(attempt - 1));
+      const std::chrono::milliseconds wait = Backoff(attempt - 1);
+      if (std::chrono::steady_clock::now() - started + wait <= config_.timing.budget) {
+        NotifyRetry(Failure(request, failed, attempt), attempt, wait);
+        const std::shared_ptr<const std::atomic<bool>> cancel = CancelFlag();
+        if (!Sleep(wait, cancel.get())) {
+          return Error(request, absl::StatusCode::kCancelled, "the transfer was cancelled");
+        }
         continue;
       }
     }
@@ -1174,6 +1332,63 @@ absl::Status S3Adapter::CreateBucket() {
   return absl::OkStatus();
 }
 
+absl::Status S3Adapter::CheckReachable() {
+  // A listing of one key under the tier's prefix: it needs the bucket, and
+  // credentials good for it; S3's error comes back as a body (a HEAD's
+  // would not).
+  Request request{"list", "", "GET", ""};
+  request.query = {{"list-type", "2"},
+                   {"max-keys", "1"},
+                   {"prefix", config_.prefix.empty() ? "" : StrCat(config_.prefix, "/")}};
+  absl::StatusOr<Response> response = Send(request);
+  if (response.ok()) return absl::OkStatus();
+  return absl::Status(
+      response.status().code(),
+      StrCat("tier ", config_.tier, " (bucket '", config_.bucket, "' at ", config_.endpoint,
+             ") cannot be reached: ", response.status().message()));
+}
+
+absl::StatusOr<int> S3Adapter::AbortUnfinishedUploads(std::string_view prefix) {
+  TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(prefix));
+  std::string object = ObjectName(normal);
+  if (!prefix.empty() && prefix.back() == '/') object += "/";
+  Request request{"list the unfinished uploads under", std::string(prefix), "GET", ""};
+  std::vector<std::pair<std::string, std::string>> uploads;  // object, upload id
+  std::string key_marker, id_marker;
+  for (;;) {
+    request.query = {{"uploads", ""}, {"prefix", object}};
+    if (!key_marker.empty()) request.query.emplace_back("key-marker", key_marker);
+    if (!id_marker.empty()) request.query.emplace_back("upload-id-marker", id_marker);
+    TF_ASSIGN_OR_RETURN(Response response, Send(request));
+    for (std::string_view upload : XmlElements(response.body, "Upload")) {
+      std::string name = XmlText(upload, "Key").value_or("");
+      std::string id = XmlText(upload, "UploadId").value_or("");
+      if (name.compare(0, object.size(), object) == 0 && !id.empty()) {
+        uploads.emplace_back(std::move(name), std::move(id));
+      }
+    }
+    if (XmlText(response.body, "IsTruncated").value_or("false") != "true") break;
+    std::string next_key = XmlText(response.body, "NextKeyMarker").value_or("");
+    std::string next_id = XmlText(response.body, "NextUploadIdMarker").value_or("");
+    if (next_key.empty() || (next_key == key_marker && next_id == id_marker)) break;
+    key_marker = std::move(next_key);
+    id_marker = std::move(next_id);
+  }
+  const std::string root = config_.prefix.empty() ? "" : StrCat(config_.prefix, "/");
+  int aborted = 0;
+  for (const auto& [name, id] : uploads) {
+    Request abort{"abort the unfinished upload of",
+                  name.substr(root.size()),
+                  "DELETE",
+                  name,
+                  {{"uploadId", id}}};
+    abort.also_accept = {404};  // gone meanwhile
+    TF_ASSIGN_OR_RETURN(Response response, Send(abort));
+    if (response.status != 404) ++aborted;
+  }
+  return aborted;
+}
+
 // ---------------------------------------------------------------------------
 // The Adapter interface.
 
@@ -1201,7 +1416,7 @@ absl::StatusOr<std::unique_ptr<ObjectReader>> S3Adapter::OpenRead(std::string_vi
 absl::StatusOr<ObjectInfo> S3Adapter::Stat(std::string_view key) {
   TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
   TF_ASSIGN_OR_RETURN(Head head, HeadObject("stat", normal, ObjectName(normal)));
-  return ObjectInfo{normal, head.bytes, head.modified_ms};
+  return ObjectInfo{normal, head.bytes, head.modified_ms, head.content_hash};
 }
 
 absl::StatusOr<std::vector<ObjectInfo>> S3Adapter::List(std::string_view prefix) {
@@ -1265,10 +1480,14 @@ absl::Status S3Adapter::PutFile(std::string_view key, const std::string& local_p
     return absl::InvalidArgumentError(StrCat(local_path, " is not a file"));
   }
   const uint64_t size = static_cast<uint64_t>(info.st_size);
+  std::string content_hash;
   if (size <= config_.part_size) {
-    TF_ASSIGN_OR_RETURN(Body body, FileBody(file.get(), 0, size));
-    return PutObject(normal, object, body);
+    TF_ASSIGN_OR_RETURN(Body body, FileBody(file.get(), 0, size, &content_hash));
+    return PutObject(normal, object, body, content_hash);
   }
+  // A multipart upload's metadata is set when it starts: the whole file is
+  // hashed first (one more read of it, from the page cache at best).
+  TF_ASSIGN_OR_RETURN(content_hash, HashFileRange(file.get(), size));
 
   // One part per stream, of at least part_size and at most 1 GiB (a
   // retry sends a part again): every part costs a request and, on the
@@ -1281,7 +1500,7 @@ absl::Status S3Adapter::PutFile(std::string_view key, const std::string& local_p
   part_size = std::max(part_size, (size + kMaxParts - 1) / kMaxParts);
   part_size = std::min<uint64_t>((part_size + kMiB - 1) / kMiB * kMiB, kMaxPartSize);
   const uint64_t count = (size + part_size - 1) / part_size;
-  TF_ASSIGN_OR_RETURN(std::string upload_id, InitiateUpload(normal, object));
+  TF_ASSIGN_OR_RETURN(std::string upload_id, InitiateUpload(normal, object, content_hash));
   std::vector<Part> parts(count);
   absl::Status status = RunParallel(count, config_.parallel, [&](uint64_t index) {
     const uint64_t offset = index * part_size;
@@ -1401,9 +1620,13 @@ absl::StatusOr<std::unique_ptr<S3Adapter>> MakeAdapter(S3Config config) {
   if (config.parallel < 1 || config.parallel > 256) {
     return absl::InvalidArgumentError(StrCat(tier, "parallel must be 1 to 256"));
   }
-  if (config.retries < 0 || config.timeout.count() <= 0 || config.backoff.count() < 0) {
+  const S3Timing& timing = config.timing;
+  if (timing.stall.count() <= 0 || timing.min_rate == 0 || timing.backoff.count() < 0 ||
+      timing.max_backoff < timing.backoff || timing.budget.count() < 0) {
     return absl::InvalidArgumentError(
-        StrCat(tier, "retries and backoff must not be negative, timeout must be positive"));
+        StrCat(tier,
+               "the stall timeout and min_rate must be more than 0, backoff and budget not "
+               "negative, max_backoff at least backoff"));
   }
   TF_ASSIGN_OR_RETURN(const CurlLibrary* curl, LoadCurl());
   return std::make_unique<S3Adapter>(*curl, std::move(config), std::move(endpoint.first),

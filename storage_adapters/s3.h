@@ -5,9 +5,15 @@
 // upload, `parallel` parts at a time, aborted on failure so nothing partial
 // ever becomes visible. Reads are ranged GETs; GetFile fetches ranges in
 // parallel into a temporary file beside the target and renames it into
-// place. Transient failures (5xx, 408, 429, connection errors, timeouts) are
-// retried with exponential backoff and jitter. The adapter is thread-safe;
-// its writers and readers are for one thread each.
+// place. Every object is stored with its own content hash as user metadata
+// (x-amz-meta-tierflow-hash), which Stat reports, so copies can check what
+// they read. Transient failures (5xx, 408, 429, BadDigest, connection
+// errors, timeouts) are retried with capped exponential backoff and jitter
+// within a total budget (S3Timing); every attempt has a stall timeout and
+// a total deadline that grows with its size. The adapter is thread-safe;
+// its writers and readers are for one thread each. Its remote() is a
+// RemoteStore (remote_store.h): retry notices, cancellation, a reachability
+// check and the sweep of unfinished multipart uploads.
 #pragma once
 
 #include <chrono>
@@ -18,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "storage_adapters/adapter.h"
+#include "storage_adapters/tier_config.h"
 
 namespace tierflow::storage {
 
@@ -39,12 +46,7 @@ struct S3Config {
   // parts in memory.
   uint64_t part_size = uint64_t{8} << 20;
   int parallel = 4;  // parts or ranges in flight at once
-  int retries = 4;   // further attempts of a request after a transient failure
-  // A request fails (and is retried) when connecting, or any stretch of the
-  // transfer, makes no progress for this long.
-  std::chrono::milliseconds timeout{30000};
-  // The first retry waits about this long; each further one twice as long.
-  std::chrono::milliseconds backoff{100};
+  S3Timing timing;   // timeouts and retries (tiers.yaml `timeout`, `retry`)
 };
 
 absl::StatusOr<std::unique_ptr<Adapter>> MakeS3Adapter(S3Config config);

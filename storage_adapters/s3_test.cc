@@ -104,7 +104,7 @@ class S3AdapterTest : public ::testing::Test {
     config.secret_key = "testing";
     config.prefix = prefix_;
     config.part_size = 5 * kMiB;  // Swift's (and S3's) smallest
-    config.timeout = std::chrono::milliseconds(10000);
+    config.timing.stall = std::chrono::milliseconds(10000);
     return config;
   }
   static std::unique_ptr<Adapter> Make(const S3Config& config) {
@@ -336,7 +336,7 @@ TEST_F(S3AdapterTest, KeysThatAreNotNormalisedAreRejectedBeforeAnyRequest) {
   // Nothing listens there: any request would end in Unavailable.
   S3Config config = Config();
   config.endpoint = "http://127.0.0.1:" + std::to_string(ClosedPort());
-  config.retries = 0;
+  config.timing.budget = std::chrono::milliseconds(0);
   auto tier = Make(config);
   WriteFile(dir_ / "local.txt", "data");
   for (std::string_view key : {"../x", "/abs", "a/../../b", "", "a\\b"}) {
@@ -354,17 +354,20 @@ TEST_F(S3AdapterTest, KeysThatAreNotNormalisedAreRejectedBeforeAnyRequest) {
 TEST_F(S3AdapterTest, ClosedPortRetriesThenIsUnavailableNamingTheEndpoint) {
   S3Config config = Config();
   config.endpoint = "http://127.0.0.1:" + std::to_string(ClosedPort());
-  config.retries = 3;
-  config.backoff = std::chrono::milliseconds(20);
+  config.timing.backoff = std::chrono::milliseconds(20);
+  config.timing.max_backoff = std::chrono::milliseconds(40);
+  config.timing.budget = std::chrono::milliseconds(150);
   auto tier = Make(config);
   const auto start = std::chrono::steady_clock::now();
   auto info = tier->Stat("x");
   const auto waited = std::chrono::steady_clock::now() - start;
   EXPECT_TRUE(absl::IsUnavailable(info.status())) << info.status();
   EXPECT_THAT(info.status().message(), HasSubstr("cannot reach " + config.endpoint));
-  EXPECT_THAT(info.status().message(), HasSubstr("after 4 attempts"));
-  // Backoff: at least half of 20 + 40 + 80 ms between the attempts.
-  EXPECT_GE(waited, std::chrono::milliseconds(70));
+  EXPECT_THAT(info.status().message(), HasSubstr("attempts (retry budget 150ms)"));
+  // Retried until the budget was nearly spent (a wait is at most 40 ms),
+  // and not much longer.
+  EXPECT_GE(waited, std::chrono::milliseconds(110));
+  EXPECT_LT(waited, std::chrono::milliseconds(2000));
 }
 
 TEST_F(S3AdapterTest, GetFileIsAtomic) {
@@ -378,7 +381,7 @@ TEST_F(S3AdapterTest, GetFileIsAtomic) {
   WriteFile(target, "old");
   S3Config down = Config();
   down.endpoint = "http://127.0.0.1:" + std::to_string(ClosedPort());
-  down.retries = 1;
+  down.timing.budget = std::chrono::milliseconds(100);
   auto unreachable = Make(down);
   absl::Status failed = unreachable->GetFile("k", target.string());
   EXPECT_TRUE(absl::IsUnavailable(failed)) << failed;
@@ -548,13 +551,18 @@ TEST_P(S3RetryTest, RetriesOnlyTransientFailures) {
   config.access_key = "test:tester";
   config.secret_key = "testing";
   config.prefix = "p";
-  config.retries = 3;
-  config.backoff = std::chrono::milliseconds(1);
+  config.timing.backoff = std::chrono::milliseconds(1);
+  config.timing.max_backoff = std::chrono::milliseconds(1);
+  config.timing.budget = std::chrono::milliseconds(100);
   auto tier = MakeS3Adapter(config);
   ASSERT_TRUE(tier.ok()) << tier.status();
   auto objects = (*tier)->List("");
   EXPECT_EQ(objects.status().code(), test.code) << objects.status();
-  EXPECT_EQ(server.requests(), test.requests);
+  if (test.requests > 0) {
+    EXPECT_EQ(server.requests(), test.requests);
+  } else {  // until the budget ran out: many
+    EXPECT_GT(server.requests(), 3);
+  }
   if (objects.ok()) {
     ASSERT_EQ(objects->size(), 1u);
     EXPECT_EQ((*objects)[0].key, "a");
@@ -584,8 +592,13 @@ INSTANTIATE_TEST_SUITE_P(
                       RetryCase{"SlowDownUntilTheRetriesRunOut",
                                 {Server::Reply(503, "SlowDown")},
                                 absl::StatusCode::kUnavailable,
-                                4,
+                                0,
                                 "SlowDown"},
+                      RetryCase{"BadDigestIsRetried",
+                                {Server::Reply(400, "BadDigest"), Server::Listing("p/a")},
+                                absl::StatusCode::kOk,
+                                2,
+                                ""},
                       RetryCase{"BadRequestIsNotRetried",
                                 {Server::Reply(400, "InvalidArgument"), Server::Listing("p/a")},
                                 absl::StatusCode::kInvalidArgument,
@@ -629,8 +642,8 @@ TEST_F(S3AdapterTest, ServerKilledMidUploadEndsUnavailableAndLeavesNothing) {
   S3Config config = Config();
   config.endpoint = fault_endpoint;
   config.parallel = 2;
-  config.retries = 3;
-  config.backoff = std::chrono::milliseconds(50);
+  config.timing.backoff = std::chrono::milliseconds(50);
+  config.timing.budget = std::chrono::milliseconds(300);
   auto tier = Make(config);
   const fs::path source = dir_ / "large.bin";
   { std::ofstream out(source, std::ios::binary); }
@@ -660,7 +673,7 @@ TEST_F(S3AdapterTest, ServerKilledMidUploadEndsUnavailableAndLeavesNothing) {
 
   EXPECT_TRUE(absl::IsUnavailable(put)) << put;
   EXPECT_THAT(put.message(), HasSubstr(fault_endpoint));
-  EXPECT_THAT(put.message(), HasSubstr("after 4 attempts"));
+  EXPECT_THAT(put.message(), HasSubstr("attempts (retry budget 300ms)"));
   EXPECT_THAT(put.message(), HasSubstr("large.bin"));
 
   auto healthy = Make(Config());

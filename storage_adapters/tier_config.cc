@@ -25,9 +25,11 @@ using dag::YamlNode;
 const std::vector<std::string> kTierKeys = {
     "adapter",    "root",       "endpoint",       "bucket",         "region",
     "prefix",     "path_style", "access_key_env", "secret_key_env", "scope",
-    "durability", "capacity",   "profile"};
+    "durability", "capacity",   "profile",        "timeout",        "retry"};
 const std::vector<std::string> kProfileKeys = {"seq_read_mb_s", "seq_write_mb_s", "rand_read_iops",
                                                "latency_us"};
+const std::vector<std::string> kTimeoutKeys = {"stall", "min_rate"};
+const std::vector<std::string> kRetryKeys = {"backoff", "max_backoff", "budget"};
 const std::vector<std::string> kAdapters = {"posix", "s3"};
 const std::vector<std::string> kScopes = {"node", "cluster"};
 const std::vector<std::string> kDurabilities = {"volatile", "node", "durable", "archive"};
@@ -132,6 +134,69 @@ void ParseProfile(Checker& check, const YamlNode& node, const std::string& path,
   tier.profile = profile;
 }
 
+// An s3 tier's `timeout` and `retry` maps (docs/tiers.md "Timeouts and
+// retries").
+void ParseS3Timing(Checker& check, const YamlNode& node, const std::string& path,
+                   TierConfig& tier) {
+  auto duration = [&](const YamlNode& map, const std::string& where, std::string_view key,
+                      std::chrono::milliseconds& out, bool zero_ok) {
+    YamlNode value = map.Find(key);
+    if (!value.IsDefined()) return;
+    const std::string field = StrCat(where, ".", key);
+    std::optional<std::string_view> text = check.Text(value, field);
+    if (!text) return;
+    absl::StatusOr<Duration> parsed = ParseDuration(*text);
+    if (!parsed.ok()) {
+      check.Error(value, field, std::string(parsed.status().message()));
+    } else if (!zero_ok && parsed->count() <= 0) {
+      check.Error(value, field, StrCat("must be more than 0, got '", *text, "'"));
+    } else {
+      out = *parsed;
+    }
+  };
+  S3Timing& timing = tier.s3_timing;
+  if (YamlNode timeout = node.Find("timeout"); timeout.IsDefined()) {
+    const std::string where = path + ".timeout";
+    if (!timeout.IsMap()) {
+      check.Error(timeout, where,
+                  StrCat("expected a map (stall, min_rate), got ", timeout.Describe()));
+    } else {
+      check.CheckKeys(timeout, where, kTimeoutKeys);
+      duration(timeout, where, "stall", timing.stall, false);
+      if (YamlNode rate = timeout.Find("min_rate"); rate.IsDefined()) {
+        if (std::optional<std::string_view> t = check.Text(rate, where + ".min_rate")) {
+          absl::StatusOr<uint64_t> bytes = ParseSize(*t);
+          if (!bytes.ok()) {
+            check.Error(rate, where + ".min_rate", std::string(bytes.status().message()));
+          } else if (*bytes == 0) {
+            check.Error(rate, where + ".min_rate",
+                        "bytes per second must be more than 0 (like 1MB)");
+          } else {
+            timing.min_rate = *bytes;
+          }
+        }
+      }
+    }
+  }
+  if (YamlNode retry = node.Find("retry"); retry.IsDefined()) {
+    const std::string where = path + ".retry";
+    if (!retry.IsMap()) {
+      check.Error(retry, where,
+                  StrCat("expected a map (backoff, max_backoff, budget), got ", retry.Describe()));
+    } else {
+      check.CheckKeys(retry, where, kRetryKeys);
+      duration(retry, where, "backoff", timing.backoff, true);
+      duration(retry, where, "max_backoff", timing.max_backoff, true);
+      duration(retry, where, "budget", timing.budget, true);
+      if (timing.max_backoff < timing.backoff) {
+        check.Error(retry, where,
+                    StrCat("max_backoff (", FormatDuration(timing.max_backoff),
+                           ") is less than backoff (", FormatDuration(timing.backoff), ")"));
+      }
+    }
+  }
+}
+
 void ParseTier(Checker& check, const YamlNode& key, const YamlNode& node, const fs::path& base,
                TierSet& set) {
   TierConfig tier;
@@ -212,7 +277,7 @@ void ParseTier(Checker& check, const YamlNode& key, const YamlNode& node, const 
   if (tier.adapter == "posix") {
     require("root", tier.root, "the folder that holds this tier's artifacts");
     for (std::string_view field : {"endpoint", "bucket", "region", "prefix", "path_style",
-                                   "access_key_env", "secret_key_env"}) {
+                                   "access_key_env", "secret_key_env", "timeout", "retry"}) {
       forbid(field);
     }
     if (!tier.root.empty()) {
@@ -227,6 +292,7 @@ void ParseTier(Checker& check, const YamlNode& key, const YamlNode& node, const 
     require("secret_key_env", tier.secret_key_env,
             "the environment variable holding the secret key");
     forbid("root");
+    ParseS3Timing(check, node, path, tier);
     if (!tier.endpoint.empty() && tier.endpoint.rfind("http://", 0) != 0 &&
         tier.endpoint.rfind("https://", 0) != 0) {
       check.Error(node.Find("endpoint"), path + ".endpoint",

@@ -7,6 +7,7 @@
 // `file:line:col: field.path: message`, like pipeline files.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -31,6 +32,23 @@ struct TierProfile {
   double latency_us = 0;      // one small operation (open + 4 KiB read, a GET), µs
 };
 
+// How an s3 tier's requests time out and are retried (docs/tiers.md
+// "Timeouts and retries"): tiers.yaml's `timeout` and `retry` maps.
+struct S3Timing {
+  // An attempt fails when connecting, or any stretch of the transfer, makes
+  // no progress for this long.
+  std::chrono::milliseconds stall{30000};
+  // Every attempt also has a total deadline: `stall` plus its bytes at this
+  // rate (bytes per second), so a server that trickles cannot keep it alive.
+  uint64_t min_rate = 1000000;
+  // Capped exponential backoff with jitter: the first retry waits about
+  // `backoff`, each further one twice as long, at most `max_backoff`; a
+  // request is retried until `budget` has passed since its first failure.
+  std::chrono::milliseconds backoff{200};
+  std::chrono::milliseconds max_backoff{5000};
+  std::chrono::milliseconds budget{60000};
+};
+
 struct TierConfig {
   std::string name;
   std::string adapter;  // "posix" | "s3"
@@ -44,6 +62,7 @@ struct TierConfig {
   bool path_style = true;      // http://host/bucket/key, else http://bucket.host/key
   std::string access_key_env;  // names of the environment variables that hold
   std::string secret_key_env;  // the credentials (never the secrets themselves)
+  S3Timing s3_timing;
   Scope scope = Scope::kNode;
   Durability durability = Durability::kNode;
   std::optional<uint64_t> capacity;  // bytes; unset: what the storage reports

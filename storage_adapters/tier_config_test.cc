@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "common/strings.h"
+
 namespace tierflow::storage {
 namespace {
 
@@ -92,7 +94,7 @@ TEST(TierConfigTest, ReportsEveryProblemWithItsPosition) {
                   "/etc/tf/tiers.yaml:4:5: tiers.fast.rot: unknown key 'rot' (did you mean "
                   "'root'?); expected one of adapter, root, endpoint, bucket, region, prefix, "
                   "path_style, access_key_env, secret_key_env, scope, durability, capacity, "
-                  "profile",
+                  "profile, timeout, retry",
                   "/etc/tf/tiers.yaml:5:17: tiers.fast.durability: unknown value 'forever'; "
                   "expected one of volatile, node, durable, archive",
                   "/etc/tf/tiers.yaml:6:15: tiers.fast.capacity: " +
@@ -113,6 +115,71 @@ TEST(TierConfigTest, ReportsEveryProblemWithItsPosition) {
                   "/etc/tf/tiers.yaml:12:3: tiers.fast: duplicate key",
                   "/etc/tf/tiers.yaml:16:14: tiers.tape.adapter: unknown value 'ftp'; expected "
                   "one of posix, s3"));
+}
+
+constexpr std::string_view kS3Tier = R"(tiers:
+  bulk:
+    adapter: s3
+    endpoint: http://127.0.0.1:8080
+    bucket: data
+    access_key_env: KEY
+    secret_key_env: SECRET
+)";
+
+TEST(TierConfigTest, S3TimeoutsAndRetriesAreSetPerTier) {
+  absl::StatusOr<TierSet> defaults = LoadTierText(kS3Tier, "/etc/tf/tiers.yaml");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  const S3Timing& d = defaults->tiers[0].s3_timing;
+  EXPECT_EQ(d.stall, std::chrono::seconds(30));
+  EXPECT_EQ(d.min_rate, 1000000u);
+  EXPECT_EQ(d.budget, std::chrono::seconds(60));
+  absl::StatusOr<TierSet> set = LoadTierText(StrCat(kS3Tier, R"(    timeout:
+      stall: 5s
+      min_rate: 2MB
+    retry:
+      backoff: 50ms
+      max_backoff: 2s
+      budget: 90s
+)"),
+                                             "/etc/tf/tiers.yaml");
+  ASSERT_TRUE(set.ok()) << set.status();
+  const S3Timing& t = set->tiers[0].s3_timing;
+  EXPECT_EQ(t.stall, std::chrono::seconds(5));
+  EXPECT_EQ(t.min_rate, 2000000u);
+  EXPECT_EQ(t.backoff, std::chrono::milliseconds(50));
+  EXPECT_EQ(t.max_backoff, std::chrono::seconds(2));
+  EXPECT_EQ(t.budget, std::chrono::seconds(90));
+}
+
+TEST(TierConfigTest, S3TimeoutAndRetryProblemsHaveTheirPosition) {
+  EXPECT_THAT(
+      Problems(StrCat(kS3Tier, R"(    timeout:
+      stall: 0s
+      min_rate: fast
+      linger: 3s
+    retry:
+      backoff: 2s
+      max_backoff: 1s
+      budget: soon
+)")),
+      ElementsAre("/etc/tf/tiers.yaml:9:14: tiers.bulk.timeout.stall: must be more than 0, got "
+                  "'0s'",
+                  "/etc/tf/tiers.yaml:10:17: tiers.bulk.timeout.min_rate: " +
+                      std::string(ParseSize("fast").status().message()),
+                  "/etc/tf/tiers.yaml:11:7: tiers.bulk.timeout.linger: unknown key 'linger'; "
+                  "expected one of stall, min_rate",
+                  "/etc/tf/tiers.yaml:13:7: tiers.bulk.retry: max_backoff (1s) is less than "
+                  "backoff (2s)",
+                  "/etc/tf/tiers.yaml:15:15: tiers.bulk.retry.budget: " +
+                      std::string(ParseDuration("soon").status().message())));
+  EXPECT_THAT(Problems(R"(tiers:
+  disk:
+    adapter: posix
+    root: /x
+    retry: {budget: 1m}
+)"),
+              ElementsAre("/etc/tf/tiers.yaml:5:12: tiers.disk.retry: 'retry' is for s3 tiers; "
+                          "this one is posix"));
 }
 
 TEST(TierConfigTest, StructuralProblems) {

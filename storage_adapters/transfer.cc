@@ -15,35 +15,104 @@
 
 #include "common/status.h"
 #include "common/strings.h"
+#include "storage_adapters/content_hash.h"
 #include "storage_adapters/posix.h"
+#include "storage_adapters/remote_store.h"
 
 namespace tierflow::storage {
 
 namespace fs = std::filesystem;
 
-absl::StatusOr<TransferResult> CopyObject(Adapter& from, std::string_view key, Adapter& to,
-                                          std::string_view to_key, const TransferOptions& options) {
-  TF_ASSIGN_OR_RETURN(ObjectInfo info, from.Stat(key));
-  if (from.kind() == "posix" && to.kind() == "posix") {
-    TF_RETURN_IF_ERROR(CopyBetweenPosixTiers(from, key, to, to_key, options.parallel));
-    return TransferResult{info.bytes, 1};
-  }
+namespace {
+
+// Attempts of a copy from a remote store whose bytes do not match.
+constexpr int kVerifyAttempts = 3;
+
+absl::Status Mismatch(Adapter& from, std::string_view key, std::string_view what,
+                      std::string_view expected, std::string_view actual, int attempts) {
+  return absl::DataLossError(StrCat("tier ", from.remote()->tier_name(), ": '", key,
+                                    "' as read does not match ", what, ": expected ", expected,
+                                    ", got ", actual, " (", attempts,
+                                    attempts == 1 ? " attempt" : " attempts",
+                                    "); the copy was not kept"));
+}
+
+// One attempt: streams `key` to `to_key`, hashing the bytes as they pass;
+// commits only when they match `expected` (when set).
+absl::StatusOr<TransferResult> StreamObject(Adapter& from, std::string_view key, Adapter& to,
+                                            std::string_view to_key, const ObjectInfo& info,
+                                            const TransferOptions& options,
+                                            const std::string& expected, std::string* actual) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<ObjectReader> reader, from.OpenRead(key));
   TF_ASSIGN_OR_RETURN(std::unique_ptr<ObjectWriter> writer, to.OpenWrite(to_key));
+  // A writer that must declare the hash first (a multipart upload): the
+  // source's own, else the source read once more.
+  writer->SetContentHashSource([&from, key = std::string(key), known = info.content_hash,
+                                chunk = options.chunk_bytes]() -> absl::StatusOr<std::string> {
+    if (!known.empty()) return known;
+    TF_ASSIGN_OR_RETURN(std::unique_ptr<ObjectReader> again, from.OpenRead(key));
+    ContentHasher hasher;
+    std::vector<char> buffer(chunk);
+    for (;;) {
+      TF_ASSIGN_OR_RETURN(size_t n, again->Read(std::span<char>(buffer)));
+      if (n == 0) return hasher.Finish();
+      hasher.Update(std::string_view(buffer.data(), n));
+    }
+  });
+  ContentHasher hasher;
   std::vector<char> buffer(options.chunk_bytes);
   uint64_t copied = 0;
   for (;;) {
     TF_ASSIGN_OR_RETURN(size_t n, reader->Read(std::span<char>(buffer)));
     if (n == 0) break;
-    TF_RETURN_IF_ERROR(writer->Write(std::string_view(buffer.data(), n)));
+    const std::string_view piece(buffer.data(), n);
+    hasher.Update(piece);
+    TF_RETURN_IF_ERROR(writer->Write(piece));
     copied += n;
   }
   if (copied != info.bytes) {
     return absl::DataLossError(StrCat("copying '", key, "': read ", copied, " bytes of ",
                                       info.bytes, " (it changed during the copy)"));
   }
+  *actual = hasher.Finish();
+  if (!expected.empty() && *actual != expected) {
+    return absl::DataLossError("mismatch");  // the caller says what
+  }
   TF_RETURN_IF_ERROR(writer->Commit());
-  return TransferResult{copied, 1};
+  return TransferResult{copied, 1, *actual, !expected.empty()};
+}
+
+}  // namespace
+
+absl::StatusOr<TransferResult> CopyObject(Adapter& from, std::string_view key, Adapter& to,
+                                          std::string_view to_key, const TransferOptions& options,
+                                          std::string_view expected) {
+  TF_ASSIGN_OR_RETURN(ObjectInfo info, from.Stat(key));
+  if (from.kind() == "posix" && to.kind() == "posix") {
+    TF_RETURN_IF_ERROR(CopyBetweenPosixTiers(from, key, to, to_key, options.parallel));
+    return TransferResult{info.bytes, 1};
+  }
+  // Bytes from a remote store are checked against the object's own hash,
+  // else the one the caller expects.
+  std::string check;
+  if (from.remote() != nullptr) {
+    check = !info.content_hash.empty() ? info.content_hash : std::string(expected);
+  }
+  for (int attempt = 1;; ++attempt) {
+    std::string actual;
+    absl::StatusOr<TransferResult> copied =
+        StreamObject(from, key, to, to_key, info, options, check, &actual);
+    if (copied.ok() || actual.empty() || actual == check) return copied;
+    if (attempt >= kVerifyAttempts) {
+      return Mismatch(from, key,
+                      info.content_hash.empty() ? "its recorded hash" : "its own stored hash",
+                      check, actual, attempt);
+    }
+    // Read again: a byte damaged on the way is rarely damaged twice. The
+    // object itself may have been replaced, so ask again what it should be.
+    TF_ASSIGN_OR_RETURN(info, from.Stat(key));
+    if (!info.content_hash.empty()) check = info.content_hash;
+  }
 }
 
 absl::StatusOr<TransferResult> CopyTree(Adapter& from, std::string_view prefix, Adapter& to,
@@ -64,6 +133,9 @@ absl::StatusOr<TransferResult> CopyTree(Adapter& from, std::string_view prefix, 
   std::mutex mu;
   absl::Status first_error;  // guarded by mu
   std::atomic<bool> failed{false};
+  // Each file's hash (where it was computed) and whether it was verified.
+  std::vector<std::pair<std::string, std::string>> hashes(objects.size());
+  std::atomic<size_t> verified{0};
   auto work = [&] {
     for (size_t i = next++; i < objects.size() && !failed; i = next++) {
       const std::string relative = objects[i].key.substr(folder.size());
@@ -76,6 +148,8 @@ absl::StatusOr<TransferResult> CopyTree(Adapter& from, std::string_view prefix, 
         return;
       }
       bytes += one->bytes;
+      hashes[i] = {relative, one->content_hash};
+      if (one->verified) ++verified;
     }
   };
   std::vector<std::thread> threads;
@@ -83,17 +157,58 @@ absl::StatusOr<TransferResult> CopyTree(Adapter& from, std::string_view prefix, 
   work();
   for (std::thread& thread : threads) thread.join();
   TF_RETURN_IF_ERROR(first_error);
-  return TransferResult{bytes.load(), objects.size()};
+  TransferResult result{bytes.load(), objects.size()};
+  result.verified = verified == objects.size();
+  if (std::all_of(hashes.begin(), hashes.end(), [](const auto& h) { return !h.second.empty(); })) {
+    result.content_hash = TreeHashOfFiles(std::move(hashes));
+  }
+  return result;
 }
 
+namespace {
+
+// A tree copied from a remote store must be the tree that was recorded.
+absl::Status CheckTree(Adapter& from, const std::string& key, const TransferResult& tree,
+                       const std::string& expected_hash) {
+  if (from.remote() == nullptr || expected_hash.empty() || tree.content_hash == expected_hash) {
+    return absl::OkStatus();
+  }
+  std::string why = tree.verified ? " (every file matches its own stored hash, so the tree "
+                                    "differs: folders without files and symlinks are not kept "
+                                    "on an object store)"
+                                  : "";
+  return absl::DataLossError(StrCat(
+      "tier ", from.remote()->tier_name(), ": '", key,
+      "' as read does not match its recorded hash: expected ", expected_hash, ", got ",
+      tree.content_hash.empty() ? "no hash" : tree.content_hash, why, "; the copy is not used"));
+}
+
+}  // namespace
+
 absl::StatusOr<TransferResult> CopyArtifact(Adapter& from, const std::string& key, Adapter& to,
-                                            const std::string& to_key) {
+                                            const std::string& to_key,
+                                            const std::string& expected_hash) {
   absl::StatusOr<ObjectInfo> file = from.Stat(key);
-  if (file.ok()) return CopyObject(from, key, to, to_key);
+  if (file.ok()) {
+    TF_ASSIGN_OR_RETURN(TransferResult one, CopyObject(from, key, to, to_key, {}, expected_hash));
+    if (from.remote() != nullptr && !expected_hash.empty() && one.content_hash != expected_hash) {
+      // It matched its own stored hash, which is not the recorded one: the
+      // object was replaced since. Remove the copy: it is not the artifact.
+      (void)to.Delete(to_key);
+      return absl::DataLossError(StrCat("tier ", from.remote()->tier_name(), ": '", key,
+                                        "' is not the artifact that was recorded: expected ",
+                                        expected_hash, ", got ", one.content_hash));
+    }
+    return one;
+  }
   if (file.status().code() != absl::StatusCode::kNotFound) return file.status();
   TF_ASSIGN_OR_RETURN(TransferResult tree, CopyTree(from, key, to, to_key));
   if (tree.objects == 0) {
     return absl::NotFoundError(StrCat("artifact '", key, "' is on no tier it was recorded on"));
+  }
+  if (absl::Status checked = CheckTree(from, key, tree, expected_hash); !checked.ok()) {
+    (void)DeleteArtifact(to, to_key);
+    return checked;
   }
   return tree;
 }
@@ -170,7 +285,8 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
     fs::remove(manifest + ".failed", error);
     absl::StatusOr<ObjectInfo> file = from.Stat(key);
     if (file.ok()) {  // one file: nothing to stream
-      TF_ASSIGN_OR_RETURN(TransferResult moved, CopyArtifact(from, key, to, key));
+      TF_ASSIGN_OR_RETURN(TransferResult moved,
+                          CopyArtifact(from, key, to, key, options.expected_hash));
       started();
       return moved;
     }
@@ -193,6 +309,13 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
     if (error) return absl::InternalError(StrCat("cannot write ", manifest, ": ", error.message()));
     fs::create_directories(path, error);
     TransferResult total;
+    // From a remote store: each file's hash, for the check of the whole. A
+    // first file stored without a hash of its own cannot be checked before
+    // the reader opens it: then every file is copied first, the whole is
+    // checked, and only then is the reader told (hold_back).
+    const bool remote = from.remote() != nullptr;
+    std::vector<std::pair<std::string, std::string>> hashes(objects.size());
+    bool hold_back = false;
     struct InFlight {
       size_t index;
       std::future<absl::StatusOr<TransferResult>> copy;
@@ -218,7 +341,19 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
         }
         total.bytes += moved->bytes;
         total.objects += moved->objects;
-        if (done.index == 0) started();
+        hashes[done.index] = {objects[done.index].key.substr(key.size() + 1), moved->content_hash};
+        if (remote && !moved->verified) {
+          if (done.index == 0) {
+            hold_back = true;
+          } else if (!hold_back) {
+            failed = absl::DataLossError(
+                StrCat("tier ", from.remote()->tier_name(), ": '", objects[done.index].key,
+                       "' has no content hash of its own, so it cannot be checked before its "
+                       "reader opens it"));
+            continue;
+          }
+        }
+        if (done.index == 0 && !hold_back) started();
       }
       return failed;
     };
@@ -227,7 +362,7 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
       // its readers have ended, or when none has moved for a minute.
       auto last_move = std::chrono::steady_clock::now();
       int64_t seen = -1;
-      while (!options.readers_done || !*options.readers_done) {
+      while (!hold_back && (!options.readers_done || !*options.readers_done)) {
         int64_t next = 0;
         std::ifstream progress(manifest + ".next");
         if (!(progress >> next)) next = 0;
@@ -252,8 +387,12 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
       TF_RETURN_IF_ERROR(take(j == 0 ? 1 : options.parallel));
     }
     TF_RETURN_IF_ERROR(take(1));
-
-    if (objects.empty()) started();
+    if (remote && !options.expected_hash.empty()) {
+      total.content_hash = TreeHashOfFiles(std::move(hashes));
+      total.verified = !hold_back;
+      TF_RETURN_IF_ERROR(CheckTree(from, key, total, options.expected_hash));
+    }
+    if (objects.empty() || hold_back) started();
     return total;
   };
   absl::StatusOr<TransferResult> result = copy();
