@@ -4,6 +4,8 @@
 // variable it gave them.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string_view>
 
 namespace tierflow {
@@ -12,5 +14,10 @@ namespace tierflow {
 // whose environment holds `variable` exactly ("NAME=VALUE"), except this
 // process. Returns how many process groups (tasks) it killed.
 int KillProcessesWithEnv(std::string_view variable);
+
+// SIGKILLs the process group led by `pid` when that process's environment
+// holds `variable` exactly: a recorded pid that the system has since given
+// to an unrelated process is left alone. True when it killed.
+bool KillGroupIfMarked(pid_t pid, std::string_view variable);
 
 }  // namespace tierflow

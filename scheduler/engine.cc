@@ -253,11 +253,36 @@ class FileWatcher {
   std::map<uint64_t, Entry> entries_;  // guarded by mu_
 };
 
-// Kills what is left of a dead engine's tasks: every process whose
-// environment carries this run's TIERFLOW_RUN_ID, with its process group.
-// Tasks run in their own groups, so a killed engine's children survive it.
-int KillLeftoverTasks(const std::string& run_id) {
-  return KillProcessesWithEnv(StrCat("TIERFLOW_RUN_ID=", run_id));
+// Kills what is left of a dead engine's tasks on this host. Tasks run in
+// process groups of their own, so a killed engine's children survive it.
+// They are found through what was recorded: the pid (its group's leader) of
+// each attempt still `running` that a local pool ran (a worker name but no
+// worker id: a server's attempts have neither until leased), killed only while that process still carries the run's
+// TIERFLOW_RUN_ID. An attempt launched an instant before the engine died
+// may have no pid recorded yet; only then, and only when `may_scan_host`
+// (an embedded engine: the tasks of this run on this host are its own), are
+// the host's processes searched for the run's TIERFLOW_RUN_ID. A server
+// never scans: its workers stop their own tasks.
+absl::StatusOr<int> KillLeftoverTasks(Database& db, const std::string& run_id,
+                                      bool may_scan_host) {
+  const std::string marker = StrCat("TIERFLOW_RUN_ID=", run_id);
+  TF_ASSIGN_OR_RETURN(Statement find,
+                      db.Prepare("SELECT pid FROM attempts WHERE run_id = ? AND state = ? AND "
+                                 "coalesce(worker_id, '') = '' AND coalesce(worker, '') != ''"));
+  find.Bind(1, run_id).Bind(2, AttemptStateName(AttemptState::kRunning));
+  int killed = 0;
+  bool unrecorded = false;
+  while (true) {
+    TF_ASSIGN_OR_RETURN(bool row, find.Step());
+    if (!row) break;
+    if (find.IsNull(0)) {
+      unrecorded = true;
+    } else if (KillGroupIfMarked(static_cast<pid_t>(find.Int(0)), marker)) {
+      ++killed;
+    }
+  }
+  if (unrecorded && may_scan_host) killed += KillProcessesWithEnv(marker);
+  return killed;
 }
 
 // Ends the attempts of `run_id` its stopped engine left `running`, inside
@@ -1759,7 +1784,7 @@ absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
   TF_RETURN_IF_ERROR(Prepare(yaml, file, params));
   pipeline_.file = file;
   TF_RETURN_IF_ERROR(SetUpTiers(stored_tiers.value_or("")));
-  if (options_.kill_leftovers_on_host) KillLeftoverTasks(run_id_);
+  TF_RETURN_IF_ERROR(KillLeftoverTasks(*db_, run_id_, options_.kill_leftovers_on_host).status());
   SweepUploads("left by an earlier engine of this run");
   TF_RETURN_IF_ERROR(LoadRunForResume());
   return Drive(/*resumed=*/true);
@@ -3358,7 +3383,7 @@ absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::str
                   " is stopping the run's tasks and will record them cancelled");
   }
   // No engine, and none can start while the lock is held: record the end here.
-  const int killed = KillLeftoverTasks(run_id);
+  TF_ASSIGN_OR_RETURN(const int killed, KillLeftoverTasks(*db, run_id, /*may_scan_host=*/true));
   const int64_t now = WallClockMs();
   TF_RETURN_IF_ERROR(db->Execute("BEGIN IMMEDIATE"));
   absl::Status status = [&]() -> absl::Status {

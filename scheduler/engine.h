@@ -136,10 +136,13 @@ struct EngineOptions {
   // The worker an attempt is recorded on until its executor reports who
   // ran it: "local" in embedded mode; "" in cluster mode (not leased yet).
   std::string worker = "local";
-  // Embedded mode: a resumed run's leftover tasks (a dead engine's) are
-  // this host's processes carrying its TIERFLOW_RUN_ID, and are killed.
-  // Cluster mode (false): tasks run on workers, each of which stops its
-  // own; this host's processes are never looked at.
+  // A resumed run's leftover tasks (a dead engine's) are killed through
+  // their recorded pids when a local pool ran them (the server resuming a
+  // killed `tierflow run` on its database included). Embedded mode (true)
+  // also searches this host's processes for the run's TIERFLOW_RUN_ID when
+  // an attempt was launched without its pid recorded yet. Cluster mode
+  // (false): tasks on workers are stopped by their workers; this host's
+  // processes are never searched.
   bool kill_leftovers_on_host = true;
 };
 

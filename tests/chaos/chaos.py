@@ -404,7 +404,7 @@ class Cluster:
         self.workers[k] = self.procs.start(
             [self.args.tierflow, "worker", "--scheduler", "127.0.0.1:%d" % self.port, "--name", name,
              "--slots", "2", "--tier", "ram=" + self.layout.ram_roots[k + 1],
-             "--state-dir", os.path.join(self.layout.work, "worker-state")],
+             "--state-dir", os.path.join(self.layout.state, "workers")],
             os.path.join(self.layout.logs, "%s-%02d.log" % (name, self.starts)))
 
     def stop_all(self):
