@@ -2003,9 +2003,14 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
   }
   mover_.reset();  // idle: every copy it was given has been applied
   // Nothing runs any more: staging holds only leftovers of failed attempts.
-  std::error_code ignored;
+  // Through the tier's root: a symlink planted beneath it is never followed.
+  std::vector<std::string> cleanup_failures;
   for (const Tier& tier : tiers_) {
-    if (tier.posix) fs::remove_all(tier.root / "runs" / run_id_ / "staging", ignored);
+    const std::shared_ptr<const storage::TierRoot> root =
+        tier.posix && tier.adapter ? storage::PosixTierRoot(*tier.adapter) : nullptr;
+    if (root == nullptr) continue;
+    absl::Status removed = root->RemoveTree(StrCat("runs/", run_id_, "/staging"));
+    if (!removed.ok()) cleanup_failures.push_back(std::string(removed.message()));
   }
   std::string message;
   if (final_state == run_state::kFailed) {
@@ -2018,6 +2023,11 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
                "; the outputs are kept where they were written: finish the write-back with "
                "tierflow resume ",
                run_id_);
+  }
+  if (!cleanup_failures.empty()) {
+    message = StrCat(message.empty() ? "" : StrCat(message, "; "),
+                     "staging not cleaned up: ", absl::StrJoin(cleanup_failures, "; "));
+    if (final_state == run_state::kSucceeded) final_state = run_state::kFailed;
   }
   TF_RETURN_IF_ERROR(FinishRun(final_state, message));
   return MakeResult(final_state);
@@ -2287,6 +2297,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     output.staging_path = TierPath(task.places[o].write, staging + output.name);
     output.durable = tiers_[task.places[o].write].config.durability >= Durability::kDurable;
     output.final_path = OutputPath(t, o);
+    output.tier_root = tiers_[task.places[o].write].root.string();
     contract_env.emplace_back(StrCat("TIERFLOW_OUTPUT_", AsciiUpper(output.name)),
                               output.staging_path);
     launch.outputs.push_back(std::move(output));
@@ -2295,6 +2306,8 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     launch.checkpoint_dir = checkpoint_tier_ != kNoTier
                                 ? TierPath(checkpoint_tier_, CheckpointKey(t))
                                 : TaskDir(run_dir_ / "checkpoints", t).string();
+    if (checkpoint_tier_ != kNoTier)
+      launch.checkpoint_root = tiers_[checkpoint_tier_].root.string();
     contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR", launch.checkpoint_dir);
     if (checkpoint_node_tier_ != kNoTier) {
       launch.checkpoint_relay =
@@ -2492,8 +2505,8 @@ absl::Status Engine::Impl::WatchCheckpoints(uint32_t t, TaskLaunch& launch, int&
   job.copy_id = id;
   job.run = [from, to, key,
              path = (dir / latest).string()]() -> absl::StatusOr<storage::TransferResult> {
-    std::error_code error;
-    fs::remove_all(path, error);  // what a task that failed mid-write left
+    // What a task that failed mid-write left, through the tier's root.
+    if (const auto root = storage::PosixTierRoot(*to)) TF_RETURN_IF_ERROR(root->RemoveTree(path));
     return storage::CopyCheckpoint(*from, *to, key);
   };
   to_move_.push_back(std::move(job));
@@ -2668,20 +2681,24 @@ absl::Status Engine::Impl::KeepCheckpoints(uint32_t t) {
     const std::string local = TierPath(checkpoint_tier_, key);
     // On a posix tier the folder goes too, not only the files in it.
     const std::string durable_path = tiers_[flush].posix ? TierPath(flush, key) : "";
+    const std::shared_ptr<const storage::TierRoot> local_root =
+        storage::PosixTierRoot(*tiers_[checkpoint_tier_].adapter);
     const int64_t id = --last_restore_id_;
     AddMove(id, {t, 0, flush, MoveJob::Kind::kRun, false, checkpoint_tier_, -row});
     MoveJob job;
     job.kind = MoveJob::Kind::kRun;
     job.copy_id = id;
-    job.run = [durable, key, local, durable_path]() -> absl::StatusOr<storage::TransferResult> {
-      std::error_code error;
-      fs::remove(local + ".committed", error);  // the marker first: no half checkpoint counts
-      fs::remove_all(local, error);
+    job.run = [durable, key, local, durable_path,
+               local_root]() -> absl::StatusOr<storage::TransferResult> {
+      // Through the tiers' roots: a symlink beneath them is never followed.
+      if (local_root != nullptr) {
+        // The marker first: no half checkpoint counts.
+        TF_RETURN_IF_ERROR(local_root->Remove(local + ".committed"));
+        TF_RETURN_IF_ERROR(local_root->RemoveTree(local));
+      }
       TF_RETURN_IF_ERROR(durable->Delete(key + ".committed"));
-      if (!durable_path.empty()) {
-        fs::remove_all(durable_path, error);
-        if (error)
-          return absl::InternalError(StrCat("cannot delete ", durable_path, ": ", error.message()));
+      if (const auto root = storage::PosixTierRoot(*durable); root && !durable_path.empty()) {
+        TF_RETURN_IF_ERROR(root->RemoveTree(durable_path));
         return storage::TransferResult{};
       }
       TF_RETURN_IF_ERROR(DeleteArtifact(*durable, key));

@@ -1,7 +1,8 @@
 // The posix adapter: a tier that is a folder (a local disk, NVMe, a shared
 // or parallel file system, tmpfs). Every path is resolved inside the root
-// with openat2(RESOLVE_BENEATH), so neither `..` nor a symlink, however
-// planted, can take an access outside it. Writes go to a hidden temporary
+// through its TierRoot (tier_root.h), so neither `..` nor a symlink, however
+// planted, can take an access outside it: a symlink beneath the root fails
+// the access. Writes go to a hidden temporary
 // file beside the target and are renamed into place on Commit; on durable
 // and archive tiers the file and its folder are fsynced first. Archive
 // tiers are write-once: an existing key is never replaced or deleted.
@@ -14,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "storage_adapters/adapter.h"
 #include "storage_adapters/tier_config.h"
+#include "storage_adapters/tier_root.h"
 
 namespace tierflow::storage {
 
@@ -29,6 +31,10 @@ absl::StatusOr<std::unique_ptr<Adapter>> MakePosixAdapter(const PosixConfig& con
 // The adapter of a posix tier as tiers.yaml declares it: fsync on durable
 // and archive tiers, write-once on archive tiers.
 absl::StatusOr<std::unique_ptr<Adapter>> OpenPosixTier(const TierConfig& tier);
+
+// The root of a posix tier's adapter, through which every change under it
+// is made; null for any other adapter.
+std::shared_ptr<const TierRoot> PosixTierRoot(const Adapter& adapter);
 
 // Copies `key` of posix tier `from` to `to_key` of posix tier `to` inside
 // the kernel (copy_file_range: no bytes through user space, a reflink where

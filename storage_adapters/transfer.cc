@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdio>
 #include <deque>
-#include <filesystem>
 #include <fstream>
 #include <future>
 #include <mutex>
@@ -18,8 +17,6 @@
 #include "storage_adapters/posix.h"
 
 namespace tierflow::storage {
-
-namespace fs = std::filesystem;
 
 absl::StatusOr<TransferResult> CopyObject(Adapter& from, std::string_view key, Adapter& to,
                                           std::string_view to_key, const TransferOptions& options) {
@@ -146,12 +143,11 @@ std::string JsonString(std::string_view text) {
 
 }  // namespace
 
-void RemoveStreamFiles(const std::string& path) {
-  std::error_code error;
+absl::Status RemoveStreamFiles(const TierRoot& root, const std::string& path) {
   const std::string manifest = StrCat(path, kStreamManifestSuffix);
-  fs::remove(manifest, error);
-  fs::remove(manifest + ".next", error);
-  fs::remove(manifest + ".failed", error);
+  TF_RETURN_IF_ERROR(root.Remove(manifest));
+  TF_RETURN_IF_ERROR(root.Remove(manifest + ".next"));
+  return root.Remove(manifest + ".failed");
 }
 
 absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& key, Adapter& to,
@@ -162,12 +158,17 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
     if (!first_told && options.on_first) options.on_first();
     first_told = true;
   };
+  // Every file beside the copy is made through the target's root.
+  const std::shared_ptr<const TierRoot> root = PosixTierRoot(to);
+  if (root == nullptr) {
+    return absl::InvalidArgumentError(
+        StrCat("a streamed copy of '", key, "' needs a posix target tier"));
+  }
   auto copy = [&]() -> absl::StatusOr<TransferResult> {
-    std::error_code error;
     const std::string manifest = StrCat(path, kStreamManifestSuffix);
-    if (options.clear_first) fs::remove_all(path, error);
-    fs::remove(manifest + ".next", error);
-    fs::remove(manifest + ".failed", error);
+    if (options.clear_first) TF_RETURN_IF_ERROR(root->RemoveTree(path));
+    TF_RETURN_IF_ERROR(root->Remove(manifest + ".next"));
+    TF_RETURN_IF_ERROR(root->Remove(manifest + ".failed"));
     absl::StatusOr<ObjectInfo> file = from.Stat(key);
     if (file.ok()) {  // one file: nothing to stream
       TF_ASSIGN_OR_RETURN(TransferResult moved, CopyArtifact(from, key, to, key));
@@ -183,15 +184,9 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
       files += StrCat(files.empty() ? "" : ", ", JsonString(object.key.substr(key.size() + 1)));
       sizes += StrCat(sizes.empty() ? "" : ", ", object.bytes);
     }
-    fs::create_directories(fs::path(manifest).parent_path(), error);
-    {
-      std::ofstream out(manifest + ".tmp", std::ios::trunc);
-      out << "{\"files\": [" << files << "], \"bytes\": [" << sizes << "]}\n";
-      if (!out.flush()) return absl::InternalError(StrCat("cannot write ", manifest));
-    }
-    fs::rename(manifest + ".tmp", manifest, error);
-    if (error) return absl::InternalError(StrCat("cannot write ", manifest, ": ", error.message()));
-    fs::create_directories(path, error);
+    TF_RETURN_IF_ERROR(root->WriteFile(
+        manifest, StrCat("{\"files\": [", files, "], \"bytes\": [", sizes, "]}\n")));
+    TF_RETURN_IF_ERROR(root->CreateFolders(path));
     TransferResult total;
     struct InFlight {
       size_t index;
@@ -259,8 +254,8 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
   absl::StatusOr<TransferResult> result = copy();
   if (!result.ok()) {
     // A reader waiting for a file that will not come learns why.
-    std::ofstream failed(StrCat(path, kStreamManifestSuffix, ".failed"), std::ios::trunc);
-    failed << result.status().message() << '\n';
+    (void)root->WriteFile(StrCat(path, kStreamManifestSuffix, ".failed"),
+                          StrCat(result.status().message(), "\n"));
   }
   return result;
 }

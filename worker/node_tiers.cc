@@ -9,6 +9,7 @@
 #include "common/strings.h"
 #include "storage_adapters/artifact_key.h"
 #include "storage_adapters/posix.h"
+#include "storage_adapters/tier_root.h"
 #include "storage_adapters/transfer.h"
 
 namespace tierflow::worker {
@@ -49,11 +50,13 @@ absl::Status NodeTiers::Clear() {
   std::lock_guard lock(mu_);
   held_.clear();
   for (const auto& [name, path] : tiers_) {
-    std::error_code error;
-    fs::remove_all(fs::path(path) / "runs", error);
-    if (error) {
+    absl::Status cleared = [&]() -> absl::Status {
+      TF_ASSIGN_OR_RETURN(auto root, storage::TierRoot::Open(path, /*create=*/true));
+      return root->RemoveTree("runs");
+    }();
+    if (!cleared.ok()) {
       return absl::FailedPreconditionError(
-          StrCat("node tier ", name, ": cannot clear ", path, "/runs: ", error.message()));
+          StrCat("node tier ", name, ": cannot clear ", path, "/runs: ", cleared.message()));
     }
   }
   return absl::OkStatus();
@@ -234,10 +237,12 @@ void NodeTiers::Evict(const std::string& tier, const std::string& key) {
     copying_.insert(held_key);  // no task stages it while it goes
   }
   // Node tiers are posix: the file, or the folder of a tree, whole.
-  const std::string path = (fs::path(found->second) / *normal).string();
-  std::error_code error;
-  fs::remove_all(path, error);
-  storage::RemoveStreamFiles(path);
+  absl::StatusOr<std::shared_ptr<const storage::TierRoot>> root =
+      storage::TierRoot::Open(found->second);
+  if (root.ok()) {
+    (void)(*root)->RemoveTree(*normal);
+    (void)storage::RemoveStreamFiles(**root, *normal);
+  }
   {
     std::lock_guard lock(mu_);
     copying_.erase(held_key);
