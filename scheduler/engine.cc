@@ -710,6 +710,7 @@ class Engine::Impl {
   std::vector<MoveJob> to_move_;               // submitted after the turn's commit
   std::unordered_set<uint32_t> data_waiters_;  // ready tasks whose inputs are being copied
   std::vector<std::string> move_failures_;     // write-backs that failed: the run fails
+  std::vector<std::string> unsafe_paths_;      // evictions refused (a symlink, a mount): too
   bool schedule_kept_ = false;                 // the first turn of a resume schedules kept outputs
   std::unique_ptr<Mover> mover_;
   // Streamed copies under way, by copy id: told when their readers end.
@@ -781,6 +782,7 @@ absl::Status Engine::Impl::BeginRun() {
   to_move_.clear();
   data_waiters_.clear();
   move_failures_.clear();
+  unsafe_paths_.clear();
   schedule_kept_ = false;
   db_.reset();
   lock_.reset();
@@ -1220,8 +1222,12 @@ absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
   }
   if (move.kind == MoveJob::Kind::kDelete) {
     if (result.status.ok()) return absl::OkStatus();
-    return AddEvent(producer.id, 0, "evict_failed",
-                    StrCat("evicting ", what, " from tier ", tier, ": ", result.status.message()));
+    const std::string message =
+        StrCat("evicting ", what, " from tier ", tier, ": ", result.status.message());
+    // A symlink or a mount where the copy was (docs/tiers.md "Path safety"):
+    // someone tampered with the tier; the run fails with it.
+    if (absl::IsFailedPrecondition(result.status)) unsafe_paths_.push_back(message);
+    return AddEvent(producer.id, 0, "evict_failed", message);
   }
   OutputPlace& place = tasks_[move.task].places[move.output];
   if (result.status.ok()) {
@@ -2004,13 +2010,13 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
   mover_.reset();  // idle: every copy it was given has been applied
   // Nothing runs any more: staging holds only leftovers of failed attempts.
   // Through the tier's root: a symlink planted beneath it is never followed.
-  std::vector<std::string> cleanup_failures;
+  std::vector<std::string> cleanup_failures = unsafe_paths_;
   for (const Tier& tier : tiers_) {
     const std::shared_ptr<const storage::TierRoot> root =
         tier.posix && tier.adapter ? storage::PosixTierRoot(*tier.adapter) : nullptr;
     if (root == nullptr) continue;
     absl::Status removed = root->RemoveTree(StrCat("runs/", run_id_, "/staging"));
-    if (!removed.ok()) cleanup_failures.push_back(std::string(removed.message()));
+    if (!removed.ok()) cleanup_failures.push_back(StrCat("cleaning up: ", removed.message()));
   }
   std::string message;
   if (final_state == run_state::kFailed) {
@@ -2025,8 +2031,8 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
                run_id_);
   }
   if (!cleanup_failures.empty()) {
-    message = StrCat(message.empty() ? "" : StrCat(message, "; "),
-                     "staging not cleaned up: ", absl::StrJoin(cleanup_failures, "; "));
+    message =
+        StrCat(message.empty() ? "" : StrCat(message, "; "), absl::StrJoin(cleanup_failures, "; "));
     if (final_state == run_state::kSucceeded) final_state = run_state::kFailed;
   }
   TF_RETURN_IF_ERROR(FinishRun(final_state, message));

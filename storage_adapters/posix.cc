@@ -437,7 +437,8 @@ absl::Status CopyBetweenPosixTiers(Adapter& from, std::string_view key, Adapter&
 
 absl::StatusOr<std::unique_ptr<Adapter>> MakePosixAdapter(const PosixConfig& config) {
   absl::StatusOr<std::shared_ptr<const TierRoot>> root =
-      TierRoot::Open(config.root, /*create=*/true);
+      config.private_root ? TierRoot::OpenPrivate(config.root)
+                          : TierRoot::Open(config.root, /*create=*/true);
   if (!root.ok()) {
     return absl::FailedPreconditionError(
         StrCat("tier ", config.tier, ": ", root.status().message()));
@@ -456,6 +457,7 @@ absl::StatusOr<std::unique_ptr<Adapter>> OpenPosixTier(const TierConfig& tier) {
   config.root = tier.root;
   config.sync = tier.durability >= Durability::kDurable;
   config.write_once = tier.durability == Durability::kArchive;
+  config.private_root = tier.root == DefaultRamRoot();
   return MakePosixAdapter(config);
 }
 

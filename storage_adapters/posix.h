@@ -24,6 +24,9 @@ struct PosixConfig {
   std::string root;         // created if missing
   bool sync = false;        // fsync before a write becomes visible
   bool write_once = false;  // archive: refuse overwrite and delete
+  // A root in a folder anyone can write (the default RAM tier): created
+  // 0700, refused unless ours and closed to others (TierRoot::OpenPrivate).
+  bool private_root = false;
 };
 
 absl::StatusOr<std::unique_ptr<Adapter>> MakePosixAdapter(const PosixConfig& config);

@@ -99,8 +99,59 @@ absl::StatusOr<std::shared_ptr<const TierRoot>> TierRoot::Open(const std::string
     return absl::FailedPreconditionError(
         StrCat("cannot stat the tier root ", root, ": ", std::strerror(errno)));
   }
+  std::error_code ignored;
   return std::shared_ptr<const TierRoot>(
-      new TierRoot(fs::path(root).lexically_normal().string(), std::move(fd), info.st_dev));
+      new TierRoot(fs::absolute(fs::path(root), ignored).lexically_normal().string(), std::move(fd),
+                   info.st_dev));
+}
+
+absl::StatusOr<std::shared_ptr<const TierRoot>> TierRoot::OpenPrivate(const std::string& root) {
+  if (mkdir(root.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::FailedPreconditionError(
+        StrCat("cannot create the tier root ", root, ": ", std::strerror(errno)));
+  }
+  struct stat link {};
+  if (lstat(root.c_str(), &link) != 0) {
+    return absl::FailedPreconditionError(
+        StrCat("cannot stat the tier root ", root, ": ", std::strerror(errno)));
+  }
+  char mode[8];
+  snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(link.st_mode & 07777));
+  const std::string found = StrCat(" (owner uid ", link.st_uid, ", mode ", mode, ")");
+  const std::string fix =
+      StrCat("; it must be a folder owned by uid ", geteuid(),
+             " with mode 0700, since anyone may create it first: remove it, or set ",
+             "TIERFLOW_RAM_ROOT or a tiers file to use another folder");
+  if (S_ISLNK(link.st_mode)) {
+    return absl::FailedPreconditionError(
+        StrCat("refusing the tier root ", root, ": it is a symlink", found, fix));
+  }
+  if (!S_ISDIR(link.st_mode)) {
+    return absl::FailedPreconditionError(
+        StrCat("refusing the tier root ", root, ": it is not a folder", found, fix));
+  }
+  if (link.st_uid != geteuid()) {
+    return absl::FailedPreconditionError(
+        StrCat("refusing the tier root ", root, ": another user owns it", found, fix));
+  }
+  if ((link.st_mode & 077) != 0) {
+    return absl::FailedPreconditionError(
+        StrCat("refusing the tier root ", root, ": others may enter it", found, fix));
+  }
+  Fd fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat info {};
+  if (fd.get() < 0 || fstat(fd.get(), &info) != 0) {
+    return absl::FailedPreconditionError(
+        StrCat("cannot open the tier root ", root, ": ", std::strerror(errno)));
+  }
+  if (info.st_ino != link.st_ino || info.st_dev != link.st_dev) {
+    return absl::FailedPreconditionError(
+        StrCat("refusing the tier root ", root, ": it was replaced while being checked"));
+  }
+  std::error_code ignored;
+  return std::shared_ptr<const TierRoot>(
+      new TierRoot(fs::absolute(fs::path(root), ignored).lexically_normal().string(), std::move(fd),
+                   info.st_dev));
 }
 
 absl::Status TierRoot::Error(std::string_view what, std::string_view path, int error) const {

@@ -41,6 +41,12 @@ class TierRoot {
                                                               bool create = false,
                                                               mode_t mode = 0755);
 
+  // Open for a root in a folder others can write (the default RAM tier in
+  // /dev/shm): created with mode 0700 when missing; refused with
+  // FailedPrecondition naming it, its owner and mode, when it is a symlink,
+  // not a folder, not owned by this user, or open to group or others.
+  static absl::StatusOr<std::shared_ptr<const TierRoot>> OpenPrivate(const std::string& root);
+
   const std::string& path() const { return path_; }
   int fd() const { return fd_.get(); }
 

@@ -70,6 +70,41 @@ TEST_F(TierRootTest, OpenRefusesAMissingRootUnlessAskedToCreateIt) {
   EXPECT_EQ(fs::status(dir_ / "a" / "b").permissions() & fs::perms::all, fs::perms::owner_all);
 }
 
+// The default RAM tier's folder lies in /dev/shm, where anyone may create
+// it first; these use temporary folders, never the real default.
+TEST_F(TierRootTest, APrivateRootIsCreated0700AndRefusedWhenOthersCouldHaveIt) {
+  const fs::path made = dir_ / "ram";
+  auto fresh = TierRoot::OpenPrivate(made.string());
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fs::status(made).permissions() & fs::perms::all, fs::perms::owner_all);
+  EXPECT_TRUE(TierRoot::OpenPrivate(made.string()).ok());  // ours, 0700: used again
+
+  const fs::path loose = dir_ / "loose";
+  fs::create_directories(loose);
+  fs::permissions(loose, fs::perms::all);  // 0777
+  auto refused = TierRoot::OpenPrivate(loose.string());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr(loose.string()));
+  EXPECT_THAT(refused.status().message(), HasSubstr("mode 0777"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("owner uid " + std::to_string(geteuid())));
+
+  const fs::path theirs = dir_ / "theirs";
+  fs::create_directories(theirs);
+  fs::permissions(theirs, fs::perms::owner_all, fs::perm_options::replace);
+  ASSERT_EQ(chown(theirs.c_str(), 65534, 65534), 0) << "needs root to hand a folder to nobody";
+  refused = TierRoot::OpenPrivate(theirs.string());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr(theirs.string()));
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("another user owns it (owner uid 65534, mode 0700)"));
+
+  const fs::path link = dir_ / "link";
+  fs::create_directory_symlink(made, link);  // even to a folder of ours
+  refused = TierRoot::OpenPrivate(link.string());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("it is a symlink"));
+}
+
 TEST_F(TierRootTest, RelativeAcceptsPathsUnderTheRootOnly) {
   EXPECT_EQ(*root_->Relative((dir_ / "root" / "runs" / "r1").string()), "runs/r1");
   EXPECT_EQ(*root_->Relative("runs/r1/"), "runs/r1");
@@ -160,7 +195,7 @@ TEST_F(TierRootTest, RemoveTreeUnlinksSymlinksInsteadOfFollowingThem) {
 // A folder swapped for a symlink to the outside while the removal runs (the
 // eviction attack): whatever the interleaving, nothing outside goes.
 TEST_F(TierRootTest, ASymlinkSwappedInDuringARemovalIsNeverFollowed) {
-  for (int round = 0; round < 30; ++round) {
+  for (int round = 0; round < 10; ++round) {
     fs::create_directories(in("w/copy"));
     for (int i = 0; i < 200; ++i) {
       fs::create_directories(in("w/copy/d" + std::to_string(i)));

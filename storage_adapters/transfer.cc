@@ -165,8 +165,9 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
         StrCat("a streamed copy of '", key, "' needs a posix target tier"));
   }
   auto copy = [&]() -> absl::StatusOr<TransferResult> {
-    const std::string manifest = StrCat(path, kStreamManifestSuffix);
-    if (options.clear_first) TF_RETURN_IF_ERROR(root->RemoveTree(path));
+    // `path` is `key` on `to`: every change there goes by key, through its root.
+    const std::string manifest = StrCat(key, kStreamManifestSuffix);
+    if (options.clear_first) TF_RETURN_IF_ERROR(root->RemoveTree(key));
     TF_RETURN_IF_ERROR(root->Remove(manifest + ".next"));
     TF_RETURN_IF_ERROR(root->Remove(manifest + ".failed"));
     absl::StatusOr<ObjectInfo> file = from.Stat(key);
@@ -186,7 +187,7 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
     }
     TF_RETURN_IF_ERROR(root->WriteFile(
         manifest, StrCat("{\"files\": [", files, "], \"bytes\": [", sizes, "]}\n")));
-    TF_RETURN_IF_ERROR(root->CreateFolders(path));
+    TF_RETURN_IF_ERROR(root->CreateFolders(key));
     TransferResult total;
     struct InFlight {
       size_t index;
@@ -224,7 +225,7 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
       int64_t seen = -1;
       while (!options.readers_done || !*options.readers_done) {
         int64_t next = 0;
-        std::ifstream progress(manifest + ".next");
+        std::ifstream progress(StrCat(path, kStreamManifestSuffix, ".next"));  // the reader's
         if (!(progress >> next)) next = 0;
         if (next != seen) {
           seen = next;
@@ -254,7 +255,7 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
   absl::StatusOr<TransferResult> result = copy();
   if (!result.ok()) {
     // A reader waiting for a file that will not come learns why.
-    (void)root->WriteFile(StrCat(path, kStreamManifestSuffix, ".failed"),
+    (void)root->WriteFile(StrCat(key, kStreamManifestSuffix, ".failed"),
                           StrCat(result.status().message(), "\n"));
   }
   return result;
