@@ -446,6 +446,11 @@ absl::StatusOr<std::unique_ptr<Adapter>> MakePosixAdapter(const PosixConfig& con
   return std::unique_ptr<Adapter>(new PosixAdapter(config, std::move(*root)));
 }
 
+absl::StatusOr<std::shared_ptr<const TierRoot>> OpenPosixRoot(const std::string& root) {
+  if (root == DefaultRamRoot()) return TierRoot::OpenPrivate(root);
+  return TierRoot::Open(root, /*create=*/true);
+}
+
 std::shared_ptr<const TierRoot> PosixTierRoot(const Adapter& adapter) {
   const auto* posix = dynamic_cast<const PosixAdapter*>(&adapter);
   return posix == nullptr ? nullptr : posix->tier_root();

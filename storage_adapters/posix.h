@@ -35,6 +35,10 @@ absl::StatusOr<std::unique_ptr<Adapter>> MakePosixAdapter(const PosixConfig& con
 // and archive tiers, write-once on archive tiers.
 absl::StatusOr<std::unique_ptr<Adapter>> OpenPosixTier(const TierConfig& tier);
 
+// The root folder of a posix tier, created when missing; the default RAM
+// tier's folder (DefaultRamRoot) with TierRoot::OpenPrivate's checks.
+absl::StatusOr<std::shared_ptr<const TierRoot>> OpenPosixRoot(const std::string& root);
+
 // The root of a posix tier's adapter, through which every change under it
 // is made; null for any other adapter.
 std::shared_ptr<const TierRoot> PosixTierRoot(const Adapter& adapter);

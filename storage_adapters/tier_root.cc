@@ -134,11 +134,13 @@ absl::StatusOr<std::shared_ptr<const TierRoot>> TierRoot::OpenPrivate(const std:
     return absl::FailedPreconditionError(
         StrCat("refusing the tier root ", root, ": another user owns it", found, fix));
   }
-  if ((link.st_mode & 077) != 0) {
+  if ((link.st_mode & 022) != 0) {
     return absl::FailedPreconditionError(
-        StrCat("refusing the tier root ", root, ": others may enter it", found, fix));
+        StrCat("refusing the tier root ", root, ": others may write in it", found, fix));
   }
-  Fd fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  // Ours, and no one else could write in it (an older tierflow made it
+  // 0755): nothing can have been planted, so it is closed to others below.
+  Fd fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   struct stat info {};
   if (fd.get() < 0 || fstat(fd.get(), &info) != 0) {
     return absl::FailedPreconditionError(
@@ -147,6 +149,10 @@ absl::StatusOr<std::shared_ptr<const TierRoot>> TierRoot::OpenPrivate(const std:
   if (info.st_ino != link.st_ino || info.st_dev != link.st_dev) {
     return absl::FailedPreconditionError(
         StrCat("refusing the tier root ", root, ": it was replaced while being checked"));
+  }
+  if ((info.st_mode & 077) != 0 && fchmod(fd.get(), 0700) != 0) {
+    return absl::FailedPreconditionError(StrCat("cannot close the tier root ", root,
+                                                " to others (chmod 700): ", std::strerror(errno)));
   }
   std::error_code ignored;
   return std::shared_ptr<const TierRoot>(

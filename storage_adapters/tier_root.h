@@ -44,7 +44,9 @@ class TierRoot {
   // Open for a root in a folder others can write (the default RAM tier in
   // /dev/shm): created with mode 0700 when missing; refused with
   // FailedPrecondition naming it, its owner and mode, when it is a symlink,
-  // not a folder, not owned by this user, or open to group or others.
+  // not a folder, not owned by this user, or writable by group or others.
+  // One of ours that others may only read or enter (0755, as an older
+  // tierflow made it) is set to 0700: no one else can have put anything in.
   static absl::StatusOr<std::shared_ptr<const TierRoot>> OpenPrivate(const std::string& root);
 
   const std::string& path() const { return path_; }

@@ -85,7 +85,17 @@ TEST_F(TierRootTest, APrivateRootIsCreated0700AndRefusedWhenOthersCouldHaveIt) {
   auto refused = TierRoot::OpenPrivate(loose.string());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr(loose.string()));
+  EXPECT_THAT(refused.status().message(), HasSubstr("others may write in it"));
   EXPECT_THAT(refused.status().message(), HasSubstr("mode 0777"));
+  fs::permissions(loose, fs::perms::owner_all | fs::perms::group_all, fs::perm_options::replace);
+  EXPECT_THAT(TierRoot::OpenPrivate(loose.string()).status().message(), HasSubstr("mode 0770"));
+  // Ours and only readable by others (an older tierflow's 0755): closed.
+  fs::permissions(loose,
+                  fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                      fs::perms::others_read | fs::perms::others_exec,
+                  fs::perm_options::replace);
+  ASSERT_TRUE(TierRoot::OpenPrivate(loose.string()).ok());
+  EXPECT_EQ(fs::status(loose).permissions() & fs::perms::all, fs::perms::owner_all);
   EXPECT_THAT(refused.status().message(), HasSubstr("owner uid " + std::to_string(geteuid())));
 
   const fs::path theirs = dir_ / "theirs";

@@ -169,7 +169,7 @@ FAIL_FLAG=/nonexistent TIERFLOW_RAM_ROOT="$ram" "$tierflow" run "$work/make.yaml
 status=$?
 set -e
 [ "$status" -ne 0 ] || fail "e: a run on a RAM folder with mode 0777 started: $(cat "$dir/out")"
-grep -qF "refusing the tier root $ram: others may enter it (owner uid $(id -u), mode 0777)" "$dir/out" ||
+grep -qF "refusing the tier root $ram: others may write in it (owner uid $(id -u), mode 0777)" "$dir/out" ||
   fail "e: the error does not name the folder, owner and mode: $(cat "$dir/out")"
 [ "$(fingerprint "$dir/outside")" = "$before" ] || fail "e: something changed outside"
 # Owned by another user (nobody), mode 0700: refused too.

@@ -26,6 +26,7 @@
 #include "common/strings.h"
 #include "common/units.h"
 #include "storage_adapters/local_artifact.h"
+#include "storage_adapters/posix.h"
 #include "worker/subprocess.h"
 #include "worker/task_stats.h"
 
@@ -42,7 +43,7 @@ absl::StatusOr<std::shared_ptr<const storage::TierRoot>> OutputRoot(const Output
     return absl::InvalidArgumentError(StrCat(
         "output '", output.name, "': the launch names no tier root for ", output.final_path));
   }
-  return storage::TierRoot::Open(output.tier_root);
+  return storage::OpenPosixRoot(output.tier_root);
 }
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
@@ -332,7 +333,7 @@ class LocalPool final : public Executor {
     failure.started_ms = WallClockMs();
     absl::Status prepared = [&]() -> absl::Status {
       if (!launch.checkpoint_dir.empty() && !launch.checkpoint_root.empty()) {
-        TF_ASSIGN_OR_RETURN(auto root, storage::TierRoot::Open(launch.checkpoint_root));
+        TF_ASSIGN_OR_RETURN(auto root, storage::OpenPosixRoot(launch.checkpoint_root));
         TF_RETURN_IF_ERROR(root->CreateFolders(launch.checkpoint_dir));
       } else if (!launch.checkpoint_dir.empty()) {
         // In the run's own folder in the state directory: no tier root.

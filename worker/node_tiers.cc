@@ -51,7 +51,7 @@ absl::Status NodeTiers::Clear() {
   held_.clear();
   for (const auto& [name, path] : tiers_) {
     absl::Status cleared = [&]() -> absl::Status {
-      TF_ASSIGN_OR_RETURN(auto root, storage::TierRoot::Open(path, /*create=*/true));
+      TF_ASSIGN_OR_RETURN(auto root, storage::OpenPosixRoot(path));
       return root->RemoveTree("runs");
     }();
     if (!cleared.ok()) {
@@ -238,7 +238,7 @@ void NodeTiers::Evict(const std::string& tier, const std::string& key) {
   }
   // Node tiers are posix: the file, or the folder of a tree, whole.
   absl::StatusOr<std::shared_ptr<const storage::TierRoot>> root =
-      storage::TierRoot::Open(found->second);
+      storage::OpenPosixRoot(found->second);
   if (root.ok()) {
     (void)(*root)->RemoveTree(*normal);
     (void)storage::RemoveStreamFiles(**root, *normal);
