@@ -136,6 +136,7 @@ void CheckpointRelays::Start(TaskLaunch& launch, TaskReport& report) {
   relay->cluster = std::move(*cluster);
   relay->node_root = storage::PosixTierRoot(*relay->node);
   relay->cluster_root = storage::PosixTierRoot(*relay->cluster);
+  relay->node_dir = fs::path(relay->node_root->path()) / *key;  // absolute, as the root
   if (absl::Status made = relay->node_root->CreateFolders(*key); !made.ok()) {
     return fail(StrCat("cannot create ", relay->node_dir.string(), ": ", made.message()));
   }
@@ -168,6 +169,7 @@ void CheckpointRelays::Start(TaskLaunch& launch, TaskReport& report) {
     report.node_copies.push_back(std::move(copy));
   }
   launch.checkpoint_dir = relay->node_dir.string();
+  launch.checkpoint_root = relay->node_root->path();
   for (auto& [name, value] : launch.env) {
     if (name == "TIERFLOW_CHECKPOINT_DIR") value = launch.checkpoint_dir;
   }
