@@ -27,8 +27,10 @@ void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out) {
     o->set_final_path(output.final_path);
     o->set_reuse_from(output.reuse_from);
     o->set_durable(output.durable);
+    o->set_tier_root(output.tier_root);
   }
   out->set_checkpoint_dir(launch.checkpoint_dir);
+  out->set_checkpoint_root(launch.checkpoint_root);
   out->set_timeout_ms(launch.timeout ? launch.timeout->count() : 0);
   out->set_kill_grace_ms(launch.kill_grace.count());
   out->set_cpus(launch.cpus);
@@ -73,9 +75,10 @@ TaskLaunch FromProto(const v1::TaskLaunch& in) {
   launch.log_path = in.log_path();
   for (const v1::OutputLaunch& o : in.outputs()) {
     launch.outputs.push_back(
-        {o.name(), o.staging_path(), o.final_path(), o.reuse_from(), o.durable()});
+        {o.name(), o.staging_path(), o.final_path(), o.reuse_from(), o.durable(), o.tier_root()});
   }
   launch.checkpoint_dir = in.checkpoint_dir();
+  launch.checkpoint_root = in.checkpoint_root();
   if (in.timeout_ms() > 0) launch.timeout = Duration(in.timeout_ms());
   launch.kill_grace = Duration(in.kill_grace_ms());
   launch.cpus = in.cpus();

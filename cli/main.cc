@@ -116,9 +116,11 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
       ->type_name("RUN");
   command->add_flag("--no-cache", options.no_cache, "Run every task, reusing nothing");
   command
-      ->add_option("--tiers", options.tiers_file,
-                   "Storage tiers to place the run's data on (docs/tiers.md); default: the "
-                   "embedded tiers ram (/dev/shm), local and bulk beside the state database")
+      ->add_option(
+          "--tiers", options.tiers_file,
+          "Storage tiers to place the run's data on (docs/tiers.md); default: the "
+          "embedded tiers ram (/dev/shm/tierflow-UID, or $TIERFLOW_RAM_ROOT; mode 0700), local "
+          "and bulk beside the state database")
       ->type_name("FILE");
   command->add_flag("--quiet,-q", options.quiet, "Print only the summary");
   command

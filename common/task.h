@@ -29,6 +29,9 @@ struct OutputLaunch {
   std::string reuse_from;
   // `final_path` is on a durable tier: fsync it before reporting success.
   bool durable = false;
+  // The root of the tier both paths are on: the worker makes every change
+  // there through it (storage_adapters/tier_root.h), never by plain path.
+  std::string tier_root;
 };
 
 // Cluster mode: an artifact the worker copies onto one of its node tiers
@@ -92,6 +95,9 @@ struct TaskLaunch {
   // TIERFLOW_CHECKPOINT_DIR of a checkpointing stage, kept across attempts;
   // the worker creates it before the command starts. Empty: none.
   std::string checkpoint_dir;
+  // The tier root checkpoint_dir is under; empty when it is in the run's
+  // own folder in the state directory (no checkpoint tier).
+  std::string checkpoint_root;
   std::optional<Duration> timeout;
   Duration kill_grace = std::chrono::seconds(10);  // TERM, then KILL after this
   // What the stage asks for (`resources:`): a worker runs it only where it

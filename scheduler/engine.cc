@@ -786,6 +786,7 @@ class Engine::Impl {
   std::vector<MoveJob> to_move_;               // submitted after the turn's commit
   std::unordered_set<uint32_t> data_waiters_;  // ready tasks whose inputs are being copied
   std::vector<std::string> move_failures_;     // write-backs that failed: the run fails
+  std::vector<std::string> unsafe_paths_;      // evictions refused (a symlink, a mount): too
   bool schedule_kept_ = false;                 // the first turn of a resume schedules kept outputs
   std::unique_ptr<Mover> mover_;
   // Streamed copies under way, by copy id: told when their readers end.
@@ -862,6 +863,7 @@ absl::Status Engine::Impl::BeginRun() {
   to_move_.clear();
   data_waiters_.clear();
   move_failures_.clear();
+  unsafe_paths_.clear();
   schedule_kept_ = false;
   db_.reset();
   lock_.reset();
@@ -1334,8 +1336,12 @@ absl::Status Engine::Impl::ApplyMove(const MoveResult& result) {
   }
   if (move.kind == MoveJob::Kind::kDelete) {
     if (result.status.ok()) return absl::OkStatus();
-    return AddEvent(producer.id, 0, "evict_failed",
-                    StrCat("evicting ", what, " from tier ", tier, ": ", result.status.message()));
+    const std::string message =
+        StrCat("evicting ", what, " from tier ", tier, ": ", result.status.message());
+    // A symlink or a mount where the copy was (docs/tiers.md "Path safety"):
+    // someone tampered with the tier; the run fails with it.
+    if (absl::IsFailedPrecondition(result.status)) unsafe_paths_.push_back(message);
+    return AddEvent(producer.id, 0, "evict_failed", message);
   }
   OutputPlace& place = tasks_[move.task].places[move.output];
   if (result.status.ok()) {
@@ -2170,9 +2176,14 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
   // upload behind; failed ones abort their own.
   if (tier_retried_ && !*transfers_cancelled_) SweepUploads("left by requests that were retried");
   // Nothing runs any more: staging holds only leftovers of failed attempts.
-  std::error_code ignored;
+  // Through the tier's root: a symlink planted beneath it is never followed.
+  std::vector<std::string> cleanup_failures = unsafe_paths_;
   for (const Tier& tier : tiers_) {
-    if (tier.posix) fs::remove_all(tier.root / "runs" / run_id_ / "staging", ignored);
+    const std::shared_ptr<const storage::TierRoot> root =
+        tier.posix && tier.adapter ? storage::PosixTierRoot(*tier.adapter) : nullptr;
+    if (root == nullptr) continue;
+    absl::Status removed = root->RemoveTree(StrCat("runs/", run_id_, "/staging"));
+    if (!removed.ok()) cleanup_failures.push_back(StrCat("cleaning up: ", removed.message()));
   }
   std::string message;
   if (final_state == run_state::kFailed) {
@@ -2185,6 +2196,11 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
                "; the outputs are kept where they were written: finish the write-back with "
                "tierflow resume ",
                run_id_);
+  }
+  if (!cleanup_failures.empty()) {
+    message =
+        StrCat(message.empty() ? "" : StrCat(message, "; "), absl::StrJoin(cleanup_failures, "; "));
+    if (final_state == run_state::kSucceeded) final_state = run_state::kFailed;
   }
   TF_RETURN_IF_ERROR(FinishRun(final_state, message));
   RunResult result = MakeResult(final_state);
@@ -2509,6 +2525,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     output.staging_path = TierPath(task.places[o].write, staging + output.name);
     output.durable = tiers_[task.places[o].write].config.durability >= Durability::kDurable;
     output.final_path = OutputPath(t, o);
+    output.tier_root = tiers_[task.places[o].write].root.string();
     contract_env.emplace_back(StrCat("TIERFLOW_OUTPUT_", AsciiUpper(output.name)),
                               output.staging_path);
     launch.outputs.push_back(std::move(output));
@@ -2517,6 +2534,8 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     launch.checkpoint_dir = checkpoint_tier_ != kNoTier
                                 ? TierPath(checkpoint_tier_, CheckpointKey(t))
                                 : TaskDir(run_dir_ / "checkpoints", t).string();
+    if (checkpoint_tier_ != kNoTier)
+      launch.checkpoint_root = tiers_[checkpoint_tier_].root.string();
     contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR", launch.checkpoint_dir);
     if (checkpoint_node_tier_ != kNoTier) {
       launch.checkpoint_relay =
@@ -2715,8 +2734,8 @@ absl::Status Engine::Impl::WatchCheckpoints(uint32_t t, TaskLaunch& launch, int&
   job.copy_id = id;
   job.run = [from, to, key,
              path = (dir / latest).string()]() -> absl::StatusOr<storage::TransferResult> {
-    std::error_code error;
-    fs::remove_all(path, error);  // what a task that failed mid-write left
+    // What a task that failed mid-write left, through the tier's root.
+    if (const auto root = storage::PosixTierRoot(*to)) TF_RETURN_IF_ERROR(root->RemoveTree(path));
     return storage::CopyCheckpoint(*from, *to, key);
   };
   to_move_.push_back(std::move(job));
@@ -2891,20 +2910,24 @@ absl::Status Engine::Impl::KeepCheckpoints(uint32_t t) {
     const std::string local = TierPath(checkpoint_tier_, key);
     // On a posix tier the folder goes too, not only the files in it.
     const std::string durable_path = tiers_[flush].posix ? TierPath(flush, key) : "";
+    const std::shared_ptr<const storage::TierRoot> local_root =
+        storage::PosixTierRoot(*tiers_[checkpoint_tier_].adapter);
     const int64_t id = --last_restore_id_;
     AddMove(id, {t, 0, flush, MoveJob::Kind::kRun, false, checkpoint_tier_, -row});
     MoveJob job;
     job.kind = MoveJob::Kind::kRun;
     job.copy_id = id;
-    job.run = [durable, key, local, durable_path]() -> absl::StatusOr<storage::TransferResult> {
-      std::error_code error;
-      fs::remove(local + ".committed", error);  // the marker first: no half checkpoint counts
-      fs::remove_all(local, error);
+    job.run = [durable, key, local, durable_path,
+               local_root]() -> absl::StatusOr<storage::TransferResult> {
+      // Through the tiers' roots: a symlink beneath them is never followed.
+      if (local_root != nullptr) {
+        // The marker first: no half checkpoint counts.
+        TF_RETURN_IF_ERROR(local_root->Remove(local + ".committed"));
+        TF_RETURN_IF_ERROR(local_root->RemoveTree(local));
+      }
       TF_RETURN_IF_ERROR(durable->Delete(key + ".committed"));
-      if (!durable_path.empty()) {
-        fs::remove_all(durable_path, error);
-        if (error)
-          return absl::InternalError(StrCat("cannot delete ", durable_path, ": ", error.message()));
+      if (const auto root = storage::PosixTierRoot(*durable); root && !durable_path.empty()) {
+        TF_RETURN_IF_ERROR(root->RemoveTree(durable_path));
         return storage::TransferResult{};
       }
       TF_RETURN_IF_ERROR(DeleteArtifact(*durable, key));

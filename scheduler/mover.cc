@@ -1,16 +1,31 @@
 #include "scheduler/mover.h"
 
 #include <chrono>
-#include <filesystem>
 #include <system_error>
 #include <utility>
 
 #include "common/status.h"
 #include "common/strings.h"
+#include "storage_adapters/posix.h"
+#include "storage_adapters/tier_root.h"
 
 namespace tierflow::scheduler {
 
-namespace fs = std::filesystem;
+namespace {
+
+// Removes `path` (file or tree) on the posix tier `tier`, through its root:
+// a symlink beneath the root is unlinked, never followed, and no mount is
+// crossed (storage_adapters/tier_root.h). `stream_files`: a streamed copy's
+// manifest and its reader's progress beside it go too.
+absl::Status RemoveUnderRoot(const storage::Adapter& tier, const std::string& path,
+                             bool stream_files = false) {
+  const std::shared_ptr<const storage::TierRoot> root = storage::PosixTierRoot(tier);
+  if (root == nullptr) return absl::InternalError("not a posix tier");
+  if (stream_files) TF_RETURN_IF_ERROR(storage::RemoveStreamFiles(*root, path));
+  return root->RemoveTree(path);
+}
+
+}  // namespace
 
 Mover::Mover(int threads, DoneCallback done) : done_(std::move(done)) {
   for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this] { Work(); });
@@ -65,11 +80,10 @@ void Mover::Work() {
     result.copy_id = job.copy_id;
     if (job.kind == MoveJob::Kind::kCopy && job.clear_first) {
       if (!job.posix_path.empty()) {
-        std::error_code error;
-        fs::remove_all(job.posix_path, error);
-        if (error) {
-          result.status = absl::InternalError(StrCat("cannot clear what an earlier copy left at ",
-                                                     job.posix_path, ": ", error.message()));
+        if (absl::Status cleared = RemoveUnderRoot(*job.to, job.posix_path); !cleared.ok()) {
+          result.status =
+              absl::Status(cleared.code(), StrCat("cannot clear what an earlier copy left at ",
+                                                  job.posix_path, ": ", cleared.message()));
         }
       } else if (absl::Status cleared = DeleteArtifact(*job.to, job.key);
                  !cleared.ok() && !absl::IsNotFound(cleared)) {
@@ -95,13 +109,10 @@ void Mover::Work() {
         result.status = moved.status();
       }
     } else if (!job.posix_path.empty()) {
-      std::error_code error;
-      // A streamed copy's manifest and its reader's progress, beside it.
-      storage::RemoveStreamFiles(job.posix_path);
-      fs::remove_all(job.posix_path, error);
-      if (error) {
-        result.status =
-            absl::InternalError(StrCat("cannot delete ", job.posix_path, ": ", error.message()));
+      if (absl::Status removed = RemoveUnderRoot(*job.to, job.posix_path, /*stream_files=*/true);
+          !removed.ok()) {
+        result.status = absl::Status(
+            removed.code(), StrCat("cannot delete ", job.posix_path, ": ", removed.message()));
       }
     } else {
       result.status = DeleteArtifact(*job.to, job.key);

@@ -16,6 +16,7 @@
 
 #include "common/status.h"
 #include "common/strings.h"
+#include "storage_adapters/fd.h"
 
 namespace tierflow::storage {
 namespace fs = std::filesystem;
@@ -82,25 +83,33 @@ absl::StatusOr<XXH128_hash_t> HashFile(const std::string& path, uint64_t* bytes)
   return XXH3_128bits_digest(state.get());
 }
 
-// A sibling name for building `path` before publishing it.
-std::string TemporarySibling(const std::string& path) {
+// A sibling name for building `name` before publishing it.
+std::string TemporaryName(const std::string& name) {
   thread_local std::mt19937_64 random(std::random_device{}());
   char suffix[17];
   snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(random()));
-  fs::path p(path);
-  return (p.parent_path() / StrCat(".", p.filename().string(), ".tmp-", suffix)).string();
+  return StrCat(".", name, ".tmp-", suffix);
 }
 
-absl::Status CopyFileContents(const std::string& source, const std::string& target) {
-  int in = open(source.c_str(), O_RDONLY | O_CLOEXEC);
+absl::Status SymlinkError(const std::string& path) {
+  return absl::FailedPreconditionError(
+      StrCat(path, " is a symlink: artifacts cannot hold symlinks (an object store cannot keep ",
+             "them, so copies would differ from what was hashed); copy the file or folder it ",
+             "points to instead"));
+}
+
+// The file `source` copied to the new file `name` in the folder `dir`.
+absl::Status CopyFileContents(const std::string& source, int dir, const std::string& name,
+                              const std::string& shown) {
+  int in = open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (in < 0) return ErrnoError("cannot open", source, errno);
   struct stat info;
   fstat(in, &info);
-  int out = open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, info.st_mode & 07777);
+  int out = OpenBeneath(dir, name, O_WRONLY | O_CREAT | O_EXCL, info.st_mode & 07777);
   if (out < 0) {
     int error = errno;
     close(in);
-    return ErrnoError("cannot create", target, error);
+    return ErrnoError("cannot create", shown, error);
   }
   absl::Status status;
   for (;;) {
@@ -108,37 +117,40 @@ absl::Status CopyFileContents(const std::string& source, const std::string& targ
     if (n == 0) break;
     if (n < 0) {
       if (errno == EINTR) continue;
-      status = ErrnoError("cannot copy to", target, errno);
+      status = ErrnoError("cannot copy to", shown, errno);
       break;
     }
   }
   close(in);
-  if (close(out) != 0 && status.ok()) status = ErrnoError("cannot write", target, errno);
+  if (close(out) != 0 && status.ok()) status = ErrnoError("cannot write", shown, errno);
   return status;
 }
 
-absl::Status LinkOrCopyFile(const std::string& source, const std::string& target) {
-  if (link(source.c_str(), target.c_str()) == 0) return absl::OkStatus();
+absl::Status LinkOrCopyFile(const std::string& source, int dir, const std::string& name,
+                            const std::string& shown) {
+  if (linkat(AT_FDCWD, source.c_str(), dir, name.c_str(), 0) == 0) return absl::OkStatus();
   if (errno != EXDEV && errno != EPERM && errno != EMLINK) {
-    return ErrnoError("cannot link to", target, errno);
+    return ErrnoError("cannot link to", shown, errno);
   }
-  return CopyFileContents(source, target);
+  return CopyFileContents(source, dir, name, shown);
 }
 
-absl::Status LinkTree(const std::string& source, const std::string& target) {
+// `source` (file or tree, read by path) rebuilt as `name` in the folder
+// `dir` of a tier root: every folder and file made through descriptors.
+absl::Status LinkTree(const std::string& source, int dir, const std::string& name,
+                      const std::string& shown) {
   std::error_code error;
   fs::file_status status = fs::symlink_status(source, error);
   if (error) return FsError("cannot read", source, error);
-  if (fs::is_symlink(status)) {
-    fs::copy_symlink(source, target, error);
-    return error ? FsError("cannot copy symlink to", target, error) : absl::OkStatus();
-  }
-  if (!fs::is_directory(status)) return LinkOrCopyFile(source, target);
-  fs::create_directory(target, error);
-  if (error) return FsError("cannot create", target, error);
+  if (fs::is_symlink(status)) return SymlinkError(source);
+  if (!fs::is_directory(status)) return LinkOrCopyFile(source, dir, name, shown);
+  if (mkdirat(dir, name.c_str(), 0755) != 0) return ErrnoError("cannot create", shown, errno);
+  Fd folder(OpenBeneath(dir, name, O_PATH | O_DIRECTORY));
+  if (folder.get() < 0) return ErrnoError("cannot open", shown, errno);
   for (const fs::directory_entry& entry : fs::directory_iterator(source, error)) {
+    const std::string child = entry.path().filename().string();
     TF_RETURN_IF_ERROR(
-        LinkTree(entry.path().string(), (fs::path(target) / entry.path().filename()).string()));
+        LinkTree(entry.path().string(), folder.get(), child, StrCat(shown, "/", child)));
   }
   return error ? FsError("cannot list", source, error) : absl::OkStatus();
 }
@@ -155,6 +167,7 @@ absl::StatusOr<ContentDigest> HashArtifact(const std::string& path) {
   if (error || !fs::exists(status)) {
     return ErrnoError("no artifact at", path, error ? error.value() : ENOENT);
   }
+  if (fs::is_symlink(status)) return SymlinkError(path);
   ContentDigest digest;
   if (!fs::is_directory(status)) {
     TF_ASSIGN_OR_RETURN(XXH128_hash_t hash, HashFile(path, &digest.bytes));
@@ -180,9 +193,7 @@ absl::StatusOr<ContentDigest> HashArtifact(const std::string& path) {
     if (error) return FsError("cannot stat", entry.string(), error);
     std::string relative = entry.lexically_relative(path).string();
     if (fs::is_symlink(entry_status)) {
-      add("L");
-      add(relative);
-      add(fs::read_symlink(entry, error).string());
+      return SymlinkError(entry.string());
     } else if (fs::is_directory(entry_status)) {
       add("D");
       add(relative);
@@ -198,70 +209,37 @@ absl::StatusOr<ContentDigest> HashArtifact(const std::string& path) {
   return digest;
 }
 
-namespace {
-
-absl::Status SyncPath(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0 && errno == ELOOP) return absl::OkStatus();  // a symlink: its folder holds it
-  if (fd < 0) return ErrnoError("cannot open", path, errno);
-  const int synced = fsync(fd);
-  const int saved = errno;
-  close(fd);
-  if (synced != 0) return ErrnoError("cannot sync", path, saved);
-  return absl::OkStatus();
-}
-
-// Every file and folder of a file or tree, deepest first.
-absl::Status SyncTree(const std::string& path) {
-  std::error_code error;
-  if (fs::is_directory(fs::symlink_status(path, error))) {
-    for (auto it = fs::recursive_directory_iterator(path, error);
-         !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
-      if (it->is_regular_file(error) || it->is_directory(error)) {
-        TF_RETURN_IF_ERROR(SyncPath(it->path().string()));
-      }
-    }
-    if (error) return FsError("cannot list", path, error);
-  }
-  return SyncPath(path);
-}
-
-}  // namespace
-
-absl::Status PublishArtifact(const std::string& staging, const std::string& final_path,
-                             bool durable) {
-  std::error_code error;
-  fs::create_directories(fs::path(final_path).parent_path(), error);
-  if (error) return FsError("cannot create the folder of", final_path, error);
-  if (durable) TF_RETURN_IF_ERROR(SyncTree(staging));
-  auto synced = [&]() -> absl::Status {
-    return durable ? SyncPath(fs::path(final_path).parent_path().string()) : absl::OkStatus();
-  };
-  if (rename(staging.c_str(), final_path.c_str()) == 0) return synced();
-  if (errno != EEXIST && errno != ENOTEMPTY && errno != EISDIR && errno != ENOTDIR) {
-    return ErrnoError(StrCat("cannot move ", staging, " to"), final_path, errno);
-  }
+absl::Status PublishArtifact(const TierRoot& root, const std::string& staging,
+                             const std::string& final_path, bool durable) {
+  TF_ASSIGN_OR_RETURN(const std::string from, root.Relative(staging));
+  TF_ASSIGN_OR_RETURN(const std::string to, root.Relative(final_path));
+  const std::string folder = fs::path(to).parent_path().string();
+  TF_RETURN_IF_ERROR(root.CreateFolders(folder));
+  if (durable) TF_RETURN_IF_ERROR(root.SyncTree(from));
+  auto synced = [&]() -> absl::Status { return durable ? root.Sync(folder) : absl::OkStatus(); };
+  absl::Status moved = root.Rename(from, to);
+  if (moved.ok()) return synced();
+  if (!absl::IsAlreadyExists(moved)) return moved;
   // Something is in the way: a leftover of an attempt whose success was
   // never committed. Move it aside first so the swap stays one rename.
-  std::string aside = TemporarySibling(final_path);
-  if (rename(final_path.c_str(), aside.c_str()) != 0) {
-    return ErrnoError("cannot move aside the old", final_path, errno);
-  }
-  if (rename(staging.c_str(), final_path.c_str()) != 0) {
-    return ErrnoError(StrCat("cannot move ", staging, " to"), final_path, errno);
-  }
-  fs::remove_all(aside, error);
+  const std::string aside =
+      (fs::path(to).parent_path() / TemporaryName(fs::path(to).filename().string())).string();
+  TF_RETURN_IF_ERROR(root.Rename(to, aside));
+  TF_RETURN_IF_ERROR(root.Rename(from, to));
+  TF_RETURN_IF_ERROR(root.RemoveTree(aside));
   return synced();
 }
 
-absl::Status LinkArtifact(const std::string& source, const std::string& target) {
-  std::error_code error;
-  fs::create_directories(fs::path(target).parent_path(), error);
-  if (error) return FsError("cannot create the folder of", target, error);
-  std::string temporary = TemporarySibling(target);
-  absl::Status status = LinkTree(source, temporary);
-  if (status.ok()) status = PublishArtifact(temporary, target);
-  if (!status.ok()) fs::remove_all(temporary, error);
+absl::Status LinkArtifact(const std::string& source, const TierRoot& root,
+                          const std::string& target) {
+  TF_ASSIGN_OR_RETURN(const std::string to, root.Relative(target));
+  const fs::path path(to);
+  TF_ASSIGN_OR_RETURN(Fd folder, root.OpenFolder(path.parent_path().string(), /*create=*/true));
+  const std::string temporary = TemporaryName(path.filename().string());
+  const std::string shown = (path.parent_path() / temporary).string();
+  absl::Status status = LinkTree(source, folder.get(), temporary, shown);
+  if (status.ok()) status = PublishArtifact(root, shown, to);
+  if (!status.ok()) (void)root.RemoveTree(shown);
   return status;
 }
 

@@ -1,9 +1,7 @@
 #include "storage_adapters/posix.h"
 
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,24 +16,13 @@
 #include "common/strings.h"
 #include "storage_adapters/artifact_key.h"
 #include "storage_adapters/fd.h"
+#include "storage_adapters/tier_root.h"
 
 namespace tierflow::storage {
 namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kTempMarker = ".tierflow-tmp-";
-
-// openat2 beneath `dir`: no absolute paths, `..` or symlinks that leave it.
-int OpenBeneath(int dir, const std::string& path, int flags, mode_t mode = 0) {
-  open_how how{};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  how.mode = (flags & O_CREAT) != 0 ? mode : 0;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  for (;;) {
-    long fd = syscall(SYS_openat2, dir, path.c_str(), &how, sizeof how);
-    if (fd >= 0 || errno != EINTR) return static_cast<int>(fd);
-  }
-}
 
 class PosixAdapter;
 
@@ -92,7 +79,8 @@ class PosixReader final : public ObjectReader {
 
 class PosixAdapter final : public Adapter {
  public:
-  PosixAdapter(PosixConfig config, Fd root) : config_(std::move(config)), root_(std::move(root)) {}
+  PosixAdapter(PosixConfig config, std::shared_ptr<const TierRoot> root)
+      : config_(std::move(config)), tier_root_(std::move(root)) {}
 
   std::string_view kind() const override { return "posix"; }
 
@@ -114,18 +102,20 @@ class PosixAdapter final : public Adapter {
       case EXDEV:
       case ELOOP:
         return absl::InvalidArgumentError(
-            StrCat(message, " (the path leaves the tier's root through a link)"));
+            StrCat(message, " (the path leaves the tier's root, or passes through a symlink: ",
+                   "tierflow never follows a symlink beneath a tier root)"));
       default:
         return absl::InternalError(message);
     }
   }
 
   const PosixConfig& config() const { return config_; }
+  const std::shared_ptr<const TierRoot>& tier_root() const { return tier_root_; }
 
   // The object's file, read-only, resolved beneath the root.
   absl::StatusOr<Fd> OpenSource(std::string_view key) const {
     TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
-    Fd fd(OpenBeneath(root_.get(), normal, O_RDONLY));
+    Fd fd(OpenBeneath(tier_root_->fd(), normal, O_RDONLY));
     if (fd.get() < 0) return Error(normal, "cannot read", errno);
     return fd;
   }
@@ -148,7 +138,7 @@ class PosixAdapter final : public Adapter {
   absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRead(std::string_view key, uint64_t offset,
                                                          std::optional<uint64_t> length) override {
     TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
-    int fd = OpenBeneath(root_.get(), normal, O_RDONLY);
+    int fd = OpenBeneath(tier_root_->fd(), normal, O_RDONLY);
     if (fd < 0) return Error(normal, "cannot read", errno);
     struct stat info {};
     if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
@@ -161,7 +151,7 @@ class PosixAdapter final : public Adapter {
 
   absl::StatusOr<ObjectInfo> Stat(std::string_view key) override {
     TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
-    Fd fd(OpenBeneath(root_.get(), normal, O_PATH));
+    Fd fd(OpenBeneath(tier_root_->fd(), normal, O_PATH));
     if (fd.get() < 0) return Error(normal, "cannot stat", errno);
     struct stat info {};
     if (fstat(fd.get(), &info) != 0) return Error(normal, "cannot stat", errno);
@@ -250,7 +240,7 @@ class PosixAdapter final : public Adapter {
 
   absl::Status GetFile(std::string_view key, const std::string& local_path) override {
     TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
-    Fd source(OpenBeneath(root_.get(), normal, O_RDONLY));
+    Fd source(OpenBeneath(tier_root_->fd(), normal, O_RDONLY));
     if (source.get() < 0) return Error(normal, "cannot read", errno);
     const fs::path target(local_path);
     std::error_code error;
@@ -282,21 +272,18 @@ class PosixAdapter final : public Adapter {
 
   // The folder that holds `key`, beneath the root; created when asked.
   absl::StatusOr<Fd> ParentDir(const std::string& key, bool create) const {
-    const fs::path parent = fs::path(key).parent_path();
-    Fd dir(OpenBeneath(root_.get(), ".", O_PATH | O_DIRECTORY));
-    for (const fs::path& component : parent) {
-      const std::string name = component.string();
-      int next = OpenBeneath(dir.get(), name, O_PATH | O_DIRECTORY);
-      if (next < 0 && errno == ENOENT && create) {
-        if (mkdirat(dir.get(), name.c_str(), 0755) != 0 && errno != EEXIST) {
-          return Error(key, "cannot create the folder of", errno);
-        }
-        next = OpenBeneath(dir.get(), name, O_PATH | O_DIRECTORY);
-      }
-      if (next < 0) return Error(key, create ? "cannot write" : "cannot find", errno);
-      dir = Fd(next);
+    Fd dir(
+        OpenBeneath(tier_root_->fd(), fs::path(key).parent_path().string(), O_PATH | O_DIRECTORY));
+    if (dir.get() >= 0) return dir;
+    if (errno != ENOENT || !create)
+      return Error(key, create ? "cannot write" : "cannot find", errno);
+    absl::StatusOr<Fd> made = tier_root_->OpenFolder(fs::path(key).parent_path().string(), true);
+    if (!made.ok()) {
+      return absl::Status(made.status().code(),
+                          StrCat("tier ", config_.tier, ": cannot create the folder of '", key,
+                                 "': ", made.status().message()));
     }
-    return dir;
+    return std::move(*made);
   }
 
   // copy_file_range where the kernel can (same file system: reflinks or
@@ -326,7 +313,7 @@ class PosixAdapter final : public Adapter {
   }
 
   PosixConfig config_;
-  Fd root_;
+  std::shared_ptr<const TierRoot> tier_root_;
 };
 
 absl::Status PosixWriter::Write(std::string_view data) {
@@ -449,18 +436,24 @@ absl::Status CopyBetweenPosixTiers(Adapter& from, std::string_view key, Adapter&
 }
 
 absl::StatusOr<std::unique_ptr<Adapter>> MakePosixAdapter(const PosixConfig& config) {
-  std::error_code error;
-  fs::create_directories(config.root, error);
-  if (error) {
-    return absl::FailedPreconditionError(StrCat("tier ", config.tier, ": cannot create its root ",
-                                                config.root, ": ", error.message()));
+  absl::StatusOr<std::shared_ptr<const TierRoot>> root =
+      config.private_root ? TierRoot::OpenPrivate(config.root)
+                          : TierRoot::Open(config.root, /*create=*/true);
+  if (!root.ok()) {
+    return absl::FailedPreconditionError(
+        StrCat("tier ", config.tier, ": ", root.status().message()));
   }
-  int fd = open(config.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::FailedPreconditionError(StrCat("tier ", config.tier, ": cannot open its root ",
-                                                config.root, ": ", std::strerror(errno)));
-  }
-  return std::unique_ptr<Adapter>(new PosixAdapter(config, Fd(fd)));
+  return std::unique_ptr<Adapter>(new PosixAdapter(config, std::move(*root)));
+}
+
+absl::StatusOr<std::shared_ptr<const TierRoot>> OpenPosixRoot(const std::string& root) {
+  if (root == DefaultRamRoot()) return TierRoot::OpenPrivate(root);
+  return TierRoot::Open(root, /*create=*/true);
+}
+
+std::shared_ptr<const TierRoot> PosixTierRoot(const Adapter& adapter) {
+  const auto* posix = dynamic_cast<const PosixAdapter*>(&adapter);
+  return posix == nullptr ? nullptr : posix->tier_root();
 }
 
 absl::StatusOr<std::unique_ptr<Adapter>> OpenPosixTier(const TierConfig& tier) {
@@ -469,6 +462,7 @@ absl::StatusOr<std::unique_ptr<Adapter>> OpenPosixTier(const TierConfig& tier) {
   config.root = tier.root;
   config.sync = tier.durability >= Durability::kDurable;
   config.write_once = tier.durability == Durability::kArchive;
+  config.private_root = tier.root == DefaultRamRoot();
   return MakePosixAdapter(config);
 }
 

@@ -210,7 +210,9 @@ TEST_F(PosixAdapterTest, WholeFilesInAndOut) {
 }
 
 TEST_F(PosixAdapterTest, ADurablePublishSyncsATreeWithFoldersAndSymlinksAndReplacesLeftovers) {
-  const fs::path staging = dir_ / "staging" / "out";
+  auto root = TierRoot::Open(root_.string(), /*create=*/true);
+  ASSERT_TRUE(root.ok()) << root.status();
+  const fs::path staging = root_ / "staging" / "out";
   fs::create_directories(staging / "a" / "b");
   std::ofstream(staging / "a" / "b" / "data") << "bytes";
   std::ofstream(staging / "top") << "top";
@@ -218,17 +220,15 @@ TEST_F(PosixAdapterTest, ADurablePublishSyncsATreeWithFoldersAndSymlinksAndRepla
   fs::create_symlink("/nonexistent", staging / "dangling");  // not followed
   const fs::path final_path = root_ / "runs" / "r" / "out";
   fs::create_directories(final_path / "leftover");  // of an attempt never recorded
-  ASSERT_TRUE(PublishArtifact(staging.string(), final_path.string(), /*durable=*/true).ok());
+  ASSERT_TRUE(
+      PublishArtifact(**root, staging.string(), final_path.string(), /*durable=*/true).ok());
   EXPECT_FALSE(fs::exists(staging));
   EXPECT_FALSE(fs::exists(final_path / "leftover"));
-  std::ifstream in(final_path / "link");
-  std::string text;
-  in >> text;
-  EXPECT_EQ(text, "bytes");
+  EXPECT_EQ(fs::read_symlink(final_path / "link"), "a/b/data");
   EXPECT_EQ(fs::read_symlink(final_path / "dangling"), "/nonexistent");
   // A staging path that is not there: an error naming it, nothing changed.
   absl::Status missing =
-      PublishArtifact((dir_ / "nope").string(), (root_ / "other").string(), /*durable=*/true);
+      PublishArtifact(**root, (root_ / "nope").string(), (root_ / "other").string(), true);
   EXPECT_FALSE(missing.ok());
   EXPECT_THAT(missing.message(), HasSubstr("nope"));
   EXPECT_FALSE(fs::exists(root_ / "other"));

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -392,13 +393,19 @@ absl::StatusOr<TierSet> LoadTierFile(const std::string& file,
   return LoadTierText(text.str(), file, diagnostics);
 }
 
+std::string DefaultRamRoot() {
+  const char* root = std::getenv("TIERFLOW_RAM_ROOT");
+  if (root != nullptr && *root != '\0') return root;
+  return StrCat("/dev/shm/tierflow-", getuid());
+}
+
 TierSet DefaultTiers(const std::string& state_dir) {
   const fs::path state = fs::absolute(fs::path(state_dir)).lexically_normal();
   TierSet set;
   TierConfig ram;
   ram.name = "ram";
   ram.adapter = "posix";
-  ram.root = StrCat("/dev/shm/tierflow-", getuid());
+  ram.root = DefaultRamRoot();
   ram.scope = Scope::kNode;
   ram.durability = Durability::kVolatile;
   TierConfig local;

@@ -88,8 +88,14 @@ absl::StatusOr<TierSet> LoadTierFile(const std::string& file,
                                      std::vector<Diagnostic>* diagnostics = nullptr);
 
 // The tiers of embedded mode when no tiers file is given, all posix: `ram`
-// (/dev/shm/tierflow-UID, volatile), `local` (STATE/tiers/local, node) and
+// (DefaultRamRoot(), volatile), `local` (STATE/tiers/local, node) and
 // `bulk` (STATE/tiers/bulk, durable; stands in for an object store).
 TierSet DefaultTiers(const std::string& state_dir);
+
+// The default RAM tier's folder: $TIERFLOW_RAM_ROOT when set, else
+// /dev/shm/tierflow-UID. It lies in a folder every user can write, so it
+// is created with mode 0700 and refused when it exists as anything but a
+// folder of ours that no one else may enter (OpenPosixTier checks it).
+std::string DefaultRamRoot();
 
 }  // namespace tierflow::storage

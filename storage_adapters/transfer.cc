@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdio>
 #include <deque>
-#include <filesystem>
 #include <fstream>
 #include <future>
 #include <mutex>
@@ -21,7 +20,6 @@
 
 namespace tierflow::storage {
 
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -261,12 +259,11 @@ std::string JsonString(std::string_view text) {
 
 }  // namespace
 
-void RemoveStreamFiles(const std::string& path) {
-  std::error_code error;
+absl::Status RemoveStreamFiles(const TierRoot& root, const std::string& path) {
   const std::string manifest = StrCat(path, kStreamManifestSuffix);
-  fs::remove(manifest, error);
-  fs::remove(manifest + ".next", error);
-  fs::remove(manifest + ".failed", error);
+  TF_RETURN_IF_ERROR(root.Remove(manifest));
+  TF_RETURN_IF_ERROR(root.Remove(manifest + ".next"));
+  return root.Remove(manifest + ".failed");
 }
 
 absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& key, Adapter& to,
@@ -277,12 +274,18 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
     if (!first_told && options.on_first) options.on_first();
     first_told = true;
   };
+  // Every file beside the copy is made through the target's root.
+  const std::shared_ptr<const TierRoot> root = PosixTierRoot(to);
+  if (root == nullptr) {
+    return absl::InvalidArgumentError(
+        StrCat("a streamed copy of '", key, "' needs a posix target tier"));
+  }
   auto copy = [&]() -> absl::StatusOr<TransferResult> {
-    std::error_code error;
-    const std::string manifest = StrCat(path, kStreamManifestSuffix);
-    if (options.clear_first) fs::remove_all(path, error);
-    fs::remove(manifest + ".next", error);
-    fs::remove(manifest + ".failed", error);
+    // `path` is `key` on `to`: every change there goes by key, through its root.
+    const std::string manifest = StrCat(key, kStreamManifestSuffix);
+    if (options.clear_first) TF_RETURN_IF_ERROR(root->RemoveTree(key));
+    TF_RETURN_IF_ERROR(root->Remove(manifest + ".next"));
+    TF_RETURN_IF_ERROR(root->Remove(manifest + ".failed"));
     absl::StatusOr<ObjectInfo> file = from.Stat(key);
     if (file.ok()) {  // one file: nothing to stream
       TF_ASSIGN_OR_RETURN(TransferResult moved,
@@ -299,15 +302,9 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
       files += StrCat(files.empty() ? "" : ", ", JsonString(object.key.substr(key.size() + 1)));
       sizes += StrCat(sizes.empty() ? "" : ", ", object.bytes);
     }
-    fs::create_directories(fs::path(manifest).parent_path(), error);
-    {
-      std::ofstream out(manifest + ".tmp", std::ios::trunc);
-      out << "{\"files\": [" << files << "], \"bytes\": [" << sizes << "]}\n";
-      if (!out.flush()) return absl::InternalError(StrCat("cannot write ", manifest));
-    }
-    fs::rename(manifest + ".tmp", manifest, error);
-    if (error) return absl::InternalError(StrCat("cannot write ", manifest, ": ", error.message()));
-    fs::create_directories(path, error);
+    TF_RETURN_IF_ERROR(root->WriteFile(
+        manifest, StrCat("{\"files\": [", files, "], \"bytes\": [", sizes, "]}\n")));
+    TF_RETURN_IF_ERROR(root->CreateFolders(key));
     TransferResult total;
     // From a remote store: each file's hash, for the check of the whole. A
     // first file stored without a hash of its own cannot be checked before
@@ -364,7 +361,7 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
       int64_t seen = -1;
       while (!hold_back && (!options.readers_done || !*options.readers_done)) {
         int64_t next = 0;
-        std::ifstream progress(manifest + ".next");
+        std::ifstream progress(StrCat(path, kStreamManifestSuffix, ".next"));  // the reader's
         if (!(progress >> next)) next = 0;
         if (next != seen) {
           seen = next;
@@ -398,8 +395,8 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
   absl::StatusOr<TransferResult> result = copy();
   if (!result.ok()) {
     // A reader waiting for a file that will not come learns why.
-    std::ofstream failed(StrCat(path, kStreamManifestSuffix, ".failed"), std::ios::trunc);
-    failed << result.status().message() << '\n';
+    (void)root->WriteFile(StrCat(key, kStreamManifestSuffix, ".failed"),
+                          StrCat(result.status().message(), "\n"));
   }
   return result;
 }

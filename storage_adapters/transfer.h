@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "storage_adapters/adapter.h"
+#include "storage_adapters/tier_root.h"
 
 namespace tierflow::storage {
 
@@ -86,8 +87,9 @@ struct StreamOptions {
 absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& key, Adapter& to,
                                               const std::string& path,
                                               const StreamOptions& options);
-// Removes a streamed copy's manifest and its reader's files beside `path`.
-void RemoveStreamFiles(const std::string& path);
+// Removes a streamed copy's manifest and its reader's files beside `path`
+// (under `root`).
+absl::Status RemoveStreamFiles(const TierRoot& root, const std::string& path);
 
 // A committed checkpoint (docs/task-helpers.md): the folder `key`, then its
 // marker `key`.committed, so that it counts on `to` only once it is all

@@ -10,6 +10,8 @@
 #include "common/strings.h"
 #include "storage_adapters/adapter.h"
 #include "storage_adapters/artifact_key.h"
+#include "storage_adapters/posix.h"
+#include "storage_adapters/tier_root.h"
 #include "storage_adapters/transfer.h"
 #include "worker/node_tiers.h"
 
@@ -38,10 +40,11 @@ std::vector<std::string> Committed(const fs::path& dir) {
   return names;
 }
 
-void RemoveCheckpoint(const fs::path& dir, const std::string& name) {
-  std::error_code ignored;
-  fs::remove(dir / (name + std::string(kMarker)), ignored);  // uncommitted first
-  fs::remove_all(dir / name, ignored);
+// The checkpoint `name` in the folder `key` under `root`.
+void RemoveCheckpoint(const storage::TierRoot& root, const std::string& key,
+                      const std::string& name) {
+  (void)root.Remove(StrCat(key, "/", name, kMarker));  // uncommitted first
+  (void)root.RemoveTree(StrCat(key, "/", name));
 }
 
 }  // namespace
@@ -54,6 +57,9 @@ struct CheckpointRelays::Relay {
   int keep = 0;
   std::unique_ptr<storage::Adapter> node;
   std::unique_ptr<storage::Adapter> cluster;
+  // Their roots: every change on either goes through them.
+  std::shared_ptr<const storage::TierRoot> node_root;
+  std::shared_ptr<const storage::TierRoot> cluster_root;
   std::mutex mu;
   bool ended = false;            // guarded by mu
   std::set<std::string> there;   // committed in the cluster folder (guarded by mu)
@@ -70,7 +76,7 @@ struct CheckpointRelays::Relay {
         there.insert(name);
         continue;
       }
-      fs::remove_all(cluster_dir / name, ignored);  // what a relay cut off left
+      (void)cluster_root->RemoveTree(StrCat(key, "/", name));  // what a relay cut off left
       absl::StatusOr<storage::TransferResult> copied =
           storage::CopyCheckpoint(*node, *cluster, StrCat(key, "/", name));
       if (copied.ok()) {
@@ -83,7 +89,7 @@ struct CheckpointRelays::Relay {
     }
     if (keep <= 0 || names.size() <= static_cast<size_t>(keep)) return;
     for (size_t i = 0; i + keep < names.size(); ++i) {
-      if (there.count(names[i]) > 0) RemoveCheckpoint(node_dir, names[i]);
+      if (there.count(names[i]) > 0) RemoveCheckpoint(*node_root, key, names[i]);
     }
   }
 };
@@ -128,11 +134,13 @@ void CheckpointRelays::Start(TaskLaunch& launch, TaskReport& report) {
   if (!cluster.ok()) return fail(std::string(cluster.status().message()));
   relay->node = std::move(*node);
   relay->cluster = std::move(*cluster);
-  std::error_code error;
-  fs::create_directories(relay->node_dir, error);
-  if (error) {
-    return fail(StrCat("cannot create ", relay->node_dir.string(), ": ", error.message()));
+  relay->node_root = storage::PosixTierRoot(*relay->node);
+  relay->cluster_root = storage::PosixTierRoot(*relay->cluster);
+  relay->node_dir = fs::path(relay->node_root->path()) / *key;  // absolute, as the root
+  if (absl::Status made = relay->node_root->CreateFolders(*key); !made.ok()) {
+    return fail(StrCat("cannot create ", relay->node_dir.string(), ": ", made.message()));
   }
+  std::error_code error;
   // A retry (here or elsewhere) resumes from the newest checkpoint the
   // cluster folder has (the scheduler put it back there from the durable
   // tier if need be).
@@ -141,7 +149,7 @@ void CheckpointRelays::Start(TaskLaunch& launch, TaskReport& report) {
   if (!committed.empty() &&
       !fs::exists(relay->node_dir / (committed.back() + std::string(kMarker)), error)) {
     const std::string& name = committed.back();
-    RemoveCheckpoint(relay->node_dir, name);
+    RemoveCheckpoint(*relay->node_root, *key, name);
     const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<storage::TransferResult> copied =
         storage::CopyCheckpoint(*relay->cluster, *relay->node, StrCat(*key, "/", name));
@@ -153,7 +161,7 @@ void CheckpointRelays::Start(TaskLaunch& launch, TaskReport& report) {
                           std::chrono::steady_clock::now() - start)
                           .count();
     if (!copied.ok()) {
-      RemoveCheckpoint(relay->node_dir, name);
+      RemoveCheckpoint(*relay->node_root, *key, name);
       return fail(StrCat("restoring checkpoint ", name, " from ", relay->cluster_dir.string(),
                          " failed: ", copied.status().message()));
     }
@@ -161,6 +169,7 @@ void CheckpointRelays::Start(TaskLaunch& launch, TaskReport& report) {
     report.node_copies.push_back(std::move(copy));
   }
   launch.checkpoint_dir = relay->node_dir.string();
+  launch.checkpoint_root = relay->node_root->path();
   for (auto& [name, value] : launch.env) {
     if (name == "TIERFLOW_CHECKPOINT_DIR") value = launch.checkpoint_dir;
   }
@@ -182,8 +191,7 @@ void CheckpointRelays::Ended(int64_t attempt_id) {
   std::lock_guard lock(relay->mu);
   relay->RelayNew();
   relay->ended = true;
-  std::error_code ignored;
-  fs::remove_all(relay->node_dir, ignored);
+  (void)relay->node_root->RemoveTree(relay->key);
 }
 
 void CheckpointRelays::Loop() {

@@ -22,9 +22,11 @@
 #include <unordered_set>
 #include <variant>
 
+#include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
 #include "storage_adapters/local_artifact.h"
+#include "storage_adapters/posix.h"
 #include "worker/subprocess.h"
 #include "worker/task_stats.h"
 
@@ -33,6 +35,16 @@ namespace fs = std::filesystem;
 namespace {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
+
+// The root of the tier an output is on, through which the pool makes every
+// change there (storage_adapters/tier_root.h).
+absl::StatusOr<std::shared_ptr<const storage::TierRoot>> OutputRoot(const OutputLaunch& output) {
+  if (output.tier_root.empty()) {
+    return absl::InvalidArgumentError(StrCat(
+        "output '", output.name, "': the launch names no tier root for ", output.final_path));
+  }
+  return storage::OpenPosixRoot(output.tier_root);
+}
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
@@ -325,18 +337,27 @@ class LocalPool final : public Executor {
     TaskReport failure;
     failure.attempt_id = launch.attempt_id;
     failure.started_ms = WallClockMs();
-    std::error_code error;
-    if (!launch.checkpoint_dir.empty()) {
-      fs::create_directories(launch.checkpoint_dir, error);
-    }
-    for (const OutputLaunch& output : launch.outputs) {
-      if (error) break;
-      // A crashed earlier try of the same attempt may have left a partial output.
-      fs::remove_all(output.staging_path, error);
-      if (!error) fs::create_directories(fs::path(output.staging_path).parent_path(), error);
-    }
-    if (error) {
-      failure.message = StrCat("cannot prepare the attempt's folders: ", error.message());
+    absl::Status prepared = [&]() -> absl::Status {
+      if (!launch.checkpoint_dir.empty() && !launch.checkpoint_root.empty()) {
+        TF_ASSIGN_OR_RETURN(auto root, storage::OpenPosixRoot(launch.checkpoint_root));
+        TF_RETURN_IF_ERROR(root->CreateFolders(launch.checkpoint_dir));
+      } else if (!launch.checkpoint_dir.empty()) {
+        // In the run's own folder in the state directory: no tier root.
+        std::error_code error;
+        fs::create_directories(launch.checkpoint_dir, error);
+        if (error) return absl::InternalError(StrCat(launch.checkpoint_dir, ": ", error.message()));
+      }
+      for (const OutputLaunch& output : launch.outputs) {
+        TF_ASSIGN_OR_RETURN(auto root, OutputRoot(output));
+        // A crashed earlier try of the same attempt may have left a partial output.
+        TF_RETURN_IF_ERROR(root->RemoveTree(output.staging_path));
+        TF_RETURN_IF_ERROR(
+            root->CreateFolders(fs::path(output.staging_path).parent_path().string()));
+      }
+      return absl::OkStatus();
+    }();
+    if (!prepared.ok()) {
+      failure.message = StrCat("cannot prepare the attempt's folders: ", prepared.message());
       failure.finished_ms = WallClockMs();
       Report(std::move(failure));
       return;
@@ -491,10 +512,12 @@ class LocalPool final : public Executor {
   }
 
   static void RemoveStaging(const TaskLaunch& launch) {
-    std::error_code error;
     for (const OutputLaunch& output : launch.outputs) {
-      fs::remove_all(output.staging_path, error);
-      fs::remove(fs::path(output.staging_path).parent_path(), error);  // only if empty
+      absl::StatusOr<std::shared_ptr<const storage::TierRoot>> root = OutputRoot(output);
+      if (!root.ok()) continue;
+      (void)(*root)->RemoveTree(output.staging_path);
+      // The attempt's folder, only if empty.
+      (void)(*root)->Remove(fs::path(output.staging_path).parent_path().string());
     }
   }
 
@@ -521,8 +544,11 @@ class LocalPool final : public Executor {
           {output.name, output.final_path, digest->hash, digest->bytes, digest->files});
     }
     for (const OutputLaunch& output : launch.outputs) {
-      if (absl::Status status =
-              storage::PublishArtifact(output.staging_path, output.final_path, output.durable);
+      absl::StatusOr<std::shared_ptr<const storage::TierRoot>> root = OutputRoot(output);
+      if (absl::Status status = root.ok()
+                                    ? storage::PublishArtifact(**root, output.staging_path,
+                                                               output.final_path, output.durable)
+                                    : root.status();
           !status.ok()) {
         report.outcome = TaskReport::Outcome::kFailed;
         report.message = StrCat("output '", output.name, "': ", status.message());
@@ -545,7 +571,10 @@ class LocalPool final : public Executor {
     report.started_ms = WallClockMs();
     report.outcome = TaskReport::Outcome::kSucceeded;
     for (const OutputLaunch& output : launch.outputs) {
-      absl::Status status = storage::LinkArtifact(output.reuse_from, output.final_path);
+      absl::StatusOr<std::shared_ptr<const storage::TierRoot>> root = OutputRoot(output);
+      absl::Status status =
+          root.ok() ? storage::LinkArtifact(output.reuse_from, **root, output.final_path)
+                    : root.status();
       absl::StatusOr<storage::ContentDigest> digest =
           status.ok() ? storage::HashArtifact(output.final_path)
                       : absl::StatusOr<storage::ContentDigest>(status);

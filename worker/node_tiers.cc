@@ -9,6 +9,7 @@
 #include "common/strings.h"
 #include "storage_adapters/artifact_key.h"
 #include "storage_adapters/posix.h"
+#include "storage_adapters/tier_root.h"
 #include "storage_adapters/transfer.h"
 
 namespace tierflow::worker {
@@ -51,19 +52,21 @@ absl::Status NodeTiers::Clear(const std::vector<NodeFolder>& recorded) {
   for (const NodeFolder& folder : recorded) {
     absl::StatusOr<std::string> key = storage::NormalizeArtifactKey(folder.key);
     if (!key.ok()) continue;  // never made: keys are checked before a copy
-    const fs::path path = fs::path(folder.root) / *key;
-    std::error_code error;
-    fs::remove_all(path, error);
-    if (error) {
+    absl::Status cleared = [&]() -> absl::Status {
+      TF_ASSIGN_OR_RETURN(auto root, storage::OpenPosixRoot(folder.root));
+      TF_RETURN_IF_ERROR(root->RemoveTree(*key));
+      TF_RETURN_IF_ERROR(storage::RemoveStreamFiles(*root, *key));
+      // The folders above it that it leaves empty (runs/RUN/artifacts/TASK),
+      // ROOT/runs itself excepted: another worker may be making a copy there.
+      for (fs::path above = fs::path(*key).parent_path(); above.has_parent_path();
+           above = above.parent_path()) {
+        if (!root->Remove(above.string()).ok()) break;  // not empty
+      }
+      return absl::OkStatus();
+    }();
+    if (!cleared.ok()) {
       return absl::FailedPreconditionError(StrCat("node tier at ", folder.root, ": cannot clear ",
-                                                  path.string(), ": ", error.message()));
-    }
-    storage::RemoveStreamFiles(path.string());
-    // The folders above it that it leaves empty (runs/RUN/artifacts/TASK),
-    // ROOT/runs itself excepted: another worker may be making a copy there.
-    for (fs::path above = fs::path(*key).parent_path(); above.has_parent_path();
-         above = above.parent_path()) {
-      if (!fs::remove(fs::path(folder.root) / above, error)) break;  // not empty, or gone
+                                                  *key, ": ", cleared.message()));
     }
   }
   return absl::OkStatus();
@@ -244,10 +247,12 @@ void NodeTiers::Evict(const std::string& tier, const std::string& key) {
     copying_.insert(held_key);  // no task stages it while it goes
   }
   // Node tiers are posix: the file, or the folder of a tree, whole.
-  const std::string path = (fs::path(found->second) / *normal).string();
-  std::error_code error;
-  fs::remove_all(path, error);
-  storage::RemoveStreamFiles(path);
+  absl::StatusOr<std::shared_ptr<const storage::TierRoot>> root =
+      storage::OpenPosixRoot(found->second);
+  if (root.ok()) {
+    (void)(*root)->RemoveTree(*normal);
+    (void)storage::RemoveStreamFiles(**root, *normal);
+  }
   {
     std::lock_guard lock(mu_);
     copying_.erase(held_key);
