@@ -20,7 +20,6 @@
 
 namespace tierflow::storage {
 
-
 namespace {
 
 // Attempts of a copy from a remote store whose bytes do not match.
