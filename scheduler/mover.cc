@@ -16,13 +16,15 @@ namespace {
 // Removes `path` (file or tree) on the posix tier `tier`, through its root:
 // a symlink beneath the root is unlinked, never followed, and no mount is
 // crossed (storage_adapters/tier_root.h). `stream_files`: a streamed copy's
-// manifest and its reader's progress beside it go too.
+// manifest and its reader's progress beside it go too. The temporary files
+// of unfinished writes beside `path` go as well: a copy that a crash cut off
+// leaves them among the items a gathered folder's readers list.
 absl::Status RemoveUnderRoot(const storage::Adapter& tier, const std::string& path,
                              bool stream_files = false) {
   const std::shared_ptr<const storage::TierRoot> root = storage::PosixTierRoot(tier);
   if (root == nullptr) return absl::InternalError("not a posix tier");
   if (stream_files) TF_RETURN_IF_ERROR(storage::RemoveStreamFiles(*root, path));
-  return root->RemoveTree(path);
+  return root->RemoveWithUnfinishedWrites(path);
 }
 
 }  // namespace

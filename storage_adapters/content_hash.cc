@@ -61,20 +61,31 @@ std::string TreeHashOfFiles(std::vector<std::pair<std::string, std::string>> fil
   for (const std::string& folder : folders) entries.push_back({fs::path(folder), nullptr});
   std::sort(entries.begin(), entries.end(),
             [](const Entry& a, const Entry& b) { return a.path < b.path; });
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_128bits_reset(state);
-  auto add = [&](std::string_view text) {
-    XXH3_128bits_update(state, text.data(), text.size());
-    XXH3_128bits_update(state, "", 1);  // NUL separates fields
-  };
+  TreeHasher tree;
   for (const Entry& entry : entries) {
-    add(entry.hash == nullptr ? "D" : "F");
-    add(entry.path.string());
-    if (entry.hash != nullptr) add(*entry.hash);
+    if (entry.hash == nullptr) {
+      tree.AddFolder(entry.path.string());
+    } else {
+      tree.AddFile(entry.path.string(), *entry.hash);
+    }
   }
-  std::string hash = Hex(XXH3_128bits_digest(state));
-  XXH3_freeState(state);
-  return hash;
+  return tree.Finish();
+}
+
+void TreeHasher::Field(std::string_view text) {
+  hasher_.Update(text);
+  hasher_.Update(std::string_view("", 1));
+}
+
+void TreeHasher::AddFolder(std::string_view relative) {
+  Field("D");
+  Field(relative);
+}
+
+void TreeHasher::AddFile(std::string_view relative, std::string_view content_hash) {
+  Field("F");
+  Field(relative);
+  Field(content_hash);
 }
 
 }  // namespace tierflow::storage

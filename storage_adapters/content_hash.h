@@ -30,6 +30,20 @@ class ContentHasher {
   std::unique_ptr<State> state_;
 };
 
+// A tree's hash, the one definition of it: fed the tree's entries (paths
+// relative to the tree, '/'-separated) sorted as paths, component by
+// component, it gives what HashArtifact gives the folder. Not thread-safe.
+class TreeHasher {
+ public:
+  void AddFolder(std::string_view relative);
+  void AddFile(std::string_view relative, std::string_view content_hash);
+  std::string Finish() const { return hasher_.Finish(); }
+
+ private:
+  void Field(std::string_view text);  // NUL-terminated fields
+  ContentHasher hasher_;
+};
+
 // The hash HashArtifact gives a folder holding exactly these files (their
 // paths relative to the folder, '/'-separated, and their content hashes)
 // and the folders on their paths, nothing else (no empty folders, no

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,6 +15,7 @@
 
 #include "common/status.h"
 #include "common/strings.h"
+#include "storage_adapters/content_hash.h"
 #include "storage_adapters/fd.h"
 
 namespace tierflow::storage {
@@ -44,43 +44,23 @@ absl::Status FsError(std::string_view what, const std::string& path, const std::
   return ErrnoError(what, path, error.value());
 }
 
-struct StateDeleter {
-  void operator()(XXH3_state_t* state) const { XXH3_freeState(state); }
-};
-
-std::string Hex(XXH128_hash_t hash) {
-  XXH128_canonical_t canonical;
-  XXH128_canonicalFromHash(&canonical, hash);
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string text = "xxh3:";
-  for (unsigned char byte : canonical.digest) {
-    text += kDigits[byte >> 4];
-    text += kDigits[byte & 15];
-  }
-  return text;
-}
-
-absl::StatusOr<XXH128_hash_t> HashFile(const std::string& path, uint64_t* bytes) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("cannot open", path, errno);
-  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
-  XXH3_128bits_reset(state.get());
+absl::StatusOr<std::string> HashFile(const std::string& path, uint64_t* bytes) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoError("cannot open", path, errno);
+  posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  ContentHasher hasher;
   std::unique_ptr<char[]> buffer(new char[kBlockBytes]);
   for (;;) {
-    ssize_t n = read(fd, buffer.get(), kBlockBytes);
+    ssize_t n = read(fd.get(), buffer.get(), kBlockBytes);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int error = errno;
-      close(fd);
-      return ErrnoError("cannot read", path, error);
+      return ErrnoError("cannot read", path, errno);
     }
     if (n == 0) break;
     *bytes += static_cast<uint64_t>(n);
-    XXH3_128bits_update(state.get(), buffer.get(), static_cast<size_t>(n));
+    hasher.Update(std::string_view(buffer.get(), static_cast<size_t>(n)));
   }
-  close(fd);
-  return XXH3_128bits_digest(state.get());
+  return hasher.Finish();
 }
 
 // A sibling name for building `name` before publishing it.
@@ -158,7 +138,9 @@ absl::Status LinkTree(const std::string& source, int dir, const std::string& nam
 }  // namespace
 
 std::string HashBytes(std::string_view bytes) {
-  return Hex(XXH3_128bits(bytes.data(), bytes.size()));
+  ContentHasher hasher;
+  hasher.Update(bytes);
+  return hasher.Finish();
 }
 
 absl::StatusOr<ContentDigest> HashArtifact(const std::string& path) {
@@ -170,8 +152,7 @@ absl::StatusOr<ContentDigest> HashArtifact(const std::string& path) {
   if (fs::is_symlink(status)) return SymlinkError(path);
   ContentDigest digest;
   if (!fs::is_directory(status)) {
-    TF_ASSIGN_OR_RETURN(XXH128_hash_t hash, HashFile(path, &digest.bytes));
-    digest.hash = Hex(hash);
+    TF_ASSIGN_OR_RETURN(digest.hash, HashFile(path, &digest.bytes));
     digest.files = 1;
     return digest;
   }
@@ -182,30 +163,22 @@ absl::StatusOr<ContentDigest> HashArtifact(const std::string& path) {
   for (; !error && it != end; it.increment(error)) entries.push_back(it->path());
   if (error) return FsError("cannot list", path, error);
   std::sort(entries.begin(), entries.end());
-  std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
-  XXH3_128bits_reset(state.get());
-  auto add = [&](std::string_view text) {
-    XXH3_128bits_update(state.get(), text.data(), text.size());
-    XXH3_128bits_update(state.get(), "", 1);  // NUL separates fields
-  };
+  TreeHasher tree;
   for (const fs::path& entry : entries) {
     fs::file_status entry_status = fs::symlink_status(entry, error);
     if (error) return FsError("cannot stat", entry.string(), error);
-    std::string relative = entry.lexically_relative(path).string();
+    const std::string relative = entry.lexically_relative(path).string();
     if (fs::is_symlink(entry_status)) {
       return SymlinkError(entry.string());
     } else if (fs::is_directory(entry_status)) {
-      add("D");
-      add(relative);
+      tree.AddFolder(relative);
     } else {
-      TF_ASSIGN_OR_RETURN(XXH128_hash_t hash, HashFile(entry.string(), &digest.bytes));
-      add("F");
-      add(relative);
-      add(Hex(hash));
+      TF_ASSIGN_OR_RETURN(const std::string hash, HashFile(entry.string(), &digest.bytes));
+      tree.AddFile(relative, hash);
       ++digest.files;
     }
   }
-  digest.hash = Hex(XXH3_128bits_digest(state.get()));
+  digest.hash = tree.Finish();
   return digest;
 }
 

@@ -22,8 +22,6 @@ namespace tierflow::storage {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr std::string_view kTempMarker = ".tierflow-tmp-";
-
 class PosixAdapter;
 
 class PosixWriter final : public ObjectWriter {

@@ -349,6 +349,25 @@ absl::Status TierRoot::RemoveTree(std::string_view path) const {
   return RemoveAt(parent->first.get(), parent->second, relative, 0);
 }
 
+absl::Status TierRoot::RemoveWithUnfinishedWrites(std::string_view path) const {
+  TF_RETURN_IF_ERROR(RemoveTree(path));
+  TF_ASSIGN_OR_RETURN(std::string relative, Relative(path));
+  absl::StatusOr<std::pair<Fd, std::string>> parent = Parent(relative, /*create=*/false);
+  if (absl::IsNotFound(parent.status())) return absl::OkStatus();
+  TF_RETURN_IF_ERROR(parent.status());
+  const std::string prefix = StrCat(".", parent->second.substr(0, 200), kTempMarker);
+  Fd readable(OpenBeneath(parent->first.get(), ".", O_RDONLY | O_DIRECTORY));
+  if (readable.get() < 0) return Error("cannot list the folder of", relative, errno);
+  absl::StatusOr<std::vector<std::string>> names = ListNames(readable.get());
+  if (!names.ok()) return Error("cannot list the folder of", relative, EIO);
+  const std::string folder = fs::path(relative).parent_path().string();
+  for (const std::string& name : *names) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    TF_RETURN_IF_ERROR(RemoveAt(parent->first.get(), name, Join(folder, name), 0));
+  }
+  return absl::OkStatus();
+}
+
 // `name` in the folder `parent` (whose path is the parent of `shown`).
 absl::Status TierRoot::RemoveAt(int parent, const std::string& name, const std::string& shown,
                                 int depth) const {

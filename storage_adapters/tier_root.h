@@ -26,6 +26,10 @@
 
 namespace tierflow::storage {
 
+// In the name of a file being written, before its rename into place:
+// `.NAME.tierflow-tmp-SUFFIX` beside NAME. Listings skip such names.
+inline constexpr std::string_view kTempMarker = ".tierflow-tmp-";
+
 // openat2 beneath `dir` with `resolve` (RESOLVE_* flags; by default
 // RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), retried on
 // EINTR; the descriptor, or -1 with errno set. The one openat2 of the
@@ -88,6 +92,11 @@ class TierRoot {
   // while the removal runs; a folder on another file system (a mount) is
   // refused with FailedPrecondition naming it, and nothing in it is touched.
   absl::Status RemoveTree(std::string_view path) const;
+  // Removes `path` (as RemoveTree) and what unfinished writes of it left
+  // beside it: the entries `.NAME<kTempMarker>*` of its folder, which a
+  // writer killed before its rename leaves (a copy about to be made again
+  // over one a crash cut off). OK when nothing is there.
+  absl::Status RemoveWithUnfinishedWrites(std::string_view path) const;
   // fsync of the one file or folder `path`.
   absl::Status Sync(std::string_view path) const;
   // fsync of every file and folder of `path` (file or tree), deepest first.

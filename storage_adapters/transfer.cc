@@ -211,6 +211,14 @@ absl::StatusOr<TransferResult> CopyArtifact(Adapter& from, const std::string& ke
 }
 
 absl::StatusOr<TransferResult> CopyCheckpoint(Adapter& from, Adapter& to, const std::string& key) {
+  // A flush a crash cut off left part of this folder, and the temporary
+  // files of its unfinished writes, which would then be part of it: the
+  // folder is made again from nothing (it is not recorded as flushed yet).
+  if (const std::shared_ptr<const TierRoot> root = PosixTierRoot(to)) {
+    TF_RETURN_IF_ERROR(root->Remove(key + ".committed"));
+    TF_RETURN_IF_ERROR(root->RemoveWithUnfinishedWrites(key));
+    TF_RETURN_IF_ERROR(root->RemoveWithUnfinishedWrites(key + ".committed"));
+  }
   TF_ASSIGN_OR_RETURN(TransferResult moved, CopyArtifact(from, key, to, key));
   TF_ASSIGN_OR_RETURN(TransferResult marker,
                       CopyObject(from, key + ".committed", to, key + ".committed"));

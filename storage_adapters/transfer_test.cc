@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -129,6 +130,29 @@ TEST_F(TransferTest, ArchiveTargetsAreNotOverwritten) {
 // A tree artifact on a posix tier is a folder, not an object: deleting it
 // deletes every file under it (and nothing beside it); a file artifact is
 // one object.
+TEST_F(TransferTest, ACheckpointFlushedAgainDropsWhatTheCutOffFlushLeft) {
+  Put("ckpt/step-7/model.bin", Bytes(3000, 7));
+  Put("ckpt/step-7/state.json", "{\"step\": 7}");
+  Put("ckpt/step-7.committed", "");
+  // A flush killed mid-way: one file written, another's temporary, a stale
+  // file of an earlier try, no marker.
+  fs::create_directories(dir_ / "fast/ckpt/step-7");
+  std::ofstream(dir_ / "fast/ckpt/step-7/model.bin") << Bytes(3000, 7);
+  std::ofstream(dir_ / "fast/ckpt/step-7/.state.json.tierflow-tmp-99") << "{\"st";
+  std::ofstream(dir_ / "fast/ckpt/.step-7.committed.tierflow-tmp-98") << "";
+  auto flushed = CopyCheckpoint(*home_, *fast_, "ckpt/step-7");
+  ASSERT_TRUE(flushed.ok()) << flushed.status();
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir_ / "fast/ckpt/step-7")) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_THAT(names, ::testing::ElementsAre("model.bin", "state.json"));
+  EXPECT_FALSE(fs::exists(dir_ / "fast/ckpt/.step-7.committed.tierflow-tmp-98"));
+  EXPECT_TRUE(fs::exists(dir_ / "fast/ckpt/step-7.committed"));
+  EXPECT_EQ(ReadFile(dir_ / "fast/ckpt/step-7/state.json"), "{\"step\": 7}");
+}
+
 TEST_F(TransferTest, DeletesAFileOrATreeArtifact) {
   Put("run/out/a", "alpha");
   Put("run/out/sub/b", "beta");
