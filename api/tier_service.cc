@@ -85,9 +85,15 @@ absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
   std::vector<TierView> views;
   std::unique_ptr<scheduler::Database> db;
   std::optional<scheduler::Statement> newest;  // prepared once, reset per tier
-  if (fs::exists(db_path)) {
+  absl::StatusOr<std::unique_ptr<scheduler::Database>> opened =
+      fs::exists(db_path) ? scheduler::OpenStoreReadOnly(db_path, /*oldest=*/3)
+                          : absl::NotFoundError("no database");
+  // No database, or an empty one (a first run killed while an older
+  // tierflow created it): no measured profiles yet.
+  if (!opened.ok() && !absl::IsNotFound(opened.status())) return opened.status();
+  if (opened.ok()) {
     // Measured profiles are in every store since schema 3.
-    TF_ASSIGN_OR_RETURN(db, scheduler::OpenStoreReadOnly(db_path, /*oldest=*/3));
+    db = std::move(*opened);
     TF_ASSIGN_OR_RETURN(
         scheduler::Statement statement,
         db->Prepare("SELECT seq_read_mb_s, seq_write_mb_s, rand_read_iops, latency_us, "

@@ -391,6 +391,11 @@ absl::StatusOr<std::unique_ptr<Database>> OpenStoreReadOnly(const std::string& p
                       Database::Open(path, Database::Mode::kReadOnly));
   TF_ASSIGN_OR_RETURN(int version, UserVersion(*db));
   TF_RETURN_IF_ERROR(CheckVersion(*db, version));
+  if (version == 0) {  // an empty file: no tierflow tables yet
+    return absl::NotFoundError(StrCat("database ", path,
+                                      " is empty (schema version 0: no tierflow tables yet); any ",
+                                      "`tierflow run` on it creates them"));
+  }
   if (version < std::min(oldest, kSchemaVersion)) {
     return absl::FailedPreconditionError(
         StrCat("database ", path, " has schema version ", std::to_string(version),

@@ -122,9 +122,10 @@ absl::StatusOr<AttemptState> ParseAttemptState(std::string_view text);
 absl::StatusOr<std::unique_ptr<Database>> OpenStore(const std::string& path);
 
 // Opens an existing database for reading only (CLI inspection commands,
-// the UI). NotFound, naming the path, when there is none. One older than
-// `oldest` (schema version) is refused, saying how to upgrade it: a reader
-// of tables that older versions have too may accept them.
+// the UI). NotFound, naming the path, when there is none or it is empty
+// (schema 0). One older than `oldest` (schema version) is refused, saying
+// how to upgrade it: a reader of tables that older versions have too may
+// accept them.
 absl::StatusOr<std::unique_ptr<Database>> OpenStoreReadOnly(const std::string& path,
                                                             int oldest = kSchemaVersion);
 
