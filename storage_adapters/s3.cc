@@ -6,15 +6,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -30,6 +27,8 @@
 #include "storage_adapters/curl_library.h"
 #include "storage_adapters/fd.h"
 #include "storage_adapters/remote_store.h"
+#include "storage_adapters/s3_request.h"
+#include "storage_adapters/s3_wire.h"
 #include "storage_adapters/sigv4.h"
 
 namespace tierflow::storage {
@@ -40,489 +39,47 @@ constexpr uint64_t kMinPartSize = 5 * kMiB;               // S3's smallest part 
 constexpr uint64_t kMaxPartSize = uint64_t{5} << 30;      // and its largest
 constexpr uint64_t kMaxAutoPartSize = uint64_t{1} << 30;  // the largest PutFile picks itself
 constexpr uint64_t kMaxParts = 10000;
-constexpr size_t kMaxErrorBody = size_t{64} << 10;  // the start of an error is enough
-constexpr size_t kMaxXmlBody = size_t{16} << 20;    // a listing page of 1000 keys is < 1 MiB
-constexpr size_t kHashBuffer = size_t{1} << 20;
 // Each object's own content hash, as HashArtifact gives it for a file.
 constexpr std::string_view kHashHeader = "x-amz-meta-tierflow-hash";
 constexpr std::string_view kTempMarker = ".tierflow-tmp-";
-constexpr std::string_view kEmptySha256 =
-    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-using Pairs = std::vector<std::pair<std::string, std::string>>;
+using s3_internal::BareEtag;
+using s3_internal::Body;
+using s3_internal::ErrnoText;
+using s3_internal::EtagIsMd5;
+using s3_internal::FileBody;
+using s3_internal::FilePartBody;
+using s3_internal::HashFileRange;
+using s3_internal::MemoryBody;
+using s3_internal::OnBody;
+using s3_internal::OnHeader;
+using s3_internal::OnProgress;
+using s3_internal::OnRead;
+using s3_internal::OnSeek;
+using s3_internal::ParseTimeMs;
+using s3_internal::Request;
+using s3_internal::Response;
+using s3_internal::RunParallel;
+using s3_internal::Sink;
+using s3_internal::Transfer;
+using s3_internal::TransientCode;
+using s3_internal::TransientCurlError;
+using s3_internal::TransientStatus;
+using s3_internal::XmlElements;
+using s3_internal::XmlEscape;
+using s3_internal::XmlText;
 
 // ---------------------------------------------------------------------------
-// Small helpers: files, XML, dates, ETags.
+// Small helpers: files.
 
 // An owned file descriptor.
 using File = Fd;
-
-std::string ErrnoText(int error) { return std::strerror(error); }
 
 std::string RandomHex() {
   static thread_local std::mt19937_64 random(std::random_device{}());
   char text[17];
   snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(random()));
   return text;
-}
-
-std::string LowerAscii(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-// XML text with its five named entities and numeric character references
-// decoded; anything else is left as it is.
-std::string XmlDecode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  while (!text.empty()) {
-    const size_t amp = text.find('&');
-    out.append(text.substr(0, amp));
-    if (amp == std::string_view::npos) break;
-    text.remove_prefix(amp);
-    const size_t semi = text.find(';');
-    const std::string_view entity = text.substr(0, semi == std::string_view::npos ? 0 : semi + 1);
-    static const std::pair<std::string_view, char> kNamed[] = {
-        {"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}, {"&quot;", '"'}, {"&apos;", '\''}};
-    bool decoded = false;
-    for (const auto& [name, c] : kNamed) {
-      if (entity == name) {
-        out.push_back(c);
-        decoded = true;
-      }
-    }
-    if (!decoded && entity.size() > 3 && entity[1] == '#') {
-      const bool hex = entity[2] == 'x' || entity[2] == 'X';
-      const std::string digits(entity.substr(hex ? 3 : 2, entity.size() - (hex ? 4 : 3)));
-      char* end = nullptr;
-      const unsigned long code = std::strtoul(digits.c_str(), &end, hex ? 16 : 10);
-      if (!digits.empty() && end != nullptr && *end == '\0' && code > 0 && code <= 0x10FFFF) {
-        // UTF-8, one to four bytes.
-        if (code < 0x80) {
-          out.push_back(static_cast<char>(code));
-        } else if (code < 0x800) {
-          out.push_back(static_cast<char>(0xC0 | (code >> 6)));
-          out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
-        } else if (code < 0x10000) {
-          out.push_back(static_cast<char>(0xE0 | (code >> 12)));
-          out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
-          out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
-        } else {
-          out.push_back(static_cast<char>(0xF0 | (code >> 18)));
-          out.push_back(static_cast<char>(0x80 | ((code >> 12) & 0x3F)));
-          out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
-          out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
-        }
-        decoded = true;
-      }
-    }
-    if (decoded) {
-      text.remove_prefix(entity.size());
-    } else {
-      out.push_back('&');
-      text.remove_prefix(1);
-    }
-  }
-  return out;
-}
-
-// The raw contents of each <tag>...</tag> in `xml`, in order. The replies we
-// read are flat lists of simple elements, so a scan for the tag's exact
-// opening and closing text is enough; nothing here recurses or allocates
-// beyond the views it returns.
-std::vector<std::string_view> XmlElements(std::string_view xml, std::string_view tag) {
-  const std::string open = StrCat("<", tag, ">");
-  const std::string close = StrCat("</", tag, ">");
-  std::vector<std::string_view> out;
-  size_t at = 0;
-  for (;;) {
-    const size_t begin = xml.find(open, at);
-    if (begin == std::string_view::npos) break;
-    const size_t end = xml.find(close, begin + open.size());
-    if (end == std::string_view::npos) break;
-    out.push_back(xml.substr(begin + open.size(), end - begin - open.size()));
-    at = end + close.size();
-  }
-  return out;
-}
-
-// The decoded text of the first <tag> in `xml`, if there is one.
-std::optional<std::string> XmlText(std::string_view xml, std::string_view tag) {
-  std::vector<std::string_view> elements = XmlElements(xml, tag);
-  if (elements.empty()) return std::nullopt;
-  return XmlDecode(elements.front());
-}
-
-std::string XmlEscape(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return out;
-}
-
-// ms since the Unix epoch of "Wed, 12 Oct 2009 17:50:00 GMT" (HTTP dates)
-// or "2009-10-12T17:50:00.000Z" (S3 listings); 0 when unparsable.
-int64_t ParseTimeMs(std::string_view text, bool iso8601) {
-  const std::string copy(text);
-  std::tm parts{};
-  const char* rest =
-      strptime(copy.c_str(), iso8601 ? "%Y-%m-%dT%H:%M:%S" : "%a, %d %b %Y %H:%M:%S", &parts);
-  if (rest == nullptr) return 0;
-  int64_t ms = static_cast<int64_t>(timegm(&parts)) * 1000;
-  if (iso8601 && rest[0] == '.' && std::isdigit(static_cast<unsigned char>(rest[1]))) {
-    ms += std::strtol(rest + 1, nullptr, 10) % 1000;
-  }
-  return ms;
-}
-
-// An ETag without its quotes, lower-case.
-std::string BareEtag(std::string_view etag) {
-  etag = TrimWhitespace(etag);
-  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') {
-    etag = etag.substr(1, etag.size() - 2);
-  }
-  return LowerAscii(etag);
-}
-
-// ---------------------------------------------------------------------------
-// Requests.
-
-// A request body: bytes in memory or a range of a file. Either can be read
-// again from its start, as a retry needs.
-struct Body {
-  std::string_view memory;
-  int fd = -1;
-  uint64_t offset = 0;
-  uint64_t size = 0;  // of the file range
-  std::string sha256_hex = std::string(kEmptySha256);
-  std::string md5;  // raw; sent as Content-MD5 when set
-  // A multipart part: its MD5 is computed while it is sent (Response::
-  // sent_md5) and checked against the part's ETag before the upload is
-  // completed, so hashing overlaps the network and nothing unchecked ever
-  // becomes visible.
-  bool md5_while_sending = false;
-
-  uint64_t length() const { return fd >= 0 ? size : memory.size(); }
-};
-
-// Object data is sent as UNSIGNED-PAYLOAD: the signature covers the
-// request, not the bytes, which are protected by Content-MD5 instead (the
-// server refuses a body that does not match it, and the ETag it returns is
-// checked against it too). Hashing every byte twice before sending (SHA-256
-// for the signature, MD5) cost uploads 0.6 s of CPU per 256 MiB on the
-// benchmark machine (bench/README.md "transfer"). Small request bodies
-// (the XML of CompleteMultipartUpload) are signed in full.
-constexpr std::string_view kUnsignedPayload = "UNSIGNED-PAYLOAD";
-constexpr size_t kSignedBodyLimit = 64 << 10;
-
-Body MemoryBody(std::string_view data) {
-  Body body;
-  body.memory = data;
-  Digest md5(Digest::Kind::kMd5);
-  md5.Update(data);
-  body.md5 = md5.Finish();
-  if (data.size() > kSignedBodyLimit) {
-    body.sha256_hex = std::string(kUnsignedPayload);
-  } else {
-    Digest sha256(Digest::Kind::kSha256);
-    sha256.Update(data);
-    body.sha256_hex = HexEncode(sha256.Finish());
-  }
-  return body;
-}
-
-// A body that streams [offset, offset + size) of `fd`, its MD5 computed
-// first (Content-MD5 goes out before the first byte), and in the same pass
-// its content hash into `content_hash` when given.
-absl::StatusOr<Body> FileBody(int fd, uint64_t offset, uint64_t size,
-                              std::string* content_hash = nullptr) {
-  ContentHasher hasher;
-  Body body;
-  body.fd = fd;
-  body.offset = offset;
-  body.size = size;
-  Digest md5(Digest::Kind::kMd5);
-  std::string buffer(static_cast<size_t>(std::min<uint64_t>(size, kHashBuffer)), '\0');
-  for (uint64_t done = 0; done < size;) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(size - done, buffer.size()));
-    const ssize_t n = pread(fd, buffer.data(), want, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      return absl::InternalError(n == 0 ? "the file shrank while it was read"
-                                        : StrCat("cannot read the file: ", ErrnoText(errno)));
-    }
-    const std::string_view piece(buffer.data(), static_cast<size_t>(n));
-    md5.Update(piece);
-    if (content_hash != nullptr) hasher.Update(piece);
-    done += static_cast<uint64_t>(n);
-  }
-  body.sha256_hex = std::string(kUnsignedPayload);
-  body.md5 = md5.Finish();
-  if (content_hash != nullptr) *content_hash = hasher.Finish();
-  return body;
-}
-
-// The content hash of the first `size` bytes of `fd`.
-absl::StatusOr<std::string> HashFileRange(int fd, uint64_t size) {
-  ContentHasher hasher;
-  std::string buffer(static_cast<size_t>(std::min<uint64_t>(size, kHashBuffer)), '\0');
-  for (uint64_t done = 0; done < size;) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(size - done, buffer.size()));
-    const ssize_t n = pread(fd, buffer.data(), want, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      return absl::InternalError(n == 0 ? "the file shrank while it was read"
-                                        : StrCat("cannot read the file: ", ErrnoText(errno)));
-    }
-    hasher.Update(std::string_view(buffer.data(), static_cast<size_t>(n)));
-    done += static_cast<uint64_t>(n);
-  }
-  return hasher.Finish();
-}
-
-// A part of a file for a multipart upload: nothing read before sending.
-Body FilePartBody(int fd, uint64_t offset, uint64_t size) {
-  Body body;
-  body.fd = fd;
-  body.offset = offset;
-  body.size = size;
-  body.sha256_hex = std::string(kUnsignedPayload);
-  body.md5_while_sending = true;
-  return body;
-}
-
-// Where a successful response's body goes: `data` is at `position` of this
-// attempt's body (a retry starts again at 0). An error stops the transfer.
-using Sink = std::function<absl::Status(uint64_t position, std::string_view data)>;
-
-struct Request {
-  Request(std::string what, std::string key, std::string method, std::string object,
-          Pairs query = {})
-      : what(std::move(what)),
-        key(std::move(key)),
-        method(std::move(method)),
-        object(std::move(object)),
-        query(std::move(query)) {}
-
-  std::string what;    // for messages: "read", "write", "list", ...
-  std::string key;     // the tier's key (or listing prefix), for messages
-  std::string method;  // GET, HEAD, PUT, POST, DELETE
-  std::string object;  // the key in the bucket; "" for the bucket itself
-  Pairs query;
-  Pairs headers;  // besides Host, x-amz-*, Content-MD5 and Authorization
-  Body body;
-  Sink sink;  // unset: a successful body is kept in Response::body
-  // Bytes a successful reply's body is expected to hold (a ranged GET's
-  // length), for the attempt's total deadline; uploads count their body.
-  uint64_t expected_bytes = 0;
-  // Statuses besides 2xx that the caller handles itself.
-  std::vector<long> also_accept;
-};
-
-struct Response {
-  long status = 0;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;                            // unless a sink took it
-  uint64_t received = 0;
-  std::string sent_md5;  // raw MD5 of the request body sent, for md5_while_sending bodies
-
-  std::string Header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
-// Whether the ETag of a PUT is the MD5 of the bytes: not for objects the
-// server encrypts with KMS or a customer's key.
-bool EtagIsMd5(const Response& response) {
-  const std::string sse = response.Header("x-amz-server-side-encryption");
-  return sse.rfind("aws:kms", 0) != 0 &&
-         response.Header("x-amz-server-side-encryption-customer-algorithm").empty();
-}
-
-// One attempt of a request, as the curl callbacks see it.
-struct Transfer {
-  const Request* request = nullptr;
-  Response response;
-  uint64_t sent = 0;
-  absl::Status local;           // our side failed: reading the body, or the sink
-  std::unique_ptr<Digest> md5;  // of the body's bytes [0, hashed), as sent
-  uint64_t hashed = 0;
-  const std::atomic<bool>* cancel = nullptr;  // set: stop the transfer
-
-  void Hash(const char* data, size_t n) {
-    if (md5 && sent == hashed) {
-      md5->Update(std::string_view(data, n));
-      hashed += n;
-    }
-  }
-};
-
-size_t OnRead(char* out, size_t size, size_t count, void* user) {
-  auto* transfer = static_cast<Transfer*>(user);
-  const Body& body = transfer->request->body;
-  const size_t n = static_cast<size_t>(
-      std::min<uint64_t>(body.length() - transfer->sent, static_cast<uint64_t>(size) * count));
-  if (n == 0) return 0;
-  if (body.fd < 0) {
-    std::memcpy(out, body.memory.data() + transfer->sent, n);
-    transfer->Hash(out, n);
-    transfer->sent += n;
-    return n;
-  }
-  for (;;) {
-    const ssize_t got = pread(body.fd, out, n, static_cast<off_t>(body.offset + transfer->sent));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      transfer->local =
-          absl::InternalError(got == 0 ? "the file shrank while it was sent"
-                                       : StrCat("cannot read the file: ", ErrnoText(errno)));
-      return CURL_READFUNC_ABORT;
-    }
-    transfer->Hash(out, static_cast<size_t>(got));
-    transfer->sent += static_cast<uint64_t>(got);
-    return static_cast<size_t>(got);
-  }
-}
-
-int OnSeek(void* user, curl_off_t offset, int origin) {
-  auto* transfer = static_cast<Transfer*>(user);
-  if (origin != SEEK_SET || offset < 0 ||
-      static_cast<uint64_t>(offset) > transfer->request->body.length()) {
-    return CURL_SEEKFUNC_CANTSEEK;
-  }
-  transfer->sent = static_cast<uint64_t>(offset);
-  if (transfer->md5 && offset == 0) {  // sent again from the start (a redirect, a rewind)
-    transfer->md5 = std::make_unique<Digest>(Digest::Kind::kMd5);
-    transfer->hashed = 0;
-  }
-  return CURL_SEEKFUNC_OK;
-}
-
-size_t OnHeader(char* data, size_t size, size_t count, void* user) {
-  auto* transfer = static_cast<Transfer*>(user);
-  const std::string_view line(data, size * count);
-  if (line.substr(0, 5) == "HTTP/") {
-    // A new response (after an interim 100 Continue, say): start afresh.
-    transfer->response.headers.clear();
-    const size_t space = line.find(' ');
-    if (space != std::string_view::npos) {
-      transfer->response.status =
-          std::strtol(std::string(line.substr(space + 1, 3)).c_str(), nullptr, 10);
-    }
-  } else if (const size_t colon = line.find(':'); colon != std::string_view::npos) {
-    transfer->response.headers[LowerAscii(TrimWhitespace(line.substr(0, colon)))] =
-        std::string(TrimWhitespace(line.substr(colon + 1)));
-  }
-  return size * count;
-}
-
-size_t OnBody(char* data, size_t size, size_t count, void* user) {
-  auto* transfer = static_cast<Transfer*>(user);
-  Response& response = transfer->response;
-  const std::string_view piece(data, size * count);
-  const bool success = response.status >= 200 && response.status < 300;
-  if (success && transfer->request->sink) {
-    absl::Status status = transfer->request->sink(response.received, piece);
-    if (!status.ok()) {
-      transfer->local = std::move(status);
-      return 0;
-    }
-  } else if (response.body.size() + piece.size() <= (success ? kMaxXmlBody : kMaxErrorBody)) {
-    response.body.append(piece);
-  } else if (success) {
-    transfer->local = absl::InternalError(
-        StrCat("the server's reply is larger than ", kMaxXmlBody >> 20, " MiB"));
-    return 0;
-  } else {
-    response.body.append(piece.substr(0, kMaxErrorBody - response.body.size()));
-  }
-  response.received += piece.size();
-  return piece.size();
-}
-
-int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* transfer = static_cast<Transfer*>(user);
-  return transfer->cancel != nullptr && transfer->cancel->load() ? 1 : 0;
-}
-
-bool TransientCurlError(CURLcode code) {
-  switch (code) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool TransientStatus(long status) {
-  return status == 408 || status == 429 ||
-         (status >= 500 && status != 501 && status != 505 && status != 507);
-}
-
-// A 400 whose cause is the connection, not the request: a body damaged on
-// the way (BadDigest: it does not match its Content-MD5), or one that came
-// too slowly (RequestTimeout). Sent again, it can succeed.
-bool TransientCode(std::string_view code) {
-  return code == "BadDigest" || code == "RequestTimeout" || code == "XAmzContentSHA256Mismatch" ||
-         code == "IncompleteBody" || code == "InternalError" || code == "SlowDown" ||
-         code == "ServiceUnavailable";
-}
-
-// Runs task(0) ... task(count - 1) on up to `parallel` threads, this one
-// included; after the first failure starts no more, and returns it.
-absl::Status RunParallel(uint64_t count, int parallel,
-                         const std::function<absl::Status(uint64_t)>& task) {
-  std::atomic<uint64_t> next{0};
-  std::atomic<bool> stop{false};
-  std::mutex mutex;
-  absl::Status failure;
-  auto work = [&] {
-    while (!stop) {
-      const uint64_t index = next++;
-      if (index >= count) return;
-      if (absl::Status status = task(index); !status.ok()) {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (failure.ok()) failure = std::move(status);
-        stop = true;
-      }
-    }
-  };
-  std::vector<std::thread> threads;
-  const uint64_t workers = std::min<uint64_t>(count, static_cast<uint64_t>(parallel));
-  for (uint64_t i = 1; i < workers; ++i) threads.emplace_back(work);
-  work();
-  for (std::thread& thread : threads) thread.join();
-  return failure;
 }
 
 // ---------------------------------------------------------------------------
