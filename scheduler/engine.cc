@@ -290,17 +290,24 @@ absl::StatusOr<int> KillLeftoverTasks(Database& db, const std::string& run_id,
 // started (a pid), `not_started` for the rest (queued for a worker, leased,
 // or launched an instant before the stop, before their start was recorded).
 absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int64_t now) {
-  TF_ASSIGN_OR_RETURN(Statement end,
-                      db.Prepare("UPDATE attempts SET finished_at = ?1, state = CASE WHEN pid IS "
-                                 "NULL THEN ?3 ELSE ?4 END, message = CASE WHEN pid IS NULL THEN "
-                                 "?5 ELSE ?6 END WHERE run_id = ?2 AND state = ?7"));
+  // A reuse of cached outputs is recorded `cached` when it is launched and
+  // finished when its executor reports: one without finished_at was cut
+  // off, and is no success (the task reuses or runs again).
+  TF_ASSIGN_OR_RETURN(
+      Statement end,
+      db.Prepare("UPDATE attempts SET finished_at = ?1, state = CASE WHEN state = ?8 THEN ?4 "
+                 "WHEN pid IS NULL THEN ?3 ELSE ?4 END, message = CASE WHEN state = ?8 THEN ?9 "
+                 "WHEN pid IS NULL THEN ?5 ELSE ?6 END WHERE run_id = ?2 AND (state = ?7 OR "
+                 "(state = ?8 AND finished_at IS NULL))"));
   end.Bind(1, now)
       .Bind(2, run_id)
       .Bind(3, AttemptStateName(AttemptState::kNotStarted))
       .Bind(4, AttemptStateName(AttemptState::kLost))
       .Bind(5, "the engine stopped before this attempt was recorded as started")
       .Bind(6, "the engine stopped while this attempt ran")
-      .Bind(7, AttemptStateName(AttemptState::kRunning));
+      .Bind(7, AttemptStateName(AttemptState::kRunning))
+      .Bind(8, AttemptStateName(AttemptState::kCached))
+      .Bind(9, "the engine stopped while this attempt reused cached outputs");
   return end.Run();
 }
 

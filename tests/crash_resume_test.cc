@@ -454,6 +454,34 @@ TEST_F(CrashResumeTest, ResumeRecordsAnAttemptThatNeverStartedAsNotStarted) {
   EXPECT_THAT(show.out, HasSubstr("not_started"));
 }
 
+// A reuse of cached outputs cut off by the crash (recorded `cached` at its
+// launch, never finished) is no success: resume records it lost, and the
+// task has exactly one attempt that counts (found by the chaos campaign:
+// two runs, the server killed while the second reused the first's outputs).
+TEST_F(CrashResumeTest, ResumeEndsAReuseTheCrashCutOff) {
+  WritePipeline(kHeldAndWaiting);
+  KillNine(StartAndWaitForHeld("hold"));
+  {
+    absl::StatusOr<std::unique_ptr<scheduler::Database>> db = scheduler::OpenStore(Db());
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)
+                    ->Execute("UPDATE tasks SET state = 'running', attempts = 1 WHERE id = "
+                              "'after'; INSERT INTO attempts(run_id, task_id, number, state, "
+                              "command, started_at, log_path, worker) SELECT run_id, 'after', "
+                              "1, 'cached', command, started_at, '', 'local' FROM attempts "
+                              "WHERE task_id = 'hold'")
+                    .ok());
+  }
+  Result resume = RunToEnd("resume", {"resume", "last", "--db", Db()});
+  EXPECT_EQ(resume.exit_code, 0) << resume.out << resume.err;
+  EXPECT_EQ(Sql("SELECT group_concat(task_id || ':' || number || ':' || state, ' ') FROM (SELECT "
+                "* FROM attempts ORDER BY task_id, number)"),
+            "after:1:lost after:2:succeeded hold:1:lost hold:2:succeeded");
+  EXPECT_EQ(Sql("SELECT message FROM attempts WHERE task_id = 'after' AND number = 1"),
+            "the engine stopped while this attempt reused cached outputs");
+  EXPECT_EQ(Sql("SELECT count(*) FROM attempts WHERE finished_at IS NULL"), "0");
+}
+
 // A state no tierflow writes is refused where it is read, naming it.
 TEST_F(CrashResumeTest, AnUnknownAttemptStateIsAnErrorNotAGuess) {
   WritePipeline(kHeldAndWaiting);
