@@ -141,6 +141,26 @@ class CrashResumeTest : public ::testing::Test {
     EXPECT_EQ(Wait(engine), -SIGKILL);
   }
 
+  // `pipeline` (kHeldAndWaiting) killed -9 while `hold` runs, with an
+  // attempt of `after` in `state` as a dead engine leaves one it launched
+  // without recording its start (`running`), or one reusing cached outputs
+  // (`cached`, not finished).
+  void KillWithAnAttemptOfAfter(const char* pipeline, const std::string& state) {
+    WritePipeline(pipeline);
+    KillNine(StartAndWaitForHeld("hold"));
+    absl::StatusOr<std::unique_ptr<scheduler::Database>> db = scheduler::OpenStore(Db());
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)
+                    ->Execute("UPDATE tasks SET state = 'running', attempts = 1 WHERE id = "
+                              "'after'; INSERT INTO attempts(run_id, task_id, number, state, "
+                              "command, started_at, log_path, worker) SELECT run_id, 'after', "
+                              "1, '" +
+                              state +
+                              "', command, started_at, '', 'local' FROM "
+                              "attempts WHERE task_id = 'hold'")
+                    .ok());
+  }
+
   std::map<std::string, int> JournalCounts() const {
     std::map<std::string, int> counts;
     for (const std::string& line : ReadLines(dir_ / "journal")) {
@@ -427,19 +447,7 @@ TEST_F(CrashResumeTest, CancelOfRunWhoseEngineWasKilledRecordsItCancelled) {
 // The store is edited by hand for that attempt: in embedded mode its window
 // (launch to the recorded start) is too short to kill the engine in.
 TEST_F(CrashResumeTest, ResumeRecordsAnAttemptThatNeverStartedAsNotStarted) {
-  WritePipeline(kHeldAndWaiting);
-  KillNine(StartAndWaitForHeld("hold"));
-  {
-    absl::StatusOr<std::unique_ptr<scheduler::Database>> db = scheduler::OpenStore(Db());
-    ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE((*db)
-                    ->Execute("UPDATE tasks SET state = 'running', attempts = 1 WHERE id = "
-                              "'after'; INSERT INTO attempts(run_id, task_id, number, state, "
-                              "command, started_at, log_path, worker) SELECT run_id, 'after', "
-                              "1, 'running', command, started_at, '', 'local' FROM attempts "
-                              "WHERE task_id = 'hold'")
-                    .ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(KillWithAnAttemptOfAfter(kHeldAndWaiting, "running"));
   Result resume = RunToEnd("resume", {"resume", "last", "--db", Db()});
   EXPECT_EQ(resume.exit_code, 0) << resume.out << resume.err;
   EXPECT_EQ(Sql("SELECT group_concat(task_id || ':' || number || ':' || state, ' ') FROM (SELECT "
@@ -459,19 +467,7 @@ TEST_F(CrashResumeTest, ResumeRecordsAnAttemptThatNeverStartedAsNotStarted) {
 // task has exactly one attempt that counts (found by the chaos campaign:
 // two runs, the server killed while the second reused the first's outputs).
 TEST_F(CrashResumeTest, ResumeEndsAReuseTheCrashCutOff) {
-  WritePipeline(kHeldAndWaiting);
-  KillNine(StartAndWaitForHeld("hold"));
-  {
-    absl::StatusOr<std::unique_ptr<scheduler::Database>> db = scheduler::OpenStore(Db());
-    ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE((*db)
-                    ->Execute("UPDATE tasks SET state = 'running', attempts = 1 WHERE id = "
-                              "'after'; INSERT INTO attempts(run_id, task_id, number, state, "
-                              "command, started_at, log_path, worker) SELECT run_id, 'after', "
-                              "1, 'cached', command, started_at, '', 'local' FROM attempts "
-                              "WHERE task_id = 'hold'")
-                    .ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(KillWithAnAttemptOfAfter(kHeldAndWaiting, "cached"));
   Result resume = RunToEnd("resume", {"resume", "last", "--db", Db()});
   EXPECT_EQ(resume.exit_code, 0) << resume.out << resume.err;
   EXPECT_EQ(Sql("SELECT group_concat(task_id || ':' || number || ':' || state, ' ') FROM (SELECT "
