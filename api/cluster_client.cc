@@ -419,7 +419,10 @@ absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& tok
   using Clock = std::chrono::steady_clock;
   std::string run_id = run;
   std::string state;
-  std::optional<Clock::time_point> lost_at;  // since when the server has been out of reach
+  // Since when the server has been out of reach, while `lost` (a plain
+  // time point: GCC 12 at -O3 takes an optional one for uninitialised).
+  bool lost = false;
+  Clock::time_point lost_at;
   auto backoff = std::chrono::milliseconds(200);
   std::mt19937_64 random(std::random_device{}());
   for (;;) {
@@ -431,12 +434,12 @@ absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& tok
         SchedulerStub(scheduler)->WatchRun(&context, request);
     v1::Run message;
     while (reader->Read(&message)) {
-      if (lost_at) {
+      if (lost) {
         if (options.notes != nullptr) {
           *options.notes << "tierflow: reconnected to " << scheduler << "; watching run "
                          << message.run_id() << " again" << std::endl;
         }
-        lost_at.reset();
+        lost = false;
         backoff = std::chrono::milliseconds(200);
       }
       run_id = message.run_id();  // "last" names one run from here on
@@ -454,7 +457,8 @@ absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& tok
     if (!server_gone) return FromGrpc(status, scheduler);
     const std::string why =
         status.ok() ? "the watch ended before the run did" : status.error_message();
-    if (!lost_at) {
+    if (!lost) {
+      lost = true;
       lost_at = Clock::now();
       if (options.notes != nullptr) {
         *options.notes << "tierflow: lost the server " << scheduler << " (" << why
@@ -462,7 +466,7 @@ absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& tok
                        << std::endl;
       }
     }
-    if (Clock::now() - *lost_at >= options.reconnect_for) {
+    if (Clock::now() - lost_at >= options.reconnect_for) {
       return absl::UnavailableError(StrCat(
           "scheduler ", scheduler, ": ", why, "; no answer for ",
           FormatDuration(options.reconnect_for), " while watching run ", run_id,
@@ -474,7 +478,7 @@ absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& tok
     const auto wait = half + std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(
                                  0, std::max<int64_t>(half.count(), 1))(random));
     std::this_thread::sleep_for(std::min<Clock::duration>(
-        wait, options.reconnect_for - (Clock::now() - *lost_at) + std::chrono::milliseconds(1)));
+        wait, options.reconnect_for - (Clock::now() - lost_at) + std::chrono::milliseconds(1)));
     backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
 }

@@ -28,7 +28,9 @@ namespace {
 // anything else (/ included) as %XX.
 std::string FileNamePart(const std::string& text) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
+  // Never hidden, never "." or "..": a leading '.' (kept as it is below)
+  // or nothing at all gets a '%' in front.
+  std::string out = text.empty() || text[0] == '.' ? "%" : "";
   for (const char c : text) {
     const auto byte = static_cast<unsigned char>(c);
     if (std::isalnum(byte) || c == '.' || c == '_' || c == '-' || c == ':' || c == '@') {
@@ -37,7 +39,6 @@ std::string FileNamePart(const std::string& text) {
       out += {'%', kHex[byte >> 4], kHex[byte & 15]};
     }
   }
-  if (out.empty() || out[0] == '.') out.insert(0, "%");  // never hidden, never "." or ".."
   return out;
 }
 
