@@ -28,6 +28,7 @@
 #include "storage_adapters/posix.h"
 #include "storage_adapters/remote_store.h"
 #include "storage_adapters/s3.h"
+#include "storage_adapters/swift_testing.h"
 #include "storage_adapters/transfer.h"
 
 namespace tierflow::storage {
@@ -37,29 +38,9 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
-constexpr uint64_t kMiB = uint64_t{1} << 20;
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::string Trim(std::string text) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  return text;
-}
-
-std::string RandomBytes(size_t size, uint64_t seed) {
-  std::mt19937_64 random(seed);
-  std::string out(size, '\0');
-  for (size_t i = 0; i < size; i += 8) {
-    const uint64_t word = random();
-    std::memcpy(out.data() + i, &word, std::min<size_t>(8, size - i));
-  }
-  return out;
-}
+using testing::kMiB;
+using testing::RandomBytes;
+using testing::ReadFile;
 
 // One GET to the proxy's control interface; the reply's body.
 std::string Control(int port, const std::string& path) {
@@ -93,7 +74,7 @@ class S3FaultTest : public ::testing::Test {
                       "starts the server (scripts/swift.sh start DIR)";
     }
     const fs::path swift_dir = swift;
-    endpoint_ = Trim(ReadFile(swift_dir / "endpoint"));
+    endpoint_ = std::string(testing::TrimNewline(ReadFile(swift_dir / "endpoint")));
     ASSERT_FALSE(endpoint_.empty());
     std::string pattern = (fs::temp_directory_path() / "tierflow-s3fault.XXXXXX").string();
     ASSERT_NE(mkdtemp(pattern.data()), nullptr);
@@ -127,17 +108,7 @@ class S3FaultTest : public ::testing::Test {
   }
 
   // The tier straight at Swift, and through the proxy with short timings.
-  S3Config Direct() const {
-    S3Config config;
-    config.tier = "bucket";
-    config.endpoint = endpoint_;
-    config.bucket = "tierflow-test";
-    config.access_key = "test:tester";
-    config.secret_key = "testing";
-    config.prefix = prefix_;
-    config.part_size = 5 * kMiB;
-    return config;
-  }
+  S3Config Direct() const { return testing::SwiftConfig("bucket", endpoint_, prefix_); }
   S3Config Proxied() const {
     S3Config config = Direct();
     config.tier = "faulty";

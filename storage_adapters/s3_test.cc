@@ -23,6 +23,8 @@
 #include <sstream>
 #include <thread>
 
+#include "storage_adapters/swift_testing.h"
+
 namespace tierflow::storage {
 namespace {
 
@@ -30,29 +32,14 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-constexpr uint64_t kMiB = uint64_t{1} << 20;
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using testing::kMiB;
+using testing::RandomBytes;
+using testing::ReadFile;
+using testing::TrimNewline;
 
 void WriteFile(const fs::path& path, std::string_view data) {
   std::ofstream out(path, std::ios::binary);
   out.write(data.data(), static_cast<std::streamsize>(data.size()));
-}
-
-// Bytes that differ at every offset, so a misplaced range cannot pass.
-std::string RandomBytes(size_t size, uint64_t seed) {
-  std::mt19937_64 random(seed);
-  std::string out(size, '\0');
-  for (size_t i = 0; i < size; i += 8) {
-    const uint64_t word = random();
-    std::memcpy(out.data() + i, &word, std::min<size_t>(8, size - i));
-  }
-  return out;
 }
 
 // A port nothing listens on (bound, then closed).
@@ -90,20 +77,8 @@ class S3AdapterTest : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
-  static std::string_view TrimNewline(std::string_view text) {
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
-    return text;
-  }
-
   S3Config Config() const {
-    S3Config config;
-    config.tier = "bulk";
-    config.endpoint = endpoint_;
-    config.bucket = "tierflow-test";
-    config.access_key = "test:tester";
-    config.secret_key = "testing";
-    config.prefix = prefix_;
-    config.part_size = 5 * kMiB;  // Swift's (and S3's) smallest
+    S3Config config = testing::SwiftConfig("bulk", endpoint_, prefix_);
     config.timing.stall = std::chrono::milliseconds(10000);
     return config;
   }
