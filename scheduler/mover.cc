@@ -13,18 +13,27 @@ namespace tierflow::scheduler {
 
 namespace {
 
+// What RemoveUnderRoot removes besides `path`.
+enum class AlsoRemove : uint8_t {
+  // What a copy that a crash cut off left beside `path`: the temporary
+  // files of its unfinished writes (among the items a gathered folder's
+  // readers list). Lists the folder: only before a copy is made again.
+  kUnfinishedWrites,
+  // A streamed copy's manifest and its reader's progress beside `path`
+  // (eviction of a finished copy: no folder listing on this path).
+  kStreamFiles,
+};
+
 // Removes `path` (file or tree) on the posix tier `tier`, through its root:
 // a symlink beneath the root is unlinked, never followed, and no mount is
-// crossed (storage_adapters/tier_root.h). `stream_files`: a streamed copy's
-// manifest and its reader's progress beside it go too. The temporary files
-// of unfinished writes beside `path` go as well: a copy that a crash cut off
-// leaves them among the items a gathered folder's readers list.
+// crossed (storage_adapters/tier_root.h).
 absl::Status RemoveUnderRoot(const storage::Adapter& tier, const std::string& path,
-                             bool stream_files = false) {
+                             AlsoRemove also) {
   const std::shared_ptr<const storage::TierRoot> root = storage::PosixTierRoot(tier);
   if (root == nullptr) return absl::InternalError("not a posix tier");
-  if (stream_files) TF_RETURN_IF_ERROR(storage::RemoveStreamFiles(*root, path));
-  return root->RemoveWithUnfinishedWrites(path);
+  if (also == AlsoRemove::kUnfinishedWrites) return root->RemoveWithUnfinishedWrites(path);
+  TF_RETURN_IF_ERROR(storage::RemoveStreamFiles(*root, path));
+  return root->RemoveTree(path);
 }
 
 }  // namespace
@@ -82,7 +91,9 @@ void Mover::Work() {
     result.copy_id = job.copy_id;
     if (job.kind == MoveJob::Kind::kCopy && job.clear_first) {
       if (!job.posix_path.empty()) {
-        if (absl::Status cleared = RemoveUnderRoot(*job.to, job.posix_path); !cleared.ok()) {
+        if (absl::Status cleared =
+                RemoveUnderRoot(*job.to, job.posix_path, AlsoRemove::kUnfinishedWrites);
+            !cleared.ok()) {
           result.status =
               absl::Status(cleared.code(), StrCat("cannot clear what an earlier copy left at ",
                                                   job.posix_path, ": ", cleared.message()));
@@ -111,7 +122,7 @@ void Mover::Work() {
         result.status = moved.status();
       }
     } else if (!job.posix_path.empty()) {
-      if (absl::Status removed = RemoveUnderRoot(*job.to, job.posix_path, /*stream_files=*/true);
+      if (absl::Status removed = RemoveUnderRoot(*job.to, job.posix_path, AlsoRemove::kStreamFiles);
           !removed.ok()) {
         result.status = absl::Status(
             removed.code(), StrCat("cannot delete ", job.posix_path, ": ", removed.message()));
