@@ -16,6 +16,7 @@
 #include "api/cluster.h"
 #include "api/task_proto.h"
 #include "api/tierflow.grpc.pb.h"
+#include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
@@ -86,12 +87,6 @@ absl::StatusOr<Reply> Call(const std::string& scheduler, const std::string& toke
   grpc::Status status = (stub.get()->*method)(&context, request, &reply);
   if (!status.ok()) return FromGrpc(status, scheduler);
   return reply;
-}
-
-std::string HostName() {
-  char name[256] = {};
-  gethostname(name, sizeof name - 1);
-  return name;
 }
 
 using WorkerStream = grpc::ClientReaderWriter<v1::WorkerMessage, v1::SchedulerMessage>;

@@ -25,6 +25,12 @@ bool HasVariable(pid_t pid, std::string_view marker) {
 
 }  // namespace
 
+std::string HostName() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
 int KillProcessesWithEnv(std::string_view marker) {
   namespace fs = std::filesystem;
   std::set<pid_t> killed;  // process groups (a task's group is its own)

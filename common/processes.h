@@ -1,4 +1,4 @@
-// Finding and killing processes by a marker in their environment: tasks run
+// This host's name, and finding and killing processes by a marker in their environment: tasks run
 // in process groups of their own, so they outlive an engine or a worker
 // killed with -9, and whoever takes over finds them by the TIERFLOW_*
 // variable it gave them.
@@ -6,9 +6,14 @@
 
 #include <sys/types.h>
 
+#include <string>
 #include <string_view>
 
 namespace tierflow {
+
+// This machine's name (gethostname), as runs.engine_host records it and a
+// worker's default name starts with.
+std::string HostName();
 
 // SIGKILLs every process (with its process group, unless that is ours)
 // whose environment holds `variable` exactly ("NAME=VALUE"), except this

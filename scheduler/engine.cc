@@ -111,7 +111,7 @@ class RunLock {
                  " is locked); wait for it or cancel it with: tierflow cancel ", run_id));
     }
     // Only messages read it: the lock itself is what counts.
-    const std::string holder = StrCat(getpid(), " ", LocalHostName(), "\n");
+    const std::string holder = StrCat(getpid(), " ", HostName(), "\n");
     if (ftruncate(fd, 0) == 0) (void)!pwrite(fd, holder.data(), holder.size(), 0);
     return RunLock(fd);
   }
@@ -1682,7 +1682,7 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
         .Bind(8, now)
         .Bind(9, now)
         .Bind(10, static_cast<int64_t>(getpid()))
-        .Bind(11, LocalHostName());
+        .Bind(11, HostName());
     if (tiers_json_.empty()) {
       insert_run.BindNull(12);
     } else {
@@ -1969,7 +1969,7 @@ absl::Status Engine::Impl::LoadRunForResume() {
                       db_->Prepare("UPDATE runs SET state = 'running', finished_at = NULL, "
                                    "engine_pid = ?, engine_host = ?, cancel_requested = 0, "
                                    "message = '' WHERE id = ?"));
-  run.Bind(1, static_cast<int64_t>(getpid())).Bind(2, LocalHostName()).Bind(3, run_id_);
+  run.Bind(1, static_cast<int64_t>(getpid())).Bind(2, HostName()).Bind(3, run_id_);
   TF_RETURN_IF_ERROR(run.Run());
   TF_RETURN_IF_ERROR(AddEvent("", 0, "run_resumed",
                               StrCat(kept, " of ", tasks_.size(), " tasks kept from before")));
@@ -3365,7 +3365,7 @@ absl::Status Engine::Impl::FailDownstream(uint32_t stage, const std::string& fai
 // ------------------------------------------------------------------ cancel
 
 bool EngineAlive(int64_t pid, const std::string& host) {
-  if (pid <= 0 || host != LocalHostName()) return false;
+  if (pid <= 0 || host != HostName()) return false;
   std::ifstream cmdline(StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
   std::string argv0;
   if (!cmdline || !std::getline(cmdline, argv0, '\0')) return false;

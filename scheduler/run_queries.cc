@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/suggest.h"
@@ -509,7 +510,7 @@ std::string_view EngineStatusName(EngineStatus status) {
 EngineStatus ProbeEngine(std::string_view state, std::optional<int64_t> pid,
                          const std::string& host) {
   if (state != run_state::kRunning) return EngineStatus::kNotRunning;
-  const std::string here = LocalHostName();
+  const std::string here = HostName();
   if (!host.empty() && host != here) return EngineStatus::kOtherHost;
   if (pid && EngineAlive(*pid, here)) return EngineStatus::kAlive;
   return EngineStatus::kGone;

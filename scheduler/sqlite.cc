@@ -10,6 +10,7 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "common/status.h"
 #include "common/strings.h"
@@ -211,6 +212,50 @@ absl::StatusOr<Database::WriteWait> Database::BeginWrite(const std::function<dou
 
 absl::Status Database::CommitWrite(const std::function<double()>& random) {
   return RetryWhileBusy([this] { return Execute("COMMIT"); }, random).status();
+}
+
+absl::StatusOr<Transaction> Transaction::Begin(Database& db, Kind kind) {
+  TF_RETURN_IF_ERROR(db.Execute(kind == Kind::kImmediate ? "BEGIN IMMEDIATE" : "BEGIN"));
+  return Transaction(&db, nullptr);
+}
+
+absl::StatusOr<Transaction> Transaction::BeginWrite(Database& db, std::function<double()> random,
+                                                    Database::WriteWait* wait) {
+  TF_ASSIGN_OR_RETURN(Database::WriteWait waited, db.BeginWrite(random));
+  if (wait != nullptr) *wait = waited;
+  return Transaction(&db, std::move(random));
+}
+
+Transaction::Transaction(Transaction&& other) noexcept
+    : db_(std::exchange(other.db_, nullptr)), random_(std::move(other.random_)) {}
+
+Transaction& Transaction::operator=(Transaction&& other) noexcept {
+  if (this != &other) {
+    Rollback();
+    db_ = std::exchange(other.db_, nullptr);
+    random_ = std::move(other.random_);
+  }
+  return *this;
+}
+
+Transaction::~Transaction() { Rollback(); }
+
+absl::Status Transaction::Commit() {
+  if (db_ == nullptr) return absl::FailedPreconditionError("the transaction is no longer open");
+  absl::Status status = random_ ? db_->CommitWrite(random_) : db_->Execute("COMMIT");
+  if (!status.ok()) {
+    Rollback();
+    return status;
+  }
+  db_ = nullptr;
+  return absl::OkStatus();
+}
+
+void Transaction::Rollback() {
+  if (db_ == nullptr) return;
+  // Fails only when SQLite already rolled back (some I/O errors do): then
+  // there is nothing left to undo.
+  (void)std::exchange(db_, nullptr)->Execute("ROLLBACK");
 }
 
 absl::StatusOr<Statement> Database::Prepare(std::string_view sql) {

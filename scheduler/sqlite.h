@@ -1,7 +1,7 @@
-// A thin RAII layer over the SQLite C API: a connection and prepared
+// A thin RAII layer over the SQLite C API: a connection, prepared
 // statements with typed bind/column calls that turn SQLite errors into
-// absl::Status naming the database file and the statement. Nothing more:
-// the SQL stays visible at the call sites. A Database is used by one thread
+// absl::Status naming the database file and the statement, and one
+// transaction type (every BEGIN goes through Transaction). A Database is used by one thread
 // at a time (the owner's); open a second Database for another thread.
 #pragma once
 
@@ -38,7 +38,8 @@ class Database {
   const std::string& path() const { return path_; }
   sqlite3* handle() const { return db_; }
 
-  // Runs one or more statements without results (DDL, pragmas, BEGIN).
+  // Runs one or more statements without results (DDL, pragmas). For
+  // BEGIN/COMMIT use Transaction.
   absl::Status Execute(std::string_view sql);
   absl::StatusOr<Statement> Prepare(std::string_view sql);
   int64_t LastInsertId() const;
@@ -122,6 +123,44 @@ class Statement {
   Statement(const Database* db, sqlite3_stmt* statement) : db_(db), statement_(statement) {}
   const Database* db_;
   sqlite3_stmt* statement_;
+};
+
+// One transaction on a Database: begun by Begin or BeginWrite, rolled back
+// when destroyed uncommitted (an early return, an error), so no caller
+// writes BEGIN/ROLLBACK by hand and none leaves a transaction open. Moves,
+// never copies; used by the thread that owns the Database.
+class Transaction {
+ public:
+  enum class Kind {
+    kDeferred,   // BEGIN: a read snapshot, the write lock on the first write
+    kImmediate,  // BEGIN IMMEDIATE: the write lock now, or Unavailable
+  };
+  // One try: Unavailable (busy) when another connection holds the lock.
+  static absl::StatusOr<Transaction> Begin(Database& db, Kind kind = Kind::kImmediate);
+  // Database::BeginWrite's waiting (for the engine); Commit then retries
+  // while busy (Database::CommitWrite). `wait`, if set, says how long the
+  // lock took.
+  static absl::StatusOr<Transaction> BeginWrite(Database& db, std::function<double()> random,
+                                                Database::WriteWait* wait = nullptr);
+
+  Transaction(Transaction&& other) noexcept;
+  Transaction& operator=(Transaction&& other) noexcept;
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction();
+
+  // COMMIT. On failure the transaction is rolled back (by the destructor,
+  // or now by Rollback).
+  absl::Status Commit();
+  // ROLLBACK now; a no-op once committed or rolled back.
+  void Rollback();
+  bool open() const { return db_ != nullptr; }
+
+ private:
+  Transaction(Database* db, std::function<double()> random)
+      : db_(db), random_(std::move(random)) {}
+  Database* db_;                    // null once committed or rolled back
+  std::function<double()> random_;  // set: COMMIT retries while busy
 };
 
 }  // namespace tierflow::scheduler

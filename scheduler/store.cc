@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -267,13 +268,24 @@ absl::Status CheckVersion(const Database& db, int version) {
 
 }  // namespace
 
-std::string LocalHostName() {
-  char name[256] = {};
-  gethostname(name, sizeof name - 1);
-  return name;
-}
-
 namespace {
+constexpr std::pair<RunState, std::string_view> kRunStates[] = {
+    {RunState::kRunning, run_state::kRunning},
+    {RunState::kSucceeded, run_state::kSucceeded},
+    {RunState::kFailed, run_state::kFailed},
+    {RunState::kCancelled, run_state::kCancelled},
+};
+constexpr std::pair<TaskState, std::string_view> kTaskStates[] = {
+    {TaskState::kPending, task_state::kPending},
+    {TaskState::kQueued, task_state::kQueued},
+    {TaskState::kRunning, task_state::kRunning},
+    {TaskState::kRetrying, task_state::kRetrying},
+    {TaskState::kSucceeded, task_state::kSucceeded},
+    {TaskState::kCached, task_state::kCached},
+    {TaskState::kFailed, task_state::kFailed},
+    {TaskState::kUpstreamFailed, task_state::kUpstreamFailed},
+    {TaskState::kCancelled, task_state::kCancelled},
+};
 constexpr std::pair<AttemptState, std::string_view> kAttemptStates[] = {
     {AttemptState::kRunning, attempt_state::kRunning},
     {AttemptState::kSucceeded, attempt_state::kSucceeded},
@@ -284,23 +296,44 @@ constexpr std::pair<AttemptState, std::string_view> kAttemptStates[] = {
     {AttemptState::kNotStarted, attempt_state::kNotStarted},
     {AttemptState::kCached, attempt_state::kCached},
 };
-}  // namespace
 
-std::string_view AttemptStateName(AttemptState state) {
-  for (const auto& [known, name] : kAttemptStates) {
+template <typename State, size_t N>
+std::string_view NameOf(const std::pair<State, std::string_view> (&table)[N], State state) {
+  for (const auto& [known, name] : table) {
     if (known == state) return name;
   }
-  return "?";  // unreachable: every enumerator is in the table
+  return "?";  // unreachable: every enumerator is in its table
 }
 
-absl::StatusOr<AttemptState> ParseAttemptState(std::string_view text) {
+template <typename State, size_t N>
+absl::StatusOr<State> Parse(const std::pair<State, std::string_view> (&table)[N],
+                            std::string_view what, std::string_view text) {
   std::string names;
-  for (const auto& [state, name] : kAttemptStates) {
+  for (const auto& [state, name] : table) {
     if (name == text) return state;
     names += StrCat(names.empty() ? "" : ", ", name);
   }
-  return absl::InvalidArgumentError(
-      StrCat("unknown attempt state '", text, "' (a newer tierflow's?); the states are ", names));
+  return absl::InvalidArgumentError(StrCat("unknown ", what, " state '", text,
+                                           "' (a newer tierflow's?); the states are ", names));
+}
+}  // namespace
+
+std::string_view RunStateName(RunState state) { return NameOf(kRunStates, state); }
+absl::StatusOr<RunState> ParseRunState(std::string_view text) {
+  return Parse(kRunStates, "run", text);
+}
+std::string_view TaskStateName(TaskState state) { return NameOf(kTaskStates, state); }
+absl::StatusOr<TaskState> ParseTaskState(std::string_view text) {
+  return Parse(kTaskStates, "task", text);
+}
+std::string_view AttemptStateName(AttemptState state) { return NameOf(kAttemptStates, state); }
+absl::StatusOr<AttemptState> ParseAttemptState(std::string_view text) {
+  return Parse(kAttemptStates, "attempt", text);
+}
+
+bool IsTerminal(TaskState state) {
+  return IsDone(state) || state == TaskState::kFailed || state == TaskState::kUpstreamFailed ||
+         state == TaskState::kCancelled;
 }
 
 std::string_view SchemaMigration(int version) { return kMigrations[version - 1]; }
@@ -314,8 +347,8 @@ absl::Status Migrate(Database& db) {
   // tables are rebuilt (they cannot change inside a transaction) and checked
   // before the commit, as SQLite's ALTER TABLE documentation prescribes.
   TF_RETURN_IF_ERROR(db.Execute("PRAGMA foreign_keys=OFF"));
-  TF_RETURN_IF_ERROR(db.Execute("BEGIN IMMEDIATE"));
   absl::Status status = [&]() -> absl::Status {
+    TF_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db));
     TF_ASSIGN_OR_RETURN(int version, UserVersion(db));  // re-read under the lock
     TF_RETURN_IF_ERROR(CheckVersion(db, version));
     for (; version < kSchemaVersion; ++version) {
@@ -329,10 +362,8 @@ absl::Status Migrate(Database& db) {
                                         " breaks a foreign key after the upgrade to schema ",
                                         std::to_string(kSchemaVersion), "; nothing was changed"));
     }
-    return absl::OkStatus();
+    return transaction.Commit();
   }();
-  if (status.ok()) status = db.Execute("COMMIT");
-  if (!status.ok()) (void)db.Execute("ROLLBACK");
   TF_RETURN_IF_ERROR(db.Execute("PRAGMA foreign_keys=ON"));
   return status;
 }
@@ -346,7 +377,7 @@ absl::Status Migrate(Database& db) {
 absl::Status CreateStoreOnce(const std::string& path) {
   std::error_code error;
   if (fs::exists(path, error)) return absl::OkStatus();
-  const std::string temp = StrCat(path, ".creating-", LocalHostName(), "-", getpid());
+  const std::string temp = StrCat(path, ".creating-", HostName(), "-", getpid());
   auto remove_temp = [&temp] {
     for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
       std::error_code ignored;

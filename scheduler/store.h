@@ -45,9 +45,6 @@ namespace tierflow::scheduler {
 
 inline constexpr int kSchemaVersion = 8;
 
-// This machine's name, as runs.engine_host records it.
-std::string LocalHostName();
-
 // The SQL of migration `version` (1..kSchemaVersion), which brings the
 // schema from version-1 to version. For upgrade tests.
 std::string_view SchemaMigration(int version);
@@ -60,6 +57,7 @@ inline constexpr std::string_view kDatabaseFile = "tierflow.db";
 // Run states: running -> succeeded | failed | cancelled. A run whose engine
 // died stays `running` in the table until it is resumed; readers tell it
 // apart by its engine_pid no longer being alive (RunEngineAlive).
+enum class RunState { kRunning, kSucceeded, kFailed, kCancelled };
 namespace run_state {
 inline constexpr std::string_view kRunning = "running";
 inline constexpr std::string_view kSucceeded = "succeeded";
@@ -71,6 +69,17 @@ inline constexpr std::string_view kCancelled = "cancelled";
 // a slot; running; retrying: a failed attempt waits out its backoff;
 // succeeded; cached: an earlier attempt's outputs were reused; failed (no
 // retries left); upstream_failed: a task it depends on failed; cancelled.
+enum class TaskState {
+  kPending,
+  kQueued,
+  kRunning,
+  kRetrying,
+  kSucceeded,
+  kCached,
+  kFailed,
+  kUpstreamFailed,
+  kCancelled,
+};
 namespace task_state {
 inline constexpr std::string_view kPending = "pending";
 inline constexpr std::string_view kQueued = "queued";
@@ -109,12 +118,22 @@ inline constexpr std::string_view kLost = "lost";
 inline constexpr std::string_view kNotStarted = "not_started";
 inline constexpr std::string_view kCached = "cached";
 }  // namespace attempt_state
-// The word stored in attempts.state.
-std::string_view AttemptStateName(AttemptState state);
-// The state a stored word names; InvalidArgument, naming the word and the
+// The word stored for a state (runs.state, tasks.state, attempts.state),
+// and the one conversion back: InvalidArgument, naming the word and the
 // known ones, for any other text (a database written by a newer tierflow,
-// or edited by hand).
+// or edited by hand). Unknown text is never mapped to a default.
+std::string_view RunStateName(RunState state);
+absl::StatusOr<RunState> ParseRunState(std::string_view text);
+std::string_view TaskStateName(TaskState state);
+absl::StatusOr<TaskState> ParseTaskState(std::string_view text);
+std::string_view AttemptStateName(AttemptState state);
 absl::StatusOr<AttemptState> ParseAttemptState(std::string_view text);
+// A task that will not run again in this run: succeeded, cached, failed,
+// upstream_failed or cancelled. Done: succeeded or cached.
+bool IsTerminal(TaskState state);
+inline bool IsDone(TaskState state) {
+  return state == TaskState::kSucceeded || state == TaskState::kCached;
+}
 
 // Opens the database at `path` and brings its schema to kSchemaVersion
 // (creating it when new). A database written by a newer tierflow is refused

@@ -65,6 +65,66 @@ TEST(StoreTest, BeginWriteGivesUpWhenTheBudgetIsSpent) {
   std::filesystem::remove_all(dir);
 }
 
+int64_t CountRows(Database& db) {
+  auto count = db.Prepare("SELECT count(*) FROM t");
+  EXPECT_TRUE(count.ok() && count->Step().value_or(false));
+  return count->Int(0);
+}
+
+// A transaction that goes out of scope uncommitted (an early return) is
+// rolled back; a committed one stays; a second connection cannot begin an
+// immediate one while the first is open.
+TEST(StoreTest, TransactionRollsBackUnlessCommitted) {
+  std::string dir = TempDir();
+  auto db = Database::Open(dir + "/t.db");
+  auto other = Database::Open(dir + "/t.db");
+  ASSERT_TRUE(db.ok() && other.ok());
+  ASSERT_TRUE((*db)->Execute("CREATE TABLE t(x); PRAGMA busy_timeout = 0").ok());
+  ASSERT_TRUE((*other)->Execute("PRAGMA busy_timeout = 0").ok());
+  {
+    absl::StatusOr<Transaction> transaction = Transaction::Begin(**db);
+    ASSERT_TRUE(transaction.ok()) << transaction.status();
+    ASSERT_TRUE((*db)->Execute("INSERT INTO t VALUES (1)").ok());
+    absl::StatusOr<Transaction> second = Transaction::Begin(**other);
+    EXPECT_TRUE(absl::IsUnavailable(second.status())) << second.status();
+  }
+  EXPECT_EQ(CountRows(**db), 0);
+  {
+    absl::StatusOr<Transaction> transaction = Transaction::BeginWrite(**db, [] { return 0.5; });
+    ASSERT_TRUE(transaction.ok()) << transaction.status();
+    ASSERT_TRUE((*db)->Execute("INSERT INTO t VALUES (2)").ok());
+    ASSERT_TRUE(transaction->Commit().ok());
+    EXPECT_FALSE(transaction->open());
+    EXPECT_FALSE(transaction->Commit().ok());  // once only
+  }
+  EXPECT_EQ(CountRows(**other), 1);
+  std::filesystem::remove_all(dir);
+}
+
+// Every state word converts back to its state; anything else is an error
+// naming the word, never a default.
+TEST(StoreTest, StateWordsRoundTripAndUnknownWordsAreRejected) {
+  for (TaskState state : {TaskState::kPending, TaskState::kQueued, TaskState::kRunning,
+                          TaskState::kRetrying, TaskState::kSucceeded, TaskState::kCached,
+                          TaskState::kFailed, TaskState::kUpstreamFailed, TaskState::kCancelled}) {
+    EXPECT_EQ(ParseTaskState(TaskStateName(state)).value(), state);
+  }
+  for (RunState state :
+       {RunState::kRunning, RunState::kSucceeded, RunState::kFailed, RunState::kCancelled}) {
+    EXPECT_EQ(ParseRunState(RunStateName(state)).value(), state);
+  }
+  absl::StatusOr<TaskState> unknown = ParseTaskState("paused");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().message(),
+            "unknown task state 'paused' (a newer tierflow's?); the states are pending, queued, "
+            "running, retrying, succeeded, cached, failed, upstream_failed, cancelled");
+  EXPECT_FALSE(ParseRunState("").ok());
+  EXPECT_FALSE(ParseAttemptState("Running").ok());
+  EXPECT_TRUE(IsTerminal(TaskState::kUpstreamFailed));
+  EXPECT_FALSE(IsTerminal(TaskState::kRetrying));
+  EXPECT_TRUE(IsDone(TaskState::kCached));
+}
+
 TEST(StoreTest, CreatesSchemaInWalModeAndReopens) {
   std::string dir = TempDir();
   std::string path = dir + "/nested/state/tierflow.db";

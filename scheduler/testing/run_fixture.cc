@@ -11,6 +11,7 @@
 #include <fstream>
 #include <vector>
 
+#include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "scheduler/sqlite.h"
@@ -59,8 +60,6 @@ class Writer {
                     "working_dir, params_json, state, slots, created_at, "
                     "started_at, finished_at, engine_pid, engine_host, message) "
                     "VALUES (?, 1, 'quickstart', ?, ?, ?, ?, 4, ?, ?, ?, ?, ?, ?)"));
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
     insert.Bind(1, id)
         .Bind(2, dir_ + "/pipeline.yaml")
         .Bind(3, dir_)
@@ -70,7 +69,7 @@ class Writer {
         .Bind(7, created)
         .Bind(8, finished)
         .Bind(9, engine_pid)
-        .Bind(10, std::string(host))
+        .Bind(10, HostName())
         .Bind(11, message);
     return insert.Run();
   }
