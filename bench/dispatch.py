@@ -91,23 +91,39 @@ def main():
     parser.add_argument("--tierflow", required=True)
     parser.add_argument("--tasks", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", help="a second tierflow binary (say, the one from "
+                        "before a change), run the same way, taking turns within each "
+                        "repetition; the report compares each mode's medians")
     args = parser.parse_args()
     args.tierflow = os.path.abspath(args.tierflow)
+    binaries = {"": args.tierflow}
+    if args.baseline:
+        binaries = {"base ": os.path.abspath(args.baseline), "": args.tierflow}
     with tempfile.TemporaryDirectory(prefix="tierflow-dispatch.") as workdir:
         dag = overhead.make_dag(f"wide{args.tasks}")
         pipeline = os.path.join(workdir, "pipeline.yaml")
         overhead.write_pipeline_yaml(dag, pipeline)
-        times = {"embedded": [], "cluster": []}
+        times = {f"{label}{mode}": [] for label in binaries for mode in ("embedded", "cluster")}
         print(f"# bench/dispatch: {args.tasks} no-op tasks, {args.repeat} runs each after a "
               f"warm-up, load {os.getloadavg()[0]:.2f}", flush=True)
         for index in range(args.repeat + 1):
-            for mode, run in (("embedded", embedded), ("cluster", cluster)):
-                wall = run(args, pipeline, workdir, args.tasks)
-                print(f"#   {'warm-up' if index == 0 else f'run {index}'} {mode}: {wall:.2f} s",
-                      flush=True)
-                if index > 0:
-                    times[mode].append(wall)
+            for label, binary in binaries.items():
+                for mode, run in (("embedded", embedded), ("cluster", cluster)):
+                    wall = run(argparse.Namespace(**{**vars(args), "tierflow": binary}),
+                               pipeline, workdir, args.tasks)
+                    print(f"#   {'warm-up' if index == 0 else f'run {index}'} {label}{mode}: "
+                          f"{wall:.2f} s", flush=True)
+                    if index > 0:
+                        times[f"{label}{mode}"].append(wall)
         print(f"# load at the end {os.getloadavg()[0]:.2f}")
+    if args.baseline:
+        print("\n| mode | base median (min-max) | new median (min-max) | new / base |")
+        print("|---|---:|---:|---:|")
+        for mode in ("embedded", "cluster"):
+            base, new = times[f"base {mode}"], times[mode]
+            print(f"| {mode} | {statistics.median(base):.2f} s ({min(base):.2f}-{max(base):.2f}) "
+                  f"| {statistics.median(new):.2f} s ({min(new):.2f}-{max(new):.2f}) | "
+                  f"{statistics.median(new) / statistics.median(base):.3f}x |")
     embedded_wall = statistics.median(times["embedded"])
     cluster_wall = statistics.median(times["cluster"])
     ratio = cluster_wall / embedded_wall

@@ -202,8 +202,8 @@ class Tool:
 
 
 class Tierflow(Tool):
-    def __init__(self, binary):
-        super().__init__("tierflow")
+    def __init__(self, binary, name="tierflow"):
+        super().__init__(name)
         self.binary = os.path.abspath(binary)
         self.quiet = False
         if not os.access(self.binary, os.X_OK):
@@ -553,6 +553,23 @@ def table_rows(results):
     return rows
 
 
+def print_against_baseline(results):
+    """--baseline: tierflow against tierflow-base, shape by shape."""
+    print("\n| shape | tierflow-base median (min-max) | tierflow median (min-max) | ratio |")
+    print("|---|---:|---:|---:|")
+    for shape in dict.fromkeys(r.shape for r in results):
+        pair = {r.tool: r for r in results if r.shape == shape and r.runs and not r.status}
+        if "tierflow" not in pair or "tierflow-base" not in pair:
+            continue
+        cells = []
+        for tool in ("tierflow-base", "tierflow"):
+            walls = [run.wall for run in pair[tool].runs]
+            cells.append(f"{_fmt_s(statistics.median(walls))} "
+                         f"({_fmt_s(min(walls))}-{_fmt_s(max(walls))})")
+        ratio = pair["tierflow"].median_wall() / pair["tierflow-base"].median_wall()
+        print(f"| {shape} | {cells[0]} | {cells[1]} | {ratio:.3f}x |")
+
+
 def print_text_table(rows):
     widths = [max(len(row[i]) for row in rows if len(row) > i) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
@@ -631,6 +648,11 @@ def parse_args(argv):
                "wide1000,chain200 --tools make,xargs --repeat 3")
     p.add_argument("--tierflow", default="build/cli/tierflow", metavar="PATH",
                    help="the tierflow binary (default: %(default)s)")
+    p.add_argument("--baseline", metavar="PATH",
+                   help="a second tierflow binary (say, the one from before a change), run "
+                        "as tool `tierflow-base` taking turns with --tierflow in every "
+                        "repetition; the report adds the ratio of their medians with the "
+                        "spread (min-max) of each")
     p.add_argument("--slots", type=int, default=len(os.sched_getaffinity(0)), metavar="N",
                    help="tasks run at once by every tool: make -j N, snakemake -j N, "
                         "xargs -P N, tierflow --slots N (default: the number of cores, "
@@ -674,6 +696,8 @@ def main(argv):
               "snakemake": Snakemake, "xargs": Xargs}
     # Keep the canonical order whatever order --tools gave.
     tools = [makers[name]() for name in ALL_TOOLS if name in args.tools]
+    if args.baseline:
+        tools.insert(1, Tierflow(args.baseline, "tierflow-base"))
 
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
@@ -710,6 +734,8 @@ def main(argv):
     else:
         print_text_table(rows)
 
+    if args.baseline:
+        print_against_baseline(results)
     tf = [r for r in results if r.tool == "tierflow"]
     if tf and all(r.runs and not r.status for r in tf):
         base = {r.shape: r for r in results if r.tool == BASELINE and r.runs}
