@@ -20,7 +20,7 @@
 #include "common/strings.h"
 #include "common/suggest.h"
 #include "dag/graph.h"
-#include "dag/yaml_tree.h"
+#include "common/yaml_tree.h"
 
 namespace tierflow::dag {
 namespace {

@@ -15,13 +15,11 @@
 #include "absl/strings/str_join.h"
 #include "common/strings.h"
 #include "common/suggest.h"
-#include "dag/yaml_tree.h"
+#include "common/yaml_tree.h"
 
 namespace tierflow::storage {
 namespace fs = std::filesystem;
 namespace {
-
-using dag::YamlNode;
 
 const std::vector<std::string> kTierKeys = {
     "adapter",    "root",       "endpoint",       "bucket",         "region",
@@ -337,7 +335,7 @@ absl::StatusOr<TierSet> LoadTierText(std::string_view text, const std::string& f
   Checker check(file);
   TierSet set;
   set.file = file;
-  absl::StatusOr<std::unique_ptr<dag::YamlDocument>> document = dag::YamlDocument::Parse(text);
+  absl::StatusOr<std::unique_ptr<YamlDocument>> document = YamlDocument::Parse(text);
   if (!document.ok()) {
     // "LINE:COL: message" from the parser.
     std::string message(document.status().message());
