@@ -17,10 +17,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_join.h"
 #include "common/strings.h"
 #include "common/suggest.h"
-#include "dag/graph.h"
+#include "common/yaml_fields.h"
 #include "common/yaml_tree.h"
+#include "dag/graph.h"
 
 namespace tierflow::dag {
 namespace {
@@ -45,70 +47,6 @@ constexpr uint64_t kExtraNodeVisits = 2'000'000;
 // name; this bounds the total for a file with very many unknown references.
 constexpr uint64_t kSuggestionBudget = 200'000'000;
 
-// ---------------------------------------------------------------------------
-// Field paths such as `stages.train.inputs.data` or `stages.x.needs[1]`,
-// linked through the stack so that the common case, a path never printed,
-// costs no allocation.
-
-struct Path {
-  const Path* parent = nullptr;
-  std::string_view key;
-  int64_t index = -1;  // a list element when >= 0
-
-  // A child path points at its parent, so the parent must outlive it:
-  // temporaries cannot be parents.
-  Path Key(std::string_view child) const& { return Path{this, child, -1}; }
-  Path Index(size_t i) const& { return Path{this, {}, static_cast<int64_t>(i)}; }
-  Path Key(std::string_view child) const&& = delete;
-  Path Index(size_t i) const&& = delete;
-
-  std::string ToString() const {
-    std::vector<const Path*> chain;
-    for (const Path* p = this; p != nullptr; p = p->parent) chain.push_back(p);
-    std::string out;
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-      const Path& p = **it;
-      if (p.index >= 0) {
-        out += StrCat("[", p.index, "]");
-      } else if (!p.key.empty()) {
-        if (!out.empty()) out.push_back('.');
-        out += CEscape(p.key);
-      }
-    }
-    return out;
-  }
-};
-
-// ---------------------------------------------------------------------------
-// Scalar text.
-
-// User text as it appears in a message: quoted, escaped, and cut short so
-// that one hostile value cannot flood the report.
-std::string Quote(std::string_view text) {
-  constexpr size_t kMaxShown = 60;
-  if (text.size() <= kMaxShown) return StrCat("'", CEscape(text), "'");
-  return StrCat("'", CEscape(text.substr(0, kMaxShown)), "...'");
-}
-
-std::string Join(const std::vector<std::string>& items, std::string_view separator) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += separator;
-    out += items[i];
-  }
-  return out;
-}
-
-// " (did you mean 'x'?)", or "" without a suggestion.
-std::string Hint(const std::optional<std::string>& match) {
-  return match ? StrCat(" (did you mean '", *match, "'?)") : std::string();
-}
-
-std::string Suggest(std::string_view word, const std::vector<std::string>& candidates) {
-  return Hint(ClosestMatch(word, candidates));
-}
-
-bool IsDigit(char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }
 bool IsAlpha(char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }
 bool IsAlnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
 
@@ -124,64 +62,6 @@ bool ConsumeSuffix(std::string_view* text, std::string_view suffix) {
   return true;
 }
 
-// Decimal integers with an optional sign, as YAML 1.2's core schema writes them.
-std::optional<int64_t> ParseInt(std::string_view text) {
-  std::string_view digits = text;
-  const bool negative = ConsumePrefix(&digits, "-");
-  if (!negative) ConsumePrefix(&digits, "+");
-  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), IsDigit)) return std::nullopt;
-  // Parse with the sign so that INT64_MIN still fits.
-  const std::string_view number = negative ? text : digits;
-  int64_t value = 0;
-  auto [end, error] = std::from_chars(number.data(), number.data() + number.size(), value);
-  if (error != std::errc() || end != number.data() + number.size()) return std::nullopt;
-  return value;
-}
-
-// Decimal notation only (no hex, inf or nan): sign, digits, optional
-// fraction and exponent.
-std::optional<double> ParseFloat(std::string_view text) {
-  std::string_view rest = text;
-  // from_chars takes no '+'; after one, only digits may follow.
-  if (ConsumePrefix(&rest, "+") && rest.starts_with('-')) return std::nullopt;
-  size_t i = rest.starts_with('-') ? 1 : 0;
-  bool digits = false;
-  for (; i < rest.size() && IsDigit(rest[i]); ++i) digits = true;
-  if (i < rest.size() && rest[i] == '.') {
-    for (++i; i < rest.size() && IsDigit(rest[i]); ++i) digits = true;
-  }
-  if (!digits) return std::nullopt;
-  if (i < rest.size() && (rest[i] == 'e' || rest[i] == 'E')) {
-    ++i;
-    if (i < rest.size() && (rest[i] == '+' || rest[i] == '-')) ++i;
-    bool exponent = false;
-    for (; i < rest.size() && IsDigit(rest[i]); ++i) exponent = true;
-    if (!exponent) return std::nullopt;
-  }
-  if (i != rest.size()) return std::nullopt;
-  double value = 0;
-  auto [end, error] = std::from_chars(rest.data(), rest.data() + rest.size(), value);
-  if (error != std::errc() || end != rest.data() + rest.size() || !std::isfinite(value)) {
-    return std::nullopt;
-  }
-  return value;
-}
-
-// Shortest text that reads back as the same double: 0.001, 2.5, 1e-07.
-std::string FormatFloat(double value) {
-  char buffer[64];
-  auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, value);
-  return error == std::errc() ? std::string(buffer, end) : std::string("nan");
-}
-
-// YAML 1.2 core booleans only, as editors and docs/pipeline.schema.json read
-// them: `yes`, `on` and friends are strings there, so they are no bools here.
-std::optional<bool> ParseBool(std::string_view text) {
-  if (text == "true" || text == "True" || text == "TRUE") return true;
-  if (text == "false" || text == "False" || text == "FALSE") return false;
-  return std::nullopt;
-}
-
 // The canonical text of a typed scalar param value, or nullopt if the text
 // is not of that type.
 std::optional<std::string> NormalizeParamValue(ParamType type, std::string_view text) {
@@ -190,13 +70,13 @@ std::optional<std::string> NormalizeParamValue(ParamType type, std::string_view 
     case ParamType::kList:
       return std::string(text);
     case ParamType::kInt:
-      if (auto value = ParseInt(text)) return StrCat(*value);
+      if (auto value = ParseYamlInt(text)) return StrCat(*value);
       return std::nullopt;
     case ParamType::kFloat:
-      if (auto value = ParseFloat(text)) return FormatFloat(*value);
+      if (auto value = ParseYamlFloat(text)) return FormatFloat(*value);
       return std::nullopt;
     case ParamType::kBool:
-      if (auto value = ParseBool(text)) return std::string(*value ? "true" : "false");
+      if (auto value = ParseYamlBool(text)) return std::string(*value ? "true" : "false");
       return std::nullopt;
   }
   return std::nullopt;
@@ -272,33 +152,6 @@ const std::vector<std::string>& ParamTypeNames() {
 }
 
 // The allowed keys of every map in the format, in the order of the docs.
-class KeyList {
- public:
-  static constexpr size_t kMaxKeys = 16;
-
-  KeyList(std::initializer_list<std::string_view> names) : names_(names.begin(), names.end()) {
-    for (size_t i = 0; i < names_.size() && i < kMaxKeys; ++i) {
-      if (names_[i].size() < by_length_.size()) by_length_[names_[i].size()] |= 1u << i;
-    }
-  }
-
-  const std::vector<std::string>& names() const { return names_; }
-
-  // Index of `key` among the first kMaxKeys names, or -1. Only names of the
-  // key's length are compared: the loader looks up every key of every map.
-  int IndexOf(std::string_view key) const {
-    if (key.size() >= by_length_.size()) return -1;
-    for (uint32_t bits = by_length_[key.size()]; bits != 0; bits &= bits - 1) {
-      const int i = std::countr_zero(bits);
-      if (names_[i] == key) return i;
-    }
-    return -1;
-  }
-
- private:
-  std::vector<std::string> names_;
-  std::array<uint32_t, 32> by_length_{};  // bit i set: names_[i] has this length
-};
 const KeyList& TopKeys() {
   static const auto* const keys =
       new KeyList{"name", "description", "params", "defaults", "stages"};
@@ -349,44 +202,6 @@ const KeyList& ForeachKeys() {
   return *keys;
 }
 
-// The known keys of one map, found in a single pass over it.
-class Fields {
- public:
-  static constexpr size_t kMaxKeys = KeyList::kMaxKeys;
-
-  explicit Fields(const KeyList& keys) : keys_(&keys) {}
-
-  // The value of `key`, or an undefined node when the map lacks it.
-  YamlNode value(std::string_view key) const {
-    const int i = IndexOf(key);
-    return i < 0 ? YamlNode() : values_[i];
-  }
-  bool has(std::string_view key) const { return value(key).IsDefined(); }
-
-  int IndexOf(std::string_view key) const { return keys_->IndexOf(key); }
-  const std::vector<std::string>& keys() const { return keys_->names(); }
-  const YamlNode& key_node(int i) const { return key_nodes_[i]; }
-  // A misspelt key was suggested as `key`: a missing `key` then needs no
-  // report of its own.
-  void MarkSuggested(int i) {
-    if (i >= 0) suggested_[i] = true;
-  }
-  bool IsMissing(std::string_view key) const {
-    const int i = IndexOf(key);
-    return i >= 0 && !values_[i].IsDefined() && !suggested_[i];
-  }
-  void Set(int i, YamlNode key, YamlNode value) {
-    key_nodes_[i] = key;
-    values_[i] = value;
-  }
-
- private:
-  const KeyList* keys_;
-  std::array<YamlNode, kMaxKeys> key_nodes_;
-  std::array<YamlNode, kMaxKeys> values_;
-  std::array<bool, kMaxKeys> suggested_{};
-};
-
 // Compares and hashes names as the TIERFLOW_<KIND>_<NAME> variables they
 // become: ASCII letters without regard to case (AsciiUpper's rule).
 char UpperAscii(char c) { return static_cast<char>(std::toupper(static_cast<unsigned char>(c))); }
@@ -403,38 +218,6 @@ struct CaseInsensitiveHash {
     for (char c : text) hash = (hash ^ static_cast<unsigned char>(UpperAscii(c))) * 0x100000001b3;
     return static_cast<size_t>(hash);
   }
-};
-
-// The names seen so far in one map or list, to report repeats. Most hold a
-// handful of names, where a scan beats a hash map, and a pipeline of 100k
-// stages has hundreds of thousands of them: the first kScanLimit names are
-// scanned, more are hashed. `Hash` and `Equal` say which names are the same.
-template <typename Value, typename Hash = absl::Hash<std::string_view>,
-          typename Equal = std::equal_to<std::string_view>>
-class SeenNames {
- public:
-  // Records `name` with `value` unless the same name was recorded before.
-  // Returns the value recorded first for the name, and whether it is new.
-  std::pair<const Value&, bool> Insert(std::string_view name, const Value& value) {
-    if (hashed_.empty()) {
-      for (size_t i = 0; i < few_count_; ++i) {
-        if (Equal()(few_[i].first, name)) return {few_[i].second, false};
-      }
-      if (few_count_ < kScanLimit) {
-        few_[few_count_] = {name, value};
-        return {few_[few_count_++].second, true};
-      }
-      for (const auto& [seen, seen_value] : few_) hashed_.emplace(seen, seen_value);
-    }
-    auto [it, fresh] = hashed_.try_emplace(name, value);
-    return {it->second, fresh};
-  }
-
- private:
-  static constexpr size_t kScanLimit = 8;
-  std::array<std::pair<std::string_view, Value>, kScanLimit> few_{};
-  size_t few_count_ = 0;
-  absl::flat_hash_map<std::string_view, Value, Hash, Equal> hashed_;
 };
 
 // Names that would be the same TIERFLOW_* variable, with the node of the
@@ -469,118 +252,63 @@ struct StageSource {
 // as deep as the format does, so a tree that aliases into itself cannot
 // make it loop.
 
-class Loader {
+class Loader : public FieldReader {
  public:
-  // `text_size` bounds the number of nodes in `doc`: each takes a byte at least.
+  // `text_size` bounds the number of nodes in `doc`: each takes a byte at
+  // least. Twice that many visits, and kExtraNodeVisits beyond, are what
+  // the walk may make.
   Loader(const YamlDocument& doc, size_t text_size, std::string_view file,
          const LoadOptions& options)
-      : doc_(doc),
-        file_(file),
-        options_(options),
-        visit_budget_(2 * static_cast<uint64_t>(text_size) + kExtraNodeVisits) {}
+      : FieldReader(file, Wording::kSuggest,
+                    2 * static_cast<uint64_t>(text_size) + kExtraNodeVisits),
+        doc_(doc),
+        options_(options) {}
 
   Pipeline Load();
-  std::vector<Diagnostic> TakeDiagnostics() { return std::move(diagnostics_); }
 
  private:
-  // Charges a container's children to the visit budget before a walk over
-  // them; false (reported once) when the budget is spent.
-  bool Visit(const YamlNode& node) {
-    visits_ += node.size();
-    if (visits_ <= visit_budget_) return true;
-    if (!budget_reported_) {
-      Error(node, Path{}, "the document is too large once its aliases are expanded");
-      budget_reported_ = true;
-    }
-    return false;
-  }
-  size_t Count(const YamlNode& node) { return Visit(node) ? node.size() : 0; }
-
-  void Error(const YamlNode& at, const Path& path, std::string message) {
-    ErrorAt(at.line(), at.column(), path, std::move(message));
-  }
-  void ErrorAt(int line, int column, const Path& path, std::string message) {
-    // Past the budget the walk sees empty containers: what it would say
-    // about them is noise.
-    if (budget_reported_) return;
-    diagnostics_.push_back(
-        Diagnostic{std::string(file_), line, column, path.ToString(), std::move(message)});
-  }
-
-  static std::string Describe(const YamlNode& node) {
-    return node.IsScalar() ? Quote(node.Scalar()) : std::string(node.Describe());
-  }
-  void WrongType(const YamlNode& node, const Path& path, std::string_view expected) {
-    Error(node, path, StrCat("expected ", expected, ", got ", Describe(node)));
-  }
-
-  // Reads a map's known keys into `fields`, reporting unknown keys (with a
-  // suggestion) and repeated ones. False, reported, if `node` is no map.
-  bool ReadFields(const YamlNode& node, const Path& path, Fields* fields);
-
-  // Calls visit(name, key, value, repeated) for every entry of a map whose
-  // keys are names (stages, params, inputs, ...). Reports non-string keys,
-  // and repeated ones as "duplicate <what> 'x' (first defined at line N)".
-  template <typename VisitEntry>
-  bool ForEachEntry(const YamlNode& node, const Path& path, std::string_view what,
-                    VisitEntry visit);
-
-  std::optional<std::string_view> ReadScalar(const YamlNode& node, const Path& path,
-                                             std::string_view expected = "a string");
-  std::optional<std::string> ReadString(const YamlNode& node, const Path& path) {
-    auto text = ReadScalar(node, path);
-    return text ? std::optional<std::string>(*text) : std::nullopt;
-  }
-  std::optional<bool> ReadBool(const YamlNode& node, const Path& path);
-  std::optional<int64_t> ReadInt(const YamlNode& node, const Path& path, int64_t min, int64_t max);
-  std::optional<double> ReadNumber(const YamlNode& node, const Path& path, double min,
-                                   bool min_inclusive);
-  std::optional<uint64_t> ReadSize(const YamlNode& node, const Path& path);
-  std::optional<Duration> ReadDuration(const YamlNode& node, const Path& path);
-  template <typename T>
-  std::optional<T> ReadEnum(const YamlNode& node, const Path& path, std::string_view what,
-                            const std::vector<std::string>& names,
-                            std::optional<T> (*parse)(std::string_view));
-  bool CheckName(std::string_view name, const YamlNode& at, const Path& path, std::string_view what,
-                 bool valid, std::string_view rule, bool limit_length = false);
+  bool CheckName(std::string_view name, const YamlNode& at, const FieldPath& path,
+                 std::string_view what, bool valid, std::string_view rule,
+                 bool limit_length = false);
   // Names that differ only in case would be one TIERFLOW_<KIND>_<NAME>
   // variable.
   void CheckCaseCollision(CaseInsensitiveNames* seen, std::string_view name, const YamlNode& at,
-                          const Path& path, std::string_view what,
+                          const FieldPath& path, std::string_view what,
                           std::string_view variable_prefix);
 
-  void ReadParams(const YamlNode& node, const Path& path);
-  bool ReadParam(const YamlNode& node, const Path& path, Param* param, bool* has_value);
-  bool ReadParamList(const YamlNode& node, const Path& path, Param* param);
+  void ReadParams(const YamlNode& node, const FieldPath& path);
+  bool ReadParam(const YamlNode& node, const FieldPath& path, Param* param, bool* has_value);
+  bool ReadParamList(const YamlNode& node, const FieldPath& path, Param* param);
   void ApplyOverrides();
   // The param `{{ params.NAME }}` names if it has a usable value. Reports a
   // name that is not declared; declared but broken ones were reported where
   // they are declared.
   const Param* UsableParam(std::string_view name, std::string_view written, const YamlNode& at,
-                           const Path& path);
+                           const FieldPath& path);
 
-  void ReadDefaults(const YamlNode& node, const Path& path);
-  void ReadStages(const YamlNode& node, const Path& path);
-  void ReadStage(const YamlNode& node, const Path& path, Stage* stage, StageSource* source);
-  void ReadCommand(const YamlNode& node, const Path& path, bool has_foreach, Command* command);
-  void CheckArgvTemplates(std::string_view arg, const YamlNode& at, const Path& path,
+  void ReadDefaults(const YamlNode& node, const FieldPath& path);
+  void ReadStages(const YamlNode& node, const FieldPath& path);
+  void ReadStage(const YamlNode& node, const FieldPath& path, Stage* stage, StageSource* source);
+  void ReadCommand(const YamlNode& node, const FieldPath& path, bool has_foreach, Command* command);
+  void CheckArgvTemplates(std::string_view arg, const YamlNode& at, const FieldPath& path,
                           bool has_foreach);
-  void CheckShellTemplates(std::string_view script, const YamlNode& at, const Path& path);
-  void ReadNeeds(const YamlNode& node, const Path& path, Stage* stage, StageSource* source);
-  void ReadInputs(const YamlNode& node, const Path& path, Stage* stage, StageSource* source);
-  void ReadOutputs(const YamlNode& node, const Path& path, Stage* stage, StageSource* source);
-  void ReadOutputSpec(const YamlNode& node, const Path& path, OutputSpec* output);
-  void ReadIo(const YamlNode& node, const Path& path, IoProfile* io);
-  std::optional<Resources> ReadResources(const YamlNode& node, const Path& path);
-  std::optional<RetryPolicy> ReadRetries(const YamlNode& node, const Path& path);
-  std::optional<Duration> ReadTimeout(const YamlNode& node, const Path& path);
-  void ReadCheckpoints(const YamlNode& node, const Path& path, CheckpointSpec* checkpoints);
-  void ReadEnv(const YamlNode& node, const Path& path, std::map<std::string, std::string>* env);
-  std::optional<std::vector<std::string>> ReadForeach(const YamlNode& node, const Path& path);
-  std::optional<std::vector<std::string>> ReadRange(const YamlNode& node, const Path& path);
-  std::optional<int64_t> ReadRangeBound(const YamlNode& node, const Path& path);
-  std::optional<std::vector<std::string>> ParamItems(const YamlNode& node, const Path& path);
-  bool CheckItemCount(uint64_t count, const YamlNode& at, const Path& path);
+  void CheckShellTemplates(std::string_view script, const YamlNode& at, const FieldPath& path);
+  void ReadNeeds(const YamlNode& node, const FieldPath& path, Stage* stage, StageSource* source);
+  void ReadInputs(const YamlNode& node, const FieldPath& path, Stage* stage, StageSource* source);
+  void ReadOutputs(const YamlNode& node, const FieldPath& path, Stage* stage, StageSource* source);
+  void ReadOutputSpec(const YamlNode& node, const FieldPath& path, OutputSpec* output);
+  void ReadIo(const YamlNode& node, const FieldPath& path, IoProfile* io);
+  std::optional<Resources> ReadResources(const YamlNode& node, const FieldPath& path);
+  std::optional<RetryPolicy> ReadRetries(const YamlNode& node, const FieldPath& path);
+  std::optional<Duration> ReadTimeout(const YamlNode& node, const FieldPath& path);
+  void ReadCheckpoints(const YamlNode& node, const FieldPath& path, CheckpointSpec* checkpoints);
+  void ReadEnv(const YamlNode& node, const FieldPath& path,
+               std::map<std::string, std::string>* env);
+  std::optional<std::vector<std::string>> ReadForeach(const YamlNode& node, const FieldPath& path);
+  std::optional<std::vector<std::string>> ReadRange(const YamlNode& node, const FieldPath& path);
+  std::optional<int64_t> ReadRangeBound(const YamlNode& node, const FieldPath& path);
+  std::optional<std::vector<std::string>> ParamItems(const YamlNode& node, const FieldPath& path);
+  bool CheckItemCount(uint64_t count, const YamlNode& at, const FieldPath& path);
 
   void CheckReferences();
   bool HasCycle() const;
@@ -588,14 +316,9 @@ class Loader {
   std::string SuggestStage(std::string_view name);
 
   const YamlDocument& doc_;
-  std::string_view file_;
   const LoadOptions& options_;
-  std::vector<Diagnostic> diagnostics_;
   Pipeline pipeline_;
 
-  uint64_t visits_ = 0;
-  uint64_t visit_budget_;
-  bool budget_reported_ = false;
   uint64_t suggestion_work_ = 0;
   uint64_t total_tasks_ = 0;
   bool task_limit_reported_ = false;
@@ -620,148 +343,7 @@ class Loader {
   std::vector<std::pair<uint32_t, uint32_t>> edges_;
 };
 
-bool Loader::ReadFields(const YamlNode& node, const Path& path, Fields* fields) {
-  if (!node.IsMap()) {
-    WrongType(node, path, "a map");
-    return false;
-  }
-  const size_t count = Count(node);
-  for (size_t i = 0; i < count; ++i) {
-    const YamlNode::Entry entry = node.entry(i);
-    if (!entry.key.IsScalar()) {
-      Error(entry.key, path, StrCat("expected a string key, got ", Describe(entry.key)));
-      continue;
-    }
-    const std::string_view name = entry.key.Scalar();
-    const Path key_path = path.Key(name);
-    const int index = fields->IndexOf(name);
-    if (index < 0) {
-      std::optional<std::string> match = ClosestMatch(name, fields->keys());
-      if (match) fields->MarkSuggested(fields->IndexOf(*match));
-      Error(entry.key, key_path, StrCat("unknown key ", Quote(name), Hint(match)));
-    } else if (const YamlNode& first = fields->key_node(index); first.IsDefined()) {
-      Error(entry.key, key_path,
-            StrCat("duplicate key ", Quote(name), " (first defined at line ", first.line(), ")"));
-    } else {
-      fields->Set(index, entry.key, entry.value);
-    }
-  }
-  return true;
-}
-
-template <typename VisitEntry>
-bool Loader::ForEachEntry(const YamlNode& node, const Path& path, std::string_view what,
-                          VisitEntry visit) {
-  if (!node.IsMap()) {
-    WrongType(node, path, "a map");
-    return false;
-  }
-  const size_t count = Count(node);
-  SeenNames<int> first_line;
-  for (size_t i = 0; i < count; ++i) {
-    const YamlNode::Entry entry = node.entry(i);
-    if (!entry.key.IsScalar()) {
-      Error(entry.key, path, StrCat("expected a string key, got ", Describe(entry.key)));
-      continue;
-    }
-    const std::string_view name = entry.key.Scalar();
-    auto [line, fresh] = first_line.Insert(name, entry.key.line());
-    if (!fresh) {
-      Error(entry.key, path.Key(name),
-            StrCat("duplicate ", what, " ", Quote(name), " (first defined at line ", line, ")"));
-    }
-    visit(name, entry.key, entry.value, !fresh);
-  }
-  return true;
-}
-
-std::optional<std::string_view> Loader::ReadScalar(const YamlNode& node, const Path& path,
-                                                   std::string_view expected) {
-  if (!node.IsScalar()) {
-    WrongType(node, path, expected);
-    return std::nullopt;
-  }
-  return std::string_view(node.Scalar());
-}
-
-std::optional<bool> Loader::ReadBool(const YamlNode& node, const Path& path) {
-  auto text = ReadScalar(node, path, "true or false");
-  if (!text) return std::nullopt;
-  auto value = ParseBool(*text);
-  if (!value) WrongType(node, path, "true or false");
-  return value;
-}
-
-std::optional<int64_t> Loader::ReadInt(const YamlNode& node, const Path& path, int64_t min,
-                                       int64_t max) {
-  auto text = ReadScalar(node, path, "an integer");
-  if (!text) return std::nullopt;
-  auto value = ParseInt(*text);
-  if (!value) {
-    WrongType(node, path, "an integer");
-  } else if (*value < min || *value > max) {
-    Error(node, path,
-          StrCat("must be ", *value < min ? "at least " : "at most ", *value < min ? min : max,
-                 ", got ", *value));
-    return std::nullopt;
-  }
-  return value;
-}
-
-std::optional<double> Loader::ReadNumber(const YamlNode& node, const Path& path, double min,
-                                         bool min_inclusive) {
-  auto text = ReadScalar(node, path, "a number");
-  if (!text) return std::nullopt;
-  auto value = ParseFloat(*text);
-  if (!value) {
-    WrongType(node, path, "a number");
-  } else if (min_inclusive ? *value < min : *value <= min) {
-    Error(node, path,
-          StrCat("must be ", min_inclusive ? "at least " : "greater than ", FormatFloat(min),
-                 ", got ", *text));
-    return std::nullopt;
-  }
-  return value;
-}
-
-std::optional<uint64_t> Loader::ReadSize(const YamlNode& node, const Path& path) {
-  auto text = ReadScalar(node, path, "a size such as 512MiB");
-  if (!text) return std::nullopt;
-  absl::StatusOr<uint64_t> size = ParseSize(*text);
-  if (!size.ok()) {
-    Error(node, path, std::string(size.status().message()));
-    return std::nullopt;
-  }
-  return *size;
-}
-
-std::optional<Duration> Loader::ReadDuration(const YamlNode& node, const Path& path) {
-  auto text = ReadScalar(node, path, "a duration such as 90s");
-  if (!text) return std::nullopt;
-  absl::StatusOr<Duration> duration = ParseDuration(*text);
-  if (!duration.ok()) {
-    Error(node, path, std::string(duration.status().message()));
-    return std::nullopt;
-  }
-  return *duration;
-}
-
-template <typename T>
-std::optional<T> Loader::ReadEnum(const YamlNode& node, const Path& path, std::string_view what,
-                                  const std::vector<std::string>& names,
-                                  std::optional<T> (*parse)(std::string_view)) {
-  auto text = ReadScalar(node, path, StrCat("a ", what));
-  if (!text) return std::nullopt;
-  std::optional<T> value = parse(*text);
-  if (!value) {
-    std::string hint = Suggest(*text, names);
-    if (hint.empty()) hint = StrCat(": expected one of ", Join(names, ", "));
-    Error(node, path, StrCat("unknown ", what, " ", Quote(*text), hint));
-  }
-  return value;
-}
-
-bool Loader::CheckName(std::string_view name, const YamlNode& at, const Path& path,
+bool Loader::CheckName(std::string_view name, const YamlNode& at, const FieldPath& path,
                        std::string_view what, bool valid, std::string_view rule,
                        bool limit_length) {
   if (limit_length && name.size() > kMaxNameLength) {
@@ -778,7 +360,7 @@ bool Loader::CheckName(std::string_view name, const YamlNode& at, const Path& pa
 }
 
 void Loader::CheckCaseCollision(CaseInsensitiveNames* seen, std::string_view name,
-                                const YamlNode& at, const Path& path, std::string_view what,
+                                const YamlNode& at, const FieldPath& path, std::string_view what,
                                 std::string_view variable_prefix) {
   auto [first, fresh] = seen->Insert(name, at);
   if (fresh) return;
@@ -792,9 +374,9 @@ void Loader::CheckCaseCollision(CaseInsensitiveNames* seen, std::string_view nam
 // Top level.
 
 Pipeline Loader::Load() {
-  pipeline_.file = std::string(file_);
+  pipeline_.file = std::string(file());
   const YamlNode root = doc_.root();
-  const Path top;
+  const FieldPath top;
   if (!root.IsMap()) {
     WrongType(root, top, "a map with 'name' and 'stages'");
     return std::move(pipeline_);
@@ -803,7 +385,7 @@ Pipeline Loader::Load() {
   ReadFields(root, top, &fields);
 
   if (YamlNode name = fields.value("name"); name.IsDefined()) {
-    const Path path = top.Key("name");
+    const FieldPath path = top.Key("name");
     if (auto text = ReadScalar(name, path)) {
       CheckName(*text, name, path, "pipeline", IsPipelineName(*text),
                 "use letters, digits, '_', '-' and '.', starting with a letter or digit",
@@ -834,7 +416,7 @@ Pipeline Loader::Load() {
   } else if (fields.IsMissing("stages")) {
     Error(root, top, "missing required key 'stages'");
   }
-  if (budget_reported_) return std::move(pipeline_);
+  if (budget_spent()) return std::move(pipeline_);
   CheckReferences();
   // A cycle through a misspelt reference would be a guess: wait until the
   // references are right.
@@ -845,13 +427,13 @@ Pipeline Loader::Load() {
 // ---------------------------------------------------------------------------
 // Params.
 
-void Loader::ReadParams(const YamlNode& node, const Path& path) {
+void Loader::ReadParams(const YamlNode& node, const FieldPath& path) {
   if (node.IsNull()) return;  // `params:` with nothing under it
   CaseInsensitiveNames upper_names;
   ForEachEntry(
       node, path, "param",
       [&](std::string_view name, const YamlNode& key, const YamlNode& value, bool repeated) {
-        const Path param_path = path.Key(name);
+        const FieldPath param_path = path.Key(name);
         Param param;
         param.name = std::string(name);
         param.location = {key.line(), key.column()};
@@ -871,7 +453,7 @@ void Loader::ReadParams(const YamlNode& node, const Path& path) {
       });
 }
 
-bool Loader::ReadParamList(const YamlNode& node, const Path& path, Param* param) {
+bool Loader::ReadParamList(const YamlNode& node, const FieldPath& path, Param* param) {
   param->type = ParamType::kList;
   bool ok = true;
   const size_t count = Count(node);
@@ -886,10 +468,10 @@ bool Loader::ReadParamList(const YamlNode& node, const Path& path, Param* param)
   return ok;
 }
 
-bool Loader::ReadParam(const YamlNode& node, const Path& path, Param* param, bool* has_value) {
+bool Loader::ReadParam(const YamlNode& node, const FieldPath& path, Param* param, bool* has_value) {
   // Shorthand `epochs: 3`: the type follows from how the value is written,
   // as YAML 1.2 would type it.
-  auto infer = [&](const YamlNode& value, const Path& value_path) {
+  auto infer = [&](const YamlNode& value, const FieldPath& value_path) {
     if (value.IsSequence()) return ReadParamList(value, value_path, param);
     if (!value.IsScalar()) {
       WrongType(value, value_path, "a scalar, a list or {type, default, description}");
@@ -898,11 +480,11 @@ bool Loader::ReadParam(const YamlNode& node, const Path& path, Param* param, boo
     const std::string_view text = value.Scalar();
     param->type = ParamType::kString;
     if (value.IsPlain()) {
-      if (ParseInt(text)) {
+      if (ParseYamlInt(text)) {
         param->type = ParamType::kInt;
-      } else if (ParseFloat(text)) {
+      } else if (ParseYamlFloat(text)) {
         param->type = ParamType::kFloat;
-      } else if (ParseBool(text)) {
+      } else if (ParseYamlBool(text)) {
         param->type = ParamType::kBool;
       }
     }
@@ -938,7 +520,7 @@ bool Loader::ReadParam(const YamlNode& node, const Path& path, Param* param, boo
     if (type) param->type = *type;
     return ok;
   }
-  const Path value_path = path.Key("default");
+  const FieldPath value_path = path.Key("default");
   if (!fields.has("type")) return infer(value, value_path) && ok;
   if (!type) return false;
   param->type = *type;
@@ -968,11 +550,11 @@ void Loader::ApplyOverrides() {
   for (const Param& param : pipeline_.params) names.push_back(param.name);
   for (const auto& [name, text] : options_.param_overrides) {
     auto report = [&, &name = name](std::string message) {
-      diagnostics_.push_back(Diagnostic{"--param", 0, 0, name, std::move(message)});
+      Report(Diagnostic{"--param", 0, 0, name, std::move(message)});
     };
     auto it = param_index_.find(name);
     if (it == param_index_.end()) {
-      report(StrCat("unknown param ", Quote(name), Suggest(name, names)));
+      report(StrCat("unknown param ", Quote(name), DidYouMean(name, names)));
       continue;
     }
     if (unusable_params_.contains(name)) continue;
@@ -998,8 +580,8 @@ void Loader::ApplyOverrides() {
     }
     param.overridden = true;
   }
-  const Path root;
-  const Path params_path = root.Key("params");
+  const FieldPath root;
+  const FieldPath params_path = root.Key("params");
   for (const auto& [name, key] : unset_params_) {
     const Param& param = pipeline_.params[param_index_.at(name)];
     if (param.overridden) continue;
@@ -1010,19 +592,20 @@ void Loader::ApplyOverrides() {
 }
 
 const Param* Loader::UsableParam(std::string_view name, std::string_view written,
-                                 const YamlNode& at, const Path& path) {
+                                 const YamlNode& at, const FieldPath& path) {
   if (unusable_params_.contains(name)) return nullptr;
   auto it = param_index_.find(name);
   if (it != param_index_.end()) return &pipeline_.params[it->second];
   Error(at, path,
-        StrCat("unknown param ", Quote(name), " in ", Quote(written), Suggest(name, param_names_)));
+        StrCat("unknown param ", Quote(name), " in ", Quote(written),
+               DidYouMean(name, param_names_)));
   return nullptr;
 }
 
 // ---------------------------------------------------------------------------
 // Defaults and stages.
 
-void Loader::ReadDefaults(const YamlNode& node, const Path& path) {
+void Loader::ReadDefaults(const YamlNode& node, const FieldPath& path) {
   if (node.IsNull()) return;
   Fields fields(DefaultsKeys());
   if (!ReadFields(node, path, &fields)) return;
@@ -1040,7 +623,7 @@ void Loader::ReadDefaults(const YamlNode& node, const Path& path) {
   }
 }
 
-void Loader::ReadStages(const YamlNode& node, const Path& path) {
+void Loader::ReadStages(const YamlNode& node, const FieldPath& path) {
   if (node.IsNull() || (node.IsMap() && node.size() == 0)) {
     Error(node, path, "at least one stage is required");
     return;
@@ -1063,7 +646,7 @@ void Loader::ReadStages(const YamlNode& node, const Path& path) {
       continue;
     }
     const std::string_view name = entry.key.Scalar();
-    const Path stage_path = path.Key(name);
+    const FieldPath stage_path = path.Key(name);
     // The lookup for a repeat also records the name, as the stage about to
     // be added (ReadStage does not use the index): one hash per stage.
     const bool room = pipeline_.stages.size() < kMaxStages;
@@ -1101,7 +684,8 @@ void Loader::ReadStages(const YamlNode& node, const Path& path) {
   }
 }
 
-void Loader::ReadStage(const YamlNode& node, const Path& path, Stage* stage, StageSource* source) {
+void Loader::ReadStage(const YamlNode& node, const FieldPath& path, Stage* stage,
+                       StageSource* source) {
   Fields fields(StageKeys());
   if (!ReadFields(node, path, &fields)) {
     source->outputs_known = false;
@@ -1163,7 +747,7 @@ void Loader::ReadStage(const YamlNode& node, const Path& path, Stage* stage, Sta
     if (auto cache = ReadBool(value, path.Key("cache"))) stage->cache = *cache;
   }
   if (YamlNode value = fields.value("tier"); value.IsDefined()) {
-    const Path tier_path = path.Key("tier");
+    const FieldPath tier_path = path.Key("tier");
     if (auto tier = ReadString(value, tier_path)) {
       if (tier->empty()) {
         WrongType(value, tier_path, "a tier name");
@@ -1180,7 +764,7 @@ void Loader::ReadStage(const YamlNode& node, const Path& path, Stage* stage, Sta
   }
 }
 
-void Loader::ReadCommand(const YamlNode& node, const Path& path, bool has_foreach,
+void Loader::ReadCommand(const YamlNode& node, const FieldPath& path, bool has_foreach,
                          Command* command) {
   if (node.IsScalar()) {
     const std::string_view script = node.Scalar();
@@ -1204,7 +788,7 @@ void Loader::ReadCommand(const YamlNode& node, const Path& path, bool has_foreac
   command->argv.reserve(count);
   for (size_t i = 0; i < count; ++i) {
     const YamlNode arg = node.at(i);
-    const Path arg_path = path.Index(i);
+    const FieldPath arg_path = path.Index(i);
     auto text = ReadScalar(arg, arg_path);
     if (!text) continue;
     if (i == 0 && text->empty()) Error(arg, arg_path, "empty program name");
@@ -1213,7 +797,7 @@ void Loader::ReadCommand(const YamlNode& node, const Path& path, bool has_foreac
   }
 }
 
-void Loader::CheckArgvTemplates(std::string_view arg, const YamlNode& at, const Path& path,
+void Loader::CheckArgvTemplates(std::string_view arg, const YamlNode& at, const FieldPath& path,
                                 bool has_foreach) {
   for (size_t open = arg.find("{{"); open != std::string_view::npos; open = arg.find("{{", open)) {
     const size_t close = arg.find("}}", open + 2);
@@ -1244,7 +828,8 @@ void Loader::CheckArgvTemplates(std::string_view arg, const YamlNode& at, const 
   }
 }
 
-void Loader::CheckShellTemplates(std::string_view script, const YamlNode& at, const Path& path) {
+void Loader::CheckShellTemplates(std::string_view script, const YamlNode& at,
+                                 const FieldPath& path) {
   for (size_t open = script.find("{{"); open != std::string_view::npos;
        open = script.find("{{", open + 2)) {
     const size_t close = script.find("}}", open + 2);
@@ -1266,7 +851,8 @@ void Loader::CheckShellTemplates(std::string_view script, const YamlNode& at, co
   }
 }
 
-void Loader::ReadNeeds(const YamlNode& node, const Path& path, Stage* stage, StageSource* source) {
+void Loader::ReadNeeds(const YamlNode& node, const FieldPath& path, Stage* stage,
+                       StageSource* source) {
   if (!node.IsSequence()) {
     WrongType(node, path, "a list of stage names");
     return;
@@ -1283,13 +869,14 @@ void Loader::ReadNeeds(const YamlNode& node, const Path& path, Stage* stage, Sta
   }
 }
 
-void Loader::ReadInputs(const YamlNode& node, const Path& path, Stage* stage, StageSource* source) {
+void Loader::ReadInputs(const YamlNode& node, const FieldPath& path, Stage* stage,
+                        StageSource* source) {
   if (node.IsNull()) return;
   CaseInsensitiveNames upper_names;
   ForEachEntry(
       node, path, "input",
       [&](std::string_view name, const YamlNode& key, const YamlNode& value, bool repeated) {
-        const Path input_path = path.Key(name);
+        const FieldPath input_path = path.Key(name);
         if (CheckName(name, key, input_path, "input", IsIdentifier(name), kIdentifierRule) &&
             !repeated) {
           CheckCaseCollision(&upper_names, name, key, input_path, "input", "TIERFLOW_INPUT_");
@@ -1297,7 +884,7 @@ void Loader::ReadInputs(const YamlNode& node, const Path& path, Stage* stage, St
         InputRef input;
         input.name = std::string(name);
         YamlNode reference = value;
-        Path reference_path = input_path;
+        FieldPath reference_path = input_path;
         const bool from_map = value.IsMap();
         if (from_map) {
           Fields fields(InputKeys());
@@ -1337,13 +924,13 @@ void Loader::ReadInputs(const YamlNode& node, const Path& path, Stage* stage, St
       });
 }
 
-void Loader::ReadOutputs(const YamlNode& node, const Path& path, Stage* stage,
+void Loader::ReadOutputs(const YamlNode& node, const FieldPath& path, Stage* stage,
                          StageSource* source) {
   if (node.IsNull()) return;
   CaseInsensitiveNames upper_names;
   // Declares one output; nullptr for a repeat. An output with a bad name is
   // still declared, so references to it are not reported as well.
-  auto declare = [&](std::string_view name, const YamlNode& at, const Path& output_path,
+  auto declare = [&](std::string_view name, const YamlNode& at, const FieldPath& output_path,
                      bool repeated) -> OutputSpec* {
     if (CheckName(name, at, output_path, "output", IsIdentifier(name), kIdentifierRule) &&
         !repeated) {
@@ -1361,7 +948,7 @@ void Loader::ReadOutputs(const YamlNode& node, const Path& path, Stage* stage,
     SeenNames<int> first_line;
     for (size_t i = 0; i < count; ++i) {
       const YamlNode item = node.at(i);
-      const Path item_path = path.Index(i);
+      const FieldPath item_path = path.Index(i);
       auto name = ReadScalar(item, item_path, "an output name");
       if (!name) continue;
       auto [line, fresh] = first_line.Insert(*name, item.line());
@@ -1381,14 +968,14 @@ void Loader::ReadOutputs(const YamlNode& node, const Path& path, Stage* stage,
   ForEachEntry(
       node, path, "output",
       [&](std::string_view name, const YamlNode& key, const YamlNode& value, bool repeated) {
-        const Path output_path = path.Key(name);
+        const FieldPath output_path = path.Key(name);
         OutputSpec* output = declare(name, key, output_path, repeated);
         OutputSpec ignored;
         ReadOutputSpec(value, output_path, output != nullptr ? output : &ignored);
       });
 }
 
-void Loader::ReadOutputSpec(const YamlNode& node, const Path& path, OutputSpec* output) {
+void Loader::ReadOutputSpec(const YamlNode& node, const FieldPath& path, OutputSpec* output) {
   if (node.IsNull()) return;
   if (node.IsScalar()) {
     if (auto size = ReadSize(node, path)) output->size_hint = *size;
@@ -1409,7 +996,7 @@ void Loader::ReadOutputSpec(const YamlNode& node, const Path& path, OutputSpec* 
   }
 }
 
-void Loader::ReadIo(const YamlNode& node, const Path& path, IoProfile* io) {
+void Loader::ReadIo(const YamlNode& node, const FieldPath& path, IoProfile* io) {
   Fields fields(IoKeys());
   if (!ReadFields(node, path, &fields)) return;
   auto pattern = [&](std::string_view key, AccessPattern* out) {
@@ -1447,7 +1034,7 @@ void Loader::ReadIo(const YamlNode& node, const Path& path, IoProfile* io) {
   }
 }
 
-std::optional<Resources> Loader::ReadResources(const YamlNode& node, const Path& path) {
+std::optional<Resources> Loader::ReadResources(const YamlNode& node, const FieldPath& path) {
   Fields fields(ResourceKeys());
   if (!ReadFields(node, path, &fields)) return std::nullopt;
   Resources resources;
@@ -1468,7 +1055,7 @@ std::optional<Resources> Loader::ReadResources(const YamlNode& node, const Path&
     ok = ok && gpus.has_value();
   }
   if (YamlNode value = fields.value("labels"); value.IsDefined() && !value.IsNull()) {
-    const Path labels = path.Key("labels");
+    const FieldPath labels = path.Key("labels");
     ForEachEntry(value, labels, "label",
                  [&](std::string_view name, const YamlNode&, const YamlNode& text, bool repeated) {
                    auto read = ReadString(text, labels.Key(name));
@@ -1479,7 +1066,7 @@ std::optional<Resources> Loader::ReadResources(const YamlNode& node, const Path&
   return ok ? std::optional<Resources>(resources) : std::nullopt;
 }
 
-std::optional<RetryPolicy> Loader::ReadRetries(const YamlNode& node, const Path& path) {
+std::optional<RetryPolicy> Loader::ReadRetries(const YamlNode& node, const FieldPath& path) {
   constexpr int64_t kMaxLimit = std::numeric_limits<uint32_t>::max();
   RetryPolicy retries;
   if (node.IsScalar()) {
@@ -1518,7 +1105,7 @@ std::optional<RetryPolicy> Loader::ReadRetries(const YamlNode& node, const Path&
   return ok ? std::optional<RetryPolicy>(retries) : std::nullopt;
 }
 
-std::optional<Duration> Loader::ReadTimeout(const YamlNode& node, const Path& path) {
+std::optional<Duration> Loader::ReadTimeout(const YamlNode& node, const FieldPath& path) {
   auto timeout = ReadDuration(node, path);
   if (timeout && timeout->count() <= 0) {
     Error(node, path, "must be greater than 0");
@@ -1527,10 +1114,11 @@ std::optional<Duration> Loader::ReadTimeout(const YamlNode& node, const Path& pa
   return timeout;
 }
 
-void Loader::ReadCheckpoints(const YamlNode& node, const Path& path, CheckpointSpec* checkpoints) {
+void Loader::ReadCheckpoints(const YamlNode& node, const FieldPath& path,
+                             CheckpointSpec* checkpoints) {
   constexpr std::string_view kExpected = "true, false or {keep, tier}";
-  if (node.IsScalar() && ParseBool(node.Scalar())) {
-    checkpoints->enabled = *ParseBool(node.Scalar());
+  if (node.IsScalar() && ParseYamlBool(node.Scalar())) {
+    checkpoints->enabled = *ParseYamlBool(node.Scalar());
     return;
   }
   if (!node.IsMap()) {
@@ -1556,13 +1144,13 @@ void Loader::ReadCheckpoints(const YamlNode& node, const Path& path, CheckpointS
   }
 }
 
-void Loader::ReadEnv(const YamlNode& node, const Path& path,
+void Loader::ReadEnv(const YamlNode& node, const FieldPath& path,
                      std::map<std::string, std::string>* env) {
   if (node.IsNull()) return;
   ForEachEntry(
       node, path, "key",
       [&](std::string_view name, const YamlNode& key, const YamlNode& value, bool repeated) {
-        const Path var_path = path.Key(name);
+        const FieldPath var_path = path.Key(name);
         if (CheckName(name, key, var_path, "environment variable", IsIdentifier(name),
                       kIdentifierRule) &&
             name.starts_with("TIERFLOW_")) {
@@ -1578,7 +1166,7 @@ void Loader::ReadEnv(const YamlNode& node, const Path& path,
 // ---------------------------------------------------------------------------
 // foreach.
 
-bool Loader::CheckItemCount(uint64_t count, const YamlNode& at, const Path& path) {
+bool Loader::CheckItemCount(uint64_t count, const YamlNode& at, const FieldPath& path) {
   if (count == 0) {
     Error(at, path, "no items: a foreach stage needs at least one");
     return false;
@@ -1600,7 +1188,7 @@ bool Loader::CheckItemCount(uint64_t count, const YamlNode& at, const Path& path
 }
 
 std::optional<std::vector<std::string>> Loader::ReadForeach(const YamlNode& node,
-                                                            const Path& path) {
+                                                            const FieldPath& path) {
   constexpr std::string_view kExpected = "a list, {range: [start, stop]} or \"{{ params.LIST }}\"";
   if (node.IsScalar()) return ParamItems(node, path);
   if (node.IsMap()) return ReadRange(node, path);
@@ -1617,7 +1205,7 @@ std::optional<std::vector<std::string>> Loader::ReadForeach(const YamlNode& node
   bool ok = true;
   for (size_t i = 0; i < count; ++i) {
     const YamlNode item = node.at(i);
-    const Path item_path = path.Index(i);
+    const FieldPath item_path = path.Index(i);
     auto text = ReadScalar(item, item_path, "a scalar");
     if (!text) {
       ok = false;
@@ -1637,7 +1225,8 @@ std::optional<std::vector<std::string>> Loader::ReadForeach(const YamlNode& node
   return items;
 }
 
-std::optional<std::vector<std::string>> Loader::ParamItems(const YamlNode& node, const Path& path) {
+std::optional<std::vector<std::string>> Loader::ParamItems(const YamlNode& node,
+                                                           const FieldPath& path) {
   const std::string_view text = node.Scalar();
   auto name = WholeParamTemplate(text);
   if (!name) {
@@ -1666,11 +1255,11 @@ std::optional<std::vector<std::string>> Loader::ParamItems(const YamlNode& node,
   return param->items;
 }
 
-std::optional<int64_t> Loader::ReadRangeBound(const YamlNode& node, const Path& path) {
+std::optional<int64_t> Loader::ReadRangeBound(const YamlNode& node, const FieldPath& path) {
   constexpr std::string_view kExpected = "an integer or \"{{ params.NAME }}\"";
   auto text = ReadScalar(node, path, kExpected);
   if (!text) return std::nullopt;
-  if (auto value = ParseInt(*text)) return value;
+  if (auto value = ParseYamlInt(*text)) return value;
   auto name = WholeParamTemplate(*text);
   if (!name) {
     WrongType(node, path, kExpected);
@@ -1684,10 +1273,11 @@ std::optional<int64_t> Loader::ReadRangeBound(const YamlNode& node, const Path& 
                  "; a range bound needs an int param"));
     return std::nullopt;
   }
-  return ParseInt(param->value);
+  return ParseYamlInt(param->value);
 }
 
-std::optional<std::vector<std::string>> Loader::ReadRange(const YamlNode& node, const Path& path) {
+std::optional<std::vector<std::string>> Loader::ReadRange(const YamlNode& node,
+                                                          const FieldPath& path) {
   Fields fields(ForeachKeys());
   ReadFields(node, path, &fields);
   const YamlNode range = fields.value("range");
@@ -1695,7 +1285,7 @@ std::optional<std::vector<std::string>> Loader::ReadRange(const YamlNode& node, 
     if (fields.IsMissing("range")) Error(node, path, "missing required key 'range'");
     return std::nullopt;
   }
-  const Path range_path = path.Key("range");
+  const FieldPath range_path = path.Key("range");
   constexpr std::string_view kExpected = "[start, stop] or [start, stop, step]";
   if (!range.IsSequence()) {
     WrongType(range, range_path, kExpected);
@@ -1771,13 +1361,13 @@ std::string Loader::SuggestStage(std::string_view name) {
 }
 
 void Loader::CheckReferences() {
-  const Path root;
-  const Path stages_path = root.Key("stages");
+  const FieldPath root;
+  const FieldPath stages_path = root.Key("stages");
   for (size_t s = 0; s < pipeline_.stages.size(); ++s) {
     const Stage& stage = pipeline_.stages[s];
     const StageSource& source = sources_[s];
-    const Path stage_path = stages_path.Key(source.name);
-    const Path needs_path = stage_path.Key("needs");
+    const FieldPath stage_path = stages_path.Key(source.name);
+    const FieldPath needs_path = stage_path.Key("needs");
     for (size_t i = 0; i < source.needs.size(); ++i) {
       const StageSource::Need& need = source.needs[i];
       if (need.name == stage.name) {
@@ -1792,13 +1382,13 @@ void Loader::CheckReferences() {
         reference_errors_ = true;
       }
     }
-    const Path inputs_path = stage_path.Key("inputs");
+    const FieldPath inputs_path = stage_path.Key("inputs");
     for (size_t i = 0; i < stage.inputs.size(); ++i) {
       const InputRef& input = stage.inputs[i];
       const YamlNode& at = source.input_refs[i];
-      const Path input_path = inputs_path.Key(input.name);
-      const Path from_path = input_path.Key("from");
-      const Path& path = source.input_from_map[i] ? from_path : input_path;
+      const FieldPath input_path = inputs_path.Key(input.name);
+      const FieldPath from_path = input_path.Key("from");
+      const FieldPath& path = source.input_from_map[i] ? from_path : input_path;
       if (input.stage == stage.name) {
         Error(at, path, StrCat("stage ", Quote(stage.name), " cannot take input from itself"));
         reference_errors_ = true;
@@ -1822,16 +1412,16 @@ void Loader::CheckReferences() {
       std::vector<std::string> outputs;
       outputs.reserve(from.outputs.size());
       for (const OutputSpec& output : from.outputs) outputs.push_back(output.name);
-      std::string hint = Suggest(input.output, outputs);
+      std::string hint = DidYouMean(input.output, outputs);
       if (hint.empty()) {
         constexpr size_t kListed = 10;
         if (outputs.empty()) {
           hint = " (it declares no outputs)";
         } else if (outputs.size() <= kListed) {
-          hint = StrCat(" (its outputs: ", Join(outputs, ", "), ")");
+          hint = StrCat(" (its outputs: ", absl::StrJoin(outputs, ", "), ")");
         } else {
           outputs.resize(kListed);
-          hint = StrCat(" (its outputs: ", Join(outputs, ", "), ", ...)");
+          hint = StrCat(" (its outputs: ", absl::StrJoin(outputs, ", "), ", ...)");
         }
       }
       Error(at, path,
@@ -1875,17 +1465,17 @@ bool Loader::HasCycle() const {
 // stay one readable line.
 std::string CycleText(const Cycle& cycle) {
   constexpr size_t kEnds = 12;  // stages shown at each end
-  if (cycle.size() <= 2 * kEnds + 1) return Join(cycle, " -> ");
+  if (cycle.size() <= 2 * kEnds + 1) return absl::StrJoin(cycle, " -> ");
   const std::vector<std::string> head(cycle.begin(), cycle.begin() + kEnds);
   const std::vector<std::string> tail(cycle.end() - kEnds, cycle.end());
-  return StrCat(Join(head, " -> "), " -> ... ", cycle.size() - 2 * kEnds, " more ... -> ",
-                Join(tail, " -> "));
+  return StrCat(absl::StrJoin(head, " -> "), " -> ... ", cycle.size() - 2 * kEnds, " more ... -> ",
+                absl::StrJoin(tail, " -> "));
 }
 
 void Loader::CheckCycles() {
   if (pipeline_.stages.empty() || !HasCycle()) return;
-  const Path root;
-  const Path stages_path = root.Key("stages");
+  const FieldPath root;
+  const FieldPath stages_path = root.Key("stages");
   for (const Cycle& cycle : FindCycles(pipeline_)) {
     if (cycle.size() < 2) continue;
     // FindCycles runs along the data flow: in a -> b -> c -> a, stage a
@@ -1895,7 +1485,7 @@ void Loader::CheckCycles() {
     const std::string& closing = cycle[cycle.size() - 2];
     const Stage& stage = pipeline_.stages[found->second];
     const StageSource& source = sources_[found->second];
-    const Path stage_path = stages_path.Key(source.name);
+    const FieldPath stage_path = stages_path.Key(source.name);
     const std::string message = StrCat("dependency cycle: ", CycleText(cycle));
     bool reported = false;
     for (const StageSource::Need& need : source.needs) {
@@ -1907,35 +1497,13 @@ void Loader::CheckCycles() {
     }
     for (size_t i = 0; !reported && i < stage.inputs.size(); ++i) {
       if (stage.inputs[i].stage == closing) {
-        const Path inputs_path = stage_path.Key("inputs");
+        const FieldPath inputs_path = stage_path.Key("inputs");
         Error(source.input_refs[i], inputs_path.Key(stage.inputs[i].name), message);
         reported = true;
       }
     }
     if (!reported) ErrorAt(stage.location.line, stage.location.column, stage_path, message);
   }
-}
-
-// YamlDocument::Parse reports "LINE:COL: message".
-Diagnostic SyntaxDiagnostic(std::string_view file, std::string_view status_message) {
-  Diagnostic diagnostic{std::string(file), 0, 0, "", ""};
-  std::string_view rest = status_message;
-  auto number = [&rest](int* out) {
-    size_t digits = 0;
-    while (digits < rest.size() && IsDigit(rest[digits])) ++digits;
-    if (digits == 0 || digits > 9 || digits >= rest.size() || rest[digits] != ':') return false;
-    std::from_chars(rest.data(), rest.data() + digits, *out);
-    rest.remove_prefix(digits + 1);
-    return true;
-  };
-  int line = 0, column = 0;
-  if (number(&line) && number(&column)) {
-    diagnostic.line = line;
-    diagnostic.column = column;
-    status_message = TrimWhitespace(rest);
-  }
-  diagnostic.message = StrCat("YAML syntax error: ", status_message);
-  return diagnostic;
 }
 
 absl::Status ReadFileStatus(const std::string& path, int error) {
@@ -1968,8 +1536,9 @@ absl::StatusOr<Pipeline> LoadPipelineText(std::string_view text, std::string_vie
     } else if (absl::StatusOr<std::unique_ptr<YamlDocument>> doc = YamlDocument::Parse(text);
                !doc.ok()) {
       if (doc.status().code() != absl::StatusCode::kInvalidArgument) return doc.status();
-      const auto message = doc.status().message();
-      found.push_back(SyntaxDiagnostic(file, std::string_view(message.data(), message.size())));
+      Diagnostic syntax = SyntaxDiagnostic(file, doc.status());
+      syntax.message = StrCat("YAML syntax error: ", syntax.message);
+      found.push_back(std::move(syntax));
     } else if ((*doc)->root().IsNull() && (*doc)->root().line() == 0) {
       found.push_back(Diagnostic{std::string(file), 1, 1, "",
                                  "the file is empty: expected a map with 'name' and 'stages'"});
