@@ -131,31 +131,29 @@ bool Loader::ReadParamList(const YamlNode& node, const FieldPath& path, Param* p
   return ok;
 }
 
-bool Loader::ReadParam(const YamlNode& node, const FieldPath& path, Param* param, bool* has_value) {
-  // Shorthand `epochs: 3`: the type follows from how the value is written,
-  // as YAML 1.2 would type it.
-  auto infer = [&](const YamlNode& value, const FieldPath& value_path) {
-    if (value.IsSequence()) return ReadParamList(value, value_path, param);
-    if (!value.IsScalar()) {
-      WrongType(value, value_path, "a scalar, a list or {type, default, description}");
-      return false;
+bool Loader::ReadUntypedParam(const YamlNode& value, const FieldPath& path, Param* param) {
+  if (value.IsSequence()) return ReadParamList(value, path, param);
+  if (!value.IsScalar()) {
+    WrongType(value, path, "a scalar, a list or {type, default, description}");
+    return false;
+  }
+  const std::string_view text = value.Scalar();
+  param->type = ParamType::kString;
+  if (value.IsPlain()) {
+    if (ParseYamlInt(text)) {
+      param->type = ParamType::kInt;
+    } else if (ParseYamlFloat(text)) {
+      param->type = ParamType::kFloat;
+    } else if (ParseYamlBool(text)) {
+      param->type = ParamType::kBool;
     }
-    const std::string_view text = value.Scalar();
-    param->type = ParamType::kString;
-    if (value.IsPlain()) {
-      if (ParseYamlInt(text)) {
-        param->type = ParamType::kInt;
-      } else if (ParseYamlFloat(text)) {
-        param->type = ParamType::kFloat;
-      } else if (ParseYamlBool(text)) {
-        param->type = ParamType::kBool;
-      }
-    }
-    param->value = *NormalizeParamValue(param->type, text);
-    return true;
-  };
+  }
+  param->value = *NormalizeParamValue(param->type, text);
+  return true;
+}
 
-  if (!node.IsMap()) return infer(node, path);
+bool Loader::ReadParam(const YamlNode& node, const FieldPath& path, Param* param, bool* has_value) {
+  if (!node.IsMap()) return ReadUntypedParam(node, path, param);
   Fields fields(ParamKeys());
   ReadFields(node, path, &fields);
   bool ok = true;
@@ -184,23 +182,27 @@ bool Loader::ReadParam(const YamlNode& node, const FieldPath& path, Param* param
     return ok;
   }
   const FieldPath value_path = path.Key("default");
-  if (!fields.has("type")) return infer(value, value_path) && ok;
+  if (!fields.has("type")) return ReadUntypedParam(value, value_path, param) && ok;
   if (!type) return false;
   param->type = *type;
-  if (*type == ParamType::kList) {
+  return ReadTypedDefault(value, value_path, param);
+}
+
+bool Loader::ReadTypedDefault(const YamlNode& value, const FieldPath& path, Param* param) {
+  if (param->type == ParamType::kList) {
     if (!value.IsSequence()) {
-      WrongType(value, value_path, "a list");
+      WrongType(value, path, "a list");
       return false;
     }
-    return ReadParamList(value, value_path, param);
+    return ReadParamList(value, path, param);
   }
-  auto text = ReadScalar(value, value_path, StrCat("a ", ParamTypeName(*type)));
+  const std::string_view type_name = ParamTypeName(param->type);
+  auto text = ReadScalar(value, path, StrCat("a ", type_name));
   if (!text) return false;
-  auto normalized = NormalizeParamValue(*type, *text);
+  auto normalized = NormalizeParamValue(param->type, *text);
   if (!normalized) {
-    Error(value, value_path,
-          StrCat("invalid ", ParamTypeName(*type), " ", Quote(*text), " for param '", param->name,
-                 "'"));
+    Error(value, path,
+          StrCat("invalid ", type_name, " ", Quote(*text), " for param '", param->name, "'"));
     return false;
   }
   param->value = std::move(*normalized);

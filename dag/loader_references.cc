@@ -32,6 +32,22 @@ std::string CycleText(const Cycle& cycle) {
                 absl::StrJoin(tail, " -> "));
 }
 
+// What to say after "stage 'x' has no output 'y'": the output meant, or
+// the outputs there are.
+std::string MissingOutputHint(const Stage& from, std::string_view output) {
+  std::vector<std::string> outputs;
+  outputs.reserve(from.outputs.size());
+  for (const OutputSpec& declared : from.outputs) outputs.push_back(declared.name);
+  std::string hint = DidYouMean(output, outputs);
+  if (!hint.empty()) return hint;
+  constexpr size_t kListed = 10;
+  if (outputs.empty()) return " (it declares no outputs)";
+  if (outputs.size() <= kListed)
+    return StrCat(" (its outputs: ", absl::StrJoin(outputs, ", "), ")");
+  outputs.resize(kListed);
+  return StrCat(" (its outputs: ", absl::StrJoin(outputs, ", "), ", ...)");
+}
+
 }  // namespace
 
 std::string Loader::SuggestStage(std::string_view name) {
@@ -60,70 +76,66 @@ void Loader::CheckReferences() {
   const FieldPath root;
   const FieldPath stages_path = root.Key("stages");
   for (size_t s = 0; s < pipeline_.stages.size(); ++s) {
-    const Stage& stage = pipeline_.stages[s];
-    const StageSource& source = sources_[s];
-    const FieldPath stage_path = stages_path.Key(source.name);
-    const FieldPath needs_path = stage_path.Key("needs");
-    for (size_t i = 0; i < source.needs.size(); ++i) {
-      const StageSource::Need& need = source.needs[i];
-      if (need.name == stage.name) {
-        Error(need.node, needs_path.Index(i),
-              StrCat("stage ", Quote(stage.name), " cannot depend on itself"));
-        reference_errors_ = true;
-      } else if (auto parent = stage_index_.find(need.name); parent != stage_index_.end()) {
-        edges_.emplace_back(parent->second, static_cast<uint32_t>(s));
-      } else {
-        Error(need.node, needs_path.Index(i),
-              StrCat("unknown stage ", Quote(need.name), SuggestStage(need.name)));
-        reference_errors_ = true;
-      }
-    }
-    const FieldPath inputs_path = stage_path.Key("inputs");
-    for (size_t i = 0; i < stage.inputs.size(); ++i) {
-      const InputRef& input = stage.inputs[i];
-      const YamlNode& at = source.input_refs[i];
-      const FieldPath input_path = inputs_path.Key(input.name);
-      const FieldPath from_path = input_path.Key("from");
-      const FieldPath& path = source.input_from_map[i] ? from_path : input_path;
-      if (input.stage == stage.name) {
-        Error(at, path, StrCat("stage ", Quote(stage.name), " cannot take input from itself"));
-        reference_errors_ = true;
-        continue;
-      }
-      auto producer = stage_index_.find(input.stage);
-      if (producer == stage_index_.end()) {
-        Error(at, path,
-              StrCat("unknown stage ", Quote(input.stage), " in ", Quote(at.Scalar()),
-                     SuggestStage(input.stage)));
-        reference_errors_ = true;
-        continue;
-      }
-      edges_.emplace_back(producer->second, static_cast<uint32_t>(s));
-      if (!sources_[producer->second].outputs_known) continue;
-      const Stage& from = pipeline_.stages[producer->second];
-      if (std::any_of(from.outputs.begin(), from.outputs.end(),
-                      [&](const OutputSpec& output) { return output.name == input.output; })) {
-        continue;
-      }
-      std::vector<std::string> outputs;
-      outputs.reserve(from.outputs.size());
-      for (const OutputSpec& output : from.outputs) outputs.push_back(output.name);
-      std::string hint = DidYouMean(input.output, outputs);
-      if (hint.empty()) {
-        constexpr size_t kListed = 10;
-        if (outputs.empty()) {
-          hint = " (it declares no outputs)";
-        } else if (outputs.size() <= kListed) {
-          hint = StrCat(" (its outputs: ", absl::StrJoin(outputs, ", "), ")");
-        } else {
-          outputs.resize(kListed);
-          hint = StrCat(" (its outputs: ", absl::StrJoin(outputs, ", "), ", ...)");
-        }
-      }
-      Error(at, path,
-            StrCat("stage ", Quote(from.name), " has no output ", Quote(input.output), hint));
+    const FieldPath stage_path = stages_path.Key(sources_[s].name);
+    CheckNeeds(static_cast<uint32_t>(s), stage_path);
+    CheckInputs(static_cast<uint32_t>(s), stage_path);
+  }
+}
+
+void Loader::CheckNeeds(uint32_t s, const FieldPath& stage_path) {
+  const Stage& stage = pipeline_.stages[s];
+  const StageSource& source = sources_[s];
+  const FieldPath needs_path = stage_path.Key("needs");
+  for (size_t i = 0; i < source.needs.size(); ++i) {
+    const StageSource::Need& need = source.needs[i];
+    if (need.name == stage.name) {
+      Error(need.node, needs_path.Index(i),
+            StrCat("stage ", Quote(stage.name), " cannot depend on itself"));
+      reference_errors_ = true;
+    } else if (auto parent = stage_index_.find(need.name); parent != stage_index_.end()) {
+      edges_.emplace_back(parent->second, s);
+    } else {
+      Error(need.node, needs_path.Index(i),
+            StrCat("unknown stage ", Quote(need.name), SuggestStage(need.name)));
       reference_errors_ = true;
     }
+  }
+}
+
+void Loader::CheckInputs(uint32_t s, const FieldPath& stage_path) {
+  const Stage& stage = pipeline_.stages[s];
+  const StageSource& source = sources_[s];
+  const FieldPath inputs_path = stage_path.Key("inputs");
+  for (size_t i = 0; i < stage.inputs.size(); ++i) {
+    const InputRef& input = stage.inputs[i];
+    const YamlNode& at = source.input_refs[i];
+    const FieldPath input_path = inputs_path.Key(input.name);
+    const FieldPath from_path = input_path.Key("from");
+    const FieldPath& path = source.input_from_map[i] ? from_path : input_path;
+    if (input.stage == stage.name) {
+      Error(at, path, StrCat("stage ", Quote(stage.name), " cannot take input from itself"));
+      reference_errors_ = true;
+      continue;
+    }
+    auto producer = stage_index_.find(input.stage);
+    if (producer == stage_index_.end()) {
+      Error(at, path,
+            StrCat("unknown stage ", Quote(input.stage), " in ", Quote(at.Scalar()),
+                   SuggestStage(input.stage)));
+      reference_errors_ = true;
+      continue;
+    }
+    edges_.emplace_back(producer->second, s);
+    if (!sources_[producer->second].outputs_known) continue;
+    const Stage& from = pipeline_.stages[producer->second];
+    if (std::any_of(from.outputs.begin(), from.outputs.end(),
+                    [&](const OutputSpec& output) { return output.name == input.output; })) {
+      continue;
+    }
+    Error(at, path,
+          StrCat("stage ", Quote(from.name), " has no output ", Quote(input.output),
+                 MissingOutputHint(from, input.output)));
+    reference_errors_ = true;
   }
 }
 

@@ -187,7 +187,10 @@ void Loader::ReadStage(const YamlNode& node, const FieldPath& path, Stage* stage
     ReadOutputs(outputs, path.Key("outputs"), stage, source);
   }
   if (YamlNode io = fields.value("io"); io.IsDefined()) ReadIo(io, path.Key("io"), &stage->io);
+  ReadRunPolicy(fields, path, stage);
+}
 
+void Loader::ReadRunPolicy(const Fields& fields, const FieldPath& path, Stage* stage) {
   // Defaults apply as whole values, never merged field by field.
   if (YamlNode value = fields.value("resources"); value.IsDefined()) {
     if (auto resources = ReadResources(value, path.Key("resources"))) {
@@ -213,14 +216,7 @@ void Loader::ReadStage(const YamlNode& node, const FieldPath& path, Stage* stage
     if (auto cache = ReadBool(value, path.Key("cache"))) stage->cache = *cache;
   }
   if (YamlNode value = fields.value("tier"); value.IsDefined()) {
-    const FieldPath tier_path = path.Key("tier");
-    if (auto tier = ReadString(value, tier_path)) {
-      if (tier->empty()) {
-        WrongType(value, tier_path, "a tier name");
-      } else {
-        stage->tier = std::move(*tier);
-      }
-    }
+    if (auto tier = ReadTierName(value, path.Key("tier"))) stage->tier = std::move(*tier);
   }
   if (YamlNode value = fields.value("checkpoints"); value.IsDefined()) {
     ReadCheckpoints(value, path.Key("checkpoints"), &stage->checkpoints);
@@ -546,14 +542,17 @@ void Loader::ReadCheckpoints(const YamlNode& node, const FieldPath& path,
     }
   }
   if (YamlNode value = fields.value("tier"); value.IsDefined()) {
-    if (auto tier = ReadString(value, path.Key("tier"))) {
-      if (tier->empty()) {
-        WrongType(value, path.Key("tier"), "a tier name");
-      } else {
-        checkpoints->tier = std::move(*tier);
-      }
-    }
+    if (auto tier = ReadTierName(value, path.Key("tier"))) checkpoints->tier = std::move(*tier);
   }
+}
+
+std::optional<std::string> Loader::ReadTierName(const YamlNode& node, const FieldPath& path) {
+  auto tier = ReadString(node, path);
+  if (tier && tier->empty()) {
+    WrongType(node, path, "a tier name");
+    return std::nullopt;
+  }
+  return tier;
 }
 
 void Loader::ReadEnv(const YamlNode& node, const FieldPath& path,

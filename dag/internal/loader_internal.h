@@ -111,6 +111,11 @@ class Loader : public FieldReader {
   // Params and templates (loader_params.cc).
   void ReadParams(const YamlNode& node, const FieldPath& path);
   bool ReadParam(const YamlNode& node, const FieldPath& path, Param* param, bool* has_value);
+  // Shorthand `epochs: 3`, or a default without a type: the type follows
+  // from how the value is written, as YAML 1.2 would type it.
+  bool ReadUntypedParam(const YamlNode& value, const FieldPath& path, Param* param);
+  // The default of a param whose type is declared (param->type).
+  bool ReadTypedDefault(const YamlNode& value, const FieldPath& path, Param* param);
   bool ReadParamList(const YamlNode& node, const FieldPath& path, Param* param);
   void ApplyOverrides();
   // The param `{{ params.NAME }}` names if it has a usable value. Reports a
@@ -126,6 +131,9 @@ class Loader : public FieldReader {
   void ReadDefaults(const YamlNode& node, const FieldPath& path);
   void ReadStages(const YamlNode& node, const FieldPath& path);
   void ReadStage(const YamlNode& node, const FieldPath& path, Stage* stage, StageSource* source);
+  // How a stage runs: resources, retries, timeout, cache, tier,
+  // checkpoints, env.
+  void ReadRunPolicy(const Fields& fields, const FieldPath& path, Stage* stage);
   void ReadCommand(const YamlNode& node, const FieldPath& path, bool has_foreach, Command* command);
   void ReadNeeds(const YamlNode& node, const FieldPath& path, Stage* stage, StageSource* source);
   void ReadInputs(const YamlNode& node, const FieldPath& path, Stage* stage, StageSource* source);
@@ -136,6 +144,8 @@ class Loader : public FieldReader {
   std::optional<RetryPolicy> ReadRetries(const YamlNode& node, const FieldPath& path);
   std::optional<Duration> ReadTimeout(const YamlNode& node, const FieldPath& path);
   void ReadCheckpoints(const YamlNode& node, const FieldPath& path, CheckpointSpec* checkpoints);
+  // A tier's name: any non-empty string (tiers are checked at run time).
+  std::optional<std::string> ReadTierName(const YamlNode& node, const FieldPath& path);
   void ReadEnv(const YamlNode& node, const FieldPath& path,
                std::map<std::string, std::string>* env);
   // foreach (loader_foreach.cc).
@@ -146,7 +156,11 @@ class Loader : public FieldReader {
   bool CheckItemCount(uint64_t count, const YamlNode& at, const FieldPath& path);
 
   // References and cycles (loader_references.cc).
+  // Every `needs` and input names a stage (and an output of it) that
+  // exists; records the edges between stages for HasCycle.
   void CheckReferences();
+  void CheckNeeds(uint32_t s, const FieldPath& stage_path);
+  void CheckInputs(uint32_t s, const FieldPath& stage_path);
   bool HasCycle() const;
   void CheckCycles();
   std::string SuggestStage(std::string_view name);
