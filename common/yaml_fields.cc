@@ -164,11 +164,9 @@ bool FieldReader::ReadFields(const YamlNode& node, const FieldPath& path, Fields
   const size_t count = Count(node);
   for (size_t i = 0; i < count; ++i) {
     const YamlNode::Entry entry = node.entry(i);
-    if (!entry.key.IsScalar()) {
-      Error(entry.key, path, StrCat("expected a string key, got ", Describe(entry.key)));
-      continue;
-    }
-    const std::string_view name = entry.key.Scalar();
+    const std::optional<std::string_view> key = ReadKey(entry.key, path);
+    if (!key) continue;
+    const std::string_view name = *key;
     const FieldPath key_path = path.Key(name);
     const int index = fields->IndexOf(name);
     if (index < 0) {

@@ -234,6 +234,12 @@ class FieldReader {
   bool ForEachEntry(const YamlNode& node, const FieldPath& path, std::string_view what,
                     VisitEntry visit);
 
+  // A map key's text, else "expected a string key, got ..." at the map.
+  std::optional<std::string_view> ReadKey(const YamlNode& key, const FieldPath& map_path) {
+    if (key.IsScalar()) return key.Scalar();
+    Error(key, map_path, StrCat("expected a string key, got ", Describe(key)));
+    return std::nullopt;
+  }
   // The scalar's text, else "expected <expected>, got ...".
   std::optional<std::string_view> ReadScalar(const YamlNode& node, const FieldPath& path,
                                              std::string_view expected = "a string") {
@@ -297,11 +303,9 @@ bool FieldReader::ForEachEntry(const YamlNode& node, const FieldPath& path, std:
   SeenNames<int> first_line;
   for (size_t i = 0; i < count; ++i) {
     const YamlNode::Entry entry = node.entry(i);
-    if (!entry.key.IsScalar()) {
-      Error(entry.key, path, StrCat("expected a string key, got ", Describe(entry.key)));
-      continue;
-    }
-    const std::string_view name = entry.key.Scalar();
+    const std::optional<std::string_view> key = ReadKey(entry.key, path);
+    if (!key) continue;
+    const std::string_view name = *key;
     auto [line, fresh] = first_line.Insert(name, entry.key.line());
     if (!fresh) DuplicateKey(entry.key, path.Key(name), what, line);
     visit(name, entry.key, entry.value, !fresh);

@@ -107,11 +107,9 @@ void Loader::ReadStages(const YamlNode& node, const FieldPath& path) {
   // one hash map fewer on a pipeline of 100k stages.
   for (size_t i = 0; i < count; ++i) {
     const YamlNode::Entry entry = node.entry(i);
-    if (!entry.key.IsScalar()) {
-      Error(entry.key, path, StrCat("expected a string key, got ", Describe(entry.key)));
-      continue;
-    }
-    const std::string_view name = entry.key.Scalar();
+    const std::optional<std::string_view> key = ReadKey(entry.key, path);
+    if (!key) continue;
+    const std::string_view name = *key;
     const FieldPath stage_path = path.Key(name);
     // The lookup for a repeat also records the name, as the stage about to
     // be added (ReadStage does not use the index): one hash per stage.
