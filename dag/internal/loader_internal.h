@@ -86,8 +86,8 @@ struct StageSource {
 // The schema walk: reads the tree into a Pipeline and records a Diagnostic
 // for every problem instead of stopping at the first. It only ever descends
 // as deep as the format does, so a tree that aliases into itself cannot
-// make it loop.
-
+// make it loop. Its reads of single fields are the FieldReader's, in the
+// pipeline's wording (Wording::kSuggest).
 class Loader : public FieldReader {
  public:
   // `text_size` bounds the number of nodes in `doc`, and with it the
@@ -144,7 +144,7 @@ class Loader : public FieldReader {
   std::optional<RetryPolicy> ReadRetries(const YamlNode& node, const FieldPath& path);
   std::optional<Duration> ReadTimeout(const YamlNode& node, const FieldPath& path);
   void ReadCheckpoints(const YamlNode& node, const FieldPath& path, CheckpointSpec* checkpoints);
-  // A tier's name: any non-empty string (tiers are checked at run time).
+  // A tier's name: any non-empty string.
   std::optional<std::string> ReadTierName(const YamlNode& node, const FieldPath& path);
   void ReadEnv(const YamlNode& node, const FieldPath& path,
                std::map<std::string, std::string>* env);
