@@ -229,7 +229,8 @@ class FieldReader {
 
   // Calls visit(name, key, value, repeated) for every entry of a map whose
   // keys are names (stages, params, tiers, ...). Reports non-string keys,
-  // and repeated ones as "duplicate <what> 'x' (first defined at line N)".
+  // and repeated ones as "duplicate <what> 'x' (first defined at line N)"
+  // ("duplicate key" in Wording::kSuggestAndList).
   template <typename VisitEntry>
   bool ForEachEntry(const YamlNode& node, const FieldPath& path, std::string_view what,
                     VisitEntry visit);
