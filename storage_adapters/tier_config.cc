@@ -2,109 +2,49 @@
 
 #include <unistd.h>
 
-#include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
-#include <unordered_set>
 
-#include "absl/strings/str_join.h"
 #include "common/strings.h"
-#include "common/suggest.h"
-#include "dag/yaml_tree.h"
+#include "common/yaml_fields.h"
+#include "common/yaml_tree.h"
 
 namespace tierflow::storage {
 namespace fs = std::filesystem;
 namespace {
 
-using dag::YamlNode;
-
-const std::vector<std::string> kTierKeys = {
-    "adapter",    "root",       "endpoint",       "bucket",         "region",
-    "prefix",     "path_style", "access_key_env", "secret_key_env", "scope",
-    "durability", "capacity",   "profile",        "timeout",        "retry"};
-const std::vector<std::string> kProfileKeys = {"seq_read_mb_s", "seq_write_mb_s", "rand_read_iops",
-                                               "latency_us"};
-const std::vector<std::string> kTimeoutKeys = {"stall", "min_rate"};
-const std::vector<std::string> kRetryKeys = {"backoff", "max_backoff", "budget"};
+const KeyList& TopKeys() {
+  static const auto* const keys = new KeyList{"tiers"};
+  return *keys;
+}
+const KeyList& TierKeys() {
+  static const auto* const keys =
+      new KeyList{"adapter",    "root",       "endpoint",       "bucket",         "region",
+                  "prefix",     "path_style", "access_key_env", "secret_key_env", "scope",
+                  "durability", "capacity",   "profile",        "timeout",        "retry"};
+  return *keys;
+}
+const KeyList& ProfileKeys() {
+  static const auto* const keys =
+      new KeyList{"seq_read_mb_s", "seq_write_mb_s", "rand_read_iops", "latency_us"};
+  return *keys;
+}
+const KeyList& TimeoutKeys() {
+  static const auto* const keys = new KeyList{"stall", "min_rate"};
+  return *keys;
+}
+const KeyList& RetryKeys() {
+  static const auto* const keys = new KeyList{"backoff", "max_backoff", "budget"};
+  return *keys;
+}
 const std::vector<std::string> kAdapters = {"posix", "s3"};
 const std::vector<std::string> kScopes = {"node", "cluster"};
 const std::vector<std::string> kDurabilities = {"volatile", "node", "durable", "archive"};
-
-// Collects problems as `file:line:col: field.path: message`.
-class Checker {
- public:
-  explicit Checker(std::string file) : file_(std::move(file)) {}
-
-  void Error(const YamlNode& node, std::string path, std::string message) {
-    diagnostics_.push_back(
-        Diagnostic{file_, node.line(), node.column(), std::move(path), std::move(message)});
-  }
-
-  // The node's text when it is a scalar, else an error.
-  std::optional<std::string_view> Text(const YamlNode& node, const std::string& path) {
-    if (node.IsScalar()) return node.Scalar();
-    Error(node, path, StrCat("expected a string, got ", node.Describe()));
-    return std::nullopt;
-  }
-
-  // One of `words`, else an error with a suggestion.
-  std::optional<size_t> OneOf(const YamlNode& node, const std::string& path,
-                              const std::vector<std::string>& words) {
-    std::optional<std::string_view> text = Text(node, path);
-    if (!text) return std::nullopt;
-    for (size_t i = 0; i < words.size(); ++i) {
-      if (words[i] == *text) return i;
-    }
-    Error(node, path,
-          StrCat("unknown value '", *text, "'", DidYouMean(*text, words), "; expected one of ",
-                 absl::StrJoin(words, ", ")));
-    return std::nullopt;
-  }
-
-  std::optional<double> Number(const YamlNode& node, const std::string& path) {
-    std::optional<std::string_view> text = Text(node, path);
-    if (!text) return std::nullopt;
-    char* end = nullptr;
-    const std::string copy(*text);
-    double value = std::strtod(copy.c_str(), &end);
-    if (copy.empty() || end != copy.c_str() + copy.size() || !(value >= 0) || !node.IsPlain()) {
-      Error(node, path, StrCat("expected a non-negative number, got '", *text, "'"));
-      return std::nullopt;
-    }
-    return value;
-  }
-
-  // Keys of `map` not in `known` are errors with a suggestion; duplicates too.
-  void CheckKeys(const YamlNode& map, const std::string& path,
-                 const std::vector<std::string>& known) {
-    std::unordered_set<std::string_view> seen;
-    for (size_t i = 0; i < map.size(); ++i) {
-      YamlNode key = map.entry(i).key;
-      std::string_view name = key.Scalar();
-      if (!seen.insert(name).second) {
-        Error(key, path.empty() ? std::string(name) : StrCat(path, ".", name), "duplicate key");
-        continue;
-      }
-      if (std::find(known.begin(), known.end(), name) == known.end()) {
-        const std::string where = path.empty() ? std::string(name) : StrCat(path, ".", name);
-        Error(key, where,
-              StrCat("unknown key '", name, "'", DidYouMean(name, known), "; expected one of ",
-                     absl::StrJoin(known, ", ")));
-      }
-    }
-  }
-
-  std::vector<Diagnostic>& diagnostics() { return diagnostics_; }
-
- private:
-  std::string file_;
-  std::vector<Diagnostic> diagnostics_;
-};
+const std::vector<std::string> kBooleans = {"true", "false"};
 
 bool ValidName(std::string_view name) {
   static const std::regex pattern("[a-z][a-z0-9_-]{0,62}");
@@ -116,17 +56,61 @@ bool ValidEnvName(std::string_view name) {
   return std::regex_match(name.begin(), name.end(), pattern);
 }
 
-void ParseProfile(Checker& check, const YamlNode& node, const std::string& path, TierConfig& tier) {
+// A figure of a tier's profile: a plain, non-negative number.
+std::optional<double> ReadFigure(FieldReader& in, const YamlNode& node, const FieldPath& path) {
+  std::optional<std::string_view> text = in.ReadScalar(node, path);
+  if (!text) return std::nullopt;
+  std::optional<double> value = node.IsPlain() ? ParseYamlFloat(*text) : std::nullopt;
+  if (!value || *value < 0) {
+    in.Error(node, path, StrCat("expected a non-negative number, got '", *text, "'"));
+    return std::nullopt;
+  }
+  return value;
+}
+
+// A size of more than 0 bytes; `zero` says what is wrong with 0.
+std::optional<uint64_t> ReadPositiveSize(FieldReader& in, const YamlNode& node,
+                                         const FieldPath& path, std::string_view zero) {
+  std::optional<std::string_view> text = in.ReadScalar(node, path);
+  if (!text) return std::nullopt;
+  std::optional<uint64_t> bytes = in.Check(node, path, ParseSize(*text));
+  if (bytes && *bytes == 0) {
+    in.Error(node, path, std::string(zero));
+    return std::nullopt;
+  }
+  return bytes;
+}
+
+// The duration `key` of `fields` into `out`, if it is given; 0 is an error
+// unless `zero_ok`.
+void ReadTiming(FieldReader& in, const Fields& fields, const FieldPath& path, std::string_view key,
+                std::chrono::milliseconds& out, bool zero_ok) {
+  YamlNode value = fields.value(key);
+  if (!value.IsDefined()) return;
+  const FieldPath field = path.Key(key);
+  std::optional<std::string_view> text = in.ReadScalar(value, field);
+  if (!text) return;
+  std::optional<Duration> parsed = in.Check(value, field, ParseDuration(*text));
+  if (!parsed) return;
+  if (!zero_ok && parsed->count() <= 0) {
+    in.Error(value, field, StrCat("must be more than 0, got '", *text, "'"));
+  } else {
+    out = *parsed;
+  }
+}
+
+void ReadProfile(FieldReader& in, const YamlNode& node, const FieldPath& path, TierConfig& tier) {
   if (!node.IsMap()) {
-    check.Error(node, path, StrCat("expected a map, got ", node.Describe()));
+    in.Error(node, path, StrCat("expected a map, got ", node.Describe()));
     return;
   }
-  check.CheckKeys(node, path, kProfileKeys);
+  Fields fields(ProfileKeys());
+  in.ReadFields(node, path, &fields);
   TierProfile profile;
   auto number = [&](std::string_view key, double& out) {
-    YamlNode value = node.Find(key);
+    YamlNode value = fields.value(key);
     if (!value.IsDefined()) return;
-    if (std::optional<double> n = check.Number(value, StrCat(path, ".", key))) out = *n;
+    if (std::optional<double> n = ReadFigure(in, value, path.Key(key))) out = *n;
   };
   number("seq_read_mb_s", profile.seq_read_mb_s);
   number("seq_write_mb_s", profile.seq_write_mb_s);
@@ -137,142 +121,58 @@ void ParseProfile(Checker& check, const YamlNode& node, const std::string& path,
 
 // An s3 tier's `timeout` and `retry` maps (docs/tiers.md "Timeouts and
 // retries").
-void ParseS3Timing(Checker& check, const YamlNode& node, const std::string& path,
-                   TierConfig& tier) {
-  auto duration = [&](const YamlNode& map, const std::string& where, std::string_view key,
-                      std::chrono::milliseconds& out, bool zero_ok) {
-    YamlNode value = map.Find(key);
-    if (!value.IsDefined()) return;
-    const std::string field = StrCat(where, ".", key);
-    std::optional<std::string_view> text = check.Text(value, field);
-    if (!text) return;
-    absl::StatusOr<Duration> parsed = ParseDuration(*text);
-    if (!parsed.ok()) {
-      check.Error(value, field, std::string(parsed.status().message()));
-    } else if (!zero_ok && parsed->count() <= 0) {
-      check.Error(value, field, StrCat("must be more than 0, got '", *text, "'"));
-    } else {
-      out = *parsed;
-    }
-  };
+void ReadS3Timing(FieldReader& in, const Fields& tier_fields, const FieldPath& path,
+                  TierConfig& tier) {
   S3Timing& timing = tier.s3_timing;
-  if (YamlNode timeout = node.Find("timeout"); timeout.IsDefined()) {
-    const std::string where = path + ".timeout";
+  if (YamlNode timeout = tier_fields.value("timeout"); timeout.IsDefined()) {
+    const FieldPath where = path.Key("timeout");
     if (!timeout.IsMap()) {
-      check.Error(timeout, where,
-                  StrCat("expected a map (stall, min_rate), got ", timeout.Describe()));
+      in.Error(timeout, where,
+               StrCat("expected a map (stall, min_rate), got ", timeout.Describe()));
     } else {
-      check.CheckKeys(timeout, where, kTimeoutKeys);
-      duration(timeout, where, "stall", timing.stall, false);
-      if (YamlNode rate = timeout.Find("min_rate"); rate.IsDefined()) {
-        if (std::optional<std::string_view> t = check.Text(rate, where + ".min_rate")) {
-          absl::StatusOr<uint64_t> bytes = ParseSize(*t);
-          if (!bytes.ok()) {
-            check.Error(rate, where + ".min_rate", std::string(bytes.status().message()));
-          } else if (*bytes == 0) {
-            check.Error(rate, where + ".min_rate",
-                        "bytes per second must be more than 0 (like 1MB)");
-          } else {
-            timing.min_rate = *bytes;
-          }
+      Fields fields(TimeoutKeys());
+      in.ReadFields(timeout, where, &fields);
+      ReadTiming(in, fields, where, "stall", timing.stall, false);
+      if (YamlNode rate = fields.value("min_rate"); rate.IsDefined()) {
+        if (auto bytes = ReadPositiveSize(in, rate, where.Key("min_rate"),
+                                          "bytes per second must be more than 0 (like 1MB)")) {
+          timing.min_rate = *bytes;
         }
       }
     }
   }
-  if (YamlNode retry = node.Find("retry"); retry.IsDefined()) {
-    const std::string where = path + ".retry";
+  if (YamlNode retry = tier_fields.value("retry"); retry.IsDefined()) {
+    const FieldPath where = path.Key("retry");
     if (!retry.IsMap()) {
-      check.Error(retry, where,
-                  StrCat("expected a map (backoff, max_backoff, budget), got ", retry.Describe()));
+      in.Error(retry, where,
+               StrCat("expected a map (backoff, max_backoff, budget), got ", retry.Describe()));
     } else {
-      check.CheckKeys(retry, where, kRetryKeys);
-      duration(retry, where, "backoff", timing.backoff, true);
-      duration(retry, where, "max_backoff", timing.max_backoff, true);
-      duration(retry, where, "budget", timing.budget, true);
+      Fields fields(RetryKeys());
+      in.ReadFields(retry, where, &fields);
+      ReadTiming(in, fields, where, "backoff", timing.backoff, true);
+      ReadTiming(in, fields, where, "max_backoff", timing.max_backoff, true);
+      ReadTiming(in, fields, where, "budget", timing.budget, true);
       if (timing.max_backoff < timing.backoff) {
-        check.Error(retry, where,
-                    StrCat("max_backoff (", FormatDuration(timing.max_backoff),
-                           ") is less than backoff (", FormatDuration(timing.backoff), ")"));
+        in.Error(retry, where,
+                 StrCat("max_backoff (", FormatDuration(timing.max_backoff),
+                        ") is less than backoff (", FormatDuration(timing.backoff), ")"));
       }
     }
   }
 }
 
-void ParseTier(Checker& check, const YamlNode& key, const YamlNode& node, const fs::path& base,
-               TierSet& set) {
-  TierConfig tier;
-  tier.name = std::string(key.Scalar());
-  tier.line = key.line();
-  const std::string path = StrCat("tiers.", tier.name);
-  if (!ValidName(tier.name)) {
-    check.Error(key, path,
-                "a tier name is 1-63 characters: lower-case letters, digits, '-' and '_', "
-                "starting with a letter");
-  }
-  if (!node.IsMap()) {
-    check.Error(node, path, StrCat("expected a map, got ", node.Describe()));
-    return;
-  }
-  check.CheckKeys(node, path, kTierKeys);
-  auto text = [&](std::string_view field, std::string& out) {
-    YamlNode value = node.Find(field);
-    if (!value.IsDefined()) return;
-    if (std::optional<std::string_view> t = check.Text(value, StrCat(path, ".", field))) {
-      out = std::string(*t);
-    }
-  };
-  YamlNode adapter = node.Find("adapter");
-  if (!adapter.IsDefined()) {
-    check.Error(node, path, "missing 'adapter' (posix or s3)");
-  } else if (std::optional<size_t> i = check.OneOf(adapter, path + ".adapter", kAdapters)) {
-    tier.adapter = kAdapters[*i];
-  }
-  text("root", tier.root);
-  text("endpoint", tier.endpoint);
-  text("bucket", tier.bucket);
-  text("region", tier.region);
-  text("prefix", tier.prefix);
-  text("access_key_env", tier.access_key_env);
-  text("secret_key_env", tier.secret_key_env);
-  if (YamlNode style = node.Find("path_style"); style.IsDefined()) {
-    std::optional<size_t> i = check.OneOf(style, path + ".path_style", {"true", "false"});
-    if (i) tier.path_style = *i == 0;
-  }
-  if (YamlNode scope = node.Find("scope"); scope.IsDefined()) {
-    if (std::optional<size_t> i = check.OneOf(scope, path + ".scope", kScopes)) {
-      tier.scope = static_cast<Scope>(*i);
-    }
-  }
-  if (YamlNode durability = node.Find("durability"); durability.IsDefined()) {
-    if (std::optional<size_t> i = check.OneOf(durability, path + ".durability", kDurabilities)) {
-      tier.durability = static_cast<Durability>(*i);
-    }
-  }
-  if (YamlNode capacity = node.Find("capacity"); capacity.IsDefined()) {
-    if (std::optional<std::string_view> t = check.Text(capacity, path + ".capacity")) {
-      absl::StatusOr<uint64_t> bytes = ParseSize(*t);
-      if (!bytes.ok()) {
-        check.Error(capacity, path + ".capacity", std::string(bytes.status().message()));
-      } else if (*bytes == 0) {
-        check.Error(capacity, path + ".capacity", "a tier's capacity must be more than 0 bytes");
-      } else {
-        tier.capacity = *bytes;
-      }
-    }
-  }
-  if (YamlNode profile = node.Find("profile"); profile.IsDefined()) {
-    ParseProfile(check, profile, path + ".profile", tier);
-  }
-
-  // What each adapter needs, and nothing it cannot use.
+// What an adapter needs, and nothing it cannot use; posix roots resolve
+// against `base`.
+void CheckAdapterFields(FieldReader& in, const YamlNode& node, const Fields& fields,
+                        const FieldPath& path, const fs::path& base, TierConfig& tier) {
   auto require = [&](std::string_view field, const std::string& value, std::string_view what) {
-    if (value.empty()) check.Error(node, path, StrCat("missing '", field, "': ", what));
+    if (value.empty()) in.Error(node, path, StrCat("missing '", field, "': ", what));
   };
   auto forbid = [&](std::string_view field) {
-    if (YamlNode value = node.Find(field); value.IsDefined()) {
-      check.Error(value, StrCat(path, ".", field),
-                  StrCat("'", field, "' is for ", tier.adapter == "posix" ? "s3" : "posix",
-                         " tiers; this one is ", tier.adapter));
+    if (YamlNode value = fields.value(field); value.IsDefined()) {
+      in.Error(value, path.Key(field),
+               StrCat("'", field, "' is for ", tier.adapter == "posix" ? "s3" : "posix",
+                      " tiers; this one is ", tier.adapter));
     }
   };
   if (tier.adapter == "posix") {
@@ -293,25 +193,104 @@ void ParseTier(Checker& check, const YamlNode& key, const YamlNode& node, const 
     require("secret_key_env", tier.secret_key_env,
             "the environment variable holding the secret key");
     forbid("root");
-    ParseS3Timing(check, node, path, tier);
+    ReadS3Timing(in, fields, path, tier);
     if (!tier.endpoint.empty() && tier.endpoint.rfind("http://", 0) != 0 &&
         tier.endpoint.rfind("https://", 0) != 0) {
-      check.Error(node.Find("endpoint"), path + ".endpoint",
-                  StrCat("expected http://host:port or https://host, got '", tier.endpoint, "'"));
+      in.Error(fields.value("endpoint"), path.Key("endpoint"),
+               StrCat("expected http://host:port or https://host, got '", tier.endpoint, "'"));
     }
     for (auto [field, value] :
          {std::pair<std::string_view, const std::string*>{"access_key_env", &tier.access_key_env},
           {"secret_key_env", &tier.secret_key_env}}) {
       if (!value->empty() && !ValidEnvName(*value)) {
-        check.Error(
-            node.Find(field), StrCat(path, ".", field),
-            StrCat("expected the name of an environment variable (like ",
-                   field == "access_key_env" ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
-                   "), got '", *value, "': put the secret itself in the environment"));
+        in.Error(fields.value(field), path.Key(field),
+                 StrCat("expected the name of an environment variable (like ",
+                        field == "access_key_env" ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
+                        "), got '", *value, "': put the secret itself in the environment"));
       }
     }
   }
+}
+
+void ReadTier(FieldReader& in, const YamlNode& key, const YamlNode& node, const FieldPath& path,
+              const fs::path& base, TierSet& set) {
+  TierConfig tier;
+  tier.name = std::string(key.Scalar());
+  tier.line = key.line();
+  if (!ValidName(tier.name)) {
+    in.Error(key, path,
+             "a tier name is 1-63 characters: lower-case letters, digits, '-' and '_', "
+             "starting with a letter");
+  }
+  if (!node.IsMap()) {
+    in.Error(node, path, StrCat("expected a map, got ", node.Describe()));
+    return;
+  }
+  Fields fields(TierKeys());
+  in.ReadFields(node, path, &fields);
+  auto text = [&](std::string_view field, std::string& out) {
+    YamlNode value = fields.value(field);
+    if (!value.IsDefined()) return;
+    if (std::optional<std::string_view> t = in.ReadScalar(value, path.Key(field))) {
+      out = std::string(*t);
+    }
+  };
+  auto choice = [&](std::string_view field, const std::vector<std::string>& words) {
+    YamlNode value = fields.value(field);
+    return value.IsDefined() ? in.ReadChoice(value, path.Key(field), "value", words) : std::nullopt;
+  };
+  if (!fields.has("adapter")) {
+    in.Error(node, path, "missing 'adapter' (posix or s3)");
+  } else if (std::optional<size_t> i = choice("adapter", kAdapters)) {
+    tier.adapter = kAdapters[*i];
+  }
+  text("root", tier.root);
+  text("endpoint", tier.endpoint);
+  text("bucket", tier.bucket);
+  text("region", tier.region);
+  text("prefix", tier.prefix);
+  text("access_key_env", tier.access_key_env);
+  text("secret_key_env", tier.secret_key_env);
+  if (std::optional<size_t> i = choice("path_style", kBooleans)) tier.path_style = *i == 0;
+  if (std::optional<size_t> i = choice("scope", kScopes)) tier.scope = static_cast<Scope>(*i);
+  if (std::optional<size_t> i = choice("durability", kDurabilities)) {
+    tier.durability = static_cast<Durability>(*i);
+  }
+  if (YamlNode capacity = fields.value("capacity"); capacity.IsDefined()) {
+    tier.capacity = ReadPositiveSize(in, capacity, path.Key("capacity"),
+                                     "a tier's capacity must be more than 0 bytes");
+  }
+  if (YamlNode profile = fields.value("profile"); profile.IsDefined()) {
+    ReadProfile(in, profile, path.Key("profile"), tier);
+  }
+  CheckAdapterFields(in, node, fields, path, base, tier);
   set.tiers.push_back(std::move(tier));
+}
+
+// The whole document: a map with `tiers`, a map from name to settings.
+void ReadTierSet(FieldReader& in, const YamlNode& root, const fs::path& base, TierSet& set) {
+  const FieldPath top;
+  if (!root.IsMap()) {
+    in.Error(root, top, StrCat("expected a map with 'tiers', got ", root.Describe()));
+    return;
+  }
+  Fields fields(TopKeys());
+  in.ReadFields(root, top, &fields);
+  YamlNode tiers = fields.value("tiers");
+  const FieldPath tiers_path = top.Key("tiers");
+  if (!tiers.IsDefined()) {
+    in.Error(root, top, "missing 'tiers': a map from tier name to its settings");
+  } else if (!tiers.IsMap() || tiers.size() == 0) {
+    in.Error(tiers, tiers_path,
+             StrCat("expected a map from tier name to its settings, got ",
+                    tiers.IsMap() ? "an empty map" : tiers.Describe()));
+  } else {
+    in.ForEachEntry(
+        tiers, tiers_path, "tier",
+        [&](std::string_view name, const YamlNode& key, const YamlNode& value, bool repeated) {
+          if (!repeated) ReadTier(in, key, value, tiers_path.Key(name), base, set);
+        });
+  }
 }
 
 }  // namespace
@@ -334,53 +313,21 @@ const TierConfig* TierSet::Find(std::string_view name) const {
 
 absl::StatusOr<TierSet> LoadTierText(std::string_view text, const std::string& file,
                                      std::vector<Diagnostic>* diagnostics) {
-  Checker check(file);
+  FieldReader in(file, Wording::kSuggestAndList);
   TierSet set;
   set.file = file;
-  absl::StatusOr<std::unique_ptr<dag::YamlDocument>> document = dag::YamlDocument::Parse(text);
+  absl::StatusOr<std::unique_ptr<YamlDocument>> document = YamlDocument::Parse(text);
   if (!document.ok()) {
-    // "LINE:COL: message" from the parser.
-    std::string message(document.status().message());
-    Diagnostic diagnostic{file, 0, 0, "", message};
-    int line = 0, column = 0, consumed = 0;
-    if (std::sscanf(message.c_str(), "%d:%d: %n", &line, &column, &consumed) == 2) {
-      diagnostic = Diagnostic{file, line, column, "", message.substr(consumed)};
-    }
-    check.diagnostics().push_back(diagnostic);
+    in.Report(SyntaxDiagnostic(file, document.status()));
   } else {
-    const fs::path base = fs::absolute(fs::path(file)).parent_path();
-    YamlNode root = (*document)->root();
-    if (!root.IsMap()) {
-      check.Error(root, "", StrCat("expected a map with 'tiers', got ", root.Describe()));
-    } else {
-      check.CheckKeys(root, "", {"tiers"});
-      YamlNode tiers = root.Find("tiers");
-      if (!tiers.IsDefined()) {
-        check.Error(root, "", "missing 'tiers': a map from tier name to its settings");
-      } else if (!tiers.IsMap() || tiers.size() == 0) {
-        check.Error(tiers, "tiers",
-                    StrCat("expected a map from tier name to its settings, got ",
-                           tiers.IsMap() ? "an empty map" : tiers.Describe()));
-      } else {
-        // Linear in the number of tiers: a hash set finds duplicates.
-        std::unordered_set<std::string_view> seen;
-        for (size_t i = 0; i < tiers.size(); ++i) {
-          YamlNode::Entry entry = tiers.entry(i);
-          if (!seen.insert(entry.key.Scalar()).second) {
-            check.Error(entry.key, StrCat("tiers.", entry.key.Scalar()), "duplicate key");
-            continue;
-          }
-          ParseTier(check, entry.key, entry.value, base, set);
-        }
-      }
-    }
+    ReadTierSet(in, (*document)->root(), fs::absolute(fs::path(file)).parent_path(), set);
   }
-  SortDiagnostics(check.diagnostics());
-  if (diagnostics != nullptr) *diagnostics = check.diagnostics();
-  if (!check.diagnostics().empty()) return DiagnosticsToStatus(check.diagnostics());
+  std::vector<Diagnostic> found = in.TakeDiagnostics();
+  SortDiagnostics(found);
+  if (diagnostics != nullptr) *diagnostics = found;
+  if (!found.empty()) return DiagnosticsToStatus(found);
   return set;
 }
-
 absl::StatusOr<TierSet> LoadTierFile(const std::string& file,
                                      std::vector<Diagnostic>* diagnostics) {
   std::ifstream in(file, std::ios::binary);

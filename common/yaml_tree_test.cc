@@ -1,8 +1,8 @@
-#include "dag/yaml_tree.h"
+#include "common/yaml_tree.h"
 
 #include <gtest/gtest.h>
 
-namespace tierflow::dag {
+namespace tierflow {
 namespace {
 
 std::unique_ptr<YamlDocument> MustParse(std::string_view text) {
@@ -112,4 +112,4 @@ TEST(YamlTreeTest, DescribesTypesForMessages) {
 }
 
 }  // namespace
-}  // namespace tierflow::dag
+}  // namespace tierflow

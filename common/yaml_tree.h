@@ -4,8 +4,10 @@
 // ~4.7 KiB per stage, which rules out planning 100k tasks in 1 s / 300 MiB;
 // libyaml parses the same file in ~0.2 s and this tree keeps a few dozen
 // bytes per node. Map entries keep their order and their duplicates (the
-// loader reports duplicate keys). Aliases share the anchored node instead of
-// copying it, so alias bombs cost nothing.
+// loaders report duplicate keys). Aliases share the anchored node instead of
+// copying it, so alias bombs cost nothing. The pipeline loader (dag/) and the
+// tiers loader (storage_adapters/) read it. A document is immutable once
+// parsed: any number of threads may read it.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +18,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace tierflow::dag {
+namespace tierflow {
 
 class YamlDocument;
 
@@ -137,4 +139,4 @@ inline YamlNode::Entry YamlNode::entry(size_t i) const {
   return Entry{YamlNode(doc_, doc_->children_[first]), YamlNode(doc_, doc_->children_[first + 1])};
 }
 
-}  // namespace tierflow::dag
+}  // namespace tierflow

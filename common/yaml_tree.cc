@@ -1,4 +1,4 @@
-#include "dag/yaml_tree.h"
+#include "common/yaml_tree.h"
 
 #include <yaml.h>
 
@@ -7,7 +7,7 @@
 
 #include "common/strings.h"
 
-namespace tierflow::dag {
+namespace tierflow {
 
 YamlNode YamlNode::Find(std::string_view key) const {
   for (size_t i = 0; i < size(); ++i) {
@@ -183,4 +183,4 @@ absl::StatusOr<std::unique_ptr<YamlDocument>> YamlDocument::Parse(std::string_vi
   return doc;
 }
 
-}  // namespace tierflow::dag
+}  // namespace tierflow
