@@ -450,9 +450,8 @@ absl::Status S3Client::RefuseOverwrite(const std::string& key, const std::string
   absl::StatusOr<Head> head = HeadObject("write", key, object);
   if (absl::IsNotFound(head.status())) return absl::OkStatus();
   if (!head.ok()) return head.status();
-  return absl::FailedPreconditionError(StrCat("tier ", config_.tier,
-                                              " is an archive (write-once): '", key,
-                                              "' exists and cannot be replaced"));
+  return absl::AlreadyExistsError(StrCat("tier ", config_.tier, " is an archive (write-once): '",
+                                         key, "' exists and cannot be replaced"));
 }
 
 absl::Status S3Client::PutObject(const std::string& key, const std::string& object,

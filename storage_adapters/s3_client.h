@@ -103,7 +103,7 @@ class S3Client {
   // `content_hash`: stored with it as kHashHeader ("" for none).
   absl::Status PutObject(const std::string& key, const std::string& object, const Body& body,
                          const std::string& content_hash);
-  // On a write-once tier: FailedPrecondition when `key` exists.
+  // On a write-once tier: AlreadyExists when `key` exists.
   absl::Status RefuseOverwrite(const std::string& key, const std::string& object);
   absl::Status CreateBucket();
   absl::Status CheckReachable();

@@ -180,13 +180,13 @@ TEST_F(S3AdapterTest, AnArchiveTierNeverReplacesOrDeletesAnObject) {
   auto tier = Make(config);
   ASSERT_TRUE(Put(*tier, "release/model.bin", "the model").ok());
   absl::Status again = Put(*tier, "release/model.bin", "another model");
-  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition) << again;
+  EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists) << again;
   EXPECT_THAT(again.message(), HasSubstr("tier bulk is an archive (write-once)"));
   // Not through PutFile's multipart upload either.
   const fs::path local = dir_ / "big.bin";
   { std::ofstream(local, std::ios::binary) << std::string(11 << 20, 'x'); }
   absl::Status file = tier->PutFile("release/model.bin", local.string());
-  EXPECT_EQ(file.code(), absl::StatusCode::kFailedPrecondition) << file;
+  EXPECT_EQ(file.code(), absl::StatusCode::kAlreadyExists) << file;
   absl::Status deleted = tier->Delete("release/model.bin");
   EXPECT_EQ(deleted.code(), absl::StatusCode::kFailedPrecondition) << deleted;
   EXPECT_EQ(Get(*tier, "release/model.bin"), "the model");
