@@ -25,7 +25,6 @@ namespace tierflow {
 namespace {
 
 using scheduler::EngineOptions;
-using scheduler::PlacementTier;
 using scheduler::RunResult;
 using storage::testing::Fault;
 using storage::testing::FaultInjector;
@@ -57,19 +56,6 @@ stages:
     outputs: {size: {size: 1KiB, durability: node}}
 )";
 
-PlacementTier Tier(const fs::path& roots, std::string name, Durability durability,
-                   storage::TierProfile profile) {
-  PlacementTier tier;
-  tier.config.name = std::move(name);
-  tier.config.adapter = "posix";
-  tier.config.root = (roots / tier.config.name).string();
-  tier.config.durability = durability;
-  tier.config.scope = storage::Scope::kNode;
-  tier.profile = profile;
-  tier.profile_source = "declared";
-  return tier;
-}
-
 class EngineFaultsTest : public ::testing::Test {
  protected:
   void SetUp() override { WriteFile(dir_ / "pipeline.yaml", std::string(kPipeline)); }
@@ -83,13 +69,10 @@ class EngineFaultsTest : public ::testing::Test {
   // An engine on ram, disk and bulk whose tier `faulty` goes through the
   // fault wrapper, governed by faults_.
   std::unique_ptr<scheduler::Engine> MakeEngine(const std::string& faulty) {
-    const fs::path roots = dir_.path() / "tiers";
     EngineOptions options;
     options.db_path = Db();
     options.slots = 2;
-    options.tiers = {Tier(roots, "ram", Durability::kVolatile, {5000, 3000, 200000, 5}),
-                     Tier(roots, "disk", Durability::kNode, {1500, 1200, 20000, 80}),
-                     Tier(roots, "bulk", Durability::kDurable, {200, 200, 100, 20000})};
+    options.tiers = RamDiskBulkTiers(dir_.path() / "tiers");
     options.open_tier =
         [faulty, faults = faults_](
             const storage::TierConfig& tier) -> absl::StatusOr<std::unique_ptr<storage::Adapter>> {

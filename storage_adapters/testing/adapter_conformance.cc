@@ -5,10 +5,11 @@
 
 #include <cstring>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <string_view>
 #include <vector>
+
+#include "storage_adapters/testing/objects.h"
 
 namespace tierflow::storage::testing {
 namespace {
@@ -20,47 +21,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr char kTier[] = "conformance";
-
-// Bytes that differ at every offset, so a misplaced range cannot pass.
-std::string Bytes(size_t size, uint64_t seed) {
-  std::mt19937_64 random(seed);
-  std::string out(size, '\0');
-  for (size_t i = 0; i < size; i += 8) {
-    const uint64_t word = random();
-    std::memcpy(out.data() + i, &word, std::min<size_t>(8, size - i));
-  }
-  return out;
-}
-
-// Writes `data` in pieces of `piece` bytes (odd on purpose: parts are made
-// of many writes and end in the middle of one).
-absl::Status Put(Adapter& adapter, std::string_view key, std::string_view data,
-                 size_t piece = 1000003) {
-  auto writer = adapter.OpenWrite(key);
-  if (!writer.ok()) return writer.status();
-  for (size_t at = 0; at < data.size(); at += piece) {
-    if (absl::Status status = (*writer)->Write(data.substr(at, piece)); !status.ok()) {
-      return status;
-    }
-  }
-  return (*writer)->Commit();
-}
-
-// The object's bytes, or its error.
-absl::StatusOr<std::string> Get(Adapter& adapter, std::string_view key, uint64_t offset = 0,
-                                std::optional<uint64_t> length = std::nullopt,
-                                size_t buffer = 65531) {
-  auto reader = adapter.OpenRead(key, offset, length);
-  if (!reader.ok()) return reader.status();
-  std::string out;
-  std::vector<char> chunk(buffer);
-  for (;;) {
-    auto n = (*reader)->Read(chunk);
-    if (!n.ok()) return n.status();
-    if (*n == 0) return out;
-    out.append(chunk.data(), *n);
-  }
-}
 
 std::vector<std::string> Keys(Adapter& adapter, std::string_view prefix) {
   auto objects = adapter.List(prefix);
@@ -114,9 +74,9 @@ void AdapterConformanceTest::TearDown() {
 }
 
 TEST_P(AdapterConformanceTest, WrittenObjectReadsBackWithItsSizeInStatAndList) {
-  const std::string data = Bytes(100000, 1);
-  ASSERT_TRUE(Put(*adapter_, "a/b/object", data).ok());
-  EXPECT_EQ(Get(*adapter_, "a/b/object").value_or("error"), data);
+  const std::string data = RandomBytes(100000, 1);
+  ASSERT_TRUE(PutObject(*adapter_, "a/b/object", data).ok());
+  EXPECT_EQ(GetObject(*adapter_, "a/b/object").value_or("error"), data);
   absl::StatusOr<ObjectInfo> info = adapter_->Stat("a/b/object");
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->key, "a/b/object");
@@ -130,7 +90,7 @@ TEST_P(AdapterConformanceTest, WrittenObjectReadsBackWithItsSizeInStatAndList) {
 }
 
 TEST_P(AdapterConformanceTest, MissingKeyIsNotFoundNamingTierAndKey) {
-  ASSERT_TRUE(Put(*adapter_, "there/object", "x").ok());
+  ASSERT_TRUE(PutObject(*adapter_, "there/object", "x").ok());
   for (std::string_view key : {"there/missing", "nowhere/missing"}) {
     EXPECT_THAT(adapter_->OpenRead(key).status(), NotFoundNaming(key));
     EXPECT_THAT(adapter_->OpenRead(key, 0, 0).status(), NotFoundNaming(key));
@@ -145,7 +105,7 @@ TEST_P(AdapterConformanceTest, MissingKeyIsNotFoundNamingTierAndKey) {
 TEST_P(AdapterConformanceTest, AKeyThatOnlyPrefixesOthersOrPassesThroughOneIsNotFound) {
   // A posix tier keeps "f/x" as a file in a folder "f"; neither "f" nor
   // anything beneath the file "f/x" is an object.
-  ASSERT_TRUE(Put(*adapter_, "f/x", "x").ok());
+  ASSERT_TRUE(PutObject(*adapter_, "f/x", "x").ok());
   for (std::string_view key : {"f", "f/x/y"}) {
     EXPECT_THAT(adapter_->OpenRead(key).status(), NotFoundNaming(key));
     EXPECT_THAT(adapter_->Stat(key).status(), NotFoundNaming(key));
@@ -160,8 +120,8 @@ TEST_P(AdapterConformanceTest, AnArchiveNeverReplacesNorDeletesAKey) {
   absl::StatusOr<std::unique_ptr<Adapter>> archive =
       GetParam().make(kTier, scratch_ / "archive", /*write_once=*/true);
   ASSERT_TRUE(archive.ok()) << archive.status();
-  ASSERT_TRUE(Put(**archive, "kept", "first").ok());
-  const absl::Status again = Put(**archive, "kept", "second");
+  ASSERT_TRUE(PutObject(**archive, "kept", "first").ok());
+  const absl::Status again = PutObject(**archive, "kept", "second");
   EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists) << again;
   EXPECT_THAT(again.message(), AllOf(HasSubstr(kTier), HasSubstr("kept")));
   const fs::path local = scratch_ / "second";
@@ -170,14 +130,14 @@ TEST_P(AdapterConformanceTest, AnArchiveNeverReplacesNorDeletesAKey) {
   const absl::Status deleted = (*archive)->Delete("kept");
   EXPECT_EQ(deleted.code(), absl::StatusCode::kFailedPrecondition) << deleted;
   EXPECT_THAT(deleted.message(), AllOf(HasSubstr(kTier), HasSubstr("kept")));
-  EXPECT_EQ(Get(**archive, "kept").value_or("error"), "first");
+  EXPECT_EQ(GetObject(**archive, "kept").value_or("error"), "first");
   // New keys are written as anywhere.
-  EXPECT_TRUE(Put(**archive, "new", "bytes").ok());
+  EXPECT_TRUE(PutObject(**archive, "new", "bytes").ok());
 }
 
 TEST_P(AdapterConformanceTest, ListReturnsEveryKeyStartingWithThePrefixSorted) {
   for (const char* key : {"p/b/2", "p/b/1", "p/bc", "p/x/deep/er", "q"}) {
-    ASSERT_TRUE(Put(*adapter_, key, key).ok()) << key;
+    ASSERT_TRUE(PutObject(*adapter_, key, key).ok()) << key;
   }
   EXPECT_THAT(Keys(*adapter_, ""), ElementsAre("p/b/1", "p/b/2", "p/bc", "p/x/deep/er", "q"));
   EXPECT_THAT(Keys(*adapter_, "p/"), ElementsAre("p/b/1", "p/b/2", "p/bc", "p/x/deep/er"));
@@ -189,10 +149,10 @@ TEST_P(AdapterConformanceTest, ListReturnsEveryKeyStartingWithThePrefixSorted) {
 }
 
 TEST_P(AdapterConformanceTest, OverwriteReplacesTheWholeObject) {
-  ASSERT_TRUE(Put(*adapter_, "k", Bytes(50000, 2)).ok());
-  const std::string shorter = Bytes(1000, 3);
-  ASSERT_TRUE(Put(*adapter_, "k", shorter).ok());
-  EXPECT_EQ(Get(*adapter_, "k").value_or("error"), shorter);
+  ASSERT_TRUE(PutObject(*adapter_, "k", RandomBytes(50000, 2)).ok());
+  const std::string shorter = RandomBytes(1000, 3);
+  ASSERT_TRUE(PutObject(*adapter_, "k", shorter).ok());
+  EXPECT_EQ(GetObject(*adapter_, "k").value_or("error"), shorter);
   absl::StatusOr<ObjectInfo> info = adapter_->Stat("k");
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->bytes, shorter.size());
@@ -200,7 +160,7 @@ TEST_P(AdapterConformanceTest, OverwriteReplacesTheWholeObject) {
 }
 
 TEST_P(AdapterConformanceTest, NothingIsVisibleUntilCommit) {
-  ASSERT_TRUE(Put(*adapter_, "old", "old bytes").ok());
+  ASSERT_TRUE(PutObject(*adapter_, "old", "old bytes").ok());
   {
     auto fresh = adapter_->OpenWrite("fresh");
     ASSERT_TRUE(fresh.ok()) << fresh.status();
@@ -209,31 +169,31 @@ TEST_P(AdapterConformanceTest, NothingIsVisibleUntilCommit) {
     ASSERT_TRUE((*fresh)->Write("new bytes").ok());
     ASSERT_TRUE((*replacing)->Write("new bytes").ok());
     EXPECT_EQ(adapter_->Stat("fresh").status().code(), absl::StatusCode::kNotFound);
-    EXPECT_EQ(Get(*adapter_, "old").value_or("error"), "old bytes");
+    EXPECT_EQ(GetObject(*adapter_, "old").value_or("error"), "old bytes");
     EXPECT_THAT(Keys(*adapter_, ""), ElementsAre("old"));
   }  // destroyed without a commit
   EXPECT_EQ(adapter_->Stat("fresh").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(Get(*adapter_, "old").value_or("error"), "old bytes");
+  EXPECT_EQ(GetObject(*adapter_, "old").value_or("error"), "old bytes");
   EXPECT_THAT(Keys(*adapter_, ""), ElementsAre("old"));
 }
 
 TEST_P(AdapterConformanceTest, DeleteRemovesTheObjectAndOnlyIt) {
-  ASSERT_TRUE(Put(*adapter_, "d/one", "1").ok());
-  ASSERT_TRUE(Put(*adapter_, "d/two", "2").ok());
+  ASSERT_TRUE(PutObject(*adapter_, "d/one", "1").ok());
+  ASSERT_TRUE(PutObject(*adapter_, "d/two", "2").ok());
   ASSERT_TRUE(adapter_->Delete("d/one").ok());
   EXPECT_THAT(adapter_->Stat("d/one").status(), NotFoundNaming("d/one"));
   EXPECT_THAT(adapter_->Delete("d/one"), NotFoundNaming("d/one"));
   EXPECT_THAT(Keys(*adapter_, ""), ElementsAre("d/two"));
-  EXPECT_EQ(Get(*adapter_, "d/two").value_or("error"), "2");
+  EXPECT_EQ(GetObject(*adapter_, "d/two").value_or("error"), "2");
 }
 
 TEST_P(AdapterConformanceTest, EmptyObjectIsAnObjectOfNoBytes) {
-  ASSERT_TRUE(Put(*adapter_, "empty", "").ok());
+  ASSERT_TRUE(PutObject(*adapter_, "empty", "").ok());
   absl::StatusOr<ObjectInfo> info = adapter_->Stat("empty");
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->bytes, 0u);
-  EXPECT_EQ(Get(*adapter_, "empty").value_or("error"), "");
-  EXPECT_EQ(Get(*adapter_, "empty", 0, 10).value_or("error"), "");
+  EXPECT_EQ(GetObject(*adapter_, "empty").value_or("error"), "");
+  EXPECT_EQ(GetObject(*adapter_, "empty", 0, 10).value_or("error"), "");
   EXPECT_THAT(Keys(*adapter_, ""), ElementsAre("empty"));
   const fs::path got = scratch_ / "got-empty";
   ASSERT_TRUE(adapter_->GetFile("empty", got.string()).ok());
@@ -247,10 +207,11 @@ TEST_P(AdapterConformanceTest, EmptyObjectIsAnObjectOfNoBytes) {
 
 TEST_P(AdapterConformanceTest, LargeObjectAcrossPartsReadsBackByteExact) {
   const uint64_t part = GetParam().part_bytes > 0 ? GetParam().part_bytes : uint64_t{1} << 20;
-  const std::string data = Bytes(static_cast<size_t>(2 * part + part / 2 + 7), 4);
-  ASSERT_TRUE(Put(*adapter_, "large/streamed", data).ok());
+  const std::string data = RandomBytes(static_cast<size_t>(2 * part + part / 2 + 7), 4);
+  ASSERT_TRUE(PutObject(*adapter_, "large/streamed", data).ok());
   EXPECT_EQ(adapter_->Stat("large/streamed").value_or(ObjectInfo{}).bytes, data.size());
-  absl::StatusOr<std::string> read = Get(*adapter_, "large/streamed", 0, std::nullopt, 1 << 20);
+  absl::StatusOr<std::string> read =
+      GetObject(*adapter_, "large/streamed", 0, std::nullopt, 1 << 20);
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_TRUE(*read == data) << "the bytes read back differ";
 
@@ -267,8 +228,8 @@ TEST_P(AdapterConformanceTest, LargeObjectAcrossPartsReadsBackByteExact) {
 
 TEST_P(AdapterConformanceTest, RangedReadsAreByteExact) {
   const uint64_t part = GetParam().part_bytes > 0 ? GetParam().part_bytes : uint64_t{1} << 20;
-  const std::string data = Bytes(static_cast<size_t>(part + part / 2), 5);
-  ASSERT_TRUE(Put(*adapter_, "ranged", data).ok());
+  const std::string data = RandomBytes(static_cast<size_t>(part + part / 2), 5);
+  ASSERT_TRUE(PutObject(*adapter_, "ranged", data).ok());
   struct Range {
     uint64_t offset;
     std::optional<uint64_t> length;
@@ -279,15 +240,16 @@ TEST_P(AdapterConformanceTest, RangedReadsAreByteExact) {
                              Range{12345, std::nullopt}, Range{0, size}, Range{size / 3, 0}}) {
     const size_t from = static_cast<size_t>(std::min(range.offset, size));
     const size_t count = static_cast<size_t>(std::min(range.length.value_or(size), size - from));
-    absl::StatusOr<std::string> read = Get(*adapter_, "ranged", range.offset, range.length, 4099);
+    absl::StatusOr<std::string> read =
+        GetObject(*adapter_, "ranged", range.offset, range.length, 4099);
     ASSERT_TRUE(read.ok()) << range.offset << ": " << read.status();
     EXPECT_TRUE(*read == data.substr(from, count))
         << "offset " << range.offset << " length " << range.length.value_or(0) << ": got "
         << read->size() << " bytes";
   }
   // At or past the end: nothing, not an error.
-  EXPECT_EQ(Get(*adapter_, "ranged", size).value_or("error"), "");
-  EXPECT_EQ(Get(*adapter_, "ranged", size + 1000, 10).value_or("error"), "");
+  EXPECT_EQ(GetObject(*adapter_, "ranged", size).value_or("error"), "");
+  EXPECT_EQ(GetObject(*adapter_, "ranged", size + 1000, 10).value_or("error"), "");
 }
 
 TEST_P(AdapterConformanceTest, KeysWithOddCharactersRoundTrip) {
@@ -297,13 +259,13 @@ TEST_P(AdapterConformanceTest, KeysWithOddCharactersRoundTrip) {
       "odd/semi;comma,", "odd/bang!$paren(", "odd/é-ü-日本",    "odd/star*[x]",
   };
   for (const std::string& key : keys) {
-    ASSERT_TRUE(Put(*adapter_, key, key).ok()) << key;
+    ASSERT_TRUE(PutObject(*adapter_, key, key).ok()) << key;
   }
   std::vector<std::string> sorted = keys;
   std::sort(sorted.begin(), sorted.end());
   EXPECT_EQ(Keys(*adapter_, "odd/"), sorted);
   for (const std::string& key : keys) {
-    EXPECT_EQ(Get(*adapter_, key).value_or("error"), key);
+    EXPECT_EQ(GetObject(*adapter_, key).value_or("error"), key);
     EXPECT_EQ(adapter_->Stat(key).value_or(ObjectInfo{}).bytes, key.size()) << key;
     EXPECT_EQ(Keys(*adapter_, key), std::vector<std::string>{key});
     EXPECT_TRUE(adapter_->Delete(key).ok()) << key;
@@ -312,9 +274,9 @@ TEST_P(AdapterConformanceTest, KeysWithOddCharactersRoundTrip) {
 }
 
 TEST_P(AdapterConformanceTest, KeysAreNormalisedAndEscapesRefused) {
-  ASSERT_TRUE(Put(*adapter_, "n//a/./b", "normal").ok());
+  ASSERT_TRUE(PutObject(*adapter_, "n//a/./b", "normal").ok());
   EXPECT_THAT(Keys(*adapter_, ""), ElementsAre("n/a/b"));
-  EXPECT_EQ(Get(*adapter_, "n/a/b").value_or("error"), "normal");
+  EXPECT_EQ(GetObject(*adapter_, "n/a/b").value_or("error"), "normal");
   for (std::string_view key : {"../up", "n/../../up", "/absolute", "back\\slash", ""}) {
     EXPECT_EQ(adapter_->OpenWrite(key).status().code(), absl::StatusCode::kInvalidArgument) << key;
     EXPECT_EQ(adapter_->Stat(key).status().code(), absl::StatusCode::kInvalidArgument) << key;
