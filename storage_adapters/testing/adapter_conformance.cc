@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <ostream>
 #include <sstream>
 #include <string_view>
 #include <vector>
@@ -58,6 +59,8 @@ void WriteLocal(const fs::path& path, std::string_view data) {
 std::string AdapterName(const ::testing::TestParamInfo<AdapterFactory>& info) {
   return info.param.name;
 }
+
+void PrintTo(const AdapterFactory& factory, std::ostream* out) { *out << factory.name; }
 
 void AdapterConformanceTest::SetUp() {
   std::string pattern = (fs::temp_directory_path() / "tierflow-conformance.XXXXXX").string();

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,8 @@ struct AdapterFactory {
 
 // For INSTANTIATE_TEST_SUITE_P's name generator.
 std::string AdapterName(const ::testing::TestParamInfo<AdapterFactory>& info);
+// gtest prints a parameter (in test names as ctest lists them) by its name.
+void PrintTo(const AdapterFactory& factory, std::ostream* out);
 
 class AdapterConformanceTest : public ::testing::TestWithParam<AdapterFactory> {
  protected:
