@@ -38,6 +38,7 @@
 #include "scheduler/engine.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
+#include "storage_adapters/tier_factory.h"
 
 namespace tierflow::api {
 namespace {
@@ -1026,7 +1027,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     engine_options.node_tiers_on_workers = true;
     engine_options.kill_leftovers_on_host = false;  // workers stop their own tasks
     engine_options.tiers = std::move(tiers);
-    engine_options.open_tier = OpenTier;
+    engine_options.open_tier = storage::OpenTier;
     Registry* registry = &registry_;
     engine_options.make_executor =
         [registry, priority,

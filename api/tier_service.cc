@@ -18,7 +18,7 @@
 #include "common/units.h"
 #include "scheduler/store.h"
 #include "storage_adapters/posix.h"
-#include "storage_adapters/s3.h"
+#include "storage_adapters/tier_factory.h"
 
 namespace tierflow::api {
 namespace fs = std::filesystem;
@@ -54,30 +54,6 @@ absl::StatusOr<storage::TierSet> LoadTiers(const std::string& tiers_file,
   if (!tiers_file.empty()) return storage::LoadTierFile(tiers_file);
   std::string state = fs::path(db_path).parent_path().string();
   return storage::DefaultTiers(state.empty() ? "." : state);
-}
-
-absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenTier(const storage::TierConfig& tier) {
-  if (tier.adapter == "posix") return storage::OpenPosixTier(tier);
-  storage::S3Config config;
-  config.tier = tier.name;
-  config.endpoint = tier.endpoint;
-  config.bucket = tier.bucket;
-  config.region = tier.region;
-  config.prefix = tier.prefix;
-  config.path_style = tier.path_style;
-  config.write_once = tier.durability == Durability::kArchive;
-  config.timing = tier.s3_timing;
-  for (auto [variable, value] : {std::pair{&tier.access_key_env, &config.access_key},
-                                 std::pair{&tier.secret_key_env, &config.secret_key}}) {
-    const char* text = std::getenv(variable->c_str());
-    if (text == nullptr || *text == '\0') {
-      return absl::FailedPreconditionError(
-          StrCat("tier ", tier.name, ": the environment variable ", *variable, " (named by its ",
-                 variable == &tier.access_key_env ? "access" : "secret", "_key_env) is not set"));
-    }
-    *value = text;
-  }
-  return storage::MakeS3Adapter(std::move(config));
 }
 
 absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
@@ -197,7 +173,7 @@ absl::Status ProbeTiers(const storage::TierSet& tiers, const std::vector<std::st
   }
   TF_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Database> db, scheduler::OpenStore(db_path));
   for (const storage::TierConfig* tier : chosen) {
-    TF_ASSIGN_OR_RETURN(std::unique_ptr<storage::Adapter> adapter, OpenTier(*tier));
+    TF_ASSIGN_OR_RETURN(std::unique_ptr<storage::Adapter> adapter, storage::OpenTier(*tier));
     storage::ProbeOptions options;
     options.budget = budget;
     if (tier->adapter == "posix") {

@@ -26,10 +26,6 @@ namespace tierflow::api {
 absl::StatusOr<storage::TierSet> LoadTiers(const std::string& tiers_file,
                                            const std::string& db_path);
 
-// The adapter for a tier (posix; s3 credentials come from the environment
-// variables the tier names).
-absl::StatusOr<std::unique_ptr<storage::Adapter>> OpenTier(const storage::TierConfig& tier);
-
 struct MeasuredProfile {
   storage::TierProfile profile;
   double create_us = 0;

@@ -57,10 +57,14 @@ class ObjectReader {
   virtual absl::StatusOr<size_t> Read(std::span<char> buffer) = 0;
 };
 
-// Errors name the tier and the key. NotFound for a missing key;
+// Errors name the tier and the key. NotFound for a missing key (a key that
+// only prefixes others, or passes through one, names no object either);
 // ResourceExhausted for a full tier; PermissionDenied for refused
 // credentials; Unavailable for a server that cannot be reached or keeps
-// failing after retries.
+// failing after retries; InvalidArgument for a key NormalizeArtifactKey
+// refuses. On an archive (write-once) tier, replacing an existing key is
+// AlreadyExists and deleting one FailedPrecondition.
+// testing/adapter_conformance.h is the suite every adapter passes.
 class RemoteStore;  // remote_store.h
 
 class Adapter {
@@ -71,8 +75,12 @@ class Adapter {
   // unfinished uploads); null for local ones.
   virtual RemoteStore* remote() { return nullptr; }
 
-  // "posix" or "s3".
+  // "posix" or "s3" ("fault" for the testing wrapper, testing/fault_adapter.h).
   virtual std::string_view kind() const = 0;
+
+  // The adapter this one wraps (the testing wrapper that injects faults),
+  // else null. Only PosixTierRoot looks through it.
+  virtual const Adapter* wrapped() const { return nullptr; }
 
   virtual absl::StatusOr<std::unique_ptr<ObjectWriter>> OpenWrite(std::string_view key) = 0;
   // `length` unset: to the end of the object.

@@ -107,6 +107,23 @@ class PosixAdapter final : public Adapter {
     }
   }
 
+  // An error reading `key`: a path through a file ("f/x" under the file
+  // "f") or to a folder names no object, NotFound as for any missing key.
+  absl::Status ReadError(std::string_view key, std::string_view what, int error) const {
+    if (error == ENOTDIR || error == EISDIR) {
+      return absl::NotFoundError(StrCat("tier ", config_.tier, ": ", what, " '", key, "' (under ",
+                                        config_.root, "): no such object (", std::strerror(error),
+                                        ")"));
+    }
+    return Error(key, what, error);
+  }
+  // NotFound unless `fd` is a file.
+  absl::Status MustBeFile(int fd, std::string_view key, std::string_view what) const {
+    struct stat info {};
+    if (fstat(fd, &info) != 0) return Error(key, what, errno);
+    return S_ISREG(info.st_mode) ? absl::OkStatus() : ReadError(key, what, EISDIR);
+  }
+
   const PosixConfig& config() const { return config_; }
   const std::shared_ptr<const TierRoot>& tier_root() const { return tier_root_; }
 
@@ -114,7 +131,7 @@ class PosixAdapter final : public Adapter {
   absl::StatusOr<Fd> OpenSource(std::string_view key) const {
     TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
     Fd fd(OpenBeneath(tier_root_->fd(), normal, O_RDONLY));
-    if (fd.get() < 0) return Error(normal, "cannot read", errno);
+    if (fd.get() < 0) return ReadError(normal, "cannot read", errno);
     return fd;
   }
 
@@ -136,26 +153,19 @@ class PosixAdapter final : public Adapter {
   absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRead(std::string_view key, uint64_t offset,
                                                          std::optional<uint64_t> length) override {
     TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
-    int fd = OpenBeneath(tier_root_->fd(), normal, O_RDONLY);
-    if (fd < 0) return Error(normal, "cannot read", errno);
-    struct stat info {};
-    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-      close(fd);
-      return absl::InvalidArgumentError(
-          StrCat("tier ", config_.tier, ": '", normal, "' is not a file"));
-    }
-    return std::unique_ptr<ObjectReader>(new PosixReader(Fd(fd), offset, length));
+    Fd fd(OpenBeneath(tier_root_->fd(), normal, O_RDONLY));
+    if (fd.get() < 0) return ReadError(normal, "cannot read", errno);
+    TF_RETURN_IF_ERROR(MustBeFile(fd.get(), normal, "cannot read"));
+    return std::unique_ptr<ObjectReader>(new PosixReader(std::move(fd), offset, length));
   }
 
   absl::StatusOr<ObjectInfo> Stat(std::string_view key) override {
     TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
     Fd fd(OpenBeneath(tier_root_->fd(), normal, O_PATH));
-    if (fd.get() < 0) return Error(normal, "cannot stat", errno);
+    if (fd.get() < 0) return ReadError(normal, "cannot stat", errno);
     struct stat info {};
     if (fstat(fd.get(), &info) != 0) return Error(normal, "cannot stat", errno);
-    if (!S_ISREG(info.st_mode)) {
-      return absl::NotFoundError(StrCat("tier ", config_.tier, ": '", normal, "' is not a file"));
-    }
+    if (!S_ISREG(info.st_mode)) return ReadError(normal, "cannot stat", EISDIR);
     return ObjectInfo{normal, static_cast<uint64_t>(info.st_size),
                       info.st_mtim.tv_sec * 1000 + info.st_mtim.tv_nsec / 1000000};
   }
@@ -220,7 +230,7 @@ class PosixAdapter final : public Adapter {
     }
     TF_ASSIGN_OR_RETURN(Fd dir, ParentDir(normal, /*create=*/false));
     if (unlinkat(dir.get(), fs::path(normal).filename().c_str(), 0) != 0) {
-      return Error(normal, "cannot delete", errno);
+      return ReadError(normal, "cannot delete", errno);
     }
     return absl::OkStatus();
   }
@@ -239,7 +249,8 @@ class PosixAdapter final : public Adapter {
   absl::Status GetFile(std::string_view key, const std::string& local_path) override {
     TF_ASSIGN_OR_RETURN(std::string normal, NormalizeArtifactKey(key));
     Fd source(OpenBeneath(tier_root_->fd(), normal, O_RDONLY));
-    if (source.get() < 0) return Error(normal, "cannot read", errno);
+    if (source.get() < 0) return ReadError(normal, "cannot read", errno);
+    TF_RETURN_IF_ERROR(MustBeFile(source.get(), normal, "cannot read"));
     const fs::path target(local_path);
     std::error_code error;
     fs::create_directories(target.parent_path(), error);
@@ -273,8 +284,8 @@ class PosixAdapter final : public Adapter {
     Fd dir(
         OpenBeneath(tier_root_->fd(), fs::path(key).parent_path().string(), O_PATH | O_DIRECTORY));
     if (dir.get() >= 0) return dir;
-    if (errno != ENOENT || !create)
-      return Error(key, create ? "cannot write" : "cannot find", errno);
+    if (!create) return ReadError(key, "cannot find", errno);
+    if (errno != ENOENT) return Error(key, "cannot write", errno);
     absl::StatusOr<Fd> made = tier_root_->OpenFolder(fs::path(key).parent_path().string(), true);
     if (!made.ok()) {
       return absl::Status(made.status().code(),
@@ -450,7 +461,9 @@ absl::StatusOr<std::shared_ptr<const TierRoot>> OpenPosixRoot(const std::string&
 }
 
 std::shared_ptr<const TierRoot> PosixTierRoot(const Adapter& adapter) {
-  const auto* posix = dynamic_cast<const PosixAdapter*>(&adapter);
+  const Adapter* inner = &adapter;
+  while (inner->wrapped() != nullptr) inner = inner->wrapped();
+  const auto* posix = dynamic_cast<const PosixAdapter*>(inner);
   return posix == nullptr ? nullptr : posix->tier_root();
 }
 

@@ -39,8 +39,9 @@ absl::StatusOr<std::unique_ptr<Adapter>> OpenPosixTier(const TierConfig& tier);
 // tier's folder (DefaultRamRoot) with TierRoot::OpenPrivate's checks.
 absl::StatusOr<std::shared_ptr<const TierRoot>> OpenPosixRoot(const std::string& root);
 
-// The root of a posix tier's adapter, through which every change under it
-// is made; null for any other adapter.
+// The root of a posix tier's adapter (or of the posix adapter a testing
+// wrapper wraps), through which every change under it is made; null for
+// any other adapter.
 std::shared_ptr<const TierRoot> PosixTierRoot(const Adapter& adapter);
 
 // Copies `key` of posix tier `from` to `to_key` of posix tier `to` inside

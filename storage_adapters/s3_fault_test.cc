@@ -9,7 +9,6 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -30,6 +29,7 @@
 #include "storage_adapters/s3.h"
 #include "storage_adapters/swift_testing.h"
 #include "storage_adapters/transfer.h"
+#include "tests/testing/child_process.h"
 
 namespace tierflow::storage {
 namespace {
@@ -84,11 +84,11 @@ class S3FaultTest : public ::testing::Test {
     ASSERT_TRUE(CreateS3Bucket(Direct()).ok());
 
     const std::string port_file = (dir_ / "proxy.port").string();
-    proxy_pid_ = fork();
-    if (proxy_pid_ == 0) {
-      execlp("python3", "python3", proxy, endpoint_.c_str(), port_file.c_str(), nullptr);
-      _exit(127);
-    }
+    tierflow::testing::ChildSpec proxy_spec{"python3", {proxy, endpoint_, port_file}};
+    proxy_spec.capture = false;  // its messages go where the test's go
+    auto started = tierflow::testing::ChildProcess::Start(std::move(proxy_spec));
+    ASSERT_TRUE(started.ok()) << started.status();
+    proxy_ = std::move(*started);
     const auto deadline = Clock::now() + std::chrono::seconds(20);
     while (!fs::exists(port_file) && Clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -100,10 +100,7 @@ class S3FaultTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (proxy_pid_ > 0) {
-      kill(proxy_pid_, SIGKILL);
-      waitpid(proxy_pid_, nullptr, 0);
-    }
+    proxy_.reset();  // killed and reaped by its pid
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
@@ -163,7 +160,7 @@ class S3FaultTest : public ::testing::Test {
   std::string endpoint_;
   fs::path dir_;
   std::string prefix_;
-  pid_t proxy_pid_ = -1;
+  std::unique_ptr<tierflow::testing::ChildProcess> proxy_;
   int proxy_port_ = 0;
   std::unique_ptr<Adapter> posix_;
   std::mutex mu_;

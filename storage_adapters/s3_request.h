@@ -1,9 +1,9 @@
-// Requests of the s3 adapter (s3.cc) as libcurl sends them: their bodies
+// Requests of the s3 adapter (s3_client.cc) as libcurl sends them: their bodies
 // (bytes in memory or a range of a file, each readable again for a retry),
 // the request and response records, the curl callbacks that move the bytes
 // of one attempt, which failures are transient (worth retrying), and
-// RunParallel for parts and ranges. An internal header, used only by s3.cc
-// and its tests; the functions here keep no state between calls.
+// RunParallel for parts and ranges. An internal header, used only by the
+// s3 adapter (s3*.cc); the functions here keep no state between calls.
 #pragma once
 
 #include <curl/curl.h>

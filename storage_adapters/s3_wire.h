@@ -1,7 +1,7 @@
-// What the s3 adapter (s3.cc) reads from and writes into S3's replies and
+// What the s3 adapter (s3*.cc) reads from and writes into S3's replies and
 // requests: the XML of its listings, errors and multipart requests, its
 // dates and its ETags. Pure functions of their arguments, thread-safe; an
-// internal header, used only by s3.cc and its tests.
+// internal header, used only by the s3 adapter and its tests.
 #pragma once
 
 #include <cstdint>

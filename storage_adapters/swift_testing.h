@@ -1,6 +1,6 @@
 // What the tests that talk to the real Swift of the `swift` ctest fixture
-// (s3_test, s3_fault_test) share: reading files, test bytes, and a tier on
-// the fixture's bucket. Tests only.
+// (s3_test, s3_fault_test, s3_conformance_test) share: reading files, test
+// bytes (testing/objects.h), and a tier on the fixture's bucket. Tests only.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "storage_adapters/s3.h"
+#include "storage_adapters/testing/objects.h"  // RandomBytes
 
 namespace tierflow::storage::testing {
 
@@ -29,17 +30,6 @@ inline std::string ReadFile(const std::filesystem::path& path) {
 inline std::string_view TrimNewline(std::string_view text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
   return text;
-}
-
-// Bytes that differ at every offset, so a misplaced range cannot pass.
-inline std::string RandomBytes(size_t size, uint64_t seed) {
-  std::mt19937_64 random(seed);
-  std::string out(size, '\0');
-  for (size_t i = 0; i < size; i += 8) {
-    const uint64_t word = random();
-    std::memcpy(out.data() + i, &word, std::min<size_t>(8, size - i));
-  }
-  return out;
 }
 
 // A tier `tier` on the fixture's bucket at `endpoint`, under `prefix`, with

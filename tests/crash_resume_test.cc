@@ -4,20 +4,19 @@
 // in a journal every task appends to. Every process a test starts carries a
 // marker variable in its environment, by which the test finds and kills
 // whatever is left (by pid) when it ends.
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "scheduler/store.h"
 #include "tests/engine/engine_testing.h"
+#include "tests/testing/child_process.h"
 
 namespace tierflow {
 namespace {
@@ -46,11 +45,8 @@ class CrashResumeTest : public ::testing::Test {
  protected:
   ~CrashResumeTest() override {
     // Whatever a test left running (engines, task groups), by pid.
+    // The engines themselves are killed and reaped with children_.
     for (pid_t pid : ProcessesWithEnv(Marker())) ::kill(pid, SIGKILL);
-    for (pid_t pid : children_) {
-      int status;
-      waitpid(pid, &status, 0);
-    }
   }
 
   std::string Marker() const { return "TIERFLOW_TEST_MARKER=" + dir_.path().string(); }
@@ -65,43 +61,28 @@ class CrashResumeTest : public ::testing::Test {
   // Starts `tierflow ARGS` with stdout and stderr in files named `name`.out
   // and .err in the test folder. Returns its pid.
   pid_t Start(const std::string& name, const std::vector<std::string>& args) {
-    std::vector<std::string> strings = {TIERFLOW_BIN};
-    strings.insert(strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& s : strings) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    const std::string out = dir_ / (name + ".out");
-    const std::string err = dir_ / (name + ".err");
-    std::string marker = Marker();
-    pid_t pid = fork();
-    if (pid == 0) {
-      int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(out_fd, STDOUT_FILENO);
-      dup2(err_fd, STDERR_FILENO);
-      putenv(marker.data());
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    if (pid > 0) children_.insert(pid);
+    absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Start(
+        {TIERFLOW_BIN, args, "", {Marker()}, {}, dir_ / (name + ".out"), dir_ / (name + ".err")});
+    EXPECT_TRUE(child.ok()) << child.status();
+    if (!child.ok()) return -1;
+    const pid_t pid = (*child)->pid();
+    children_[pid] = std::move(*child);
     return pid;
   }
 
   // Waits for `pid` to exit: its exit code, -SIGNAL when a signal killed
-  // it, or kTimedOut (after killing it) when it took longer than `limit`.
+  // it, or kTimedOut (after killing it, failing the test) when it took
+  // longer than `limit`.
   int Wait(pid_t pid, std::chrono::milliseconds limit = kHangLimit) {
-    int status = 0;
-    pid_t done = 0;
-    WaitFor([&] { return (done = waitpid(pid, &status, WNOHANG)) != 0; }, limit);
-    if (done == 0) {
-      ::kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      children_.erase(pid);
+    auto found = children_.find(pid);
+    if (found == children_.end()) {
+      ADD_FAILURE() << "no child process " << pid << " to wait for";
       return kTimedOut;
     }
-    children_.erase(pid);
-    if (done < 0) return kTimedOut;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    const ChildResult result = found->second->Wait(limit);
+    children_.erase(found);
+    if (result.timed_out) return kTimedOut;
+    return result.signal != 0 ? -result.signal : result.exit_code;
   }
 
   struct Result {
@@ -170,7 +151,7 @@ class CrashResumeTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::set<pid_t> children_;
+  std::map<pid_t, std::unique_ptr<ChildProcess>> children_;  // started, not yet waited for
 };
 
 // a -> {b, c} -> d -> {e, f} -> g -> h; c holds on its first attempt.

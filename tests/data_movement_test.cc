@@ -30,19 +30,6 @@ using scheduler::RunResult;
 using ::testing::HasSubstr;
 using namespace tierflow::testing;  // NOLINT: the test helpers
 
-PlacementTier Tier(const fs::path& root, std::string name, Durability durability,
-                   storage::TierProfile profile) {
-  PlacementTier tier;
-  tier.config.name = std::move(name);
-  tier.config.adapter = "posix";
-  tier.config.root = (root / tier.config.name).string();
-  tier.config.durability = durability;
-  tier.config.scope = storage::Scope::kNode;
-  tier.profile = profile;
-  tier.profile_source = "declared";
-  return tier;
-}
-
 // ingest writes raw (home: bulk, the only durable tier; written on disk,
 // which writes it 6x faster); train reads it at random for many passes
 // (worth a copy to ram) and writes a model; report reads raw once,
@@ -72,12 +59,7 @@ class DataMovementTest : public ::testing::Test {
   std::string Db() const { return (dir_.path() / ".tierflow" / "tierflow.db").string(); }
   fs::path Root(const std::string& tier) const { return dir_.path() / "tiers" / tier; }
 
-  std::vector<PlacementTier> Tiers() const {
-    const fs::path roots = dir_.path() / "tiers";
-    return {Tier(roots, "ram", Durability::kVolatile, {5000, 3000, 200000, 5}),
-            Tier(roots, "disk", Durability::kNode, {1500, 1200, 20000, 80}),
-            Tier(roots, "bulk", Durability::kDurable, {200, 200, 100, 20000})};
-  }
+  std::vector<PlacementTier> Tiers() const { return RamDiskBulkTiers(dir_.path() / "tiers"); }
 
   absl::StatusOr<RunResult> RunOn(std::vector<PlacementTier> tiers) {
     EngineOptions options;

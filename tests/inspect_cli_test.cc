@@ -1,16 +1,9 @@
 // Runs the real `tierflow` binary's inspection commands (runs, show, logs,
 // lineage) against a state store written by SQL (scheduler/testing/
 // run_fixture.h) and checks what users see: stdout, stderr, exit codes.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -22,119 +15,29 @@
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 #include "scheduler/testing/run_fixture.h"
-
-extern char** environ;
+#include "tests/testing/child_process.h"
 
 namespace tierflow {
 namespace {
 
 using Json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
-struct Output {
-  int exit_code = -1;  // -1 when killed or not started
-  std::string out;
-  std::string err;
-};
+using Output = testing::ChildResult;  // exit_code -1 when killed or not started
 
 bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-// A running `tierflow` with its stdout and stderr read through pipes.
-class Tierflow {
- public:
-  // `env`: NAME=VALUE entries added to this environment (from which
-  // TIERFLOW_DB is removed, so a developer's setting cannot leak in).
-  explicit Tierflow(const std::vector<std::string>& args, std::vector<std::string> env = {}) {
-    int out_pipe[2];
-    int err_pipe[2];
-    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) return;
-    std::string binary = TIERFLOW_BIN;
-    std::vector<std::string> argv_text = {binary};
-    argv_text.insert(argv_text.end(), args.begin(), args.end());
-    for (char** entry = environ; *entry != nullptr; ++entry) {
-      if (std::strncmp(*entry, "TIERFLOW_DB=", 12) != 0) env.emplace_back(*entry);
-    }
-    env.emplace_back("TZ=UTC");
-    std::vector<char*> argv;
-    for (std::string& arg : argv_text) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    std::vector<char*> envp;
-    for (std::string& entry : env) envp.push_back(entry.data());
-    envp.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out_pipe[1], STDOUT_FILENO);
-      dup2(err_pipe[1], STDERR_FILENO);
-      execve(binary.c_str(), argv.data(), envp.data());
-      _exit(127);
-    }
-    close(out_pipe[1]);
-    close(err_pipe[1]);
-    fds_[0] = out_pipe[0];
-    fds_[1] = err_pipe[0];
-  }
-
-  ~Tierflow() {
-    if (pid_ > 0 && !reaped_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    for (int fd : fds_) {
-      if (fd >= 0) close(fd);
-    }
-  }
-
-  // Reads both pipes until `done(output)` holds, both pipes close, or
-  // `limit` passes (a hang). True unless the limit passed.
-  bool ReadUntil(const std::function<bool(const Output&)>& done, std::chrono::seconds limit) {
-    const auto deadline = Clock::now() + limit;
-    std::string* sinks[2] = {&output_.out, &output_.err};
-    while ((fds_[0] >= 0 || fds_[1] >= 0) && !done(output_)) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) return false;
-      pollfd fds[2] = {{fds_[0], POLLIN, 0}, {fds_[1], POLLIN, 0}};
-      if (poll(fds, 2, static_cast<int>(left.count())) < 0) continue;
-      for (int i = 0; i < 2; ++i) {
-        if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP)) == 0) continue;
-        char buffer[65536];
-        const ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
-        if (n > 0) {
-          sinks[i]->append(buffer, static_cast<size_t>(n));
-        } else if (n == 0 || errno != EINTR) {
-          close(fds_[i]);
-          fds_[i] = -1;
-        }
-      }
-    }
-    return true;
-  }
-
-  // Reads to the end and reaps the process; killed (exit -1) after `limit`.
-  Output Finish(std::chrono::seconds limit = std::chrono::seconds(60)) {
-    if (pid_ <= 0) return output_;
-    const bool finished = ReadUntil([](const Output&) { return false; }, limit);
-    if (!finished) kill(pid_, SIGKILL);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    reaped_ = true;
-    if (finished && WIFEXITED(status)) output_.exit_code = WEXITSTATUS(status);
-    return output_;
-  }
-
-  const Output& output() const { return output_; }
-
- private:
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-  int fds_[2] = {-1, -1};
-  Output output_;
-};
+// `tierflow ARGS` with `env` (NAME=VALUE) added to this environment, from
+// which TIERFLOW_DB is removed, so a developer's setting cannot leak in.
+testing::ChildSpec Tierflow(const std::vector<std::string>& args,
+                            std::vector<std::string> env = {}) {
+  env.emplace_back("TZ=UTC");
+  return {TIERFLOW_BIN, args, "", std::move(env), {"TIERFLOW_DB"}};
+}
 
 Output RunTierflow(const std::vector<std::string>& args, std::vector<std::string> env = {}) {
-  return Tierflow(args, std::move(env)).Finish();
+  return testing::RunChild(Tierflow(args, std::move(env)));
 }
 
 class InspectCliTest : public ::testing::Test {
@@ -331,12 +234,14 @@ TEST_F(InspectCliTest, FollowPrintsAppendedLinesUntilTheAttemptSucceeds) {
   ASSERT_TRUE(writer.ok()) << writer.status();
   std::ofstream(fixture_.running_log, std::ios::app) << "line 1\n";
 
-  Tierflow follow({"logs", "-f", "last", "ingest[0]", "--db", fixture_.db_path});
+  auto follow = testing::ChildProcess::Start(
+      Tierflow({"logs", "-f", "last", "ingest[0]", "--db", fixture_.db_path}));
+  ASSERT_TRUE(follow.ok()) << follow.status();
   ASSERT_TRUE(
-      follow.ReadUntil([](const Output& output) { return Contains(output.out, "line 1\n"); },
-                       std::chrono::seconds(30)))
-      << follow.output().err;
-  ASSERT_EQ(follow.output().out, "line 1\n") << follow.output().err;
+      (*follow)->ReadUntil([](const Output& output) { return Contains(output.out, "line 1\n"); },
+                           std::chrono::seconds(30)))
+      << (*follow)->output().err;
+  ASSERT_EQ((*follow)->output().out, "line 1\n") << (*follow)->output().err;
 
   // The task goes on writing, then ends; tierflow must print every line
   // and return once the attempt is recorded succeeded.
@@ -350,7 +255,7 @@ TEST_F(InspectCliTest, FollowPrintsAppendedLinesUntilTheAttemptSucceeds) {
         "'ingest[0]'; COMMIT");
     EXPECT_TRUE(status.ok()) << status;
   });
-  Output done = follow.Finish(std::chrono::seconds(30));
+  Output done = (*follow)->Wait(std::chrono::seconds(30));
   task.join();
   EXPECT_EQ(done.exit_code, 0) << done.err;
   EXPECT_EQ(done.out, "line 1\nline 2\nline 3\nline 4\nline 5\n");

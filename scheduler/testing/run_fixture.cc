@@ -16,6 +16,7 @@
 #include "common/strings.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
+#include "tests/testing/child_process.h"
 
 namespace tierflow::scheduler::testing {
 namespace {
@@ -312,33 +313,21 @@ absl::StatusOr<RunFixture> WriteRunFixture(const std::string& dir, int64_t engin
 }
 
 FakeEngine::FakeEngine() {
-  // The child's end of the pipe closes on exec: EOF means argv[0] is set.
-  int ready[2];
-  if (pipe2(ready, O_CLOEXEC) != 0) return;
-  pid_t pid = fork();
-  if (pid == 0) {
-    execl("/bin/sleep", "tierflow-fake-engine", "300", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(ready[1]);
-  char byte;
-  while (read(ready[0], &byte, 1) < 0 && errno == EINTR) {
-  }
-  close(ready[0]);
-  pid_ = pid;
+  // Start returns once the program runs: argv[0] is set by then.
+  auto started = tierflow::testing::ChildProcess::Start(
+      {"/bin/sleep", {"300"}, "tierflow-fake-engine"});
+  if (started.ok()) process_ = std::move(*started);
 }
 
-FakeEngine::~FakeEngine() {
-  if (pid_ <= 0) return;
-  kill(static_cast<pid_t>(pid_), SIGKILL);
-  waitpid(static_cast<pid_t>(pid_), nullptr, 0);
-}
+FakeEngine::~FakeEngine() = default;  // the process is killed and reaped by its pid
+
+int64_t FakeEngine::pid() const { return process_ ? process_->pid() : -1; }
 
 int64_t DeadPid() {
-  pid_t pid = fork();
-  if (pid == 0) _exit(0);
-  waitpid(pid, nullptr, 0);
-  return pid;
+  auto started = tierflow::testing::ChildProcess::Start({"/bin/true"});
+  if (!started.ok()) return -1;
+  (*started)->Wait();
+  return (*started)->pid();
 }
 
 std::string MakeTempDir() {

@@ -23,10 +23,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+
+namespace tierflow::testing {
+class ChildProcess;
+}  // namespace tierflow::testing
 
 namespace tierflow::scheduler::testing {
 
@@ -54,10 +59,10 @@ class FakeEngine {
   ~FakeEngine();
   FakeEngine(const FakeEngine&) = delete;
   FakeEngine& operator=(const FakeEngine&) = delete;
-  int64_t pid() const { return pid_; }
+  int64_t pid() const;
 
  private:
-  int64_t pid_ = -1;
+  std::unique_ptr<tierflow::testing::ChildProcess> process_;  // tests/testing/child_process.h
 };
 
 // The pid of a process that has exited and been reaped.

@@ -1,6 +1,7 @@
 // Helpers shared by the engine's integration tests (engine_test.cc,
-// crash_resume_test.cc): temporary folders, files, SQLite queries against
-// the store, and checks on real processes by pid. Test-only.
+// crash_resume_test.cc, data_movement_test.cc, engine_faults_test.cc):
+// temporary folders, files, SQLite queries against the store, checks on
+// real processes by pid, and posix tiers for placement. Test-only.
 #pragma once
 
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "scheduler/placement.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 
@@ -159,6 +161,29 @@ inline std::vector<pid_t> ProcessesWithEnv(const std::string& variable) {
     }
   }
   return pids;
+}
+
+// A posix tier `name` rooted at roots/name, on this node, with a declared
+// profile, as placement takes it.
+inline scheduler::PlacementTier PosixTier(const fs::path& roots, std::string name,
+                                          Durability durability, storage::TierProfile profile) {
+  scheduler::PlacementTier tier;
+  tier.config.name = std::move(name);
+  tier.config.adapter = "posix";
+  tier.config.root = (roots / tier.config.name).string();
+  tier.config.durability = durability;
+  tier.config.scope = storage::Scope::kNode;
+  tier.profile = profile;
+  tier.profile_source = "declared";
+  return tier;
+}
+
+// The data-movement tests' three tiers under `roots`: ram (volatile,
+// fastest), disk (node) and bulk (durable, slowest).
+inline std::vector<scheduler::PlacementTier> RamDiskBulkTiers(const fs::path& roots) {
+  return {PosixTier(roots, "ram", Durability::kVolatile, {5000, 3000, 200000, 5}),
+          PosixTier(roots, "disk", Durability::kNode, {1500, 1200, 20000, 80}),
+          PosixTier(roots, "bulk", Durability::kDurable, {200, 200, 100, 20000})};
 }
 
 }  // namespace tierflow::testing
