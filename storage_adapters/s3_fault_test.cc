@@ -29,7 +29,7 @@
 #include "storage_adapters/s3.h"
 #include "storage_adapters/swift_testing.h"
 #include "storage_adapters/transfer.h"
-#include "tests/testing/child_process.h"
+#include "common/testing/child_process.h"
 
 namespace tierflow::storage {
 namespace {

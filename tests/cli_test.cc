@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "tests/testing/child_process.h"
+#include "common/testing/child_process.h"
 
 namespace tierflow {
 namespace {

@@ -16,7 +16,7 @@
 
 #include "scheduler/store.h"
 #include "tests/engine/engine_testing.h"
-#include "tests/testing/child_process.h"
+#include "common/testing/child_process.h"
 
 namespace tierflow {
 namespace {

@@ -15,7 +15,7 @@
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 #include "scheduler/testing/run_fixture.h"
-#include "tests/testing/child_process.h"
+#include "common/testing/child_process.h"
 
 namespace tierflow {
 namespace {

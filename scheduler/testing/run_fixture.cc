@@ -16,7 +16,7 @@
 #include "common/strings.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
-#include "tests/testing/child_process.h"
+#include "common/testing/child_process.h"
 
 namespace tierflow::scheduler::testing {
 namespace {

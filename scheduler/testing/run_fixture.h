@@ -62,7 +62,7 @@ class FakeEngine {
   int64_t pid() const;
 
  private:
-  std::unique_ptr<tierflow::testing::ChildProcess> process_;  // tests/testing/child_process.h
+  std::unique_ptr<tierflow::testing::ChildProcess> process_;  // common/testing/child_process.h
 };
 
 // The pid of a process that has exited and been reaped.

@@ -1,7 +1,7 @@
 // The tests' child-process runner: what it reports of a process that exits,
 // is killed or hangs, and what it hands the process (arguments, argv[0],
 // environment, files).
-#include "tests/testing/child_process.h"
+#include "common/testing/child_process.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest-spi.h>
