@@ -1,6 +1,6 @@
 // Cluster mode (DESIGN.md "Modes" 2): `tierflow server` runs the same
 // engine as `tierflow run`, one per submitted run, with an executor that
-// leases tasks to workers over gRPC (api/tierflow.proto); `tierflow worker`
+// leases tasks to workers over gRPC (rpc/tierflow.proto); `tierflow worker`
 // runs what it is leased on its own local pool and reports back; clients
 // submit and look at runs through the server. Only the server writes the
 // state store.

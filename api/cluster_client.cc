@@ -14,12 +14,14 @@
 #include <thread>
 
 #include "api/cluster.h"
-#include "api/task_proto.h"
-#include "api/tierflow.grpc.pb.h"
 #include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
+#include "rpc/channel.h"
+#include "rpc/status.h"
+#include "rpc/task_proto.h"
+#include "rpc/tierflow.grpc.pb.h"
 #include "worker/checkpoint_relay.h"
 #include "worker/local_pool.h"
 #include "worker/node_tiers.h"
@@ -28,49 +30,13 @@
 namespace tierflow::api {
 namespace {
 
-void Authorize(grpc::ClientContext& context, const std::string& token) {
-  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
-}
-
-absl::Status FromGrpc(const grpc::Status& status, const std::string& scheduler) {
-  if (status.ok()) return absl::OkStatus();
-  const std::string message = StrCat("scheduler ", scheduler, ": ", status.error_message());
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-      return absl::UnavailableError(message);
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return absl::UnauthenticatedError(message);
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return absl::PermissionDeniedError(message);
-    case grpc::StatusCode::NOT_FOUND:
-      return absl::NotFoundError(message);
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return absl::InvalidArgumentError(message);
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return absl::AlreadyExistsError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
-
-// TLS when TIERFLOW_TLS_CA names the CA file that signed the server's
-// certificate; plaintext otherwise. An unreadable CA file fails the calls
-// with a message naming it (through a channel that cannot connect).
-std::shared_ptr<grpc::Channel> Channel(const std::string& scheduler) {
-  const char* ca_file = std::getenv("TIERFLOW_TLS_CA");
-  if (ca_file == nullptr || *ca_file == '\0') {
-    return grpc::CreateChannel(scheduler, grpc::InsecureChannelCredentials());
-  }
-  std::ifstream in(ca_file, std::ios::binary);
-  std::stringstream ca;
-  ca << in.rdbuf();
-  grpc::SslCredentialsOptions tls;
-  tls.pem_root_certs = ca.str();
-  return grpc::CreateChannel(scheduler, grpc::SslCredentials(tls));
-}
+using rpc::Authorize;
+using rpc::FromGrpc;
+using rpc::FromProto;
+using rpc::ToProto;
 
 std::unique_ptr<v1::Scheduler::Stub> SchedulerStub(const std::string& scheduler) {
-  return v1::Scheduler::NewStub(Channel(scheduler));
+  return v1::Scheduler::NewStub(rpc::OpenChannel(scheduler));
 }
 
 // One unary call of the Scheduler service: `method` is the stub's method
@@ -270,7 +236,7 @@ absl::Status Serve(const WorkerOptions& options, const std::string& name,
 // says whether it got that far.
 absl::Status Session(const WorkerOptions& options, const std::string& name,
                      const std::atomic<bool>& stop, std::ostream& log, bool& registered) {
-  auto stub = v1::Workers::NewStub(Channel(options.scheduler));
+  auto stub = v1::Workers::NewStub(rpc::OpenChannel(options.scheduler));
   grpc::ClientContext context;
   Authorize(context, options.token);
   std::unique_ptr<WorkerStream> stream = stub->Connect(&context);
@@ -396,6 +362,20 @@ absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std
   TF_ASSIGN_OR_RETURN(v1::SubmitReply reply,
                       Call(scheduler, token, &v1::Scheduler::Stub::Submit, request));
   return reply.run_id();
+}
+
+std::vector<RemoteWorker> FromProto(const v1::ListWorkersReply& reply) {
+  std::vector<RemoteWorker> workers;
+  for (const v1::WorkerInfo& info : reply.workers()) {
+    RemoteWorker& worker = workers.emplace_back();
+    worker.name = info.name();
+    worker.slots = info.slots();
+    worker.running = info.running();
+    worker.last_heartbeat_ms = info.last_heartbeat_ms();
+    worker.labels.insert(info.labels().begin(), info.labels().end());
+    for (const v1::NodeTier& tier : info.tiers()) worker.tiers[tier.name()] = tier.path();
+  }
+  return workers;
 }
 
 RemoteRun FromProto(const v1::Run& reply) {

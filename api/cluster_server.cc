@@ -4,7 +4,6 @@
 // worker registry; the registry leases them to connected workers (the one
 // with the most free slots first) and routes their reports back.
 #include <grpcpp/grpcpp.h>
-#include <openssl/crypto.h>
 
 #include <algorithm>
 #include <cctype>
@@ -29,17 +28,23 @@
 #include "api/http_api.h"
 #include "api/http_server.h"
 #include "api/run_service.h"
-#include "api/task_proto.h"
 #include "api/tier_service.h"
-#include "api/tierflow.grpc.pb.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
+#include "rpc/auth.h"
+#include "rpc/status.h"
+#include "rpc/task_proto.h"
+#include "rpc/tierflow.grpc.pb.h"
 #include "scheduler/engine.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 
 namespace tierflow::api {
+
+// api/cluster_client.cc's: the workers of a ListWorkersReply.
+std::vector<RemoteWorker> FromProto(const v1::ListWorkersReply& reply);
+
 namespace {
 
 std::string HeldKey(const std::string& tier, const std::string& key) {
@@ -74,36 +79,10 @@ absl::StatusOr<std::string> ClusterId(const std::string& db_path) {
   return read.Text(0);
 }
 
-// OK when `token` is empty (none required) or the call carries it.
-grpc::Status CheckToken(const grpc::ServerContext& context, const std::string& token,
-                        std::string_view who) {
-  if (token.empty()) return grpc::Status::OK;
-  const auto& metadata = context.client_metadata();
-  auto found = metadata.find("authorization");
-  if (found == metadata.end()) {
-    return {grpc::StatusCode::UNAUTHENTICATED,
-            StrCat("this server requires a ", who, " token: none was sent")};
-  }
-  // "Bearer TOKEN": the scheme is case-insensitive (RFC 7235 section 2.1),
-  // then one or more spaces; the token is compared in constant time.
-  std::string_view got(found->second.data(), found->second.size());
-  constexpr std::string_view kScheme = "bearer";
-  const bool bearer = got.size() > kScheme.size() && got[kScheme.size()] == ' ' &&
-                      std::equal(kScheme.begin(), kScheme.end(), got.begin(), [](char a, char b) {
-                        return a == std::tolower(static_cast<unsigned char>(b));
-                      });
-  if (!bearer) {
-    return {grpc::StatusCode::UNAUTHENTICATED,
-            StrCat("this server requires a ", who, " token: the authorization metadata is not ",
-                   "'Bearer TOKEN'")};
-  }
-  got.remove_prefix(kScheme.size());
-  while (!got.empty() && got.front() == ' ') got.remove_prefix(1);
-  if (got.size() != token.size() || CRYPTO_memcmp(got.data(), token.data(), token.size()) != 0) {
-    return {grpc::StatusCode::PERMISSION_DENIED, StrCat("wrong ", who, " token")};
-  }
-  return grpc::Status::OK;
-}
+using rpc::CheckToken;
+using rpc::FromProto;
+using rpc::ToGrpc;
+using rpc::ToProto;
 
 using WorkerStream = grpc::ServerReaderWriter<v1::SchedulerMessage, v1::WorkerMessage>;
 
@@ -634,28 +613,6 @@ class StartObserver final : public scheduler::RunObserver {
   bool told_ = false;
   std::promise<absl::StatusOr<std::string>> started_;
 };
-
-grpc::Status ToGrpc(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  grpc::StatusCode code = grpc::StatusCode::INTERNAL;
-  switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      code = grpc::StatusCode::INVALID_ARGUMENT;
-      break;
-    case absl::StatusCode::kNotFound:
-      code = grpc::StatusCode::NOT_FOUND;
-      break;
-    case absl::StatusCode::kFailedPrecondition:
-      code = grpc::StatusCode::FAILED_PRECONDITION;
-      break;
-    case absl::StatusCode::kUnavailable:
-      code = grpc::StatusCode::UNAVAILABLE;
-      break;
-    default:
-      break;
-  }
-  return {code, std::string(status.message())};
-}
 
 // A stream of LogChunks as an ostream's buffer: log bytes, or notes.
 class ChunkWriter final : public std::streambuf {
