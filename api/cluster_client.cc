@@ -15,6 +15,7 @@
 #include "common/units.h"
 #include "rpc/channel.h"
 #include "rpc/status.h"
+#include "rpc/task_proto.h"
 #include "rpc/tierflow.grpc.pb.h"
 
 namespace tierflow::api {
@@ -64,6 +65,8 @@ absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std
   return reply.run_id();
 }
 
+namespace {
+
 std::vector<RemoteWorker> FromProto(const v1::ListWorkersReply& reply) {
   std::vector<RemoteWorker> workers;
   for (const v1::WorkerInfo& info : reply.workers()) {
@@ -73,10 +76,12 @@ std::vector<RemoteWorker> FromProto(const v1::ListWorkersReply& reply) {
     worker.running = info.running();
     worker.last_heartbeat_ms = info.last_heartbeat_ms();
     worker.labels.insert(info.labels().begin(), info.labels().end());
-    for (const v1::NodeTier& tier : info.tiers()) worker.tiers[tier.name()] = tier.path();
+    worker.tiers = rpc::FromProto(info.tiers());
   }
   return workers;
 }
+
+}  // namespace
 
 RemoteRun FromProto(const v1::Run& reply) {
   RemoteRun result{reply.run_id(), reply.pipeline(), reply.state(), reply.message(), {}};

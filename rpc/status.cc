@@ -20,6 +20,9 @@ grpc::Status ToGrpc(const absl::Status& status) {
     case absl::StatusCode::kUnavailable:
       code = grpc::StatusCode::UNAVAILABLE;
       break;
+    case absl::StatusCode::kAlreadyExists:
+      code = grpc::StatusCode::ALREADY_EXISTS;
+      break;
     default:
       break;
   }

@@ -199,4 +199,20 @@ TaskReport FromProto(const v1::TaskReport& in) {
   return report;
 }
 
+void ToProto(const std::map<std::string, std::string>& tiers,
+             google::protobuf::RepeatedPtrField<v1::NodeTier>* out) {
+  for (const auto& [name, path] : tiers) {
+    v1::NodeTier* tier = out->Add();
+    tier->set_name(name);
+    tier->set_path(path);
+  }
+}
+
+std::map<std::string, std::string> FromProto(
+    const google::protobuf::RepeatedPtrField<v1::NodeTier>& tiers) {
+  std::map<std::string, std::string> out;
+  for (const v1::NodeTier& tier : tiers) out[tier.name()] = tier.path();
+  return out;
+}
+
 }  // namespace tierflow::rpc

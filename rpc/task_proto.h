@@ -3,6 +3,9 @@
 // FAILED. Pure functions; safe from any thread.
 #pragma once
 
+#include <map>
+#include <string>
+
 #include "common/task.h"
 #include "rpc/tierflow.pb.h"
 
@@ -12,5 +15,10 @@ void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out);
 TaskLaunch FromProto(const v1::TaskLaunch& launch);
 void ToProto(const TaskReport& report, v1::TaskReport* out);
 TaskReport FromProto(const v1::TaskReport& report);
+// A worker's node tiers (name -> path), as Register and WorkerInfo carry them.
+void ToProto(const std::map<std::string, std::string>& tiers,
+             google::protobuf::RepeatedPtrField<v1::NodeTier>* out);
+std::map<std::string, std::string> FromProto(
+    const google::protobuf::RepeatedPtrField<v1::NodeTier>& tiers);
 
 }  // namespace tierflow::rpc

@@ -233,11 +233,7 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
   reg->set_memory_bytes(options.memory);
   reg->set_gpus(options.gpus);
   reg->mutable_labels()->insert(options.labels.begin(), options.labels.end());
-  for (const auto& [tier, path] : options.tiers) {
-    v1::NodeTier* node_tier = reg->add_tiers();
-    node_tier->set_name(tier);
-    node_tier->set_path(path);
-  }
+  ToProto(options.tiers, reg->mutable_tiers());
   v1::SchedulerMessage reply;
   if (!send(hello) || !stream->Read(&reply) || !reply.has_registered()) {
     stream->WritesDone();
