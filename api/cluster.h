@@ -1,6 +1,6 @@
 // Cluster mode (DESIGN.md "Modes" 2): `tierflow server` runs the same
 // engine as `tierflow run`, one per submitted run, with an executor that
-// leases tasks to workers over gRPC (api/tierflow.proto); `tierflow worker`
+// leases tasks to workers over gRPC (rpc/tierflow.proto); `tierflow worker`
 // runs what it is leased on its own local pool and reports back; clients
 // submit and look at runs through the server. Only the server writes the
 // state store.
@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "api/run_service.h"
+#include "worker/remote_session.h"
 
 namespace tierflow::api {
 
@@ -42,26 +43,9 @@ struct ServerOptions {
 absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& stop,
                        std::ostream& log);
 
-struct WorkerOptions {
-  std::string scheduler;  // HOST:PORT
-  std::string token;
-  std::string name;     // "" : HOST:PID
-  int slots = 0;        // 0: CPUs
-  double cpus = 0;      // 0: CPUs
-  uint64_t memory = 0;  // bytes; 0: the machine's memory
-  uint32_t gpus = 0;
-  std::map<std::string, std::string> labels;
-  std::map<std::string, std::string> tiers;  // node tier name -> path
-  // Its own folder: what it must find again if it dies (its tasks' process
-  // groups, the folders it made on node tiers), one file per cluster and
-  // worker name (worker/worker_state.h).
-  std::string state_dir = ".tierflow/workers";
-};
-
-// Connects, registers and runs leased tasks until `stop` becomes true or
-// the server refuses it (wrong token); reconnects after a lost connection.
-absl::Status RunWorker(const WorkerOptions& options, const std::atomic<bool>& stop,
-                       std::ostream& log);
+// `tierflow worker` (worker/remote_session.h).
+using worker::RunWorker;
+using worker::WorkerOptions;
 
 struct RemoteTask {
   std::string id;

@@ -1,76 +1,31 @@
-// `tierflow worker` and the client calls of cluster mode.
+// The client calls of cluster mode (api/cluster.h): submit, status,
+// watch, cancel, logs, lineage, tiers and workers of a `tierflow server`.
 #include <grpcpp/grpcpp.h>
-#include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <future>
-#include <list>
-#include <mutex>
-#include <optional>
 #include <random>
-#include <set>
 #include <sstream>
 #include <thread>
 
 #include "api/cluster.h"
-#include "api/task_proto.h"
-#include "api/tierflow.grpc.pb.h"
-#include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
-#include "worker/checkpoint_relay.h"
-#include "worker/local_pool.h"
-#include "worker/node_tiers.h"
-#include "worker/worker_state.h"
+#include "rpc/channel.h"
+#include "rpc/status.h"
+#include "rpc/task_proto.h"
+#include "rpc/tierflow.grpc.pb.h"
 
 namespace tierflow::api {
 namespace {
 
-void Authorize(grpc::ClientContext& context, const std::string& token) {
-  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
-}
-
-absl::Status FromGrpc(const grpc::Status& status, const std::string& scheduler) {
-  if (status.ok()) return absl::OkStatus();
-  const std::string message = StrCat("scheduler ", scheduler, ": ", status.error_message());
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-      return absl::UnavailableError(message);
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return absl::UnauthenticatedError(message);
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return absl::PermissionDeniedError(message);
-    case grpc::StatusCode::NOT_FOUND:
-      return absl::NotFoundError(message);
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return absl::InvalidArgumentError(message);
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return absl::AlreadyExistsError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
-
-// TLS when TIERFLOW_TLS_CA names the CA file that signed the server's
-// certificate; plaintext otherwise. An unreadable CA file fails the calls
-// with a message naming it (through a channel that cannot connect).
-std::shared_ptr<grpc::Channel> Channel(const std::string& scheduler) {
-  const char* ca_file = std::getenv("TIERFLOW_TLS_CA");
-  if (ca_file == nullptr || *ca_file == '\0') {
-    return grpc::CreateChannel(scheduler, grpc::InsecureChannelCredentials());
-  }
-  std::ifstream in(ca_file, std::ios::binary);
-  std::stringstream ca;
-  ca << in.rdbuf();
-  grpc::SslCredentialsOptions tls;
-  tls.pem_root_certs = ca.str();
-  return grpc::CreateChannel(scheduler, grpc::SslCredentials(tls));
-}
+using rpc::Authorize;
+using rpc::FromGrpc;
 
 std::unique_ptr<v1::Scheduler::Stub> SchedulerStub(const std::string& scheduler) {
-  return v1::Scheduler::NewStub(Channel(scheduler));
+  return v1::Scheduler::NewStub(rpc::OpenChannel(scheduler));
 }
 
 // One unary call of the Scheduler service: `method` is the stub's method
@@ -89,295 +44,7 @@ absl::StatusOr<Reply> Call(const std::string& scheduler, const std::string& toke
   return reply;
 }
 
-using WorkerStream = grpc::ClientReaderWriter<v1::WorkerMessage, v1::SchedulerMessage>;
-
-// A registered worker's connection: runs what it is leased until the
-// stream ends (or `stop`), recording in `state` its tasks' process groups
-// and the folders it makes on its node tiers. Every task it started is
-// dead when it returns. Fails only when its tasks cannot be run at all.
-absl::Status Serve(const WorkerOptions& options, const std::string& name,
-                   const std::string& worker_id, const v1::Registered& registered,
-                   const std::atomic<bool>& stop, grpc::ClientContext& context,
-                   WorkerStream& stream, const std::function<bool(const v1::WorkerMessage&)>& send,
-                   worker::WorkerState& state) {
-  auto node_folder = [&](const std::string& tier, const std::string& key) {
-    auto root = options.tiers.find(tier);
-    return root == options.tiers.end() ? std::optional<worker::NodeFolder>()
-                                       : worker::NodeFolder{root->second, key};
-  };
-  worker::NodeTiers node_tiers(options.tiers);
-  worker::CheckpointRelays relays(options.tiers);
-  // Attempts whose inputs are being copied onto node tiers (not launched
-  // yet): cancelled ones are reported, not launched. What was copied, and
-  // where the task writes its checkpoints, go with the start report.
-  std::mutex staging_mu;
-  std::set<int64_t> staging;
-  std::set<int64_t> cancelled_staging;
-  std::map<int64_t, TaskReport> staged;                 // node_copies, checkpoint_node_*
-  std::map<int64_t, worker::NodeFolder> relay_folders;  // removed when the attempt ends
-  absl::StatusOr<std::unique_ptr<Executor>> pool = worker::StartLocalPool([&](TaskReport report) {
-    if (report.outcome == TaskReport::Outcome::kStarted) {
-      if (report.pid > 0) state.TaskStarted(report.attempt_id, report.pid);
-    } else {
-      // Its streamed inputs need not wait for it any more, and what it
-      // committed last is in the scheduler's folder before it hears.
-      node_tiers.Ended(report.attempt_id);
-      relays.Ended(report.attempt_id);
-      state.TaskEnded(report.attempt_id);
-    }
-    {
-      std::lock_guard lock(staging_mu);
-      auto found = staged.find(report.attempt_id);
-      if (found != staged.end()) {
-        report.node_copies = std::move(found->second.node_copies);
-        report.checkpoint_node_dir = std::move(found->second.checkpoint_node_dir);
-        report.checkpoint_node_error = std::move(found->second.checkpoint_node_error);
-        staged.erase(found);
-      }
-      if (report.outcome != TaskReport::Outcome::kStarted) {
-        auto relay = relay_folders.find(report.attempt_id);
-        if (relay != relay_folders.end()) {
-          state.FolderGone(relay->second);
-          relay_folders.erase(relay);
-        }
-      }
-    }
-    v1::WorkerMessage message;
-    ToProto(report, message.mutable_report());
-    send(message);
-  });
-  if (!pool.ok()) {
-    context.TryCancel();
-    return pool.status();
-  }
-  std::unique_ptr<Executor> executor = std::move(*pool);
-
-  std::atomic<bool> done{false};
-  const auto interval = std::chrono::milliseconds(registered.heartbeat_interval_ms());
-  std::thread beat([&] {
-    while (!done) {
-      for (auto slept = std::chrono::milliseconds(0); slept < interval && !done && !stop;
-           slept += std::chrono::milliseconds(50)) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      if (stop) context.TryCancel();
-      if (done || stop) break;
-      v1::WorkerMessage message;
-      message.mutable_heartbeat();
-      send(message);
-    }
-  });
-  // Copies onto node tiers run beside the stream, one thread per launch.
-  std::list<std::future<void>> stagers;
-  auto stage_then_launch = [&](TaskLaunch launch) {
-    TaskReport notes;
-    notes.node_copies = node_tiers.Stage(launch);
-    relays.Start(launch, notes);
-    bool cancelled = false;
-    {
-      std::lock_guard lock(staging_mu);
-      staging.erase(launch.attempt_id);
-      cancelled = cancelled_staging.erase(launch.attempt_id) > 0;
-      if (!cancelled) staged[launch.attempt_id] = std::move(notes);
-    }
-    if (!cancelled) {
-      executor->Launch(std::move(launch));
-      return;
-    }
-    node_tiers.Ended(launch.attempt_id);
-    relays.Ended(launch.attempt_id);
-    {
-      std::lock_guard lock(staging_mu);
-      auto relay = relay_folders.find(launch.attempt_id);
-      if (relay != relay_folders.end()) {
-        state.FolderGone(relay->second);
-        relay_folders.erase(relay);
-      }
-    }
-    TaskReport report;
-    report.attempt_id = launch.attempt_id;
-    report.outcome = TaskReport::Outcome::kCancelled;
-    report.message = "cancelled while its inputs were copied to this worker";
-    v1::WorkerMessage message;
-    ToProto(report, message.mutable_report());
-    send(message);
-  };
-  v1::SchedulerMessage message;
-  while (stream.Read(&message)) {
-    if (message.has_lease()) {
-      TaskLaunch launch = FromProto(message.lease());
-      launch.env.emplace_back("TIERFLOW_WORKER", name);
-      launch.env.emplace_back("TIERFLOW_WORKER_ID", worker_id);
-      if (launch.stage_in.empty() && !launch.checkpoint_relay) {
-        executor->Launch(std::move(launch));
-        continue;
-      }
-      // Recorded before they are made, so that a successor finds them
-      // even when this worker dies in the middle of a copy.
-      for (const StageIn& stage : launch.stage_in) {
-        if (auto folder = node_folder(stage.tier, stage.key)) state.FolderMade(*folder);
-      }
-      {
-        std::lock_guard lock(staging_mu);
-        staging.insert(launch.attempt_id);
-        if (launch.checkpoint_relay && launch.mode == TaskLaunch::Mode::kRun) {
-          if (auto folder =
-                  node_folder(launch.checkpoint_relay->tier, launch.checkpoint_relay->key)) {
-            state.FolderMade(*folder);
-            relay_folders[launch.attempt_id] = *folder;
-          }
-        }
-      }
-      stagers.remove_if([](std::future<void>& f) {
-        return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-      });
-      stagers.push_back(std::async(std::launch::async, stage_then_launch, std::move(launch)));
-    } else if (message.has_cancel()) {
-      // Exactly the attempt named: other attempts here (of this run or
-      // another) are never touched by it.
-      const int64_t attempt = message.cancel().attempt_id();
-      {
-        std::lock_guard lock(staging_mu);
-        if (staging.count(attempt) > 0) {
-          cancelled_staging.insert(attempt);
-          continue;
-        }
-      }
-      if (message.cancel().kill_now()) {
-        executor->Kill(attempt);
-      } else {
-        executor->Cancel(attempt);
-      }
-    } else if (message.has_evict()) {
-      node_tiers.Evict(message.evict().tier(), message.evict().key());
-      if (auto folder = node_folder(message.evict().tier(), message.evict().key())) {
-        state.FolderGone(*folder);
-      }
-    }
-  }
-  done = true;
-  beat.join();
-  stagers.clear();  // waits for copies under way (their tasks are killed next)
-  // The scheduler counts this worker's tasks lost: stop them.
-  executor->KillAll();
-  executor.reset();
-  return absl::OkStatus();
-}
-
-// One connection's life: register, deal with what an earlier worker of
-// this name for this cluster left behind, run leases until the stream
-// ends, then clean up after itself. Returns how it ended; `registered`
-// says whether it got that far.
-absl::Status Session(const WorkerOptions& options, const std::string& name,
-                     const std::atomic<bool>& stop, std::ostream& log, bool& registered) {
-  auto stub = v1::Workers::NewStub(Channel(options.scheduler));
-  grpc::ClientContext context;
-  Authorize(context, options.token);
-  std::unique_ptr<WorkerStream> stream = stub->Connect(&context);
-  std::mutex write_mu;
-  auto send = [&](const v1::WorkerMessage& message) {
-    std::lock_guard lock(write_mu);
-    return stream->Write(message);
-  };
-  v1::WorkerMessage hello;
-  v1::Register* reg = hello.mutable_register_();
-  reg->set_name(name);
-  reg->set_slots(options.slots);
-  reg->set_cpus(options.cpus);
-  reg->set_memory_bytes(options.memory);
-  reg->set_gpus(options.gpus);
-  reg->mutable_labels()->insert(options.labels.begin(), options.labels.end());
-  for (const auto& [tier, path] : options.tiers) {
-    v1::NodeTier* node_tier = reg->add_tiers();
-    node_tier->set_name(tier);
-    node_tier->set_path(path);
-  }
-  v1::SchedulerMessage reply;
-  if (!send(hello) || !stream->Read(&reply) || !reply.has_registered()) {
-    stream->WritesDone();
-    return FromGrpc(stream->Finish(), options.scheduler);
-  }
-  registered = true;
-  const v1::Registered& me = reply.registered();
-  // A server that issues no ids (older than this worker) is known by its address.
-  const std::string cluster = me.cluster_id().empty() ? options.scheduler : me.cluster_id();
-  const std::string worker_id = me.worker_id().empty() ? name : me.worker_id();
-  auto abandon = [&](absl::Status why) {
-    context.TryCancel();
-    (void)stream->Finish();
-    return why;
-  };
-  absl::StatusOr<std::unique_ptr<worker::WorkerState>> opened =
-      worker::WorkerState::Open(options.state_dir, cluster, name);
-  if (!opened.ok()) return abandon(opened.status());
-  worker::WorkerState& state = **opened;
-  log << "worker " << me.worker() << ": connected to " << options.scheduler << " with "
-      << options.slots << " slots (worker id " << worker_id << ")" << std::endl;
-  // Tasks the worker of this name for this cluster before it left running
-  // (killed -9, it could not stop them): the scheduler has given them to
-  // others. Found through its record, never by looking at other processes.
-  if (const int killed = state.KillRecordedTasks(); killed > 0) {
-    log << "worker " << name << ": killed " << killed
-        << " task(s) an earlier worker of this name left running" << std::endl;
-  }
-  // The folders it (or this worker's last connection) made on node tiers:
-  // the scheduler knows of no copies on a worker that has just connected.
-  if (absl::Status cleared = worker::NodeTiers(options.tiers).Clear(state.Folders());
-      !cleared.ok()) {
-    return abandon(cleared);
-  }
-  state.ForgetFolders();
-
-  const absl::Status served =
-      Serve(options, name, worker_id, me, stop, context, *stream, send, state);
-
-  // Every task it started is dead and every copy done: nothing of this
-  // connection is left for a successor to find.
-  state.KillRecordedTasks();
-  if (absl::Status cleared = worker::NodeTiers(options.tiers).Clear(state.Folders());
-      cleared.ok()) {
-    state.Remove();
-  } else {
-    log << "worker " << name << ": " << cleared.message() << std::endl;
-  }
-  const absl::Status ended = FromGrpc(stream->Finish(), options.scheduler);
-  return served.ok() ? ended : served;
-}
-
 }  // namespace
-
-absl::Status RunWorker(const WorkerOptions& options, const std::atomic<bool>& stop,
-                       std::ostream& log) {
-  const std::string name =
-      options.name.empty() ? StrCat(HostName(), ":", static_cast<int64_t>(getpid())) : options.name;
-  WorkerOptions with_slots = options;
-  const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
-  if (with_slots.slots <= 0) with_slots.slots = static_cast<int>(cpus);
-  if (with_slots.cpus <= 0) with_slots.cpus = cpus;
-  if (with_slots.memory == 0) {
-    with_slots.memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
-                        static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  }
-  auto backoff = std::chrono::milliseconds(200);
-  while (!stop) {
-    bool registered = false;
-    absl::Status ended = Session(with_slots, name, stop, log, registered);
-    if (stop) break;
-    if (absl::IsUnauthenticated(ended) || absl::IsPermissionDenied(ended) ||
-        absl::IsAlreadyExists(ended) || absl::IsInvalidArgument(ended)) {
-      return ended;  // retrying would not help
-    }
-    if (registered) backoff = std::chrono::milliseconds(200);
-    log << "worker " << name << ": " << (ended.ok() ? "disconnected" : ended.message())
-        << "; reconnecting in " << backoff.count() << " ms" << std::endl;
-    for (auto slept = std::chrono::milliseconds(0); slept < backoff && !stop;
-         slept += std::chrono::milliseconds(50)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std::string& token,
                                          const std::string& file,
@@ -397,6 +64,24 @@ absl::StatusOr<std::string> SubmitRemote(const std::string& scheduler, const std
                       Call(scheduler, token, &v1::Scheduler::Stub::Submit, request));
   return reply.run_id();
 }
+
+namespace {
+
+std::vector<RemoteWorker> FromProto(const v1::ListWorkersReply& reply) {
+  std::vector<RemoteWorker> workers;
+  for (const v1::WorkerInfo& info : reply.workers()) {
+    RemoteWorker& worker = workers.emplace_back();
+    worker.name = info.name();
+    worker.slots = info.slots();
+    worker.running = info.running();
+    worker.last_heartbeat_ms = info.last_heartbeat_ms();
+    worker.labels.insert(info.labels().begin(), info.labels().end());
+    worker.tiers = rpc::FromProto(info.tiers());
+  }
+  return workers;
+}
+
+}  // namespace
 
 RemoteRun FromProto(const v1::Run& reply) {
   RemoteRun result{reply.run_id(), reply.pipeline(), reply.state(), reply.message(), {}};

@@ -1,15 +1,14 @@
-// `tierflow server`: the Scheduler and Workers services of tierflow.proto.
-// Each submitted run is driven by the same engine `tierflow run` uses, on a
-// thread of its own, with a RemoteExecutor that hands its tasks to the
-// worker registry; the registry leases them to connected workers (the one
-// with the most free slots first) and routes their reports back.
+// `tierflow server`: the Scheduler and Workers services of
+// rpc/tierflow.proto, and nothing of scheduling. Each submitted run is
+// driven by the same engine `tierflow run` uses, on a thread of its own,
+// with an executor of the lease manager (scheduler/lease_manager.h), which
+// decides which worker runs what; the Workers service is its transport: a
+// WorkerChannel over each worker's stream, and the stream's messages
+// turned into the manager's calls.
 #include <grpcpp/grpcpp.h>
-#include <openssl/crypto.h>
 
 #include <algorithm>
-#include <cctype>
 #include <condition_variable>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -18,46 +17,31 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
-#include <tuple>
-#include <unordered_map>
 
 #include "api/cluster.h"
 #include "api/http_api.h"
 #include "api/http_server.h"
 #include "api/run_service.h"
-#include "api/task_proto.h"
 #include "api/tier_service.h"
-#include "api/tierflow.grpc.pb.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
+#include "rpc/auth.h"
+#include "rpc/status.h"
+#include "rpc/task_proto.h"
+#include "rpc/tierflow.grpc.pb.h"
 #include "scheduler/engine.h"
+#include "scheduler/lease_manager.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 #include "storage_adapters/tier_factory.h"
 
 namespace tierflow::api {
+
 namespace {
-
-std::string HeldKey(const std::string& tier, const std::string& key) {
-  return StrCat(tier, "/", key);
-}
-
-// `bytes` random bytes as hex.
-std::string RandomHex(int bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::random_device random;
-  std::string out;
-  for (int i = 0; i < bytes; ++i) {
-    const unsigned byte = random() & 0xff;
-    out += {kHex[byte >> 4], kHex[byte & 15]};
-  }
-  return out;
-}
 
 // The cluster's id, made the first time a server opens the store and kept
 // in it: a worker knows what it leaves behind by it, so two servers (two
@@ -75,540 +59,141 @@ absl::StatusOr<std::string> ClusterId(const std::string& db_path) {
   return read.Text(0);
 }
 
-// OK when `token` is empty (none required) or the call carries it.
-grpc::Status CheckToken(const grpc::ServerContext& context, const std::string& token,
-                        std::string_view who) {
-  if (token.empty()) return grpc::Status::OK;
-  const auto& metadata = context.client_metadata();
-  auto found = metadata.find("authorization");
-  if (found == metadata.end()) {
-    return {grpc::StatusCode::UNAUTHENTICATED,
-            StrCat("this server requires a ", who, " token: none was sent")};
-  }
-  // "Bearer TOKEN": the scheme is case-insensitive (RFC 7235 section 2.1),
-  // then one or more spaces; the token is compared in constant time.
-  std::string_view got(found->second.data(), found->second.size());
-  constexpr std::string_view kScheme = "bearer";
-  const bool bearer = got.size() > kScheme.size() && got[kScheme.size()] == ' ' &&
-                      std::equal(kScheme.begin(), kScheme.end(), got.begin(), [](char a, char b) {
-                        return a == std::tolower(static_cast<unsigned char>(b));
-                      });
-  if (!bearer) {
-    return {grpc::StatusCode::UNAUTHENTICATED,
-            StrCat("this server requires a ", who, " token: the authorization metadata is not ",
-                   "'Bearer TOKEN'")};
-  }
-  got.remove_prefix(kScheme.size());
-  while (!got.empty() && got.front() == ' ') got.remove_prefix(1);
-  if (got.size() != token.size() || CRYPTO_memcmp(got.data(), token.data(), token.size()) != 0) {
-    return {grpc::StatusCode::PERMISSION_DENIED, StrCat("wrong ", who, " token")};
-  }
-  return grpc::Status::OK;
-}
+using rpc::CheckToken;
+using rpc::FromProto;
+using rpc::ToGrpc;
+using rpc::ToProto;
 
 using WorkerStream = grpc::ServerReaderWriter<v1::SchedulerMessage, v1::WorkerMessage>;
 
-// Where the reports of one executor's attempts go: handed to its engine
-// in order on a thread of the sink's own, so an engine that waits (a busy
-// database) never holds up a worker's stream, its heartbeats or other
-// runs' reports. Closed once its executor is gone: late reports are dropped.
-class ReportSink {
+// A WorkerChannel over one worker's stream. Writes are serialised; once
+// the stream's handler has returned (Detach) nothing is written to it.
+// Close never waits for a write: a write blocked on a frozen worker ends
+// once the call is cancelled.
+class StreamChannel final : public scheduler::WorkerChannel {
  public:
-  explicit ReportSink(Executor::ReportCallback callback)
-      : callback_(std::move(callback)), thread_([this] { Deliver(); }) {}
-  ~ReportSink() { Close(); }
-  void Report(TaskReport report) {
-    {
-      std::lock_guard lock(mu_);
-      if (closed_) return;
-      queue_.push_back(std::move(report));
-    }
-    cv_.notify_one();
+  StreamChannel(grpc::ServerContext* context, WorkerStream* stream, std::string name)
+      : context_(context), stream_(stream), name_(std::move(name)) {}
+  void Registered(const std::string& worker_id, const std::string& cluster_id,
+                  std::chrono::milliseconds heartbeat_interval) override {
+    v1::SchedulerMessage message;
+    v1::Registered* registered = message.mutable_registered();
+    registered->set_worker(name_);
+    registered->set_worker_id(worker_id);
+    registered->set_cluster_id(cluster_id);
+    registered->set_heartbeat_interval_ms(heartbeat_interval.count());
+    Send(message);
   }
-  // No report is handed over once it returns.
-  void Close() {
+  void Lease(const TaskLaunch& launch) override {
+    v1::SchedulerMessage message;
+    ToProto(launch, message.mutable_lease());
+    Send(message);
+  }
+  void Cancel(int64_t attempt_id, bool kill_now) override {
+    v1::SchedulerMessage message;
+    message.mutable_cancel()->set_attempt_id(attempt_id);
+    message.mutable_cancel()->set_kill_now(kill_now);
+    Send(message);
+  }
+  void Evict(const std::string& tier, const std::string& key) override {
+    v1::SchedulerMessage message;
+    message.mutable_evict()->set_tier(tier);
+    message.mutable_evict()->set_key(key);
+    Send(message);
+  }
+  // Its reader then sees the stream end.
+  void Close() override {
+    std::lock_guard lock(context_mu_);
+    if (context_ != nullptr) context_->TryCancel();
+  }
+  void Detach() {
     {
-      std::lock_guard lock(mu_);
-      closed_ = true;
+      std::lock_guard lock(context_mu_);
+      context_ = nullptr;
     }
-    cv_.notify_one();
-    if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(write_mu_);
+    stream_ = nullptr;
   }
 
  private:
-  void Deliver() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [this] { return closed_ || !queue_.empty(); });
-      if (closed_) return;
-      TaskReport report = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      callback_(std::move(report));
-      lock.lock();
-    }
-  }
-  const Executor::ReportCallback callback_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<TaskReport> queue_;  // guarded by mu_
-  bool closed_ = false;           // guarded by mu_
-  std::thread thread_;            // last: starts once the rest is ready
-};
-
-struct Worker {
-  std::string name;
-  std::string id;  // issued at its registration (Registered.worker_id)
-  int slots = 0;
-  double cpus = 0;
-  uint64_t memory = 0;
-  uint32_t gpus = 0;
-  // In use by its leased tasks (guarded by the registry's mu_).
-  double used_cpus = 0;
-  uint64_t used_memory = 0;
-  uint32_t used_gpus = 0;
-  bool Fits(const TaskLaunch& task) const {
-    for (const auto& [key, value] : task.labels) {
-      auto found = labels.find(key);
-      if (found == labels.end() || found->second != value) return false;
-    }
-    return static_cast<int>(attempts.size()) < slots && used_cpus + task.cpus <= cpus + 1e-9 &&
-           used_memory + task.memory <= memory && used_gpus + task.gpus <= gpus;
-  }
-  std::map<std::string, std::string> labels;
-  std::map<std::string, std::string> tiers;  // its node tiers: name -> path
-  // What its node tiers hold (guarded by the registry's mu_): "TIER/KEY" -> bytes.
-  std::unordered_map<std::string, uint64_t> held;
-  WorkerStream* stream = nullptr;
-  grpc::ServerContext* context = nullptr;
-  std::mutex write_mu;         // one writer at a time on the stream
-  std::set<int64_t> attempts;  // leased, not finished (guarded by the registry's mu_)
-  int64_t last_seen_ms = 0;    // guarded by the registry's mu_
-  bool lost = false;           // guarded by the registry's mu_
-  bool silent = false;  // its stream was cut for want of heartbeats (guarded by the registry's mu_)
   void Send(const v1::SchedulerMessage& message) {
-    std::lock_guard lock(write_mu);
-    stream->Write(message);  // a failed write shows as the stream's end to its reader
+    std::lock_guard lock(write_mu_);
+    // A failed write shows as the stream's end to its reader.
+    if (stream_ != nullptr) stream_->Write(message);
   }
+  std::mutex context_mu_;
+  grpc::ServerContext* context_;  // guarded by context_mu_
+  std::mutex write_mu_;           // one writer at a time on the stream
+  WorkerStream* stream_;          // guarded by write_mu_
+  const std::string name_;
 };
 
-class Registry {
- public:
-  Registry(std::chrono::milliseconds timeout, std::string cluster_id)
-      : timeout_(timeout), cluster_id_(std::move(cluster_id)) {
-    monitor_ = std::thread([this] { Monitor(); });
+// The stream handler of one worker: registers it with the lease manager,
+// hands it what the worker sends, and tells it when the stream ends.
+grpc::Status ServeWorker(scheduler::LeaseManager& leases, grpc::ServerContext* context,
+                         WorkerStream* stream) {
+  v1::WorkerMessage first;
+  if (!stream->Read(&first) || !first.has_register_()) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "a worker's first message must be Register"};
   }
-  ~Registry() {
+  const v1::Register& hello = first.register_();
+  scheduler::WorkerSpec spec;
+  spec.name = hello.name();
+  spec.slots = hello.slots();
+  spec.cpus = hello.cpus();
+  spec.memory = hello.memory_bytes();
+  spec.gpus = hello.gpus();
+  spec.labels.insert(hello.labels().begin(), hello.labels().end());
+  spec.tiers = FromProto(hello.tiers());
+  auto channel = std::make_shared<StreamChannel>(context, stream, spec.name);
+  absl::StatusOr<std::string> worker_id = leases.Register(std::move(spec), channel);
+  if (!worker_id.ok()) {
+    channel->Detach();
+    return ToGrpc(worker_id.status());
+  }
+  v1::WorkerMessage message;
+  while (stream->Read(&message)) {
+    leases.Heard(*worker_id);
+    if (message.has_report()) leases.Report(*worker_id, FromProto(message.report()));
+  }
+  channel->Detach();
+  leases.Disconnected(*worker_id);
+  return grpc::Status::OK;
+}
+
+// Calls the lease manager's CheckLiveness a few times a second on a thread
+// of its own, until destroyed.
+class LivenessMonitor {
+ public:
+  explicit LivenessMonitor(scheduler::LeaseManager& leases)
+      : thread_([this, &leases] {
+          std::unique_lock lock(mu_);
+          while (!stopping_) {
+            cv_.wait_for(lock, std::chrono::milliseconds(200));
+            leases.CheckLiveness();
+          }
+        }) {}
+  ~LivenessMonitor() {
     {
       std::lock_guard lock(mu_);
       stopping_ = true;
     }
     cv_.notify_all();
-    monitor_.join();
-  }
-
-  // Queues a task of the run `run_seq` (the order runs were started in):
-  // higher `priority` first, then earlier runs first, then in the order
-  // tasks became ready.
-  void Submit(TaskLaunch launch, std::shared_ptr<ReportSink> sink, int priority, uint64_t run_seq) {
-    {
-      std::lock_guard lock(mu_);
-      auto after = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) {
-        return p.priority < priority || (p.priority == priority && p.run_seq > run_seq);
-      });
-      pending_.insert(after, {std::move(launch), std::move(sink), priority, run_seq});
-    }
-    Dispatch();
-  }
-
-  void Cancel(int64_t attempt, bool kill_now) {
-    std::shared_ptr<Worker> worker;
-    {
-      std::lock_guard lock(mu_);
-      auto queued = std::find_if(pending_.begin(), pending_.end(),
-                                 [&](const Pending& p) { return p.launch.attempt_id == attempt; });
-      if (queued != pending_.end()) {
-        std::shared_ptr<ReportSink> sink = queued->sink;
-        pending_.erase(queued);
-        TaskReport report;
-        report.attempt_id = attempt;
-        report.outcome = TaskReport::Outcome::kCancelled;
-        report.message = "cancelled before a worker took it";
-        std::thread([sink, report] { sink->Report(report); }).detach();
-        return;
-      }
-      auto leased = leases_.find(attempt);
-      if (leased == leases_.end()) return;
-      worker = leased->second.worker;
-    }
-    v1::SchedulerMessage message;
-    message.mutable_cancel()->set_attempt_id(attempt);
-    message.mutable_cancel()->set_kill_now(kill_now);
-    worker->Send(message);
-  }
-
-  // `worker` may delete its copy of `key` on its node tier `tier`.
-  void EvictNodeCopy(const std::string& name, const std::string& tier, const std::string& key) {
-    std::shared_ptr<Worker> worker;
-    {
-      std::lock_guard lock(mu_);
-      auto found = workers_.find(name);
-      if (found == workers_.end()) return;  // gone: it cleared its node tiers
-      worker = found->second;
-      worker->held.erase(HeldKey(tier, key));
-    }
-    v1::SchedulerMessage message;
-    message.mutable_evict()->set_tier(tier);
-    message.mutable_evict()->set_key(key);
-    worker->Send(message);
-  }
-
-  void Describe(v1::ListWorkersReply* reply) {
-    std::lock_guard lock(mu_);
-    for (const auto& [name, worker] : workers_) {
-      v1::WorkerInfo* info = reply->add_workers();
-      info->set_name(name);
-      info->set_slots(worker->slots);
-      info->set_running(static_cast<int32_t>(worker->attempts.size()));
-      info->mutable_labels()->insert(worker->labels.begin(), worker->labels.end());
-      for (const auto& [tier, path] : worker->tiers) {
-        v1::NodeTier* node_tier = info->add_tiers();
-        node_tier->set_name(tier);
-        node_tier->set_path(path);
-      }
-      info->set_last_heartbeat_ms(worker->last_seen_ms);
-      info->set_worker_id(worker->id);
-    }
-  }
-
-  // The stream handler of one worker: returns when the stream ends.
-  grpc::Status Serve(grpc::ServerContext* context, WorkerStream* stream) {
-    v1::WorkerMessage first;
-    if (!stream->Read(&first) || !first.has_register_()) {
-      return {grpc::StatusCode::INVALID_ARGUMENT, "a worker's first message must be Register"};
-    }
-    auto worker = std::make_shared<Worker>();
-    worker->name = first.register_().name();
-    worker->slots = std::max(1, first.register_().slots());
-    worker->cpus = first.register_().cpus() > 0 ? first.register_().cpus() : worker->slots;
-    worker->memory =
-        first.register_().memory_bytes() > 0 ? first.register_().memory_bytes() : UINT64_MAX;
-    worker->gpus = first.register_().gpus();
-    worker->labels.insert(first.register_().labels().begin(), first.register_().labels().end());
-    for (const v1::NodeTier& tier : first.register_().tiers()) {
-      worker->tiers[tier.name()] = tier.path();
-    }
-    worker->stream = stream;
-    worker->context = context;
-    {
-      std::lock_guard lock(mu_);
-      if (workers_.count(worker->name) > 0) {
-        return {grpc::StatusCode::ALREADY_EXISTS,
-                StrCat("a worker named ", worker->name, " is connected already")};
-      }
-      worker->last_seen_ms = WallClockMs();
-      worker->id = StrCat(worker->name, "@", cluster_id_, "#", RandomHex(4));
-      workers_[worker->name] = worker;
-    }
-    v1::SchedulerMessage registered;
-    registered.mutable_registered()->set_worker(worker->name);
-    registered.mutable_registered()->set_worker_id(worker->id);
-    registered.mutable_registered()->set_cluster_id(cluster_id_);
-    registered.mutable_registered()->set_heartbeat_interval_ms(
-        std::max<int64_t>(100, timeout_.count() / 4));
-    worker->Send(registered);
-    Dispatch();
-
-    v1::WorkerMessage message;
-    while (stream->Read(&message)) {
-      {
-        std::lock_guard lock(mu_);
-        worker->last_seen_ms = WallClockMs();
-      }
-      if (!message.has_report()) continue;
-      TaskReport report = FromProto(message.report());
-      report.worker = worker->name;
-      report.worker_id = worker->id;
-      std::shared_ptr<ReportSink> sink;
-      bool freed = false;
-      {
-        std::lock_guard lock(mu_);
-        auto leased = leases_.find(report.attempt_id);
-        // Not leased to this worker (any more): a late report of a lost
-        // lease, never counted.
-        if (leased == leases_.end() || leased->second.worker != worker) continue;
-        sink = leased->second.sink;
-        if (report.outcome == TaskReport::Outcome::kStarted) {
-          leased->second.started = true;
-          report.message = leased->second.why;
-          for (const NodeCopyReport& copy : report.node_copies) {
-            if (copy.error.empty()) worker->held[HeldKey(copy.tier, copy.key)] = copy.bytes;
-          }
-        }
-        if (report.outcome == TaskReport::Outcome::kSucceeded) {
-          // Where its outputs are, for the locality of their readers: the
-          // file or folder, and a foreach item's gathering folder.
-          for (const OutputReport& output : report.outputs) {
-            produced_on_[output.path] = worker->name;
-            produced_on_[std::filesystem::path(output.path).parent_path().string()] = worker->name;
-          }
-        }
-        if (report.outcome != TaskReport::Outcome::kStarted) {
-          EndLease(leased);
-          freed = true;
-        }
-      }
-      sink->Report(std::move(report));
-      if (freed) Dispatch();
-    }
-    // A worker killed -9, or whose network went, ends its stream (the
-    // context then reads cancelled too); only the monitor's cut is silence.
-    bool silent = false;
-    {
-      std::lock_guard lock(mu_);
-      silent = worker->silent;
-    }
-    Lose(worker, silent ? LossReason::kSilent : LossReason::kDisconnected);
-    return grpc::Status::OK;
+    thread_.join();
   }
 
  private:
-  struct Pending {
-    TaskLaunch launch;
-    std::shared_ptr<ReportSink> sink;
-    int priority = 0;
-    uint64_t run_seq = 0;
-  };
-  // How well a worker suits a task, best last.
-  struct Locality {
-    uint64_t held_bytes = 0;
-    int held = 0;
-    int tiers = 0;
-    int produced = 0;
-    int free = 0;
-    bool operator<(const Locality& other) const {
-      return std::tie(held_bytes, tiers, produced, free) <
-             std::tie(other.held_bytes, other.tiers, other.produced, other.free);
-    }
-  };
-  struct Lease {
-    std::shared_ptr<Worker> worker;
-    std::shared_ptr<ReportSink> sink;
-    double cpus = 0;
-    uint64_t memory = 0;
-    uint32_t gpus = 0;
-    std::string why;       // the reason for the choice, told with the start
-    bool started = false;  // the worker reported it started
-  };
-  enum class LossReason {
-    kDisconnected,  // its stream ended: killed, network gone, server stopping
-    kSilent,        // connected, but no heartbeat within the timeout
-  };
-
-  // Leases queued tasks, in order, each to the worker it fits (a free
-  // slot, and its cpus, memory and gpus beside what that worker runs) with
-  // the most free slots. A task that fits no worker now waits, without
-  // holding back the ones behind it.
-  void Dispatch() {
-    std::vector<std::pair<std::shared_ptr<Worker>, v1::SchedulerMessage>> sends;
-    {
-      std::lock_guard lock(mu_);
-      // With every slot taken nothing can be leased: the queue (all the
-      // ready tasks of every run, thousands at times) is not looked at.
-      int free_slots = 0;
-      for (const auto& [name, worker] : workers_) {
-        if (!worker->lost) {
-          free_slots += std::max(0, worker->slots - static_cast<int>(worker->attempts.size()));
-        }
-      }
-      for (auto next = pending_.begin(); next != pending_.end() && free_slots > 0;) {
-        const TaskLaunch& launch = next->launch;
-        // Locality first: the worker whose node tiers already hold the
-        // most bytes of what the task reads there; then one that has those
-        // node tiers at all (else the task reads in place); then the one
-        // that produced most of its inputs; then the most free slots.
-        std::map<std::string, int> produced;
-        int inputs = 0;
-        for (const auto& [name, value] : launch.env) {
-          if (name.rfind("TIERFLOW_INPUT_", 0) != 0) continue;
-          ++inputs;
-          auto producer = produced_on_.find(value);
-          if (producer != produced_on_.end()) ++produced[producer->second];
-        }
-        std::shared_ptr<Worker> best;
-        Locality best_score;
-        for (const auto& [name, worker] : workers_) {
-          const int free = worker->slots - static_cast<int>(worker->attempts.size());
-          if (worker->lost || !worker->Fits(launch) || free <= 0) continue;
-          Locality score;
-          score.free = free;
-          score.produced = produced.count(name) > 0 ? produced[name] : 0;
-          std::set<std::string> node_tiers;
-          for (const StageIn& stage : launch.stage_in) {
-            node_tiers.insert(stage.tier);
-            auto held = worker->held.find(HeldKey(stage.tier, stage.key));
-            if (held == worker->held.end()) continue;
-            score.held_bytes += held->second;
-            ++score.held;
-          }
-          for (const std::string& tier : node_tiers) score.tiers += worker->tiers.count(tier);
-          if (!best || best_score < score) {
-            best_score = score;
-            best = worker;
-          }
-        }
-        if (!best) {
-          ++next;
-          continue;
-        }
-        best->attempts.insert(launch.attempt_id);
-        --free_slots;
-        best->used_cpus += launch.cpus;
-        best->used_memory += launch.memory;
-        best->used_gpus += launch.gpus;
-        std::string why = StrCat("leased to ", best->name);
-        if (best_score.held > 0) {
-          why += StrCat(", whose node tiers hold ", best_score.held, " of the ",
-                        launch.stage_in.size(), " artifacts it reads there (",
-                        FormatSize(best_score.held_bytes), ")");
-        } else if (best_score.tiers > 0) {
-          why += StrCat(", which has the node tiers its inputs are copied to");
-        } else if (best_score.produced > 0) {
-          why += StrCat(", which produced ", best_score.produced, " of its ", inputs, " inputs");
-        } else {
-          why += StrCat(", the worker with the most free slots (", best_score.free, ")");
-        }
-        leases_[launch.attempt_id] = {best,          next->sink,  launch.cpus,
-                                      launch.memory, launch.gpus, std::move(why)};
-        v1::SchedulerMessage message;
-        ToProto(launch, message.mutable_lease());
-        sends.emplace_back(best, std::move(message));
-        next = pending_.erase(next);
-      }
-    }
-    for (auto& [worker, message] : sends) worker->Send(message);
-  }
-
-  // Ends a lease (mu_ held): its worker's slot and resources are free again.
-  void EndLease(std::unordered_map<int64_t, Lease>::iterator lease) {
-    Worker& worker = *lease->second.worker;
-    worker.attempts.erase(lease->first);
-    worker.used_cpus -= lease->second.cpus;
-    worker.used_memory -= lease->second.memory;
-    worker.used_gpus -= lease->second.gpus;
-    leases_.erase(lease);
-  }
-
-  // Its leased tasks failed (the engine retries them as their retries
-  // allow); reports it may still send are ignored.
-  void Lose(const std::shared_ptr<Worker>& worker, LossReason reason) {
-    struct Orphan {
-      int64_t attempt;
-      std::shared_ptr<ReportSink> sink;
-      bool started;
-    };
-    std::vector<Orphan> orphans;
-    {
-      std::lock_guard lock(mu_);
-      worker->lost = true;
-      auto found = workers_.find(worker->name);
-      if (found != workers_.end() && found->second == worker) workers_.erase(found);
-      const std::set<int64_t> attempts = worker->attempts;
-      for (int64_t attempt : attempts) {
-        auto leased = leases_.find(attempt);
-        if (leased == leases_.end()) continue;
-        orphans.push_back({attempt, leased->second.sink, leased->second.started});
-        EndLease(leased);
-      }
-    }
-    const std::string what =
-        reason == LossReason::kSilent
-            ? StrCat("worker ", worker->name, " was lost (no heartbeat in ", TimeoutText(), ")")
-            : StrCat("worker ", worker->name, " disconnected (its connection to the server ended)");
-    for (Orphan& orphan : orphans) {
-      TaskReport report;
-      report.attempt_id = orphan.attempt;
-      report.outcome = TaskReport::Outcome::kLost;
-      report.worker_id = worker->id;
-      report.message = StrCat(what, orphan.started ? "" : " before it started this attempt",
-                              "; running it again");
-      orphan.sink->Report(std::move(report));
-    }
-    Dispatch();
-  }
-
-  // "10 s", "2.5 s": the worker timeout, as the loss reasons say it.
-  std::string TimeoutText() const {
-    const int64_t ms = timeout_.count();
-    if (ms % 1000 == 0) return StrCat(ms / 1000, " s");
-    return StrCat(ms / 1000, ".", (ms % 1000) / 100, " s");
-  }
-
-  void Monitor() {
-    std::unique_lock lock(mu_);
-    while (!stopping_) {
-      cv_.wait_for(lock, std::chrono::milliseconds(200));
-      const int64_t now = WallClockMs();
-      for (const auto& [name, worker] : workers_) {
-        if (now - worker->last_seen_ms > timeout_.count()) {
-          worker->silent = true;
-          worker->context->TryCancel();
-        }
-      }
-    }
-  }
-
-  const std::chrono::milliseconds timeout_;
-  const std::string cluster_id_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;
-  std::map<std::string, std::shared_ptr<Worker>> workers_;
-  std::deque<Pending> pending_;
-  std::unordered_map<int64_t, Lease> leases_;
-  std::unordered_map<std::string, std::string> produced_on_;  // output path -> worker
-  std::thread monitor_;
+  bool stopping_ = false;  // guarded by mu_
+  std::thread thread_;     // last: starts once the rest is ready
 };
 
-class RemoteExecutor final : public Executor {
- public:
-  RemoteExecutor(Registry& registry, ReportCallback callback, int priority, uint64_t run_seq)
-      : registry_(registry),
-        sink_(std::make_shared<ReportSink>(std::move(callback))),
-        priority_(priority),
-        run_seq_(run_seq) {}
-  ~RemoteExecutor() override { sink_->Close(); }
-  void Launch(TaskLaunch launch) override {
-    {
-      std::lock_guard lock(mu_);
-      attempts_.insert(launch.attempt_id);
-    }
-    registry_.Submit(std::move(launch), sink_, priority_, run_seq_);
-  }
-  void Cancel(int64_t attempt_id) override { registry_.Cancel(attempt_id, false); }
-  void Kill(int64_t attempt_id) override { registry_.Cancel(attempt_id, true); }
-  void EvictNodeCopy(const std::string& worker, const std::string& tier,
-                     const std::string& key) override {
-    registry_.EvictNodeCopy(worker, tier, key);
-  }
-  // Only this run's attempts: each worker kills exactly the ones named.
-  void KillAll() override {
-    std::set<int64_t> attempts;
-    {
-      std::lock_guard lock(mu_);
-      attempts = attempts_;
-    }
-    for (int64_t attempt : attempts) registry_.Cancel(attempt, true);
-  }
-
- private:
-  Registry& registry_;
-  std::shared_ptr<ReportSink> sink_;
-  const int priority_;
-  const uint64_t run_seq_;
-  std::mutex mu_;
-  std::set<int64_t> attempts_;  // every attempt launched (KillAll skips finished ones)
-};
+// A registered worker as the HTTP API shows it.
+RemoteWorker ToRemoteWorker(const scheduler::WorkerStatus& status) {
+  return {status.name,   status.slots, status.running, status.last_heartbeat_ms,
+          status.labels, status.tiers};
+}
 
 // Tells Submit the id of the run it started.
 class StartObserver final : public scheduler::RunObserver {
@@ -635,28 +220,6 @@ class StartObserver final : public scheduler::RunObserver {
   bool told_ = false;
   std::promise<absl::StatusOr<std::string>> started_;
 };
-
-grpc::Status ToGrpc(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  grpc::StatusCode code = grpc::StatusCode::INTERNAL;
-  switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      code = grpc::StatusCode::INVALID_ARGUMENT;
-      break;
-    case absl::StatusCode::kNotFound:
-      code = grpc::StatusCode::NOT_FOUND;
-      break;
-    case absl::StatusCode::kFailedPrecondition:
-      code = grpc::StatusCode::FAILED_PRECONDITION;
-      break;
-    case absl::StatusCode::kUnavailable:
-      code = grpc::StatusCode::UNAVAILABLE;
-      break;
-    default:
-      break;
-  }
-  return {code, std::string(status.message())};
-}
 
 // A stream of LogChunks as an ostream's buffer: log bytes, or notes.
 class ChunkWriter final : public std::streambuf {
@@ -700,8 +263,8 @@ class ChunkWriter final : public std::streambuf {
 
 class SchedulerService final : public v1::Scheduler::Service {
  public:
-  SchedulerService(const ServerOptions& options, Registry& registry)
-      : options_(options), registry_(registry) {}
+  SchedulerService(const ServerOptions& options, scheduler::LeaseManager& leases)
+      : options_(options), leases_(leases) {}
   ~SchedulerService() override {
     std::map<std::string, Driven> runs;
     {
@@ -903,7 +466,16 @@ class SchedulerService final : public v1::Scheduler::Service {
     if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
       return auth;
     }
-    registry_.Describe(reply);
+    for (const scheduler::WorkerStatus& worker : leases_.Workers()) {
+      v1::WorkerInfo* info = reply->add_workers();
+      info->set_name(worker.name);
+      info->set_slots(worker.slots);
+      info->set_running(worker.running);
+      info->mutable_labels()->insert(worker.labels.begin(), worker.labels.end());
+      ToProto(worker.tiers, info->mutable_tiers());
+      info->set_last_heartbeat_ms(worker.last_heartbeat_ms);
+      info->set_worker_id(worker.id);
+    }
     return grpc::Status::OK;
   }
 
@@ -1014,7 +586,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   }
 
   // Starts an engine on a thread of its own doing `drive` (Run or Resume)
-  // with a RemoteExecutor; returns the run's id once it has started, or why
+  // with an executor of the lease manager; returns the run's id once it has started, or why
   // it could not.
   absl::StatusOr<std::string> Drive(
       std::vector<scheduler::PlacementTier> tiers, int priority,
@@ -1028,12 +600,11 @@ class SchedulerService final : public v1::Scheduler::Service {
     engine_options.kill_leftovers_on_host = false;  // workers stop their own tasks
     engine_options.tiers = std::move(tiers);
     engine_options.open_tier = storage::OpenTier;
-    Registry* registry = &registry_;
+    scheduler::LeaseManager* leases = &leases_;
     engine_options.make_executor =
-        [registry, priority,
+        [leases, priority,
          run_seq](Executor::ReportCallback callback) -> absl::StatusOr<std::unique_ptr<Executor>> {
-      return std::unique_ptr<Executor>(
-          new RemoteExecutor(*registry, std::move(callback), priority, run_seq));
+      return leases->MakeExecutor(std::move(callback), priority, run_seq);
     };
     auto observer = std::make_shared<StartObserver>();
     engine_options.observer = observer.get();
@@ -1067,7 +638,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   }
 
   const ServerOptions& options_;
-  Registry& registry_;
+  scheduler::LeaseManager& leases_;
   std::mutex mu_;
   std::map<std::string, Driven> runs_;
   std::map<std::string, Stopped> stopped_;  // guarded by mu_: engines that stopped on an error
@@ -1080,18 +651,18 @@ class SchedulerService final : public v1::Scheduler::Service {
 
 class WorkersService final : public v1::Workers::Service {
  public:
-  WorkersService(const ServerOptions& options, Registry& registry)
-      : options_(options), registry_(registry) {}
+  WorkersService(const ServerOptions& options, scheduler::LeaseManager& leases)
+      : options_(options), leases_(leases) {}
   grpc::Status Connect(grpc::ServerContext* context, WorkerStream* stream) override {
     if (grpc::Status auth = CheckToken(*context, options_.worker_token, "worker"); !auth.ok()) {
       return auth;
     }
-    return registry_.Serve(context, stream);
+    return ServeWorker(leases_, context, stream);
   }
 
  private:
   const ServerOptions& options_;
-  Registry& registry_;
+  scheduler::LeaseManager& leases_;
 };
 
 }  // namespace
@@ -1114,9 +685,10 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
   }
   absl::StatusOr<std::string> cluster_id = ClusterId(options.db_path);
   if (!cluster_id.ok()) return cluster_id.status();
-  Registry registry(options.worker_timeout, *cluster_id);
-  SchedulerService scheduler_service(options, registry);
-  WorkersService workers_service(options, registry);
+  scheduler::LeaseManager leases({*cluster_id, options.worker_timeout});
+  LivenessMonitor liveness(leases);
+  SchedulerService scheduler_service(options, leases);
+  WorkersService workers_service(options, leases);
   grpc::ServerBuilder builder;
   int port = 0;
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
@@ -1154,10 +726,12 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
     web.db_path = options.db_path;
     web.tiers_file = options.tiers_file;
     web.token = options.client_token;
-    web.workers_json = [&registry] {
-      v1::ListWorkersReply reply;
-      registry.Describe(&reply);
-      return RenderWorkersJson(FromProto(reply));
+    web.workers_json = [&leases] {
+      std::vector<RemoteWorker> workers;
+      for (const scheduler::WorkerStatus& worker : leases.Workers()) {
+        workers.push_back(ToRemoteWorker(worker));
+      }
+      return RenderWorkersJson(workers);
     };
     absl::StatusOr<std::unique_ptr<HttpServer>> started = StartHttpServer(web);
     if (!started.ok()) {

@@ -1,6 +1,7 @@
 #include "common/strings.h"
 
 #include <cctype>
+#include <random>
 
 namespace tierflow {
 
@@ -67,6 +68,17 @@ std::string PercentEncode(std::string_view text, bool keep_slash) {
       out.push_back(kHex[byte >> 4]);
       out.push_back(kHex[byte & 15]);
     }
+  }
+  return out;
+}
+
+std::string RandomHex(int bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device random;
+  std::string out;
+  for (int i = 0; i < bytes; ++i) {
+    const unsigned byte = random() & 0xff;
+    out += {kHex[byte >> 4], kHex[byte & 15]};
   }
   return out;
 }

@@ -47,4 +47,8 @@ std::string CEscape(std::string_view text);
 // A-Z a-z 0-9 - . _ ~ (and '/' when `keep_slash`) as %XY, upper-case hex.
 std::string PercentEncode(std::string_view text, bool keep_slash = false);
 
+// `bytes` random bytes (std::random_device) as lower-case hex: ids that
+// must not repeat across processes (a cluster's, a worker registration's).
+std::string RandomHex(int bytes);
+
 }  // namespace tierflow

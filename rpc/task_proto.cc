@@ -1,8 +1,8 @@
-#include "api/task_proto.h"
+#include "rpc/task_proto.h"
 
 #include <chrono>
 
-namespace tierflow::api {
+namespace tierflow::rpc {
 
 void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out) {
   out->set_mode(launch.mode == TaskLaunch::Mode::kReuse ? v1::TaskLaunch::REUSE
@@ -199,18 +199,20 @@ TaskReport FromProto(const v1::TaskReport& in) {
   return report;
 }
 
-std::vector<RemoteWorker> FromProto(const v1::ListWorkersReply& reply) {
-  std::vector<RemoteWorker> workers;
-  for (const v1::WorkerInfo& info : reply.workers()) {
-    RemoteWorker& worker = workers.emplace_back();
-    worker.name = info.name();
-    worker.slots = info.slots();
-    worker.running = info.running();
-    worker.last_heartbeat_ms = info.last_heartbeat_ms();
-    worker.labels.insert(info.labels().begin(), info.labels().end());
-    for (const v1::NodeTier& tier : info.tiers()) worker.tiers[tier.name()] = tier.path();
+void ToProto(const std::map<std::string, std::string>& tiers,
+             google::protobuf::RepeatedPtrField<v1::NodeTier>* out) {
+  for (const auto& [name, path] : tiers) {
+    v1::NodeTier* tier = out->Add();
+    tier->set_name(name);
+    tier->set_path(path);
   }
-  return workers;
 }
 
-}  // namespace tierflow::api
+std::map<std::string, std::string> FromProto(
+    const google::protobuf::RepeatedPtrField<v1::NodeTier>& tiers) {
+  std::map<std::string, std::string> out;
+  for (const v1::NodeTier& tier : tiers) out[tier.name()] = tier.path();
+  return out;
+}
+
+}  // namespace tierflow::rpc
