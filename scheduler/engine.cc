@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/file.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -32,6 +30,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_join.h"
+#include "common/file_watcher.h"
 #include "common/metrics.h"
 #include "common/processes.h"
 #include "common/status.h"
@@ -42,6 +41,8 @@
 #include "nlohmann/json.hpp"
 #include "scheduler/mover.h"
 #include "scheduler/plan.h"
+#include "scheduler/resume.h"
+#include "scheduler/run_lock.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
@@ -83,232 +84,6 @@ Duration RetryDelay(const dag::RetryPolicy& policy, uint32_t retry, double rando
                 std::pow(policy.factor, static_cast<double>(retry - 1));
   base = std::min(base, static_cast<double>(policy.max_backoff.count()));
   return Duration(static_cast<int64_t>(base / 2 + random * base / 2));
-}
-
-// Holds an exclusive lock on a run (runs/RUN/lock) for as long as a process
-// drives or cancels it. flock: the kernel releases it when the process dies,
-// even by kill -9, so "the lock is free" means "nobody drives this run". The
-// holder writes "pid host" into the file, for messages only.
-class RunLock {
- public:
-  // FailedPrecondition when another open file description holds the lock.
-  static absl::StatusOr<RunLock> Acquire(const fs::path& run_dir, const std::string& run_id) {
-    std::error_code error;
-    fs::create_directories(run_dir, error);
-    if (error) {
-      return absl::FailedPreconditionError(
-          StrCat("cannot create the run folder ", run_dir.string(), ": ", error.message()));
-    }
-    std::string path = (run_dir / "lock").string();
-    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      return absl::PermissionDeniedError(StrCat("cannot open ", path, ": ", std::strerror(errno)));
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      close(fd);
-      return absl::FailedPreconditionError(
-          StrCat("run ", run_id, " is being driven by another tierflow process (", path,
-                 " is locked); wait for it or cancel it with: tierflow cancel ", run_id));
-    }
-    // Only messages read it: the lock itself is what counts.
-    const std::string holder = StrCat(getpid(), " ", HostName(), "\n");
-    if (ftruncate(fd, 0) == 0) (void)!pwrite(fd, holder.data(), holder.size(), 0);
-    return RunLock(fd);
-  }
-  // "pid host" of the process that last took the lock of `run_dir`.
-  static std::string Holder(const fs::path& run_dir) {
-    std::ifstream in(run_dir / "lock");
-    std::string holder;
-    std::getline(in, holder);
-    return holder;
-  }
-  RunLock(RunLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  RunLock& operator=(RunLock&& other) noexcept {
-    std::swap(fd_, other.fd_);
-    return *this;
-  }
-  ~RunLock() {
-    if (fd_ >= 0) close(fd_);
-  }
-
- private:
-  explicit RunLock(int fd) : fd_(fd) {}
-  int fd_ = -1;
-};
-
-// `tierflow cancel` of a driven run creates this file in the run folder; the
-// engine driving the run watches for it.
-constexpr char kCancelFile[] = "cancel";
-
-// Calls a callback once a file exists: right away if it already does, else
-// (on the watcher's thread) when it is created or moved into place. One
-// inotify instance and thread serve the whole process and are never closed:
-// closing an inotify instance waits for an RCU grace period (10-20 ms),
-// which every run would pay on its way out. Nothing polls.
-class FileWatcher {
- public:
-  // Unregisters when destroyed; the callback is not running then and will
-  // not run again.
-  class Watch {
-   public:
-    Watch(FileWatcher* watcher, uint64_t id) : watcher_(watcher), id_(id) {}
-    ~Watch() {
-      if (watcher_ != nullptr) watcher_->Remove(id_);
-    }
-    Watch(const Watch&) = delete;
-    Watch& operator=(const Watch&) = delete;
-
-   private:
-    FileWatcher* watcher_;
-    uint64_t id_;
-  };
-
-  static absl::StatusOr<FileWatcher*> Get() {
-    static absl::StatusOr<FileWatcher*> watcher = Make();  // kept for the process's life
-    return watcher;
-  }
-
-  absl::StatusOr<std::unique_ptr<Watch>> Add(const fs::path& file,
-                                             std::function<void()> on_create) {
-    std::lock_guard lock(mu_);
-    const int wd = inotify_add_watch(inotify_, file.parent_path().c_str(), IN_CREATE | IN_MOVED_TO);
-    if (wd < 0) {
-      return absl::InternalError(StrCat("cannot watch ", file.parent_path().string(),
-                                        " for cancel requests: ", std::strerror(errno)));
-    }
-    std::error_code error;
-    if (fs::exists(file, error)) {
-      on_create();
-      if (!Watching(wd)) inotify_rm_watch(inotify_, wd);
-      return std::make_unique<Watch>(nullptr, 0);
-    }
-    const uint64_t id = ++last_id_;
-    entries_.emplace(id, Entry{wd, file.filename().string(), std::move(on_create)});
-    return std::make_unique<Watch>(this, id);
-  }
-
- private:
-  struct Entry {
-    int wd;
-    std::string name;
-    std::function<void()> on_create;
-  };
-
-  static absl::StatusOr<FileWatcher*> Make() {
-    int fd = inotify_init1(IN_CLOEXEC);
-    if (fd < 0) {
-      return absl::InternalError(
-          StrCat("cannot watch for cancel requests: inotify_init1: ", std::strerror(errno)));
-    }
-    auto* watcher = new FileWatcher(fd);
-    std::thread([watcher] { watcher->Run(); }).detach();
-    return watcher;
-  }
-  explicit FileWatcher(int inotify) : inotify_(inotify) {}
-
-  bool Watching(int wd) const {
-    for (const auto& [id, entry] : entries_) {
-      if (entry.wd == wd) return true;
-    }
-    return false;
-  }
-
-  void Remove(uint64_t id) {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(id);
-    if (it == entries_.end()) return;
-    const int wd = it->second.wd;
-    entries_.erase(it);
-    if (!Watching(wd)) inotify_rm_watch(inotify_, wd);
-  }
-
-  void Run() {
-    alignas(inotify_event) char buffer[4096];
-    for (;;) {
-      ssize_t n = read(inotify_, buffer, sizeof buffer);
-      if (n <= 0) {
-        if (n < 0 && errno == EINTR) continue;
-        return;
-      }
-      std::lock_guard lock(mu_);
-      for (ssize_t at = 0; at < n;) {
-        const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
-        at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
-        if (event->len == 0) continue;
-        for (auto it = entries_.begin(); it != entries_.end();) {
-          if (it->second.wd == event->wd && it->second.name == event->name) {
-            it->second.on_create();  // under mu_: Remove waits for it
-            it = entries_.erase(it);
-          } else {
-            ++it;
-          }
-        }
-      }
-    }
-  }
-
-  const int inotify_;
-  std::mutex mu_;
-  uint64_t last_id_ = 0;               // guarded by mu_
-  std::map<uint64_t, Entry> entries_;  // guarded by mu_
-};
-
-// Kills what is left of a dead engine's tasks on this host. Tasks run in
-// process groups of their own, so a killed engine's children survive it.
-// They are found through what was recorded: the pid (its group's leader) of
-// each attempt still `running` that a local pool ran (a worker name but no
-// worker id: a server's attempts have neither until leased), killed only while that process still carries the run's
-// TIERFLOW_RUN_ID. An attempt launched an instant before the engine died
-// may have no pid recorded yet; only then, and only when `may_scan_host`
-// (an embedded engine: the tasks of this run on this host are its own), are
-// the host's processes searched for the run's TIERFLOW_RUN_ID. A server
-// never scans: its workers stop their own tasks.
-absl::StatusOr<int> KillLeftoverTasks(Database& db, const std::string& run_id,
-                                      bool may_scan_host) {
-  const std::string marker = StrCat("TIERFLOW_RUN_ID=", run_id);
-  TF_ASSIGN_OR_RETURN(Statement find,
-                      db.Prepare("SELECT pid FROM attempts WHERE run_id = ? AND state = ? AND "
-                                 "coalesce(worker_id, '') = '' AND coalesce(worker, '') != ''"));
-  find.Bind(1, run_id).Bind(2, AttemptStateName(AttemptState::kRunning));
-  int killed = 0;
-  bool unrecorded = false;
-  while (true) {
-    TF_ASSIGN_OR_RETURN(bool row, find.Step());
-    if (!row) break;
-    if (find.IsNull(0)) {
-      unrecorded = true;
-    } else if (KillGroupIfMarked(static_cast<pid_t>(find.Int(0)), marker)) {
-      ++killed;
-    }
-  }
-  if (unrecorded && may_scan_host) killed += KillProcessesWithEnv(marker);
-  return killed;
-}
-
-// Ends the attempts of `run_id` its stopped engine left `running`, inside
-// the caller's transaction: `lost` for those whose process was recorded as
-// started (a pid), `not_started` for the rest (queued for a worker, leased,
-// or launched an instant before the stop, before their start was recorded).
-absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int64_t now) {
-  // A reuse of cached outputs is recorded `cached` when it is launched and
-  // finished when its executor reports: one without finished_at was cut
-  // off, and is no success (the task reuses or runs again).
-  TF_ASSIGN_OR_RETURN(
-      Statement end,
-      db.Prepare("UPDATE attempts SET finished_at = ?1, state = CASE WHEN state = ?8 THEN ?4 "
-                 "WHEN pid IS NULL THEN ?3 ELSE ?4 END, message = CASE WHEN state = ?8 THEN ?9 "
-                 "WHEN pid IS NULL THEN ?5 ELSE ?6 END WHERE run_id = ?2 AND (state = ?7 OR "
-                 "(state = ?8 AND finished_at IS NULL))"));
-  end.Bind(1, now)
-      .Bind(2, run_id)
-      .Bind(3, AttemptStateName(AttemptState::kNotStarted))
-      .Bind(4, AttemptStateName(AttemptState::kLost))
-      .Bind(5, "the engine stopped before this attempt was recorded as started")
-      .Bind(6, "the engine stopped while this attempt ran")
-      .Bind(7, AttemptStateName(AttemptState::kRunning))
-      .Bind(8, AttemptStateName(AttemptState::kCached))
-      .Bind(9, "the engine stopped while this attempt reused cached outputs");
-  return end.Run();
 }
 
 struct ArtifactRec {
@@ -3360,91 +3135,6 @@ absl::Status Engine::Impl::FailDownstream(uint32_t stage, const std::string& fai
     for (uint32_t child : graph_->StageChildren(s)) queue.push_back(child);
   }
   return absl::OkStatus();
-}
-
-// ------------------------------------------------------------------ cancel
-
-bool EngineAlive(int64_t pid, const std::string& host) {
-  if (pid <= 0 || host != HostName()) return false;
-  std::ifstream cmdline(StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
-  std::string argv0;
-  if (!cmdline || !std::getline(cmdline, argv0, '\0')) return false;
-  return fs::path(argv0).filename().string().rfind("tierflow", 0) == 0;
-}
-
-absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run) {
-  TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenStore(db_path));
-  TF_ASSIGN_OR_RETURN(const std::string run_id, ResolveRunId(*db, run));
-  auto not_running = [&]() -> absl::Status {
-    TF_ASSIGN_OR_RETURN(Statement find, db->Prepare("SELECT state FROM runs WHERE id = ?"));
-    find.Bind(1, run_id);
-    TF_ASSIGN_OR_RETURN(bool found, find.Step());
-    if (found && find.Text(0) == run_state::kRunning) return absl::OkStatus();
-    return absl::FailedPreconditionError(
-        StrCat("run ", run_id, " is not running (it ", found ? find.Text(0) : "is gone", ")"));
-  };
-  TF_RETURN_IF_ERROR(not_running());
-
-  // Whoever holds the run's lock drives it; the lock, not a recorded pid
-  // (which the system may have given to another process), tells.
-  std::error_code error;
-  const fs::path run_dir = fs::absolute(fs::path(db_path).parent_path(), error) / "runs" / run_id;
-  absl::StatusOr<RunLock> lock = RunLock::Acquire(run_dir, run_id);
-  if (!lock.ok() && lock.status().code() != absl::StatusCode::kFailedPrecondition) {
-    return lock.status();
-  }
-  if (!lock.ok()) {
-    // Driven: ask its engine, which watches for the cancel file.
-    TF_ASSIGN_OR_RETURN(Statement flag,
-                        db->Prepare("UPDATE runs SET cancel_requested = 1 WHERE id = ?"));
-    flag.Bind(1, run_id);
-    TF_RETURN_IF_ERROR(flag.Run());
-    const std::string path = (run_dir / kCancelFile).string();
-    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      return absl::PermissionDeniedError(StrCat("cannot ask the engine of run ", run_id,
-                                                " to cancel: cannot create ", path, ": ",
-                                                std::strerror(errno)));
-    }
-    close(fd);
-    const std::string holder = RunLock::Holder(run_dir);
-    return StrCat("cancel requested: the engine",
-                  holder.empty() ? "" : StrCat(" (pid ", holder, ")"),
-                  " is stopping the run's tasks and will record them cancelled");
-  }
-  // No engine, and none can start while the lock is held: record the end here.
-  TF_ASSIGN_OR_RETURN(const int killed, KillLeftoverTasks(*db, run_id, /*may_scan_host=*/true));
-  const int64_t now = WallClockMs();
-  TF_RETURN_IF_ERROR(db->Execute("BEGIN IMMEDIATE"));
-  absl::Status status = [&]() -> absl::Status {
-    TF_RETURN_IF_ERROR(not_running());  // an engine may have finished it meanwhile
-    TF_RETURN_IF_ERROR(EndInterruptedAttempts(*db, run_id, now));
-    TF_ASSIGN_OR_RETURN(Statement tasks,
-                        db->Prepare("UPDATE tasks SET state = 'cancelled', finished_at = ?, "
-                                    "message = 'the run was cancelled' WHERE run_id = ? AND state "
-                                    "NOT IN ('succeeded', 'cached', 'failed', 'upstream_failed', "
-                                    "'cancelled')"));
-    tasks.Bind(1, now).Bind(2, run_id);
-    TF_RETURN_IF_ERROR(tasks.Run());
-    TF_ASSIGN_OR_RETURN(Statement run,
-                        db->Prepare("UPDATE runs SET state = 'cancelled', finished_at = ?, "
-                                    "cancel_requested = 1, engine_pid = NULL, message = 'cancelled "
-                                    "after its engine stopped' WHERE id = ?"));
-    run.Bind(1, now).Bind(2, run_id);
-    TF_RETURN_IF_ERROR(run.Run());
-    TF_ASSIGN_OR_RETURN(Statement event,
-                        db->Prepare("INSERT INTO events(run_id, time, kind, message) VALUES (?, ?, "
-                                    "'run_cancelled', 'cancelled after its engine stopped')"));
-    event.Bind(1, run_id).Bind(2, now);
-    return event.Run();
-  }();
-  if (!status.ok()) {
-    (void)db->Execute("ROLLBACK");
-    return status;
-  }
-  TF_RETURN_IF_ERROR(db->Execute("COMMIT"));
-  return StrCat("run ", run_id, " had no live engine: recorded it cancelled",
-                killed > 0 ? StrCat(" and killed ", killed, " leftover task(s)") : "");
 }
 
 // ------------------------------------------------------------------ Engine

@@ -33,6 +33,7 @@
 #include "common/task.h"
 #include "common/units.h"
 #include "scheduler/placement.h"
+#include "scheduler/run_lock.h"  // CancelRun, EngineAlive
 #include "storage_adapters/adapter.h"
 
 namespace tierflow::scheduler {
@@ -183,17 +184,5 @@ class Engine {
   class Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// `tierflow cancel`: `run` is a run id or `last`. When an engine drives the
-// run (it holds the run's lock, runs/RUN/lock), asks it to cancel: sets
-// cancel_requested and creates runs/RUN/cancel, which the engine watches.
-// When none does (it was killed), records the run cancelled in the store
-// itself, holding the lock: unfinished tasks cancelled, running attempts
-// lost, leftover task processes killed. Returns what was done, for the user.
-absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run);
-
-// True when `pid` on `host` is a live tierflow process (this host only): a
-// hint for listings; CancelRun decides by the run's lock.
-bool EngineAlive(int64_t pid, const std::string& host);
 
 }  // namespace tierflow::scheduler
