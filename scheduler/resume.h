@@ -6,10 +6,17 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "absl/status/statusor.h"
+#include "scheduler/checkpoints.h"
+#include "scheduler/internal/run_model.h"
+#include "scheduler/run_writer.h"
 #include "scheduler/sqlite.h"
+#include "scheduler/store.h"
 
 namespace tierflow::scheduler {
 
@@ -31,5 +38,35 @@ absl::StatusOr<int> KillLeftoverTasks(Database& db, const std::string& run_id, b
 // started (a pid), `not_started` for the rest (queued for a worker, leased,
 // or launched an instant before the stop, before their start was recorded).
 absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int64_t now);
+
+namespace internal {
+
+// What a run recorded when it started: enough to rebuild it.
+struct StoredRun {
+  std::string file;
+  std::string working_dir;
+  std::map<std::string, std::string> params;
+  RunState state = RunState::kRunning;
+  std::string yaml;  // the pipeline as it was (the file may have changed)
+  // The tiers it was placed on (PlacementTiersToJson); unset for a run
+  // recorded before tiers, which keeps the one implicit tier.
+  std::optional<std::string> tiers_json;
+};
+// NotFound when the run is gone; InvalidArgument, naming the run, for a
+// state this tierflow does not know.
+absl::StatusOr<StoredRun> ReadStoredRun(Database& db, const std::string& run_id);
+
+// Brings `run` (built and placed from its StoredRun) to where its stopped
+// engine left it: each task's state, attempts and latest log; each output's
+// current artifact and the copies of it that still exist. Then, in one
+// transaction: interrupted attempts ended, cut-off checkpoint flushes
+// failed, vanished copies recorded, and every task that is not kept (done,
+// with a copy of each output) reset to pending; the run is running again.
+// A stored task state this tierflow does not know fails loudly, naming the
+// run and the task. Returns how many tasks were kept.
+absl::StatusOr<uint32_t> LoadRunForResume(Database& db, RunModel& run, RunWriter& writer,
+                                          Checkpoints& checkpoints);
+
+}  // namespace internal
 
 }  // namespace tierflow::scheduler
