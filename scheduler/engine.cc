@@ -1,11 +1,6 @@
 #include "scheduler/engine.h"
 
-#include <fcntl.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -28,11 +23,12 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
-#include "dag/loader.h"
 #include "nlohmann/json.hpp"
+#include "scheduler/attempt.h"
 #include "scheduler/checkpoints.h"
 #include "scheduler/internal/run_model.h"
 #include "scheduler/mover.h"
+#include "scheduler/remote_tiers.h"
 #include "scheduler/replicas.h"
 #include "scheduler/resume.h"
 #include "scheduler/run_lock.h"
@@ -41,9 +37,7 @@
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 #include "scheduler/task_cache.h"
-#include "storage_adapters/local_artifact.h"
 #include "storage_adapters/posix.h"
-#include "storage_adapters/remote_store.h"
 
 namespace tierflow::scheduler {
 namespace fs = std::filesystem;
@@ -63,25 +57,6 @@ namespace {
 using SteadyTime = std::chrono::steady_clock::time_point;
 using json = nlohmann::json;
 
-// A foreach item as one path component: the item itself when it is a safe
-// file name, else its index for every item of the stage (so names never
-// collide).
-std::vector<std::string> ItemComponents(const dag::Stage& stage) {
-  std::vector<std::string> names;
-  if (!stage.foreach) return names;
-  bool safe = true;
-  for (const std::string& item : *stage.foreach) {
-    safe = safe && !item.empty() && item.size() <= 128 && item != "." && item != ".." &&
-           item[0] != '.' && std::all_of(item.begin(), item.end(), [](char c) {
-             return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-           });
-  }
-  for (size_t i = 0; i < stage.foreach->size(); ++i) {
-    names.push_back(safe ? (*stage.foreach)[i] : StrCat("item-", std::to_string(i)));
-  }
-  return names;
-}
-
 // Retry n (1-based) waits min(backoff * factor^(n-1), max_backoff), of which
 // the second half is jitter ("equal jitter"), so retries of many tasks that
 // failed together spread out instead of hammering a recovering service.
@@ -90,64 +65,6 @@ Duration RetryDelay(const dag::RetryPolicy& policy, uint32_t retry, double rando
                 std::pow(policy.factor, static_cast<double>(retry - 1));
   base = std::min(base, static_cast<double>(policy.max_backoff.count()));
   return Duration(static_cast<int64_t>(base / 2 + random * base / 2));
-}
-
-// The attempt state an executor's outcome is recorded as.
-AttemptState AttemptOutcome(TaskReport::Outcome outcome, bool reusing) {
-  switch (outcome) {
-    case TaskReport::Outcome::kSucceeded:
-      return reusing ? AttemptState::kCached : AttemptState::kSucceeded;
-    case TaskReport::Outcome::kTimedOut:
-      return AttemptState::kTimedOut;
-    case TaskReport::Outcome::kCancelled:
-      return AttemptState::kCancelled;
-    case TaskReport::Outcome::kLost:
-      return AttemptState::kLost;
-    default:
-      return AttemptState::kFailed;
-  }
-}
-
-// A failed attempt that ran out of space: the tiers it writes on, named,
-// with their free space. Told by its log ("No space left on device", the
-// strerror of ENOSPC, in the last 64 KiB) or by a posix tier it writes its
-// outputs or checkpoints on having less than 1 MiB free. "" otherwise.
-std::string FullTierNote(const internal::RunModel& run, uint32_t t, uint8_t checkpoint_tier) {
-  const TaskRec& task = run.tasks[t];
-  std::vector<uint8_t> written;
-  for (const OutputPlace& place : task.places) written.push_back(place.write);
-  if (run.pipeline.stages[task.stage].checkpoints.enabled && checkpoint_tier != kNoTier) {
-    written.push_back(checkpoint_tier);
-  }
-  std::sort(written.begin(), written.end());
-  written.erase(std::unique(written.begin(), written.end()), written.end());
-  bool logged = false;
-  if (int fd = task.log_path.empty() ? -1 : open(task.log_path.c_str(), O_RDONLY | O_CLOEXEC);
-      fd >= 0) {
-    constexpr off_t kTail = 64 << 10;
-    const off_t size = lseek(fd, 0, SEEK_END);
-    std::string tail(static_cast<size_t>(std::min(size, kTail)), '\0');
-    const ssize_t got = pread(fd, tail.data(), tail.size(), size - static_cast<off_t>(tail.size()));
-    close(fd);
-    logged = got > 0 && tail.find(std::strerror(ENOSPC)) != std::string::npos;
-  }
-  std::vector<std::string> tiers;
-  bool full = false;
-  for (uint8_t x : written) {
-    std::string text = StrCat("tier ", run.tiers[x].config.name);
-    struct statvfs info {};
-    if (run.tiers[x].posix && statvfs(run.tiers[x].root.c_str(), &info) == 0) {
-      const uint64_t free = static_cast<uint64_t>(info.f_bavail) * info.f_frsize;
-      full = full || free < (uint64_t{1} << 20);
-      text += StrCat(" (", FormatSize(static_cast<uint64_t>(info.f_blocks) * info.f_frsize), "; ",
-                     FormatSize(free), " free after the attempt)");
-    }
-    tiers.push_back(std::move(text));
-  }
-  if (tiers.empty() || (!logged && !full)) return "";
-  if (!logged) return StrCat("; it writes on ", absl::StrJoin(tiers, ", "), ": full");
-  return StrCat("; its log says \"No space left on device\": it writes on ",
-                absl::StrJoin(tiers, ", "));
 }
 
 }  // namespace
@@ -207,7 +124,6 @@ class Engine::Impl : public internal::TaskHooks {
   // unset: a new run, on the options' tiers; "": a run recorded without
   // tiers (the implicit one); else the JSON a run recorded (a resume).
   absl::Status SetUpTiers(const std::optional<std::string>& stored);
-  absl::Status WatchRemoteTiers();
   absl::Status CreateRun(const std::string& yaml, const std::map<std::string, std::string>& params,
                          int priority);
 
@@ -244,7 +160,10 @@ class Engine::Impl : public internal::TaskHooks {
                       (!drive_wake_ || retry_timers_.begin()->first < *drive_wake_));
       }
     }
-    if (!wake_drive) return;
+    if (wake_drive) Wake();
+  }
+  // Any thread: Drive has something to look at.
+  void Wake() {
     {
       std::lock_guard lock(mu_);
       woken_ = true;
@@ -278,25 +197,11 @@ class Engine::Impl : public internal::TaskHooks {
   absl::Status RecordOutputs(uint32_t task, const TaskReport& report, int64_t now);
   absl::Status ApplyEnd(uint32_t task, const TaskReport& report, Duration duration);
   absl::Status Dispatch(uint32_t task);
-  // Dispatch's steps.
-  TaskLaunch NewLaunch(uint32_t task);
-  struct LaunchInputs {
-    // (name, producing tasks) for lineage and the cache key.
-    std::vector<std::pair<std::string, std::vector<uint32_t>>> producers;
-    std::vector<std::pair<std::string, int64_t>> consumed;  // name, artifact id
-  };
-  LaunchInputs AddInputs(uint32_t task, TaskLaunch& launch,
-                         std::vector<std::pair<std::string, std::string>>& env);
-  void AddOutputs(uint32_t task, TaskLaunch& launch,
-                  std::vector<std::pair<std::string, std::string>>& env,
-                  const std::string& staging);
   absl::Status RecordAttempt(uint32_t task, TaskLaunch& launch,
                              const std::optional<internal::TaskCache::Hit>& hit,
-                             const LaunchInputs& inputs);
+                             const internal::LaunchInputs& inputs);
   int StartRestores(uint32_t task, TaskLaunch& launch, const internal::TaskCache::Hit& hit,
                     const std::string& staging);
-  std::string InputPath(uint32_t task, size_t input, uint32_t stage, size_t output) const;
-  std::string ReadsJson(uint32_t task) const;
   absl::Status StageDone(uint32_t stage);
   absl::Status FailDownstream(uint32_t stage, const std::string& failed_task);
   absl::Status SetTaskState(uint32_t task, TaskState state, const std::string& message,
@@ -309,9 +214,6 @@ class Engine::Impl : public internal::TaskHooks {
   void CountState(TaskState state, int delta);
   absl::Status FinishRun(RunState state, const std::string& message);
   RunResult MakeResult(RunState state) const;
-  // Aborts the unfinished multipart uploads of this run on its remote
-  // tiers (nothing writes there now); each sweep that found some, an event.
-  void SweepUploads(std::string_view when);
   absl::Status RecordTierEvents();
 
   EngineOptions options_;
@@ -375,8 +277,7 @@ class Engine::Impl : public internal::TaskHooks {
   size_t urgent_reports_ = 0;            // guarded by mu_: reports_ that are not kStarted
   bool woken_ = false;                   // guarded by mu_: Drive has something to look at
   bool cancel_requested_ = false;        // guarded by mu_
-  // Told on transfer threads, recorded as run events in the next turn.
-  std::vector<std::pair<std::string, std::string>> tier_events_;  // guarded by mu_
+  internal::TierEvents tier_events_;     // thread-safe: told on transfer threads
   // Held while a turn runs and while Drive reads the run's state: turns
   // run on Drive's thread or, inline, on an executor thread reporting.
   std::mutex turn_mu_;
@@ -420,8 +321,8 @@ absl::Status Engine::Impl::BeginRun() {
   launched_ = false;
   to_cancel_.clear();
   pending_events_.clear();
+  (void)tier_events_.Take();
   std::lock_guard lock(mu_);
-  tier_events_.clear();
   reports_.clear();
   move_results_.clear();
   urgent_reports_ = 0;
@@ -456,55 +357,7 @@ absl::Status Engine::Impl::OpenDatabase() {
 
 absl::Status Engine::Impl::Prepare(const std::string& yaml, const std::string& file,
                                    const std::map<std::string, std::string>& params) {
-  dag::LoadOptions load;
-  load.param_overrides = params;
-  std::vector<Diagnostic> diagnostics;
-  absl::StatusOr<dag::Pipeline> pipeline = dag::LoadPipelineText(yaml, file, load, &diagnostics);
-  if (!pipeline.ok()) {
-    if (diagnostics.empty()) return pipeline.status();
-    SortDiagnostics(diagnostics);
-    return DiagnosticsToStatus(diagnostics);
-  }
-  run_.pipeline = std::move(*pipeline);
-  TF_ASSIGN_OR_RETURN(dag::TaskGraph graph, dag::TaskGraph::Build(run_.pipeline));
-  run_.graph.emplace(std::move(graph));
-  const dag::TaskGraph& g = *run_.graph;
-
-  const size_t stage_count = run_.pipeline.stages.size();
-  run_.stages.resize(stage_count);
-  for (uint32_t s = 0; s < stage_count; ++s) {
-    run_.stages[s].name = run_.pipeline.stages[s].name;
-    run_.stages[s].item_components = ItemComponents(run_.pipeline.stages[s]);
-    run_.stages[s].unfinished = static_cast<uint32_t>(run_.pipeline.stages[s].TaskCount());
-  }
-  // Bottom levels, sinks first: layers order stages topologically.
-  std::vector<std::vector<uint32_t>> layers = g.StageLayers();
-  for (auto layer = layers.rbegin(); layer != layers.rend(); ++layer) {
-    for (uint32_t s : *layer) {
-      uint32_t level = 0;
-      for (uint32_t child : g.StageChildren(s)) {
-        level = std::max(level, run_.stages[child].bottom_level);
-      }
-      run_.stages[s].bottom_level = level + 1;
-    }
-  }
-  // Tasks in plan order (layer by layer, stages in file order, items in
-  // foreach order); seq is that order.
-  run_.tasks.resize(g.tasks().size());
-  uint32_t seq = 0;
-  for (const std::vector<uint32_t>& layer : layers) {
-    for (uint32_t s : layer) {
-      uint32_t first = g.FirstTask(s);
-      for (uint32_t i = 0; i < run_.pipeline.stages[s].TaskCount(); ++i) {
-        TaskRec& rec = run_.tasks[first + i];
-        rec.stage = s;
-        rec.item = i;
-        rec.seq = seq++;
-        rec.id = g.TaskId(g.tasks()[first + i]);
-        rec.outputs.resize(run_.pipeline.stages[s].outputs.size());
-      }
-    }
-  }
+  TF_RETURN_IF_ERROR(internal::BuildRunModel(run_, yaml, file, params));
   counts_ = RunCounts{};
   counts_.total = static_cast<uint32_t>(run_.tasks.size());
   counts_.pending = counts_.total;
@@ -518,45 +371,16 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
     TF_ASSIGN_OR_RETURN(run_.placement_tiers, PlacementTiersFromJson(*stored));
   }
   TF_RETURN_IF_ERROR(internal::PlaceRun(run_, run_.placement_tiers, options_.open_tier));
-  TF_RETURN_IF_ERROR(WatchRemoteTiers());
+  // Remote tiers stop with the run, and must answer before anything starts.
+  transfers_cancelled_ = std::make_shared<std::atomic<bool>>(false);
+  tier_retried_ = false;
+  TF_RETURN_IF_ERROR(internal::WatchRemoteTiers(run_, tier_events_, transfers_cancelled_,
+                                                tier_retried_, [this] { Wake(); }));
   cache_.emplace(*db_, run_);
   replicas_.emplace(run_, *writer_, moves_, *this,
                     [this](MoveResult result) { OnMoveResult(std::move(result)); });
   checkpoints_.emplace(*db_, run_, *writer_, moves_, *this);
   return checkpoints_->SetUp();
-}
-
-// Remote tiers tell this run their retries, stop with it, and must answer
-// before anything starts (credentials, bucket): a run that cannot write
-// its outputs back should not run its tasks first.
-absl::Status Engine::Impl::WatchRemoteTiers() {
-  transfers_cancelled_ = std::make_shared<std::atomic<bool>>(false);
-  tier_retried_ = false;
-  for (Tier& tier : run_.tiers) {
-    storage::RemoteStore* remote = tier.adapter->remote();
-    if (remote == nullptr) continue;
-    remote->Watch(
-        [this](const storage::RetryNotice& notice) {
-          metrics::Engine().storage_retries.With({notice.tier}).Increment();
-          tier_retried_ = true;
-          {
-            std::lock_guard lock(mu_);
-            tier_events_.emplace_back(
-                "transfer_retry", StrCat("tier ", notice.tier, ": attempt ", notice.attempt,
-                                         " failed, trying again in ", FormatDuration(notice.wait),
-                                         ": ", notice.error));
-            woken_ = true;
-          }
-          cv_.notify_one();
-        },
-        transfers_cancelled_);
-    if (absl::Status reachable = remote->CheckReachable(); !reachable.ok()) {
-      return absl::Status(reachable.code(),
-                          StrCat(reachable.message(), "\nnothing was started: the run needs tier ",
-                                 tier.config.name));
-    }
-  }
-  return absl::OkStatus();
 }
 
 absl::Status Engine::Impl::CreateRun(const std::string& yaml,
@@ -645,7 +469,7 @@ absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
   TF_RETURN_IF_ERROR(SetUpTiers(stored.tiers_json.value_or("")));
   TF_RETURN_IF_ERROR(
       KillLeftoverTasks(*db_, run_.run_id, options_.kill_leftovers_on_host).status());
-  SweepUploads("left by an earlier engine of this run");
+  internal::SweepUploads(run_, tier_events_, "left by an earlier engine of this run");
   TF_RETURN_IF_ERROR(cache_->Prepare());
   TF_RETURN_IF_ERROR(internal::LoadRunForResume(*db_, run_, *writer_, *checkpoints_).status());
   counts_ = RunCounts{};
@@ -751,8 +575,9 @@ bool Engine::Impl::WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_
   if (!turn_status_.ok() || Finished()) return false;
   {
     std::lock_guard lock(mu_);
-    pending = !reports_.empty() || !move_results_.empty() || !tier_events_.empty();
+    pending = !reports_.empty() || !move_results_.empty();
   }
+  pending = pending || !tier_events_.empty();
   const SteadyTime now = std::chrono::steady_clock::now();
   if (pending || cancel_now || (!retry_timers_.empty() && retry_timers_.begin()->first <= now) ||
       checkpoints_->PollDue(now)) {
@@ -802,7 +627,9 @@ absl::StatusOr<RunResult> Engine::Impl::FinishDriving() {
   mover_.reset();  // idle: every copy it was given has been applied
   // A write whose start was retried (its first reply lost) may have left an
   // upload behind; failed ones abort their own.
-  if (tier_retried_ && !*transfers_cancelled_) SweepUploads("left by requests that were retried");
+  if (tier_retried_ && !*transfers_cancelled_) {
+    internal::SweepUploads(run_, tier_events_, "left by requests that were retried");
+  }
   // Nothing runs any more: staging holds only leftovers of failed attempts.
   // Through the tier's root: a symlink planted beneath it is never followed.
   std::vector<std::string> cleanup_failures = replicas_->unsafe_paths();
@@ -837,33 +664,8 @@ absl::StatusOr<RunResult> Engine::Impl::FinishDriving() {
   return result;
 }
 
-void Engine::Impl::SweepUploads(std::string_view when) {
-  for (const Tier& tier : run_.tiers) {
-    storage::RemoteStore* remote = tier.adapter->remote();
-    if (remote == nullptr) continue;
-    absl::StatusOr<int> aborted = remote->AbortUnfinishedUploads(StrCat("runs/", run_.run_id, "/"));
-    std::lock_guard lock(mu_);
-    if (!aborted.ok()) {
-      tier_events_.emplace_back(
-          "uploads_sweep_failed",
-          StrCat("tier ", tier.config.name,
-                 ": cannot look for unfinished uploads of this run: ", aborted.status().message()));
-    } else if (*aborted > 0) {
-      tier_events_.emplace_back(
-          "uploads_aborted",
-          StrCat("tier ", tier.config.name, ": aborted ", *aborted, " unfinished multipart upload",
-                 *aborted == 1 ? "" : "s", " of this run, ", when));
-    }
-  }
-}
-
 absl::Status Engine::Impl::RecordTierEvents() {
-  std::vector<std::pair<std::string, std::string>> events;
-  {
-    std::lock_guard lock(mu_);
-    events.swap(tier_events_);
-  }
-  for (const auto& [kind, message] : events) {
+  for (const auto& [kind, message] : tier_events_.Take()) {
     TF_RETURN_IF_ERROR(writer_->AddEvent("", 0, kind, message));
   }
   return absl::OkStatus();
@@ -879,35 +681,12 @@ absl::Status Engine::Impl::FinishRun(RunState state, const std::string& message)
 
 RunResult Engine::Impl::MakeResult(RunState state) const {
   RunResult result;
-  result.run_id = run_.run_id;
+  internal::SummarizeRun(run_, result);
   result.state = std::string(RunStateName(state));
   result.counts = counts_;
   result.db_path = options_.db_path;
   result.elapsed =
       std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_);
-  for (uint32_t s = 0; s < run_.stages.size(); ++s) {
-    StageSummary summary;
-    summary.stage = run_.stages[s].name;
-    summary.kind = std::string(dag::StageKindName(run_.pipeline.stages[s].kind));
-    summary.busy = run_.stages[s].busy;
-    result.stages.push_back(std::move(summary));
-  }
-  std::vector<uint32_t> order(run_.tasks.size());
-  for (uint32_t t = 0; t < run_.tasks.size(); ++t) order[run_.tasks[t].seq] = t;
-  for (uint32_t t : order) {
-    const TaskRec& task = run_.tasks[t];
-    StageSummary& summary = result.stages[task.stage];
-    ++summary.tasks;
-    if (task.state == TaskState::kSucceeded) ++summary.succeeded;
-    if (task.state == TaskState::kCached) ++summary.cached;
-    if (task.state == TaskState::kFailed) ++summary.failed;
-    if (task.state == TaskState::kUpstreamFailed) ++summary.upstream_failed;
-    if (task.state == TaskState::kCancelled) ++summary.cancelled;
-    if (task.state == TaskState::kFailed) {
-      result.failures.push_back(
-          {task.id, std::string(TaskStateName(task.state)), task.message, task.log_path});
-    }
-  }
   return result;
 }
 
@@ -1074,36 +853,12 @@ absl::Status Engine::Impl::CancelAll() {
 // ------------------------------------------------------ the state machine
 
 void Engine::Impl::CountState(TaskState state, int delta) {
-  uint32_t* counter = &counts_.pending;
-  switch (state) {
-    case TaskState::kPending:
-      break;
-    case TaskState::kQueued:
-      counter = &counts_.queued;
-      break;
-    case TaskState::kRunning:
-      counter = &counts_.running;
-      break;
-    case TaskState::kRetrying:
-      counter = &counts_.retrying;
-      break;
-    case TaskState::kSucceeded:
-      counter = &counts_.succeeded;
-      break;
-    case TaskState::kCached:
-      counter = &counts_.cached;
-      break;
-    case TaskState::kFailed:
-      counter = &counts_.failed;
-      break;
-    case TaskState::kUpstreamFailed:
-      counter = &counts_.upstream_failed;
-      break;
-    case TaskState::kCancelled:
-      counter = &counts_.cancelled;
-      break;
-  }
-  *counter = static_cast<uint32_t>(static_cast<int64_t>(*counter) + delta);
+  uint32_t* const counters[] = {
+      &counts_.pending,  &counts_.queued,          &counts_.running,
+      &counts_.retrying, &counts_.succeeded,       &counts_.cached,
+      &counts_.failed,   &counts_.upstream_failed, &counts_.cancelled};  // in TaskState's order
+  uint32_t& counter = *counters[static_cast<size_t>(state)];
+  counter = static_cast<uint32_t>(static_cast<int64_t>(counter) + delta);
 }
 
 void Engine::Impl::Emit(uint32_t t, std::string message, Duration duration) {
@@ -1240,11 +995,11 @@ absl::Status Engine::Impl::RecordAttemptEnd(uint32_t t, TaskReport& report, int6
     if (report.outcome != TaskReport::Outcome::kSucceeded) task.no_cache = true;
   }
   if (report.outcome == TaskReport::Outcome::kFailed && !task.reusing) {
-    report.message += FullTierNote(run_, t, checkpoints_->tier());
+    report.message += internal::FullTierNote(run_, t, checkpoints_->tier());
   }
   AttemptEnd end;
   end.attempt_id = report.attempt_id;
-  end.state = AttemptOutcome(report.outcome, task.reusing);
+  end.state = internal::AttemptOutcome(report.outcome, task.reusing);
   end.finished_at = now;
   if (report.exit_code) end.exit_code = *report.exit_code;
   if (report.signal) end.signal = *report.signal;
@@ -1332,14 +1087,13 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     return absl::OkStatus();
   }
   const dag::Stage& stage = run_.pipeline.stages[task.stage];
-  TaskLaunch launch = NewLaunch(t);
-  std::vector<std::pair<std::string, std::string>> contract_env =
-      run_.graph->TaskEnvironment(run_.graph->tasks()[t]);
-  const LaunchInputs inputs = AddInputs(t, launch, contract_env);
+  ++task.attempts;
+  TaskLaunch launch = internal::NewLaunch(run_, t, options_.kill_grace);
+  internal::Env contract_env = run_.graph->TaskEnvironment(run_.graph->tasks()[t]);
+  const internal::LaunchInputs inputs = internal::AddInputs(run_, t, launch, contract_env);
   // Staging beside the artifact, on its write tier: publishing is a rename.
-  const std::string staging = StrCat("runs/", run_.run_id, "/staging/",
-                                     run_.TaskDir("", t).string(), "/attempt-", task.attempts, "/");
-  AddOutputs(t, launch, contract_env, staging);
+  const std::string staging = internal::StagingKey(run_, t);
+  internal::AddOutputs(run_, t, launch, contract_env, staging);
   if (stage.checkpoints.enabled) {
     checkpoints_->SetLaunchDir(t, launch);
     contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR", launch.checkpoint_dir);
@@ -1353,13 +1107,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     task.cache_key = cache_->Key(t, launch.argv, contract_env, inputs.producers);
     TF_ASSIGN_OR_RETURN(hit, cache_->FindHit(t, task.cache_key));
   }
-  launch.env = std::move(contract_env);
-  launch.env.emplace_back("TIERFLOW_RUN_ID", run_.run_id);
-  launch.env.emplace_back("TIERFLOW_TASK_ID", task.id);
-  launch.env.emplace_back("TIERFLOW_STAGE", stage.name);
-  launch.env.emplace_back("TIERFLOW_STAGE_KIND", std::string(dag::StageKindName(stage.kind)));
-  launch.env.emplace_back("TIERFLOW_ATTEMPT", StrCat(task.attempts));
-  launch.env.emplace_back("TIERFLOW_PIPELINE", run_.pipeline.name);
+  internal::SetEnvironment(run_, t, std::move(contract_env), launch);
   if (hit) launch.log_path.clear();  // nothing runs, nothing logs
   task.log_path = launch.log_path;
   TF_RETURN_IF_ERROR(RecordAttempt(t, launch, hit, inputs));
@@ -1383,98 +1131,10 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
   return absl::OkStatus();
 }
 
-// A new attempt of `t`: what to run, where, with what.
-TaskLaunch Engine::Impl::NewLaunch(uint32_t t) {
-  TaskRec& task = run_.tasks[t];
-  const dag::Stage& stage = run_.pipeline.stages[task.stage];
-  TaskLaunch launch;
-  launch.run_id = run_.run_id;
-  launch.task_id = task.id;
-  launch.attempt = ++task.attempts;
-  launch.argv = run_.graph->ResolveArgv(run_.graph->tasks()[t]);
-  if (stage.run.is_shell()) launch.shell = stage.run.shell;
-  launch.working_dir = run_.working_dir;
-  launch.timeout = stage.timeout;
-  launch.cpus = stage.resources.cpus;
-  launch.memory = stage.resources.memory;
-  launch.gpus = stage.resources.gpus;
-  launch.labels = stage.resources.labels;
-  launch.kill_grace = options_.kill_grace;
-  // logs/STAGE.attempt-N.log, logs/STAGE/ITEM.attempt-N.log: no folder per
-  // task, which would cost an inode per task on the hot path.
-  launch.log_path =
-      StrCat(run_.TaskDir(run_.run_dir / "logs", t).string(), ".attempt-", task.attempts, ".log");
-  return launch;
-}
-
-// TIERFLOW_INPUT_* (and TIERFLOW_STREAM_* for an input still being
-// streamed), the node-tier inputs and their stage-in copies.
-Engine::Impl::LaunchInputs Engine::Impl::AddInputs(
-    uint32_t t, TaskLaunch& launch, std::vector<std::pair<std::string, std::string>>& env) {
-  const TaskRec& task = run_.tasks[t];
-  const dag::Stage& stage = run_.pipeline.stages[task.stage];
-  LaunchInputs inputs;
-  for (size_t i = 0; i < stage.inputs.size(); ++i) {
-    const dag::InputRef& input = stage.inputs[i];
-    const int producer = run_.pipeline.FindStage(input.stage);
-    const dag::Stage& from = run_.pipeline.stages[producer];
-    const size_t output = run_.OutputIndex(producer, input.output);
-    std::vector<uint32_t> producers;
-    const uint32_t first = run_.graph->FirstTask(producer);
-    for (uint32_t k = 0; k < from.TaskCount(); ++k) {
-      producers.push_back(first + k);
-      inputs.consumed.emplace_back(input.name, run_.tasks[first + k].outputs[output].id);
-    }
-    std::string path = InputPath(t, i, producer, output);
-    std::string name = StrCat("TIERFLOW_INPUT_", AsciiUpper(input.name));
-    // Still being copied: the task finds the files through the manifest.
-    if (input.stream && !from.foreach &&
-        run_.tasks[first].places[output].copies[task.input_tiers[i]] == CopyState::kStreaming) {
-      env.emplace_back(StrCat("TIERFLOW_STREAM_", AsciiUpper(input.name)),
-                       StrCat(path, storage::kStreamManifestSuffix));
-    }
-    if (const uint8_t node = task.node_input_tiers[i]; node != kNoTier) {
-      launch.node_inputs.push_back(
-          {name, run_.tiers[node].config.name,
-           from.foreach ? run_.GatherKey(producer, output) : run_.OutputKey(first, output)});
-    }
-    env.emplace_back(std::move(name), std::move(path));
-    inputs.producers.emplace_back(StrCat(input.name, "=", input.stage, ".", input.output),
-                                  std::move(producers));
-  }
-  for (const Need& need : task.needs) {
-    if (need.node_tier == kNoTier) continue;
-    const ArtifactRec& artifact = run_.tasks[need.task].outputs[need.output];
-    launch.stage_in.push_back(
-        {run_.tiers[need.node_tier].config.name, run_.OutputKey(need.task, need.output),
-         run_.tiers[need.tier].root.string(), artifact.hash, artifact.bytes, need.stream});
-  }
-  return inputs;
-}
-
-// TIERFLOW_OUTPUT_*: staging paths on each output's write tier.
-void Engine::Impl::AddOutputs(uint32_t t, TaskLaunch& launch,
-                              std::vector<std::pair<std::string, std::string>>& env,
-                              const std::string& staging) {
-  const TaskRec& task = run_.tasks[t];
-  const dag::Stage& stage = run_.pipeline.stages[task.stage];
-  for (size_t o = 0; o < stage.outputs.size(); ++o) {
-    const uint8_t write = task.places[o].write;
-    OutputLaunch output;
-    output.name = stage.outputs[o].name;
-    output.staging_path = run_.TierPath(write, staging + output.name);
-    output.durable = run_.tiers[write].config.durability >= Durability::kDurable;
-    output.final_path = run_.OutputPath(t, o);
-    output.tier_root = run_.tiers[write].root.string();
-    env.emplace_back(StrCat("TIERFLOW_OUTPUT_", AsciiUpper(output.name)), output.staging_path);
-    launch.outputs.push_back(std::move(output));
-  }
-}
-
 // The attempt's row and the artifacts it consumes.
 absl::Status Engine::Impl::RecordAttempt(uint32_t t, TaskLaunch& launch,
                                          const std::optional<internal::TaskCache::Hit>& hit,
-                                         const LaunchInputs& inputs) {
+                                         const internal::LaunchInputs& inputs) {
   TaskRec& task = run_.tasks[t];
   const dag::Stage& stage = run_.pipeline.stages[task.stage];
   const int64_t now = WallClockMs();
@@ -1492,7 +1152,7 @@ absl::Status Engine::Impl::RecordAttempt(uint32_t t, TaskLaunch& launch,
   attempt.worker = options_.worker;
   attempt.input_wait_ms =
       task.data_wait_since_ms > 0 ? std::max<int64_t>(now - task.data_wait_since_ms, 0) : 0;
-  if (!stage.inputs.empty()) attempt.reads_json = ReadsJson(t);
+  if (!stage.inputs.empty()) attempt.reads_json = internal::ReadsJson(run_, t);
   task.data_wait_since_ms = 0;
   TF_ASSIGN_OR_RETURN(task.attempt_id, writer_->StartAttempt(attempt));
   task.attempt_started_ms = now;
@@ -1518,39 +1178,6 @@ int Engine::Impl::StartRestores(uint32_t t, TaskLaunch& launch, const internal::
     ++restores;
   }
   return restores;
-}
-
-// What consumer `task` sees for `stage.output` (its input `input`): the
-// artifact on its working tier, or for a foreach stage the folder that
-// gathers every item's artifact there.
-std::string Engine::Impl::InputPath(uint32_t task, size_t input, uint32_t stage,
-                                    size_t output) const {
-  const uint8_t tier = run_.tasks[task].input_tiers[input];
-  if (run_.pipeline.stages[stage].foreach)
-    return run_.TierPath(tier, run_.GatherKey(stage, output));
-  return run_.TierPath(tier, run_.OutputKey(run_.graph->FirstTask(stage), output));
-}
-
-// Where `task` reads its inputs and how much of each: attempts.reads_json.
-std::string Engine::Impl::ReadsJson(uint32_t task) const {
-  const dag::Stage& stage = run_.pipeline.stages[run_.tasks[task].stage];
-  json reads = json::array();
-  for (size_t i = 0; i < stage.inputs.size(); ++i) {
-    const int producer = run_.pipeline.FindStage(stage.inputs[i].stage);
-    const dag::Stage& from = run_.pipeline.stages[producer];
-    const size_t o = run_.OutputIndex(producer, stage.inputs[i].output);
-    uint64_t bytes = 0;
-    const uint32_t first = run_.graph->FirstTask(producer);
-    for (uint32_t k = 0; k < from.TaskCount() && o < from.outputs.size(); ++k) {
-      bytes += run_.tasks[first + k].outputs[o].bytes;
-    }
-    const uint8_t node = run_.tasks[task].node_input_tiers[i];
-    const uint8_t tier = node != kNoTier ? node : run_.tasks[task].input_tiers[i];
-    reads.push_back({{"input", stage.inputs[i].name},
-                     {"tier", run_.tiers[tier].config.name},
-                     {"bytes", bytes}});
-  }
-  return reads.dump();
 }
 
 // ------------------------------------------------------------------ Engine

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +25,7 @@
 #include "common/units.h"
 #include "dag/graph.h"
 #include "dag/pipeline.h"
+#include "scheduler/engine.h"
 #include "scheduler/mover.h"
 #include "scheduler/placement.h"
 #include "scheduler/store.h"
@@ -194,6 +196,14 @@ struct RunModel {
     return o;
   }
 };
+
+// Builds the run's pipeline from its YAML text (`file` names it in
+// diagnostics, which come back as one error), its task graph, its stages
+// (with their longest chain to a sink) and its tasks in plan order.
+absl::Status BuildRunModel(RunModel& run, const std::string& yaml, const std::string& file,
+                           const std::map<std::string, std::string>& params);
+// The run's id, its stages' summaries and its failed tasks, into `result`.
+void SummarizeRun(const RunModel& run, RunResult& result);
 
 // Why a move is under way: decides who applies its result.
 enum class MovePurpose : uint8_t {
