@@ -92,9 +92,12 @@ LaunchInputs AddInputs(const RunModel& run, uint32_t t, TaskLaunch& launch, Env&
   for (const Need& need : task.needs) {
     if (need.node_tier == kNoTier) continue;
     const ArtifactRec& artifact = run.tasks[need.task].outputs[need.output];
-    launch.stage_in.push_back(
-        {run.tiers[need.node_tier].config.name, run.OutputKey(need.task, need.output),
-         run.tiers[need.tier].root.string(), artifact.hash, artifact.bytes, need.stream});
+    launch.stage_in.push_back(StageIn{.tier = run.tiers[need.node_tier].config.name,
+                                      .key = run.OutputKey(need.task, need.output),
+                                      .source_root = run.tiers[need.tier].root.string(),
+                                      .content_hash = artifact.hash,
+                                      .bytes = artifact.bytes,
+                                      .stream = need.stream});
   }
   return inputs;
 }

@@ -400,21 +400,7 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
   run_.run_dir = run_.state_dir / "runs" / run_.run_id;
   TF_ASSIGN_OR_RETURN(RunLock lock, RunLock::Acquire(run_.run_dir, run_.run_id));
   lock_.emplace(std::move(lock));
-  std::vector<NewTask> tasks;
-  tasks.reserve(run_.tasks.size());
-  for (const TaskRec& task : run_.tasks) {
-    const dag::Stage& stage = run_.pipeline.stages[task.stage];
-    tasks.push_back(NewTask{.id = task.id,
-                            .seq = task.seq,
-                            .stage = stage.name,
-                            .kind = dag::StageKindName(stage.kind),
-                            .item = stage.foreach
-                                        ? std::optional<std::string>((*stage.foreach)[task.item])
-                                        : std::nullopt,
-                            .item_index = task.item,
-                            .layer = run_.graph->StageLayer(task.stage)});
-  }
-  TF_RETURN_IF_ERROR(writer_->CreateTasks(run_.run_id, tasks));
+  TF_RETURN_IF_ERROR(writer_->CreateTasks(run_.run_id, internal::NewTasks(run_)));
   TF_RETURN_IF_ERROR(writer_->Prepare(run_.run_id));
   TF_RETURN_IF_ERROR(cache_->Prepare());
   TF_RETURN_IF_ERROR(writer_->AddEvent("", 0, "run_started", StrCat(run_.tasks.size(), " tasks")));
@@ -630,15 +616,9 @@ absl::StatusOr<RunResult> Engine::Impl::FinishDriving() {
   if (tier_retried_ && !*transfers_cancelled_) {
     internal::SweepUploads(run_, tier_events_, "left by requests that were retried");
   }
-  // Nothing runs any more: staging holds only leftovers of failed attempts.
-  // Through the tier's root: a symlink planted beneath it is never followed.
   std::vector<std::string> cleanup_failures = replicas_->unsafe_paths();
-  for (const Tier& tier : run_.tiers) {
-    const std::shared_ptr<const storage::TierRoot> root =
-        tier.posix && tier.adapter ? storage::PosixTierRoot(*tier.adapter) : nullptr;
-    if (root == nullptr) continue;
-    absl::Status removed = root->RemoveTree(StrCat("runs/", run_.run_id, "/staging"));
-    if (!removed.ok()) cleanup_failures.push_back(StrCat("cleaning up: ", removed.message()));
+  for (std::string& failure : internal::RemoveStaging(run_)) {
+    cleanup_failures.push_back(std::move(failure));
   }
   std::string message;
   if (final_state == RunState::kFailed) {

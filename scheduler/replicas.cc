@@ -185,6 +185,18 @@ absl::Status PlaceRun(RunModel& run, const std::vector<PlacementTier>& tiers,
   return absl::OkStatus();
 }
 
+std::vector<std::string> RemoveStaging(const RunModel& run) {
+  std::vector<std::string> failures;
+  for (const Tier& tier : run.tiers) {
+    const std::shared_ptr<const storage::TierRoot> root =
+        tier.posix && tier.adapter ? storage::PosixTierRoot(*tier.adapter) : nullptr;
+    if (root == nullptr) continue;
+    absl::Status removed = root->RemoveTree(StrCat("runs/", run.run_id, "/staging"));
+    if (!removed.ok()) failures.push_back(StrCat("cleaning up: ", removed.message()));
+  }
+  return failures;
+}
+
 void Replicas::CountReaders() {
   for (const TaskRec& task : run_.tasks) {
     if (IsTerminal(task.state)) continue;

@@ -46,6 +46,11 @@ absl::Status PlaceRun(RunModel& run, const std::vector<PlacementTier>& tiers,
                       const std::function<absl::StatusOr<std::unique_ptr<storage::Adapter>>(
                           const storage::TierConfig&)>& open_tier);
 
+// Nothing of the run runs any more: its staging folders (leftovers of
+// failed attempts) go from every posix tier, through the tier's root (a
+// symlink planted beneath it is never followed). What could not be removed.
+std::vector<std::string> RemoveStaging(const RunModel& run);
+
 class Replicas {
  public:
   // A node-tier copy for a worker to delete (told after the commit).

@@ -84,6 +84,24 @@ absl::Status BuildRunModel(RunModel& run, const std::string& yaml, const std::st
   return absl::OkStatus();
 }
 
+std::vector<NewTask> NewTasks(const RunModel& run) {
+  std::vector<NewTask> tasks;
+  tasks.reserve(run.tasks.size());
+  for (const TaskRec& task : run.tasks) {
+    const dag::Stage& stage = run.pipeline.stages[task.stage];
+    tasks.push_back(NewTask{.id = task.id,
+                            .seq = task.seq,
+                            .stage = stage.name,
+                            .kind = dag::StageKindName(stage.kind),
+                            .item = stage.foreach
+                                        ? std::optional<std::string>((*stage.foreach)[task.item])
+                                        : std::nullopt,
+                            .item_index = task.item,
+                            .layer = run.graph->StageLayer(task.stage)});
+  }
+  return tasks;
+}
+
 void SummarizeRun(const RunModel& run, RunResult& result) {
   result.run_id = run.run_id;
   for (uint32_t s = 0; s < run.stages.size(); ++s) {

@@ -13,6 +13,17 @@
 #include "storage_adapters/local_artifact.h"
 
 namespace tierflow::scheduler {
+namespace {
+
+// Empty text, and id 0, are stored as NULL.
+std::optional<std::string_view> OrNull(std::string_view text) {
+  return text.empty() ? std::nullopt : std::optional<std::string_view>(text);
+}
+std::optional<int64_t> OrNull(int64_t id) {
+  return id == 0 ? std::nullopt : std::optional<int64_t>(id);
+}
+
+}  // namespace
 
 absl::Status RunWriter::Prepare(const std::string& run_id) {
   run_id_ = run_id;
@@ -201,16 +212,8 @@ void RunWriter::RecordStopped(const std::string& why) {
 absl::Status RunWriter::AddEvent(const std::string& task_id, int64_t attempt_id,
                                  std::string_view kind, const std::string& message) {
   insert_event_->Bind(1, run_id_);
-  if (task_id.empty()) {
-    insert_event_->BindNull(2);
-  } else {
-    insert_event_->Bind(2, task_id);
-  }
-  if (attempt_id == 0) {
-    insert_event_->BindNull(3);
-  } else {
-    insert_event_->Bind(3, attempt_id);
-  }
+  insert_event_->Bind(2, OrNull(task_id));
+  insert_event_->Bind(3, OrNull(attempt_id));
   insert_event_->Bind(4, WallClockMs()).Bind(5, kind).Bind(6, message);
   return insert_event_->Run();
 }
@@ -223,11 +226,7 @@ absl::Status RunWriter::UpdateTask(const std::string& task_id, TaskState state, 
       .Bind(4, message)
       .Bind(7, run_id_)
       .Bind(8, task_id);
-  if (cache_key.empty()) {
-    update_task_->BindNull(3);
-  } else {
-    update_task_->Bind(3, cache_key);
-  }
+  update_task_->Bind(3, OrNull(cache_key));
   if (state == TaskState::kRunning) {
     update_task_->Bind(5, now);
   } else {
@@ -253,11 +252,7 @@ absl::StatusOr<int64_t> RunWriter::StartAttempt(const AttemptStart& attempt) {
       .Bind(10, attempt.worker)
       .Bind(11, attempt.input_wait_ms)
       .Bind(12, attempt.reads_json);
-  if (attempt.cache_key.empty()) {
-    insert_attempt_->BindNull(6);
-  } else {
-    insert_attempt_->Bind(6, attempt.cache_key);
-  }
+  insert_attempt_->Bind(6, OrNull(attempt.cache_key));
   TF_RETURN_IF_ERROR(insert_attempt_->Run());
   return db_.LastInsertId();
 }
@@ -265,16 +260,8 @@ absl::StatusOr<int64_t> RunWriter::StartAttempt(const AttemptStart& attempt) {
 absl::Status RunWriter::AttemptStarted(int64_t attempt_id, int64_t pid, const std::string& worker,
                                        const std::string& worker_id, int64_t staged_ms) {
   attempt_started_->Bind(1, pid).Bind(3, staged_ms).Bind(4, attempt_id);
-  if (worker.empty()) {
-    attempt_started_->BindNull(2);
-  } else {
-    attempt_started_->Bind(2, worker);
-  }
-  if (worker_id.empty()) {
-    attempt_started_->BindNull(5);
-  } else {
-    attempt_started_->Bind(5, worker_id);
-  }
+  attempt_started_->Bind(2, OrNull(worker));
+  attempt_started_->Bind(5, OrNull(worker_id));
   return attempt_started_->Run();
 }
 
@@ -291,16 +278,8 @@ absl::Status RunWriter::FinishAttempt(const AttemptEnd& end) {
       .Bind(11, end.read_bytes)
       .Bind(12, end.write_bytes)
       .Bind(13, end.attempt_id);
-  if (end.worker.empty()) {
-    finish_attempt_->BindNull(8);
-  } else {
-    finish_attempt_->Bind(8, end.worker);
-  }
-  if (end.worker_id.empty()) {
-    finish_attempt_->BindNull(14);
-  } else {
-    finish_attempt_->Bind(14, end.worker_id);
-  }
+  finish_attempt_->Bind(8, OrNull(end.worker));
+  finish_attempt_->Bind(14, OrNull(end.worker_id));
   return finish_attempt_->Run();
 }
 

@@ -28,6 +28,7 @@
 #include "scheduler/engine.h"
 #include "scheduler/mover.h"
 #include "scheduler/placement.h"
+#include "scheduler/run_writer.h"
 #include "scheduler/store.h"
 #include "storage_adapters/adapter.h"
 
@@ -202,6 +203,8 @@ struct RunModel {
 // (with their longest chain to a sink) and its tasks in plan order.
 absl::Status BuildRunModel(RunModel& run, const std::string& yaml, const std::string& file,
                            const std::map<std::string, std::string>& params);
+// The task rows of a new run, in plan order.
+std::vector<NewTask> NewTasks(const RunModel& run);
 // The run's id, its stages' summaries and its failed tasks, into `result`.
 void SummarizeRun(const RunModel& run, RunResult& result);
 
