@@ -33,6 +33,7 @@
 #include "scheduler/resume.h"
 #include "scheduler/run_lock.h"
 #include "scheduler/run_queries.h"
+#include "scheduler/run_start.h"
 #include "scheduler/run_writer.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
@@ -117,15 +118,14 @@ class Engine::Impl : public internal::TaskHooks {
   // --- set-up
   absl::Status BeginRun();
   void EndRun();
-  absl::Status OpenDatabase();
-  absl::Status Prepare(const std::string& yaml, const std::string& file,
-                       const std::map<std::string, std::string>& params);
-  // The run's tiers, placement, and the units that work on them. `stored`
-  // unset: a new run, on the options' tiers; "": a run recorded without
-  // tiers (the implicit one); else the JSON a run recorded (a resume).
-  absl::Status SetUpTiers(const std::optional<std::string>& stored);
-  absl::Status CreateRun(const std::string& yaml, const std::map<std::string, std::string>& params,
-                         int priority);
+  internal::EngineLinks Links() {
+    return {*this, [this](MoveResult result) { OnMoveResult(std::move(result)); },
+            [this] { Wake(); }};
+  }
+  RunWriter& writer() { return *units_->writer; }
+  internal::TaskCache& cache() { return *units_->cache; }
+  internal::Replicas& replicas() { return *units_->replicas; }
+  internal::Checkpoints& checkpoints() { return *units_->checkpoints; }
 
   // --- driving
   absl::StatusOr<RunResult> Drive(bool resumed);
@@ -136,10 +136,11 @@ class Engine::Impl : public internal::TaskHooks {
   absl::StatusOr<RunResult> FinishDriving();
 
   // --- the loop
-  // A task's end is acted on at once: by this thread (the worker's), when
-  // no turn is under way, which saves waking the engine's thread; else by
-  // the turn under way's thread. A start (its pid, for `show`) waits for the
-  // next turn, at most kStartedFlush after the launch: no commit of its own.
+  // An executor's thread. A task's end is acted on at once: in a turn on
+  // this thread when no turn is under way, which saves waking Drive's
+  // thread; else by a turn on Drive's thread, woken. A start (its pid, for
+  // `show`) waits for the next turn, at most kStartedFlush after the
+  // launch: no commit of its own.
   void OnReport(TaskReport report) {
     const bool urgent = report.outcome != TaskReport::Outcome::kStarted;
     {
@@ -208,7 +209,9 @@ class Engine::Impl : public internal::TaskHooks {
                             Duration duration = Duration(0));
   absl::Status CancelAll();
   void Enqueue(uint32_t task);
-  bool Finished() const { return counts_.done() == counts_.total && moves_.in_flight() == 0; }
+  bool Finished() const {
+    return counts_.done() == counts_.total && units_->moves.in_flight() == 0;
+  }
 
   void Emit(uint32_t task, std::string message, Duration duration = Duration(0));
   void CountState(TaskState state, int delta);
@@ -222,14 +225,8 @@ class Engine::Impl : public internal::TaskHooks {
   // The run's state: owned by whichever thread runs the turn (turn_mu_
   // held), or by Drive's thread before the first turn and after the last.
   internal::RunModel run_;
-  std::unique_ptr<Database> db_;
-  std::optional<RunLock> lock_;
+  std::unique_ptr<internal::RunUnits> units_;  // made anew for each run
   SteadyTime started_;
-  std::optional<RunWriter> writer_;
-  std::optional<internal::TaskCache> cache_;
-  internal::MoveBook moves_;
-  std::optional<internal::Replicas> replicas_;
-  std::optional<internal::Checkpoints> checkpoints_;
   std::unique_ptr<Mover> mover_;
   std::unordered_map<int64_t, uint32_t> attempt_task_;
 
@@ -263,11 +260,6 @@ class Engine::Impl : public internal::TaskHooks {
   };
   std::unordered_map<uint32_t, WaitingLaunch> waiting_launches_;  // by task
   std::unordered_map<uint32_t, std::string> restore_failures_;    // by task: why
-  // Remote tiers (s3): their transfers stop when this is set (the run is
-  // cancelled or stops on an error).
-  std::shared_ptr<std::atomic<bool>> transfers_cancelled_;
-  std::atomic<bool> tier_retried_{false};  // a request to a remote tier was retried
-
   // Shared with other threads: executor reports, mover results, remote
   // tiers' retries, cancel requests.
   std::mutex mu_;
@@ -277,7 +269,6 @@ class Engine::Impl : public internal::TaskHooks {
   size_t urgent_reports_ = 0;            // guarded by mu_: reports_ that are not kStarted
   bool woken_ = false;                   // guarded by mu_: Drive has something to look at
   bool cancel_requested_ = false;        // guarded by mu_
-  internal::TierEvents tier_events_;     // thread-safe: told on transfer threads
   // Held while a turn runs and while Drive reads the run's state: turns
   // run on Drive's thread or, inline, on an executor thread reporting.
   std::mutex turn_mu_;
@@ -297,16 +288,10 @@ absl::Status Engine::Impl::BeginRun() {
     return absl::FailedPreconditionError("this engine is already driving a run: one run at a time");
   }
   started_ = std::chrono::steady_clock::now();
-  // The units before the database and the model they use.
+  // The mover's threads first: they use the tiers and the units.
   mover_.reset();
-  checkpoints_.reset();
-  replicas_.reset();
-  cache_.reset();
-  writer_.reset();
-  moves_.Clear();
-  db_.reset();
-  lock_.reset();
   run_ = internal::RunModel{};
+  units_ = std::make_unique<internal::RunUnits>();
   run_.node_tiers_on_workers = options_.node_tiers_on_workers;
   attempt_task_.clear();
   waiting_launches_.clear();
@@ -321,7 +306,6 @@ absl::Status Engine::Impl::BeginRun() {
   launched_ = false;
   to_cancel_.clear();
   pending_events_.clear();
-  (void)tier_events_.Take();
   std::lock_guard lock(mu_);
   reports_.clear();
   move_results_.clear();
@@ -337,130 +321,27 @@ absl::Status Engine::Impl::BeginRun() {
 void Engine::Impl::EndRun() {
   // Copies this engine counted as under way that never reported (a run
   // that ended on an error): no longer under way for /metrics.
-  moves_.Clear();
+  if (units_) units_->moves.Clear();
   {
     std::lock_guard lock(mu_);
     cancel_requested_ = false;
   }
-  lock_.reset();  // the run is no longer driven: resume and cancel may take it
+  // The run is no longer driven: resume and cancel may take it.
+  if (units_) units_->lock.reset();
   driving_ = false;
-}
-
-absl::Status Engine::Impl::OpenDatabase() {
-  TF_ASSIGN_OR_RETURN(db_, OpenStore(options_.db_path));
-  TF_RETURN_IF_ERROR(db_->CheckpointInBackground());
-  std::error_code error;
-  run_.state_dir = fs::absolute(fs::path(options_.db_path).parent_path(), error);
-  writer_.emplace(*db_, options_.random);
-  return absl::OkStatus();
-}
-
-absl::Status Engine::Impl::Prepare(const std::string& yaml, const std::string& file,
-                                   const std::map<std::string, std::string>& params) {
-  TF_RETURN_IF_ERROR(internal::BuildRunModel(run_, yaml, file, params));
-  counts_ = RunCounts{};
-  counts_.total = static_cast<uint32_t>(run_.tasks.size());
-  counts_.pending = counts_.total;
-  return absl::OkStatus();
-}
-
-absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) {
-  if (!stored) {
-    run_.placement_tiers = options_.tiers;
-  } else if (!stored->empty()) {
-    TF_ASSIGN_OR_RETURN(run_.placement_tiers, PlacementTiersFromJson(*stored));
-  }
-  TF_RETURN_IF_ERROR(internal::PlaceRun(run_, run_.placement_tiers, options_.open_tier));
-  // Remote tiers stop with the run, and must answer before anything starts.
-  transfers_cancelled_ = std::make_shared<std::atomic<bool>>(false);
-  tier_retried_ = false;
-  TF_RETURN_IF_ERROR(internal::WatchRemoteTiers(run_, tier_events_, transfers_cancelled_,
-                                                tier_retried_, [this] { Wake(); }));
-  cache_.emplace(*db_, run_);
-  replicas_.emplace(run_, *writer_, moves_, *this,
-                    [this](MoveResult result) { OnMoveResult(std::move(result)); });
-  checkpoints_.emplace(*db_, run_, *writer_, moves_, *this);
-  return checkpoints_->SetUp();
-}
-
-absl::Status Engine::Impl::CreateRun(const std::string& yaml,
-                                     const std::map<std::string, std::string>& params,
-                                     int priority) {
-  TF_ASSIGN_OR_RETURN(Transaction transaction, writer_->BeginOnce());
-  TF_ASSIGN_OR_RETURN(run_.run_id, writer_->CreateRun(NewRun{.pipeline_name = run_.pipeline.name,
-                                                             .file = run_.pipeline.file,
-                                                             .yaml = yaml,
-                                                             .working_dir = run_.working_dir,
-                                                             .params = params,
-                                                             .slots = options_.slots,
-                                                             .tiers_json = run_.tiers_json,
-                                                             .priority = priority}));
-  // Locked before anyone can see the run, so `tierflow cancel` never takes
-  // it for a run without an engine.
-  run_.run_dir = run_.state_dir / "runs" / run_.run_id;
-  TF_ASSIGN_OR_RETURN(RunLock lock, RunLock::Acquire(run_.run_dir, run_.run_id));
-  lock_.emplace(std::move(lock));
-  TF_RETURN_IF_ERROR(writer_->CreateTasks(run_.run_id, internal::NewTasks(run_)));
-  TF_RETURN_IF_ERROR(writer_->Prepare(run_.run_id));
-  TF_RETURN_IF_ERROR(cache_->Prepare());
-  TF_RETURN_IF_ERROR(writer_->AddEvent("", 0, "run_started", StrCat(run_.tasks.size(), " tasks")));
-  return writer_->Commit(transaction);
 }
 
 absl::StatusOr<RunResult> Engine::Impl::Run(const RunRequest& request) {
   TF_RETURN_IF_ERROR(BeginRun());
   absl::Cleanup end = [this] { EndRun(); };
-  std::stringstream text;
-  if (request.yaml) {
-    text << *request.yaml;
-  } else {
-    std::ifstream in(request.file, std::ios::binary);
-    if (!in) {
-      return absl::NotFoundError(
-          StrCat(request.file, ": cannot read the pipeline file: ", std::strerror(errno)));
-    }
-    text << in.rdbuf();
-  }
-  std::error_code error;
-  fs::path file = fs::absolute(request.file, error);
-  run_.working_dir = file.parent_path().string();
-  TF_RETURN_IF_ERROR(Prepare(text.str(), request.file, request.params));
-  run_.pipeline.file = file.string();
-  TF_RETURN_IF_ERROR(OpenDatabase());
-  TF_RETURN_IF_ERROR(SetUpTiers(std::nullopt));
-  TF_RETURN_IF_ERROR(CreateRun(text.str(), request.params, request.priority));
+  TF_RETURN_IF_ERROR(internal::StartNewRun(options_, request, Links(), run_, *units_));
   return Drive(/*resumed=*/false);
 }
 
 absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
   TF_RETURN_IF_ERROR(BeginRun());
   absl::Cleanup end = [this] { EndRun(); };
-  TF_RETURN_IF_ERROR(OpenDatabase());
-  TF_ASSIGN_OR_RETURN(run_.run_id, ResolveRunId(*db_, run));
-  TF_ASSIGN_OR_RETURN(internal::StoredRun stored, internal::ReadStoredRun(*db_, run_.run_id));
-  run_.working_dir = stored.working_dir;
-  if (stored.state == RunState::kSucceeded) {
-    return absl::FailedPreconditionError(
-        StrCat("run ", run_.run_id, " already succeeded: nothing to resume"));
-  }
-  run_.run_dir = run_.state_dir / "runs" / run_.run_id;
-  TF_ASSIGN_OR_RETURN(RunLock lock, RunLock::Acquire(run_.run_dir, run_.run_id));
-  lock_.emplace(std::move(lock));
-  // A cancel request addressed to an earlier engine of this run.
-  std::error_code ignored;
-  fs::remove(run_.run_dir / kCancelFile, ignored);
-  // The pipeline as it was when the run started: the file may have changed.
-  TF_RETURN_IF_ERROR(Prepare(stored.yaml, stored.file, stored.params));
-  run_.pipeline.file = stored.file;
-  TF_RETURN_IF_ERROR(SetUpTiers(stored.tiers_json.value_or("")));
-  TF_RETURN_IF_ERROR(
-      KillLeftoverTasks(*db_, run_.run_id, options_.kill_leftovers_on_host).status());
-  internal::SweepUploads(run_, tier_events_, "left by an earlier engine of this run");
-  TF_RETURN_IF_ERROR(cache_->Prepare());
-  TF_RETURN_IF_ERROR(internal::LoadRunForResume(*db_, run_, *writer_, *checkpoints_).status());
-  counts_ = RunCounts{};
-  counts_.total = static_cast<uint32_t>(run_.tasks.size());
-  for (const TaskRec& task : run_.tasks) CountState(task.state, +1);
+  TF_RETURN_IF_ERROR(internal::TakeOverRun(options_, run, Links(), run_, *units_));
   return Drive(/*resumed=*/true);
 }
 
@@ -488,13 +369,16 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
   while (WaitForWork(turn, cancel_seen)) {
   }
   inline_turns_ = false;  // from here on, reports are left alone
-  replicas_->StopStreams();
+  replicas().StopStreams();
   if (!turn_status_.ok()) return StopOnError(turn_status_);
   return FinishDriving();
 }
 
 // Initial readiness, the mover, the executor.
 absl::Status Engine::Impl::StartDriving(bool resumed) {
+  counts_ = RunCounts{};
+  counts_.total = static_cast<uint32_t>(run_.tasks.size());
+  for (const TaskRec& task : run_.tasks) CountState(task.state, +1);
   const dag::TaskGraph& graph = *run_.graph;
   // Ready: stages none of whose parents has unfinished tasks.
   for (uint32_t s = 0; s < run_.stages.size(); ++s) {
@@ -508,7 +392,7 @@ absl::Status Engine::Impl::StartDriving(bool resumed) {
       Enqueue(t);
     }
   }
-  replicas_->CountReaders();
+  replicas().CountReaders();
   schedule_kept_ = resumed;
   mover_ = std::make_unique<Mover>(options_.transfer_threads,
                                    [this](MoveResult result) { OnMoveResult(std::move(result)); });
@@ -527,7 +411,7 @@ bool Engine::Impl::WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_
   if (!turn_status_.ok() || Finished()) return false;
   std::optional<SteadyTime> wake;
   if (!retry_timers_.empty()) wake = retry_timers_.begin()->first;
-  if (const std::optional<SteadyTime> poll = checkpoints_->next_poll();
+  if (const std::optional<SteadyTime> poll = checkpoints().next_poll();
       poll && (!wake || *poll < *wake)) {
     wake = poll;
   }
@@ -563,10 +447,10 @@ bool Engine::Impl::WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_
     std::lock_guard lock(mu_);
     pending = !reports_.empty() || !move_results_.empty();
   }
-  pending = pending || !tier_events_.empty();
+  pending = pending || !units_->tier_events.empty();
   const SteadyTime now = std::chrono::steady_clock::now();
   if (pending || cancel_now || (!retry_timers_.empty() && retry_timers_.begin()->first <= now) ||
-      checkpoints_->PollDue(now)) {
+      checkpoints().PollDue(now)) {
     turn_status_ = TakeTurn(cancel_now);
   }
   return true;
@@ -590,12 +474,12 @@ absl::StatusOr<RunResult> Engine::Impl::StopOnError(absl::Status status) {
     }
   }
   executor.reset();
-  *transfers_cancelled_ = true;  // the mover's transfers stop now
+  *units_->transfers_cancelled = true;  // the mover's transfers stop now
   mover_.reset();
   const std::string why =
       StrCat(status.message(), "\nrun ", run_.run_id,
              " stopped; fix the cause and finish it with: tierflow resume ", run_.run_id);
-  if (!absl::IsUnavailable(status)) writer_->RecordStopped(why);
+  if (!absl::IsUnavailable(status)) writer().RecordStopped(why);
   return absl::Status(status.code(), why);
 }
 
@@ -613,10 +497,10 @@ absl::StatusOr<RunResult> Engine::Impl::FinishDriving() {
   mover_.reset();  // idle: every copy it was given has been applied
   // A write whose start was retried (its first reply lost) may have left an
   // upload behind; failed ones abort their own.
-  if (tier_retried_ && !*transfers_cancelled_) {
-    internal::SweepUploads(run_, tier_events_, "left by requests that were retried");
+  if (units_->tier_retried && !*units_->transfers_cancelled) {
+    internal::SweepUploads(run_, units_->tier_events, "left by requests that were retried");
   }
-  std::vector<std::string> cleanup_failures = replicas_->unsafe_paths();
+  std::vector<std::string> cleanup_failures = replicas().unsafe_paths();
   for (std::string& failure : internal::RemoveStaging(run_)) {
     cleanup_failures.push_back(std::move(failure));
   }
@@ -624,7 +508,7 @@ absl::StatusOr<RunResult> Engine::Impl::FinishDriving() {
   if (final_state == RunState::kFailed) {
     message = StrCat(counts_.failed, " failed, ", counts_.upstream_failed, " upstream_failed");
   }
-  const std::vector<std::string>& move_failures = replicas_->write_back_failures();
+  const std::vector<std::string>& move_failures = replicas().write_back_failures();
   if (!move_failures.empty() && final_state != RunState::kCancelled) {
     final_state = RunState::kFailed;
     message =
@@ -645,18 +529,18 @@ absl::StatusOr<RunResult> Engine::Impl::FinishDriving() {
 }
 
 absl::Status Engine::Impl::RecordTierEvents() {
-  for (const auto& [kind, message] : tier_events_.Take()) {
-    TF_RETURN_IF_ERROR(writer_->AddEvent("", 0, kind, message));
+  for (const auto& [kind, message] : units_->tier_events.Take()) {
+    TF_RETURN_IF_ERROR(writer().AddEvent("", 0, kind, message));
   }
   return absl::OkStatus();
 }
 
 absl::Status Engine::Impl::FinishRun(RunState state, const std::string& message) {
-  TF_ASSIGN_OR_RETURN(Transaction transaction, writer_->Begin());
-  TF_RETURN_IF_ERROR(writer_->FinishRun(RunStateName(state), message));
+  TF_ASSIGN_OR_RETURN(Transaction transaction, writer().Begin());
+  TF_RETURN_IF_ERROR(writer().FinishRun(RunStateName(state), message));
   TF_RETURN_IF_ERROR(RecordTierEvents());
-  TF_RETURN_IF_ERROR(writer_->AddEvent("", 0, StrCat("run_", RunStateName(state)), message));
-  return writer_->Commit(transaction);
+  TF_RETURN_IF_ERROR(writer().AddEvent("", 0, StrCat("run_", RunStateName(state)), message));
+  return writer().Commit(transaction);
 }
 
 RunResult Engine::Impl::MakeResult(RunState state) const {
@@ -689,13 +573,13 @@ absl::Status Engine::Impl::TakeTurn(bool cancel_now) {
 absl::Status Engine::Impl::Turn(std::deque<TaskReport>& reports, std::deque<MoveResult>& moves,
                                 bool cancel_now) {
   metrics::ScopedTimer loop_timer(metrics::Engine().scheduler_loop_seconds);
-  TF_ASSIGN_OR_RETURN(Transaction transaction, writer_->Begin());
+  TF_ASSIGN_OR_RETURN(Transaction transaction, writer().Begin());
   if (absl::Status status = ApplyTurn(reports, moves, cancel_now); !status.ok()) {
-    moves_.jobs().clear();
-    replicas_->evictions_on_workers().clear();
+    units_->moves.jobs().clear();
+    replicas().evictions_on_workers().clear();
     return status;
   }
-  TF_RETURN_IF_ERROR(writer_->Commit(transaction));
+  TF_RETURN_IF_ERROR(writer().Commit(transaction));
   ActOnCommittedTurn();
   return absl::OkStatus();
 }
@@ -704,8 +588,8 @@ absl::Status Engine::Impl::ApplyTurn(std::deque<TaskReport>& reports, std::deque
                                      bool cancel_now) {
   TF_RETURN_IF_ERROR(RecordTierEvents());
   if (cancel_now) TF_RETURN_IF_ERROR(CancelAll());
-  if (checkpoints_->PollDue(std::chrono::steady_clock::now())) {
-    TF_RETURN_IF_ERROR(checkpoints_->Poll());
+  if (checkpoints().PollDue(std::chrono::steady_clock::now())) {
+    TF_RETURN_IF_ERROR(checkpoints().Poll());
   }
   if (schedule_kept_) TF_RETURN_IF_ERROR(ScheduleKept());
   for (const MoveResult& move : moves) TF_RETURN_IF_ERROR(ApplyMoveResult(move));
@@ -738,17 +622,17 @@ absl::Status Engine::Impl::ApplyTurn(std::deque<TaskReport>& reports, std::deque
 // Committed: the moves, launches, cancels and evictions the turn decided,
 // and its events to the observer.
 void Engine::Impl::ActOnCommittedTurn() {
-  for (MoveJob& job : moves_.jobs()) mover_->Submit(std::move(job));
-  moves_.jobs().clear();
+  for (MoveJob& job : units_->moves.jobs()) mover_->Submit(std::move(job));
+  units_->moves.jobs().clear();
   launched_ = !to_launch_.empty();
   for (TaskLaunch& launch : to_launch_) executor_->Launch(std::move(launch));
   to_launch_.clear();
   for (int64_t attempt : to_cancel_) executor_->Cancel(attempt);
   to_cancel_.clear();
-  for (const internal::Replicas::NodeEviction& evict : replicas_->evictions_on_workers()) {
+  for (const internal::Replicas::NodeEviction& evict : replicas().evictions_on_workers()) {
     executor_->EvictNodeCopy(evict.worker, evict.tier, evict.key);
   }
-  replicas_->evictions_on_workers().clear();
+  replicas().evictions_on_workers().clear();
   if (options_.observer != nullptr) {
     for (const TaskEvent& event : pending_events_) options_.observer->OnTaskEvent(event, counts_);
   }
@@ -760,11 +644,11 @@ void Engine::Impl::ActOnCommittedTurn() {
 // their flush.
 absl::Status Engine::Impl::ScheduleKept() {
   schedule_kept_ = false;
-  TF_RETURN_IF_ERROR(checkpoints_->FlushCutOff());
+  TF_RETURN_IF_ERROR(checkpoints().FlushCutOff());
   for (uint32_t t = 0; t < run_.tasks.size(); ++t) {
     if (!IsDone(run_.tasks[t].state)) continue;
     for (size_t o = 0; o < run_.tasks[t].places.size(); ++o) {
-      TF_RETURN_IF_ERROR(replicas_->ScheduleMoves(t, o));
+      TF_RETURN_IF_ERROR(replicas().ScheduleMoves(t, o));
     }
   }
   return absl::OkStatus();
@@ -778,11 +662,11 @@ absl::Status Engine::Impl::StartReadyTasks() {
          counts_.running < static_cast<uint32_t>(options_.slots)) {
     uint32_t t = ready_.top();
     ready_.pop();
-    TF_ASSIGN_OR_RETURN(bool data_ready, replicas_->DataReady(t));
+    TF_ASSIGN_OR_RETURN(bool data_ready, replicas().DataReady(t));
     if (!data_ready) {
-      if (replicas_->WaitForData(t)) {
+      if (replicas().WaitForData(t)) {
         run_.tasks[t].data_wait_since_ms = WallClockMs();
-        TF_RETURN_IF_ERROR(writer_->AddEvent(run_.tasks[t].id, 0, "data_wait",
+        TF_RETURN_IF_ERROR(writer().AddEvent(run_.tasks[t].id, 0, "data_wait",
                                              "waiting for copies of its inputs"));
       }
       continue;
@@ -793,24 +677,24 @@ absl::Status Engine::Impl::StartReadyTasks() {
 }
 
 absl::Status Engine::Impl::ApplyMoveResult(const MoveResult& result) {
-  const Move* found = moves_.Find(result.copy_id);
+  const Move* found = units_->moves.Find(result.copy_id);
   if (found == nullptr) return absl::OkStatus();
-  if (result.started) return replicas_->StreamStarted(*found);
-  const Move move = moves_.Take(result.copy_id);
+  if (result.started) return replicas().StreamStarted(*found);
+  const Move move = units_->moves.Take(result.copy_id);
   switch (move.purpose) {
     case MovePurpose::kFlushCheckpoint:
     case MovePurpose::kRemoveCheckpoint:
     case MovePurpose::kRestoreCheckpoint:
-      return checkpoints_->ApplyMove(move, result);
+      return checkpoints().ApplyMove(move, result);
     default:
-      return replicas_->ApplyMove(result.copy_id, move, result);
+      return replicas().ApplyMove(result.copy_id, move, result);
   }
 }
 
 absl::Status Engine::Impl::CancelAll() {
   cancelling_ = true;
-  TF_RETURN_IF_ERROR(writer_->RequestCancel());
-  TF_RETURN_IF_ERROR(writer_->AddEvent("", 0, "cancel_requested", ""));
+  TF_RETURN_IF_ERROR(writer().RequestCancel());
+  TF_RETURN_IF_ERROR(writer().AddEvent("", 0, "cancel_requested", ""));
   for (uint32_t t = 0; t < run_.tasks.size(); ++t) {
     const TaskState state = run_.tasks[t].state;
     if (state == TaskState::kRunning) {
@@ -821,11 +705,11 @@ absl::Status Engine::Impl::CancelAll() {
   }
   retry_timers_.clear();
   while (!ready_.empty()) ready_.pop();
-  replicas_->ForgetDataWaiters();
+  replicas().ForgetDataWaiters();
   // Copies not begun are not needed any more (write-backs of finished
   // outputs resume with the run); those under way to or from a remote
   // store stop at once (they are made again on resume), others finish.
-  *transfers_cancelled_ = true;
+  *units_->transfers_cancelled = true;
   mover_->DropQueued();
   return absl::OkStatus();
 }
@@ -863,14 +747,14 @@ absl::Status Engine::Impl::SetTaskState(uint32_t t, TaskState state, const std::
   task.state = state;
   task.message = message;
   TF_RETURN_IF_ERROR(
-      writer_->UpdateTask(task.id, state, task.attempts, task.cache_key, message, WallClockMs()));
+      writer().UpdateTask(task.id, state, task.attempts, task.cache_key, message, WallClockMs()));
   // `queued` says only "ready, waiting for a slot": the task row holds it;
   // an event per ready task would double what the store writes for it.
   if (state != TaskState::kQueued) {
-    TF_RETURN_IF_ERROR(writer_->AddEvent(task.id, task.attempt_id, TaskStateName(state), message));
+    TF_RETURN_IF_ERROR(writer().AddEvent(task.id, task.attempt_id, TaskStateName(state), message));
   }
   Emit(t, message, duration);
-  if (ends) TF_RETURN_IF_ERROR(replicas_->ReleaseNeeds(t));
+  if (ends) TF_RETURN_IF_ERROR(replicas().ReleaseNeeds(t));
   return absl::OkStatus();
 }
 
@@ -921,7 +805,7 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   if (task.attempt_id != report.attempt_id) return absl::OkStatus();  // a stale attempt
   if (report.outcome == TaskReport::Outcome::kStarted) return ApplyStart(t, report);
   attempt_task_.erase(found);
-  TF_RETURN_IF_ERROR(checkpoints_->AttemptEnded(t));
+  TF_RETURN_IF_ERROR(checkpoints().AttemptEnded(t));
   const int64_t now = WallClockMs();
   const Duration duration(std::max<int64_t>(now - task.attempt_started_ms, 0));
   TF_RETURN_IF_ERROR(RecordAttemptEnd(t, report, now));
@@ -938,15 +822,15 @@ absl::Status Engine::Impl::ApplyStart(uint32_t t, const TaskReport& report) {
   const TaskRec& task = run_.tasks[t];
   if (!report.message.empty()) {
     // Why it runs where it runs (cluster mode: the lease's reason).
-    TF_RETURN_IF_ERROR(writer_->AddEvent(task.id, report.attempt_id, "placed", report.message));
+    TF_RETURN_IF_ERROR(writer().AddEvent(task.id, report.attempt_id, "placed", report.message));
   }
-  TF_RETURN_IF_ERROR(replicas_->RecordNodeCopies(t, report));
-  TF_RETURN_IF_ERROR(checkpoints_->RecordDir(t, report));
+  TF_RETURN_IF_ERROR(replicas().RecordNodeCopies(t, report));
+  TF_RETURN_IF_ERROR(checkpoints().RecordDir(t, report));
   // The task waited for its worker to copy its inputs onto a node tier.
   int64_t staged_ms = 0;
   for (const NodeCopyReport& copy : report.node_copies) staged_ms += copy.elapsed_ms;
   if (ended_.count(report.attempt_id) > 0 && staged_ms == 0) return absl::OkStatus();
-  return writer_->AttemptStarted(report.attempt_id, report.pid, report.worker, report.worker_id,
+  return writer().AttemptStarted(report.attempt_id, report.pid, report.worker, report.worker_id,
                                  staged_ms);
 }
 
@@ -975,7 +859,7 @@ absl::Status Engine::Impl::RecordAttemptEnd(uint32_t t, TaskReport& report, int6
     if (report.outcome != TaskReport::Outcome::kSucceeded) task.no_cache = true;
   }
   if (report.outcome == TaskReport::Outcome::kFailed && !task.reusing) {
-    report.message += internal::FullTierNote(run_, t, checkpoints_->tier());
+    report.message += internal::FullTierNote(run_, t, checkpoints().tier());
   }
   AttemptEnd end;
   end.attempt_id = report.attempt_id;
@@ -996,7 +880,7 @@ absl::Status Engine::Impl::RecordAttemptEnd(uint32_t t, TaskReport& report, int6
     end.read_bytes = static_cast<int64_t>(report.read_bytes);
     end.write_bytes = static_cast<int64_t>(report.write_bytes);
   }
-  return writer_->FinishAttempt(end);
+  return writer().FinishAttempt(end);
 }
 
 // A successful attempt's outputs: new artifacts, present on their write
@@ -1008,13 +892,13 @@ absl::Status Engine::Impl::RecordOutputs(uint32_t t, const TaskReport& report, i
     const OutputReport& output = report.outputs[o];
     TF_ASSIGN_OR_RETURN(
         const int64_t artifact_id,
-        writer_->RecordArtifact(task.id, output.name, report.attempt_id, output.content_hash,
+        writer().RecordArtifact(task.id, output.name, report.attempt_id, output.content_hash,
                                 output.bytes, output.files, now));
     task.outputs[o] = ArtifactRec{
         .id = artifact_id, .path = output.path, .hash = output.content_hash, .bytes = output.bytes};
-    TF_RETURN_IF_ERROR(replicas_->OutputWritten(t, o));
+    TF_RETURN_IF_ERROR(replicas().OutputWritten(t, o));
     TF_RETURN_IF_ERROR(
-        writer_->AddEdge(report.attempt_id, artifact_id, "produced", output.name, now));
+        writer().AddEdge(report.attempt_id, artifact_id, "produced", output.name, now));
   }
   return absl::OkStatus();
 }
@@ -1030,7 +914,7 @@ absl::Status Engine::Impl::ApplyEnd(uint32_t t, const TaskReport& report, Durati
         reused ? StrCat("reused the outputs of attempt #", task.cached_from) : std::string(),
         duration));
     for (size_t o = 0; o < report.outputs.size() && o < stage.outputs.size(); ++o) {
-      TF_RETURN_IF_ERROR(replicas_->ScheduleMoves(t, o));
+      TF_RETURN_IF_ERROR(replicas().ScheduleMoves(t, o));
     }
     if (--run_.stages[task.stage].unfinished == 0) TF_RETURN_IF_ERROR(StageDone(task.stage));
     return absl::OkStatus();
@@ -1075,7 +959,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
   const std::string staging = internal::StagingKey(run_, t);
   internal::AddOutputs(run_, t, launch, contract_env, staging);
   if (stage.checkpoints.enabled) {
-    checkpoints_->SetLaunchDir(t, launch);
+    checkpoints().SetLaunchDir(t, launch);
     contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR", launch.checkpoint_dir);
   }
   // The cache key covers what the task sees, not where this run keeps things.
@@ -1084,8 +968,8 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
   task.cached_from = 0;
   std::optional<internal::TaskCache::Hit> hit;
   if (stage.cache && options_.use_cache && !task.no_cache) {
-    task.cache_key = cache_->Key(t, launch.argv, contract_env, inputs.producers);
-    TF_ASSIGN_OR_RETURN(hit, cache_->FindHit(t, task.cache_key));
+    task.cache_key = cache().Key(t, launch.argv, contract_env, inputs.producers);
+    TF_ASSIGN_OR_RETURN(hit, cache().FindHit(t, task.cache_key));
   }
   internal::SetEnvironment(run_, t, std::move(contract_env), launch);
   if (hit) launch.log_path.clear();  // nothing runs, nothing logs
@@ -1102,7 +986,7 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
       t, TaskState::kRunning,
       hit ? StrCat("reusing the outputs of attempt #", hit->attempt_id) : std::string()));
   int restores = hit ? StartRestores(t, launch, *hit, staging) : 0;
-  if (!hit) TF_RETURN_IF_ERROR(checkpoints_->Watch(t, launch, restores));
+  if (!hit) TF_RETURN_IF_ERROR(checkpoints().Watch(t, launch, restores));
   if (restores > 0) {
     waiting_launches_[t] = WaitingLaunch{.launch = std::move(launch), .restores = restores};
     return absl::OkStatus();
@@ -1134,12 +1018,12 @@ absl::Status Engine::Impl::RecordAttempt(uint32_t t, TaskLaunch& launch,
       task.data_wait_since_ms > 0 ? std::max<int64_t>(now - task.data_wait_since_ms, 0) : 0;
   if (!stage.inputs.empty()) attempt.reads_json = internal::ReadsJson(run_, t);
   task.data_wait_since_ms = 0;
-  TF_ASSIGN_OR_RETURN(task.attempt_id, writer_->StartAttempt(attempt));
+  TF_ASSIGN_OR_RETURN(task.attempt_id, writer().StartAttempt(attempt));
   task.attempt_started_ms = now;
   launch.attempt_id = task.attempt_id;
   attempt_task_[task.attempt_id] = t;
   for (const auto& [name, artifact] : inputs.consumed) {
-    TF_RETURN_IF_ERROR(writer_->AddEdge(task.attempt_id, artifact, "consumed", name, now));
+    TF_RETURN_IF_ERROR(writer().AddEdge(task.attempt_id, artifact, "consumed", name, now));
   }
   return absl::OkStatus();
 }
@@ -1154,7 +1038,7 @@ int Engine::Impl::StartRestores(uint32_t t, TaskLaunch& launch, const internal::
     const auto& [tier, key] = *hit.restore[o];
     const std::string to_key = StrCat(staging, "restore/", launch.outputs[o].name);
     launch.outputs[o].reuse_from = run_.TierPath(run_.tasks[t].places[o].write, to_key);
-    replicas_->RestoreOutput(t, o, tier, key, to_key, hit.hashes[o]);
+    replicas().RestoreOutput(t, o, tier, key, to_key, hit.hashes[o]);
     ++restores;
   }
   return restores;
