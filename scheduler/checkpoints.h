@@ -65,10 +65,9 @@ class Checkpoints {
   bool PollDue(std::chrono::steady_clock::time_point now) const {
     return !watch_.empty() && next_poll_ <= now;
   }
-  std::optional<std::chrono::steady_clock::time_point> next_poll() const {
-    if (watch_.empty()) return std::nullopt;
-    return next_poll_;
-  }
+  // Polling is under way (some task is watched); next_poll says when.
+  bool polling() const { return !watch_.empty(); }
+  std::chrono::steady_clock::time_point next_poll() const { return next_poll_; }
   absl::Status Poll();
   // Cluster mode: where attempt `report` writes its checkpoints, an event.
   absl::Status RecordDir(uint32_t task, const TaskReport& report);

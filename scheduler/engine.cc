@@ -411,9 +411,8 @@ bool Engine::Impl::WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_
   if (!turn_status_.ok() || Finished()) return false;
   std::optional<SteadyTime> wake;
   if (!retry_timers_.empty()) wake = retry_timers_.begin()->first;
-  if (const std::optional<SteadyTime> poll = checkpoints().next_poll();
-      poll && (!wake || *poll < *wake)) {
-    wake = poll;
+  if (checkpoints().polling() && (!wake || checkpoints().next_poll() < *wake)) {
+    wake = checkpoints().next_poll();
   }
   bool starts_waiting = launched_;
   {

@@ -77,7 +77,7 @@ absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::str
     TF_ASSIGN_OR_RETURN(Statement find, db->Prepare("SELECT state FROM runs WHERE id = ?"));
     find.Bind(1, run_id);
     TF_ASSIGN_OR_RETURN(bool found, find.Step());
-    if (found && find.Text(0) == run_state::kRunning) return absl::OkStatus();
+    if (found && find.Text(0) == RunStateName(RunState::kRunning)) return absl::OkStatus();
     return absl::FailedPreconditionError(
         StrCat("run ", run_id, " is not running (it ", found ? find.Text(0) : "is gone", ")"));
   };
