@@ -1,10 +1,31 @@
-// The run engine: drives one run of a pipeline to its end. A single event
-// loop owns all run and task state; executor reports, retry timers and
-// cancel requests reach it through one queue. Each turn of the loop
-// applies everything that arrived, commits the resulting transitions to the
-// store in one transaction, and only then acts on them (launches tasks,
-// cancels attempts). A crash or kill at any moment therefore loses no
-// finished work: ResumeRun picks up from the store.
+// The run engine: drives one run of a pipeline to its end. It owns the
+// loop and the task state machine (engine.cc); the units beside it each do
+// one job for the run it drives, on the engine's turn: RunWriter (every
+// store write), TaskCache, Replicas (copies, streaming, eviction),
+// Checkpoints, resume, attempt (launches and reports), run_lock (the run's
+// lock and cancel). Each turn applies everything that arrived, commits the
+// resulting transitions to the store in one transaction, and only then acts
+// on them (launches tasks, submits copies, cancels attempts). A crash or
+// kill at any moment therefore loses no finished work: Resume picks up from
+// the store.
+//
+// Threading. One turn runs at a time, under turn_mu_, and a turn owns all
+// run and task state (the run model, the units, the ready queue, timers and
+// counts; none of it has a lock of its own). Turns run on the thread that
+// called Run or Resume ("Drive's thread") or, inline, on the executor's
+// thread that reports a task's end, when no turn is under way (a try-lock
+// on turn_mu_): a task's end is then applied, committed and its successors
+// launched without waking Drive's thread, which keeps the per-task
+// overhead low. What other threads tell the engine goes through mu_:
+// executor reports (reports_), the mover's results (move_results_),
+// remote tiers' retries (TierEvents, its own lock) and Cancel()
+// (cancel_requested_, also set by the cancel file's watcher thread); each
+// wakes Drive's thread through a condition variable, and the next turn
+// takes everything queued. A task's start report (its pid, for `show`)
+// waits for the next turn, at most 100 ms: it needs no commit of its own.
+// executor_mu_ guards only the executor pointer, for KillNow from a
+// signal-handling thread. The RunObserver is called inside turns, so on
+// either kind of thread, one call at a time.
 //
 // Semantics (docs/running.md is the user-facing description):
 // - readiness by counting unfinished parent stages, never by rescanning;
@@ -33,6 +54,7 @@
 #include "common/task.h"
 #include "common/units.h"
 #include "scheduler/placement.h"
+#include "scheduler/run_lock.h"  // CancelRun, EngineAlive
 #include "storage_adapters/adapter.h"
 
 namespace tierflow::scheduler {
@@ -63,8 +85,10 @@ struct TaskEvent {
   std::string log_path;
 };
 
-// Watches a run, e.g. to draw progress. Called on the engine's thread after
-// the transitions are committed; must return quickly.
+// Watches a run, e.g. to draw progress. Called after the transitions are
+// committed, inside the engine's turn: on Drive's thread or an executor's
+// reporting thread (see "Threading"), never two calls at once; must return
+// quickly.
 class RunObserver {
  public:
   virtual ~RunObserver() = default;
@@ -183,17 +207,5 @@ class Engine {
   class Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// `tierflow cancel`: `run` is a run id or `last`. When an engine drives the
-// run (it holds the run's lock, runs/RUN/lock), asks it to cancel: sets
-// cancel_requested and creates runs/RUN/cancel, which the engine watches.
-// When none does (it was killed), records the run cancelled in the store
-// itself, holding the lock: unfinished tasks cancelled, running attempts
-// lost, leftover task processes killed. Returns what was done, for the user.
-absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run);
-
-// True when `pid` on `host` is a live tierflow process (this host only): a
-// hint for listings; CancelRun decides by the run's lock.
-bool EngineAlive(int64_t pid, const std::string& host);
 
 }  // namespace tierflow::scheduler
