@@ -42,6 +42,7 @@
 #include "nlohmann/json.hpp"
 #include "scheduler/mover.h"
 #include "scheduler/plan.h"
+#include "scheduler/placement_record.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
@@ -515,6 +516,9 @@ class Engine::Impl {
   // options' tiers; "": a run recorded without tiers (the implicit one);
   // else the JSON a run recorded (a resume).
   absl::Status SetUpTiers(const std::optional<std::string>& stored);
+  // What SetUpTiers decided, recorded with the run (CreateRun).
+  Placement placement_;
+  std::vector<CheckpointPlacement> checkpoint_placement_;
   void CountReaders();
   // After `task` produced output `output` (or on resume, kept it): copies
   // to its home and to every tier where unfinished tasks read it.
@@ -1011,7 +1015,10 @@ absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) 
     // Placed before anything is recorded: when nothing fits, nothing changes.
     PlacementOptions placing;
     placing.node_tiers_hold_working_copies_only = options_.node_tiers_on_workers;
-    TF_ASSIGN_OR_RETURN(placement, PlaceArtifacts(BuildPlan(*graph_), placement_tiers_, placing));
+    const Plan plan = BuildPlan(*graph_);
+    TF_ASSIGN_OR_RETURN(placement, PlaceArtifacts(plan, placement_tiers_, placing));
+    TF_ASSIGN_OR_RETURN(checkpoint_placement_, PlaceCheckpoints(plan, placement_tiers_, placing));
+    placement_ = *placement;
     tiers_json_ = PlacementTiersToJson(placement_tiers_);
     for (const PlacementTier& placed : placement_tiers_) {
       Tier tier;
@@ -1718,6 +1725,10 @@ absl::Status Engine::Impl::CreateRun(const std::string& yaml,
       insert_task.BindNull(6);
     }
     if (absl::Status status = insert_task.Run(); !status.ok()) return rollback(status);
+  }
+  if (absl::Status status = RecordPlacement(*db_, run_id_, placement_, checkpoint_placement_);
+      !status.ok()) {
+    return rollback(status);
   }
   if (absl::Status status = PrepareStatements(); !status.ok()) return rollback(status);
   if (absl::Status status = AddEvent("", 0, "run_started", StrCat(tasks_.size(), " tasks"));
