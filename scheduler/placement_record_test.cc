@@ -14,6 +14,7 @@
 #include "dag/graph.h"
 #include "dag/loader.h"
 #include "scheduler/store.h"
+#include "scheduler/testing/placement_tiers.h"
 
 namespace tierflow::scheduler {
 namespace {
@@ -53,15 +54,7 @@ std::unique_ptr<Database> StoreWithRun(const std::string& dir, const std::string
   return std::move(*db);
 }
 
-PlacementTier Tier(std::string name, Durability durability, storage::TierProfile profile) {
-  PlacementTier tier;
-  tier.config.name = std::move(name);
-  tier.config.adapter = "posix";
-  tier.config.durability = durability;
-  tier.profile = profile;
-  tier.profile_source = "measured";
-  return tier;
-}
+using testing::PosixTier;
 
 // A run that predates schema 9: a store today's binary (commit 8cf1ea4,
 // schema 8) left after running examples/quickstart once (see
@@ -107,33 +100,6 @@ TEST(PlacementRecord, AStoreOfSchema8MigratesAndItsRunHasNoRecordedDecisions) {
   fs::remove_all(dir);
 }
 
-void ExpectSame(const OutputPlacement& got, const OutputPlacement& want) {
-  EXPECT_EQ(got.task, want.task);
-  EXPECT_EQ(got.output, want.output);
-  EXPECT_EQ(got.bytes, want.bytes);
-  EXPECT_EQ(got.bytes_assumed, want.bytes_assumed);
-  EXPECT_EQ(got.needs, want.needs);
-  EXPECT_EQ(got.home, want.home);
-  EXPECT_EQ(got.write_seconds, want.write_seconds);  // exact: JSON keeps every digit
-  EXPECT_EQ(got.write_tier, want.write_tier);
-  EXPECT_EQ(got.write_back_seconds, want.write_back_seconds);
-  EXPECT_EQ(got.reason, want.reason);
-}
-
-void ExpectSame(const InputPlacement& got, const InputPlacement& want) {
-  EXPECT_EQ(got.task, want.task);
-  EXPECT_EQ(got.input, want.input);
-  EXPECT_EQ(got.producer_task, want.producer_task);
-  EXPECT_EQ(got.output, want.output);
-  EXPECT_EQ(got.home, want.home);
-  EXPECT_EQ(got.source, want.source);
-  EXPECT_EQ(got.working, want.working);
-  EXPECT_EQ(got.read_seconds, want.read_seconds);
-  EXPECT_EQ(got.copy_seconds, want.copy_seconds);
-  EXPECT_EQ(got.home_read_seconds, want.home_read_seconds);
-  EXPECT_EQ(got.reason, want.reason);
-}
-
 // A new run's decisions, written as the engine writes them, read back per
 // task as they were made: every field, in placement order.
 TEST(PlacementRecord, ANewRunsDecisionsRoundTrip) {
@@ -157,9 +123,9 @@ stages:
   ASSERT_TRUE(graph.ok()) << graph.status();
   const Plan plan = BuildPlan(*graph);
   const std::vector<PlacementTier> tiers = {
-      Tier("ram", Durability::kVolatile, {5000, 3000, 200000, 5}),
-      Tier("nvme", Durability::kNode, {2000, 1500, 50000, 80}),
-      Tier("bulk", Durability::kDurable, {200, 150, 100, 20000})};
+      PosixTier("ram", Durability::kVolatile, {5000, 3000, 200000, 5}),
+      PosixTier("nvme", Durability::kNode, {2000, 1500, 50000, 80}),
+      PosixTier("bulk", Durability::kDurable, {200, 150, 100, 20000})};
   absl::StatusOr<Placement> placement = PlaceArtifacts(plan, tiers);
   ASSERT_TRUE(placement.ok()) << placement.status();
   // Items are placed alike today; one that is not keeps its own decision.
@@ -202,9 +168,14 @@ stages:
       if (i.task == task) inputs.push_back(&i);
     }
     ASSERT_EQ(got.placement.outputs.size(), outputs.size());
-    for (size_t k = 0; k < outputs.size(); ++k) ExpectSame(got.placement.outputs[k], *outputs[k]);
+    // Every field, the estimates exactly (JSON keeps every digit).
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      EXPECT_TRUE(got.placement.outputs[k] == *outputs[k]) << outputs[k]->output;
+    }
     ASSERT_EQ(got.placement.inputs.size(), inputs.size());
-    for (size_t k = 0; k < inputs.size(); ++k) ExpectSame(got.placement.inputs[k], *inputs[k]);
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      EXPECT_TRUE(got.placement.inputs[k] == *inputs[k]) << inputs[k]->input;
+    }
     if (std::string_view(task) == "train") {
       ASSERT_TRUE(got.checkpoint.has_value());
       EXPECT_EQ(got.checkpoint->stage, "train");

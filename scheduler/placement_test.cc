@@ -6,6 +6,7 @@
 #include "common/strings.h"
 #include "dag/graph.h"
 #include "dag/loader.h"
+#include "scheduler/testing/placement_tiers.h"
 
 namespace tierflow::scheduler {
 namespace {
@@ -20,25 +21,15 @@ Plan PlanOf(std::string_view yaml) {
   return BuildPlan(*graph);
 }
 
-PlacementTier Tier(std::string name, Durability durability, storage::TierProfile profile,
-                   uint64_t capacity = 0) {
-  PlacementTier tier;
-  tier.config.name = std::move(name);
-  tier.config.adapter = "posix";
-  tier.config.durability = durability;
-  tier.profile = profile;
-  tier.profile_source = "measured";
-  tier.capacity = capacity;
-  return tier;
-}
+using testing::PosixTier;
 
 // RAM: fast and volatile; NVMe: fast, node; bulk: slow, durable (an
 // object store); vault: archive.
 std::vector<PlacementTier> Tiers(uint64_t ram_capacity = 0) {
-  return {Tier("ram", Durability::kVolatile, {5000, 3000, 200000, 5}, ram_capacity),
-          Tier("nvme", Durability::kNode, {2000, 1500, 50000, 80}),
-          Tier("bulk", Durability::kDurable, {200, 150, 100, 20000}),
-          Tier("vault", Durability::kArchive, {100, 80, 50, 50000})};
+  return {PosixTier("ram", Durability::kVolatile, {5000, 3000, 200000, 5}, ram_capacity),
+          PosixTier("nvme", Durability::kNode, {2000, 1500, 50000, 80}),
+          PosixTier("bulk", Durability::kDurable, {200, 150, 100, 20000}),
+          PosixTier("vault", Durability::kArchive, {100, 80, 50, 50000})};
 }
 
 constexpr std::string_view kPipeline = R"(name: p
@@ -230,7 +221,7 @@ PlacementTier WithScope(PlacementTier tier, storage::Scope scope) {
 }
 
 PlacementTier ObjectStore(std::string name, storage::TierProfile profile) {
-  PlacementTier tier = Tier(std::move(name), Durability::kDurable, profile);
+  PlacementTier tier = PosixTier(std::move(name), Durability::kDurable, profile);
   tier.config.adapter = "s3";
   tier.config.scope = storage::Scope::kCluster;
   return tier;
@@ -242,10 +233,11 @@ std::vector<CheckpointCase> CheckpointCases() {
   // Cluster mode: nvme is each worker's own, scratch a shared file system,
   // bulk an object store.
   const std::vector<PlacementTier> cluster_tiers = {
-      WithScope(Tier("nvme", Durability::kNode, {2000, 1500, 50000, 80}), node),
-      WithScope(Tier("scratch", Durability::kNode, {900, 800, 5000, 500}), shared),
+      WithScope(PosixTier("nvme", Durability::kNode, {2000, 1500, 50000, 80}), node),
+      WithScope(PosixTier("scratch", Durability::kNode, {900, 800, 5000, 500}), shared),
       ObjectStore("bulk", {200, 150, 200, 20000})};
-  const PlacementTier fast_durable = Tier("fast", Durability::kDurable, {2500, 2000, 50000, 50});
+  const PlacementTier fast_durable =
+      PosixTier("fast", Durability::kDurable, {2500, 2000, 50000, 50});
   return {
       {"fastest posix tier, fastest durable one to flush",
        Tiers(),
@@ -268,7 +260,7 @@ std::vector<CheckpointCase> CheckpointCases() {
        {"flushed to vault, the stage's checkpoints.tier, the last 3 kept"},
        ""},
       {"the fastest posix tier is the durable one: no flush tier",
-       {fast_durable, Tier("nvme", Durability::kNode, {2000, 1500, 50000, 80})},
+       {fast_durable, PosixTier("nvme", Durability::kNode, {2000, 1500, 50000, 80})},
        false,
        "true",
        "fast",
@@ -289,7 +281,7 @@ std::vector<CheckpointCase> CheckpointCases() {
        {"no flush tier: ram, the stage's checkpoints.tier, is the tier they are written on"},
        ""},
       {"no durable tier",
-       {Tier("nvme", Durability::kNode, {2000, 1500, 50000, 80})},
+       {PosixTier("nvme", Durability::kNode, {2000, 1500, 50000, 80})},
        false,
        "true",
        "nvme",
@@ -327,7 +319,7 @@ std::vector<CheckpointCase> CheckpointCases() {
        {"written on nvme, the fastest posix tier (1500 MB/s)"},
        ""},
       {"cluster mode: no posix tier every worker reaches",
-       {WithScope(Tier("nvme", Durability::kNode, {2000, 1500, 50000, 80}), node),
+       {WithScope(PosixTier("nvme", Durability::kNode, {2000, 1500, 50000, 80}), node),
         ObjectStore("bulk", {200, 150, 200, 20000})},
        true,
        "true",
@@ -403,9 +395,10 @@ stages:
     checkpoints: true
     run: ["true"]
 )");
-  std::vector<PlacementTier> tiers = {Tier("one", Durability::kDurable, {100, 500, 100, 100}),
-                                      Tier("two", Durability::kDurable, {100, 500, 100, 100}),
-                                      Tier("three", Durability::kDurable, {100, 400, 100, 100})};
+  std::vector<PlacementTier> tiers = {
+      PosixTier("one", Durability::kDurable, {100, 500, 100, 100}),
+      PosixTier("two", Durability::kDurable, {100, 500, 100, 100}),
+      PosixTier("three", Durability::kDurable, {100, 400, 100, 100})};
   absl::StatusOr<std::vector<CheckpointPlacement>> placed = PlaceCheckpoints(plan, tiers);
   ASSERT_TRUE(placed.ok()) << placed.status();
   ASSERT_EQ(placed->size(), 1u);
