@@ -992,6 +992,8 @@ absl::Status Engine::Impl::Prepare(const std::string& yaml, const std::string& f
 namespace {}  // namespace
 
 absl::Status Engine::Impl::SetUpTiers(const std::optional<std::string>& stored) {
+  placement_ = {};
+  checkpoint_placement_.clear();
   if (!stored) {
     placement_tiers_ = options_.tiers;
   } else if (!stored->empty()) {
@@ -2661,58 +2663,23 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
 
 // ------------------------------------------------------------ checkpoints
 
-// Where tasks write checkpoints: the fastest posix tier (in cluster mode,
-// one every worker reaches, and the workers write them first on a faster
-// node tier, copying each one committed there). Where a stage's are
-// flushed: its `checkpoints.tier`, else the fastest durable tier that
-// allows deletes.
+// Where tasks write checkpoints and where each stage's are flushed: as
+// placement chose them (PlaceCheckpoints, in SetUpTiers); one write tier
+// (and node tier) for the run, a flush tier per stage.
 absl::Status Engine::Impl::SetUpCheckpoints() {
   checkpoint_tier_ = kNoTier;
   checkpoint_node_tier_ = kNoTier;
   checkpoint_flush_.assign(pipeline_.stages.size(), kNoTier);
-  if (placement_tiers_.empty()) return absl::OkStatus();  // the implicit tier: as before
-  double fastest = -1;
-  for (uint8_t x = 0; x < tiers_.size(); ++x) {
-    const double write = placement_tiers_[x].profile.seq_write_mb_s;
-    if (tiers_[x].posix && !OnWorkers(x) && write > fastest) {
-      fastest = write;
-      checkpoint_tier_ = x;
+  auto index = [&](const std::string& name) {  // "" (none): kNoTier
+    for (uint8_t x = 0; x < tiers_.size(); ++x) {
+      if (!name.empty() && tiers_[x].config.name == name) return x;
     }
-  }
-  for (uint8_t x = 0; x < tiers_.size() && checkpoint_tier_ != kNoTier; ++x) {
-    const double write = placement_tiers_[x].profile.seq_write_mb_s;
-    if (tiers_[x].posix && OnWorkers(x) && write > fastest) {
-      fastest = write;
-      checkpoint_node_tier_ = x;
-    }
-  }
-  uint8_t durable = kNoTier;
-  fastest = -1;
-  for (uint8_t x = 0; x < tiers_.size(); ++x) {
-    const Durability durability = tiers_[x].config.durability;
-    const double write = placement_tiers_[x].profile.seq_write_mb_s;
-    if (durability >= Durability::kDurable && durability != Durability::kArchive && !OnWorkers(x) &&
-        write > fastest) {
-      fastest = write;
-      durable = x;
-    }
-  }
-  for (size_t s = 0; s < pipeline_.stages.size(); ++s) {
-    const dag::CheckpointSpec& spec = pipeline_.stages[s].checkpoints;
-    if (!spec.enabled) continue;
-    uint8_t flush = durable;
-    if (!spec.tier.empty()) {
-      flush = kNoTier;
-      for (uint8_t x = 0; x < tiers_.size(); ++x) {
-        if (tiers_[x].config.name == spec.tier) flush = x;
-      }
-      if (flush == kNoTier || OnWorkers(flush)) {
-        return absl::FailedPreconditionError(StrCat(
-            "stage ", pipeline_.stages[s].name, ": checkpoints.tier '", spec.tier, "' is not ",
-            flush == kNoTier ? "one of the run's tiers" : "reachable (a node tier)"));
-      }
-    }
-    if (flush != checkpoint_tier_) checkpoint_flush_[s] = flush;
+    return kNoTier;
+  };
+  for (const CheckpointPlacement& placed : checkpoint_placement_) {
+    checkpoint_tier_ = index(placed.write_tier);
+    checkpoint_node_tier_ = index(placed.node_tier);
+    checkpoint_flush_[pipeline_.FindStage(placed.stage)] = index(placed.flush_tier);
   }
   return absl::OkStatus();
 }
