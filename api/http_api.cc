@@ -25,6 +25,7 @@
 #include "dag/graph.h"
 #include "dag/loader.h"
 #include "scheduler/placement.h"
+#include "scheduler/placement_record.h"
 #include "scheduler/plan.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/store.h"
@@ -464,40 +465,61 @@ absl::StatusOr<ApiResponse> Attempts(const HttpApiOptions& options, const std::s
       Json{{"run_id", run_id}, {"task_id", task.id}, {"attempts", json["attempts"]}});
 }
 
-// The placement of one task's outputs and inputs, recomputed the way the
-// engine placed them: the run's stored pipeline and params on the tiers the
-// run recorded (runs.tiers_json).
-Json TaskPlacement(const StoredRun& stored, const LoadedPipeline& loaded,
-                   const std::string& task_id) {
-  if (!stored.tiers_json) {
-    return Json{{"source", "implicit"},
-                {"reason", "the run used the engine's one implicit tier (the store's folder)"},
+// The placement of one task's outputs, inputs and checkpoints, with their
+// reasons: the decisions the engine recorded when the run started
+// (`source: recorded`). A run in a store from before they were recorded
+// has none; then placement is made again the way the engine made it, from
+// the run's stored pipeline and params on the tiers the run recorded
+// (runs.tiers_json), and labelled `recomputed`.
+Json TaskPlacement(Database& db, const std::string& run_id, const std::string& task_id) {
+  auto none = [](std::string_view source, std::string reason) {
+    return Json{{"source", source},
+                {"reason", std::move(reason)},
                 {"outputs", Json::array()},
-                {"inputs", Json::array()}};
-  }
-  absl::StatusOr<std::vector<scheduler::PlacementTier>> tiers =
-      scheduler::PlacementTiersFromJson(*stored.tiers_json);
-  absl::StatusOr<scheduler::Placement> placement =
-      tiers.ok() ? scheduler::PlaceArtifacts(scheduler::BuildPlan(*loaded.graph), *tiers)
-                 : absl::StatusOr<scheduler::Placement>(tiers.status());
-  if (!placement.ok()) {
-    return Json{{"source", "unavailable"},
-                {"reason", std::string(placement.status().message())},
-                {"outputs", Json::array()},
-                {"inputs", Json::array()}};
-  }
+                {"inputs", Json::array()},
+                {"checkpoint", nullptr}};
+  };
+  constexpr std::string_view kImplicit =
+      "the run used the engine's one implicit tier (the store's folder)";
+  absl::StatusOr<StoredRun> stored = LoadStoredRun(db, run_id);
+  if (!stored.ok()) return none("unavailable", std::string(stored.status().message()));
+  absl::StatusOr<std::optional<scheduler::RecordedTaskPlacement>> recorded =
+      scheduler::LoadTaskPlacement(db, run_id, task_id);
+  if (!recorded.ok()) return none("unavailable", std::string(recorded.status().message()));
   scheduler::Placement mine;
-  for (const scheduler::OutputPlacement& output : placement->outputs) {
-    if (output.task == task_id) mine.outputs.push_back(output);
-  }
-  for (const scheduler::InputPlacement& input : placement->inputs) {
-    if (input.task == task_id) mine.inputs.push_back(input);
+  Json result;
+  if (recorded->has_value()) {
+    mine = std::move((*recorded)->placement);
+    result = Json{{"source", "recorded"}, {"checkpoint", nullptr}};
+    if (!stored->tiers_json) result["reason"] = std::string(kImplicit);
+    if (const std::optional<scheduler::CheckpointPlacement>& c = (*recorded)->checkpoint) {
+      result["checkpoint"] = Json{{"stage", c->stage},
+                                  {"write_tier", c->write_tier},
+                                  {"node_tier", c->node_tier},
+                                  {"flush_tier", c->flush_tier},
+                                  {"reason", c->reason}};
+    }
+  } else {
+    if (!stored->tiers_json) return none("implicit", std::string(kImplicit));
+    absl::StatusOr<LoadedPipeline> loaded = LoadPipeline(*stored);
+    absl::StatusOr<std::vector<scheduler::PlacementTier>> tiers =
+        loaded.ok() ? scheduler::PlacementTiersFromJson(*stored->tiers_json)
+                    : absl::StatusOr<std::vector<scheduler::PlacementTier>>(loaded.status());
+    absl::StatusOr<scheduler::Placement> placement =
+        tiers.ok() ? scheduler::PlaceArtifacts(scheduler::BuildPlan(*loaded->graph), *tiers)
+                   : absl::StatusOr<scheduler::Placement>(tiers.status());
+    if (!placement.ok()) return none("unavailable", std::string(placement.status().message()));
+    for (const scheduler::OutputPlacement& output : placement->outputs) {
+      if (output.task == task_id) mine.outputs.push_back(output);
+    }
+    for (const scheduler::InputPlacement& input : placement->inputs) {
+      if (input.task == task_id) mine.inputs.push_back(input);
+    }
+    result = Json{{"source", "recomputed"}, {"checkpoint", nullptr}};
   }
   // PlacementJsonField is `,"placement":{...}`: the object after the colon.
   const std::string field = PlacementJsonField(mine);
-  Json json = Json::parse(field.substr(field.find(':') + 1));
-  Json result{{"source", "recomputed"}};
-  result.update(json);
+  result.update(Json::parse(field.substr(field.find(':') + 1)));
   return result;
 }
 
@@ -509,21 +531,10 @@ absl::StatusOr<ApiResponse> Task(const HttpApiOptions& options, const std::strin
   TF_ASSIGN_OR_RETURN(TaskRow task, FindTaskDetail(*db, run_id, task_id));
   Json task_json = TaskJsonOf(task);
 
-  Json placement;
-  absl::StatusOr<StoredRun> stored = LoadStoredRun(*db, run_id);
-  absl::StatusOr<LoadedPipeline> loaded =
-      stored.ok() ? LoadPipeline(*stored) : absl::StatusOr<LoadedPipeline>(stored.status());
+  Json placement = TaskPlacement(*db, run_id, task.id);
   std::map<std::string, std::string> working_tier;  // input name -> tier read from
-  if (loaded.ok()) {
-    placement = TaskPlacement(*stored, *loaded, task.id);
-    for (const Json& input : placement["inputs"]) {
-      working_tier[input["input"].get<std::string>()] = input["working"].get<std::string>();
-    }
-  } else {
-    placement = Json{{"source", "unavailable"},
-                     {"reason", std::string(loaded.status().message())},
-                     {"outputs", Json::array()},
-                     {"inputs", Json::array()}};
+  for (const Json& input : placement["inputs"]) {
+    working_tier[input["input"].get<std::string>()] = input["working"].get<std::string>();
   }
   // Cluster mode: why each attempt went to its worker.
   TF_ASSIGN_OR_RETURN(Statement placed,

@@ -13,59 +13,25 @@
 namespace tierflow::scheduler::internal {
 namespace fs = std::filesystem;
 
-absl::StatusOr<CheckpointTiers> ChooseCheckpointTiers(const RunModel& run) {
+CheckpointTiers CheckpointTiersOf(const RunModel& run) {
   CheckpointTiers chosen;
   chosen.flush.assign(run.pipeline.stages.size(), kNoTier);
-  if (run.placement_tiers.empty()) return chosen;  // the implicit tier: as before
-  const std::vector<Tier>& tiers = run.tiers;
-  double fastest = -1;
-  for (uint8_t x = 0; x < tiers.size(); ++x) {
-    const double write = run.placement_tiers[x].profile.seq_write_mb_s;
-    if (tiers[x].posix && !run.OnWorkers(x) && write > fastest) {
-      fastest = write;
-      chosen.tier = x;
+  auto index = [&run](const std::string& name) {  // "" (none): kNoTier
+    for (uint8_t x = 0; x < run.tiers.size(); ++x) {
+      if (!name.empty() && run.tiers[x].config.name == name) return x;
     }
-  }
-  for (uint8_t x = 0; x < tiers.size() && chosen.tier != kNoTier; ++x) {
-    const double write = run.placement_tiers[x].profile.seq_write_mb_s;
-    if (tiers[x].posix && run.OnWorkers(x) && write > fastest) {
-      fastest = write;
-      chosen.node_tier = x;
-    }
-  }
-  uint8_t durable = kNoTier;
-  fastest = -1;
-  for (uint8_t x = 0; x < tiers.size(); ++x) {
-    const Durability durability = tiers[x].config.durability;
-    const double write = run.placement_tiers[x].profile.seq_write_mb_s;
-    if (durability >= Durability::kDurable && durability != Durability::kArchive &&
-        !run.OnWorkers(x) && write > fastest) {
-      fastest = write;
-      durable = x;
-    }
-  }
-  for (size_t s = 0; s < run.pipeline.stages.size(); ++s) {
-    const dag::CheckpointSpec& spec = run.pipeline.stages[s].checkpoints;
-    if (!spec.enabled) continue;
-    uint8_t flush = durable;
-    if (!spec.tier.empty()) {
-      flush = kNoTier;
-      for (uint8_t x = 0; x < tiers.size(); ++x) {
-        if (tiers[x].config.name == spec.tier) flush = x;
-      }
-      if (flush == kNoTier || run.OnWorkers(flush)) {
-        return absl::FailedPreconditionError(StrCat(
-            "stage ", run.pipeline.stages[s].name, ": checkpoints.tier '", spec.tier, "' is not ",
-            flush == kNoTier ? "one of the run's tiers" : "reachable (a node tier)"));
-      }
-    }
-    if (flush != chosen.tier) chosen.flush[s] = flush;
+    return kNoTier;
+  };
+  for (const CheckpointPlacement& placed : run.checkpoint_placement) {
+    chosen.tier = index(placed.write_tier);
+    chosen.node_tier = index(placed.node_tier);
+    chosen.flush[run.pipeline.FindStage(placed.stage)] = index(placed.flush_tier);
   }
   return chosen;
 }
 
 absl::Status Checkpoints::SetUp() {
-  TF_ASSIGN_OR_RETURN(tiers_, ChooseCheckpointTiers(run_));
+  tiers_ = CheckpointTiersOf(run_);
   return absl::OkStatus();
 }
 

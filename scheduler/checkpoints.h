@@ -1,6 +1,6 @@
 // Checkpoints: where tasks write them, and their flush to a durable tier
 // while the task runs. A stage with `checkpoints:` writes them on the
-// run's fastest posix tier (ChooseCheckpointTiers); each one the task
+// tier placement chose (PlaceCheckpoints, recorded with the run); each one the task
 // commits (NAME.committed beside it) is seen by polling the watched tasks'
 // folders in the engine's turns, recorded (checkpoints rows, events) and
 // copied to the stage's durable tier by the mover; only the newest `keep`
@@ -35,12 +35,9 @@ struct CheckpointTiers {
   std::vector<uint8_t> flush;   // by stage: the durable tier, or kNoTier
 };
 
-// Today's tier choice: tasks write on the fastest posix tier every worker
-// reaches (cluster mode: first on a faster node tier, if any); a stage's
-// are flushed to its `checkpoints.tier`, else to the fastest durable tier
-// that allows deletes. FailedPrecondition for a `checkpoints.tier` that is
-// not one of the run's tiers or is a node tier.
-absl::StatusOr<CheckpointTiers> ChooseCheckpointTiers(const RunModel& run);
+// The tiers placement chose (RunModel::checkpoint_placement, from
+// PlaceCheckpoints, which says why), as indexes into the run's tiers.
+CheckpointTiers CheckpointTiersOf(const RunModel& run);
 
 class Checkpoints {
  public:

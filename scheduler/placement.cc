@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <limits>
 #include <map>
+#include <set>
 
 #include "absl/strings/str_join.h"
 #include "common/status.h"
@@ -297,6 +298,107 @@ absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan, const std::vector<Pla
     }
   }
   return placement;
+}
+
+absl::StatusOr<std::vector<CheckpointPlacement>> PlaceCheckpoints(
+    const Plan& plan, const std::vector<PlacementTier>& tiers, const PlacementOptions& options) {
+  const bool cluster = options.node_tiers_hold_working_copies_only;
+  // Node tiers are the workers' own in cluster mode: the server reaches
+  // neither them nor what was written on them.
+  auto on_workers = [&](const PlacementTier& tier) { return cluster && NodeOnly(tier); };
+  auto is_posix = [](const PlacementTier& tier) { return tier.config.adapter == "posix"; };
+  auto speed = [](const PlacementTier& tier) {
+    return StrCat(static_cast<int64_t>(tier.profile.seq_write_mb_s), " MB/s", ProfileNote(tier));
+  };
+  // The first of the fastest writers among `eligible`, faster than `floor`.
+  auto fastest = [&](auto eligible, double floor) -> const PlacementTier* {
+    const PlacementTier* best = nullptr;
+    for (const PlacementTier& tier : tiers) {
+      if (eligible(tier) && tier.profile.seq_write_mb_s > floor) {
+        floor = tier.profile.seq_write_mb_s;
+        best = &tier;
+      }
+    }
+    return best;
+  };
+  const PlacementTier* write =
+      fastest([&](const PlacementTier& t) { return is_posix(t) && !on_workers(t); }, -1);
+  const PlacementTier* node =
+      write == nullptr
+          ? nullptr
+          : fastest([&](const PlacementTier& t) { return is_posix(t) && on_workers(t); },
+                    write->profile.seq_write_mb_s);
+  const PlacementTier* durable = fastest(
+      [&](const PlacementTier& t) {
+        return t.config.durability >= Durability::kDurable &&
+               t.config.durability != Durability::kArchive && !on_workers(t);
+      },
+      -1);
+
+  std::vector<CheckpointPlacement> placements;
+  std::set<std::string> seen;
+  for (const PlanLayer& layer : plan.layers) {
+    for (const PlannedTask& task : layer.tasks) {
+      const dag::CheckpointSpec& spec = task.checkpoints;
+      if (!spec.enabled || !seen.insert(task.stage).second) continue;
+      CheckpointPlacement placed;
+      placed.stage = task.stage;
+      if (tiers.empty()) {
+        placed.reason =
+            "no tiers: tasks write checkpoints in the run's folder, and they are not flushed";
+        placements.push_back(std::move(placed));
+        continue;
+      }
+      const PlacementTier* flush = durable;
+      if (!spec.tier.empty()) {
+        flush = nullptr;
+        for (const PlacementTier& tier : tiers) {
+          if (tier.config.name == spec.tier) flush = &tier;
+        }
+        if (flush == nullptr || on_workers(*flush)) {
+          return absl::FailedPreconditionError(
+              StrCat("stage ", task.stage, ": checkpoints.tier '", spec.tier, "' is not ",
+                     flush == nullptr ? "one of the run's tiers" : "reachable (a node tier)"));
+        }
+      }
+      const std::string reachable = cluster ? " every worker reaches" : "";
+      if (write != nullptr) {
+        placed.write_tier = write->config.name;
+        placed.reason = StrCat("written on ", write->config.name, ", the fastest posix tier",
+                               reachable, " (", speed(*write), ")");
+      } else {
+        placed.reason = StrCat("no posix tier", reachable,
+                               " to write them on: tasks write them in the run's folder");
+      }
+      if (node != nullptr) {
+        placed.node_tier = node->config.name;
+        placed.reason = StrCat(placed.reason, "; workers write them first on their node tier ",
+                               node->config.name, " (", speed(*node),
+                               ") and copy each committed one to ", write->config.name);
+      }
+      const std::string chosen = spec.tier.empty() ? "the fastest durable tier that allows deletes"
+                                                   : "the stage's checkpoints.tier";
+      if (flush != nullptr && flush != write) {
+        placed.flush_tier = flush->config.name;
+        placed.reason =
+            StrCat(placed.reason, "; each committed one is flushed to ", flush->config.name, ", ",
+                   chosen, spec.tier.empty() ? StrCat(" (", speed(*flush), ")") : "", ", the last ",
+                   spec.keep, " kept");
+      } else if (flush != nullptr) {
+        // Today's behaviour, said plainly: with no flush tier the engine
+        // neither records these checkpoints nor prunes them to `keep`.
+        placed.reason = StrCat(placed.reason, "; no flush tier: ", flush->config.name, ", ", chosen,
+                               ", is the tier they are written on, so they are not "
+                               "flushed, not recorded in the store and not pruned to the last ",
+                               spec.keep);
+      } else {
+        placed.reason = StrCat(placed.reason, "; not flushed: no durable tier that allows deletes",
+                               cluster ? " outside the workers" : "");
+      }
+      placements.push_back(std::move(placed));
+    }
+  }
+  return placements;
 }
 
 std::string PlacementTiersToJson(const std::vector<PlacementTier>& tiers) {

@@ -7,6 +7,10 @@
 // least as durable as the output needs; a copy must fit the tier's
 // capacity; a stage's `tier:` pins its outputs' home; in cluster mode
 // (PlacementOptions), node tiers take working copies only.
+//
+// PlaceCheckpoints chooses, per stage with checkpoints, the tier tasks
+// write them on and the durable tier they are flushed to, with a reason.
+// Pure functions of their arguments; safe to call from any thread.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +50,7 @@ struct OutputPlacement {
   std::string write_tier;
   double write_back_seconds = 0;  // write_tier -> home, off the producer's time (0: none)
   std::string reason;
+  bool operator==(const OutputPlacement&) const = default;
 };
 
 struct InputPlacement {
@@ -62,6 +67,7 @@ struct InputPlacement {
   double copy_seconds = 0;       // source -> working, ahead of need (0 if in place)
   double home_read_seconds = 0;  // reading in place on `source` instead, for comparison
   std::string reason;
+  bool operator==(const InputPlacement&) const = default;
 };
 
 struct Placement {
@@ -91,5 +97,31 @@ absl::StatusOr<std::vector<PlacementTier>> PlacementTiersFromJson(const std::str
 
 absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan, const std::vector<PlacementTier>& tiers,
                                          const PlacementOptions& options = {});
+
+// Where one stage's checkpoints go. Tasks write them (TIERFLOW_CHECKPOINT_DIR)
+// on `write_tier`, the fastest posix tier (in cluster mode, the fastest
+// one every worker reaches); in cluster mode workers may write them first on
+// `node_tier`, a faster node tier, and copy each committed one to
+// `write_tier`. Each committed checkpoint is flushed to `flush_tier` while
+// the task runs: the stage's `checkpoints.tier`, else the fastest durable
+// tier that allows deletes (not an archive). An empty name: none (no
+// write_tier: in the run's folder; no flush_tier: never flushed, which is
+// also the case when the flush tier would be write_tier itself).
+struct CheckpointPlacement {
+  std::string stage;
+  std::string write_tier;
+  std::string node_tier;
+  std::string flush_tier;
+  std::string reason;
+  bool operator==(const CheckpointPlacement&) const = default;
+};
+
+// One entry per stage with checkpoints enabled, in plan order. With no
+// tiers (the engine's implicit tier) every stage's checkpoints stay in the
+// run's folder. FailedPrecondition when a stage's `checkpoints.tier` is not
+// one of `tiers` or (cluster mode) is a node tier.
+absl::StatusOr<std::vector<CheckpointPlacement>> PlaceCheckpoints(
+    const Plan& plan, const std::vector<PlacementTier>& tiers,
+    const PlacementOptions& options = {});
 
 }  // namespace tierflow::scheduler

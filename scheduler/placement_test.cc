@@ -3,8 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/strings.h"
 #include "dag/graph.h"
 #include "dag/loader.h"
+#include "scheduler/testing/placement_tiers.h"
 
 namespace tierflow::scheduler {
 namespace {
@@ -19,25 +21,15 @@ Plan PlanOf(std::string_view yaml) {
   return BuildPlan(*graph);
 }
 
-PlacementTier Tier(std::string name, Durability durability, storage::TierProfile profile,
-                   uint64_t capacity = 0) {
-  PlacementTier tier;
-  tier.config.name = std::move(name);
-  tier.config.adapter = "posix";
-  tier.config.durability = durability;
-  tier.profile = profile;
-  tier.profile_source = "measured";
-  tier.capacity = capacity;
-  return tier;
-}
+using testing::PosixTier;
 
 // RAM: fast and volatile; NVMe: fast, node; bulk: slow, durable (an
 // object store); vault: archive.
 std::vector<PlacementTier> Tiers(uint64_t ram_capacity = 0) {
-  return {Tier("ram", Durability::kVolatile, {5000, 3000, 200000, 5}, ram_capacity),
-          Tier("nvme", Durability::kNode, {2000, 1500, 50000, 80}),
-          Tier("bulk", Durability::kDurable, {200, 150, 100, 20000}),
-          Tier("vault", Durability::kArchive, {100, 80, 50, 50000})};
+  return {PosixTier("ram", Durability::kVolatile, {5000, 3000, 200000, 5}, ram_capacity),
+          PosixTier("nvme", Durability::kNode, {2000, 1500, 50000, 80}),
+          PosixTier("bulk", Durability::kDurable, {200, 150, 100, 20000}),
+          PosixTier("vault", Durability::kArchive, {100, 80, 50, 50000})};
 }
 
 constexpr std::string_view kPipeline = R"(name: p
@@ -209,6 +201,213 @@ stages:
   EXPECT_EQ(pinned.status().message(),
             "a.x: stage a pins tier 'nvme', a node tier: in cluster mode each worker has its own, "
             "so it holds working copies only, never an output's home");
+}
+
+// PlaceCheckpoints, one row per case: the tiers, the mode, the stage's
+// `checkpoints:` and what it must choose (or the error it must give).
+struct CheckpointCase {
+  std::string name;
+  std::vector<PlacementTier> tiers;
+  bool cluster = false;
+  std::string checkpoints;  // the stage's `checkpoints:` value
+  std::string write_tier, node_tier, flush_tier;
+  std::vector<std::string> reason_says;
+  std::string error;  // set: FailedPrecondition with this message
+};
+
+PlacementTier WithScope(PlacementTier tier, storage::Scope scope) {
+  tier.config.scope = scope;
+  return tier;
+}
+
+PlacementTier ObjectStore(std::string name, storage::TierProfile profile) {
+  PlacementTier tier = PosixTier(std::move(name), Durability::kDurable, profile);
+  tier.config.adapter = "s3";
+  tier.config.scope = storage::Scope::kCluster;
+  return tier;
+}
+
+std::vector<CheckpointCase> CheckpointCases() {
+  const storage::Scope node = storage::Scope::kNode;
+  const storage::Scope shared = storage::Scope::kCluster;
+  // Cluster mode: nvme is each worker's own, scratch a shared file system,
+  // bulk an object store.
+  const std::vector<PlacementTier> cluster_tiers = {
+      WithScope(PosixTier("nvme", Durability::kNode, {2000, 1500, 50000, 80}), node),
+      WithScope(PosixTier("scratch", Durability::kNode, {900, 800, 5000, 500}), shared),
+      ObjectStore("bulk", {200, 150, 200, 20000})};
+  const PlacementTier fast_durable =
+      PosixTier("fast", Durability::kDurable, {2500, 2000, 50000, 50});
+  return {
+      {"fastest posix tier, fastest durable one to flush",
+       Tiers(),
+       false,
+       "{keep: 2}",
+       "ram",
+       "",
+       "bulk",
+       {"written on ram, the fastest posix tier (3000 MB/s)",
+        "flushed to bulk, the fastest durable tier that allows deletes (150 MB/s), the last 2 "
+        "kept"},
+       ""},
+      {"the stage's checkpoints.tier, even an archive",
+       Tiers(),
+       false,
+       "{tier: vault}",
+       "ram",
+       "",
+       "vault",
+       {"flushed to vault, the stage's checkpoints.tier, the last 3 kept"},
+       ""},
+      {"the fastest posix tier is the durable one: no flush tier",
+       {fast_durable, PosixTier("nvme", Durability::kNode, {2000, 1500, 50000, 80})},
+       false,
+       "true",
+       "fast",
+       "",
+       "",
+       {"written on fast",
+        "no flush tier: fast, the fastest durable tier that allows deletes, is "
+        "the tier they are written on, so they are not flushed, not recorded "
+        "in the store and not pruned to the last 3"},
+       ""},
+      {"a checkpoints.tier that is the write tier: no flush tier",
+       Tiers(),
+       false,
+       "{tier: ram}",
+       "ram",
+       "",
+       "",
+       {"no flush tier: ram, the stage's checkpoints.tier, is the tier they are written on"},
+       ""},
+      {"no durable tier",
+       {PosixTier("nvme", Durability::kNode, {2000, 1500, 50000, 80})},
+       false,
+       "true",
+       "nvme",
+       "",
+       "",
+       {"not flushed: no durable tier that allows deletes"},
+       ""},
+      {"no tiers: the run's folder",
+       {},
+       false,
+       "{tier: anything}",
+       "",
+       "",
+       "",
+       {"no tiers: tasks write checkpoints in the run's folder, and they are not flushed"},
+       ""},
+      {"cluster mode: a shared tier, a node tier first, flushed to the object store",
+       cluster_tiers,
+       true,
+       "true",
+       "scratch",
+       "nvme",
+       "bulk",
+       {"written on scratch, the fastest posix tier every worker reaches (800 MB/s)",
+        "workers write them first on their node tier nvme (1500 MB/s) and copy each committed "
+        "one to scratch"},
+       ""},
+      {"embedded mode: the same tiers, the node tier written on directly",
+       cluster_tiers,
+       false,
+       "true",
+       "nvme",
+       "",
+       "bulk",
+       {"written on nvme, the fastest posix tier (1500 MB/s)"},
+       ""},
+      {"cluster mode: no posix tier every worker reaches",
+       {WithScope(PosixTier("nvme", Durability::kNode, {2000, 1500, 50000, 80}), node),
+        ObjectStore("bulk", {200, 150, 200, 20000})},
+       true,
+       "true",
+       "",
+       "",
+       "bulk",
+       {"no posix tier every worker reaches to write them on: tasks write them in the run's "
+        "folder"},
+       ""},
+      {"an unknown checkpoints.tier",
+       Tiers(),
+       false,
+       "{tier: nowhere}",
+       "",
+       "",
+       "",
+       {},
+       "stage train: checkpoints.tier 'nowhere' is not one of the run's tiers"},
+      {"cluster mode: a node checkpoints.tier",
+       cluster_tiers,
+       true,
+       "{tier: nvme}",
+       "",
+       "",
+       "",
+       {},
+       "stage train: checkpoints.tier 'nvme' is not reachable (a node tier)"},
+  };
+}
+
+TEST(PlaceCheckpoints, ChoosesTheTiersWithAReason) {
+  for (const CheckpointCase& c : CheckpointCases()) {
+    SCOPED_TRACE(c.name);
+    // A foreach stage with checkpoints (listed once), a stage without.
+    const Plan plan = PlanOf(StrCat(R"(name: p
+stages:
+  prep:
+    run: ["true"]
+    outputs: [x]
+  train:
+    foreach: [a, b]
+    inputs: {x: prep.x}
+    checkpoints: )",
+                                    c.checkpoints, R"(
+    run: ["true"]
+)"));
+    PlacementOptions options;
+    options.node_tiers_hold_working_copies_only = c.cluster;
+    absl::StatusOr<std::vector<CheckpointPlacement>> placed =
+        PlaceCheckpoints(plan, c.tiers, options);
+    if (!c.error.empty()) {
+      ASSERT_FALSE(placed.ok());
+      EXPECT_EQ(placed.status().code(), absl::StatusCode::kFailedPrecondition);
+      EXPECT_EQ(placed.status().message(), c.error);
+      continue;
+    }
+    ASSERT_TRUE(placed.ok()) << placed.status();
+    ASSERT_EQ(placed->size(), 1u);
+    const CheckpointPlacement& train = placed->front();
+    EXPECT_EQ(train.stage, "train");
+    EXPECT_EQ(train.write_tier, c.write_tier);
+    EXPECT_EQ(train.node_tier, c.node_tier);
+    EXPECT_EQ(train.flush_tier, c.flush_tier);
+    for (const std::string& said : c.reason_says) EXPECT_THAT(train.reason, HasSubstr(said));
+  }
+}
+
+// Ties go to the first tier listed, as the engine always chose.
+TEST(PlaceCheckpoints, TiesGoToTheFirstTier) {
+  const Plan plan = PlanOf(R"(name: p
+stages:
+  a:
+    checkpoints: true
+    run: ["true"]
+)");
+  std::vector<PlacementTier> tiers = {
+      PosixTier("one", Durability::kDurable, {100, 500, 100, 100}),
+      PosixTier("two", Durability::kDurable, {100, 500, 100, 100}),
+      PosixTier("three", Durability::kDurable, {100, 400, 100, 100})};
+  absl::StatusOr<std::vector<CheckpointPlacement>> placed = PlaceCheckpoints(plan, tiers);
+  ASSERT_TRUE(placed.ok()) << placed.status();
+  ASSERT_EQ(placed->size(), 1u);
+  EXPECT_EQ((*placed)[0].write_tier, "one");
+  EXPECT_EQ((*placed)[0].flush_tier, "");  // "one" is also the fastest durable tier
+  std::swap(tiers[0], tiers[2]);
+  placed = PlaceCheckpoints(plan, tiers);
+  ASSERT_TRUE(placed.ok()) << placed.status();
+  EXPECT_EQ((*placed)[0].write_tier, "two");
 }
 
 }  // namespace

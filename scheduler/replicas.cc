@@ -155,7 +155,8 @@ void CollectNeeds(RunModel& run) {
 absl::Status PlaceRun(RunModel& run, const std::vector<PlacementTier>& tiers,
                       const std::function<absl::StatusOr<std::unique_ptr<storage::Adapter>>(
                           const storage::TierConfig&)>& open_tier) {
-  std::optional<Placement> placement;
+  run.placement = {};
+  run.checkpoint_placement.clear();
   if (!tiers.empty()) {
     if (tiers.size() > 64) {
       return absl::InvalidArgumentError(
@@ -164,7 +165,9 @@ absl::Status PlaceRun(RunModel& run, const std::vector<PlacementTier>& tiers,
     // Placed before anything is recorded: when nothing fits, nothing changes.
     PlacementOptions placing;
     placing.node_tiers_hold_working_copies_only = run.node_tiers_on_workers;
-    TF_ASSIGN_OR_RETURN(placement, PlaceArtifacts(BuildPlan(*run.graph), tiers, placing));
+    const Plan plan = BuildPlan(*run.graph);
+    TF_ASSIGN_OR_RETURN(run.placement, PlaceArtifacts(plan, tiers, placing));
+    TF_ASSIGN_OR_RETURN(run.checkpoint_placement, PlaceCheckpoints(plan, tiers, placing));
     run.tiers_json = PlacementTiersToJson(tiers);
   }
   TF_RETURN_IF_ERROR(OpenTiers(run, tiers, open_tier));
@@ -180,7 +183,7 @@ absl::Status PlaceRun(RunModel& run, const std::vector<PlacementTier>& tiers,
     task.input_tiers.assign(stage.inputs.size(), 0);
     task.node_input_tiers.assign(stage.inputs.size(), kNoTier);
   }
-  if (placement) ApplyPlacement(run, *placement);
+  if (!tiers.empty()) ApplyPlacement(run, run.placement);
   CollectNeeds(run);
   return absl::OkStatus();
 }

@@ -64,6 +64,7 @@ absl::Status CreateRun(const EngineOptions& options, const RunRequest& request,
   TF_ASSIGN_OR_RETURN(RunLock lock, RunLock::Acquire(run.run_dir, run.run_id));
   units.lock.emplace(std::move(lock));
   TF_RETURN_IF_ERROR(writer.CreateTasks(run.run_id, NewTasks(run)));
+  TF_RETURN_IF_ERROR(writer.RecordPlacement(run.run_id, run.placement, run.checkpoint_placement));
   TF_RETURN_IF_ERROR(writer.Prepare(run.run_id));
   TF_RETURN_IF_ERROR(units.cache->Prepare());
   TF_RETURN_IF_ERROR(writer.AddEvent("", 0, "run_started", StrCat(run.tasks.size(), " tasks")));

@@ -10,6 +10,7 @@
 #include "common/strings.h"
 #include "common/units.h"
 #include "nlohmann/json.hpp"
+#include "scheduler/placement_record.h"
 #include "storage_adapters/local_artifact.h"
 
 namespace tierflow::scheduler {
@@ -147,6 +148,11 @@ absl::StatusOr<std::string> RunWriter::CreateRun(const NewRun& run) {
     if (status.ok()) return run_id;
     if (status.code() != absl::StatusCode::kAlreadyExists || tries > 20) return status;
   }
+}
+
+absl::Status RunWriter::RecordPlacement(const std::string& run_id, const Placement& placement,
+                                        const std::vector<CheckpointPlacement>& checkpoints) {
+  return scheduler::RecordPlacement(db_, run_id, placement, checkpoints);
 }
 
 absl::Status RunWriter::CreateTasks(const std::string& run_id, const std::vector<NewTask>& tasks) {

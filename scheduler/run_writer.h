@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "scheduler/placement.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 
@@ -130,6 +131,9 @@ class RunWriter {
   // PIPELINE-XXXXXX, drawn again when taken.
   absl::StatusOr<std::string> CreateRun(const NewRun& run);
   absl::Status CreateTasks(const std::string& run_id, const std::vector<NewTask>& tasks);
+  // What placement decided for the run (placement_record.h), with it.
+  absl::Status RecordPlacement(const std::string& run_id, const Placement& placement,
+                               const std::vector<CheckpointPlacement>& checkpoints);
 
   // --- the run's row
   // A resumed run is running again, driven by this process.

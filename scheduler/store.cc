@@ -247,6 +247,27 @@ CREATE TABLE cluster (
   created_at INTEGER NOT NULL
 );
 )sql",
+    // 9: the placement decisions of a run, written once when it starts
+    // (scheduler/placement_record.h): each output's home, each input's
+    // working tier, each checkpointing stage's tiers, with the estimates in
+    // detail_json and the reason; and one 'run' row that says the run
+    // recorded them (a run without one predates this table). A decision
+    // every task of a stage shares (a foreach's items) is one row, under the
+    // stage. The key is the one lookup, a task's rows and its stage's, and
+    // makes a repeated write harmless.
+    R"sql(
+CREATE TABLE placements (
+  run_id TEXT NOT NULL REFERENCES runs(id),
+  task_id TEXT NOT NULL,           -- the task, or its stage (shared, checkpoint); 'run': ''
+  kind TEXT NOT NULL CHECK (kind IN ('run', 'output', 'input', 'checkpoint')),
+  name TEXT NOT NULL,              -- the output or input name; '' for the others
+  seq INTEGER NOT NULL,            -- the order the engine placed them in
+  tier TEXT NOT NULL,              -- output: home; input: read from; checkpoint: written on
+  detail_json TEXT NOT NULL,       -- the rest of the decision and its estimates
+  reason TEXT NOT NULL,
+  PRIMARY KEY (run_id, task_id, kind, name)
+) WITHOUT ROWID;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -1,8 +1,9 @@
 // The state store: one SQLite database (WAL) holding pipelines, runs, tasks,
-// attempts, artifacts, artifact copies, lineage edges and events. The
-// engine writes it (one writer); the CLI and the UI read it, from other
-// processes too. Every state transition is committed before the engine acts
-// on it, so a crash at any moment loses no finished work and no lineage.
+// attempts, artifacts, artifact copies, lineage edges, events and each
+// run's placement decisions. The engine writes it (one writer); the CLI and
+// the UI read it, from other processes too. Every state transition is
+// committed before the engine acts on it, so a crash at any moment loses no
+// finished work and no lineage.
 //
 // The schema (kSchemaVersion, migrations in store.cc) is the contract
 // between the writer and every reader:
@@ -10,25 +11,37 @@
 //   pipelines(id, name, yaml_hash UNIQUE, yaml, file, created_at)
 //   runs(id TEXT PK, pipeline_id, pipeline_name, file, working_dir,
 //        params_json, state, slots, created_at, started_at, finished_at,
-//        engine_pid, engine_host, cancel_requested, message)
+//        engine_pid, engine_host, cancel_requested, message, tiers_json,
+//        priority)
 //   tasks(run_id, id, seq, stage, kind, item, item_index, layer, state,
 //         attempts, cache_key, started_at, finished_at, message)
 //   attempts(id PK, run_id, task_id, number, state, worker, pid, command,
 //            cache_key, cached_from, started_at, finished_at, exit_code,
-//            signal, message, log_path, log_bytes): the log file exists
-//            only once the attempt wrote (log_bytes > 0)
+//            signal, message, log_path, log_bytes, input_wait_ms,
+//            data_wait_ms, io_wait_ms, read_bytes, write_bytes, reads_json,
+//            worker_id): the log file exists only once the attempt wrote
+//            (log_bytes > 0)
 //   artifacts(id PK, run_id, task_id, name, attempt_id, content_hash, bytes,
 //             files, created_at): one row per output of each successful
 //             attempt, UNIQUE(attempt_id, name); a task that ran again
 //             (resume) has several per name, the newest (highest id) current
 //   artifact_copies(id PK, artifact_id, tier, uri, role, bytes,
-//                   content_hash, state, created_at): state present, or
+//                   content_hash, state, created_at, source_tier,
+//                   finished_at, message): state present, or
 //                   overwritten once a newer artifact took its uri
 //   lineage_edges(id PK, attempt_id, artifact_id, direction, name, created_at)
 //   events(id PK, run_id, task_id, attempt_id, time, kind, message)
 //   tier_profiles(id PK, tier, location, measured_at, seq_read_mb_s,
 //                 seq_write_mb_s, rand_read_iops, latency_us, create_us,
 //                 stat_us, bytes_tested, elapsed_ms): `tierflow tiers probe`
+//   checkpoints(id PK, run_id, task_id, attempt_id, name, step, local_uri,
+//               tier, uri, bytes, files, content_hash, state, committed_at,
+//               flushed_at, flush_ms, message)
+//   cluster(id, created_at)
+//   placements(run_id, task_id, kind, name, seq, tier, detail_json, reason;
+//              PK run_id, task_id, kind, name): the run's placement
+//              decisions, written at its start, one row for what a
+//              stage's tasks share (placement_record.h)
 //
 // Times are milliseconds since the Unix epoch (UTC). States are the words
 // below, stored as text so that `sqlite3 .tierflow/tierflow.db` reads well.
@@ -43,7 +56,7 @@
 
 namespace tierflow::scheduler {
 
-inline constexpr int kSchemaVersion = 8;
+inline constexpr int kSchemaVersion = 9;
 
 // The SQL of migration `version` (1..kSchemaVersion), which brings the
 // schema from version-1 to version. For upgrade tests.

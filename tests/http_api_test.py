@@ -6,7 +6,10 @@ HTTP: shapes, 404 with did-you-mean, 400 naming the parameter, 405, HEAD,
 security headers, task ids with '[' ']' '/', the UI's routes, a hostile log
 line escaped in JSON, Server-Sent Events (a new run shows up live;
 Last-Event-ID replays), and tokens (401 missing, 403 wrong, bearer, query
-parameter and cookie). Waits are bounded only against hangs.
+parameter and cookie), and placement: recorded for new runs, recomputed (and
+labelled so) for a run in a store tierflow 8cf1ea4 wrote, upgraded by a new
+run (scheduler/testdata/schema8_quickstart.db). Waits are bounded only
+against hangs.
 
 Usage: http_api_test.py TIERFLOW_BIN SOURCE_DIR
 """
@@ -58,13 +61,13 @@ def run_tierflow(*args, env=None, timeout=300):
                           env=env)
 
 
-def start_ui(extra_env=None, listen="127.0.0.1:0"):
+def start_ui(extra_env=None, listen="127.0.0.1:0", db=DB):
     env = dict(os.environ)
     env.pop("TIERFLOW_UI_TOKEN", None)
     env.pop("TIERFLOW_CLIENT_TOKEN", None)
     env.update(extra_env or {})
     out = open(os.path.join(WORK, "ui-%d.out" % len(PROCESSES)), "w+")
-    process = subprocess.Popen([TIERFLOW, "ui", "--db", DB, "--listen", listen], stdout=out,
+    process = subprocess.Popen([TIERFLOW, "ui", "--db", db, "--listen", listen], stdout=out,
                                stderr=subprocess.STDOUT, env=env)
     PROCESSES.append(process)
     deadline = time.time() + 60
@@ -152,10 +155,19 @@ def main():
 
     # --- tasks: ids with [ ] and /
     task = c.json("/api/v1/runs/%s/tasks/train" % quick)
-    check(task["task"]["id"] == "train" and task["placement"]["source"] == "recomputed",
-          "task: placement recomputed %r" % task["placement"].get("source"))
+    check(task["task"]["id"] == "train" and task["placement"]["source"] == "recorded",
+          "task: placement recorded %r" % task["placement"].get("source"))
     check(task["placement"]["outputs"][0]["home"] and task["placement"]["outputs"][0]["reason"],
           "task: placement home and reason")
+    checkpoint = task["placement"]["checkpoint"] or {}
+    check(checkpoint.get("stage") == "train" and checkpoint.get("write_tier") and
+          checkpoint.get("flush_tier") not in (None, "", checkpoint.get("write_tier")) and
+          "flushed to " + checkpoint["flush_tier"] in checkpoint.get("reason", ""),
+          "task: checkpoint placement recorded %r" % checkpoint)
+    item = c.json("/api/v1/runs/%s/tasks/%s" % (quick, q("ingest[2]")))["placement"]
+    check(item["source"] == "recorded" and item["outputs"] and
+          all(o["task"] == "ingest[2]" for o in item["outputs"]) and item["checkpoint"] is None,
+          "task: a foreach item's recorded placement %r" % item)
     check(any(io["read_bytes"] > 0 for io in task["io"]) and
           any(io["written_bytes"] > 0 for io in task["io"]), "task: bytes per tier %r" % task["io"])
     check(task["data_wait"]["seconds"] >= 0 and task["data_wait"]["source"] == "measured",
@@ -324,6 +336,27 @@ def main():
 
     ui.send_signal(signal.SIGINT)
     check(ui.wait(timeout=30) == 0, "SIGINT with open event streams: exit 0")
+
+    # --- a store tierflow 8cf1ea4 wrote (schema 8: no recorded decisions),
+    # upgraded by a new run: its old run's placement is recomputed and says
+    # so; the new run's is recorded.
+    old_db = os.path.join(WORK, "old", "tierflow.db")
+    os.makedirs(os.path.dirname(old_db))
+    shutil.copyfile(os.path.join(SOURCE, "scheduler", "testdata", "schema8_quickstart.db"), old_db)
+    result = run_tierflow("run", hostile, "--db", old_db)
+    check(result.returncode == 0, "a run into the old store: " + result.stdout + result.stderr)
+    old_ui, old_address = start_ui(db=old_db)
+    o = Client(old_address)
+    old = o.json("/api/v1/runs/quickstart-dc349c/tasks/train")["placement"]
+    check(old["source"] == "recomputed" and old["outputs"] and old["outputs"][0]["home"] and
+          old["outputs"][0]["reason"] and old["checkpoint"] is None,
+          "old store: placement recomputed %r" % old)
+    new_run = next(r for r in o.json("/api/v1/runs")["runs"] if r["pipeline"] == "hostile")["id"]
+    new = o.json("/api/v1/runs/%s/tasks/gather" % new_run)["placement"]
+    check(new["source"] == "recorded" and [i["input"] for i in new["inputs"]] == ["raw"],
+          "old store, new run: placement recorded %r" % new)
+    old_ui.send_signal(signal.SIGTERM)
+    check(old_ui.wait(timeout=30) == 0, "old store's UI: SIGTERM: exit 0")
 
 
 try:

@@ -246,6 +246,10 @@ async function main() {
   const panel = await page.textContent('[data-task-panel="train"]');
   check(panel.includes('python3 train.py') && /Attempts/.test(panel) && /Placement/.test(panel) &&
         /Bytes per tier/.test(panel), 'the task panel shows the command, attempts, placement and bytes per tier');
+  const placementSource = await page.getAttribute('[data-task-panel="train"] [data-placement-source]', 'data-placement-source');
+  check(placementSource === 'recorded' && /Recorded: the engine's decisions when the run started/.test(panel) &&
+        (await page.$('[data-task-panel="train"] li[data-placement="checkpoints"]')) !== null,
+        'the task panel labels the placement it shows as recorded, with the checkpoints\' placement', `source ${placementSource}`);
   await shot('task-panel');
 
   // Timeline: one bar per attempt.

@@ -144,6 +144,10 @@ struct RunModel {
   std::vector<Tier> tiers;
   std::vector<PlacementTier> placement_tiers;  // empty: the implicit tier
   std::string tiers_json;                      // as recorded with the run; "" for the implicit tier
+  // What placement decided for this run (PlaceRun): recorded with a new
+  // run (placement_record.h); the checkpoint tiers are applied from it.
+  Placement placement;
+  std::vector<CheckpointPlacement> checkpoint_placement;
 
   // Cluster mode: a node tier, whose copies the workers make.
   bool OnWorkers(uint8_t tier) const {

@@ -156,15 +156,29 @@ export interface InputPlacement {
   reason: string;
 }
 
+// Where a stage's checkpoints are written and flushed (scheduler/placement.h
+// CheckpointPlacement); an empty tier name: none.
+export interface CheckpointPlacement {
+  stage: string;
+  write_tier: string;
+  node_tier: string;
+  flush_tier: string;
+  reason: string;
+}
+
 // One task with everything the task panel shows (GET /runs/RUN/tasks/TASK).
 export interface TaskInfo {
   run_id: string;
   task: Task;
   placement: {
-    source?: string;
+    // recorded: the engine's decisions, recorded when the run started;
+    // recomputed: placed again (a run from before decisions were recorded);
+    // implicit, unavailable: none to show (see reason).
+    source?: 'recorded' | 'recomputed' | 'implicit' | 'unavailable';
     reason?: string;
     outputs: OutputPlacement[];
     inputs: InputPlacement[];
+    checkpoint?: CheckpointPlacement | null;
     workers?: Array<{ attempt: number | null; time_ms: number; reason: string }>;
   };
   io: Array<{ tier: string; read_bytes: number; written_bytes: number }>;

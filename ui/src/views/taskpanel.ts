@@ -34,6 +34,19 @@ export function jsonView(v: unknown): Node {
   return h('dl', { class: 'json' }, ...entries.flatMap(([k, x]) => field(k, jsonView(x))));
 }
 
+// Where the decisions shown come from: the engine's, recorded when the run
+// started, or made again for a run from before they were recorded.
+function placementSource(source: api.TaskInfo['placement']['source']): Node | string {
+  if (source === 'recorded') {
+    return h('p', { class: 'muted small', attrs: { 'data-placement-source': source }, text: 'Recorded: the engine\'s decisions when the run started.' });
+  }
+  if (source === 'recomputed') {
+    return h('p', { class: 'muted small', attrs: { 'data-placement-source': source },
+      text: 'Recomputed: this run predates recorded decisions, so placement was run again on its stored pipeline and tiers.' });
+  }
+  return '';
+}
+
 function placementView(info: api.TaskInfo, attempt: number | null): Node {
   const p = info.placement;
   const items: HTMLElement[] = [];
@@ -49,6 +62,14 @@ function placementView(info: api.TaskInfo, attempt: number | null): Node {
       h('span', { class: 'tier', text: i.working }),
       h('div', { class: 'reason', text: i.reason })));
   }
+  const c = p.checkpoint;
+  if (c) {
+    items.push(h('li', { attrs: { 'data-placement': 'checkpoints' } },
+      h('strong', { text: 'checkpoints' }), ' written on ', h('span', { class: 'tier', text: c.write_tier || 'the run\'s folder' }),
+      c.node_tier ? ` (first on ${c.node_tier})` : '',
+      c.flush_tier ? ', flushed to ' : ', not flushed', c.flush_tier ? h('span', { class: 'tier', text: c.flush_tier }) : '',
+      h('div', { class: 'reason', text: c.reason })));
+  }
   for (const w of p.workers ?? []) {
     if (attempt !== null && w.attempt !== null && w.attempt !== attempt) continue;
     items.push(h('li', null, h('strong', { text: `attempt ${w.attempt ?? '?'} placed` }),
@@ -56,9 +77,7 @@ function placementView(info: api.TaskInfo, attempt: number | null): Node {
   }
   const note = p.reason ? h('p', { class: 'muted small', text: p.reason }) : null;
   if (items.length === 0) return h('div', null, note ?? '', h('p', { class: 'muted', text: 'No placement recorded.' }));
-  return h('div', null, h('ul', { class: 'placement' }, ...items),
-    p.source === 'recomputed' ? h('p', { class: 'muted small', text: 'Recomputed from the run\'s pipeline and tiers.' }) : '',
-    note ?? '');
+  return h('div', null, placementSource(p.source), h('ul', { class: 'placement' }, ...items), note ?? '');
 }
 
 function ioTable(io: api.TaskInfo['io']): Node {
