@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/event_feed.h"
 #include "api/http_api.h"
 #include "common/metrics.h"
 #include "common/status.h"

@@ -12,7 +12,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <type_traits>
 #include <unordered_map>
 #include <utility>
 
@@ -20,37 +19,14 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/suggest.h"
+#include "scheduler/internal/rows.h"
 #include "scheduler/store.h"
 
 namespace tierflow::scheduler {
 namespace {
 
-// Steps `statement` to its end, calling `row` on each row. The statement is
-// reset afterwards in every case, so it holds no read snapshot.
-template <typename Row>
-absl::Status ForEachRow(Statement& statement, Row&& row) {
-  for (;;) {
-    absl::StatusOr<bool> more = statement.Step();
-    if (!more.ok() || !*more) {
-      statement.Reset();
-      return more.status();
-    }
-    // A row callback may return a Status: an error stops the walk.
-    if constexpr (std::is_same_v<decltype(row(statement)), absl::Status>) {
-      if (absl::Status status = row(statement); !status.ok()) {
-        statement.Reset();
-        return status;
-      }
-    } else {
-      row(statement);
-    }
-  }
-}
-
-std::optional<std::string> OptionalText(const Statement& statement, int column) {
-  if (statement.IsNull(column)) return std::nullopt;
-  return statement.Text(column);
-}
+using internal::ForEachRow;
+using internal::OptionalText;
 
 void Count(RunCounts& counts, std::string_view state, uint32_t n) {
   counts.total += n;
