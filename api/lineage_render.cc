@@ -16,16 +16,6 @@
 namespace tierflow::api {
 namespace {
 
-using scheduler::ArtifactRow;
-using scheduler::AttemptRow;
-using scheduler::CopyRow;
-using scheduler::Database;
-using scheduler::EngineStatus;
-using scheduler::LineageEdge;
-using scheduler::LineageNode;
-using scheduler::RunSummary;
-using scheduler::TaskRow;
-
 // The artifact's reference, without the run when it is `context_run`'s.
 // Raw: callers escape it for where it goes.
 std::string ArtifactLabel(const ArtifactRow& artifact, const std::string& context_run) {

@@ -29,16 +29,6 @@
 namespace tierflow::api {
 namespace {
 
-using scheduler::ArtifactRow;
-using scheduler::AttemptRow;
-using scheduler::CopyRow;
-using scheduler::Database;
-using scheduler::EngineStatus;
-using scheduler::LineageEdge;
-using scheduler::LineageNode;
-using scheduler::RunSummary;
-using scheduler::TaskRow;
-
 // Reads a growing file from where it left off.
 class Tail {
  public:

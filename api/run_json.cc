@@ -13,15 +13,6 @@
 namespace tierflow::api {
 namespace {
 
-using scheduler::ArtifactRow;
-using scheduler::AttemptRow;
-using scheduler::CopyRow;
-using scheduler::Database;
-using scheduler::EngineStatus;
-using scheduler::LineageEdge;
-using scheduler::LineageNode;
-using scheduler::RunSummary;
-using scheduler::TaskRow;
 using Json = nlohmann::ordered_json;
 
 Json Optional(const std::optional<int64_t>& value) { return value ? Json(*value) : Json(nullptr); }

@@ -15,9 +15,6 @@
 
 namespace tierflow::api {
 
-using scheduler::ArtifactRow;
-using scheduler::Database;
-
 absl::StatusOr<RunList> ListRuns(const std::string& db, const RunFilter& filter) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> store, OpenReadOnly(db));
   return scheduler::ListRuns(*store, filter, WallClockMs());

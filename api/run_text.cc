@@ -21,16 +21,6 @@
 
 namespace tierflow::api {
 
-using scheduler::ArtifactRow;
-using scheduler::AttemptRow;
-using scheduler::CopyRow;
-using scheduler::Database;
-using scheduler::EngineStatus;
-using scheduler::LineageEdge;
-using scheduler::LineageNode;
-using scheduler::RunSummary;
-using scheduler::TaskRow;
-
 absl::StatusOr<std::unique_ptr<Database>> OpenReadOnly(const std::string& db) {
   return scheduler::OpenStoreReadOnly(scheduler::ResolveDatabasePath(db));
 }

@@ -18,6 +18,17 @@
 
 namespace tierflow::api {
 
+// The store layer's rows, as every rendering file names them.
+using scheduler::ArtifactRow;
+using scheduler::AttemptRow;
+using scheduler::CopyRow;
+using scheduler::Database;
+using scheduler::EngineStatus;
+using scheduler::LineageEdge;
+using scheduler::LineageNode;
+using scheduler::RunSummary;
+using scheduler::TaskRow;
+
 // The state store the --db flag names ("" : $TIERFLOW_DB, else
 // .tierflow/tierflow.db), opened read-only.
 absl::StatusOr<std::unique_ptr<scheduler::Database>> OpenReadOnly(const std::string& db);
