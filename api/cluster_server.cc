@@ -1153,6 +1153,7 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
     web.db_path = options.db_path;
     web.tiers_file = options.tiers_file;
     web.token = options.client_token;
+    web.ui_assets = options.ui_assets;
     web.workers_json = [&registry] {
       v1::ListWorkersReply reply;
       registry.Describe(&reply);

@@ -23,7 +23,6 @@
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
 #include "scheduler/store.h"
-#include "ui/assets.h"
 
 namespace tierflow::api {
 namespace {
@@ -180,15 +179,33 @@ std::optional<Answer> CheckToken(const std::string& token, std::string_view auth
   return std::nullopt;
 }
 
-Answer AssetAnswer(std::string_view raw_path) {
+// What / serves when the server was handed no UI (a build without npm).
+constexpr WebAsset kNoUiPage{
+    "/index.html", "text/html; charset=utf-8",
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>tierflow</title></head>"
+    "<body><p>This tierflow was built without its web UI (ui/ needs npm: run "
+    "scripts/bootstrap.sh, then build again). The JSON API is at /api/v1 and the metrics at "
+    "/metrics.</p></body></html>\n"};
+
+// The asset at `path` ("/" is "/index.html"); nullptr when there is none.
+const WebAsset* FindAsset(const std::vector<WebAsset>& assets, std::string_view path) {
+  if (path == "/") path = "/index.html";
+  if (assets.empty()) return path == kNoUiPage.path ? &kNoUiPage : nullptr;
+  for (const WebAsset& asset : assets) {
+    if (asset.path == path) return &asset;
+  }
+  return nullptr;
+}
+
+Answer AssetAnswer(const std::vector<WebAsset>& assets, std::string_view raw_path) {
   std::optional<std::string> path = PercentDecode(raw_path, false);
   if (!path) return FromApi(ErrorResponse(400, "bad %-escape in the path"));
-  const ui::Asset* asset = ui::FindAsset(*path);
+  const WebAsset* asset = FindAsset(assets, *path);
   if (asset == nullptr) {
     // Client-side routes (/runs/X, /lineage/...) are the UI's page; a
     // missing file (a name with an extension) is not.
     const std::string_view last = std::string_view(*path).substr(path->rfind('/') + 1);
-    if (last.find('.') == std::string_view::npos) asset = ui::FindAsset("/");
+    if (last.find('.') == std::string_view::npos) asset = FindAsset(assets, "/");
   }
   if (asset == nullptr) return FromApi(ErrorResponse(404, StrCat("no file ", CEscape(*path))));
   return {200,
@@ -390,7 +407,7 @@ class Session : public std::enable_shared_from_this<Session> {
       });
       return;
     }
-    Send(AssetAnswer(raw_path));
+    Send(AssetAnswer(shared_.options.ui_assets, raw_path));
   }
 
   // Runs `work` (which reads the store) on the query threads and sends
