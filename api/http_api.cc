@@ -75,7 +75,7 @@ absl::StatusOr<ApiResponse> Runs(const HttpApiOptions& options, std::string_view
                                                "; run states are running, succeeded, failed, "
                                                "cancelled"));
     }
-    filter.state = *state;
+    TF_ASSIGN_OR_RETURN(filter.state, scheduler::ParseRunState(*state));
   }
   TF_ASSIGN_OR_RETURN(scheduler::RunList list, ListRuns(options.db_path, filter));
   std::ostringstream out;
@@ -397,7 +397,7 @@ absl::StatusOr<ApiResponse> Logs(const HttpApiOptions& options, const std::strin
   TF_ASSIGN_OR_RETURN(scheduler::AttemptRow attempt,
                       scheduler::FindAttempt(*db, run_id, task_id, number.value_or(0)));
   const int64_t shown_number = attempt.number;
-  const std::string shown_state = attempt.state;
+  const std::string shown_state(scheduler::AttemptStateName(attempt.state));
   // A cached attempt ran nothing: its log is the one of the attempt it reused.
   Json notes = Json::array();
   for (int hops = 0; attempt.log_path.empty() && attempt.cached_from && hops < 16; ++hops) {
@@ -419,14 +419,13 @@ absl::StatusOr<ApiResponse> Logs(const HttpApiOptions& options, const std::strin
           StrCat("cannot read the log ", attempt.log_path, ": ", std::strerror(errno)));
     }
     if (fd < 0) {
-      if (attempt.state != scheduler::attempt_state::kRunning &&
-          attempt.log_bytes.value_or(0) > 0) {
+      if (attempt.state != scheduler::AttemptState::kRunning && attempt.log_bytes.value_or(0) > 0) {
         return absl::NotFoundError(StrCat("the log of ", attempt.task_id, " attempt ",
                                           attempt.number, " of run ", attempt.run_id,
                                           " is gone: ", attempt.log_path));
       }
       notes.push_back(StrCat(attempt.task_id, " attempt ", attempt.number,
-                             attempt.state == scheduler::attempt_state::kRunning
+                             attempt.state == scheduler::AttemptState::kRunning
                                  ? " has written nothing yet"
                                  : " wrote nothing"));
     } else {

@@ -25,7 +25,7 @@ std::string ArtifactLabel(const ArtifactRow& artifact, const std::string& contex
 
 std::string AttemptLabel(const AttemptRow& attempt, const std::string& context_run) {
   return StrCat(AttemptRef(attempt.run_id, attempt.task_id, attempt.number, context_run), " (",
-                Printable(attempt.state), ")");
+                StateWord(attempt.state), ")");
 }
 
 class LineageText {
@@ -235,12 +235,14 @@ std::string DotNode(const LineageGraph& graph, const LineageNode& node) {
     const std::string run =
         attempt.run_id == graph.run_id ? "" : StrCat(DotEscape(attempt.run_id), "/");
     attributes = StrCat("shape=ellipse, label=\"", run, DotEscape(attempt.task_id), "\\nattempt ",
-                        attempt.number, " ", DotEscape(attempt.state), "\"");
-    if (attempt.state == "failed" || attempt.state == "timed_out" || attempt.state == "lost") {
+                        attempt.number, " ", StateWord(attempt.state), "\"");
+    using scheduler::AttemptState;
+    if (attempt.state == AttemptState::kFailed || attempt.state == AttemptState::kTimedOut ||
+        attempt.state == AttemptState::kLost) {
       attributes += ", color=red";
-    } else if (attempt.state == "cached") {
+    } else if (attempt.state == AttemptState::kCached) {
       attributes += ", style=dashed";
-    } else if (attempt.state == "not_started") {
+    } else if (attempt.state == AttemptState::kNotStarted) {
       attributes += ", style=dotted";
     }
   }

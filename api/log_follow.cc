@@ -150,11 +150,6 @@ class LogWatch {
   std::vector<int> watches_;
 };
 
-bool TaskMayRunAgain(std::string_view state) {
-  return state == scheduler::task_state::kRetrying || state == scheduler::task_state::kQueued ||
-         state == scheduler::task_state::kPending || state == scheduler::task_state::kRunning;
-}
-
 // A cached attempt ran nothing: the log worth showing is that of the
 // attempt whose outputs it reused (following the chain, boundedly).
 absl::StatusOr<AttemptRow> AttemptWithLog(Database& db, AttemptRow attempt, std::ostream& notes) {
@@ -178,7 +173,7 @@ absl::Status PrintWhole(const AttemptRow& attempt, std::ostream& out, std::ostre
   Tail tail(attempt.log_path);
   TF_RETURN_IF_ERROR(tail.TryOpen());
   if (!tail.open()) {
-    if (attempt.state == scheduler::attempt_state::kRunning) {
+    if (attempt.state == scheduler::AttemptState::kRunning) {
       notes << Printable(StrCat(attempt.task_id, " attempt ", attempt.number,
                                 " has written nothing yet (follow it with -f)"))
             << '\n';
@@ -211,8 +206,8 @@ absl::Status Follow(Database& db, const LogRequest& request, AttemptRow attempt,
     if (std::chrono::steady_clock::now() >= next_check) {
       TF_ASSIGN_OR_RETURN(scheduler::RunStatus run, scheduler::GetRunStatus(db, attempt.run_id));
       TF_ASSIGN_OR_RETURN(AttemptRow current, scheduler::GetAttempt(db, attempt.id));
-      const bool running = current.state == scheduler::attempt_state::kRunning;
-      const bool run_going = run.state == scheduler::run_state::kRunning;
+      const bool running = current.state == scheduler::AttemptState::kRunning;
+      const bool run_going = run.state == scheduler::RunState::kRunning;
       if (!running || !run_going || run.engine == EngineStatus::kGone) {
         // The attempt's writes all happened before its state changed.
         TF_RETURN_IF_ERROR(tail->TryOpen());
@@ -222,7 +217,7 @@ absl::Status Follow(Database& db, const LogRequest& request, AttemptRow attempt,
                               scheduler::FindAttempt(db, attempt.run_id, attempt.task_id));
           if (last.number > attempt.number) {
             notes << Printable(StrCat("--- ", last.task_id, " attempt ", last.number, " (",
-                                      last.state, ")"))
+                                      StateWord(last.state), ")"))
                   << '\n';
             if (last.log_path.empty()) {
               // Cached: it ran nothing and the task is done.
@@ -245,7 +240,7 @@ absl::Status Follow(Database& db, const LogRequest& request, AttemptRow attempt,
         }
         if (!latest) return absl::OkStatus();
         TF_ASSIGN_OR_RETURN(TaskRow task, scheduler::FindTask(db, attempt.run_id, attempt.task_id));
-        if (!TaskMayRunAgain(task.state)) return absl::OkStatus();
+        if (scheduler::IsTerminal(task.state)) return absl::OkStatus();
         // Retrying: the next attempt's log will appear in the same folder.
       }
       next_check = std::chrono::steady_clock::now() + request.recheck;

@@ -26,9 +26,11 @@ namespace tierflow::api {
 
 using scheduler::LineageDirection;
 using scheduler::LineageGraph;
+using scheduler::ParseRunState;
 using scheduler::RunDetail;
 using scheduler::RunFilter;
 using scheduler::RunList;
+using scheduler::RunState;
 
 // Runs newest first, with task counts and whether each running run's
 // engine is alive.

@@ -174,7 +174,7 @@ std::string RunStateText(const RunSummary& run) {
     case EngineStatus::kOtherHost:
       return StrCat("running (on ", Printable(run.engine_host), ")");
     default:
-      return Printable(run.state);
+      return StateWord(run.state);
   }
 }
 
@@ -230,14 +230,14 @@ void RenderRunsText(const RunList& list, std::ostream& out) {
 
 void RenderRunText(const RunDetail& detail, bool all_attempts, std::ostream& out) {
   const RunSummary& run = detail.run;
-  std::string state = Printable(run.state);
+  std::string state = StateWord(run.state);
   if (run.engine == EngineStatus::kGone) {
     state += StrCat(" (its tierflow process", run.engine_pid ? StrCat(" ", *run.engine_pid) : "",
                     " is gone; resume with: tierflow resume ", Printable(run.id), ")");
   } else if (run.engine == EngineStatus::kOtherHost) {
     state += StrCat(" (driven from ", Printable(run.engine_host), ")");
   }
-  if (run.cancel_requested && run.state == scheduler::run_state::kRunning) {
+  if (run.cancel_requested && run.state == scheduler::RunState::kRunning) {
     state += ", cancel requested";
   }
   std::string params;
@@ -265,14 +265,14 @@ void RenderRunText(const RunDetail& detail, bool all_attempts, std::ostream& out
     out << '\n';
     Table tasks({"TASK", "KIND", "STATE", "ATTEMPTS", "EXIT", "DURATION", "MESSAGE"});
     for (const TaskRow& task : detail.tasks) {
-      tasks.Add({Printable(task.id), Printable(task.kind), Printable(task.state),
+      tasks.Add({Printable(task.id), Printable(task.kind), StateWord(task.state),
                  StrCat(task.attempt_count),
                  task.attempts.empty() ? "-" : ExitText(task.attempts.back()),
                  DurationText(Between(task.started_at_ms, task.finished_at_ms)),
                  Printable(task.message)});
       if (task.attempts.size() > 1 || (all_attempts && !task.attempts.empty())) {
         for (const AttemptRow& attempt : task.attempts) {
-          tasks.Add({StrCat("  attempt ", attempt.number), "", Printable(attempt.state), "",
+          tasks.Add({StrCat("  attempt ", attempt.number), "", StateWord(attempt.state), "",
                      ExitText(attempt),
                      DurationText(Between(attempt.started_at_ms, attempt.finished_at_ms)),
                      AttemptMessage(attempt)});
@@ -337,7 +337,7 @@ void RenderRunText(const RunDetail& detail, bool all_attempts, std::ostream& out
   }
 
   const auto failed = std::find_if(detail.tasks.begin(), detail.tasks.end(), [](const TaskRow& t) {
-    return t.state == scheduler::task_state::kFailed && !t.attempts.empty();
+    return t.state == scheduler::TaskState::kFailed && !t.attempts.empty();
   });
   if (failed != detail.tasks.end()) {
     out << "\nwhy " << Printable(failed->id) << " failed: tierflow logs " << Printable(run.id)

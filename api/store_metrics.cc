@@ -8,6 +8,7 @@
 
 #include "api/http_api.h"
 #include "api/internal/http_json.h"
+#include "api/internal/run_render.h"
 #include "common/metrics.h"
 #include "common/status.h"
 #include "scheduler/api_queries.h"
@@ -28,28 +29,25 @@ constexpr TaskState kTaskStates[] = {
     TaskState::kFailed,   TaskState::kUpstreamFailed, TaskState::kCancelled,
 };
 
-std::string Word(RunState state) { return std::string(scheduler::RunStateName(state)); }
-std::string Word(TaskState state) { return std::string(scheduler::TaskStateName(state)); }
-
 // What the store holds, measured at scrape time.
 absl::Status StoreMetrics(scheduler::Database& db, metrics::Registry& registry) {
   TF_ASSIGN_OR_RETURN(StoreStats stats, scheduler::ReadStoreStats(db));
 
   metrics::Family<metrics::Gauge>& runs =
       registry.AddGauge("tierflow_runs", "Runs in the state store by state.", {"state"});
-  for (RunState state : kRunStates) runs.With({Word(state)});
+  for (RunState state : kRunStates) runs.With({StateWord(state)});
   for (const auto& [state, count] : stats.runs) {
-    runs.With({Word(state)}).Set(static_cast<double>(count));
+    runs.With({StateWord(state)}).Set(static_cast<double>(count));
   }
 
   metrics::Family<metrics::Gauge>& tasks = registry.AddGauge(
       "tierflow_tasks", "Tasks in the state store (every run) by state and stage kind.",
       {"state", "kind"});
   for (const std::string& kind : stats.task_kinds) {
-    for (TaskState state : kTaskStates) tasks.With({Word(state), kind});
+    for (TaskState state : kTaskStates) tasks.With({StateWord(state), kind});
   }
   for (const StoreStats::TaskCount& count : stats.tasks) {
-    tasks.With({Word(count.state), count.kind}).Set(static_cast<double>(count.count));
+    tasks.With({StateWord(count.state), count.kind}).Set(static_cast<double>(count.count));
   }
 
   registry

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/sqlite.h"
+#include "scheduler/store.h"
 
 namespace tierflow::api {
 
@@ -28,6 +29,17 @@ using scheduler::LineageEdge;
 using scheduler::LineageNode;
 using scheduler::RunSummary;
 using scheduler::TaskRow;
+
+// A state as the word the store, the JSON and the tables use.
+inline std::string StateWord(scheduler::RunState state) {
+  return std::string(scheduler::RunStateName(state));
+}
+inline std::string StateWord(scheduler::TaskState state) {
+  return std::string(scheduler::TaskStateName(state));
+}
+inline std::string StateWord(scheduler::AttemptState state) {
+  return std::string(scheduler::AttemptStateName(state));
+}
 
 // The state store the --db flag names ("" : $TIERFLOW_DB, else
 // .tierflow/tierflow.db), opened read-only.
