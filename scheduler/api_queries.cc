@@ -13,25 +13,7 @@ namespace {
 
 using internal::ForEachRow;
 using internal::OptionalText;
-
-// A state column's word as its enum; the error names the word, the table and
-// the row, so a store written by a newer tierflow (or edited by hand) is
-// reported, not read as some default.
-absl::StatusOr<TaskState> TaskStateOf(const Statement& row, int column, std::string_view where) {
-  absl::StatusOr<TaskState> state = ParseTaskState(row.Text(column));
-  if (!state.ok()) {
-    return absl::DataLossError(StrCat(where, ": ", state.status().message()));
-  }
-  return state;
-}
-
-absl::StatusOr<RunState> RunStateOf(const Statement& row, int column, std::string_view where) {
-  absl::StatusOr<RunState> state = ParseRunState(row.Text(column));
-  if (!state.ok()) {
-    return absl::DataLossError(StrCat(where, ": ", state.status().message()));
-  }
-  return state;
-}
+using internal::StateOf;
 
 EventRow ReadEvent(const Statement& row) {
   EventRow event;
@@ -95,8 +77,8 @@ absl::StatusOr<std::vector<GraphTask>> ListGraphTasks(Database& db, const std::s
     task.item_index = row.Int(4);
     task.layer = row.Int(5);
     task.seq = row.Int(6);
-    TF_ASSIGN_OR_RETURN(task.state,
-                        TaskStateOf(row, 7, StrCat("task ", task.id, " of run ", run_id)));
+    TF_ASSIGN_OR_RETURN(task.state, StateOf(ParseTaskState, row.Text(7),
+                                            StrCat("task ", task.id, " of run ", run_id)));
     task.attempt_count = row.Int(8);
     task.started_at_ms = row.OptionalInt(9);
     task.finished_at_ms = row.OptionalInt(10);
@@ -257,8 +239,8 @@ absl::StatusOr<RunningTaskStates> ListRunningTaskStates(Database& db) {
   TF_RETURN_IF_ERROR(ForEachRow(running, [&](const Statement& row) -> absl::Status {
     const std::string run_id = row.Text(0);
     const std::string task_id = row.Text(1);
-    TF_ASSIGN_OR_RETURN(TaskState state,
-                        TaskStateOf(row, 2, StrCat("task ", task_id, " of run ", run_id)));
+    TF_ASSIGN_OR_RETURN(TaskState state, StateOf(ParseTaskState, row.Text(2),
+                                                 StrCat("task ", task_id, " of run ", run_id)));
     states[run_id][task_id] = state;
     return absl::OkStatus();
   }));
@@ -329,7 +311,7 @@ absl::StatusOr<StoreStats> ReadStoreStats(Database& db) {
   TF_ASSIGN_OR_RETURN(Statement runs,
                       db.Prepare("SELECT state, COUNT(*) FROM runs GROUP BY state"));
   TF_RETURN_IF_ERROR(ForEachRow(runs, [&](const Statement& row) -> absl::Status {
-    TF_ASSIGN_OR_RETURN(RunState state, RunStateOf(row, 0, "runs"));
+    TF_ASSIGN_OR_RETURN(RunState state, StateOf(ParseRunState, row.Text(0), "runs"));
     stats.runs[state] = row.Int(1);
     return absl::OkStatus();
   }));
@@ -341,7 +323,7 @@ absl::StatusOr<StoreStats> ReadStoreStats(Database& db) {
   TF_ASSIGN_OR_RETURN(Statement tasks,
                       db.Prepare("SELECT state, kind, COUNT(*) FROM tasks GROUP BY state, kind"));
   TF_RETURN_IF_ERROR(ForEachRow(tasks, [&](const Statement& row) -> absl::Status {
-    TF_ASSIGN_OR_RETURN(TaskState state, TaskStateOf(row, 0, "tasks"));
+    TF_ASSIGN_OR_RETURN(TaskState state, StateOf(ParseTaskState, row.Text(0), "tasks"));
     stats.tasks.push_back(StoreStats::TaskCount{state, row.Text(1), row.Int(2)});
     return absl::OkStatus();
   }));

@@ -27,6 +27,7 @@ namespace {
 
 using internal::ForEachRow;
 using internal::OptionalText;
+using internal::StateOf;
 
 void Count(RunCounts& counts, TaskState state, uint32_t n) {
   counts.total += n;
@@ -59,16 +60,6 @@ void Count(RunCounts& counts, TaskState state, uint32_t n) {
       counts.cancelled += n;
       break;
   }
-}
-
-// A state column's word as its enum (`parse` is one of store.h's
-// Parse*State); the error names the word and `where` it was read.
-template <typename Parse>
-auto StateOf(Parse parse, const std::string& word, std::string_view where)
-    -> decltype(parse(word)) {
-  auto state = parse(word);
-  if (!state.ok()) return absl::DataLossError(StrCat(where, ": ", state.status().message()));
-  return state;
 }
 
 // --------------------------------------------------------------- runs
