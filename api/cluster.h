@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "api/http_server.h"
 #include "api/run_service.h"
 #include "worker/remote_session.h"
 
@@ -35,6 +36,7 @@ struct ServerOptions {
   // The HTTP API, /metrics and the web UI (api/http_server.h), on this
   // HOST:PORT; "" : none. It requires the client token when there is one.
   std::string http_listen;
+  std::vector<WebAsset> ui_assets;  // the web UI's files (HttpServerOptions)
 };
 
 // Serves until `stop` becomes true (checked a few times a second). Prints

@@ -303,7 +303,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   void ResumeUnfinished(std::ostream& log) {
     if (!std::filesystem::exists(options_.db_path)) return;
     scheduler::RunFilter filter;
-    filter.state = "running";
+    filter.state = scheduler::RunState::kRunning;
     absl::StatusOr<scheduler::RunList> runs = api::ListRuns(options_.db_path, filter);
     if (!runs.ok()) {
       log << "cannot list unfinished runs: " << runs.status().message() << std::endl;
@@ -333,7 +333,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   void Supervise(std::ostream& log) {
     if (!std::filesystem::exists(options_.db_path)) return;
     scheduler::RunFilter filter;
-    filter.state = "running";
+    filter.state = scheduler::RunState::kRunning;
     absl::StatusOr<scheduler::RunList> runs = api::ListRuns(options_.db_path, filter);
     if (!runs.ok()) return;                       // the next check tries again
     std::map<std::string, std::string> undriven;  // run -> why
@@ -453,7 +453,7 @@ class SchedulerService final : public v1::Scheduler::Service {
       v1::Run* run = reply->add_runs();
       run->set_run_id(summary.id);
       run->set_pipeline(summary.pipeline);
-      run->set_state(summary.state);
+      run->set_state(std::string(scheduler::RunStateName(summary.state)));
       run->set_created_ms(summary.created_at_ms);
       run->set_finished_ms(summary.finished_at_ms.value_or(0));
       run->set_message(summary.message);
@@ -544,14 +544,14 @@ class SchedulerService final : public v1::Scheduler::Service {
     TF_ASSIGN_OR_RETURN(RunDetail detail, ShowRun(options_.db_path, run_id));
     reply->set_run_id(detail.run.id);
     reply->set_pipeline(detail.run.pipeline);
-    reply->set_state(detail.run.state);
+    reply->set_state(std::string(scheduler::RunStateName(detail.run.state)));
     reply->set_created_ms(detail.run.created_at_ms);
     reply->set_finished_ms(detail.run.finished_at_ms.value_or(0));
     reply->set_message(detail.run.message);
     for (const scheduler::TaskRow& row : detail.tasks) {
       v1::Task* task = reply->add_tasks();
       task->set_task_id(row.id);
-      task->set_state(row.state);
+      task->set_state(std::string(scheduler::TaskStateName(row.state)));
       task->set_attempts(static_cast<uint32_t>(row.attempt_count));
       if (!row.attempts.empty()) task->set_worker(row.attempts.back().worker);
       task->set_message(row.message);
@@ -726,6 +726,7 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
     web.db_path = options.db_path;
     web.tiers_file = options.tiers_file;
     web.token = options.client_token;
+    web.ui_assets = options.ui_assets;
     web.workers_json = [&leases] {
       std::vector<RemoteWorker> workers;
       for (const scheduler::WorkerStatus& worker : leases.Workers()) {

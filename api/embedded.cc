@@ -5,12 +5,24 @@
 
 namespace tierflow::api {
 
-std::unique_ptr<scheduler::Engine> MakeEmbeddedEngine(scheduler::EngineOptions options) {
+std::unique_ptr<Engine> MakeEmbeddedEngine(EngineOptions options) {
   options.make_executor = [](Executor::ReportCallback on_report) {
     return worker::StartLocalPool(std::move(on_report));
   };
   if (!options.open_tier) options.open_tier = storage::OpenTier;  // posix and s3
-  return std::make_unique<scheduler::Engine>(std::move(options));
+  return std::make_unique<Engine>(std::move(options));
+}
+
+std::string DatabasePath(const std::string& db_flag) {
+  return scheduler::ResolveDatabasePath(db_flag);
+}
+
+absl::Status CheckStoreReadable(const std::string& db_path) {
+  return scheduler::OpenStoreReadOnly(db_path).status();
+}
+
+absl::StatusOr<std::string> CancelLocalRun(const std::string& db_path, const std::string& run) {
+  return scheduler::CancelRun(db_path, run);
 }
 
 }  // namespace tierflow::api

@@ -1,3 +1,8 @@
+// The JSON API's routing and handlers (http_api.h HandleApiGet): each
+// endpoint parses its query, reads the store through the store layer
+// (scheduler/run_queries.h, scheduler/api_queries.h) and composes the
+// renderings of run_service.h and tier_service.h. No SQL here. Stateless;
+// safe from any thread.
 #include "api/http_api.h"
 
 #include <fcntl.h>
@@ -6,24 +11,21 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <memory>
-#include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
 #include <utility>
 
-#include "api/cluster.h"
+#include "api/internal/http_json.h"
 #include "api/run_service.h"
 #include "api/tier_service.h"
-#include "common/metrics.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/suggest.h"
 #include "common/units.h"
 #include "dag/graph.h"
 #include "dag/loader.h"
+#include "scheduler/api_queries.h"
 #include "scheduler/placement.h"
 #include "scheduler/placement_record.h"
 #include "scheduler/plan.h"
@@ -34,137 +36,11 @@ namespace tierflow::api {
 namespace {
 
 using scheduler::Database;
-using scheduler::Statement;
 using scheduler::TaskRow;
-using Json = nlohmann::ordered_json;
-
-std::string DumpJson(const Json& json) {
-  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-// A rendering of run_service.h / tier_service.h, read back to be composed
-// into a bigger answer: the renderers stay the one definition of each shape.
-Json Rendered(const std::function<void(std::ostream&)>& render) {
-  std::ostringstream out;
-  render(out);
-  return Json::parse(out.str());
-}
-
-ApiResponse JsonResponse(const Json& json) { return {200, "application/json", DumpJson(json)}; }
-
-std::string_view ErrorName(int status) {
-  switch (status) {
-    case 400:
-      return "bad_request";
-    case 401:
-      return "unauthorized";
-    case 403:
-      return "forbidden";
-    case 404:
-      return "not_found";
-    case 405:
-      return "method_not_allowed";
-    case 409:
-      return "conflict";
-    default:
-      return "internal";
-  }
-}
-
-absl::StatusOr<std::unique_ptr<Database>> OpenStore(const HttpApiOptions& options) {
-  return scheduler::OpenStoreReadOnly(options.db_path);
-}
-
-// ------------------------------------------------------------ parameters
-
-class Query {
- public:
-  Query(std::map<std::string, std::string> values, std::vector<std::string> allowed)
-      : values_(std::move(values)), allowed_(std::move(allowed)) {}
-
-  // Unknown names are an error (naming them); `token` is the server's.
-  absl::Status CheckNames() const {
-    for (const auto& [name, value] : values_) {
-      if (name == "token") continue;
-      if (std::find(allowed_.begin(), allowed_.end(), name) == allowed_.end()) {
-        std::string known;
-        for (const std::string& a : allowed_) known += StrCat(known.empty() ? "" : ", ", a);
-        return absl::InvalidArgumentError(StrCat(
-            "unknown query parameter '", name, "'", DidYouMean(name, allowed_),
-            known.empty() ? "; this endpoint takes none" : "; this endpoint takes " + known));
-      }
-    }
-    return absl::OkStatus();
-  }
-
-  std::optional<std::string> Text(const std::string& name) const {
-    auto found = values_.find(name);
-    if (found == values_.end() || found->second.empty()) return std::nullopt;
-    return found->second;
-  }
-
-  absl::StatusOr<std::optional<int64_t>> Int(const std::string& name, int64_t min,
-                                             int64_t max) const {
-    std::optional<std::string> text = Text(name);
-    if (!text) return std::optional<int64_t>();
-    int64_t value = 0;
-    auto [end, error] = std::from_chars(text->data(), text->data() + text->size(), value);
-    if (error != std::errc() || end != text->data() + text->size()) {
-      return absl::InvalidArgumentError(
-          StrCat("query parameter '", name, "': '", CEscape(*text), "' is not a whole number"));
-    }
-    if (value < min || value > max) {
-      return absl::InvalidArgumentError(StrCat("query parameter '", name, "': ", value,
-                                               " is out of range (", min, " to ", max, ")"));
-    }
-    return std::optional<int64_t>(value);
-  }
-
- private:
-  std::map<std::string, std::string> values_;
-  std::vector<std::string> allowed_;
-};
-
-absl::StatusOr<Query> ParseParams(std::string_view raw, std::vector<std::string> allowed) {
-  std::optional<std::map<std::string, std::string>> values = ParseQuery(raw);
-  if (!values) {
-    return absl::InvalidArgumentError("the query string has a bad %-escape");
-  }
-  Query query(std::move(*values), std::move(allowed));
-  TF_RETURN_IF_ERROR(query.CheckNames());
-  return query;
-}
 
 // ------------------------------------------------------ stored pipelines
 
-// What a run recorded about how it was planned: its pipeline's YAML as it
-// was read, the --param overrides, and the tiers it was placed on.
-struct StoredRun {
-  std::string yaml;
-  std::string file;
-  std::map<std::string, std::string> params;
-  std::optional<std::string> tiers_json;
-};
-
-absl::StatusOr<StoredRun> LoadStoredRun(Database& db, const std::string& run_id) {
-  TF_ASSIGN_OR_RETURN(Statement find,
-                      db.Prepare("SELECT p.yaml, r.file, r.params_json, r.tiers_json FROM runs r "
-                                 "JOIN pipelines p ON p.id = r.pipeline_id WHERE r.id = ?"));
-  find.Bind(1, run_id);
-  TF_ASSIGN_OR_RETURN(bool found, find.Step());
-  if (!found) return absl::NotFoundError(StrCat("run ", run_id, " has no stored pipeline"));
-  StoredRun run;
-  run.yaml = find.Text(0);
-  run.file = find.Text(1);
-  Json params = Json::parse(find.Text(2), nullptr, /*allow_exceptions=*/false);
-  if (params.is_object()) {
-    for (const auto& [name, value] : params.items()) {
-      if (value.is_string()) run.params[name] = value.get<std::string>();
-    }
-  }
-  if (!find.IsNull(3)) run.tiers_json = find.Text(3);
-  return run;
-}
+using scheduler::StoredPipeline;
 
 // The pipeline and its task graph (the graph points into the pipeline).
 struct LoadedPipeline {
@@ -172,7 +48,7 @@ struct LoadedPipeline {
   std::optional<dag::TaskGraph> graph;
 };
 
-absl::StatusOr<LoadedPipeline> LoadPipeline(const StoredRun& run) {
+absl::StatusOr<LoadedPipeline> LoadPipeline(const StoredPipeline& run) {
   dag::LoadOptions load;
   load.param_overrides = run.params;
   TF_ASSIGN_OR_RETURN(dag::Pipeline pipeline, dag::LoadPipelineText(run.yaml, run.file, load));
@@ -181,65 +57,6 @@ absl::StatusOr<LoadedPipeline> LoadPipeline(const StoredRun& run) {
   TF_ASSIGN_OR_RETURN(dag::TaskGraph graph, dag::TaskGraph::Build(*loaded.pipeline));
   loaded.graph.emplace(std::move(graph));
   return loaded;
-}
-
-// ------------------------------------------------------------ data wait
-
-// Seconds a task waited for data (docs/ui.md "Time waiting on data"), by
-// task id, for one run or (run_id "") every run: as its attempts measured
-// it (copies waited for before the start, waits its helpers accounted), or
-// for a store from before those measurements, derived from when its inputs
-// were complete and when the working copies it read were made.
-absl::StatusOr<std::map<std::pair<std::string, std::string>, double>> DataWaits(
-    Database& db, const std::string& run_id) {
-  std::map<std::pair<std::string, std::string>, double> waits;
-  const std::string run_filter = run_id.empty() ? "" : " AND a.run_id = ?1";
-  TF_ASSIGN_OR_RETURN(
-      Statement derived,
-      db.Prepare(
-          StrCat("SELECT a.run_id, a.task_id, a.started_at, MAX(t.finished_at), "
-                 "  (SELECT MAX(c.finished_at) FROM lineage_edges e2 JOIN artifact_copies c "
-                 "     ON c.artifact_id = e2.artifact_id WHERE e2.attempt_id = a.id "
-                 "     AND e2.direction = 'consumed' AND c.role = 'working' "
-                 "     AND c.source_tier IS NOT NULL AND c.state != 'failed' "
-                 "     AND c.finished_at <= a.started_at) "
-                 "FROM attempts a "
-                 "JOIN lineage_edges e ON e.attempt_id = a.id AND e.direction = 'consumed' "
-                 "JOIN artifacts art ON art.id = e.artifact_id "
-                 "JOIN tasks t ON t.run_id = art.run_id AND t.id = art.task_id "
-                 // only where the attempts measured nothing (older stores)
-                 "WHERE a.state != 'cached' AND a.input_wait_ms IS NULL AND a.data_wait_ms IS NULL",
-                 run_filter,
-                 " AND a.number = (SELECT MIN(b.number) FROM attempts b WHERE b.run_id = a.run_id "
-                 "  AND b.task_id = a.task_id AND b.state != 'cached') "
-                 "GROUP BY a.id")));
-  if (!run_id.empty()) derived.Bind(1, run_id);
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool row, derived.Step());
-    if (!row) break;
-    if (derived.IsNull(3) || derived.IsNull(4)) continue;
-    const int64_t started = derived.Int(2);
-    const int64_t ready = derived.Int(3);
-    const int64_t copied = std::min(started, derived.Int(4));
-    waits[{derived.Text(0), derived.Text(1)}] =
-        static_cast<double>(std::max<int64_t>(0, copied - ready)) / 1000.0;
-  }
-  // Measured by the engine and the worker (store schema 6): what each
-  // attempt waited for copies before it started and, while it ran, what
-  // its task helpers accounted; every attempt that ran counts.
-  TF_ASSIGN_OR_RETURN(
-      Statement measured,
-      db.Prepare(StrCat("SELECT a.run_id, a.task_id, SUM(coalesce(a.input_wait_ms, 0) + "
-                        "coalesce(a.data_wait_ms, 0)) FROM attempts a WHERE a.state != 'cached' "
-                        "AND (a.input_wait_ms IS NOT NULL OR a.data_wait_ms IS NOT NULL)",
-                        run_filter, " GROUP BY a.run_id, a.task_id")));
-  if (!run_id.empty()) measured.Bind(1, run_id);
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool row, measured.Step());
-    if (!row) break;
-    waits[{measured.Text(0), measured.Text(1)}] = static_cast<double>(measured.Int(2)) / 1000.0;
-  }
-  return waits;
 }
 
 // ------------------------------------------------------------ endpoints
@@ -259,7 +76,7 @@ absl::StatusOr<ApiResponse> Runs(const HttpApiOptions& options, std::string_view
                                                "; run states are running, succeeded, failed, "
                                                "cancelled"));
     }
-    filter.state = *state;
+    TF_ASSIGN_OR_RETURN(filter.state, scheduler::ParseRunState(*state));
   }
   TF_ASSIGN_OR_RETURN(scheduler::RunList list, ListRuns(options.db_path, filter));
   std::ostringstream out;
@@ -276,20 +93,9 @@ absl::StatusOr<ApiResponse> Run(const HttpApiOptions& options, const std::string
   return ApiResponse{200, "application/json", out.str()};
 }
 
-Json RunSummaryJson(const scheduler::RunSummary& summary) {
-  scheduler::RunList list;
-  list.runs.push_back(summary);
-  list.total = 1;
-  return Rendered([&](std::ostream& out) { RenderRunsJson(list, out); })["runs"][0];
-}
-
 // A stage pair whose task edges would number more than this is drawn as one
 // stage edge (a foreach of 5,000 feeding another of 5,000 is 25M edges).
 constexpr size_t kMaxTaskEdgesPerStagePair = 10000;
-
-Json OptionalJson(const std::optional<int64_t>& value) {
-  return value ? Json(*value) : Json(nullptr);
-}
 
 absl::StatusOr<ApiResponse> Graph(const HttpApiOptions& options, const std::string& run,
                                   std::string_view raw_query) {
@@ -299,14 +105,8 @@ absl::StatusOr<ApiResponse> Graph(const HttpApiOptions& options, const std::stri
   TF_ASSIGN_OR_RETURN(scheduler::RunSummary summary,
                       scheduler::GetRunSummary(*db, run_id, WallClockMs()));
   // Tasks without their attempts and outputs: a 5,000-task graph stays small.
-  TF_ASSIGN_OR_RETURN(
-      Statement tasks,
-      db->Prepare("SELECT t.id, t.stage, t.kind, t.item, t.item_index, t.layer, t.seq, t.state, "
-                  "t.attempts, t.started_at, t.finished_at, t.message, "
-                  "(SELECT a.worker FROM attempts a WHERE a.run_id = t.run_id AND a.task_id = t.id "
-                  " ORDER BY a.number DESC LIMIT 1) "
-                  "FROM tasks t WHERE t.run_id = ? ORDER BY t.seq"));
-  tasks.Bind(1, run_id);
+  TF_ASSIGN_OR_RETURN(std::vector<scheduler::GraphTask> tasks,
+                      scheduler::ListGraphTasks(*db, run_id));
   Json nodes = Json::array();
   struct Group {
     std::string kind;
@@ -321,40 +121,43 @@ absl::StatusOr<ApiResponse> Graph(const HttpApiOptions& options, const std::stri
   };
   std::map<std::string, Group> groups;
   std::vector<std::string> stage_order;
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool row, tasks.Step());
-    if (!row) break;
-    const std::string stage = tasks.Text(1);
-    const std::optional<int64_t> started = tasks.OptionalInt(9);
-    const std::optional<int64_t> finished = tasks.OptionalInt(10);
+  for (const scheduler::GraphTask& task : tasks) {
+    const std::string state(scheduler::TaskStateName(task.state));
     std::optional<int64_t> duration;
-    if (started && finished) duration = std::max<int64_t>(0, *finished - *started);
-    nodes.push_back(Json{{"id", tasks.Text(0)},
-                         {"stage", stage},
-                         {"kind", tasks.Text(2)},
-                         {"item", tasks.IsNull(3) ? Json(nullptr) : Json(tasks.Text(3))},
-                         {"item_index", tasks.Int(4)},
-                         {"layer", tasks.Int(5)},
-                         {"seq", tasks.Int(6)},
-                         {"state", tasks.Text(7)},
-                         {"attempt_count", tasks.Int(8)},
-                         {"started_at_ms", OptionalJson(started)},
-                         {"finished_at_ms", OptionalJson(finished)},
+    if (task.started_at_ms && task.finished_at_ms) {
+      duration = std::max<int64_t>(0, *task.finished_at_ms - *task.started_at_ms);
+    }
+    nodes.push_back(Json{{"id", task.id},
+                         {"stage", task.stage},
+                         {"kind", task.kind},
+                         {"item", task.item ? Json(*task.item) : Json(nullptr)},
+                         {"item_index", task.item_index},
+                         {"layer", task.layer},
+                         {"seq", task.seq},
+                         {"state", state},
+                         {"attempt_count", task.attempt_count},
+                         {"started_at_ms", OptionalJson(task.started_at_ms)},
+                         {"finished_at_ms", OptionalJson(task.finished_at_ms)},
                          {"duration_ms", OptionalJson(duration)},
-                         {"worker", tasks.IsNull(12) ? Json(nullptr) : Json(tasks.Text(12))},
-                         {"message", tasks.Text(11)}});
-    auto [it, added] = groups.try_emplace(stage);
+                         {"worker", task.worker ? Json(*task.worker) : Json(nullptr)},
+                         {"message", task.message}});
+    auto [it, added] = groups.try_emplace(task.stage);
     Group& group = it->second;
-    if (added) stage_order.push_back(stage);
-    group.kind = tasks.Text(2);
-    group.layer = tasks.Int(5);
-    group.foreach = group.foreach || !tasks.IsNull(3);
+    if (added) stage_order.push_back(task.stage);
+    group.kind = task.kind;
+    group.layer = task.layer;
+    group.foreach = group.foreach || task.item.has_value();
     ++group.tasks;
-    ++group.states[tasks.Text(7)];
-    if (started) group.started_at = std::min(group.started_at.value_or(*started), *started);
-    if (finished) group.finished_at = std::max(group.finished_at.value_or(*finished), *finished);
-    if (!finished) group.unfinished = true;
-    group.task_ids.push_back(tasks.Text(0));
+    ++group.states[state];
+    if (const auto& started = task.started_at_ms) {
+      group.started_at = std::min(group.started_at.value_or(*started), *started);
+    }
+    if (const auto& finished = task.finished_at_ms) {
+      group.finished_at = std::max(group.finished_at.value_or(*finished), *finished);
+    } else {
+      group.unfinished = true;
+    }
+    group.task_ids.push_back(task.id);
   }
 
   // Dependencies come from the pipeline as the run read it (YAML and params
@@ -365,7 +168,7 @@ absl::StatusOr<ApiResponse> Graph(const HttpApiOptions& options, const std::stri
   Json edges_error = nullptr;
   bool complete = true;
   absl::StatusOr<LoadedPipeline> loaded = [&]() -> absl::StatusOr<LoadedPipeline> {
-    TF_ASSIGN_OR_RETURN(StoredRun stored, LoadStoredRun(*db, run_id));
+    TF_ASSIGN_OR_RETURN(StoredPipeline stored, scheduler::GetStoredPipeline(*db, run_id));
     return LoadPipeline(stored);
   }();
   std::map<std::string, std::vector<std::string>> parents_of;
@@ -481,7 +284,7 @@ Json TaskPlacement(Database& db, const std::string& run_id, const std::string& t
   };
   constexpr std::string_view kImplicit =
       "the run used the engine's one implicit tier (the store's folder)";
-  absl::StatusOr<StoredRun> stored = LoadStoredRun(db, run_id);
+  absl::StatusOr<StoredPipeline> stored = scheduler::GetStoredPipeline(db, run_id);
   if (!stored.ok()) return none("unavailable", std::string(stored.status().message()));
   absl::StatusOr<std::optional<scheduler::RecordedTaskPlacement>> recorded =
       scheduler::LoadTaskPlacement(db, run_id, task_id);
@@ -537,19 +340,14 @@ absl::StatusOr<ApiResponse> Task(const HttpApiOptions& options, const std::strin
     working_tier[input["input"].get<std::string>()] = input["working"].get<std::string>();
   }
   // Cluster mode: why each attempt went to its worker.
-  TF_ASSIGN_OR_RETURN(Statement placed,
-                      db->Prepare("SELECT e.attempt_id, a.number, e.time, e.message FROM events e "
-                                  "LEFT JOIN attempts a ON a.id = e.attempt_id WHERE e.run_id = ? "
-                                  "AND e.task_id = ? AND e.kind = 'placed' ORDER BY e.id"));
-  placed.Bind(1, run_id).Bind(2, task.id);
+  TF_ASSIGN_OR_RETURN(std::vector<scheduler::WorkerChoice> choices,
+                      scheduler::ListWorkerChoices(*db, run_id, task.id));
   Json workers = Json::array();
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool row, placed.Step());
-    if (!row) break;
-    workers.push_back(Json{{"attempt_id", OptionalJson(placed.OptionalInt(0))},
-                           {"attempt", OptionalJson(placed.OptionalInt(1))},
-                           {"time_ms", placed.Int(2)},
-                           {"reason", placed.Text(3)}});
+  for (const scheduler::WorkerChoice& choice : choices) {
+    workers.push_back(Json{{"attempt_id", OptionalJson(choice.attempt_id)},
+                           {"attempt", OptionalJson(choice.attempt_number)},
+                           {"time_ms", choice.time_ms},
+                           {"reason", choice.reason}});
   }
   placement["workers"] = workers;
 
@@ -557,35 +355,15 @@ absl::StatusOr<ApiResponse> Task(const HttpApiOptions& options, const std::strin
   // they wrote it (the copy no mover made). Read: each input once per
   // attempt that ran, on the tier placement chose for it (else its home).
   std::map<std::string, std::pair<int64_t, int64_t>> io;  // tier -> read, written
-  TF_ASSIGN_OR_RETURN(
-      Statement written,
-      db->Prepare("SELECT c.tier, SUM(c.bytes) FROM attempts a "
-                  "JOIN lineage_edges e ON e.attempt_id = a.id AND e.direction = 'produced' "
-                  "JOIN artifact_copies c ON c.artifact_id = e.artifact_id "
-                  "WHERE a.run_id = ? AND a.task_id = ? AND a.state != 'cached' "
-                  "AND c.source_tier IS NULL GROUP BY c.tier"));
-  written.Bind(1, run_id).Bind(2, task.id);
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool row, written.Step());
-    if (!row) break;
-    io[written.Text(0)].second += written.Int(1);
-  }
-  TF_ASSIGN_OR_RETURN(
-      Statement read,
-      db->Prepare("SELECT e.name, art.bytes, (SELECT c.tier FROM artifact_copies c WHERE "
-                  "c.artifact_id = art.id ORDER BY c.role != 'home', c.id LIMIT 1) "
-                  "FROM attempts a JOIN lineage_edges e ON e.attempt_id = a.id "
-                  "AND e.direction = 'consumed' JOIN artifacts art ON art.id = e.artifact_id "
-                  "WHERE a.run_id = ? AND a.task_id = ? AND a.state != 'cached'"));
-  read.Bind(1, run_id).Bind(2, task.id);
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool row, read.Step());
-    if (!row) break;
-    auto tier = working_tier.find(read.Text(0));
-    const std::string name = tier != working_tier.end() ? tier->second
-                             : read.IsNull(2)           ? std::string("unknown")
-                                                        : read.Text(2);
-    io[name].first += read.Int(1);
+  TF_ASSIGN_OR_RETURN(auto written, scheduler::TaskWrittenBytes(*db, run_id, task.id));
+  for (const auto& [tier, bytes] : written) io[tier].second += bytes;
+  TF_ASSIGN_OR_RETURN(std::vector<scheduler::InputRead> reads,
+                      scheduler::TaskInputReads(*db, run_id, task.id));
+  for (const scheduler::InputRead& read : reads) {
+    auto tier = working_tier.find(read.input);
+    const std::string name =
+        tier != working_tier.end() ? tier->second : read.first_tier.value_or("unknown");
+    io[name].first += read.bytes;
   }
   Json io_json = Json::array();
   for (const auto& [tier, bytes] : io) {
@@ -593,28 +371,19 @@ absl::StatusOr<ApiResponse> Task(const HttpApiOptions& options, const std::strin
         Json{{"tier", tier}, {"read_bytes", bytes.first}, {"written_bytes", bytes.second}});
   }
 
-  TF_ASSIGN_OR_RETURN(auto waits, DataWaits(*db, run_id));
+  TF_ASSIGN_OR_RETURN(auto waits, scheduler::DataWaitSeconds(*db, run_id));
   auto wait = waits.find({run_id, task.id});
-  TF_ASSIGN_OR_RETURN(Statement recorded,
-                      db->Prepare("SELECT COUNT(*) FROM attempts WHERE run_id = ? AND task_id = ? "
-                                  "AND (input_wait_ms IS NOT NULL OR data_wait_ms IS NOT NULL)"));
-  recorded.Bind(1, run_id).Bind(2, task.id);
-  TF_ASSIGN_OR_RETURN(bool counted, recorded.Step());
-  const bool measured = counted && recorded.Int(0) > 0;
+  TF_ASSIGN_OR_RETURN(const bool measured, scheduler::DataWaitMeasured(*db, run_id, task.id));
 
-  TF_ASSIGN_OR_RETURN(Statement events,
-                      db->Prepare("SELECT id, attempt_id, time, kind, message FROM events WHERE "
-                                  "run_id = ? AND task_id = ? ORDER BY id"));
-  events.Bind(1, run_id).Bind(2, task.id);
+  TF_ASSIGN_OR_RETURN(std::vector<scheduler::EventRow> events,
+                      scheduler::ListTaskEvents(*db, run_id, task.id));
   Json event_list = Json::array();
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool row, events.Step());
-    if (!row) break;
-    event_list.push_back(Json{{"id", events.Int(0)},
-                              {"attempt_id", OptionalJson(events.OptionalInt(1))},
-                              {"time_ms", events.Int(2)},
-                              {"kind", events.Text(3)},
-                              {"message", events.Text(4)}});
+  for (const scheduler::EventRow& event : events) {
+    event_list.push_back(Json{{"id", event.id},
+                              {"attempt_id", OptionalJson(event.attempt_id)},
+                              {"time_ms", event.time_ms},
+                              {"kind", event.kind},
+                              {"message", event.message}});
   }
   return JsonResponse(Json{{"run_id", run_id},
                            {"task", task_json},
@@ -639,7 +408,7 @@ absl::StatusOr<ApiResponse> Logs(const HttpApiOptions& options, const std::strin
   TF_ASSIGN_OR_RETURN(scheduler::AttemptRow attempt,
                       scheduler::FindAttempt(*db, run_id, task_id, number.value_or(0)));
   const int64_t shown_number = attempt.number;
-  const std::string shown_state = attempt.state;
+  const std::string shown_state(scheduler::AttemptStateName(attempt.state));
   // A cached attempt ran nothing: its log is the one of the attempt it reused.
   Json notes = Json::array();
   for (int hops = 0; attempt.log_path.empty() && attempt.cached_from && hops < 16; ++hops) {
@@ -661,14 +430,13 @@ absl::StatusOr<ApiResponse> Logs(const HttpApiOptions& options, const std::strin
           StrCat("cannot read the log ", attempt.log_path, ": ", std::strerror(errno)));
     }
     if (fd < 0) {
-      if (attempt.state != scheduler::attempt_state::kRunning &&
-          attempt.log_bytes.value_or(0) > 0) {
+      if (attempt.state != scheduler::AttemptState::kRunning && attempt.log_bytes.value_or(0) > 0) {
         return absl::NotFoundError(StrCat("the log of ", attempt.task_id, " attempt ",
                                           attempt.number, " of run ", attempt.run_id,
                                           " is gone: ", attempt.log_path));
       }
       notes.push_back(StrCat(attempt.task_id, " attempt ", attempt.number,
-                             attempt.state == scheduler::attempt_state::kRunning
+                             attempt.state == scheduler::AttemptState::kRunning
                                  ? " has written nothing yet"
                                  : " wrote nothing"));
     } else {
@@ -749,19 +517,11 @@ absl::StatusOr<ApiResponse> Tiers(const HttpApiOptions& options, std::string_vie
   Json list = Rendered([&](std::ostream& out) { RenderTiersJson(views, out); });
   // Usage as the store knows it: the copies present on each tier.
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenStore(options));
-  TF_ASSIGN_OR_RETURN(Statement usage,
-                      db->Prepare("SELECT tier, COUNT(*), SUM(bytes) FROM artifact_copies WHERE "
-                                  "state = 'present' GROUP BY tier"));
-  std::map<std::string, std::pair<int64_t, int64_t>> present;
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool row, usage.Step());
-    if (!row) break;
-    present[usage.Text(0)] = {usage.Int(1), usage.Int(2)};
-  }
+  TF_ASSIGN_OR_RETURN(auto present, scheduler::PresentCopiesByTier(*db));
   for (Json& tier : list) {
     auto found = present.find(tier["name"].get<std::string>());
-    tier["stored_copies"] = found == present.end() ? 0 : found->second.first;
-    tier["stored_bytes"] = found == present.end() ? 0 : found->second.second;
+    tier["stored_copies"] = found == present.end() ? 0 : found->second.copies;
+    tier["stored_bytes"] = found == present.end() ? 0 : found->second.bytes;
   }
   return JsonResponse(Json{{"tiers", list}});
 }
@@ -822,178 +582,7 @@ absl::StatusOr<ApiResponse> Route(const HttpApiOptions& options,
   return unknown();
 }
 
-// ------------------------------------------------------------- metrics
-
-const std::vector<std::string_view>& TaskStates() {
-  static const std::vector<std::string_view> states = {
-      scheduler::task_state::kPending,   scheduler::task_state::kQueued,
-      scheduler::task_state::kRunning,   scheduler::task_state::kRetrying,
-      scheduler::task_state::kSucceeded, scheduler::task_state::kCached,
-      scheduler::task_state::kFailed,    scheduler::task_state::kUpstreamFailed,
-      scheduler::task_state::kCancelled,
-  };
-  return states;
-}
-
-// Runs `sql` and calls `row` for each result row.
-absl::Status ForEachRow(Database& db, std::string_view sql,
-                        const std::function<void(const Statement&)>& row) {
-  TF_ASSIGN_OR_RETURN(Statement statement, db.Prepare(sql));
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool more, statement.Step());
-    if (!more) return absl::OkStatus();
-    row(statement);
-  }
-}
-
-// What the store holds, measured at scrape time.
-absl::Status StoreMetrics(Database& db, metrics::Registry& registry) {
-  metrics::Family<metrics::Gauge>& runs =
-      registry.AddGauge("tierflow_runs", "Runs in the state store by state.", {"state"});
-  for (std::string_view state : {scheduler::run_state::kRunning, scheduler::run_state::kSucceeded,
-                                 scheduler::run_state::kFailed, scheduler::run_state::kCancelled}) {
-    runs.With({state});
-  }
-  TF_RETURN_IF_ERROR(
-      ForEachRow(db, "SELECT state, COUNT(*) FROM runs GROUP BY state", [&](const Statement& row) {
-        runs.With({row.Text(0)}).Set(static_cast<double>(row.Int(1)));
-      }));
-
-  metrics::Family<metrics::Gauge>& tasks = registry.AddGauge(
-      "tierflow_tasks", "Tasks in the state store (every run) by state and stage kind.",
-      {"state", "kind"});
-  std::set<std::string> kinds;
-  TF_RETURN_IF_ERROR(ForEachRow(db, "SELECT DISTINCT kind FROM tasks",
-                                [&](const Statement& row) { kinds.insert(row.Text(0)); }));
-  for (const std::string& kind : kinds) {
-    for (std::string_view state : TaskStates()) tasks.With({std::string(state), kind});
-  }
-  TF_RETURN_IF_ERROR(
-      ForEachRow(db, "SELECT state, kind, COUNT(*) FROM tasks GROUP BY state, kind",
-                 [&](const Statement& row) {
-                   tasks.With({row.Text(0), row.Text(1)}).Set(static_cast<double>(row.Int(2)));
-                 }));
-
-  metrics::Gauge& queue = registry
-                              .AddGauge("tierflow_queue_depth",
-                                        "Tasks of running runs that are ready and wait for a "
-                                        "slot (state queued).")
-                              .With({});
-  TF_RETURN_IF_ERROR(
-      ForEachRow(db,
-                 "SELECT COUNT(*) FROM tasks t JOIN runs r ON r.id = t.run_id "
-                 "WHERE t.state = 'queued' AND r.state = 'running'",
-                 [&](const Statement& row) { queue.Set(static_cast<double>(row.Int(0))); }));
-
-  // 0.1 s .. ~7 h.
-  metrics::Family<metrics::Histogram>& durations = registry.AddHistogram(
-      "tierflow_task_duration_seconds",
-      "Seconds each attempt that ran took, from start to end, by stage kind (cached attempts "
-      "ran nothing and are left out).",
-      {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800},
-      {"kind"});
-  TF_RETURN_IF_ERROR(
-      ForEachRow(db,
-                 "SELECT t.kind, a.finished_at - a.started_at FROM attempts a JOIN tasks t "
-                 "ON t.run_id = a.run_id AND t.id = a.task_id "
-                 "WHERE a.finished_at IS NOT NULL AND a.state != 'cached'",
-                 [&](const Statement& row) {
-                   durations.With({row.Text(0)})
-                       .Observe(static_cast<double>(std::max<int64_t>(0, row.Int(1))) / 1000.0);
-                 }));
-
-  metrics::Family<metrics::Counter>& moved = registry.AddCounter(
-      "tierflow_bytes_moved_total",
-      "Bytes copied between storage tiers (write-backs to a home, prefetches to a working "
-      "tier), by tier and direction (in: copied onto the tier, out: copied off it).",
-      {"tier", "direction"});
-  metrics::Family<metrics::Counter>& written =
-      registry.AddCounter("tierflow_bytes_written_total",
-                          "Bytes tasks wrote as outputs, by the tier they wrote to.", {"tier"});
-  TF_RETURN_IF_ERROR(
-      ForEachRow(db,
-                 "SELECT tier, source_tier, SUM(bytes) FROM artifact_copies "
-                 "WHERE state NOT IN ('copying', 'failed') GROUP BY tier, source_tier",
-                 [&](const Statement& row) {
-                   const double bytes = static_cast<double>(row.Int(2));
-                   if (row.IsNull(1)) {
-                     written.With({row.Text(0)}).Increment(bytes);
-                   } else {
-                     moved.With({row.Text(0), "in"}).Increment(bytes);
-                     moved.With({row.Text(1), "out"}).Increment(bytes);
-                   }
-                 }));
-
-  // 1 MB/s .. ~16 GB/s.
-  metrics::Family<metrics::Histogram>& throughput = registry.AddHistogram(
-      "tierflow_transfer_throughput_bytes_per_second",
-      "Throughput of each finished copy between tiers still present (bytes over the time "
-      "from its start to its end, at millisecond resolution), by destination tier.",
-      metrics::ExponentialBuckets(1e6, 4, 8), {"tier"});
-  TF_RETURN_IF_ERROR(ForEachRow(
-      db,
-      "SELECT tier, bytes, finished_at - created_at FROM artifact_copies "
-      "WHERE source_tier IS NOT NULL AND state = 'present' AND finished_at IS NOT NULL",
-      [&](const Statement& row) {
-        const double seconds = static_cast<double>(std::max<int64_t>(1, row.Int(2))) / 1000.0;
-        throughput.With({row.Text(0)}).Observe(static_cast<double>(row.Int(1)) / seconds);
-      }));
-
-  metrics::Counter& waited =
-      registry
-          .AddCounter("tierflow_data_wait_seconds_total",
-                      "Seconds tasks waited for data: for copies of their inputs once "
-                      "otherwise ready, and for streamed files while they ran (docs/ui.md).")
-          .With({});
-  TF_ASSIGN_OR_RETURN(auto waits, DataWaits(db, ""));
-  for (const auto& [task, seconds] : waits) waited.Increment(seconds);
-  return absl::OkStatus();
-}
-
 }  // namespace
-
-std::string RenderWorkersJson(const std::vector<RemoteWorker>& workers) {
-  Json list = Json::array();
-  for (const RemoteWorker& worker : workers) {
-    list.push_back(Json{{"name", worker.name},
-                        {"slots", worker.slots},
-                        {"running", worker.running},
-                        {"last_heartbeat_ms", worker.last_heartbeat_ms}});
-  }
-  return DumpJson(list);
-}
-
-ApiResponse ErrorResponse(int status, std::string_view message) {
-  return {status, "application/json",
-          DumpJson(Json{{"status", status},
-                        {"error", std::string(ErrorName(status))},
-                        {"message", std::string(message)}})};
-}
-
-ApiResponse ErrorResponse(const absl::Status& status) {
-  int code = 500;
-  switch (status.code()) {
-    case absl::StatusCode::kNotFound:
-      code = 404;
-      break;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange:
-      code = 400;
-      break;
-    case absl::StatusCode::kFailedPrecondition:
-      code = 409;
-      break;
-    case absl::StatusCode::kPermissionDenied:
-      code = 403;
-      break;
-    case absl::StatusCode::kUnauthenticated:
-      code = 401;
-      break;
-    default:
-      break;
-  }
-  return ErrorResponse(code, std::string(status.message()));
-}
 
 ApiResponse HandleApiGet(const HttpApiOptions& options, std::string_view path,
                          std::string_view query) {
@@ -1016,271 +605,6 @@ ApiResponse HandleApiGet(const HttpApiOptions& options, std::string_view path,
     return std::move(*response);
   } catch (const std::exception& error) {
     return ErrorResponse(500, StrCat("internal error: ", error.what()));
-  }
-}
-
-absl::StatusOr<std::string> RenderMetrics(const HttpApiOptions& options) {
-  TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenStore(options));
-  metrics::Registry store;
-  TF_RETURN_IF_ERROR(StoreMetrics(*db, store));
-  return store.Render() + metrics::Default().Render();
-}
-
-std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_space) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%') {
-      if (i + 2 >= text.size()) return std::nullopt;
-      const int high = hex(text[i + 1]);
-      const int low = hex(text[i + 2]);
-      if (high < 0 || low < 0) return std::nullopt;
-      out.push_back(static_cast<char>(high * 16 + low));
-      i += 2;
-    } else if (plus_is_space && text[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(text[i]);
-    }
-  }
-  return out;
-}
-
-std::optional<std::map<std::string, std::string>> ParseQuery(std::string_view query) {
-  std::map<std::string, std::string> values;
-  size_t start = 0;
-  while (start < query.size()) {
-    size_t end = query.find('&', start);
-    if (end == std::string_view::npos) end = query.size();
-    std::string_view pair = query.substr(start, end - start);
-    start = end + 1;
-    if (pair.empty()) continue;
-    const size_t equals = pair.find('=');
-    std::optional<std::string> name = PercentDecode(pair.substr(0, equals), true);
-    std::optional<std::string> value =
-        PercentDecode(equals == std::string_view::npos ? "" : pair.substr(equals + 1), true);
-    if (!name || !value) return std::nullopt;
-    values[*name] = std::move(*value);
-  }
-  return values;
-}
-
-std::string HtmlSafeJson(std::string_view json) {
-  std::string out;
-  out.reserve(json.size());
-  for (char c : json) {
-    switch (c) {
-      case '<':
-        out += "\\u003c";
-        break;
-      case '>':
-        out += "\\u003e";
-        break;
-      case '&':
-        out += "\\u0026";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return out;
-}
-
-}  // namespace tierflow::api
-
-// ----------------------------------------------------------- event feed
-
-namespace tierflow::api {
-namespace {
-
-bool IsTaskState(std::string_view word) {
-  const std::vector<std::string_view>& states = TaskStates();
-  return std::find(states.begin(), states.end(), word) != states.end();
-}
-
-constexpr std::string_view kEventColumns =
-    "SELECT id, run_id, task_id, attempt_id, time, kind, message FROM events";
-
-FeedEvent RenderEventRow(Database& db, const Statement& row) {
-  FeedEvent event;
-  event.id = row.Int(0);
-  const std::string run_id = row.Text(1);
-  const bool task = !row.IsNull(2) && !row.Text(2).empty();
-  const std::string kind = row.Text(5);
-  Json data{{"id", row.Int(0)},
-            {"run_id", run_id},
-            {"task_id", task ? Json(row.Text(2)) : Json(nullptr)},
-            {"attempt_id", OptionalJson(row.OptionalInt(3))},
-            {"time_ms", row.Int(4)},
-            {"kind", kind},
-            {"message", row.Text(6)}};
-  if (task) {
-    event.type = "task";
-    data["state"] = IsTaskState(kind) ? Json(kind) : Json(nullptr);
-  } else {
-    event.type = "run";
-    absl::StatusOr<scheduler::RunSummary> summary =
-        scheduler::GetRunSummary(db, run_id, WallClockMs());
-    data["run"] = summary.ok() ? RunSummaryJson(*summary) : Json(nullptr);
-  }
-  event.data = HtmlSafeJson(DumpJson(data));
-  return event;
-}
-
-constexpr size_t kFeedMemory = 4096;  // events kept for subscribers that fall behind
-
-}  // namespace
-
-EventFeed::EventFeed(std::string db_path, std::chrono::milliseconds interval)
-    : db_path_(std::move(db_path)), interval_(interval), thread_([this] { Loop(); }) {}
-
-EventFeed::~EventFeed() {
-  Stop();
-  thread_.join();
-}
-
-void EventFeed::Stop() {
-  std::lock_guard lock(mu_);
-  stop_ = true;
-  changed_.notify_all();
-}
-
-bool EventFeed::stopped() const {
-  std::lock_guard lock(mu_);
-  return stop_;
-}
-
-uint64_t EventFeed::End() const {
-  std::lock_guard lock(mu_);
-  return first_ + events_.size();
-}
-
-std::vector<FeedEvent> EventFeed::Wait(uint64_t* position, std::chrono::milliseconds wait) {
-  std::unique_lock lock(mu_);
-  changed_.wait_for(lock, wait, [&] { return stop_ || first_ + events_.size() > *position; });
-  std::vector<FeedEvent> events;
-  if (stop_) return events;
-  if (*position < first_) *position = first_;  // fell behind: what was dropped is gone
-  for (uint64_t i = *position - first_; i < events_.size(); ++i) events.push_back(events_[i]);
-  *position = first_ + events_.size();
-  return events;
-}
-
-absl::StatusOr<std::vector<FeedEvent>> EventFeed::Since(int64_t after, size_t limit) const {
-  TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, scheduler::OpenStoreReadOnly(db_path_));
-  TF_ASSIGN_OR_RETURN(Statement rows,
-                      db->Prepare(StrCat(kEventColumns, " WHERE id > ? ORDER BY id LIMIT ?")));
-  rows.Bind(1, after).Bind(2, static_cast<int64_t>(limit));
-  std::vector<FeedEvent> events;
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool row, rows.Step());
-    if (!row) break;
-    events.push_back(RenderEventRow(*db, rows));
-  }
-  return events;
-}
-
-void EventFeed::Loop() {
-  std::unique_ptr<Database> db;
-  for (;;) {
-    {
-      std::unique_lock lock(mu_);
-      if (changed_.wait_for(lock, interval_, [&] { return stop_; })) return;
-    }
-    if (!db) {
-      absl::StatusOr<std::unique_ptr<Database>> opened = scheduler::OpenStoreReadOnly(db_path_);
-      if (!opened.ok()) continue;  // not there yet: a server makes it with its first run
-      db = std::move(*opened);
-    }
-    std::vector<FeedEvent> fresh;
-    absl::Status status = [&]() -> absl::Status {
-      const bool first = last_id_ < 0;
-      if (first) {
-        TF_ASSIGN_OR_RETURN(Statement newest,
-                            db->Prepare("SELECT COALESCE(MAX(id), 0) FROM events"));
-        TF_ASSIGN_OR_RETURN(bool row, newest.Step());
-        last_id_ = row ? newest.Int(0) : 0;
-      }
-      std::set<std::string> touched;    // runs whose tasks changed
-      std::set<std::string> announced;  // runs with a run event in this batch
-      TF_ASSIGN_OR_RETURN(
-          Statement rows,
-          db->Prepare(StrCat(kEventColumns, " WHERE id > ? ORDER BY id LIMIT 1000")));
-      rows.Bind(1, last_id_);
-      for (;;) {
-        TF_ASSIGN_OR_RETURN(bool row, rows.Step());
-        if (!row) break;
-        last_id_ = rows.Int(0);
-        FeedEvent event = RenderEventRow(*db, rows);
-        (event.type == "run" ? announced : touched).insert(rows.Text(1));
-        fresh.push_back(std::move(event));
-      }
-      rows.Reset();
-      // `queued` has no event row (the engine writes only the task row), so
-      // the task states of running runs are compared with the last poll.
-      std::map<std::string, std::map<std::string, std::string>> states;
-      TF_ASSIGN_OR_RETURN(
-          Statement running,
-          db->Prepare("SELECT t.run_id, t.id, t.state FROM tasks t JOIN runs r ON r.id = t.run_id "
-                      "WHERE r.state = 'running'"));
-      for (;;) {
-        TF_ASSIGN_OR_RETURN(bool row, running.Step());
-        if (!row) break;
-        const std::string run_id = running.Text(0);
-        const std::string task_id = running.Text(1);
-        const std::string state = running.Text(2);
-        auto before = task_states_.find(run_id);
-        if (!first && state == scheduler::task_state::kQueued &&
-            (before == task_states_.end() || before->second[task_id] != state)) {
-          fresh.push_back(FeedEvent{std::nullopt, "task",
-                                    HtmlSafeJson(DumpJson(Json{{"id", nullptr},
-                                                               {"run_id", run_id},
-                                                               {"task_id", task_id},
-                                                               {"attempt_id", nullptr},
-                                                               {"time_ms", WallClockMs()},
-                                                               {"kind", state},
-                                                               {"message", ""},
-                                                               {"state", state}}))});
-          touched.insert(run_id);
-        }
-        states[run_id][task_id] = state;
-      }
-      running.Reset();
-      task_states_ = std::move(states);
-      for (const std::string& run_id : touched) {
-        if (announced.count(run_id) > 0) continue;
-        absl::StatusOr<scheduler::RunSummary> summary =
-            scheduler::GetRunSummary(*db, run_id, WallClockMs());
-        if (!summary.ok()) continue;
-        fresh.push_back(FeedEvent{std::nullopt, "run",
-                                  HtmlSafeJson(DumpJson(Json{{"id", nullptr},
-                                                             {"run_id", run_id},
-                                                             {"task_id", nullptr},
-                                                             {"time_ms", WallClockMs()},
-                                                             {"kind", "progress"},
-                                                             {"message", ""},
-                                                             {"run", RunSummaryJson(*summary)}}))});
-      }
-      return absl::OkStatus();
-    }();
-    if (!status.ok()) {
-      db.reset();  // opened again at the next poll
-      continue;
-    }
-    if (fresh.empty()) continue;
-    std::lock_guard lock(mu_);
-    for (FeedEvent& event : fresh) events_.push_back(std::move(event));
-    while (events_.size() > kFeedMemory) {
-      events_.pop_front();
-      ++first_;
-    }
-    changed_.notify_all();
   }
 }
 

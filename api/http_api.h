@@ -2,25 +2,23 @@
 // library: requests in as a path and query string, responses out as a
 // status, content type and body, so everything here is tested without
 // sockets. api/http_server.h serves them (and the UI, and /api/v1/events
-// from EventFeed). docs/ui.md describes every endpoint.
+// from EventFeed, api/event_feed.h). docs/ui.md describes every endpoint.
 //
 // Everything reads the state store opened read-only per request (as the
-// CLI's inspection commands do), so it never blocks or changes an engine.
+// CLI's inspection commands do), through the store layer
+// (scheduler/run_queries.h, scheduler/api_queries.h), so it never blocks or
+// changes an engine. Handlers and routing are in http_api.cc, /metrics in
+// store_metrics.cc, the JSON and query helpers in http_json.cc.
 // JSON bodies reuse the renderings of run_service.h and tier_service.h.
 // Functions are stateless and safe to call from several threads at once.
 #pragma once
 
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -77,49 +75,5 @@ std::optional<std::map<std::string, std::string>> ParseQuery(std::string_view qu
 // `&` written as \u003c, \u003e, \u0026 (they occur only inside strings, so
 // the JSON means the same).
 std::string HtmlSafeJson(std::string_view json);
-
-// Live updates for /api/v1/events (Server-Sent Events): one thread per
-// server polls the store's events table a few times a second (and the
-// task states of running runs, for the `queued` state, which has no event
-// row) and keeps the newest events in memory for every subscriber.
-struct FeedEvent {
-  std::optional<int64_t> id;  // events.id when the event is a row of the table
-  std::string type;           // "run" | "task"
-  std::string data;           // one line of JSON
-};
-
-class EventFeed {
- public:
-  EventFeed(std::string db_path, std::chrono::milliseconds interval);
-  ~EventFeed();
-  EventFeed(const EventFeed&) = delete;
-  EventFeed& operator=(const EventFeed&) = delete;
-
-  // The position of the next event to come.
-  uint64_t End() const;
-  // The events at `*position` and after, waiting up to `wait` for one;
-  // moves `*position` past them. Empty after a timeout or once stopped.
-  std::vector<FeedEvent> Wait(uint64_t* position, std::chrono::milliseconds wait);
-  // Rows of the events table after `after` (a Last-Event-ID), at most
-  // `limit`, rendered as the feed renders them.
-  absl::StatusOr<std::vector<FeedEvent>> Since(int64_t after, size_t limit) const;
-  void Stop();
-  bool stopped() const;
-
- private:
-  void Loop();
-
-  const std::string db_path_;
-  const std::chrono::milliseconds interval_;
-  mutable std::mutex mu_;
-  std::condition_variable changed_;
-  std::deque<FeedEvent> events_;  // guarded by mu_
-  uint64_t first_ = 0;            // position of events_.front(); guarded by mu_
-  bool stop_ = false;             // guarded by mu_
-  // Owned by the polling thread.
-  int64_t last_id_ = -1;  // -1: not read yet (the first poll starts at the newest row)
-  std::map<std::string, std::map<std::string, std::string>> task_states_;  // running runs
-  std::thread thread_;
-};
 
 }  // namespace tierflow::api

@@ -1,6 +1,8 @@
 // The HTTP server of `tierflow ui` and `tierflow server`: the JSON API
 // (/api/v1, api/http_api.h), live updates (/api/v1/events, Server-Sent
-// Events), Prometheus metrics (/metrics) and the web UI (ui/assets.h) at /.
+// Events), Prometheus metrics (/metrics) and the web UI at /: its files are
+// handed in (HttpServerOptions::ui_assets; cli passes ui/'s), so api/ does
+// not depend on ui/.
 // Read-only: GET and HEAD only, anything else 405. docs/ui.md describes it.
 //
 // Tokens: when `token` is set, every request needs it, as
@@ -22,10 +24,20 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
 namespace tierflow::api {
+
+// One file of the web UI, served at `path` ("/index.html" is also "/" and
+// every client-side route without an extension). The views must outlive the
+// server: the UI's files are compiled in (ui/assets.h).
+struct WebAsset {
+  std::string_view path;  // "/index.html", "/assets/app.js", ...
+  std::string_view content_type;
+  std::string_view body;
+};
 
 struct HttpServerOptions {
   std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free one
@@ -35,6 +47,9 @@ struct HttpServerOptions {
   // Cluster mode: the connected workers as a JSON array; unset in
   // `tierflow ui` (embedded mode).
   std::function<std::string()> workers_json;
+  // The web UI's files; empty (a build without the UI): / is a page that
+  // says so, and the API and /metrics work as ever.
+  std::vector<WebAsset> ui_assets;
 
   // Limits (docs/ui.md). The defaults are for production; tests may
   // shorten them.

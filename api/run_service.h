@@ -10,6 +10,9 @@
 // characters in names escaped); JSON renderings are for scripts: snake_case
 // field names that stay stable, times in milliseconds since the epoch (names
 // end in `_ms`), sizes in bytes, null for what is unknown.
+//
+// The calls are in run_service.cc, the renderings in run_text.cc,
+// run_json.cc and lineage_render.cc, WriteLog in log_follow.cc.
 #pragma once
 
 #include <cstdint>
@@ -26,9 +29,11 @@ namespace tierflow::api {
 
 using scheduler::LineageDirection;
 using scheduler::LineageGraph;
+using scheduler::ParseRunState;
 using scheduler::RunDetail;
 using scheduler::RunFilter;
 using scheduler::RunList;
+using scheduler::RunState;
 
 // Runs newest first, with task counts and whether each running run's
 // engine is alive.

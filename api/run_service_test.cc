@@ -60,7 +60,7 @@ RunSummary Summary(const std::string& id, const std::string& state, int64_t crea
   run.pipeline = "demo";
   run.file = "/p/demo.yaml";
   run.working_dir = "/p";
-  run.state = state;
+  run.state = scheduler::ParseRunState(state).value();
   run.slots = 2;
   run.created_at_ms = created;
   run.started_at_ms = created;
@@ -148,7 +148,7 @@ AttemptRow Attempt(int64_t id, const std::string& task, int64_t number, const st
   attempt.run_id = "demo-1a2b3c";
   attempt.task_id = task;
   attempt.number = number;
-  attempt.state = state;
+  attempt.state = scheduler::ParseAttemptState(state).value();
   attempt.worker = "local";
   attempt.command = R"({"argv": ["python3", "x.py"]})";
   attempt.started_at_ms = started;
@@ -188,7 +188,7 @@ RunDetail SmallDetail() {
   prep.id = "prep";
   prep.stage = "prep";
   prep.kind = "clean";
-  prep.state = "cached";
+  prep.state = scheduler::TaskState::kCached;
   prep.attempt_count = 1;
   prep.started_at_ms = kT0;
   prep.finished_at_ms = kT0 + 1000;
@@ -206,7 +206,7 @@ RunDetail SmallDetail() {
   train.id = "train";
   train.stage = "train";
   train.kind = "train";
-  train.state = "failed";
+  train.state = scheduler::TaskState::kFailed;
   train.attempt_count = 2;
   train.started_at_ms = kT0 + 1000;
   train.finished_at_ms = kT0 + 95000;
@@ -223,7 +223,7 @@ RunDetail SmallDetail() {
   report.id = "report\x1b[31m";  // an escape sequence must not reach the terminal
   report.stage = "report";
   report.kind = "checkpoint";
-  report.state = "upstream_failed";
+  report.state = scheduler::TaskState::kUpstreamFailed;
   report.finished_at_ms = kT0 + 95000;
   report.message = "upstream task train failed";
   detail.tasks = {prep, train, report};

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
@@ -16,6 +17,7 @@
 #include "common/strings.h"
 #include "common/suggest.h"
 #include "common/units.h"
+#include "scheduler/api_queries.h"
 #include "scheduler/store.h"
 #include "storage_adapters/posix.h"
 #include "storage_adapters/tier_factory.h"
@@ -59,8 +61,7 @@ absl::StatusOr<storage::TierSet> LoadTiers(const std::string& tiers_file,
 absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
                                                 const std::string& db_path) {
   std::vector<TierView> views;
-  std::unique_ptr<scheduler::Database> db;
-  std::optional<scheduler::Statement> newest;  // prepared once, reset per tier
+  std::map<std::string, scheduler::TierProfileRow> newest;
   absl::StatusOr<std::unique_ptr<scheduler::Database>> opened =
       fs::exists(db_path) ? scheduler::OpenStoreReadOnly(db_path, /*oldest=*/3)
                           : absl::NotFoundError("no database");
@@ -69,13 +70,7 @@ absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
   if (!opened.ok() && !absl::IsNotFound(opened.status())) return opened.status();
   if (opened.ok()) {
     // Measured profiles are in every store since schema 3.
-    db = std::move(*opened);
-    TF_ASSIGN_OR_RETURN(
-        scheduler::Statement statement,
-        db->Prepare("SELECT seq_read_mb_s, seq_write_mb_s, rand_read_iops, latency_us, "
-                    "create_us, stat_us, measured_at, location FROM tier_profiles WHERE tier = "
-                    "? ORDER BY measured_at DESC, id DESC LIMIT 1"));
-    newest.emplace(std::move(statement));
+    TF_ASSIGN_OR_RETURN(newest, scheduler::NewestTierProfiles(**opened));
   }
   views.reserve(tiers.tiers.size());
   for (const storage::TierConfig& tier : tiers.tiers) {
@@ -86,20 +81,15 @@ absl::StatusOr<std::vector<TierView>> ListTiers(const storage::TierSet& tiers,
       view.fs_total_bytes = static_cast<uint64_t>(fs_info.f_blocks) * fs_info.f_frsize;
       view.fs_free_bytes = static_cast<uint64_t>(fs_info.f_bavail) * fs_info.f_frsize;
     }
-    if (newest) {
-      newest->Reset();
-      newest->Bind(1, tier.name);
-      TF_ASSIGN_OR_RETURN(bool found, newest->Step());
-      if (found) {
-        MeasuredProfile measured;
-        measured.profile = {newest->Double(0), newest->Double(1), newest->Double(2),
-                            newest->Double(3)};
-        measured.create_us = newest->Double(4);
-        measured.stat_us = newest->Double(5);
-        measured.measured_at_ms = newest->Int(6);
-        measured.location = newest->Text(7);
-        view.measured = measured;
-      }
+    if (auto found = newest.find(tier.name); found != newest.end()) {
+      const scheduler::TierProfileRow& row = found->second;
+      MeasuredProfile measured;
+      measured.profile = row.profile;
+      measured.create_us = row.create_us;
+      measured.stat_us = row.stat_us;
+      measured.measured_at_ms = row.measured_at_ms;
+      measured.location = row.location;
+      view.measured = measured;
     }
     views.push_back(std::move(view));
   }
@@ -186,24 +176,17 @@ absl::Status ProbeTiers(const storage::TierSet& tiers, const std::vector<std::st
       return absl::Status(result.status().code(),
                           StrCat("probing tier ", tier->name, ": ", result.status().message()));
     }
-    TF_ASSIGN_OR_RETURN(
-        scheduler::Statement insert,
-        db->Prepare("INSERT INTO tier_profiles(tier, location, measured_at, seq_read_mb_s, "
-                    "seq_write_mb_s, rand_read_iops, latency_us, create_us, stat_us, "
-                    "bytes_tested, elapsed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     const storage::TierProfile& p = result->profile;
-    insert.Bind(1, tier->name)
-        .Bind(2, tier->Location())
-        .Bind(3, WallClockMs())
-        .Bind(4, p.seq_read_mb_s)
-        .Bind(5, p.seq_write_mb_s)
-        .Bind(6, p.rand_read_iops)
-        .Bind(7, p.latency_us)
-        .Bind(8, result->create_us)
-        .Bind(9, result->stat_us)
-        .Bind(10, static_cast<int64_t>(result->bytes_written))
-        .Bind(11, static_cast<int64_t>(result->elapsed.count()));
-    TF_RETURN_IF_ERROR(insert.Run());
+    scheduler::TierProfileRow row;
+    row.tier = tier->name;
+    row.location = tier->Location();
+    row.measured_at_ms = WallClockMs();
+    row.profile = p;
+    row.create_us = result->create_us;
+    row.stat_us = result->stat_us;
+    row.bytes_tested = static_cast<int64_t>(result->bytes_written);
+    row.elapsed_ms = static_cast<int64_t>(result->elapsed.count());
+    TF_RETURN_IF_ERROR(scheduler::RecordTierProfile(*db, row));
     out << tier->name << ": " << ProfileText(p) << "; create " << Number(result->create_us, 0)
         << " µs, stat " << Number(result->stat_us, 1) << " µs ("
         << FormatSize(result->bytes_written) << " in " << FormatDuration(result->elapsed) << ")"

@@ -21,6 +21,8 @@
 
 namespace tierflow::api {
 
+using scheduler::Placement;
+
 // `tiers_file` empty: the embedded defaults, rooted in the folder of
 // `db_path` (`.tierflow/tiers/...`).
 absl::StatusOr<storage::TierSet> LoadTiers(const std::string& tiers_file,

@@ -7,11 +7,12 @@
 #include <thread>
 
 #include "api/cluster.h"
+#include "api/embedded.h"
 #include "api/text_table.h"
 #include "cli/commands.h"
+#include "cli/web_ui.h"
 #include "common/strings.h"
 #include "common/units.h"
-#include "scheduler/store.h"
 
 namespace tierflow::cli {
 namespace {
@@ -71,13 +72,14 @@ void PrintRun(const api::RemoteRun& run, std::ostream& out) {
 int RunServerCommand(const ServerCommandOptions& options, std::ostream& out, std::ostream& err) {
   api::ServerOptions server;
   server.listen = options.listen;
-  server.db_path = scheduler::ResolveDatabasePath(options.db);
+  server.db_path = api::DatabasePath(options.db);
   server.tiers_file = options.tiers_file;
   server.client_token = Env("TIERFLOW_CLIENT_TOKEN");
   server.worker_token = Env("TIERFLOW_WORKER_TOKEN");
   server.tls_cert = options.tls_cert;
   server.tls_key = options.tls_key;
   server.http_listen = options.http_listen;
+  server.ui_assets = WebUiAssets();
   server.worker_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(options.worker_timeout_seconds * 1000));
   StopOnSignals();

@@ -3,9 +3,9 @@
 #include <optional>
 #include <ostream>
 
+#include "api/embedded.h"
 #include "api/plan_service.h"
 #include "api/tier_service.h"
-#include "scheduler/store.h"
 
 namespace tierflow::cli {
 
@@ -57,10 +57,10 @@ int RunPlan(const PlanOptions& options, std::ostream& out, std::ostream& err) {
     err << plan.status().message() << '\n';
     return kExitInvalid;
   }
-  std::optional<scheduler::Placement> placement;
+  std::optional<api::Placement> placement;
   if (!options.tiers_file.empty()) {
-    absl::StatusOr<scheduler::Placement> placed =
-        api::PlacePlan(*plan, options.tiers_file, scheduler::ResolveDatabasePath(options.db));
+    absl::StatusOr<api::Placement> placed =
+        api::PlacePlan(*plan, options.tiers_file, api::DatabasePath(options.db));
     if (!placed.ok()) {
       err << "tierflow: " << placed.status().message() << '\n';
       return kExitInvalid;

@@ -23,8 +23,13 @@ int Fail(const absl::Status& status, std::ostream& err) {
 }  // namespace
 
 int RunRuns(const RunsOptions& options, std::ostream& out, std::ostream& err) {
-  absl::StatusOr<api::RunList> list =
-      api::ListRuns(options.db, {.limit = options.limit, .state = options.state});
+  api::RunFilter filter{.limit = options.limit, .state = std::nullopt};
+  if (!options.state.empty()) {
+    absl::StatusOr<api::RunState> state = api::ParseRunState(options.state);
+    if (!state.ok()) return Fail(state.status(), err);
+    filter.state = *state;
+  }
+  absl::StatusOr<api::RunList> list = api::ListRuns(options.db, filter);
   if (!list.ok()) return Fail(list.status(), err);
   if (options.output == "json") {
     api::RenderRunsJson(*list, out);

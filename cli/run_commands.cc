@@ -25,13 +25,12 @@
 #include "cli/commands.h"
 #include "common/strings.h"
 #include "common/units.h"
-#include "scheduler/store.h"
 
 namespace tierflow::cli {
 namespace {
 
-using scheduler::RunCounts;
-using scheduler::TaskEvent;
+using api::RunCounts;
+using api::TaskEvent;
 
 std::string Clock(int64_t ms) {
   std::time_t seconds = static_cast<std::time_t>(ms / 1000);
@@ -70,7 +69,7 @@ std::string CountsLine(const RunCounts& c) {
 // Draws progress: one line per interesting task transition and, on a
 // terminal, a status line kept at the bottom and redrawn a few times a
 // second (counts, elapsed, ETA from the rate of finished tasks).
-class Progress final : public scheduler::RunObserver {
+class Progress final : public api::RunObserver {
  public:
   Progress(std::ostream& out, bool tty, bool quiet) : out_(out), tty_(tty), quiet_(quiet) {
     if (tty_ && !quiet_) ticker_ = std::thread([this] { Tick(); });
@@ -113,25 +112,25 @@ class Progress final : public scheduler::RunObserver {
  private:
   static std::string EventLine(const TaskEvent& e) {
     const std::string attempt = e.attempt > 1 ? StrCat(" (attempt ", e.attempt, ")") : "";
-    if (e.state == scheduler::task_state::kRunning) {
+    if (e.state == api::task_state::kRunning) {
       if (!e.message.empty()) return "";  // a cache reuse; reported when it lands
       return StrCat(e.task_id, " started", attempt);
     }
-    if (e.state == scheduler::task_state::kSucceeded) {
+    if (e.state == api::task_state::kSucceeded) {
       return StrCat(e.task_id, " succeeded in ", FormatDuration(e.duration), attempt);
     }
-    if (e.state == scheduler::task_state::kCached) return StrCat(e.task_id, " cached: ", e.message);
-    if (e.state == scheduler::task_state::kRetrying) {
+    if (e.state == api::task_state::kCached) return StrCat(e.task_id, " cached: ", e.message);
+    if (e.state == api::task_state::kRetrying) {
       return StrCat(e.task_id, " failed", attempt, ": ", e.message);
     }
-    if (e.state == scheduler::task_state::kFailed) {
+    if (e.state == api::task_state::kFailed) {
       return StrCat(e.task_id, " FAILED", attempt, ": ", e.message,
                     e.log_path.empty() ? "" : StrCat("\n          log: ", e.log_path));
     }
-    if (e.state == scheduler::task_state::kUpstreamFailed) {
+    if (e.state == api::task_state::kUpstreamFailed) {
       return StrCat(e.task_id, " upstream_failed: ", e.message);
     }
-    if (e.state == scheduler::task_state::kCancelled) return StrCat(e.task_id, " cancelled");
+    if (e.state == api::task_state::kCancelled) return StrCat(e.task_id, " cancelled");
     return "";  // pending, queued: counted on the status line only
   }
 
@@ -203,8 +202,7 @@ class BlockedTerminationSignals {
 // read at once.
 class SignalWatcher {
  public:
-  SignalWatcher(const BlockedTerminationSignals& blocked, scheduler::Engine& engine,
-                std::ostream& err)
+  SignalWatcher(const BlockedTerminationSignals& blocked, api::Engine& engine, std::ostream& err)
       : engine_(engine), err_(err) {
     signal_fd_ = signalfd(-1, &blocked.set(), SFD_CLOEXEC);
     stop_fd_ = eventfd(0, EFD_CLOEXEC);
@@ -238,19 +236,19 @@ class SignalWatcher {
       }
     }
   }
-  scheduler::Engine& engine_;
+  api::Engine& engine_;
   std::ostream& err_;
   int signal_fd_ = -1;
   int stop_fd_ = -1;
   std::thread thread_;
 };
 
-void PrintSummary(const scheduler::RunResult& result, std::ostream& out) {
+void PrintSummary(const api::RunResult& result, std::ostream& out) {
   out << "\n";
   std::vector<std::vector<std::string>> rows = {{"STAGE", "KIND", "TASKS", "SUCCEEDED", "CACHED",
                                                  "FAILED", "UPSTREAM_FAILED", "CANCELLED",
                                                  "TASK TIME"}};
-  for (const scheduler::StageSummary& s : result.stages) {
+  for (const api::StageSummary& s : result.stages) {
     rows.push_back({s.stage, s.kind, std::to_string(s.tasks), std::to_string(s.succeeded),
                     std::to_string(s.cached), std::to_string(s.failed),
                     std::to_string(s.upstream_failed), std::to_string(s.cancelled),
@@ -271,7 +269,7 @@ void PrintSummary(const scheduler::RunResult& result, std::ostream& out) {
     }
     out << TrimWhitespace(line) << '\n';
   }
-  for (const scheduler::FailedTask& failure : result.failures) {
+  for (const api::FailedTask& failure : result.failures) {
     out << "\nfailed: " << failure.task_id << ": " << failure.message << '\n';
     if (!failure.log_path.empty()) out << "  log: " << failure.log_path << '\n';
   }
@@ -283,7 +281,7 @@ void PrintSummary(const scheduler::RunResult& result, std::ostream& out) {
       << FormatDuration(result.elapsed) << " (" << CountsLine(result.counts) << ")\n";
   out << "details: tierflow show " << result.run_id << "; lineage: tierflow lineage "
       << result.run_id << "\n";
-  if (result.state != scheduler::run_state::kSucceeded) {
+  if (result.state != api::run_state::kSucceeded) {
     out << "finish it: tierflow resume " << result.run_id << "\n";
   }
 }
@@ -296,8 +294,8 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
   bool tty = options.progress == "tty" ||
              (options.progress == "auto" && &out == &std::cout && isatty(STDOUT_FILENO));
   Progress progress(out, tty, options.quiet);
-  scheduler::EngineOptions engine_options;
-  engine_options.db_path = scheduler::ResolveDatabasePath(options.db);
+  api::EngineOptions engine_options;
+  engine_options.db_path = api::DatabasePath(options.db);
   engine_options.slots = options.slots;
   engine_options.use_cache = !options.no_cache;
   engine_options.kill_grace = std::chrono::seconds(options.kill_grace_seconds);
@@ -307,7 +305,7 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
     return kExitUsage;
   }
   if (options.resume.empty()) {
-    absl::StatusOr<std::vector<scheduler::PlacementTier>> tiers =
+    absl::StatusOr<std::vector<api::PlacementTier>> tiers =
         api::LoadPlacementTiers(options.tiers_file, engine_options.db_path);
     if (!tiers.ok()) {
       err << "tierflow: " << tiers.status().message() << '\n';
@@ -315,13 +313,13 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
     }
     engine_options.tiers = std::move(*tiers);
   }
-  std::unique_ptr<scheduler::Engine> engine = api::MakeEmbeddedEngine(engine_options);
+  std::unique_ptr<api::Engine> engine = api::MakeEmbeddedEngine(engine_options);
 
-  absl::StatusOr<scheduler::RunResult> result;
+  absl::StatusOr<api::RunResult> result;
   {
     SignalWatcher signals(blocked, *engine, err);
     if (options.resume.empty()) {
-      scheduler::RunRequest request;
+      api::RunRequest request;
       request.file = options.file;
       request.params = ParseParams(options.params);
       result = engine->Run(request);
@@ -336,8 +334,8 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
   }
   PrintSummary(*result, out);
   out.flush();
-  if (result->state == scheduler::run_state::kSucceeded) return kExitOk;
-  if (result->state == scheduler::run_state::kCancelled) return kExitCancelled;
+  if (result->state == api::run_state::kSucceeded) return kExitOk;
+  if (result->state == api::run_state::kCancelled) return kExitCancelled;
   return kExitInvalid;
 }
 
@@ -345,7 +343,7 @@ int CancelRun(const CancelOptions& options, std::ostream& out, std::ostream& err
   const char* token = std::getenv("TIERFLOW_TOKEN");
   absl::StatusOr<std::string> done =
       options.scheduler.empty()
-          ? scheduler::CancelRun(scheduler::ResolveDatabasePath(options.db), options.run)
+          ? api::CancelLocalRun(api::DatabasePath(options.db), options.run)
           : api::CancelRemoteRun(options.scheduler, token == nullptr ? "" : token, options.run);
   if (!done.ok()) {
     err << "tierflow: " << done.status().message() << '\n';

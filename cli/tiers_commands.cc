@@ -5,17 +5,17 @@
 #include <ostream>
 
 #include "api/cluster.h"
+#include "api/embedded.h"
 #include "api/tier_service.h"
 #include "cli/commands.h"
-#include "scheduler/store.h"
 
 namespace tierflow::cli {
 
 int RunTiersList(const TiersOptions& options, std::ostream& out, std::ostream& err) {
   absl::Status status;
   if (options.scheduler.empty()) {
-    status = api::WriteTierList(options.tiers_file, scheduler::ResolveDatabasePath(options.db),
-                                options.output, out);
+    status =
+        api::WriteTierList(options.tiers_file, api::DatabasePath(options.db), options.output, out);
   } else {
     const char* token = std::getenv("TIERFLOW_TOKEN");
     absl::StatusOr<std::string> text =
@@ -31,7 +31,7 @@ int RunTiersList(const TiersOptions& options, std::ostream& out, std::ostream& e
 }
 
 int RunTiersProbe(const TiersOptions& options, std::ostream& out, std::ostream& err) {
-  const std::string db = scheduler::ResolveDatabasePath(options.db);
+  const std::string db = api::DatabasePath(options.db);
   absl::StatusOr<storage::TierSet> tiers = api::LoadTiers(options.tiers_file, db);
   absl::Status status = tiers.status();
   if (status.ok()) {

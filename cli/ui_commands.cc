@@ -7,9 +7,10 @@
 #include <ostream>
 #include <thread>
 
+#include "api/embedded.h"
 #include "api/http_server.h"
 #include "cli/commands.h"
-#include "scheduler/store.h"
+#include "cli/web_ui.h"
 
 namespace tierflow::cli {
 namespace {
@@ -31,12 +32,12 @@ std::string Token() {
 int RunUi(const UiOptions& options, std::ostream& out, std::ostream& err) {
   api::HttpServerOptions server;
   server.listen = options.listen;
-  server.db_path = scheduler::ResolveDatabasePath(options.db);
+  server.db_path = api::DatabasePath(options.db);
   server.tiers_file = options.tiers_file;
   server.token = Token();
+  server.ui_assets = WebUiAssets();
   // The store must be there and readable now, not at the first request.
-  if (absl::Status readable = scheduler::OpenStoreReadOnly(server.db_path).status();
-      !readable.ok()) {
+  if (absl::Status readable = api::CheckStoreReadable(server.db_path); !readable.ok()) {
     err << "tierflow: " << readable.message() << '\n';
     return kExitInvalid;
   }

@@ -12,7 +12,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <type_traits>
 #include <unordered_map>
 #include <utility>
 
@@ -20,49 +19,47 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/suggest.h"
+#include "scheduler/internal/rows.h"
 #include "scheduler/store.h"
 
 namespace tierflow::scheduler {
 namespace {
 
-// Steps `statement` to its end, calling `row` on each row. The statement is
-// reset afterwards in every case, so it holds no read snapshot.
-template <typename Row>
-absl::Status ForEachRow(Statement& statement, Row&& row) {
-  for (;;) {
-    absl::StatusOr<bool> more = statement.Step();
-    if (!more.ok() || !*more) {
-      statement.Reset();
-      return more.status();
-    }
-    // A row callback may return a Status: an error stops the walk.
-    if constexpr (std::is_same_v<decltype(row(statement)), absl::Status>) {
-      if (absl::Status status = row(statement); !status.ok()) {
-        statement.Reset();
-        return status;
-      }
-    } else {
-      row(statement);
-    }
-  }
-}
+using internal::ForEachRow;
+using internal::OptionalText;
+using internal::StateOf;
 
-std::optional<std::string> OptionalText(const Statement& statement, int column) {
-  if (statement.IsNull(column)) return std::nullopt;
-  return statement.Text(column);
-}
-
-void Count(RunCounts& counts, std::string_view state, uint32_t n) {
+void Count(RunCounts& counts, TaskState state, uint32_t n) {
   counts.total += n;
-  if (state == task_state::kPending) counts.pending += n;
-  if (state == task_state::kQueued) counts.queued += n;
-  if (state == task_state::kRunning) counts.running += n;
-  if (state == task_state::kRetrying) counts.retrying += n;
-  if (state == task_state::kSucceeded) counts.succeeded += n;
-  if (state == task_state::kCached) counts.cached += n;
-  if (state == task_state::kFailed) counts.failed += n;
-  if (state == task_state::kUpstreamFailed) counts.upstream_failed += n;
-  if (state == task_state::kCancelled) counts.cancelled += n;
+  switch (state) {
+    case TaskState::kPending:
+      counts.pending += n;
+      break;
+    case TaskState::kQueued:
+      counts.queued += n;
+      break;
+    case TaskState::kRunning:
+      counts.running += n;
+      break;
+    case TaskState::kRetrying:
+      counts.retrying += n;
+      break;
+    case TaskState::kSucceeded:
+      counts.succeeded += n;
+      break;
+    case TaskState::kCached:
+      counts.cached += n;
+      break;
+    case TaskState::kFailed:
+      counts.failed += n;
+      break;
+    case TaskState::kUpstreamFailed:
+      counts.upstream_failed += n;
+      break;
+    case TaskState::kCancelled:
+      counts.cancelled += n;
+      break;
+  }
 }
 
 // --------------------------------------------------------------- runs
@@ -72,7 +69,7 @@ constexpr std::string_view kRunColumns =
     "started_at, finished_at, engine_pid, engine_host, cancel_requested, message, priority FROM "
     "runs";
 
-RunSummary ReadRun(const Statement& s) {
+absl::StatusOr<RunSummary> ReadRun(const Statement& s) {
   RunSummary run;
   run.id = s.Text(0);
   run.pipeline = s.Text(1);
@@ -85,7 +82,7 @@ RunSummary ReadRun(const Statement& s) {
       run.params[name] = value.is_string() ? value.get<std::string>() : value.dump();
     }
   }
-  run.state = s.Text(5);
+  TF_ASSIGN_OR_RETURN(run.state, StateOf(ParseRunState, s.Text(5), StrCat("run ", run.id)));
   run.slots = s.Int(6);
   run.created_at_ms = s.Int(7);
   run.started_at_ms = s.OptionalInt(8);
@@ -124,7 +121,7 @@ bool RunLockHeld(const std::string& db_path, const std::string& run_id) {
   return false;
 }
 
-EngineStatus ProbeRunEngine(Database& db, const std::string& run_id, std::string_view state,
+EngineStatus ProbeRunEngine(Database& db, const std::string& run_id, RunState state,
                             std::optional<int64_t> pid, const std::string& host) {
   EngineStatus status = ProbeEngine(state, pid, host);
   if (status == EngineStatus::kAlive && !RunLockHeld(db.path(), run_id))
@@ -137,8 +134,11 @@ absl::Status FinishSummary(Database& db, RunSummary& run, int64_t now_ms) {
       Statement counts,
       db.Prepare("SELECT state, count(*) FROM tasks WHERE run_id = ? GROUP BY state"));
   counts.Bind(1, run.id);
-  TF_RETURN_IF_ERROR(ForEachRow(counts, [&](const Statement& s) {
-    Count(run.counts, s.Text(0), static_cast<uint32_t>(s.Int(1)));
+  TF_RETURN_IF_ERROR(ForEachRow(counts, [&](const Statement& s) -> absl::Status {
+    TF_ASSIGN_OR_RETURN(TaskState state,
+                        StateOf(ParseTaskState, s.Text(0), StrCat("a task of run ", run.id)));
+    Count(run.counts, state, static_cast<uint32_t>(s.Int(1)));
+    return absl::OkStatus();
   }));
   run.engine = ProbeRunEngine(db, run.id, run.state, run.engine_pid, run.engine_host);
   const int64_t start = run.started_at_ms.value_or(run.created_at_ms);
@@ -175,7 +175,7 @@ constexpr std::string_view kTaskColumns =
     "SELECT run_id, id, seq, stage, kind, item, item_index, layer, state, attempts, cache_key, "
     "started_at, finished_at, message FROM tasks";
 
-TaskRow ReadTask(const Statement& s) {
+absl::StatusOr<TaskRow> ReadTask(const Statement& s) {
   TaskRow task;
   task.run_id = s.Text(0);
   task.id = s.Text(1);
@@ -185,7 +185,8 @@ TaskRow ReadTask(const Statement& s) {
   task.item = OptionalText(s, 5);
   task.item_index = s.Int(6);
   task.layer = s.Int(7);
-  task.state = s.Text(8);
+  TF_ASSIGN_OR_RETURN(task.state, StateOf(ParseTaskState, s.Text(8),
+                                          StrCat("task ", task.id, " of run ", task.run_id)));
   task.attempt_count = s.Int(9);
   task.cache_key = s.Text(10);
   task.started_at_ms = s.OptionalInt(11);
@@ -209,12 +210,9 @@ absl::StatusOr<AttemptRow> ReadAttempt(const Statement& s) {
   attempt.run_id = s.Text(1);
   attempt.task_id = s.Text(2);
   attempt.number = s.Int(3);
-  attempt.state = s.Text(4);
-  if (absl::Status known = ParseAttemptState(attempt.state).status(); !known.ok()) {
-    return absl::DataLossError(StrCat("attempt ", std::to_string(attempt.number), " of task ",
-                                      attempt.task_id, " in run ", attempt.run_id, ": ",
-                                      known.message()));
-  }
+  TF_ASSIGN_OR_RETURN(attempt.state, StateOf(ParseAttemptState, s.Text(4),
+                                             StrCat("attempt ", attempt.number, " of task ",
+                                                    attempt.task_id, " in run ", attempt.run_id)));
   attempt.worker = s.Text(5);
   attempt.pid = s.OptionalInt(6);
   attempt.command = s.Text(7);
@@ -507,9 +505,8 @@ std::string_view EngineStatusName(EngineStatus status) {
   return "unknown";
 }
 
-EngineStatus ProbeEngine(std::string_view state, std::optional<int64_t> pid,
-                         const std::string& host) {
-  if (state != run_state::kRunning) return EngineStatus::kNotRunning;
+EngineStatus ProbeEngine(RunState state, std::optional<int64_t> pid, const std::string& host) {
+  if (state != RunState::kRunning) return EngineStatus::kNotRunning;
   const std::string here = HostName();
   if (!host.empty() && host != here) return EngineStatus::kOtherHost;
   if (pid && EngineAlive(*pid, here)) return EngineStatus::kAlive;
@@ -517,21 +514,24 @@ EngineStatus ProbeEngine(std::string_view state, std::optional<int64_t> pid,
 }
 
 absl::StatusOr<RunList> ListRuns(Database& db, const RunFilter& filter, int64_t now_ms) {
-  const std::string where = filter.state.empty() ? "" : " WHERE state = ?";
+  const std::string where = filter.state ? " WHERE state = ?" : "";
   RunList list;
   {
     TF_ASSIGN_OR_RETURN(Statement count, db.Prepare(StrCat("SELECT count(*) FROM runs", where)));
-    if (!filter.state.empty()) count.Bind(1, filter.state);
+    if (filter.state) count.Bind(1, RunStateName(*filter.state));
     TF_RETURN_IF_ERROR(ForEachRow(count, [&](const Statement& s) { list.total = s.Int(0); }));
   }
   TF_ASSIGN_OR_RETURN(Statement runs,
                       db.Prepare(StrCat(kRunColumns, where, " ORDER BY created_at DESC, rowid DESC",
                                         filter.limit > 0 ? " LIMIT ?" : "")));
   int index = 1;
-  if (!filter.state.empty()) runs.Bind(index++, filter.state);
+  if (filter.state) runs.Bind(index++, RunStateName(*filter.state));
   if (filter.limit > 0) runs.Bind(index, filter.limit);
-  TF_RETURN_IF_ERROR(
-      ForEachRow(runs, [&](const Statement& s) { list.runs.push_back(ReadRun(s)); }));
+  TF_RETURN_IF_ERROR(ForEachRow(runs, [&](const Statement& s) -> absl::Status {
+    TF_ASSIGN_OR_RETURN(RunSummary run, ReadRun(s));
+    list.runs.push_back(std::move(run));
+    return absl::OkStatus();
+  }));
   for (RunSummary& run : list.runs) TF_RETURN_IF_ERROR(FinishSummary(db, run, now_ms));
   return list;
 }
@@ -562,7 +562,10 @@ absl::StatusOr<RunSummary> GetRunSummary(Database& db, const std::string& run_id
   TF_ASSIGN_OR_RETURN(Statement find, db.Prepare(StrCat(kRunColumns, " WHERE id = ?")));
   find.Bind(1, run_id);
   std::optional<RunSummary> run;
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) { run = ReadRun(s); }));
+  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) -> absl::Status {
+    TF_ASSIGN_OR_RETURN(run, ReadRun(s));
+    return absl::OkStatus();
+  }));
   if (!run) return RunNotFound(db, run_id);
   TF_RETURN_IF_ERROR(FinishSummary(db, *run, now_ms));
   return *std::move(run);
@@ -573,9 +576,10 @@ absl::StatusOr<RunStatus> GetRunStatus(Database& db, const std::string& run_id) 
                       db.Prepare("SELECT state, engine_pid, engine_host FROM runs WHERE id = ?"));
   find.Bind(1, run_id);
   std::optional<RunStatus> status;
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) {
-    status =
-        RunStatus{s.Text(0), ProbeRunEngine(db, run_id, s.Text(0), s.OptionalInt(1), s.Text(2))};
+  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) -> absl::Status {
+    TF_ASSIGN_OR_RETURN(RunState state, StateOf(ParseRunState, s.Text(0), StrCat("run ", run_id)));
+    status = RunStatus{state, ProbeRunEngine(db, run_id, state, s.OptionalInt(1), s.Text(2))};
+    return absl::OkStatus();
   }));
   if (!status) return RunNotFound(db, run_id);
   return *status;
@@ -591,9 +595,11 @@ absl::StatusOr<RunDetail> GetRunDetail(Database& db, const std::string& run_id, 
     TF_ASSIGN_OR_RETURN(Statement tasks,
                         db.Prepare(StrCat(kTaskColumns, " WHERE run_id = ? ORDER BY seq, id")));
     tasks.Bind(1, run_id);
-    TF_RETURN_IF_ERROR(ForEachRow(tasks, [&](const Statement& s) {
-      task_index.emplace(s.Text(1), detail.tasks.size());
-      detail.tasks.push_back(ReadTask(s));
+    TF_RETURN_IF_ERROR(ForEachRow(tasks, [&](const Statement& s) -> absl::Status {
+      TF_ASSIGN_OR_RETURN(TaskRow task, ReadTask(s));
+      task_index.emplace(task.id, detail.tasks.size());
+      detail.tasks.push_back(std::move(task));
+      return absl::OkStatus();
     }));
   }
   {
@@ -665,7 +671,10 @@ absl::StatusOr<TaskRow> FindTask(Database& db, const std::string& run_id,
                       db.Prepare(StrCat(kTaskColumns, " WHERE run_id = ? AND id = ?")));
   find.Bind(1, run_id).Bind(2, task_id);
   std::optional<TaskRow> task;
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) { task = ReadTask(s); }));
+  TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& s) -> absl::Status {
+    TF_ASSIGN_OR_RETURN(task, ReadTask(s));
+    return absl::OkStatus();
+  }));
   if (task) return *std::move(task);
 
   // The name of a foreach stage is the commonest near miss: list its tasks.
@@ -724,7 +733,8 @@ absl::StatusOr<AttemptRow> FindAttempt(Database& db, const std::string& run_id,
   }));
   if (!first) {
     return absl::NotFoundError(StrCat("task ", task_id, " of run ", run_id,
-                                      " has no attempts yet (it is ", task.state, ")"));
+                                      " has no attempts yet (it is ", TaskStateName(task.state),
+                                      ")"));
   }
   return absl::NotFoundError(
       StrCat("task ", task_id, " of run ", run_id, " has no attempt ", number,
@@ -799,7 +809,8 @@ absl::StatusOr<ArtifactRow> ResolveArtifact(Database& db, const ArtifactRef& ref
   TF_ASSIGN_OR_RETURN(std::vector<std::string> names, OutputNames(db, run_id, ref.task));
   if (names.empty()) {
     return absl::NotFoundError(StrCat("task ", ref.task, " of run ", run_id,
-                                      " has no recorded outputs (it is ", task.state, ")"));
+                                      " has no recorded outputs (it is ", TaskStateName(task.state),
+                                      ")"));
   }
   std::string list;
   for (const std::string& name : names) list += StrCat(list.empty() ? "" : ", ", name);

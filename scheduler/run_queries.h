@@ -4,7 +4,9 @@
 // on a Database the caller owns (one thread at a time, as sqlite.h says) and
 // leaves no statement open, so a long-lived reader keeps seeing the engine's
 // later commits (WAL readers read a snapshot only while a statement is open).
-// Errors name what was not found and where, with a did-you-mean.
+// Errors name what was not found and where, with a did-you-mean. States are
+// the enums of store.h: a word this tierflow does not know is a DataLoss
+// error naming it and its row, never read as some default.
 #pragma once
 
 #include <compare>
@@ -18,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "scheduler/engine.h"
 #include "scheduler/sqlite.h"
+#include "scheduler/store.h"
 
 namespace tierflow::scheduler {
 
@@ -31,8 +34,7 @@ enum class EngineStatus {
 std::string_view EngineStatusName(EngineStatus status);
 
 // The engine status of a run in `state` whose engine is `pid` on `host`.
-EngineStatus ProbeEngine(std::string_view state, std::optional<int64_t> pid,
-                         const std::string& host);
+EngineStatus ProbeEngine(RunState state, std::optional<int64_t> pid, const std::string& host);
 
 // One row of `runs` with its task counts.
 struct RunSummary {
@@ -41,7 +43,7 @@ struct RunSummary {
   std::string file;
   std::string working_dir;
   std::map<std::string, std::string> params;  // the --param overrides
-  std::string state;                          // a run_state word
+  RunState state = RunState::kRunning;
   int64_t slots = 0;
   int64_t created_at_ms = 0;
   std::optional<int64_t> started_at_ms;
@@ -59,8 +61,8 @@ struct RunSummary {
 };
 
 struct RunFilter {
-  int64_t limit = 0;  // newest first; 0 = every run
-  std::string state;  // "" = every state
+  int64_t limit = 0;              // newest first; 0 = every run
+  std::optional<RunState> state;  // unset = every state
 };
 
 struct RunList {
@@ -82,7 +84,7 @@ absl::StatusOr<RunSummary> GetRunSummary(Database& db, const std::string& run_id
 // A run's state and engine, without counting its tasks: cheap enough to
 // re-check every second while following a log.
 struct RunStatus {
-  std::string state;
+  RunState state = RunState::kRunning;
   EngineStatus engine = EngineStatus::kNotRunning;
 };
 absl::StatusOr<RunStatus> GetRunStatus(Database& db, const std::string& run_id);
@@ -92,7 +94,7 @@ struct AttemptRow {
   std::string run_id;
   std::string task_id;
   int64_t number = 0;  // 1, 2, ... per task
-  std::string state;   // an attempt_state word
+  AttemptState state = AttemptState::kRunning;
   std::string worker;
   std::optional<int64_t> pid;
   std::string command;  // JSON, as stored
@@ -165,7 +167,7 @@ struct TaskRow {
   std::optional<std::string> item;
   int64_t item_index = 0;
   int64_t layer = 0;
-  std::string state;  // a task_state word
+  TaskState state = TaskState::kPending;
   int64_t attempt_count = 0;
   std::string cache_key;
   std::optional<int64_t> started_at_ms;

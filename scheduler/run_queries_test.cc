@@ -84,7 +84,7 @@ TEST_F(RunQueriesTest, ListsRunsNewestFirstWithTaskCounts) {
   EXPECT_EQ(list->runs[1].id, "quickstart-3f9a1c");
   EXPECT_EQ(list->runs[2].id, "quickstart-1a2b3c");
   const RunSummary& failed = list->runs[1];
-  EXPECT_EQ(failed.state, "failed");
+  EXPECT_EQ(failed.state, RunState::kFailed);
   EXPECT_EQ(failed.counts.total, 6u);
   EXPECT_EQ(failed.counts.succeeded, 3u);
   EXPECT_EQ(failed.counts.cached, 1u);
@@ -98,11 +98,11 @@ TEST_F(RunQueriesTest, ListsRunsNewestFirstWithTaskCounts) {
 }
 
 TEST_F(RunQueriesTest, FiltersByStateAndLimitsButCountsEveryMatch) {
-  auto failed = ListRuns(*db_, {.limit = 0, .state = "failed"}, kNow);
+  auto failed = ListRuns(*db_, {.limit = 0, .state = RunState::kFailed}, kNow);
   ASSERT_TRUE(failed.ok()) << failed.status();
   ASSERT_EQ(failed->runs.size(), 1u);
   EXPECT_EQ(failed->runs[0].id, "quickstart-3f9a1c");
-  auto two = ListRuns(*db_, {.limit = 2, .state = ""}, kNow);
+  auto two = ListRuns(*db_, {.limit = 2, .state = std::nullopt}, kNow);
   ASSERT_TRUE(two.ok()) << two.status();
   EXPECT_EQ(two->runs.size(), 2u);
   EXPECT_EQ(two->total, 3);
@@ -111,7 +111,7 @@ TEST_F(RunQueriesTest, FiltersByStateAndLimitsButCountsEveryMatch) {
 TEST_F(RunQueriesTest, RunningRunWhoseEngineDiedIsGoneWithNoDuration) {
   auto run = GetRunSummary(*db_, "quickstart-c0ffee", kNow);
   ASSERT_TRUE(run.ok()) << run.status();
-  EXPECT_EQ(run->state, "running");
+  EXPECT_EQ(run->state, RunState::kRunning);
   EXPECT_EQ(run->engine, EngineStatus::kGone);
   EXPECT_FALSE(run->duration_ms.has_value());
   EXPECT_EQ(run->counts.running, 1u);
@@ -155,9 +155,9 @@ TEST_F(RunQueriesTest, RunningRunWithLiveTierflowEngineIsAliveAndTimedToNow) {
 }
 
 TEST_F(RunQueriesTest, LiveProcessThatIsNotTierflowIsNoEngine) {
-  EXPECT_EQ(ProbeEngine("running", getpid(), ""), EngineStatus::kGone);
-  EXPECT_EQ(ProbeEngine("running", std::nullopt, ""), EngineStatus::kGone);
-  EXPECT_EQ(ProbeEngine("failed", getpid(), ""), EngineStatus::kNotRunning);
+  EXPECT_EQ(ProbeEngine(RunState::kRunning, getpid(), ""), EngineStatus::kGone);
+  EXPECT_EQ(ProbeEngine(RunState::kRunning, std::nullopt, ""), EngineStatus::kGone);
+  EXPECT_EQ(ProbeEngine(RunState::kFailed, getpid(), ""), EngineStatus::kNotRunning);
 }
 
 TEST_F(RunQueriesTest, EngineOnAnotherHostCannotBeJudged) {
@@ -173,12 +173,12 @@ TEST_F(RunQueriesTest, EngineOnAnotherHostCannotBeJudged) {
 TEST_F(RunQueriesTest, ReaderSeesLaterCommitsOfTheWriter) {
   auto before = GetRunStatus(*db_, "quickstart-c0ffee");
   ASSERT_TRUE(before.ok()) << before.status();
-  EXPECT_EQ(before->state, "running");
+  EXPECT_EQ(before->state, RunState::kRunning);
   ASSERT_TRUE(
       Writer().Execute("UPDATE runs SET state = 'cancelled' WHERE id = 'quickstart-c0ffee'").ok());
   auto after = GetRunStatus(*db_, "quickstart-c0ffee");
   ASSERT_TRUE(after.ok()) << after.status();
-  EXPECT_EQ(after->state, "cancelled");
+  EXPECT_EQ(after->state, RunState::kCancelled);
   EXPECT_EQ(after->engine, EngineStatus::kNotRunning);
 }
 
@@ -186,6 +186,39 @@ TEST_F(RunQueriesTest, LastAndLatestNameTheNewestRun) {
   EXPECT_EQ(*ResolveRunId(*db_, "last"), "quickstart-c0ffee");
   EXPECT_EQ(*ResolveRunId(*db_, "latest"), "quickstart-c0ffee");
   EXPECT_EQ(*ResolveRunId(*db_, "quickstart-1a2b3c"), "quickstart-1a2b3c");
+}
+
+TEST_F(RunQueriesTest, UnknownTaskStateIsAnErrorNamingItNotPending) {
+  ASSERT_TRUE(Writer()
+                  .Execute("UPDATE tasks SET state = 'paused' WHERE run_id = "
+                           "'quickstart-3f9a1c' AND id = 'train'")
+                  .ok());
+  auto detail = GetRunDetail(*db_, "quickstart-3f9a1c", kNow);
+  ASSERT_FALSE(detail.ok());
+  EXPECT_EQ(detail.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(detail.status().message(), "'paused'"));
+  // The task counts of a summary read the same column: no silent bucket.
+  auto summary = GetRunSummary(*db_, "quickstart-3f9a1c", kNow);
+  ASSERT_FALSE(summary.ok());
+  EXPECT_TRUE(Contains(summary.status().message(), "'paused'"));
+  EXPECT_TRUE(Contains(summary.status().message(), "quickstart-3f9a1c"));
+  auto task = FindTask(*db_, "quickstart-3f9a1c", "train");
+  ASSERT_FALSE(task.ok());
+  EXPECT_TRUE(Contains(task.status().message(), "task train of run quickstart-3f9a1c"));
+}
+
+TEST_F(RunQueriesTest, UnknownRunStateIsAnErrorNamingTheRun) {
+  ASSERT_TRUE(Writer()
+                  .Execute("UPDATE runs SET state = 'hibernating' WHERE id = 'quickstart-1a2b3c'")
+                  .ok());
+  auto list = ListRuns(*db_, {}, kNow);
+  ASSERT_FALSE(list.ok());
+  EXPECT_EQ(list.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(list.status().message(), "run quickstart-1a2b3c"));
+  EXPECT_TRUE(Contains(list.status().message(), "'hibernating'"));
+  auto status = GetRunStatus(*db_, "quickstart-1a2b3c");
+  ASSERT_FALSE(status.ok());
+  EXPECT_TRUE(Contains(status.status().message(), "'hibernating'"));
 }
 
 TEST_F(RunQueriesTest, UnknownRunNamesIdAndDatabaseWithSuggestion) {
@@ -222,9 +255,9 @@ TEST_F(RunQueriesTest, RunDetailHasTasksInPlanOrderWithAttemptsAndOutputs) {
   const TaskRow& ingest = detail->tasks[1];
   EXPECT_EQ(ingest.item, "1");
   ASSERT_EQ(ingest.attempts.size(), 2u);
-  EXPECT_EQ(ingest.attempts[0].state, "failed");
+  EXPECT_EQ(ingest.attempts[0].state, AttemptState::kFailed);
   EXPECT_EQ(ingest.attempts[0].exit_code, 1);
-  EXPECT_EQ(ingest.attempts[1].state, "succeeded");
+  EXPECT_EQ(ingest.attempts[1].state, AttemptState::kSucceeded);
   ASSERT_EQ(ingest.outputs.size(), 1u);
   EXPECT_EQ(ingest.outputs[0].Ref(), "quickstart-3f9a1c/ingest[1]/raw");
 
@@ -244,10 +277,10 @@ TEST_F(RunQueriesTest, RunDetailHasTasksInPlanOrderWithAttemptsAndOutputs) {
   EXPECT_EQ(train.outputs[0].copies[1].state, "evicted");
 
   const TaskRow& publish = detail->tasks[4];
-  EXPECT_EQ(publish.state, "failed");
+  EXPECT_EQ(publish.state, TaskState::kFailed);
   EXPECT_EQ(publish.message, "timed out after 30s (killed by SIGTERM)");
   ASSERT_EQ(publish.attempts.size(), 2u);
-  EXPECT_EQ(publish.attempts[1].state, "timed_out");
+  EXPECT_EQ(publish.attempts[1].state, AttemptState::kTimedOut);
   EXPECT_EQ(publish.attempts[1].signal, 15);
   EXPECT_FALSE(publish.attempts[1].exit_code.has_value());
   EXPECT_TRUE(detail->tasks[5].attempts.empty());

@@ -1,8 +1,10 @@
 // The web UI's built files (ui/dist, made by `npm run build` in ui/), compiled
 // into the `tierflow` binary by the tierflow_ui_assets target so one binary
-// serves the UI. The HTTP server (api/) serves them at / and under /assets/.
+// serves the UI. cli hands them to the HTTP server (api/http_server.h
+// HttpServerOptions::ui_assets), which serves them at / and under /assets/.
 #pragma once
 
+#include <span>
 #include <string_view>
 
 namespace tierflow::ui {
@@ -13,7 +15,7 @@ struct Asset {
   std::string_view body;
 };
 
-// The asset at `path` ("/" is "/index.html"); nullptr when there is none.
-const Asset* FindAsset(std::string_view path);
+// Every built file, in static storage (the views never dangle).
+std::span<const Asset> Assets();
 
 }  // namespace tierflow::ui

@@ -1,5 +1,5 @@
 # Writes a C++ file that holds every file under DIST as a byte array, with its
-# URL path and content type, and defines tierflow::ui::FindAsset (ui/assets.h).
+# URL path and content type, and defines tierflow::ui::Assets (ui/assets.h).
 # Run as: cmake -DDIST=<dir> -DOUT=<file.cc> -P embed_assets.cmake
 if(NOT DIST OR NOT OUT)
   message(FATAL_ERROR "usage: cmake -DDIST=dir -DOUT=file.cc -P embed_assets.cmake")
@@ -76,13 +76,7 @@ ${table}};
 
 }  // namespace
 
-const Asset* FindAsset(std::string_view path) {
-  if (path == \"/\") path = \"/index.html\";
-  for (const Asset& asset : kAssets) {
-    if (asset.path == path) return &asset;
-  }
-  return nullptr;
-}
+std::span<const Asset> Assets() { return kAssets; }
 
 }  // namespace tierflow::ui
 ")
