@@ -15,6 +15,7 @@ Usage: layering_test.py REPO_ROOT
 import pathlib
 import re
 import sys
+import tempfile
 
 # Folder -> the folders of ours it may include (itself implied).
 ALLOWED = {
@@ -45,8 +46,8 @@ def target_folders(root):
     return owner
 
 
-def main():
-    root = pathlib.Path(sys.argv[1]).resolve()
+def check(root):
+    """Every violation under `root`, as 'file:line: what' lines."""
     problems = []
     for folder, allowed in ALLOWED.items():
         base = root / folder
@@ -78,6 +79,35 @@ def main():
                     problems.append(f"{cmake.relative_to(root)}:{line}: {match.group(1)} links "
                                     f"{library} ({used}/), but {folder}/ may use only "
                                     f"{sorted(may)}")
+    return problems
+
+
+def self_check():
+    """The check finds an include and a link it must refuse, in a tree made
+    for it (so a broken pattern cannot pass the real tree vacuously)."""
+    with tempfile.TemporaryDirectory(prefix="tierflow-layering.") as temp:
+        root = pathlib.Path(temp)
+        for folder, name, text in [
+                ("scheduler", "x.cc", '#include "api/cluster.h"\n#include "dag/graph.h"\n'),
+                ("dag", "CMakeLists.txt", "add_library(tierflow_dag a.cc)\n"),
+                ("storage_adapters", "CMakeLists.txt",
+                 "add_library(tierflow_storage a.cc)\n"
+                 "target_link_libraries(tierflow_storage PRIVATE tierflow_dag)\n")]:
+            (root / folder).mkdir(exist_ok=True)
+            (root / folder / name).write_text(text)
+        found = check(root)
+        expected = ["scheduler/x.cc:1: includes api/", "storage_adapters/CMakeLists.txt:2: "
+                    "tierflow_storage links tierflow_dag"]
+        if len(found) != 2 or not all(f.startswith(e) for f, e in zip(sorted(found), expected)):
+            print("self-check failed: expected two violations, got:", *found, sep="\n  ")
+            return False
+    return True
+
+
+def main():
+    if not self_check():
+        return 1
+    problems = check(pathlib.Path(sys.argv[1]).resolve())
     for problem in problems:
         print(problem)
     if problems:
