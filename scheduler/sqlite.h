@@ -157,8 +157,7 @@ class Transaction {
   bool open() const { return db_ != nullptr; }
 
  private:
-  Transaction(Database* db, std::function<double()> random)
-      : db_(db), random_(std::move(random)) {}
+  Transaction(Database* db, std::function<double()> random) : db_(db), random_(std::move(random)) {}
   Database* db_;                    // null once committed or rolled back
   std::function<double()> random_;  // set: COMMIT retries while busy
 };

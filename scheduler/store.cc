@@ -437,8 +437,7 @@ absl::StatusOr<std::unique_ptr<Database>> OpenStore(const std::string& path) {
   return db;
 }
 
-absl::StatusOr<std::unique_ptr<Database>> OpenStoreReadOnly(const std::string& path,
-                                                            int oldest) {
+absl::StatusOr<std::unique_ptr<Database>> OpenStoreReadOnly(const std::string& path, int oldest) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db,
                       Database::Open(path, Database::Mode::kReadOnly));
   TF_ASSIGN_OR_RETURN(int version, UserVersion(*db));

@@ -22,6 +22,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/testing/child_process.h"
 #include "storage_adapters/content_hash.h"
 #include "storage_adapters/local_artifact.h"
 #include "storage_adapters/posix.h"
@@ -29,7 +30,6 @@
 #include "storage_adapters/s3.h"
 #include "storage_adapters/swift_testing.h"
 #include "storage_adapters/transfer.h"
-#include "common/testing/child_process.h"
 
 namespace tierflow::storage {
 namespace {

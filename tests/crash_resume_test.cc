@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "common/testing/child_process.h"
 #include "scheduler/store.h"
 #include "tests/engine/engine_testing.h"
-#include "common/testing/child_process.h"
 
 namespace tierflow {
 namespace {

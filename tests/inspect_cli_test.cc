@@ -12,10 +12,10 @@
 #include <thread>
 #include <vector>
 
+#include "common/testing/child_process.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 #include "scheduler/testing/run_fixture.h"
-#include "common/testing/child_process.h"
 
 namespace tierflow {
 namespace {

@@ -14,9 +14,9 @@
 #include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "common/testing/child_process.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
-#include "common/testing/child_process.h"
 
 namespace tierflow::scheduler::testing {
 namespace {
@@ -298,7 +298,8 @@ absl::StatusOr<RunFixture> WriteRunFixture(const std::string& dir, int64_t engin
   fixture.dir = dir;
   fixture.db_path = dir + "/tierflow.db";
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenStore(fixture.db_path));
-  TF_RETURN_IF_ERROR(db->Execute("BEGIN"));
+  TF_ASSIGN_OR_RETURN(Transaction transaction,
+                      Transaction::Begin(*db, Transaction::Kind::kDeferred));
   TF_RETURN_IF_ERROR(
       db->Execute(StrCat("INSERT INTO pipelines(id, name, yaml_hash, yaml, file, created_at) "
                          "VALUES (1, 'quickstart', 'h', 'name: quickstart', 'pipeline.yaml', ",
@@ -307,15 +308,15 @@ absl::StatusOr<RunFixture> WriteRunFixture(const std::string& dir, int64_t engin
   TF_RETURN_IF_ERROR(WriteFirstRun(writer));
   TF_RETURN_IF_ERROR(WriteSecondRun(writer));
   TF_RETURN_IF_ERROR(WriteRunningRun(writer, engine_pid));
-  TF_RETURN_IF_ERROR(db->Execute("COMMIT"));
+  TF_RETURN_IF_ERROR(transaction.Commit());
   fixture.running_log = writer.LogPath("quickstart-c0ffee", "ingest[0]", 1);
   return fixture;
 }
 
 FakeEngine::FakeEngine() {
   // Start returns once the program runs: argv[0] is set by then.
-  auto started = tierflow::testing::ChildProcess::Start(
-      {"/bin/sleep", {"300"}, "tierflow-fake-engine"});
+  auto started =
+      tierflow::testing::ChildProcess::Start({"/bin/sleep", {"300"}, "tierflow-fake-engine"});
   if (started.ok()) process_ = std::move(*started);
 }
 
