@@ -99,13 +99,7 @@ class S3AdapterTest : public ::testing::Test {
     return read.ok() ? *read : "error: " + read.status().ToString();
   }
   static std::vector<std::string> Keys(Adapter& adapter, std::string_view prefix) {
-    auto objects = adapter.List(prefix);
-    EXPECT_TRUE(objects.ok()) << objects.status();
-    std::vector<std::string> keys;
-    if (objects.ok()) {
-      for (const ObjectInfo& info : *objects) keys.push_back(info.key);
-    }
-    return keys;
+    return testing::Keys(adapter, prefix);
   }
   std::vector<std::string> LocalFiles() const {
     std::vector<std::string> files;

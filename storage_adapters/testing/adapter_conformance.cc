@@ -23,16 +23,6 @@ using ::testing::IsEmpty;
 
 constexpr char kTier[] = "conformance";
 
-std::vector<std::string> Keys(Adapter& adapter, std::string_view prefix) {
-  auto objects = adapter.List(prefix);
-  EXPECT_TRUE(objects.ok()) << objects.status();
-  std::vector<std::string> keys;
-  if (objects.ok()) {
-    for (const ObjectInfo& info : *objects) keys.push_back(info.key);
-  }
-  return keys;
-}
-
 std::string ReadLocal(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream text;

@@ -1,6 +1,6 @@
 // Objects for the storage adapters' tests: bytes that differ at every
 // offset, and whole objects written and read through the Adapter interface
-// in pieces. Tests only; stateless.
+// in pieces, and their keys listed. Tests only (gtest); stateless.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -58,6 +60,18 @@ inline absl::StatusOr<std::string> GetObject(Adapter& adapter, std::string_view 
     if (*n == 0) return out;
     out.append(chunk.data(), *n);
   }
+}
+
+// The keys under `prefix`, in the adapter's order; a failed List fails the
+// test and gives none.
+inline std::vector<std::string> Keys(Adapter& adapter, std::string_view prefix) {
+  auto objects = adapter.List(prefix);
+  EXPECT_TRUE(objects.ok()) << objects.status();
+  std::vector<std::string> keys;
+  if (objects.ok()) {
+    for (const ObjectInfo& info : *objects) keys.push_back(info.key);
+  }
+  return keys;
 }
 
 }  // namespace tierflow::storage::testing
