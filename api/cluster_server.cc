@@ -33,6 +33,7 @@
 #include "rpc/status.h"
 #include "rpc/task_proto.h"
 #include "rpc/tierflow.grpc.pb.h"
+#include "scheduler/api_queries.h"
 #include "scheduler/engine.h"
 #include "scheduler/lease_manager.h"
 #include "scheduler/sqlite.h"
@@ -48,15 +49,7 @@ namespace {
 // stores) never share one, and a restarted server keeps its own.
 absl::StatusOr<std::string> ClusterId(const std::string& db_path) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Database> db, scheduler::OpenStore(db_path));
-  TF_ASSIGN_OR_RETURN(scheduler::Statement make,
-                      db->Prepare("INSERT INTO cluster(id, created_at) SELECT ?, ? "
-                                  "WHERE NOT EXISTS (SELECT 1 FROM cluster)"));
-  TF_RETURN_IF_ERROR(make.Bind(1, RandomHex(8)).Bind(2, WallClockMs()).Run());
-  TF_ASSIGN_OR_RETURN(scheduler::Statement read,
-                      db->Prepare("SELECT id FROM cluster ORDER BY rowid LIMIT 1"));
-  TF_ASSIGN_OR_RETURN(bool row, read.Step());
-  if (!row) return absl::InternalError(StrCat("database ", db_path, ": no cluster id"));
-  return read.Text(0);
+  return scheduler::EnsureClusterId(*db, RandomHex(8));
 }
 
 using rpc::CheckToken;
@@ -630,11 +623,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   absl::Status RecordSupervised(const std::string& run_id, const std::string& why) {
     TF_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Database> db,
                         scheduler::OpenStore(options_.db_path));
-    TF_ASSIGN_OR_RETURN(scheduler::Statement event,
-                        db->Prepare("INSERT INTO events(run_id, time, kind, message) VALUES (?, ?, "
-                                    "'run_supervised', ?)"));
-    event.Bind(1, run_id).Bind(2, WallClockMs()).Bind(3, StrCat("the server resumed it: ", why));
-    return event.Run();
+    return scheduler::RecordRunSupervised(*db, run_id, why);
   }
 
   const ServerOptions& options_;

@@ -6,6 +6,7 @@
 
 #include "common/status.h"
 #include "common/strings.h"
+#include "common/units.h"
 #include "scheduler/internal/rows.h"
 
 namespace tierflow::scheduler {
@@ -360,6 +361,23 @@ absl::StatusOr<StoreStats> ReadStoreStats(Database& db) {
     stats.transfers.push_back(StoreStats::Transfer{row.Text(0), row.Int(1), row.Int(2)});
   }));
   return stats;
+}
+
+absl::StatusOr<std::string> EnsureClusterId(Database& db, const std::string& fresh_id) {
+  TF_ASSIGN_OR_RETURN(Statement make, db.Prepare("INSERT INTO cluster(id, created_at) SELECT ?, ? "
+                                                 "WHERE NOT EXISTS (SELECT 1 FROM cluster)"));
+  TF_RETURN_IF_ERROR(make.Bind(1, fresh_id).Bind(2, WallClockMs()).Run());
+  TF_ASSIGN_OR_RETURN(Statement read, db.Prepare("SELECT id FROM cluster ORDER BY rowid LIMIT 1"));
+  TF_ASSIGN_OR_RETURN(bool row, read.Step());
+  if (!row) return absl::InternalError(StrCat("database ", db.path(), ": no cluster id"));
+  return read.Text(0);
+}
+
+absl::Status RecordRunSupervised(Database& db, const std::string& run_id, const std::string& why) {
+  TF_ASSIGN_OR_RETURN(Statement event, db.Prepare("INSERT INTO events(run_id, time, kind, message) "
+                                                  "VALUES (?, ?, 'run_supervised', ?)"));
+  event.Bind(1, run_id).Bind(2, WallClockMs()).Bind(3, StrCat("the server resumed it: ", why));
+  return event.Run();
 }
 
 }  // namespace tierflow::scheduler

@@ -195,4 +195,13 @@ struct StoreStats {
 };
 absl::StatusOr<StoreStats> ReadStoreStats(Database& db);
 
+// ------------------------------------------------------------ cluster mode
+
+// The cluster's id (the `cluster` table): made, as `fresh_id`, the first
+// time a server opens the store, and the same ever after.
+absl::StatusOr<std::string> EnsureClusterId(Database& db, const std::string& fresh_id);
+// The server resumed run `run_id`, whose engine had stopped, and why (an
+// event `run_supervised`).
+absl::Status RecordRunSupervised(Database& db, const std::string& run_id, const std::string& why);
+
 }  // namespace tierflow::scheduler

@@ -273,5 +273,27 @@ TEST_F(ApiQueriesTest, StoreStatsCountRunsTasksQueueAndCopies) {
   EXPECT_TRUE(stats->transfers.empty());  // nothing was copied between tiers
 }
 
+// A store's cluster id is made once: the first server's fresh id stays,
+// whatever id a later server would have made.
+TEST_F(ApiQueriesTest, ClusterIdIsMadeOnceAndKept) {
+  absl::StatusOr<std::string> first = EnsureClusterId(*db_, "aaaa0000aaaa0000");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, "aaaa0000aaaa0000");
+  absl::StatusOr<std::string> again = EnsureClusterId(*db_, "bbbb1111bbbb1111");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, "aaaa0000aaaa0000");
+}
+
+TEST_F(ApiQueriesTest, SupervisedResumeIsRecordedAsARunEvent) {
+  ASSERT_TRUE(RecordRunSupervised(*db_, kFailedRun, "its engine stopped: disk full").ok());
+  absl::StatusOr<Statement> read =
+      db_->Prepare("SELECT message FROM events WHERE run_id = ? AND kind = 'run_supervised'");
+  ASSERT_TRUE(read.ok()) << read.status();
+  read->Bind(1, kFailedRun);
+  ASSERT_TRUE(read->Step().value_or(false));
+  EXPECT_EQ(read->Text(0), "the server resumed it: its engine stopped: disk full");
+  EXPECT_FALSE(read->Step().value_or(true));
+}
+
 }  // namespace
 }  // namespace tierflow::scheduler
