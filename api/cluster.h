@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "api/http_server.h"
 #include "api/run_service.h"
+#include "worker/exec_task.h"
 #include "worker/remote_session.h"
 
 namespace tierflow::api {
@@ -48,6 +49,9 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
 // `tierflow worker` (worker/remote_session.h).
 using worker::RunWorker;
 using worker::WorkerOptions;
+// `tierflow exec-task`: the job side of an executor whose attempts outlive
+// the engine (worker/exec_task.h).
+using worker::ExecTask;
 
 struct RemoteTask {
   std::string id;

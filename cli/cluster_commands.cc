@@ -91,6 +91,15 @@ int RunServerCommand(const ServerCommandOptions& options, std::ostream& out, std
   return kExitOk;
 }
 
+int RunExecTask(const ExecTaskOptions& options, std::ostream& err) {
+  absl::Status status = api::ExecTask(options.launch, options.report);
+  if (!status.ok()) {
+    err << "tierflow exec-task: " << status.message() << '\n';
+    return kExitInvalid;
+  }
+  return kExitOk;
+}
+
 int RunWorkerCommand(const WorkerCommandOptions& options, std::ostream& out, std::ostream& err) {
   api::WorkerOptions worker;
   worker.scheduler = Scheduler(options.scheduler);

@@ -34,6 +34,15 @@ struct WorkerCommandOptions {
 };
 int RunWorkerCommand(const WorkerCommandOptions& options, std::ostream& out, std::ostream& err);
 
+// `tierflow exec-task`: runs one attempt for an executor whose attempts
+// outlive the engine (a batch scheduler's job), from its launch file, and
+// writes its reports beside (worker/exec_task.h).
+struct ExecTaskOptions {
+  std::string launch;
+  std::string report;
+};
+int RunExecTask(const ExecTaskOptions& options, std::ostream& err);
+
 struct SubmitOptions {
   std::string scheduler;
   std::string file;

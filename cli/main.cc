@@ -374,6 +374,7 @@ int ExitForParseError(const CLI::App& app, const CLI::ParseError& error) {
 struct ClusterCommands {
   CLI::App* server;
   CLI::App* worker;
+  CLI::App* exec_task;
   CLI::App* submit;
   CLI::App* status;
   CLI::App* workers;
@@ -381,6 +382,7 @@ struct ClusterCommands {
 
 ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_options,
                                    WorkerCommandOptions& worker_options,
+                                   ExecTaskOptions& exec_task_options,
                                    SubmitOptions& submit_options, StatusOptions& status_options) {
   const char* scheduler_help =
       "The scheduler's HOST:PORT (default: $TIERFLOW_SCHEDULER, else 127.0.0.1:7070)";
@@ -447,6 +449,18 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
                    "started after it died stops and deletes exactly those (default: "
                    ".tierflow/workers)")
       ->type_name("DIR");
+  CLI::App* exec_task = app.add_subcommand(
+      "exec-task",
+      "Run one task attempt for an executor whose attempts outlive the scheduler (a batch "
+      "scheduler's job): read its launch file, run it as 'tierflow run' would, and write its "
+      "reports beside (REPORT.started, then REPORT) atomically. SIGTERM cancels it. Started "
+      "by executors, not by hand.");
+  exec_task->add_option("--launch", exec_task_options.launch, "The attempt's launch file")
+      ->required()
+      ->type_name("FILE");
+  exec_task->add_option("--report", exec_task_options.report, "Where its report goes")
+      ->required()
+      ->type_name("FILE");
   CLI::App* submit = app.add_subcommand(
       "submit",
       "Submit a pipeline to a scheduler ('tierflow server'): the file's YAML is sent, its "
@@ -476,7 +490,7 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       "workers", "The workers connected to a scheduler: slots, tasks running, last heard from.");
   workers->add_option("--scheduler", status_options.scheduler, scheduler_help)
       ->type_name("HOST:PORT");
-  return {server, worker, submit, status, workers};
+  return {server, worker, exec_task, submit, status, workers};
 }
 
 CLI::App* AddUiCommand(CLI::App& app, UiOptions& options) {
@@ -538,10 +552,11 @@ int Main(int argc, char** argv) {
   auto [tiers_list, tiers_probe] = AddTiersCommands(app, tiers_options);
   ServerCommandOptions server_options;
   WorkerCommandOptions worker_options;
+  ExecTaskOptions exec_task_options;
   SubmitOptions submit_options;
   StatusOptions status_options;
-  ClusterCommands cluster =
-      AddClusterCommands(app, server_options, worker_options, submit_options, status_options);
+  ClusterCommands cluster = AddClusterCommands(app, server_options, worker_options,
+                                               exec_task_options, submit_options, status_options);
   UiOptions ui_options;
   CLI::App* ui = AddUiCommand(app, ui_options);
   try {
@@ -585,6 +600,7 @@ int Main(int argc, char** argv) {
   if (tiers_probe->parsed()) return RunTiersProbe(tiers_options, std::cout, std::cerr);
   if (cluster.server->parsed()) return RunServerCommand(server_options, std::cout, std::cerr);
   if (cluster.worker->parsed()) return RunWorkerCommand(worker_options, std::cout, std::cerr);
+  if (cluster.exec_task->parsed()) return RunExecTask(exec_task_options, std::cerr);
   if (cluster.submit->parsed()) return RunSubmit(submit_options, std::cout, std::cerr);
   if (cluster.status->parsed()) return RunStatus(status_options, std::cout, std::cerr);
   if (cluster.workers->parsed()) return RunWorkers(status_options, std::cout, std::cerr);

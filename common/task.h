@@ -132,6 +132,10 @@ struct NodeCopyReport {
 
 struct TaskReport {
   enum class Outcome {
+    // Accepted by a scheduler outside tierflow that queues it (a Slurm
+    // job): `handle` names it there; kStarted follows when it runs. Only
+    // executors whose attempts outlive the engine send it.
+    kSubmitted,
     kStarted,    // the process is running (pid set); more reports follow
     kSucceeded,  // exited 0, every output present and moved into place
     kFailed,     // non-zero exit, signal, missing output, or spawn error
@@ -141,6 +145,10 @@ struct TaskReport {
   };
   int64_t attempt_id = 0;
   Outcome outcome = Outcome::kFailed;
+  // The executor's durable name for the attempt (a Slurm job id, "4711_3"),
+  // with kSubmitted or kStarted: recorded with the attempt, and handed back
+  // to Executor::Reattach by an engine that resumes the run.
+  std::string handle;
   int pid = 0;
   std::optional<int> exit_code;
   std::optional<int> signal;
@@ -168,15 +176,54 @@ struct TaskReport {
   uint64_t write_bytes = 0;
 };
 
+// kSucceeded, kFailed, kTimedOut, kCancelled, kLost: the attempt is over.
+inline bool IsFinal(TaskReport::Outcome outcome) {
+  return outcome != TaskReport::Outcome::kSubmitted && outcome != TaskReport::Outcome::kStarted;
+}
+
 // Runs tasks. Launch and Cancel never block on a task; reports arrive on
 // the callback given at construction, from the executor's own threads, one
 // kStarted then exactly one final report per launch (a final report may
 // come without kStarted when the launch fails early).
+//
+// Attempts that outlive the engine (a batch scheduler's jobs: Slurm). Such
+// an executor says so (Reattaches) and then:
+// - names each attempt durably where it runs, by its attempt id (a job's
+//   name or comment), so that the attempt can be found again whether or
+//   not its handle was recorded (a crash between submitting and recording);
+// - reports kSubmitted with the handle once it has it; the engine records
+//   the handle with the attempt;
+// - takes back, on Reattach, an attempt an earlier engine launched: it
+//   never submits it again, and reports it on as if it had launched it
+//   (a final report only, if it ended while no engine watched);
+// - delivers reports from what the attempt leaves behind (a report file on
+//   a shared file system), not from a live connection: any report may come
+//   late, twice, or as the first one heard of an attempt. The engine
+//   applies a final report once; what follows it for the same attempt, or
+//   comes for an attempt that is not the task's current one, is ignored.
+// The engine's side (scheduler/resume.h): attempts recorded running are
+// kept running at resume and handed to Reattach; one the executor cannot
+// find is recorded `lost` and runs again, its retries untouched. Executors
+// whose attempts die with the engine (the local pool, cluster workers,
+// which stop a lost scheduler's tasks) leave Reattaches false: a resume
+// records their running attempts lost.
 class Executor {
  public:
   using ReportCallback = std::function<void(TaskReport)>;
   virtual ~Executor() = default;
   virtual void Launch(TaskLaunch launch) = 0;
+  // Its attempts outlive this process: a resume re-attaches to them.
+  virtual bool Reattaches() const { return false; }
+  // Takes back the attempt `launch` describes (rebuilt by the resuming
+  // engine exactly as it was launched, attempt id included), recorded with
+  // `handle` ("" when the crash came before the handle was recorded).
+  // true: the executor has it (queued, running, or ended with a report it
+  // will deliver); false: it is gone without a report, and the engine
+  // records it lost. Never blocks on the attempt itself.
+  virtual bool Reattach(const TaskLaunch& launch, const std::string& handle) {
+    (void)launch, (void)handle;
+    return false;
+  }
   // Terminates the attempt's process group: TERM, KILL after its grace.
   virtual void Cancel(int64_t attempt_id) = 0;
   // Sends KILL to every running task's process group at once (second Ctrl-C).

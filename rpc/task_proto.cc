@@ -102,6 +102,9 @@ TaskLaunch FromProto(const v1::TaskLaunch& in) {
 void ToProto(const TaskReport& report, v1::TaskReport* out) {
   out->set_attempt_id(report.attempt_id);
   switch (report.outcome) {
+    case TaskReport::Outcome::kSubmitted:
+      out->set_outcome(v1::TaskReport::SUBMITTED);
+      break;
     case TaskReport::Outcome::kStarted:
       out->set_outcome(v1::TaskReport::STARTED);
       break;
@@ -121,6 +124,7 @@ void ToProto(const TaskReport& report, v1::TaskReport* out) {
       out->set_outcome(v1::TaskReport::FAILED);
       break;
   }
+  out->set_handle(report.handle);
   out->set_pid(report.pid);
   out->set_has_exit_code(report.exit_code.has_value());
   out->set_exit_code(report.exit_code.value_or(0));
@@ -160,6 +164,9 @@ TaskReport FromProto(const v1::TaskReport& in) {
   TaskReport report;
   report.attempt_id = in.attempt_id();
   switch (in.outcome()) {
+    case v1::TaskReport::SUBMITTED:
+      report.outcome = TaskReport::Outcome::kSubmitted;
+      break;
     case v1::TaskReport::STARTED:
       report.outcome = TaskReport::Outcome::kStarted;
       break;
@@ -176,6 +183,7 @@ TaskReport FromProto(const v1::TaskReport& in) {
       report.outcome = TaskReport::Outcome::kFailed;
       break;
   }
+  report.handle = in.handle();
   report.pid = in.pid();
   if (in.has_exit_code()) report.exit_code = in.exit_code();
   if (in.has_signal()) report.signal = in.signal();

@@ -142,11 +142,17 @@ class Engine::Impl : public internal::TaskHooks {
   // `show`) waits for the next turn, at most kStartedFlush after the
   // launch: no commit of its own.
   void OnReport(TaskReport report) {
-    const bool urgent = report.outcome != TaskReport::Outcome::kStarted;
+    const bool urgent = IsFinal(report.outcome);
     {
       std::lock_guard lock(mu_);
       reports_.push_back(std::move(report));
       if (urgent) ++urgent_reports_;
+      // A start long after its launch (a batch scheduler's job) finds
+      // Drive asleep with no deadline: it sets one, kStartedFlush away.
+      if (!urgent && !rearm_ && drive_sleeps_unbounded_) {
+        rearm_ = true;
+        cv_.notify_one();
+      }
     }
     if (!urgent) return;
     bool wake_drive = true;
@@ -162,6 +168,17 @@ class Engine::Impl : public internal::TaskHooks {
       }
     }
     if (wake_drive) Wake();
+  }
+  // Inside a turn: a report of the engine's own (an attempt its executor
+  // could not re-attach to), applied by the next turn.
+  void QueueReport(TaskReport report) {
+    {
+      std::lock_guard lock(mu_);
+      reports_.push_back(std::move(report));
+      ++urgent_reports_;
+      woken_ = true;
+    }
+    cv_.notify_one();
   }
   // Any thread: Drive has something to look at.
   void Wake() {
@@ -198,6 +215,10 @@ class Engine::Impl : public internal::TaskHooks {
   absl::Status RecordOutputs(uint32_t task, const TaskReport& report, int64_t now);
   absl::Status ApplyEnd(uint32_t task, const TaskReport& report, Duration duration);
   absl::Status Dispatch(uint32_t task);
+  internal::LaunchInputs BuildLaunch(uint32_t task, TaskLaunch& launch,
+                                     internal::Env& contract_env);
+  absl::Status ReattachAttempts();
+  absl::Status StartExecutor();
   absl::Status RecordAttempt(uint32_t task, TaskLaunch& launch,
                              const std::optional<internal::TaskCache::Hit>& hit,
                              const internal::LaunchInputs& inputs);
@@ -250,6 +271,7 @@ class Engine::Impl : public internal::TaskHooks {
   // What a turn decided, acted on once it is committed.
   std::vector<TaskLaunch> to_launch_;
   std::vector<int64_t> to_cancel_;
+  std::vector<std::pair<TaskLaunch, std::string>> to_reattach_;  // with its handle
   std::vector<TaskEvent> pending_events_;
   bool launched_ = false;              // the last turn launched tasks
   std::unordered_set<int64_t> ended_;  // attempts whose end this turn applies
@@ -269,6 +291,8 @@ class Engine::Impl : public internal::TaskHooks {
   size_t urgent_reports_ = 0;            // guarded by mu_: reports_ that are not kStarted
   bool woken_ = false;                   // guarded by mu_: Drive has something to look at
   bool cancel_requested_ = false;        // guarded by mu_
+  bool drive_sleeps_unbounded_ = false;  // guarded by mu_: Drive waits with no deadline
+  bool rearm_ = false;                   // guarded by mu_: Drive needs a deadline for a start
   // Held while a turn runs and while Drive reads the run's state: turns
   // run on Drive's thread or, inline, on an executor thread reporting.
   std::mutex turn_mu_;
@@ -305,12 +329,14 @@ absl::Status Engine::Impl::BeginRun() {
   to_launch_.clear();
   launched_ = false;
   to_cancel_.clear();
+  to_reattach_.clear();
   pending_events_.clear();
   std::lock_guard lock(mu_);
   reports_.clear();
   move_results_.clear();
   urgent_reports_ = 0;
   woken_ = false;
+  rearm_ = false;
   turn_status_ = absl::OkStatus();
   drive_wake_.reset();
   return absl::OkStatus();
@@ -323,6 +349,10 @@ void Engine::Impl::EndRun() {
   // that ended on an error): no longer under way for /metrics.
   if (units_) units_->moves.Clear();
   {
+    std::lock_guard lock(executor_mu_);
+    executor_.reset();  // a run that could not start
+  }
+  {
     std::lock_guard lock(mu_);
     cancel_requested_ = false;
   }
@@ -334,6 +364,7 @@ void Engine::Impl::EndRun() {
 absl::StatusOr<RunResult> Engine::Impl::Run(const RunRequest& request) {
   TF_RETURN_IF_ERROR(BeginRun());
   absl::Cleanup end = [this] { EndRun(); };
+  TF_RETURN_IF_ERROR(StartExecutor());
   TF_RETURN_IF_ERROR(internal::StartNewRun(options_, request, Links(), run_, *units_));
   return Drive(/*resumed=*/false);
 }
@@ -341,7 +372,11 @@ absl::StatusOr<RunResult> Engine::Impl::Run(const RunRequest& request) {
 absl::StatusOr<RunResult> Engine::Impl::Resume(const std::string& run) {
   TF_RETURN_IF_ERROR(BeginRun());
   absl::Cleanup end = [this] { EndRun(); };
-  TF_RETURN_IF_ERROR(internal::TakeOverRun(options_, run, Links(), run_, *units_));
+  // First: whether the executor re-attaches decides what happens to the
+  // attempts the run's last engine left running.
+  TF_RETURN_IF_ERROR(StartExecutor());
+  TF_RETURN_IF_ERROR(
+      internal::TakeOverRun(options_, run, executor_->Reattaches(), Links(), run_, *units_));
   return Drive(/*resumed=*/true);
 }
 
@@ -374,7 +409,7 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
   return FinishDriving();
 }
 
-// Initial readiness, the mover, the executor.
+// Initial readiness, and the mover.
 absl::Status Engine::Impl::StartDriving(bool resumed) {
   counts_ = RunCounts{};
   counts_.total = static_cast<uint32_t>(run_.tasks.size());
@@ -396,6 +431,11 @@ absl::Status Engine::Impl::StartDriving(bool resumed) {
   schedule_kept_ = resumed;
   mover_ = std::make_unique<Mover>(options_.transfer_threads,
                                    [this](MoveResult result) { OnMoveResult(std::move(result)); });
+  return absl::OkStatus();
+}
+
+// Before the run is loaded; nothing is launched until the first turn.
+absl::Status Engine::Impl::StartExecutor() {
   std::lock_guard lock(executor_mu_);
   auto make = options_.make_executor;
   if (!make) return absl::FailedPreconditionError("no executor configured");
@@ -427,6 +467,7 @@ bool Engine::Impl::WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_
   turn.unlock();
   bool cancel_now = false;
   bool pending = false;
+  bool rearm_only = false;
   {
     std::unique_lock lock(mu_);
     auto has_work = [&] {
@@ -435,12 +476,17 @@ bool Engine::Impl::WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_
     if (wake) {
       cv_.wait_until(lock, *wake, has_work);
     } else {
-      cv_.wait(lock, has_work);
+      drive_sleeps_unbounded_ = true;
+      cv_.wait(lock, [&] { return has_work() || rearm_; });
+      drive_sleeps_unbounded_ = false;
+      rearm_only = !has_work();
+      rearm_ = false;
     }
     woken_ = false;
     if (cancel_requested_ && !cancel_seen) cancel_seen = cancel_now = true;
   }
   turn.lock();
+  if (rearm_only) return true;  // sleeps again, until kStartedFlush at most
   if (!turn_status_.ok() || Finished()) return false;
   {
     std::lock_guard lock(mu_);
@@ -591,12 +637,13 @@ absl::Status Engine::Impl::ApplyTurn(std::deque<TaskReport>& reports, std::deque
     TF_RETURN_IF_ERROR(checkpoints().Poll());
   }
   if (schedule_kept_) TF_RETURN_IF_ERROR(ScheduleKept());
+  if (!run_.reattach.empty()) TF_RETURN_IF_ERROR(ReattachAttempts());
   for (const MoveResult& move : moves) TF_RETURN_IF_ERROR(ApplyMoveResult(move));
   // A start whose end is in the same batch needs no statement of its own:
   // the end records the pid too.
   ended_.clear();
   for (const TaskReport& report : reports) {
-    if (report.outcome != TaskReport::Outcome::kStarted) ended_.insert(report.attempt_id);
+    if (IsFinal(report.outcome)) ended_.insert(report.attempt_id);
   }
   for (TaskReport& report : reports) TF_RETURN_IF_ERROR(ApplyReport(report));
   const SteadyTime now = std::chrono::steady_clock::now();
@@ -628,6 +675,17 @@ void Engine::Impl::ActOnCommittedTurn() {
   to_launch_.clear();
   for (int64_t attempt : to_cancel_) executor_->Cancel(attempt);
   to_cancel_.clear();
+  for (auto& [launch, handle] : to_reattach_) {
+    if (executor_->Reattach(launch, handle)) continue;
+    TaskReport lost;
+    lost.attempt_id = launch.attempt_id;
+    lost.outcome = TaskReport::Outcome::kLost;
+    lost.message = StrCat("the engine stopped while this attempt ran, and its executor cannot find",
+                          handle.empty() ? std::string(" it") : StrCat(" ", handle),
+                          " any more: it runs again");
+    QueueReport(std::move(lost));
+  }
+  to_reattach_.clear();
   for (const internal::Replicas::NodeEviction& evict : replicas().evictions_on_workers()) {
     executor_->EvictNodeCopy(evict.worker, evict.tier, evict.key);
   }
@@ -802,6 +860,9 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   const uint32_t t = found->second;
   TaskRec& task = run_.tasks[t];
   if (task.attempt_id != report.attempt_id) return absl::OkStatus();  // a stale attempt
+  if (report.outcome == TaskReport::Outcome::kSubmitted) {
+    return writer().RecordHandle(report.attempt_id, report.handle);
+  }
   if (report.outcome == TaskReport::Outcome::kStarted) return ApplyStart(t, report);
   attempt_task_.erase(found);
   TF_RETURN_IF_ERROR(checkpoints().AttemptEnded(t));
@@ -828,6 +889,9 @@ absl::Status Engine::Impl::ApplyStart(uint32_t t, const TaskReport& report) {
   // The task waited for its worker to copy its inputs onto a node tier.
   int64_t staged_ms = 0;
   for (const NodeCopyReport& copy : report.node_copies) staged_ms += copy.elapsed_ms;
+  if (!report.handle.empty()) {
+    TF_RETURN_IF_ERROR(writer().RecordHandle(report.attempt_id, report.handle));
+  }
   if (ended_.count(report.attempt_id) > 0 && staged_ms == 0) return absl::OkStatus();
   return writer().AttemptStarted(report.attempt_id, report.pid, report.worker, report.worker_id,
                                  staged_ms);
@@ -951,16 +1015,10 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
   }
   const dag::Stage& stage = run_.pipeline.stages[task.stage];
   ++task.attempts;
-  TaskLaunch launch = internal::NewLaunch(run_, t, options_.kill_grace);
-  internal::Env contract_env = run_.graph->TaskEnvironment(run_.graph->tasks()[t]);
-  const internal::LaunchInputs inputs = internal::AddInputs(run_, t, launch, contract_env);
-  // Staging beside the artifact, on its write tier: publishing is a rename.
+  TaskLaunch launch;
+  internal::Env contract_env;
+  const internal::LaunchInputs inputs = BuildLaunch(t, launch, contract_env);
   const std::string staging = internal::StagingKey(run_, t);
-  internal::AddOutputs(run_, t, launch, contract_env, staging);
-  if (stage.checkpoints.enabled) {
-    checkpoints().SetLaunchDir(t, launch);
-    contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR", launch.checkpoint_dir);
-  }
   // The cache key covers what the task sees, not where this run keeps things.
   task.cache_key.clear();
   task.reusing = false;
@@ -991,6 +1049,52 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
     return absl::OkStatus();
   }
   to_launch_.push_back(std::move(launch));
+  return absl::OkStatus();
+}
+
+// Task t's launch for its attempt number task.attempts, and the
+// environment its cache key covers (without the run's own paths).
+internal::LaunchInputs Engine::Impl::BuildLaunch(uint32_t t, TaskLaunch& launch,
+                                                 internal::Env& contract_env) {
+  launch = internal::NewLaunch(run_, t, options_.kill_grace);
+  contract_env = run_.graph->TaskEnvironment(run_.graph->tasks()[t]);
+  internal::LaunchInputs inputs = internal::AddInputs(run_, t, launch, contract_env);
+  // Staging beside the artifact, on its write tier: publishing is a rename.
+  internal::AddOutputs(run_, t, launch, contract_env, internal::StagingKey(run_, t));
+  if (run_.pipeline.stages[run_.tasks[t].stage].checkpoints.enabled) {
+    checkpoints().SetLaunchDir(t, launch);
+    contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR", launch.checkpoint_dir);
+  }
+  return inputs;
+}
+
+// The first turn of a resume whose executor re-attaches: each attempt the
+// last engine left running is rebuilt as it was launched and, once the
+// turn is committed, handed back to the executor (Executor::Reattach); one
+// it cannot find is lost (ActOnCommittedTurn).
+absl::Status Engine::Impl::ReattachAttempts() {
+  for (const internal::RunModel::Reattach& r : run_.reattach) {
+    TaskRec& task = run_.tasks[r.task];
+    TaskLaunch launch;
+    internal::Env contract_env;
+    BuildLaunch(r.task, launch, contract_env);
+    internal::SetEnvironment(run_, r.task, std::move(contract_env), launch);
+    launch.attempt_id = task.attempt_id;
+    task.log_path = launch.log_path;
+    task.reusing = false;
+    attempt_task_[task.attempt_id] = r.task;
+    // Watched for commits again; a restore it would start (the folder lost
+    // its checkpoints) goes on beside the attempt, which started without.
+    int restores = 0;
+    TF_RETURN_IF_ERROR(checkpoints().Watch(r.task, launch, restores));
+    TF_RETURN_IF_ERROR(writer().AddEvent(
+        task.id, task.attempt_id, "reattached",
+        StrCat("attempt ", task.attempts, " was running when the last engine stopped",
+               r.handle.empty() ? std::string() : StrCat(" (", r.handle, ")"),
+               ": handed back to the executor, not launched again")));
+    to_reattach_.push_back({std::move(launch), r.handle});
+  }
+  run_.reattach.clear();
   return absl::OkStatus();
 }
 

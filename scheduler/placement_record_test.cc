@@ -75,7 +75,7 @@ TEST(PlacementRecord, AStoreOfSchema8MigratesAndItsRunHasNoRecordedDecisions) {
   ASSERT_TRUE(opened.ok()) << opened.status();
   Database& db = **opened;
   EXPECT_EQ(CountOrFail(db, "PRAGMA user_version"), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 9);
+  EXPECT_EQ(kSchemaVersion, 10);
   // What the old binary wrote, row for row.
   const std::string run = "quickstart-dc349c";
   EXPECT_EQ(CountOrFail(db,
@@ -89,8 +89,10 @@ TEST(PlacementRecord, AStoreOfSchema8MigratesAndItsRunHasNoRecordedDecisions) {
   EXPECT_EQ(CountOrFail(db, "SELECT count(*) FROM lineage_edges"), 20);
   EXPECT_EQ(CountOrFail(db, "SELECT count(*) FROM checkpoints"), 5);
   EXPECT_EQ(CountOrFail(db, "SELECT count(*) FROM events"), 37);
-  // The new table is there, empty for the old run.
+  // The new table is there, empty for the old run; so is schema 10's
+  // column, empty for the old attempts.
   EXPECT_EQ(CountOrFail(db, "SELECT count(*) FROM placements"), 0);
+  EXPECT_EQ(CountOrFail(db, "SELECT count(*) FROM attempts WHERE handle IS NULL"), 9);
   for (const char* task : {"train", "ingest[0]", "publish", "no-such-task"}) {
     absl::StatusOr<std::optional<RecordedTaskPlacement>> loaded = LoadTaskPlacement(db, run, task);
     ASSERT_TRUE(loaded.ok()) << loaded.status();

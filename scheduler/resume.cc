@@ -38,7 +38,8 @@ absl::StatusOr<int> KillLeftoverTasks(Database& db, const std::string& run_id, b
   return killed;
 }
 
-absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int64_t now) {
+absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int64_t now,
+                                    const std::vector<int64_t>& keep) {
   // A reuse of cached outputs is recorded `cached` when it is launched and
   // finished when its executor reports: one without finished_at was cut
   // off, and is no success (the task reuses or runs again).
@@ -47,7 +48,8 @@ absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int
       db.Prepare("UPDATE attempts SET finished_at = ?1, state = CASE WHEN state = ?8 THEN ?4 "
                  "WHEN pid IS NULL THEN ?3 ELSE ?4 END, message = CASE WHEN state = ?8 THEN ?9 "
                  "WHEN pid IS NULL THEN ?5 ELSE ?6 END WHERE run_id = ?2 AND (state = ?7 OR "
-                 "(state = ?8 AND finished_at IS NULL))"));
+                 "(state = ?8 AND finished_at IS NULL)) AND id NOT IN (SELECT value FROM "
+                 "json_each(?10))"));
   end.Bind(1, now)
       .Bind(2, run_id)
       .Bind(3, AttemptStateName(AttemptState::kNotStarted))
@@ -56,7 +58,8 @@ absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int
       .Bind(6, "the engine stopped while this attempt ran")
       .Bind(7, AttemptStateName(AttemptState::kRunning))
       .Bind(8, AttemptStateName(AttemptState::kCached))
-      .Bind(9, "the engine stopped while this attempt reused cached outputs");
+      .Bind(9, "the engine stopped while this attempt reused cached outputs")
+      .Bind(10, nlohmann::json(keep).dump());
   return end.Run();
 }
 
@@ -105,6 +108,33 @@ absl::Status ReadTaskStates(Database& db, RunModel& run,
     task.attempts = static_cast<uint32_t>(rows.Int(2));
     task.log_path = rows.Text(3);
   }
+  return absl::OkStatus();
+}
+
+// Attempts left `running` that an executor may re-attach to: each task's
+// latest attempt, when it is still running (run.reattach, `running`).
+absl::Status ReadRunningAttempts(Database& db, RunModel& run,
+                                 const std::unordered_map<std::string, uint32_t>& by_id,
+                                 std::vector<bool>& running) {
+  TF_ASSIGN_OR_RETURN(Statement rows,
+                      db.Prepare("SELECT task_id, id, number, coalesce(handle, ''), started_at, "
+                                 "coalesce(cache_key, '') FROM attempts WHERE run_id = ? AND "
+                                 "state = ? ORDER BY id"));
+  rows.Bind(1, run.run_id).Bind(2, AttemptStateName(AttemptState::kRunning));
+  for (;;) {
+    TF_ASSIGN_OR_RETURN(bool row, rows.Step());
+    if (!row) break;
+    auto it = by_id.find(rows.Text(0));
+    if (it == by_id.end()) continue;
+    TaskRec& task = run.tasks[it->second];
+    if (static_cast<uint32_t>(rows.Int(2)) != task.attempts) continue;  // not its latest
+    task.attempt_id = rows.Int(1);
+    task.attempt_started_ms = rows.Int(4);
+    task.cache_key = rows.Text(5);
+    running[it->second] = true;
+    run.reattach.push_back({.task = it->second, .handle = rows.Text(3)});
+  }
+  rows.Reset();  // a statement left on a row keeps its read snapshot
   return absl::OkStatus();
 }
 
@@ -240,18 +270,24 @@ absl::StatusOr<StoredRun> ReadStoredRun(Database& db, const std::string& run_id)
 }
 
 absl::StatusOr<uint32_t> LoadRunForResume(Database& db, RunModel& run, RunWriter& writer,
-                                          Checkpoints& checkpoints) {
+                                          Checkpoints& checkpoints, bool reattach) {
   std::unordered_map<std::string, uint32_t> by_id;
   by_id.reserve(run.tasks.size());
   for (uint32_t t = 0; t < run.tasks.size(); ++t) by_id.emplace(run.tasks[t].id, t);
   TF_RETURN_IF_ERROR(ReadTaskStates(db, run, by_id));
   TF_ASSIGN_OR_RETURN(StoredOutputs stored, ReadOutputs(db, run, by_id));
+  std::vector<bool> running(run.tasks.size(), false);
+  if (reattach) TF_RETURN_IF_ERROR(ReadRunningAttempts(db, run, by_id, running));
   TF_RETURN_IF_ERROR(writer.Prepare(run.run_id));
 
   TF_ASSIGN_OR_RETURN(Transaction transaction, writer.BeginOnce());
   // Attempts that were running when the engine died are lost, or never
-  // started (EndInterruptedAttempts).
-  TF_RETURN_IF_ERROR(EndInterruptedAttempts(db, run.run_id, WallClockMs()));
+  // started (EndInterruptedAttempts); kept running for an executor that
+  // re-attaches.
+  std::vector<int64_t> kept_running;
+  for (const RunModel::Reattach& r : run.reattach)
+    kept_running.push_back(run.tasks[r.task].attempt_id);
+  TF_RETURN_IF_ERROR(EndInterruptedAttempts(db, run.run_id, WallClockMs(), kept_running));
   // Checkpoint flushes the crash cut off: flushed again when their task
   // runs again, or in the first turn for a task that had ended.
   TF_RETURN_IF_ERROR(checkpoints.FailCutOffFlushes(by_id));
@@ -267,14 +303,24 @@ absl::StatusOr<uint32_t> LoadRunForResume(Database& db, RunModel& run, RunWriter
       --run.stages[task.stage].unfinished;
       continue;
     }
+    for (ArtifactRec& output : task.outputs) output = ArtifactRec{};
+    for (OutputPlace& place : task.places) place.ForgetCopies();
+    if (running[t]) {
+      if (task.state != TaskState::kRunning) {
+        task.state = TaskState::kRunning;
+        TF_RETURN_IF_ERROR(writer.UpdateTask(task.id, TaskState::kRunning, task.attempts,
+                                             task.cache_key, "", WallClockMs()));
+      }
+      continue;
+    }
+    task.attempt_id = 0;
     if (task.state != TaskState::kPending) {
       task.state = TaskState::kPending;
       TF_RETURN_IF_ERROR(
           writer.UpdateTask(task.id, TaskState::kPending, task.attempts, "", "", WallClockMs()));
     }
-    for (ArtifactRec& output : task.outputs) output = ArtifactRec{};
-    for (OutputPlace& place : task.places) place.ForgetCopies();
   }
+  std::erase_if(run.reattach, [&](const RunModel::Reattach& r) { return keep[r.task]; });
   TF_RETURN_IF_ERROR(writer.ResumeRun());
   TF_RETURN_IF_ERROR(writer.AddEvent(
       "", 0, "run_resumed", StrCat(kept, " of ", run.tasks.size(), " tasks kept from before")));

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "scheduler/checkpoints.h"
@@ -37,7 +38,9 @@ absl::StatusOr<int> KillLeftoverTasks(Database& db, const std::string& run_id, b
 // the caller's transaction: `lost` for those whose process was recorded as
 // started (a pid), `not_started` for the rest (queued for a worker, leased,
 // or launched an instant before the stop, before their start was recorded).
-absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int64_t now);
+// The attempts in `keep` (an executor re-attaches to them) are left alone.
+absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int64_t now,
+                                    const std::vector<int64_t>& keep = {});
 
 namespace internal {
 
@@ -63,9 +66,11 @@ absl::StatusOr<StoredRun> ReadStoredRun(Database& db, const std::string& run_id)
 // failed, vanished copies recorded, and every task that is not kept (done,
 // with a copy of each output) reset to pending; the run is running again.
 // A stored task state this tierflow does not know fails loudly, naming the
-// run and the task. Returns how many tasks were kept.
+// run and the task. With `reattach` (the executor re-attaches), a task
+// whose latest attempt is still `running` stays running with that attempt,
+// listed in run.reattach, instead. Returns how many tasks were kept.
 absl::StatusOr<uint32_t> LoadRunForResume(Database& db, RunModel& run, RunWriter& writer,
-                                          Checkpoints& checkpoints);
+                                          Checkpoints& checkpoints, bool reattach = false);
 
 }  // namespace internal
 

@@ -96,7 +96,7 @@ absl::Status StartNewRun(const EngineOptions& options, const RunRequest& request
   return CreateRun(options, request, text.str(), run, units);
 }
 
-absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_ref,
+absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_ref, bool reattach,
                          const EngineLinks& links, RunModel& run, RunUnits& units) {
   TF_RETURN_IF_ERROR(OpenDatabase(options, run, units));
   TF_ASSIGN_OR_RETURN(run.run_id, ResolveRunId(*units.db, run_ref));
@@ -116,11 +116,13 @@ absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_re
   TF_RETURN_IF_ERROR(BuildRunModel(run, stored.yaml, stored.file, stored.params));
   run.pipeline.file = stored.file;
   TF_RETURN_IF_ERROR(SetUpTiers(options, stored.tiers_json.value_or(""), links, run, units));
-  TF_RETURN_IF_ERROR(
-      KillLeftoverTasks(*units.db, run.run_id, options.kill_leftovers_on_host).status());
+  if (!reattach) {
+    TF_RETURN_IF_ERROR(
+        KillLeftoverTasks(*units.db, run.run_id, options.kill_leftovers_on_host).status());
+  }
   SweepUploads(run, units.tier_events, "left by an earlier engine of this run");
   TF_RETURN_IF_ERROR(units.cache->Prepare());
-  return LoadRunForResume(*units.db, run, *units.writer, *units.checkpoints).status();
+  return LoadRunForResume(*units.db, run, *units.writer, *units.checkpoints, reattach).status();
 }
 
 }  // namespace tierflow::scheduler::internal

@@ -56,8 +56,10 @@ struct EngineLinks {
 absl::Status StartNewRun(const EngineOptions& options, const RunRequest& request,
                          const EngineLinks& links, RunModel& run, RunUnits& units);
 // `run_ref`: a run id or `last`. FailedPrecondition for a run that
-// succeeded or that another process drives.
-absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_ref,
+// succeeded or that another process drives. `reattach`: the executor
+// re-attaches to attempts left running (Executor::Reattaches), so they are
+// neither killed nor ended but listed in run.reattach.
+absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_ref, bool reattach,
                          const EngineLinks& links, RunModel& run, RunUnits& units);
 
 }  // namespace tierflow::scheduler::internal

@@ -289,6 +289,12 @@ absl::Status RunWriter::FinishAttempt(const AttemptEnd& end) {
   return finish_attempt_->Run();
 }
 
+absl::Status RunWriter::RecordHandle(int64_t attempt_id, const std::string& handle) {
+  TF_ASSIGN_OR_RETURN(Statement record, db_.Prepare("UPDATE attempts SET handle = ? WHERE id = ?"));
+  record.Bind(1, handle).Bind(2, attempt_id);
+  return record.Run();
+}
+
 absl::Status RunWriter::AddInputWait(int64_t attempt_id, int64_t ms) {
   TF_ASSIGN_OR_RETURN(Statement waited,
                       db_.Prepare("UPDATE attempts SET input_wait_ms = coalesce(input_wait_ms, "

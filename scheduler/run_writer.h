@@ -156,6 +156,8 @@ class RunWriter {
   absl::Status AttemptStarted(int64_t attempt_id, int64_t pid, const std::string& worker,
                               const std::string& worker_id, int64_t staged_ms);
   absl::Status FinishAttempt(const AttemptEnd& end);
+  // The executor's durable name for the attempt (TaskReport::handle).
+  absl::Status RecordHandle(int64_t attempt_id, const std::string& handle);
   // The attempt waited `ms` more before it could start.
   absl::Status AddInputWait(int64_t attempt_id, int64_t ms);
   // A new artifact of `task_id`'s output `name`, made by `attempt_id`. The

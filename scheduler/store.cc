@@ -268,6 +268,13 @@ CREATE TABLE placements (
   PRIMARY KEY (run_id, task_id, kind, name)
 ) WITHOUT ROWID;
 )sql",
+    // 10: the executor's durable name for an attempt (a Slurm job id),
+    // recorded when the executor reports it (kSubmitted, kStarted): an
+    // engine that resumes the run hands it back to the executor, which
+    // re-attaches instead of running the attempt again (common/task.h).
+    R"sql(
+ALTER TABLE attempts ADD COLUMN handle TEXT;  -- NULL: none (local pool, workers)
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

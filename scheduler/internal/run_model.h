@@ -148,6 +148,15 @@ struct RunModel {
   // run (placement_record.h); the checkpoint tiers are applied from it.
   Placement placement;
   std::vector<CheckpointPlacement> checkpoint_placement;
+  // A resume with an executor that re-attaches (Executor::Reattaches): the
+  // tasks whose attempt an earlier engine left running, kept `running` and
+  // handed back to the executor in the first turn, with each attempt's
+  // recorded handle ("" when none was recorded).
+  struct Reattach {
+    uint32_t task = 0;
+    std::string handle;
+  };
+  std::vector<Reattach> reattach;
 
   // Cluster mode: a node tier, whose copies the workers make.
   bool OnWorkers(uint8_t tier) const {
