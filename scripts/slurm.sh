@@ -48,6 +48,8 @@
 # (JobRequeue=0); it comes back on its own when its slurmd registers again
 # (ReturnToService=2).
 set -euo pipefail
+# shellcheck source=daemon_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/daemon_lib.sh"
 
 usage() {
   echo "usage: $0 start DIR | stop DIR | env DIR" >&2
@@ -79,27 +81,6 @@ pid_of() {
 }
 
 running() { pid_of "$1" >/dev/null; }
-
-# Whether PID still runs (an exited one may linger as a zombie until its
-# new parent reaps it).
-alive() {
-  local state
-  state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
-}
-
-# Prints N ports that are free now (held open together, so all distinct).
-free_ports() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-held = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    held.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in held))
-EOF
-}
 
 port_of() { sed -n "s/^$1=//p" "$dir/ports" 2>/dev/null | tail -n 1; }
 
@@ -293,16 +274,8 @@ cancel_jobs() {
 
 stop_one() {
   local name=$1 pid
-  if pid=$(pid_of "$name"); then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq $((stop_timeout * 20))); do
-      alive "$pid" || break
-      sleep 0.05
-    done
-    if alive "$pid"; then
-      log "$name (pid $pid) still runs ${stop_timeout}s after SIGTERM: SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
+  if pid=$(pid_of "$name") && ! terminate "$pid" "$stop_timeout"; then
+    log "$name (pid $pid) still ran ${stop_timeout}s after SIGTERM: SIGKILL"
   fi
   rm -f "$dir/pids/$name.pid"
 }
