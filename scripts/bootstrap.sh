@@ -31,6 +31,9 @@ packages=(
   prometheus
   # tests: the UI in a real browser (playwright-core drives it)
   chromium
+  # tests and benchmarks: a private two-node Slurm 22.05 cluster on loopback
+  # (scripts/slurm.sh)
+  slurm-wlm munge
 )
 
 missing=()

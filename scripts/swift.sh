@@ -14,6 +14,8 @@
 # `fault-proxy` (DIR/fault_endpoint), which a test may kill to see a server
 # die mid-transfer. Credentials: test:tester / testing, region us-east-1.
 set -euo pipefail
+# shellcheck source=daemon_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/daemon_lib.sh"
 
 usage() {
   echo "usage: $0 start DIR | stop DIR" >&2
@@ -47,33 +49,12 @@ pid_of() {
 
 running() { pid_of "$1" >/dev/null; }
 
-# Whether PID still runs (an exited one may linger as a zombie until its
-# new parent reaps it).
-alive() {
-  local state
-  state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
-}
-
 port_of() { sed -n "s/^$1=//p" "$dir/ports" 2>/dev/null | tail -n 1; }
 
 set_port() {
   touch "$dir/ports"
   sed -i "/^$1=/d" "$dir/ports"
   echo "$1=$2" >>"$dir/ports"
-}
-
-# Prints N ports that are free now (held open together, so all distinct).
-free_ports() {
-  "$python" - "$1" <<'EOF'
-import socket, sys
-held = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    held.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in held))
-EOF
 }
 
 port_free() {
@@ -89,14 +70,7 @@ EOF
 
 stop_one() {
   local name=$1 pid
-  if pid=$(pid_of "$name"); then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-      alive "$pid" || break
-      sleep 0.05
-    done
-    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-  fi
+  if pid=$(pid_of "$name"); then terminate "$pid" || true; fi
   rm -f "$dir/$name.pid"
 }
 
