@@ -1,6 +1,8 @@
 #include "common/strings.h"
 
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <random>
 
 namespace tierflow {
@@ -81,6 +83,111 @@ std::string RandomHex(int bytes) {
     out += {kHex[byte >> 4], kHex[byte & 15]};
   }
   return out;
+}
+
+namespace {
+
+// The length of the UTF-8 sequence at text[i], 0 when it is not one
+// (overlong forms, surrogates and code points past U+10FFFF included).
+size_t Utf8Length(std::string_view text, size_t i) {
+  const auto at = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char lead = at(i);
+  size_t length = 0;
+  unsigned char low = 0x80, high = 0xbf;  // the second byte's range
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    if (lead == 0xe0) low = 0xa0;
+    if (lead == 0xed) high = 0x9f;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    if (lead == 0xf0) low = 0x90;
+    if (lead == 0xf4) high = 0x8f;
+  } else {
+    return 0;
+  }
+  if (i + length > text.size() || at(i + 1) < low || at(i + 1) > high) return 0;
+  for (size_t k = 2; k < length; ++k) {
+    if (at(i + k) < 0x80 || at(i + k) > 0xbf) return 0;
+  }
+  return length;
+}
+
+}  // namespace
+
+void AppendJsonString(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (size_t i = 0; i < text.size();) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte >= 0x80) {
+      const size_t length = Utf8Length(text, i);
+      if (length == 0) {
+        out.append("\ufffd");
+        ++i;
+      } else {
+        out.append(text.substr(i, length));
+        i += length;
+      }
+      continue;
+    }
+    if (byte == '"' || byte == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(byte));
+    } else if (byte < 0x20) {
+      out.append("\\u00");
+      out.push_back(kHex[byte >> 4]);
+      out.push_back(kHex[byte & 0xf]);
+    } else {
+      out.push_back(static_cast<char>(byte));
+    }
+    ++i;
+  }
+  out.push_back('"');
+}
+
+void FlatJson::Key(std::string_view key) {
+  if (out_.size() > 1) out_.push_back(',');
+  AppendJsonString(out_, key);
+  out_.push_back(':');
+}
+
+FlatJson& FlatJson::String(std::string_view key, std::string_view value) {
+  Key(key);
+  AppendJsonString(out_, value);
+  return *this;
+}
+
+FlatJson& FlatJson::Number(std::string_view key, double value) {
+  Key(key);
+  if (!std::isfinite(value)) {
+    out_.append("null");
+    return *this;
+  }
+  char buffer[32];
+  const std::to_chars_result written = std::to_chars(buffer, buffer + sizeof buffer, value);
+  out_.append(buffer, written.ptr);
+  return *this;
+}
+
+FlatJson& FlatJson::Number(std::string_view key, uint64_t value) {
+  Key(key);
+  strings_internal::AppendPiece(out_, value);
+  return *this;
+}
+
+FlatJson& FlatJson::Bool(std::string_view key, bool value) {
+  Key(key);
+  out_.append(value ? "true" : "false");
+  return *this;
+}
+
+std::string FlatJson::Finish() {
+  out_.push_back('}');
+  std::string object = std::move(out_);
+  out_ = "{";
+  return object;
 }
 
 }  // namespace tierflow

@@ -47,6 +47,33 @@ std::string CEscape(std::string_view text);
 // A-Z a-z 0-9 - . _ ~ (and '/' when `keep_slash`) as %XY, upper-case hex.
 std::string PercentEncode(std::string_view text, bool keep_slash = false);
 
+// A flat JSON object written straight into a string, for hot paths where
+// building an nlohmann::json first costs more than the write (placement
+// rows: one per decision, 200,000 for a run of 100,000 stages). Strings
+// are escaped, and bytes that are not UTF-8 become U+FFFD, as nlohmann's
+// error_handler_t::replace does; doubles are written in the shortest form
+// that reads back as the same double (non-finite ones as null).
+class FlatJson {
+ public:
+  FlatJson& String(std::string_view key, std::string_view value);
+  FlatJson& Number(std::string_view key, double value);
+  FlatJson& Number(std::string_view key, uint64_t value);
+  FlatJson& Bool(std::string_view key, bool value);
+  // The object; the writer is empty afterwards.
+  std::string Finish();
+
+ private:
+  void Key(std::string_view key);
+  std::string out_ = "{";
+};
+// `text` as a JSON string, quoted, with FlatJson's escaping.
+void AppendJsonString(std::string& out, std::string_view text);
+inline std::string JsonQuoted(std::string_view text) {
+  std::string out;
+  AppendJsonString(out, text);
+  return out;
+}
+
 // `bytes` random bytes (std::random_device) as lower-case hex: ids that
 // must not repeat across processes (a cluster's, a worker registration's).
 std::string RandomHex(int bytes);

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
+#include "nlohmann/json.hpp"
+
 namespace tierflow {
 namespace {
 
@@ -19,6 +23,46 @@ TEST(StringsTest, TrimAndUpper) {
 TEST(StringsTest, CEscapeMakesUserValuesSafeToEcho) {
   EXPECT_EQ(CEscape("plain"), "plain");
   EXPECT_EQ(CEscape(std::string("a\0b\n\\\x1b", 6)), "a\\x00b\\n\\\\\\x1b");
+}
+
+// What FlatJson writes, nlohmann reads back as the same values, whatever
+// bytes the strings held.
+TEST(StringsTest, FlatJsonReadsBackAsWritten) {
+  const std::string nasty = std::string("quote\" back\\ nl\n tab\t nul") + std::string(1, '\0') +
+                            " \x01 caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+  const double third = 1.0 / 3.0;
+  const std::string text = FlatJson()
+                               .String("s", nasty)
+                               .Number("d", third)
+                               .Number("big", uint64_t{18446744073709551615u})
+                               .Number("tiny", 5e-324)
+                               .Bool("t", true)
+                               .Bool("f", false)
+                               .Number("inf", std::numeric_limits<double>::infinity())
+                               .Finish();
+  const nlohmann::json read = nlohmann::json::parse(text);
+  EXPECT_EQ(read.at("s").get<std::string>(), nasty);
+  EXPECT_EQ(read.at("d").get<double>(), third);
+  EXPECT_EQ(read.at("big").get<uint64_t>(), 18446744073709551615u);
+  EXPECT_EQ(read.at("tiny").get<double>(), 5e-324);
+  EXPECT_EQ(read.at("t").get<bool>(), true);
+  EXPECT_EQ(read.at("f").get<bool>(), false);
+  EXPECT_TRUE(read.at("inf").is_null());
+  EXPECT_EQ(FlatJson().Finish(), "{}");
+}
+
+// Bytes that are not UTF-8 (a lone continuation byte, a truncated
+// sequence, an overlong form, a surrogate) each become U+FFFD, so the
+// object still parses.
+TEST(StringsTest, FlatJsonReplacesBytesThatAreNotUtf8) {
+  for (const std::string& bad :
+       {std::string("a\x80") + "b", std::string("a\xe2\x82"), std::string("a\xc0\xaf") + "b",
+        std::string("a\xed\xa0\x80") + "b", std::string("\xf5\x80\x80\x80")}) {
+    const std::string text = FlatJson().String("s", bad).Finish();
+    const nlohmann::json read = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(read.is_object()) << text;
+    EXPECT_NE(read.at("s").get<std::string>().find("\xef\xbf\xbd"), std::string::npos) << text;
+  }
 }
 
 }  // namespace

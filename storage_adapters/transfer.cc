@@ -27,11 +27,10 @@ constexpr int kVerifyAttempts = 3;
 
 absl::Status Mismatch(Adapter& from, std::string_view key, std::string_view what,
                       std::string_view expected, std::string_view actual, int attempts) {
-  return absl::DataLossError(StrCat("tier ", from.remote()->tier_name(), ": '", key,
-                                    "' as read does not match ", what, ": expected ", expected,
-                                    ", got ", actual, " (", attempts,
-                                    attempts == 1 ? " attempt" : " attempts",
-                                    "); the copy was not kept"));
+  return absl::DataLossError(
+      StrCat("tier ", from.remote()->tier_name(), ": '", key, "' as read does not match ", what,
+             ": expected ", expected, ", got ", actual, " (", attempts,
+             attempts == 1 ? " attempt" : " attempts", "); the copy was not kept"));
 }
 
 // One attempt: streams `key` to `to_key`, hashing the bytes as they pass;
@@ -243,29 +242,6 @@ absl::StatusOr<bool> ArtifactExists(Adapter& adapter, const std::string& key) {
   return !objects.empty();
 }
 
-namespace {
-
-// `text` as a JSON string (the manifest's file names).
-std::string JsonString(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (byte < 0x20) {
-      char escaped[8];
-      snprintf(escaped, sizeof escaped, "\\u%04x", byte);
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-}  // namespace
-
 absl::Status RemoveStreamFiles(const TierRoot& root, const std::string& path) {
   const std::string manifest = StrCat(path, kStreamManifestSuffix);
   TF_RETURN_IF_ERROR(root.Remove(manifest));
@@ -306,7 +282,7 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
     std::string files;
     std::string sizes;
     for (const ObjectInfo& object : objects) {
-      files += StrCat(files.empty() ? "" : ", ", JsonString(object.key.substr(key.size() + 1)));
+      files += StrCat(files.empty() ? "" : ", ", JsonQuoted(object.key.substr(key.size() + 1)));
       sizes += StrCat(sizes.empty() ? "" : ", ", object.bytes);
     }
     TF_RETURN_IF_ERROR(root->WriteFile(
