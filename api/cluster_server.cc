@@ -17,7 +17,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <sstream>
 #include <thread>
 
@@ -36,6 +35,7 @@
 #include "scheduler/api_queries.h"
 #include "scheduler/engine.h"
 #include "scheduler/lease_manager.h"
+#include "scheduler/run_supervisor.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 #include "storage_adapters/tier_factory.h"
@@ -316,29 +316,34 @@ class SchedulerService final : public v1::Scheduler::Service {
   }
 
   // No run stays `running` with nobody driving it. Called every
-  // kSuperviseEvery: a run the store has `running` that no engine of this
-  // server drives (its engine stopped on a store error it could not ride
-  // out; a run another process started and left) is resumed once seen so
-  // on two checks in a row (a run being submitted is not driven yet for a
-  // moment), and why is recorded with it (event run_supervised). A resume
-  // that cannot start yet (the store still locked, another process driving
-  // the run) is tried again at the next check.
+  // kSuperviseEvery: scheduler/run_supervisor.h decides which runs no
+  // engine of this server drives (its engine stopped on a store error it
+  // could not ride out; a run another process started and left) are
+  // resumed, and why; this records the why with each (event
+  // run_supervised). A resume that cannot start yet (the store still
+  // locked, another process driving the run) is tried again at the next
+  // check.
   void Supervise(std::ostream& log) {
     if (!std::filesystem::exists(options_.db_path)) return;
     scheduler::RunFilter filter;
     filter.state = scheduler::RunState::kRunning;
     absl::StatusOr<scheduler::RunList> runs = api::ListRuns(options_.db_path, filter);
-    if (!runs.ok()) return;                       // the next check tries again
-    std::map<std::string, std::string> undriven;  // run -> why
-    for (const scheduler::RunSummary& summary : runs->runs) {
-      std::string why = "no engine of this server drove it";
-      std::thread finished;
-      {
-        std::lock_guard lock(mu_);
+    if (!runs.ok()) return;  // the next check tries again
+    std::vector<std::string> running;
+    std::map<std::string, int> priorities;
+    std::map<std::string, scheduler::DrivenRun> driven;
+    {
+      std::lock_guard lock(mu_);
+      for (const scheduler::RunSummary& summary : runs->runs) {
+        running.push_back(summary.id);
+        priorities[summary.id] = static_cast<int>(summary.priority);
         auto found = runs_.find(summary.id);
         if (found != runs_.end()) {
           std::lock_guard end_lock(found->second.end->mu);
-          if (!found->second.end->done) continue;
+          if (!found->second.end->done) {
+            driven[summary.id] = {};
+            continue;
+          }
           const absl::Status& status = found->second.end->status;
           if (!status.ok() && stopped_.count(summary.id) == 0) {
             // Its first line: the rest tells a user of `tierflow run` to resume.
@@ -349,45 +354,44 @@ class SchedulerService final : public v1::Scheduler::Service {
           }
         }
         auto stopped = stopped_.find(summary.id);
-        if (stopped != stopped_.end()) why = StrCat("its engine stopped: ", stopped->second.why);
+        if (found != runs_.end() || stopped != stopped_.end()) {
+          driven[summary.id] = {.ended = true,
+                                .error = stopped != stopped_.end() ? stopped->second.why : ""};
+        }
       }
-      undriven[summary.id] = why;
-      if (suspects_.count(summary.id) == 0) continue;  // resumed at the next check
+    }
+    for (const scheduler::RunToResume& resume : supervisor_.Check(running, driven)) {
+      const std::string& id = resume.run_id;
+      std::thread finished;
       {
         std::lock_guard lock(mu_);
-        auto found = runs_.find(summary.id);
+        auto found = runs_.find(id);
         if (found != runs_.end()) {
           finished = std::move(found->second.thread);
           runs_.erase(found);
         }
       }
       if (finished.joinable()) finished.join();  // done: it returns at once
-      const std::string id = summary.id;
       absl::StatusOr<std::string> resumed =
-          Drive({}, static_cast<int>(summary.priority),
-                [id](scheduler::Engine& engine) { return engine.Resume(id); });
+          Drive({}, priorities[id], [id](scheduler::Engine& engine) { return engine.Resume(id); });
       if (!resumed.ok()) {
-        std::string& told = resume_errors_[id];
-        if (told != resumed.status().message()) {
-          told = std::string(resumed.status().message());
-          log << "cannot resume run " << id << " yet: " << told << std::endl;
+        const std::string error(resumed.status().message());
+        if (supervisor_.ResumeFailed(id, error)) {
+          log << "cannot resume run " << id << " yet: " << error << std::endl;
         }
         continue;
       }
-      resume_errors_.erase(id);
-      undriven.erase(id);
+      supervisor_.Resumed(id);
       {
         std::lock_guard lock(mu_);
         stopped_.erase(id);
       }
-      log << "resumed run " << id << ": " << why << std::endl;
-      if (absl::Status recorded = RecordSupervised(id, why); !recorded.ok()) {
+      log << "resumed run " << id << ": " << resume.why << std::endl;
+      if (absl::Status recorded = RecordSupervised(id, resume.why); !recorded.ok()) {
         log << "run " << id << ": cannot record why it was resumed: " << recorded.message()
             << std::endl;
       }
     }
-    suspects_.clear();
-    for (const auto& [id, why] : undriven) suspects_.insert(id);
   }
   static constexpr std::chrono::milliseconds kSuperviseEvery{1000};
 
@@ -632,10 +636,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   std::map<std::string, Driven> runs_;
   std::map<std::string, Stopped> stopped_;  // guarded by mu_: engines that stopped on an error
   std::atomic<uint64_t> run_seq_{0};
-  // Supervise's own (its caller's thread only): runs seen undriven at the
-  // last check, and the last reason each one's resume failed.
-  std::set<std::string> suspects_;
-  std::map<std::string, std::string> resume_errors_;
+  scheduler::RunSupervisor supervisor_;  // Supervise's own (its caller's thread only)
 };
 
 class WorkersService final : public v1::Workers::Service {

@@ -1,27 +1,27 @@
 // `tierflow logs` (run_service.h WriteLog): prints an attempt's log, or
-// follows it as it grows (inotify on the log and its folder, with a bounded
-// re-check of the state store) on to each newer attempt of the task. Each
-// call owns its file descriptors and store connection; safe from any thread.
+// follows it as it grows (common/file_watcher.h's Follow on the log and its
+// folder, with a bounded re-check of the state store) on to each newer
+// attempt of the task. Each call owns its file descriptor, watch and store
+// connection; safe from any thread.
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
-#include <filesystem>
 #include <memory>
+#include <mutex>
 #include <ostream>
 #include <string>
 #include <string_view>
 #include <utility>
-#include <vector>
 
 #include "api/internal/run_render.h"
 #include "api/run_service.h"
+#include "common/file_watcher.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "scheduler/store.h"
@@ -82,72 +82,54 @@ class Tail {
   off_t offset_ = 0;
 };
 
-// An inotify instance watching one log and its folder: wakes on appends,
-// on the writer closing the log, and on files appearing in the folder (the
-// log itself, or the next attempt's).
+// Wakes a follower on changes to one log and its folder, through the
+// process's FileWatcher: appends, the writer closing the log, files
+// appearing in the folder (the log itself, or the next attempt's), the log
+// going away. Without a watch (no inotify, the folder not there yet) the
+// bounded wait stands in for the events.
 class LogWatch {
  public:
-  LogWatch() : fd_(inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {}
-  ~LogWatch() {
-    if (fd_ >= 0) close(fd_);
-  }
-  LogWatch(const LogWatch&) = delete;
-  LogWatch& operator=(const LogWatch&) = delete;
-
-  // (Re)points the watches at `path` and its folder; either may not exist
-  // yet, in which case the bounded wait stands in for the event.
+  // (Re)points the watch at `path`, which may not exist yet.
   void Watch(const std::string& path) {
-    if (fd_ < 0) return;
-    for (int wd : watches_) inotify_rm_watch(fd_, wd);
-    watches_.clear();
-    file_watch_ = -1;
-    const std::string folder = std::filesystem::path(path).parent_path().string();
-    if (int wd =
-            inotify_add_watch(fd_, folder.empty() ? "." : folder.c_str(), IN_CREATE | IN_MOVED_TO);
-        wd >= 0) {
-      watches_.push_back(wd);
-    }
-    WatchFile(path);
+    watch_.reset();
+    path_ = path;
+    Retry();
   }
 
-  void WatchFile(const std::string& path) {
-    if (fd_ < 0 || file_watch_ >= 0) return;
-    file_watch_ = inotify_add_watch(fd_, path.c_str(),
-                                    IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF);
-    if (file_watch_ >= 0) watches_.push_back(file_watch_);
+  // Tries again to watch, when the last try failed.
+  void Retry() {
+    if (watch_ != nullptr) return;
+    absl::StatusOr<FileWatcher*> watcher = FileWatcher::Get();
+    if (!watcher.ok()) return;
+    absl::StatusOr<std::unique_ptr<FileWatcher::Watch>> watch =
+        (*watcher)->Follow(path_, [this](FileWatcher::Change change) {
+          std::lock_guard lock(mu_);
+          woken_ = true;
+          if (change != FileWatcher::Change::kWritten) check_ = true;
+          changed_.notify_all();
+        });
+    if (watch.ok()) watch_ = std::move(*watch);
   }
 
-  // Waits up to `timeout` for events. Returns true when one suggests the
-  // attempt may have ended (the log closed by its writer, a new file in the
-  // folder): worth re-checking the store at once.
+  // Waits up to `timeout` for a change. Returns true when one suggests the
+  // attempt may have ended (the log closed by its writer or gone, a new
+  // file in the folder): worth re-checking the store at once.
   bool Wait(std::chrono::milliseconds timeout) {
-    if (fd_ < 0) {
-      poll(nullptr, 0, static_cast<int>(timeout.count()));
-      return false;
-    }
-    pollfd fds{fd_, POLLIN, 0};
-    if (poll(&fds, 1, static_cast<int>(timeout.count())) <= 0) return false;
-    bool check = false;
-    alignas(inotify_event) char buffer[4096];
-    for (;;) {
-      const ssize_t n = read(fd_, buffer, sizeof buffer);
-      if (n <= 0) break;
-      for (ssize_t at = 0; at < n;) {
-        const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
-        if ((event->mask &
-             (IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF)) != 0) {
-          check = true;
-        }
-        at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
-      }
-    }
+    std::unique_lock lock(mu_);
+    changed_.wait_for(lock, timeout, [this] { return woken_; });
+    const bool check = check_;
+    woken_ = false;
+    check_ = false;
     return check;
   }
 
  private:
-  int fd_;
-  int file_watch_ = -1;
-  std::vector<int> watches_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool woken_ = false;  // guarded by mu_: a change since the last Wait
+  bool check_ = false;  // guarded by mu_: one worth re-checking the store for
+  std::string path_;
+  std::unique_ptr<FileWatcher::Watch> watch_;  // last: gone before what its callback uses
 };
 
 // A cached attempt ran nothing: the log worth showing is that of the
@@ -199,8 +181,8 @@ absl::Status Follow(Database& db, const LogRequest& request, AttemptRow attempt,
   auto next_check = std::chrono::steady_clock::now();
   for (;;) {
     // Watch first, then open and read: nothing appended in between is lost.
+    watch.Retry();
     TF_RETURN_IF_ERROR(tail->TryOpen());
-    if (tail->open()) watch.WatchFile(tail->path());
     TF_RETURN_IF_ERROR(tail->Drain(out));
 
     if (std::chrono::steady_clock::now() >= next_check) {
