@@ -53,9 +53,16 @@ using worker::WorkerOptions;
 // the engine (worker/exec_task.h).
 using worker::ExecTask;
 
+using scheduler::RunStateName;
+using scheduler::TaskState;
+using scheduler::TaskStateName;
+
+// A run as the server tells it. The states travel as their words
+// (rpc/tierflow.proto) and are parsed on arrival: a word this tierflow does
+// not know (a newer server's) is an error naming it, never some default.
 struct RemoteTask {
   std::string id;
-  std::string state;
+  TaskState state = TaskState::kPending;
   uint32_t attempts = 0;
   std::string worker;
   std::string message;
@@ -64,7 +71,7 @@ struct RemoteTask {
 struct RemoteRun {
   std::string id;
   std::string pipeline;
-  std::string state;
+  RunState state = RunState::kRunning;
   std::string message;
   std::vector<RemoteTask> tasks;
 };

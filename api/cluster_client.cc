@@ -83,11 +83,22 @@ std::vector<RemoteWorker> FromProto(const v1::ListWorkersReply& reply) {
 
 }  // namespace
 
-RemoteRun FromProto(const v1::Run& reply) {
-  RemoteRun result{reply.run_id(), reply.pipeline(), reply.state(), reply.message(), {}};
+// The states are parsed here, where they arrive: an unknown word fails the
+// call, naming the run (and task) it came with.
+absl::StatusOr<RemoteRun> FromProto(const v1::Run& reply, const std::string& scheduler) {
+  auto unknown = [&](const absl::Status& status, std::string_view task) {
+    return absl::Status(
+        status.code(), StrCat("scheduler ", scheduler, ": run ", reply.run_id(),
+                              task.empty() ? "" : StrCat(", task ", task), ": ", status.message()));
+  };
+  absl::StatusOr<RunState> state = scheduler::ParseRunState(reply.state());
+  if (!state.ok()) return unknown(state.status(), "");
+  RemoteRun result{reply.run_id(), reply.pipeline(), *state, reply.message(), {}};
   for (const v1::Task& task : reply.tasks()) {
+    absl::StatusOr<TaskState> task_state = scheduler::ParseTaskState(task.state());
+    if (!task_state.ok()) return unknown(task_state.status(), task.task_id());
     result.tasks.push_back(
-        {task.task_id(), task.state(), task.attempts(), task.worker(), task.message()});
+        {task.task_id(), *task_state, task.attempts(), task.worker(), task.message()});
   }
   return result;
 }
@@ -98,7 +109,8 @@ absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& tok
                             const WatchOptions& options) {
   using Clock = std::chrono::steady_clock;
   std::string run_id = run;
-  std::string state;
+  bool seen = false;  // the run, once: its state is known
+  RunState state = RunState::kRunning;
   // Since when the server has been out of reach, while `lost` (a plain
   // time point: GCC 12 at -O3 takes an optional one for uninitialised).
   bool lost = false;
@@ -122,12 +134,19 @@ absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& tok
         lost = false;
         backoff = std::chrono::milliseconds(200);
       }
-      run_id = message.run_id();  // "last" names one run from here on
-      state = message.state();
-      on_change(FromProto(message));
+      absl::StatusOr<RemoteRun> now = FromProto(message, scheduler);
+      if (!now.ok()) {
+        context.TryCancel();
+        reader->Finish();
+        return now.status();
+      }
+      run_id = now->id;  // "last" names one run from here on
+      state = now->state;
+      seen = true;
+      on_change(*now);
     }
     const grpc::Status status = reader->Finish();
-    const bool ended = status.ok() && !state.empty() && state != "running";
+    const bool ended = status.ok() && seen && state != RunState::kRunning;
     if (ended) return absl::OkStatus();
     // The server went (killed, restarting, shutting down: the stream broke
     // or ended early) or cannot be reached yet: watch again. Anything else
@@ -170,7 +189,10 @@ absl::StatusOr<std::vector<RemoteRun>> ListRemoteRuns(const std::string& schedul
   TF_ASSIGN_OR_RETURN(v1::ListRunsReply reply,
                       Call(scheduler, token, &v1::Scheduler::Stub::ListRuns, request));
   std::vector<RemoteRun> runs;
-  for (const v1::Run& run : reply.runs()) runs.push_back(FromProto(run));
+  for (const v1::Run& run : reply.runs()) {
+    TF_ASSIGN_OR_RETURN(RemoteRun remote, FromProto(run, scheduler));
+    runs.push_back(std::move(remote));
+  }
   return runs;
 }
 
@@ -179,7 +201,7 @@ absl::StatusOr<RemoteRun> GetRemoteRun(const std::string& scheduler, const std::
   v1::GetRunRequest request;
   request.set_run_id(run);
   TF_ASSIGN_OR_RETURN(v1::Run reply, Call(scheduler, token, &v1::Scheduler::Stub::GetRun, request));
-  return FromProto(reply);
+  return FromProto(reply, scheduler);
 }
 
 absl::StatusOr<std::string> CancelRemoteRun(const std::string& scheduler, const std::string& token,

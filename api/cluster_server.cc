@@ -400,7 +400,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
       return auth;
     }
-    return ToGrpc(ReadRun(request->run_id(), reply));
+    return ToGrpc(ReadRun(request->run_id(), reply).status());
   }
 
   // The run now, then again each time any of it changes (read from the
@@ -415,14 +415,15 @@ class SchedulerService final : public v1::Scheduler::Service {
     const int64_t since = WallClockMs();
     while (!context->IsCancelled()) {
       v1::Run run;
-      if (absl::Status status = ReadRun(run_id, &run); !status.ok()) return ToGrpc(status);
+      absl::StatusOr<scheduler::RunState> state = ReadRun(run_id, &run);
+      if (!state.ok()) return ToGrpc(state.status());
       run_id = run.run_id();  // `last` stays the run it named first
       std::string now = run.SerializeAsString();
       if (now != last) {
         if (!writer->Write(run)) break;
         last = std::move(now);
       }
-      if (run.state() != "running") break;
+      if (*state != scheduler::RunState::kRunning) break;
       // Its engine stopped while this watch ran: the watcher is told why
       // (the server resumes the run, Supervise).
       if (std::optional<std::string> why = StoppedSince(run_id, since)) {
@@ -537,7 +538,8 @@ class SchedulerService final : public v1::Scheduler::Service {
   }
 
  private:
-  absl::Status ReadRun(const std::string& run_id, v1::Run* reply) {
+  // Fills `reply` (the states as their words); the run's state.
+  absl::StatusOr<scheduler::RunState> ReadRun(const std::string& run_id, v1::Run* reply) {
     TF_ASSIGN_OR_RETURN(RunDetail detail, ShowRun(options_.db_path, run_id));
     reply->set_run_id(detail.run.id);
     reply->set_pipeline(detail.run.pipeline);
@@ -553,7 +555,7 @@ class SchedulerService final : public v1::Scheduler::Service {
       if (!row.attempts.empty()) task->set_worker(row.attempts.back().worker);
       task->set_message(row.message);
     }
-    return absl::OkStatus();
+    return detail.run.state;
   }
 
   // How a Driven engine's run call ended (set by its thread).

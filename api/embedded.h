@@ -24,10 +24,12 @@ using scheduler::RunCounts;
 using scheduler::RunObserver;
 using scheduler::RunRequest;
 using scheduler::RunResult;
+using scheduler::RunState;
+using scheduler::RunStateName;
 using scheduler::StageSummary;
 using scheduler::TaskEvent;
-namespace run_state = scheduler::run_state;
-namespace task_state = scheduler::task_state;
+using scheduler::TaskState;
+using scheduler::TaskStateName;
 
 // An engine whose tasks run on this machine's local worker pool.
 std::unique_ptr<Engine> MakeEmbeddedEngine(EngineOptions options);

@@ -61,10 +61,14 @@ Json RunJson(const RunSummary& run) {
 }
 
 Json CopyJson(const CopyRow& copy) {
-  return Json{{"id", copy.id},          {"tier", copy.tier},
-              {"uri", copy.uri},        {"role", copy.role},
-              {"bytes", copy.bytes},    {"content_hash", copy.content_hash},
-              {"state", copy.state},    {"created_at_ms", copy.created_at_ms},
+  return Json{{"id", copy.id},
+              {"tier", copy.tier},
+              {"uri", copy.uri},
+              {"role", copy.role},
+              {"bytes", copy.bytes},
+              {"content_hash", copy.content_hash},
+              {"state", StateWord(copy.state)},
+              {"created_at_ms", copy.created_at_ms},
               {"message", copy.message}};
 }
 

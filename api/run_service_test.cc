@@ -172,7 +172,7 @@ ArtifactRow Artifact(int64_t id, const std::string& task, const std::string& nam
   home.tier = "local";
   home.uri = "/p/.tierflow/runs/demo-1a2b3c/artifacts/" + task + "/" + name;
   home.role = "home";
-  home.state = "present";
+  home.state = scheduler::ArtifactCopyState::kPresent;
   artifact.copies.push_back(home);
   return artifact;
 }

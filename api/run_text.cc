@@ -71,12 +71,14 @@ std::string CopiesText(const std::vector<CopyRow>& copies) {
     if (!text.empty()) text += ", ";
     text += Printable(StrCat(copy.tier, ":", copy.uri));
     std::vector<std::string> notes;
-    if (copy.state == "released") {
+    if (copy.state == scheduler::ArtifactCopyState::kReleased) {
       // A volatile home released after its last reader: not a home any more.
       notes.push_back("released, recomputed when needed");
     } else {
       if (copy.role != "home") notes.push_back(Printable(copy.role));
-      if (copy.state != "present") notes.push_back(Printable(copy.state));
+      if (copy.state != scheduler::ArtifactCopyState::kPresent) {
+        notes.push_back(StateWord(copy.state));
+      }
     }
     if (!notes.empty()) {
       text += " (" + notes[0];

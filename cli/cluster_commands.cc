@@ -56,10 +56,11 @@ bool SplitPairs(const std::vector<std::string>& arguments, const char* flag,
 void PrintRun(const api::RemoteRun& run, std::ostream& out) {
   size_t width = 4;
   for (const api::RemoteTask& task : run.tasks) width = std::max(width, task.id.size());
-  out << "run " << run.id << " (" << run.pipeline << "): " << run.state
+  out << "run " << run.id << " (" << run.pipeline << "): " << api::RunStateName(run.state)
       << (run.message.empty() ? "" : " - " + run.message) << "\n";
   for (const api::RemoteTask& task : run.tasks) {
-    out << "  " << task.id << std::string(width - task.id.size() + 2, ' ') << task.state;
+    out << "  " << task.id << std::string(width - task.id.size() + 2, ' ')
+        << api::TaskStateName(task.state);
     if (!task.worker.empty()) out << "  on " << task.worker;
     if (task.attempts > 1) out << "  (" << task.attempts << " attempts)";
     if (!task.message.empty()) out << "  " << task.message;
@@ -142,7 +143,7 @@ int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err
   out << "submitted run " << *run << " to " << scheduler << std::endl;
   if (!options.wait) return kExitOk;
   // One line per task transition as it happens, then the run's tasks.
-  std::map<std::string, std::string> seen;  // task -> state
+  std::map<std::string, api::TaskState> seen;  // task -> state
   api::RemoteRun last;
   api::WatchOptions watch;
   watch.notes = &err;  // lost and regained the server (a restart)
@@ -150,11 +151,13 @@ int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err
       scheduler, token, *run,
       [&](const api::RemoteRun& now) {
         for (const api::RemoteTask& task : now.tasks) {
-          std::string& before = seen[task.id];
-          if (before == task.state) continue;
-          before = task.state;
-          if (task.state == "pending" || task.state == "queued") continue;
-          out << "  " << task.id << " " << task.state
+          auto [before, first] = seen.try_emplace(task.id, task.state);
+          if (!first && before->second == task.state) continue;
+          before->second = task.state;
+          if (task.state == api::TaskState::kPending || task.state == api::TaskState::kQueued) {
+            continue;
+          }
+          out << "  " << task.id << " " << api::TaskStateName(task.state)
               << (task.worker.empty() ? "" : " on " + task.worker) << '\n';
         }
         out.flush();
@@ -166,7 +169,7 @@ int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err
     return kExitInvalid;
   }
   PrintRun(last, out);
-  return last.state == "succeeded" ? kExitOk : kExitInvalid;
+  return last.state == api::RunState::kSucceeded ? kExitOk : kExitInvalid;
 }
 
 int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err) {
@@ -188,7 +191,9 @@ int RunRemoteRuns(const StatusOptions& options, std::ostream& out, std::ostream&
     return kExitInvalid;
   }
   api::TextTable table({"RUN", "PIPELINE", "STATE"});
-  for (const api::RemoteRun& run : *runs) table.Add({run.id, run.pipeline, run.state});
+  for (const api::RemoteRun& run : *runs) {
+    table.Add({run.id, run.pipeline, std::string(api::RunStateName(run.state))});
+  }
   table.Write(out);
   return kExitOk;
 }

@@ -112,26 +112,28 @@ class Progress final : public api::RunObserver {
  private:
   static std::string EventLine(const TaskEvent& e) {
     const std::string attempt = e.attempt > 1 ? StrCat(" (attempt ", e.attempt, ")") : "";
-    if (e.state == api::task_state::kRunning) {
-      if (!e.message.empty()) return "";  // a cache reuse; reported when it lands
-      return StrCat(e.task_id, " started", attempt);
+    switch (e.state) {
+      case api::TaskState::kRunning:
+        if (!e.message.empty()) return "";  // a cache reuse; reported when it lands
+        return StrCat(e.task_id, " started", attempt);
+      case api::TaskState::kSucceeded:
+        return StrCat(e.task_id, " succeeded in ", FormatDuration(e.duration), attempt);
+      case api::TaskState::kCached:
+        return StrCat(e.task_id, " cached: ", e.message);
+      case api::TaskState::kRetrying:
+        return StrCat(e.task_id, " failed", attempt, ": ", e.message);
+      case api::TaskState::kFailed:
+        return StrCat(e.task_id, " FAILED", attempt, ": ", e.message,
+                      e.log_path.empty() ? "" : StrCat("\n          log: ", e.log_path));
+      case api::TaskState::kUpstreamFailed:
+        return StrCat(e.task_id, " upstream_failed: ", e.message);
+      case api::TaskState::kCancelled:
+        return StrCat(e.task_id, " cancelled");
+      case api::TaskState::kPending:
+      case api::TaskState::kQueued:
+        return "";  // counted on the status line only
     }
-    if (e.state == api::task_state::kSucceeded) {
-      return StrCat(e.task_id, " succeeded in ", FormatDuration(e.duration), attempt);
-    }
-    if (e.state == api::task_state::kCached) return StrCat(e.task_id, " cached: ", e.message);
-    if (e.state == api::task_state::kRetrying) {
-      return StrCat(e.task_id, " failed", attempt, ": ", e.message);
-    }
-    if (e.state == api::task_state::kFailed) {
-      return StrCat(e.task_id, " FAILED", attempt, ": ", e.message,
-                    e.log_path.empty() ? "" : StrCat("\n          log: ", e.log_path));
-    }
-    if (e.state == api::task_state::kUpstreamFailed) {
-      return StrCat(e.task_id, " upstream_failed: ", e.message);
-    }
-    if (e.state == api::task_state::kCancelled) return StrCat(e.task_id, " cancelled");
-    return "";  // pending, queued: counted on the status line only
+    return "";  // unreachable: every state is a case
   }
 
   // Callers hold mu_.
@@ -277,11 +279,11 @@ void PrintSummary(const api::RunResult& result, std::ostream& out) {
   for (const std::string& failure : result.write_back_failures) {
     out << "\nwrite-back failed: " << failure << '\n';
   }
-  out << "\nrun " << result.run_id << " " << result.state << " in "
+  out << "\nrun " << result.run_id << " " << api::RunStateName(result.state) << " in "
       << FormatDuration(result.elapsed) << " (" << CountsLine(result.counts) << ")\n";
   out << "details: tierflow show " << result.run_id << "; lineage: tierflow lineage "
       << result.run_id << "\n";
-  if (result.state != api::run_state::kSucceeded) {
+  if (result.state != api::RunState::kSucceeded) {
     out << "finish it: tierflow resume " << result.run_id << "\n";
   }
 }
@@ -334,8 +336,15 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
   }
   PrintSummary(*result, out);
   out.flush();
-  if (result->state == api::run_state::kSucceeded) return kExitOk;
-  if (result->state == api::run_state::kCancelled) return kExitCancelled;
+  switch (result->state) {
+    case api::RunState::kSucceeded:
+      return kExitOk;
+    case api::RunState::kCancelled:
+      return kExitCancelled;
+    case api::RunState::kFailed:
+    case api::RunState::kRunning:  // never a result's: a run that stops early is an error
+      return kExitInvalid;
+  }
   return kExitInvalid;
 }
 

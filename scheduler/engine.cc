@@ -591,7 +591,7 @@ absl::Status Engine::Impl::FinishRun(RunState state, const std::string& message)
 RunResult Engine::Impl::MakeResult(RunState state) const {
   RunResult result;
   internal::SummarizeRun(run_, result);
-  result.state = std::string(RunStateName(state));
+  result.state = state;
   result.counts = counts_;
   result.db_path = options_.db_path;
   result.elapsed =
@@ -787,7 +787,7 @@ void Engine::Impl::Emit(uint32_t t, std::string message, Duration duration) {
   TaskEvent event;
   event.time_ms = WallClockMs();
   event.task_id = task.id;
-  event.state = std::string(TaskStateName(task.state));
+  event.state = task.state;
   event.attempt = task.attempts;
   event.message = std::move(message);
   event.duration = duration;

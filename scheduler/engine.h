@@ -55,6 +55,7 @@
 #include "common/units.h"
 #include "scheduler/placement.h"
 #include "scheduler/run_lock.h"  // CancelRun, EngineAlive
+#include "scheduler/store.h"     // RunState, TaskState
 #include "storage_adapters/adapter.h"
 
 namespace tierflow::scheduler {
@@ -78,7 +79,7 @@ struct RunCounts {
 struct TaskEvent {
   int64_t time_ms = 0;
   std::string task_id;
-  std::string state;  // a task_state word (store.h)
+  TaskState state = TaskState::kPending;
   uint32_t attempt = 0;
   std::string message;   // failure reason, retry delay, cache source
   Duration duration{0};  // of the attempt, when it finished
@@ -110,14 +111,14 @@ struct StageSummary {
 
 struct FailedTask {
   std::string task_id;
-  std::string state;
+  TaskState state = TaskState::kFailed;
   std::string message;
   std::string log_path;
 };
 
 struct RunResult {
   std::string run_id;
-  std::string state;  // a run_state word (store.h)
+  RunState state = RunState::kRunning;
   RunCounts counts;
   std::vector<StageSummary> stages;  // in file order
   std::vector<FailedTask> failures;  // failed and timed-out tasks, plan order

@@ -123,8 +123,7 @@ void SummarizeRun(const RunModel& run, RunResult& result) {
     if (task.state == TaskState::kUpstreamFailed) ++summary.upstream_failed;
     if (task.state == TaskState::kCancelled) ++summary.cancelled;
     if (task.state == TaskState::kFailed) {
-      result.failures.push_back(
-          {task.id, std::string(TaskStateName(task.state)), task.message, task.log_path});
+      result.failures.push_back({task.id, task.state, task.message, task.log_path});
     }
   }
 }

@@ -268,7 +268,7 @@ constexpr std::string_view kCopyColumns =
     "SELECT c.id, c.artifact_id, c.tier, c.uri, c.role, c.bytes, c.content_hash, c.state, "
     "c.created_at, c.message FROM artifact_copies c";
 
-CopyRow ReadCopy(const Statement& s) {
+absl::StatusOr<CopyRow> ReadCopy(const Statement& s) {
   CopyRow copy;
   copy.id = s.Int(0);
   copy.artifact_id = s.Int(1);
@@ -277,7 +277,9 @@ CopyRow ReadCopy(const Statement& s) {
   copy.role = s.Text(4);
   copy.bytes = s.Int(5);
   copy.content_hash = s.Text(6);
-  copy.state = s.Text(7);
+  TF_ASSIGN_OR_RETURN(copy.state, StateOf(ParseCopyState, s.Text(7),
+                                          StrCat("copy ", copy.id, " (", copy.tier, ":", copy.uri,
+                                                 ") of artifact ", copy.artifact_id)));
   copy.created_at_ms = s.Int(8);
   copy.message = s.Text(9);
   return copy;
@@ -327,8 +329,11 @@ class LineageReader {
         ForEachRow(*artifact_, [&](const Statement& s) { result = ReadArtifact(s); }));
     if (!result) return result;
     copies_->Bind(1, id);
-    TF_RETURN_IF_ERROR(
-        ForEachRow(*copies_, [&](const Statement& s) { result->copies.push_back(ReadCopy(s)); }));
+    TF_RETURN_IF_ERROR(ForEachRow(*copies_, [&](const Statement& s) -> absl::Status {
+      TF_ASSIGN_OR_RETURN(CopyRow copy, ReadCopy(s));
+      result->copies.push_back(std::move(copy));
+      return absl::OkStatus();
+    }));
     return result;
   }
 
@@ -636,9 +641,12 @@ absl::StatusOr<RunDetail> GetRunDetail(Database& db, const std::string& run_id, 
                                         " JOIN artifacts a ON a.id = c.artifact_id WHERE a.run_id "
                                         "= ? ORDER BY c.artifact_id, c.role <> 'home', c.id")));
   copies.Bind(1, run_id);
-  TF_RETURN_IF_ERROR(ForEachRow(copies, [&](const Statement& s) {
+  TF_RETURN_IF_ERROR(ForEachRow(copies, [&](const Statement& s) -> absl::Status {
     auto artifact = artifacts.find(s.Int(1));
-    if (artifact != artifacts.end()) artifact->second->copies.push_back(ReadCopy(s));
+    if (artifact == artifacts.end()) return absl::OkStatus();
+    TF_ASSIGN_OR_RETURN(CopyRow copy, ReadCopy(s));
+    artifact->second->copies.push_back(std::move(copy));
+    return absl::OkStatus();
   }));
   TF_ASSIGN_OR_RETURN(
       Statement checkpoints,

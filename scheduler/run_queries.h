@@ -138,7 +138,7 @@ struct CopyRow {
   std::string role;  // home | working
   int64_t bytes = 0;
   std::string content_hash;
-  std::string state;  // copying | present | evicted | released | failed | missing | overwritten
+  ArtifactCopyState state = ArtifactCopyState::kPresent;
   int64_t created_at_ms = 0;
   std::string message;  // why it is in that state (recorded by the engine)
 };
@@ -188,7 +188,7 @@ struct CheckpointRow {
   std::string uri;
   std::optional<int64_t> bytes;
   std::string content_hash;
-  std::string state;  // flushing | present | failed | deleted
+  std::string state;  // flushing | present | failed | deleted: shown, never compared
   int64_t committed_at_ms = 0;
   std::optional<int64_t> flush_ms;
   std::string message;

@@ -221,6 +221,22 @@ TEST_F(RunQueriesTest, UnknownRunStateIsAnErrorNamingTheRun) {
   EXPECT_TRUE(Contains(status.status().message(), "'hibernating'"));
 }
 
+TEST_F(RunQueriesTest, UnknownCopyStateIsAnErrorNamingTheCopy) {
+  ASSERT_TRUE(
+      Writer().Execute("UPDATE artifact_copies SET state = 'archived' WHERE tier = 'nvme'").ok());
+  auto detail = GetRunDetail(*db_, "quickstart-3f9a1c", kNow);
+  ASSERT_FALSE(detail.ok());
+  EXPECT_EQ(detail.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(detail.status().message(), "'archived'")) << detail.status();
+  EXPECT_TRUE(
+      Contains(detail.status().message(), "(nvme:/mnt/nvme/cache/quickstart-3f9a1c/train/model)"))
+      << detail.status();
+  // Lineage reads the same rows.
+  auto model = ResolveArtifact(*db_, *ParseArtifactRef("quickstart-3f9a1c/train/model"));
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kDataLoss);
+}
+
 TEST_F(RunQueriesTest, UnknownRunNamesIdAndDatabaseWithSuggestion) {
   auto id = ResolveRunId(*db_, "quickstart-3f9a1d");
   ASSERT_FALSE(id.ok());
@@ -274,7 +290,7 @@ TEST_F(RunQueriesTest, RunDetailHasTasksInPlanOrderWithAttemptsAndOutputs) {
   ASSERT_EQ(train.outputs[0].copies.size(), 2u);
   EXPECT_EQ(train.outputs[0].copies[0].role, "home");
   EXPECT_EQ(train.outputs[0].copies[1].tier, "nvme");
-  EXPECT_EQ(train.outputs[0].copies[1].state, "evicted");
+  EXPECT_EQ(train.outputs[0].copies[1].state, ArtifactCopyState::kEvicted);
 
   const TaskRow& publish = detail->tasks[4];
   EXPECT_EQ(publish.state, TaskState::kFailed);

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <ostream>
 #include <utility>
 #include <vector>
 
@@ -324,6 +325,15 @@ constexpr std::pair<AttemptState, std::string_view> kAttemptStates[] = {
     {AttemptState::kNotStarted, attempt_state::kNotStarted},
     {AttemptState::kCached, attempt_state::kCached},
 };
+constexpr std::pair<ArtifactCopyState, std::string_view> kCopyStates[] = {
+    {ArtifactCopyState::kCopying, copy_state::kCopying},
+    {ArtifactCopyState::kPresent, copy_state::kPresent},
+    {ArtifactCopyState::kEvicted, copy_state::kEvicted},
+    {ArtifactCopyState::kReleased, copy_state::kReleased},
+    {ArtifactCopyState::kFailed, copy_state::kFailed},
+    {ArtifactCopyState::kMissing, copy_state::kMissing},
+    {ArtifactCopyState::kOverwritten, copy_state::kOverwritten},
+};
 
 template <typename State, size_t N>
 std::string_view NameOf(const std::pair<State, std::string_view> (&table)[N], State state) {
@@ -357,6 +367,18 @@ absl::StatusOr<TaskState> ParseTaskState(std::string_view text) {
 std::string_view AttemptStateName(AttemptState state) { return NameOf(kAttemptStates, state); }
 absl::StatusOr<AttemptState> ParseAttemptState(std::string_view text) {
   return Parse(kAttemptStates, "attempt", text);
+}
+std::string_view CopyStateName(ArtifactCopyState state) { return NameOf(kCopyStates, state); }
+absl::StatusOr<ArtifactCopyState> ParseCopyState(std::string_view text) {
+  return Parse(kCopyStates, "copy", text);
+}
+std::ostream& operator<<(std::ostream& out, RunState state) { return out << RunStateName(state); }
+std::ostream& operator<<(std::ostream& out, TaskState state) { return out << TaskStateName(state); }
+std::ostream& operator<<(std::ostream& out, AttemptState state) {
+  return out << AttemptStateName(state);
+}
+std::ostream& operator<<(std::ostream& out, ArtifactCopyState state) {
+  return out << CopyStateName(state);
 }
 
 bool IsTerminal(TaskState state) {

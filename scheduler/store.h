@@ -47,6 +47,7 @@
 // below, stored as text so that `sqlite3 .tierflow/tierflow.db` reads well.
 #pragma once
 
+#include <iosfwd>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -131,16 +132,51 @@ inline constexpr std::string_view kLost = "lost";
 inline constexpr std::string_view kNotStarted = "not_started";
 inline constexpr std::string_view kCached = "cached";
 }  // namespace attempt_state
-// The word stored for a state (runs.state, tasks.state, attempts.state),
-// and the one conversion back: InvalidArgument, naming the word and the
-// known ones, for any other text (a database written by a newer tierflow,
-// or edited by hand). Unknown text is never mapped to a default.
+
+// Artifact copy states (artifact_copies.state). copying: recorded before
+// the copy is made; present; evicted: a working copy deleted once its last
+// reader ended; released: a volatile home let go once its last reader
+// ended (the artifact is recomputed when needed again); failed; missing:
+// gone when the run resumed; overwritten: a newer artifact of the same
+// output took its uri. (internal::CopyState is the engine's own view of a
+// copy while it drives a run.)
+enum class ArtifactCopyState {
+  kCopying,
+  kPresent,
+  kEvicted,
+  kReleased,
+  kFailed,
+  kMissing,
+  kOverwritten,
+};
+namespace copy_state {
+inline constexpr std::string_view kCopying = "copying";
+inline constexpr std::string_view kPresent = "present";
+inline constexpr std::string_view kEvicted = "evicted";
+inline constexpr std::string_view kReleased = "released";
+inline constexpr std::string_view kFailed = "failed";
+inline constexpr std::string_view kMissing = "missing";
+inline constexpr std::string_view kOverwritten = "overwritten";
+}  // namespace copy_state
+
+// The word stored for a state (runs.state, tasks.state, attempts.state,
+// artifact_copies.state), and the one conversion back: InvalidArgument,
+// naming the word and the known ones, for any other text (a database
+// written by a newer tierflow, or edited by hand). Unknown text is never
+// mapped to a default.
 std::string_view RunStateName(RunState state);
 absl::StatusOr<RunState> ParseRunState(std::string_view text);
 std::string_view TaskStateName(TaskState state);
 absl::StatusOr<TaskState> ParseTaskState(std::string_view text);
 std::string_view AttemptStateName(AttemptState state);
 absl::StatusOr<AttemptState> ParseAttemptState(std::string_view text);
+std::string_view CopyStateName(ArtifactCopyState state);
+absl::StatusOr<ArtifactCopyState> ParseCopyState(std::string_view text);
+// Writes the word (for messages and gtest's failure output).
+std::ostream& operator<<(std::ostream& out, RunState state);
+std::ostream& operator<<(std::ostream& out, TaskState state);
+std::ostream& operator<<(std::ostream& out, AttemptState state);
+std::ostream& operator<<(std::ostream& out, ArtifactCopyState state);
 // A task that will not run again in this run: succeeded, cached, failed,
 // upstream_failed or cancelled. Done: succeeded or cached.
 bool IsTerminal(TaskState state);

@@ -113,6 +113,13 @@ TEST(StoreTest, StateWordsRoundTripAndUnknownWordsAreRejected) {
        {RunState::kRunning, RunState::kSucceeded, RunState::kFailed, RunState::kCancelled}) {
     EXPECT_EQ(ParseRunState(RunStateName(state)).value(), state);
   }
+  for (ArtifactCopyState state :
+       {ArtifactCopyState::kCopying, ArtifactCopyState::kPresent, ArtifactCopyState::kEvicted,
+        ArtifactCopyState::kReleased, ArtifactCopyState::kFailed, ArtifactCopyState::kMissing,
+        ArtifactCopyState::kOverwritten}) {
+    EXPECT_EQ(ParseCopyState(CopyStateName(state)).value(), state);
+  }
+  EXPECT_FALSE(ParseCopyState("archived").ok());
   absl::StatusOr<TaskState> unknown = ParseTaskState("paused");
   ASSERT_FALSE(unknown.ok());
   EXPECT_EQ(unknown.status().message(),
@@ -123,6 +130,14 @@ TEST(StoreTest, StateWordsRoundTripAndUnknownWordsAreRejected) {
   EXPECT_TRUE(IsTerminal(TaskState::kUpstreamFailed));
   EXPECT_FALSE(IsTerminal(TaskState::kRetrying));
   EXPECT_TRUE(IsDone(TaskState::kCached));
+}
+
+// Failures print states as their words, not numbers.
+TEST(StoreTest, StatesPrintAsTheirWords) {
+  EXPECT_EQ(::testing::PrintToString(TaskState::kUpstreamFailed), "upstream_failed");
+  EXPECT_EQ(::testing::PrintToString(RunState::kCancelled), "cancelled");
+  EXPECT_EQ(::testing::PrintToString(AttemptState::kNotStarted), "not_started");
+  EXPECT_EQ(::testing::PrintToString(ArtifactCopyState::kReleased), "released");
 }
 
 TEST(StoreTest, CreatesSchemaInWalModeAndReopens) {

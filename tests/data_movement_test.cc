@@ -27,6 +27,7 @@ namespace {
 using scheduler::EngineOptions;
 using scheduler::PlacementTier;
 using scheduler::RunResult;
+using scheduler::RunState;
 using ::testing::HasSubstr;
 using namespace tierflow::testing;  // NOLINT: the test helpers
 
@@ -101,7 +102,7 @@ class DataMovementTest : public ::testing::Test {
 TEST_F(DataMovementTest, WritesBackPrefetchesAndEvictsRecordingEveryCopy) {
   absl::StatusOr<RunResult> result = RunOn(Tiers());
   ASSERT_TRUE(result.ok()) << result.status();
-  ASSERT_EQ(result->state, "succeeded") << result->failures.size();
+  ASSERT_EQ(result->state, RunState::kSucceeded) << result->failures.size();
   const std::string key = "runs/" + result->run_id + "/artifacts/ingest/raw";
 
   // raw: written on disk, written back to its home (bulk), copied to ram
@@ -149,7 +150,7 @@ stages:
 )");
   absl::StatusOr<RunResult> result = RunOn(Tiers());
   ASSERT_TRUE(result.ok()) << result.status();
-  ASSERT_EQ(result->state, "succeeded");
+  ASSERT_EQ(result->state, RunState::kSucceeded);
   EXPECT_THAT(Copies("pack", "shards"), ::testing::ElementsAre("ram home released -"));
   EXPECT_THAT(Copies("pack", "index"), ::testing::ElementsAre("ram home present -"));
   // The release is a decision recorded with its reason.
@@ -243,7 +244,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = RunOn(Tiers());
   ASSERT_TRUE(result.ok()) << result.status();
-  ASSERT_EQ(result->state, "succeeded");
+  ASSERT_EQ(result->state, RunState::kSucceeded);
   const std::string run = result->run_id;
   const fs::path ram = Root("ram") / "runs" / run / "checkpoints" / "train";
   EXPECT_THAT(ReadFile(dir_.path() / ".tierflow" / "runs" / run / "logs" / "train.attempt-1.log"),
@@ -308,7 +309,7 @@ stages:
   ASSERT_TRUE(result.ok()) << result.status();
   const std::string log = ReadFile(dir_.path() / ".tierflow" / "runs" / result->run_id / "logs" /
                                    "train.attempt-1.log");
-  ASSERT_EQ(result->state, "succeeded") << log;
+  ASSERT_EQ(result->state, RunState::kSucceeded) << log;
   const size_t at = log.find("present at start: ");
   ASSERT_NE(at, std::string::npos) << log;
   const int present = std::stoi(log.substr(at + 18));
@@ -345,7 +346,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> first = RunOn(Tiers());
   ASSERT_TRUE(first.ok()) << first.status();
-  ASSERT_EQ(first->state, "failed");
+  ASSERT_EQ(first->state, RunState::kFailed);
   ASSERT_EQ(QueryValue(Db(), "SELECT state FROM checkpoints"), "present");
   const fs::path durable = Root("bulk") / "runs" / first->run_id / "checkpoints" / "train";
   fs::remove_all(durable);
@@ -359,7 +360,7 @@ stages:
   std::shared_ptr<scheduler::Engine> engine = api::MakeEmbeddedEngine(std::move(options));
   absl::StatusOr<RunResult> resumed = engine->Resume(first->run_id);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
-  EXPECT_EQ(resumed->state, "succeeded");
+  EXPECT_EQ(resumed->state, RunState::kSucceeded);
   std::vector<std::string> rows;
   for (const Row& row : Query(Db(),
                               "SELECT name || ' ' || state || ' ' || message FROM "
@@ -437,7 +438,7 @@ TEST_F(VolatileHomeTest, AResumeThatNeedsAReleasedHomeRunsItsProducerAgain) {
   WriteFile(dir_ / "go-other", "");
   absl::StatusOr<RunResult> first = RunOn(Tiers());
   ASSERT_TRUE(first.ok()) << first.status();
-  ASSERT_EQ(first->state, "failed");  // fit exits 3
+  ASSERT_EQ(first->state, RunState::kFailed);  // fit exits 3
   EXPECT_EQ(Packs(), 1u);
   // fit failed for good: its input's home was released, and lineage says so.
   EXPECT_THAT(Copies("pack", "shards"), ::testing::ElementsAre("ram home released -"));
@@ -450,7 +451,7 @@ TEST_F(VolatileHomeTest, AResumeThatNeedsAReleasedHomeRunsItsProducerAgain) {
   WriteFile(dir_ / "go", "");
   absl::StatusOr<RunResult> resumed = ResumeOn(first->run_id);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
-  ASSERT_EQ(resumed->state, "succeeded");
+  ASSERT_EQ(resumed->state, RunState::kSucceeded);
   EXPECT_EQ(Packs(), 2u) << "the resume did not recompute the released input of fit";
   EXPECT_EQ(QueryValue(Db(),
                        "SELECT group_concat(state) FROM (SELECT state FROM attempts WHERE "
@@ -465,13 +466,13 @@ TEST_F(VolatileHomeTest, AResumeThatDoesNotNeedAReleasedHomeKeepsItsProducer) {
   WriteFile(dir_ / "go", "");
   absl::StatusOr<RunResult> first = RunOn(Tiers());
   ASSERT_TRUE(first.ok()) << first.status();
-  ASSERT_EQ(first->state, "failed");  // other exits 4; fit read pack.shards and succeeded
+  ASSERT_EQ(first->state, RunState::kFailed);  // other exits 4; fit read pack.shards and succeeded
   EXPECT_THAT(Copies("pack", "shards"), ::testing::ElementsAre("ram home released -"));
 
   WriteFile(dir_ / "go-other", "");
   absl::StatusOr<RunResult> resumed = ResumeOn(first->run_id);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
-  ASSERT_EQ(resumed->state, "succeeded");
+  ASSERT_EQ(resumed->state, RunState::kSucceeded);
   EXPECT_EQ(Packs(), 1u) << "pack ran again though no task that reads it did";
   EXPECT_EQ(QueryValue(Db(), "SELECT count(*) FROM attempts WHERE task_id IN ('pack', 'fit')"),
             "2");
@@ -482,10 +483,10 @@ TEST_F(VolatileHomeTest, TheCacheNeverReusesAReleasedArtifact) {
   WriteFile(dir_ / "go-other", "");
   absl::StatusOr<RunResult> first = RunOn(Tiers());
   ASSERT_TRUE(first.ok()) << first.status();
-  ASSERT_EQ(first->state, "succeeded");
+  ASSERT_EQ(first->state, RunState::kSucceeded);
   absl::StatusOr<RunResult> second = RunOn(Tiers());
   ASSERT_TRUE(second.ok()) << second.status();
-  ASSERT_EQ(second->state, "succeeded");
+  ASSERT_EQ(second->state, RunState::kSucceeded);
   // pack's bytes are gone: it runs again (not cached); fit then reads the
   // same bytes and is reused; other reads nothing volatile and is reused.
   EXPECT_EQ(Packs(), 2u);

@@ -26,6 +26,7 @@ namespace {
 
 using scheduler::EngineOptions;
 using scheduler::RunResult;
+using scheduler::RunState;
 using storage::testing::Fault;
 using storage::testing::FaultInjector;
 using ::testing::AllOf;
@@ -139,7 +140,7 @@ TEST_F(EngineFaultsTest, AHomeThatFillsUpMidCopyFailsTheRunNamingTheWriteBack) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_GE(faults_->injected(), 1);
 
-  EXPECT_EQ(result->state, "failed");
+  EXPECT_EQ(result->state, RunState::kFailed);
   const std::string key = Key(result->run_id);
   ASSERT_EQ(result->write_back_failures.size(), 1u);
   EXPECT_THAT(result->write_back_failures[0],
@@ -172,7 +173,7 @@ TEST_F(EngineFaultsTest, AHomeUnavailableForAMomentIsWrittenBackByAResume) {
   absl::StatusOr<RunResult> first = Drive(*engine);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(faults_->injected(), 1);
-  EXPECT_EQ(first->state, "failed");
+  EXPECT_EQ(first->state, RunState::kFailed);
   ASSERT_EQ(first->write_back_failures.size(), 1u);
   EXPECT_THAT(first->write_back_failures[0],
               AllOf(HasSubstr("copying ingest.raw to tier bulk failed"),
@@ -184,7 +185,8 @@ TEST_F(EngineFaultsTest, AHomeUnavailableForAMomentIsWrittenBackByAResume) {
 
   absl::StatusOr<RunResult> resumed = Drive(*engine, first->run_id);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
-  EXPECT_EQ(resumed->state, "succeeded") << ::testing::PrintToString(resumed->write_back_failures);
+  EXPECT_EQ(resumed->state, RunState::kSucceeded)
+      << ::testing::PrintToString(resumed->write_back_failures);
   EXPECT_THAT(resumed->write_back_failures, ::testing::IsEmpty());
   EXPECT_TRUE(ReadFile(Root("bulk") / key) == raw) << "the home copy differs from the output";
   // ingest ran once: its output was kept, only the copy was made again.
@@ -201,7 +203,7 @@ TEST_F(EngineFaultsTest, ADamagedCopyIsRecordedAndItsReaderFails) {
   absl::StatusOr<RunResult> result = Drive(*engine);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_GE(faults_->injected(), 1);
-  EXPECT_EQ(result->state, "failed");
+  EXPECT_EQ(result->state, RunState::kFailed);
   const std::string key = Key(result->run_id);
   const std::string failure = "copying ingest.raw to tier ram failed: tier ram: cannot write '" +
                               key + "': the bytes were damaged (injected fault)";

@@ -32,6 +32,7 @@ namespace {
 using scheduler::EngineOptions;
 using scheduler::RunRequest;
 using scheduler::RunResult;
+using scheduler::RunState;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
@@ -50,7 +51,7 @@ class RecordingObserver final : public scheduler::RunObserver {
     }
     cv_.notify_all();
   }
-  bool WaitForState(const std::string& task, const std::string& state,
+  bool WaitForState(const std::string& task, scheduler::TaskState state,
                     std::chrono::milliseconds limit = kHangLimit) {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, limit, [&] {
@@ -200,7 +201,7 @@ stages:
   options.random = [] { return 0.0; };
   absl::StatusOr<RunResult> result = RunWith(options);
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->state, "succeeded");
+  EXPECT_EQ(result->state, RunState::kSucceeded);
   EXPECT_EQ(result->counts.succeeded, 1u);
 
   std::vector<Row> attempts = Attempts(result->run_id, "flaky");
@@ -247,12 +248,13 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = Run();
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->state, "failed");
+  EXPECT_EQ(result->state, RunState::kFailed);
   EXPECT_EQ(result->counts.failed, 1u);
   EXPECT_EQ(result->counts.upstream_failed, 2u);
   EXPECT_EQ(result->counts.succeeded, 1u);
   ASSERT_EQ(result->failures.size(), 1u);
   EXPECT_EQ(result->failures[0].task_id, "a");
+  EXPECT_EQ(result->failures[0].state, scheduler::TaskState::kFailed);
   EXPECT_THAT(result->failures[0].message, HasSubstr("exit 3"));
 
   std::map<std::string, std::string> states = TaskStates(result->run_id);
@@ -284,7 +286,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = Run();
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->state, "failed");
+  EXPECT_EQ(result->state, RunState::kFailed);
   ASSERT_EQ(result->failures.size(), 1u);
   EXPECT_THAT(result->failures[0].message, HasSubstr("timed out after 300ms"));
 
@@ -311,7 +313,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = Run();
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->state, "failed");
+  EXPECT_EQ(result->state, RunState::kFailed);
   std::vector<Row> attempts = Attempts(result->run_id, "stubborn");
   ASSERT_EQ(attempts.size(), 1u);
   EXPECT_EQ(attempts[0][1], "timed_out");
@@ -331,13 +333,13 @@ stages:
 )x");
   RecordingObserver observer;
   auto [engine, result] = RunInBackground(observer);
-  ASSERT_TRUE(observer.WaitForState("long", "running"));
+  ASSERT_TRUE(observer.WaitForState("long", scheduler::TaskState::kRunning));
   ASSERT_TRUE(WaitFor([&] { return ReadPid(dir_ / "long.pid") > 0; }));
   const pid_t pid = ReadPid(dir_ / "long.pid");
   engine->Cancel();
   absl::StatusOr<RunResult> run = result.get();
   ASSERT_TRUE(run.ok()) << run.status();
-  EXPECT_EQ(run->state, "cancelled");
+  EXPECT_EQ(run->state, RunState::kCancelled);
   EXPECT_EQ(run->counts.cancelled, 2u);
   std::map<std::string, std::string> states = TaskStates(run->run_id);
   EXPECT_EQ(states["long"], "cancelled");
@@ -361,7 +363,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = Run();
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->state, "failed");
+  EXPECT_EQ(result->state, RunState::kFailed);
   ASSERT_EQ(result->failures.size(), 1u);
   EXPECT_THAT(result->failures[0].message, HasSubstr("output 'model' missing"));
   EXPECT_THAT(result->failures[0].message, HasSubstr("TIERFLOW_OUTPUT_MODEL"));
@@ -397,7 +399,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = Run();
   ASSERT_TRUE(result.ok()) << result.status();
-  ASSERT_EQ(result->state, "succeeded");
+  ASSERT_EQ(result->state, RunState::kSucceeded);
   EXPECT_EQ(ReadFile(dir_ / "seen"), "absent\n");
   EXPECT_EQ(ReadFile(dir_ / "used"), "hellobcd");
 
@@ -459,7 +461,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = Run({{"x", "42"}});
   ASSERT_TRUE(result.ok()) << result.status();
-  ASSERT_EQ(result->state, "succeeded");
+  ASSERT_EQ(result->state, RunState::kSucceeded);
 
   std::map<std::string, std::string> env = ParseEnv(dir_ / "gather.env");
   EXPECT_EQ(env["TIERFLOW_RUN_ID"], result->run_id);
@@ -527,13 +529,13 @@ stages:
   // 1: everything runs.
   absl::StatusOr<RunResult> run1 = Run();
   ASSERT_TRUE(run1.ok()) << run1.status();
-  ASSERT_EQ(run1->state, "succeeded");
+  ASSERT_EQ(run1->state, RunState::kSucceeded);
   EXPECT_EQ(executions(), (Counts{{"first", 1}, {"second", 1}, {"always", 1}}));
 
   // 2: the same again: reused, nothing executed but the uncached stage.
   absl::StatusOr<RunResult> run2 = Run();
   ASSERT_TRUE(run2.ok()) << run2.status();
-  ASSERT_EQ(run2->state, "succeeded");
+  ASSERT_EQ(run2->state, RunState::kSucceeded);
   EXPECT_EQ(run2->counts.cached, 2u);
   EXPECT_EQ(executions(), (Counts{{"first", 1}, {"second", 1}, {"always", 2}}));
   std::map<std::string, std::string> states = TaskStates(run2->run_id);
@@ -589,7 +591,7 @@ stages:
   }
   absl::StatusOr<RunResult> run5 = Run();
   ASSERT_TRUE(run5.ok()) << run5.status();
-  ASSERT_EQ(run5->state, "succeeded");
+  ASSERT_EQ(run5->state, RunState::kSucceeded);
   states = TaskStates(run5->run_id);
   EXPECT_EQ(states["first"], "cached");
   EXPECT_EQ(states["second"], "succeeded");
@@ -617,7 +619,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> run1 = Run();
   ASSERT_TRUE(run1.ok()) << run1.status();
-  ASSERT_EQ(run1->state, "succeeded");
+  ASSERT_EQ(run1->state, RunState::kSucceeded);
   absl::StatusOr<RunResult> run2 = Run();
   ASSERT_TRUE(run2.ok()) << run2.status();
   ASSERT_EQ(TaskStates(run2->run_id)["make"], "cached") << "no hit to begin with";
@@ -631,7 +633,7 @@ stages:
   }
   absl::StatusOr<RunResult> run3 = Run();
   ASSERT_TRUE(run3.ok()) << run3.status();
-  ASSERT_EQ(run3->state, "succeeded");
+  ASSERT_EQ(run3->state, RunState::kSucceeded);
   EXPECT_EQ(TaskStates(run3->run_id)["make"], "succeeded");
   EXPECT_EQ(ReadFile(RunDir(run3->run_id) / "artifacts" / "make" / "out"), "original");
   EXPECT_THAT(ReadLines(dir_ / "executions"), ElementsAre("make", "make"));
@@ -657,7 +659,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = Run();
   ASSERT_TRUE(result.ok()) << result.status();
-  ASSERT_EQ(result->state, "succeeded");
+  ASSERT_EQ(result->state, RunState::kSucceeded);
   const std::string run = result->run_id;
   EXPECT_EQ(ReadFile(RunDir(run) / "artifacts" / "consume" / "all"), "012");
 
@@ -716,7 +718,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = Run();  // slots: 2
   ASSERT_TRUE(result.ok()) << result.status();
-  ASSERT_EQ(result->state, "succeeded");
+  ASSERT_EQ(result->state, RunState::kSucceeded);
   // What the tasks measured lies inside what the engine held a slot for.
   std::vector<std::pair<int64_t, int>> edges;  // time, +1 start / -1 end
   for (int i = 0; i < 6; ++i) {
@@ -769,12 +771,12 @@ stages:
   auto run = [request](scheduler::Engine& e) { return e.Run(request); };
   absl::StatusOr<RunResult> first = Drive(engine, run);
   ASSERT_TRUE(first.ok()) << first.status();
-  ASSERT_EQ(first->state, "succeeded");
+  ASSERT_EQ(first->state, RunState::kSucceeded);
   // Both runs take milliseconds: a few seconds is a hang.
   absl::StatusOr<RunResult> second = Drive(engine, run, std::chrono::seconds(5));
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_NE(second->run_id, first->run_id);
-  EXPECT_EQ(second->state, "succeeded");
+  EXPECT_EQ(second->state, RunState::kSucceeded);
   EXPECT_EQ(QueryValue(Db(), "SELECT group_concat(number) FROM attempts WHERE run_id = '" +
                                  second->run_id + "'"),
             "1,1");
@@ -801,7 +803,7 @@ stages:
   options.slots = 1;
   absl::StatusOr<RunResult> result = RunWith(options);
   ASSERT_TRUE(result.ok()) << result.status();
-  ASSERT_EQ(result->state, "succeeded");
+  ASSERT_EQ(result->state, RunState::kSucceeded);
   EXPECT_THAT(ReadLines(dir_ / "order"), ElementsAre("a", "b", "x", "c"));
 }
 
@@ -813,7 +815,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = Run();
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->state, "failed");
+  EXPECT_EQ(result->state, RunState::kFailed);
   ASSERT_EQ(result->failures.size(), 1u);
   EXPECT_THAT(result->failures[0].message, HasSubstr("no-such-program-for-tierflow"));
   std::vector<Row> attempts = Attempts(result->run_id, "a");
@@ -839,7 +841,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = Run();
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->state, "succeeded");
+  EXPECT_EQ(result->state, RunState::kSucceeded);
   EXPECT_EQ(ReadFile(dir_ / "resumed"), "2\n");
   EXPECT_THAT(ReadLines(dir_ / "dir_existed"), ElementsAre("yes", "yes"))
       << "the engine does not create TIERFLOW_CHECKPOINT_DIR before the first attempt";
@@ -856,11 +858,11 @@ stages:
 )x");
   RecordingObserver observer;
   auto [engine, result] = RunInBackground(observer);
-  ASSERT_TRUE(observer.WaitForState("flaky", "retrying"));
+  ASSERT_TRUE(observer.WaitForState("flaky", scheduler::TaskState::kRetrying));
   engine->Cancel();
   absl::StatusOr<RunResult> run = result.get();
   ASSERT_TRUE(run.ok()) << run.status();
-  EXPECT_EQ(run->state, "cancelled");
+  EXPECT_EQ(run->state, RunState::kCancelled);
   EXPECT_EQ(TaskStates(run->run_id)["flaky"], "cancelled");
   EXPECT_EQ(Attempts(run->run_id, "flaky").size(), 1u);
 }
@@ -882,7 +884,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> first = Run();
   ASSERT_TRUE(first.ok()) << first.status();
-  ASSERT_EQ(first->state, "failed");
+  ASSERT_EQ(first->state, RunState::kFailed);
   WriteFile(dir_ / "fixed", "");
 
   std::shared_ptr<scheduler::Engine> engine = api::MakeEmbeddedEngine(Options());
@@ -891,7 +893,7 @@ stages:
       Drive(engine, [run_id](scheduler::Engine& e) { return e.Resume(run_id); });
   ASSERT_TRUE(resumed.ok()) << resumed.status();
   EXPECT_EQ(resumed->run_id, run_id);
-  EXPECT_EQ(resumed->state, "succeeded");
+  EXPECT_EQ(resumed->state, RunState::kSucceeded);
   EXPECT_THAT(ReadLines(dir_ / "ran"), ElementsAre("a", "b", "b", "c"));
   EXPECT_EQ(QueryValue(Db(),
                        "SELECT group_concat(task_id || ':' || number || ':' || state) FROM "
@@ -917,7 +919,7 @@ stages:
   ASSERT_TRUE(run1.ok()) << run1.status();
   absl::StatusOr<RunResult> run2 = Run();
   ASSERT_TRUE(run2.ok()) << run2.status();
-  ASSERT_EQ(run2->state, "succeeded");
+  ASSERT_EQ(run2->state, RunState::kSucceeded);
   EXPECT_EQ(TaskStates(run2->run_id)["make"], "cached");
   EXPECT_THAT(ReadLines(dir_ / "executions"), ElementsAre("make"));
   const fs::path tree = RunDir(run2->run_id) / "artifacts" / "make" / "tree";
@@ -943,7 +945,7 @@ stages:
 )x");
   RecordingObserver observer;
   auto [engine, result] = RunInBackground(observer);
-  ASSERT_TRUE(observer.WaitForState("long", "running"));
+  ASSERT_TRUE(observer.WaitForState("long", scheduler::TaskState::kRunning));
   ASSERT_TRUE(WaitFor([&] { return ReadPid(dir_ / "long.pid") > 0; }));
   const std::string run_id = QueryValue(Db(), "SELECT id FROM runs");
   // The task's start is committed with the next turn, or at the latest
@@ -962,8 +964,8 @@ stages:
   engine->Cancel();
   absl::StatusOr<RunResult> run = result.get();
   ASSERT_TRUE(run.ok()) << run.status();
-  EXPECT_EQ(run->state, "cancelled") << "the run's end was written by two parties";
-  EXPECT_EQ(QueryValue(Db(), "SELECT state FROM runs"), run->state);
+  EXPECT_EQ(run->state, RunState::kCancelled) << "the run's end was written by two parties";
+  EXPECT_EQ(QueryValue(Db(), "SELECT state FROM runs"), scheduler::RunStateName(run->state));
   EXPECT_EQ(QueryValue(Db(), "SELECT group_concat(state) FROM attempts"), "cancelled");
 }
 
@@ -984,7 +986,7 @@ stages:
   const pid_t escaped = ReadPid(dir_ / "escaped.pid");
   if (escaped > 0) ::kill(escaped, SIGKILL);
   ASSERT_TRUE(result.ok()) << result.status();
-  ASSERT_EQ(result->state, "succeeded");
+  ASSERT_EQ(result->state, RunState::kSucceeded);
   auto attempt = [&](const std::string& task) {
     return Query(Db(), "SELECT log_path, log_bytes FROM attempts WHERE task_id = '" + task + "'")
         .at(0);
@@ -1029,7 +1031,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> first = Run();
   ASSERT_TRUE(first.ok()) << first.status();
-  ASSERT_EQ(first->state, "failed");
+  ASSERT_EQ(first->state, RunState::kFailed);
   const std::string run_id = first->run_id;
   const std::string first_hash = QueryValue(Db(), "SELECT content_hash FROM artifacts");
   fs::remove(RunDir(run_id) / "artifacts" / "a" / "out");
@@ -1039,7 +1041,7 @@ stages:
   absl::StatusOr<RunResult> resumed =
       Drive(engine, [run_id](scheduler::Engine& e) { return e.Resume(run_id); });
   ASSERT_TRUE(resumed.ok()) << resumed.status();
-  ASSERT_EQ(resumed->state, "succeeded");
+  ASSERT_EQ(resumed->state, RunState::kSucceeded);
   EXPECT_THAT(ReadLines(dir_ / "consumed"), ElementsAre("made by attempt 1", "made by attempt 2"));
 
   // Who produced what.
@@ -1078,7 +1080,7 @@ stages:
 )x");
   absl::StatusOr<RunResult> result = RunWith(Options());
   ASSERT_TRUE(result.ok()) << result.status();
-  ASSERT_EQ(result->state, "succeeded");
+  ASSERT_EQ(result->state, RunState::kSucceeded);
   std::vector<Row> rows = Query(Db(),
                                 "SELECT task_id, data_wait_ms, read_bytes, write_bytes, "
                                 "input_wait_ms, reads_json FROM attempts WHERE run_id = '" +
@@ -1087,7 +1089,7 @@ stages:
   EXPECT_EQ(rows[0][0], "make");
   EXPECT_EQ(rows[0][1], "0");
   EXPECT_GE(std::stoll(rows[0][3]), 3000000);  // head wrote the output
-  EXPECT_EQ(rows[0][5], "NULL");  // no inputs
+  EXPECT_EQ(rows[0][5], "NULL");               // no inputs
   EXPECT_EQ(rows[1][0], "use");
   EXPECT_EQ(rows[1][1], "750");
   EXPECT_GE(std::stoll(rows[1][2]), 3000000);  // cat read the input

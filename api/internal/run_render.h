@@ -40,6 +40,9 @@ inline std::string StateWord(scheduler::TaskState state) {
 inline std::string StateWord(scheduler::AttemptState state) {
   return std::string(scheduler::AttemptStateName(state));
 }
+inline std::string StateWord(scheduler::ArtifactCopyState state) {
+  return std::string(scheduler::CopyStateName(state));
+}
 
 // The state store the --db flag names ("" : $TIERFLOW_DB, else
 // .tierflow/tierflow.db), opened read-only.
