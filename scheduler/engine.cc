@@ -45,7 +45,6 @@ using internal::MovePurpose;
 using internal::Need;
 using internal::OutputPlace;
 using internal::StageRec;
-using internal::SteadyTime;
 using internal::TaskRec;
 using internal::Tier;
 
@@ -67,7 +66,10 @@ Duration RetryDelay(const dag::RetryPolicy& policy, uint32_t retry, double rando
 
 class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
  public:
-  explicit Impl(EngineOptions options) : options_(std::move(options)), loop_(*this) {
+  explicit Impl(EngineOptions options)
+      : options_(std::move(options)),
+        clock_(options_.clock != nullptr ? *options_.clock : SystemClock()),
+        loop_(*this, clock_) {
     if (options_.slots <= 0) {
       options_.slots = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     }
@@ -158,6 +160,7 @@ class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
   absl::Status RecordTierEvents();
 
   EngineOptions options_;
+  const Clock& clock_;                // retries, checkpoint polls, the start flush
   std::atomic<bool> driving_{false};  // Run or Resume in progress
   // What other threads hand in, and where turns run; declared first of
   // the run's members so that it outlives the threads that call it.
@@ -404,8 +407,8 @@ absl::Status Engine::Impl::ApplyTurn(std::deque<TaskReport>& reports, std::deque
                                      bool cancel_now) {
   TF_RETURN_IF_ERROR(RecordTierEvents());
   if (cancel_now) TF_RETURN_IF_ERROR(CancelAll());
-  if (checkpoints().PollDue(std::chrono::steady_clock::now())) {
-    TF_RETURN_IF_ERROR(checkpoints().Poll());
+  if (checkpoints().PollDue(clock_.Now())) {
+    TF_RETURN_IF_ERROR(checkpoints().Poll(clock_));
   }
   if (schedule_kept_) TF_RETURN_IF_ERROR(ScheduleKept());
   for (const MoveResult& move : moves) TF_RETURN_IF_ERROR(ApplyMoveResult(move));
@@ -416,7 +419,7 @@ absl::Status Engine::Impl::ApplyTurn(std::deque<TaskReport>& reports, std::deque
     if (report.outcome != TaskReport::Outcome::kStarted) ended_.insert(report.attempt_id);
   }
   for (TaskReport& report : reports) TF_RETURN_IF_ERROR(ApplyReport(report));
-  const SteadyTime now = std::chrono::steady_clock::now();
+  const SteadyTime now = clock_.Now();
   while (!retry_timers_.empty() && retry_timers_.begin()->first <= now) {
     uint32_t t = retry_timers_.begin()->second;
     retry_timers_.erase(retry_timers_.begin());
@@ -715,7 +718,7 @@ absl::Status Engine::Impl::ApplyEnd(uint32_t t, const TaskReport& report, Durati
   ++task.failures;
   if (task.failures <= stage.retries.limit) {
     Duration delay = RetryDelay(stage.retries, task.failures, options_.random());
-    retry_timers_.emplace(std::chrono::steady_clock::now() + delay, t);
+    retry_timers_.emplace(clock_.Now() + delay, t);
     return SetTaskState(t, TaskState::kRetrying,
                         StrCat(report.message, "; retry ", task.failures, " of ",
                                stage.retries.limit, " in ", FormatDuration(delay)),

@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "common/task.h"
 #include "common/units.h"
 #include "scheduler/placement.h"
@@ -140,6 +141,10 @@ struct EngineOptions {
   RunObserver* observer = nullptr;
   // Uniform in [0, 1): the retry jitter. Default: a random source.
   std::function<double()> random;
+  // What retry backoffs, checkpoint polls and the flush of start reports
+  // are timed on (wall times recorded in the store stay the system's);
+  // MakeEmbeddedEngine gives the local pool the same clock for timeouts.
+  const Clock* clock = &SystemClock();
   // Runs tasks; default: the local worker pool (set by the caller, which
   // links the worker; the scheduler does not).
   std::function<absl::StatusOr<std::unique_ptr<Executor>>(Executor::ReportCallback)> make_executor;

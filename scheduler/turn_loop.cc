@@ -91,7 +91,7 @@ bool TurnLoop::WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_seen
     starts_waiting = starts_waiting || !reports_.empty();
   }
   if (starts_waiting) {
-    SteadyTime flush = std::chrono::steady_clock::now() + kStartedFlush;
+    SteadyTime flush = clock_.Now() + kStartedFlush;
     if (!wake || flush < *wake) wake = flush;
   }
   drive_wake_ = wake;
@@ -104,7 +104,8 @@ bool TurnLoop::WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_seen
       return woken_ || urgent_reports_ > 0 || (cancel_requested_ && !cancel_seen);
     };
     if (wake) {
-      cv_.wait_until(lock, *wake, has_work);
+      // At most that long in real time: a clock that jumps wakes it first.
+      cv_.wait_for(lock, *wake - clock_.Now(), has_work);
     } else {
       cv_.wait(lock, has_work);
     }
@@ -119,7 +120,7 @@ bool TurnLoop::WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_seen
     pending = !reports_.empty() || !move_results_.empty();
   }
   pending = pending || outlook.events_waiting;
-  const SteadyTime now = std::chrono::steady_clock::now();
+  const SteadyTime now = clock_.Now();
   if (pending || cancel_now || (outlook.next_retry && *outlook.next_retry <= now) ||
       (outlook.next_poll && *outlook.next_poll <= now)) {
     turn_status_ = TakeTurn(cancel_now);

@@ -6,8 +6,10 @@
 // no turn is under way (a try-lock), which saves waking Drive's thread;
 // Drive's thread sleeps until the run's next timer, a start to record (at
 // most kStartedFlush after a launch), or a wake-up, and is woken by an
-// inline turn only when it has to look. What a turn does is the engine's
-// (TurnBody); this unit only decides when and where one runs.
+// inline turn only when it has to look. Timers are on the engine's clock
+// (EngineOptions::clock): a FakeClock that is advanced wakes Drive's
+// thread. What a turn does is the engine's (TurnBody); this unit only
+// decides when and where one runs.
 //
 // Thread-safety: OnReport, OnMoveResult, Wake and Cancel from any thread;
 // the rest from Drive's thread.
@@ -21,12 +23,11 @@
 #include <optional>
 
 #include "absl/status/status.h"
+#include "common/clock.h"
 #include "common/task.h"
 #include "scheduler/mover.h"
 
 namespace tierflow::scheduler::internal {
-
-using SteadyTime = std::chrono::steady_clock::time_point;
 
 // What the run waits for between turns, as its state machine knows it.
 struct TurnOutlook {
@@ -55,7 +56,8 @@ class TurnLoop {
   // recorded by the next one, at most this long after its launch.
   static constexpr std::chrono::milliseconds kStartedFlush{100};
 
-  explicit TurnLoop(TurnBody& body) : body_(body) {}
+  // `body` and `clock` outlive the loop.
+  TurnLoop(TurnBody& body, const Clock& clock) : body_(body), clock_(clock) {}
 
   // A new run: nothing queued, no turn failed. A Cancel() that arrived
   // between runs is kept for this one.
@@ -91,6 +93,7 @@ class TurnLoop {
   absl::Status TakeTurn(bool cancel_now);  // turn_mu_ held
 
   TurnBody& body_;
+  const Clock& clock_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<TaskReport> reports_;       // guarded by mu_
@@ -103,6 +106,8 @@ class TurnLoop {
   bool inline_turns_ = false;             // guarded by turn_mu_
   absl::Status turn_status_;              // guarded by turn_mu_: the first failed turn's
   std::optional<SteadyTime> drive_wake_;  // guarded by turn_mu_: Drive sleeps until then
+  // Drive looks again when the clock jumps (a FakeClock advanced).
+  ClockListener clock_listener_{clock_, [this] { Wake(); }};
 };
 
 }  // namespace tierflow::scheduler::internal
