@@ -6,8 +6,11 @@
 namespace tierflow::api {
 
 std::unique_ptr<Engine> MakeEmbeddedEngine(EngineOptions options) {
-  options.make_executor = [](Executor::ReportCallback on_report) {
-    return worker::StartLocalPool(std::move(on_report));
+  // One clock for the run's timers and its tasks' timeouts.
+  options.make_executor = [clock = options.clock](Executor::ReportCallback on_report) {
+    worker::LocalPoolOptions pool;
+    pool.clock = clock;
+    return worker::StartLocalPool(std::move(on_report), pool);
   };
   if (!options.open_tier) options.open_tier = storage::OpenTier;  // posix and s3
   return std::make_unique<Engine>(std::move(options));

@@ -108,9 +108,9 @@ absl::Status Checkpoints::AttemptEnded(uint32_t t) {
   return absl::OkStatus();
 }
 
-absl::Status Checkpoints::Poll() {
+absl::Status Checkpoints::Poll(const Clock& clock) {
   for (auto& [t, seen] : watch_) TF_RETURN_IF_ERROR(PollTask(t, seen));
-  next_poll_ = std::chrono::steady_clock::now() + kPollInterval;
+  next_poll_ = clock.Now() + kPollInterval;
   return absl::OkStatus();
 }
 

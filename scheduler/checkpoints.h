@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "common/task.h"
 #include "scheduler/internal/run_model.h"
 #include "scheduler/run_writer.h"
@@ -58,14 +59,13 @@ class Checkpoints {
   // `task`'s attempt ended: what it committed just before is flushed too
   // (a failed attempt's latest checkpoint is where its retry starts).
   absl::Status AttemptEnded(uint32_t task);
-  // Watched tasks' folders are polled in the turn, every kPollInterval.
-  bool PollDue(std::chrono::steady_clock::time_point now) const {
-    return !watch_.empty() && next_poll_ <= now;
-  }
+  // Watched tasks' folders are polled in the turn, every kPollInterval on
+  // the engine's clock.
+  bool PollDue(SteadyTime now) const { return !watch_.empty() && next_poll_ <= now; }
   // Polling is under way (some task is watched); next_poll says when.
   bool polling() const { return !watch_.empty(); }
-  std::chrono::steady_clock::time_point next_poll() const { return next_poll_; }
-  absl::Status Poll();
+  SteadyTime next_poll() const { return next_poll_; }
+  absl::Status Poll(const Clock& clock);
   // Cluster mode: where attempt `report` writes its checkpoints, an event.
   absl::Status RecordDir(uint32_t task, const TaskReport& report);
   // A flush, removal or restore ended (its move taken from the book).
@@ -93,7 +93,7 @@ class Checkpoints {
   CheckpointTiers tiers_;
   // Running tasks whose checkpoints are flushed: the names already seen.
   std::unordered_map<uint32_t, std::set<std::string>> watch_;
-  std::chrono::steady_clock::time_point next_poll_{};
+  SteadyTime next_poll_{};
   struct Unflushed {
     uint32_t task = 0;
     std::string name;

@@ -3,21 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
-#include <cstring>
 #include <deque>
-#include <filesystem>
-#include <fstream>
 #include <mutex>
-#include <queue>
 #include <random>
-#include <sstream>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "absl/cleanup/cleanup.h"
-#include "absl/strings/str_join.h"
 #include "common/file_watcher.h"
 #include "common/metrics.h"
 #include "common/status.h"
@@ -28,9 +21,11 @@
 #include "scheduler/checkpoints.h"
 #include "scheduler/internal/run_model.h"
 #include "scheduler/mover.h"
+#include "scheduler/readiness.h"
 #include "scheduler/remote_tiers.h"
 #include "scheduler/replicas.h"
 #include "scheduler/resume.h"
+#include "scheduler/run_counts.h"
 #include "scheduler/run_lock.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/run_start.h"
@@ -38,10 +33,10 @@
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
 #include "scheduler/task_cache.h"
+#include "scheduler/turn_loop.h"
 #include "storage_adapters/posix.h"
 
 namespace tierflow::scheduler {
-namespace fs = std::filesystem;
 using internal::ArtifactRec;
 using internal::CopyState;
 using internal::kNoTier;
@@ -55,7 +50,6 @@ using internal::Tier;
 
 namespace {
 
-using SteadyTime = std::chrono::steady_clock::time_point;
 using json = nlohmann::json;
 
 // Retry n (1-based) waits min(backoff * factor^(n-1), max_backoff), of which
@@ -70,9 +64,12 @@ Duration RetryDelay(const dag::RetryPolicy& policy, uint32_t retry, double rando
 
 }  // namespace
 
-class Engine::Impl : public internal::TaskHooks {
+class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
  public:
-  explicit Impl(EngineOptions options) : options_(std::move(options)) {
+  explicit Impl(EngineOptions options)
+      : options_(std::move(options)),
+        clock_(options_.clock != nullptr ? *options_.clock : SystemClock()),
+        loop_(*this, clock_) {
     if (options_.slots <= 0) {
       options_.slots = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     }
@@ -86,20 +83,14 @@ class Engine::Impl : public internal::TaskHooks {
   absl::StatusOr<RunResult> Run(const RunRequest& request);
   absl::StatusOr<RunResult> Resume(const std::string& run_id);
 
-  void Cancel() {
-    {
-      std::lock_guard lock(mu_);
-      cancel_requested_ = true;
-    }
-    cv_.notify_one();
-  }
+  void Cancel() { loop_.Cancel(); }
   void KillNow() {
     std::lock_guard lock(executor_mu_);
     if (executor_) executor_->KillAll();
   }
 
   // internal::TaskHooks: replicas and checkpoints, inside a turn.
-  void InputsReady(uint32_t task) override { ready_.push(task); }
+  void InputsReady(uint32_t task) override { ready_.Push(task); }
   absl::Status InputFailed(uint32_t task, const std::string& message) override {
     TF_RETURN_IF_ERROR(SetTaskState(task, TaskState::kFailed, message));
     return FailDownstream(run_.tasks[task].stage, run_.tasks[task].id);
@@ -119,8 +110,8 @@ class Engine::Impl : public internal::TaskHooks {
   absl::Status BeginRun();
   void EndRun();
   internal::EngineLinks Links() {
-    return {*this, [this](MoveResult result) { OnMoveResult(std::move(result)); },
-            [this] { Wake(); }};
+    return {*this, [this](MoveResult result) { loop_.OnMoveResult(std::move(result)); },
+            [this] { loop_.Wake(); }};
   }
   RunWriter& writer() { return *units_->writer; }
   internal::TaskCache& cache() { return *units_->cache; }
@@ -130,79 +121,14 @@ class Engine::Impl : public internal::TaskHooks {
   // --- driving
   absl::StatusOr<RunResult> Drive(bool resumed);
   absl::Status StartDriving(bool resumed);
-  // Sleeps until there is something to do; false when the run is over.
-  bool WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_seen);
   absl::StatusOr<RunResult> StopOnError(absl::Status status);
   absl::StatusOr<RunResult> FinishDriving();
 
-  // --- the loop
-  // An executor's thread. A task's end is acted on at once: in a turn on
-  // this thread when no turn is under way, which saves waking Drive's
-  // thread; else by a turn on Drive's thread, woken. A start (its pid, for
-  // `show`) waits for the next turn, at most kStartedFlush after the
-  // launch: no commit of its own.
-  void OnReport(TaskReport report) {
-    const bool urgent = IsFinal(report.outcome);
-    {
-      std::lock_guard lock(mu_);
-      reports_.push_back(std::move(report));
-      if (urgent) ++urgent_reports_;
-      // A start long after its launch (a batch scheduler's job) finds
-      // Drive asleep with no deadline: it sets one, kStartedFlush away.
-      if (!urgent && !rearm_ && drive_sleeps_unbounded_) {
-        rearm_ = true;
-        cv_.notify_one();
-      }
-    }
-    if (!urgent) return;
-    bool wake_drive = true;
-    {
-      std::unique_lock turn(turn_mu_, std::try_to_lock);
-      if (turn.owns_lock() && inline_turns_ && turn_status_.ok()) {
-        turn_status_ = TakeTurn(/*cancel_now=*/false);
-        // Drive sleeps until drive_wake_: wake it only when it has to look.
-        wake_drive = !turn_status_.ok() || counts_.done() == counts_.total ||
-                     (launched_ && !drive_wake_) ||
-                     (!retry_timers_.empty() &&
-                      (!drive_wake_ || retry_timers_.begin()->first < *drive_wake_));
-      }
-    }
-    if (wake_drive) Wake();
-  }
-  // Inside a turn: a report of the engine's own (an attempt its executor
-  // could not re-attach to), applied by the next turn.
-  void QueueReport(TaskReport report) {
-    {
-      std::lock_guard lock(mu_);
-      reports_.push_back(std::move(report));
-      ++urgent_reports_;
-      woken_ = true;
-    }
-    cv_.notify_one();
-  }
-  // Any thread: Drive has something to look at.
-  void Wake() {
-    {
-      std::lock_guard lock(mu_);
-      woken_ = true;
-    }
-    cv_.notify_one();
-  }
-  // A mover thread's result (or a streamed copy's first files); the next
-  // turn, on Drive's thread, applies it.
-  void OnMoveResult(MoveResult result) {
-    {
-      std::lock_guard lock(mu_);
-      move_results_.push_back(std::move(result));
-      ++urgent_reports_;
-      woken_ = true;
-    }
-    cv_.notify_one();
-  }
-  static constexpr Duration kStartedFlush = std::chrono::milliseconds(100);
-  absl::Status TakeTurn(bool cancel_now);  // turn_mu_ held
+  // --- the turn (internal::TurnBody): TurnLoop decides when and where
+  // it runs.
   absl::Status Turn(std::deque<TaskReport>& reports, std::deque<MoveResult>& moves,
-                    bool cancel_now);
+                    bool cancel_now) override;
+  internal::TurnOutlook Outlook() const override;
   absl::Status ApplyTurn(std::deque<TaskReport>& reports, std::deque<MoveResult>& moves,
                          bool cancel_now);
   void ActOnCommittedTurn();
@@ -224,46 +150,36 @@ class Engine::Impl : public internal::TaskHooks {
                              const internal::LaunchInputs& inputs);
   int StartRestores(uint32_t task, TaskLaunch& launch, const internal::TaskCache::Hit& hit,
                     const std::string& staging);
-  absl::Status StageDone(uint32_t stage);
   absl::Status FailDownstream(uint32_t stage, const std::string& failed_task);
   absl::Status SetTaskState(uint32_t task, TaskState state, const std::string& message,
                             Duration duration = Duration(0));
   absl::Status CancelAll();
-  void Enqueue(uint32_t task);
   bool Finished() const {
     return counts_.done() == counts_.total && units_->moves.in_flight() == 0;
   }
 
   void Emit(uint32_t task, std::string message, Duration duration = Duration(0));
-  void CountState(TaskState state, int delta);
   absl::Status FinishRun(RunState state, const std::string& message);
   RunResult MakeResult(RunState state) const;
   absl::Status RecordTierEvents();
 
   EngineOptions options_;
+  const Clock& clock_;                // retries, checkpoint polls, the start flush
   std::atomic<bool> driving_{false};  // Run or Resume in progress
+  // What other threads hand in, and where turns run; declared first of
+  // the run's members so that it outlives the threads that call it.
+  internal::TurnLoop loop_;
 
-  // The run's state: owned by whichever thread runs the turn (turn_mu_
-  // held), or by Drive's thread before the first turn and after the last.
+  // The run's state: owned by whichever thread runs the turn (its lock
+  // held, TurnLoop), or by Drive's thread before the first turn and after
+  // the last.
   internal::RunModel run_;
   std::unique_ptr<internal::RunUnits> units_;  // made anew for each run
   SteadyTime started_;
   std::unique_ptr<Mover> mover_;
   std::unordered_map<int64_t, uint32_t> attempt_task_;
 
-  struct ReadyOrder {
-    const std::vector<TaskRec>* tasks;
-    const std::vector<StageRec>* stages;
-    bool operator()(uint32_t a, uint32_t b) const {  // true: a runs after b
-      uint32_t la = (*stages)[(*tasks)[a].stage].bottom_level;
-      uint32_t lb = (*stages)[(*tasks)[b].stage].bottom_level;
-      if (la != lb) return la < lb;
-      return (*tasks)[a].seq > (*tasks)[b].seq;
-    }
-  };
-  std::priority_queue<uint32_t, std::vector<uint32_t>, ReadyOrder> ready_{
-      ReadyOrder{&run_.tasks, &run_.stages}};
-  std::vector<uint32_t> newly_ready_;  // to be marked queued if no slot takes them
+  internal::ReadyQueue ready_{run_};
   std::multimap<SteadyTime, uint32_t> retry_timers_;
   RunCounts counts_;
   bool cancelling_ = false;
@@ -282,23 +198,6 @@ class Engine::Impl : public internal::TaskHooks {
   };
   std::unordered_map<uint32_t, WaitingLaunch> waiting_launches_;  // by task
   std::unordered_map<uint32_t, std::string> restore_failures_;    // by task: why
-  // Shared with other threads: executor reports, mover results, remote
-  // tiers' retries, cancel requests.
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<TaskReport> reports_;       // guarded by mu_
-  std::deque<MoveResult> move_results_;  // guarded by mu_
-  size_t urgent_reports_ = 0;            // guarded by mu_: reports_ that are not kStarted
-  bool woken_ = false;                   // guarded by mu_: Drive has something to look at
-  bool cancel_requested_ = false;        // guarded by mu_
-  bool drive_sleeps_unbounded_ = false;  // guarded by mu_: Drive waits with no deadline
-  bool rearm_ = false;                   // guarded by mu_: Drive needs a deadline for a start
-  // Held while a turn runs and while Drive reads the run's state: turns
-  // run on Drive's thread or, inline, on an executor thread reporting.
-  std::mutex turn_mu_;
-  bool inline_turns_ = false;             // guarded by turn_mu_
-  absl::Status turn_status_;              // guarded by turn_mu_: the first failed turn's
-  std::optional<SteadyTime> drive_wake_;  // guarded by turn_mu_: Drive sleeps until then
   std::mutex executor_mu_;
   std::unique_ptr<Executor> executor_;  // guarded by executor_mu_ for KillNow
 };
@@ -321,8 +220,7 @@ absl::Status Engine::Impl::BeginRun() {
   waiting_launches_.clear();
   restore_failures_.clear();
   schedule_kept_ = false;
-  ready_ = decltype(ready_)(ReadyOrder{&run_.tasks, &run_.stages});
-  newly_ready_.clear();
+  ready_.Clear();
   retry_timers_.clear();
   counts_ = RunCounts{};
   cancelling_ = false;
@@ -331,14 +229,7 @@ absl::Status Engine::Impl::BeginRun() {
   to_cancel_.clear();
   to_reattach_.clear();
   pending_events_.clear();
-  std::lock_guard lock(mu_);
-  reports_.clear();
-  move_results_.clear();
-  urgent_reports_ = 0;
-  woken_ = false;
-  rearm_ = false;
-  turn_status_ = absl::OkStatus();
-  drive_wake_.reset();
+  loop_.Reset();
   return absl::OkStatus();
 }
 
@@ -352,10 +243,7 @@ void Engine::Impl::EndRun() {
     std::lock_guard lock(executor_mu_);
     executor_.reset();  // a run that could not start
   }
-  {
-    std::lock_guard lock(mu_);
-    cancel_requested_ = false;
-  }
+  loop_.EndRun();
   // The run is no longer driven: resume and cancel may take it.
   if (units_) units_->lock.reset();
   driving_ = false;
@@ -396,16 +284,10 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
     options_.observer->OnRunStarted(run_.run_id, resumed, counts_);
   }
 
-  std::unique_lock turn(turn_mu_);
-  // The first turn dispatches the initial tasks.
-  turn_status_ = TakeTurn(/*cancel_now=*/false);
-  inline_turns_ = true;
-  bool cancel_seen = false;
-  while (WaitForWork(turn, cancel_seen)) {
-  }
-  inline_turns_ = false;  // from here on, reports are left alone
+  std::unique_lock turn = loop_.LockTurns();
+  const absl::Status status = loop_.Drive(turn);
   replicas().StopStreams();
-  if (!turn_status_.ok()) return StopOnError(turn_status_);
+  if (!status.ok()) return StopOnError(status);
   return FinishDriving();
 }
 
@@ -413,24 +295,13 @@ absl::StatusOr<RunResult> Engine::Impl::Drive(bool resumed) {
 absl::Status Engine::Impl::StartDriving(bool resumed) {
   counts_ = RunCounts{};
   counts_.total = static_cast<uint32_t>(run_.tasks.size());
-  for (const TaskRec& task : run_.tasks) CountState(task.state, +1);
-  const dag::TaskGraph& graph = *run_.graph;
-  // Ready: stages none of whose parents has unfinished tasks.
-  for (uint32_t s = 0; s < run_.stages.size(); ++s) {
-    for (uint32_t parent : graph.StageParents(s)) {
-      if (run_.stages[parent].unfinished > 0) ++run_.stages[s].waiting_parents;
-    }
-  }
-  for (uint32_t t = 0; t < run_.tasks.size(); ++t) {
-    if (run_.tasks[t].state == TaskState::kPending &&
-        run_.stages[run_.tasks[t].stage].waiting_parents == 0) {
-      Enqueue(t);
-    }
-  }
+  for (const TaskRec& task : run_.tasks) CountTask(counts_, task.state, +1);
+  ready_.Start();
   replicas().CountReaders();
   schedule_kept_ = resumed;
-  mover_ = std::make_unique<Mover>(options_.transfer_threads,
-                                   [this](MoveResult result) { OnMoveResult(std::move(result)); });
+  mover_ = std::make_unique<Mover>(options_.transfer_threads, [this](MoveResult result) {
+    loop_.OnMoveResult(std::move(result));
+  });
   return absl::OkStatus();
 }
 
@@ -439,66 +310,9 @@ absl::Status Engine::Impl::StartExecutor() {
   std::lock_guard lock(executor_mu_);
   auto make = options_.make_executor;
   if (!make) return absl::FailedPreconditionError("no executor configured");
-  TF_ASSIGN_OR_RETURN(executor_, make([this](TaskReport report) { OnReport(std::move(report)); }));
+  TF_ASSIGN_OR_RETURN(executor_,
+                      make([this](TaskReport report) { loop_.OnReport(std::move(report)); }));
   return absl::OkStatus();
-}
-
-// Called and returns with `turn` held; sleeps without it until the next
-// retry is due, a checkpoint poll, or (while starts wait to be recorded)
-// kStartedFlush at most, unless woken; then takes a turn if there is
-// anything to do (an inline turn may have done it meanwhile).
-bool Engine::Impl::WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_seen) {
-  if (!turn_status_.ok() || Finished()) return false;
-  std::optional<SteadyTime> wake;
-  if (!retry_timers_.empty()) wake = retry_timers_.begin()->first;
-  if (checkpoints().polling() && (!wake || checkpoints().next_poll() < *wake)) {
-    wake = checkpoints().next_poll();
-  }
-  bool starts_waiting = launched_;
-  {
-    std::lock_guard lock(mu_);
-    starts_waiting = starts_waiting || !reports_.empty();
-  }
-  if (starts_waiting) {
-    SteadyTime flush = std::chrono::steady_clock::now() + kStartedFlush;
-    if (!wake || flush < *wake) wake = flush;
-  }
-  drive_wake_ = wake;
-  turn.unlock();
-  bool cancel_now = false;
-  bool pending = false;
-  bool rearm_only = false;
-  {
-    std::unique_lock lock(mu_);
-    auto has_work = [&] {
-      return woken_ || urgent_reports_ > 0 || (cancel_requested_ && !cancel_seen);
-    };
-    if (wake) {
-      cv_.wait_until(lock, *wake, has_work);
-    } else {
-      drive_sleeps_unbounded_ = true;
-      cv_.wait(lock, [&] { return has_work() || rearm_; });
-      drive_sleeps_unbounded_ = false;
-      rearm_only = !has_work();
-      rearm_ = false;
-    }
-    woken_ = false;
-    if (cancel_requested_ && !cancel_seen) cancel_seen = cancel_now = true;
-  }
-  turn.lock();
-  if (rearm_only) return true;  // sleeps again, until kStartedFlush at most
-  if (!turn_status_.ok() || Finished()) return false;
-  {
-    std::lock_guard lock(mu_);
-    pending = !reports_.empty() || !move_results_.empty();
-  }
-  pending = pending || !units_->tier_events.empty();
-  const SteadyTime now = std::chrono::steady_clock::now();
-  if (pending || cancel_now || (!retry_timers_.empty() && retry_timers_.begin()->first <= now) ||
-      checkpoints().PollDue(now)) {
-    turn_status_ = TakeTurn(cancel_now);
-  }
-  return true;
 }
 
 // The store failed past its retries (locked, full disk, ...): this engine
@@ -529,12 +343,6 @@ absl::StatusOr<RunResult> Engine::Impl::StopOnError(absl::Status status) {
 }
 
 absl::StatusOr<RunResult> Engine::Impl::FinishDriving() {
-  RunState final_state = RunState::kSucceeded;
-  if (counts_.cancelled > 0 || cancelling_) {
-    final_state = RunState::kCancelled;
-  } else if (counts_.failed > 0 || counts_.upstream_failed > 0) {
-    final_state = RunState::kFailed;
-  }
   {
     std::lock_guard lock(executor_mu_);
     executor_.reset();
@@ -549,24 +357,11 @@ absl::StatusOr<RunResult> Engine::Impl::FinishDriving() {
   for (std::string& failure : internal::RemoveStaging(run_)) {
     cleanup_failures.push_back(std::move(failure));
   }
-  std::string message;
-  if (final_state == RunState::kFailed) {
-    message = StrCat(counts_.failed, " failed, ", counts_.upstream_failed, " upstream_failed");
-  }
   const std::vector<std::string>& move_failures = replicas().write_back_failures();
-  if (!move_failures.empty() && final_state != RunState::kCancelled) {
-    final_state = RunState::kFailed;
-    message =
-        StrCat(message.empty() ? "" : StrCat(message, "; "), absl::StrJoin(move_failures, "; "),
-               "; the outputs are kept where they were written: finish the write-back with "
-               "tierflow resume ",
-               run_.run_id);
-  }
-  if (!cleanup_failures.empty()) {
-    message =
-        StrCat(message.empty() ? "" : StrCat(message, "; "), absl::StrJoin(cleanup_failures, "; "));
-    if (final_state == RunState::kSucceeded) final_state = RunState::kFailed;
-  }
+  const RunState final_state =
+      FinalRunState(counts_, cancelling_, !move_failures.empty(), !cleanup_failures.empty());
+  const std::string message =
+      FinalRunMessage(counts_, cancelling_, move_failures, cleanup_failures, run_.run_id);
   TF_RETURN_IF_ERROR(FinishRun(final_state, message));
   RunResult result = MakeResult(final_state);
   result.write_back_failures = move_failures;
@@ -601,16 +396,15 @@ RunResult Engine::Impl::MakeResult(RunState state) const {
 
 // ------------------------------------------------------------------ turns
 
-absl::Status Engine::Impl::TakeTurn(bool cancel_now) {
-  std::deque<TaskReport> reports;
-  std::deque<MoveResult> moves;
-  {
-    std::lock_guard lock(mu_);
-    reports.swap(reports_);
-    moves.swap(move_results_);
-    urgent_reports_ = 0;
-  }
-  return Turn(reports, moves, cancel_now);
+internal::TurnOutlook Engine::Impl::Outlook() const {
+  internal::TurnOutlook outlook;
+  outlook.finished = Finished();
+  outlook.tasks_done = counts_.done() == counts_.total;
+  outlook.launched = launched_;
+  outlook.events_waiting = !units_->tier_events.empty();
+  if (!retry_timers_.empty()) outlook.next_retry = retry_timers_.begin()->first;
+  if (units_->checkpoints->polling()) outlook.next_poll = units_->checkpoints->next_poll();
+  return outlook;
 }
 
 // One transaction: everything that arrived is applied and committed, and
@@ -633,8 +427,8 @@ absl::Status Engine::Impl::ApplyTurn(std::deque<TaskReport>& reports, std::deque
                                      bool cancel_now) {
   TF_RETURN_IF_ERROR(RecordTierEvents());
   if (cancel_now) TF_RETURN_IF_ERROR(CancelAll());
-  if (checkpoints().PollDue(std::chrono::steady_clock::now())) {
-    TF_RETURN_IF_ERROR(checkpoints().Poll());
+  if (checkpoints().PollDue(clock_.Now())) {
+    TF_RETURN_IF_ERROR(checkpoints().Poll(clock_));
   }
   if (schedule_kept_) TF_RETURN_IF_ERROR(ScheduleKept());
   if (!run_.reattach.empty()) TF_RETURN_IF_ERROR(ReattachAttempts());
@@ -646,22 +440,22 @@ absl::Status Engine::Impl::ApplyTurn(std::deque<TaskReport>& reports, std::deque
     if (IsFinal(report.outcome)) ended_.insert(report.attempt_id);
   }
   for (TaskReport& report : reports) TF_RETURN_IF_ERROR(ApplyReport(report));
-  const SteadyTime now = std::chrono::steady_clock::now();
+  const SteadyTime now = clock_.Now();
   while (!retry_timers_.empty() && retry_timers_.begin()->first <= now) {
     uint32_t t = retry_timers_.begin()->second;
     retry_timers_.erase(retry_timers_.begin());
     if (run_.tasks[t].state != TaskState::kRetrying) continue;
     TF_RETURN_IF_ERROR(SetTaskState(t, TaskState::kQueued, ""));
-    Enqueue(t);
+    ready_.Enqueue(t);
   }
   TF_RETURN_IF_ERROR(StartReadyTasks());
   // What waits for a slot is `queued`, so users see it is ready.
-  for (uint32_t t : newly_ready_) {
+  for (uint32_t t : ready_.newly_ready()) {
     if (run_.tasks[t].state == TaskState::kPending) {
       TF_RETURN_IF_ERROR(SetTaskState(t, TaskState::kQueued, ""));
     }
   }
-  newly_ready_.clear();
+  ready_.newly_ready().clear();
   return absl::OkStatus();
 }
 
@@ -683,7 +477,7 @@ void Engine::Impl::ActOnCommittedTurn() {
     lost.message = StrCat("the engine stopped while this attempt ran, and its executor cannot find",
                           handle.empty() ? std::string(" it") : StrCat(" ", handle),
                           " any more: it runs again");
-    QueueReport(std::move(lost));
+    loop_.QueueReport(std::move(lost));
   }
   to_reattach_.clear();
   for (const internal::Replicas::NodeEviction& evict : replicas().evictions_on_workers()) {
@@ -717,8 +511,7 @@ absl::Status Engine::Impl::ScheduleKept() {
 absl::Status Engine::Impl::StartReadyTasks() {
   while (!cancelling_ && !ready_.empty() &&
          counts_.running < static_cast<uint32_t>(options_.slots)) {
-    uint32_t t = ready_.top();
-    ready_.pop();
+    const uint32_t t = ready_.Pop();
     TF_ASSIGN_OR_RETURN(bool data_ready, replicas().DataReady(t));
     if (!data_ready) {
       if (replicas().WaitForData(t)) {
@@ -761,7 +554,7 @@ absl::Status Engine::Impl::CancelAll() {
     }
   }
   retry_timers_.clear();
-  while (!ready_.empty()) ready_.pop();
+  ready_.Clear();
   replicas().ForgetDataWaiters();
   // Copies not begun are not needed any more (write-backs of finished
   // outputs resume with the run); those under way to or from a remote
@@ -772,15 +565,6 @@ absl::Status Engine::Impl::CancelAll() {
 }
 
 // ------------------------------------------------------ the state machine
-
-void Engine::Impl::CountState(TaskState state, int delta) {
-  uint32_t* const counters[] = {
-      &counts_.pending,  &counts_.queued,          &counts_.running,
-      &counts_.retrying, &counts_.succeeded,       &counts_.cached,
-      &counts_.failed,   &counts_.upstream_failed, &counts_.cancelled};  // in TaskState's order
-  uint32_t& counter = *counters[static_cast<size_t>(state)];
-  counter = static_cast<uint32_t>(static_cast<int64_t>(counter) + delta);
-}
 
 void Engine::Impl::Emit(uint32_t t, std::string message, Duration duration) {
   const TaskRec& task = run_.tasks[t];
@@ -799,8 +583,8 @@ absl::Status Engine::Impl::SetTaskState(uint32_t t, TaskState state, const std::
                                         Duration duration) {
   TaskRec& task = run_.tasks[t];
   const bool ends = !IsTerminal(task.state) && IsTerminal(state);
-  CountState(task.state, -1);
-  CountState(state, +1);
+  CountTask(counts_, task.state, -1);
+  CountTask(counts_, state, +1);
   task.state = state;
   task.message = message;
   TF_RETURN_IF_ERROR(
@@ -815,39 +599,15 @@ absl::Status Engine::Impl::SetTaskState(uint32_t t, TaskState state, const std::
   return absl::OkStatus();
 }
 
-void Engine::Impl::Enqueue(uint32_t t) {
-  ready_.push(t);
-  newly_ready_.push_back(t);
-}
-
-absl::Status Engine::Impl::StageDone(uint32_t stage) {
-  for (uint32_t child : run_.graph->StageChildren(stage)) {
-    if (--run_.stages[child].waiting_parents != 0) continue;
-    uint32_t first = run_.graph->FirstTask(child);
-    for (uint32_t i = 0; i < run_.pipeline.stages[child].TaskCount(); ++i) {
-      if (run_.tasks[first + i].state == TaskState::kPending) Enqueue(first + i);
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status Engine::Impl::FailDownstream(uint32_t stage, const std::string& failed_task) {
-  std::vector<uint32_t> queue(run_.graph->StageChildren(stage).begin(),
-                              run_.graph->StageChildren(stage).end());
-  std::vector<bool> seen(run_.stages.size(), false);
   const std::string message = StrCat("upstream task ", failed_task, " failed");
-  while (!queue.empty()) {
-    uint32_t s = queue.back();
-    queue.pop_back();
-    if (seen[s]) continue;
-    seen[s] = true;
-    uint32_t first = run_.graph->FirstTask(s);
+  for (uint32_t s : internal::DownstreamStages(run_, stage)) {
+    const uint32_t first = run_.graph->FirstTask(s);
     for (uint32_t i = 0; i < run_.pipeline.stages[s].TaskCount(); ++i) {
       if (!IsTerminal(run_.tasks[first + i].state)) {
         TF_RETURN_IF_ERROR(SetTaskState(first + i, TaskState::kUpstreamFailed, message));
       }
     }
-    for (uint32_t child : run_.graph->StageChildren(s)) queue.push_back(child);
   }
   return absl::OkStatus();
 }
@@ -979,7 +739,7 @@ absl::Status Engine::Impl::ApplyEnd(uint32_t t, const TaskReport& report, Durati
     for (size_t o = 0; o < report.outputs.size() && o < stage.outputs.size(); ++o) {
       TF_RETURN_IF_ERROR(replicas().ScheduleMoves(t, o));
     }
-    if (--run_.stages[task.stage].unfinished == 0) TF_RETURN_IF_ERROR(StageDone(task.stage));
+    if (--run_.stages[task.stage].unfinished == 0) ready_.StageDone(task.stage);
     return absl::OkStatus();
   }
   if (report.outcome == TaskReport::Outcome::kCancelled || cancelling_) {
@@ -990,13 +750,13 @@ absl::Status Engine::Impl::ApplyEnd(uint32_t t, const TaskReport& report, Durati
     // untouched. A failed reuse: it runs for real at once.
     TF_RETURN_IF_ERROR(SetTaskState(t, TaskState::kQueued, report.message, duration));
     if (report.outcome != TaskReport::Outcome::kLost) task.no_cache = true;
-    Enqueue(t);
+    ready_.Enqueue(t);
     return absl::OkStatus();
   }
   ++task.failures;
   if (task.failures <= stage.retries.limit) {
     Duration delay = RetryDelay(stage.retries, task.failures, options_.random());
-    retry_timers_.emplace(std::chrono::steady_clock::now() + delay, t);
+    retry_timers_.emplace(clock_.Now() + delay, t);
     return SetTaskState(t, TaskState::kRetrying,
                         StrCat(report.message, "; retry ", task.failures, " of ",
                                stage.retries.limit, " in ", FormatDuration(delay)),

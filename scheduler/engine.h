@@ -1,28 +1,32 @@
 // The run engine: drives one run of a pipeline to its end. It owns the
-// loop and the task state machine (engine.cc); the units beside it each do
-// one job for the run it drives, on the engine's turn: RunWriter (every
-// store write), TaskCache, Replicas (copies, streaming, eviction),
-// Checkpoints, resume, attempt (launches and reports), run_lock (the run's
-// lock and cancel). Each turn applies everything that arrived, commits the
-// resulting transitions to the store in one transaction, and only then acts
-// on them (launches tasks, submits copies, cancels attempts). A crash or
-// kill at any moment therefore loses no finished work: Resume picks up from
-// the store.
+// task state machine (engine.cc); the units beside it each do one job for
+// the run it drives: TurnLoop (what other threads hand in, and when and
+// where a turn runs), the ready queue (readiness), run_counts (the counts
+// and the run's final state), RunWriter (every store write), TaskCache,
+// Replicas (copies, streaming, eviction), Checkpoints, resume, attempt
+// (launches and reports), run_lock (the run's lock and cancel). Each turn
+// applies everything that arrived, commits the resulting transitions to
+// the store in one transaction, and only then acts on them (launches
+// tasks, submits copies, cancels attempts). A crash or kill at any moment
+// therefore loses no finished work: Resume picks up from the store.
 //
-// Threading. One turn runs at a time, under turn_mu_, and a turn owns all
-// run and task state (the run model, the units, the ready queue, timers and
-// counts; none of it has a lock of its own). Turns run on the thread that
-// called Run or Resume ("Drive's thread") or, inline, on the executor's
-// thread that reports a task's end, when no turn is under way (a try-lock
-// on turn_mu_): a task's end is then applied, committed and its successors
-// launched without waking Drive's thread, which keeps the per-task
-// overhead low. What other threads tell the engine goes through mu_:
-// executor reports (reports_), the mover's results (move_results_),
-// remote tiers' retries (TierEvents, its own lock) and Cancel()
-// (cancel_requested_, also set by the cancel file's watcher thread); each
-// wakes Drive's thread through a condition variable, and the next turn
-// takes everything queued. A task's start report (its pid, for `show`)
-// waits for the next turn, at most 100 ms: it needs no commit of its own.
+// Threading (scheduler/turn_loop.h). One turn runs at a time, under
+// TurnLoop's turn lock, and a turn owns all run and task state (the run
+// model, the units, the ready queue, timers and counts; none of it has a
+// lock of its own). Turns run on the thread that called Run or Resume
+// ("Drive's thread") or, inline, on the executor's thread that reports a
+// task's end, when no turn is under way (a try-lock on the turn lock): a
+// task's end is then applied, committed and its successors launched
+// without waking Drive's thread, which keeps the per-task overhead low;
+// the inline turn wakes Drive's thread only when it has to look (the run
+// is over, a start to record, a retry due before Drive's next look). What
+// other threads tell the engine goes through TurnLoop's mutex: executor
+// reports, the mover's results, remote tiers' retries (TierEvents, its own
+// lock, then a wake-up) and Cancel() (also called by the cancel file's
+// watcher thread); each wakes Drive's thread through a condition variable,
+// and the next turn takes everything queued. A task's start report (its
+// pid, for `show`) waits for the next turn, at most
+// TurnLoop::kStartedFlush (100 ms): it needs no commit of its own.
 // executor_mu_ guards only the executor pointer, for KillNow from a
 // signal-handling thread. The RunObserver is called inside turns, so on
 // either kind of thread, one call at a time.
@@ -51,6 +55,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "common/task.h"
 #include "common/units.h"
 #include "scheduler/placement.h"
@@ -137,6 +142,10 @@ struct EngineOptions {
   RunObserver* observer = nullptr;
   // Uniform in [0, 1): the retry jitter. Default: a random source.
   std::function<double()> random;
+  // What retry backoffs, checkpoint polls and the flush of start reports
+  // are timed on (wall times recorded in the store stay the system's);
+  // MakeEmbeddedEngine gives the local pool the same clock for timeouts.
+  const Clock* clock = &SystemClock();
   // Runs tasks; default: the local worker pool (set by the caller, which
   // links the worker; the scheduler does not).
   std::function<absl::StatusOr<std::unique_ptr<Executor>>(Executor::ReportCallback)> make_executor;

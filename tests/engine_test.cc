@@ -2,7 +2,9 @@
 // engine on the local worker pool) driving pipelines of real shell tasks.
 // Each test writes its pipeline into a temporary folder, keeps the store at
 // TMP/.tierflow/tierflow.db, and checks both the returned RunResult and what
-// the store recorded. Waits are bounded only to detect hangs.
+// the store recorded. Waits are bounded only to detect hangs. Backoffs and
+// timeouts run on a FakeClock where the test moves time; one timeout test
+// (TermIgnoringTaskIsKilledAfterGrace) keeps the system clock end to end.
 #include "scheduler/engine.h"
 
 #include <gmock/gmock.h>
@@ -22,6 +24,7 @@
 
 #include "api/embedded.h"
 #include "api/run_service.h"
+#include "common/clock.h"
 #include "scheduler/store.h"
 #include "storage_adapters/local_artifact.h"
 #include "tests/engine/engine_testing.h"
@@ -53,10 +56,15 @@ class RecordingObserver final : public scheduler::RunObserver {
   }
   bool WaitForState(const std::string& task, scheduler::TaskState state,
                     std::chrono::milliseconds limit = kHangLimit) {
+    return WaitForAttempt(task, state, 0, limit);
+  }
+  // `attempt` 0: any attempt.
+  bool WaitForAttempt(const std::string& task, const std::string& state, uint32_t attempt,
+                      std::chrono::milliseconds limit = kHangLimit) {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, limit, [&] {
       return std::any_of(events_.begin(), events_.end(), [&](const scheduler::TaskEvent& e) {
-        return e.task_id == task && e.state == state;
+        return e.task_id == task && e.state == state && (attempt == 0 || e.attempt == attempt);
       });
     });
   }
@@ -126,7 +134,9 @@ class EngineTest : public ::testing::Test {
     std::future<absl::StatusOr<RunResult>> result;
   };
   Background RunInBackground(RecordingObserver& observer) {
-    EngineOptions options = Options();
+    return RunInBackground(observer, Options());
+  }
+  Background RunInBackground(RecordingObserver& observer, EngineOptions options) {
     options.observer = &observer;
     Background run;
     run.engine = api::MakeEmbeddedEngine(options);
@@ -278,25 +288,42 @@ stages:
 }
 
 TEST_F(EngineTest, TimeoutKillsWholeProcessGroup) {
+  // On a fake clock: the task is killed when the clock passes its
+  // timeout, not when 300 ms of real time have.
   WritePipeline(R"x(name: timeout
 stages:
   slow:
-    run: sleep 300 & echo $! > bg.pid; sleep 300
+    run: echo $$ > leader.pid; sleep 300 & echo $! > bg.pid; sleep 300
     timeout: 300ms
 )x");
-  absl::StatusOr<RunResult> result = Run();
-  ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->state, RunState::kFailed);
-  ASSERT_EQ(result->failures.size(), 1u);
-  EXPECT_THAT(result->failures[0].message, HasSubstr("timed out after 300ms"));
+  FakeClock clock;
+  EngineOptions options = Options();
+  options.clock = &clock;
+  RecordingObserver observer;
+  auto [engine, result] = RunInBackground(observer, options);
+  ASSERT_TRUE(WaitFor([&] { return ReadPid(dir_ / "bg.pid") > 0; }))
+      << "the task did not record its background pid";
+  const pid_t leader = ReadPid(dir_ / "leader.pid");
+  const pid_t background = ReadPid(dir_ / "bg.pid");
+  // Three times its timeout in real time, and the clock not moved.
+  EXPECT_FALSE(observer.WaitForState("slow", TaskState::kFailed, std::chrono::milliseconds(900)))
+      << "timed out on real time";
+  EXPECT_FALSE(ProcessGone(leader));
+  clock.Advance(std::chrono::milliseconds(299));
+  EXPECT_FALSE(observer.WaitForState("slow", TaskState::kFailed, std::chrono::milliseconds(300)))
+      << "timed out before its timeout";
+  clock.Advance(std::chrono::milliseconds(1));
+  absl::StatusOr<RunResult> run = result.get();
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->state, RunState::kFailed);
+  ASSERT_EQ(run->failures.size(), 1u);
+  EXPECT_THAT(run->failures[0].message, HasSubstr("timed out after 300ms"));
 
-  std::vector<Row> attempts = Attempts(result->run_id, "slow");
+  std::vector<Row> attempts = Attempts(run->run_id, "slow");
   ASSERT_EQ(attempts.size(), 1u);
   EXPECT_EQ(attempts[0][1], "timed_out");
   EXPECT_THAT(attempts[0][4], HasSubstr("timed out"));
-  const pid_t leader = static_cast<pid_t>(std::atol(attempts[0][7].c_str()));
-  const pid_t background = ReadPid(dir_ / "bg.pid");
-  ASSERT_GT(background, 0) << "the task did not record its background pid";
+  EXPECT_EQ(attempts[0][7], std::to_string(leader));
   EXPECT_TRUE(ProcessGone(leader));
   // Killed with its group; an orphan may wait a moment for init to reap it.
   EXPECT_TRUE(WaitFor([&] { return ProcessGone(background); }, std::chrono::seconds(5)))
@@ -304,7 +331,41 @@ stages:
   if (!ProcessGone(background)) ::kill(background, SIGKILL);
 }
 
+TEST_F(EngineTest, RetryRunsWhenTheClockPassesItsBackoff) {
+  // backoff 1h (under max_backoff), jitter pinned near its top: the
+  // retry is due 59m58.2s after the failure, on the engine's clock.
+  WritePipeline(R"x(name: backoff
+stages:
+  flaky:
+    run: |
+      n=$(cat count 2>/dev/null || echo 0)
+      echo $((n + 1)) > count
+      [ $n -ge 1 ]
+    retries: {limit: 3, backoff: 1h, max_backoff: 2h}
+)x");
+  FakeClock clock;
+  EngineOptions options = Options();
+  options.clock = &clock;
+  options.random = [] { return 0.999; };
+  RecordingObserver observer;
+  auto [engine, result] = RunInBackground(observer, options);
+  ASSERT_TRUE(observer.WaitForState("flaky", "retrying"));
+  clock.Advance(std::chrono::minutes(59));
+  EXPECT_FALSE(observer.WaitForAttempt("flaky", "running", 2, std::chrono::milliseconds(300)))
+      << "retried before its backoff";
+  clock.Advance(std::chrono::minutes(1));
+  EXPECT_TRUE(observer.WaitForAttempt("flaky", "running", 2));
+  absl::StatusOr<RunResult> run = result.get();
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->state, "succeeded");
+  std::vector<Row> attempts = Attempts(run->run_id, "flaky");
+  ASSERT_EQ(attempts.size(), 2u);
+  EXPECT_EQ(attempts[0][1], "failed");
+  EXPECT_EQ(attempts[1][1], "succeeded");
+}
+
 TEST_F(EngineTest, TermIgnoringTaskIsKilledAfterGrace) {
+  // The system clock, end to end: a real timeout, then the real grace.
   WritePipeline(R"x(name: stubborn
 stages:
   stubborn:

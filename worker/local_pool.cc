@@ -34,8 +34,6 @@ namespace tierflow::worker {
 namespace fs = std::filesystem;
 namespace {
 
-using SteadyTime = std::chrono::steady_clock::time_point;
-
 // The root of the tier an output is on, through which the pool makes every
 // change there (storage_adapters/tier_root.h).
 absl::StatusOr<std::shared_ptr<const storage::TierRoot>> OutputRoot(const OutputLaunch& output) {
@@ -178,6 +176,7 @@ class LocalPool final : public Executor {
       : on_report_(std::move(on_report)),
         epoll_fd_(epoll_fd),
         wake_fd_(wake_fd),
+        clock_(options.clock != nullptr ? *options.clock : SystemClock()),
         finishers_(options.finisher_threads) {
     // Where tasks' helpers account their waits for data (one file each).
     static std::atomic<int> pools{0};
@@ -186,10 +185,13 @@ class LocalPool final : public Executor {
         fs::temp_directory_path(error) / StrCat("tierflow-", getuid(), "-", getpid(), "-", pools++);
     fs::create_directories(data_wait_dir_, error);
     data_wait_prefix_ = data_wait_dir_.string() + "/";
+    // A jump of the clock may pass a deadline: the event thread looks.
+    clock_listener_.emplace(clock_, [this] { WakeLoop(); });
     thread_ = std::thread([this] { Loop(); });
   }
 
   ~LocalPool() override {
+    clock_listener_.reset();  // before wake_fd_ closes
     Post(Stop{});
     thread_.join();
     // Children still running die with the pool (Subprocess's destructor
@@ -238,6 +240,9 @@ class LocalPool final : public Executor {
       std::lock_guard lock(commands_mu_);
       commands_.push_back(std::move(command));
     }
+    WakeLoop();
+  }
+  void WakeLoop() {
     uint64_t one = 1;
     (void)!write(wake_fd_, &one, sizeof one);
   }
@@ -248,15 +253,15 @@ class LocalPool final : public Executor {
     constexpr int kMaxEvents = 64;
     epoll_event events[kMaxEvents];
     while (!stopping_) {
+      // Until the next deadline (on clock_) or I/O sample (real time).
       int timeout_ms = -1;
-      std::optional<SteadyTime> wake;
-      if (!deadlines_.empty()) wake = deadlines_.begin()->first;
-      if (!running_.empty() && (!wake || next_sample_ < *wake)) wake = next_sample_;
-      if (wake) {
-        auto wait =
-            std::chrono::ceil<std::chrono::milliseconds>(*wake - std::chrono::steady_clock::now());
-        timeout_ms = static_cast<int>(std::max<int64_t>(wait.count(), 0));
-      }
+      auto wait_at_most = [&timeout_ms](std::chrono::nanoseconds wait) {
+        const int64_t ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
+        const int bound = static_cast<int>(std::max<int64_t>(ms, 0));
+        if (timeout_ms < 0 || bound < timeout_ms) timeout_ms = bound;
+      };
+      if (!deadlines_.empty()) wait_at_most(deadlines_.begin()->first - clock_.Now());
+      if (!running_.empty()) wait_at_most(next_sample_ - std::chrono::steady_clock::now());
       int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout_ms);
       if (n < 0 && errno != EINTR) break;
       for (int i = 0; i < n; ++i) {
@@ -307,12 +312,12 @@ class LocalPool final : public Executor {
   // TERM to the group now, KILL after the launch's grace.
   void Terminate(Running& task) {
     ::kill(-task.process.pid(), SIGTERM);
-    deadlines_.emplace(std::chrono::steady_clock::now() + task.launch.kill_grace,
+    deadlines_.emplace(clock_.Now() + task.launch.kill_grace,
                        std::make_pair(task.launch.attempt_id, DeadlineKind::kKill));
   }
 
   void FireDeadlines() {
-    const SteadyTime now = std::chrono::steady_clock::now();
+    const SteadyTime now = clock_.Now();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
       auto [attempt_id, kind] = deadlines_.begin()->second;
       deadlines_.erase(deadlines_.begin());
@@ -407,7 +412,7 @@ class LocalPool final : public Executor {
             .first->second;
     blocked_[pid] = 0;
     if (launch.timeout) {
-      deadlines_.emplace(std::chrono::steady_clock::now() + *launch.timeout,
+      deadlines_.emplace(clock_.Now() + *launch.timeout,
                          std::make_pair(attempt_id, DeadlineKind::kTimeout));
     }
     task.launch = std::move(launch);
@@ -595,6 +600,8 @@ class LocalPool final : public Executor {
   ReportCallback on_report_;
   const int epoll_fd_;
   const int wake_fd_;
+  const Clock& clock_;
+  std::optional<ClockListener> clock_listener_;
   std::thread thread_;
 
   std::mutex commands_mu_;
