@@ -59,7 +59,7 @@ class RecordingObserver final : public scheduler::RunObserver {
     return WaitForAttempt(task, state, 0, limit);
   }
   // `attempt` 0: any attempt.
-  bool WaitForAttempt(const std::string& task, const std::string& state, uint32_t attempt,
+  bool WaitForAttempt(const std::string& task, scheduler::TaskState state, uint32_t attempt,
                       std::chrono::milliseconds limit = kHangLimit) {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, limit, [&] {
@@ -306,11 +306,13 @@ stages:
   const pid_t leader = ReadPid(dir_ / "leader.pid");
   const pid_t background = ReadPid(dir_ / "bg.pid");
   // Three times its timeout in real time, and the clock not moved.
-  EXPECT_FALSE(observer.WaitForState("slow", TaskState::kFailed, std::chrono::milliseconds(900)))
+  EXPECT_FALSE(
+      observer.WaitForState("slow", scheduler::TaskState::kFailed, std::chrono::milliseconds(900)))
       << "timed out on real time";
   EXPECT_FALSE(ProcessGone(leader));
   clock.Advance(std::chrono::milliseconds(299));
-  EXPECT_FALSE(observer.WaitForState("slow", TaskState::kFailed, std::chrono::milliseconds(300)))
+  EXPECT_FALSE(
+      observer.WaitForState("slow", scheduler::TaskState::kFailed, std::chrono::milliseconds(300)))
       << "timed out before its timeout";
   clock.Advance(std::chrono::milliseconds(1));
   absl::StatusOr<RunResult> run = result.get();
@@ -349,15 +351,16 @@ stages:
   options.random = [] { return 0.999; };
   RecordingObserver observer;
   auto [engine, result] = RunInBackground(observer, options);
-  ASSERT_TRUE(observer.WaitForState("flaky", "retrying"));
+  ASSERT_TRUE(observer.WaitForState("flaky", scheduler::TaskState::kRetrying));
   clock.Advance(std::chrono::minutes(59));
-  EXPECT_FALSE(observer.WaitForAttempt("flaky", "running", 2, std::chrono::milliseconds(300)))
+  EXPECT_FALSE(observer.WaitForAttempt("flaky", scheduler::TaskState::kRunning, 2,
+                                       std::chrono::milliseconds(300)))
       << "retried before its backoff";
   clock.Advance(std::chrono::minutes(1));
-  EXPECT_TRUE(observer.WaitForAttempt("flaky", "running", 2));
+  EXPECT_TRUE(observer.WaitForAttempt("flaky", scheduler::TaskState::kRunning, 2));
   absl::StatusOr<RunResult> run = result.get();
   ASSERT_TRUE(run.ok()) << run.status();
-  EXPECT_EQ(run->state, "succeeded");
+  EXPECT_EQ(run->state, RunState::kSucceeded);
   std::vector<Row> attempts = Attempts(run->run_id, "flaky");
   ASSERT_EQ(attempts.size(), 2u);
   EXPECT_EQ(attempts[0][1], "failed");
