@@ -185,8 +185,9 @@ FlatJson& FlatJson::Bool(std::string_view key, bool value) {
 
 std::string FlatJson::Finish() {
   out_.push_back('}');
-  std::string object = std::move(out_);
-  out_ = "{";
+  std::string object;
+  object.swap(out_);
+  out_.push_back('{');
   return object;
 }
 

@@ -37,9 +37,11 @@ void TurnLoop::OnReport(TaskReport report) {
     std::lock_guard lock(mu_);
     reports_.push_back(std::move(report));
     if (urgent) ++urgent_reports_;
-    // A start long after its launch (a batch scheduler's job) finds Drive
-    // asleep with no deadline: it sets one, kStartedFlush away.
-    if (!urgent && !rearm_ && drive_sleeps_unbounded_) {
+    // A start long after its launch (a batch scheduler's job) may find
+    // Drive asleep with no deadline, or a far one (a retry in an hour): it
+    // brings the deadline to kStartedFlush away.
+    if (!urgent && !rearm_ && drive_sleeping_ &&
+        (!drive_sleeps_until_ || *drive_sleeps_until_ > clock_.Now() + kStartedFlush)) {
       rearm_ = true;
       cv_.notify_one();
     }
@@ -121,16 +123,18 @@ bool TurnLoop::WaitForWork(std::unique_lock<std::mutex>& turn, bool& cancel_seen
     auto has_work = [&] {
       return woken_ || urgent_reports_ > 0 || (cancel_requested_ && !cancel_seen);
     };
+    drive_sleeping_ = true;
+    drive_sleeps_until_ = wake;
+    auto wakes = [&] { return has_work() || rearm_; };
     if (wake) {
       // At most that long in real time: a clock that jumps wakes it first.
-      cv_.wait_for(lock, *wake - clock_.Now(), has_work);
+      cv_.wait_for(lock, *wake - clock_.Now(), wakes);
     } else {
-      drive_sleeps_unbounded_ = true;
-      cv_.wait(lock, [&] { return has_work() || rearm_; });
-      drive_sleeps_unbounded_ = false;
-      rearm_only = !has_work();
-      rearm_ = false;
+      cv_.wait(lock, wakes);
     }
+    drive_sleeping_ = false;
+    rearm_only = rearm_ && !has_work();
+    rearm_ = false;
     woken_ = false;
     if (cancel_requested_ && !cancel_seen) cancel_seen = cancel_now = true;
   }

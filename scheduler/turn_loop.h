@@ -5,7 +5,8 @@
 // thread, or inline on an executor's thread that reports a task's end when
 // no turn is under way (a try-lock), which saves waking Drive's thread;
 // Drive's thread sleeps until the run's next timer, a start to record (at
-// most kStartedFlush after a launch), or a wake-up, and is woken by an
+// most kStartedFlush after a launch, or after the start arrives when it
+// comes later: a batch scheduler's job), or a wake-up, and is woken by an
 // inline turn only when it has to look. Timers are on the engine's clock
 // (EngineOptions::clock): a FakeClock that is advanced wakes Drive's
 // thread. What a turn does is the engine's (TurnBody); this unit only
@@ -99,13 +100,14 @@ class TurnLoop {
   const Clock& clock_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<TaskReport> reports_;       // guarded by mu_
-  std::deque<MoveResult> move_results_;  // guarded by mu_
-  size_t urgent_reports_ = 0;            // guarded by mu_: final reports in reports_
-  bool woken_ = false;                   // guarded by mu_: Drive has something to look at
-  bool cancel_requested_ = false;        // guarded by mu_
-  bool drive_sleeps_unbounded_ = false;  // guarded by mu_: Drive waits with no deadline
-  bool rearm_ = false;                   // guarded by mu_: Drive needs a deadline for a start
+  std::deque<TaskReport> reports_;                // guarded by mu_
+  std::deque<MoveResult> move_results_;           // guarded by mu_
+  size_t urgent_reports_ = 0;                     // guarded by mu_: final reports in reports_
+  bool woken_ = false;                            // guarded by mu_: Drive has something to look at
+  bool cancel_requested_ = false;                 // guarded by mu_
+  bool drive_sleeping_ = false;                   // guarded by mu_
+  std::optional<SteadyTime> drive_sleeps_until_;  // guarded by mu_: none: until woken
+  bool rearm_ = false;  // guarded by mu_: a start came; Drive's deadline is too far
   // Held while a turn runs and while Drive reads the run's state.
   std::mutex turn_mu_;
   bool inline_turns_ = false;             // guarded by turn_mu_
