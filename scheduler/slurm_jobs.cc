@@ -141,9 +141,9 @@ SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attem
   if (attempts.size() > 1) {
     std::string array = StrCat("--array=0-", attempts.size() - 1);
     if (options.array_throttle > 0) array += StrCat("%", options.array_throttle);
-    add({array},
-        StrCat(attempts.size(), " attempts of one stage with the same resources, ready within ",
-               kBatchWindow.count(), " ms: one job array"));
+    add({array}, StrCat(attempts.size(),
+                        " attempts of one stage with the same resources, each ready within ",
+                        kBatchWindow.count(), " ms of the one before: one job array"));
   }
   for (const std::string& extra : options.extra) add({extra}, "--slurm-option");
   return plan;
