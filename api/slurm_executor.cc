@@ -247,6 +247,7 @@ class SlurmExecutor final : public Executor {
     bool submitting = false;                   // its batch is being submitted: no handle yet
     std::string node;                          // from squeue
     std::optional<Clock::time_point> missing;  // since when squeue lacks it
+    std::optional<TaskReport> held;            // a report Slurm's word may overrule
   };
 
   static TaskReport Final(int64_t attempt, Outcome outcome, std::string message) {
@@ -427,8 +428,16 @@ class SlurmExecutor final : public Executor {
         job.submitted_told = true;
       }
       std::optional<TaskReport> report =
-          worker::ReadReportFile(files.report).value_or(std::nullopt);
-      if (!report && !job.started_told) {
+          job.held ? std::nullopt : worker::ReadReportFile(files.report).value_or(std::nullopt);
+      // A task killed by a signal nobody in tierflow sent: Slurm may have
+      // ended the job (a node failure, its time limit). Held until the job
+      // has left the queue; Slurm's word then decides.
+      if (report && report->signal && !job.cancel_requested &&
+          (report->outcome == Outcome::kFailed || report->outcome == Outcome::kCancelled)) {
+        job.held = std::move(report);
+        report.reset();
+      }
+      if (!report && !job.held && !job.started_told) {
         std::optional<TaskReport> started =
             worker::ReadReportFile(files.started).value_or(std::nullopt);
         if (started) {
@@ -457,6 +466,17 @@ class SlurmExecutor final : public Executor {
         continue;
       }
       std::optional<slurm::JobRecord> ended = Ended(job.handle);
+      if (job.held) {
+        if (ended && slurm::EndedBySlurm(ended->state)) {
+          slurm::Fate fate = slurm::FateOf(*ended, false);
+          job.held->outcome = fate.outcome;
+          job.held->message = StrCat(fate.message, " (the task: ", job.held->message, ")");
+        }
+        if (job.held->worker.empty()) job.held->worker = job.node;
+        reports.push_back(std::move(*job.held));
+        done.insert(attempt);
+        continue;
+      }
       TaskReport lost = Final(attempt, Outcome::kLost,
                               StrCat("its Slurm job ", job.handle, " ended without a report"));
       if (ended) {

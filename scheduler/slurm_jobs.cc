@@ -346,4 +346,9 @@ Fate FateOf(const JobRecord& job, bool cancel_requested) {
                                 on, " ended without a report; runs again")};
 }
 
+bool EndedBySlurm(std::string_view state) {
+  return state == "NODE_FAIL" || state == "PREEMPTED" || state == "BOOT_FAIL" ||
+         state == "TIMEOUT" || state == "DEADLINE" || state == "OUT_OF_MEMORY";
+}
+
 }  // namespace tierflow::scheduler::slurm

@@ -116,5 +116,10 @@ struct Fate {
 };
 // `cancel_requested`: tierflow asked for the job's cancel (scancel).
 Fate FateOf(const JobRecord& job, bool cancel_requested);
+// Slurm ended the job itself (NODE_FAIL, PREEMPTED, BOOT_FAIL, TIMEOUT,
+// DEADLINE, OUT_OF_MEMORY): its word wins over exec-task's report of a task
+// killed by a signal tierflow did not send (Slurm signals every process
+// of a job it ends, the task's too).
+bool EndedBySlurm(std::string_view state);
 
 }  // namespace tierflow::scheduler::slurm

@@ -213,6 +213,10 @@ TEST(SlurmJobsTest, MapsSlurmStatesOntoOutcomesWithSlurmsWord) {
   EXPECT_THAT(fate("NODE_FAIL").message, HasSubstr("not the task's fault"));
   EXPECT_THAT(fate("OUT_OF_MEMORY").message, HasSubstr("--mem"));
   EXPECT_THAT(fate("CANCELLED").message, HasSubstr("outside tierflow"));
+  EXPECT_TRUE(EndedBySlurm("NODE_FAIL"));
+  EXPECT_TRUE(EndedBySlurm("OUT_OF_MEMORY"));
+  EXPECT_FALSE(EndedBySlurm("CANCELLED")) << "an outside scancel: the task's own report stands";
+  EXPECT_FALSE(EndedBySlurm("COMPLETED"));
 }
 
 }  // namespace

@@ -14,7 +14,9 @@
 #     its tasks recorded cancelled;
 #  d. a task with `resources: {gpus: 1}` runs on n1 with CUDA_VISIBLE_DEVICES;
 #  e. a task with `timeout: 2s` running `sleep 30` is recorded timed out
-#     within a few seconds (exec-task enforces it; -t is whole minutes).
+#     within a few seconds (exec-task enforces it; -t is whole minutes);
+#  f. n2 set down under running jobs: their attempts are recorded lost with
+#     Slurm's NODE_FAIL and run again on n1.
 # First, without root: --executor slurm without sbatch on PATH fails naming
 # it and records nothing. The rest needs root (slurmd runs jobs as their
 # submitter): skips with exit code 77 otherwise. Every wait is bounded and fails the test when it runs out.
@@ -230,4 +232,41 @@ awk -v t="$took" 'BEGIN { exit !(t < 15) }' || fail "a 2 s timeout took ${took}s
 [ "$(sql . "SELECT finished_at - started_at < 4000 FROM attempts")" = 1 ] ||
   fail "attempt ran $(sql . "SELECT finished_at - started_at FROM attempts") ms"
 say "e. timeout: 2s attempt recorded timed_out, run over in ${took}s"
+# f. A node lost under running jobs: NODE_FAIL, attempts lost, rerun on n1.
+t0=$EPOCHREALTIME
+mkdir -p "$dir/f/gates"
+cd "$dir/f"
+cat >pipeline.yaml <<'EOF'
+name: nodefail
+params:
+  gates: ""
+stages:
+  work:
+    foreach: [a, b, c, d]
+    run: |
+      echo $SLURMD_NODENAME >> "$TIERFLOW_PARAM_GATES/$TIERFLOW_ITEM.nodes"
+      while [ ! -e "$TIERFLOW_PARAM_GATES/open" ]; do sleep 0.05; done
+      echo $TIERFLOW_ITEM > "$TIERFLOW_OUTPUT_OUT"
+    outputs: [out]
+EOF
+"$tierflow" run pipeline.yaml --param gates="$dir/f/gates" --executor slurm --progress plain \
+  >run.out 2>&1 &
+engine=$!
+background+=("$engine")
+wait_for "the four items to run" eval '[ "$(cat gates/*.nodes 2>/dev/null | wc -l)" -eq 4 ]'
+on_n2=$(grep -l n2 gates/*.nodes | wc -l)
+[ "$on_n2" -ge 1 ] || fail "no item ran on n2: $(grep . gates/*.nodes)"
+scontrol update nodename=n2 state=down reason=test
+wait_for "the attempts on n2 lost" eval \
+  '[ "$(sql . "SELECT count(*) FROM attempts WHERE state = \"lost\"")" -eq "$on_n2" ]'
+touch gates/open
+wait "$engine" || fail "run after the node failure: $(tail -20 run.out)"
+scontrol update nodename=n2 state=resume
+[ "$(sql . "SELECT count(*) FROM tasks WHERE state = 'succeeded'")" -eq 4 ] ||
+  fail "tasks: $(sql . "SELECT id, state, message FROM tasks")"
+[ "$(sql . "SELECT count(*) FROM attempts WHERE state = 'lost' AND message LIKE 'Slurm NODE_FAIL:%'")" \
+  -eq "$on_n2" ] || fail "lost attempts: $(sql . "SELECT id, state, worker, message FROM attempts")"
+[ "$(sql . "SELECT count(*) FROM attempts WHERE state = 'succeeded' AND number = 2 AND worker = 'n1'")" \
+  -eq "$on_n2" ] || fail "reruns: $(sql . "SELECT id, task_id, number, state, worker FROM attempts")"
+say "f. n2 down: $on_n2 attempts lost (NODE_FAIL), rerun on n1, in $(elapsed "$t0")s"
 say "PASS"
