@@ -111,6 +111,11 @@ void AddExecutorOptions(CLI::App& command, RunOptions& options) {
                   "One more sbatch argument, as is (repeatable): --slurm-option=--qos=high")
       ->type_name("ARG")
       ->allow_extra_args(false);
+  command
+      .add_option("--slurm-array-throttle", options.slurm_array_throttle,
+                  "Elements of one job array running at once (sbatch --array=...%N)")
+      ->check(CLI::Range(1, 1000000))
+      ->type_name("N");
 }
 
 CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {

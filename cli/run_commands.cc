@@ -329,6 +329,7 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
     slurm.submit.partition = options.slurm_partition;
     slurm.submit.account = options.slurm_account;
     slurm.submit.extra = options.slurm_options;
+    slurm.submit.array_throttle = options.slurm_array_throttle;
     engine = api::MakeSlurmEngine(engine_options, slurm);
   } else {
     engine = api::MakeEmbeddedEngine(engine_options);

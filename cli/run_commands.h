@@ -29,6 +29,7 @@ struct RunOptions {
   std::string slurm_partition;
   std::string slurm_account;
   std::vector<std::string> slurm_options;  // extra sbatch arguments, one each
+  int slurm_array_throttle = 0;            // %N on job arrays; 0: none
 };
 
 // Runs (or resumes) a pipeline to its end: progress on `out` (a live status

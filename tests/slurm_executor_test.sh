@@ -2,9 +2,9 @@
 # `tierflow run --executor slurm` (api/slurm_executor.h) against the private
 # two-node Slurm of scripts/slurm.sh, started in a temporary directory
 # (CTest: slurm_executor_test, label slurm):
-#  a. examples/quickstart runs end to end: every task succeeded, every
-#     attempt has a Slurm handle, and the 4-item foreach stage went as ONE
-#     submission (slurmctld's log and the executor's submissions.log);
+#  a. examples/quickstart runs end to end (arrays throttled to 3 at once):
+#     every task succeeded, every attempt has a Slurm handle, and the 4-item
+#     foreach stage went as ONE submission (slurmctld's log and the executor's submissions.log);
 #  b. kill -9 of `tierflow run` while its items wait on gate files, one item
 #     finishing while no engine watches, then `tierflow resume --executor
 #     slurm`: the resumed engine re-attached (events 'reattached'), every
@@ -89,6 +89,7 @@ mkdir -p "$dir/a"
 cd "$dir/a"
 before=$(submissions)
 "$tierflow" run "$root/examples/quickstart/pipeline.yaml" --executor slurm --progress plain \
+  --slurm-array-throttle 3 \
   >run.out 2>&1 || fail "quickstart on slurm: $(tail -20 run.out)"
 run=$(run_id .)
 [ "$(sql . "SELECT count(*) FROM tasks WHERE state != 'succeeded'")" -eq 0 ] ||
