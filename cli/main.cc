@@ -94,6 +94,30 @@ CLI::App* AddPlanCommand(CLI::App& app, PlanOptions& options) {
   return command;
 }
 
+// --executor and the --slurm-* options of `run` and `resume`.
+void AddExecutorOptions(CLI::App& command, RunOptions& options) {
+  command
+      .add_option("--executor", options.executor,
+                  "Where tasks run: local (this process's worker pool) or slurm (each task a "
+                  "Slurm job through sbatch; docs/slurm.md). A Slurm run is resumed with "
+                  "--executor slurm again")
+      ->check(CLI::IsMember({"local", "slurm"}))
+      ->capture_default_str();
+  command.add_option("--slurm-partition", options.slurm_partition, "sbatch --partition")
+      ->type_name("P");
+  command.add_option("--slurm-account", options.slurm_account, "sbatch --account")->type_name("A");
+  command
+      .add_option("--slurm-option", options.slurm_options,
+                  "One more sbatch argument, as is (repeatable): --slurm-option=--qos=high")
+      ->type_name("ARG")
+      ->allow_extra_args(false);
+  command
+      .add_option("--slurm-array-throttle", options.slurm_array_throttle,
+                  "Elements of one job array running at once (sbatch --array=...%N)")
+      ->check(CLI::Range(1, 1000000))
+      ->type_name("N");
+}
+
 CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
   CLI::App* command = app.add_subcommand(
       "run",
@@ -134,6 +158,7 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
                    "Seconds between TERM and KILL when a task times out or is cancelled")
       ->check(CLI::Range(0, 3600))
       ->capture_default_str();
+  AddExecutorOptions(*command, options);
   command->footer(
       "Examples:\n  tierflow run examples/quickstart/pipeline.yaml --param epochs=3\n"
       "  tierflow run pipeline.yaml --slots 8 --db /scratch/tierflow.db\n"
@@ -156,6 +181,7 @@ CLI::App* AddResumeCommand(CLI::App& app, RunOptions& options) {
       ->type_name("N");
   AddDbOption(*command, options.db);
   command->add_flag("--quiet,-q", options.quiet, "Print only the summary");
+  AddExecutorOptions(*command, options);
   command->footer("Example:\n  tierflow resume quickstart-3f9a1c");
   return command;
 }

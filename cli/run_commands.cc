@@ -21,6 +21,7 @@
 
 #include "api/cluster.h"
 #include "api/embedded.h"
+#include "api/slurm_executor.h"
 #include "api/tier_service.h"
 #include "cli/commands.h"
 #include "common/strings.h"
@@ -290,6 +291,9 @@ void PrintSummary(const api::RunResult& result, std::ostream& out) {
 
 }  // namespace
 
+// Tasks in flight at once on Slurm when --slots is not given.
+constexpr int kSlurmSlots = 1000;
+
 int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err) {
   // First, before any thread of this process starts.
   BlockedTerminationSignals blocked;
@@ -315,7 +319,23 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
     }
     engine_options.tiers = std::move(*tiers);
   }
-  std::unique_ptr<api::Engine> engine = api::MakeEmbeddedEngine(engine_options);
+  std::unique_ptr<api::Engine> engine;
+  if (options.executor == "slurm") {
+    if (absl::Status commands = api::CheckSlurmCommands(); !commands.ok()) {
+      err << "tierflow: " << commands.message() << '\n';
+      return kExitInvalid;
+    }
+    // Slurm queues what the cluster cannot run yet: hand it every ready task.
+    if (options.slots == 0) engine_options.slots = kSlurmSlots;
+    api::SlurmOptions slurm;
+    slurm.submit.partition = options.slurm_partition;
+    slurm.submit.account = options.slurm_account;
+    slurm.submit.extra = options.slurm_options;
+    slurm.submit.array_throttle = options.slurm_array_throttle;
+    engine = api::MakeSlurmEngine(engine_options, slurm);
+  } else {
+    engine = api::MakeEmbeddedEngine(engine_options);
+  }
 
   absl::StatusOr<api::RunResult> result;
   {

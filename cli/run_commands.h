@@ -23,6 +23,13 @@ struct RunOptions {
   std::string progress = "auto";  // auto | tty | plain
   int kill_grace_seconds = 10;
   std::string tiers_file;  // "": the embedded default tiers (a resume keeps the run's own)
+  // Where tasks run: "local" (this process's worker pool) or "slurm" (Slurm
+  // jobs; docs/slurm.md). A resumed Slurm run is given --executor slurm again.
+  std::string executor = "local";
+  std::string slurm_partition;
+  std::string slurm_account;
+  std::vector<std::string> slurm_options;  // extra sbatch arguments, one each
+  int slurm_array_throttle = 0;            // %N on job arrays; 0: none
 };
 
 // Runs (or resumes) a pipeline to its end: progress on `out` (a live status

@@ -1,0 +1,602 @@
+#include "api/slurm_executor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "common/strings.h"
+#include "storage_adapters/tier_factory.h"
+#include "worker/exec_task.h"
+
+extern "C" char** environ;
+
+namespace tierflow::api {
+namespace {
+
+namespace fs = std::filesystem;
+namespace slurm = scheduler::slurm;
+using Clock = std::chrono::steady_clock;
+using Outcome = TaskReport::Outcome;
+
+struct Output {
+  int status = -1;  // exit code; -1: could not run, or killed
+  std::string out;
+  std::string err;
+};
+
+// Runs `args` (argv[0] looked up on PATH) without a shell, stdin from
+// /dev/null, and returns what it printed.
+Output RunCommand(const std::vector<std::string>& args) {
+  Output result;
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) return result;
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    close(out_pipe[0]), close(out_pipe[1]);
+    return result;
+  }
+  std::vector<char*> argv;
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  pid_t pid = 0;
+  const int spawned = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  if (spawned != 0) {
+    close(out_pipe[0]), close(err_pipe[0]);
+    result.err = StrCat("cannot run ", args[0], ": ", std::strerror(spawned));
+    return result;
+  }
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* into[2] = {&result.out, &result.err};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buffer[4096];
+      ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+        continue;
+      }
+      into[i]->append(buffer, static_cast<size_t>(n));
+    }
+  }
+  for (pollfd& fd : fds) {
+    if (fd.fd >= 0) close(fd.fd);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) result.status = WEXITSTATUS(status);
+  return result;
+}
+
+std::string FirstLine(std::string_view text) {
+  text = TrimWhitespace(text);
+  return std::string(text.substr(0, text.find('\n')));
+}
+
+bool OnPath(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path ? path : "/usr/bin:/bin";
+  for (;;) {
+    const size_t colon = dirs.find(':');
+    const std::string dir(dirs.substr(0, colon));
+    if (access(StrCat(dir.empty() ? "." : dir, "/", name).c_str(), X_OK) == 0) return true;
+    if (colon == std::string_view::npos) return false;
+    dirs.remove_prefix(colon + 1);
+  }
+}
+
+absl::Status WriteText(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) return absl::UnavailableError(StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+class SlurmExecutor final : public Executor {
+ public:
+  SlurmExecutor(SlurmOptions options, ReportCallback on_report)
+      : options_(std::move(options)), on_report_(std::move(on_report)) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~SlurmExecutor() override {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+  bool Reattaches() const override { return true; }
+
+  void Launch(TaskLaunch launch) override {
+    const int64_t attempt = launch.attempt_id;
+    absl::Status ready = UseRun(launch.run_id);
+    if (ready.ok()) {
+      ready = worker::WriteLaunchFile(worker::JobFiles::In(job_dir_, attempt).launch, launch);
+    }
+    std::lock_guard lock(mu_);
+    if (!ready.ok()) {
+      outbox_.push_back(Final(attempt, Outcome::kFailed, std::string(ready.message())));
+    } else {
+      const std::string key = slurm::BatchKey(launch);
+      auto batch = std::find_if(batches_.begin(), batches_.end(),
+                                [&](const Batch& b) { return b.key == key; });
+      if (batch == batches_.end()) {
+        Batch fresh;
+        fresh.key = key;
+        fresh.first = Clock::now();
+        batches_.push_back(std::move(fresh));
+        batch = std::prev(batches_.end());
+      }
+      // Open while attempts keep coming within the window, up to kBatchMaxWait.
+      batch->due = std::min(Clock::now() + options_.batch_window,
+                            batch->first + scheduler::slurm::kBatchMaxWait);
+      batch->launches.push_back(std::move(launch));
+    }
+    wake_.notify_all();
+  }
+
+  bool Reattach(const TaskLaunch& launch, const std::string& handle) override {
+    const int64_t attempt = launch.attempt_id;
+    if (!UseRun(launch.run_id).ok()) return false;
+    const worker::JobFiles files = worker::JobFiles::In(job_dir_, attempt);
+    std::string found = handle;
+    bool reported = worker::ReadReportFile(files.report).value_or(std::nullopt).has_value();
+    if (!reported) {
+      std::optional<std::vector<slurm::JobRecord>> queue = Squeue(/*fresh=*/false);
+      if (!queue) return false;
+      found = "";
+      for (const slurm::JobRecord& job : *queue) {
+        if (!handle.empty()) {
+          if (job.handle == handle) found = handle;
+          continue;
+        }
+        // No handle recorded (a crash right after sbatch): the comment
+        // names the attempt, its position the array element.
+        std::vector<int64_t> attempts = slurm::AttemptsOfComment(job.comment);
+        auto at = std::find(attempts.begin(), attempts.end(), attempt);
+        if (at == attempts.end()) continue;
+        const std::string base = job.handle.substr(0, job.handle.find('_'));
+        const std::string element =
+            slurm::HandleOf(base, static_cast<size_t>(at - attempts.begin()), attempts.size());
+        if (job.handle == element) found = element;
+      }
+      if (found.empty()) return false;
+    }
+    std::lock_guard lock(mu_);
+    Job& job = jobs_[attempt];
+    job = Job();
+    job.handle = found;
+    job.submitted_told = !handle.empty() || found.empty();
+    wake_.notify_all();
+    return true;
+  }
+
+  void Cancel(int64_t attempt_id) override { Signal(attempt_id, "TERM"); }
+  void Kill(int64_t attempt_id) override { Signal(attempt_id, "USR1"); }
+  void KillAll() override {
+    std::string name;
+    {
+      std::lock_guard lock(mu_);
+      for (Batch& batch : batches_) {
+        for (const TaskLaunch& launch : batch.launches) {
+          outbox_.push_back(
+              Final(launch.attempt_id, Outcome::kCancelled, "killed before submission"));
+        }
+      }
+      batches_.clear();
+      for (auto& [attempt, job] : jobs_) job.cancel_requested = true;
+      name = run_id_.empty() ? "" : slurm::JobName(run_id_);
+    }
+    wake_.notify_all();
+    if (name.empty()) return;
+    RunCommand({"scancel", "--batch", "--signal=USR1", "--state=RUNNING", StrCat("--name=", name)});
+    RunCommand({"scancel", "--state=PENDING", StrCat("--name=", name)});
+  }
+
+ private:
+  struct Batch {
+    std::string key;
+    Clock::time_point first;  // its first attempt came
+    Clock::time_point due;
+    std::vector<TaskLaunch> launches;
+  };
+  struct Job {
+    std::string handle;  // "" until submitted
+    bool submitted_told = false;
+    bool started_told = false;
+    bool cancel_requested = false;
+    bool submitting = false;                   // its batch is being submitted: no handle yet
+    std::string node;                          // from squeue
+    std::optional<Clock::time_point> missing;  // since when squeue lacks it
+    std::optional<TaskReport> held;            // a report Slurm's word may overrule
+  };
+
+  static TaskReport Final(int64_t attempt, Outcome outcome, std::string message) {
+    TaskReport report;
+    report.attempt_id = attempt;
+    report.outcome = outcome;
+    report.message = std::move(message);
+    return report;
+  }
+
+  // The run's job folder, from its first launch (one run per executor).
+  absl::Status UseRun(const std::string& run_id) {
+    std::lock_guard lock(dir_mu_);
+    if (!run_id_.empty()) return dir_status_;
+    run_id_ = run_id;
+    job_dir_ = options_.job_dir.empty()
+                   ? (fs::path(options_.state_dir) / "runs" / run_id / "slurm").string()
+                   : options_.job_dir;
+    std::error_code error;
+    fs::create_directories(job_dir_, error);
+    if (error || access(job_dir_.c_str(), W_OK) != 0) {
+      dir_status_ = absl::FailedPreconditionError(
+          StrCat("the Slurm job folder ", job_dir_, " is not writable",
+                 error ? StrCat(": ", error.message()) : "",
+                 " (it must be on a file system every node reaches; docs/slurm.md)"));
+    }
+    if (options_.tierflow.empty()) {
+      options_.tierflow = fs::read_symlink("/proc/self/exe", error).string();
+    }
+    return dir_status_;
+  }
+
+  void Signal(int64_t attempt_id, const std::string& signal) {
+    std::string handle;
+    bool started = false;
+    {
+      std::lock_guard lock(mu_);
+      for (Batch& batch : batches_) {
+        auto it = std::find_if(batch.launches.begin(), batch.launches.end(),
+                               [&](const TaskLaunch& l) { return l.attempt_id == attempt_id; });
+        if (it == batch.launches.end()) continue;
+        batch.launches.erase(it);
+        outbox_.push_back(Final(attempt_id, Outcome::kCancelled, "cancelled before submission"));
+        wake_.notify_all();
+        return;
+      }
+      auto job = jobs_.find(attempt_id);
+      if (job == jobs_.end()) return;
+      job->second.cancel_requested = true;
+      if (job->second.handle.empty()) return;  // submitting: cancelled once it has a handle
+      handle = job->second.handle;
+      started = job->second.started_told;
+    }
+    // A running job's exec-task gets the signal (TERM: cancel with the
+    // task's grace; USR1: kill at once) and reports; a queued one is
+    // cancelled by Slurm (CANCELLED, reported cancelled).
+    if (started) {
+      RunCommand({"scancel", "--batch", StrCat("--signal=", signal), handle});
+    } else {
+      RunCommand({"scancel", handle});
+    }
+  }
+
+  // One squeue of the run's jobs; nullopt when squeue failed. `fresh`
+  // false: a snapshot up to a second old will do (re-attaching many).
+  std::optional<std::vector<slurm::JobRecord>> Squeue(bool fresh) {
+    std::lock_guard lock(squeue_mu_);
+    if (!fresh && snapshot_ && Clock::now() - snapshot_time_ < std::chrono::seconds(1)) {
+      return snapshot_;
+    }
+    Output out = RunCommand({"squeue", "--noheader", "--array",
+                             StrCat("--name=", slurm::JobName(run_id_)), "--format=%i|%T|%N|%k"});
+    if (out.status != 0) return std::nullopt;
+    snapshot_ = slurm::ParseSqueue(out.out);
+    snapshot_time_ = Clock::now();
+    return snapshot_;
+  }
+
+  // What Slurm says of a job that left the queue: jobcomp/filetxt, else sacct.
+  std::optional<slurm::JobRecord> Ended(const std::string& handle) {
+    if (!jobcomp_looked_) {
+      jobcomp_looked_ = true;
+      Output config = RunCommand({"scontrol", "show", "config"});
+      if (config.status == 0) jobcomp_file_ = slurm::JobcompFileOf(config.out);
+    }
+    std::vector<slurm::JobRecord> records;
+    if (jobcomp_file_) {
+      std::ifstream in(*jobcomp_file_);
+      std::stringstream text;
+      text << in.rdbuf();
+      records = slurm::ParseJobcomp(text.str());
+    } else {
+      Output sacct = RunCommand({"sacct", "--parsable2", "--noheader", "-j", handle,
+                                 "--format=JobID,State,NodeList,ExitCode"});
+      if (sacct.status == 0) records = slurm::ParseSacct(sacct.out);
+    }
+    std::optional<slurm::JobRecord> found;
+    for (slurm::JobRecord& record : records) {
+      if (record.handle == handle) found = std::move(record);  // the last line wins
+    }
+    return found;
+  }
+
+  void Submit(Batch batch) {
+    std::vector<int64_t> attempts;
+    for (const TaskLaunch& launch : batch.launches) attempts.push_back(launch.attempt_id);
+    const std::string base = StrCat(job_dir_, "/batch-", attempts[0]);
+    const bool array = attempts.size() > 1;
+    absl::Status written = absl::OkStatus();
+    if (array) written = WriteText(base + ".list", slurm::ListFile(attempts));
+    if (written.ok()) {
+      written = WriteText(base + ".sh",
+                          slurm::JobScript(options_.tierflow, job_dir_, attempts, base + ".list"));
+    }
+    std::optional<std::string> job_id;
+    std::string error = std::string(written.message());
+    if (written.ok()) {
+      slurm::SbatchPlan plan =
+          slurm::SbatchArgs(batch.launches[0], attempts, options_.submit,
+                            StrCat(job_dir_, array ? "/job-%A_%a.out" : "/job-%j.out"));
+      std::vector<std::string> args = {"sbatch"};
+      args.insert(args.end(), plan.args.begin(), plan.args.end());
+      args.push_back(base + ".sh");
+      Output out = RunCommand(args);
+      if (out.status == 0) job_id = slurm::ParseSbatchOutput(out.out);
+      error = StrCat("sbatch failed: ", FirstLine(out.err.empty() ? out.out : out.err));
+    }
+    std::vector<std::string> cancelled;  // asked while sbatch ran
+    {
+      std::lock_guard lock(mu_);
+      if (!job_id) {
+        for (int64_t attempt : attempts) {
+          jobs_.erase(attempt);
+          outbox_.push_back(Final(attempt, Outcome::kFailed, error));
+        }
+        return;
+      }
+      std::ofstream log(StrCat(job_dir_, "/submissions.log"), std::ios::app);
+      for (size_t i = 0; i < attempts.size(); ++i) {
+        const std::string handle = slurm::HandleOf(*job_id, i, attempts.size());
+        log << attempts[i] << ' ' << handle << '\n';
+        Job& job = jobs_[attempts[i]];
+        job.handle = handle;
+        job.submitting = false;
+        if (job.cancel_requested) cancelled.push_back(handle);
+      }
+    }
+    for (const std::string& handle : cancelled) RunCommand({"scancel", handle});
+  }
+
+  // One round: reports from the job folder, then one squeue for the run.
+  void Track() {
+    std::vector<std::pair<int64_t, Job>> tracked;
+    {
+      std::lock_guard lock(mu_);
+      tracked.assign(jobs_.begin(), jobs_.end());
+    }
+    if (tracked.empty()) return;
+    std::optional<std::vector<slurm::JobRecord>> queue = Squeue(/*fresh=*/true);
+    std::map<std::string, const slurm::JobRecord*> queued;
+    if (queue) {
+      for (const slurm::JobRecord& job : *queue) queued[job.handle] = &job;
+    }
+    std::vector<TaskReport> reports;
+    std::set<int64_t> done;
+    std::map<int64_t, Job> updates;
+    for (auto& [attempt, job] : tracked) {
+      if (job.submitting) continue;
+      const worker::JobFiles files = worker::JobFiles::In(job_dir_, attempt);
+      auto in_queue = queued.find(job.handle);
+      if (in_queue != queued.end() && !in_queue->second->nodes.empty()) {
+        job.node = in_queue->second->nodes;
+      }
+      if (!job.submitted_told) {
+        TaskReport submitted = Final(attempt, Outcome::kSubmitted, "");
+        submitted.handle = job.handle;
+        reports.push_back(std::move(submitted));
+        job.submitted_told = true;
+      }
+      std::optional<TaskReport> report =
+          job.held ? std::nullopt : worker::ReadReportFile(files.report).value_or(std::nullopt);
+      // A task killed by a signal nobody in tierflow sent: Slurm may have
+      // ended the job (a node failure, its time limit). Held until the job
+      // has left the queue; Slurm's word then decides.
+      if (report && report->signal && !job.cancel_requested &&
+          (report->outcome == Outcome::kFailed || report->outcome == Outcome::kCancelled)) {
+        job.held = std::move(report);
+        report.reset();
+      }
+      if (!report && !job.held && !job.started_told) {
+        std::optional<TaskReport> started =
+            worker::ReadReportFile(files.started).value_or(std::nullopt);
+        if (started) {
+          started->handle = job.handle;
+          if (started->worker.empty()) started->worker = job.node;
+          reports.push_back(std::move(*started));
+          job.started_told = true;
+        }
+      }
+      if (report) {
+        if (report->worker.empty()) report->worker = job.node;
+        reports.push_back(std::move(*report));
+        done.insert(attempt);
+        continue;
+      }
+      if (!queue || in_queue != queued.end()) {
+        job.missing.reset();
+        updates[attempt] = job;
+        continue;
+      }
+      // Gone from the queue without a report: after the grace (a shared
+      // file system may show the report late), Slurm's word says why.
+      if (!job.missing) job.missing = Clock::now();
+      if (Clock::now() - *job.missing < options_.lost_grace) {
+        updates[attempt] = job;
+        continue;
+      }
+      std::optional<slurm::JobRecord> ended = Ended(job.handle);
+      if (job.held) {
+        if (ended && slurm::EndedBySlurm(ended->state)) {
+          slurm::Fate fate = slurm::FateOf(*ended, false);
+          job.held->outcome = fate.outcome;
+          job.held->message = StrCat(fate.message, " (the task: ", job.held->message, ")");
+        }
+        if (job.held->worker.empty()) job.held->worker = job.node;
+        reports.push_back(std::move(*job.held));
+        done.insert(attempt);
+        continue;
+      }
+      TaskReport lost = Final(attempt, Outcome::kLost,
+                              StrCat("its Slurm job ", job.handle, " ended without a report"));
+      if (ended) {
+        slurm::Fate fate = slurm::FateOf(*ended, job.cancel_requested);
+        if (!fate.in_flight) {
+          lost.outcome = fate.outcome;
+          lost.message = fate.message;
+        }
+        lost.worker = ended->nodes;
+      } else if (job.cancel_requested) {
+        lost.outcome = Outcome::kCancelled;
+        lost.message = StrCat("its Slurm job ", job.handle, " was cancelled (scancel)");
+      }
+      reports.push_back(std::move(lost));
+      done.insert(attempt);
+    }
+    {
+      std::lock_guard lock(mu_);
+      for (int64_t attempt : done) jobs_.erase(attempt);
+      for (auto& [attempt, job] : updates) {
+        auto it = jobs_.find(attempt);
+        if (it == jobs_.end()) continue;
+        // Cancel may have been asked meanwhile; the rest is this thread's.
+        const bool cancel = it->second.cancel_requested;
+        it->second = job;
+        it->second.cancel_requested = cancel || job.cancel_requested;
+      }
+    }
+    for (TaskReport& report : reports) on_report_(std::move(report));
+  }
+
+  void Loop() {
+    Clock::time_point next_poll = Clock::now();
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      std::vector<TaskReport> outbox = std::move(outbox_);
+      outbox_.clear();
+      std::vector<Batch> due;
+      const Clock::time_point now = Clock::now();
+      for (auto it = batches_.begin(); it != batches_.end();) {
+        if (it->due <= now || it->launches.empty()) {
+          for (const TaskLaunch& launch : it->launches) {
+            jobs_[launch.attempt_id] = Job();
+            jobs_[launch.attempt_id].submitting = true;
+          }
+          if (!it->launches.empty()) due.push_back(std::move(*it));
+          it = batches_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      lock.unlock();
+      for (TaskReport& report : outbox) on_report_(std::move(report));
+      for (Batch& batch : due) Submit(std::move(batch));
+      if (Clock::now() >= next_poll) {
+        Track();
+        next_poll = Clock::now() + options_.poll;
+      }
+      lock.lock();
+      Clock::time_point wake = next_poll;
+      for (const Batch& batch : batches_) wake = std::min(wake, batch.due);
+      if (outbox_.empty()) wake_.wait_until(lock, wake);
+    }
+  }
+
+  SlurmOptions options_;
+  const ReportCallback on_report_;
+  std::mutex dir_mu_;
+  std::string run_id_;   // set once, by the first launch or reattach
+  std::string job_dir_;  // likewise
+  absl::Status dir_status_;
+  std::mutex squeue_mu_;
+  std::optional<std::vector<slurm::JobRecord>> snapshot_;  // guarded by squeue_mu_
+  Clock::time_point snapshot_time_;
+  bool jobcomp_looked_ = false;  // the loop thread's
+  std::optional<std::string> jobcomp_file_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;               // guarded by mu_
+  std::vector<Batch> batches_;      // guarded by mu_
+  std::map<int64_t, Job> jobs_;     // guarded by mu_
+  std::vector<TaskReport> outbox_;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace
+
+absl::Status CheckSlurmCommands() {
+  for (const char* command : {"sbatch", "squeue", "scancel"}) {
+    if (!OnPath(command)) {
+      return absl::FailedPreconditionError(
+          StrCat("--executor slurm: `", command,
+                 "` is not on PATH (install Slurm's client commands, or run on a submit host)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Executor>> StartSlurmExecutor(SlurmOptions options,
+                                                             Executor::ReportCallback on_report) {
+  TF_RETURN_IF_ERROR(CheckSlurmCommands());
+  return std::make_unique<SlurmExecutor>(std::move(options), std::move(on_report));
+}
+
+std::unique_ptr<scheduler::Engine> MakeSlurmEngine(scheduler::EngineOptions engine_options,
+                                                   SlurmOptions slurm_options) {
+  if (slurm_options.state_dir.empty()) {
+    std::error_code error;
+    slurm_options.state_dir =
+        fs::absolute(fs::path(engine_options.db_path).parent_path(), error).string();
+  }
+  engine_options.make_executor = [slurm_options](Executor::ReportCallback on_report) {
+    return StartSlurmExecutor(slurm_options, std::move(on_report));
+  };
+  if (!engine_options.open_tier) engine_options.open_tier = storage::OpenTier;
+  // Jobs may run on this host (a one-machine cluster): a resume must not
+  // kill them as a dead engine's leftovers; it re-attaches.
+  engine_options.kill_leftovers_on_host = false;
+  engine_options.worker = "";
+  return std::make_unique<scheduler::Engine>(std::move(engine_options));
+}
+
+}  // namespace tierflow::api

@@ -1,0 +1,56 @@
+// The Slurm executor (docs/slurm.md): the embedded engine's tasks run as
+// Slurm jobs. Each attempt's launch is written to the run's job folder
+// (on a file system the submitting host and the nodes share), ready
+// attempts of one stage with the same resources are batched into one
+// `sbatch` (a job array; scheduler/slurm_jobs.h has the rule), and each job
+// runs `tierflow exec-task` (worker/exec_task.h), which leaves the
+// attempt's reports in the job folder. One `squeue` per round, by the
+// run's job name, tracks every job of the run; a job gone from it without
+// a report is reported with Slurm's word (jobcomp/filetxt when the cluster
+// writes it) as lost, failed or timed out. Its attempts outlive the engine
+// (common/task.h "Attempts that outlive the engine"): a resumed run takes
+// them back by handle, or by the job comment that names the attempt.
+//
+// Thread-safety: the executor is called from the engine's threads; one
+// thread of its own submits and tracks, and delivers every report.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/task.h"
+#include "scheduler/engine.h"
+#include "scheduler/slurm_jobs.h"
+
+namespace tierflow::api {
+
+struct SlurmOptions {
+  // The job folder: launch files, reports, job scripts and logs. Must be
+  // reachable from every node. "": STATE_DIR/runs/RUN/slurm, where
+  // STATE_DIR is `state_dir` (the store's folder).
+  std::string job_dir;
+  std::string state_dir;
+  std::string tierflow;  // the binary jobs run; "": this one (/proc/self/exe)
+  scheduler::slurm::SubmitOptions submit;
+  std::chrono::milliseconds batch_window = scheduler::slurm::kBatchWindow;
+  std::chrono::milliseconds poll = std::chrono::milliseconds(200);  // one squeue per round
+  // A job gone from squeue without a report: waited for this long (a
+  // shared file system may show the report late) before it counts as lost.
+  std::chrono::milliseconds lost_grace = std::chrono::seconds(2);
+};
+
+// OK when sbatch, squeue and scancel are on PATH; else an error naming the
+// first one missing.
+absl::Status CheckSlurmCommands();
+
+absl::StatusOr<std::unique_ptr<Executor>> StartSlurmExecutor(SlurmOptions options,
+                                                             Executor::ReportCallback on_report);
+
+// An engine whose tasks run as Slurm jobs (`tierflow run --executor slurm`).
+std::unique_ptr<scheduler::Engine> MakeSlurmEngine(scheduler::EngineOptions engine_options,
+                                                   SlurmOptions slurm_options);
+
+}  // namespace tierflow::api

@@ -1,0 +1,125 @@
+// Slurm jobs for the attempts of a run (docs/slurm.md): the pure decisions
+// and text formats of api/slurm_executor, with no process started here.
+// Each decision carries a reason string.
+//
+// - SbatchArgs: the sbatch arguments for one job (or job array) from the
+//   first attempt's resources and the user's options. Every value is its
+//   own argv element; nothing goes through a shell.
+// - JobScript: the `#!/bin/sh` batch script that execs `tierflow exec-task`
+//   (worker/exec_task.h) for its attempt; every value in it is quoted.
+// - Batching rule: ready attempts with the same BatchKey (same stage, same
+//   cpus, memory, gpus, labels and timeout) go as ONE submission while each
+//   comes within kBatchWindow of the one before, for at most kBatchMaxWait
+//   after the first: a job array `--array=0-(N-1)[%throttle]` whose element
+//   i runs the attempt on line i of the batch's list file. A batch of one
+//   is a plain job.
+// - Tracking: one `squeue` per round for the whole run, by the job name
+//   JobName(run) (ParseSqueue), and, for a job gone without a report, the
+//   jobcomp/filetxt file's line (ParseJobcomp) or `sacct --parsable2`
+//   (ParseSacct); FateOf maps Slurm's state word onto a task outcome.
+//
+// Thread-safety: stateless functions.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/task.h"
+
+namespace tierflow::scheduler::slurm {
+
+// A batch stays open while attempts of its BatchKey keep coming within
+// this window of each other, and at most kBatchMaxWait after its first.
+inline constexpr std::chrono::milliseconds kBatchWindow{50};
+inline constexpr std::chrono::milliseconds kBatchMaxWait{1000};
+// Added to the timeout (and the kill grace) before rounding up to whole
+// minutes for `-t`: exec-task enforces the exact timeout; -t is the outer bound.
+inline constexpr std::chrono::minutes kTimeLimitGrace{1};
+
+// The user's options (`tierflow run --slurm-...`).
+struct SubmitOptions {
+  std::string partition;           // --slurm-partition
+  std::string account;             // --slurm-account
+  std::vector<std::string> extra;  // --slurm-option, each one sbatch argument
+  int array_throttle = 0;          // %N on --array; 0: none
+};
+
+struct SbatchPlan {
+  std::vector<std::string> args;     // after `sbatch`, before the script path
+  std::vector<std::string> reasons;  // one per decision, for humans
+};
+
+// "tierflow-RUN": every job of a run carries it, so one squeue finds them.
+std::string JobName(const std::string& run_id);
+// "tierflow:A[,B...]": the attempt ids a job (or array) runs, in order.
+std::string Comment(const std::vector<int64_t>& attempts);
+// The attempt ids a Comment names; empty for any other comment.
+std::vector<int64_t> AttemptsOfComment(std::string_view comment);
+
+// Attempts with equal keys may share one job array.
+std::string BatchKey(const TaskLaunch& launch);
+
+// sbatch arguments for `count` attempts like `first` (count > 1: an array),
+// with the given comment and their output log `log` (Slurm's %j / %A_%a
+// patterns allowed).
+SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attempts,
+                      const SubmitOptions& options, const std::string& log);
+
+// The job script: one attempt (attempts.size() == 1), or an array whose
+// element $SLURM_ARRAY_TASK_ID runs the attempt on that line of `list_file`.
+std::string JobScript(const std::string& tierflow, const std::string& job_dir,
+                      const std::vector<int64_t>& attempts, const std::string& list_file);
+// The list file of an array: one attempt id a line.
+std::string ListFile(const std::vector<int64_t>& attempts);
+// 'text' for /bin/sh, whatever it holds.
+std::string ShellQuote(std::string_view text);
+
+// The job id sbatch --parsable printed ("ID" or "ID;cluster"); nullopt
+// when it is not one.
+std::optional<std::string> ParseSbatchOutput(std::string_view output);
+// The handle of attempt number `index` of a submission: "JOB" for a plain
+// job, "JOB_INDEX" for an array element.
+std::string HandleOf(const std::string& job_id, size_t index, size_t count);
+
+// One job (or array element) as squeue, jobcomp or sacct shows it.
+struct JobRecord {
+  std::string handle;  // "123" or "123_4"
+  std::string state;   // Slurm's word: PENDING, RUNNING, TIMEOUT, ...
+  std::string nodes;
+  std::string comment;
+  std::string exit_code;  // "0:0" (jobcomp, sacct)
+};
+
+// `squeue --noheader --array --format=%i|%T|%N|%k` output. A pending range
+// "123_[5-9%2]" or "123_[1,3-4]" becomes one record per element.
+std::vector<JobRecord> ParseSqueue(std::string_view output);
+// jobcomp/filetxt lines ("JobId=12 ... JobState=COMPLETED ... NodeList=n1
+// ... ArrayJobId=10 ArrayTaskId=2 ... ExitCode=0:0"); array elements get
+// the handle ARRAYJOB_TASK.
+std::vector<JobRecord> ParseJobcomp(std::string_view text);
+// `sacct --parsable2 --noheader --format=JobID,State,NodeList,ExitCode`
+// lines; job steps (123.batch) are skipped; "CANCELLED by 0" → CANCELLED.
+std::vector<JobRecord> ParseSacct(std::string_view output);
+// JobCompLoc of `scontrol show config` when JobCompType is jobcomp/filetxt.
+std::optional<std::string> JobcompFileOf(std::string_view show_config);
+
+// What a job's Slurm state means for its attempt when there is no final
+// report from exec-task (a report, when there, always wins).
+struct Fate {
+  bool in_flight = false;  // queued or running: keep watching
+  TaskReport::Outcome outcome = TaskReport::Outcome::kLost;
+  std::string message;
+};
+// `cancel_requested`: tierflow asked for the job's cancel (scancel).
+Fate FateOf(const JobRecord& job, bool cancel_requested);
+// Slurm ended the job itself (NODE_FAIL, PREEMPTED, BOOT_FAIL, TIMEOUT,
+// DEADLINE, OUT_OF_MEMORY): its word wins over exec-task's report of a task
+// killed by a signal tierflow did not send (Slurm signals every process
+// of a job it ends, the task's too).
+bool EndedBySlurm(std::string_view state);
+
+}  // namespace tierflow::scheduler::slurm
