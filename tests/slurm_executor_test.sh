@@ -16,7 +16,9 @@
 #  e. a task with `timeout: 2s` running `sleep 30` is recorded timed out
 #     within a few seconds (exec-task enforces it; -t is whole minutes);
 #  f. n2 set down under running jobs: their attempts are recorded lost with
-#     Slurm's NODE_FAIL and run again on n1.
+#     Slurm's NODE_FAIL and run again on n1;
+#  g. examples/digits end to end (tiers in the test's folder): every task
+#     succeeded, ingest as one array, checkpoints flushed, accuracy >= 0.9.
 # First, without root: --executor slurm without sbatch on PATH fails naming
 # it and records nothing. The rest needs root (slurmd runs jobs as their
 # submitter): skips with exit code 77 otherwise. Every wait is bounded and fails the test when it runs out.
@@ -270,4 +272,30 @@ scontrol update nodename=n2 state=resume
 [ "$(sql . "SELECT count(*) FROM attempts WHERE state = 'succeeded' AND number = 2 AND worker = 'n1'")" \
   -eq "$on_n2" ] || fail "reruns: $(sql . "SELECT id, task_id, number, state, worker FROM attempts")"
 say "f. n2 down: $on_n2 attempts lost (NODE_FAIL), rerun on n1, in $(elapsed "$t0")s"
+# g. examples/digits end to end: its tiers' roots moved into the test's
+# folder (as tests/digits_run.sh does), every stage a Slurm job, its four
+# ingest items one array; train's checkpoints flushed, the published
+# metrics' test accuracy >= 0.9.
+t0=$EPOCHREALTIME
+mkdir -p "$dir/g"
+cd "$dir/g"
+awk '/^  [a-z][a-z0-9_-]*:$/ { tier = substr($1, 1, length($1) - 1) }
+     /^    root:/ { print "    root: " tier; next } { print }' \
+  "$root/examples/digits/tiers.yaml" >tiers.yaml
+[ "$(grep -c '^    root: ' tiers.yaml)" = 4 ] || fail "expected 4 tiers in $dir/g/tiers.yaml"
+"$tierflow" run "$root/examples/digits/pipeline.yaml" --tiers tiers.yaml --db .tierflow/tierflow.db \
+  --executor slurm --progress plain >run.out 2>&1 || fail "digits on slurm: $(tail -20 run.out)"
+[ "$(sql . "SELECT count(*) FROM tasks WHERE state != 'succeeded'")" -eq 0 ] ||
+  fail "digits tasks not succeeded: $(sql . "SELECT id, state, message FROM tasks")"
+[ "$(sql . "SELECT count(DISTINCT substr(handle, 1, instr(handle, '_') - 1)) FROM attempts
+            WHERE task_id LIKE 'ingest[%'")" -eq 1 ] ||
+  fail "ingest items in jobs: $(sql . "SELECT task_id, handle FROM attempts")"
+[ "$(sql . "SELECT count(*) FROM checkpoints WHERE state = 'present'")" -ge 1 ] ||
+  fail "no checkpoint of train flushed: $(sql . "SELECT name, state, message FROM checkpoints")"
+metrics=$(sql . "SELECT c.uri FROM artifacts a JOIN artifact_copies c ON c.artifact_id = a.id
+                 WHERE a.task_id = 'publish' AND a.name = 'release' AND c.role = 'home'
+                 AND c.state = 'present'")/metrics.json
+python3 -c 'import json, sys; a = json.load(open(sys.argv[1]))["test_accuracy"]; sys.exit(a < 0.9)' \
+  "$metrics" || fail "digits test accuracy below 0.9: $(cat "$metrics")"
+say "g. examples/digits on slurm ($(sql . "SELECT count(*) FROM tasks") tasks) in $(elapsed "$t0")s"
 say "PASS"
