@@ -596,6 +596,7 @@ std::unique_ptr<scheduler::Engine> MakeSlurmEngine(scheduler::EngineOptions engi
   // kill them as a dead engine's leftovers; it re-attaches.
   engine_options.kill_leftovers_on_host = false;
   engine_options.worker = "";
+  engine_options.executor = "slurm";
   return std::make_unique<scheduler::Engine>(std::move(engine_options));
 }
 

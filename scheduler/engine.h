@@ -178,6 +178,11 @@ struct EngineOptions {
   // (false): tasks on workers are stopped by their workers; this host's
   // processes are never searched.
   bool kill_leftovers_on_host = true;
+  // The executor's name when its attempts outlive the engine ("slurm"),
+  // recorded with a new run: a resume with another executor is refused
+  // before anything changes (the attempts may still run where they were
+  // started). "": the local pool, or a server's workers.
+  std::string executor;
 };
 
 struct RunRequest {

@@ -54,6 +54,7 @@ struct StoredRun {
   // The tiers it was placed on (PlacementTiersToJson); unset for a run
   // recorded before tiers, which keeps the one implicit tier.
   std::optional<std::string> tiers_json;
+  std::string executor;  // EngineOptions::executor it was started with
 };
 // NotFound when the run is gone; InvalidArgument, naming the run, for a
 // state this tierflow does not know.

@@ -57,7 +57,8 @@ absl::Status CreateRun(const EngineOptions& options, const RunRequest& request,
                                                           .params = request.params,
                                                           .slots = options.slots,
                                                           .tiers_json = run.tiers_json,
-                                                          .priority = request.priority}));
+                                                          .priority = request.priority,
+                                                          .executor = options.executor}));
   // Locked before anyone can see the run, so `tierflow cancel` never takes
   // it for a run without an engine.
   run.run_dir = run.state_dir / "runs" / run.run_id;
@@ -101,6 +102,16 @@ absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_re
   TF_RETURN_IF_ERROR(OpenDatabase(options, run, units));
   TF_ASSIGN_OR_RETURN(run.run_id, ResolveRunId(*units.db, run_ref));
   TF_ASSIGN_OR_RETURN(StoredRun stored, ReadStoredRun(*units.db, run.run_id));
+  if (stored.executor != options.executor) {
+    // Its attempts may still run where it started them: another executor
+    // would run them a second time.
+    auto name = [](const std::string& executor) {
+      return executor.empty() ? std::string("the local executor") : StrCat("--executor ", executor);
+    };
+    return absl::FailedPreconditionError(
+        StrCat("run ", run.run_id, " was started with ", name(stored.executor),
+               ": resume it with the same, not ", name(options.executor), "; nothing was changed"));
+  }
   run.working_dir = stored.working_dir;
   if (stored.state == RunState::kSucceeded) {
     return absl::FailedPreconditionError(

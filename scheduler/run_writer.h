@@ -77,6 +77,7 @@ struct NewRun {
   int64_t slots = 0;
   std::string tiers_json;  // "": the implicit tier (NULL)
   int priority = 0;
+  std::string executor;  // EngineOptions::executor ("": NULL)
 };
 
 // A task row of a new run.

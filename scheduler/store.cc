@@ -276,6 +276,12 @@ CREATE TABLE placements (
     R"sql(
 ALTER TABLE attempts ADD COLUMN handle TEXT;  -- NULL: none (local pool, workers)
 )sql",
+    // 11: the executor a run was started on (EngineOptions::executor,
+    // "slurm"); a resume on another one is refused before anything changes,
+    // because its attempts may still be running there.
+    R"sql(
+ALTER TABLE runs ADD COLUMN executor TEXT;  -- NULL: the local pool, or a server's workers
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

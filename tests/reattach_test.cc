@@ -85,6 +85,7 @@ class ReattachTest : public ::testing::Test {
     options.db_path = Db();
     options.slots = 4;
     options.kill_grace = std::chrono::milliseconds(200);
+    options.executor = "detached";
     options.make_executor =
         [jobs = Jobs()](
             Executor::ReportCallback on_report) -> absl::StatusOr<std::unique_ptr<Executor>> {
@@ -173,6 +174,22 @@ TEST_F(ReattachTest, KilledEngineResumesByReattachingNotResubmitting) {
       Open("z");
     }
   });
+  // A resume on another executor is refused, and changes nothing: the
+  // attempts may still run where they were started.
+  const std::string attempts_before = Sql("SELECT group_concat(id || state, ',') FROM attempts");
+  {
+    scheduler::EngineOptions local = Options();
+    local.executor = "";
+    scheduler::Engine wrong(std::move(local));
+    absl::StatusOr<scheduler::RunResult> refused = wrong.Resume(run);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_THAT(std::string(refused.status().message()),
+                HasSubstr("was started with --executor detached: resume it with the same, not "
+                          "the local executor; nothing was changed"));
+  }
+  EXPECT_EQ(Sql("SELECT group_concat(id || state, ',') FROM attempts"), attempts_before);
+  EXPECT_EQ(Sql("SELECT count(*) FROM events WHERE kind = 'run_resumed'"), "0");
+  EXPECT_EQ(Sql("SELECT executor FROM runs"), "detached");
   scheduler::Engine engine2(Options());
   absl::StatusOr<scheduler::RunResult> result = engine2.Resume(run);
   Open("z");  // whatever happened, nothing waits on the gate any more

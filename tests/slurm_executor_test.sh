@@ -143,6 +143,14 @@ run=$(run_id .)
 # x finishes while no engine watches; y and z still run when resume starts.
 touch gates/x.open
 wait_for "x's report" eval '[ "$(ls .tierflow/runs/$run/slurm/*.report 2>/dev/null | wc -l)" -eq 1 ]'
+# Without --executor slurm: refused, naming the executor, nothing changed.
+attempts_before=$(sql . "SELECT group_concat(id || state) FROM attempts")
+rc=0
+"$tierflow" resume "$run" >wrong.out 2>&1 || rc=$?
+[ $rc -ne 0 ] && grep -q "was started with --executor slurm" wrong.out ||
+  fail "a resume on the local executor was not refused (exit $rc): $(cat wrong.out)"
+[ "$(sql . "SELECT group_concat(id || state) FROM attempts")" = "$attempts_before" ] ||
+  fail "the refused resume changed the attempts"
 "$tierflow" resume "$run" --executor slurm >resume.out 2>&1 &
 engine=$!
 background+=("$engine")
