@@ -1,4 +1,4 @@
-// Helpers shared by the engine's integration tests (engine_test.cc,
+// Helpers shared by the engine's integration tests (engine_test.cc, engine_lineage_test.cc,
 // crash_resume_test.cc, data_movement_test.cc, engine_faults_test.cc):
 // temporary folders, files, SQLite queries against the store, checks on
 // real processes by pid, and posix tiers for placement. Test-only.
