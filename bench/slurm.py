@@ -38,7 +38,9 @@ the store's attempts.handle: JOB or JOB_INDEX) in items.tsv in the work dir
 and prints how many distinct jobs (array elements count as jobs) and
 submissions ran the items. The table gives the median wall time of each
 (fork to reap for the tools; first sbatch until squeue shows none of the
-name for the floors) and the ratios against the targets of issue 17:
+name for the floors), the jobs' summed run time from the jobcomp file
+(whole seconds per job: how long they held the cluster's 4 CPUs) and the
+ratios against the targets of issue 17:
 tierflow at most 1.2x the floor, at least 2x faster than Snakemake, and the
 foreach stage at least 5x faster than 100 single jobs. Standard library
 only; needs root (slurmd runs jobs as their submitter).
@@ -47,7 +49,6 @@ only; needs root (slurmd runs jobs as their submitter).
 import argparse
 import datetime
 import os
-import platform
 import re
 import shutil
 import signal
@@ -56,8 +57,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import overhead  # noqa: E402  (the machine line, the load average, killing a process group)
 
 ITEMS = 100              # foreach items
 SINGLES = 99             # independent single-task stages
@@ -195,7 +198,7 @@ class Cluster:
         r = subprocess.run(["bash", SLURM_SH, "stop", self.dir], capture_output=True, text=True)
         self.started = False
         if r.returncode != 0:
-            _progress(f"scripts/slurm.sh stop failed: {r.stderr.strip()}")
+            overhead._progress(f"scripts/slurm.sh stop failed: {r.stderr.strip()}")
 
     @property
     def jobcomp(self):
@@ -225,6 +228,22 @@ class Cluster:
             pass
         return ok, other
 
+    def job_seconds(self, name):
+        """The sum of EndTime - StartTime over the jobcomp lines of jobs named
+        name: how long its jobs held their CPUs (whole seconds per job)."""
+        total = 0
+        try:
+            with open(self.jobcomp) as f:
+                for line in f:
+                    if f" Name={name} " in line:
+                        start = re.search(r" StartTime=(\S+)", line).group(1)
+                        end = re.search(r" EndTime=(\S+)", line).group(1)
+                        total += (datetime.datetime.fromisoformat(end) -
+                                  datetime.datetime.fromisoformat(start)).total_seconds()
+        except (OSError, AttributeError, ValueError):
+            return None
+        return total
+
     def wait_recorded(self, name, jobs, timeout=10):
         """Waits (bounded, not timed) until jobcomp has all `jobs` of name."""
         deadline = time.monotonic() + timeout
@@ -248,6 +267,7 @@ class Measure:
 
     def __init__(self, wall=0.0, jobs=None, submissions=None, done=None):
         self.wall, self.jobs, self.submissions = wall, jobs, submissions
+        self.job_seconds = None  # jobcomp: the sum of its jobs' run times
         # Set when the run was stopped at the timeout: wall is then a lower
         # bound and done the tasks it had finished.
         self.done = done
@@ -268,36 +288,19 @@ def sbatch(cluster, name, logs, extra):
     return out.split(";")[0]  # "JOBID" or "JOBID;CLUSTER"
 
 
-def run_floor(cluster, rundir, name, timeout):
-    """Every task its own job, all submitted at once, the gather after the items."""
+def run_sbatches(cluster, rundir, name, timeout, submissions, jobs):
+    """The floors: submits every (key, dependency keys, sbatch args) at once,
+    in order, a job with dependencies after afterok of theirs; waits until
+    none of the `jobs` Slurm jobs named name is queued."""
     logs = _mkdir(rundir, "logs")
     t0 = time.perf_counter()
     ids = {}
-    for key, deps in floor_jobs():
-        extra = [f"--dependency=afterok:{':'.join(ids[d] for d in deps)}"] if deps else []
-        ids[key] = sbatch(cluster, name, logs, extra)
+    for key, deps, extra in submissions:
+        after = [f"--dependency=afterok:{':'.join(ids[d] for d in deps)}"] if deps else []
+        ids[key] = sbatch(cluster, name, logs, after + extra)
     wall = wait_gone(cluster, name, t0, timeout)
-    cluster.wait_recorded(name, TASKS)
-    return Measure(wall, jobs=TASKS, submissions=TASKS)
-
-
-def run_singles(cluster, rundir, name, timeout):
-    logs = _mkdir(rundir, "logs")
-    t0 = time.perf_counter()
-    for _ in range(ITEMS):
-        sbatch(cluster, name, logs, [])
-    wall = wait_gone(cluster, name, t0, timeout)
-    cluster.wait_recorded(name, ITEMS)
-    return Measure(wall, jobs=ITEMS, submissions=ITEMS)
-
-
-def run_array(cluster, rundir, name, timeout):
-    logs = _mkdir(rundir, "logs")
-    t0 = time.perf_counter()
-    sbatch(cluster, name, logs, [f"--array=0-{ITEMS - 1}"])
-    wall = wait_gone(cluster, name, t0, timeout)
-    cluster.wait_recorded(name, ITEMS)
-    return Measure(wall, jobs=ITEMS, submissions=1)
+    cluster.wait_recorded(name, jobs)
+    return Measure(wall, jobs=jobs, submissions=len(submissions))
 
 
 def run_tool(argv, cwd, env, timeout):
@@ -312,14 +315,14 @@ def run_tool(argv, cwd, env, timeout):
         try:
             rc = proc.wait(timeout=timeout)
         except BaseException:
-            _kill_group(proc.pid)
+            overhead._kill_group(proc.pid)
             proc.wait()
             raise
         wall = time.perf_counter() - t0
-    _kill_group(proc.pid)
+    overhead._kill_group(proc.pid)
     if rc != 0:
         raise BenchError(f"{os.path.basename(argv[0])} exited {rc}: "
-                         f"{_tail(os.path.join(cwd, 'stderr.txt')) or _tail(os.path.join(cwd, 'stdout.txt'))}"
+                         f"{overhead._tail(os.path.join(cwd, 'stderr.txt')) or overhead._tail(os.path.join(cwd, 'stdout.txt'))}"
                          f" (in {cwd})")
     return wall
 
@@ -374,8 +377,9 @@ def run_tierflow(cluster, binary, pipeline, rundir, db, warm, tasks, timeout, it
         items_out.write(f"{label}\t{run}\t{task}\t{handle}\t{_job_of(handle)}\n")
     item_jobs = {_job_of(h) for _, h in items}
     item_submissions = {j.split("_")[0] for j in item_jobs}
-    return Measure(wall, jobs=len(jobs), submissions=len({j.split("_")[0] for j in jobs})), \
-        (len(items), len(item_jobs), len(item_submissions))
+    m = Measure(wall, jobs=len(jobs), submissions=len({j.split("_")[0] for j in jobs}))
+    m.job_seconds = cluster.job_seconds(f"tierflow-{run}")
+    return m, (len(items), len(item_jobs), len(item_submissions))
 
 
 def _job_of(handle):
@@ -398,19 +402,19 @@ def _median(runs):
 def summary_rows(results, errors):
     med = {k: _median(results[k]) for k in ALL_KEYS}
     rows = [["workload", "how", "runs", "median wall", "min-max", "Slurm jobs", "submissions",
-             "ratio", "target"]]
+             "job time", "ratio", "target"]]
     for key, workload, label in CASES:
         runs = results[key]
         if not runs:
             rows.append([f"{workload} tasks" if workload == "200" else "foreach 100", label, "0",
-                         errors.get(key, "not run"), "", "", "", "", ""])
+                         errors.get(key, "not run"), "", "", "", "", "", ""])
             continue
         walls = [m.wall for m in runs]
         cut = [m for m in runs if m.done is not None]
         ratio, target = "", ""
         if key.startswith("tierflow") and med["floor"]:
             r = med[key] / med["floor"]
-            ratio = f"{r:.2f}x the floor"
+            ratio = f"this / floor {r:.2f}x"
             target = f"<= {FLOOR_TARGET}x: {'met' if r <= FLOOR_TARGET else 'MISSED'}"
             if med["snakemake"]:
                 s = med["snakemake"] / med[key]
@@ -418,13 +422,13 @@ def summary_rows(results, errors):
                 # lower bound: "> s" then, and only met can be said of it.
                 bound = any(m.done is not None for m in results["snakemake"])
                 verdict = "met" if s >= SNAKEMAKE_TARGET else ("not shown" if bound else "MISSED")
-                ratio += f"; {'> ' if bound else ''}{s:.2f}x faster than snakemake"
+                ratio += f"; snakemake / this {'> ' if bound else ''}{s:.2f}x"
                 target += f"; >= {SNAKEMAKE_TARGET}x: {verdict}"
         elif key == "snakemake" and med["floor"]:
-            ratio = f"{'> ' if cut else ''}{med[key] / med['floor']:.2f}x the floor"
+            ratio = f"this / floor {'> ' if cut else ''}{med[key] / med['floor']:.2f}x"
         elif key in ("array", "foreach-cold", "foreach-warm") and med["singles"]:
             s = med["singles"] / med[key]
-            ratio = f"{s:.2f}x faster than 100 single jobs"
+            ratio = f"100 single jobs / this {s:.2f}x"
             if key != "array":
                 target = f">= {FOREACH_TARGET}x: {'met' if s >= FOREACH_TARGET else 'MISSED'}"
         rows.append([f"{workload} tasks" if workload == "200" else "foreach 100", label,
@@ -432,8 +436,14 @@ def summary_rows(results, errors):
                      _fmt_s(med[key]) + (f" (stopped: {', '.join(f'{m.done} of {TASKS}' for m in cut)} "
                                          "tasks done)" if cut else ""),
                      f"{_fmt_s(min(walls))}-{_fmt_s(max(walls))}",
-                     _same(m.jobs for m in runs), _same(m.submissions for m in runs), ratio, target])
+                     _same(m.jobs for m in runs), _same(m.submissions for m in runs),
+                     _job_time(runs), ratio, target])
     return rows
+
+
+def _job_time(runs):
+    secs = [m.job_seconds for m in runs if m.job_seconds is not None]
+    return f"{statistics.median(secs):.0f} s" if secs else ""
 
 
 def _same(values):
@@ -444,13 +454,13 @@ def _same(values):
 def print_table(rows, markdown):
     if markdown:
         print("| " + " | ".join(rows[0]) + " |")
-        print("|" + "|".join("---:" if i in (2, 3, 4, 5, 6) else "---" for i in range(len(rows[0]))) + "|")
+        print("|" + "|".join("---:" if i in (2, 3, 4, 5, 6, 7) else "---" for i in range(len(rows[0]))) + "|")
         for row in rows[1:]:
             print("| " + " | ".join(row) + " |")
         return
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
-        print("  ".join(c.rjust(w) if n and i in (2, 3, 4, 5, 6) else c.ljust(w)
+        print("  ".join(c.rjust(w) if n and i in (2, 3, 4, 5, 6, 7) else c.ljust(w)
                         for i, (c, w) in enumerate(zip(row, widths))).rstrip())
         if n == 0:
             print("  ".join("-" * w for w in widths))
@@ -464,25 +474,6 @@ def _mkdir(*parts):
     return path
 
 
-def _kill_group(pgid):
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _tail(path, lines=5):
-    try:
-        with open(path, errors="replace") as f:
-            return " | ".join(f.read().strip().splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _progress(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
 def _first_line(argv):
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=60,
@@ -492,26 +483,12 @@ def _first_line(argv):
         return "?"
 
 
-def _loadavg():
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _machine():
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, Linux {platform.release()}"
-
-
 def ensure_snakemake(install):
     if shutil.which("snakemake", path=CHILD_PATH):
         return ""
     if not install:
         return "skipped (snakemake not found; without --no-install the script installs it)"
-    _progress("snakemake missing: apt-get install -y snakemake")
+    overhead._progress("snakemake missing: apt-get install -y snakemake")
     r = subprocess.run(["apt-get", "install", "-y", "snakemake"], capture_output=True, text=True)
     if r.returncode != 0 or not shutil.which("snakemake", path=CHILD_PATH):
         return f"skipped (apt-get install snakemake failed: {r.stderr.strip()[-300:]})"
@@ -584,7 +561,7 @@ def main(argv):
     _write(files["jobs"], [f"{k}{' afterok:' + ','.join(d) if d else ''}" for k, d in floor_jobs()])
 
     started = datetime.datetime.now(datetime.timezone.utc)
-    print(f"bench/slurm: {started:%Y-%m-%d %H:%M} UTC on {_machine()}")
+    print(f"bench/slurm: {started:%Y-%m-%d %H:%M} UTC on {overhead._machine()}")
     print(f"work dir {workdir}; {args.repeat} repetition(s), no warm-up; timeout "
           f"{args.timeout:g} s per measurement, {args.snakemake_timeout:g} s for Snakemake")
     if wants_tf:
@@ -603,13 +580,13 @@ def main(argv):
     items_path = os.path.join(workdir, "items.tsv")
     item_counts = {}
     try:
-        _progress(f"cluster up in {cluster.start():.2f} s")
+        overhead._progress(f"cluster up in {cluster.start():.2f} s")
         print(f"  slurm: {cluster.run(['sbatch', '--version'])} (scripts/slurm.sh: 2 nodes x "
               "2 CPUs, accounting off)")
         with open(files["status"], "w") as f:
             f.write(STATUS_SCRIPT.replace("JOBCOMP", cluster.jobcomp))
         os.chmod(files["status"], 0o755)
-        print(f"load average at start: {_loadavg()}", flush=True)
+        print(f"load average at start: {overhead._loadavg()}", flush=True)
         with open(items_path, "w") as items_out:
             items_out.write("run\trun_id\ttask\thandle\tjob\n")
             for rep in range(1, args.repeat + 1):
@@ -625,10 +602,10 @@ def main(argv):
                     except BenchError as e:
                         failed = True
                         errors[key] = f"FAILED: {e}"
-                        _progress(f"  rep {rep} {key}: FAILED: {e}")
+                        overhead._progress(f"  rep {rep} {key}: FAILED: {e}")
                         continue
                     results[key].append(m)
-                    _progress(f"  rep {rep} {key}: {_fmt_s(m.wall)} ({m.jobs} jobs, "
+                    overhead._progress(f"  rep {rep} {key}: {_fmt_s(m.wall)} ({m.jobs} jobs, "
                               f"{m.submissions} submissions)"
                               + (f"; STOPPED at the timeout, {m.done} of {TASKS} tasks done"
                                  if m.done is not None else ""))
@@ -637,9 +614,9 @@ def main(argv):
         if not args.keep and not failed:
             shutil.rmtree(workdir, ignore_errors=True)
         elif failed:
-            _progress(f"kept {workdir} for the logs")
+            overhead._progress(f"kept {workdir} for the logs")
 
-    print(f"load average at end:   {_loadavg()}")
+    print(f"load average at end:   {overhead._loadavg()}")
     print()
     print_table(summary_rows(results, errors), args.markdown)
     if item_counts:
@@ -652,14 +629,16 @@ def main(argv):
 
 def measure(key, cluster, rundir, name, files, binary, workdir, rep, timeout, snakemake_timeout,
             items_out, item_counts):
-    if key == "floor":
-        return run_floor(cluster, rundir, name, timeout)
-    if key == "singles":
-        return run_singles(cluster, rundir, name, timeout)
-    if key == "array":
-        return run_array(cluster, rundir, name, timeout)
-    if key == "snakemake":
-        return run_snakemake(cluster, rundir, name, files, snakemake_timeout)
+    floors = {"floor": ([(k, deps, []) for k, deps in floor_jobs()], TASKS),
+              "singles": ([(i, [], []) for i in range(ITEMS)], ITEMS),
+              "array": ([("array", [], [f"--array=0-{ITEMS - 1}"])], ITEMS)}
+    runners = {k: (lambda k=k: run_sbatches(cluster, rundir, name, timeout, *floors[k]))
+               for k in floors}
+    runners["snakemake"] = lambda: run_snakemake(cluster, rundir, name, files, snakemake_timeout)
+    if key in runners:
+        m = runners[key]()
+        m.job_seconds = cluster.job_seconds(name)
+        return m
     # tierflow: warm runs on the state database of this repetition's cold run.
     kind, temp = key.rsplit("-", 1)
     base = key if temp == "cold" else f"{kind}-cold"
