@@ -39,7 +39,7 @@ const KeyList& DefaultsKeys() {
 }
 const KeyList& StageKeys() {
   static const auto* const keys = new KeyList{
-      "kind",    "description", "run",     "needs", "inputs", "outputs",     "io", "resources",
+      "kind",    "description", "run",     "needs", "inputs", "outputs",     "io",  "resources",
       "retries", "timeout",     "foreach", "cache", "tier",   "checkpoints", "env", "slurm"};
   return *keys;
 }
@@ -557,8 +557,8 @@ void Loader::ReadSlurm(const YamlNode& node, const FieldPath& path, SlurmStageOp
   Fields fields(SlurmKeys());
   if (!ReadFields(node, path, &fields)) return;
   if (YamlNode value = fields.value("items_per_job"); value.IsDefined()) {
-    if (auto items = ReadInt(value, path.Key("items_per_job"), 1,
-                             std::numeric_limits<uint32_t>::max())) {
+    if (auto items =
+            ReadInt(value, path.Key("items_per_job"), 1, std::numeric_limits<uint32_t>::max())) {
       slurm->items_per_job = static_cast<uint32_t>(*items);
     }
   }
@@ -571,8 +571,8 @@ void Loader::ReadSlurm(const YamlNode& node, const FieldPath& path, SlurmStageOp
   }
   // What tierflow tracks its jobs by, or runs them with, is its own.
   static constexpr std::string_view kReserved[] = {
-      "--job-name", "-J", "--comment", "--array", "-a", "--output", "-o", "--error", "-e",
-      "--parsable", "--requeue", "--no-requeue", "--wrap"};
+      "--job-name", "-J", "--comment",  "--array",   "-a",           "--output", "-o",
+      "--error",    "-e", "--parsable", "--requeue", "--no-requeue", "--wrap"};
   for (size_t i = 0; i < Count(options); ++i) {
     const YamlNode item = options.at(i);
     const FieldPath item_path = options_path.Index(i);
