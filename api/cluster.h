@@ -52,6 +52,7 @@ using worker::WorkerOptions;
 // `tierflow exec-task`: the job side of an executor whose attempts outlive
 // the engine (worker/exec_task.h).
 using worker::ExecTask;
+using worker::ExecTaskList;
 
 using scheduler::RunStateName;
 using scheduler::TaskState;

@@ -179,14 +179,20 @@ class SlurmExecutor final : public Executor {
     if (!UseRun(launch.run_id).ok()) return false;
     const worker::JobFiles files = worker::JobFiles::In(job_dir_, attempt);
     std::string found = handle;
+    bool packed = false;  // its job runs other attempts too
     bool reported = worker::ReadReportFile(files.report).value_or(std::nullopt).has_value();
     if (!reported) {
       std::optional<std::vector<slurm::JobRecord>> queue = Squeue(/*fresh=*/false);
       if (!queue) return false;
       found = "";
       for (const slurm::JobRecord& job : *queue) {
+        const bool shared = slurm::ItemsPerJobOfComment(job.comment) > 1 &&
+                            slurm::AttemptsOfComment(job.comment).size() > 1;
         if (!handle.empty()) {
-          if (job.handle == handle) found = handle;
+          if (job.handle == handle) {
+            found = handle;
+            packed = shared;
+          }
           continue;
         }
         // No handle recorded (a crash right after sbatch): the comment
@@ -196,8 +202,12 @@ class SlurmExecutor final : public Executor {
         if (at == attempts.end()) continue;
         const std::string base = job.handle.substr(0, job.handle.find('_'));
         const std::string element =
-            slurm::HandleOf(base, static_cast<size_t>(at - attempts.begin()), attempts.size());
-        if (job.handle == element) found = element;
+            slurm::HandleOf(base, static_cast<size_t>(at - attempts.begin()), attempts.size(),
+                            slurm::ItemsPerJobOfComment(job.comment));
+        if (job.handle == element) {
+          found = element;
+          packed = shared;
+        }
       }
       if (found.empty()) return false;
     }
@@ -205,6 +215,7 @@ class SlurmExecutor final : public Executor {
     Job& job = jobs_[attempt];
     job = Job();
     job.handle = found;
+    job.packed = packed;
     job.submitted_told = !handle.empty() || found.empty();
     wake_.notify_all();
     return true;
@@ -245,6 +256,8 @@ class SlurmExecutor final : public Executor {
     bool started_told = false;
     bool cancel_requested = false;
     bool submitting = false;                   // its batch is being submitted: no handle yet
+    bool packed = false;                       // its job runs other attempts too
+    std::string submit_reason;                 // told with kSubmitted
     std::string node;                          // from squeue
     std::optional<Clock::time_point> missing;  // since when squeue lacks it
     std::optional<TaskReport> held;            // a report Slurm's word may overrule
@@ -283,6 +296,7 @@ class SlurmExecutor final : public Executor {
   void Signal(int64_t attempt_id, const std::string& signal) {
     std::string handle;
     bool started = false;
+    std::optional<std::vector<std::string>> packed;  // the scancel for a packed job, if any
     {
       std::lock_guard lock(mu_);
       for (Batch& batch : batches_) {
@@ -300,6 +314,11 @@ class SlurmExecutor final : public Executor {
       if (job->second.handle.empty()) return;  // submitting: cancelled once it has a handle
       handle = job->second.handle;
       started = job->second.started_told;
+      if (job->second.packed) packed = PackedSignal(attempt_id, handle, signal);
+    }
+    if (packed) {
+      if (!packed->empty()) RunCommand(*packed);
+      return;
     }
     // A running job's exec-task gets the signal (TERM: cancel with the
     // task's grace; USR1: kill at once) and reports; a queued one is
@@ -309,6 +328,27 @@ class SlurmExecutor final : public Executor {
     } else {
       RunCommand({"scancel", handle});
     }
+  }
+
+  // One attempt of a packed job (several attempts to one handle): its
+  // marker, then USR2 to the job's exec-task, which stops exactly the
+  // marked items (worker/exec_task.h); the others run on. A queued job is
+  // cancelled by Slurm once every attempt of it is; until then the job
+  // reads the marker when the item's turn comes. Returns the scancel to
+  // run (none: nothing to send). Called with mu_ held.
+  std::vector<std::string> PackedSignal(int64_t attempt_id, const std::string& handle,
+                                        const std::string& signal) {
+    bool running = false, all_cancelled = true;
+    for (const auto& [attempt, job] : jobs_) {
+      if (job.handle != handle) continue;
+      running = running || job.started_told || !job.node.empty();
+      all_cancelled = all_cancelled && job.cancel_requested;
+    }
+    const absl::Status marked = WriteText(worker::JobFiles::In(job_dir_, attempt_id).cancel,
+                                          signal == "USR1" ? "kill\n" : "cancel\n");
+    if (!running && all_cancelled) return {"scancel", handle};
+    if (running || !marked.ok()) return {"scancel", "--batch", "--signal=USR2", handle};
+    return {};
   }
 
   // One squeue of the run's jobs; nullopt when squeue failed. `fresh`
@@ -354,20 +394,24 @@ class SlurmExecutor final : public Executor {
   void Submit(Batch batch) {
     std::vector<int64_t> attempts;
     for (const TaskLaunch& launch : batch.launches) attempts.push_back(launch.attempt_id);
+    // Every attempt of a batch is of one stage: one packing for all.
+    const slurm::Packing packing = slurm::ItemsPerJob(batch.launches[0]);
+    const uint32_t per_job = packing.items_per_job;
+    const bool packed = per_job > 1 && attempts.size() > 1;
+    const bool array = attempts.size() > per_job;
     const std::string base = StrCat(job_dir_, "/batch-", attempts[0]);
-    const bool array = attempts.size() > 1;
     absl::Status written = absl::OkStatus();
-    if (array) written = WriteText(base + ".list", slurm::ListFile(attempts));
+    if (attempts.size() > 1) written = WriteText(base + ".list", slurm::ListFile(attempts));
     if (written.ok()) {
-      written = WriteText(base + ".sh",
-                          slurm::JobScript(options_.tierflow, job_dir_, attempts, base + ".list"));
+      written = WriteText(base + ".sh", slurm::JobScript(options_.tierflow, job_dir_, attempts,
+                                                         base + ".list", per_job));
     }
     std::optional<std::string> job_id;
     std::string error = std::string(written.message());
     if (written.ok()) {
       slurm::SbatchPlan plan =
           slurm::SbatchArgs(batch.launches[0], attempts, options_.submit,
-                            StrCat(job_dir_, array ? "/job-%A_%a.out" : "/job-%j.out"));
+                            StrCat(job_dir_, array ? "/job-%A_%a.out" : "/job-%j.out"), packing);
       std::vector<std::string> args = {"sbatch"};
       args.insert(args.end(), plan.args.begin(), plan.args.end());
       args.push_back(base + ".sh");
@@ -375,7 +419,7 @@ class SlurmExecutor final : public Executor {
       if (out.status == 0) job_id = slurm::ParseSbatchOutput(out.out);
       error = StrCat("sbatch failed: ", FirstLine(out.err.empty() ? out.out : out.err));
     }
-    std::vector<std::string> cancelled;  // asked while sbatch ran
+    std::set<std::vector<std::string>> cancels;  // asked while sbatch ran
     {
       std::lock_guard lock(mu_);
       if (!job_id) {
@@ -387,15 +431,24 @@ class SlurmExecutor final : public Executor {
       }
       std::ofstream log(StrCat(job_dir_, "/submissions.log"), std::ios::app);
       for (size_t i = 0; i < attempts.size(); ++i) {
-        const std::string handle = slurm::HandleOf(*job_id, i, attempts.size());
+        const std::string handle = slurm::HandleOf(*job_id, i, attempts.size(), per_job);
         log << attempts[i] << ' ' << handle << '\n';
         Job& job = jobs_[attempts[i]];
         job.handle = handle;
         job.submitting = false;
-        if (job.cancel_requested) cancelled.push_back(handle);
+        job.packed = packed;
+        job.submit_reason = StrCat("Slurm job ", handle, ": ", packing.reason);
+      }
+      for (int64_t attempt : attempts) {
+        Job& job = jobs_[attempt];
+        if (!job.cancel_requested) continue;
+        cancels.insert(packed ? PackedSignal(attempt, job.handle, "TERM")
+                              : std::vector<std::string>{"scancel", job.handle});
       }
     }
-    for (const std::string& handle : cancelled) RunCommand({"scancel", handle});
+    for (const std::vector<std::string>& command : cancels) {
+      if (!command.empty()) RunCommand(command);
+    }
   }
 
   // One round: reports from the job folder, then one squeue for the run.
@@ -414,6 +467,7 @@ class SlurmExecutor final : public Executor {
     std::vector<TaskReport> reports;
     std::set<int64_t> done;
     std::map<int64_t, Job> updates;
+    std::map<std::string, std::optional<slurm::JobRecord>> ended_records;
     for (auto& [attempt, job] : tracked) {
       if (job.submitting) continue;
       const worker::JobFiles files = worker::JobFiles::In(job_dir_, attempt);
@@ -422,7 +476,7 @@ class SlurmExecutor final : public Executor {
         job.node = in_queue->second->nodes;
       }
       if (!job.submitted_told) {
-        TaskReport submitted = Final(attempt, Outcome::kSubmitted, "");
+        TaskReport submitted = Final(attempt, Outcome::kSubmitted, job.submit_reason);
         submitted.handle = job.handle;
         reports.push_back(std::move(submitted));
         job.submitted_told = true;
@@ -465,7 +519,10 @@ class SlurmExecutor final : public Executor {
         updates[attempt] = job;
         continue;
       }
-      std::optional<slurm::JobRecord> ended = Ended(job.handle);
+      // The attempts of a packed job share its record: read once a round.
+      auto [record, fresh] = ended_records.try_emplace(job.handle);
+      if (fresh) record->second = Ended(job.handle);
+      const std::optional<slurm::JobRecord>& ended = record->second;
       if (job.held) {
         if (ended && slurm::EndedBySlurm(ended->state)) {
           slurm::Fate fate = slurm::FateOf(*ended, false);
@@ -481,9 +538,14 @@ class SlurmExecutor final : public Executor {
                               StrCat("its Slurm job ", job.handle, " ended without a report"));
       if (ended) {
         slurm::Fate fate = slurm::FateOf(*ended, job.cancel_requested);
-        if (!fate.in_flight) {
+        // An item of a packed job that never started is not at fault for
+        // how the job ended (its time limit, a failure): it runs again.
+        const bool never_ran = job.packed && !job.started_told && !job.cancel_requested;
+        if (!fate.in_flight && !never_ran) {
           lost.outcome = fate.outcome;
           lost.message = fate.message;
+        } else if (never_ran) {
+          lost.message = StrCat(fate.message, " (this item of the packed job had not started)");
         }
         lost.worker = ended->nodes;
       } else if (job.cancel_requested) {

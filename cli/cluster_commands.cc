@@ -93,7 +93,17 @@ int RunServerCommand(const ServerCommandOptions& options, std::ostream& out, std
 }
 
 int RunExecTask(const ExecTaskOptions& options, std::ostream& err) {
-  absl::Status status = api::ExecTask(options.launch, options.report);
+  const bool single = !options.launch.empty() || !options.report.empty();
+  const bool packed = !options.dir.empty() || !options.list.empty();
+  if (single == packed || (single && (options.launch.empty() || options.report.empty())) ||
+      (packed && (options.dir.empty() || options.list.empty()))) {
+    err << "tierflow exec-task: give either --launch FILE --report FILE, or --dir DIR --list "
+           "FILE [--first I] [--count K]\n";
+    return kExitInvalid;
+  }
+  absl::Status status =
+      single ? api::ExecTask(options.launch, options.report)
+             : api::ExecTaskList(options.dir, options.list, options.first, options.count);
   if (!status.ok()) {
     err << "tierflow exec-task: " << status.message() << '\n';
     return kExitInvalid;

@@ -40,6 +40,11 @@ int RunWorkerCommand(const WorkerCommandOptions& options, std::ostream& out, std
 struct ExecTaskOptions {
   std::string launch;
   std::string report;
+  // A packed job: lines [first, first + count) of `list`, files in `dir`.
+  std::string dir;
+  std::string list;
+  size_t first = 0;
+  size_t count = 1;
 };
 int RunExecTask(const ExecTaskOptions& options, std::ostream& err);
 

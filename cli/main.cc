@@ -477,16 +477,30 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       ->type_name("DIR");
   CLI::App* exec_task = app.add_subcommand(
       "exec-task",
-      "Run one task attempt for an executor whose attempts outlive the scheduler (a batch "
-      "scheduler's job): read its launch file, run it as 'tierflow run' would, and write its "
-      "reports beside (REPORT.started, then REPORT) atomically. SIGTERM cancels it. Started "
-      "by executors, not by hand.");
+      "Run task attempts for an executor whose attempts outlive the scheduler (a batch "
+      "scheduler's job): read an attempt's launch file, run it as 'tierflow run' would, and "
+      "write its reports beside (REPORT.started, then REPORT) atomically. SIGTERM cancels it. "
+      "With --dir/--list/--first/--count, runs several attempts one after another (a packed "
+      "job); SIGUSR2 then cancels those with a marker DIR/attempt-ID.cancel. Started by "
+      "executors, not by hand.");
   exec_task->add_option("--launch", exec_task_options.launch, "The attempt's launch file")
-      ->required()
       ->type_name("FILE");
   exec_task->add_option("--report", exec_task_options.report, "Where its report goes")
-      ->required()
       ->type_name("FILE");
+  exec_task
+      ->add_option("--dir", exec_task_options.dir,
+                   "A packed job: the folder of its attempts' launch and report files")
+      ->type_name("DIR");
+  exec_task
+      ->add_option("--list", exec_task_options.list,
+                   "A packed job: the file of attempt ids, one a line")
+      ->type_name("FILE");
+  exec_task
+      ->add_option("--first", exec_task_options.first, "A packed job: its first line (0-based)")
+      ->type_name("I");
+  exec_task->add_option("--count", exec_task_options.count, "A packed job: how many lines it runs")
+      ->type_name("K")
+      ->check(CLI::PositiveNumber);
   CLI::App* submit = app.add_subcommand(
       "submit",
       "Submit a pipeline to a scheduler ('tierflow server'): the file's YAML is sent, its "

@@ -72,6 +72,12 @@ struct CheckpointRelay {
   int keep = 0;  // 0: all of them
 };
 
+// A stage's own `slurm:` options (docs/slurm.md); other executors ignore them.
+struct SlurmStageOptions {
+  uint32_t items_per_job = 0;        // 0: the packing rule decides (scheduler/slurm_jobs.h)
+  std::vector<std::string> options;  // sbatch arguments, after the run's --slurm-option ones
+};
+
 struct TaskLaunch {
   enum class Mode {
     kRun,    // run the command
@@ -109,6 +115,11 @@ struct TaskLaunch {
   std::vector<StageIn> stage_in;              // cluster mode: copies onto node tiers
   std::vector<NodeInput> node_inputs;
   std::optional<CheckpointRelay> checkpoint_relay;  // cluster mode
+  // The median time of the stage's succeeded, non-reused attempts in
+  // earlier runs of a pipeline of the same name (scheduler/stage_times.h);
+  // unset: no history. The Slurm executor packs short tasks by it.
+  std::optional<Duration> expected_duration;
+  SlurmStageOptions slurm;
 };
 
 struct OutputReport {
@@ -191,7 +202,8 @@ inline bool IsFinal(TaskReport::Outcome outcome) {
 // - names each attempt durably where it runs, by its attempt id (a job's
 //   name or comment), so that the attempt can be found again whether or
 //   not its handle was recorded (a crash between submitting and recording);
-// - reports kSubmitted with the handle once it has it; the engine records
+// - reports kSubmitted with the handle once it has it (and, in its message,
+//   how it submitted it: recorded as a `submitted` event); the engine records
 //   the handle with the attempt;
 // - takes back, on Reattach, an attempt an earlier engine launched: it
 //   never submits it again, and reports it on as if it had launched it

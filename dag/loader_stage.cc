@@ -1,6 +1,7 @@
 // The pipeline loader's stage reader: `defaults:` and each stage of
 // `stages:` with its command, needs, inputs, outputs, I/O profile,
-// resources, retries, timeout, cache, tier, checkpoints and environment.
+// resources, retries, timeout, cache, tier, checkpoints, environment and
+// `slurm:` options.
 // References between stages are only recorded here (StageSource) and
 // checked once every stage is read (loader_references.cc). Part of the
 // Loader (dag/internal/loader_internal.h).
@@ -38,8 +39,8 @@ const KeyList& DefaultsKeys() {
 }
 const KeyList& StageKeys() {
   static const auto* const keys = new KeyList{
-      "kind",    "description", "run",     "needs", "inputs", "outputs",     "io", "resources",
-      "retries", "timeout",     "foreach", "cache", "tier",   "checkpoints", "env"};
+      "kind",    "description", "run",     "needs", "inputs", "outputs",     "io",  "resources",
+      "retries", "timeout",     "foreach", "cache", "tier",   "checkpoints", "env", "slurm"};
   return *keys;
 }
 const KeyList& InputKeys() {
@@ -58,6 +59,10 @@ const KeyList& IoKeys() {
 }
 const KeyList& ResourceKeys() {
   static const auto* const keys = new KeyList{"cpus", "memory", "gpus", "labels"};
+  return *keys;
+}
+const KeyList& SlurmKeys() {
+  static const auto* const keys = new KeyList{"items_per_job", "options"};
   return *keys;
 }
 const KeyList& RetryKeys() {
@@ -221,6 +226,9 @@ void Loader::ReadRunPolicy(const Fields& fields, const FieldPath& path, Stage* s
   }
   if (YamlNode value = fields.value("env"); value.IsDefined()) {
     ReadEnv(value, path.Key("env"), &stage->env);
+  }
+  if (YamlNode value = fields.value("slurm"); value.IsDefined()) {
+    ReadSlurm(value, path.Key("slurm"), &stage->slurm);
   }
 }
 
@@ -541,6 +549,51 @@ void Loader::ReadCheckpoints(const YamlNode& node, const FieldPath& path,
   }
   if (YamlNode value = fields.value("tier"); value.IsDefined()) {
     if (auto tier = ReadTierName(value, path.Key("tier"))) checkpoints->tier = std::move(*tier);
+  }
+}
+
+void Loader::ReadSlurm(const YamlNode& node, const FieldPath& path, SlurmStageOptions* slurm) {
+  if (node.IsNull()) return;
+  Fields fields(SlurmKeys());
+  if (!ReadFields(node, path, &fields)) return;
+  if (YamlNode value = fields.value("items_per_job"); value.IsDefined()) {
+    if (auto items =
+            ReadInt(value, path.Key("items_per_job"), 1, std::numeric_limits<uint32_t>::max())) {
+      slurm->items_per_job = static_cast<uint32_t>(*items);
+    }
+  }
+  YamlNode options = fields.value("options");
+  if (!options.IsDefined() || options.IsNull()) return;
+  const FieldPath options_path = path.Key("options");
+  if (!options.IsSequence()) {
+    WrongType(options, options_path, "a list of sbatch arguments");
+    return;
+  }
+  // What tierflow tracks its jobs by, or runs them with, is its own.
+  static constexpr std::string_view kReserved[] = {
+      "--job-name", "-J", "--comment",  "--array",   "-a",           "--output", "-o",
+      "--error",    "-e", "--parsable", "--requeue", "--no-requeue", "--wrap"};
+  for (size_t i = 0; i < Count(options); ++i) {
+    const YamlNode item = options.at(i);
+    const FieldPath item_path = options_path.Index(i);
+    auto text = ReadScalar(item, item_path, "an sbatch argument");
+    if (!text) continue;
+    if (text->empty()) {
+      Error(item, item_path, "empty sbatch argument");
+      continue;
+    }
+    const std::string_view name = text->substr(0, text->find('='));
+    const bool reserved =
+        std::any_of(std::begin(kReserved), std::end(kReserved), [&](std::string_view r) {
+          return name == r || (r.size() == 2 && text->starts_with(r) && !text->starts_with("--"));
+        });
+    if (reserved) {
+      Error(item, item_path,
+            StrCat("sbatch option ", Quote(name),
+                   " is tierflow's own: it names, tracks and logs its jobs with it"));
+      continue;
+    }
+    slurm->options.emplace_back(*text);
   }
 }
 

@@ -712,5 +712,50 @@ TEST_F(LoadPipelineFileTest, ReportsAnUnreadableFileAsPermissionDenied) {
       << "1: not PermissionDenied naming the file; 2: could not drop root (unshare)";
 }
 
+// --- slurm: -----------------------------------------------------------------
+
+TEST(LoaderTest, ReadsAStagesSlurmOptions) {
+  const Pipeline p = MustLoad(R"(name: p
+stages:
+  a:
+    run: [x]
+    slurm: {items_per_job: 5, options: ["--qos=short", "--exclusive"]}
+  b:
+    run: [y]
+)");
+  EXPECT_EQ(p.stages[0].slurm.items_per_job, 5u);
+  EXPECT_EQ(p.stages[0].slurm.options, (std::vector<std::string>{"--qos=short", "--exclusive"}));
+  EXPECT_EQ(p.stages[1].slurm.items_per_job, 0u);
+  EXPECT_TRUE(p.stages[1].slurm.options.empty());
+}
+
+TEST(LoaderTest, RejectsBadSlurmOptionsNamingTheField) {
+  EXPECT_EQ(Report(R"(name: p
+stages:
+  a:
+    run: [x]
+    slurm: {items_per_job: 0, option: [x]}
+  b:
+    run: [x]
+    slurm: {items_per_job: two, options: "--qos=x"}
+  c:
+    run: [x]
+    slurm: {options: ["", "--job-name=mine", "-Jmine", "--array=0-3", {a: b}]}
+)"),
+            "p.yaml:5:28: stages.a.slurm.items_per_job: must be at least 1, got 0\n"
+            "p.yaml:5:31: stages.a.slurm.option: unknown key 'option' (did you mean 'options'?)\n"
+            "p.yaml:8:28: stages.b.slurm.items_per_job: expected an integer, got 'two'\n"
+            "p.yaml:8:42: stages.b.slurm.options: expected a list of sbatch arguments, got "
+            "'--qos=x'\n"
+            "p.yaml:11:23: stages.c.slurm.options[0]: empty sbatch argument\n"
+            "p.yaml:11:27: stages.c.slurm.options[1]: sbatch option '--job-name' is tierflow's "
+            "own: it names, tracks and logs its jobs with it\n"
+            "p.yaml:11:46: stages.c.slurm.options[2]: sbatch option '-Jmine' is tierflow's own: "
+            "it names, tracks and logs its jobs with it\n"
+            "p.yaml:11:56: stages.c.slurm.options[3]: sbatch option '--array' is tierflow's own: "
+            "it names, tracks and logs its jobs with it\n"
+            "p.yaml:11:71: stages.c.slurm.options[4]: expected an sbatch argument, got a map");
+}
+
 }  // namespace
 }  // namespace tierflow::dag

@@ -104,6 +104,13 @@ struct Resources {
   std::map<std::string, std::string> labels;
 };
 
+// A stage's own `slurm:` options (docs/slurm.md): read by the Slurm
+// executor, ignored by the others.
+struct SlurmStageOptions {
+  uint32_t items_per_job = 0;        // `items_per_job`; 0: the packing rule decides
+  std::vector<std::string> options;  // sbatch arguments, after the run's --slurm-option ones
+};
+
 // Retries with exponential backoff and jitter: attempt n (1-based) waits
 // min(backoff * factor^(n-1), max_backoff) before retry n.
 struct RetryPolicy {
@@ -138,6 +145,7 @@ struct Stage {
   std::string tier;  // explicit placement override, empty = placement decides
   CheckpointSpec checkpoints;
   std::map<std::string, std::string> env;  // declared environment, part of the cache key
+  SlurmStageOptions slurm;
 
   // Stages this one depends on: `needs` plus the stages its inputs name,
   // without duplicates, in first-mention order.

@@ -58,6 +58,9 @@ void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out) {
     o->set_key(launch.checkpoint_relay->key);
     o->set_keep(launch.checkpoint_relay->keep);
   }
+  out->set_expected_duration_ms(launch.expected_duration ? launch.expected_duration->count() : 0);
+  out->mutable_slurm()->set_items_per_job(launch.slurm.items_per_job);
+  for (const std::string& option : launch.slurm.options) out->mutable_slurm()->add_options(option);
 }
 
 TaskLaunch FromProto(const v1::TaskLaunch& in) {
@@ -96,6 +99,9 @@ TaskLaunch FromProto(const v1::TaskLaunch& in) {
     launch.checkpoint_relay = CheckpointRelay{
         in.checkpoint_relay().tier(), in.checkpoint_relay().key(), in.checkpoint_relay().keep()};
   }
+  if (in.expected_duration_ms() > 0) launch.expected_duration = Duration(in.expected_duration_ms());
+  launch.slurm.items_per_job = in.slurm().items_per_job();
+  launch.slurm.options.assign(in.slurm().options().begin(), in.slurm().options().end());
   return launch;
 }
 

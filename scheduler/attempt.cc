@@ -45,6 +45,9 @@ TaskLaunch NewLaunch(const RunModel& run, uint32_t t, Duration kill_grace) {
   launch.gpus = stage.resources.gpus;
   launch.labels = stage.resources.labels;
   launch.kill_grace = kill_grace;
+  launch.expected_duration = run.stages[task.stage].expected_duration;
+  launch.slurm =
+      SlurmStageOptions{.items_per_job = stage.slurm.items_per_job, .options = stage.slurm.options};
   // logs/STAGE.attempt-N.log, logs/STAGE/ITEM.attempt-N.log: no folder per
   // task, which would cost an inode per task on the hot path.
   launch.log_path =

@@ -621,6 +621,11 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   TaskRec& task = run_.tasks[t];
   if (task.attempt_id != report.attempt_id) return absl::OkStatus();  // a stale attempt
   if (report.outcome == TaskReport::Outcome::kSubmitted) {
+    // How the executor submitted it (the Slurm executor: the packing rule's reason).
+    if (!report.message.empty()) {
+      TF_RETURN_IF_ERROR(
+          writer().AddEvent(task.id, report.attempt_id, "submitted", report.message));
+    }
     return writer().RecordHandle(report.attempt_id, report.handle);
   }
   if (report.outcome == TaskReport::Outcome::kStarted) return ApplyStart(t, report);

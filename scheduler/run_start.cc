@@ -10,6 +10,7 @@
 #include "common/strings.h"
 #include "scheduler/resume.h"
 #include "scheduler/run_queries.h"
+#include "scheduler/stage_times.h"
 #include "scheduler/store.h"
 
 namespace tierflow::scheduler::internal {
@@ -72,6 +73,18 @@ absl::Status CreateRun(const EngineOptions& options, const RunRequest& request,
   return writer.Commit(transaction);
 }
 
+// Each stage's recorded task time in earlier runs, for the executor's
+// launches (TaskLaunch::expected_duration): once per run, not per launch.
+absl::Status ReadStageTimes(Database& db, RunModel& run) {
+  TF_ASSIGN_OR_RETURN(auto medians, MedianStageTimes(db, run.pipeline.name, run.run_id));
+  for (StageRec& stage : run.stages) {
+    if (auto median = medians.find(stage.name); median != medians.end()) {
+      stage.expected_duration = median->second;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status StartNewRun(const EngineOptions& options, const RunRequest& request,
@@ -94,7 +107,8 @@ absl::Status StartNewRun(const EngineOptions& options, const RunRequest& request
   run.pipeline.file = file.string();
   TF_RETURN_IF_ERROR(OpenDatabase(options, run, units));
   TF_RETURN_IF_ERROR(SetUpTiers(options, std::nullopt, links, run, units));
-  return CreateRun(options, request, text.str(), run, units);
+  TF_RETURN_IF_ERROR(CreateRun(options, request, text.str(), run, units));
+  return ReadStageTimes(*units.db, run);
 }
 
 absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_ref, bool reattach,
@@ -133,7 +147,9 @@ absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_re
   }
   SweepUploads(run, units.tier_events, "left by an earlier engine of this run");
   TF_RETURN_IF_ERROR(units.cache->Prepare());
-  return LoadRunForResume(*units.db, run, *units.writer, *units.checkpoints, reattach).status();
+  TF_RETURN_IF_ERROR(
+      LoadRunForResume(*units.db, run, *units.writer, *units.checkpoints, reattach).status());
+  return ReadStageTimes(*units.db, run);
 }
 
 }  // namespace tierflow::scheduler::internal

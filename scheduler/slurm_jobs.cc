@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_join.h"
 #include "common/strings.h"
+#include "common/units.h"
 
 namespace tierflow::scheduler::slurm {
 namespace {
@@ -60,13 +61,45 @@ std::map<std::string, std::string> Fields(std::string_view line) {
 
 std::string JobName(const std::string& run_id) { return StrCat("tierflow-", run_id); }
 
-std::string Comment(const std::vector<int64_t>& attempts) {
-  return StrCat(kCommentPrefix, absl::StrJoin(attempts, ","));
+Packing ItemsPerJob(const TaskLaunch& launch) {
+  if (launch.slurm.items_per_job > 0) {
+    return Packing{.items_per_job = launch.slurm.items_per_job,
+                   .reason = StrCat("slurm: {items_per_job: ", launch.slurm.items_per_job,
+                                    "}: the stage's own setting")};
+  }
+  if (!launch.expected_duration) {
+    return Packing{.items_per_job = 1,
+                   .reason = "no recorded task times of the stage: one item a job"};
+  }
+  const int64_t median_ms = std::max<int64_t>(launch.expected_duration->count(), 1);
+  const int64_t target_ms = std::chrono::milliseconds(kPackTarget).count();
+  const uint32_t k = static_cast<uint32_t>(
+      std::clamp<int64_t>(target_ms / median_ms, 1, static_cast<int64_t>(kMaxPack)));
+  return Packing{.items_per_job = k,
+                 .reason = StrCat("the stage's median recorded task time ",
+                                  FormatDuration(Duration(median_ms)), ": ", k,
+                                  " item(s) a job, one after another (about ", kPackTarget.count(),
+                                  " s of work a job, at most ", kMaxPack, ")")};
+}
+
+std::string Comment(const std::vector<int64_t>& attempts, uint32_t per_job) {
+  std::string comment = StrCat(kCommentPrefix, absl::StrJoin(attempts, ","));
+  if (per_job > 1) comment += StrCat("/", per_job);
+  return comment;
+}
+
+uint32_t ItemsPerJobOfComment(std::string_view comment) {
+  if (comment.substr(0, kCommentPrefix.size()) != kCommentPrefix) return 1;
+  const size_t slash = comment.find('/');
+  if (slash == std::string_view::npos) return 1;
+  std::optional<int64_t> per_job = ToInt(comment.substr(slash + 1));
+  return per_job && *per_job > 1 ? static_cast<uint32_t>(*per_job) : 1;
 }
 
 std::vector<int64_t> AttemptsOfComment(std::string_view comment) {
   std::vector<int64_t> attempts;
   if (comment.substr(0, kCommentPrefix.size()) != kCommentPrefix) return attempts;
+  comment = comment.substr(0, comment.find('/'));
   for (std::string_view id : Split(comment.substr(kCommentPrefix.size()), ',')) {
     std::optional<int64_t> attempt = ToInt(id);
     if (!attempt) return {};
@@ -85,7 +118,11 @@ std::string BatchKey(const TaskLaunch& launch) {
 }
 
 SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attempts,
-                      const SubmitOptions& options, const std::string& log) {
+                      const SubmitOptions& options, const std::string& log,
+                      const Packing& packing) {
+  const size_t per_job = std::max<uint32_t>(packing.items_per_job, 1);
+  const size_t jobs = (attempts.size() + per_job - 1) / per_job;
+  const size_t items = std::min(per_job, attempts.size());  // what one job runs
   SbatchPlan plan;
   auto add = [&plan](std::initializer_list<std::string> args, std::string reason) {
     plan.args.insert(plan.args.end(), args);
@@ -96,7 +133,7 @@ SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attem
       "tierflow's back; a lost job is rerun by tierflow as a new attempt");
   add({StrCat("--job-name=", JobName(first.run_id))},
       "one name per run: one squeue per round tracks all its jobs");
-  add({StrCat("--comment=", Comment(attempts))},
+  add({StrCat("--comment=", Comment(attempts, static_cast<uint32_t>(per_job)))},
       "the comment names the attempt ids: a job submitted before a crash is found again");
   add({StrCat("--output=", log)}, "exec-task's own output; the task's log is its log_path");
   const int cpus = std::max(1, static_cast<int>(std::ceil(first.cpus - 1e-9)));
@@ -111,12 +148,13 @@ SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attem
   }
   if (first.timeout) {
     const auto bound = *first.timeout + first.kill_grace;
-    const int64_t seconds = std::chrono::ceil<std::chrono::seconds>(bound).count();
+    const int64_t seconds =
+        std::chrono::ceil<std::chrono::seconds>(bound).count() * static_cast<int64_t>(items);
     const int64_t minutes = (seconds + 59) / 60 + kTimeLimitGrace.count();
     add({"-t", std::to_string(minutes)},
         StrCat("timeout ", std::chrono::ceil<std::chrono::seconds>(*first.timeout).count(),
-               "s (+ kill grace) → -t ", minutes,
-               " min: rounded up plus a grace; exec-task enforces the exact timeout"));
+               "s (+ kill grace)", items > 1 ? StrCat(" x ", items, " items a job") : "", " → -t ",
+               minutes, " min: rounded up plus a grace; exec-task enforces the exact timeout"));
   }
   std::string partition = options.partition;
   std::vector<std::string> features;
@@ -138,14 +176,22 @@ SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attem
   if (!options.account.empty()) {
     add({StrCat("--account=", options.account)}, "--slurm-account");
   }
-  if (attempts.size() > 1) {
-    std::string array = StrCat("--array=0-", attempts.size() - 1);
+  if (jobs > 1) {
+    std::string array = StrCat("--array=0-", jobs - 1);
     if (options.array_throttle > 0) array += StrCat("%", options.array_throttle);
-    add({array}, StrCat(attempts.size(),
-                        " attempts of one stage with the same resources, each ready within ",
-                        kBatchWindow.count(), " ms of the one before: one job array"));
+    add({array},
+        StrCat(attempts.size(),
+               " attempts of one stage with the same resources, each ready within ",
+               kBatchWindow.count(), " ms of the one before: one job array",
+               per_job > 1 ? StrCat(" of ", jobs, " jobs, ", per_job, " items each") : ""));
+  }
+  if (per_job > 1) {
+    plan.reasons.push_back(StrCat("packing: ", packing.reason,
+                                  "; a job asks for the resources of one item, which it runs at "
+                                  "a time"));
   }
   for (const std::string& extra : options.extra) add({extra}, "--slurm-option");
+  for (const std::string& extra : first.slurm.options) add({extra}, "the stage's slurm: options");
   return plan;
 }
 
@@ -169,9 +215,17 @@ std::string ListFile(const std::vector<int64_t>& attempts) {
 }
 
 std::string JobScript(const std::string& tierflow, const std::string& job_dir,
-                      const std::vector<int64_t>& attempts, const std::string& list_file) {
-  std::string script = "#!/bin/sh\n# tierflow: one attempt of a run (docs/slurm.md)\n";
+                      const std::vector<int64_t>& attempts, const std::string& list_file,
+                      uint32_t per_job) {
   const std::string dir = ShellQuote(job_dir);
+  if (per_job > 1 && attempts.size() > 1) {
+    return StrCat("#!/bin/sh\n# tierflow: ", per_job,
+                  " attempts of a run, one after another (docs/slurm.md)\n",
+                  "first=$(( ${SLURM_ARRAY_TASK_ID:-0} * ", per_job, " ))\n", "exec ",
+                  ShellQuote(tierflow), " exec-task --dir ", dir, " --list ", ShellQuote(list_file),
+                  " --first \"$first\" --count ", per_job, "\n");
+  }
+  std::string script = "#!/bin/sh\n# tierflow: one attempt of a run (docs/slurm.md)\n";
   if (attempts.size() == 1) {
     script += StrCat("attempt=", attempts[0], "\n");
   } else {
@@ -195,8 +249,9 @@ std::optional<std::string> ParseSbatchOutput(std::string_view output) {
   return std::string(id);
 }
 
-std::string HandleOf(const std::string& job_id, size_t index, size_t count) {
-  return count == 1 ? job_id : StrCat(job_id, "_", index);
+std::string HandleOf(const std::string& job_id, size_t index, size_t count, uint32_t per_job) {
+  per_job = std::max<uint32_t>(per_job, 1);
+  return count <= per_job ? job_id : StrCat(job_id, "_", index / per_job);
 }
 
 std::vector<JobRecord> ParseSqueue(std::string_view output) {

@@ -13,6 +13,13 @@
 //   after the first: a job array `--array=0-(N-1)[%throttle]` whose element
 //   i runs the attempt on line i of the batch's list file. A batch of one
 //   is a plain job.
+// - Packing rule (ItemsPerJob): short tasks go k to a job, run one after
+//   another by `tierflow exec-task --list` (a Slurm job costs about a
+//   second to launch). k is the stage's `slurm: {items_per_job}`, else
+//   kPackTarget over the stage's median recorded time (clamped to
+//   [1, kMaxPack]), else 1. With packing, array element i runs items
+//   [i*k, (i+1)*k) of the batch's list; a batch of at most k items is one
+//   plain job.
 // - Tracking: one `squeue` per round for the whole run, by the job name
 //   JobName(run) (ParseSqueue), and, for a job gone without a report, the
 //   jobcomp/filetxt file's line (ParseJobcomp) or `sacct --parsable2`
@@ -40,6 +47,12 @@ inline constexpr std::chrono::milliseconds kBatchMaxWait{1000};
 // minutes for `-t`: exec-task enforces the exact timeout; -t is the outer bound.
 inline constexpr std::chrono::minutes kTimeLimitGrace{1};
 
+// Packing: a job should carry about kPackTarget of work, so that Slurm's
+// launch cost (~1 s a job) is at most ~10% of it; never more than
+// kMaxPack items in one job.
+inline constexpr std::chrono::seconds kPackTarget{10};
+inline constexpr uint32_t kMaxPack = 100;
+
 // The user's options (`tierflow run --slurm-...`).
 struct SubmitOptions {
   std::string partition;           // --slurm-partition
@@ -53,26 +66,44 @@ struct SbatchPlan {
   std::vector<std::string> reasons;  // one per decision, for humans
 };
 
+// How many attempts of a stage one job runs, one after another, and why.
+struct Packing {
+  uint32_t items_per_job = 1;
+  std::string reason;
+};
+// The packing rule for `launch`'s stage (its slurm options and
+// expected_duration; every attempt of a batch has the same).
+Packing ItemsPerJob(const TaskLaunch& launch);
+
 // "tierflow-RUN": every job of a run carries it, so one squeue finds them.
 std::string JobName(const std::string& run_id);
-// "tierflow:A[,B...]": the attempt ids a job (or array) runs, in order.
-std::string Comment(const std::vector<int64_t>& attempts);
+// "tierflow:A[,B...]": the attempt ids a job (or array) runs, in order;
+// "tierflow:A,B,.../K" when each job (array element) runs K of them.
+std::string Comment(const std::vector<int64_t>& attempts, uint32_t per_job = 1);
 // The attempt ids a Comment names; empty for any other comment.
 std::vector<int64_t> AttemptsOfComment(std::string_view comment);
+// The K of a Comment (1 when it has none, or is not one).
+uint32_t ItemsPerJobOfComment(std::string_view comment);
 
 // Attempts with equal keys may share one job array.
 std::string BatchKey(const TaskLaunch& launch);
 
-// sbatch arguments for `count` attempts like `first` (count > 1: an array),
-// with the given comment and their output log `log` (Slurm's %j / %A_%a
-// patterns allowed).
+// sbatch arguments for `attempts` like `first`, `packing.items_per_job`
+// (k) to a job: more than k attempts make an array of ceil(n / k)
+// elements; -t is the sum of the outer bounds of the k items a job runs.
+// With the given comment and output log `log` (Slurm's %j / %A_%a
+// patterns allowed). The stage's own slurm options come last.
 SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attempts,
-                      const SubmitOptions& options, const std::string& log);
+                      const SubmitOptions& options, const std::string& log,
+                      const Packing& packing = {});
 
-// The job script: one attempt (attempts.size() == 1), or an array whose
-// element $SLURM_ARRAY_TASK_ID runs the attempt on that line of `list_file`.
+// The job script: one attempt (attempts.size() == 1); an array whose
+// element $SLURM_ARRAY_TASK_ID runs the attempt on that line of
+// `list_file` (per_job 1); or, per_job k > 1, a job (array element i)
+// that runs lines [i*k, (i+1)*k) of `list_file` one after another.
 std::string JobScript(const std::string& tierflow, const std::string& job_dir,
-                      const std::vector<int64_t>& attempts, const std::string& list_file);
+                      const std::vector<int64_t>& attempts, const std::string& list_file,
+                      uint32_t per_job = 1);
 // The list file of an array: one attempt id a line.
 std::string ListFile(const std::vector<int64_t>& attempts);
 // 'text' for /bin/sh, whatever it holds.
@@ -81,9 +112,10 @@ std::string ShellQuote(std::string_view text);
 // The job id sbatch --parsable printed ("ID" or "ID;cluster"); nullopt
 // when it is not one.
 std::optional<std::string> ParseSbatchOutput(std::string_view output);
-// The handle of attempt number `index` of a submission: "JOB" for a plain
-// job, "JOB_INDEX" for an array element.
-std::string HandleOf(const std::string& job_id, size_t index, size_t count);
+// The handle of attempt number `index` of a submission of `count`,
+// `per_job` to a job: "JOB" for a plain job, "JOB_ELEMENT" for an array
+// element (ELEMENT = index / per_job).
+std::string HandleOf(const std::string& job_id, size_t index, size_t count, uint32_t per_job = 1);
 
 // One job (or array element) as squeue, jobcomp or sacct shows it.
 struct JobRecord {

@@ -219,5 +219,90 @@ TEST(SlurmJobsTest, MapsSlurmStatesOntoOutcomesWithSlurmsWord) {
   EXPECT_FALSE(EndedBySlurm("COMPLETED"));
 }
 
+// --- Packing ------------------------------------------------------------------
+
+TEST(SlurmJobsTest, ItemsPerJobTheStagesOwnSettingWins) {
+  TaskLaunch launch = Launch();
+  launch.slurm.items_per_job = 5;
+  launch.expected_duration = std::chrono::milliseconds(1);
+  Packing packing = ItemsPerJob(launch);
+  EXPECT_EQ(packing.items_per_job, 5u);
+  EXPECT_THAT(packing.reason, HasSubstr("items_per_job: 5"));
+}
+
+TEST(SlurmJobsTest, ItemsPerJobFromTheMedianRecordedTimeClamped) {
+  TaskLaunch launch = Launch();
+  launch.expected_duration = std::chrono::milliseconds(2500);  // 10 s / 2.5 s
+  Packing packing = ItemsPerJob(launch);
+  EXPECT_EQ(packing.items_per_job, 4u);
+  EXPECT_THAT(packing.reason, HasSubstr("median recorded task time 2s500ms: 4 item(s) a job"));
+  launch.expected_duration = std::chrono::milliseconds(3400);  // floor(2.94)
+  EXPECT_EQ(ItemsPerJob(launch).items_per_job, 2u);
+  launch.expected_duration = std::chrono::seconds(30);  // longer than the target: alone
+  EXPECT_EQ(ItemsPerJob(launch).items_per_job, 1u);
+  launch.expected_duration = std::chrono::milliseconds(20);  // 500, clamped
+  EXPECT_EQ(ItemsPerJob(launch).items_per_job, kMaxPack);
+  launch.expected_duration = std::chrono::milliseconds(0);  // instant: clamped, no division by 0
+  EXPECT_EQ(ItemsPerJob(launch).items_per_job, kMaxPack);
+}
+
+TEST(SlurmJobsTest, ItemsPerJobWithoutHistoryIsOne) {
+  Packing packing = ItemsPerJob(Launch());
+  EXPECT_EQ(packing.items_per_job, 1u);
+  EXPECT_THAT(packing.reason, HasSubstr("no recorded task times"));
+}
+
+TEST(SlurmJobsTest, PackedArrayHasOneElementPerKItemsAndSumsTheTimeLimit) {
+  TaskLaunch launch = Launch();
+  launch.timeout = std::chrono::seconds(50);
+  launch.kill_grace = std::chrono::seconds(10);
+  launch.slurm.options = {"--qos=short"};
+  const std::vector<int64_t> attempts = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  SbatchPlan plan =
+      SbatchArgs(launch, attempts,
+                 {.partition = "", .account = "", .extra = {"--exclusive"}, .array_throttle = 0},
+                 "log", Packing{.items_per_job = 5, .reason = "r"});
+  EXPECT_TRUE(Has(plan, "--array=0-2"));  // 5 + 5 + 2
+  EXPECT_TRUE(Has(plan, "--comment=tierflow:1,2,3,4,5,6,7,8,9,10,11,12/5"));
+  // 5 items x 60 s = 5 minutes, plus one of grace.
+  EXPECT_THAT(std::find(plan.args.begin(), plan.args.end(), "-t")[1], "6");
+  // One item's resources: the job runs one at a time.
+  EXPECT_THAT(std::find(plan.args.begin(), plan.args.end(), "-c")[1], "1");
+  // The stage's own options come after the run's.
+  auto run_option = std::find(plan.args.begin(), plan.args.end(), "--exclusive");
+  auto stage_option = std::find(plan.args.begin(), plan.args.end(), "--qos=short");
+  ASSERT_NE(stage_option, plan.args.end());
+  EXPECT_LT(run_option, stage_option);
+  EXPECT_THAT(plan.reasons, ::testing::Contains(HasSubstr("packing: r")));
+
+  // A batch of at most k items is one plain job.
+  SbatchPlan plain =
+      SbatchArgs(launch, {1, 2, 3}, {}, "log", Packing{.items_per_job = 5, .reason = "r"});
+  for (const std::string& arg : plain.args) EXPECT_EQ(arg.find("--array"), std::string::npos);
+  EXPECT_THAT(std::find(plain.args.begin(), plain.args.end(), "-t")[1], "4");  // 3 x 60 s + 1
+}
+
+TEST(SlurmJobsTest, PackedHandlesNameTheJobOrElementOfEachAttempt) {
+  EXPECT_EQ(HandleOf("9", 0, 12, 5), "9_0");
+  EXPECT_EQ(HandleOf("9", 4, 12, 5), "9_0");
+  EXPECT_EQ(HandleOf("9", 5, 12, 5), "9_1");
+  EXPECT_EQ(HandleOf("9", 11, 12, 5), "9_2");
+  EXPECT_EQ(HandleOf("9", 2, 5, 5), "9");  // one job
+  EXPECT_EQ(HandleOf("9", 2, 3, 1), "9_2");
+  EXPECT_EQ(ItemsPerJobOfComment(Comment({1, 2, 3}, 2)), 2u);
+  EXPECT_THAT(AttemptsOfComment(Comment({1, 2, 3}, 2)), ElementsAre(1, 2, 3));
+  EXPECT_EQ(ItemsPerJobOfComment(Comment({1, 2, 3})), 1u);
+  EXPECT_EQ(ItemsPerJobOfComment("someone else's/5"), 1u);
+}
+
+TEST(SlurmJobsTest, PackedJobScriptRunsItsSliceOfTheList) {
+  std::string script = JobScript("/bin/tierflow", "/jobs", {1, 2, 3}, "/jobs/batch-1.list", 2);
+  EXPECT_THAT(script, HasSubstr("first=$(( ${SLURM_ARRAY_TASK_ID:-0} * 2 ))\n"));
+  EXPECT_THAT(script, HasSubstr("exec '/bin/tierflow' exec-task --dir '/jobs' --list "
+                                "'/jobs/batch-1.list' --first \"$first\" --count 2\n"));
+  // One attempt needs no list, whatever the packing.
+  EXPECT_THAT(JobScript("/bin/tierflow", "/jobs", {1}, "", 2), HasSubstr("attempt=1\n"));
+}
+
 }  // namespace
 }  // namespace tierflow::scheduler::slurm

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -92,7 +94,8 @@ absl::StatusOr<std::optional<std::string>> ReadWhole(const std::string& path) {
 
 JobFiles JobFiles::In(const std::string& dir, int64_t attempt_id) {
   const std::string base = StrCat(dir, "/attempt-", attempt_id);
-  return {StrCat(base, ".launch"), StrCat(base, ".report.started"), StrCat(base, ".report")};
+  return {StrCat(base, ".launch"), StrCat(base, ".report.started"), StrCat(base, ".report"),
+          StrCat(base, ".cancel")};
 }
 
 absl::Status WriteLaunchFile(const std::string& path, const TaskLaunch& launch) {
@@ -127,77 +130,197 @@ absl::StatusOr<std::optional<TaskReport>> ReadReportFile(const std::string& path
   return rpc::FromProto(message);
 }
 
-absl::Status ExecTask(const std::string& launch_path, const std::string& report_path) {
-  TF_ASSIGN_OR_RETURN(TaskLaunch launch, ReadLaunchFile(launch_path));
-  const int64_t attempt = launch.attempt_id;
-  const std::string started_path = StrCat(report_path, ".started");
-  // A folder it cannot report to fails now, before the command runs.
-  {
-    const std::string probe = StrCat(report_path, ".probe.", getpid());
-    int fd = open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      return absl::FailedPreconditionError(StrCat("cannot write the report of attempt ", attempt,
-                                                  " to ", report_path, ": ", std::strerror(errno)));
-    }
-    close(fd);
-    unlink(probe.c_str());
-  }
+namespace {
 
-  // SIGTERM and SIGUSR1 go to a thread of their own; the pool's children
+// One attempt of a job: its files.
+struct JobItem {
+  int64_t attempt_id = 0;  // 0: from the launch file
+  std::string launch;
+  std::string report;
+  std::string cancel;  // its cancel marker; "": none
+};
+
+// What an item's cancel marker asks: "kill" at once, else cancel (TERM,
+// KILL after the grace).
+enum class Marker { kNone, kCancel, kKill };
+Marker MarkerOf(const std::string& path) {
+  absl::StatusOr<std::optional<std::string>> text = ReadWhole(path);
+  if (!text.ok()) return Marker::kCancel;  // there, but unreadable
+  if (!*text) return Marker::kNone;
+  return (*text)->starts_with("kill") ? Marker::kKill : Marker::kCancel;
+}
+
+// A folder it cannot report to fails now, before the command runs.
+absl::Status ProbeReportFolder(int64_t attempt, const std::string& report_path) {
+  const std::string probe = StrCat(report_path, ".probe.", getpid());
+  int fd = open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(StrCat("cannot write the report of attempt ", attempt,
+                                                " to ", report_path, ": ", std::strerror(errno)));
+  }
+  close(fd);
+  unlink(probe.c_str());
+  return absl::OkStatus();
+}
+
+// Runs `items` one after another on one local pool, each under the
+// single-attempt contract (header comment); signals as ExecTaskList says.
+// The first error that kept an item from reporting, after every item had
+// its turn.
+absl::Status RunItems(std::vector<JobItem> items) {
+  // TERM, USR1 and USR2 go to a thread of their own; the pool's children
   // start with a clean mask (worker/subprocess.cc).
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGUSR1);
+  sigaddset(&signals, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  std::mutex mu;
+  std::mutex mu;  // guards the report state below
   std::condition_variable cv;
   std::optional<TaskReport> final_report;
+  std::string started_path;  // the running item's
   absl::Status write_status;
   absl::StatusOr<std::unique_ptr<Executor>> pool = StartLocalPool([&](TaskReport report) {
+    std::lock_guard lock(mu);
     if (report.outcome == TaskReport::Outcome::kStarted) {
       absl::Status written = WriteReportFile(started_path, report);
-      std::lock_guard lock(mu);
       if (!written.ok() && write_status.ok()) write_status = written;
       return;
     }
-    std::lock_guard lock(mu);
     final_report = std::move(report);
     cv.notify_all();
   });
   if (!pool.ok()) return pool.status();
 
+  // What the signals see: the item running, and whether the job was told
+  // to stop (TERM: cancel, USR1: kill), which also stops the items after.
+  std::mutex control_mu;
+  const JobItem* current = nullptr;
+  int stop_signal = 0;
+  bool done = false;
   std::thread signal_thread([&, executor = pool->get()] {
     for (;;) {
       int signal = 0;
       if (sigwait(&signals, &signal) != 0) continue;
-      {
-        std::lock_guard lock(mu);
-        if (final_report) return;
-      }
-      if (signal == SIGUSR1) {
-        executor->Kill(attempt);
-      } else if (signal == SIGTERM) {
-        executor->Cancel(attempt);
+      std::lock_guard lock(control_mu);
+      if (done) return;
+      if (signal == SIGTERM || signal == SIGUSR1) stop_signal = signal;
+      if (current == nullptr) continue;
+      const Marker marker = signal == SIGUSR2 ? MarkerOf(current->cancel) : Marker::kNone;
+      if (signal == SIGUSR1 || marker == Marker::kKill) {
+        executor->Kill(current->attempt_id);
+      } else if (signal == SIGTERM || marker == Marker::kCancel) {
+        executor->Cancel(current->attempt_id);
       }
     }
   });
-  (*pool)->Launch(std::move(launch));
-  TaskReport report;
-  {
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return final_report.has_value(); });
-    report = std::move(*final_report);
+
+  absl::Status first_error;
+  auto keep = [&first_error](absl::Status status) {
+    if (!status.ok() && first_error.ok()) first_error = std::move(status);
+  };
+  for (JobItem& item : items) {
+    absl::StatusOr<TaskLaunch> launch = ReadLaunchFile(item.launch);
+    if (!launch.ok()) {
+      keep(launch.status());
+      continue;
+    }
+    const int64_t attempt = item.attempt_id = launch->attempt_id;
+    if (absl::Status probe = ProbeReportFolder(attempt, item.report); !probe.ok()) {
+      keep(probe);
+      continue;
+    }
+    {
+      std::lock_guard lock(control_mu);
+      // Cancelled before its turn: reported so, never run.
+      if (stop_signal != 0 || MarkerOf(item.cancel) != Marker::kNone) {
+        TaskReport cancelled;
+        cancelled.attempt_id = attempt;
+        cancelled.outcome = TaskReport::Outcome::kCancelled;
+        cancelled.message = stop_signal != 0
+                                ? "cancelled before it started: its Slurm job was stopped"
+                                : "cancelled before it started";
+        cancelled.finished_ms = WallClockMs();
+        keep(WriteReportFile(item.report, cancelled));
+        continue;
+      }
+      {
+        std::lock_guard report_lock(mu);
+        started_path = StrCat(item.report, ".started");
+        final_report.reset();
+      }
+      current = &item;
+      (*pool)->Launch(std::move(*launch));
+    }
+    TaskReport report;
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return final_report.has_value(); });
+      report = std::move(*final_report);
+    }
+    {
+      std::lock_guard lock(control_mu);
+      current = nullptr;
+    }
+    keep(WriteReportFile(item.report, report));
   }
-  // Ends the signal thread: it sees the final report and returns.
-  kill(getpid(), SIGUSR1);
+  {
+    std::lock_guard lock(control_mu);
+    done = true;
+  }
+  // Ends the signal thread: it sees `done` and returns.
+  kill(getpid(), SIGUSR2);
   signal_thread.join();
   pool->reset();
-  absl::Status written = WriteReportFile(report_path, report);
-  if (!written.ok()) return written;
   std::lock_guard lock(mu);
-  return write_status;
+  keep(write_status);
+  return first_error;
+}
+
+}  // namespace
+
+absl::Status ExecTask(const std::string& launch_path, const std::string& report_path) {
+  // DIR/attempt-ID.report → DIR/attempt-ID.cancel, as JobFiles names it.
+  std::string_view base = report_path;
+  if (base.ends_with(".report")) base.remove_suffix(std::string_view(".report").size());
+  return RunItems({JobItem{.attempt_id = 0,
+                           .launch = launch_path,
+                           .report = report_path,
+                           .cancel = StrCat(base, ".cancel")}});
+}
+
+absl::Status ExecTaskList(const std::string& dir, const std::string& list_file, size_t first,
+                          size_t count) {
+  TF_ASSIGN_OR_RETURN(std::optional<std::string> text, ReadWhole(list_file));
+  if (!text) return absl::NotFoundError(StrCat(list_file, ": no such list file"));
+  std::vector<int64_t> attempts;
+  std::istringstream lines(*text);
+  for (std::string text_line; std::getline(lines, text_line);) {
+    const std::string_view line = TrimWhitespace(text_line);
+    if (line.empty()) continue;
+    int64_t attempt = 0;
+    auto [end, error] = std::from_chars(line.data(), line.data() + line.size(), attempt);
+    if (error != std::errc() || end != line.data() + line.size() || attempt <= 0) {
+      return absl::DataLossError(
+          StrCat(list_file, ": not an attempt id: '", line, "' (one attempt id a line)"));
+    }
+    attempts.push_back(attempt);
+  }
+  if (first >= attempts.size()) {
+    return absl::InvalidArgumentError(
+        StrCat(list_file, " has ", attempts.size(), " attempts: none from --first ", first));
+  }
+  std::vector<JobItem> items;
+  for (size_t i = first; i < attempts.size() && i - first < count; ++i) {
+    const JobFiles files = JobFiles::In(dir, attempts[i]);
+    items.push_back(JobItem{.attempt_id = attempts[i],
+                            .launch = files.launch,
+                            .report = files.report,
+                            .cancel = files.cancel});
+  }
+  return RunItems(items);
 }
 
 }  // namespace tierflow::worker

@@ -14,6 +14,16 @@
 // group, KILL after its grace; reported cancelled); SIGUSR1 kills it at
 // once (also reported cancelled).
 //
+// A packed job (`tierflow exec-task --dir DIR --list FILE --first I
+// --count K`; scheduler/slurm_jobs.h "Packing rule") runs the attempts on
+// lines [I, I+K) of FILE one after another, each exactly as above with its
+// own launch, reports, timeout, log and outputs; one item's failure does
+// not stop the next. SIGTERM and SIGUSR1 stop the whole job: the running
+// item is cancelled (or killed), the items not started yet are reported
+// cancelled without running. SIGUSR2 cancels only the items whose marker
+// DIR/attempt-ID.cancel exists: the running one if marked, the others when
+// their turn comes (reported cancelled, never run).
+//
 // Thread-safety: the file functions may be called from any thread.
 #pragma once
 
@@ -31,6 +41,7 @@ struct JobFiles {
   std::string launch;   // DIR/attempt-ID.launch
   std::string started;  // DIR/attempt-ID.report.started
   std::string report;   // DIR/attempt-ID.report
+  std::string cancel;   // DIR/attempt-ID.cancel: the executor cancels this one item
   static JobFiles In(const std::string& dir, int64_t attempt_id);
 };
 
@@ -46,5 +57,11 @@ absl::StatusOr<std::optional<TaskReport>> ReadReportFile(const std::string& path
 // unreadable launch, a report folder it cannot write; the attempt's own
 // failure is in the report. Returns once the final report is written.
 absl::Status ExecTask(const std::string& launch_path, const std::string& report_path);
+// Runs the attempts on lines [first, first + count) of `list_file` (one
+// attempt id a line; the list's end may come first) from their files in
+// `dir`, one after another (see above). Errors as ExecTask's, after every
+// item had its turn; InvalidArgument when `first` is past the list's end.
+absl::Status ExecTaskList(const std::string& dir, const std::string& list_file, size_t first,
+                          size_t count);
 
 }  // namespace tierflow::worker

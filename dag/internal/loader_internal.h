@@ -132,7 +132,7 @@ class Loader : public FieldReader {
   void ReadStages(const YamlNode& node, const FieldPath& path);
   void ReadStage(const YamlNode& node, const FieldPath& path, Stage* stage, StageSource* source);
   // How a stage runs: resources, retries, timeout, cache, tier,
-  // checkpoints, env.
+  // checkpoints, env, slurm.
   void ReadRunPolicy(const Fields& fields, const FieldPath& path, Stage* stage);
   void ReadCommand(const YamlNode& node, const FieldPath& path, bool has_foreach, Command* command);
   void ReadNeeds(const YamlNode& node, const FieldPath& path, Stage* stage, StageSource* source);
@@ -144,6 +144,8 @@ class Loader : public FieldReader {
   std::optional<RetryPolicy> ReadRetries(const YamlNode& node, const FieldPath& path);
   std::optional<Duration> ReadTimeout(const YamlNode& node, const FieldPath& path);
   void ReadCheckpoints(const YamlNode& node, const FieldPath& path, CheckpointSpec* checkpoints);
+  // `slurm: {items_per_job: N, options: [ARG, ...]}`.
+  void ReadSlurm(const YamlNode& node, const FieldPath& path, SlurmStageOptions* slurm);
   // A tier's name: any non-empty string.
   std::optional<std::string> ReadTierName(const YamlNode& node, const FieldPath& path);
   void ReadEnv(const YamlNode& node, const FieldPath& path,

@@ -118,6 +118,9 @@ struct StageRec {
   uint32_t bottom_level = 0;     // longest chain of stages from here to a sink
   std::vector<std::string> item_components;
   Duration busy{0};
+  // The median time of the stage's attempts in earlier runs (stage_times.h),
+  // read when the run starts or resumes; unset: no history.
+  std::optional<Duration> expected_duration;
 };
 
 // One storage tier of the run, opened.
