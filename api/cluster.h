@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "api/http_server.h"
 #include "api/run_service.h"
+#include "api/slurm_executor.h"
 #include "worker/exec_task.h"
 #include "worker/remote_session.h"
 
@@ -38,6 +39,11 @@ struct ServerOptions {
   // HOST:PORT; "" : none. It requires the client token when there is one.
   std::string http_listen;
   std::vector<WebAsset> ui_assets;  // the web UI's files (HttpServerOptions)
+  // "slurm": new runs run as Slurm jobs (docs/slurm.md) with `slurm`'s
+  // options, not on workers. "": on workers. A resumed run (a restart)
+  // always uses its recorded executor and options.
+  std::string executor;
+  SlurmOptions slurm;
 };
 
 // Serves until `stop` becomes true (checked a few times a second). Prints

@@ -4,7 +4,9 @@
 // with an executor of the lease manager (scheduler/lease_manager.h), which
 // decides which worker runs what; the Workers service is its transport: a
 // WorkerChannel over each worker's stream, and the stream's messages
-// turned into the manager's calls.
+// turned into the manager's calls. With `--executor slurm` (ServerOptions::
+// executor) new runs run as Slurm jobs instead (api/slurm_executor.h); a
+// resumed run always uses the executor and options recorded with it.
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -282,7 +284,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     run.params.insert(request->params().begin(), request->params().end());
     run.priority = request->priority();
     absl::StatusOr<std::string> run_id =
-        Drive(std::move(*tiers), request->priority(),
+        Drive(std::move(*tiers), request->priority(), {options_.executor, options_.slurm},
               [run](scheduler::Engine& engine) { return engine.Run(run); });
     if (!run_id.ok()) return ToGrpc(run_id.status());
     reply->set_run_id(*run_id);
@@ -303,10 +305,9 @@ class SchedulerService final : public v1::Scheduler::Service {
       return;
     }
     for (auto summary = runs->runs.rbegin(); summary != runs->runs.rend(); ++summary) {
-      const std::string id = summary->id;
       absl::StatusOr<std::string> resumed =
-          Drive({}, static_cast<int>(summary->priority),
-                [id](scheduler::Engine& engine) { return engine.Resume(id); });
+          DriveResume(summary->id, static_cast<int>(summary->priority));
+      const std::string id = summary->id;
       if (resumed.ok()) {
         log << "resumed run " << id << std::endl;
       } else {
@@ -372,8 +373,7 @@ class SchedulerService final : public v1::Scheduler::Service {
         }
       }
       if (finished.joinable()) finished.join();  // done: it returns at once
-      absl::StatusOr<std::string> resumed =
-          Drive({}, priorities[id], [id](scheduler::Engine& engine) { return engine.Resume(id); });
+      absl::StatusOr<std::string> resumed = DriveResume(id, priorities[id]);
       if (!resumed.ok()) {
         const std::string error(resumed.status().message());
         if (supervisor_.ResumeFailed(id, error)) {
@@ -584,27 +584,50 @@ class SchedulerService final : public v1::Scheduler::Service {
     return found->second.why;
   }
 
+  // Where a run's tasks run: "" on the workers, "slurm" as Slurm jobs.
+  struct RunExecutor {
+    std::string name;
+    SlurmOptions slurm;
+  };
+
+  // Resumes `id` on the executor it was recorded with (its attempts may
+  // still run there: a Slurm run re-attaches to its jobs) and, for Slurm,
+  // its recorded submit options; the polling is this server's.
+  absl::StatusOr<std::string> DriveResume(const std::string& id, int priority) {
+    RunExecutor executor{options_.executor, options_.slurm};
+    absl::StatusOr<RecordedExecutor> recorded = RecordedExecutorOf(options_.db_path, id);
+    if (!recorded.ok()) return recorded.status();
+    executor.name = recorded->executor;
+    if (recorded->slurm) executor.slurm.submit = *recorded->slurm;
+    return Drive({}, priority, std::move(executor),
+                 [id](scheduler::Engine& engine) { return engine.Resume(id); });
+  }
+
   // Starts an engine on a thread of its own doing `drive` (Run or Resume)
-  // with an executor of the lease manager; returns the run's id once it has started, or why
-  // it could not.
+  // with an executor of the lease manager, or Slurm's; returns the run's id
+  // once it has started, or why it could not.
   absl::StatusOr<std::string> Drive(
-      std::vector<scheduler::PlacementTier> tiers, int priority,
+      std::vector<scheduler::PlacementTier> tiers, int priority, RunExecutor executor,
       std::function<absl::StatusOr<scheduler::RunResult>(scheduler::Engine&)> drive) {
     const uint64_t run_seq = ++run_seq_;
     scheduler::EngineOptions engine_options;
     engine_options.db_path = options_.db_path;
-    engine_options.slots = 1 << 20;  // the workers' slots are the limit
-    engine_options.worker = "";      // until a worker reports it runs the attempt
-    engine_options.node_tiers_on_workers = true;
-    engine_options.kill_leftovers_on_host = false;  // workers stop their own tasks
+    engine_options.slots = 1 << 20;  // the workers' slots (or Slurm's queue) are the limit
     engine_options.tiers = std::move(tiers);
     engine_options.open_tier = storage::OpenTier;
-    scheduler::LeaseManager* leases = &leases_;
-    engine_options.make_executor =
-        [leases, priority,
-         run_seq](Executor::ReportCallback callback) -> absl::StatusOr<std::unique_ptr<Executor>> {
-      return leases->MakeExecutor(std::move(callback), priority, run_seq);
-    };
+    if (executor.name == "slurm") {
+      UseSlurm(engine_options, std::move(executor.slurm));
+    } else {
+      engine_options.worker = "";  // until a worker reports it runs the attempt
+      engine_options.node_tiers_on_workers = true;
+      engine_options.kill_leftovers_on_host = false;  // workers stop their own tasks
+      scheduler::LeaseManager* leases = &leases_;
+      engine_options.make_executor =
+          [leases, priority, run_seq](
+              Executor::ReportCallback callback) -> absl::StatusOr<std::unique_ptr<Executor>> {
+        return leases->MakeExecutor(std::move(callback), priority, run_seq);
+      };
+    }
     auto observer = std::make_shared<StartObserver>();
     engine_options.observer = observer.get();
     auto engine = std::make_shared<scheduler::Engine>(std::move(engine_options));

@@ -1,5 +1,7 @@
 #include "api/embedded.h"
 
+#include "api/slurm_executor.h"
+#include "common/strings.h"
 #include "storage_adapters/tier_factory.h"
 #include "worker/local_pool.h"
 
@@ -25,7 +27,12 @@ absl::Status CheckStoreReadable(const std::string& db_path) {
 }
 
 absl::StatusOr<std::string> CancelLocalRun(const std::string& db_path, const std::string& run) {
-  return scheduler::CancelRun(db_path, run);
+  return scheduler::CancelRun(
+      db_path, run, [](const std::string& run_id, const std::string& executor) -> absl::Status {
+        if (executor == "slurm") return CancelSlurmJobs(run_id);
+        return absl::UnimplementedError(
+            StrCat("run ", run_id, ": cannot stop the jobs of --executor ", executor));
+      });
 }
 
 }  // namespace tierflow::api

@@ -23,8 +23,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "scheduler/run_queries.h"
+#include "scheduler/store.h"
 #include "storage_adapters/tier_factory.h"
 #include "worker/exec_task.h"
 
@@ -368,10 +371,9 @@ class SlurmExecutor final : public Executor {
 
   // What Slurm says of a job that left the queue: jobcomp/filetxt, else sacct.
   std::optional<slurm::JobRecord> Ended(const std::string& handle) {
-    if (!jobcomp_looked_) {
-      jobcomp_looked_ = true;
-      Output config = RunCommand({"scontrol", "show", "config"});
-      if (config.status == 0) jobcomp_file_ = slurm::JobcompFileOf(config.out);
+    LookAtConfig();
+    if (auto accounted = accounted_.find(handle); accounted != accounted_.end()) {
+      return accounted->second;  // this round's sacct said how it ended
     }
     std::vector<slurm::JobRecord> records;
     if (jobcomp_file_) {
@@ -389,6 +391,40 @@ class SlurmExecutor final : public Executor {
       if (record.handle == handle) found = std::move(record);  // the last line wins
     }
     return found;
+  }
+
+  // `scontrol show config`, once: the jobcomp file, and whether accounting
+  // is on (then sacct tracks the run instead of squeue).
+  void LookAtConfig() {
+    if (config_looked_) return;
+    config_looked_ = true;
+    Output config = RunCommand({"scontrol", "show", "config"});
+    if (config.status == 0) jobcomp_file_ = slurm::JobcompFileOf(config.out);
+    tracking_ = slurm::TrackWithSacct(config.out, config.status == 0);
+  }
+
+  // The run's jobs still queued or running, from one squeue or, where
+  // accounting is on, one sacct (whose ended jobs go to accounted_);
+  // nullopt when the command failed.
+  std::optional<std::vector<slurm::JobRecord>> InFlight() {
+    LookAtConfig();
+    if (!tracking_.sacct) return Squeue(/*fresh=*/true);
+    std::vector<std::string> args = {"sacct"};
+    for (std::string& arg : slurm::SacctTrackArgs(slurm::JobName(run_id_))) {
+      args.push_back(std::move(arg));
+    }
+    Output out = RunCommand(args);
+    if (out.status != 0) return std::nullopt;
+    std::vector<slurm::JobRecord> in_flight;
+    accounted_.clear();
+    for (slurm::JobRecord& job : slurm::TrackedJobs(out.out)) {
+      if (slurm::FateOf(job, false).in_flight) {
+        in_flight.push_back(std::move(job));
+      } else {
+        accounted_[job.handle] = std::move(job);
+      }
+    }
+    return in_flight;
   }
 
   void Submit(Batch batch) {
@@ -451,18 +487,28 @@ class SlurmExecutor final : public Executor {
     }
   }
 
-  // One round: reports from the job folder, then one squeue for the run.
-  void Track() {
+  // One round: reports from the job folder and, when `ask_queue`, one
+  // squeue (or sacct) for the run. True when something changed: a report,
+  // or a job's state or node in the queue.
+  bool Track(bool ask_queue) {
     std::vector<std::pair<int64_t, Job>> tracked;
     {
       std::lock_guard lock(mu_);
       tracked.assign(jobs_.begin(), jobs_.end());
     }
-    if (tracked.empty()) return;
-    std::optional<std::vector<slurm::JobRecord>> queue = Squeue(/*fresh=*/true);
+    if (tracked.empty()) return false;
+    std::optional<std::vector<slurm::JobRecord>> queue;
+    if (ask_queue) queue = InFlight();
     std::map<std::string, const slurm::JobRecord*> queued;
+    bool changed = false;
     if (queue) {
-      for (const slurm::JobRecord& job : *queue) queued[job.handle] = &job;
+      std::map<std::string, std::string> seen;
+      for (const slurm::JobRecord& job : *queue) {
+        queued[job.handle] = &job;
+        seen[job.handle] = StrCat(job.state, " ", job.nodes);
+      }
+      changed = seen != last_queue_;
+      last_queue_ = std::move(seen);
     }
     std::vector<TaskReport> reports;
     std::set<int64_t> done;
@@ -507,7 +553,11 @@ class SlurmExecutor final : public Executor {
         done.insert(attempt);
         continue;
       }
-      if (!queue || in_queue != queued.end()) {
+      if (!queue) {  // the queue was not asked (or failed) this round: as it was
+        updates[attempt] = job;
+        continue;
+      }
+      if (in_queue != queued.end()) {
         job.missing.reset();
         updates[attempt] = job;
         continue;
@@ -567,11 +617,17 @@ class SlurmExecutor final : public Executor {
         it->second.cancel_requested = cancel || job.cancel_requested;
       }
     }
+    changed = changed || !reports.empty();
     for (TaskReport& report : reports) on_report_(std::move(report));
+    return changed;
   }
 
   void Loop() {
+    // Reports are read every short round (poll.min: a file read is cheap);
+    // the queue is asked at the adaptive interval (slurm::NextPoll).
     Clock::time_point next_poll = Clock::now();
+    Clock::time_point next_queue = Clock::now();
+    std::chrono::milliseconds interval{0};
     std::unique_lock lock(mu_);
     while (!stop_) {
       std::vector<TaskReport> outbox = std::move(outbox_);
@@ -593,9 +649,18 @@ class SlurmExecutor final : public Executor {
       lock.unlock();
       for (TaskReport& report : outbox) on_report_(std::move(report));
       for (Batch& batch : due) Submit(std::move(batch));
+      if (!due.empty()) {  // a new submission: watch it closely again
+        interval = slurm::NextPoll(interval, /*changed=*/true, options_.poll).interval;
+        next_queue = std::min(next_queue, Clock::now() + interval);
+      }
       if (Clock::now() >= next_poll) {
-        Track();
-        next_poll = Clock::now() + options_.poll;
+        const bool ask_queue = Clock::now() >= next_queue;
+        const bool changed = Track(ask_queue);
+        if (ask_queue || changed) {
+          interval = slurm::NextPoll(interval, changed, options_.poll).interval;
+          next_queue = Clock::now() + interval;
+        }
+        next_poll = Clock::now() + options_.poll.min;
       }
       lock.lock();
       Clock::time_point wake = next_poll;
@@ -613,8 +678,12 @@ class SlurmExecutor final : public Executor {
   std::mutex squeue_mu_;
   std::optional<std::vector<slurm::JobRecord>> snapshot_;  // guarded by squeue_mu_
   Clock::time_point snapshot_time_;
-  bool jobcomp_looked_ = false;  // the loop thread's
+  // The loop thread's:
+  bool config_looked_ = false;
   std::optional<std::string> jobcomp_file_;
+  slurm::TrackingChoice tracking_;
+  std::map<std::string, slurm::JobRecord> accounted_;  // ended, by handle (sacct)
+  std::map<std::string, std::string> last_queue_;      // handle: "STATE NODES"
   std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;               // guarded by mu_
@@ -645,6 +714,11 @@ absl::StatusOr<std::unique_ptr<Executor>> StartSlurmExecutor(SlurmOptions option
 
 std::unique_ptr<scheduler::Engine> MakeSlurmEngine(scheduler::EngineOptions engine_options,
                                                    SlurmOptions slurm_options) {
+  UseSlurm(engine_options, std::move(slurm_options));
+  return std::make_unique<scheduler::Engine>(std::move(engine_options));
+}
+
+void UseSlurm(scheduler::EngineOptions& engine_options, SlurmOptions slurm_options) {
   if (slurm_options.state_dir.empty()) {
     std::error_code error;
     slurm_options.state_dir =
@@ -659,7 +733,38 @@ std::unique_ptr<scheduler::Engine> MakeSlurmEngine(scheduler::EngineOptions engi
   engine_options.kill_leftovers_on_host = false;
   engine_options.worker = "";
   engine_options.executor = "slurm";
-  return std::make_unique<scheduler::Engine>(std::move(engine_options));
+  engine_options.executor_options = slurm::SubmitOptionsJson(slurm_options.submit);
+}
+
+absl::StatusOr<RecordedExecutor> RecordedExecutorOf(const std::string& db_path,
+                                                    const std::string& run_ref) {
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Database> db, scheduler::OpenStore(db_path));
+  RecordedExecutor recorded;
+  TF_ASSIGN_OR_RETURN(recorded.run_id, scheduler::ResolveRunId(*db, run_ref));
+  TF_ASSIGN_OR_RETURN(scheduler::RunExecutor stored,
+                      scheduler::GetRunExecutor(*db, recorded.run_id));
+  recorded.executor = stored.executor;
+  if (stored.executor == "slurm" && stored.options) {
+    TF_ASSIGN_OR_RETURN(recorded.slurm, slurm::ParseSubmitOptionsJson(*stored.options));
+  }
+  return recorded;
+}
+
+absl::Status CancelSlurmJobs(const std::string& run_id) {
+  TF_RETURN_IF_ERROR(CheckSlurmCommands());
+  const std::string name = StrCat("--name=", slurm::JobName(run_id));
+  // Queued ones first: one that starts meanwhile is signalled below.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"scancel", "--state=PENDING", name},
+        std::vector<std::string>{"scancel", "--batch", "--signal=TERM", "--state=RUNNING", name}}) {
+    Output out = RunCommand(args);
+    if (out.status != 0) {
+      return absl::UnavailableError(StrCat("cannot cancel the Slurm jobs of run ", run_id, ": ",
+                                           absl::StrJoin(args, " "), ": ",
+                                           FirstLine(out.err.empty() ? out.out : out.err)));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace tierflow::api

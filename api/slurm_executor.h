@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -24,6 +25,7 @@
 #include "common/task.h"
 #include "scheduler/engine.h"
 #include "scheduler/slurm_jobs.h"
+#include "scheduler/slurm_tracking.h"
 
 namespace tierflow::api {
 
@@ -36,11 +38,16 @@ struct SlurmOptions {
   std::string tierflow;  // the binary jobs run; "": this one (/proc/self/exe)
   scheduler::slurm::SubmitOptions submit;
   std::chrono::milliseconds batch_window = scheduler::slurm::kBatchWindow;
-  std::chrono::milliseconds poll = std::chrono::milliseconds(200);  // one squeue per round
+  // Adaptive polling (scheduler/slurm_tracking.h NextPoll): the report files
+  // are read every poll.min; squeue (or sacct) runs at poll.min while the
+  // run's jobs change, backing off (x2) to poll.max when nothing changes.
+  scheduler::slurm::PollOptions poll;
   // A job gone from squeue without a report: waited for this long (a
   // shared file system may show the report late) before it counts as lost.
   std::chrono::milliseconds lost_grace = std::chrono::seconds(2);
 };
+
+using scheduler::slurm::ParsePollOptions;
 
 // OK when sbatch, squeue and scancel are on PATH; else an error naming the
 // first one missing.
@@ -52,5 +59,25 @@ absl::StatusOr<std::unique_ptr<Executor>> StartSlurmExecutor(SlurmOptions option
 // An engine whose tasks run as Slurm jobs (`tierflow run --executor slurm`).
 std::unique_ptr<scheduler::Engine> MakeSlurmEngine(scheduler::EngineOptions engine_options,
                                                    SlurmOptions slurm_options);
+// Makes `engine_options` run its tasks as Slurm jobs (what MakeSlurmEngine
+// does; `tierflow server --executor slurm` too), its submit options recorded
+// with a new run (EngineOptions::executor_options).
+void UseSlurm(scheduler::EngineOptions& engine_options, SlurmOptions slurm_options);
+
+// The executor a run was started with and, for Slurm, its recorded submit
+// options (unset: none recorded, a run of schema 11).
+struct RecordedExecutor {
+  std::string run_id;
+  std::string executor;  // "": the local pool, or a server's workers
+  std::optional<scheduler::slurm::SubmitOptions> slurm;
+};
+absl::StatusOr<RecordedExecutor> RecordedExecutorOf(const std::string& db_path,
+                                                    const std::string& run_ref);
+
+// Cancels every job of `run_id` (by its job name, no other job): queued
+// ones with `scancel`, running ones with `scancel --batch --signal=TERM`
+// (exec-task stops its task with the kill grace and reports it cancelled).
+// For `tierflow cancel` of a run whose engine is gone.
+absl::Status CancelSlurmJobs(const std::string& run_id);
 
 }  // namespace tierflow::api

@@ -83,6 +83,19 @@ int RunServerCommand(const ServerCommandOptions& options, std::ostream& out, std
   server.ui_assets = WebUiAssets();
   server.worker_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(options.worker_timeout_seconds * 1000));
+  server.executor = options.executor == "local" ? "" : options.executor;
+  absl::StatusOr<api::SlurmOptions> slurm = SlurmOptionsOf(options);
+  if (!slurm.ok()) {
+    err << "tierflow: " << slurm.status().message() << '\n';
+    return kExitUsage;
+  }
+  server.slurm = std::move(*slurm);
+  if (server.executor == "slurm") {
+    if (absl::Status commands = api::CheckSlurmCommands(); !commands.ok()) {
+      err << "tierflow: " << commands.message() << '\n';
+      return kExitInvalid;
+    }
+  }
   StopOnSignals();
   absl::Status status = api::RunServer(server, stop_requested, out);
   if (!status.ok()) {

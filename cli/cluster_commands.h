@@ -8,9 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "cli/run_commands.h"
+
 namespace tierflow::cli {
 
-struct ServerCommandOptions {
+// --executor slurm: the server's runs run as Slurm jobs, not on workers.
+struct ServerCommandOptions : ExecutorFlags {
   std::string listen = "127.0.0.1:7070";
   std::string db;
   std::string tiers_file;

@@ -94,15 +94,14 @@ CLI::App* AddPlanCommand(CLI::App& app, PlanOptions& options) {
   return command;
 }
 
-// --executor and the --slurm-* options of `run` and `resume`.
-void AddExecutorOptions(CLI::App& command, RunOptions& options) {
+// --executor and the --slurm-* options of `run`, `resume` and `server`.
+void AddExecutorOptions(CLI::App& command, ExecutorFlags& options) {
   command
       .add_option("--executor", options.executor,
-                  "Where tasks run: local (this process's worker pool) or slurm (each task a "
-                  "Slurm job through sbatch; docs/slurm.md). A Slurm run is resumed with "
-                  "--executor slurm again")
-      ->check(CLI::IsMember({"local", "slurm"}))
-      ->capture_default_str();
+                  "Where tasks run: local (this process's worker pool, the default) or slurm "
+                  "(each task a Slurm job through sbatch; docs/slurm.md). A resume uses the "
+                  "run's recorded executor and Slurm options; others are refused")
+      ->check(CLI::IsMember({"local", "slurm"}));
   command.add_option("--slurm-partition", options.slurm_partition, "sbatch --partition")
       ->type_name("P");
   command.add_option("--slurm-account", options.slurm_account, "sbatch --account")->type_name("A");
@@ -116,6 +115,11 @@ void AddExecutorOptions(CLI::App& command, RunOptions& options) {
                   "Elements of one job array running at once (sbatch --array=...%N)")
       ->check(CLI::Range(1, 1000000))
       ->type_name("N");
+  command
+      .add_option("--slurm-poll", options.slurm_poll,
+                  "How often the run's jobs are looked at: every MIN while they change, backing "
+                  "off to MAX when nothing does (default 2s,1m; not recorded with the run)")
+      ->type_name("MIN[,MAX]");
 }
 
 CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
@@ -421,6 +425,7 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       "HOST:PORT' when ready; stops on SIGINT or SIGTERM.");
   server->add_option("--listen", server_options.listen, "HOST:PORT to listen on (port 0: any)")
       ->capture_default_str();
+  AddExecutorOptions(*server, server_options);
   AddDbOption(*server, server_options.db);
   server->add_option("--tiers", server_options.tiers_file, "Storage tiers (docs/tiers.md)")
       ->type_name("FILE");

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <mutex>
@@ -24,6 +25,7 @@
 #include "api/slurm_executor.h"
 #include "api/tier_service.h"
 #include "cli/commands.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
 
@@ -291,6 +293,18 @@ void PrintSummary(const api::RunResult& result, std::ostream& out) {
 
 }  // namespace
 
+absl::StatusOr<api::SlurmOptions> SlurmOptionsOf(const ExecutorFlags& flags) {
+  api::SlurmOptions slurm;
+  slurm.submit.partition = flags.slurm_partition;
+  slurm.submit.account = flags.slurm_account;
+  slurm.submit.extra = flags.slurm_options;
+  slurm.submit.array_throttle = flags.slurm_array_throttle;
+  if (!flags.slurm_poll.empty()) {
+    TF_ASSIGN_OR_RETURN(slurm.poll, api::ParsePollOptions(flags.slurm_poll));
+  }
+  return slurm;
+}
+
 // Tasks in flight at once on Slurm when --slots is not given.
 constexpr int kSlurmSlots = 1000;
 
@@ -319,19 +333,33 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
     }
     engine_options.tiers = std::move(*tiers);
   }
+  // A resume takes the run's recorded executor, and its recorded Slurm
+  // options unless --slurm-* flags are given (the engine refuses flags
+  // that differ from the recorded ones).
+  std::string executor = options.executor;
+  absl::StatusOr<api::SlurmOptions> slurm_flags = SlurmOptionsOf(options);
+  if (!slurm_flags.ok()) {
+    err << "tierflow: " << slurm_flags.status().message() << '\n';
+    return kExitUsage;
+  }
+  api::SlurmOptions slurm = std::move(*slurm_flags);
+  const bool submit_flags = !slurm.submit.partition.empty() || !slurm.submit.account.empty() ||
+                            !slurm.submit.extra.empty() || slurm.submit.array_throttle > 0;
+  if (!options.resume.empty() && std::filesystem::exists(engine_options.db_path)) {
+    // Not readable (no such run, say): the engine's resume says why.
+    absl::StatusOr<api::RecordedExecutor> recorded =
+        api::RecordedExecutorOf(engine_options.db_path, options.resume);
+    if (recorded.ok() && executor.empty()) executor = recorded->executor;
+    if (recorded.ok() && !submit_flags && recorded->slurm) slurm.submit = *recorded->slurm;
+  }
   std::unique_ptr<api::Engine> engine;
-  if (options.executor == "slurm") {
+  if (executor == "slurm") {
     if (absl::Status commands = api::CheckSlurmCommands(); !commands.ok()) {
       err << "tierflow: " << commands.message() << '\n';
       return kExitInvalid;
     }
     // Slurm queues what the cluster cannot run yet: hand it every ready task.
     if (options.slots == 0) engine_options.slots = kSlurmSlots;
-    api::SlurmOptions slurm;
-    slurm.submit.partition = options.slurm_partition;
-    slurm.submit.account = options.slurm_account;
-    slurm.submit.extra = options.slurm_options;
-    slurm.submit.array_throttle = options.slurm_array_throttle;
     engine = api::MakeSlurmEngine(engine_options, slurm);
   } else {
     engine = api::MakeEmbeddedEngine(engine_options);

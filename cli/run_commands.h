@@ -7,12 +7,32 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "api/slurm_executor.h"
+
 namespace tierflow::cli {
 
 // Exit code of a run that was cancelled (as for a shell killed by SIGINT).
 inline constexpr int kExitCancelled = 130;
 
-struct RunOptions {
+// --executor and the --slurm-* flags (`run`, `resume`, `server`).
+struct ExecutorFlags {
+  // Where tasks run: "local" (this process's worker pool) or "slurm" (Slurm
+  // jobs; docs/slurm.md). "": local for a new run; a resume uses the run's
+  // recorded executor and, without --slurm-* flags, its recorded options.
+  std::string executor;
+  std::string slurm_partition;
+  std::string slurm_account;
+  std::vector<std::string> slurm_options;  // extra sbatch arguments, one each
+  int slurm_array_throttle = 0;            // %N on job arrays; 0: none
+  std::string slurm_poll;                  // MIN[,MAX] (not recorded); "": 2s,1m
+};
+
+// The Slurm executor's options the flags give; InvalidArgument for a bad
+// --slurm-poll.
+absl::StatusOr<api::SlurmOptions> SlurmOptionsOf(const ExecutorFlags& flags);
+
+struct RunOptions : ExecutorFlags {
   std::string file;                 // pipeline YAML (run)
   std::string resume;               // run id to finish instead (--resume, `resume`)
   std::vector<std::string> params;  // NAME=VALUE, checked by CheckParamArgument
@@ -23,13 +43,6 @@ struct RunOptions {
   std::string progress = "auto";  // auto | tty | plain
   int kill_grace_seconds = 10;
   std::string tiers_file;  // "": the embedded default tiers (a resume keeps the run's own)
-  // Where tasks run: "local" (this process's worker pool) or "slurm" (Slurm
-  // jobs; docs/slurm.md). A resumed Slurm run is given --executor slurm again.
-  std::string executor = "local";
-  std::string slurm_partition;
-  std::string slurm_account;
-  std::vector<std::string> slurm_options;  // extra sbatch arguments, one each
-  int slurm_array_throttle = 0;            // %N on job arrays; 0: none
 };
 
 // Runs (or resumes) a pipeline to its end: progress on `out` (a live status

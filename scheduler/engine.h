@@ -183,6 +183,11 @@ struct EngineOptions {
   // before anything changes (the attempts may still run where they were
   // started). "": the local pool, or a server's workers.
   std::string executor;
+  // Its options as recorded with a new run (runs.executor_options; Slurm:
+  // scheduler/slurm_tracking.h SubmitOptionsJson). A resume given other
+  // options than the recorded ones is refused before anything changes,
+  // naming both; a run recorded without options (schema 11) takes any.
+  std::string executor_options;
 };
 
 struct RunRequest {

@@ -240,8 +240,8 @@ absl::StatusOr<StoredRun> ReadStoredRun(Database& db, const std::string& run_id)
   TF_ASSIGN_OR_RETURN(
       Statement find,
       db.Prepare("SELECT r.file, r.working_dir, r.params_json, r.state, p.yaml, r.tiers_json, "
-                 "coalesce(r.executor, '') FROM runs r JOIN pipelines p ON p.id = r.pipeline_id "
-                 "WHERE r.id = ?"));
+                 "coalesce(r.executor, ''), r.executor_options FROM runs r JOIN pipelines p "
+                 "ON p.id = r.pipeline_id WHERE r.id = ?"));
   find.Bind(1, run_id);
   TF_ASSIGN_OR_RETURN(bool found, find.Step());
   if (!found) return absl::NotFoundError(StrCat("run ", run_id, " vanished from the store"));
@@ -257,6 +257,7 @@ absl::StatusOr<StoredRun> ReadStoredRun(Database& db, const std::string& run_id)
   run.yaml = find.Text(4);
   if (!find.IsNull(5)) run.tiers_json = find.Text(5);
   run.executor = find.Text(6);
+  if (!find.IsNull(7)) run.executor_options = find.Text(7);
   nlohmann::json params = nlohmann::json::parse(find.Text(2), nullptr, /*allow_exceptions=*/false);
   if (params.is_object()) {
     for (const auto& [name, value] : params.items()) {

@@ -55,6 +55,9 @@ struct StoredRun {
   // recorded before tiers, which keeps the one implicit tier.
   std::optional<std::string> tiers_json;
   std::string executor;  // EngineOptions::executor it was started with
+  // EngineOptions::executor_options it was started with; unset for a run
+  // recorded before them (schema 11).
+  std::optional<std::string> executor_options;
 };
 // NotFound when the run is gone; InvalidArgument, naming the run, for a
 // state this tierflow does not know.

@@ -70,7 +70,8 @@ bool EngineAlive(int64_t pid, const std::string& host) {
   return fs::path(argv0).filename().string().rfind("tierflow", 0) == 0;
 }
 
-absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run) {
+absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run,
+                                      const StopExecutorJobs& stop_jobs) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenStore(db_path));
   TF_ASSIGN_OR_RETURN(const std::string run_id, ResolveRunId(*db, run));
   auto not_running = [&]() -> absl::Status {
@@ -111,7 +112,25 @@ absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::str
                   " is stopping the run's tasks and will record them cancelled");
   }
   // No engine, and none can start while the lock is held: record the end here.
-  TF_ASSIGN_OR_RETURN(const int killed, KillLeftoverTasks(*db, run_id, /*may_scan_host=*/true));
+  TF_ASSIGN_OR_RETURN(Statement find_executor,
+                      db->Prepare("SELECT coalesce(executor, '') FROM runs WHERE id = ?"));
+  find_executor.Bind(1, run_id);
+  TF_ASSIGN_OR_RETURN(bool has_executor, find_executor.Step());
+  const std::string executor = has_executor ? find_executor.Text(0) : "";
+  std::string stopped;
+  if (!executor.empty()) {
+    if (!stop_jobs) {
+      return absl::FailedPreconditionError(
+          StrCat("run ", run_id, " runs on --executor ", executor,
+                 " and this tierflow cannot stop its jobs; nothing was changed"));
+    }
+    TF_RETURN_IF_ERROR(stop_jobs(run_id, executor));
+    stopped = StrCat(" and cancelled its ", executor, " jobs");
+  }
+  // An executor's attempts may run on this host (a one-machine cluster):
+  // they were stopped through it, not searched for here.
+  TF_ASSIGN_OR_RETURN(const int killed,
+                      KillLeftoverTasks(*db, run_id, /*may_scan_host=*/executor.empty()));
   const int64_t now = WallClockMs();
   TF_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(*db));
   {
@@ -137,7 +156,7 @@ absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::str
     TF_RETURN_IF_ERROR(event.Run());
   }
   TF_RETURN_IF_ERROR(transaction.Commit());
-  return StrCat("run ", run_id, " had no live engine: recorded it cancelled",
+  return StrCat("run ", run_id, " had no live engine: recorded it cancelled", stopped,
                 killed > 0 ? StrCat(" and killed ", killed, " leftover task(s)") : "");
 }
 

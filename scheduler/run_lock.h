@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -48,7 +49,14 @@ inline constexpr char kCancelFile[] = "cancel";
 // When none does (it was killed), records the run cancelled in the store
 // itself, holding the lock: unfinished tasks cancelled, running attempts
 // lost, leftover task processes killed. Returns what was done, for the user.
-absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run);
+// A run whose attempts outlive the engine (runs.executor set, e.g. "slurm")
+// first has `stop_jobs(run_id, executor)` stop them where they run (its
+// error stops the cancel, nothing recorded); this host's processes are
+// then not searched.
+using StopExecutorJobs =
+    std::function<absl::Status(const std::string& run_id, const std::string& executor)>;
+absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run,
+                                      const StopExecutorJobs& stop_jobs = nullptr);
 
 // True when `pid` on `host` is a live tierflow process (this host only): a
 // hint for listings; CancelRun decides by the run's lock.

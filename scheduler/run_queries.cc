@@ -541,6 +541,19 @@ absl::StatusOr<RunList> ListRuns(Database& db, const RunFilter& filter, int64_t 
   return list;
 }
 
+absl::StatusOr<RunExecutor> GetRunExecutor(Database& db, const std::string& run_id) {
+  TF_ASSIGN_OR_RETURN(
+      Statement find,
+      db.Prepare("SELECT coalesce(executor, ''), executor_options FROM runs WHERE id = ?"));
+  find.Bind(1, run_id);
+  TF_ASSIGN_OR_RETURN(bool found, find.Step());
+  if (!found) return absl::NotFoundError(StrCat("no run ", run_id));
+  RunExecutor executor;
+  executor.executor = find.Text(0);
+  if (!find.IsNull(1)) executor.options = find.Text(1);
+  return executor;
+}
+
 absl::StatusOr<std::string> ResolveRunId(Database& db, std::string_view run) {
   if (run == "last" || run == "latest") {
     TF_ASSIGN_OR_RETURN(

@@ -78,6 +78,15 @@ absl::StatusOr<RunList> ListRuns(Database& db, const RunFilter& filter, int64_t 
 // over the existing ids.
 absl::StatusOr<std::string> ResolveRunId(Database& db, std::string_view run);
 
+// The executor a run was started with (EngineOptions::executor: "" for the
+// local pool or a server's workers) and its recorded options (unset: none,
+// a run of schema 11). NotFound as ResolveRunId.
+struct RunExecutor {
+  std::string executor;
+  std::optional<std::string> options;
+};
+absl::StatusOr<RunExecutor> GetRunExecutor(Database& db, const std::string& run_id);
+
 // One run by exact id; NotFound as ResolveRunId.
 absl::StatusOr<RunSummary> GetRunSummary(Database& db, const std::string& run_id, int64_t now_ms);
 

@@ -11,6 +11,7 @@
 #include "scheduler/resume.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/stage_times.h"
+#include "scheduler/slurm_tracking.h"
 #include "scheduler/store.h"
 
 namespace tierflow::scheduler::internal {
@@ -51,15 +52,17 @@ absl::Status CreateRun(const EngineOptions& options, const RunRequest& request,
                        const std::string& yaml, RunModel& run, RunUnits& units) {
   RunWriter& writer = *units.writer;
   TF_ASSIGN_OR_RETURN(Transaction transaction, writer.BeginOnce());
-  TF_ASSIGN_OR_RETURN(run.run_id, writer.CreateRun(NewRun{.pipeline_name = run.pipeline.name,
-                                                          .file = run.pipeline.file,
-                                                          .yaml = yaml,
-                                                          .working_dir = run.working_dir,
-                                                          .params = request.params,
-                                                          .slots = options.slots,
-                                                          .tiers_json = run.tiers_json,
-                                                          .priority = request.priority,
-                                                          .executor = options.executor}));
+  TF_ASSIGN_OR_RETURN(run.run_id,
+                      writer.CreateRun(NewRun{.pipeline_name = run.pipeline.name,
+                                              .file = run.pipeline.file,
+                                              .yaml = yaml,
+                                              .working_dir = run.working_dir,
+                                              .params = request.params,
+                                              .slots = options.slots,
+                                              .tiers_json = run.tiers_json,
+                                              .priority = request.priority,
+                                              .executor = options.executor,
+                                              .executor_options = options.executor_options}));
   // Locked before anyone can see the run, so `tierflow cancel` never takes
   // it for a run without an engine.
   run.run_dir = run.state_dir / "runs" / run.run_id;
@@ -125,6 +128,16 @@ absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_re
     return absl::FailedPreconditionError(
         StrCat("run ", run.run_id, " was started with ", name(stored.executor),
                ": resume it with the same, not ", name(options.executor), "; nothing was changed"));
+  }
+  if (stored.executor_options && *stored.executor_options != options.executor_options) {
+    // Its jobs were submitted with the recorded options; new ones would
+    // differ from them behind the user's back.
+    return absl::FailedPreconditionError(StrCat(
+        "run ", run.run_id, " was started with ",
+        slurm::DescribeExecutorOptions(stored.executor, *stored.executor_options),
+        ": resume it with the same (or with no executor options: the recorded ones are used), not ",
+        slurm::DescribeExecutorOptions(options.executor, options.executor_options),
+        "; nothing was changed"));
   }
   run.working_dir = stored.working_dir;
   if (stored.state == RunState::kSucceeded) {

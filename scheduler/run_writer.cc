@@ -124,8 +124,8 @@ absl::StatusOr<std::string> RunWriter::CreateRun(const NewRun& run) {
       db_.Prepare(
           "INSERT INTO runs(id, pipeline_id, pipeline_name, file, working_dir, "
           "params_json, state, slots, created_at, started_at, engine_pid, engine_host, "
-          "tiers_json, priority, executor) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, "
-          "?, ?)"));
+          "tiers_json, priority, executor, executor_options) VALUES (?, ?, ?, ?, ?, ?, 'running', "
+          "?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   std::mt19937_64 random(std::random_device{}());
   for (int tries = 0;; ++tries) {
     char suffix[8];
@@ -145,7 +145,9 @@ absl::StatusOr<std::string> RunWriter::CreateRun(const NewRun& run) {
         .Bind(12,
               run.tiers_json.empty() ? std::nullopt : std::optional<std::string>(run.tiers_json))
         .Bind(13, static_cast<int64_t>(run.priority))
-        .Bind(14, run.executor.empty() ? std::nullopt : std::optional<std::string>(run.executor));
+        .Bind(14, run.executor.empty() ? std::nullopt : std::optional<std::string>(run.executor))
+        .Bind(15, run.executor_options.empty() ? std::nullopt
+                                               : std::optional<std::string>(run.executor_options));
     absl::Status status = insert_run.Run();
     if (status.ok()) return run_id;
     if (status.code() != absl::StatusCode::kAlreadyExists || tries > 20) return status;

@@ -77,7 +77,8 @@ struct NewRun {
   int64_t slots = 0;
   std::string tiers_json;  // "": the implicit tier (NULL)
   int priority = 0;
-  std::string executor;  // EngineOptions::executor ("": NULL)
+  std::string executor;          // EngineOptions::executor ("": NULL)
+  std::string executor_options;  // EngineOptions::executor_options ("": NULL)
 };
 
 // A task row of a new run.

@@ -282,6 +282,13 @@ ALTER TABLE attempts ADD COLUMN handle TEXT;  -- NULL: none (local pool, workers
     R"sql(
 ALTER TABLE runs ADD COLUMN executor TEXT;  -- NULL: the local pool, or a server's workers
 )sql",
+    // 12: the executor's options a run was started with
+    // (EngineOptions::executor_options: for Slurm, the JSON of its partition,
+    // account, extra sbatch arguments and array throttle), so a resume or a
+    // server restart submits as the run started; other options are refused.
+    R"sql(
+ALTER TABLE runs ADD COLUMN executor_options TEXT;  -- NULL: none recorded (schema 11's runs)
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

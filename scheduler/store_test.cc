@@ -210,6 +210,39 @@ std::string QueryText(Database& db, const std::string& sql) {
   return *row ? statement->Text(0) : "(no row)";
 }
 
+// A store schema 11 left (runs.executor, no options): opening it migrates
+// it; the Slurm run keeps its executor and has no recorded options, so a
+// resume takes any (scheduler/run_start.cc).
+TEST(StoreTest, UpgradesSchemaElevenLeavingTheExecutorOptionsUnrecorded) {
+  std::string dir = TempDir();
+  std::string path = dir + "/tierflow.db";
+  {
+    auto db = Database::Open(path);
+    ASSERT_TRUE(db.ok()) << db.status();
+    for (int version = 1; version <= 11; ++version) {
+      ASSERT_TRUE((*db)->Execute(SchemaMigration(version)).ok()) << version;
+    }
+    ASSERT_TRUE((*db)->Execute("PRAGMA user_version = 11").ok());
+    ASSERT_TRUE((*db)
+                    ->Execute(R"sql(
+INSERT INTO pipelines VALUES (1, 'p', 'h', 'name: p', '/p.yaml', 1);
+INSERT INTO runs(id, pipeline_id, pipeline_name, file, working_dir, params_json, state, slots,
+                 created_at, executor) VALUES ('p-1', 1, 'p', '/p.yaml', '/', '{}', 'running', 1,
+                 1, 'slurm');
+)sql")
+                    .ok());
+  }
+  auto db = OpenStore(path);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_EQ(QueryText(**db, "PRAGMA user_version"), "12");
+  EXPECT_EQ(QueryText(**db,
+                      "SELECT executor || ' ' || coalesce(executor_options, 'NULL') FROM runs "
+                      "WHERE id = 'p-1'"),
+            "slurm NULL");
+  db->reset();
+  std::filesystem::remove_all(dir);
+}
+
 TEST(StoreTest, UpgradesVersionOneKeepingLineageAndAllowsAnArtifactPerAttempt) {
   std::string dir = TempDir();
   std::string path = dir + "/tierflow.db";

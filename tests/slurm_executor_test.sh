@@ -6,8 +6,8 @@
 #     every task succeeded, every attempt has a Slurm handle, and the 4-item
 #     foreach stage went as ONE submission (slurmctld's log and the executor's submissions.log);
 #  b. kill -9 of `tierflow run` while its items wait on gate files, one item
-#     finishing while no engine watches, then `tierflow resume --executor
-#     slurm`: the resumed engine re-attached (events 'reattached'), every
+#     finishing while no engine watches, then `tierflow resume` (the recorded
+#     executor): the resumed engine re-attached (events 'reattached'), every
 #     task has exactly one succeeded attempt, and no attempt was submitted
 #     twice (submissions.log against the attempts table);
 #  c. `tierflow cancel` of a running run leaves no job of it in squeue and
@@ -90,7 +90,7 @@ t0=$EPOCHREALTIME
 mkdir -p "$dir/a"
 cd "$dir/a"
 before=$(submissions)
-"$tierflow" run "$root/examples/quickstart/pipeline.yaml" --executor slurm --progress plain \
+"$tierflow" run "$root/examples/quickstart/pipeline.yaml" --executor slurm --slurm-poll 0.2s,1s --progress plain \
   --slurm-array-throttle 3 \
   >run.out 2>&1 || fail "quickstart on slurm: $(tail -20 run.out)"
 run=$(run_id .)
@@ -130,7 +130,7 @@ stages:
     run: cat "$TIERFLOW_INPUT_PARTS"/* > "$TIERFLOW_OUTPUT_ALL"
     outputs: [all]
 EOF
-"$tierflow" run pipeline.yaml --param gates="$dir/b/gates" --executor slurm --progress plain \
+"$tierflow" run pipeline.yaml --param gates="$dir/b/gates" --executor slurm --slurm-poll 0.2s,1s --progress plain \
   >run.out 2>&1 &
 engine=$!
 background+=("$engine")
@@ -143,15 +143,15 @@ run=$(run_id .)
 # x finishes while no engine watches; y and z still run when resume starts.
 touch gates/x.open
 wait_for "x's report" eval '[ "$(ls .tierflow/runs/$run/slurm/*.report 2>/dev/null | wc -l)" -eq 1 ]'
-# Without --executor slurm: refused, naming the executor, nothing changed.
+# On the local executor: refused, naming the executor, nothing changed.
 attempts_before=$(sql . "SELECT group_concat(id || state) FROM attempts")
 rc=0
-"$tierflow" resume "$run" >wrong.out 2>&1 || rc=$?
+"$tierflow" resume "$run" --executor local >wrong.out 2>&1 || rc=$?
 [ $rc -ne 0 ] && grep -q "was started with --executor slurm" wrong.out ||
   fail "a resume on the local executor was not refused (exit $rc): $(cat wrong.out)"
 [ "$(sql . "SELECT group_concat(id || state) FROM attempts")" = "$attempts_before" ] ||
   fail "the refused resume changed the attempts"
-"$tierflow" resume "$run" --executor slurm >resume.out 2>&1 &
+"$tierflow" resume "$run" --slurm-poll 0.2s,1s >resume.out 2>&1 &
 engine=$!
 background+=("$engine")
 wait_for "the resumed engine to re-attach" eval \
@@ -184,7 +184,7 @@ stages:
     foreach: [p, q]
     run: echo $$ > "$TIERFLOW_PARAM_GATES/$TIERFLOW_ITEM.pid"; sleep 300
 EOF
-"$tierflow" run pipeline.yaml --param gates="$dir/c/gates" --executor slurm --progress plain \
+"$tierflow" run pipeline.yaml --param gates="$dir/c/gates" --executor slurm --slurm-poll 0.2s,1s --progress plain \
   --kill-grace 2 >run.out 2>&1 &
 engine=$!
 background+=("$engine")
@@ -215,7 +215,7 @@ stages:
       cp "$TIERFLOW_OUTPUT_ENV" "$TIERFLOW_PARAM_SEEN"
     outputs: [env]
 EOF
-"$tierflow" run pipeline.yaml --param seen="$dir/d/seen" --executor slurm --progress plain \
+"$tierflow" run pipeline.yaml --param seen="$dir/d/seen" --executor slurm --slurm-poll 0.2s,1s --progress plain \
   >run.out 2>&1 || fail "gpu run: $(tail -20 run.out)"
 out=$(cat seen)
 [[ "$out" =~ ^n1\ [0-9]+$ ]] || fail "the gpu task printed '$out', not n1 and a CUDA_VISIBLE_DEVICES"
@@ -234,7 +234,7 @@ stages:
     run: sleep 30
 EOF
 rc=0
-"$tierflow" run pipeline.yaml --executor slurm --progress plain --kill-grace 1 >run.out 2>&1 || rc=$?
+"$tierflow" run pipeline.yaml --executor slurm --slurm-poll 0.2s,1s --progress plain --kill-grace 1 >run.out 2>&1 || rc=$?
 [ $rc -eq 1 ] || fail "timeout run exited $rc: $(tail -20 run.out)"
 took=$(elapsed "$t0")
 [ "$(sql . "SELECT state FROM attempts")" = timed_out ] ||
@@ -260,7 +260,7 @@ stages:
       echo $TIERFLOW_ITEM > "$TIERFLOW_OUTPUT_OUT"
     outputs: [out]
 EOF
-"$tierflow" run pipeline.yaml --param gates="$dir/f/gates" --executor slurm --progress plain \
+"$tierflow" run pipeline.yaml --param gates="$dir/f/gates" --executor slurm --slurm-poll 0.2s,1s --progress plain \
   >run.out 2>&1 &
 engine=$!
 background+=("$engine")
@@ -292,7 +292,7 @@ awk '/^  [a-z][a-z0-9_-]*:$/ { tier = substr($1, 1, length($1) - 1) }
   "$root/examples/digits/tiers.yaml" >tiers.yaml
 [ "$(grep -c '^    root: ' tiers.yaml)" = 4 ] || fail "expected 4 tiers in $dir/g/tiers.yaml"
 "$tierflow" run "$root/examples/digits/pipeline.yaml" --tiers tiers.yaml --db .tierflow/tierflow.db \
-  --executor slurm --progress plain >run.out 2>&1 || fail "digits on slurm: $(tail -20 run.out)"
+  --executor slurm --slurm-poll 0.2s,1s --progress plain >run.out 2>&1 || fail "digits on slurm: $(tail -20 run.out)"
 [ "$(sql . "SELECT count(*) FROM tasks WHERE state != 'succeeded'")" -eq 0 ] ||
   fail "digits tasks not succeeded: $(sql . "SELECT id, state, message FROM tasks")"
 [ "$(sql . "SELECT count(DISTINCT substr(handle, 1, instr(handle, '_') - 1)) FROM attempts
