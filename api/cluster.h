@@ -18,6 +18,7 @@
 #include "api/http_server.h"
 #include "api/run_service.h"
 #include "worker/exec_task.h"
+#include "worker/job_node_side.h"
 #include "worker/remote_session.h"
 
 namespace tierflow::api {
@@ -52,6 +53,8 @@ using worker::WorkerOptions;
 // `tierflow exec-task`: the job side of an executor whose attempts outlive
 // the engine (worker/exec_task.h).
 using worker::ExecTask;
+// `tierflow node-evict`: an eviction job's side (worker/job_node_side.h).
+using worker::EvictNodeCopies;
 
 using scheduler::RunStateName;
 using scheduler::TaskState;

@@ -42,6 +42,7 @@ struct ExecTaskOptions {
   std::string report;
 };
 int RunExecTask(const ExecTaskOptions& options, std::ostream& err);
+int RunNodeEvict(const std::string& list, std::ostream& err);
 
 struct SubmitOptions {
   std::string scheduler;

@@ -58,6 +58,8 @@ void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out) {
     o->set_key(launch.checkpoint_relay->key);
     o->set_keep(launch.checkpoint_relay->keep);
   }
+  out->mutable_node_tier_roots()->insert(launch.node_tier_roots.begin(),
+                                         launch.node_tier_roots.end());
 }
 
 TaskLaunch FromProto(const v1::TaskLaunch& in) {
@@ -96,6 +98,7 @@ TaskLaunch FromProto(const v1::TaskLaunch& in) {
     launch.checkpoint_relay = CheckpointRelay{
         in.checkpoint_relay().tier(), in.checkpoint_relay().key(), in.checkpoint_relay().keep()};
   }
+  launch.node_tier_roots.insert(in.node_tier_roots().begin(), in.node_tier_roots().end());
   return launch;
 }
 

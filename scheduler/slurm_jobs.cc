@@ -75,17 +75,19 @@ std::vector<int64_t> AttemptsOfComment(std::string_view comment) {
   return attempts;
 }
 
-std::string BatchKey(const TaskLaunch& launch) {
+std::string BatchKey(const TaskLaunch& launch, const std::string& node) {
   std::string key =
       StrCat(EnvOf(launch, "TIERFLOW_STAGE"), "|", launch.cpus, "|", launch.memory, "|",
              launch.gpus, "|", launch.timeout ? std::to_string(launch.timeout->count()) : "none",
              "|", std::chrono::duration_cast<std::chrono::milliseconds>(launch.kill_grace).count());
   for (const auto& [label, value] : launch.labels) key += StrCat("|", label, "=", value);
+  if (!node.empty()) key += StrCat("|nodelist=", node);
   return key;
 }
 
 SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attempts,
-                      const SubmitOptions& options, const std::string& log) {
+                      const SubmitOptions& options, const std::string& log,
+                      const std::string& nodelist, const std::string& nodelist_reason) {
   SbatchPlan plan;
   auto add = [&plan](std::initializer_list<std::string> args, std::string reason) {
     plan.args.insert(plan.args.end(), args);
@@ -135,6 +137,7 @@ SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attem
     add({StrCat("--constraint=", absl::StrJoin(features, "&"))},
         "labels other than partition are node features, all required");
   }
+  if (!nodelist.empty()) add({StrCat("--nodelist=", nodelist)}, nodelist_reason);
   if (!options.account.empty()) {
     add({StrCat("--account=", options.account)}, "--slurm-account");
   }

@@ -60,14 +60,18 @@ std::string Comment(const std::vector<int64_t>& attempts);
 // The attempt ids a Comment names; empty for any other comment.
 std::vector<int64_t> AttemptsOfComment(std::string_view comment);
 
-// Attempts with equal keys may share one job array.
-std::string BatchKey(const TaskLaunch& launch);
+// Attempts with equal keys may share one job array; `node` is the node
+// they prefer (slurm_locality.h), "" for none: a batch never mixes two.
+std::string BatchKey(const TaskLaunch& launch, const std::string& node = "");
 
 // sbatch arguments for `count` attempts like `first` (count > 1: an array),
 // with the given comment and their output log `log` (Slurm's %j / %A_%a
 // patterns allowed).
+// `nodelist`: the node holding the node-tier copies its attempts read
+// (slurm_locality.h), with why; "" for none.
 SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attempts,
-                      const SubmitOptions& options, const std::string& log);
+                      const SubmitOptions& options, const std::string& log,
+                      const std::string& nodelist = "", const std::string& nodelist_reason = "");
 
 // The job script: one attempt (attempts.size() == 1), or an array whose
 // element $SLURM_ARRAY_TASK_ID runs the attempt on that line of `list_file`.

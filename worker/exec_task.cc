@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "rpc/task_proto.h"
+#include "worker/job_node_side.h"
 #include "worker/local_pool.h"
 
 namespace tierflow::worker {
@@ -151,12 +152,14 @@ absl::Status ExecTask(const std::string& launch_path, const std::string& report_
   sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  JobNodeSide node_side(launch);  // node tiers: staging, relay, node copies
   std::mutex mu;
   std::condition_variable cv;
   std::optional<TaskReport> final_report;
   absl::Status write_status;
   absl::StatusOr<std::unique_ptr<Executor>> pool = StartLocalPool([&](TaskReport report) {
     if (report.outcome == TaskReport::Outcome::kStarted) {
+      node_side.Started(report);
       absl::Status written = WriteReportFile(started_path, report);
       std::lock_guard lock(mu);
       if (!written.ok() && write_status.ok()) write_status = written;
@@ -183,6 +186,7 @@ absl::Status ExecTask(const std::string& launch_path, const std::string& report_
       }
     }
   });
+  node_side.Prepare(launch);
   (*pool)->Launch(std::move(launch));
   TaskReport report;
   {
@@ -194,6 +198,7 @@ absl::Status ExecTask(const std::string& launch_path, const std::string& report_
   kill(getpid(), SIGUSR1);
   signal_thread.join();
   pool->reset();
+  node_side.Ended(report);
   absl::Status written = WriteReportFile(report_path, report);
   if (!written.ok()) return written;
   std::lock_guard lock(mu);
