@@ -8,11 +8,11 @@
 // - JobScript: the `#!/bin/sh` batch script that execs `tierflow exec-task`
 //   (worker/exec_task.h) for its attempt; every value in it is quoted.
 // - Batching rule: ready attempts with the same BatchKey (same stage, same
-//   cpus, memory, gpus, labels and timeout) go as ONE submission while each
-//   comes within kBatchWindow of the one before, for at most kBatchMaxWait
-//   after the first: a job array `--array=0-(N-1)[%throttle]` whose element
-//   i runs the attempt on line i of the batch's list file. A batch of one
-//   is a plain job.
+//   cpus, memory, gpus, labels, timeout and preferred node) go as ONE
+//   submission while each comes within kBatchWindow of the one before, for
+//   at most kBatchMaxWait after the first: a job array
+//   `--array=0-(N-1)[%throttle]` whose element i runs the attempt on line i
+//   of the batch's list file. A batch of one is a plain job.
 // - Tracking: one `squeue` per round for the whole run, by the job name
 //   JobName(run) (ParseSqueue), and, for a job gone without a report, the
 //   jobcomp/filetxt file's line (ParseJobcomp) or `sacct --parsable2`
