@@ -722,6 +722,19 @@ std::unique_ptr<scheduler::Engine> MakeSlurmEngine(scheduler::EngineOptions engi
     return StartSlurmExecutor(slurm_options, std::move(on_report));
   };
   if (!engine_options.open_tier) engine_options.open_tier = storage::OpenTier;
+  // A node tier's root with variables is each node's, expanded there; the
+  // engine never writes on node tiers (their copies are the jobs'), so it
+  // opens a stand-in in the state directory rather than a folder named
+  // after an unexpanded variable.
+  engine_options.open_tier = [open = engine_options.open_tier,
+                              state = slurm_options.state_dir](const storage::TierConfig& tier) {
+    if (tier.scope != storage::Scope::kNode || tier.root.find('$') == std::string::npos) {
+      return open(tier);
+    }
+    storage::TierConfig stand_in = tier;
+    stand_in.root = (fs::path(state) / "slurm-node-tiers" / tier.name).string();
+    return open(stand_in);
+  };
   // Jobs may run on this host (a one-machine cluster): a resume must not
   // kill them as a dead engine's leftovers; it re-attaches.
   engine_options.kill_leftovers_on_host = false;
