@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "storage_adapters/artifact_key.h"
@@ -187,7 +186,6 @@ JobNodeSide::JobNodeSide(const TaskLaunch& launch, const EnvLookup& lookup)
     if (JobScopedRoot(root)) job_scoped_.insert(tier);
   }
   node_ = lookup("SLURMD_NODENAME").value_or("");
-  if (node_.empty()) node_ = HostName();
 }
 
 void JobNodeSide::Prepare(TaskLaunch& launch) {

@@ -82,7 +82,7 @@ class JobNodeSide {
   void Prepare(TaskLaunch& launch);
   // The kStarted report: what Prepare did (node_copies,
   // checkpoint_node_dir or _error) and the node (`worker`, from
-  // $SLURMD_NODENAME, else the host name) when unset.
+  // $SLURMD_NODENAME when set) when unset.
   void Started(TaskReport& report) const;
   // The attempt ended: streams stop waiting for it, what it committed last
   // is relayed, copies on job-scoped roots are removed, and `report`
