@@ -430,6 +430,8 @@ class SlurmExecutor final : public Executor {
           out.status == 0 ? slurm::ParseSbatchOutput(out.out) : std::nullopt;
       if (!id) continue;
       std::lock_guard lock(mu_);
+      std::ofstream(StrCat(job_dir_, "/evictions.log"), std::ios::app)
+          << *id << ' ' << node << '\n';
       eviction_jobs_.push_back(*id);
     }
   }

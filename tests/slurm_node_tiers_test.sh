@@ -155,5 +155,7 @@ until [ -z "$(find "$nodes"/n*/local/runs -type f 2>/dev/null)" ]; do
     fail "node copies left after ${limit}s: $(find "$nodes"/n*/local/runs -type f); squeue: $(squeue 2>&1)"
   sleep 0.1
 done
+grep -q " $node\$" ".tierflow/runs/$run/slurm/evictions.log" ||
+  fail "no eviction job on $node: $(cat ".tierflow/runs/$run/slurm/evictions.log" 2>&1)"
 say "node copies recorded, read2 placed on $node, checkpoints relayed, copies evicted in $(elapsed "$t0")s"
 say "PASS"

@@ -21,8 +21,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Beside a copy: the content hash it holds, for later jobs on the node.
-constexpr std::string_view kCopyRecordSuffix = ".tierflow-copy";
+// ROOT/.tierflow-copies/KEY: the content hash of the copy ROOT/KEY, for
+// later jobs on the node. Not beside the copy: a foreach stage's items are
+// copied into one folder its reader lists.
+constexpr std::string_view kCopyRecords = ".tierflow-copies";
+
+std::string RecordOf(const std::string& key) { return StrCat(kCopyRecords, "/", key); }
 // In a node tier's root: held while a job stages there.
 constexpr const char* kStageLock = ".tierflow-stage.lock";
 
@@ -30,7 +34,7 @@ bool NameChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c 
 
 // The content hash a copy record holds; "" when there is none.
 std::string ReadCopyRecord(const storage::TierRoot& root, const std::string& key) {
-  absl::StatusOr<storage::Fd> fd = root.OpenRead(StrCat(key, kCopyRecordSuffix));
+  absl::StatusOr<storage::Fd> fd = root.OpenRead(RecordOf(key));
   if (!fd.ok()) return "";
   char buffer[256];
   const ssize_t n = read(fd->get(), buffer, sizeof buffer);
@@ -137,11 +141,15 @@ absl::Status EvictNodeCopy(const std::string& root, const std::string& key) {
   TF_ASSIGN_OR_RETURN(auto tier, storage::OpenPosixRoot(root));
   TF_RETURN_IF_ERROR(tier->RemoveTree(normal));
   TF_RETURN_IF_ERROR(storage::RemoveStreamFiles(*tier, normal));
-  TF_RETURN_IF_ERROR(tier->Remove(StrCat(normal, kCopyRecordSuffix)));
-  // The folders above it that it leaves empty, ROOT/runs excepted.
-  for (fs::path above = fs::path(normal).parent_path(); above.has_parent_path();
-       above = above.parent_path()) {
-    if (!tier->Remove(above.string()).ok()) break;  // not empty
+  TF_RETURN_IF_ERROR(tier->Remove(RecordOf(normal)));
+  // The folders above each that it leaves empty, ROOT/runs and
+  // ROOT/.tierflow-copies/runs excepted.
+  for (const std::string& path : {normal, RecordOf(normal)}) {
+    for (fs::path above = fs::path(path).parent_path();
+         above.has_parent_path() && above.parent_path() != kCopyRecords;
+         above = above.parent_path()) {
+      if (!tier->Remove(above.string()).ok()) break;  // not empty
+    }
   }
   return absl::OkStatus();
 }
@@ -229,7 +237,7 @@ void JobNodeSide::Prepare(TaskLaunch& launch) {
         storage::OpenPosixRoot(roots_[copy.tier]);
     absl::StatusOr<std::string> key = storage::NormalizeArtifactKey(copy.key);
     if (opened.ok() && key.ok()) {
-      (void)(*opened)->WriteFile(StrCat(*key, kCopyRecordSuffix), stage->content_hash);
+      (void)(*opened)->WriteFile(RecordOf(*key), stage->content_hash);
     }
   }
   locks.clear();

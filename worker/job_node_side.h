@@ -11,7 +11,7 @@
 //   in place and writes its checkpoints in the cluster folder; the attempt
 //   does not fail for it.
 // - A copy stays on the node for later jobs there that read it (a
-//   `.tierflow-copy` file beside it records its content hash), until the
+//   file under ROOT/.tierflow-copies records its content hash), until the
 //   scheduler evicts it (EvictNodeCopy, run by an eviction job on that
 //   node). Jobs of one node stage one at a time (a lock file in the root).
 // - A job-scoped root ($SLURM_JOB_ID, $TMPDIR: JobScopedRoot) holds
@@ -55,7 +55,7 @@ absl::StatusOr<std::string> ExpandTierRoot(const std::string& tier, const std::s
 bool JobScopedRoot(const std::string& root);
 
 // Deletes exactly ROOT/KEY (file or folder), its stream files and copy
-// record, and the folders above it that it leaves empty, up to ROOT/runs.
+// record, and the folders above them that they leave empty, up to ROOT/runs.
 // `key` must be an artifact key (no "..", not absolute); nothing outside
 // `root` is touched (storage_adapters/tier_root.h). OK when nothing is
 // there.

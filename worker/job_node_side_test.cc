@@ -102,6 +102,11 @@ TEST_F(JobNodeSideTest, StagesOntoTheExpandedRootAndTheNextJobThereReusesIt) {
     EXPECT_EQ(end.worker, "n1");
   }
   EXPECT_TRUE(fs::exists(copy));  // kept for later readers on the node
+  // Nothing beside it: a foreach gather folder holds only the items.
+  int beside = 0;
+  for (const auto& entry : fs::directory_iterator(copy.parent_path()))
+    beside += !entry.is_directory();
+  EXPECT_EQ(beside, 1);
   TaskLaunch launch = Reader(root);
   JobNodeSide side(launch, env);
   side.Prepare(launch);
@@ -114,7 +119,9 @@ TEST_F(JobNodeSideTest, StagesOntoTheExpandedRootAndTheNextJobThereReusesIt) {
   // Evicted: exactly the copy and its record; the root stays.
   ASSERT_TRUE(EvictNodeCopy((dir_ / "nodes/n1/local").string(), kKey).ok());
   EXPECT_FALSE(fs::exists(copy));
-  EXPECT_FALSE(fs::exists(copy.string() + ".tierflow-copy"));
+  EXPECT_FALSE(fs::exists(dir_ / "nodes/n1/local/.tierflow-copies" / kKey));
+  EXPECT_FALSE(fs::exists(dir_ / "nodes/n1/local/.tierflow-copies/runs/r1"));
+  EXPECT_TRUE(fs::exists(dir_ / "nodes/n1/local/runs"));
   EXPECT_TRUE(fs::exists(dir_ / "nodes/n1/local"));
   EXPECT_FALSE(EvictNodeCopy((dir_ / "nodes/n1/local").string(), "../../bulk/runs").ok());
   EXPECT_TRUE(fs::exists(dir_ / "bulk" / kKey));
