@@ -19,6 +19,7 @@
 #include "api/run_service.h"
 #include "api/slurm_executor.h"
 #include "worker/exec_task.h"
+#include "worker/job_node_side.h"
 #include "worker/remote_session.h"
 
 namespace tierflow::api {
@@ -59,6 +60,8 @@ using worker::WorkerOptions;
 // the engine (worker/exec_task.h).
 using worker::ExecTask;
 using worker::ExecTaskList;
+// `tierflow node-evict`: an eviction job's side (worker/job_node_side.h).
+using worker::EvictNodeCopies;
 
 using scheduler::RunStateName;
 using scheduler::TaskState;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -28,8 +29,11 @@
 #include "common/strings.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/store.h"
+#include "scheduler/lease_policy.h"
+#include "scheduler/slurm_locality.h"
 #include "storage_adapters/tier_factory.h"
 #include "worker/exec_task.h"
+#include "worker/job_node_side.h"
 
 extern "C" char** environ;
 
@@ -40,6 +44,9 @@ namespace fs = std::filesystem;
 namespace slurm = scheduler::slurm;
 using Clock = std::chrono::steady_clock;
 using Outcome = TaskReport::Outcome;
+// How long a finishing executor waits for its eviction jobs before it
+// cancels those still queued.
+constexpr std::chrono::seconds kEvictionWait{10};
 
 struct Output {
   int status = -1;  // exit code; -1: could not run, or killed
@@ -145,6 +152,7 @@ class SlurmExecutor final : public Executor {
     }
     wake_.notify_all();
     thread_.join();
+    FinishEvictions();
   }
 
   bool Reattaches() const override { return true; }
@@ -159,13 +167,18 @@ class SlurmExecutor final : public Executor {
     if (!ready.ok()) {
       outbox_.push_back(Final(attempt, Outcome::kFailed, std::string(ready.message())));
     } else {
-      const std::string key = slurm::BatchKey(launch);
+      for (const auto& [tier, root] : launch.node_tier_roots) node_tier_roots_[tier] = root;
+      const slurm::NodeChoice near = slurm::PreferredNode(launch, held_);
+      placed_[attempt] = near.reason;
+      const std::string key = slurm::BatchKey(launch, near.node);
       auto batch = std::find_if(batches_.begin(), batches_.end(),
                                 [&](const Batch& b) { return b.key == key; });
       if (batch == batches_.end()) {
         Batch fresh;
         fresh.key = key;
         fresh.first = Clock::now();
+        fresh.node = near.node;
+        fresh.node_reason = near.reason;
         batches_.push_back(std::move(fresh));
         batch = std::prev(batches_.end());
       }
@@ -224,6 +237,21 @@ class SlurmExecutor final : public Executor {
     return true;
   }
 
+  // Deleted on that node by an eviction job, batched per node per round.
+  void EvictNodeCopy(const std::string& worker, const std::string& tier,
+                     const std::string& key) override {
+    std::lock_guard lock(mu_);
+    auto node = held_.find(worker);
+    if (node != held_.end()) node->second.erase(scheduler::HeldKey(tier, key));
+    auto root = node_tier_roots_.find(tier);
+    // A job-scoped root's copies went with their job (exec-task removes them).
+    if (root == node_tier_roots_.end() || worker.empty() || worker::JobScopedRoot(root->second)) {
+      return;
+    }
+    evictions_[worker].push_back({tier, root->second, key});
+    wake_.notify_all();
+  }
+
   void Cancel(int64_t attempt_id) override { Signal(attempt_id, "TERM"); }
   void Kill(int64_t attempt_id) override { Signal(attempt_id, "USR1"); }
   void KillAll() override {
@@ -252,6 +280,8 @@ class SlurmExecutor final : public Executor {
     Clock::time_point first;  // its first attempt came
     Clock::time_point due;
     std::vector<TaskLaunch> launches;
+    std::string node;  // --nodelist: its attempts read copies there
+    std::string node_reason;
   };
   struct Job {
     std::string handle;  // "" until submitted
@@ -427,6 +457,85 @@ class SlurmExecutor final : public Executor {
     return in_flight;
   }
 
+  std::string TakePlaced(int64_t attempt) {
+    std::lock_guard lock(mu_);
+    auto found = placed_.find(attempt);
+    if (found == placed_.end()) return "";
+    std::string reason = std::move(found->second);
+    placed_.erase(found);
+    return reason;
+  }
+
+  // The copies a job's start report says its node's tiers hold now.
+  void RecordHeld(const TaskReport& started) {
+    if (started.worker.empty()) return;
+    std::lock_guard lock(mu_);
+    for (const NodeCopyReport& copy : started.node_copies) {
+      auto root = node_tier_roots_.find(copy.tier);
+      if (!copy.error.empty() ||
+          (root != node_tier_roots_.end() && worker::JobScopedRoot(root->second))) {
+        continue;  // a later job there would not see it
+      }
+      held_[started.worker][scheduler::HeldKey(copy.tier, copy.key)] = copy.bytes;
+    }
+  }
+
+  // One eviction job per node with copies to delete (this round's).
+  void SubmitEvictions() {
+    std::map<std::string, std::vector<std::array<std::string, 3>>> evictions;
+    {
+      std::lock_guard lock(mu_);
+      evictions.swap(evictions_);
+    }
+    if (evictions.empty() || job_dir_.empty()) return;
+    for (const auto& [node, copies] : evictions) {
+      const std::string base = StrCat(job_dir_, "/evict-", next_eviction_++);
+      absl::Status written = WriteText(base + ".list", worker::EvictionList(copies));
+      if (written.ok()) {
+        written = WriteText(base + ".sh", slurm::EvictionScript(options_.tierflow, base + ".list"));
+      }
+      if (!written.ok()) continue;  // the copies stay; a job-scoped root's go with their job
+      std::vector<std::string> args = {"sbatch"};
+      for (std::string& arg : slurm::EvictionSbatchArgs(run_id_, node, options_.submit,
+                                                        StrCat(job_dir_, "/evict-%j.out"))) {
+        args.push_back(std::move(arg));
+      }
+      args.push_back(base + ".sh");
+      Output out = RunCommand(args);
+      std::optional<std::string> id =
+          out.status == 0 ? slurm::ParseSbatchOutput(out.out) : std::nullopt;
+      if (!id) continue;
+      std::lock_guard lock(mu_);
+      std::ofstream(StrCat(job_dir_, "/evictions.log"), std::ios::app)
+          << *id << ' ' << node << '\n';
+      eviction_jobs_.push_back(*id);
+    }
+  }
+
+  // At the end: the copies evicted last are deleted (what this round still
+  // holds is submitted), then eviction jobs still queued after a bounded
+  // wait are cancelled, never left queued.
+  void FinishEvictions() {
+    SubmitEvictions();
+    std::vector<std::string> jobs;
+    {
+      std::lock_guard lock(mu_);
+      jobs.swap(eviction_jobs_);
+    }
+    const Clock::time_point give_up = Clock::now() + kEvictionWait;
+    while (!jobs.empty()) {
+      std::optional<std::vector<slurm::JobRecord>> queue = Squeue(/*fresh=*/true);
+      if (!queue) break;
+      std::erase_if(jobs, [&](const std::string& id) {
+        return std::none_of(queue->begin(), queue->end(),
+                            [&](const slurm::JobRecord& job) { return job.handle == id; });
+      });
+      if (jobs.empty() || Clock::now() >= give_up) break;
+      std::this_thread::sleep_for(options_.poll);
+    }
+    for (const std::string& id : jobs) RunCommand({"scancel", id});
+  }
+
   void Submit(Batch batch) {
     std::vector<int64_t> attempts;
     for (const TaskLaunch& launch : batch.launches) attempts.push_back(launch.attempt_id);
@@ -447,7 +556,8 @@ class SlurmExecutor final : public Executor {
     if (written.ok()) {
       slurm::SbatchPlan plan =
           slurm::SbatchArgs(batch.launches[0], attempts, options_.submit,
-                            StrCat(job_dir_, array ? "/job-%A_%a.out" : "/job-%j.out"), packing);
+                            StrCat(job_dir_, array ? "/job-%A_%a.out" : "/job-%j.out"), packing,
+                            batch.node, batch.node_reason);
       std::vector<std::string> args = {"sbatch"};
       args.insert(args.end(), plan.args.begin(), plan.args.end());
       args.push_back(base + ".sh");
@@ -537,12 +647,16 @@ class SlurmExecutor final : public Executor {
         job.held = std::move(report);
         report.reset();
       }
-      if (!report && !job.held && !job.started_told) {
+      // Also when it has ended already: its start says where it ran, why,
+      // and what it copied onto node tiers there (lineage).
+      if (!job.held && !job.started_told) {
         std::optional<TaskReport> started =
             worker::ReadReportFile(files.started).value_or(std::nullopt);
         if (started) {
           started->handle = job.handle;
           if (started->worker.empty()) started->worker = job.node;
+          if (started->message.empty()) started->message = TakePlaced(attempt);
+          RecordHeld(*started);
           reports.push_back(std::move(*started));
           job.started_told = true;
         }
@@ -607,7 +721,14 @@ class SlurmExecutor final : public Executor {
     }
     {
       std::lock_guard lock(mu_);
-      for (int64_t attempt : done) jobs_.erase(attempt);
+      for (int64_t attempt : done) {
+        jobs_.erase(attempt);
+        placed_.erase(attempt);
+      }
+      // A lost job's node may be gone, and its copies with it.
+      for (const TaskReport& report : reports) {
+        if (report.outcome == Outcome::kLost && !report.worker.empty()) held_.erase(report.worker);
+      }
       for (auto& [attempt, job] : updates) {
         auto it = jobs_.find(attempt);
         if (it == jobs_.end()) continue;
@@ -653,6 +774,7 @@ class SlurmExecutor final : public Executor {
         interval = slurm::NextPoll(interval, /*changed=*/true, options_.poll).interval;
         next_queue = std::min(next_queue, Clock::now() + interval);
       }
+      SubmitEvictions();
       if (Clock::now() >= next_poll) {
         const bool ask_queue = Clock::now() >= next_queue;
         const bool changed = Track(ask_queue);
@@ -680,6 +802,7 @@ class SlurmExecutor final : public Executor {
   Clock::time_point snapshot_time_;
   // The loop thread's:
   bool config_looked_ = false;
+  int next_eviction_ = 0;
   std::optional<std::string> jobcomp_file_;
   slurm::TrackingChoice tracking_;
   std::map<std::string, slurm::JobRecord> accounted_;  // ended, by handle (sacct)
@@ -690,6 +813,15 @@ class SlurmExecutor final : public Executor {
   std::vector<Batch> batches_;      // guarded by mu_
   std::map<int64_t, Job> jobs_;     // guarded by mu_
   std::vector<TaskReport> outbox_;  // guarded by mu_
+  // Locality (docs/slurm.md "Node-local tiers"): what each node's node
+  // tiers hold, from the jobs' start reports; the tiers' configured roots;
+  // why each attempt goes where it goes; copies to delete, per node; the
+  // eviction jobs submitted (guarded by mu_).
+  slurm::NodeHoldings held_;
+  std::map<std::string, std::string> node_tier_roots_;
+  std::map<int64_t, std::string> placed_;
+  std::map<std::string, std::vector<std::array<std::string, 3>>> evictions_;
+  std::vector<std::string> eviction_jobs_;
   std::thread thread_;
 };
 
@@ -728,9 +860,25 @@ void UseSlurm(scheduler::EngineOptions& engine_options, SlurmOptions slurm_optio
     return StartSlurmExecutor(slurm_options, std::move(on_report));
   };
   if (!engine_options.open_tier) engine_options.open_tier = storage::OpenTier;
+  // A node tier's root with variables is each node's, expanded there; the
+  // engine never writes on node tiers (their copies are the jobs'), so it
+  // opens a stand-in in the state directory rather than a folder named
+  // after an unexpanded variable.
+  engine_options.open_tier = [open = engine_options.open_tier,
+                              state = slurm_options.state_dir](const storage::TierConfig& tier) {
+    if (tier.scope != storage::Scope::kNode || tier.root.find('$') == std::string::npos) {
+      return open(tier);
+    }
+    storage::TierConfig stand_in = tier;
+    stand_in.root = (fs::path(state) / "slurm-node-tiers" / tier.name).string();
+    return open(stand_in);
+  };
   // Jobs may run on this host (a one-machine cluster): a resume must not
   // kill them as a dead engine's leftovers; it re-attaches.
   engine_options.kill_leftovers_on_host = false;
+  // Node tiers are each node's own, as a cluster's workers' are: a job
+  // stages its inputs there and relays its checkpoints from there.
+  engine_options.node_tiers_on_workers = true;
   engine_options.worker = "";
   engine_options.executor = "slurm";
   engine_options.executor_options = slurm::SubmitOptionsJson(slurm_options.submit);

@@ -10,6 +10,11 @@
 // writes it) as lost, failed or timed out. Its attempts outlive the engine
 // (common/task.h "Attempts that outlive the engine"): a resumed run takes
 // them back by handle, or by the job comment that names the attempt.
+// Node tiers are each node's own (docs/slurm.md "Node-local tiers"): the
+// executor learns from start reports which node holds which copies, sends
+// their readers there (`--nodelist`, scheduler/slurm_locality.h, the
+// reason with the start report: the `placed` event), and deletes evicted
+// copies with one eviction job per node per round (`tierflow node-evict`).
 //
 // Thread-safety: the executor is called from the engine's threads; one
 // thread of its own submits and tracks, and delivers every report.

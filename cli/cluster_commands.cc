@@ -124,6 +124,15 @@ int RunExecTask(const ExecTaskOptions& options, std::ostream& err) {
   return kExitOk;
 }
 
+int RunNodeEvict(const std::string& list, std::ostream& err) {
+  absl::Status status = api::EvictNodeCopies(list);
+  if (!status.ok()) {
+    err << "tierflow node-evict: " << status.message() << '\n';
+    return kExitInvalid;
+  }
+  return kExitOk;
+}
+
 int RunWorkerCommand(const WorkerCommandOptions& options, std::ostream& out, std::ostream& err) {
   api::WorkerOptions worker;
   worker.scheduler = Scheduler(options.scheduler);

@@ -50,6 +50,7 @@ struct ExecTaskOptions {
   size_t count = 1;
 };
 int RunExecTask(const ExecTaskOptions& options, std::ostream& err);
+int RunNodeEvict(const std::string& list, std::ostream& err);
 
 struct SubmitOptions {
   std::string scheduler;

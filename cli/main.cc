@@ -602,6 +602,15 @@ int Main(int argc, char** argv) {
   StatusOptions status_options;
   ClusterCommands cluster = AddClusterCommands(app, server_options, worker_options,
                                                exec_task_options, submit_options, status_options);
+  std::string node_evict_list;
+  CLI::App* node_evict = app.add_subcommand(
+      "node-evict",
+      "Delete node copies on this node's node tiers, as an eviction job of the Slurm executor: "
+      "each line of the list is TIER<TAB>ROOT<TAB>KEY; only ROOT/KEY is deleted. Started by "
+      "executors, not by hand.");
+  node_evict->add_option("--list", node_evict_list, "The copies to delete")
+      ->required()
+      ->type_name("FILE");
   UiOptions ui_options;
   CLI::App* ui = AddUiCommand(app, ui_options);
   try {
@@ -646,6 +655,7 @@ int Main(int argc, char** argv) {
   if (cluster.server->parsed()) return RunServerCommand(server_options, std::cout, std::cerr);
   if (cluster.worker->parsed()) return RunWorkerCommand(worker_options, std::cout, std::cerr);
   if (cluster.exec_task->parsed()) return RunExecTask(exec_task_options, std::cerr);
+  if (node_evict->parsed()) return RunNodeEvict(node_evict_list, std::cerr);
   if (cluster.submit->parsed()) return RunSubmit(submit_options, std::cout, std::cerr);
   if (cluster.status->parsed()) return RunStatus(status_options, std::cout, std::cerr);
   if (cluster.workers->parsed()) return RunWorkers(status_options, std::cout, std::cerr);

@@ -120,6 +120,12 @@ struct TaskLaunch {
   // unset: no history. The Slurm executor packs short tasks by it.
   std::optional<Duration> expected_duration;
   SlurmStageOptions slurm;
+  // The configured roots of the node tiers stage_in and checkpoint_relay
+  // name (name -> root), for a job side that has no `--tier NAME=PATH` of
+  // its own (exec-task on a Slurm node). A root may hold $VAR or ${VAR}
+  // ($TMPDIR, $SLURM_JOB_ID, $SLURMD_NODENAME), expanded on the node
+  // (worker/job_node_side.h). Cluster workers use their own tiers.
+  std::map<std::string, std::string> node_tier_roots;
 };
 
 struct OutputReport {

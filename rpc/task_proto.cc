@@ -61,6 +61,8 @@ void ToProto(const TaskLaunch& launch, v1::TaskLaunch* out) {
   out->set_expected_duration_ms(launch.expected_duration ? launch.expected_duration->count() : 0);
   out->mutable_slurm()->set_items_per_job(launch.slurm.items_per_job);
   for (const std::string& option : launch.slurm.options) out->mutable_slurm()->add_options(option);
+  out->mutable_node_tier_roots()->insert(launch.node_tier_roots.begin(),
+                                         launch.node_tier_roots.end());
 }
 
 TaskLaunch FromProto(const v1::TaskLaunch& in) {
@@ -102,6 +104,7 @@ TaskLaunch FromProto(const v1::TaskLaunch& in) {
   if (in.expected_duration_ms() > 0) launch.expected_duration = Duration(in.expected_duration_ms());
   launch.slurm.items_per_job = in.slurm().items_per_job();
   launch.slurm.options.assign(in.slurm().options().begin(), in.slurm().options().end());
+  launch.node_tier_roots.insert(in.node_tier_roots().begin(), in.node_tier_roots().end());
   return launch;
 }
 

@@ -830,6 +830,14 @@ internal::LaunchInputs Engine::Impl::BuildLaunch(uint32_t t, TaskLaunch& launch,
     checkpoints().SetLaunchDir(t, launch);
     contract_env.emplace_back("TIERFLOW_CHECKPOINT_DIR", launch.checkpoint_dir);
   }
+  // The node tiers' configured roots, for a job side without tiers of its own.
+  for (const internal::Tier& tier : run_.tiers) {
+    const std::string& name = tier.config.name;
+    const bool used = (launch.checkpoint_relay && launch.checkpoint_relay->tier == name) ||
+                      std::any_of(launch.stage_in.begin(), launch.stage_in.end(),
+                                  [&](const StageIn& stage) { return stage.tier == name; });
+    if (used) launch.node_tier_roots[name] = tier.config.root;
+  }
   return inputs;
 }
 

@@ -108,18 +108,20 @@ std::vector<int64_t> AttemptsOfComment(std::string_view comment) {
   return attempts;
 }
 
-std::string BatchKey(const TaskLaunch& launch) {
+std::string BatchKey(const TaskLaunch& launch, const std::string& node) {
   std::string key =
       StrCat(EnvOf(launch, "TIERFLOW_STAGE"), "|", launch.cpus, "|", launch.memory, "|",
              launch.gpus, "|", launch.timeout ? std::to_string(launch.timeout->count()) : "none",
              "|", std::chrono::duration_cast<std::chrono::milliseconds>(launch.kill_grace).count());
   for (const auto& [label, value] : launch.labels) key += StrCat("|", label, "=", value);
+  if (!node.empty()) key += StrCat("|nodelist=", node);
   return key;
 }
 
 SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attempts,
                       const SubmitOptions& options, const std::string& log,
-                      const Packing& packing) {
+                      const Packing& packing, const std::string& nodelist,
+                      const std::string& nodelist_reason) {
   const size_t per_job = std::max<uint32_t>(packing.items_per_job, 1);
   const size_t jobs = (attempts.size() + per_job - 1) / per_job;
   const size_t items = std::min(per_job, attempts.size());  // what one job runs
@@ -173,6 +175,7 @@ SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attem
     add({StrCat("--constraint=", absl::StrJoin(features, "&"))},
         "labels other than partition are node features, all required");
   }
+  if (!nodelist.empty()) add({StrCat("--nodelist=", nodelist)}, nodelist_reason);
   if (!options.account.empty()) {
     add({StrCat("--account=", options.account)}, "--slurm-account");
   }

@@ -8,11 +8,11 @@
 // - JobScript: the `#!/bin/sh` batch script that execs `tierflow exec-task`
 //   (worker/exec_task.h) for its attempt; every value in it is quoted.
 // - Batching rule: ready attempts with the same BatchKey (same stage, same
-//   cpus, memory, gpus, labels and timeout) go as ONE submission while each
-//   comes within kBatchWindow of the one before, for at most kBatchMaxWait
-//   after the first: a job array `--array=0-(N-1)[%throttle]` whose element
-//   i runs the attempt on line i of the batch's list file. A batch of one
-//   is a plain job.
+//   cpus, memory, gpus, labels, timeout and preferred node) go as ONE
+//   submission while each comes within kBatchWindow of the one before, for
+//   at most kBatchMaxWait after the first: a job array
+//   `--array=0-(N-1)[%throttle]` whose element i runs the attempt on line i
+//   of the batch's list file. A batch of one is a plain job.
 // - Packing rule (ItemsPerJob): short tasks go k to a job, run one after
 //   another by `tierflow exec-task --list` (a Slurm job costs about a
 //   second to launch). k is the stage's `slurm: {items_per_job}`, else
@@ -85,17 +85,21 @@ std::vector<int64_t> AttemptsOfComment(std::string_view comment);
 // The K of a Comment (1 when it has none, or is not one).
 uint32_t ItemsPerJobOfComment(std::string_view comment);
 
-// Attempts with equal keys may share one job array.
-std::string BatchKey(const TaskLaunch& launch);
+// Attempts with equal keys may share one job array; `node` is the node
+// they prefer (slurm_locality.h), "" for none: a batch never mixes two.
+std::string BatchKey(const TaskLaunch& launch, const std::string& node = "");
 
 // sbatch arguments for `attempts` like `first`, `packing.items_per_job`
 // (k) to a job: more than k attempts make an array of ceil(n / k)
 // elements; -t is the sum of the outer bounds of the k items a job runs.
 // With the given comment and output log `log` (Slurm's %j / %A_%a
 // patterns allowed). The stage's own slurm options come last.
+// `nodelist`: the node holding the node-tier copies its attempts read
+// (slurm_locality.h), with why; "" for none.
 SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attempts,
                       const SubmitOptions& options, const std::string& log,
-                      const Packing& packing = {});
+                      const Packing& packing = {}, const std::string& nodelist = "",
+                      const std::string& nodelist_reason = "");
 
 // The job script: one attempt (attempts.size() == 1); an array whose
 // element $SLURM_ARRAY_TASK_ID runs the attempt on that line of

@@ -182,8 +182,12 @@ void CheckAdapterFields(FieldReader& in, const YamlNode& node, const Fields& fie
       forbid(field);
     }
     if (!tier.root.empty()) {
+      // A root starting with a variable ($TMPDIR/x) is expanded where it is
+      // used (a Slurm job on its node: worker/job_node_side.h), not here.
       fs::path root(tier.root);
-      tier.root = (root.is_absolute() ? root : base / root).lexically_normal().string();
+      if (tier.root.front() != '$') {
+        tier.root = (root.is_absolute() ? root : base / root).lexically_normal().string();
+      }
     }
   } else if (tier.adapter == "s3") {
     require("endpoint", tier.endpoint, "the server, as http://host:port or https://host");

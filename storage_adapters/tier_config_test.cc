@@ -70,6 +70,21 @@ TEST(TierConfigTest, LoadsEveryKindOfTier) {
   EXPECT_EQ(set->Find("nope"), nullptr);
 }
 
+TEST(TierConfigTest, ARootStartingWithAVariableIsKeptForTheNodeToExpand) {
+  absl::StatusOr<TierSet> set = LoadTierText(R"(tiers:
+  job:
+    adapter: posix
+    root: $TMPDIR/tierflow
+  node:
+    adapter: posix
+    root: nodes/$SLURMD_NODENAME
+)",
+                                             "/etc/tf/tiers.yaml");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->Find("job")->root, "$TMPDIR/tierflow");
+  EXPECT_EQ(set->Find("node")->root, "/etc/tf/nodes/$SLURMD_NODENAME");  // relative to the file
+}
+
 TEST(TierConfigTest, ReportsEveryProblemWithItsPosition) {
   EXPECT_THAT(
       Problems(R"(tiers:

@@ -99,9 +99,11 @@ run=$(run_id .)
 [ "$(sql . "SELECT count(*) FROM attempts WHERE coalesce(handle, '') = ''")" -eq 0 ] ||
   fail "attempts without a handle: $(sql . "SELECT id, task_id, handle FROM attempts")"
 tasks=$(sql . "SELECT count(*) FROM tasks")
-# 4 ingest items as one array, then clean, featurize, pack, train, publish.
-[ $(($(submissions) - before)) -eq $((tasks - 3)) ] ||
-  fail "$(($(submissions) - before)) sbatch submissions for $tasks tasks, not $((tasks - 3))"
+# 4 ingest items as one array, then clean, featurize, pack, train, publish;
+# besides them, the jobs that deleted node copies (evictions.log).
+evictions=$(cat ".tierflow/runs/$run/slurm/evictions.log" 2>/dev/null | wc -l)
+[ $(($(submissions) - before - evictions)) -eq $((tasks - 3)) ] ||
+  fail "$(($(submissions) - before - evictions)) sbatch submissions for $tasks tasks, not $((tasks - 3))"
 jobs=$(sql . "SELECT DISTINCT substr(handle, 1, instr(handle, '_') - 1) FROM attempts
               WHERE task_id LIKE 'ingest[%'")
 [ "$(wc -l <<<"$jobs")" -eq 1 ] && [ -n "$jobs" ] || fail "ingest items in jobs: $jobs"

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -17,6 +18,7 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "rpc/task_proto.h"
+#include "worker/job_node_side.h"
 #include "worker/local_pool.h"
 
 namespace tierflow::worker {
@@ -178,6 +180,8 @@ absl::Status RunItems(std::vector<JobItem> items) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::mutex mu;  // guards the report state below
+  // The running item's node tiers: staging, checkpoint relay, node copies.
+  std::optional<JobNodeSide> node_side;
   std::condition_variable cv;
   std::optional<TaskReport> final_report;
   std::string started_path;  // the running item's
@@ -185,6 +189,7 @@ absl::Status RunItems(std::vector<JobItem> items) {
   absl::StatusOr<std::unique_ptr<Executor>> pool = StartLocalPool([&](TaskReport report) {
     std::lock_guard lock(mu);
     if (report.outcome == TaskReport::Outcome::kStarted) {
+      if (node_side) node_side->Started(report);
       absl::Status written = WriteReportFile(started_path, report);
       if (!written.ok() && write_status.ok()) write_status = written;
       return;
@@ -221,6 +226,19 @@ absl::Status RunItems(std::vector<JobItem> items) {
   auto keep = [&first_error](absl::Status status) {
     if (!status.ok() && first_error.ok()) first_error = std::move(status);
   };
+  // Cancelled before its turn (checked before and after its inputs are
+  // staged): reported so, never run. Called under control_mu.
+  auto cancelled_before_start = [&](const JobItem& item) -> std::optional<TaskReport> {
+    if (stop_signal == 0 && MarkerOf(item.cancel) == Marker::kNone) return std::nullopt;
+    TaskReport cancelled;
+    cancelled.attempt_id = item.attempt_id;
+    cancelled.outcome = TaskReport::Outcome::kCancelled;
+    cancelled.message = stop_signal != 0
+                            ? "cancelled before it started: its Slurm job was stopped"
+                            : "cancelled before it started";
+    cancelled.finished_ms = WallClockMs();
+    return cancelled;
+  };
   for (JobItem& item : items) {
     absl::StatusOr<TaskLaunch> launch = ReadLaunchFile(item.launch);
     if (!launch.ok()) {
@@ -232,30 +250,34 @@ absl::Status RunItems(std::vector<JobItem> items) {
       keep(probe);
       continue;
     }
+    std::optional<TaskReport> cancelled;
     {
       std::lock_guard lock(control_mu);
-      // Cancelled before its turn: reported so, never run.
-      if (stop_signal != 0 || MarkerOf(item.cancel) != Marker::kNone) {
-        TaskReport cancelled;
-        cancelled.attempt_id = attempt;
-        cancelled.outcome = TaskReport::Outcome::kCancelled;
-        cancelled.message = stop_signal != 0
-                                ? "cancelled before it started: its Slurm job was stopped"
-                                : "cancelled before it started";
-        cancelled.finished_ms = WallClockMs();
-        keep(WriteReportFile(item.report, cancelled));
-        continue;
+      cancelled = cancelled_before_start(item);
+    }
+    if (cancelled) {
+      keep(WriteReportFile(item.report, *cancelled));
+      continue;
+    }
+    {
+      std::lock_guard report_lock(mu);
+      node_side.emplace(*launch);
+      started_path = StrCat(item.report, ".started");
+      final_report.reset();
+    }
+    node_side->Prepare(*launch);  // no report comes before Launch
+    {
+      std::lock_guard lock(control_mu);
+      cancelled = cancelled_before_start(item);
+      if (!cancelled) {
+        current = &item;
+        (*pool)->Launch(std::move(*launch));
       }
-      {
-        std::lock_guard report_lock(mu);
-        started_path = StrCat(item.report, ".started");
-        final_report.reset();
-      }
-      current = &item;
-      (*pool)->Launch(std::move(*launch));
     }
     TaskReport report;
-    {
+    if (cancelled) {
+      report = std::move(*cancelled);
+    } else {
       std::unique_lock lock(mu);
       cv.wait(lock, [&] { return final_report.has_value(); });
       report = std::move(*final_report);
@@ -263,6 +285,11 @@ absl::Status RunItems(std::vector<JobItem> items) {
     {
       std::lock_guard lock(control_mu);
       current = nullptr;
+    }
+    node_side->Ended(report);
+    {
+      std::lock_guard lock(mu);
+      node_side.reset();
     }
     keep(WriteReportFile(item.report, report));
   }

@@ -65,8 +65,8 @@ absl::Status NodeTiers::Clear(const std::vector<NodeFolder>& recorded) {
       return absl::OkStatus();
     }();
     if (!cleared.ok()) {
-      return absl::FailedPreconditionError(StrCat("node tier at ", folder.root, ": cannot clear ",
-                                                  *key, ": ", cleared.message()));
+      return absl::FailedPreconditionError(
+          StrCat("node tier at ", folder.root, ": cannot clear ", *key, ": ", cleared.message()));
     }
   }
   return absl::OkStatus();
@@ -233,6 +233,12 @@ std::vector<NodeCopyReport> NodeTiers::Stage(TaskLaunch& launch) {
     }
   }
   return reports;
+}
+
+void NodeTiers::Adopt(const std::string& tier, const std::string& key,
+                      const std::string& content_hash, uint64_t bytes) {
+  std::lock_guard lock(mu_);
+  held_[StrCat(tier, "/", key)] = {content_hash, bytes};
 }
 
 void NodeTiers::Evict(const std::string& tier, const std::string& key) {

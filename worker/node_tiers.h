@@ -67,6 +67,11 @@ class NodeTiers {
   // task finds them through TIERFLOW_STREAM_<NAME>.
   std::vector<NodeCopyReport> Stage(TaskLaunch& launch);
 
+  // A copy of `key` on `tier` made by someone else (an earlier job on this
+  // node, worker/job_node_side.h): Stage uses it as is for that content.
+  void Adopt(const std::string& tier, const std::string& key, const std::string& content_hash,
+             uint64_t bytes);
+
   // The attempt ended: its streamed copies stop waiting for it.
   void Ended(int64_t attempt_id);
 
