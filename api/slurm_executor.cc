@@ -27,10 +27,10 @@
 #include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "common/strings.h"
-#include "scheduler/run_queries.h"
-#include "scheduler/store.h"
 #include "scheduler/lease_policy.h"
+#include "scheduler/run_queries.h"
 #include "scheduler/slurm_locality.h"
+#include "scheduler/store.h"
 #include "storage_adapters/tier_factory.h"
 #include "worker/exec_task.h"
 #include "worker/job_node_side.h"
@@ -159,10 +159,11 @@ class SlurmExecutor final : public Executor {
 
   void Launch(TaskLaunch launch) override {
     const int64_t attempt = launch.attempt_id;
-    absl::Status ready = UseRun(launch.run_id);
-    if (ready.ok()) {
-      ready = worker::WriteLaunchFile(worker::JobFiles::In(job_dir_, attempt).launch, launch);
-    }
+    // Only queued here: its launch file is written when its batch is
+    // submitted, on the executor's thread, so that a slow disk (an fsync
+    // per file) does not stretch the gaps between a turn's launches past
+    // the batch window.
+    const absl::Status ready = UseRun(launch.run_id);
     std::lock_guard lock(mu_);
     if (!ready.ok()) {
       outbox_.push_back(Final(attempt, Outcome::kFailed, std::string(ready.message())));
@@ -329,7 +330,7 @@ class SlurmExecutor final : public Executor {
   void Signal(int64_t attempt_id, const std::string& signal) {
     std::string handle;
     bool started = false;
-    std::optional<std::vector<std::string>> packed;  // the scancel for a packed job, if any
+    std::optional<std::vector<std::vector<std::string>>> packed;  // a packed job's scancels
     {
       std::lock_guard lock(mu_);
       for (Batch& batch : batches_) {
@@ -350,17 +351,28 @@ class SlurmExecutor final : public Executor {
       if (job->second.packed) packed = PackedSignal(attempt_id, handle, signal);
     }
     if (packed) {
-      if (!packed->empty()) RunCommand(*packed);
+      for (const std::vector<std::string>& command : *packed) RunCommand(command);
       return;
     }
     // A running job's exec-task gets the signal (TERM: cancel with the
     // task's grace; USR1: kill at once) and reports; a queued one is
     // cancelled by Slurm (CANCELLED, reported cancelled).
-    if (started) {
-      RunCommand({"scancel", "--batch", StrCat("--signal=", signal), handle});
-    } else {
-      RunCommand({"scancel", handle});
+    for (const std::vector<std::string>& command :
+         StopCommands(handle, started, StrCat("--signal=", signal))) {
+      RunCommand(command);
     }
+  }
+
+  // The scancels that stop job `handle` with `signal` to its exec-task.
+  // One not seen running yet may have started since the last look: Slurm
+  // cancels it if it is still queued, else its exec-task gets the signal
+  // (never the whole job's processes: a task killed behind exec-task's back
+  // would be reported failed, not cancelled).
+  static std::vector<std::vector<std::string>> StopCommands(const std::string& handle, bool running,
+                                                            const std::string& signal) {
+    if (running) return {{"scancel", "--batch", signal, handle}};
+    return {{"scancel", "--state=PENDING", handle},
+            {"scancel", "--batch", signal, "--state=RUNNING", handle}};
   }
 
   // One attempt of a packed job (several attempts to one handle): its
@@ -369,8 +381,8 @@ class SlurmExecutor final : public Executor {
   // cancelled by Slurm once every attempt of it is; until then the job
   // reads the marker when the item's turn comes. Returns the scancel to
   // run (none: nothing to send). Called with mu_ held.
-  std::vector<std::string> PackedSignal(int64_t attempt_id, const std::string& handle,
-                                        const std::string& signal) {
+  std::vector<std::vector<std::string>> PackedSignal(int64_t attempt_id, const std::string& handle,
+                                                     const std::string& signal) {
     bool running = false, all_cancelled = true;
     for (const auto& [attempt, job] : jobs_) {
       if (job.handle != handle) continue;
@@ -379,8 +391,8 @@ class SlurmExecutor final : public Executor {
     }
     const absl::Status marked = WriteText(worker::JobFiles::In(job_dir_, attempt_id).cancel,
                                           signal == "USR1" ? "kill\n" : "cancel\n");
-    if (!running && all_cancelled) return {"scancel", handle};
-    if (running || !marked.ok()) return {"scancel", "--batch", "--signal=USR2", handle};
+    if (!running && all_cancelled) return StopCommands(handle, false, "--signal=USR2");
+    if (running || !marked.ok()) return StopCommands(handle, true, "--signal=USR2");
     return {};
   }
 
@@ -531,7 +543,7 @@ class SlurmExecutor final : public Executor {
                             [&](const slurm::JobRecord& job) { return job.handle == id; });
       });
       if (jobs.empty() || Clock::now() >= give_up) break;
-      std::this_thread::sleep_for(options_.poll);
+      std::this_thread::sleep_for(options_.poll.min);
     }
     for (const std::string& id : jobs) RunCommand({"scancel", id});
   }
@@ -546,7 +558,14 @@ class SlurmExecutor final : public Executor {
     const bool array = attempts.size() > per_job;
     const std::string base = StrCat(job_dir_, "/batch-", attempts[0]);
     absl::Status written = absl::OkStatus();
-    if (attempts.size() > 1) written = WriteText(base + ".list", slurm::ListFile(attempts));
+    for (const TaskLaunch& launch : batch.launches) {
+      if (!written.ok()) break;
+      written =
+          worker::WriteLaunchFile(worker::JobFiles::In(job_dir_, launch.attempt_id).launch, launch);
+    }
+    if (written.ok() && attempts.size() > 1) {
+      written = WriteText(base + ".list", slurm::ListFile(attempts));
+    }
     if (written.ok()) {
       written = WriteText(base + ".sh", slurm::JobScript(options_.tierflow, job_dir_, attempts,
                                                          base + ".list", per_job));
@@ -588,8 +607,11 @@ class SlurmExecutor final : public Executor {
       for (int64_t attempt : attempts) {
         Job& job = jobs_[attempt];
         if (!job.cancel_requested) continue;
-        cancels.insert(packed ? PackedSignal(attempt, job.handle, "TERM")
-                              : std::vector<std::string>{"scancel", job.handle});
+        for (std::vector<std::string>& command :
+             packed ? PackedSignal(attempt, job.handle, "TERM")
+                    : StopCommands(job.handle, false, "--signal=TERM")) {
+          cancels.insert(std::move(command));
+        }
       }
     }
     for (const std::vector<std::string>& command : cancels) {

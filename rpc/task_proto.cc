@@ -157,6 +157,7 @@ void ToProto(const TaskReport& report, v1::TaskReport* out) {
   out->set_write_bytes(report.write_bytes);
   out->set_checkpoint_node_dir(report.checkpoint_node_dir);
   out->set_checkpoint_node_error(report.checkpoint_node_error);
+  out->set_worker(report.worker);
   for (const NodeCopyReport& copy : report.node_copies) {
     v1::NodeCopy* o = out->add_node_copies();
     o->set_tier(copy.tier);
@@ -209,6 +210,7 @@ TaskReport FromProto(const v1::TaskReport& in) {
   report.write_bytes = in.write_bytes();
   report.checkpoint_node_dir = in.checkpoint_node_dir();
   report.checkpoint_node_error = in.checkpoint_node_error();
+  report.worker = in.worker();
   for (const v1::NodeCopy& o : in.node_copies()) {
     report.node_copies.push_back(
         {o.tier(), o.key(), o.path(), o.bytes(), o.reused(), o.elapsed_ms(), o.error()});

@@ -119,9 +119,8 @@ std::string BatchKey(const TaskLaunch& launch, const std::string& node) {
 }
 
 SbatchPlan SbatchArgs(const TaskLaunch& first, const std::vector<int64_t>& attempts,
-                      const SubmitOptions& options, const std::string& log,
-                      const Packing& packing, const std::string& nodelist,
-                      const std::string& nodelist_reason) {
+                      const SubmitOptions& options, const std::string& log, const Packing& packing,
+                      const std::string& nodelist, const std::string& nodelist_reason) {
   const size_t per_job = std::max<uint32_t>(packing.items_per_job, 1);
   const size_t jobs = (attempts.size() + per_job - 1) / per_job;
   const size_t items = std::min(per_job, attempts.size());  // what one job runs

@@ -59,7 +59,7 @@ TEST(SlurmLocality, SbatchAsksForTheNodeWithItsReason) {
   TaskLaunch task = Reader({"a"});
   task.run_id = "r1";
   SbatchPlan plan =
-      SbatchArgs(task, {7}, SubmitOptions(), "/j/job-%j.out", "n2", "--nodelist=n2: because");
+      SbatchArgs(task, {7}, SubmitOptions(), "/j/job-%j.out", {}, "n2", "--nodelist=n2: because");
   EXPECT_THAT(plan.args, ::testing::Contains("--nodelist=n2"));
   EXPECT_THAT(plan.reasons, ::testing::Contains("--nodelist=n2: because"));
   EXPECT_THAT(SbatchArgs(task, {7}, SubmitOptions(), "/j/o").args,

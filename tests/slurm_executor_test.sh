@@ -283,8 +283,9 @@ scontrol update nodename=n2 state=resume
   -eq "$on_n2" ] || fail "reruns: $(sql . "SELECT id, task_id, number, state, worker FROM attempts")"
 say "f. n2 down: $on_n2 attempts lost (NODE_FAIL), rerun on n1, in $(elapsed "$t0")s"
 # g. examples/digits end to end: its tiers' roots moved into the test's
-# folder (as tests/digits_run.sh does), every stage a Slurm job, its four
-# ingest items one array; train's checkpoints flushed, the published
+# folder (as tests/digits_run.sh does) plus a shared scratch tier, every
+# stage a Slurm job, its four ingest items one array; train's checkpoints
+# relayed from its node and flushed, the published
 # metrics' test accuracy >= 0.9.
 t0=$EPOCHREALTIME
 mkdir -p "$dir/g"
@@ -293,6 +294,18 @@ awk '/^  [a-z][a-z0-9_-]*:$/ { tier = substr($1, 1, length($1) - 1) }
      /^    root:/ { print "    root: " tier; next } { print }' \
   "$root/examples/digits/tiers.yaml" >tiers.yaml
 [ "$(grep -c '^    root: ' tiers.yaml)" = 4 ] || fail "expected 4 tiers in $dir/g/tiers.yaml"
+# A Slurm site's shared scratch (a parallel file system: every node reaches
+# it, nothing is kept safe there): on Slurm the node tiers are each node's
+# own, so train writes its checkpoints on its node and each committed one is
+# relayed to scratch, then flushed to bulk and recorded.
+cat >>tiers.yaml <<'YAML'
+  scratch:
+    adapter: posix
+    root: scratch
+    scope: cluster
+    durability: node
+    profile: {seq_read_mb_s: 1000, seq_write_mb_s: 800, rand_read_iops: 20000, latency_us: 500}
+YAML
 "$tierflow" run "$root/examples/digits/pipeline.yaml" --tiers tiers.yaml --db .tierflow/tierflow.db \
   --executor slurm --slurm-poll 0.2s,1s --progress plain >run.out 2>&1 || fail "digits on slurm: $(tail -20 run.out)"
 [ "$(sql . "SELECT count(*) FROM tasks WHERE state != 'succeeded'")" -eq 0 ] ||

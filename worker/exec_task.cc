@@ -233,9 +233,8 @@ absl::Status RunItems(std::vector<JobItem> items) {
     TaskReport cancelled;
     cancelled.attempt_id = item.attempt_id;
     cancelled.outcome = TaskReport::Outcome::kCancelled;
-    cancelled.message = stop_signal != 0
-                            ? "cancelled before it started: its Slurm job was stopped"
-                            : "cancelled before it started";
+    cancelled.message = stop_signal != 0 ? "cancelled before it started: its Slurm job was stopped"
+                                         : "cancelled before it started";
     cancelled.finished_ms = WallClockMs();
     return cancelled;
   };
