@@ -707,6 +707,9 @@ absl::Status Engine::Impl::RecordAttemptEnd(uint32_t t, TaskReport& report, int6
     end.io_wait_ms = report.io_wait_ms;
     end.read_bytes = static_cast<int64_t>(report.read_bytes);
     end.write_bytes = static_cast<int64_t>(report.write_bytes);
+    if (report.started_ms > 0 && report.finished_ms >= report.started_ms) {
+      end.ran_ms = report.finished_ms - report.started_ms;
+    }
   }
   return writer().FinishAttempt(end);
 }

@@ -43,7 +43,7 @@ absl::Status RunWriter::Prepare(const std::string& run_id) {
                              "signal = ?, message = ?, log_bytes = ?, pid = coalesce(?, pid), "
                              "worker = coalesce(?, worker), data_wait_ms = ?, io_wait_ms = ?, "
                              "read_bytes = ?, write_bytes = ?, "
-                             "worker_id = coalesce(?14, worker_id) WHERE id = ?13"));
+                             "worker_id = coalesce(?14, worker_id), ran_ms = ?15 WHERE id = ?13"));
   TF_RETURN_IF_ERROR(prepare(attempt_started_,
                              "UPDATE attempts SET pid = ?, worker = coalesce(?, worker), "
                              "input_wait_ms = coalesce(input_wait_ms, 0) + ?, "
@@ -290,6 +290,7 @@ absl::Status RunWriter::FinishAttempt(const AttemptEnd& end) {
       .Bind(13, end.attempt_id);
   finish_attempt_->Bind(8, OrNull(end.worker));
   finish_attempt_->Bind(14, OrNull(end.worker_id));
+  finish_attempt_->Bind(15, end.ran_ms);
   return finish_attempt_->Run();
 }
 

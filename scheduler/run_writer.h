@@ -53,6 +53,8 @@ struct AttemptEnd {
   std::string worker_id;  // "": keep the recorded one
   // What the command did on data; unset when nothing ran or it never said.
   std::optional<int64_t> data_wait_ms, io_wait_ms, read_bytes, write_bytes;
+  // How long the command ran, by its executor's clock (attempts.ran_ms).
+  std::optional<int64_t> ran_ms;
 };
 
 // A copy of an artifact on a tier (artifact_copies).

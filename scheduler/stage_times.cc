@@ -16,7 +16,8 @@ absl::StatusOr<std::map<std::string, Duration>> MedianStageTimes(Database& db,
   TF_ASSIGN_OR_RETURN(
       Statement times,
       db.Prepare(
-          StrCat("SELECT t.stage, a.finished_at - a.started_at FROM attempts a JOIN tasks t "
+          StrCat("SELECT t.stage, coalesce(a.ran_ms, a.finished_at - a.started_at) FROM attempts a "
+                 "JOIN tasks t "
                  "ON t.run_id = a.run_id AND t.id = a.task_id "
                  "WHERE a.run_id IN (SELECT id FROM runs WHERE pipeline_name = ? AND id != ? "
                  "ORDER BY created_at DESC LIMIT ",

@@ -20,8 +20,9 @@ namespace tierflow::scheduler {
 // say more of the next run than old ones, and the query stays bounded.
 inline constexpr int kStageTimeRuns = 10;
 
-// Stage name → the median time (finished_at - started_at, as the attempts
-// table records it) of the stage's succeeded attempts that ran (not reused
+// Stage name → the median run time (attempts.ran_ms: the command's own,
+// as its executor measured it; else finished_at - started_at, which on
+// Slurm includes the queueing) of the stage's succeeded attempts that ran (not reused
 // from the cache) in the kStageTimeRuns newest runs of pipelines named
 // `pipeline`, the run `run_id` itself left out. A stage with no such
 // attempt is absent.

@@ -67,6 +67,21 @@ TEST_F(StageTimesTest, MedianOfEarlierSucceededAttemptsThatRan) {
   EXPECT_EQ(medians->at("publish"), std::chrono::seconds(10));
 }
 
+// On Slurm the recorded start and end include the job's queueing: the
+// command's own run time, where its executor measured it, counts instead.
+TEST_F(StageTimesTest, PrefersTheRunTimeTheExecutorMeasured) {
+  AddTrainAttempt(2, "succeeded", 60000, false);  // a minute from dispatch to end
+  AddTrainAttempt(3, "succeeded", 60000, false);
+  AddTrainAttempt(4, "succeeded", 60000, false);
+  ASSERT_TRUE(db_->Execute("UPDATE attempts SET ran_ms = 50 WHERE run_id = 'quickstart-3f9a1c' "
+                           "AND task_id = 'train' AND number >= 2")
+                  .ok());
+  auto medians = MedianStageTimes(*db_, "quickstart", "quickstart-c0ffee");
+  ASSERT_TRUE(medians.ok()) << medians.status();
+  // 50 ms, 50 ms, 50 ms, 10 s, 30 s: not a minute.
+  EXPECT_EQ(medians->at("train"), std::chrono::milliseconds(50));
+}
+
 TEST_F(StageTimesTest, LeavesOutTheRunItselfAndOtherPipelines) {
   auto medians = MedianStageTimes(*db_, "quickstart", "quickstart-3f9a1c");
   ASSERT_TRUE(medians.ok()) << medians.status();

@@ -289,6 +289,14 @@ ALTER TABLE runs ADD COLUMN executor TEXT;  -- NULL: the local pool, or a server
     R"sql(
 ALTER TABLE runs ADD COLUMN executor_options TEXT;  -- NULL: none recorded (schema 11's runs)
 )sql",
+    // 13: how long the command ran, as its executor measured it (the
+    // report's own start and end): started_at and finished_at are when the
+    // engine recorded them, which on Slurm includes the job's queueing and
+    // the polling. The Slurm packing rule sizes jobs by it
+    // (scheduler/stage_times.h).
+    R"sql(
+ALTER TABLE attempts ADD COLUMN ran_ms INTEGER;  -- NULL: nothing ran, or not measured
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -234,11 +234,16 @@ INSERT INTO runs(id, pipeline_id, pipeline_name, file, working_dir, params_json,
   }
   auto db = OpenStore(path);
   ASSERT_TRUE(db.ok()) << db.status();
-  EXPECT_EQ(QueryText(**db, "PRAGMA user_version"), "12");
+  EXPECT_EQ(QueryText(**db, "PRAGMA user_version"), std::to_string(kSchemaVersion));
   EXPECT_EQ(QueryText(**db,
                       "SELECT executor || ' ' || coalesce(executor_options, 'NULL') FROM runs "
                       "WHERE id = 'p-1'"),
             "slurm NULL");
+  // 13: the command's own run time, unknown for attempts recorded before.
+  EXPECT_EQ(QueryText(**db,
+                      "SELECT count(*) FROM pragma_table_info('attempts') "
+                      "WHERE name = 'ran_ms'"),
+            "1");
   db->reset();
   std::filesystem::remove_all(dir);
 }
