@@ -75,7 +75,7 @@ TEST(PlacementRecord, AStoreOfSchema8MigratesAndItsRunHasNoRecordedDecisions) {
   ASSERT_TRUE(opened.ok()) << opened.status();
   Database& db = **opened;
   EXPECT_EQ(CountOrFail(db, "PRAGMA user_version"), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 12);
+  EXPECT_EQ(kSchemaVersion, 13);
   // What the old binary wrote, row for row.
   const std::string run = "quickstart-dc349c";
   EXPECT_EQ(CountOrFail(db,
@@ -95,6 +95,7 @@ TEST(PlacementRecord, AStoreOfSchema8MigratesAndItsRunHasNoRecordedDecisions) {
   EXPECT_EQ(CountOrFail(db, "SELECT count(*) FROM attempts WHERE handle IS NULL"), 9);
   EXPECT_EQ(CountOrFail(db, "SELECT count(*) FROM runs WHERE executor IS NULL"), 1);
   EXPECT_EQ(CountOrFail(db, "SELECT count(*) FROM runs WHERE executor_options IS NULL"), 1);
+  EXPECT_EQ(CountOrFail(db, "SELECT count(*) FROM attempts WHERE ran_ms IS NULL"), 9);
   for (const char* task : {"train", "ingest[0]", "publish", "no-such-task"}) {
     absl::StatusOr<std::optional<RecordedTaskPlacement>> loaded = LoadTaskPlacement(db, run, task);
     ASSERT_TRUE(loaded.ok()) << loaded.status();
