@@ -16,50 +16,17 @@
 # bounded and fails the test when it runs out.
 #
 # Usage: slurm_cluster_test.sh
-set -euo pipefail
-started=$EPOCHREALTIME
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-slurm_sh=$root/scripts/slurm.sh
-limit=30  # seconds for any one wait; each takes a few seconds at most
+test_name=slurm_cluster_test
+limit=30 # seconds for any one wait; each takes a few seconds at most
+source "$(dirname "${BASH_SOURCE[0]}")/slurm_test_lib.sh"
 
-say() { echo "slurm_cluster_test: $*" >&2; }
-fail() {
-  say "FAIL: $*"
-  exit 1
-}
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+require_root
 
-if [ "$(id -u)" -ne 0 ]; then
-  say "SKIPPED: NOT RUN: needs root (slurmd runs jobs as their submitter, munged as user munge);"
-  say "SKIPPED: run as root (CI does), e.g. sudo ctest -L slurm"
-  exit 77
-fi
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/tierflow-slurm.XXXXXX")
-cleanup() {
-  local rc=$?
-  bash "$slurm_sh" stop "$dir" || rc=1
-  if [ $rc -eq 0 ]; then rm -rf "$dir"; else say "files kept in $dir"; fi
-  say "took $(elapsed "$started")s"
-  exit $rc
-}
-trap cleanup EXIT
-
-bash "$slurm_sh" start "$dir" >/dev/null || fail "slurm.sh start"
-eval "$(bash "$slurm_sh" env "$dir")"
+start_cluster slurm .
 [ "$SLURM_CONF" = "$dir/slurm.conf" ] || fail "slurm.sh env: SLURM_CONF=$SLURM_CONF"
 mkdir -p "$dir/out"
 cd "$dir/out"
 
-# Polls CONDITION (a command) every 0.1 s; fails the test after $limit s.
-wait_for() {
-  local what=$1 deadline=$((SECONDS + limit))
-  shift
-  until "$@"; do
-    [ $SECONDS -lt $deadline ] || fail "$what: not after ${limit}s; squeue: $(squeue 2>&1); sinfo: $(sinfo -N 2>&1)"
-    sleep 0.1
-  done
-}
 gone() { [ -z "$(squeue -h -j "$1" -o %i)" ]; }
 state_is() { [ "$(squeue -h -j "$1" -o %T)" = "$2" ]; }
 node_state_is() { [ "$(sinfo -h -n "$1" -N -o %t)" = "$2" ]; }

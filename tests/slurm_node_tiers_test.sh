@@ -17,38 +17,14 @@
 # Needs root (slurmd runs jobs as their submitter): exits 77 otherwise.
 #
 # Usage: slurm_node_tiers_test.sh TIERFLOW_BINARY
-set -euo pipefail
-started=$EPOCHREALTIME
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tierflow=$(realpath "$1")
-slurm_sh=$root/scripts/slurm.sh
+test_name=slurm_node_tiers_test
 limit=30 # seconds for any one wait
+source "$(dirname "${BASH_SOURCE[0]}")/slurm_test_lib.sh"
+tierflow=$(realpath "$1")
 
-say() { echo "slurm_node_tiers_test: $*" >&2; }
-fail() {
-  say "FAIL: $*"
-  exit 1
-}
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+require_root
 
-if [ "$(id -u)" -ne 0 ]; then
-  say "SKIPPED: NOT RUN: needs root (slurmd runs jobs as their submitter, munged as user munge)"
-  exit 77
-fi
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/tierflow-slurm-node.XXXXXX")
-chmod 755 "$dir"
-cleanup() {
-  local rc=$?
-  bash "$slurm_sh" stop "$dir/cluster" || rc=1
-  if [ $rc -eq 0 ]; then rm -rf "$dir"; else say "files kept in $dir"; fi
-  say "took $(elapsed "$started")s"
-  exit $rc
-}
-trap cleanup EXIT
-
-bash "$slurm_sh" start "$dir/cluster" >/dev/null || fail "slurm.sh start"
-eval "$(bash "$slurm_sh" env "$dir/cluster")"
+start_cluster slurm-node
 nodes=$dir/cluster/nodes
 sql() { sqlite3 "$dir/.tierflow/tierflow.db" "$1"; }
 

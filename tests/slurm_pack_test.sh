@@ -19,56 +19,14 @@
 # otherwise. Every wait is bounded and fails the test when it runs out.
 #
 # Usage: slurm_pack_test.sh TIERFLOW_BINARY
-set -euo pipefail
-started=$EPOCHREALTIME
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+test_name=slurm_pack_test
+source "$(dirname "${BASH_SOURCE[0]}")/slurm_test_lib.sh"
 tierflow=$(realpath "$1")
-slurm_sh=$root/scripts/slurm.sh
-limit=60 # seconds for any one wait
 
-say() { echo "slurm_pack_test: $*" >&2; }
-fail() {
-  say "FAIL: $*"
-  exit 1
-}
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+require_root
 
-if [ "$(id -u)" -ne 0 ]; then
-  say "SKIPPED: NOT RUN: needs root (slurmd runs jobs as their submitter, munged as user munge);"
-  say "SKIPPED: run as root (CI does), e.g. sudo ctest -L slurm"
-  exit 77
-fi
+start_cluster slurm-pack
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/tierflow-slurm-pack.XXXXXX")
-chmod 755 "$dir"
-background=()
-cleanup() {
-  local rc=$?
-  for pid in "${background[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  bash "$slurm_sh" stop "$dir/cluster" || rc=1
-  if [ $rc -eq 0 ]; then rm -rf "$dir"; else say "files kept in $dir"; fi
-  say "took $(elapsed "$started")s"
-  exit $rc
-}
-trap cleanup EXIT
-
-bash "$slurm_sh" start "$dir/cluster" >/dev/null || fail "slurm.sh start"
-eval "$(bash "$slurm_sh" env "$dir/cluster")"
-ctld_log=$dir/cluster/log/slurmctld.log
-
-# Polls CONDITION (a command) every 0.1 s; fails the test after $limit s.
-wait_for() {
-  local what=$1 deadline=$((SECONDS + limit))
-  shift
-  until "$@"; do
-    [ $SECONDS -lt $deadline ] || fail "$what: not after ${limit}s; squeue: $(squeue 2>&1)"
-    sleep 0.1
-  done
-}
-sql() { sqlite3 "$1/.tierflow/tierflow.db" "$2"; }
-submissions() { grep -c _slurm_rpc_submit_batch_job "$ctld_log" || true; }
-run_id() { sql "$1" "SELECT id FROM runs ORDER BY rowid DESC LIMIT 1"; }
-no_job_of() { [ -z "$(squeue --noheader --name="tierflow-$1" --format=%i)" ]; }
 # "HANDLE COUNT" per distinct handle of the run's attempts, by handle.
 per_handle() { sql "$1" "SELECT handle || ' ' || count(*) FROM attempts GROUP BY handle ORDER BY handle"; }
 
