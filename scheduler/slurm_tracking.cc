@@ -82,11 +82,19 @@ absl::StatusOr<PollOptions> ParsePollOptions(std::string_view text) {
     return absl::InvalidArgumentError(
         StrCat("--slurm-poll '", text, "': expected MIN or MIN,MAX, e.g. 2s,1m"));
   }
+  auto duration = [text](std::string_view part) -> absl::StatusOr<Duration> {
+    absl::StatusOr<Duration> parsed = ParseDuration(part);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          StrCat("--slurm-poll '", text, "': ", parsed.status().message()));
+    }
+    return parsed;
+  };
   PollOptions options;
-  TF_ASSIGN_OR_RETURN(options.min, ParseDuration(parts[0]));
+  TF_ASSIGN_OR_RETURN(options.min, duration(parts[0]));
   options.max = std::max(options.min, PollOptions().max);
   if (parts.size() == 2) {
-    TF_ASSIGN_OR_RETURN(options.max, ParseDuration(parts[1]));
+    TF_ASSIGN_OR_RETURN(options.max, duration(parts[1]));
   }
   if (options.min.count() <= 0 || options.max < options.min) {
     return absl::InvalidArgumentError(

@@ -52,7 +52,8 @@ TEST(SlurmTrackingTest, TracksWithSacctOnlyWhereAccountingIsOn) {
       true);
   EXPECT_TRUE(on.sacct);
   EXPECT_THAT(on.reason, HasSubstr("accounting_storage/slurmdbd"));
-  EXPECT_FALSE(TrackWithSacct("AccountingStorageType = accounting_storage/slurmdbd\n", false).sacct);
+  EXPECT_FALSE(
+      TrackWithSacct("AccountingStorageType = accounting_storage/slurmdbd\n", false).sacct);
   EXPECT_FALSE(TrackWithSacct("JobCompType = jobcomp/none\n", true).sacct);
 }
 
@@ -101,7 +102,8 @@ TEST(SlurmTrackingTest, ParsesPollOptions) {
   EXPECT_THAT(std::string(ParsePollOptions("2s,1s").status().message()),
               HasSubstr("MAX at least MIN"));
   EXPECT_THAT(std::string(ParsePollOptions("0s").status().message()), HasSubstr("above 0"));
-  EXPECT_FALSE(ParsePollOptions("soon").ok());
+  EXPECT_THAT(std::string(ParsePollOptions("soon").status().message()),
+              HasSubstr("--slurm-poll 'soon': invalid duration"));
 }
 
 TEST(SlurmTrackingTest, SubmitOptionsRoundTripThroughTheirRecordedJson) {
