@@ -82,6 +82,15 @@ pid_of() {
 
 running() { pid_of "$1" >/dev/null; }
 
+# The process this start launched as NAME is still alive. While starting,
+# not `running`: between fork and exec a daemon's command line is still
+# this script's, which does not name DIR/ (a start then failed at random,
+# under load).
+launched_alive() {
+  local pid
+  pid=$(cat "$dir/pids/$1.pid" 2>/dev/null) && [ -n "$pid" ] && alive "$pid"
+}
+
 port_of() { sed -n "s/^$1=//p" "$dir/ports" 2>/dev/null | tail -n 1; }
 
 cluster_name() { echo "tf$(printf %s "$dir" | md5sum | cut -c1-12)"; }
@@ -193,7 +202,7 @@ launch_munged() {
   # slurmctld cannot authenticate anything before munged answers.
   local deadline=$((SECONDS + start_timeout))
   until [ -S "$dir/munge/munge.socket.2" ]; do
-    running munged || return 1
+    launched_alive munged || return 1
     [ $SECONDS -lt $deadline ] || return 1
     sleep 0.02
   done
@@ -231,7 +240,7 @@ wait_ready() {
   local check=$1 deadline=$((SECONDS + start_timeout)) name
   until $check; do
     for name in "${daemons[@]}"; do
-      if ! running "$name"; then
+      if ! launched_alive "$name"; then
         log "$name exited"
         return 1
       fi
