@@ -119,15 +119,10 @@ touch gates/y.open gates/z.open
 wait "$engine" || fail "resume: $(tail -20 resume.out)"
 [ "$(sql . "SELECT count(*) FROM tasks WHERE state = 'succeeded'")" -eq 4 ] ||
   fail "tasks after resume: $(sql . "SELECT id, state, message FROM tasks")"
-bad=$(sql . "SELECT task_id, count(*) FROM attempts WHERE state = 'succeeded'
-             GROUP BY task_id HAVING count(*) != 1")
-[ -z "$bad" ] || fail "tasks without exactly one succeeded attempt: $bad"
+one_success_each .
 [ "$(sql . "SELECT count(*) FROM attempts")" -eq 4 ] ||
   fail "attempts: $(sql . "SELECT id, task_id, state, handle FROM attempts")"
-log=.tierflow/runs/$run/slurm/submissions.log
-[ "$(cut -d' ' -f1 "$log" | sort | uniq -d)" = "" ] || fail "an attempt submitted twice: $(cat "$log")"
-[ "$(sort "$log")" = "$(sql . "SELECT id || ' ' || handle FROM attempts ORDER BY id" | sort)" ] ||
-  fail "submissions $(cat "$log") differ from attempts $(sql . "SELECT id, handle FROM attempts")"
+no_double_submission . "$run"
 say "b. kill -9 and resume: re-attached, nothing submitted twice, in $(elapsed "$t0")s"
 
 # c. cancel.

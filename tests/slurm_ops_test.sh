@@ -25,18 +25,6 @@ require_root
 
 start_cluster slurm-ops
 
-one_success_each() {
-  local bad
-  bad=$(sql "$1" "SELECT t.id, count(a.id) FROM tasks t LEFT JOIN attempts a ON a.run_id = t.run_id
-                  AND a.task_id = t.id AND a.state = 'succeeded' GROUP BY t.id HAVING count(a.id) != 1")
-  [ -z "$bad" ] || fail "tasks without exactly one succeeded attempt: $bad"
-}
-no_double_submission() { # DIR RUN
-  local log=$1/.tierflow/runs/$2/slurm/submissions.log
-  [ "$(cut -d' ' -f1 "$log" | sort | uniq -d)" = "" ] || fail "an attempt submitted twice: $(cat "$log")"
-  [ "$(sort "$log")" = "$(sql "$1" "SELECT id || ' ' || handle FROM attempts ORDER BY id" | sort)" ] ||
-    fail "submissions $(cat "$log") differ from attempts $(sql "$1" "SELECT id, handle FROM attempts")"
-}
 # A foreach of gated items, then a task gathering them.
 gated_pipeline() { # NAME GATES
   cat <<EOF

@@ -14,6 +14,7 @@
 #   wait_for WHAT CMD... polls CMD every 0.1 s; fails after $limit s
 #   sql DIR QUERY        the store DIR/.tierflow/tierflow.db
 #   run_id DIR, no_job_of RUN, submissions (sbatch calls slurmctld took)
+#   one_success_each DIR, no_double_submission DIR RUN
 #
 # Every wait is bounded and fails the test when it runs out; the test
 # prints its time when it ends.
@@ -72,3 +73,18 @@ sql() { sqlite3 -cmd ".timeout 5000" "$1/.tierflow/tierflow.db" "$2"; }
 run_id() { sql "$1" "SELECT id FROM runs ORDER BY rowid DESC LIMIT 1"; }
 no_job_of() { [ -z "$(squeue --noheader --name="tierflow-$1" --format=%i)" ]; }
 submissions() { grep -c _slurm_rpc_submit_batch_job "$ctld_log" || true; }
+# Every task of the store in DIR has exactly one succeeded attempt.
+one_success_each() {
+  local bad
+  bad=$(sql "$1" "SELECT t.id, count(a.id) FROM tasks t LEFT JOIN attempts a ON a.run_id = t.run_id
+                  AND a.task_id = t.id AND a.state = 'succeeded' GROUP BY t.id HAVING count(a.id) != 1")
+  [ -z "$bad" ] || fail "tasks without exactly one succeeded attempt: $bad"
+}
+# No attempt of RUN went to sbatch twice, and every attempt went with the
+# handle recorded for it (the executor's submissions.log against the store).
+no_double_submission() { # DIR RUN
+  local log=$1/.tierflow/runs/$2/slurm/submissions.log
+  [ "$(cut -d' ' -f1 "$log" | sort | uniq -d)" = "" ] || fail "an attempt submitted twice: $(cat "$log")"
+  [ "$(sort "$log")" = "$(sql "$1" "SELECT id || ' ' || handle FROM attempts ORDER BY id" | sort)" ] ||
+    fail "submissions $(cat "$log") differ from attempts $(sql "$1" "SELECT id, handle FROM attempts")"
+}
