@@ -41,11 +41,11 @@ std::optional<AccessPattern> ParseAccessPattern(std::string_view name);
 struct IoProfile {
   AccessPattern read = AccessPattern::kNone;
   AccessPattern write = AccessPattern::kNone;
-  uint64_t block_size = 0;   // typical size of one read or write
-  uint64_t read_bytes = 0;   // expected bytes read per task, per pass
-  uint64_t write_bytes = 0;  // expected bytes written per task
-  uint32_t read_passes = 1;  // times the inputs are read (training epochs)
-  uint32_t streams = 1;      // concurrent I/O streams per task
+  uint64_t block_size = 0;                    // typical size of one read or write
+  uint64_t read_bytes = 0;                    // expected bytes read per task, per pass
+  uint64_t write_bytes = 0;                   // expected bytes written per task
+  uint32_t read_passes = 1;                   // times the inputs are read (training epochs)
+  uint32_t streams = 1;                       // concurrent I/O streams per task
   Durability durability = Durability::kNode;  // what the outputs need
   bool operator==(const IoProfile&) const = default;
 };
@@ -80,19 +80,25 @@ struct Command {
 };
 
 // `inputs: {name: stage.output}`: a task's input is the output of another
-// stage. A reference to a foreach stage's output gathers all of its items.
+// stage. A reference to a foreach stage's output gathers all of its items,
+// unless the reader is mapped over them (`each`).
 struct InputRef {
-  std::string name;    // becomes TIERFLOW_INPUT_<NAME>
-  std::string stage;   // producing stage
-  std::string output;  // output name on that stage
-  bool stream = false; // consumer may start before the whole input is staged
+  std::string name;     // becomes TIERFLOW_INPUT_<NAME>
+  std::string stage;    // producing stage
+  std::string output;   // output name on that stage
+  bool stream = false;  // consumer may start before the whole input is staged
+  // Item-wise: the consumer is mapped over the producer's items (`foreach:
+  // {over: STAGE}`, or `each: true`) and each of its tasks reads only the
+  // producer task with its own item. False: a gather of every item when the
+  // producer is a foreach stage (docs/pipeline-format.md "Fan-out").
+  bool each = false;
   Location location;
 };
 
 struct OutputSpec {
-  std::string name;                       // becomes TIERFLOW_OUTPUT_<NAME>
-  uint64_t size_hint = 0;                 // expected bytes per task, 0 unknown
-  std::optional<Durability> durability;   // overrides the stage's io.durability
+  std::string name;                      // becomes TIERFLOW_OUTPUT_<NAME>
+  uint64_t size_hint = 0;                // expected bytes per task, 0 unknown
+  std::optional<Durability> durability;  // overrides the stage's io.durability
   Location location;
 };
 
@@ -126,6 +132,25 @@ struct CheckpointSpec {
   std::string tier;   // durable tier to flush to; empty = placement decides
 };
 
+// `foreach: {from: STAGE.OUTPUT, format: lines|json}`: the items are read
+// at run time from the list a task of STAGE wrote (dynamic fan-out).
+enum class ItemListFormat { kLines, kJson };
+
+struct DynamicItems {
+  std::string stage;
+  std::string output;
+  ItemListFormat format = ItemListFormat::kLines;
+  Location location;
+};
+
+// Which params a stage sees (as TIERFLOW_PARAM_<NAME> and templates) and is
+// keyed by in the task cache (docs/pipeline-format.md "Params").
+enum class ParamScope {
+  kReferenced,  // no `params:` key: those its run and env reference
+  kDeclared,    // `params: [a, b]`: those, plus the referenced ones
+  kAll,         // `params: all`: every param of the pipeline
+};
+
 struct Stage {
   std::string name;
   Location location;  // of the stage's key under `stages:`
@@ -139,8 +164,19 @@ struct Stage {
   Resources resources;
   RetryPolicy retries;
   std::optional<Duration> timeout;
-  // Static fan-out: one task per item; absent means a single task.
+  // Fan-out: one task per item; absent means a single task. Static items
+  // are known when the pipeline loads; a dynamic stage's are set when it is
+  // expanded at run time (Dynamic()).
   std::optional<std::vector<std::string>> foreach;
+  // `foreach: {over: STAGE}`: item-wise map over that foreach stage's items
+  // (its inputs from STAGE are `each`); "" when not mapped.
+  std::string foreach_over;
+  // `foreach: {from: ...}`: dynamic fan-out over an upstream task's list.
+  std::optional<DynamicItems> foreach_from;
+  // The params it sees and is keyed by, by name, in the pipeline's order
+  // (resolved by the loader from `scope`, its run, env and `params:`).
+  ParamScope param_scope = ParamScope::kReferenced;
+  std::vector<std::string> params;
   bool cache = true;
   std::string tier;  // explicit placement override, empty = placement decides
   CheckpointSpec checkpoints;
@@ -150,7 +186,12 @@ struct Stage {
   // Stages this one depends on: `needs` plus the stages its inputs name,
   // without duplicates, in first-mention order.
   std::vector<std::string> Dependencies() const;
-  size_t TaskCount() const { return foreach ? foreach->size() : 1; }
+  size_t TaskCount() const { return foreach ? foreach->size() : (dynamic ? 0 : 1); }
+  // A fan-out whose items are known at run time only: `foreach: {from:}`,
+  // or a map over such a stage. Its `foreach` is set once expanded.
+  bool Dynamic() const { return dynamic; }
+  bool IsForeach() const { return foreach.has_value() || dynamic; }
+  bool dynamic = false;  // set by the loader; see Dynamic()
 };
 
 struct Pipeline {
