@@ -36,16 +36,26 @@ MachineFacts Machine(unsigned cores, uint64_t memory) {
   return machine;
 }
 
+BudgetFlags Flags(int slots, double cpus = 0, uint64_t memory = 0,
+                  std::optional<uint32_t> gpus = std::nullopt) {
+  BudgetFlags flags;
+  flags.slots = slots;
+  flags.cpus = cpus;
+  flags.memory = memory;
+  flags.gpus = gpus;
+  return flags;
+}
+
 TEST(LocalBudgetTest, CpusAreTheLargerOfCoresAndSlots) {
-  EXPECT_EQ(MakeLocalBudget(Machine(4, kGiB), {.slots = 16}).cpus, 16);
-  EXPECT_EQ(MakeLocalBudget(Machine(4, kGiB), {.slots = 2}).cpus, 4);
+  EXPECT_EQ(MakeLocalBudget(Machine(4, kGiB), Flags(16)).cpus, 16);
+  EXPECT_EQ(MakeLocalBudget(Machine(4, kGiB), Flags(2)).cpus, 4);
   EXPECT_EQ(MakeLocalBudget(Machine(4, kGiB), {}).cpus, 4);
-  EXPECT_EQ(MakeLocalBudget(Machine(4, kGiB), {.slots = 16, .cpus = 2}).cpus, 2);
+  EXPECT_EQ(MakeLocalBudget(Machine(4, kGiB), Flags(16, 2)).cpus, 2);
 }
 
 TEST(LocalBudgetTest, MemoryIsTheRamUnlessGiven) {
   EXPECT_EQ(MakeLocalBudget(Machine(4, 8 * kGiB), {}).memory, 8 * kGiB);
-  EXPECT_EQ(MakeLocalBudget(Machine(4, 8 * kGiB), {.memory = kGiB}).memory, kGiB);
+  EXPECT_EQ(MakeLocalBudget(Machine(4, 8 * kGiB), Flags(0, 0, kGiB)).memory, kGiB);
 }
 
 TEST(LocalBudgetTest, GpusComeFromCudaVisibleDevicesAsListed) {
@@ -65,8 +75,8 @@ TEST(LocalBudgetTest, GpusFromNvidiaSmiThenNoneAndTheFlagOverrides) {
   machine.nvidia_smi_gpus = 2;
   EXPECT_THAT(MakeLocalBudget(machine, {}).gpus, ElementsAre("0", "1"));
   machine.cuda_visible_devices = "7";
-  EXPECT_THAT(MakeLocalBudget(machine, {.gpus = 3}).gpus, ElementsAre("0", "1", "2"));
-  EXPECT_THAT(MakeLocalBudget(machine, {.gpus = 0}).gpus, IsEmpty());
+  EXPECT_THAT(MakeLocalBudget(machine, Flags(0, 0, 0, 3)).gpus, ElementsAre("0", "1", "2"));
+  EXPECT_THAT(MakeLocalBudget(machine, Flags(0, 0, 0, 0)).gpus, IsEmpty());
 }
 
 TEST(LocalBudgetTest, StageThatCanNeverFitIsRefusedNamingStageAndResource) {
