@@ -62,7 +62,7 @@ dag::Pipeline ThreeLayerPipeline() {
   pipeline.stages.push_back(train);
 
   dag::Stage clean = MakeStage("clean", dag::StageKind::kClean);
-  clean.inputs.push_back({"raw", "ingest", "raw", false, {}});
+  clean.inputs.push_back({"raw", "ingest", "raw", false, false, {}});
   pipeline.stages.push_back(clean);
   return pipeline;
 }
