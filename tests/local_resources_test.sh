@@ -179,7 +179,7 @@ stages:
   g:
     foreach: [a]
     resources: {gpus: 1}
-    run: 'test -e ok && $(task_run g 0)'
+    run: 'test -e ok || exit 1; $(task_run g 0)'
 YAML
 [ "$status" = 1 ] || fail "resumed: the first run did not fail: $(cat "$dir/out")"
 touch "$dir/ok"
