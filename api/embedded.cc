@@ -18,6 +18,10 @@ std::unique_ptr<Engine> MakeEmbeddedEngine(EngineOptions options) {
   return std::make_unique<Engine>(std::move(options));
 }
 
+LocalBudget MachineBudget(const BudgetFlags& flags) {
+  return scheduler::MakeLocalBudget(scheduler::ReadMachine(), flags);
+}
+
 std::string DatabasePath(const std::string& db_flag) {
   return scheduler::ResolveDatabasePath(db_flag);
 }

@@ -16,9 +16,11 @@
 
 namespace tierflow::api {
 
+using scheduler::BudgetFlags;
 using scheduler::Engine;
 using scheduler::EngineOptions;
 using scheduler::FailedTask;
+using scheduler::LocalBudget;
 using scheduler::PlacementTier;
 using scheduler::RunCounts;
 using scheduler::RunObserver;
@@ -33,6 +35,10 @@ using scheduler::TaskStateName;
 
 // An engine whose tasks run on this machine's local worker pool.
 std::unique_ptr<Engine> MakeEmbeddedEngine(EngineOptions options);
+
+// This machine's budget for the local pool's tasks (scheduler/local_resources.h:
+// cores or --slots, RAM, CUDA_VISIBLE_DEVICES or nvidia-smi), with `flags`'s overrides.
+LocalBudget MachineBudget(const BudgetFlags& flags);
 
 // The state database the --db flag names: the flag if given, else
 // $TIERFLOW_DB, else .tierflow/tierflow.db under the working directory.

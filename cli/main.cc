@@ -122,6 +122,26 @@ void AddExecutorOptions(CLI::App& command, ExecutorFlags& options) {
       ->type_name("MIN[,MAX]");
 }
 
+// The local pool's budget (docs/running.md "Resources on one machine").
+void AddBudgetOptions(CLI::App& command, RunOptions& options) {
+  command
+      .add_option("--cpus", options.cpus,
+                  "CPUs tasks may use at once, by their resources.cpus (default: the larger of "
+                  "the cores and --slots)")
+      ->check(CLI::Range(0.01, 100000.0));
+  command
+      .add_option("--memory", options.memory,
+                  "Memory tasks may use at once, by their resources.memory, e.g. 64GiB "
+                  "(default: the machine's RAM)")
+      ->type_name("SIZE");
+  command
+      .add_option("--gpus", options.gpus,
+                  "GPUs tasks may use, devices 0..N-1 (default: CUDA_VISIBLE_DEVICES's, else "
+                  "nvidia-smi -L's, else none)")
+      ->check(CLI::Range(0, 1024))
+      ->type_name("N");
+}
+
 CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
   CLI::App* command = app.add_subcommand(
       "run",
@@ -143,6 +163,7 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
   command->add_option("--resume", options.resume, "Finish an earlier run instead of starting one")
       ->type_name("RUN");
   command->add_flag("--no-cache", options.no_cache, "Run every task, reusing nothing");
+  AddBudgetOptions(*command, options);
   command
       ->add_option(
           "--tiers", options.tiers_file,
@@ -184,6 +205,7 @@ CLI::App* AddResumeCommand(CLI::App& app, RunOptions& options) {
       ->check(CLI::Range(1, 100000))
       ->type_name("N");
   AddDbOption(*command, options.db);
+  AddBudgetOptions(*command, options);
   command->add_flag("--quiet,-q", options.quiet, "Print only the summary");
   AddExecutorOptions(*command, options);
   command->footer("Example:\n  tierflow resume quickstart-3f9a1c");

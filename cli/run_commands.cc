@@ -305,6 +305,27 @@ absl::StatusOr<api::SlurmOptions> SlurmOptionsOf(const ExecutorFlags& flags) {
   return slurm;
 }
 
+namespace {
+
+// The local pool's budget: this machine's, with the flags' overrides.
+absl::StatusOr<api::LocalBudget> LocalBudgetOf(const RunOptions& options) {
+  api::BudgetFlags flags;
+  flags.slots = options.slots;
+  flags.cpus = options.cpus;
+  if (!options.memory.empty()) {
+    absl::StatusOr<uint64_t> memory = ParseSize(options.memory);
+    if (!memory.ok()) {
+      return absl::InvalidArgumentError(
+          StrCat("--memory ", options.memory, ": ", memory.status().message()));
+    }
+    flags.memory = *memory;
+  }
+  if (options.gpus >= 0) flags.gpus = static_cast<uint32_t>(options.gpus);
+  return api::MachineBudget(flags);
+}
+
+}  // namespace
+
 // Tasks in flight at once on Slurm when --slots is not given.
 constexpr int kSlurmSlots = 1000;
 
@@ -362,6 +383,12 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
     if (options.slots == 0) engine_options.slots = kSlurmSlots;
     engine = api::MakeSlurmEngine(engine_options, slurm);
   } else {
+    absl::StatusOr<api::LocalBudget> budget = LocalBudgetOf(options);
+    if (!budget.ok()) {
+      err << "tierflow: " << budget.status().message() << '\n';
+      return kExitUsage;
+    }
+    engine_options.local_budget = std::move(*budget);
     engine = api::MakeEmbeddedEngine(engine_options);
   }
 

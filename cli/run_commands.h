@@ -43,6 +43,10 @@ struct RunOptions : ExecutorFlags {
   std::string progress = "auto";  // auto | tty | plain
   int kill_grace_seconds = 10;
   std::string tiers_file;  // "": the embedded default tiers (a resume keeps the run's own)
+  // The local pool's budget overrides (--cpus, --memory, --gpus; 0, "", -1: not given).
+  double cpus = 0;
+  std::string memory;
+  int gpus = -1;
 };
 
 // Runs (or resumes) a pipeline to its end: progress on `out` (a live status

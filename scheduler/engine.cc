@@ -140,7 +140,7 @@ class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
   absl::Status RecordAttemptEnd(uint32_t task, TaskReport& report, int64_t now);
   absl::Status RecordOutputs(uint32_t task, const TaskReport& report, int64_t now);
   absl::Status ApplyEnd(uint32_t task, const TaskReport& report, Duration duration);
-  absl::Status Dispatch(uint32_t task);
+  absl::Status Dispatch(uint32_t task, const internal::LocalResources::Grant* grant = nullptr);
   internal::LaunchInputs BuildLaunch(uint32_t task, TaskLaunch& launch,
                                      internal::Env& contract_env);
   absl::Status ReattachAttempts();
@@ -181,6 +181,7 @@ class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
 
   internal::ReadyQueue ready_{run_};
   std::multimap<SteadyTime, uint32_t> retry_timers_;
+  std::optional<internal::LocalResources> local_;  // options_.local_budget's, for this run
   RunCounts counts_;
   bool cancelling_ = false;
   bool schedule_kept_ = false;  // the first turn of a resume schedules kept outputs
@@ -222,6 +223,8 @@ absl::Status Engine::Impl::BeginRun() {
   schedule_kept_ = false;
   ready_.Clear();
   retry_timers_.clear();
+  local_.reset();
+  if (options_.local_budget) local_.emplace(*options_.local_budget);
   counts_ = RunCounts{};
   cancelling_ = false;
   to_launch_.clear();
@@ -507,8 +510,16 @@ absl::Status Engine::Impl::ScheduleKept() {
 
 // Ready tasks into free slots, longest remaining chain first. Their inputs
 // are copied to their working tiers first (usually they are there
-// already: copies start when an artifact is complete).
+// already: copies start when an artifact is complete). With a local
+// budget, a task starts only when its resources fit (LocalResources says
+// which wait); those that wait go back to the queue.
 absl::Status Engine::Impl::StartReadyTasks() {
+  std::vector<uint32_t> not_fitting;
+  absl::Cleanup requeue = [&] {
+    for (uint32_t t : not_fitting) ready_.Push(t);
+  };
+  // Each pass reserves for the first task, in the queue's order, that does not fit.
+  if (local_) local_->DropReservation();
   while (!cancelling_ && !ready_.empty() &&
          counts_.running < static_cast<uint32_t>(options_.slots)) {
     const uint32_t t = ready_.Pop();
@@ -521,7 +532,19 @@ absl::Status Engine::Impl::StartReadyTasks() {
       }
       continue;
     }
-    TF_RETURN_IF_ERROR(Dispatch(t));
+    std::optional<internal::LocalResources::Grant> grant;
+    if (local_) {
+      grant = local_->TryTake(t, run_.pipeline.stages[run_.tasks[t].stage].resources);
+      if (!grant) {
+        not_fitting.push_back(t);
+        continue;
+      }
+    }
+    TF_RETURN_IF_ERROR(Dispatch(t, grant ? &*grant : nullptr));
+    // Nothing runs for a reuse (or a task no longer ready): it holds nothing.
+    if (local_ && (run_.tasks[t].reusing || run_.tasks[t].state != TaskState::kRunning)) {
+      local_->Release(t);
+    }
   }
   return absl::OkStatus();
 }
@@ -630,6 +653,7 @@ absl::Status Engine::Impl::ApplyReport(TaskReport& report) {
   }
   if (report.outcome == TaskReport::Outcome::kStarted) return ApplyStart(t, report);
   attempt_task_.erase(found);
+  if (local_) local_->Release(t);  // every end: success, failure, timeout, cancel, lost
   TF_RETURN_IF_ERROR(checkpoints().AttemptEnded(t));
   const int64_t now = WallClockMs();
   const Duration duration(std::max<int64_t>(now - task.attempt_started_ms, 0));
@@ -776,7 +800,7 @@ absl::Status Engine::Impl::ApplyEnd(uint32_t t, const TaskReport& report, Durati
 
 // --------------------------------------------------------------- dispatch
 
-absl::Status Engine::Impl::Dispatch(uint32_t t) {
+absl::Status Engine::Impl::Dispatch(uint32_t t, const internal::LocalResources::Grant* grant) {
   TaskRec& task = run_.tasks[t];
   if (task.state != TaskState::kPending && task.state != TaskState::kQueued) {
     return absl::OkStatus();
@@ -800,6 +824,10 @@ absl::Status Engine::Impl::Dispatch(uint32_t t) {
   if (hit) launch.log_path.clear();  // nothing runs, nothing logs
   task.log_path = launch.log_path;
   TF_RETURN_IF_ERROR(RecordAttempt(t, launch, hit, inputs));
+  if (grant != nullptr && !hit) {
+    internal::SetVisibleDevices(local_->VisibleDevices(*grant), launch);
+    TF_RETURN_IF_ERROR(writer().AddEvent(task.id, task.attempt_id, "resources", grant->reason));
+  }
   if (hit) {
     task.reusing = true;
     task.cached_from = hit->attempt_id;

@@ -58,6 +58,7 @@
 #include "common/clock.h"
 #include "common/task.h"
 #include "common/units.h"
+#include "scheduler/local_resources.h"
 #include "scheduler/placement.h"
 #include "scheduler/run_lock.h"  // CancelRun, EngineAlive
 #include "scheduler/store.h"     // RunState, TaskState
@@ -188,6 +189,12 @@ struct EngineOptions {
   // options than the recorded ones is refused before anything changes,
   // naming both; a run recorded without options (schema 11) takes any.
   std::string executor_options;
+  // The local pool's budget (scheduler/local_resources.h): a task starts
+  // only when its `resources:` fit beside what runs, with GPU devices of its
+  // own; a pipeline with a stage that could never fit is refused before
+  // anything is recorded. Unset: not counted (Slurm, cluster workers, which
+  // have resource models of their own).
+  std::optional<LocalBudget> local_budget;
 };
 
 struct RunRequest {

@@ -32,11 +32,17 @@ bool HasLabels(const LeaseWorker& worker, const TaskLaunch& task) {
 }
 
 bool Holds(const WorkerResources& have, const WorkerResources& in_use, const TaskLaunch& task) {
-  return in_use.cpus + task.cpus <= have.cpus + 1e-9 &&
-         in_use.memory + task.memory <= have.memory && in_use.gpus + task.gpus <= have.gpus;
+  return Holds(have, in_use,
+               WorkerResources{.cpus = task.cpus, .memory = task.memory, .gpus = task.gpus});
 }
 
 }  // namespace
+
+bool Holds(const WorkerResources& have, const WorkerResources& in_use,
+           const WorkerResources& need) {
+  return in_use.cpus + need.cpus <= have.cpus + 1e-9 &&
+         in_use.memory + need.memory <= have.memory && in_use.gpus + need.gpus <= have.gpus;
+}
 
 std::string HeldKey(const std::string& tier, const std::string& key) {
   return StrCat(tier, "/", key);

@@ -44,6 +44,11 @@ std::string HeldKey(const std::string& tier, const std::string& key);
 // foreach item's gathering folder), -> the worker that produced it.
 using ProducedOn = std::unordered_map<std::string, std::string>;
 
+// Whether `need` fits in `have` beside `in_use` (cpus may be fractional):
+// the resource model of workers, shared with the local pool's budget
+// (scheduler/local_resources.h).
+bool Holds(const WorkerResources& have, const WorkerResources& in_use, const WorkerResources& need);
+
 // Whether `worker` has every label the task asks for, a free slot, and the
 // cpus, memory and gpus it asks for beside what its leased attempts use.
 bool Fits(const LeaseWorker& worker, const TaskLaunch& task);

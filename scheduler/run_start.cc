@@ -8,10 +8,11 @@
 
 #include "common/status.h"
 #include "common/strings.h"
+#include "scheduler/local_resources.h"
 #include "scheduler/resume.h"
 #include "scheduler/run_queries.h"
-#include "scheduler/stage_times.h"
 #include "scheduler/slurm_tracking.h"
+#include "scheduler/stage_times.h"
 #include "scheduler/store.h"
 
 namespace tierflow::scheduler::internal {
@@ -107,6 +108,8 @@ absl::Status StartNewRun(const EngineOptions& options, const RunRequest& request
   fs::path file = fs::absolute(request.file, error);
   run.working_dir = file.parent_path().string();
   TF_RETURN_IF_ERROR(BuildRunModel(run, text.str(), request.file, request.params));
+  // A task that could never start is refused before the run is recorded.
+  if (options.local_budget) TF_RETURN_IF_ERROR(CheckStagesFit(*options.local_budget, run.pipeline));
   run.pipeline.file = file.string();
   TF_RETURN_IF_ERROR(OpenDatabase(options, run, units));
   TF_RETURN_IF_ERROR(SetUpTiers(options, std::nullopt, links, run, units));
@@ -153,6 +156,7 @@ absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_re
   // The pipeline as it was when the run started: the file may have changed.
   TF_RETURN_IF_ERROR(BuildRunModel(run, stored.yaml, stored.file, stored.params));
   run.pipeline.file = stored.file;
+  if (options.local_budget) TF_RETURN_IF_ERROR(CheckStagesFit(*options.local_budget, run.pipeline));
   TF_RETURN_IF_ERROR(SetUpTiers(options, stored.tiers_json.value_or(""), links, run, units));
   if (!reattach) {
     TF_RETURN_IF_ERROR(
