@@ -2,6 +2,7 @@
 
 #include <limits>
 #include <span>
+#include <unordered_set>
 #include <utility>
 
 #include "scheduler/internal/run_model.h"
@@ -95,14 +96,13 @@ std::vector<uint32_t> DownstreamTasks(const RunModel& run, uint32_t task) {
   constexpr uint32_t kAllItems = std::numeric_limits<uint32_t>::max();
   const dag::TaskGraph& graph = *run.graph;
   std::vector<bool> whole(run.stages.size(), false);
-  std::vector<bool> seen(run.tasks.size(), false);
+  // A set, not a bit per task: a run of 100k items may see many failures.
+  std::unordered_set<uint32_t> seen;
   std::vector<uint32_t> tasks;
   // (stage, item) whose tasks failed or cannot run: one item, or all.
   std::vector<std::pair<uint32_t, uint32_t>> work = {{run.tasks[task].stage, run.tasks[task].item}};
   auto add = [&](uint32_t t) {
-    if (seen[t]) return;
-    seen[t] = true;
-    tasks.push_back(t);
+    if (seen.insert(t).second) tasks.push_back(t);
   };
   while (!work.empty()) {
     const auto [stage, item] = work.back();
@@ -114,7 +114,7 @@ std::vector<uint32_t> DownstreamTasks(const RunModel& run, uint32_t task) {
       const uint32_t first = graph.FirstTask(child);
       const uint32_t count = static_cast<uint32_t>(run.pipeline.stages[child].TaskCount());
       if (item != kAllItems && graph.ChildItemWise(stage, k)) {
-        if (item >= count || seen[first + item]) continue;
+        if (item >= count || seen.count(first + item) > 0) continue;
         add(first + item);
         work.emplace_back(child, item);
         continue;
