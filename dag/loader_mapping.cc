@@ -114,8 +114,9 @@ void Loader::ResolveMapping(uint32_t s, std::vector<MapState>& state) {
       if (state[over] == MapState::kFailed) {
         failed = true;
       } else if (!from.IsForeach()) {
-        // An implicit mapping's `each: true` is reported by CheckEachInputs.
-        if (explicit_over) {
+        // An implicit mapping's `each: true` is reported by CheckEachInputs,
+        // a `foreach:` that could not be read where it is.
+        if (explicit_over && !sources_[over].foreach.IsDefined()) {
           Error(source.foreach_over, over_path,
                 StrCat("stage ", Quote(from.name),
                        " is not a foreach stage: 'over' maps over the items of one"));
@@ -169,7 +170,7 @@ void Loader::CheckEachInputs(uint32_t s, std::vector<MapState>& state) {
     const FieldPath input_path = inputs_path.Key(input.name);
     const FieldPath each_path = input_path.Key("each");
     if (!from.IsForeach()) {
-      if (state[p] != MapState::kFailed) {
+      if (state[p] != MapState::kFailed && !sources_[p].foreach.IsDefined()) {
         Error(each, each_path,
               StrCat("'each: true' reads the task of ", Quote(from.name),
                      " with the same item, but ", Quote(from.name), " is not a foreach stage"));
