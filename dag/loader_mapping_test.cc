@@ -193,5 +193,20 @@ stages:
             "mapped, through 'over', over stage 'pong'");
 }
 
+TEST(LoaderMappingTest, AMappingOverABrokenForeachIsNotReportedTwice) {
+  EXPECT_EQ(Report(R"(name: p
+stages:
+  ingest:
+    foreach: []
+    run: "true"
+    outputs: [raw]
+  clean:
+    foreach: {over: ingest}
+    inputs: {raw: {from: ingest.raw, each: true}}
+    run: "true"
+)"),
+            "p.yaml:4:14: stages.ingest.foreach: no items: a foreach stage needs at least one");
+}
+
 }  // namespace
 }  // namespace tierflow::dag
