@@ -52,19 +52,21 @@ stages:
   EXPECT_EQ(ReadFile(artifacts / "b"), "raw-b\n");
 }
 
+// (`>>ran`, not `>> ran`: a word of a script that names a file is part of
+// the cache key, and `ran` changes with every task.)
 constexpr std::string_view kChain = R"x(name: chain
 stages:
   ingest:
     foreach: [a, b, c]
     run: |
-      echo "ingest $TIERFLOW_ITEM" >> ran
+      echo "ingest $TIERFLOW_ITEM" >>ran
       [ "$TIERFLOW_ITEM" != b ] || [ -f fixed ] || exit 7
       echo "$TIERFLOW_ITEM" > "$TIERFLOW_OUTPUT_RAW"
     outputs: [raw]
   clean:
     inputs: {raw: {from: ingest.raw, each: true}}
     run: |
-      echo "clean $TIERFLOW_ITEM" >> ran
+      echo "clean $TIERFLOW_ITEM" >>ran
       printf '%s-clean' "$(cat "$TIERFLOW_INPUT_RAW")" > "$TIERFLOW_OUTPUT_OUT"
     outputs: [out]
   feature:
@@ -73,13 +75,13 @@ stages:
       clean: clean.out
       every_raw: {from: ingest.raw, each: false}
     run: |
-      echo "feature $TIERFLOW_ITEM" >> ran
+      echo "feature $TIERFLOW_ITEM" >>ran
       printf '%s-feature-%s' "$(cat "$TIERFLOW_INPUT_CLEAN")" \
         "$(ls "$TIERFLOW_INPUT_EVERY_RAW" | wc -l | tr -d ' ')" > "$TIERFLOW_OUTPUT_OUT"
     outputs: [out]
   clean_report:
     inputs: {cleaned: clean.out}
-    run: echo report >> ran; ls "$TIERFLOW_INPUT_CLEANED" > "$TIERFLOW_OUTPUT_OUT"
+    run: echo report >>ran; ls "$TIERFLOW_INPUT_CLEANED" > "$TIERFLOW_OUTPUT_OUT"
     outputs: [out]
 )x";
 
