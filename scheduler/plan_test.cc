@@ -62,7 +62,7 @@ dag::Pipeline ThreeLayerPipeline() {
   pipeline.stages.push_back(train);
 
   dag::Stage clean = MakeStage("clean", dag::StageKind::kClean);
-  clean.inputs.push_back({"raw", "ingest", "raw", false, {}});
+  clean.inputs.push_back({"raw", "ingest", "raw", false, false, {}});
   pipeline.stages.push_back(clean);
   return pipeline;
 }
@@ -202,7 +202,8 @@ TEST(BuildPlanTest, AMappedStageShowsWhatItMapsOverAndItsItemWiseInputs) {
   dag::Stage clean = MakeStage("clean", dag::StageKind::kClean);
   clean.foreach = ingest.foreach;
   clean.foreach_over = "ingest";
-  clean.inputs.push_back({.name = "raw", .stage = "ingest", .output = "raw", .each = true});
+  clean.inputs.push_back(
+      {.name = "raw", .stage = "ingest", .output = "raw", .each = true, .location = {}});
   pipeline.stages.push_back(clean);
   auto graph = dag::TaskGraph::Build(pipeline);
   ASSERT_TRUE(graph.ok()) << graph.status();
