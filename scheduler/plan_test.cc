@@ -192,7 +192,7 @@ TEST(BuildPlanScaleTest, ExpandsALargeForeachIntoOneLayer) {
   EXPECT_EQ(plan.layers[0].tasks[9999].argv.back(), "9999");
 }
 
-TEST(BuildPlanTest, AMappedStageShowsWhatItMapsOverAndItsItemWiseInputs) {
+TEST(BuildPlanMappingTest, AMappedStageShowsWhatItMapsOverAndItsItemWiseInputs) {
   dag::Pipeline pipeline;
   pipeline.name = "mapped";
   dag::Stage ingest = MakeStage("ingest", dag::StageKind::kIngest);
