@@ -140,6 +140,8 @@ Row TaskRow(const scheduler::PlannedTask& task, bool with_needs) {
   row[kDurability] = DurabilityName(task.io.durability);
   if (with_needs) {
     row[kNeeds] = task.dependencies.empty() ? "-" : absl::StrJoin(task.dependencies, ",");
+    // Item-wise: each task reads only its own item of the stages mapped over.
+    if (!task.foreach_over.empty()) row[kNeeds] += StrCat(" (mapped over ", task.foreach_over, ")");
   }
   return row;
 }
@@ -305,6 +307,8 @@ void WriteTaskJson(const scheduler::PlannedTask& task, JsonWriter& json) {
   task.item ? json.String(*task.item) : json.Null();
   json.Raw(",\"item_index\":");
   json.Int(task.item_index);
+  json.Raw(",\"foreach_over\":");
+  task.foreach_over.empty() ? json.Null() : json.String(task.foreach_over);
 
   const dag::IoProfile& io = task.io;
   json.Raw(",\"io\":{\"read\":");

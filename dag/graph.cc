@@ -144,44 +144,72 @@ absl::StatusOr<TaskGraph> TaskGraph::Build(const Pipeline& pipeline) {
   // Each stage's parents in mention order, stage after stage. mark[p] == c
   // once p is recorded for c: a stage naming a parent twice (in `needs` and
   // in an input, say) gets one edge.
+  // mentioned_each[j]: every mention of parent mentioned[j] is an `each`
+  // input (an item-wise edge); slot[p]: where p sits in `mentioned`.
   std::vector<uint32_t> mentioned;
+  std::vector<uint8_t> mentioned_each;
   std::vector<uint32_t> mentioned_end(n, 0);
   result.child_offsets_.assign(n + 1, 0);
+  result.input_offsets_.assign(n + 1, 0);
+  result.mapped_.assign(n, 0);
   std::vector<uint32_t> mark(n, std::numeric_limits<uint32_t>::max());
+  std::vector<uint32_t> slot(n, 0);
   for (uint32_t child = 0; child < n; ++child) {
     const Stage& stage = pipeline.stages[child];
-    auto add = [&](const std::string& name) {
+    auto add = [&](const std::string& name, bool each) -> uint32_t {
       auto it = index.find(name);
-      if (it == index.end() || mark[it->second] == child) return;
+      if (it == index.end()) return kNoStage;
+      if (mark[it->second] == child) {
+        mentioned_each[slot[it->second]] &= each ? 1 : 0;
+        return it->second;
+      }
       mark[it->second] = child;
+      slot[it->second] = static_cast<uint32_t>(mentioned.size());
       mentioned.push_back(it->second);
+      mentioned_each.push_back(each ? 1 : 0);
       ++result.child_offsets_[it->second + 1];
+      return it->second;
     };
-    for (const std::string& need : stage.needs) add(need);
-    for (const InputRef& input : stage.inputs) add(input.stage);
+    for (const std::string& need : stage.needs) add(need, false);
+    for (const InputRef& input : stage.inputs) {
+      result.input_stage_.push_back(add(input.stage, input.each));
+    }
+    result.input_offsets_[child + 1] = static_cast<uint32_t>(result.input_stage_.size());
     mentioned_end[child] = static_cast<uint32_t>(mentioned.size());
   }
   index = {};
   names = {};
   mark = {};
+  slot = {};
 
   // Both directions in compressed rows, by counting sort. Walking children
   // in stage order fills every parent's children in stage order; walking
   // parents in stage order then does the same for every child's parents.
   for (size_t s = 0; s < n; ++s) result.child_offsets_[s + 1] += result.child_offsets_[s];
   result.children_.resize(mentioned.size());
+  result.child_item_wise_.resize(mentioned.size());
   std::vector<uint32_t> next(result.child_offsets_.begin(), result.child_offsets_.end() - 1);
   result.parent_offsets_.assign(n + 1, 0);
   for (uint32_t child = 0, i = 0; child < n; ++child) {
     result.parent_offsets_[child + 1] = mentioned_end[child];
-    for (; i < mentioned_end[child]; ++i) result.children_[next[mentioned[i]]++] = child;
+    for (; i < mentioned_end[child]; ++i) {
+      result.child_item_wise_[next[mentioned[i]]] = mentioned_each[i];
+      result.children_[next[mentioned[i]]++] = child;
+      if (mentioned_each[i] != 0) result.mapped_[child] = 1;
+    }
   }
   mentioned = {};
+  mentioned_each = {};
   mentioned_end = {};
   result.parents_.resize(result.children_.size());
+  result.parent_item_wise_.resize(result.children_.size());
   next.assign(result.parent_offsets_.begin(), result.parent_offsets_.end() - 1);
   for (uint32_t parent = 0; parent < n; ++parent) {
-    for (uint32_t child : result.StageChildren(parent)) result.parents_[next[child]++] = parent;
+    const std::span<const uint32_t> children = result.StageChildren(parent);
+    for (size_t k = 0; k < children.size(); ++k) {
+      result.parent_item_wise_[next[children[k]]] = result.ChildItemWise(parent, k) ? 1 : 0;
+      result.parents_[next[children[k]]++] = parent;
+    }
   }
 
   // Kahn's algorithm: a stage is ready once all its parents are placed, and
@@ -220,6 +248,21 @@ absl::StatusOr<TaskGraph> TaskGraph::Build(const Pipeline& pipeline) {
     for (uint32_t i = 0; i < items; ++i) result.tasks_.push_back(Task{s, i});
   }
   return result;
+}
+
+TaskGraph::ProducerRange TaskGraph::InputProducers(uint32_t task, size_t input) const {
+  const Task& reader = tasks_[task];
+  const int64_t producer = InputStage(reader.stage, input);
+  if (producer < 0) return {};
+  const uint32_t first = first_task_[producer];
+  const size_t count = pipeline_->stages[producer].TaskCount();
+  if (!pipeline_->stages[reader.stage].inputs[input].each) {
+    return {first, static_cast<uint32_t>(count)};
+  }
+  // Item-wise: the producer's item with the reader's index (the loader
+  // gives them the same items in the same order).
+  if (reader.item >= count) return {};
+  return {first + reader.item, 1};
 }
 
 std::string TaskGraph::TaskId(const Task& task) const {

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -52,6 +53,33 @@ class TaskGraph {
     return Slice(children_, child_offsets_, stage);
   }
 
+  // Whether `child` reads its parent StageChildren(parent)[k] only
+  // item-wise (every reference to it an `each` input): each task of the
+  // child waits for the parent's task with its own item, not for the whole
+  // stage. Parallel to StageChildren / StageParents.
+  bool ChildItemWise(uint32_t parent, size_t k) const {
+    return child_item_wise_[child_offsets_[parent] + k] != 0;
+  }
+  bool ParentItemWise(uint32_t child, size_t k) const {
+    return parent_item_wise_[parent_offsets_[child] + k] != 0;
+  }
+  // Has an item-wise parent: its tasks become ready one by one.
+  bool Mapped(uint32_t stage) const { return mapped_[stage] != 0; }
+
+  // The producer tasks a task reads for its stage's input `input`: every
+  // task of a gathered stage, or for an `each` input the one with the
+  // task's own item; {0, 0} when the producer is unknown.
+  struct ProducerRange {
+    uint32_t first = 0;
+    uint32_t count = 0;
+  };
+  ProducerRange InputProducers(uint32_t task, size_t input) const;
+  // The stage input `input` of `stage` reads; -1 when unknown.
+  int64_t InputStage(uint32_t stage, size_t input) const {
+    const uint32_t at = input_offsets_[stage] + static_cast<uint32_t>(input);
+    return input_stage_[at] == kNoStage ? -1 : int64_t{input_stage_[at]};
+  }
+
   // Layer of each stage: 0 for stages without dependencies, else one more
   // than the deepest parent. Every task of a stage sits in its stage's layer.
   uint32_t StageLayer(uint32_t stage) const { return stage_layer_[stage]; }
@@ -86,6 +114,8 @@ class TaskGraph {
                                      offsets[stage + 1] - offsets[stage]);
   }
 
+  static constexpr uint32_t kNoStage = std::numeric_limits<uint32_t>::max();
+
   const Pipeline* pipeline_ = nullptr;
   std::vector<Task> tasks_;
   // Adjacency in compressed rows: the parents of stage s are
@@ -96,6 +126,13 @@ class TaskGraph {
   std::vector<uint32_t> parents_;
   std::vector<uint32_t> child_offsets_;
   std::vector<uint32_t> children_;
+  std::vector<uint8_t> child_item_wise_;   // parallel to children_
+  std::vector<uint8_t> parent_item_wise_;  // parallel to parents_
+  std::vector<uint8_t> mapped_;            // by stage
+  // The producing stage of every stage's inputs, stage after stage:
+  // input i of stage s is input_stage_[input_offsets_[s] + i].
+  std::vector<uint32_t> input_offsets_;
+  std::vector<uint32_t> input_stage_;
   std::vector<uint32_t> stage_layer_;
   std::vector<uint32_t> first_task_;
   uint32_t layer_count_ = 0;

@@ -156,6 +156,7 @@ Pipeline Loader::Load() {
   }
   if (budget_spent()) return std::move(pipeline_);
   CheckReferences();
+  ResolveMappings();
   // A cycle through a misspelt reference would be a guess: wait until the
   // references are right.
   if (!reference_errors_) CheckCycles();

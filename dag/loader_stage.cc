@@ -44,7 +44,7 @@ const KeyList& StageKeys() {
   return *keys;
 }
 const KeyList& InputKeys() {
-  static const auto* const keys = new KeyList{"from", "stream"};
+  static const auto* const keys = new KeyList{"from", "stream", "each"};
   return *keys;
 }
 const KeyList& OutputKeys() {
@@ -174,9 +174,16 @@ void Loader::ReadStage(const YamlNode& node, const FieldPath& path, Stage* stage
   }
   // foreach before run: `{{ item }}` in run needs a foreach.
   const YamlNode foreach = fields.value("foreach");
-  if (foreach.IsDefined()) stage->foreach = ReadForeach(foreach, path.Key("foreach"));
+  source->foreach = foreach;
+  if (foreach.IsMap() && foreach.Find("over").IsDefined()) {
+    ReadForeachOver(foreach, path.Key("foreach"), source);
+  } else if (foreach.IsDefined()) {
+    stage->foreach = ReadForeach(foreach, path.Key("foreach"));
+  }
   if (YamlNode run = fields.value("run"); run.IsDefined()) {
-    ReadCommand(run, path.Key("run"), foreach.IsDefined(), &stage->run);
+    // An `each: true` input maps the stage too (loader_mapping.cc).
+    const bool has_items = foreach.IsDefined() || HasEachInput(fields.value("inputs"));
+    ReadCommand(run, path.Key("run"), has_items, &stage->run);
   } else if (fields.IsMissing("run")) {
     Error(node, path, "missing required key 'run'");
   }
@@ -299,12 +306,17 @@ void Loader::ReadInputs(const YamlNode& node, const FieldPath& path, Stage* stag
         input.name = std::string(name);
         YamlNode reference = value;
         FieldPath reference_path = input_path;
+        YamlNode each;
         const bool from_map = value.IsMap();
         if (from_map) {
           Fields fields(InputKeys());
           ReadFields(value, input_path, &fields);
           if (YamlNode stream = fields.value("stream"); stream.IsDefined()) {
             input.stream = ReadBool(stream, input_path.Key("stream")).value_or(false);
+          }
+          each = fields.value("each");
+          if (each.IsDefined()) {
+            input.each = ReadBool(each, input_path.Key("each")).value_or(false);
           }
           reference = fields.value("from");
           if (!reference.IsDefined()) {
@@ -314,9 +326,9 @@ void Loader::ReadInputs(const YamlNode& node, const FieldPath& path, Stage* stag
           reference_path = input_path.Key("from");
         }
         if (!reference.IsScalar()) {
-          WrongType(
-              reference, reference_path,
-              from_map ? "'stage.output'" : "'stage.output' or {from: stage.output, stream: bool}");
+          WrongType(reference, reference_path,
+                    from_map ? "'stage.output'"
+                             : "'stage.output' or {from: stage.output, stream: bool, each: bool}");
           return;
         }
         const std::string_view text = reference.Scalar();
@@ -335,6 +347,7 @@ void Loader::ReadInputs(const YamlNode& node, const FieldPath& path, Stage* stag
         stage->inputs.push_back(std::move(input));
         source->input_refs.push_back(reference);
         source->input_from_map.push_back(from_map);
+        source->input_each.push_back(each);
       });
 }
 

@@ -17,14 +17,23 @@
 namespace tierflow::scheduler::internal {
 namespace {
 
-// What consumer `task` sees for `stage.output` (its input `input`): the
-// artifact on its working tier, or for a foreach stage the folder that
-// gathers every item's artifact there.
+// The key of what consumer `task` reads for `stage.output` (its input
+// `input`): the one artifact it reads (a single task's, or its own item's
+// for `each`), or for a gathered foreach stage the folder of every item's.
+std::string InputKey(const RunModel& run, uint32_t task, size_t input, uint32_t stage,
+                     size_t output) {
+  if (run.pipeline.stages[stage].foreach &&
+      !run.pipeline.stages[run.tasks[task].stage].inputs[input].each) {
+    return run.GatherKey(stage, output);
+  }
+  return run.OutputKey(run.graph->InputProducers(task, input).first, output);
+}
+
+// What consumer `task` sees for its input `input`, on its working tier.
 std::string InputPath(const RunModel& run, uint32_t task, size_t input, uint32_t stage,
                       size_t output) {
-  const uint8_t tier = run.tasks[task].input_tiers[input];
-  if (run.pipeline.stages[stage].foreach) return run.TierPath(tier, run.GatherKey(stage, output));
-  return run.TierPath(tier, run.OutputKey(run.graph->FirstTask(stage), output));
+  return run.TierPath(run.tasks[task].input_tiers[input],
+                      InputKey(run, task, input, stage, output));
 }
 
 }  // namespace
@@ -70,23 +79,23 @@ LaunchInputs AddInputs(const RunModel& run, uint32_t t, TaskLaunch& launch, Env&
     const dag::Stage& from = run.pipeline.stages[producer];
     const size_t output = run.OutputIndex(producer, input.output);
     std::vector<uint32_t> producers;
-    const uint32_t first = run.graph->FirstTask(producer);
-    for (uint32_t k = 0; k < from.TaskCount(); ++k) {
+    const dag::TaskGraph::ProducerRange range = run.graph->InputProducers(t, i);
+    const uint32_t first = range.first;
+    for (uint32_t k = 0; k < range.count; ++k) {
       producers.push_back(first + k);
       inputs.consumed.emplace_back(input.name, run.tasks[first + k].outputs[output].id);
     }
     std::string path = InputPath(run, t, i, producer, output);
     std::string name = StrCat("TIERFLOW_INPUT_", AsciiUpper(input.name));
     // Still being copied: the task finds the files through the manifest.
-    if (input.stream && !from.foreach &&
+    if (input.stream && (!from.foreach || input.each) && range.count == 1 &&
         run.tasks[first].places[output].copies[task.input_tiers[i]] == CopyState::kStreaming) {
       env.emplace_back(StrCat("TIERFLOW_STREAM_", AsciiUpper(input.name)),
                        StrCat(path, storage::kStreamManifestSuffix));
     }
     if (const uint8_t node = task.node_input_tiers[i]; node != kNoTier) {
       launch.node_inputs.push_back(
-          {name, run.tiers[node].config.name,
-           from.foreach ? run.GatherKey(producer, output) : run.OutputKey(first, output)});
+          {name, run.tiers[node].config.name, InputKey(run, t, i, producer, output)});
     }
     env.emplace_back(std::move(name), std::move(path));
     inputs.producers.emplace_back(StrCat(input.name, "=", input.stage, ".", input.output),
@@ -142,9 +151,9 @@ std::string ReadsJson(const RunModel& run, uint32_t t) {
     const dag::Stage& from = run.pipeline.stages[producer];
     const size_t o = run.OutputIndex(producer, stage.inputs[i].output);
     uint64_t bytes = 0;
-    const uint32_t first = run.graph->FirstTask(producer);
-    for (uint32_t k = 0; k < from.TaskCount() && o < from.outputs.size(); ++k) {
-      bytes += run.tasks[first + k].outputs[o].bytes;
+    const dag::TaskGraph::ProducerRange range = run.graph->InputProducers(t, i);
+    for (uint32_t k = range.first; k < range.first + range.count && o < from.outputs.size(); ++k) {
+      bytes += run.tasks[k].outputs[o].bytes;
     }
     const uint8_t node = run.tasks[t].node_input_tiers[i];
     const uint8_t tier = node != kNoTier ? node : run.tasks[t].input_tiers[i];

@@ -93,7 +93,7 @@ class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
   void InputsReady(uint32_t task) override { ready_.Push(task); }
   absl::Status InputFailed(uint32_t task, const std::string& message) override {
     TF_RETURN_IF_ERROR(SetTaskState(task, TaskState::kFailed, message));
-    return FailDownstream(run_.tasks[task].stage, run_.tasks[task].id);
+    return FailDownstream(task);
   }
   void RestoreEnded(uint32_t task, const std::string& failure) override {
     // What the failed reuse reports (its source is missing) says less.
@@ -150,7 +150,7 @@ class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
                              const internal::LaunchInputs& inputs);
   int StartRestores(uint32_t task, TaskLaunch& launch, const internal::TaskCache::Hit& hit,
                     const std::string& staging);
-  absl::Status FailDownstream(uint32_t stage, const std::string& failed_task);
+  absl::Status FailDownstream(uint32_t task);
   absl::Status SetTaskState(uint32_t task, TaskState state, const std::string& message,
                             Duration duration = Duration(0));
   absl::Status CancelAll();
@@ -622,14 +622,12 @@ absl::Status Engine::Impl::SetTaskState(uint32_t t, TaskState state, const std::
   return absl::OkStatus();
 }
 
-absl::Status Engine::Impl::FailDownstream(uint32_t stage, const std::string& failed_task) {
-  const std::string message = StrCat("upstream task ", failed_task, " failed");
-  for (uint32_t s : internal::DownstreamStages(run_, stage)) {
-    const uint32_t first = run_.graph->FirstTask(s);
-    for (uint32_t i = 0; i < run_.pipeline.stages[s].TaskCount(); ++i) {
-      if (!IsTerminal(run_.tasks[first + i].state)) {
-        TF_RETURN_IF_ERROR(SetTaskState(first + i, TaskState::kUpstreamFailed, message));
-      }
+absl::Status Engine::Impl::FailDownstream(uint32_t task) {
+  const std::string message = StrCat("upstream task ", run_.tasks[task].id, " failed");
+  // Item-wise readers fail item by item (only the failed item's chain).
+  for (uint32_t t : internal::DownstreamTasks(run_, task)) {
+    if (!IsTerminal(run_.tasks[t].state)) {
+      TF_RETURN_IF_ERROR(SetTaskState(t, TaskState::kUpstreamFailed, message));
     }
   }
   return absl::OkStatus();
@@ -771,6 +769,7 @@ absl::Status Engine::Impl::ApplyEnd(uint32_t t, const TaskReport& report, Durati
     for (size_t o = 0; o < report.outputs.size() && o < stage.outputs.size(); ++o) {
       TF_RETURN_IF_ERROR(replicas().ScheduleMoves(t, o));
     }
+    ready_.TaskDone(t);
     if (--run_.stages[task.stage].unfinished == 0) ready_.StageDone(task.stage);
     return absl::OkStatus();
   }
@@ -795,7 +794,7 @@ absl::Status Engine::Impl::ApplyEnd(uint32_t t, const TaskReport& report, Durati
                         duration);
   }
   TF_RETURN_IF_ERROR(SetTaskState(t, TaskState::kFailed, report.message, duration));
-  return FailDownstream(task.stage, task.id);
+  return FailDownstream(t);
 }
 
 // --------------------------------------------------------------- dispatch

@@ -32,13 +32,15 @@
 // either kind of thread, one call at a time.
 //
 // Semantics (docs/running.md is the user-facing description):
-// - readiness by counting unfinished parent stages, never by rescanning;
+// - readiness by counting unfinished parent stages, never by rescanning
+//   (item-wise parents of a mapped stage are counted per item);
 // - at most `slots` tasks run at once, tasks on the longest remaining chain
 //   of stages first, then in plan order;
 // - a failed attempt is retried up to the stage's retry limit after an
 //   exponential backoff with jitter; timeouts kill the whole process group;
 // - a task that fails for good marks every task downstream of it
-//   upstream_failed, while independent branches go on;
+//   upstream_failed (of a mapped stage, only those with its item), while
+//   independent branches go on;
 // - a task whose cache key (command, params, item, declared env, content of
 //   its inputs and of the script files its argv names) matches an earlier
 //   successful attempt whose outputs still exist reuses those outputs;

@@ -239,7 +239,8 @@ absl::StatusOr<Placement> PlaceArtifacts(const Plan& plan, const std::vector<Pla
         // A gather reads every item of a foreach producer.
         const PlannedTask* producer = first_task[input.stage];
         uint64_t bytes = out.bytes;
-        if (producer != nullptr && producer->item) {
+        // (An item-wise input reads one item's.)
+        if (producer != nullptr && producer->item && !input.each) {
           uint64_t items = 0;
           for (const OutputPlacement& o : placement.outputs) {
             if (o.output == input.output && o.task.substr(0, o.task.find('[')) == input.stage) {

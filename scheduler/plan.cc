@@ -34,8 +34,9 @@ void FillFromStage(const dag::TaskGraph& graph, uint32_t stage_index, PlannedTas
   task.tier = stage.tier;
   task.checkpoints = stage.checkpoints;
   task.dependencies = stage.Dependencies();
+  task.foreach_over = stage.foreach_over;
   for (const dag::InputRef& input : stage.inputs) {
-    task.inputs.push_back({input.name, input.stage, input.output, input.stream});
+    task.inputs.push_back({input.name, input.stage, input.output, input.stream, input.each});
   }
   if (stage.run.is_shell()) task.shell = stage.run.shell;
   task.outputs.reserve(stage.outputs.size());

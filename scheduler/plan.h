@@ -39,6 +39,7 @@ struct PlannedInput {
   std::string stage;   // producing stage
   std::string output;  // its output
   bool stream = false;
+  bool each = false;  // item-wise: reads only the producer task with its item
 };
 
 // One task of the plan. Stage-level settings are copied onto every task of
@@ -51,6 +52,7 @@ struct PlannedTask {
   uint32_t layer = 0;
   std::optional<std::string> item;  // the foreach item, for foreach stages
   uint32_t item_index = 0;          // index of `item` in the stage's foreach
+  std::string foreach_over;         // mapped item-wise over this stage; "" when not
   dag::IoProfile io;
   dag::Resources resources;
   dag::RetryPolicy retries;

@@ -192,5 +192,31 @@ TEST(BuildPlanScaleTest, ExpandsALargeForeachIntoOneLayer) {
   EXPECT_EQ(plan.layers[0].tasks[9999].argv.back(), "9999");
 }
 
+TEST(BuildPlanMappingTest, AMappedStageShowsWhatItMapsOverAndItsItemWiseInputs) {
+  dag::Pipeline pipeline;
+  pipeline.name = "mapped";
+  dag::Stage ingest = MakeStage("ingest", dag::StageKind::kIngest);
+  ingest.foreach = std::vector<std::string>{"a", "b"};
+  ingest.outputs.push_back({"raw", 0, std::nullopt, {}});
+  pipeline.stages.push_back(ingest);
+  dag::Stage clean = MakeStage("clean", dag::StageKind::kClean);
+  clean.foreach = ingest.foreach;
+  clean.foreach_over = "ingest";
+  clean.inputs.push_back(
+      {.name = "raw", .stage = "ingest", .output = "raw", .each = true, .location = {}});
+  pipeline.stages.push_back(clean);
+  auto graph = dag::TaskGraph::Build(pipeline);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  Plan plan = BuildPlan(*graph);
+  ASSERT_EQ(plan.layers.size(), 2u);
+  ASSERT_EQ(plan.layers[1].tasks.size(), 2u);
+  for (const PlannedTask& task : plan.layers[1].tasks) {
+    EXPECT_EQ(task.foreach_over, "ingest") << task.id;
+    ASSERT_EQ(task.inputs.size(), 1u);
+    EXPECT_TRUE(task.inputs[0].each) << task.id;
+  }
+  EXPECT_EQ(plan.layers[0].tasks[0].foreach_over, "");
+}
+
 }  // namespace
 }  // namespace tierflow::scheduler

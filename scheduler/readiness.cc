@@ -1,5 +1,10 @@
 #include "scheduler/readiness.h"
 
+#include <limits>
+#include <span>
+#include <unordered_set>
+#include <utility>
+
 #include "scheduler/internal/run_model.h"
 
 namespace tierflow::scheduler::internal {
@@ -13,17 +18,37 @@ bool ReadyQueue::Order::operator()(uint32_t a, uint32_t b) const {
 
 void ReadyQueue::Start() {
   const dag::TaskGraph& graph = *run_.graph;
+  item_waiting_.assign(run_.stages.size(), {});
   for (uint32_t s = 0; s < run_.stages.size(); ++s) {
-    for (uint32_t parent : graph.StageParents(s)) {
-      if (run_.stages[parent].unfinished > 0) ++run_.stages[s].waiting_parents;
+    const std::span<const uint32_t> parents = graph.StageParents(s);
+    const uint32_t items = static_cast<uint32_t>(run_.pipeline.stages[s].TaskCount());
+    if (graph.Mapped(s)) item_waiting_[s].assign(items, 0);
+    for (size_t k = 0; k < parents.size(); ++k) {
+      const uint32_t parent = parents[k];
+      if (!graph.ParentItemWise(s, k)) {
+        if (run_.stages[parent].unfinished > 0) ++run_.stages[s].waiting_parents;
+        continue;
+      }
+      if (run_.stages[parent].unfinished == 0) continue;
+      const uint32_t first = graph.FirstTask(parent);
+      const uint32_t parent_items = static_cast<uint32_t>(run_.pipeline.stages[parent].TaskCount());
+      for (uint32_t i = 0; i < items && i < parent_items; ++i) {
+        if (!IsDone(run_.tasks[first + i].state)) ++item_waiting_[s][i];
+      }
     }
   }
   for (uint32_t t = 0; t < run_.tasks.size(); ++t) {
-    if (run_.tasks[t].state == TaskState::kPending &&
-        run_.stages[run_.tasks[t].stage].waiting_parents == 0) {
+    const TaskRec& task = run_.tasks[t];
+    if (task.state == TaskState::kPending && run_.stages[task.stage].waiting_parents == 0 &&
+        ItemReady(task.stage, task.item)) {
       Enqueue(t);
     }
   }
+}
+
+bool ReadyQueue::ItemReady(uint32_t stage, uint32_t item) const {
+  const std::vector<uint32_t>& waiting = item_waiting_[stage];
+  return item >= waiting.size() || waiting[item] == 0;
 }
 
 void ReadyQueue::Enqueue(uint32_t task) {
@@ -32,11 +57,32 @@ void ReadyQueue::Enqueue(uint32_t task) {
 }
 
 void ReadyQueue::StageDone(uint32_t stage) {
-  for (uint32_t child : run_.graph->StageChildren(stage)) {
+  const std::span<const uint32_t> children = run_.graph->StageChildren(stage);
+  for (size_t k = 0; k < children.size(); ++k) {
+    const uint32_t child = children[k];
+    if (run_.graph->ChildItemWise(stage, k)) continue;  // counted by TaskDone
     if (--run_.stages[child].waiting_parents != 0) continue;
     const uint32_t first = run_.graph->FirstTask(child);
     for (uint32_t i = 0; i < run_.pipeline.stages[child].TaskCount(); ++i) {
-      if (run_.tasks[first + i].state == TaskState::kPending) Enqueue(first + i);
+      if (run_.tasks[first + i].state == TaskState::kPending && ItemReady(child, i)) {
+        Enqueue(first + i);
+      }
+    }
+  }
+}
+
+void ReadyQueue::TaskDone(uint32_t task) {
+  const uint32_t stage = run_.tasks[task].stage;
+  const uint32_t item = run_.tasks[task].item;
+  const std::span<const uint32_t> children = run_.graph->StageChildren(stage);
+  for (size_t k = 0; k < children.size(); ++k) {
+    if (!run_.graph->ChildItemWise(stage, k)) continue;
+    const uint32_t child = children[k];
+    std::vector<uint32_t>& waiting = item_waiting_[child];
+    if (item >= waiting.size() || waiting[item] == 0 || --waiting[item] != 0) continue;
+    const uint32_t t = run_.graph->FirstTask(child) + item;
+    if (run_.stages[child].waiting_parents == 0 && run_.tasks[t].state == TaskState::kPending) {
+      Enqueue(t);
     }
   }
 }
@@ -46,20 +92,39 @@ void ReadyQueue::Clear() {
   newly_ready_.clear();
 }
 
-std::vector<uint32_t> DownstreamStages(const RunModel& run, uint32_t stage) {
-  std::vector<uint32_t> queue(run.graph->StageChildren(stage).begin(),
-                              run.graph->StageChildren(stage).end());
-  std::vector<bool> seen(run.stages.size(), false);
-  std::vector<uint32_t> stages;
-  while (!queue.empty()) {
-    const uint32_t s = queue.back();
-    queue.pop_back();
-    if (seen[s]) continue;
-    seen[s] = true;
-    stages.push_back(s);
-    for (uint32_t child : run.graph->StageChildren(s)) queue.push_back(child);
+std::vector<uint32_t> DownstreamTasks(const RunModel& run, uint32_t task) {
+  constexpr uint32_t kAllItems = std::numeric_limits<uint32_t>::max();
+  const dag::TaskGraph& graph = *run.graph;
+  std::vector<bool> whole(run.stages.size(), false);
+  // A set, not a bit per task: a run of 100k items may see many failures.
+  std::unordered_set<uint32_t> seen;
+  std::vector<uint32_t> tasks;
+  // (stage, item) whose tasks failed or cannot run: one item, or all.
+  std::vector<std::pair<uint32_t, uint32_t>> work = {{run.tasks[task].stage, run.tasks[task].item}};
+  auto add = [&](uint32_t t) {
+    if (seen.insert(t).second) tasks.push_back(t);
+  };
+  while (!work.empty()) {
+    const auto [stage, item] = work.back();
+    work.pop_back();
+    const std::span<const uint32_t> children = graph.StageChildren(stage);
+    for (size_t k = 0; k < children.size(); ++k) {
+      const uint32_t child = children[k];
+      if (whole[child]) continue;
+      const uint32_t first = graph.FirstTask(child);
+      const uint32_t count = static_cast<uint32_t>(run.pipeline.stages[child].TaskCount());
+      if (item != kAllItems && graph.ChildItemWise(stage, k)) {
+        if (item >= count || seen.count(first + item) > 0) continue;
+        add(first + item);
+        work.emplace_back(child, item);
+        continue;
+      }
+      whole[child] = true;
+      for (uint32_t i = 0; i < count; ++i) add(first + i);
+      work.emplace_back(child, kAllItems);
+    }
   }
-  return stages;
+  return tasks;
 }
 
 }  // namespace tierflow::scheduler::internal

@@ -1,6 +1,8 @@
 // Readiness by counting (engine.h, "Semantics"): a stage's tasks are ready
 // once none of its parent stages has unfinished tasks, which is counted
-// (StageRec::waiting_parents), never found by rescanning the graph. Ready
+// (StageRec::waiting_parents), never found by rescanning the graph. A task
+// of a mapped stage waits, for its item-wise parents, only for their tasks
+// with its own item (counted per item). Ready
 // tasks wait in a queue that starts those on the longest remaining chain
 // of stages first, then in plan order.
 //
@@ -30,6 +32,9 @@ class ReadyQueue {
   // `stage` has no unfinished tasks left: the pending tasks of its
   // children that wait for no other parent stage are newly ready.
   void StageDone(uint32_t stage);
+  // `task` succeeded (or was cached): the task with its item in each stage
+  // mapped over its stage is newly ready once it waits for nothing else.
+  void TaskDone(uint32_t task);
 
   bool empty() const { return ready_.empty(); }
   uint32_t Pop() {
@@ -47,13 +52,22 @@ class ReadyQueue {
     const RunModel* run;
     bool operator()(uint32_t a, uint32_t b) const;  // true: a runs after b
   };
+  // A task of a mapped stage (dag::TaskGraph::Mapped) is ready once its
+  // stage waits for no whole parent stage and its item for no item-wise
+  // parent: item_waiting_[stage][item] counts those parents' tasks with its
+  // item that are not done. Empty for the other stages, which are counted
+  // by stage only.
+  bool ItemReady(uint32_t stage, uint32_t item) const;
+  std::vector<std::vector<uint32_t>> item_waiting_;
+
   RunModel& run_;
   std::priority_queue<uint32_t, std::vector<uint32_t>, Order> ready_;
   std::vector<uint32_t> newly_ready_;
 };
 
-// The stages downstream of `stage`, each once, in the order their tasks
-// are marked upstream_failed.
-std::vector<uint32_t> DownstreamStages(const RunModel& run, uint32_t stage);
+// The tasks that cannot run once `task` failed, each once: the task with
+// its item in each stage mapped over its stage (and so on down that chain),
+// and every task of any other stage downstream (a gather needs all items).
+std::vector<uint32_t> DownstreamTasks(const RunModel& run, uint32_t task);
 
 }  // namespace tierflow::scheduler::internal

@@ -112,7 +112,8 @@ void ApplyPlacement(RunModel& run, const Placement& placement) {
 }
 
 // Needs: every producer task's artifact of every input, on the tier the
-// input is read from (once, when two inputs name the same artifact there).
+// input is read from (once, when two inputs name the same artifact there):
+// all items of a gathered foreach stage, the task's own item for `each`.
 void CollectNeeds(RunModel& run) {
   for (uint32_t t = 0; t < run.tasks.size(); ++t) {
     TaskRec& task = run.tasks[t];
@@ -122,19 +123,22 @@ void CollectNeeds(RunModel& run) {
       const dag::InputRef& input = stage.inputs[i];
       bool repeated = false;
       for (size_t j = 0; j < i; ++j) {
-        repeated = repeated || (stage.inputs[j].stage == input.stage &&
-                                stage.inputs[j].output == input.output &&
-                                task.input_tiers[j] == task.input_tiers[i] &&
-                                task.node_input_tiers[j] == task.node_input_tiers[i]);
+        repeated =
+            repeated ||
+            (stage.inputs[j].stage == input.stage && stage.inputs[j].output == input.output &&
+             stage.inputs[j].each == input.each && task.input_tiers[j] == task.input_tiers[i] &&
+             task.node_input_tiers[j] == task.node_input_tiers[i]);
       }
       if (repeated) continue;
       const int producer = run.pipeline.FindStage(input.stage);
       const dag::Stage& from = run.pipeline.stages[producer];
       const size_t o = run.OutputIndex(producer, input.output);
-      const uint32_t first = run.graph->FirstTask(producer);
-      for (uint32_t k = 0; k < from.TaskCount(); ++k) {
+      // Every task of a gathered stage; an `each` input's own item only.
+      const dag::TaskGraph::ProducerRange producers = run.graph->InputProducers(t, i);
+      const uint32_t first = producers.first;
+      for (uint32_t k = 0; k < producers.count; ++k) {
         // Streaming is for one artifact (a tree of files), not a gather.
-        const bool stream = input.stream && !from.foreach;
+        const bool stream = input.stream && (!from.foreach || input.each);
         task.needs.push_back(Need{.task = first + k,
                                   .output = static_cast<uint8_t>(o),
                                   .tier = task.input_tiers[i],

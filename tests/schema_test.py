@@ -54,6 +54,7 @@ NOT_SCHEMA_LEVEL = {
     "cycle.yaml": "a dependency cycle through needs",
     "cycle_inputs.yaml": "dependency cycles through inputs",
     "self_reference.yaml": "a stage naming itself in needs and inputs",
+    "mapping_each.yaml": "item-wise inputs whose stages have other items (the items of other stages)",
     "unknown_output.yaml": "references to outputs another stage does not declare",
     "unknown_stage_ref.yaml": "references to stages that do not exist",
 }

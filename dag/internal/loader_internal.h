@@ -37,6 +37,10 @@ inline constexpr std::string_view kIdentifierRule =
 // bounds); nullopt for any other text.
 std::optional<std::string_view> WholeParamTemplate(std::string_view text);
 
+// Whether an `inputs:` map gives any input as {from: ..., each: true}
+// (loader_mapping.cc): such a stage is mapped, and may use `{{ item }}`.
+bool HasEachInput(const YamlNode& inputs);
+
 // Compares and hashes names as the TIERFLOW_<KIND>_<NAME> variables they
 // become: ASCII letters without regard to case (AsciiUpper's rule).
 inline char UpperAscii(char c) {
@@ -80,7 +84,13 @@ struct StageSource {
   std::vector<Need> needs;
   std::vector<YamlNode> input_refs;  // parallel to Stage::inputs
   std::vector<bool> input_from_map;  // that reference was given as {from: ...}
-  bool outputs_known = true;         // false when `outputs:` could not be read
+  // Item-wise mapping (loader_mapping.cc): the `each:` value of each input
+  // (undefined when not given), parallel to Stage::inputs; the `foreach:`
+  // node and, for `foreach: {over: STAGE}`, the STAGE node.
+  std::vector<YamlNode> input_each;
+  YamlNode foreach;
+  YamlNode foreach_over;
+  bool outputs_known = true;  // false when `outputs:` could not be read
 };
 
 // The schema walk: reads the tree into a Pipeline and records a Diagnostic
@@ -156,6 +166,22 @@ class Loader : public FieldReader {
   std::optional<int64_t> ReadRangeBound(const YamlNode& node, const FieldPath& path);
   std::optional<std::vector<std::string>> ParamItems(const YamlNode& node, const FieldPath& path);
   bool CheckItemCount(uint64_t count, const YamlNode& at, const FieldPath& path);
+
+  // Item-wise mapping (loader_mapping.cc). `foreach: {over: STAGE}` read
+  // into `source`, resolved with the others once every stage is read.
+  void ReadForeachOver(const YamlNode& node, const FieldPath& path, StageSource* source);
+  // Sets each mapped stage's items, foreach_over and its inputs' `each`,
+  // and reports what does not fit; before CheckCycles.
+  void ResolveMappings();
+  enum class MapState : uint8_t { kUnvisited, kVisiting, kDone, kFailed };
+  void ResolveMapping(uint32_t s, std::vector<MapState>& state);
+  void CheckEachInputs(uint32_t s, std::vector<MapState>& state);
+  // The stage whose items `s` has: itself for a list or `from:`, else the
+  // root of what it is mapped over.
+  uint32_t ItemRoot(uint32_t s) const;
+  // Whether stages a and b (both foreach, resolved) have the same items in
+  // the same order; else `difference` says how they differ.
+  bool SameItems(uint32_t a, uint32_t b, std::string* difference) const;
 
   // References and cycles (loader_references.cc).
   // Every `needs` and input names a stage (and an output of it) that
