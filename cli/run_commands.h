@@ -42,7 +42,12 @@ struct RunOptions : ExecutorFlags {
   bool quiet = false;             // only the summary
   std::string progress = "auto";  // auto | tty | plain
   int kill_grace_seconds = 10;
-  std::string tiers_file;  // "": the embedded default tiers (a resume keeps the run's own)
+  std::string tiers_file;          // "": the embedded default tiers (a resume keeps the run's own)
+  bool dry_run = false;            // only say what would run or be reused, and why
+  std::string output = "text";     // --dry-run's format: text or json
+  std::vector<std::string> rerun;  // --rerun STAGE: its tasks run, the cache kept for the rest
+  bool rerun_downstream = false;   // and every stage downstream of them
+  bool force = false;              // resume --force: despite a changed pipeline file
 };
 
 // Runs (or resumes) a pipeline to its end: progress on `out` (a live status
