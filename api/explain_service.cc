@@ -34,7 +34,7 @@ absl::StatusOr<Explanation> ExplainPipelineFile(const ExplainRequest& request) {
   Explanation explanation;
   explanation.pipeline = pipeline.name;
   explanation.file = request.file;
-  std::unique_ptr<Database> db;
+  std::unique_ptr<scheduler::Database> db;
   if (fs::exists(request.db_path, error)) {
     // Read only: a dry run changes nothing, not even the schema version.
     TF_ASSIGN_OR_RETURN(db, scheduler::OpenStoreReadOnly(request.db_path, /*oldest=*/1));
@@ -70,14 +70,14 @@ void RenderExplainText(const Explanation& explanation, std::ostream& out) {
       const std::string& first = tasks[i].task_id;
       const std::string& last = tasks[end - 1].task_id;
       out << "  " << first.substr(0, first.size() - 1) << ".." << last.substr(last.find('[') + 1)
-          << " (" << end - i << " tasks): " << (tasks[i].reuse ? "reuse" : "run") << " ("
-          << GroupReason(tasks[i]) << ")\n";
+          << " (" << end - i << " tasks): " << (tasks[i].reuse ? "reuse" : "run") << ": "
+          << GroupReason(tasks[i]) << "\n";
       i = end;
       continue;
     }
     for (; i < end; ++i) {
-      out << "  " << tasks[i].task_id << ": " << (tasks[i].reuse ? "reuse" : "run") << " ("
-          << tasks[i].reason << ")\n";
+      out << "  " << tasks[i].task_id << ": " << (tasks[i].reuse ? "reuse" : "run") << ": "
+          << tasks[i].reason << "\n";
     }
   }
 }

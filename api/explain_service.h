@@ -35,7 +35,7 @@ struct Explanation {
 // unknown --rerun stage (with a did-you-mean).
 absl::StatusOr<Explanation> ExplainPipelineFile(const ExplainRequest& request);
 
-// One line per task, "TASK  run|reuse  REASON", in plan order; a foreach
+// One line per task, "TASK: run|reuse: REASON", in plan order; a foreach
 // stage's tasks that share a decision and reason (the attempt number
 // aside) are one line, "STAGE[first..last] (N tasks)", when there are more
 // than three of them. Then the totals.

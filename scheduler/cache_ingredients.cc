@@ -176,10 +176,12 @@ std::optional<CacheIngredients> IngredientsFromJson(const std::string& text) {
       read.command = in.value("argv", std::vector<std::string>());
     }
     read.scripts = in.value("scripts", std::vector<std::pair<std::string, std::string>>());
-    for (const auto& [name, value] : in.value("env", json::object()).items()) {
+    const json env = in.value("env", json::object());
+    for (const auto& [name, value] : env.items()) {
       read.env.emplace_back(name, value.get<std::string>());
     }
-    for (const auto& [name, producers] : in.value("inputs", json::object()).items()) {
+    const json inputs = in.value("inputs", json::object());
+    for (const auto& [name, producers] : inputs.items()) {
       read.inputs.push_back(
           {name, producers.get<std::vector<std::pair<std::string, std::string>>>()});
     }
