@@ -51,7 +51,34 @@ int RunValidate(const ValidateOptions& options, std::ostream& out, std::ostream&
   return exit_code;
 }
 
+int RunExplain(const api::ExplainRequest& request, const std::string& output, std::ostream& out,
+               std::ostream& err) {
+  absl::StatusOr<api::Explanation> explanation = api::ExplainPipelineFile(request);
+  if (!explanation.ok()) {
+    err << "tierflow: " << explanation.status().message() << '\n';
+    return kExitInvalid;
+  }
+  if (output == "json") {
+    api::RenderExplainJson(*explanation, out);
+  } else {
+    api::RenderExplainText(*explanation, out);
+  }
+  return CheckWritten(out, err);
+}
+
 int RunPlan(const PlanOptions& options, std::ostream& out, std::ostream& err) {
+  if (options.explain) {
+    return RunExplain({.file = options.file,
+                       .params = ParseParams(options.params),
+                       .db_path = api::DatabasePath(options.db),
+                       .rerun = options.rerun,
+                       .rerun_downstream = options.rerun_downstream},
+                      options.output, out, err);
+  }
+  if (!options.rerun.empty() || options.rerun_downstream) {
+    err << "tierflow: plan: --rerun and --rerun-downstream go with --explain\n";
+    return kExitUsage;
+  }
   absl::StatusOr<api::Plan> plan = api::PlanPipelineFile(options.file, ParseParams(options.params));
   if (!plan.ok()) {
     err << plan.status().message() << '\n';

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "api/explain_service.h"
+
 namespace tierflow::cli {
 
 // Exit codes every command shares.
@@ -36,6 +38,9 @@ struct PlanOptions {
   std::string output = "text";      // "text" or "json"
   std::string tiers_file;           // set: add the placement on these tiers
   std::string db;                   // measured tier profiles; "" = the default
+  bool explain = false;             // --explain: run or reuse per task, and why
+  std::vector<std::string> rerun;   // --rerun STAGE (with --explain)
+  bool rerun_downstream = false;
 };
 
 // Prints "FILE: ok (S stages, T tasks)" for each valid file to `out` and
@@ -49,5 +54,11 @@ int CheckWritten(std::ostream& out, std::ostream& err);
 
 // Prints the plan to `out` as text or JSON, or the diagnostics to `err`.
 int RunPlan(const PlanOptions& options, std::ostream& out, std::ostream& err);
+
+// `plan --explain` and `run --dry-run`: what a run of the file would do,
+// task by task, in `output` ("text" or "json"); the store is only read.
+// kExitInvalid for an invalid file or an unknown --rerun stage.
+int RunExplain(const api::ExplainRequest& request, const std::string& output, std::ostream& out,
+               std::ostream& err);
 
 }  // namespace tierflow::cli

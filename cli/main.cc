@@ -66,6 +66,18 @@ void AddDbOption(CLI::App& command, std::string& db) {
       ->type_name("PATH");
 }
 
+// --rerun and --rerun-downstream of `run` and `plan --explain`.
+void AddRerunOptions(CLI::App& command, std::vector<std::string>& rerun, bool& downstream) {
+  command
+      .add_option("--rerun", rerun,
+                  "Run this stage's tasks even when the cache has their outputs, keeping the "
+                  "cache for the rest (repeatable)")
+      ->type_name("STAGE")
+      ->allow_extra_args(false);
+  command.add_flag("--rerun-downstream", downstream,
+                   "With --rerun: also run every stage downstream of those");
+}
+
 CLI::App* AddPlanCommand(CLI::App& app, PlanOptions& options) {
   CLI::App* command = app.add_subcommand(
       "plan",
@@ -88,9 +100,16 @@ CLI::App* AddPlanCommand(CLI::App& app, PlanOptions& options) {
       ->check(CLI::ExistingFile)
       ->type_name("FILE");
   AddDbOption(*command, options.db);
+  command->add_flag("--explain", options.explain,
+                    "Instead: for every task, whether a run now would run it or reuse an earlier "
+                    "attempt's outputs, and why (no earlier run, command changed, param X "
+                    "changed, input Y changed, env changed, forced, ...), looked up in the "
+                    "store (--db) as `run` would. Same as `run FILE --dry-run`");
+  AddRerunOptions(*command, options.rerun, options.rerun_downstream);
   command->footer(
       "Example:\n  tierflow plan pipeline.yaml --param epochs=5 --output json\n"
-      "  tierflow plan pipeline.yaml --tiers tiers.yaml");
+      "  tierflow plan pipeline.yaml --tiers tiers.yaml\n"
+      "  tierflow plan pipeline.yaml --explain --param lr=0.01");
   return command;
 }
 
@@ -164,6 +183,13 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
       ->type_name("RUN");
   command->add_flag("--no-cache", options.no_cache, "Run every task, reusing nothing");
   AddBudgetOptions(*command, options);
+  AddRerunOptions(*command, options.rerun, options.rerun_downstream);
+  command->add_flag("--dry-run", options.dry_run,
+                    "Run nothing: for every task, whether it would run or be reused, and why "
+                    "(as `plan FILE --explain`); nothing is written to the store");
+  command->add_option("--output,-o", options.output, "--dry-run's output format")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   command
       ->add_option(
           "--tiers", options.tiers_file,
@@ -187,7 +213,9 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
   command->footer(
       "Examples:\n  tierflow run examples/quickstart/pipeline.yaml --param epochs=3\n"
       "  tierflow run pipeline.yaml --slots 8 --db /scratch/tierflow.db\n"
-      "  tierflow run --resume quickstart-3f9a1c");
+      "  tierflow run --resume quickstart-3f9a1c\n"
+      "  tierflow run pipeline.yaml --dry-run\n"
+      "  tierflow run pipeline.yaml --rerun train --rerun-downstream");
   return command;
 }
 
@@ -197,7 +225,10 @@ CLI::App* AddResumeCommand(CLI::App& app, RunOptions& options) {
       "Finish a run that failed, was cancelled or whose tierflow process died (even by kill "
       "-9). Tasks that succeeded, and whose outputs are still there, are kept; every other "
       "task runs again with a fresh retry budget; leftover processes of the old run are "
-      "killed. The pipeline and params are those the run started with. Exits as 'run' does.");
+      "killed. The pipeline and params are those the run started with. When the pipeline file "
+      "changed since in a way that changes an unfinished task's command, params or env, the "
+      "resume is refused, naming the tasks: `tierflow run FILE` reuses what succeeded, and "
+      "--force resumes with the definition the run started with. Exits as 'run' does.");
   command->add_option("run", options.resume, "Run id (see 'tierflow runs'), or last")
       ->required()
       ->type_name("RUN");
@@ -207,6 +238,9 @@ CLI::App* AddResumeCommand(CLI::App& app, RunOptions& options) {
   AddDbOption(*command, options.db);
   AddBudgetOptions(*command, options);
   command->add_flag("--quiet,-q", options.quiet, "Print only the summary");
+  command->add_flag("--force", options.force,
+                    "Resume with the run's stored definition even though the pipeline file "
+                    "changed the command, params or env of an unfinished task");
   AddExecutorOptions(*command, options);
   command->footer("Example:\n  tierflow resume quickstart-3f9a1c");
   return command;

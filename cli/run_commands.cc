@@ -330,6 +330,19 @@ absl::StatusOr<api::LocalBudget> LocalBudgetOf(const RunOptions& options) {
 constexpr int kSlurmSlots = 1000;
 
 int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err) {
+  if (options.dry_run) {
+    if (!options.resume.empty()) {
+      err << "tierflow: --dry-run goes with a pipeline FILE, not --resume\n";
+      return kExitUsage;
+    }
+    return RunExplain({.file = options.file,
+                       .params = ParseParams(options.params),
+                       .db_path = api::DatabasePath(options.db),
+                       .rerun = options.rerun,
+                       .rerun_downstream = options.rerun_downstream,
+                       .no_cache = options.no_cache},
+                      options.output, out, err);
+  }
   // First, before any thread of this process starts.
   BlockedTerminationSignals blocked;
   bool tty = options.progress == "tty" ||
@@ -339,6 +352,9 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
   engine_options.db_path = api::DatabasePath(options.db);
   engine_options.slots = options.slots;
   engine_options.use_cache = !options.no_cache;
+  engine_options.rerun = options.rerun;
+  engine_options.rerun_downstream = options.rerun_downstream;
+  engine_options.resume_force = options.force;
   engine_options.kill_grace = std::chrono::seconds(options.kill_grace_seconds);
   engine_options.observer = &progress;
   if (!options.resume.empty() && !options.tiers_file.empty()) {

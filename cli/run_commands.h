@@ -47,6 +47,11 @@ struct RunOptions : ExecutorFlags {
   double cpus = 0;
   std::string memory;
   int gpus = -1;
+  bool dry_run = false;            // only say what would run or be reused, and why
+  std::string output = "text";     // --dry-run's format: text or json
+  std::vector<std::string> rerun;  // --rerun STAGE: its tasks run, the cache kept for the rest
+  bool rerun_downstream = false;   // and every stage downstream of them
+  bool force = false;              // resume --force: despite a changed pipeline file
 };
 
 // Runs (or resumes) a pipeline to its end: progress on `out` (a live status

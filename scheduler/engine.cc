@@ -147,7 +147,8 @@ class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
   absl::Status StartExecutor();
   absl::Status RecordAttempt(uint32_t task, TaskLaunch& launch,
                              const std::optional<internal::TaskCache::Hit>& hit,
-                             const internal::LaunchInputs& inputs);
+                             const internal::LaunchInputs& inputs,
+                             std::optional<std::string> cache_ingredients);
   int StartRestores(uint32_t task, TaskLaunch& launch, const internal::TaskCache::Hit& hit,
                     const std::string& staging);
   absl::Status FailDownstream(uint32_t task);
@@ -814,19 +815,27 @@ absl::Status Engine::Impl::Dispatch(uint32_t t, const internal::LocalResources::
   task.cache_key.clear();
   task.reusing = false;
   task.cached_from = 0;
-  std::optional<internal::TaskCache::Hit> hit;
-  if (stage.cache && options_.use_cache && !task.no_cache) {
-    task.cache_key = cache().Key(t, launch.argv, contract_env, inputs.producers);
-    TF_ASSIGN_OR_RETURN(hit, cache().FindHit(t, task.cache_key));
-  }
+  using Lookup = internal::TaskCache::Lookup;
+  const Lookup lookup = !stage.cache          ? Lookup::kStageOff
+                        : !options_.use_cache ? Lookup::kNoCache
+                        : !run_.forced_stages.empty() && run_.forced_stages[task.stage]
+                            ? Lookup::kForced
+                        : task.no_cache ? Lookup::kRetry
+                                        : Lookup::kLook;
+  TF_ASSIGN_OR_RETURN(internal::TaskCache::Decision cached,
+                      cache().Decide(t, lookup, launch.argv, contract_env, inputs.producers));
+  task.cache_key = cached.key;
+  std::optional<internal::TaskCache::Hit> hit = std::move(cached.hit);
   internal::SetEnvironment(run_, t, std::move(contract_env), launch);
   if (hit) launch.log_path.clear();  // nothing runs, nothing logs
   task.log_path = launch.log_path;
-  TF_RETURN_IF_ERROR(RecordAttempt(t, launch, hit, inputs));
+  TF_RETURN_IF_ERROR(RecordAttempt(t, launch, hit, inputs, std::move(cached.ingredients)));
   if (grant != nullptr && !hit) {
     internal::SetVisibleDevices(local_->VisibleDevices(*grant), launch);
     TF_RETURN_IF_ERROR(writer().AddEvent(task.id, task.attempt_id, "resources", grant->reason));
   }
+  TF_RETURN_IF_ERROR(writer().AddEvent(task.id, task.attempt_id, "cache",
+                                       StrCat(hit ? "reuse: " : "run: ", cached.reason)));
   if (hit) {
     task.reusing = true;
     task.cached_from = hit->attempt_id;
@@ -904,7 +913,8 @@ absl::Status Engine::Impl::ReattachAttempts() {
 // The attempt's row and the artifacts it consumes.
 absl::Status Engine::Impl::RecordAttempt(uint32_t t, TaskLaunch& launch,
                                          const std::optional<internal::TaskCache::Hit>& hit,
-                                         const internal::LaunchInputs& inputs) {
+                                         const internal::LaunchInputs& inputs,
+                                         std::optional<std::string> cache_ingredients) {
   TaskRec& task = run_.tasks[t];
   const dag::Stage& stage = run_.pipeline.stages[task.stage];
   const int64_t now = WallClockMs();
@@ -916,6 +926,7 @@ absl::Status Engine::Impl::RecordAttempt(uint32_t t, TaskLaunch& launch,
   attempt.state = hit ? AttemptState::kCached : AttemptState::kRunning;
   attempt.command = command.dump();
   attempt.cache_key = task.cache_key;
+  attempt.cache_ingredients = std::move(cache_ingredients);
   if (hit) attempt.cached_from = hit->attempt_id;
   attempt.started_at = now;
   attempt.log_path = launch.log_path;

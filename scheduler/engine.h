@@ -197,6 +197,16 @@ struct EngineOptions {
   // anything is recorded. Unset: not counted (Slurm, cluster workers, which
   // have resource models of their own).
   std::optional<LocalBudget> local_budget;
+  // `run --rerun STAGE` (repeatable): a new run's tasks of these stages run
+  // even when the cache has their outputs (the event says "forced"); with
+  // `rerun_downstream`, every stage downstream of them too. An unknown
+  // stage fails the run before anything is recorded (ForcedStages).
+  std::vector<std::string> rerun;
+  bool rerun_downstream = false;
+  // A resume whose pipeline file changed the command, params or env of an
+  // unfinished task is refused (StaleUnfinishedTasks); true resumes with the
+  // stored definition all the same (`resume --force`).
+  bool resume_force = false;
 };
 
 struct RunRequest {

@@ -9,7 +9,9 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "scheduler/local_resources.h"
+#include "scheduler/cache_explain.h"
 #include "scheduler/resume.h"
+#include "scheduler/resume_check.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/slurm_tracking.h"
 #include "scheduler/stage_times.h"
@@ -111,6 +113,8 @@ absl::Status StartNewRun(const EngineOptions& options, const RunRequest& request
   // A task that could never start is refused before the run is recorded.
   if (options.local_budget) TF_RETURN_IF_ERROR(CheckStagesFit(*options.local_budget, run.pipeline));
   run.pipeline.file = file.string();
+  TF_ASSIGN_OR_RETURN(run.forced_stages,
+                      ForcedStages(*run.graph, options.rerun, options.rerun_downstream));
   TF_RETURN_IF_ERROR(OpenDatabase(options, run, units));
   TF_RETURN_IF_ERROR(SetUpTiers(options, std::nullopt, links, run, units));
   TF_RETURN_IF_ERROR(CreateRun(options, request, text.str(), run, units));
@@ -147,6 +151,7 @@ absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_re
     return absl::FailedPreconditionError(
         StrCat("run ", run.run_id, " already succeeded: nothing to resume"));
   }
+  if (!options.resume_force) TF_RETURN_IF_ERROR(RefuseStaleResume(*units.db, run.run_id, stored));
   run.run_dir = run.state_dir / "runs" / run.run_id;
   TF_ASSIGN_OR_RETURN(RunLock lock, RunLock::Acquire(run.run_dir, run.run_id));
   units.lock.emplace(std::move(lock));

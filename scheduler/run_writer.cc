@@ -36,8 +36,8 @@ absl::Status RunWriter::Prepare(const std::string& run_id) {
   TF_RETURN_IF_ERROR(
       prepare(insert_attempt_,
               "INSERT INTO attempts(run_id, task_id, number, state, command, cache_key, "
-              "cached_from, started_at, log_path, worker, input_wait_ms, reads_json) VALUES (?, "
-              "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+              "cached_from, started_at, log_path, worker, input_wait_ms, reads_json, "
+              "cache_ingredients) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   TF_RETURN_IF_ERROR(prepare(finish_attempt_,
                              "UPDATE attempts SET state = ?, finished_at = ?, exit_code = ?, "
                              "signal = ?, message = ?, log_bytes = ?, pid = coalesce(?, pid), "
@@ -261,7 +261,8 @@ absl::StatusOr<int64_t> RunWriter::StartAttempt(const AttemptStart& attempt) {
       .Bind(9, attempt.log_path)
       .Bind(10, attempt.worker)
       .Bind(11, attempt.input_wait_ms)
-      .Bind(12, attempt.reads_json);
+      .Bind(12, attempt.reads_json)
+      .Bind(13, attempt.cache_ingredients);
   insert_attempt_->Bind(6, OrNull(attempt.cache_key));
   TF_RETURN_IF_ERROR(insert_attempt_->Run());
   return db_.LastInsertId();

@@ -37,6 +37,7 @@ struct AttemptStart {
   std::string worker;
   int64_t input_wait_ms = 0;
   std::optional<std::string> reads_json;
+  std::optional<std::string> cache_ingredients;  // CacheIngredients JSON: what cache_key hashed
 };
 
 // An attempt's end, as its executor reported it.

@@ -297,6 +297,14 @@ ALTER TABLE runs ADD COLUMN executor_options TEXT;  -- NULL: none recorded (sche
     R"sql(
 ALTER TABLE attempts ADD COLUMN ran_ms INTEGER;  -- NULL: nothing ran, or not measured
 )sql",
+    // 14: what each attempt's cache key was made of (CacheIngredients as
+    // JSON), so that a later miss can say why (scheduler/cache_explain.h);
+    // and the newest success of a task id, which that compares with.
+    R"sql(
+ALTER TABLE attempts ADD COLUMN cache_ingredients TEXT;  -- NULL: not looked up, or before 14
+CREATE INDEX attempts_by_task_success ON attempts(task_id, finished_at)
+  WHERE state IN ('succeeded', 'cached');
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -57,7 +57,7 @@
 
 namespace tierflow::scheduler {
 
-inline constexpr int kSchemaVersion = 13;
+inline constexpr int kSchemaVersion = 14;
 
 // The SQL of migration `version` (1..kSchemaVersion), which brings the
 // schema from version-1 to version. For upgrade tests.

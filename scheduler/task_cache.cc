@@ -2,9 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <sstream>
 
+#include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "common/strings.h"
 #include "storage_adapters/local_artifact.h"
 
 namespace tierflow::scheduler::internal {
@@ -12,9 +13,10 @@ namespace fs = std::filesystem;
 
 absl::Status TaskCache::Prepare() {
   TF_ASSIGN_OR_RETURN(Statement find,
-                      db_.Prepare("SELECT id, coalesce(cached_from, id) FROM attempts WHERE "
-                                  "cache_key = ? AND state IN ('succeeded', 'cached') ORDER BY "
-                                  "finished_at DESC LIMIT 8"));
+                      db_.Prepare("SELECT a.id, o.id, o.run_id, o.number FROM attempts a JOIN "
+                                  "attempts o ON o.id = coalesce(a.cached_from, a.id) WHERE "
+                                  "a.cache_key = ? AND a.state IN ('succeeded', 'cached') ORDER "
+                                  "BY a.finished_at DESC LIMIT 8"));
   find_cached_.emplace(std::move(find));
   TF_ASSIGN_OR_RETURN(Statement outputs,
                       db_.Prepare("SELECT a.name, a.content_hash, a.bytes, c.uri, c.tier FROM "
@@ -22,100 +24,57 @@ absl::Status TaskCache::Prepare() {
                                   "c.state = 'present' WHERE a.attempt_id = ? ORDER BY "
                                   "substr(c.uri, 1, 1) = '/' DESC, c.role = 'home' DESC"));
   cached_outputs_.emplace(std::move(outputs));
+  TF_ASSIGN_OR_RETURN(Statement last,
+                      db_.Prepare("SELECT coalesce(a.cache_key, ''), a.cache_ingredients FROM "
+                                  "attempts a JOIN runs r ON r.id = a.run_id WHERE a.task_id = ? "
+                                  "AND a.state IN ('succeeded', 'cached') AND r.pipeline_name = ? "
+                                  "ORDER BY a.finished_at DESC LIMIT 1"));
+  last_success_.emplace(std::move(last));
   return absl::OkStatus();
 }
 
-std::string TaskCache::Key(
-    uint32_t t, const std::vector<std::string>& argv,
-    const std::vector<std::pair<std::string, std::string>>& env,
-    const std::vector<std::pair<std::string, std::vector<uint32_t>>>& inputs) {
+std::string TaskCache::Key(uint32_t t, const std::vector<std::string>& argv,
+                           const std::vector<std::pair<std::string, std::string>>& env,
+                           const std::vector<std::pair<std::string, std::vector<uint32_t>>>& inputs,
+                           CacheIngredients* ingredients) {
   const TaskRec& task = run_.tasks[t];
   const dag::Stage& stage = run_.pipeline.stages[task.stage];
-  std::string key = "tierflow-cache-v1";
-  auto add = [&](std::string_view field) {
-    key += '\0';
-    key += field;
-  };
-  add(run_.pipeline.name);
-  add(task.id);
-  if (stage.run.is_shell()) {
-    add("shell");
-    add(stage.run.shell);
-  } else {
-    add("argv");
-    for (const std::string& arg : argv) add(arg);
-  }
-  // Script files the command names (python3 train.py): their content is
-  // part of what the task does, so editing one invalidates the cache.
-  std::vector<std::string> words = argv;
-  if (stage.run.is_shell()) {
-    std::istringstream split(stage.run.shell);
-    for (std::string word; split >> word;) words.push_back(word);
-  }
-  for (const std::string& word : words) {
-    if (word.empty() || word.size() > 4096) continue;
-    fs::path path = fs::path(run_.working_dir) / word;
-    auto known = script_hashes_.find(path.string());
-    if (known == script_hashes_.end()) {
-      std::error_code error;
-      std::string hash;
-      if (fs::is_regular_file(path, error)) {
-        absl::StatusOr<storage::ContentDigest> digest = storage::HashArtifact(path.string());
-        if (digest.ok()) hash = digest->hash;
-      }
-      known = script_hashes_.emplace(path.string(), hash).first;
-    }
-    if (!known->second.empty()) {
-      add("script");
-      add(word);
-      add(known->second);
-    }
-  }
-  // The environment without input/output paths (they name this run's
-  // folders); inputs count by content below.
-  std::vector<std::pair<std::string, std::string>> sorted;
-  for (const auto& entry : env) {
-    if (entry.first.rfind("TIERFLOW_INPUT_", 0) == 0 ||
-        entry.first.rfind("TIERFLOW_OUTPUT_", 0) == 0 ||
-        entry.first.rfind("TIERFLOW_STREAM_", 0) == 0 || entry.first == "TIERFLOW_CHECKPOINT_DIR") {
-      continue;
-    }
-    sorted.push_back(entry);
-  }
-  std::sort(sorted.begin(), sorted.end());
-  for (const auto& [name, value] : sorted) {
-    add(name);
-    add(value);
-  }
+  CacheIngredients made = MakeIngredients(stage, argv, env, run_.working_dir, script_hashes_);
   for (const auto& [name, producers] : inputs) {
-    add("input");
-    add(name);
+    CacheIngredients::Input& input = made.inputs.emplace_back();
+    input.name = name;
     const dag::InputRef* ref = nullptr;
-    for (const dag::InputRef& input : stage.inputs) {
-      if (StrCat(input.name, "=", input.stage, ".", input.output) == name) ref = &input;
+    for (const dag::InputRef& candidate : stage.inputs) {
+      if (StrCat(candidate.name, "=", candidate.stage, ".", candidate.output) == name) {
+        ref = &candidate;
+      }
     }
     for (uint32_t producer : producers) {
       const dag::Stage& from = run_.pipeline.stages[run_.tasks[producer].stage];
       for (size_t o = 0; o < from.outputs.size(); ++o) {
         if (ref != nullptr && from.outputs[o].name == ref->output) {
-          add(run_.tasks[producer].id);
-          add(run_.tasks[producer].outputs[o].hash);
+          input.producers.emplace_back(run_.tasks[producer].id,
+                                       run_.tasks[producer].outputs[o].hash);
         }
       }
     }
   }
-  for (const dag::OutputSpec& output : stage.outputs) {
-    add("output");
-    add(output.name);
-  }
-  return storage::HashBytes(key);
+  std::string key = CacheKeyOf(run_.pipeline.name, task.id, made);
+  if (ingredients != nullptr) *ingredients = std::move(made);
+  return key;
 }
 
 absl::StatusOr<std::optional<TaskCache::Hit>> TaskCache::FindHit(uint32_t t,
                                                                  const std::string& key) {
   const dag::Stage& stage = run_.pipeline.stages[run_.tasks[t].stage];
   find_cached_->Bind(1, key);
-  std::vector<std::pair<int64_t, int64_t>> candidates;  // attempt, original attempt
+  struct Candidate {
+    int64_t attempt;   // with the key
+    int64_t original;  // that made the outputs
+    std::string run_id;
+    uint32_t number;
+  };
+  std::vector<Candidate> candidates;
   for (;;) {
     absl::StatusOr<bool> row = find_cached_->Step();
     if (!row.ok()) {
@@ -123,12 +82,16 @@ absl::StatusOr<std::optional<TaskCache::Hit>> TaskCache::FindHit(uint32_t t,
       return row.status();
     }
     if (!*row) break;
-    candidates.emplace_back(find_cached_->Int(0), find_cached_->Int(1));
+    candidates.push_back({find_cached_->Int(0), find_cached_->Int(1), find_cached_->Text(2),
+                          static_cast<uint32_t>(find_cached_->Int(3))});
   }
   find_cached_->Reset();
-  for (const auto& [attempt, original] : candidates) {
+  for (const Candidate& candidate : candidates) {
+    const int64_t attempt = candidate.attempt;
     Hit hit;
-    hit.attempt_id = original;
+    hit.attempt_id = candidate.original;
+    hit.run_id = candidate.run_id;
+    hit.number = candidate.number;
     hit.paths.resize(stage.outputs.size());
     hit.hashes.resize(stage.outputs.size());
     hit.restore.resize(stage.outputs.size());
@@ -176,6 +139,63 @@ absl::StatusOr<std::optional<TaskCache::Hit>> TaskCache::FindHit(uint32_t t,
     if (present == stage.outputs.size()) return std::optional<Hit>(std::move(hit));
   }
   return std::optional<Hit>();
+}
+
+absl::StatusOr<TaskCache::Decision> TaskCache::Decide(
+    uint32_t t, Lookup lookup, const std::vector<std::string>& argv,
+    const std::vector<std::pair<std::string, std::string>>& env,
+    const std::vector<std::pair<std::string, std::vector<uint32_t>>>& inputs) {
+  Decision decision;
+  switch (lookup) {
+    case Lookup::kNoCache:
+      decision.reason = "forced (--no-cache)";
+      return decision;
+    case Lookup::kStageOff:
+      decision.reason = "cache: false";
+      return decision;
+    case Lookup::kRetry:
+      decision.reason = "not looked up: an attempt after a failed one runs";
+      return decision;
+    case Lookup::kForced:
+    case Lookup::kLook:
+      break;
+  }
+  const TaskRec& task = run_.tasks[t];
+  CacheIngredients ingredients;
+  decision.key = Key(t, argv, env, inputs, &ingredients);
+  decision.ingredients = IngredientsToJson(ingredients);
+  if (lookup == Lookup::kForced) {
+    decision.reason = "forced (--rerun)";
+    return decision;
+  }
+  TF_ASSIGN_OR_RETURN(decision.hit, FindHit(t, decision.key));
+  if (decision.hit) {
+    decision.reason =
+        StrCat("cached from ", decision.hit->run_id, " (attempt ", decision.hit->number, ")");
+    return decision;
+  }
+  last_success_->Bind(1, task.id).Bind(2, run_.pipeline.name);
+  absl::StatusOr<bool> row = last_success_->Step();
+  if (!row.ok()) {
+    last_success_->Reset();
+    return row.status();
+  }
+  if (!*row) {
+    decision.reason = "no earlier run";
+  } else if (last_success_->Text(0) == decision.key) {
+    decision.reason = "outputs gone";
+  } else if (last_success_->IsNull(1)) {
+    decision.reason = "cache key changed (the earlier run did not record why)";
+  } else if (std::optional<CacheIngredients> before = IngredientsFromJson(last_success_->Text(1));
+             !before) {
+    decision.reason = "cache key changed";
+  } else {
+    std::vector<std::string> reasons = MissReasons(ingredients, *before, run_.pipeline);
+    decision.reason =
+        reasons.empty() ? std::string("cache key changed") : absl::StrJoin(reasons, ", ");
+  }
+  last_success_->Reset();
+  return decision;
 }
 
 }  // namespace tierflow::scheduler::internal

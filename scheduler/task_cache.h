@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "scheduler/cache_ingredients.h"
 #include "scheduler/internal/run_model.h"
 #include "scheduler/sqlite.h"
 
@@ -29,13 +30,17 @@ class TaskCache {
 
   // The cache key of `task` run with `argv` and `env`, reading `inputs`
   // ("NAME=STAGE.OUTPUT", the producing tasks), whose outputs' hashes are
-  // known. Script files are hashed once per run.
+  // known. Script files are hashed once per run. `ingredients`, when
+  // given, gets what the key was made of.
   std::string Key(uint32_t task, const std::vector<std::string>& argv,
                   const std::vector<std::pair<std::string, std::string>>& env,
-                  const std::vector<std::pair<std::string, std::vector<uint32_t>>>& inputs);
+                  const std::vector<std::pair<std::string, std::vector<uint32_t>>>& inputs,
+                  CacheIngredients* ingredients = nullptr);
 
   struct Hit {
     int64_t attempt_id = 0;           // the attempt that made the outputs
+    std::string run_id;               // its run
+    uint32_t number = 0;              // and its number there
     std::vector<std::string> paths;   // by output index
     std::vector<std::string> hashes;  // by output index
     // By output index, for an output kept only on an object store: its
@@ -47,12 +52,36 @@ class TaskCache {
   // run's object-store tiers; none when there is none.
   absl::StatusOr<std::optional<Hit>> FindHit(uint32_t task, const std::string& key);
 
+  // Whether the cache is looked up for an attempt, and if not, why.
+  enum class Lookup {
+    kLook,
+    kForced,    // --rerun of its stage: keyed, not looked up
+    kNoCache,   // --no-cache
+    kStageOff,  // the stage's `cache: false`
+    kRetry,     // an attempt after a failed one
+  };
+  // The cache decision for an attempt, with its reason: "cached from RUN
+  // (attempt N)" for a hit, else why not ("no earlier run", "outputs
+  // gone", MissReasons against the newest earlier success of the same
+  // pipeline and task id, "forced (--rerun)", "cache: false", ...).
+  struct Decision {
+    std::string key;  // "": not keyed
+    std::optional<Hit> hit;
+    std::string reason;
+    std::optional<std::string> ingredients;  // IngredientsToJson, when keyed
+  };
+  absl::StatusOr<Decision> Decide(
+      uint32_t task, Lookup lookup, const std::vector<std::string>& argv,
+      const std::vector<std::pair<std::string, std::string>>& env,
+      const std::vector<std::pair<std::string, std::vector<uint32_t>>>& inputs);
+
  private:
   Database& db_;
   const RunModel& run_;
-  std::map<std::string, std::string> script_hashes_;  // path -> content hash
+  ScriptHashes script_hashes_;
   std::optional<Statement> find_cached_;
   std::optional<Statement> cached_outputs_;
+  std::optional<Statement> last_success_;
 };
 
 }  // namespace tierflow::scheduler::internal

@@ -160,6 +160,9 @@ struct RunModel {
     std::string handle;
   };
   std::vector<Reattach> reattach;
+  // By stage index: its tasks run without looking at the cache
+  // (EngineOptions::rerun); empty: none.
+  std::vector<bool> forced_stages;
 
   // Cluster mode: a node tier, whose copies the workers make.
   bool OnWorkers(uint8_t tier) const {
