@@ -38,10 +38,10 @@ const KeyList& DefaultsKeys() {
   return *keys;
 }
 const KeyList& StageKeys() {
-  static const auto* const keys = new KeyList{
-      "kind",    "description", "run",     "needs", "inputs", "outputs",     "io",  "resources",
-      "retries", "timeout",     "foreach", "cache", "tier",   "checkpoints", "env", "slurm",
-      "params"};
+  static const auto* const keys =
+      new KeyList{"kind", "description", "run",     "needs",   "inputs",  "outputs",
+                  "io",   "resources",   "retries", "timeout", "foreach", "cache",
+                  "tier", "checkpoints", "env",     "slurm",   "params"};
   return *keys;
 }
 const KeyList& InputKeys() {

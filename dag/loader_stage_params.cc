@@ -33,8 +33,8 @@ void MarkReferences(std::string_view text, const Pipeline& pipeline, std::vector
     if (at > 0 && IsIdentifierChar(text[at - 1])) continue;
     size_t end = at + kVariablePrefix.size();
     while (end < text.size() && IsIdentifierChar(text[end])) ++end;
-    const std::string_view name = text.substr(at + kVariablePrefix.size(), end - at -
-                                                                              kVariablePrefix.size());
+    const std::string_view name =
+        text.substr(at + kVariablePrefix.size(), end - at - kVariablePrefix.size());
     for (size_t p = 0; p < pipeline.params.size(); ++p) {
       if (AsciiUpper(pipeline.params[p].name) == name) (*used)[p] = true;
     }

@@ -49,14 +49,12 @@ TEST(StageParamsTest, AStageWithoutParamsKeySeesWhatItsRunAndEnvReference) {
     run: ["train"]
     env: {SEED: "{{ params.seed }}", LR: "${TIERFLOW_PARAM_LR}"}
   python:
-    run: 'python3 -c "import os; print(os.environ[\"TIERFLOW_PARAM_EPOCHS\"])"'
-  none:
-    run: 'echo $TIERFLOW_PARAM_LRX $XTIERFLOW_PARAM_LR $TIERFLOW_PARAM_lr'
-  foreach_only:
-    foreach: "{{ params.regions }}"
-    run: ["ingest", "{{ item }}"]
-)");
-  for (const Stage& stage : p.stages) {
+    run: 'python3 -c "import os; print(os.environ[\"TIERFLOW_PARAM_EPOCHS\"])"' none:run
+                        : 'echo $TIERFLOW_PARAM_LRX $XTIERFLOW_PARAM_LR $TIERFLOW_PARAM_lr'
+                        foreach_only:foreach
+                        : "{{ params.regions }}" run
+                        : [ "ingest", "{{ item }}" ]) ");
+      for (const Stage& stage : p.stages) {
     EXPECT_EQ(stage.param_scope, ParamScope::kReferenced) << stage.name;
   }
   // In the pipeline's order, whatever the order of the references.

@@ -399,8 +399,8 @@ inline std::string Task::Param(const std::string& name) const {
     const std::string declared = withheld->substr(start, comma - start);
     if (!declared.empty() && internal::Upper(declared) == internal::Upper(name)) {
       throw Error("param '" + declared + "' was not given to stage '" +
-                  get("TIERFLOW_STAGE").value_or("?") + "': declare it with `params: [" +
-                  declared + "]` (or `params: all`) in the stage");
+                  get("TIERFLOW_STAGE").value_or("?") + "': declare it with `params: [" + declared +
+                  "]` (or `params: all`) in the stage");
     }
     start = comma + 1;
   }
