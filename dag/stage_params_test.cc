@@ -124,12 +124,12 @@ TEST(StageParamsTest, ReportsUnknownRepeatedAndMistypedParams) {
     run: ["true"]
     params: [[lr]]
 )"),
-            "p.yaml:10:18: stages.train.params[1]: unknown param 'epoch' in params (did you "
+            "p.yaml:11:18: stages.train.params[1]: unknown param 'epoch' in params (did you "
             "mean 'epochs'?)\n"
-            "p.yaml:10:25: stages.train.params[2]: duplicate param 'lr' (first at line 10)\n"
-            "p.yaml:13:13: stages.evaluate.params: expected a list of param names or 'all', got "
+            "p.yaml:11:25: stages.train.params[2]: duplicate param 'lr' (first at line 11)\n"
+            "p.yaml:14:13: stages.evaluate.params: expected a list of param names or 'all', got "
             "'every'\n"
-            "p.yaml:16:14: stages.report.params[0]: expected a param name, got a list");
+            "p.yaml:17:14: stages.report.params[0]: expected a param name, got a list");
 }
 
 }  // namespace
