@@ -40,7 +40,7 @@ stages:
 )";
 
 TEST(StageParamsTest, AStageWithoutParamsKeySeesWhatItsRunAndEnvReference) {
-  Pipeline p = MustLoad(std::string(kParams) + R"(
+  Pipeline p = MustLoad(std::string(kParams) + R"x(
   shell:
     run: 'train --lr "$TIERFLOW_PARAM_LR" --epochs ${TIERFLOW_PARAM_EPOCHS:-1}'
   argv:
@@ -49,12 +49,14 @@ TEST(StageParamsTest, AStageWithoutParamsKeySeesWhatItsRunAndEnvReference) {
     run: ["train"]
     env: {SEED: "{{ params.seed }}", LR: "${TIERFLOW_PARAM_LR}"}
   python:
-    run: 'python3 -c "import os; print(os.environ[\"TIERFLOW_PARAM_EPOCHS\"])"' none:run
-                        : 'echo $TIERFLOW_PARAM_LRX $XTIERFLOW_PARAM_LR $TIERFLOW_PARAM_lr'
-                        foreach_only:foreach
-                        : "{{ params.regions }}" run
-                        : [ "ingest", "{{ item }}" ]) ");
-      for (const Stage& stage : p.stages) {
+    run: 'python3 -c "import os; print(os.environ[\"TIERFLOW_PARAM_EPOCHS\"])"'
+  none:
+    run: 'echo $TIERFLOW_PARAM_LRX $XTIERFLOW_PARAM_LR $TIERFLOW_PARAM_lr'
+  foreach_only:
+    foreach: "{{ params.regions }}"
+    run: ["ingest", "{{ item }}"]
+)x");
+  for (const Stage& stage : p.stages) {
     EXPECT_EQ(stage.param_scope, ParamScope::kReferenced) << stage.name;
   }
   // In the pipeline's order, whatever the order of the references.
@@ -70,14 +72,14 @@ TEST(StageParamsTest, AStageWithoutParamsKeySeesWhatItsRunAndEnvReference) {
 }
 
 TEST(StageParamsTest, DeclaredParamsJoinTheReferencedOnes) {
-  Pipeline p = MustLoad(std::string(kParams) + R"(
+  Pipeline p = MustLoad(std::string(kParams) + R"x(
   train:
     run: 'python3 train.py --lr "$TIERFLOW_PARAM_LR"'
     params: [seed, epochs]
   empty:
     run: ["true"]
     params: []
-)");
+)x");
   const Stage& train = StageNamed(p, "train");
   EXPECT_EQ(train.param_scope, ParamScope::kDeclared);
   EXPECT_EQ(train.params, (Names{"lr", "epochs", "seed"}));
@@ -86,22 +88,22 @@ TEST(StageParamsTest, DeclaredParamsJoinTheReferencedOnes) {
 }
 
 TEST(StageParamsTest, AllGivesEveryParam) {
-  Pipeline p = MustLoad(std::string(kParams) + R"(
+  Pipeline p = MustLoad(std::string(kParams) + R"x(
   train:
     run: ["true"]
     params: all
-)");
+)x");
   EXPECT_EQ(p.stages[0].param_scope, ParamScope::kAll);
   EXPECT_EQ(p.stages[0].params, (Names{"lr", "epochs", "regions", "seed"}));
 }
 
 TEST(StageParamsTest, TheTaskEnvironmentHoldsOnlyTheStagesParams) {
-  Pipeline p = MustLoad(std::string(kParams) + R"(
+  Pipeline p = MustLoad(std::string(kParams) + R"x(
   train:
     run: 'python3 train.py'
     params: [epochs]
     env: {LR: "$TIERFLOW_PARAM_LR"}
-)");
+)x");
   auto graph = TaskGraph::Build(p);
   ASSERT_TRUE(graph.ok()) << graph.status();
   using Var = std::pair<std::string, std::string>;
@@ -113,7 +115,7 @@ TEST(StageParamsTest, TheTaskEnvironmentHoldsOnlyTheStagesParams) {
 }
 
 TEST(StageParamsTest, ReportsUnknownRepeatedAndMistypedParams) {
-  EXPECT_EQ(Report(std::string(kParams) + R"(
+  EXPECT_EQ(Report(std::string(kParams) + R"x(
   train:
     run: ["true"]
     params: [lr, epoch, lr]
@@ -123,7 +125,7 @@ TEST(StageParamsTest, ReportsUnknownRepeatedAndMistypedParams) {
   report:
     run: ["true"]
     params: [[lr]]
-)"),
+)x"),
             "p.yaml:11:18: stages.train.params[1]: unknown param 'epoch' in params (did you "
             "mean 'epochs'?)\n"
             "p.yaml:11:25: stages.train.params[2]: duplicate param 'lr' (first at line 11)\n"
