@@ -24,7 +24,7 @@ params:
   unused: a
 stages:
   ingest:
-    run: echo ingest >> executions; echo "raw ${TIERFLOW_PARAM_EPOCHS-unset}" > "$TIERFLOW_OUTPUT_RAW"
+    run: echo ingest >> executions; echo "raw $(env | grep -c '^TIERFLOW_PARAM_')" > "$TIERFLOW_OUTPUT_RAW"
     outputs: [raw]
   feature:
     inputs: {raw: ingest.raw}
@@ -53,9 +53,9 @@ stages:
   EXPECT_EQ(executions(),
             (Counts{{"ingest", 1}, {"feature", 1}, {"train", 1}, {"evaluate", 1}, {"report", 1}}));
   const fs::path artifacts1 = RunDir(run1->run_id) / "artifacts";
-  EXPECT_EQ(ReadFile(artifacts1 / "ingest" / "raw"), "raw unset\n")
-      << "ingest uses no param: epochs is not in its environment";
-  EXPECT_EQ(ReadFile(artifacts1 / "evaluate" / "score"), "raw unset\nlr=0.1 epochs=3\n");
+  EXPECT_EQ(ReadFile(artifacts1 / "ingest" / "raw"), "raw 0\n")
+      << "ingest uses no param: none is in its environment";
+  EXPECT_EQ(ReadFile(artifacts1 / "evaluate" / "score"), "raw 0\nlr=0.1 epochs=3\n");
   EXPECT_EQ(ReadFile(artifacts1 / "report" / "all"),
             "TIERFLOW_PARAM_EPOCHS=3\nTIERFLOW_PARAM_LR=0.1\nTIERFLOW_PARAM_UNUSED=a\n");
 
@@ -72,7 +72,7 @@ stages:
   EXPECT_EQ(executions(),
             (Counts{{"ingest", 1}, {"feature", 1}, {"train", 2}, {"evaluate", 2}, {"report", 2}}));
   EXPECT_EQ(ReadFile(RunDir(run2->run_id) / "artifacts" / "evaluate" / "score"),
-            "raw unset\nlr=0.1 epochs=5\n");
+            "raw 0\nlr=0.1 epochs=5\n");
 
   // A param no stage uses but report (params: all): only report runs.
   absl::StatusOr<RunResult> run3 = Run({{"epochs", "5"}, {"unused", "b"}});
