@@ -83,7 +83,9 @@ TEST(TaskParamTest, ANameThePipelineDoesNotHaveIsNotAParam) {
   EXPECT_EQ(ParamError(task, "epoch"),
             "param 'epoch' is not a param of pipeline 'digits' (declare it under the pipeline's "
             "params:)");
-  EXPECT_NE(ParamError(Task({}), "lr").find("TIERFLOW_PARAM_LR is not set"), std::string::npos);
+  const Task outside_tierflow(std::map<std::string, std::string>{});
+  EXPECT_NE(ParamError(outside_tierflow, "lr").find("TIERFLOW_PARAM_LR is not set"),
+            std::string::npos);
 }
 
 class TaskHelperTest : public ::testing::Test {
