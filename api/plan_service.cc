@@ -196,6 +196,42 @@ std::string ParamsLine(const std::vector<scheduler::PlannedParam>& params) {
   return line;
 }
 
+std::string_view ParamScopeName(dag::ParamScope scope) {
+  switch (scope) {
+    case dag::ParamScope::kReferenced:
+      return "referenced";
+    case dag::ParamScope::kDeclared:
+      return "declared";
+    case dag::ParamScope::kAll:
+      return "all";
+  }
+  return "referenced";
+}
+
+// One line per stage: the params it sees and is keyed by, and how they
+// were chosen ("train  epochs, lr  (declared)"). Stages in plan order.
+void RenderStageParamsText(const Plan& plan, ChunkedWriter& writer) {
+  std::vector<const scheduler::PlannedTask*> stages;
+  size_t width = 0;
+  for (const scheduler::PlanLayer& layer : plan.layers) {
+    const std::string* last_stage = nullptr;
+    for (const scheduler::PlannedTask& task : layer.tasks) {
+      if (last_stage != nullptr && *last_stage == task.stage) continue;
+      last_stage = &task.stage;
+      stages.push_back(&task);
+      width = std::max(width, task.stage.size());
+    }
+  }
+  writer.Append("stage params:\n");
+  for (const scheduler::PlannedTask* task : stages) {
+    writer.Append("  ");
+    writer.Append(task->stage);
+    writer.Pad(width - task->stage.size() + 2);
+    writer.Append(task->params.empty() ? std::string("-") : absl::StrJoin(task->params, ", "));
+    writer.Append(StrCat("  (", ParamScopeName(task->param_scope), ")\n"));
+  }
+}
+
 // ---------------------------------------------------------------- JSON
 
 // Writes JSON tokens; the caller supplies structure (keys, commas).
@@ -358,6 +394,10 @@ void WriteTaskJson(const scheduler::PlannedTask& task, JsonWriter& json) {
   json.String(task.checkpoints.tier);
   json.Raw("},\"dependencies\":");
   json.StringArray(task.dependencies);
+  json.Raw(",\"param_scope\":");
+  json.String(ParamScopeName(task.param_scope));
+  json.Raw(",\"params\":");
+  json.StringArray(task.params);
   json.Raw(",\"argv\":");
   json.StringArray(task.argv);
   json.Raw(",\"shell\":");
@@ -433,6 +473,7 @@ void RenderPlanText(const Plan& plan, std::ostream& out) {
   writer.Append(StrCat("critical path: ", absl::StrJoin(plan.critical_path, " -> "), " (",
                        plan.critical_path.size(),
                        plan.critical_path.size() == 1 ? " stage)\n" : " stages)\n"));
+  if (!plan.params.empty()) RenderStageParamsText(plan, writer);
   for (const scheduler::PlanLayer& layer : plan.layers) {
     writer.Append('\n');
     RenderLayerText(layer, writer);

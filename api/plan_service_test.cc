@@ -66,6 +66,8 @@ Plan SmallPlan() {
   train.timeout = std::chrono::minutes(150);
   train.tier = "nvme";
   train.dependencies = {"ingest"};
+  train.param_scope = dag::ParamScope::kDeclared;
+  train.params = {"lr", "fast"};
   train.shell = "python3 train.py\n";
   train.outputs.push_back(PlannedOutput{"model", 0, Durability::kDurable});
   layer1.tasks.push_back(train);
@@ -103,6 +105,14 @@ TEST(RenderPlanTextTest, StartsWithTotalsParamsAndCriticalPath) {
   EXPECT_EQ(lines[2], "critical path: ingest -> train (2 stages)");
 }
 
+TEST(RenderPlanTextTest, ShowsEachStagesParamsAndHowTheyWereChosen) {
+  std::vector<std::string> lines = Lines(Text(SmallPlan()));
+  ASSERT_GE(lines.size(), 6u);
+  EXPECT_EQ(lines[3], "stage params:");
+  EXPECT_EQ(lines[4], "  ingest  -  (referenced)");
+  EXPECT_EQ(lines[5], "  train   lr, fast  (declared)");
+}
+
 TEST(RenderPlanTextTest, ListsEveryTaskInAlignedColumnsPerLayer) {
   std::vector<std::string> lines = Lines(Text(SmallPlan()));
   std::vector<std::string> expected = {
@@ -115,9 +125,10 @@ TEST(RenderPlanTextTest, ListsEveryTaskInAlignedColumnsPerLayer) {
       "  TASK   KIND   READ           WRITE       BLOCK    PASSES  STREAMS  DURABILITY  NEEDS",
       "  train  train  random 10 GiB  sequential  256 KiB  10      8        durable     ingest",
   };
-  ASSERT_EQ(lines.size(), 4 + expected.size());
-  EXPECT_EQ(lines[3], "");
-  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(lines[4 + i], expected[i]) << i;
+  // After the totals, params, critical path and the 3 lines of stage params.
+  ASSERT_EQ(lines.size(), 7 + expected.size());
+  EXPECT_EQ(lines[6], "");
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(lines[7 + i], expected[i]) << i;
 }
 
 TEST(RenderPlanTextTest, SingularCountsAndNoParamsLine) {
@@ -130,6 +141,7 @@ TEST(RenderPlanTextTest, SingularCountsAndNoParamsLine) {
   std::vector<std::string> lines = Lines(Text(plan));
   EXPECT_EQ(lines.at(0), "pipeline small: 1 stage, 1 task, 1 layer");
   EXPECT_EQ(lines.at(1), "critical path: train (1 stage)");
+  EXPECT_EQ(lines.at(2), "") << "no stage params without params";
 }
 
 TEST(RenderPlanJsonTest, HasTotalsParamsAndCriticalPath) {
@@ -175,7 +187,7 @@ TEST(RenderPlanJsonTest, WritesEveryTaskFieldWithSizesInBytesAndDurationsInMs) {
     "retries": {"limit": 3, "backoff_ms": 10000, "factor": 2.0, "max_backoff_ms": 600000},
     "timeout_ms": 9000000, "cache": true, "tier": "nvme",
     "checkpoints": {"enabled": false, "keep": 3, "tier": ""},
-    "dependencies": ["ingest"],
+    "dependencies": ["ingest"], "param_scope": "declared", "params": ["lr", "fast"],
     "argv": [], "shell": "python3 train.py\n",
     "outputs": [{"name": "model", "size_bytes": 0, "durability": "durable"}]
   })");

@@ -103,7 +103,7 @@ class SeenNames {
 // The allowed keys of one kind of map, in the order of the docs.
 class KeyList {
  public:
-  static constexpr size_t kMaxKeys = 16;
+  static constexpr size_t kMaxKeys = 32;  // the bits of by_length_
 
   KeyList(std::initializer_list<std::string_view> names) : names_(names.begin(), names.end()) {
     for (size_t i = 0; i < names_.size() && i < kMaxKeys; ++i) {

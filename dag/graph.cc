@@ -320,7 +320,11 @@ std::vector<std::pair<std::string, std::string>> TaskGraph::TaskEnvironment(
     const Task& task) const {
   const Stage& stage = pipeline_->stages[task.stage];
   std::vector<std::pair<std::string, std::string>> env;
+  // Both lists are in the pipeline's order: one walk matches them.
+  auto seen = stage.params.begin();
   for (const Param& param : pipeline_->params) {
+    if (seen == stage.params.end() || *seen != param.name) continue;
+    ++seen;
     env.emplace_back(
         StrCat("TIERFLOW_PARAM_", AsciiUpper(param.name)),
         param.type == ParamType::kList ? absl::StrJoin(param.items, ",") : param.value);
@@ -331,6 +335,20 @@ std::vector<std::pair<std::string, std::string>> TaskGraph::TaskEnvironment(
   }
   for (const auto& [name, value] : stage.env) env.emplace_back(name, value);
   return env;
+}
+
+std::vector<std::string> TaskGraph::WithheldParams(const Task& task) const {
+  const Stage& stage = pipeline_->stages[task.stage];
+  std::vector<std::string> withheld;
+  auto seen = stage.params.begin();
+  for (const Param& param : pipeline_->params) {
+    if (seen != stage.params.end() && *seen == param.name) {
+      ++seen;
+    } else {
+      withheld.push_back(param.name);
+    }
+  }
+  return withheld;
 }
 
 }  // namespace tierflow::dag

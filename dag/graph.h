@@ -12,6 +12,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -32,6 +33,9 @@ struct Task {
   uint32_t stage = 0;  // index into Pipeline::stages
   uint32_t item = 0;   // index into the stage's foreach items; 0 otherwise
 };
+
+// The variable that lists a task's withheld params, comma-separated.
+inline constexpr std::string_view kWithheldParamsVariable = "TIERFLOW_WITHHELD_PARAMS";
 
 class TaskGraph {
  public:
@@ -103,9 +107,17 @@ class TaskGraph {
   std::vector<std::string> ResolveArgv(const Task& task) const;
 
   // Environment the task contract gives the command for params and item:
-  // TIERFLOW_PARAM_<NAME> (list params joined by commas), TIERFLOW_ITEM,
-  // TIERFLOW_ITEM_INDEX, plus the stage's declared env.
+  // TIERFLOW_PARAM_<NAME> for the stage's params only (Stage::params; list
+  // params joined by commas), TIERFLOW_ITEM, TIERFLOW_ITEM_INDEX, plus the
+  // stage's declared env. The task cache keys on it.
   std::vector<std::pair<std::string, std::string>> TaskEnvironment(const Task& task) const;
+
+  // The pipeline's params the task's stage does not see, by name, in the
+  // pipeline's order: TIERFLOW_WITHHELD_PARAMS (kWithheldParamsVariable),
+  // so the SDK can say how to declare one. Names only, never values, and
+  // not in TaskEnvironment: a param the stage does not use must not change
+  // its cache key.
+  std::vector<std::string> WithheldParams(const Task& task) const;
 
  private:
   static std::span<const uint32_t> Slice(const std::vector<uint32_t>& items,

@@ -212,6 +212,7 @@ TEST(TaskGraphTest, TaskEnvironmentCarriesParamsItemAndDeclaredEnv) {
   regions.items = {"eu", "us"};
   p.params.push_back(regions);
   p.stages[0].env["OMP_NUM_THREADS"] = "4";
+  p.stages[0].params = {"epochs", "regions"};
   auto graph = TaskGraph::Build(p);
   ASSERT_TRUE(graph.ok());
   auto env = graph->TaskEnvironment(graph->tasks()[1]);
@@ -221,6 +222,27 @@ TEST(TaskGraphTest, TaskEnvironmentCarriesParamsItemAndDeclaredEnv) {
                                    {"TIERFLOW_ITEM", "y"},
                                    {"TIERFLOW_ITEM_INDEX", "1"},
                                    {"OMP_NUM_THREADS", "4"}}));
+  EXPECT_TRUE(graph->WithheldParams(graph->tasks()[1]).empty());
+}
+
+TEST(TaskGraphTest, TaskEnvironmentHoldsOnlyTheStagesParamsAndWithholdsTheRest) {
+  Pipeline p = PipelineBuilder()
+                   .Param("lr", "0.1")
+                   .Param("epochs", "3")
+                   .Param("seed", "7")
+                   .Stage("train")
+                   .Stage("report")
+                   .Build();
+  p.stages[0].params = {"lr", "seed"};
+  auto graph = TaskGraph::Build(p);
+  ASSERT_TRUE(graph.ok());
+  using Var = std::pair<std::string, std::string>;
+  EXPECT_EQ(graph->TaskEnvironment(graph->tasks()[0]),
+            (std::vector<Var>{{"TIERFLOW_PARAM_LR", "0.1"}, {"TIERFLOW_PARAM_SEED", "7"}}));
+  EXPECT_EQ(graph->WithheldParams(graph->tasks()[0]), std::vector<std::string>{"epochs"});
+  EXPECT_TRUE(graph->TaskEnvironment(graph->tasks()[1]).empty());
+  EXPECT_EQ(graph->WithheldParams(graph->tasks()[1]),
+            (std::vector<std::string>{"lr", "epochs", "seed"}));
 }
 
 }  // namespace

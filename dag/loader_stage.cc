@@ -38,9 +38,10 @@ const KeyList& DefaultsKeys() {
   return *keys;
 }
 const KeyList& StageKeys() {
-  static const auto* const keys = new KeyList{
-      "kind",    "description", "run",     "needs", "inputs", "outputs",     "io",  "resources",
-      "retries", "timeout",     "foreach", "cache", "tier",   "checkpoints", "env", "slurm"};
+  static const auto* const keys =
+      new KeyList{"kind", "description", "run",     "needs",   "inputs",  "outputs",
+                  "io",   "resources",   "retries", "timeout", "foreach", "cache",
+                  "tier", "checkpoints", "env",     "slurm",   "params"};
   return *keys;
 }
 const KeyList& InputKeys() {
@@ -198,6 +199,8 @@ void Loader::ReadStage(const YamlNode& node, const FieldPath& path, Stage* stage
   }
   if (YamlNode io = fields.value("io"); io.IsDefined()) ReadIo(io, path.Key("io"), &stage->io);
   ReadRunPolicy(fields, path, stage);
+  // After run and env: what they reference is part of the stage's params.
+  ReadStageParams(fields.value("params"), path.Key("params"), stage);
 }
 
 void Loader::ReadRunPolicy(const Fields& fields, const FieldPath& path, Stage* stage) {

@@ -141,6 +141,10 @@ void SetEnvironment(const RunModel& run, uint32_t t, Env contract, TaskLaunch& l
   launch.env.emplace_back("TIERFLOW_STAGE_KIND", std::string(dag::StageKindName(stage.kind)));
   launch.env.emplace_back("TIERFLOW_ATTEMPT", StrCat(task.attempts));
   launch.env.emplace_back("TIERFLOW_PIPELINE", run.pipeline.name);
+  // Names of the params the stage does not see, for the SDK's message; not
+  // in the cache key (`contract`).
+  launch.env.emplace_back(std::string(dag::kWithheldParamsVariable),
+                          absl::StrJoin(run.graph->WithheldParams(run.graph->tasks()[t]), ","));
 }
 
 std::string ReadsJson(const RunModel& run, uint32_t t) {

@@ -35,6 +35,8 @@ void FillFromStage(const dag::TaskGraph& graph, uint32_t stage_index, PlannedTas
   task.checkpoints = stage.checkpoints;
   task.dependencies = stage.Dependencies();
   task.foreach_over = stage.foreach_over;
+  task.param_scope = stage.param_scope;
+  task.params = stage.params;
   for (const dag::InputRef& input : stage.inputs) {
     task.inputs.push_back({input.name, input.stage, input.output, input.stream, input.each});
   }

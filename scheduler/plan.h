@@ -61,6 +61,9 @@ struct PlannedTask {
   std::string tier;  // explicit tier override; empty = placement decides
   dag::CheckpointSpec checkpoints;
   std::vector<std::string> dependencies;  // stage names, `needs` and inputs
+  // The params the stage sees and is keyed by (Stage::params), and why.
+  dag::ParamScope param_scope = dag::ParamScope::kReferenced;
+  std::vector<std::string> params;
   std::vector<PlannedInput> inputs;
   // The command: argv with `{{ params.* }}` / `{{ item }}` resolved, or a
   // shell script (then argv is empty).

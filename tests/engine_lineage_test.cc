@@ -25,6 +25,7 @@ params:
 stages:
   first:
     run: [sh, first.sh]
+    params: [p]  # first.sh reads it: no reference in run
     outputs: [out]
   second:
     inputs: {in: first.out}

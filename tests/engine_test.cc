@@ -332,12 +332,14 @@ stages:
   fan:
     foreach: [red, green, blue]
     run: env > "$TIERFLOW_OUTPUT_DUMP"
+    params: [x]
     outputs: [dump]
   single:
     run: printf single > "$TIERFLOW_OUTPUT_ONE"
     outputs: [one]
   gather:
     inputs: {parts: fan.dump, one: single.one}
+    params: all
     env: {EXTRA: hello}
     run: |
       env > gather.env
@@ -359,6 +361,8 @@ stages:
   EXPECT_EQ(env["TIERFLOW_ATTEMPT"], "1");
   EXPECT_EQ(env["TIERFLOW_PARAM_X"], "42") << "the --param override";
   EXPECT_EQ(env["TIERFLOW_PARAM_REGIONS"], "eu,us");
+  EXPECT_EQ(env.count("TIERFLOW_WITHHELD_PARAMS"), 1u);
+  EXPECT_EQ(env["TIERFLOW_WITHHELD_PARAMS"], "") << "params: all withholds none";
   EXPECT_EQ(env["EXTRA"], "hello");
   EXPECT_EQ(env.count("TIERFLOW_ITEM"), 0u) << "gather is no foreach stage";
   // A plain input is the producer's artifact.
@@ -377,6 +381,8 @@ stages:
     EXPECT_EQ(item_env["TIERFLOW_ITEM_INDEX"], std::to_string(i));
     EXPECT_EQ(item_env["TIERFLOW_TASK_ID"], "fan[" + items[i] + "]");
     EXPECT_EQ(item_env["TIERFLOW_PARAM_X"], "42");
+    EXPECT_EQ(item_env.count("TIERFLOW_PARAM_REGIONS"), 0u) << "fan declares only x";
+    EXPECT_EQ(item_env["TIERFLOW_WITHHELD_PARAMS"], "regions");
     EXPECT_EQ(item_env["TIERFLOW_OUTPUT_DUMP"].empty(), false);
   }
   // The output path ends in the output's name; what was written there is

@@ -2,7 +2,8 @@
 // face): the Loader, one schema walk over a YamlDocument into a Pipeline,
 // whose members are defined across loader.cc (entry point, names),
 // loader_params.cc (params and templates), loader_stage.cc (stages),
-// loader_foreach.cc (foreach items) and loader_references.cc (references
+// loader_foreach.cc (foreach items), loader_stage_params.cc (a stage's
+// params) and loader_references.cc (references
 // between stages, cycles). Not for use outside dag/loader*.cc. A Loader
 // serves one load on one thread.
 #pragma once
@@ -160,6 +161,9 @@ class Loader : public FieldReader {
   std::optional<std::string> ReadTierName(const YamlNode& node, const FieldPath& path);
   void ReadEnv(const YamlNode& node, const FieldPath& path,
                std::map<std::string, std::string>* env);
+  // `params:` and the params a stage's run and env reference
+  // (loader_stage_params.cc): resolves Stage::param_scope and Stage::params.
+  void ReadStageParams(const YamlNode& node, const FieldPath& path, Stage* stage);
   // foreach (loader_foreach.cc).
   std::optional<std::vector<std::string>> ReadForeach(const YamlNode& node, const FieldPath& path);
   std::optional<std::vector<std::string>> ReadRange(const YamlNode& node, const FieldPath& path);

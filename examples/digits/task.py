@@ -35,8 +35,13 @@ def _env(variable):
 
 
 def param(name, cast=str):
+    # The SDK's param(): a param the stage was not given fails with how to
+    # declare it (docs/pipeline-format.md "Params").
+    try:
+        text = tf.param(name)
+    except tf.TierflowError as e:
+        fail(str(e))
     variable = "TIERFLOW_PARAM_" + name.upper()
-    text = _env(variable)
     try:
         return cast(text)
     except ValueError:

@@ -29,6 +29,11 @@ def _env(variable):
 
 def param(name, cast=str):
     variable = "TIERFLOW_PARAM_" + name.upper()
+    if variable not in os.environ and "TIERFLOW_WITHHELD_PARAMS" in os.environ:
+        # tierflow gives a stage only the params it references or declares
+        # (docs/pipeline-format.md "Params"); the same message as the SDK's.
+        fail("param '%s' was not given to stage '%s': declare it with `params: [%s]` "
+             "(or `params: all`) in the stage" % (name, os.environ.get("TIERFLOW_STAGE", "?"), name))
     text = _env(variable)
     try:
         return cast(text)

@@ -1,5 +1,5 @@
-// Task-side helper for tierflow tasks written in C++: streamed inputs,
-// data-wait accounting and checkpoints (docs/task-helpers.md). Header-only,
+// Task-side helper for tierflow tasks written in C++: params, streamed
+// inputs, data-wait accounting and checkpoints (docs/task-helpers.md). Header-only,
 // C++17, the standard library plus the POSIX calls it needs (fsync,
 // O_APPEND, rename). The same API as sdk/python/tierflow_task.py, with the
 // project's FunctionName spelling: shards() is Shards(), open_shard() is
@@ -128,6 +128,12 @@ class Task {
   Task(const Task&) = delete;
   Task& operator=(const Task&) = delete;
 
+  // $TIERFLOW_PARAM_<NAME>: the param's value as text (a list param's
+  // items joined by commas). A stage is given only the params it references
+  // or declares; asked for one it was not given, throws an Error that says
+  // how to declare it.
+  std::string Param(const std::string& name) const;
+
   // $TIERFLOW_INPUT_<NAME>: the input's path on the task's working tier.
   std::string InputPath(const std::string& name) const;
   // The input's regular files, relative to InputPath(name): for a streamed
@@ -213,6 +219,7 @@ inline Task& DefaultTask() {
   return task;
 }
 
+inline std::string Param(const std::string& name) { return DefaultTask().Param(name); }
 inline std::string InputPath(const std::string& name) { return DefaultTask().InputPath(name); }
 inline std::vector<std::string> Shards(const std::string& name) {
   return DefaultTask().Shards(name);
@@ -370,6 +377,36 @@ inline std::optional<std::string> Task::Lookup(const std::string& prefix,
     if (internal::Upper(k) == key) return v;
   }
   return std::nullopt;
+}
+
+inline std::string Task::Param(const std::string& name) const {
+  if (name.empty()) throw Error("a param name must not be empty");
+  const std::string variable = "TIERFLOW_PARAM_" + internal::Upper(name);
+  if (auto it = environment_.find(variable); it != environment_.end()) return it->second;
+  auto get = [&](const char* key) {
+    auto it = environment_.find(key);
+    return it == environment_.end() ? std::optional<std::string>() : it->second;
+  };
+  const std::optional<std::string> withheld = get("TIERFLOW_WITHHELD_PARAMS");
+  if (!withheld) {
+    throw Error(variable + " is not set: param '" + name +
+                "' was not given to this task (run it with tierflow, or set " + variable +
+                " by hand)");
+  }
+  for (size_t start = 0; start <= withheld->size();) {
+    size_t comma = withheld->find(',', start);
+    if (comma == std::string::npos) comma = withheld->size();
+    const std::string declared = withheld->substr(start, comma - start);
+    if (!declared.empty() && internal::Upper(declared) == internal::Upper(name)) {
+      throw Error("param '" + declared + "' was not given to stage '" +
+                  get("TIERFLOW_STAGE").value_or("?") + "': declare it with `params: [" + declared +
+                  "]` (or `params: all`) in the stage");
+    }
+    start = comma + 1;
+  }
+  throw Error("param '" + name + "' is not a param of pipeline '" +
+              get("TIERFLOW_PIPELINE").value_or("?") +
+              "' (declare it under the pipeline's params:)");
 }
 
 inline std::string Task::InputPath(const std::string& name) const {

@@ -51,6 +51,43 @@ std::vector<std::string> Lines(const fs::path& path) {
   return lines;
 }
 
+// The message a task gets for a param its stage was not given.
+std::string ParamError(const Task& task, const std::string& name) {
+  try {
+    task.Param(name);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(TaskParamTest, ReturnsTheValueTheStageWasGiven) {
+  Task task({{"TIERFLOW_PARAM_EPOCHS", "3"}, {"TIERFLOW_WITHHELD_PARAMS", "lr"}});
+  EXPECT_EQ(task.Param("epochs"), "3");
+  EXPECT_EQ(task.Param("EPOCHS"), "3");
+}
+
+TEST(TaskParamTest, AWithheldParamSaysHowToDeclareIt) {
+  Task task({{"TIERFLOW_STAGE", "train"},
+             {"TIERFLOW_PARAM_LR", "0.1"},
+             {"TIERFLOW_WITHHELD_PARAMS", "seed,epochs"}});
+  EXPECT_EQ(ParamError(task, "epochs"),
+            "param 'epochs' was not given to stage 'train': declare it with `params: [epochs]` "
+            "(or `params: all`) in the stage");
+}
+
+TEST(TaskParamTest, ANameThePipelineDoesNotHaveIsNotAParam) {
+  Task task({{"TIERFLOW_STAGE", "train"},
+             {"TIERFLOW_PIPELINE", "digits"},
+             {"TIERFLOW_WITHHELD_PARAMS", "epochs"}});
+  EXPECT_EQ(ParamError(task, "epoch"),
+            "param 'epoch' is not a param of pipeline 'digits' (declare it under the pipeline's "
+            "params:)");
+  const Task outside_tierflow(std::map<std::string, std::string>{});
+  EXPECT_NE(ParamError(outside_tierflow, "lr").find("TIERFLOW_PARAM_LR is not set"),
+            std::string::npos);
+}
+
 class TaskHelperTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -40,6 +40,36 @@ class Base(unittest.TestCase):
         return os.path.join(self.dir, *parts)
 
 
+class Params(unittest.TestCase):
+    def test_returns_the_value_the_stage_was_given(self):
+        task = tf.Task({"TIERFLOW_PARAM_EPOCHS": "3", "TIERFLOW_WITHHELD_PARAMS": "lr"})
+        self.assertEqual(task.param("epochs"), "3")
+        self.assertEqual(task.param("EPOCHS"), "3")
+
+    def test_a_withheld_param_says_how_to_declare_it(self):
+        task = tf.Task({"TIERFLOW_STAGE": "train", "TIERFLOW_PARAM_LR": "0.1",
+                        "TIERFLOW_WITHHELD_PARAMS": "seed,epochs"})
+        with self.assertRaises(tf.TierflowError) as caught:
+            task.param("epochs")
+        self.assertEqual(str(caught.exception),
+                         "param 'epochs' was not given to stage 'train': declare it with "
+                         "`params: [epochs]` (or `params: all`) in the stage")
+
+    def test_a_name_the_pipeline_does_not_have_is_not_a_param(self):
+        task = tf.Task({"TIERFLOW_STAGE": "train", "TIERFLOW_PIPELINE": "digits",
+                        "TIERFLOW_WITHHELD_PARAMS": "epochs"})
+        with self.assertRaises(tf.TierflowError) as caught:
+            task.param("epoch")
+        self.assertEqual(str(caught.exception),
+                         "param 'epoch' is not a param of pipeline 'digits' (declare it under "
+                         "the pipeline's params:)")
+
+    def test_outside_tierflow_names_the_variable(self):
+        with self.assertRaises(tf.TierflowError) as caught:
+            tf.Task({}).param("lr")
+        self.assertIn("TIERFLOW_PARAM_LR is not set", str(caught.exception))
+
+
 class StagedInputs(Base):
     def test_lists_regular_files_recursively_sorted_by_relative_path(self):
         root = self.path("in")

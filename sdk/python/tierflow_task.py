@@ -1,9 +1,10 @@
-"""Task-side helper for tierflow tasks: streamed inputs, data-wait accounting
-and checkpoints (docs/task-helpers.md). Standard library only; copy this one
+"""Task-side helper for tierflow tasks: params, streamed inputs, data-wait
+accounting and checkpoints (docs/task-helpers.md). Standard library only; copy this one
 file next to a task, or put sdk/python on PYTHONPATH.
 
     import tierflow_task as tf
 
+    epochs = int(tf.param("epochs"))                # the stage must reference or declare it
     for i in range(tf.shard_count("shards")):
         with tf.open_shard("shards", i) as f:      # waits until shard i is there
             train_on(f.read())
@@ -28,7 +29,7 @@ import threading
 import time
 
 __all__ = [
-    "TierflowError", "Task",
+    "TierflowError", "Task", "param",
     "input_path", "shards", "shard_count", "shard_path", "open_shard", "waited_seconds",
     "checkpoint_dir", "checkpoint_path", "commit_checkpoint", "latest_checkpoint",
     "save_checkpoint", "wait_checkpoint",
@@ -60,6 +61,32 @@ class Task:
         self._save_lock = threading.RLock()
         self._saving = None  # _Save
         self._staging = {}
+
+    # -- params -----------------------------------------------------------
+
+    def param(self, name):
+        """$TIERFLOW_PARAM_<NAME>: the param's value as text (a list param's
+        items joined by commas). A stage is given only the params it
+        references or declares; asked for one it was not given, this raises
+        an error that says how to declare it."""
+        if not isinstance(name, str) or not name:
+            raise TierflowError("a param name must be a non-empty string, got %r" % (name,))
+        variable = "TIERFLOW_PARAM_" + name.upper()
+        value = self._environ.get(variable)
+        if value is not None:
+            return value
+        withheld = self._environ.get("TIERFLOW_WITHHELD_PARAMS")
+        if withheld is None:
+            raise TierflowError("%s is not set: param '%s' was not given to this task (run it "
+                                "with tierflow, or set %s by hand)" % (variable, name, variable))
+        for declared in withheld.split(","):
+            if declared and declared.upper() == name.upper():
+                raise TierflowError(
+                    "param '%s' was not given to stage '%s': declare it with "
+                    "`params: [%s]` (or `params: all`) in the stage"
+                    % (declared, self._environ.get("TIERFLOW_STAGE", "?"), declared))
+        raise TierflowError("param '%s' is not a param of pipeline '%s' (declare it under the "
+                            "pipeline's params:)" % (name, self._environ.get("TIERFLOW_PIPELINE", "?")))
 
     # -- inputs -----------------------------------------------------------
 
@@ -517,6 +544,10 @@ def _task():
         if _default is None:
             _default = Task()
         return _default
+
+
+def param(name):
+    return _task().param(name)
 
 
 def input_path(name):
