@@ -25,6 +25,10 @@ void WriteText(const scheduler::GcReport& report, std::ostream& out) {
     out << (report.dry_run ? "would finish " : "finished ") << run
         << ": its data was being deleted by a gc that stopped\n";
   }
+  for (const std::string& run : report.released) {
+    out << (report.dry_run ? "would release " : "released ") << run
+        << ": no kept run reuses its remaining copies any more\n";
+  }
   for (const scheduler::GcVerdict& verdict : report.verdicts) {
     if (!verdict.collect) out << "kept " << verdict.run_id << ": " << verdict.reason << '\n';
   }
@@ -55,6 +59,7 @@ Json ToJson(const scheduler::GcReport& report) {
         {{"run", verdict.run_id}, {"reason", verdict.reason}});
   }
   json["finished"] = report.finished;
+  json["released"] = report.released;
   json["bytes_freed"] = Json::object();
   for (const auto& [tier, bytes] : report.bytes) json["bytes_freed"][tier] = bytes;
   json["files_deleted"] = Json::object();

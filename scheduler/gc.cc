@@ -24,6 +24,9 @@ namespace {
 constexpr std::string_view kDeleting = "deleting";
 // The pseudo-tier of the run folders under the state folder (logs, locks).
 constexpr std::string_view kStateTier = "state";
+// The run's lock file (run_lock.h), which gc itself holds and rewrites: not
+// counted as data freed.
+constexpr char kLockFile[] = "lock";
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -98,6 +101,7 @@ void CollectOnTier(const storage::TierConfig& tier, const std::string& run_id,
   }
   bool kept_any = false;
   for (const storage::ObjectInfo& object : *objects) {
+    if (object.key == StrCat(prefix, kLockFile)) continue;  // the run's lock: RemoveTree's
     if (IsReferenced(referenced, ObjectUri(tier, object.key))) {
       kept_any = true;
       continue;
@@ -137,6 +141,7 @@ void CollectRunFolder(const fs::path& state_dir, const std::string& run_id,
        !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
     std::error_code entry_error;
     if (it->is_symlink(entry_error) || !it->is_regular_file(entry_error)) continue;
+    if (it->path() == folder / kLockFile) continue;  // bookkeeping, rewritten by gc's own lock
     bytes += it->file_size(entry_error);
     ++files;
   }
@@ -178,7 +183,8 @@ absl::Status RecordIntent(Database& db, const GcVerdict& verdict,
   const int64_t now = NowMs();
   TF_ASSIGN_OR_RETURN(Statement insert,
                       db.Prepare("INSERT INTO gc_runs(run_id, state, reason, started_at) "
-                                 "VALUES (?, 'deleting', ?, ?)"));
+                                 "VALUES (?, 'deleting', ?, ?) ON CONFLICT(run_id) DO UPDATE "
+                                 "SET state = 'deleting', finished_at = NULL"));
   insert.Bind(1, verdict.run_id).Bind(2, verdict.reason).Bind(3, now);
   TF_RETURN_IF_ERROR(insert.Run());
   TF_ASSIGN_OR_RETURN(
@@ -234,6 +240,21 @@ void TestPause() {
   const char* pause = std::getenv("TIERFLOW_TEST_GC_PAUSE_MS");
   if (pause == nullptr || *pause == '\0') return;
   std::this_thread::sleep_for(std::chrono::milliseconds(std::atoll(pause)));
+}
+
+// Runs with copies recorded present or being made.
+absl::StatusOr<std::vector<std::string>> RunsStillHoldingCopies(Database& db) {
+  TF_ASSIGN_OR_RETURN(Statement find,
+                      db.Prepare("SELECT DISTINCT a.run_id FROM artifact_copies c JOIN artifacts "
+                                 "a ON a.id = c.artifact_id WHERE c.state IN ('present', "
+                                 "'copying')"));
+  std::vector<std::string> runs;
+  while (true) {
+    TF_ASSIGN_OR_RETURN(bool row, find.Step());
+    if (!row) break;
+    runs.push_back(find.Text(0));
+  }
+  return runs;
 }
 
 }  // namespace
@@ -393,6 +414,7 @@ absl::StatusOr<GcReport> CollectGarbage(const std::string& db_path, const GcOpti
     if (!run.gc_state.empty()) collected.insert(run.id);
     if (run.gc_state == kDeleting) report.finished.push_back(run.id);
   }
+  TF_ASSIGN_OR_RETURN(std::vector<std::string> holding, RunsStillHoldingCopies(*db));
   // A run folder whose lock another process holds (a resume, a cancel) is
   // not touched; the locks are held until its data is gone.
   std::map<std::string, RunLock> locks;
@@ -411,10 +433,46 @@ absl::StatusOr<GcReport> CollectGarbage(const std::string& db_path, const GcOpti
     collected.insert(verdict.run_id);
   }
   TF_ASSIGN_OR_RETURN(std::set<std::string> referenced, ReferencedLocations(*db, collected));
+  // Collected runs whose copies stayed because a run kept then still
+  // reused them: released once nothing references them any more.
+  std::vector<GcVerdict> releases;
+  for (const std::string& run_id : holding) {
+    if (!collected.count(run_id)) continue;
+    if (std::find(report.finished.begin(), report.finished.end(), run_id) !=
+        report.finished.end()) {
+      continue;
+    }
+    TF_ASSIGN_OR_RETURN(std::vector<storage::TierConfig> tiers, RunTiers(*db, run_id, state_dir));
+    bool freed = false;
+    TF_ASSIGN_OR_RETURN(Statement copies,
+                        db->Prepare("SELECT c.uri, c.tier FROM artifact_copies c JOIN artifacts a "
+                                    "ON a.id = c.artifact_id WHERE a.run_id = ? AND "
+                                    "c.state IN ('present', 'copying')"));
+    copies.Bind(1, run_id);
+    while (!freed) {
+      TF_ASSIGN_OR_RETURN(bool row, copies.Step());
+      if (!row) break;
+      bool archive = false;
+      for (const storage::TierConfig& tier : tiers) {
+        archive |= tier.name == copies.Text(1) && tier.durability == Durability::kArchive;
+      }
+      freed = !archive && !IsReferenced(referenced, copies.Text(0));
+    }
+    if (!freed) continue;
+    report.released.push_back(run_id);
+    releases.push_back(GcVerdict{.run_id = run_id,
+                                 .collect = true,
+                                 .reason = "no kept run reuses its remaining copies any more"});
+  }
   std::vector<std::string> work_runs = report.finished;
+  work_runs.insert(work_runs.end(), report.released.begin(), report.released.end());
+  std::vector<GcVerdict> intents = releases;
   for (const GcVerdict& verdict : report.verdicts) {
     if (!verdict.collect) continue;
     work_runs.push_back(verdict.run_id);
+    intents.push_back(verdict);
+  }
+  for (const GcVerdict& verdict : intents) {
     if (options.dry_run) continue;
     TF_ASSIGN_OR_RETURN(std::vector<storage::TierConfig> tiers,
                         RunTiers(*db, verdict.run_id, state_dir));

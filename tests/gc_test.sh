@@ -96,11 +96,13 @@ run() {  # FILE TIERS DB: runs it, prints the run id
     fail "run $1: $out"
   sed -n 's/^run \([a-z]*-[0-9a-f]*\) succeeded.*/\1/p' <<< "$out" | head -1
 }
-sizes() {  # ROOT...: the sum of the sizes of the files under runs/ of each root
+# ROOT...: the sum of the sizes of the files under runs/ of each root (a
+# run's lock is not data: gc rewrites it while it holds it)
+sizes() {
   local total=0 root
   for root in "$@"; do
     if [ -d "$root/runs" ]; then
-      total=$((total + $(find "$root/runs" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')))
+      total=$((total + $(find "$root/runs" -type f ! -path "$root/runs/*/lock" -printf '%s\n' | awk '{s += $1} END {print s + 0}')))
     fi
   done
   echo "$total"
