@@ -302,7 +302,7 @@ std::vector<GcVerdict> DecideGc(const std::vector<GcRun>& runs, const GcOptions&
     }
     for (size_t rank = 0; rank < list.size(); ++rank) {
       const GcRun& run = *list[rank];
-      GcVerdict verdict{.run_id = run.id};
+      GcVerdict verdict{.run_id = run.id, .collect = false, .reason = ""};
       const int64_t ended = run.finished_at > 0 ? run.finished_at : run.created_at;
       if (run.state == RunState::kRunning) {
         verdict.reason = "not finished";

@@ -84,8 +84,11 @@ bool IsReferenced(const std::set<std::string>& referenced, const std::string& ur
 
 struct GcReport {
   bool dry_run = false;
-  std::vector<GcVerdict> verdicts;        // every run considered
-  std::vector<std::string> finished;      // runs a killed gc had started, finished now
+  std::vector<GcVerdict> verdicts;    // every run considered
+  std::vector<std::string> finished;  // runs a killed gc had started, finished now
+  // Runs collected earlier whose copies stayed for a kept run's cache
+  // entry, released now that no run references them.
+  std::vector<std::string> released;
   std::map<std::string, uint64_t> bytes;  // freed per tier ("state": run folders)
   std::map<std::string, uint64_t> files;  // files deleted per tier
   std::vector<std::string> archive_kept;  // archive tiers left untouched

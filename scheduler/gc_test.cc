@@ -19,18 +19,29 @@ constexpr int64_t kHour = 3600 * 1000;
 constexpr int64_t kDay = 24 * kHour;
 
 GcRun Finished(const std::string& id, const std::string& pipeline, int64_t created) {
-  return GcRun{.id = id,
-               .pipeline = pipeline,
-               .state = RunState::kSucceeded,
-               .created_at = created,
-               .finished_at = created + 1000};
+  GcRun run;
+  run.id = id;
+  run.pipeline = pipeline;
+  run.state = RunState::kSucceeded;
+  run.created_at = created;
+  run.finished_at = created + 1000;
+  return run;
+}
+
+GcOptions Rules(std::optional<int> keep_last, std::optional<int64_t> older_than_ms = {},
+                bool dry_run = false) {
+  GcOptions options;
+  options.keep_last = keep_last;
+  if (older_than_ms) options.older_than = milliseconds(*older_than_ms);
+  options.dry_run = dry_run;
+  return options;
 }
 
 const GcVerdict& VerdictOf(const std::vector<GcVerdict>& verdicts, const std::string& run) {
   for (const GcVerdict& verdict : verdicts) {
     if (verdict.run_id == run) return verdict;
   }
-  static const GcVerdict kNone{.run_id = "none", .reason = "no verdict"};
+  static const GcVerdict kNone{.run_id = "none", .collect = false, .reason = "no verdict"};
   ADD_FAILURE() << "no verdict for " << run;
   return kNone;
 }
@@ -51,7 +62,7 @@ TEST(GcAge, ParsesUnitsAndRejectsTheRest) {
 TEST(GcDecision, KeepsTheNewestRunsOfEachPipeline) {
   const std::vector<GcRun> runs = {Finished("a-1", "a", 1), Finished("a-2", "a", 2),
                                    Finished("a-3", "a", 3), Finished("b-1", "b", 1)};
-  const std::vector<GcVerdict> verdicts = DecideGc(runs, {.keep_last = 2}, 10 * kDay);
+  const std::vector<GcVerdict> verdicts = DecideGc(runs, Rules(2), 10 * kDay);
   ASSERT_EQ(verdicts.size(), 4u);
   EXPECT_TRUE(VerdictOf(verdicts, "a-1").collect) << VerdictOf(verdicts, "a-1").reason;
   EXPECT_FALSE(VerdictOf(verdicts, "a-2").collect);
@@ -65,12 +76,12 @@ TEST(GcDecision, OlderThanCountsFromTheEndAndBothRulesMustAgree) {
   const std::vector<GcRun> runs = {Finished("a-1", "a", now - 9 * kDay),
                                    Finished("a-2", "a", now - 8 * kDay),
                                    Finished("a-3", "a", now - kHour)};
-  std::vector<GcVerdict> verdicts = DecideGc(runs, {.older_than = milliseconds(kDay)}, now);
+  std::vector<GcVerdict> verdicts = DecideGc(runs, Rules(std::nullopt, kDay), now);
   EXPECT_TRUE(VerdictOf(verdicts, "a-1").collect);
   EXPECT_TRUE(VerdictOf(verdicts, "a-2").collect);
   EXPECT_FALSE(VerdictOf(verdicts, "a-3").collect);
   // a-2 is old enough but among the 2 newest: kept.
-  verdicts = DecideGc(runs, {.keep_last = 2, .older_than = milliseconds(kDay)}, now);
+  verdicts = DecideGc(runs, Rules(2, kDay), now);
   EXPECT_TRUE(VerdictOf(verdicts, "a-1").collect);
   EXPECT_FALSE(VerdictOf(verdicts, "a-2").collect);
   EXPECT_FALSE(VerdictOf(verdicts, "a-3").collect);
@@ -83,7 +94,7 @@ TEST(GcDecision, NeverTakesUnfinishedDrivenOrCollectedRunsNorAPipelineWithALiveR
   runs[1].state = RunState::kRunning;  // a live run of pipeline a
   runs[2].engine_alive = true;         // a finished run an engine still holds
   runs[4].gc_state = "done";
-  const std::vector<GcVerdict> verdicts = DecideGc(runs, {.keep_last = 0}, 10 * kDay);
+  const std::vector<GcVerdict> verdicts = DecideGc(runs, Rules(0), 10 * kDay);
   ASSERT_EQ(verdicts.size(), 4u);  // c-1 was collected already
   EXPECT_FALSE(VerdictOf(verdicts, "a-1").collect);
   EXPECT_NE(VerdictOf(verdicts, "a-1").reason.find("run a-2 of pipeline a is not finished"),
@@ -154,7 +165,7 @@ class GcStoreTest : public ::testing::Test {
 };
 
 TEST_F(GcStoreTest, AnUnfinishedRunKeepsItsPipelinesRuns) {
-  auto report = CollectGarbage(db_path_, {.keep_last = 0}, storage::OpenPosixTier);
+  auto report = CollectGarbage(db_path_, Rules(0), storage::OpenPosixTier);
   ASSERT_TRUE(report.ok()) << report.status();
   for (const GcVerdict& verdict : report->verdicts) EXPECT_FALSE(verdict.collect) << verdict.run_id;
   EXPECT_TRUE(fs::exists(Artifact("quickstart-1a2b3c", "ingest/raw/0")));
@@ -166,13 +177,13 @@ TEST_F(GcStoreTest, DeletesAnOldRunButWhatAKeptRunsCacheEntryReuses) {
   const uint64_t logs = LogBytes("quickstart-1a2b3c");
   ASSERT_GT(logs, 0u);
   // Dry run first: the same report, nothing changed.
-  auto dry = CollectGarbage(db_path_, {.keep_last = 2, .dry_run = true}, storage::OpenPosixTier);
+  auto dry = CollectGarbage(db_path_, Rules(2, std::nullopt, true), storage::OpenPosixTier);
   ASSERT_TRUE(dry.ok()) << dry.status();
   EXPECT_TRUE(VerdictOf(dry->verdicts, "quickstart-1a2b3c").collect);
   EXPECT_TRUE(fs::exists(Artifact("quickstart-1a2b3c", "ingest/raw/0")));
   EXPECT_EQ(Query("SELECT count(*) FROM gc_runs"), "0");
 
-  auto report = CollectGarbage(db_path_, {.keep_last = 2}, storage::OpenPosixTier);
+  auto report = CollectGarbage(db_path_, Rules(2), storage::OpenPosixTier);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_TRUE(VerdictOf(report->verdicts, "quickstart-1a2b3c").collect);
   EXPECT_FALSE(VerdictOf(report->verdicts, "quickstart-3f9a1c").collect);
@@ -192,7 +203,7 @@ TEST_F(GcStoreTest, DeletesAnOldRunButWhatAKeptRunsCacheEntryReuses) {
             "1:evicted,2:evicted,3:present,4:evicted,5:evicted");
   // The run row stays, for lineage; a second gc has nothing to do.
   EXPECT_EQ(Query("SELECT state FROM runs WHERE id = 'quickstart-1a2b3c'"), "succeeded");
-  auto again = CollectGarbage(db_path_, {.keep_last = 2}, storage::OpenPosixTier);
+  auto again = CollectGarbage(db_path_, Rules(2), storage::OpenPosixTier);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(again->bytes.empty());
 }
@@ -203,7 +214,7 @@ TEST_F(GcStoreTest, ASecondGcFinishesWhatAStoppedOneStarted) {
   Execute(
       "INSERT INTO gc_runs(run_id, state, reason, started_at) VALUES ('quickstart-1a2b3c', "
       "'deleting', 'test', 1)");
-  auto report = CollectGarbage(db_path_, {.keep_last = 3}, storage::OpenPosixTier);
+  auto report = CollectGarbage(db_path_, Rules(3), storage::OpenPosixTier);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->finished, std::vector<std::string>{"quickstart-1a2b3c"});
   EXPECT_FALSE(fs::exists(Artifact("quickstart-1a2b3c", "train/model")));
