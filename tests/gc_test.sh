@@ -183,7 +183,8 @@ done
 [ "$(sql "$db" "SELECT count(*) FROM artifact_copies c JOIN artifacts a ON a.id = c.artifact_id WHERE a.run_id = '$r2' AND c.state = 'present'")" = 0 ] ||
   fail "r2 still has copies recorded present"
 "$tierflow" runs --db "$db" > runs.out
-grep -q "$r2" runs.out || fail "r2 is not listed any more: $(cat runs.out)"
+grep -q "^$r2 .*succeeded, gc'd" runs.out || fail "r2 is not listed as gc'd: $(cat runs.out)"
+grep -q "^$r3 .*succeeded  " runs.out || fail "r3 is not listed as kept: $(cat runs.out)"
 # The cache entry r3 uses still works: a new run reuses r1's make.
 r4="$(run alpha.yaml tiers.yaml "$db")"
 [ "$(sql "$db" "SELECT state FROM attempts WHERE run_id = '$r4' AND task_id = 'make'")" = cached ] ||
