@@ -399,12 +399,12 @@ absl::StatusOr<GcReport> CollectGarbage(const std::string& db_path, const GcOpti
   // The decision and the intent under the store's write lock: an engine
   // records a cache reuse (cached_from) either before it, and gc keeps
   // what it reuses, or after it, and finds the copies no longer present.
+  // Like the engine, gc waits out another writer (Database::BeginWrite).
+  std::mt19937_64 random(std::random_device{}());
+  auto jitter = [&random] { return std::uniform_real_distribution<double>(0, 1)(random); };
   std::optional<Transaction> transaction;
   if (!options.dry_run) {
-    std::mt19937_64 random(std::random_device{}());
-    TF_ASSIGN_OR_RETURN(Transaction begun, Transaction::BeginWrite(*db, [&random] {
-                          return std::uniform_real_distribution<double>(0, 1)(random);
-                        }));
+    TF_ASSIGN_OR_RETURN(Transaction begun, Transaction::BeginWrite(*db, jitter));
     transaction.emplace(std::move(begun));
   }
   TF_ASSIGN_OR_RETURN(std::vector<GcRun> runs, LoadGcRuns(*db));
@@ -505,7 +505,7 @@ absl::StatusOr<GcReport> CollectGarbage(const std::string& db_path, const GcOpti
       report.problems.push_back(StrCat(run_id, ": ", problem));
     }
     if (options.dry_run || !work.problems.empty()) continue;
-    TF_ASSIGN_OR_RETURN(Transaction done, Transaction::Begin(*db));
+    TF_ASSIGN_OR_RETURN(Transaction done, Transaction::BeginWrite(*db, jitter));
     TF_ASSIGN_OR_RETURN(Statement mark,
                         db->Prepare("UPDATE gc_runs SET state = 'done', finished_at = ?, "
                                     "bytes_json = ? WHERE run_id = ?"));
