@@ -142,13 +142,17 @@ r1_fresh="$(sql "$db" "SELECT c.uri FROM artifact_copies c JOIN artifacts a ON a
 [ -f "$r1_fresh" ] || fail "r1's fresh copy '$r1_fresh' is not there"
 
 # --- dry run: the report, and nothing changed
-snapshot() { (find fast slow state -type f -printf '%p %s\n' | grep -v 'tierflow.db-shm' | sort; md5sum state/tierflow.db); }
+# Every file and size, the store's bytes; its -wal and -shm (SQLite's
+# shared memory, which a reader may create) are checked apart: no WAL
+# content means no change.
+snapshot() { (find fast slow state -type f -printf '%p %s\n' | grep -v 'tierflow.db-\(shm\|wal\)$' | sort; md5sum state/tierflow.db); }
 sqlite3_checkpoint() { python3 -c "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA wal_checkpoint(TRUNCATE)')" "$db"; }
 sqlite3_checkpoint
 snapshot > before
 "$tierflow" gc --keep-last 1 --dry-run --db "$db" -o json > dry.json || fail "dry run: $(cat dry.json)"
 snapshot > after
 diff before after > /dev/null || fail "the dry run changed files: $(diff before after)"
+[ ! -s state/tierflow.db-wal ] || fail "the dry run wrote to the store's WAL"
 [ "$(json dry.json 'sorted(r["run"] for r in j["collected"])')" = "$(python3 -c "print(sorted(['$r1', '$r2']))")" ] ||
   fail "dry run collects: $(cat dry.json)"
 
