@@ -492,7 +492,11 @@ absl::StatusOr<GcReport> CollectGarbage(const std::string& db_path, const GcOpti
     for (const storage::TierConfig& tier : tiers) {
       CollectOnTier(tier, run_id, referenced, options.dry_run, open_tier, work);
     }
-    CollectRunFolder(state_dir, run_id, referenced, options.dry_run, work);
+    // The implicit tier is the state folder itself: its run folder is done.
+    const bool state_is_tier = std::any_of(tiers.begin(), tiers.end(), [&](const auto& tier) {
+      return tier.adapter == "posix" && fs::path(tier.root) == state_dir;
+    });
+    if (!state_is_tier) CollectRunFolder(state_dir, run_id, referenced, options.dry_run, work);
     for (const auto& [tier, bytes] : work.bytes) report.bytes[tier] += bytes;
     for (const auto& [tier, files] : work.files) report.files[tier] += files;
     for (const std::string& tier : work.archive_kept) {
