@@ -410,7 +410,9 @@ absl::StatusOr<GcReport> CollectGarbage(const std::string& db_path, const GcOpti
   TF_ASSIGN_OR_RETURN(std::vector<GcRun> runs, LoadGcRuns(*db));
   report.verdicts = DecideGc(runs, options, NowMs());
   std::set<std::string> collected;
+  std::set<std::string> earlier;  // collected by an earlier gc
   for (const GcRun& run : runs) {
+    if (!run.gc_state.empty()) earlier.insert(run.id);
     if (!run.gc_state.empty()) collected.insert(run.id);
     if (run.gc_state == kDeleting) report.finished.push_back(run.id);
   }
@@ -437,7 +439,7 @@ absl::StatusOr<GcReport> CollectGarbage(const std::string& db_path, const GcOpti
   // reused them: released once nothing references them any more.
   std::vector<GcVerdict> releases;
   for (const std::string& run_id : holding) {
-    if (!collected.count(run_id)) continue;
+    if (!earlier.count(run_id)) continue;
     if (std::find(report.finished.begin(), report.finished.end(), run_id) !=
         report.finished.end()) {
       continue;

@@ -145,7 +145,7 @@ r1_fresh="$(sql "$db" "SELECT c.uri FROM artifact_copies c JOIN artifacts a ON a
 # Every file and size, the store's bytes; its -wal and -shm (SQLite's
 # shared memory, which a reader may create) are checked apart: no WAL
 # content means no change.
-snapshot() { (find fast slow state -type f -printf '%p %s\n' | grep -v 'tierflow.db-\(shm\|wal\)$' | sort; md5sum state/tierflow.db); }
+snapshot() { (find fast slow state -type f -printf '%p %s\n' | grep -v 'tierflow.db-\(shm\|wal\) ' | sort; md5sum state/tierflow.db); }
 sqlite3_checkpoint() { python3 -c "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA wal_checkpoint(TRUNCATE)')" "$db"; }
 sqlite3_checkpoint
 snapshot > before
