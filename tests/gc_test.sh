@@ -26,6 +26,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+[ -z "${GC_TEST_KEEP:-}" ] || trap - EXIT
 fail() { echo "gc_test: FAIL: $*" >&2; exit 1; }
 cd "$work"
 mkdir fast slow vault
@@ -60,12 +61,12 @@ name: alpha
 stages:
   make:
     outputs: {data: {size: 1MiB, durability: durable}}
-    run: head -c 300000 /dev/urandom > "$TIERFLOW_OUTPUT_DATA"
+    run: echo making the data; head -c 300000 /dev/urandom > "$TIERFLOW_OUTPUT_DATA"
   fresh:
     cache: false
     inputs: {data: make.data}
     outputs: {copy: 1MiB}
-    run: cat "$TIERFLOW_INPUT_DATA" > "$TIERFLOW_OUTPUT_COPY"; head -c 7000 /dev/urandom >> "$TIERFLOW_OUTPUT_COPY"
+    run: echo copying; cat "$TIERFLOW_INPUT_DATA" > "$TIERFLOW_OUTPUT_COPY"; head -c 7000 /dev/urandom >> "$TIERFLOW_OUTPUT_COPY"
 YAML
 sed 's/^name: alpha/name: beta/' alpha.yaml > beta.yaml
 # first is cached; wait waits for a file, so its run stays live.
