@@ -22,7 +22,9 @@ bucket="tierflow-gc-$$-$RANDOM"
 s3 -X PUT "$url/$bucket" || fail "cannot create bucket $bucket at $endpoint"
 # The total size of the objects under PREFIX in the bucket.
 bucket_bytes() {
-  s3 "$url/$bucket?prefix=$1" | python3 -c '
+  local prefix
+  prefix="$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1")"
+  s3 "$url/$bucket?prefix=$prefix" | python3 -c '
 import sys, xml.etree.ElementTree as ET
 ns = {"s": "http://s3.amazonaws.com/doc/2006-03-01/"}
 root = ET.fromstring(sys.stdin.read())
