@@ -396,9 +396,10 @@ absl::StatusOr<GcReport> CollectGarbage(const std::string& db_path, const GcOpti
   } else {
     TF_ASSIGN_OR_RETURN(db, OpenStore(db_path));
   }
-  // The decision and the intent under the store's write lock: an engine
-  // records a cache reuse (cached_from) either before it, and gc keeps
-  // what it reuses, or after it, and finds the copies no longer present.
+  // The decision and the intent under the store's write lock, so that
+  // they see one state of the store: a run started later finds the
+  // collected copies no longer present; a run under way keeps its
+  // pipeline's runs (DecideGc).
   // Like the engine, gc waits out another writer (Database::BeginWrite).
   std::mt19937_64 random(std::random_device{}());
   auto jitter = [&random] { return std::uniform_real_distribution<double>(0, 1)(random); };
