@@ -176,7 +176,8 @@ std::string RunStateText(const RunSummary& run) {
     case EngineStatus::kOtherHost:
       return StrCat("running (on ", Printable(run.engine_host), ")");
     default:
-      return StateWord(run.state);
+      // The run's rows stay after `tierflow gc` took its data (scheduler/gc.h).
+      return run.gc_state.empty() ? StateWord(run.state) : StateWord(run.state) + ", gc'd";
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include "cli/cluster_commands.h"
 #include "cli/commands.h"
+#include "cli/gc_commands.h"
 #include "cli/inspect_commands.h"
 #include "cli/run_commands.h"
 #include "cli/tiers_commands.h"
@@ -323,6 +324,29 @@ std::pair<CLI::App*, CLI::App*> AddTiersCommands(CLI::App& app, TiersOptions& op
   list->footer("Example:\n  tierflow tiers list --tiers tiers.yaml");
   probe->footer("Examples:\n  tierflow tiers probe\n  tierflow tiers probe local --seconds 5");
   return {list, probe};
+}
+
+// `tierflow gc` (scheduler/gc.h decides, docs/running.md "Cleaning up").
+CLI::App* AddGcCommand(CLI::App& app, GcCommandOptions& options) {
+  CLI::App* command = app.add_subcommand(
+      "gc",
+      "Delete old runs' data: their artifacts' copies on every tier (archive tiers excepted), "
+      "checkpoints, run folders and cache entries, keeping anything a kept or running run "
+      "still uses. Runs stay listed, marked gc'd. Needs --keep-last and/or --older-than; a "
+      "run goes only when every rule given lets it go.");
+  command->add_option("--keep-last", options.keep_last, "Keep the N newest runs of each pipeline")
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("N");
+  command
+      ->add_option("--older-than", options.older_than,
+                   "Only runs that finished longer ago than D (7d, 12h, 30m, 45s)")
+      ->type_name("D");
+  command->add_flag("--dry-run", options.dry_run, "Show what would go; change nothing");
+  AddDbOption(*command, options.db);
+  AddOutputOption(*command, options.output, {"text", "json"});
+  command->footer(
+      "Examples:\n  tierflow gc --keep-last 5\n  tierflow gc --older-than 7d --dry-run");
+  return command;
 }
 
 CLI::App* AddRunsCommand(CLI::App& app, RunsOptions& options) {
@@ -649,6 +673,8 @@ int Main(int argc, char** argv) {
   CLI::App* show = AddShowCommand(app, show_options);
   CLI::App* logs = AddLogsCommand(app, logs_options);
   CLI::App* lineage = AddLineageCommand(app, lineage_options);
+  GcCommandOptions gc_options;
+  CLI::App* gc = AddGcCommand(app, gc_options);
   TiersOptions tiers_options;
   auto [tiers_list, tiers_probe] = AddTiersCommands(app, tiers_options);
   ServerCommandOptions server_options;
@@ -706,6 +732,7 @@ int Main(int argc, char** argv) {
   if (show->parsed()) return RunShow(show_options, std::cout, std::cerr);
   if (logs->parsed()) return RunLogs(logs_options, std::cout, std::cerr);
   if (lineage->parsed()) return RunLineage(lineage_options, std::cout, std::cerr);
+  if (gc->parsed()) return RunGc(gc_options, std::cout, std::cerr);
   if (tiers_list->parsed()) return RunTiersList(tiers_options, std::cout, std::cerr);
   if (tiers_probe->parsed()) return RunTiersProbe(tiers_options, std::cout, std::cerr);
   if (cluster.server->parsed()) return RunServerCommand(server_options, std::cout, std::cerr);

@@ -66,8 +66,8 @@ void Count(RunCounts& counts, TaskState state, uint32_t n) {
 
 constexpr std::string_view kRunColumns =
     "SELECT id, pipeline_name, file, working_dir, params_json, state, slots, created_at, "
-    "started_at, finished_at, engine_pid, engine_host, cancel_requested, message, priority FROM "
-    "runs";
+    "started_at, finished_at, engine_pid, engine_host, cancel_requested, message, priority, "
+    "(SELECT state FROM gc_runs g WHERE g.run_id = runs.id) FROM runs";
 
 absl::StatusOr<RunSummary> ReadRun(const Statement& s) {
   RunSummary run;
@@ -92,6 +92,7 @@ absl::StatusOr<RunSummary> ReadRun(const Statement& s) {
   run.cancel_requested = s.Int(12) != 0;
   run.message = s.Text(13);
   run.priority = s.Int(14);
+  if (!s.IsNull(15)) run.gc_state = s.Text(15);
   return run;
 }
 

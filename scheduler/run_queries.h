@@ -53,7 +53,9 @@ struct RunSummary {
   bool cancel_requested = false;
   std::string message;
   int64_t priority = 0;  // cluster mode: `tierflow submit --priority`
-  RunCounts counts;      // tasks by state
+  // `tierflow gc` took (done) or is taking (deleting) its data; "": kept.
+  std::string gc_state;
+  RunCounts counts;  // tasks by state
   EngineStatus engine = EngineStatus::kNotRunning;
   // finished - started; for a live run now - started; unset when unknown
   // (a run whose engine is gone or elsewhere has no known end).

@@ -305,6 +305,20 @@ ALTER TABLE attempts ADD COLUMN cache_ingredients TEXT;  -- NULL: not looked up,
 CREATE INDEX attempts_by_task_success ON attempts(task_id, finished_at)
   WHERE state IN ('succeeded', 'cached');
 )sql",
+    // 15: `tierflow gc` (scheduler/gc.h): a run whose data gc took keeps its
+    // rows (lineage of what existed); this row says so. 'deleting' is
+    // recorded, with its copies evicted, before anything is deleted; 'done'
+    // once its data is gone, with the bytes freed per tier.
+    R"sql(
+CREATE TABLE gc_runs (
+  run_id TEXT PRIMARY KEY REFERENCES runs(id),
+  state TEXT NOT NULL CHECK (state IN ('deleting', 'done')),
+  reason TEXT NOT NULL,            -- why gc took it (keep-last, older-than)
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  bytes_json TEXT                  -- {"tier": bytes freed}, once done
+) WITHOUT ROWID;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -42,6 +42,8 @@
 //              PK run_id, task_id, kind, name): the run's placement
 //              decisions, written at its start, one row for what a
 //              stage's tasks share (placement_record.h)
+//   gc_runs(run_id PK, state, reason, started_at, finished_at, bytes_json):
+//              runs whose data `tierflow gc` took (scheduler/gc.h)
 //
 // Times are milliseconds since the Unix epoch (UTC). States are the words
 // below, stored as text so that `sqlite3 .tierflow/tierflow.db` reads well.
@@ -57,7 +59,7 @@
 
 namespace tierflow::scheduler {
 
-inline constexpr int kSchemaVersion = 14;
+inline constexpr int kSchemaVersion = 15;
 
 // The SQL of migration `version` (1..kSchemaVersion), which brings the
 // schema from version-1 to version. For upgrade tests.
