@@ -159,6 +159,7 @@ absl::StatusOr<TaskGraph> TaskGraph::Build(const Pipeline& pipeline) {
     };
     for (const std::string& need : stage.needs) add(need);
     for (const InputRef& input : stage.inputs) add(input.stage);
+    if (stage.foreach_from) add(stage.foreach_from->stage);
     mentioned_end[child] = static_cast<uint32_t>(mentioned.size());
   }
   index = {};
@@ -220,6 +221,14 @@ absl::StatusOr<TaskGraph> TaskGraph::Build(const Pipeline& pipeline) {
     for (uint32_t i = 0; i < items; ++i) result.tasks_.push_back(Task{s, i});
   }
   return result;
+}
+
+uint32_t TaskGraph::AppendStageTasks(uint32_t stage, uint32_t count) {
+  const auto first = static_cast<uint32_t>(tasks_.size());
+  tasks_.reserve(tasks_.size() + count);
+  for (uint32_t i = 0; i < count; ++i) tasks_.push_back(Task{stage, i});
+  first_task_[stage] = first;
+  return first;
 }
 
 std::string TaskGraph::TaskId(const Task& task) const {

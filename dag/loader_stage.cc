@@ -174,7 +174,11 @@ void Loader::ReadStage(const YamlNode& node, const FieldPath& path, Stage* stage
   }
   // foreach before run: `{{ item }}` in run needs a foreach.
   const YamlNode foreach = fields.value("foreach");
-  if (foreach.IsDefined()) stage->foreach = ReadForeach(foreach, path.Key("foreach"));
+  if (IsDynamicForeach(foreach)) {
+    ReadForeachFrom(foreach, path.Key("foreach"), stage, source);
+  } else if (foreach.IsDefined()) {
+    stage->foreach = ReadForeach(foreach, path.Key("foreach"));
+  }
   if (YamlNode run = fields.value("run"); run.IsDefined()) {
     ReadCommand(run, path.Key("run"), foreach.IsDefined(), &stage->run);
   } else if (fields.IsMissing("run")) {
