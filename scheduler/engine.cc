@@ -19,6 +19,7 @@
 #include "nlohmann/json.hpp"
 #include "scheduler/attempt.h"
 #include "scheduler/checkpoints.h"
+#include "scheduler/dynamic_expansion.h"
 #include "scheduler/internal/run_model.h"
 #include "scheduler/mover.h"
 #include "scheduler/readiness.h"
@@ -151,6 +152,7 @@ class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
   int StartRestores(uint32_t task, TaskLaunch& launch, const internal::TaskCache::Hit& hit,
                     const std::string& staging);
   absl::Status FailDownstream(uint32_t stage, const std::string& failed_task);
+  absl::Status ExpandAfter(uint32_t task);
   absl::Status SetTaskState(uint32_t task, TaskState state, const std::string& message,
                             Duration duration = Duration(0));
   absl::Status CancelAll();
@@ -184,6 +186,7 @@ class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
   RunCounts counts_;
   bool cancelling_ = false;
   bool schedule_kept_ = false;  // the first turn of a resume schedules kept outputs
+  std::vector<bool> writes_list_;  // by stage: a dynamic stage's list is its output
   // What a turn decided, acted on once it is committed.
   std::vector<TaskLaunch> to_launch_;
   std::vector<int64_t> to_cancel_;
@@ -296,6 +299,14 @@ absl::Status Engine::Impl::StartDriving(bool resumed) {
   counts_ = RunCounts{};
   counts_.total = static_cast<uint32_t>(run_.tasks.size());
   for (const TaskRec& task : run_.tasks) CountTask(counts_, task.state, +1);
+  writes_list_.assign(run_.pipeline.stages.size(), false);
+  for (const dag::Stage& stage : run_.pipeline.stages) {
+    if (stage.foreach_from) {
+      if (const int from = run_.pipeline.FindStage(stage.foreach_from->stage); from >= 0) {
+        writes_list_[from] = true;
+      }
+    }
+  }
   ready_.Start();
   replicas().CountReaders();
   schedule_kept_ = resumed;
@@ -501,6 +512,8 @@ absl::Status Engine::Impl::ScheduleKept() {
     for (size_t o = 0; o < run_.tasks[t].places.size(); ++o) {
       TF_RETURN_IF_ERROR(replicas().ScheduleMoves(t, o));
     }
+    // A list kept from before whose stage was not expanded yet.
+    if (writes_list_[run_.tasks[t].stage]) TF_RETURN_IF_ERROR(ExpandAfter(t));
   }
   return absl::OkStatus();
 }
@@ -608,6 +621,29 @@ absl::Status Engine::Impl::FailDownstream(uint32_t stage, const std::string& fai
         TF_RETURN_IF_ERROR(SetTaskState(first + i, TaskState::kUpstreamFailed, message));
       }
     }
+  }
+  return absl::OkStatus();
+}
+
+// Task `t` wrote a dynamic stage's list: the stage's tasks are added
+// (scheduler/dynamic_expansion.h), counted, and ready once no other parent
+// stage holds them; a bad list fails the stage's one task instead.
+absl::Status Engine::Impl::ExpandAfter(uint32_t t) {
+  TF_ASSIGN_OR_RETURN(internal::ExpansionOutcome outcome,
+                      internal::ExpandAfter(run_, writer(), t));
+  for (const internal::Expansion& expansion : outcome.expanded) {
+    counts_.total += expansion.count;
+    counts_.pending += expansion.count;
+    run_.stages[expansion.stage].unfinished = expansion.count;
+    if (run_.stages[expansion.stage].waiting_parents != 0) continue;
+    for (uint32_t i = 0; i < expansion.count; ++i) ready_.Enqueue(expansion.first + i);
+  }
+  for (const internal::ExpansionOutcome::Failure& failure : outcome.failed) {
+    ++counts_.total;
+    ++counts_.pending;
+    TF_RETURN_IF_ERROR(SetTaskState(failure.task, TaskState::kFailed, failure.message));
+    TF_RETURN_IF_ERROR(
+        FailDownstream(run_.tasks[failure.task].stage, run_.tasks[failure.task].id));
   }
   return absl::OkStatus();
 }
@@ -747,6 +783,7 @@ absl::Status Engine::Impl::ApplyEnd(uint32_t t, const TaskReport& report, Durati
     for (size_t o = 0; o < report.outputs.size() && o < stage.outputs.size(); ++o) {
       TF_RETURN_IF_ERROR(replicas().ScheduleMoves(t, o));
     }
+    if (writes_list_[task.stage]) TF_RETURN_IF_ERROR(ExpandAfter(t));
     if (--run_.stages[task.stage].unfinished == 0) ready_.StageDone(task.stage);
     return absl::OkStatus();
   }

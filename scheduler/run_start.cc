@@ -8,6 +8,7 @@
 
 #include "common/status.h"
 #include "common/strings.h"
+#include "scheduler/dynamic_expansion.h"
 #include "scheduler/resume.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/stage_times.h"
@@ -153,6 +154,9 @@ absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_re
   // The pipeline as it was when the run started: the file may have changed.
   TF_RETURN_IF_ERROR(BuildRunModel(run, stored.yaml, stored.file, stored.params));
   run.pipeline.file = stored.file;
+  // Dynamic stages as they were expanded (recorded task rows), before
+  // placement and the tasks' states are read.
+  TF_RETURN_IF_ERROR(ExpandFromStore(*units.db, run));
   TF_RETURN_IF_ERROR(SetUpTiers(options, stored.tiers_json.value_or(""), links, run, units));
   if (!reattach) {
     TF_RETURN_IF_ERROR(
