@@ -168,26 +168,24 @@ void PlaceAppended(RunModel& run, uint32_t s, uint32_t first, uint32_t count, ui
   }
 }
 
+// Counts (+1) or uncounts (-1) task `t` as a reader of what it needs, as
+// Replicas::CountReaders does for every unfinished task when a run starts.
+void CountReads(RunModel& run, uint32_t t, int delta) {
+  for (const Need& need : run.tasks[t].needs) {
+    OutputPlace& place = run.tasks[need.task].places[need.output];
+    place.readers[need.tier] += delta;
+    if (need.node_tier != kNoTier) place.readers[need.node_tier] += delta;
+  }
+}
+
 // The needs of task `t` collected again (its producers changed), with the
 // readers counted for a task that has not ended.
 void RecollectNeeds(RunModel& run, uint32_t t) {
-  TaskRec& task = run.tasks[t];
-  const bool counted = !IsTerminal(task.state);
-  for (const Need& need : task.needs) {
-    OutputPlace& place = run.tasks[need.task].places[need.output];
-    --place.consumers;
-    if (counted) {
-      --place.readers[need.tier];
-      if (need.node_tier != kNoTier) --place.readers[need.node_tier];
-    }
-  }
+  const bool counted = !IsTerminal(run.tasks[t].state);
+  for (const Need& need : run.tasks[t].needs) --run.tasks[need.task].places[need.output].consumers;
+  if (counted) CountReads(run, t, -1);
   CollectTaskNeeds(run, t);
-  if (!counted) return;
-  for (const Need& need : run.tasks[t].needs) {
-    OutputPlace& place = run.tasks[need.task].places[need.output];
-    ++place.readers[need.tier];
-    if (need.node_tier != kNoTier) ++place.readers[need.node_tier];
-  }
+  if (counted) CountReads(run, t, +1);
 }
 
 absl::StatusOr<std::string> ReadListFile(const std::string& path) {
@@ -283,7 +281,10 @@ absl::StatusOr<ExpansionOutcome> ExpandAfter(RunModel& run, RunWriter& writer, u
   // Needs: the new tasks', then those of every task reading an expanded
   // stage (a gather collected none while the stage had no tasks).
   for (const Expansion& e : outcome.expanded) {
-    for (uint32_t t = e.first; t < e.first + e.count; ++t) CollectTaskNeeds(run, t);
+    for (uint32_t t = e.first; t < e.first + e.count; ++t) {
+      CollectTaskNeeds(run, t);
+      CountReads(run, t, +1);
+    }
   }
   for (const Expansion& e : outcome.expanded) {
     for (uint32_t child : run.graph->StageChildren(e.stage)) {
