@@ -77,7 +77,8 @@ void Loader::CheckForeachFrom(uint32_t s, const FieldPath& stage_path) {
   if (!stage.foreach_from) return;
   const DynamicItems& items = *stage.foreach_from;
   const YamlNode& at = sources_[s].foreach_from;
-  const FieldPath path = stage_path.Key("foreach").Key("from");
+  const FieldPath foreach_path = stage_path.Key("foreach");
+  const FieldPath path = foreach_path.Key("from");
   if (items.stage == stage.name) {
     Error(at, path, StrCat("stage ", Quote(stage.name), " cannot take its items from itself"));
     reference_errors_ = true;

@@ -8,6 +8,7 @@
 
 #include "common/status.h"
 #include "common/strings.h"
+#include "common/yaml_fields.h"
 #include "nlohmann/json.hpp"
 #include "scheduler/internal/run_model.h"
 #include "scheduler/replicas.h"
@@ -223,7 +224,9 @@ absl::StatusOr<ExpansionOutcome> ExpandAfter(RunModel& run, RunWriter& writer, u
     const uint32_t at = run.graph->FirstTask(d);
     if (at < run.tasks.size() && run.tasks[at].stage == d) continue;  // expanded before
     const size_t o = run.OutputIndex(from_stage, stage.foreach_from->output);
-    const ArtifactRec& list_artifact = run.tasks[producer].outputs[o];
+    // Copies: appending tasks moves run.tasks.
+    const ArtifactRec list_artifact = run.tasks[producer].outputs[o];
+    const uint8_t list_tier = run.tasks[producer].places[o].write;
     const std::string path =
         list_artifact.path.empty() ? run.OutputPath(producer, o) : list_artifact.path;
     const std::string list_name = StrCat(stage.foreach_from->stage, ".", stage.foreach_from->output);
@@ -238,7 +241,7 @@ absl::StatusOr<ExpansionOutcome> ExpandAfter(RunModel& run, RunWriter& writer, u
       // One task stands for the stage: it fails with the reason, and the
       // stages after it are upstream_failed.
       const uint32_t first = AppendTasks(run, d, 1);
-      PlaceAppended(run, d, first, 1, run.tasks[producer].places[o].write);
+      PlaceAppended(run, d, first, 1, list_tier);
       TF_RETURN_IF_ERROR(writer.CreateTasks(
           run.run_id, {NewTask{.id = run.tasks[first].id,
                                .seq = run.tasks[first].seq,
@@ -256,7 +259,7 @@ absl::StatusOr<ExpansionOutcome> ExpandAfter(RunModel& run, RunWriter& writer, u
     for (uint32_t s : StagesExpandedWith(run, d)) {
       run.pipeline.stages[s].foreach = items.items;
       const uint32_t first = AppendTasks(run, s, count);
-      PlaceAppended(run, s, first, count, run.tasks[producer].places[o].write);
+      PlaceAppended(run, s, first, count, list_tier);
       std::vector<NewTask> rows;
       rows.reserve(count);
       const dag::Stage& expanded = run.pipeline.stages[s];

@@ -783,8 +783,10 @@ absl::Status Engine::Impl::ApplyEnd(uint32_t t, const TaskReport& report, Durati
     for (size_t o = 0; o < report.outputs.size() && o < stage.outputs.size(); ++o) {
       TF_RETURN_IF_ERROR(replicas().ScheduleMoves(t, o));
     }
-    if (writes_list_[task.stage]) TF_RETURN_IF_ERROR(ExpandAfter(t));
-    if (--run_.stages[task.stage].unfinished == 0) ready_.StageDone(task.stage);
+    // (An expansion adds tasks: `task` is not to be used after it.)
+    const uint32_t s = task.stage;
+    if (writes_list_[s]) TF_RETURN_IF_ERROR(ExpandAfter(t));
+    if (--run_.stages[s].unfinished == 0) ready_.StageDone(s);
     return absl::OkStatus();
   }
   if (report.outcome == TaskReport::Outcome::kCancelled || cancelling_) {

@@ -176,7 +176,7 @@ TEST(ItemListTest, LinesSkipOnlyTrailingBlankLinesAndAcceptCrlf) {
   EXPECT_EQ(list.error, "");
   EXPECT_THAT(list.items, ElementsAre("x", "y"));
   list = scheduler::internal::ParseItemList("x\n\ty\n", dag::ItemListFormat::kLines);
-  EXPECT_EQ(list.error, "line 2: item '\ty' holds a control character: items name tasks");
+  EXPECT_EQ(list.error, "line 2: item '\\ty' holds a control character: items name tasks");
   EXPECT_TRUE(list.items.empty());
 }
 
