@@ -137,7 +137,8 @@ TEST(RenderPlanTextTest, DynamicStageIsExpandedAtRunTimeWithNoTaskCount) {
   scheduler::PlanLayer& layer = plan.layers.emplace_back();
   layer.index = 2;
   layer.stages = {"process"};
-  layer.dynamic.push_back({.stage = "process", .from = "train.model", .format = "lines"});
+  layer.dynamic.push_back(
+      {.stage = "process", .from = "train.model", .format = "lines", .over = ""});
   const std::vector<std::string> lines = Lines(Text(plan));
   EXPECT_EQ(lines.back(), "  process  expanded at run time, from train.model");
   const nlohmann::json json = Json(plan);

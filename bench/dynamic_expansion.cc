@@ -7,6 +7,8 @@
 // (scheduler/dynamic_expansion.h ExpandAfter), as the engine does when the
 // list's task succeeds. Each in one transaction on a fresh store; the
 // median of --runs runs each (default 5), static and dynamic alternating.
+#include "scheduler/dynamic_expansion.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,7 +20,6 @@
 #include <string>
 #include <vector>
 
-#include "scheduler/dynamic_expansion.h"
 #include "scheduler/internal/run_model.h"
 #include "scheduler/replicas.h"
 #include "scheduler/run_writer.h"
@@ -61,10 +62,12 @@ void Prepare(const fs::path& dir, const std::string& yaml, Setup& setup) {
   if (auto s = internal::PlaceRun(setup.run, {}, {}); !s.ok()) Die("place", s);
   auto t = setup.writer->BeginOnce();
   if (!t.ok()) Die("begin", t.status());
-  auto id = setup.writer->CreateRun(NewRun{.pipeline_name = setup.run.pipeline.name,
-                                           .file = "bench.yaml",
-                                           .yaml = yaml,
-                                           .working_dir = dir.string()});
+  NewRun row;
+  row.pipeline_name = setup.run.pipeline.name;
+  row.file = "bench.yaml";
+  row.yaml = yaml;
+  row.working_dir = dir.string();
+  auto id = setup.writer->CreateRun(row);
   if (!id.ok()) Die("run", id.status());
   setup.run.run_id = *id;
   if (auto s = setup.writer->Prepare(*id); !s.ok()) Die("prepare", s);
@@ -131,7 +134,8 @@ int main(int argc, char** argv) {
     if (flag == "--items") n = std::stoi(argv[i + 1]);
     if (flag == "--runs") runs = std::stoi(argv[i + 1]);
   }
-  const fs::path dir = fs::temp_directory_path() / ("tierflow-bench-dyn-" + std::to_string(getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("tierflow-bench-dyn-" + std::to_string(getpid()));
   std::vector<double> statics, dynamics;
   for (int r = 0; r < runs; ++r) {
     statics.push_back(TimeStatic(dir / "static", n));
@@ -139,7 +143,8 @@ int main(int argc, char** argv) {
   }
   fs::remove_all(dir);
   const double s = Median(statics), d = Median(dynamics);
-  std::printf("| foreach of %d items | runs | median time | vs static |\n|---|---:|---:|---:|\n", n);
+  std::printf("| foreach of %d items | runs | median time | vs static |\n|---|---:|---:|---:|\n",
+              n);
   std::printf("| static (range, recorded at run start) | %d | %.0f ms | 1x |\n", runs, s * 1000);
   std::printf("| dynamic (list read, checked, placed, recorded) | %d | %.0f ms | %.2fx |\n", runs,
               d * 1000, d / s);

@@ -34,7 +34,9 @@ std::optional<ItemListFormat> ParseFormat(std::string_view name) {
 
 }  // namespace
 
-bool IsDynamicForeach(const YamlNode& node) { return node.IsMap() && node.Find("from").IsDefined(); }
+bool IsDynamicForeach(const YamlNode& node) {
+  return node.IsMap() && node.Find("from").IsDefined();
+}
 
 void Loader::ReadForeachFrom(const YamlNode& node, const FieldPath& path, Stage* stage,
                              StageSource* source) {
@@ -45,8 +47,8 @@ void Loader::ReadForeachFrom(const YamlNode& node, const FieldPath& path, Stage*
   ReadFields(node, path, &fields);
   DynamicItems items;
   if (YamlNode format = fields.value("format"); format.IsDefined()) {
-    auto parsed = ReadEnum<ItemListFormat>(format, path.Key("format"), "format", FormatNames(),
-                                           &ParseFormat);
+    auto parsed =
+        ReadEnum<ItemListFormat>(format, path.Key("format"), "format", FormatNames(), &ParseFormat);
     if (!parsed) return;
     items.format = *parsed;
   }

@@ -229,7 +229,8 @@ absl::StatusOr<ExpansionOutcome> ExpandAfter(RunModel& run, RunWriter& writer, u
     const uint8_t list_tier = run.tasks[producer].places[o].write;
     const std::string path =
         list_artifact.path.empty() ? run.OutputPath(producer, o) : list_artifact.path;
-    const std::string list_name = StrCat(stage.foreach_from->stage, ".", stage.foreach_from->output);
+    const std::string list_name =
+        StrCat(stage.foreach_from->stage, ".", stage.foreach_from->output);
     absl::StatusOr<std::string> text = ReadListFile(path);
     ItemList items;
     if (text.ok()) {
@@ -242,14 +243,14 @@ absl::StatusOr<ExpansionOutcome> ExpandAfter(RunModel& run, RunWriter& writer, u
       // stages after it are upstream_failed.
       const uint32_t first = AppendTasks(run, d, 1);
       PlaceAppended(run, d, first, 1, list_tier);
-      TF_RETURN_IF_ERROR(writer.CreateTasks(
-          run.run_id, {NewTask{.id = run.tasks[first].id,
-                               .seq = run.tasks[first].seq,
-                               .stage = stage.name,
-                               .kind = dag::StageKindName(stage.kind),
-                               .item = std::nullopt,
-                               .item_index = 0,
-                               .layer = run.graph->StageLayer(d)}}));
+      TF_RETURN_IF_ERROR(
+          writer.CreateTasks(run.run_id, {NewTask{.id = run.tasks[first].id,
+                                                  .seq = run.tasks[first].seq,
+                                                  .stage = stage.name,
+                                                  .kind = dag::StageKindName(stage.kind),
+                                                  .item = std::nullopt,
+                                                  .item_index = 0,
+                                                  .layer = run.graph->StageLayer(d)}}));
       outcome.failed.push_back(
           {first, StrCat("the list ", list_name, " (", path, ") written by task ",
                          Quote(run.tasks[producer].id), " cannot be expanded: ", items.error)});
@@ -273,11 +274,11 @@ absl::StatusOr<ExpansionOutcome> ExpandAfter(RunModel& run, RunWriter& writer, u
                                .layer = run.graph->StageLayer(s)});
       }
       TF_RETURN_IF_ERROR(writer.CreateTasks(run.run_id, rows));
-      TF_RETURN_IF_ERROR(writer.AddEvent(
-          run.tasks[producer].id, 0, "stage_expanded",
-          StrCat("stage ", Quote(expanded.name), " expanded into ", count, " task",
-                 count == 1 ? "" : "s", " from ", list_name, " (artifact #", list_artifact.id, ", ",
-                 list_artifact.hash, ")")));
+      TF_RETURN_IF_ERROR(
+          writer.AddEvent(run.tasks[producer].id, 0, "stage_expanded",
+                          StrCat("stage ", Quote(expanded.name), " expanded into ", count, " task",
+                                 count == 1 ? "" : "s", " from ", list_name, " (artifact #",
+                                 list_artifact.id, ", ", list_artifact.hash, ")")));
       outcome.expanded.push_back({s, first, count});
     }
   }

@@ -62,7 +62,7 @@ dag::Pipeline ThreeLayerPipeline() {
   pipeline.stages.push_back(train);
 
   dag::Stage clean = MakeStage("clean", dag::StageKind::kClean);
-  clean.inputs.push_back({"raw", "ingest", "raw", false, {}});
+  clean.inputs.push_back({"raw", "ingest", "raw", false, false, {}});
   pipeline.stages.push_back(clean);
   return pipeline;
 }
@@ -201,7 +201,8 @@ TEST(PlanTest, DynamicStageHasNoTasksAndSaysWhereItsItemsComeFrom) {
   pipeline.stages.push_back(list);
   dag::Stage process = MakeStage("process", dag::StageKind::kGeneric);
   process.foreach_from = dag::DynamicItems{.stage = "list", .output = "shards",
-                                           .format = dag::ItemListFormat::kJson};
+                                           .format = dag::ItemListFormat::kJson,
+                                           .location = {}};
   process.dynamic = true;
   pipeline.stages.push_back(process);
   dag::Stage merge = MakeStage("merge", dag::StageKind::kGeneric, {"process"});

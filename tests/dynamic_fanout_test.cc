@@ -66,11 +66,11 @@ TEST_F(DynamicFanOutTest, ProducerListFansOutAndGatherSeesEveryItem) {
   // The expansion's record: which stage, from which artifact, how many.
   const std::string list_artifact =
       QueryValue(Db(), "SELECT id FROM artifacts WHERE task_id = 'list' AND name = 'shards'");
-  EXPECT_EQ(QueryValue(Db(), "SELECT message FROM events WHERE kind = 'stage_expanded'"),
-            StrCat("stage 'process' expanded into 3 tasks from list.shards (artifact #",
-                   list_artifact, ", ",
-                   QueryValue(Db(), "SELECT content_hash FROM artifacts WHERE task_id = 'list'"),
-                   ")"));
+  EXPECT_EQ(
+      QueryValue(Db(), "SELECT message FROM events WHERE kind = 'stage_expanded'"),
+      StrCat("stage 'process' expanded into 3 tasks from list.shards (artifact #", list_artifact,
+             ", ", QueryValue(Db(), "SELECT content_hash FROM artifacts WHERE task_id = 'list'"),
+             ")"));
   // Lineage: every item's attempt consumed the list.
   EXPECT_EQ(QueryValue(Db(),
                        "SELECT count(DISTINCT a.task_id) FROM lineage_edges e JOIN attempts a ON "
