@@ -188,13 +188,12 @@ void RenderLayerText(const scheduler::PlanLayer& layer, ChunkedWriter& writer) {
 // The stages of a layer whose tasks are added at run time, one line each.
 void RenderDynamicText(const scheduler::PlanLayer& layer, ChunkedWriter& writer) {
   for (const scheduler::PlannedDynamicStage& dynamic : layer.dynamic) {
-    writer.Append(StrCat("  ", dynamic.stage, "  expanded at run time, ",
-                         dynamic.from.empty() ? StrCat("with the items of ", dynamic.over)
-                                              : StrCat("from ", dynamic.from),
-                         dynamic.from.empty() || dynamic.format == "lines"
-                             ? ""
-                             : StrCat(" (", dynamic.format, ")"),
-                         "\n"));
+    writer.Append(StrCat(
+        "  ", dynamic.stage, "  expanded at run time, ",
+        dynamic.from.empty() ? StrCat("with the items of ", dynamic.over)
+                             : StrCat("from ", dynamic.from),
+        dynamic.from.empty() || dynamic.format == "lines" ? "" : StrCat(" (", dynamic.format, ")"),
+        "\n"));
   }
 }
 

@@ -629,8 +629,7 @@ absl::Status Engine::Impl::FailDownstream(uint32_t stage, const std::string& fai
 // (scheduler/dynamic_expansion.h), counted, and ready once no other parent
 // stage holds them; a bad list fails the stage's one task instead.
 absl::Status Engine::Impl::ExpandAfter(uint32_t t) {
-  TF_ASSIGN_OR_RETURN(internal::ExpansionOutcome outcome,
-                      internal::ExpandAfter(run_, writer(), t));
+  TF_ASSIGN_OR_RETURN(internal::ExpansionOutcome outcome, internal::ExpandAfter(run_, writer(), t));
   for (const internal::Expansion& expansion : outcome.expanded) {
     counts_.total += expansion.count;
     counts_.pending += expansion.count;
@@ -642,8 +641,7 @@ absl::Status Engine::Impl::ExpandAfter(uint32_t t) {
     ++counts_.total;
     ++counts_.pending;
     TF_RETURN_IF_ERROR(SetTaskState(failure.task, TaskState::kFailed, failure.message));
-    TF_RETURN_IF_ERROR(
-        FailDownstream(run_.tasks[failure.task].stage, run_.tasks[failure.task].id));
+    TF_RETURN_IF_ERROR(FailDownstream(run_.tasks[failure.task].stage, run_.tasks[failure.task].id));
   }
   return absl::OkStatus();
 }

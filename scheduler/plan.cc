@@ -1,10 +1,9 @@
 #include "scheduler/plan.h"
 
-#include "common/strings.h"
-
 #include <utility>
 
 #include "absl/strings/str_join.h"
+#include "common/strings.h"
 
 namespace tierflow::scheduler {
 namespace {
@@ -77,7 +76,8 @@ Plan BuildPlan(const dag::TaskGraph& graph) {
         dynamic.stage = stage.name;
         if (stage.foreach_from) {
           dynamic.from = StrCat(stage.foreach_from->stage, ".", stage.foreach_from->output);
-          dynamic.format = stage.foreach_from->format == dag::ItemListFormat::kJson ? "json" : "lines";
+          dynamic.format =
+              stage.foreach_from->format == dag::ItemListFormat::kJson ? "json" : "lines";
         } else {
           dynamic.over = stage.foreach_over;
         }

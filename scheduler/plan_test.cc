@@ -200,9 +200,8 @@ TEST(PlanTest, DynamicStageHasNoTasksAndSaysWhereItsItemsComeFrom) {
   list.outputs.push_back({"shards", 0, std::nullopt, {}});
   pipeline.stages.push_back(list);
   dag::Stage process = MakeStage("process", dag::StageKind::kGeneric);
-  process.foreach_from = dag::DynamicItems{.stage = "list", .output = "shards",
-                                           .format = dag::ItemListFormat::kJson,
-                                           .location = {}};
+  process.foreach_from = dag::DynamicItems{
+      .stage = "list", .output = "shards", .format = dag::ItemListFormat::kJson, .location = {}};
   process.dynamic = true;
   pipeline.stages.push_back(process);
   dag::Stage merge = MakeStage("merge", dag::StageKind::kGeneric, {"process"});

@@ -584,8 +584,9 @@ stages:
 TEST_F(CrashResumeTest, KillNineWhileExpandedTasksRunThenResumeRunsEachItemOnce) {
   WritePipeline(kDynamic);
   pid_t engine = StartAndWaitForHeld("process[a]", {"--slots", "4"});
-  ASSERT_TRUE(WaitForStore("SELECT count(*) = 3 FROM attempts WHERE task_id LIKE 'process[%' AND "
-                           "state = 'running' AND pid IS NOT NULL"));
+  ASSERT_TRUE(
+      WaitForStore("SELECT count(*) = 3 FROM attempts WHERE task_id LIKE 'process[%' AND "
+                   "state = 'running' AND pid IS NOT NULL"));
   KillNine(engine);
   const std::string run = RunId();
   EXPECT_EQ(Sql("SELECT count(*) FROM tasks WHERE stage = 'process'"), "3");
