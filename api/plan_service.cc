@@ -187,6 +187,18 @@ void RenderLayerText(const scheduler::PlanLayer& layer, ChunkedWriter& writer) {
   }
 }
 
+// The stages of a layer whose tasks are added at run time, one line each.
+void RenderDynamicText(const scheduler::PlanLayer& layer, ChunkedWriter& writer) {
+  for (const scheduler::PlannedDynamicStage& dynamic : layer.dynamic) {
+    writer.Append(StrCat(
+        "  ", dynamic.stage, "  expanded at run time, ",
+        dynamic.from.empty() ? StrCat("with the items of ", dynamic.over)
+                             : StrCat("from ", dynamic.from),
+        dynamic.from.empty() || dynamic.format == "lines" ? "" : StrCat(" (", dynamic.format, ")"),
+        "\n"));
+  }
+}
+
 std::string ParamsLine(const std::vector<scheduler::PlannedParam>& params) {
   std::string line = "params:";
   for (size_t i = 0; i < params.size(); ++i) {
@@ -328,6 +340,37 @@ void WriteParamValue(const scheduler::PlannedParam& param, JsonWriter& json) {
   // Text the type does not parse as (the loader normalises, so only a
   // string) stays text rather than becoming invalid JSON.
   json.String(text);
+}
+
+// ,"dynamic":[...]: a layer's stages whose tasks are added at run time
+// ("tasks": null: not known before the run).
+void WriteDynamicJson(const scheduler::PlanLayer& layer, JsonWriter& json) {
+  json.Raw(",\"dynamic\":[");
+  for (size_t i = 0; i < layer.dynamic.size(); ++i) {
+    const scheduler::PlannedDynamicStage& dynamic = layer.dynamic[i];
+    json.Raw(i > 0 ? ",{\"stage\":" : "{\"stage\":");
+    json.String(dynamic.stage);
+    json.Raw(",\"expanded\":\"at run time\",\"from\":");
+    if (dynamic.from.empty()) {
+      json.Null();
+    } else {
+      json.String(dynamic.from);
+    }
+    json.Raw(",\"format\":");
+    if (dynamic.from.empty()) {
+      json.Null();
+    } else {
+      json.String(dynamic.format);
+    }
+    json.Raw(",\"over\":");
+    if (dynamic.over.empty()) {
+      json.Null();
+    } else {
+      json.String(dynamic.over);
+    }
+    json.Raw(",\"tasks\":null}");
+  }
+  json.Raw("]");
 }
 
 void WriteTaskJson(const scheduler::PlannedTask& task, JsonWriter& json) {
@@ -477,6 +520,7 @@ void RenderPlanText(const Plan& plan, std::ostream& out) {
   for (const scheduler::PlanLayer& layer : plan.layers) {
     writer.Append('\n');
     RenderLayerText(layer, writer);
+    RenderDynamicText(layer, writer);
   }
 }
 
@@ -522,7 +566,9 @@ void RenderPlanJson(const Plan& plan, std::ostream& out, std::string_view extra_
       if (t > 0) json.Raw(",\n");
       WriteTaskJson(layer.tasks[t], json);
     }
-    json.Raw("]}");
+    json.Raw("]");
+    WriteDynamicJson(layer, json);
+    json.Raw("}");
   }
   json.Raw("]");
   json.Raw(extra_fields);

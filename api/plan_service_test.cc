@@ -144,6 +144,23 @@ TEST(RenderPlanTextTest, SingularCountsAndNoParamsLine) {
   EXPECT_EQ(lines.at(2), "") << "no stage params without params";
 }
 
+TEST(RenderPlanTextTest, DynamicStageIsExpandedAtRunTimeWithNoTaskCount) {
+  Plan plan = SmallPlan();
+  scheduler::PlanLayer& layer = plan.layers.emplace_back();
+  layer.index = 2;
+  layer.stages = {"process"};
+  layer.dynamic.push_back(
+      {.stage = "process", .from = "train.model", .format = "lines", .over = ""});
+  const std::vector<std::string> lines = Lines(Text(plan));
+  EXPECT_EQ(lines.back(), "  process  expanded at run time, from train.model");
+  const nlohmann::json json = Json(plan);
+  EXPECT_EQ(json["layers"][2]["dynamic"],
+            nlohmann::json::parse(R"([{"stage": "process", "expanded": "at run time", "from":
+                "train.model", "format": "lines", "over": null, "tasks": null}])"));
+  EXPECT_EQ(json["layers"][2]["tasks"], nlohmann::json::array());
+  EXPECT_EQ(json["layers"][0]["dynamic"], nlohmann::json::array());
+}
+
 TEST(RenderPlanJsonTest, HasTotalsParamsAndCriticalPath) {
   nlohmann::json json = Json(SmallPlan());
   EXPECT_EQ(json["pipeline"], "small");

@@ -175,6 +175,9 @@ absl::StatusOr<TaskGraph> TaskGraph::Build(const Pipeline& pipeline) {
       result.input_stage_.push_back(add(input.stage, input.each));
     }
     result.input_offsets_[child + 1] = static_cast<uint32_t>(result.input_stage_.size());
+    if (stage.foreach_from) add(stage.foreach_from->stage, false);
+    // A map over a dynamic stage expands with it: its items wait for theirs.
+    if (stage.dynamic && !stage.foreach_over.empty()) add(stage.foreach_over, true);
     mentioned_end[child] = static_cast<uint32_t>(mentioned.size());
   }
   index = {};
@@ -263,6 +266,14 @@ TaskGraph::ProducerRange TaskGraph::InputProducers(uint32_t task, size_t input) 
   // gives them the same items in the same order).
   if (reader.item >= count) return {};
   return {first + reader.item, 1};
+}
+
+uint32_t TaskGraph::AppendStageTasks(uint32_t stage, uint32_t count) {
+  const auto first = static_cast<uint32_t>(tasks_.size());
+  tasks_.reserve(tasks_.size() + count);
+  for (uint32_t i = 0; i < count; ++i) tasks_.push_back(Task{stage, i});
+  first_task_[stage] = first;
+  return first;
 }
 
 std::string TaskGraph::TaskId(const Task& task) const {

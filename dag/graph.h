@@ -92,6 +92,11 @@ class TaskGraph {
   std::vector<std::vector<uint32_t>> StageLayers() const;
   // Index of the first task of `stage` in tasks(); its tasks are contiguous.
   uint32_t FirstTask(uint32_t stage) const { return first_task_[stage]; }
+  // A dynamic stage expanded at run time (its Stage::foreach now set, or
+  // one task for a list that could not be read): `count` tasks appended at
+  // the end of tasks(), which FirstTask(stage) then points at. Returns
+  // that index.
+  uint32_t AppendStageTasks(uint32_t stage, uint32_t count);
 
   struct CriticalPath {
     std::vector<uint32_t> stages;  // from a root to a sink

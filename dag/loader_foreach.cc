@@ -16,7 +16,6 @@
 namespace tierflow::dag::internal {
 namespace {
 
-constexpr uint64_t kMaxForeachItems = 1'000'000;
 // Foreach items of all stages together. Without a pipeline-wide bound a
 // small file of many 1M-item ranges would expand to billions of tasks.
 constexpr uint64_t kMaxPipelineTasks = 10'000'000;

@@ -32,6 +32,8 @@ std::string CycleText(const Cycle& cycle) {
                 absl::StrJoin(tail, " -> "));
 }
 
+}  // namespace
+
 // What to say after "stage 'x' has no output 'y'": the output meant, or
 // the outputs there are.
 std::string MissingOutputHint(const Stage& from, std::string_view output) {
@@ -47,8 +49,6 @@ std::string MissingOutputHint(const Stage& from, std::string_view output) {
   outputs.resize(kListed);
   return StrCat(" (its outputs: ", absl::StrJoin(outputs, ", "), ", ...)");
 }
-
-}  // namespace
 
 std::string Loader::SuggestStage(std::string_view name) {
   if (stage_names_.empty()) {
@@ -79,6 +79,7 @@ void Loader::CheckReferences() {
     const FieldPath stage_path = stages_path.Key(sources_[s].name);
     CheckNeeds(static_cast<uint32_t>(s), stage_path);
     CheckInputs(static_cast<uint32_t>(s), stage_path);
+    CheckForeachFrom(static_cast<uint32_t>(s), stage_path);
   }
 }
 

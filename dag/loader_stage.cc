@@ -176,7 +176,9 @@ void Loader::ReadStage(const YamlNode& node, const FieldPath& path, Stage* stage
   // foreach before run: `{{ item }}` in run needs a foreach.
   const YamlNode foreach = fields.value("foreach");
   source->foreach = foreach;
-  if (foreach.IsMap() && foreach.Find("over").IsDefined()) {
+  if (IsDynamicForeach(foreach)) {
+    ReadForeachFrom(foreach, path.Key("foreach"), stage, source);
+  } else if (foreach.IsMap() && foreach.Find("over").IsDefined()) {
     ReadForeachOver(foreach, path.Key("foreach"), source);
   } else if (foreach.IsDefined()) {
     stage->foreach = ReadForeach(foreach, path.Key("foreach"));

@@ -140,6 +140,7 @@ std::vector<std::string> Stage::Dependencies() const {
   };
   for (const std::string& need : needs) add(need);
   for (const InputRef& input : inputs) add(input.stage);
+  if (foreach_from) add(foreach_from->stage);
   return deps;
 }
 

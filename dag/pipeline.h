@@ -136,6 +136,10 @@ struct CheckpointSpec {
 // at run time from the list a task of STAGE wrote (dynamic fan-out).
 enum class ItemListFormat { kLines, kJson };
 
+// Items of one foreach stage at most, static or dynamic (whose lists are
+// checked against it at run time, with the loader's wording).
+inline constexpr uint64_t kMaxForeachItems = 1'000'000;
+
 struct DynamicItems {
   std::string stage;
   std::string output;

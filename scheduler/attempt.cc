@@ -101,6 +101,15 @@ LaunchInputs AddInputs(const RunModel& run, uint32_t t, TaskLaunch& launch, Env&
     inputs.producers.emplace_back(StrCat(input.name, "=", input.stage, ".", input.output),
                                   std::move(producers));
   }
+  // Lineage from each item of a dynamic stage back to the list it came from.
+  if (stage.foreach_from) {
+    const int producer = run.pipeline.FindStage(stage.foreach_from->stage);
+    const size_t output = run.OutputIndex(producer, stage.foreach_from->output);
+    const uint32_t first = run.graph->FirstTask(producer);
+    if (output < run.tasks[first].outputs.size() && run.tasks[first].outputs[output].id != 0) {
+      inputs.consumed.emplace_back("foreach", run.tasks[first].outputs[output].id);
+    }
+  }
   for (const Need& need : task.needs) {
     if (need.node_tier == kNoTier) continue;
     const ArtifactRec& artifact = run.tasks[need.task].outputs[need.output];

@@ -19,6 +19,7 @@
 #include "nlohmann/json.hpp"
 #include "scheduler/attempt.h"
 #include "scheduler/checkpoints.h"
+#include "scheduler/dynamic_expansion.h"
 #include "scheduler/internal/run_model.h"
 #include "scheduler/mover.h"
 #include "scheduler/readiness.h"
@@ -152,6 +153,7 @@ class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
   int StartRestores(uint32_t task, TaskLaunch& launch, const internal::TaskCache::Hit& hit,
                     const std::string& staging);
   absl::Status FailDownstream(uint32_t task);
+  absl::Status ExpandAfter(uint32_t task);
   absl::Status SetTaskState(uint32_t task, TaskState state, const std::string& message,
                             Duration duration = Duration(0));
   absl::Status CancelAll();
@@ -186,6 +188,7 @@ class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
   RunCounts counts_;
   bool cancelling_ = false;
   bool schedule_kept_ = false;  // the first turn of a resume schedules kept outputs
+  std::vector<bool> writes_list_;  // by stage: a dynamic stage's list is its output
   // What a turn decided, acted on once it is committed.
   std::vector<TaskLaunch> to_launch_;
   std::vector<int64_t> to_cancel_;
@@ -300,6 +303,14 @@ absl::Status Engine::Impl::StartDriving(bool resumed) {
   counts_ = RunCounts{};
   counts_.total = static_cast<uint32_t>(run_.tasks.size());
   for (const TaskRec& task : run_.tasks) CountTask(counts_, task.state, +1);
+  writes_list_.assign(run_.pipeline.stages.size(), false);
+  for (const dag::Stage& stage : run_.pipeline.stages) {
+    if (stage.foreach_from) {
+      if (const int from = run_.pipeline.FindStage(stage.foreach_from->stage); from >= 0) {
+        writes_list_[from] = true;
+      }
+    }
+  }
   ready_.Start();
   replicas().CountReaders();
   schedule_kept_ = resumed;
@@ -505,6 +516,8 @@ absl::Status Engine::Impl::ScheduleKept() {
     for (size_t o = 0; o < run_.tasks[t].places.size(); ++o) {
       TF_RETURN_IF_ERROR(replicas().ScheduleMoves(t, o));
     }
+    // A list kept from before whose stage was not expanded yet.
+    if (writes_list_[run_.tasks[t].stage]) TF_RETURN_IF_ERROR(ExpandAfter(t));
   }
   return absl::OkStatus();
 }
@@ -630,6 +643,30 @@ absl::Status Engine::Impl::FailDownstream(uint32_t task) {
     if (!IsTerminal(run_.tasks[t].state)) {
       TF_RETURN_IF_ERROR(SetTaskState(t, TaskState::kUpstreamFailed, message));
     }
+  }
+  return absl::OkStatus();
+}
+
+// Task `t` wrote a dynamic stage's list: the stage's tasks are added
+// (scheduler/dynamic_expansion.h), counted, and ready once no other parent
+// stage holds them; a bad list fails the stage's one task instead.
+absl::Status Engine::Impl::ExpandAfter(uint32_t t) {
+  TF_ASSIGN_OR_RETURN(internal::ExpansionOutcome outcome, internal::ExpandAfter(run_, writer(), t));
+  for (const internal::Expansion& expansion : outcome.expanded) {
+    counts_.total += expansion.count;
+    counts_.pending += expansion.count;
+    run_.stages[expansion.stage].unfinished = expansion.count;
+  }
+  // Once every stage of the expansion has its tasks: a map over the
+  // dynamic stage waits for its own items.
+  for (const internal::Expansion& expansion : outcome.expanded) {
+    ready_.StageExpanded(expansion.stage);
+  }
+  for (const internal::ExpansionOutcome::Failure& failure : outcome.failed) {
+    ++counts_.total;
+    ++counts_.pending;
+    TF_RETURN_IF_ERROR(SetTaskState(failure.task, TaskState::kFailed, failure.message));
+    TF_RETURN_IF_ERROR(FailDownstream(failure.task));
   }
   return absl::OkStatus();
 }
@@ -770,8 +807,11 @@ absl::Status Engine::Impl::ApplyEnd(uint32_t t, const TaskReport& report, Durati
     for (size_t o = 0; o < report.outputs.size() && o < stage.outputs.size(); ++o) {
       TF_RETURN_IF_ERROR(replicas().ScheduleMoves(t, o));
     }
+    // (An expansion adds tasks: `task` is not to be used after it.)
+    const uint32_t s = task.stage;
+    if (writes_list_[s]) TF_RETURN_IF_ERROR(ExpandAfter(t));
     ready_.TaskDone(t);
-    if (--run_.stages[task.stage].unfinished == 0) ready_.StageDone(task.stage);
+    if (--run_.stages[s].unfinished == 0) ready_.StageDone(s);
     return absl::OkStatus();
   }
   if (report.outcome == TaskReport::Outcome::kCancelled || cancelling_) {

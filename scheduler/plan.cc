@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_join.h"
+#include "common/strings.h"
 
 namespace tierflow::scheduler {
 namespace {
@@ -72,6 +73,19 @@ Plan BuildPlan(const dag::TaskGraph& graph) {
     for (uint32_t s : stage_layers[l]) {
       const dag::Stage& stage = pipeline.stages[s];
       layer.stages.push_back(stage.name);
+      if (stage.TaskCount() == 0) {
+        // Dynamic, not expanded yet: its tasks are known at run time only.
+        PlannedDynamicStage& dynamic = layer.dynamic.emplace_back();
+        dynamic.stage = stage.name;
+        if (stage.foreach_from) {
+          dynamic.from = StrCat(stage.foreach_from->stage, ".", stage.foreach_from->output);
+          dynamic.format =
+              stage.foreach_from->format == dag::ItemListFormat::kJson ? "json" : "lines";
+        } else {
+          dynamic.over = stage.foreach_over;
+        }
+        continue;
+      }
       // Built in place: most stages have one task, and a PlannedTask is
       // over 400 bytes to move.
       const size_t first_planned = layer.tasks.size();

@@ -74,10 +74,20 @@ struct PlannedTask {
   // reason for each choice) joins here with the storage tiers.
 };
 
+// A dynamic stage (`foreach: {from: ...}`, or mapped over one): its tasks
+// are added when the list is written, at run time; a plan has none of them.
+struct PlannedDynamicStage {
+  std::string stage;
+  std::string from;    // "STAGE.OUTPUT": the list's; "" for a mapped stage
+  std::string format;  // "lines" or "json"
+  std::string over;    // a stage mapped over a dynamic one: that stage
+};
+
 struct PlanLayer {
   uint32_t index = 0;
   std::vector<std::string> stages;  // stage names, in file order
   std::vector<PlannedTask> tasks;   // stage by stage, items in foreach order
+  std::vector<PlannedDynamicStage> dynamic;  // stages without tasks until run time
 };
 
 struct Plan {

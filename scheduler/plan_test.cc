@@ -218,5 +218,34 @@ TEST(BuildPlanMappingTest, AMappedStageShowsWhatItMapsOverAndItsItemWiseInputs) 
   EXPECT_EQ(plan.layers[0].tasks[0].foreach_over, "");
 }
 
+TEST(PlanTest, DynamicStageHasNoTasksAndSaysWhereItsItemsComeFrom) {
+  dag::Pipeline pipeline;
+  pipeline.file = "d.yaml";
+  pipeline.name = "d";
+  dag::Stage list = MakeStage("list", dag::StageKind::kGeneric);
+  list.outputs.push_back({"shards", 0, std::nullopt, {}});
+  pipeline.stages.push_back(list);
+  dag::Stage process = MakeStage("process", dag::StageKind::kGeneric);
+  process.foreach_from = dag::DynamicItems{
+      .stage = "list", .output = "shards", .format = dag::ItemListFormat::kJson, .location = {}};
+  process.dynamic = true;
+  pipeline.stages.push_back(process);
+  dag::Stage merge = MakeStage("merge", dag::StageKind::kGeneric, {"process"});
+  pipeline.stages.push_back(merge);
+
+  absl::StatusOr<dag::TaskGraph> graph = dag::TaskGraph::Build(pipeline);
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const Plan plan = BuildPlan(*graph);
+  EXPECT_EQ(plan.task_count, 2u);  // list and merge: process's are not known yet
+  ASSERT_EQ(plan.layers.size(), 3u);
+  EXPECT_EQ(plan.layers[1].stages, std::vector<std::string>{"process"});
+  EXPECT_TRUE(plan.layers[1].tasks.empty());
+  ASSERT_EQ(plan.layers[1].dynamic.size(), 1u);
+  EXPECT_EQ(plan.layers[1].dynamic[0].stage, "process");
+  EXPECT_EQ(plan.layers[1].dynamic[0].from, "list.shards");
+  EXPECT_EQ(plan.layers[1].dynamic[0].format, "json");
+  EXPECT_EQ(plan.layers[2].tasks.size(), 1u);
+}
+
 }  // namespace
 }  // namespace tierflow::scheduler

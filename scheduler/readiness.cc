@@ -16,26 +16,33 @@ bool ReadyQueue::Order::operator()(uint32_t a, uint32_t b) const {
   return run->tasks[a].seq > run->tasks[b].seq;
 }
 
+void ReadyQueue::CountItemParents(uint32_t s) {
+  const dag::TaskGraph& graph = *run_.graph;
+  const std::span<const uint32_t> parents = graph.StageParents(s);
+  const uint32_t items = static_cast<uint32_t>(run_.pipeline.stages[s].TaskCount());
+  if (graph.Mapped(s)) item_waiting_[s].assign(items, 0);
+  for (size_t k = 0; k < parents.size(); ++k) {
+    const uint32_t parent = parents[k];
+    if (!graph.ParentItemWise(s, k) || run_.stages[parent].unfinished == 0) continue;
+    const uint32_t first = graph.FirstTask(parent);
+    const uint32_t parent_items = static_cast<uint32_t>(run_.pipeline.stages[parent].TaskCount());
+    for (uint32_t i = 0; i < items && i < parent_items; ++i) {
+      if (!IsDone(run_.tasks[first + i].state)) ++item_waiting_[s][i];
+    }
+  }
+}
+
 void ReadyQueue::Start() {
   const dag::TaskGraph& graph = *run_.graph;
   item_waiting_.assign(run_.stages.size(), {});
   for (uint32_t s = 0; s < run_.stages.size(); ++s) {
     const std::span<const uint32_t> parents = graph.StageParents(s);
-    const uint32_t items = static_cast<uint32_t>(run_.pipeline.stages[s].TaskCount());
-    if (graph.Mapped(s)) item_waiting_[s].assign(items, 0);
     for (size_t k = 0; k < parents.size(); ++k) {
-      const uint32_t parent = parents[k];
-      if (!graph.ParentItemWise(s, k)) {
-        if (run_.stages[parent].unfinished > 0) ++run_.stages[s].waiting_parents;
-        continue;
-      }
-      if (run_.stages[parent].unfinished == 0) continue;
-      const uint32_t first = graph.FirstTask(parent);
-      const uint32_t parent_items = static_cast<uint32_t>(run_.pipeline.stages[parent].TaskCount());
-      for (uint32_t i = 0; i < items && i < parent_items; ++i) {
-        if (!IsDone(run_.tasks[first + i].state)) ++item_waiting_[s][i];
+      if (!graph.ParentItemWise(s, k) && run_.stages[parents[k]].unfinished > 0) {
+        ++run_.stages[s].waiting_parents;
       }
     }
+    CountItemParents(s);
   }
   for (uint32_t t = 0; t < run_.tasks.size(); ++t) {
     const TaskRec& task = run_.tasks[t];
@@ -87,6 +94,17 @@ void ReadyQueue::TaskDone(uint32_t task) {
   }
 }
 
+void ReadyQueue::StageExpanded(uint32_t stage) {
+  CountItemParents(stage);
+  if (run_.stages[stage].waiting_parents != 0) return;
+  const uint32_t first = run_.graph->FirstTask(stage);
+  for (uint32_t i = 0; i < run_.pipeline.stages[stage].TaskCount(); ++i) {
+    if (run_.tasks[first + i].state == TaskState::kPending && ItemReady(stage, i)) {
+      Enqueue(first + i);
+    }
+  }
+}
+
 void ReadyQueue::Clear() {
   ready_ = decltype(ready_)(Order{&run_});
   newly_ready_.clear();
@@ -100,7 +118,12 @@ std::vector<uint32_t> DownstreamTasks(const RunModel& run, uint32_t task) {
   std::unordered_set<uint32_t> seen;
   std::vector<uint32_t> tasks;
   // (stage, item) whose tasks failed or cannot run: one item, or all.
-  std::vector<std::pair<uint32_t, uint32_t>> work = {{run.tasks[task].stage, run.tasks[task].item}};
+  // A task of a stage without items (a single task, or the one that stands
+  // for a dynamic stage whose list was bad) fails every item after it.
+  const uint32_t failed_stage = run.tasks[task].stage;
+  const uint32_t failed_item =
+      run.pipeline.stages[failed_stage].foreach ? run.tasks[task].item : kAllItems;
+  std::vector<std::pair<uint32_t, uint32_t>> work = {{failed_stage, failed_item}};
   auto add = [&](uint32_t t) {
     if (seen.insert(t).second) tasks.push_back(t);
   };

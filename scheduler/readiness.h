@@ -35,6 +35,10 @@ class ReadyQueue {
   // `task` succeeded (or was cached): the task with its item in each stage
   // mapped over its stage is newly ready once it waits for nothing else.
   void TaskDone(uint32_t task);
+  // `stage` was expanded at run time (scheduler/dynamic_expansion.h), with
+  // the other stages expanded with it: its tasks are counted as Start
+  // counts them, and those that wait for nothing are newly ready.
+  void StageExpanded(uint32_t stage);
 
   bool empty() const { return ready_.empty(); }
   uint32_t Pop() {
@@ -58,6 +62,8 @@ class ReadyQueue {
   // item that are not done. Empty for the other stages, which are counted
   // by stage only.
   bool ItemReady(uint32_t stage, uint32_t item) const;
+  // Sets item_waiting_[stage] from its item-wise parents' tasks.
+  void CountItemParents(uint32_t stage);
   std::vector<std::vector<uint32_t>> item_waiting_;
 
   RunModel& run_;

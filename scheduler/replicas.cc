@@ -111,11 +111,13 @@ void ApplyPlacement(RunModel& run, const Placement& placement) {
   }
 }
 
+}  // namespace
+
 // Needs: every producer task's artifact of every input, on the tier the
 // input is read from (once, when two inputs name the same artifact there):
 // all items of a gathered foreach stage, the task's own item for `each`.
-void CollectNeeds(RunModel& run) {
-  for (uint32_t t = 0; t < run.tasks.size(); ++t) {
+void CollectTaskNeeds(RunModel& run, uint32_t t) {
+  {
     TaskRec& task = run.tasks[t];
     const dag::Stage& stage = run.pipeline.stages[task.stage];
     task.needs.clear();
@@ -154,8 +156,6 @@ void CollectNeeds(RunModel& run) {
   }
 }
 
-}  // namespace
-
 absl::Status PlaceRun(RunModel& run, const std::vector<PlacementTier>& tiers,
                       const std::function<absl::StatusOr<std::unique_ptr<storage::Adapter>>(
                           const storage::TierConfig&)>& open_tier) {
@@ -188,7 +188,7 @@ absl::Status PlaceRun(RunModel& run, const std::vector<PlacementTier>& tiers,
     task.node_input_tiers.assign(stage.inputs.size(), kNoTier);
   }
   if (!tiers.empty()) ApplyPlacement(run, run.placement);
-  CollectNeeds(run);
+  for (uint32_t t = 0; t < run.tasks.size(); ++t) CollectTaskNeeds(run, t);
   return absl::OkStatus();
 }
 

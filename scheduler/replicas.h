@@ -36,6 +36,12 @@
 
 namespace tierflow::scheduler::internal {
 
+// The needs of task `t` (every producer task's artifact of every input, on
+// the tier the input is read from), counted as consumers of those
+// artifacts. PlaceRun collects them for every task; a dynamic stage's
+// expansion for the tasks it adds and those that read them.
+void CollectTaskNeeds(RunModel& run, uint32_t t);
+
 // Opens the run's tiers and places its artifacts. `tiers` empty: the one
 // implicit posix tier `local` at the store's folder, with no copies;
 // else they are opened with `open_tier` (default: posix only) and placement

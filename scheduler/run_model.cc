@@ -6,13 +6,10 @@
 #include "common/diagnostic.h"
 #include "common/status.h"
 #include "dag/loader.h"
+#include "scheduler/dynamic_expansion.h"
 
 namespace tierflow::scheduler::internal {
-namespace {
 
-// A foreach item as one path component: the item itself when it is a safe
-// file name, else its index for every item of the stage (so names never
-// collide).
 std::vector<std::string> ItemComponents(const dag::Stage& stage) {
   std::vector<std::string> names;
   if (!stage.foreach) return names;
@@ -28,8 +25,6 @@ std::vector<std::string> ItemComponents(const dag::Stage& stage) {
   }
   return names;
 }
-
-}  // namespace
 
 absl::Status BuildRunModel(RunModel& run, const std::string& yaml, const std::string& file,
                            const std::map<std::string, std::string>& params) {
@@ -52,6 +47,7 @@ absl::Status BuildRunModel(RunModel& run, const std::string& yaml, const std::st
     run.stages[s].name = run.pipeline.stages[s].name;
     run.stages[s].item_components = ItemComponents(run.pipeline.stages[s]);
     run.stages[s].unfinished = static_cast<uint32_t>(run.pipeline.stages[s].TaskCount());
+    if (run.pipeline.stages[s].Dynamic()) run.stages[s].unfinished = kUnexpandedPlaceholder;
   }
   // Bottom levels, sinks first: layers order stages topologically.
   std::vector<std::vector<uint32_t>> layers = graph.StageLayers();

@@ -8,8 +8,9 @@
 
 #include "common/status.h"
 #include "common/strings.h"
-#include "scheduler/local_resources.h"
 #include "scheduler/cache_explain.h"
+#include "scheduler/dynamic_expansion.h"
+#include "scheduler/local_resources.h"
 #include "scheduler/resume.h"
 #include "scheduler/resume_check.h"
 #include "scheduler/run_queries.h"
@@ -162,6 +163,9 @@ absl::Status TakeOverRun(const EngineOptions& options, const std::string& run_re
   TF_RETURN_IF_ERROR(BuildRunModel(run, stored.yaml, stored.file, stored.params));
   run.pipeline.file = stored.file;
   if (options.local_budget) TF_RETURN_IF_ERROR(CheckStagesFit(*options.local_budget, run.pipeline));
+  // Dynamic stages as they were expanded (recorded task rows), before
+  // placement and the tasks' states are read.
+  TF_RETURN_IF_ERROR(ExpandFromStore(*units.db, run));
   TF_RETURN_IF_ERROR(SetUpTiers(options, stored.tiers_json.value_or(""), links, run, units));
   if (!reattach) {
     TF_RETURN_IF_ERROR(

@@ -563,5 +563,63 @@ stages:
   EXPECT_EQ(Sql("SELECT state FROM runs"), "running");
 }
 
+// Dynamic fan-out: list writes three items; each item's first attempt
+// holds (HOLD), so the engine is killed while expanded tasks run.
+constexpr char kDynamic[] = R"x(name: dyncrash
+stages:
+  list:
+    run: printf 'a\nb\nc\n' > "$TIERFLOW_OUTPUT_OUT"
+    outputs: [out]
+  process:
+    foreach: {from: list.out}
+    env: {HOLD: "1"}
+    run: [sh, task.sh]
+    outputs: [out]
+  gather:
+    inputs: {all: process.out}
+    run: [sh, task.sh]
+    outputs: [out]
+)x";
+
+TEST_F(CrashResumeTest, KillNineWhileExpandedTasksRunThenResumeRunsEachItemOnce) {
+  WritePipeline(kDynamic);
+  pid_t engine = StartAndWaitForHeld("process[a]", {"--slots", "4"});
+  ASSERT_TRUE(
+      WaitForStore("SELECT count(*) = 3 FROM attempts WHERE task_id LIKE 'process[%' AND "
+                   "state = 'running' AND pid IS NOT NULL"));
+  KillNine(engine);
+  const std::string run = RunId();
+  EXPECT_EQ(Sql("SELECT count(*) FROM tasks WHERE stage = 'process'"), "3");
+  EXPECT_EQ(Sql("SELECT count(*) FROM events WHERE kind = 'stage_expanded'"), "1");
+  // The list changes on disk: a resume must not read it again.
+  ASSERT_EQ(Sql("SELECT count(*) FROM artifact_copies c JOIN artifacts a ON a.id = "
+                "c.artifact_id WHERE a.task_id = 'list'"),
+            "1");
+  WriteFile(Sql("SELECT c.uri FROM artifact_copies c JOIN artifacts a ON a.id = c.artifact_id "
+                "WHERE a.task_id = 'list'"),
+            "x\ny\n");
+
+  Result resume = RunToEnd("resume", {"resume", run, "--db", Db()});
+  ASSERT_EQ(resume.exit_code, 0) << resume.out << resume.err;
+  EXPECT_EQ(Sql("SELECT state FROM runs"), "succeeded");
+  EXPECT_EQ(Sql("SELECT group_concat(id, ',') FROM (SELECT id FROM tasks ORDER BY id)"),
+            "gather,list,process[a],process[b],process[c]")
+      << "no task row lost, added or doubled";
+  EXPECT_EQ(Sql("SELECT count(*) FROM tasks WHERE state = 'succeeded'"), "5");
+  EXPECT_EQ(Sql("SELECT count(*) FROM (SELECT task_id FROM attempts WHERE state = 'succeeded' "
+                "GROUP BY task_id HAVING count(*) = 1)"),
+            "5")
+      << "exactly one succeeded attempt per task";
+  EXPECT_EQ(Sql("SELECT count(*) FROM attempts WHERE task_id = 'list'"), "1");
+  EXPECT_EQ(Sql("SELECT count(*) FROM events WHERE kind = 'stage_expanded'"), "1")
+      << "expanded once, not again on resume";
+  const std::map<std::string, int> journal = JournalCounts();
+  EXPECT_EQ(journal.at("process[a]"), 2);  // the held attempt, then its rerun
+  EXPECT_EQ(journal.at("process[b]"), 2);
+  EXPECT_EQ(journal.at("process[c]"), 2);
+  EXPECT_EQ(journal.at("gather"), 1);
+  EXPECT_EQ(journal.count("process[x]"), 0u);
+}
+
 }  // namespace
 }  // namespace tierflow

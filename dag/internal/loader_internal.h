@@ -42,6 +42,13 @@ std::optional<std::string_view> WholeParamTemplate(std::string_view text);
 // (loader_mapping.cc): such a stage is mapped, and may use `{{ item }}`.
 bool HasEachInput(const YamlNode& inputs);
 
+// `foreach: {from: ...}`: a dynamic fan-out (loader_dynamic.cc).
+bool IsDynamicForeach(const YamlNode& node);
+
+// What to say after "stage 'x' has no output 'y'": the output meant, or
+// the outputs there are (loader_references.cc).
+std::string MissingOutputHint(const Stage& from, std::string_view output);
+
 // Compares and hashes names as the TIERFLOW_<KIND>_<NAME> variables they
 // become: ASCII letters without regard to case (AsciiUpper's rule).
 inline char UpperAscii(char c) {
@@ -92,6 +99,7 @@ struct StageSource {
   YamlNode foreach;
   YamlNode foreach_over;
   bool outputs_known = true;  // false when `outputs:` could not be read
+  YamlNode foreach_from;  // `foreach: {from: ...}`'s reference
 };
 
 // The schema walk: reads the tree into a Pipeline and records a Diagnostic
@@ -170,6 +178,10 @@ class Loader : public FieldReader {
   std::optional<int64_t> ReadRangeBound(const YamlNode& node, const FieldPath& path);
   std::optional<std::vector<std::string>> ParamItems(const YamlNode& node, const FieldPath& path);
   bool CheckItemCount(uint64_t count, const YamlNode& at, const FieldPath& path);
+  // `foreach: {from: STAGE.OUTPUT, format: ...}` (loader_dynamic.cc).
+  void ReadForeachFrom(const YamlNode& node, const FieldPath& path, Stage* stage,
+                       StageSource* source);
+  void CheckForeachFrom(uint32_t s, const FieldPath& stage_path);
 
   // Item-wise mapping (loader_mapping.cc). `foreach: {over: STAGE}` read
   // into `source`, resolved with the others once every stage is read.

@@ -222,6 +222,10 @@ struct RunModel {
 // (with their longest chain to a sink) and its tasks in plan order.
 absl::Status BuildRunModel(RunModel& run, const std::string& yaml, const std::string& file,
                            const std::map<std::string, std::string>& params);
+// A foreach item as one path component: the item itself when it is a safe
+// file name, else its index for every item of the stage (so names never
+// collide).
+std::vector<std::string> ItemComponents(const dag::Stage& stage);
 // The task rows of a new run, in plan order.
 std::vector<NewTask> NewTasks(const RunModel& run);
 // The run's id, its stages' summaries and its failed tasks, into `result`.
