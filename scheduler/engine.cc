@@ -187,7 +187,7 @@ class Engine::Impl : public internal::TaskHooks, public internal::TurnBody {
   std::optional<internal::LocalResources> local_;  // options_.local_budget's, for this run
   RunCounts counts_;
   bool cancelling_ = false;
-  bool schedule_kept_ = false;  // the first turn of a resume schedules kept outputs
+  bool schedule_kept_ = false;     // the first turn of a resume schedules kept outputs
   std::vector<bool> writes_list_;  // by stage: a dynamic stage's list is its output
   // What a turn decided, acted on once it is committed.
   std::vector<TaskLaunch> to_launch_;

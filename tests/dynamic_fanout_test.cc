@@ -180,5 +180,77 @@ TEST(ItemListTest, LinesSkipOnlyTrailingBlankLinesAndAcceptCrlf) {
   EXPECT_TRUE(list.items.empty());
 }
 
+// A map over a dynamic stage (`foreach: {over: process}`) expands with it,
+// each item waiting for its own: one item failing fails only its chain,
+// and the gather after the map.
+TEST_F(DynamicFanOutTest, MapOverADynamicStageRunsPerItemAndFailsOnlyItsChain) {
+  WritePipeline(R"x(name: dynmap
+stages:
+  list:
+    run: cat items.txt > "$TIERFLOW_OUTPUT_SHARDS"
+    outputs: [shards]
+  process:
+    foreach: {from: list.shards}
+    run: |
+      test "$TIERFLOW_ITEM" != bad || exit 3
+      echo "item $TIERFLOW_ITEM" > "$TIERFLOW_OUTPUT_OUT"
+    outputs: [out]
+  post:
+    foreach: {over: process}
+    inputs: {one: process.out}
+    run: |
+      echo "$TIERFLOW_ITEM" >> posted
+      cp "$TIERFLOW_INPUT_ONE" "$TIERFLOW_OUTPUT_OUT"
+    outputs: [out]
+  gather:
+    inputs: {all: post.out}
+    run: ls "$TIERFLOW_INPUT_ALL" > gathered
+)x");
+  WriteFile(dir_ / "items.txt", "a\nbad\nc\n");
+  absl::StatusOr<RunResult> result = Run();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->state, RunState::kFailed);
+  const std::map<std::string, std::string> states = TaskStates(result->run_id);
+  EXPECT_EQ(states.at("process[a]"), "succeeded");
+  EXPECT_EQ(states.at("process[bad]"), "failed");
+  EXPECT_EQ(states.at("post[a]"), "succeeded");
+  EXPECT_EQ(states.at("post[c]"), "succeeded");
+  EXPECT_EQ(states.at("post[bad]"), "upstream_failed");
+  EXPECT_EQ(states.at("gather"), "upstream_failed");
+  EXPECT_EQ(states.size(), 8u);
+  // Each mapped item read its own item's output only.
+  EXPECT_EQ(CountLines(dir_ / "posted"), (std::map<std::string, int>{{"a", 1}, {"c", 1}}));
+}
+
+// A bad list fails the dynamic stage, the map over it (which never got
+// items) and the gather after that: the run ends instead of waiting.
+TEST_F(DynamicFanOutTest, BadListFailsTheMapOverItAndWhatFollows) {
+  WritePipeline(R"x(name: dynmapbad
+stages:
+  list:
+    run: printf 'a\na\n' > "$TIERFLOW_OUTPUT_SHARDS"
+    outputs: [shards]
+  process:
+    foreach: {from: list.shards}
+    run: echo "$TIERFLOW_ITEM" > "$TIERFLOW_OUTPUT_OUT"
+    outputs: [out]
+  post:
+    foreach: {over: process}
+    inputs: {one: process.out}
+    run: cp "$TIERFLOW_INPUT_ONE" "$TIERFLOW_OUTPUT_OUT"
+    outputs: [out]
+  gather:
+    inputs: {all: post.out}
+    run: ls "$TIERFLOW_INPUT_ALL"
+)x");
+  absl::StatusOr<RunResult> result = Run();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->state, RunState::kFailed);
+  const std::map<std::string, std::string> states = TaskStates(result->run_id);
+  EXPECT_EQ(states.at("process"), "failed");
+  EXPECT_EQ(states.at("gather"), "upstream_failed");
+  EXPECT_EQ(states.count("post"), 0u) << "a map over a stage without items has no task";
+}
+
 }  // namespace
 }  // namespace tierflow::testing
