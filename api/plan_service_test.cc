@@ -196,7 +196,7 @@ TEST(RenderPlanJsonTest, WritesEveryTaskFieldWithSizesInBytesAndDurationsInMs) {
 
   const nlohmann::json expected_train = nlohmann::json::parse(R"({
     "id": "train", "stage": "train", "kind": "train", "layer": 1,
-    "item": null, "item_index": 0,
+    "item": null, "item_index": 0, "foreach_over": null,
     "io": {"read": "random", "write": "sequential", "block_size_bytes": 262144,
            "read_bytes": 10737418240, "write_bytes": 0, "read_passes": 10, "streams": 8,
            "durability": "durable"},

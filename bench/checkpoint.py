@@ -64,6 +64,7 @@ stages:
   train:
     kind: train
     run: [python3, dataplane_task.py, steps, {mode}]
+    params: all  # dataplane_task.py reads its params itself
 {checkpoints}    env:
 {env_yaml}    outputs: {{model: 1KiB}}
     cache: false

@@ -70,11 +70,13 @@ stages:
   produce:
     kind: stage
     run: [python3, dataplane_task.py, produce]
+    params: all  # dataplane_task.py reads its params itself
     outputs: {{shards: {{size: {shards * (mib * dp.MIB + 8)}, durability: durable}}}}
     cache: false
   train:
     kind: train
 {train_io}    run: [python3, dataplane_task.py, data, {mode}]
+    params: all  # dataplane_task.py reads its params itself
     io: {{read_passes: 1}}
     env:
 {env_yaml}    outputs: {{model: 1KiB}}

@@ -121,24 +121,28 @@ stages:
   ingest:
     kind: ingest
     run: [python3, task.py]
+    params: [size, epochs]  # task.py reads them
     outputs: {{raw: {size}}}
     cache: false
   clean:
     kind: clean
     inputs: {{raw: ingest.raw}}
     run: [python3, task.py]
+    params: [size, epochs]  # task.py reads them
     outputs: {{clean: {size}}}
     cache: false
   feature:
     kind: feature
     inputs: {{clean: clean.clean}}
     run: [python3, task.py]
+    params: [size, epochs]  # task.py reads them
     outputs: {{features: {size}}}
     cache: false
   stage:
     kind: stage
     inputs: {{features: feature.features}}
     run: [python3, task.py]
+    params: [size, epochs]  # task.py reads them
     outputs: {{shards: {size}}}
     cache: false
   train:
@@ -146,12 +150,14 @@ stages:
     inputs: {{shards: stage.shards}}
     io: {{read_passes: {epochs}}}
     run: [python3, task.py]
+    params: [size, epochs]  # task.py reads them
     outputs: {{model: 1MiB}}
     cache: false
   checkpoint:
     kind: checkpoint
     inputs: {{model: train.model}}
     run: [python3, task.py]
+    params: [size, epochs]  # task.py reads them
     outputs: {{release: 1MiB}}
     cache: false
 """
@@ -178,6 +184,7 @@ def seconds(value):
 
 def run_once(args, work, mode, index):
     state = os.path.join(work, f"state-{mode}-{index}")
+    shutil.rmtree(state, ignore_errors=True)  # a failed earlier sitting's
     cmd = [args.tierflow, "run", os.path.join(work, "pipeline.yaml"), "--db",
            os.path.join(state, "tierflow.db"), "--quiet", "--slots", "2", "--progress", "plain"]
     if mode == "all-bulk":

@@ -52,6 +52,7 @@ stages:
   train:
     kind: train
     run: [python3, dataplane_task.py, steps, async]
+    params: all  # dataplane_task.py reads its params itself
     checkpoints: {{keep: 2}}
     env:
 {env_yaml}    outputs: {{model: 1KiB}}

@@ -136,9 +136,9 @@ TEST(CliPlanTest, TextListsLayersInDependencyOrder) {
   size_t layer0 = run.out.find("layer 0");
   size_t ingest = run.out.find("  ingest[1]  ingest");
   size_t layer1 = run.out.find("layer 1");
-  size_t clean = run.out.find("  clean  ");
+  size_t clean = run.out.find("  clean  clean");
   size_t layer2 = run.out.find("layer 2");
-  size_t train = run.out.find("  train  ");
+  size_t train = run.out.find("  train  train");
   ASSERT_NE(train, std::string::npos) << run.out;
   EXPECT_LT(layer0, ingest);
   EXPECT_LT(ingest, layer1);
