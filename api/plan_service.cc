@@ -342,6 +342,15 @@ void WriteParamValue(const scheduler::PlannedParam& param, JsonWriter& json) {
   json.String(text);
 }
 
+// `value`, or null when it is empty.
+void StringOrNull(const std::string& value, JsonWriter& json) {
+  if (value.empty()) {
+    json.Null();
+  } else {
+    json.String(value);
+  }
+}
+
 // ,"dynamic":[...]: a layer's stages whose tasks are added at run time
 // ("tasks": null: not known before the run).
 void WriteDynamicJson(const scheduler::PlanLayer& layer, JsonWriter& json) {
@@ -351,23 +360,11 @@ void WriteDynamicJson(const scheduler::PlanLayer& layer, JsonWriter& json) {
     json.Raw(i > 0 ? ",{\"stage\":" : "{\"stage\":");
     json.String(dynamic.stage);
     json.Raw(",\"expanded\":\"at run time\",\"from\":");
-    if (dynamic.from.empty()) {
-      json.Null();
-    } else {
-      json.String(dynamic.from);
-    }
+    StringOrNull(dynamic.from, json);
     json.Raw(",\"format\":");
-    if (dynamic.from.empty()) {
-      json.Null();
-    } else {
-      json.String(dynamic.format);
-    }
+    StringOrNull(dynamic.from.empty() ? std::string() : dynamic.format, json);
     json.Raw(",\"over\":");
-    if (dynamic.over.empty()) {
-      json.Null();
-    } else {
-      json.String(dynamic.over);
-    }
+    StringOrNull(dynamic.over, json);
     json.Raw(",\"tasks\":null}");
   }
   json.Raw("]");
@@ -387,7 +384,7 @@ void WriteTaskJson(const scheduler::PlannedTask& task, JsonWriter& json) {
   json.Raw(",\"item_index\":");
   json.Int(task.item_index);
   json.Raw(",\"foreach_over\":");
-  task.foreach_over.empty() ? json.Null() : json.String(task.foreach_over);
+  StringOrNull(task.foreach_over, json);
 
   const dag::IoProfile& io = task.io;
   json.Raw(",\"io\":{\"read\":");
