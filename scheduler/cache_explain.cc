@@ -207,6 +207,12 @@ absl::StatusOr<std::vector<TaskExplanation>> ExplainRun(Database* db, const dag:
           if (producer < 0) continue;
           const uint32_t from = graph.FirstTask(static_cast<uint32_t>(producer));
           const uint32_t count = pipeline.stages[producer].TaskCount();
+          if (pipeline.stages[producer].Dynamic() && count == 0) {
+            // Its items are known once the run expands it: not before.
+            known = false;
+            input.producers.emplace_back(StrCat(ref.stage, kExpandedAtRunTime), "");
+            continue;
+          }
           // Item-wise: only the producer task of its own item.
           const uint32_t begin = ref.each ? from + std::min(task.item, count) : from;
           const uint32_t end = ref.each ? std::min(begin + 1, from + count) : from + count;

@@ -33,6 +33,9 @@ std::string InputName(const std::string& input) { return input.substr(0, input.f
 std::string InputReason(const CacheIngredients::Input& now, const CacheIngredients::Input* before) {
   const std::string name = InputName(now.name);
   for (const auto& producer : now.producers) {
+    if (producer.first.ends_with(kExpandedAtRunTime)) {
+      return StrCat("input ", name, " comes from ", producer.first);
+    }
     if (producer.second.empty()) return StrCat("input ", name, " will be rebuilt");
   }
   if (before == nullptr) return StrCat("input ", name, " added");

@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -61,10 +62,15 @@ std::string CacheKeyOf(const std::string& pipeline, const std::string& task_id,
 std::string IngredientsToJson(const CacheIngredients& ingredients);
 std::optional<CacheIngredients> IngredientsFromJson(const std::string& text);
 
+// A dry run's producer of an input from a dynamic stage not expanded yet
+// ("STAGE (expanded at run time)", no hash): its items are not known.
+inline constexpr std::string_view kExpandedAtRunTime = " (expanded at run time)";
+
 // Why `now` differs from `before`, in this order, each at most once:
 // "command changed", "param X changed" (X as `pipeline` names it),
 // "script F changed", "input Y changed (hash A -> B)" or "input Y will be
-// rebuilt" (a producer's hash is not known yet), "env changed (NAME)",
+// rebuilt" (a producer's hash is not known yet; "input Y comes from STAGE
+// (expanded at run time)" for a dynamic stage), "env changed (NAME)",
 // "outputs changed". Empty when they are the same.
 std::vector<std::string> MissReasons(const CacheIngredients& now, const CacheIngredients& before,
                                      const dag::Pipeline& pipeline);

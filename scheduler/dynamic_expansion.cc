@@ -169,6 +169,22 @@ void PlaceAppended(RunModel& run, uint32_t s, uint32_t first, uint32_t count, ui
   }
 }
 
+// Task `t`, placed before `stage` had tasks, reads its inputs from `stage`
+// where they are written (the appended tasks' rule, PlaceAppended), unless
+// its worker copies them onto a node tier.
+void ReadWhereWritten(RunModel& run, uint32_t t, uint32_t stage) {
+  TaskRec& task = run.tasks[t];
+  const dag::Stage& reader = run.pipeline.stages[task.stage];
+  const dag::Stage& from = run.pipeline.stages[stage];
+  for (size_t i = 0; i < reader.inputs.size(); ++i) {
+    if (reader.inputs[i].stage != from.name || task.node_input_tiers[i] != kNoTier) continue;
+    const size_t o = run.OutputIndex(stage, reader.inputs[i].output);
+    if (o < from.outputs.size()) {
+      task.input_tiers[i] = run.tasks[run.graph->FirstTask(stage)].places[o].write;
+    }
+  }
+}
+
 // Counts (+1) or uncounts (-1) task `t` as a reader of what it needs, as
 // Replicas::CountReaders does for every unfinished task when a run starts.
 void CountReads(RunModel& run, uint32_t t, int delta) {
@@ -298,7 +314,9 @@ absl::StatusOr<ExpansionOutcome> ExpandAfter(RunModel& run, RunWriter& writer, u
         for (const Expansion& other : outcome.expanded) {
           fresh = fresh || (first + i >= other.first && first + i < other.first + other.count);
         }
-        if (!fresh) RecollectNeeds(run, first + i);
+        if (fresh) continue;
+        ReadWhereWritten(run, first + i, e.stage);
+        RecollectNeeds(run, first + i);
       }
     }
   }

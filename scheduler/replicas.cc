@@ -86,7 +86,10 @@ void ApplyPlacement(RunModel& run, const Placement& placement) {
     for (size_t i = 0; i < stage.inputs.size(); ++i) {
       const int producer = run.pipeline.FindStage(stage.inputs[i].stage);
       const size_t o = run.OutputIndex(producer, stage.inputs[i].output);
-      if (o < run.pipeline.stages[producer].outputs.size()) {
+      // (A dynamic stage has no tasks yet: its readers' tiers are set
+      // when it is expanded, scheduler/dynamic_expansion.h.)
+      if (o < run.pipeline.stages[producer].outputs.size() &&
+          run.pipeline.stages[producer].TaskCount() > 0) {
         task.input_tiers[i] = run.tasks[run.graph->FirstTask(producer)].places[o].write;
       }
     }
