@@ -386,6 +386,10 @@ absl::Status Engine::Impl::ScheduleKept() {
 // already: copies start when an artifact is complete). With a local
 // budget, a task starts only when its resources fit (LocalResources says
 // which wait); those that wait go back to the queue.
+// How many ready tasks that do not fit the local budget a pass skips
+// before it stops looking for one that does.
+constexpr size_t kBackfillDepth = 256;
+
 absl::Status Engine::Impl::StartReadyTasks() {
   std::vector<uint32_t> not_fitting;
   absl::Cleanup requeue = [&] {
@@ -410,6 +414,9 @@ absl::Status Engine::Impl::StartReadyTasks() {
       grant = local_->TryTake(t, run_.pipeline.stages[run_.tasks[t].stage].resources);
       if (!grant) {
         not_fitting.push_back(t);
+        // Backfill looks this far past what does not fit: a budget that is
+        // full must not cost a pass over every ready task in every turn.
+        if (not_fitting.size() >= kBackfillDepth) break;
         continue;
       }
     }
