@@ -252,5 +252,50 @@ stages:
   EXPECT_EQ(states.count("post"), 0u) << "a map over a stage without items has no task";
 }
 
+// A resume rebuilds the map over a dynamic stage from the recorded rows:
+// the items that succeeded are kept, the failed item's chain runs, and the
+// expansion is not made again.
+TEST_F(DynamicFanOutTest, ResumeKeepsTheMapOverADynamicStageAndRunsOnlyTheFailedChain) {
+  WritePipeline(R"x(name: dynmapresume
+stages:
+  list:
+    run: printf 'a\nb\nc\n' > "$TIERFLOW_OUTPUT_SHARDS"
+    outputs: [shards]
+  process:
+    foreach: {from: list.shards}
+    run: echo "$TIERFLOW_ITEM" > "$TIERFLOW_OUTPUT_OUT"
+    outputs: [out]
+  post:
+    foreach: {over: process}
+    inputs: {one: process.out}
+    run: |
+      echo "$TIERFLOW_ITEM" >> posted
+      test "$TIERFLOW_ITEM" != b || test -e fixed || exit 3
+      cp "$TIERFLOW_INPUT_ONE" "$TIERFLOW_OUTPUT_OUT"
+    outputs: [out]
+  gather:
+    inputs: {all: post.out}
+    run: cat "$TIERFLOW_INPUT_ALL"/* | sort | tr -d '\n' > gathered
+)x");
+  absl::StatusOr<RunResult> first = Run();
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->state, RunState::kFailed);
+  EXPECT_EQ(TaskStates(first->run_id).at("post[b]"), "failed");
+  WriteFile(dir_ / "fixed", "");
+
+  std::shared_ptr<scheduler::Engine> engine = api::MakeEmbeddedEngine(Options());
+  const std::string run_id = first->run_id;
+  absl::StatusOr<RunResult> resumed =
+      Drive(engine, [run_id](scheduler::Engine& e) { return e.Resume(run_id); });
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->state, RunState::kSucceeded);
+  EXPECT_EQ(CountLines(dir_ / "posted"),
+            (std::map<std::string, int>{{"a", 1}, {"b", 2}, {"c", 1}}));
+  EXPECT_EQ(ReadLines(dir_ / "gathered"), std::vector<std::string>{"abc"});
+  EXPECT_EQ(QueryValue(Db(), "SELECT count(*) FROM tasks WHERE run_id = '" + run_id + "'"), "8");
+  EXPECT_EQ(QueryValue(Db(), "SELECT count(*) FROM events WHERE kind = 'stage_expanded'"), "2")
+      << "process and post, expanded once";
+}
+
 }  // namespace
 }  // namespace tierflow::testing
