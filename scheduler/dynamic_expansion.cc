@@ -1,6 +1,7 @@
 #include "scheduler/dynamic_expansion.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <unordered_map>
@@ -206,6 +207,10 @@ void RecollectNeeds(RunModel& run, uint32_t t) {
 }
 
 absl::StatusOr<std::string> ReadListFile(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
+    return absl::InvalidArgumentError("it is a folder: a list is one file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(StrCat("cannot read the list ", path));
   std::stringstream text;

@@ -297,5 +297,24 @@ stages:
       << "process and post, expanded once";
 }
 
+// A list output that is a folder is refused as such, not read as no items.
+TEST_F(DynamicFanOutTest, AListThatIsAFolderFailsSayingSo) {
+  WritePipeline(R"x(name: dynfolder
+stages:
+  list:
+    run: mkdir -p "$TIERFLOW_OUTPUT_SHARDS" && echo a > "$TIERFLOW_OUTPUT_SHARDS/x"
+    outputs: [shards]
+  process:
+    foreach: {from: list.shards}
+    run: echo "$TIERFLOW_ITEM"
+)x");
+  absl::StatusOr<RunResult> result = Run();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->state, RunState::kFailed);
+  EXPECT_THAT(QueryValue(Db(), "SELECT message FROM tasks WHERE id = 'process'"),
+              HasSubstr("written by task 'list' cannot be expanded: it is a folder: a list is "
+                        "one file"));
+}
+
 }  // namespace
 }  // namespace tierflow::testing
