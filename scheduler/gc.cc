@@ -177,6 +177,25 @@ absl::Status AddEvent(Database& db, const std::string& run_id, const std::string
 // Intent, in one transaction with the decision: the run marked 'deleting',
 // its unreferenced copies 'evicted' and checkpoints 'deleted' (nothing will
 // reuse them), before any byte is deleted.
+// The ids of the rows `select` (id, uri, tier of a run's copies or
+// checkpoints; bound to `run_id`) finds that gc may delete: on no archive
+// tier, and under no location a kept run references.
+absl::StatusOr<std::vector<int64_t>> Unreferenced(Database& db, const char* select,
+                                                  const std::string& run_id,
+                                                  const std::set<std::string>& referenced,
+                                                  const std::set<std::string>& archive_tiers) {
+  TF_ASSIGN_OR_RETURN(Statement rows, db.Prepare(select));
+  rows.Bind(1, run_id);
+  std::vector<int64_t> ids;
+  while (true) {
+    TF_ASSIGN_OR_RETURN(bool row, rows.Step());
+    if (!row) break;
+    if (archive_tiers.count(rows.Text(2)) || IsReferenced(referenced, rows.Text(1))) continue;
+    ids.push_back(rows.Int(0));
+  }
+  return ids;
+}
+
 absl::Status RecordIntent(Database& db, const GcVerdict& verdict,
                           const std::set<std::string>& referenced,
                           const std::set<std::string>& archive_tiers) {
@@ -188,17 +207,11 @@ absl::Status RecordIntent(Database& db, const GcVerdict& verdict,
   insert.Bind(1, verdict.run_id).Bind(2, verdict.reason).Bind(3, now);
   TF_RETURN_IF_ERROR(insert.Run());
   TF_ASSIGN_OR_RETURN(
-      Statement copies,
-      db.Prepare("SELECT c.id, c.uri, c.tier FROM artifact_copies c JOIN artifacts a ON "
-                 "a.id = c.artifact_id WHERE a.run_id = ? AND c.state IN ('present', 'copying')"));
-  copies.Bind(1, verdict.run_id);
-  std::vector<int64_t> evict;
-  while (true) {
-    TF_ASSIGN_OR_RETURN(bool row, copies.Step());
-    if (!row) break;
-    if (archive_tiers.count(copies.Text(2)) || IsReferenced(referenced, copies.Text(1))) continue;
-    evict.push_back(copies.Int(0));
-  }
+      std::vector<int64_t> evict,
+      Unreferenced(db,
+                   "SELECT c.id, c.uri, c.tier FROM artifact_copies c JOIN artifacts a ON a.id = "
+                   "c.artifact_id WHERE a.run_id = ? AND c.state IN ('present', 'copying')",
+                   verdict.run_id, referenced, archive_tiers));
   TF_ASSIGN_OR_RETURN(Statement update,
                       db.Prepare("UPDATE artifact_copies SET state = 'evicted', finished_at = ?, "
                                  "message = 'deleted by gc' WHERE id = ?"));
@@ -208,18 +221,10 @@ absl::Status RecordIntent(Database& db, const GcVerdict& verdict,
     TF_RETURN_IF_ERROR(update.Run());
   }
   TF_ASSIGN_OR_RETURN(
-      Statement checkpoints,
-      db.Prepare("SELECT id, uri, tier FROM checkpoints WHERE run_id = ? AND state != 'deleted'"));
-  checkpoints.Bind(1, verdict.run_id);
-  std::vector<int64_t> gone;
-  while (true) {
-    TF_ASSIGN_OR_RETURN(bool row, checkpoints.Step());
-    if (!row) break;
-    if (archive_tiers.count(checkpoints.Text(2)) || IsReferenced(referenced, checkpoints.Text(1))) {
-      continue;
-    }
-    gone.push_back(checkpoints.Int(0));
-  }
+      std::vector<int64_t> gone,
+      Unreferenced(db,
+                   "SELECT id, uri, tier FROM checkpoints WHERE run_id = ? AND state != 'deleted'",
+                   verdict.run_id, referenced, archive_tiers));
   TF_ASSIGN_OR_RETURN(Statement drop,
                       db.Prepare("UPDATE checkpoints SET state = 'deleted', message = "
                                  "'deleted by gc' WHERE id = ?"));
