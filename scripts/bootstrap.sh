@@ -12,6 +12,9 @@ packages=(
   libsqlite3-dev libboost-graph-dev libcurl4-openssl-dev libcli11-dev
   libyaml-cpp-dev nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev
   libxxhash-dev libyaml-dev
+  # metrics: the Prometheus C++ client library (registry, metric families, the
+  # text serializer); tierflow serves it through its own HTTP server
+  prometheus-cpp-dev
   # tests: tests/schema_test.py, examples/quickstart (python3 standard library)
   python3 python3-yaml python3-jsonschema
   # tests/chaos/chaos.py: XXH3-128, to check outputs against their recorded hashes

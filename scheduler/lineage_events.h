@@ -1,0 +1,59 @@
+// OpenLineage events (spec 2-0-2, ../shared/openlineage) rendered from the
+// state store: a run is the parent job `PIPELINE`, each task attempt a run
+// of the child job `PIPELINE.TASK` with a `parent` facet; inputs and outputs
+// are datasets named `PIPELINE/STAGE/OUTPUT` (with the item for a foreach
+// stage) in the namespace of their home tier. docs/lineage-export.md has the
+// whole mapping.
+//
+// Rendering is deterministic: the same store rows render the same bytes, and
+// run ids are UUID v5 of tierflow's run and attempt ids, so a consumer can
+// deduplicate an event delivered twice. The outbox (lineage_outbox.h) stores
+// the bytes rendered in the transaction of the state change; `tierflow
+// lineage export` renders a run's events on demand.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "scheduler/sqlite.h"
+
+namespace tierflow::scheduler::lineage {
+
+enum class EventType { kStart, kRunning, kComplete, kFail, kAbort };
+// "START", "RUNNING", "COMPLETE", "FAIL", "ABORT".
+std::string_view EventTypeWord(EventType type);
+
+// What one event is about: the run (attempt_id unset) or one of its task
+// attempts, and the time of the state change, as the store recorded it.
+struct EventSubject {
+  std::string run_id;
+  std::optional<int64_t> attempt_id;
+  EventType type = EventType::kStart;
+  int64_t event_ms = 0;
+};
+
+// What is the same for every event a process renders.
+struct ExportSettings {
+  std::string job_namespace = "tierflow";  // TIERFLOW_OPENLINEAGE_NAMESPACE
+  std::string host;                        // file://HOST, for posix tiers
+};
+
+// One event as one line of JSON (no newline), from what the store holds now.
+absl::StatusOr<std::string> RenderEvent(Database& db, const EventSubject& subject,
+                                        const ExportSettings& settings);
+
+// Every event of a run, in the order the state changes happened, rendered
+// from the store (export without an outbox).
+absl::StatusOr<std::vector<std::string>> RenderRunEvents(Database& db, const std::string& run_id,
+                                                         const ExportSettings& settings);
+
+// UUID v5 (RFC 4122, SHA-1) in tierflow's namespace: of the run id, and of
+// the run id and attempt id.
+std::string RunUuid(std::string_view run_id);
+std::string AttemptUuid(std::string_view run_id, int64_t attempt_id);
+
+}  // namespace tierflow::scheduler::lineage
