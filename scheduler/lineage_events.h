@@ -42,7 +42,34 @@ struct ExportSettings {
   std::string host;                        // file://HOST, for posix tiers
 };
 
+// The subjects of a run, and how their event_ms is chosen (the outbox
+// renders each in the transaction of its state change; export enumerates
+// them all from the store with RunEventSubjects: both read the same rows):
+// - the run (job PIPELINE): START at its `run_started` event, RUNNING at each
+//   `run_resumed` event, COMPLETE/FAIL/ABORT at each `run_succeeded`/
+//   `run_failed`/`run_cancelled` event (events.time). A run failed, resumed
+//   and finished again has two ends, as it happened.
+// - each attempt (job PIPELINE.TASK): START at attempts.started_at (a cached
+//   reuse too), and once it ended, at attempts.finished_at: COMPLETE for
+//   succeeded and cached, FAIL for failed, timed_out and lost, ABORT for
+//   cancelled and not_started.
+// Order: by event_ms; within one millisecond run START, run RUNNING, the
+// attempts' events (by attempt id, START before its end), run ends.
+
+// The subject of the run's newest run_* event above: what the outbox
+// renders right after writing that event in the same transaction.
+// NotFound when the run has none.
+absl::StatusOr<EventSubject> LatestRunSubject(Database& db, const std::string& run_id);
+// An attempt's START, and its end once it has one (unset while running).
+absl::StatusOr<EventSubject> AttemptStartSubject(Database& db, int64_t attempt_id);
+absl::StatusOr<std::optional<EventSubject>> AttemptEndSubject(Database& db, int64_t attempt_id);
+// Every subject of a run, in the order above. NotFound for an unknown run.
+absl::StatusOr<std::vector<EventSubject>> RunEventSubjects(Database& db, const std::string& run_id);
+
 // One event as one line of JSON (no newline), from what the store holds now.
+// Attempt ends carry the attempt's datasets (lineage_edges: consumed as
+// inputs, produced as outputs, with the copies the store holds now); START,
+// RUNNING and the run's events carry none.
 absl::StatusOr<std::string> RenderEvent(Database& db, const EventSubject& subject,
                                         const ExportSettings& settings);
 
