@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/gc_commands.h"
 #include "cli/inspect_commands.h"
+#include "cli/lineage_export_commands.h"
 #include "cli/run_commands.h"
 #include "cli/tiers_commands.h"
 #include "cli/ui_commands.h"
@@ -437,8 +438,8 @@ CLI::App* AddLineageCommand(CLI::App& app, LineageOptions& options) {
       "across runs where a cached task reused an earlier run's outputs. --output json gives "
       "nodes and edges; dot a Graphviz graph (tierflow lineage RUN -o dot | dot -Tsvg). Exits "
       "0, 1 when the run or artifact does not exist, 2 on a usage error.");
+  // Required unless a subcommand (export) is given: checked after parsing.
   command->add_option("target", options.target, "A run, or an artifact: RUN/TASK/OUTPUT or #ID")
-      ->required()
       ->type_name("RUN|ARTIFACT");
   command->add_flag("--upstream", options.upstream, "Only what the artifact was made from");
   command->add_flag("--downstream", options.downstream, "Only what was made from the artifact");
@@ -457,6 +458,26 @@ CLI::App* AddLineageCommand(CLI::App& app, LineageOptions& options) {
       "Examples:\n  tierflow lineage last\n  tierflow lineage quickstart-3f9a1c/train/model "
       "--upstream\n  tierflow lineage '#42' --downstream --depth 1\n"
       "  tierflow lineage quickstart-3f9a1c --output dot | dot -Tsvg > lineage.svg");
+  return command;
+}
+
+CLI::App* AddLineageExportCommand(CLI::App& lineage, LineageExportOptions& options) {
+  CLI::App* command = lineage.add_subcommand(
+      "export",
+      "Write a run's OpenLineage events (spec 2-0-2) as NDJSON, one event per line, for offline "
+      "import: the run's START and end, and each task attempt's START and end with its input "
+      "and output datasets, rendered from the store (docs/lineage-export.md). Exits 0, 1 when "
+      "the run does not exist or FILE cannot be written, 2 on a usage error.");
+  command->add_option("run", options.run, "The run: an id, or last")->type_name("RUN");
+  command->add_option("--format", options.format, "What to write (default: openlineage)")
+      ->check(CLI::IsMember({"openlineage"}))
+      ->type_name("FORMAT");
+  command->add_option("-o,--output", options.file, "Write to FILE instead of standard output")
+      ->type_name("FILE");
+  AddDbOption(*command, options.db);
+  command->footer(
+      "Examples:\n  tierflow lineage export last --format openlineage\n"
+      "  tierflow lineage export quickstart-3f9a1c -o quickstart.ndjson");
   return command;
 }
 
@@ -673,6 +694,8 @@ int Main(int argc, char** argv) {
   CLI::App* show = AddShowCommand(app, show_options);
   CLI::App* logs = AddLogsCommand(app, logs_options);
   CLI::App* lineage = AddLineageCommand(app, lineage_options);
+  LineageExportOptions lineage_export_options;
+  CLI::App* lineage_export = AddLineageExportCommand(*lineage, lineage_export_options);
   GcCommandOptions gc_options;
   CLI::App* gc = AddGcCommand(app, gc_options);
   TiersOptions tiers_options;
@@ -731,7 +754,15 @@ int Main(int argc, char** argv) {
   }
   if (show->parsed()) return RunShow(show_options, std::cout, std::cerr);
   if (logs->parsed()) return RunLogs(logs_options, std::cout, std::cerr);
-  if (lineage->parsed()) return RunLineage(lineage_options, std::cout, std::cerr);
+  if (lineage_export->parsed())
+    return RunLineageExport(lineage_export_options, std::cout, std::cerr);
+  if (lineage->parsed()) {
+    if (lineage_options.target.empty()) {
+      std::cerr << "lineage: target is required\nRun with --help for more information.\n";
+      return kExitUsage;
+    }
+    return RunLineage(lineage_options, std::cout, std::cerr);
+  }
   if (gc->parsed()) return RunGc(gc_options, std::cout, std::cerr);
   if (tiers_list->parsed()) return RunTiersList(tiers_options, std::cout, std::cerr);
   if (tiers_probe->parsed()) return RunTiersProbe(tiers_options, std::cout, std::cerr);

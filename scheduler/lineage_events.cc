@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 
+#include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "scheduler/internal/lineage_json.h"
@@ -331,6 +333,14 @@ absl::Status FillAttemptEvent(Database& db, const EventSubject& subject,
 }
 
 }  // namespace
+
+ExportSettings ExportSettingsFromEnvironment() {
+  ExportSettings settings;
+  const char* job_namespace = std::getenv("TIERFLOW_OPENLINEAGE_NAMESPACE");
+  if (job_namespace != nullptr && *job_namespace != '\0') settings.job_namespace = job_namespace;
+  settings.host = HostName();
+  return settings;
+}
 
 absl::StatusOr<EventSubject> LatestRunSubject(Database& db, const std::string& run_id) {
   TF_ASSIGN_OR_RETURN(Statement find,

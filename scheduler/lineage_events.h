@@ -41,6 +41,8 @@ struct ExportSettings {
   std::string job_namespace = "tierflow";  // TIERFLOW_OPENLINEAGE_NAMESPACE
   std::string host;                        // file://HOST, for posix tiers
 };
+// $TIERFLOW_OPENLINEAGE_NAMESPACE (else "tierflow") and this machine's name.
+ExportSettings ExportSettingsFromEnvironment();
 
 // The subjects of a run, and how their event_ms is chosen (the outbox
 // renders each in the transaction of its state change; export enumerates

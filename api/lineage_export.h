@@ -1,0 +1,25 @@
+// `tierflow lineage export`: a run's OpenLineage events (spec 2-0-2) as
+// NDJSON, one event per line, rendered from the state store on demand
+// (scheduler/lineage_events.h), for offline import into Marquez or any
+// OpenLineage consumer. Read-only; safe from any thread.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+#include "absl/status/status.h"
+#include "scheduler/lineage_events.h"
+
+namespace tierflow::api {
+
+// The formats `export` writes ("openlineage").
+inline constexpr const char* kLineageExportFormats[] = {"openlineage"};
+
+// Writes the events of run `run` (an id, or last/latest) in the store `db`
+// ("" : $TIERFLOW_DB, else .tierflow/tierflow.db) to `out`. NotFound for an
+// unknown run, naming it; nothing is written then.
+absl::Status ExportRunLineage(const std::string& db, const std::string& run,
+                              const scheduler::lineage::ExportSettings& settings,
+                              std::ostream& out);
+
+}  // namespace tierflow::api
