@@ -8,7 +8,6 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "scheduler/lineage_events.h"
 
 namespace tierflow::api {
 
@@ -16,10 +15,9 @@ namespace tierflow::api {
 inline constexpr const char* kLineageExportFormats[] = {"openlineage"};
 
 // Writes the events of run `run` (an id, or last/latest) in the store `db`
-// ("" : $TIERFLOW_DB, else .tierflow/tierflow.db) to `out`. NotFound for an
-// unknown run, naming it; nothing is written then.
-absl::Status ExportRunLineage(const std::string& db, const std::string& run,
-                              const scheduler::lineage::ExportSettings& settings,
-                              std::ostream& out);
+// ("" : $TIERFLOW_DB, else .tierflow/tierflow.db) to `out`, the jobs in the
+// namespace $TIERFLOW_OPENLINEAGE_NAMESPACE (else "tierflow"). NotFound for
+// an unknown run, naming it; nothing is written then.
+absl::Status ExportRunLineage(const std::string& db, const std::string& run, std::ostream& out);
 
 }  // namespace tierflow::api

@@ -16,8 +16,7 @@ int RunLineageExport(const LineageExportOptions& options, std::ostream& out, std
     return kExitUsage;
   }
   std::ostringstream events;
-  absl::Status status = api::ExportRunLineage(
-      options.db, options.run, scheduler::lineage::ExportSettingsFromEnvironment(), events);
+  absl::Status status = api::ExportRunLineage(options.db, options.run, events);
   if (!status.ok()) {
     err << "lineage export: " << status.message() << '\n';
     return kExitInvalid;
