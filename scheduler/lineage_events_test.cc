@@ -8,6 +8,7 @@
 
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
+#include "scheduler/placement.h"
 #include "scheduler/store.h"
 #include "scheduler/testing/run_fixture.h"
 
@@ -256,6 +257,89 @@ TEST_F(LineageEventsTest, TheSameOutputOfTwoRunsIsTheSameDataset) {
   ASSERT_TRUE(a.contains("quickstart/train/model") && b.contains("quickstart/train/model"));
   EXPECT_NE(a["quickstart/train/model"], b["quickstart/train/model"]);  // new versions
   EXPECT_EQ(a["quickstart/ingest/raw/0"], b["quickstart/ingest/raw/0"]);
+}
+
+TEST_F(LineageEventsTest, AnS3HomeIsTheBucketsNamespace) {
+  // The run placed train's model on an s3 tier; its home copy is there.
+  PlacementTier archive;
+  archive.config.name = "archive";
+  archive.config.adapter = "s3";
+  archive.config.bucket = "models";
+  archive.config.prefix = "tf";
+  PlacementTier local;
+  local.config.name = "local";
+  local.config.adapter = "posix";
+  local.config.root = "/data";
+  absl::StatusOr<Statement> tiers = db_->Prepare("UPDATE runs SET tiers_json = ? WHERE id = ?");
+  ASSERT_TRUE(tiers.ok());
+  tiers->Bind(1, PlacementTiersToJson({archive, local})).Bind(2, kRun);
+  ASSERT_TRUE(tiers->Run().ok());
+  ASSERT_TRUE(
+      db_->Execute(StrCat("INSERT INTO placements(run_id, task_id, kind, name, seq, tier, "
+                          "detail_json, reason) VALUES ('",
+                          kRun,
+                          "', 'train', 'output', 'model', 1, 'archive', '{}', 'x');"
+                          "INSERT INTO artifact_copies(artifact_id, tier, uri, role, bytes, "
+                          "content_hash, state, created_at) VALUES (9, 'archive', "
+                          "'s3://models/tf/runs/",
+                          kRun, "/artifacts/train/model', 'home', 4096, 'h', 'copying', ",
+                          kRetried + 57 * kSecond, ")"))
+          .ok());
+  std::vector<nlohmann::json> events = Events();
+  ASSERT_EQ(events.size(), 16u);
+  const nlohmann::json& model = events[10]["outputs"][0];
+  EXPECT_EQ(model["namespace"], "s3://models");
+  EXPECT_EQ(model["name"], "quickstart/train/model");
+  const nlohmann::json& copies = model["facets"]["tierflow_storage"]["copies"];
+  ASSERT_EQ(copies.size(), 3u);
+  EXPECT_EQ(copies[0]["tier"], "local");
+  EXPECT_EQ(copies[0]["kind"], "posix");
+  EXPECT_TRUE(copies[0]["uri"].get<std::string>().starts_with("file://testhost/"));
+  EXPECT_EQ(copies[1]["tier"], "nvme");  // not in tiers_json: its kind by its uri
+  EXPECT_EQ(copies[1]["kind"], "posix");
+  EXPECT_EQ(copies[2]["kind"], "s3");
+  EXPECT_EQ(copies[2]["state"], "copying");
+  EXPECT_EQ(copies[2]["uri"], StrCat("s3://models/tf/runs/", kRun, "/artifacts/train/model"));
+  // Its readers see the same dataset.
+  const nlohmann::json& publish = events[12];  // publish #1 FAIL
+  ASSERT_EQ(publish["inputs"].size(), 1u);
+  EXPECT_EQ(publish["inputs"][0]["namespace"], "s3://models");
+}
+
+TEST_F(LineageEventsTest, AResumedRunIsRunningAgainAndEndsAgain) {
+  // Resumed 10 minutes after it failed, then cancelled.
+  const int64_t resumed = kRetried + 10 * 60 * kSecond;
+  ASSERT_TRUE(db_->Execute(StrCat("INSERT INTO events(run_id, time, kind, message) VALUES ('", kRun,
+                                  "', ", resumed, ", 'run_resumed', '5 of 6 tasks kept'), ('", kRun,
+                                  "', ", resumed + kSecond, ", 'run_cancelled', 'cancelled')"))
+                  .ok());
+  absl::StatusOr<std::vector<EventSubject>> subjects = RunEventSubjects(*db_, kRun);
+  ASSERT_TRUE(subjects.ok()) << subjects.status();
+  ASSERT_EQ(subjects->size(), 18u);
+  EXPECT_EQ((*subjects)[15].type, EventType::kFail);
+  EXPECT_EQ((*subjects)[16].type, EventType::kRunning);
+  EXPECT_EQ((*subjects)[16].event_ms, resumed);
+  EXPECT_EQ((*subjects)[17].type, EventType::kAbort);
+  absl::StatusOr<EventSubject> latest = LatestRunSubject(*db_, kRun);
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(latest->type, EventType::kAbort);
+  std::vector<nlohmann::json> events = Events();
+  ASSERT_EQ(events.size(), 18u);
+  EXPECT_EQ(events[16]["eventType"], "RUNNING");
+  EXPECT_EQ(events[16]["run"]["runId"], RunUuid(kRun));
+  EXPECT_EQ(events[17]["eventType"], "ABORT");
+  EXPECT_FALSE(events[17]["run"]["facets"].contains("errorMessage"));
+}
+
+TEST_F(LineageEventsTest, AnAttemptOfAnotherRunIsRefused) {
+  EventSubject subject{.run_id = "quickstart-1a2b3c",
+                       .attempt_id = 12,
+                       .type = EventType::kStart,
+                       .event_ms = kRetried};
+  absl::StatusOr<std::string> event = RenderEvent(*db_, subject, settings_);
+  EXPECT_EQ(event.status().code(), absl::StatusCode::kInvalidArgument);
+  subject.attempt_id = 999;
+  EXPECT_EQ(RenderEvent(*db_, subject, settings_).status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace
