@@ -96,33 +96,39 @@ constexpr int kTraceLines = 20;
 // attempts, run ends.
 enum class Rank { kRunStart, kRunRunning, kAttempt, kRunEnd };
 
+// The run's events (events.kind) that are OpenLineage events of the run.
+struct RunEventKind {
+  std::string_view kind;
+  EventType type;
+};
+constexpr RunEventKind kRunEventKinds[] = {
+    {"run_started", EventType::kStart},      {"run_resumed", EventType::kRunning},
+    {"run_succeeded", EventType::kComplete}, {"run_failed", EventType::kFail},
+    {"run_cancelled", EventType::kAbort},
+};
+
+// "('run_started', ...)", for the queries.
+std::string RunEventKindList() {
+  std::string list = "(";
+  for (const RunEventKind& one : kRunEventKinds) {
+    list += StrCat(list.size() > 1 ? ", '" : "'", one.kind, "'");
+  }
+  return list + ")";
+}
+
 std::optional<EventType> RunEventOfKind(std::string_view kind) {
-  if (kind == "run_started") return EventType::kStart;
-  if (kind == "run_resumed") return EventType::kRunning;
-  if (kind == "run_succeeded") return EventType::kComplete;
-  if (kind == "run_failed") return EventType::kFail;
-  if (kind == "run_cancelled") return EventType::kAbort;
+  for (const RunEventKind& one : kRunEventKinds) {
+    if (one.kind == kind) return one.type;
+  }
   return std::nullopt;
 }
 
 std::string_view KindOfRunEvent(EventType type) {
-  switch (type) {
-    case EventType::kStart:
-      return "run_started";
-    case EventType::kRunning:
-      return "run_resumed";
-    case EventType::kComplete:
-      return "run_succeeded";
-    case EventType::kFail:
-      return "run_failed";
-    case EventType::kAbort:
-      return "run_cancelled";
+  for (const RunEventKind& one : kRunEventKinds) {
+    if (one.type == type) return one.kind;
   }
   return "";
 }
-
-constexpr std::string_view kRunEventKinds =
-    "('run_started', 'run_resumed', 'run_succeeded', 'run_failed', 'run_cancelled')";
 
 // An ended attempt's event; unset while it runs.
 std::optional<EventType> AttemptEndType(AttemptState state) {
@@ -332,6 +338,28 @@ absl::Status FillAttemptEvent(Database& db, const EventSubject& subject,
   return absl::OkStatus();
 }
 
+// The run's own subjects (its run_* events), oldest first; only the
+// newest with `newest_only`.
+absl::StatusOr<std::vector<EventSubject>> RunLevelSubjects(Database& db, const std::string& run_id,
+                                                           bool newest_only) {
+  TF_ASSIGN_OR_RETURN(
+      Statement find,
+      db.Prepare(StrCat("SELECT kind, time FROM events WHERE run_id = ? AND kind "
+                        "IN ",
+                        RunEventKindList(),
+                        newest_only ? " ORDER BY id DESC LIMIT 1" : " ORDER BY id")));
+  find.Bind(1, run_id);
+  std::vector<EventSubject> subjects;
+  TF_RETURN_IF_ERROR(ForEachRow(find, [&](Statement& row) -> absl::Status {
+    std::optional<EventType> type = RunEventOfKind(row.Text(0));
+    if (!type) return absl::DataLossError(StrCat("run '", run_id, "': event ", row.Text(0)));
+    subjects.push_back(EventSubject{
+        .run_id = run_id, .attempt_id = std::nullopt, .type = *type, .event_ms = row.Int(1)});
+    return absl::OkStatus();
+  }));
+  return subjects;
+}
+
 }  // namespace
 
 ExportSettings ExportSettingsFromEnvironment() {
@@ -343,22 +371,12 @@ ExportSettings ExportSettingsFromEnvironment() {
 }
 
 absl::StatusOr<EventSubject> LatestRunSubject(Database& db, const std::string& run_id) {
-  TF_ASSIGN_OR_RETURN(Statement find,
-                      db.Prepare(StrCat("SELECT kind, time FROM events WHERE run_id = ? AND kind "
-                                        "IN ",
-                                        kRunEventKinds, " ORDER BY id DESC LIMIT 1")));
-  find.Bind(1, run_id);
-  std::optional<EventSubject> subject;
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](Statement& row) {
-    subject = EventSubject{.run_id = run_id,
-                           .attempt_id = std::nullopt,
-                           .type = *RunEventOfKind(row.Text(0)),
-                           .event_ms = row.Int(1)};
-  }));
-  if (!subject) {
+  TF_ASSIGN_OR_RETURN(std::vector<EventSubject> subjects,
+                      RunLevelSubjects(db, run_id, /*newest_only=*/true));
+  if (subjects.empty()) {
     return absl::NotFoundError(StrCat("run '", run_id, "' has no run event in ", db.path()));
   }
-  return *subject;
+  return subjects.front();
 }
 
 absl::StatusOr<EventSubject> AttemptStartSubject(Database& db, int64_t attempt_id) {
@@ -375,21 +393,14 @@ absl::StatusOr<std::vector<EventSubject>> RunEventSubjects(Database& db,
                                                            const std::string& run_id) {
   TF_RETURN_IF_ERROR(PipelineOf(db, run_id).status());
   std::vector<std::pair<Rank, EventSubject>> ranked;
-  TF_ASSIGN_OR_RETURN(Statement runs,
-                      db.Prepare(StrCat("SELECT kind, time FROM events WHERE run_id = ? AND kind "
-                                        "IN ",
-                                        kRunEventKinds, " ORDER BY id")));
-  runs.Bind(1, run_id);
-  TF_RETURN_IF_ERROR(ForEachRow(runs, [&](Statement& row) {
-    const EventType type = *RunEventOfKind(row.Text(0));
-    const Rank rank = type == EventType::kStart     ? Rank::kRunStart
-                      : type == EventType::kRunning ? Rank::kRunRunning
-                                                    : Rank::kRunEnd;
-    ranked.push_back(
-        {rank,
-         EventSubject{
-             .run_id = run_id, .attempt_id = std::nullopt, .type = type, .event_ms = row.Int(1)}});
-  }));
+  TF_ASSIGN_OR_RETURN(std::vector<EventSubject> runs,
+                      RunLevelSubjects(db, run_id, /*newest_only=*/false));
+  for (EventSubject& subject : runs) {
+    const Rank rank = subject.type == EventType::kStart     ? Rank::kRunStart
+                      : subject.type == EventType::kRunning ? Rank::kRunRunning
+                                                            : Rank::kRunEnd;
+    ranked.push_back({rank, std::move(subject)});
+  }
   TF_ASSIGN_OR_RETURN(Statement attempts,
                       db.Prepare("SELECT id, state, started_at, finished_at FROM attempts WHERE "
                                  "run_id = ? ORDER BY id"));
