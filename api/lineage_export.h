@@ -11,9 +11,6 @@
 
 namespace tierflow::api {
 
-// The formats `export` writes ("openlineage").
-inline constexpr const char* kLineageExportFormats[] = {"openlineage"};
-
 // Writes the events of run `run` (an id, or last/latest) in the store `db`
 // ("" : $TIERFLOW_DB, else .tierflow/tierflow.db) to `out`, the jobs in the
 // namespace $TIERFLOW_OPENLINEAGE_NAMESPACE (else "tierflow"). NotFound for
