@@ -15,7 +15,7 @@ absl::Status WatchRemoteTiers(const RunModel& run, TierEvents& events,
     if (remote == nullptr) continue;
     remote->Watch(
         [&events, &retried, wake](const storage::RetryNotice& notice) {
-          metrics::Engine().storage_retries.With({notice.tier}).Increment();
+          metrics::Engine().RecordStorageRetry(notice.tier);
           retried = true;
           events.Add("transfer_retry", StrCat("tier ", notice.tier, ": attempt ", notice.attempt,
                                               " failed, trying again in ",

@@ -239,7 +239,7 @@ def main():
           "metrics content type")
     text = body.decode()
     succeeded = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                    if line.startswith('tierflow_tasks{state="succeeded"'))
+                    if line.startswith("tierflow_tasks{") and 'state="succeeded"' in line)
     check(succeeded == 12, "tierflow_tasks succeeded = 12 (9 + 3): %s" % succeeded)
 
     # --- Server-Sent Events: a run written now arrives live.

@@ -262,7 +262,7 @@ class MoveBook {
   // A negative id, unique in this run, for a move that makes no copy row.
   int64_t NextLocalId() { return --last_local_id_; }
   void Add(int64_t id, Move move, MoveJob job) {
-    if (move.IsTransfer()) metrics::Engine().transfers_in_flight.Add(1);
+    if (move.IsTransfer()) metrics::Engine().transfers_in_flight.Increment();
     moves_[id] = move;
     jobs_.push_back(std::move(job));
   }
@@ -275,7 +275,7 @@ class MoveBook {
     auto found = moves_.find(id);
     Move move = found->second;
     moves_.erase(found);
-    if (move.IsTransfer()) metrics::Engine().transfers_in_flight.Add(-1);
+    if (move.IsTransfer()) metrics::Engine().transfers_in_flight.Decrement();
     return move;
   }
   size_t in_flight() const { return moves_.size(); }
@@ -285,7 +285,7 @@ class MoveBook {
   // The run ended: moves that never reported are no longer under way.
   void Clear() {
     for (const auto& [id, move] : moves_) {
-      if (move.IsTransfer()) metrics::Engine().transfers_in_flight.Add(-1);
+      if (move.IsTransfer()) metrics::Engine().transfers_in_flight.Decrement();
     }
     moves_.clear();
     jobs_.clear();
