@@ -12,6 +12,7 @@
 #include <ctime>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -61,10 +62,10 @@ std::string_view EventTypeWord(EventType type) {
   return "OTHER";
 }
 
-std::string RunUuid(std::string_view run_id) { return UuidV5(std::string("run:") += run_id); }
+std::string RunUuid(std::string_view run_id) { return UuidV5(absl::StrCat("run:", run_id)); }
 
 std::string AttemptUuid(std::string_view run_id, int64_t attempt_id) {
-  return UuidV5((std::string("attempt:") += run_id) += ":" + std::to_string(attempt_id));
+  return UuidV5(absl::StrCat("attempt:", run_id, ":", attempt_id));
 }
 
 namespace internal {
