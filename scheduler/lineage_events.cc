@@ -12,7 +12,6 @@
 #include <ctime>
 #include <fstream>
 
-#include "absl/strings/str_cat.h"
 #include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -62,10 +61,18 @@ std::string_view EventTypeWord(EventType type) {
   return "OTHER";
 }
 
-std::string RunUuid(std::string_view run_id) { return UuidV5(absl::StrCat("run:", run_id)); }
+std::string RunUuid(std::string_view run_id) {
+  std::string name = "run:";
+  name.append(run_id);
+  return UuidV5(name);
+}
 
 std::string AttemptUuid(std::string_view run_id, int64_t attempt_id) {
-  return UuidV5(absl::StrCat("attempt:", run_id, ":", attempt_id));
+  std::string name = "attempt:";
+  name.append(run_id);
+  name += ':';
+  name += std::to_string(attempt_id);
+  return UuidV5(name);
 }
 
 namespace internal {
