@@ -25,6 +25,7 @@
 #include "api/cluster.h"
 #include "api/http_api.h"
 #include "api/http_server.h"
+#include "api/lineage_sender.h"
 #include "api/run_service.h"
 #include "api/tier_service.h"
 #include "common/status.h"
@@ -615,6 +616,10 @@ class SchedulerService final : public v1::Scheduler::Service {
     engine_options.slots = 1 << 20;  // the workers' slots (or Slurm's queue) are the limit
     engine_options.tiers = std::move(tiers);
     engine_options.open_tier = storage::OpenTier;
+    if (absl::StatusOr<std::optional<LineageConfig>> lineage = LineageConfigFromEnv();
+        lineage.ok() && *lineage) {
+      engine_options.lineage_outbox = (*lineage)->settings;  // RunServer checked it
+    }
     if (executor.name == "slurm") {
       UseSlurm(engine_options, std::move(executor.slurm));
     } else {
@@ -757,6 +762,9 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
     http = std::move(*started);
     log << "serving the UI on http://" << http->address() << "/" << std::endl;
   }
+  // In cluster mode the server sends the OpenLineage events, all its life.
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<LineageSender> lineage,
+                      StartLineageDelivery(options.db_path, nullptr));
   scheduler_service.ResumeUnfinished(log);
   auto next_check = std::chrono::steady_clock::now() + SchedulerService::kSuperviseEvery;
   while (!stop) {

@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/gc_commands.h"
 #include "cli/inspect_commands.h"
+#include "cli/lineage_commands.h"
 #include "cli/run_commands.h"
 #include "cli/tiers_commands.h"
 #include "cli/ui_commands.h"
@@ -438,8 +439,7 @@ CLI::App* AddLineageCommand(CLI::App& app, LineageOptions& options) {
       "nodes and edges; dot a Graphviz graph (tierflow lineage RUN -o dot | dot -Tsvg). Exits "
       "0, 1 when the run or artifact does not exist, 2 on a usage error.");
   command->add_option("target", options.target, "A run, or an artifact: RUN/TASK/OUTPUT or #ID")
-      ->required()
-      ->type_name("RUN|ARTIFACT");
+      ->type_name("RUN|ARTIFACT");  // required unless `lineage export` (main)
   command->add_flag("--upstream", options.upstream, "Only what the artifact was made from");
   command->add_flag("--downstream", options.downstream, "Only what was made from the artifact");
   command
@@ -673,6 +673,13 @@ int Main(int argc, char** argv) {
   CLI::App* show = AddShowCommand(app, show_options);
   CLI::App* logs = AddLogsCommand(app, logs_options);
   CLI::App* lineage = AddLineageCommand(app, lineage_options);
+  LineageExportOptions export_options;
+  CLI::App* lineage_export = lineage->add_subcommand(
+      "export",
+      "The store's OpenLineage events (docs/lineage-export.md). --rejected: those the "
+      "endpoint rejected, parked in the outbox, with its answer and the body.");
+  lineage_export->add_flag("--rejected", export_options.rejected, "The parked, rejected events");
+  AddDbOption(*lineage_export, export_options.db);
   GcCommandOptions gc_options;
   CLI::App* gc = AddGcCommand(app, gc_options);
   TiersOptions tiers_options;
@@ -731,6 +738,11 @@ int Main(int argc, char** argv) {
   }
   if (show->parsed()) return RunShow(show_options, std::cout, std::cerr);
   if (logs->parsed()) return RunLogs(logs_options, std::cout, std::cerr);
+  if (lineage_export->parsed()) return RunLineageExport(export_options, std::cout, std::cerr);
+  if (lineage->parsed() && lineage_options.target.empty()) {
+    std::cerr << "lineage: target is required\nRun with --help for more information.\n";
+    return kExitUsage;
+  }
   if (lineage->parsed()) return RunLineage(lineage_options, std::cout, std::cerr);
   if (gc->parsed()) return RunGc(gc_options, std::cout, std::cerr);
   if (tiers_list->parsed()) return RunTiersList(tiers_options, std::cout, std::cerr);

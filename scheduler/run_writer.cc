@@ -81,6 +81,7 @@ absl::Status RunWriter::Prepare(const std::string& run_id) {
 }
 
 absl::StatusOr<Transaction> RunWriter::Begin() {
+  if (outbox_) outbox_->Clear();
   Database::WriteWait wait;
   TF_ASSIGN_OR_RETURN(Transaction transaction, Transaction::BeginWrite(db_, random_, &wait));
   if (wait.tries > 1) {
@@ -92,9 +93,27 @@ absl::StatusOr<Transaction> RunWriter::Begin() {
   return transaction;
 }
 
+absl::StatusOr<Transaction> RunWriter::BeginOnce() {
+  if (outbox_) outbox_->Clear();
+  return Transaction::Begin(db_);
+}
+
 absl::Status RunWriter::Commit(Transaction& transaction) {
+  // The events are rendered from what this transaction wrote, and are
+  // durable exactly when it is.
+  if (outbox_) TF_RETURN_IF_ERROR(outbox_->Flush(db_));
   metrics::ScopedTimer timer(metrics::Engine().sqlite_commit_seconds);
   return transaction.Commit();
+}
+
+void RunWriter::Queue(std::optional<int64_t> attempt_id, lineage::EventType type, int64_t at,
+                      const std::string& run_id) {
+  if (!outbox_) return;
+  outbox_->Add({.run_id = run_id, .attempt_id = attempt_id, .type = type, .event_ms = at});
+}
+
+void RunWriter::QueueAttemptEnd(int64_t attempt_id, AttemptState state, int64_t at) {
+  Queue(attempt_id, lineage::AttemptEndEvent(state), at, run_id_);
 }
 
 absl::StatusOr<std::string> RunWriter::CreateRun(const NewRun& run) {
@@ -149,7 +168,10 @@ absl::StatusOr<std::string> RunWriter::CreateRun(const NewRun& run) {
         .Bind(15, run.executor_options.empty() ? std::nullopt
                                                : std::optional<std::string>(run.executor_options));
     absl::Status status = insert_run.Run();
-    if (status.ok()) return run_id;
+    if (status.ok()) {
+      Queue(std::nullopt, lineage::EventType::kStart, now, run_id);
+      return run_id;
+    }
     if (status.code() != absl::StatusCode::kAlreadyExists || tries > 20) return status;
   }
 }
@@ -184,6 +206,7 @@ absl::Status RunWriter::ResumeRun() {
                                   "engine_pid = ?, engine_host = ?, cancel_requested = 0, "
                                   "message = '' WHERE id = ?"));
   run.Bind(1, static_cast<int64_t>(getpid())).Bind(2, HostName()).Bind(3, run_id_);
+  Queue(std::nullopt, lineage::EventType::kRunning, WallClockMs(), run_id_);
   return run.Run();
 }
 
@@ -198,7 +221,12 @@ absl::Status RunWriter::FinishRun(std::string_view state, const std::string& mes
   TF_ASSIGN_OR_RETURN(Statement update,
                       db_.Prepare("UPDATE runs SET state = ?, finished_at = ?, engine_pid = NULL, "
                                   "message = ? WHERE id = ?"));
-  update.Bind(1, state).Bind(2, WallClockMs()).Bind(3, message).Bind(4, run_id_);
+  const int64_t now = WallClockMs();
+  update.Bind(1, state).Bind(2, now).Bind(3, message).Bind(4, run_id_);
+  if (outbox_) {
+    TF_ASSIGN_OR_RETURN(RunState ended, ParseRunState(state));
+    Queue(std::nullopt, lineage::RunEndEvent(ended), now, run_id_);
+  }
   return update.Run();
 }
 
@@ -265,7 +293,9 @@ absl::StatusOr<int64_t> RunWriter::StartAttempt(const AttemptStart& attempt) {
       .Bind(13, attempt.cache_ingredients);
   insert_attempt_->Bind(6, OrNull(attempt.cache_key));
   TF_RETURN_IF_ERROR(insert_attempt_->Run());
-  return db_.LastInsertId();
+  const int64_t id = db_.LastInsertId();
+  Queue(id, lineage::EventType::kStart, attempt.started_at, run_id_);
+  return id;
 }
 
 absl::Status RunWriter::AttemptStarted(int64_t attempt_id, int64_t pid, const std::string& worker,
@@ -292,6 +322,7 @@ absl::Status RunWriter::FinishAttempt(const AttemptEnd& end) {
   finish_attempt_->Bind(8, OrNull(end.worker));
   finish_attempt_->Bind(14, OrNull(end.worker_id));
   finish_attempt_->Bind(15, end.ran_ms);
+  QueueAttemptEnd(end.attempt_id, end.state, end.finished_at);
   return finish_attempt_->Run();
 }
 
