@@ -7,6 +7,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <random>
@@ -136,6 +137,7 @@ class LineageSender::Impl {
   }
 
   absl::StatusOr<int64_t> Drain(milliseconds limit) {
+    if (std::error_code error; !std::filesystem::exists(db_path_, error)) return 0;
     TF_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Database> db, scheduler::OpenStore(db_path_));
     const auto deadline = std::chrono::steady_clock::now() + limit;
     for (;;) {
@@ -169,6 +171,12 @@ class LineageSender::Impl {
     int64_t lease_until = 0, next_prune = 0;
     while (!Stopping()) {
       if (db == nullptr) {
+        // The run creates the store (atomically, by a link); the sender
+        // never does, so as not to race it.
+        if (std::error_code error; !std::filesystem::exists(db_path_, error)) {
+          if (!Wait(kIdlePollMs)) break;
+          continue;
+        }
         absl::StatusOr<std::unique_ptr<scheduler::Database>> opened =
             scheduler::OpenStore(db_path_);
         if (!opened.ok()) {
