@@ -1,8 +1,10 @@
 #include "api/lineage_sender.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <condition_variable>
@@ -72,6 +74,15 @@ size_t KeepStatus(char* data, size_t size, size_t count, void* out) {
     }
   }
   return size * count;
+}
+
+// An owner (HOST:PID:RANDOM) on this host whose process no longer exists.
+bool DeadHereOwner(const std::string& owner) {
+  const std::string host = StrCat(HostName(), ":");
+  if (!owner.starts_with(host)) return false;
+  const std::string_view rest = std::string_view(owner).substr(host.size());
+  const std::optional<int64_t> pid = ParseCount(rest.substr(0, rest.find(':')));
+  return pid && *pid > 0 && kill(static_cast<pid_t>(*pid), 0) != 0 && errno == ESRCH;
 }
 
 }  // namespace
@@ -201,6 +212,14 @@ class LineageSender::Impl {
     int64_t now = WallClockMs();
     if (now > lease_until - kLeaseMs + kLeaseRenewMs) {
       TF_ASSIGN_OR_RETURN(bool held, lineage::TakeSenderLease(db, owner_, now, kLeaseMs));
+      if (!held) {
+        // A holder on this host whose process is gone (a killed `run`
+        // before its `run --resume`) need not be waited out.
+        TF_ASSIGN_OR_RETURN(std::string holder, lineage::SenderLeaseOwner(db));
+        if (DeadHereOwner(holder)) {
+          TF_ASSIGN_OR_RETURN(held, lineage::TakeSenderLease(db, owner_, now, kLeaseMs, holder));
+        }
+      }
       if (!held) {
         // Another process sends; look again in a while (it may die).
         lease_until = 0;

@@ -142,15 +142,23 @@ absl::StatusOr<std::vector<OutboxRow>> ListRejected(Database& db) {
 }
 
 absl::StatusOr<bool> TakeSenderLease(Database& db, const std::string& owner, int64_t now,
-                                     int64_t ttl_ms) {
+                                     int64_t ttl_ms, const std::string& dead_owner) {
   TF_ASSIGN_OR_RETURN(
       Statement take,
       db.Prepare("INSERT INTO lineage_sender_lease(id, owner, expires_at) VALUES (1, ?1, ?2) "
                  "ON CONFLICT(id) DO UPDATE SET owner = ?1, expires_at = ?2 WHERE "
-                 "lineage_sender_lease.owner = ?1 OR lineage_sender_lease.expires_at < ?3"));
-  take.Bind(1, owner).Bind(2, now + ttl_ms).Bind(3, now);
+                 "lineage_sender_lease.owner = ?1 OR lineage_sender_lease.expires_at < ?3 OR "
+                 "lineage_sender_lease.owner = ?4"));
+  take.Bind(1, owner).Bind(2, now + ttl_ms).Bind(3, now).Bind(4, dead_owner);
   TF_RETURN_IF_ERROR(take.Run());
   return db.Changes() > 0;
+}
+
+absl::StatusOr<std::string> SenderLeaseOwner(Database& db) {
+  TF_ASSIGN_OR_RETURN(Statement find,
+                      db.Prepare("SELECT owner FROM lineage_sender_lease WHERE id = 1"));
+  TF_ASSIGN_OR_RETURN(bool found, find.Step());
+  return found ? find.Text(0) : std::string();
 }
 
 void ReleaseSenderLease(Database& db, const std::string& owner) {

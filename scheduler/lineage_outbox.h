@@ -74,9 +74,11 @@ absl::StatusOr<int64_t> PruneDelivered(Database& db, int64_t before);
 absl::StatusOr<std::vector<OutboxRow>> ListRejected(Database& db);
 
 // The sender's lease: true when `owner` holds it until now + ttl_ms (it was
-// free, expired, or already its own). One sender per store.
+// free, expired, already its own, or `dead_owner`'s). One sender per store.
 absl::StatusOr<bool> TakeSenderLease(Database& db, const std::string& owner, int64_t now,
-                                     int64_t ttl_ms);
+                                     int64_t ttl_ms, const std::string& dead_owner = "");
+// Who holds the lease ("" when nobody does).
+absl::StatusOr<std::string> SenderLeaseOwner(Database& db);
 // Lets it go at once (best effort), so another process need not wait out the ttl.
 void ReleaseSenderLease(Database& db, const std::string& owner);
 
