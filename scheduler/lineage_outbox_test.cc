@@ -1,0 +1,148 @@
+// The outbox's SQL (lineage_outbox.h) on a real store: order, parking,
+// retries, pruning, the sender's lease, and RunWriter's events going in with
+// the transaction that makes them, and not without it.
+#include "scheduler/lineage_outbox.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "scheduler/run_writer.h"
+
+namespace tierflow::scheduler::lineage {
+namespace {
+
+class LineageOutboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "tierflow-outbox.XXXXXX").string();
+    dir_ = mkdtemp(pattern.data());
+    auto db = OpenStore(dir_ + "/t.db");
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::move(*db);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void Add(const std::string& body) {
+    ASSERT_TRUE(
+        Enqueue(*db_, {.run_id = "p-1", .type = EventType::kStart, .event_ms = 5}, body).ok());
+  }
+  int64_t Count(const std::string& sql) {
+    auto statement = db_->Prepare(sql);
+    EXPECT_TRUE(statement.ok());
+    auto row = statement->Step();
+    EXPECT_TRUE(row.ok() && *row);
+    return statement->Int(0);
+  }
+
+  std::string dir_;
+  std::unique_ptr<Database> db_;
+};
+
+TEST_F(LineageOutboxTest, NextPendingIsTheOldestEvenWhileItWaitsToBeTriedAgain) {
+  Add("a");
+  Add("b");
+  auto next = NextPending(*db_);
+  ASSERT_TRUE(next.ok() && *next);
+  EXPECT_EQ((*next)->body, "a");
+  ASSERT_TRUE(RetryLater(*db_, (*next)->seq, 1'000'000, "HTTP 503: busy").ok());
+  next = NextPending(*db_);
+  ASSERT_TRUE(next.ok() && *next);
+  EXPECT_EQ((*next)->body, "a");  // never skips ahead to "b"
+  EXPECT_EQ((*next)->tries, 1);
+  EXPECT_EQ((*next)->next_try_at, 1'000'000);
+  EXPECT_EQ((*next)->answer, "HTTP 503: busy");
+}
+
+TEST_F(LineageOutboxTest, ARejectedEventIsParkedAndTheNextGoesOn) {
+  Add("a");
+  Add("b");
+  auto first = NextPending(*db_);
+  ASSERT_TRUE(first.ok() && *first);
+  ASSERT_TRUE(ParkRejected(*db_, (*first)->seq, "HTTP 400: bad facet").ok());
+  auto next = NextPending(*db_);
+  ASSERT_TRUE(next.ok() && *next);
+  EXPECT_EQ((*next)->body, "b");
+  auto rejected = ListRejected(*db_);
+  ASSERT_TRUE(rejected.ok());
+  ASSERT_EQ(rejected->size(), 1u);
+  EXPECT_EQ((*rejected)[0].body, "a");
+  EXPECT_EQ((*rejected)[0].answer, "HTTP 400: bad facet");
+  EXPECT_EQ(*CountPending(*db_), 1);
+}
+
+TEST_F(LineageOutboxTest, DeliveredRowsAreKeptForTheRetentionOrDeletedAtOnce) {
+  Add("a");
+  Add("b");
+  ASSERT_TRUE(MarkDelivered(*db_, 1, 100, /*keep_delivered=*/true).ok());
+  ASSERT_TRUE(MarkDelivered(*db_, 2, 200, /*keep_delivered=*/false).ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM lineage_outbox"), 1);
+  EXPECT_EQ(*PruneDelivered(*db_, 100), 0);  // delivered at 100: not before 100
+  EXPECT_EQ(*PruneDelivered(*db_, 101), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM lineage_outbox"), 0);
+}
+
+TEST_F(LineageOutboxTest, OneSenderHoldsTheLeaseUntilItExpiresOrItsOwnerIsDead) {
+  EXPECT_TRUE(*TakeSenderLease(*db_, "a", 1000, 30'000));
+  EXPECT_FALSE(*TakeSenderLease(*db_, "b", 2000, 30'000));
+  EXPECT_TRUE(*TakeSenderLease(*db_, "a", 2000, 30'000));  // renewed: until 32000
+  EXPECT_FALSE(*TakeSenderLease(*db_, "b", 31'000, 30'000));
+  EXPECT_TRUE(*TakeSenderLease(*db_, "b", 32'001, 30'000));  // a's expired
+  EXPECT_EQ(*SenderLeaseOwner(*db_), "b");
+  EXPECT_TRUE(*TakeSenderLease(*db_, "c", 33'000, 30'000, /*dead_owner=*/"b"));
+  ReleaseSenderLease(*db_, "c");
+  EXPECT_EQ(*SenderLeaseOwner(*db_), "");
+}
+
+TEST_F(LineageOutboxTest, RunWriterEventsGoInWithTheirTransactionOnly) {
+  RunWriter writer(*db_, [] { return 0.5; });
+  writer.EnableOutbox(ExportSettings{});
+  {
+    auto transaction = writer.BeginOnce();
+    ASSERT_TRUE(transaction.ok());
+    auto run_id = writer.CreateRun({.pipeline_name = "p", .file = "p.yaml", .yaml = "name: p"});
+    ASSERT_TRUE(run_id.ok()) << run_id.status();
+    // Rolled back: neither the run nor its START.
+  }
+  EXPECT_EQ(Count("SELECT count(*) FROM lineage_outbox"), 0);
+  auto transaction = writer.BeginOnce();
+  ASSERT_TRUE(transaction.ok());
+  auto run_id = writer.CreateRun({.pipeline_name = "p", .file = "p.yaml", .yaml = "name: p"});
+  ASSERT_TRUE(run_id.ok());
+  ASSERT_TRUE(writer.Prepare(*run_id).ok());
+  ASSERT_TRUE(writer.FinishRun("cancelled", "stopped").ok());
+  ASSERT_TRUE(writer.Commit(*transaction).ok());
+  auto statement = db_->Prepare("SELECT run_id, event_type FROM lineage_outbox ORDER BY seq");
+  ASSERT_TRUE(statement.ok());
+  std::vector<std::string> events;
+  while (*statement->Step()) events.push_back(statement->Text(0) + " " + statement->Text(1));
+  EXPECT_EQ(events, (std::vector<std::string>{*run_id + " START", *run_id + " ABORT"}));
+}
+
+TEST_F(LineageOutboxTest, NothingIsWrittenWithoutAnEndpoint) {
+  RunWriter writer(*db_, [] { return 0.5; });
+  auto transaction = writer.BeginOnce();
+  ASSERT_TRUE(transaction.ok());
+  ASSERT_TRUE(writer.CreateRun({.pipeline_name = "p", .file = "p.yaml", .yaml = "name: p"}).ok());
+  ASSERT_TRUE(writer.Commit(*transaction).ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM runs"), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM lineage_outbox"), 0);
+}
+
+TEST(LineageEventTypes, EndsMapAsDocumented) {
+  EXPECT_EQ(AttemptEndEvent(AttemptState::kSucceeded), EventType::kComplete);
+  EXPECT_EQ(AttemptEndEvent(AttemptState::kCached), EventType::kComplete);
+  EXPECT_EQ(AttemptEndEvent(AttemptState::kFailed), EventType::kFail);
+  EXPECT_EQ(AttemptEndEvent(AttemptState::kTimedOut), EventType::kFail);
+  EXPECT_EQ(AttemptEndEvent(AttemptState::kLost), EventType::kFail);
+  EXPECT_EQ(AttemptEndEvent(AttemptState::kCancelled), EventType::kAbort);
+  EXPECT_EQ(AttemptEndEvent(AttemptState::kNotStarted), EventType::kAbort);
+  EXPECT_EQ(RunEndEvent(RunState::kSucceeded), EventType::kComplete);
+  EXPECT_EQ(RunEndEvent(RunState::kFailed), EventType::kFail);
+  EXPECT_EQ(RunEndEvent(RunState::kCancelled), EventType::kAbort);
+}
+
+}  // namespace
+}  // namespace tierflow::scheduler::lineage
