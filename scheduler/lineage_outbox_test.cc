@@ -13,6 +13,21 @@
 namespace tierflow::scheduler::lineage {
 namespace {
 
+EventSubject Subject() {
+  EventSubject subject;
+  subject.run_id = "p-1";
+  subject.event_ms = 5;
+  return subject;
+}
+
+NewRun SmallRun() {
+  NewRun run;
+  run.pipeline_name = "p";
+  run.file = "p.yaml";
+  run.yaml = "name: p";
+  return run;
+}
+
 class LineageOutboxTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -25,10 +40,7 @@ class LineageOutboxTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  void Add(const std::string& body) {
-    ASSERT_TRUE(
-        Enqueue(*db_, {.run_id = "p-1", .type = EventType::kStart, .event_ms = 5}, body).ok());
-  }
+  void Add(const std::string& body) { ASSERT_TRUE(Enqueue(*db_, Subject(), body).ok()); }
   int64_t Count(const std::string& sql) {
     auto statement = db_->Prepare(sql);
     EXPECT_TRUE(statement.ok());
@@ -102,14 +114,14 @@ TEST_F(LineageOutboxTest, RunWriterEventsGoInWithTheirTransactionOnly) {
   {
     auto transaction = writer.BeginOnce();
     ASSERT_TRUE(transaction.ok());
-    auto run_id = writer.CreateRun({.pipeline_name = "p", .file = "p.yaml", .yaml = "name: p"});
+    auto run_id = writer.CreateRun(SmallRun());
     ASSERT_TRUE(run_id.ok()) << run_id.status();
     // Rolled back: neither the run nor its START.
   }
   EXPECT_EQ(Count("SELECT count(*) FROM lineage_outbox"), 0);
   auto transaction = writer.BeginOnce();
   ASSERT_TRUE(transaction.ok());
-  auto run_id = writer.CreateRun({.pipeline_name = "p", .file = "p.yaml", .yaml = "name: p"});
+  auto run_id = writer.CreateRun(SmallRun());
   ASSERT_TRUE(run_id.ok());
   ASSERT_TRUE(writer.Prepare(*run_id).ok());
   ASSERT_TRUE(writer.FinishRun("cancelled", "stopped").ok());
@@ -125,7 +137,7 @@ TEST_F(LineageOutboxTest, NothingIsWrittenWithoutAnEndpoint) {
   RunWriter writer(*db_, [] { return 0.5; });
   auto transaction = writer.BeginOnce();
   ASSERT_TRUE(transaction.ok());
-  ASSERT_TRUE(writer.CreateRun({.pipeline_name = "p", .file = "p.yaml", .yaml = "name: p"}).ok());
+  ASSERT_TRUE(writer.CreateRun(SmallRun()).ok());
   ASSERT_TRUE(writer.Commit(*transaction).ok());
   EXPECT_EQ(Count("SELECT count(*) FROM runs"), 1);
   EXPECT_EQ(Count("SELECT count(*) FROM lineage_outbox"), 0);
