@@ -16,6 +16,10 @@ Sections (one per CTest test):
   kill      kill -9 of the engine mid-run, then `tierflow run --resume`:
             nothing is lost, and duplicates are only within the
             at-least-once contract (stated at check_kill).
+  lease     two processes on one store (`tierflow ui` and `tierflow run`):
+            one sender (the ui's, which holds the lease) sends, each event
+            once, in order; after a kill -9 of the ui, the next run's
+            sender takes the dead holder's lease over and sends its events.
   off       no endpoint configured: a run leaves the outbox empty.
   retention TIERFLOW_OPENLINEAGE_RETENTION=0: delivered rows are deleted.
 
@@ -274,6 +278,44 @@ def check_kill():
     receiver.stop()
 
 
+def check_lease():
+    port = free_port()
+    receiver = Receiver(port)
+    env = environment(port)
+    first = run_pipeline(environment(None))  # the store exists before the ui opens it
+    check(first.returncode == 0, "the first run failed: " + first.stdout + first.stderr)
+    out = open(os.path.join(WORK, "ui.out"), "w+")
+    ui = subprocess.Popen([TIERFLOW, "ui", "--db", DB, "--listen", "127.0.0.1:0"], env=env,
+                          stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for("the ui's sender to take the lease",
+                 lambda: store("SELECT count(*) FROM lineage_sender_lease")[0][0] == 1, 30)
+        ui_owner = store("SELECT owner FROM lineage_sender_lease")[0][0]
+        check(":%d:" % ui.pid in ui_owner, "the lease is not the ui's: " + ui_owner)
+        done = run_pipeline(env)
+        check(done.returncode == 0, "the run failed: " + done.stdout + done.stderr)
+        check(store("SELECT owner FROM lineage_sender_lease")[0][0] == ui_owner,
+              "the lease changed hands while its holder lived")
+        rows = outbox()
+        check(len(rows) > 0 and all(r[2] == "delivered" for r in rows),
+              "not every event was delivered by the ui's sender")
+        check(receiver.received() == [r[1] for r in rows],
+              "two senders sent, or out of order: %d arrivals for %d events" %
+              (len(receiver.received()), len(rows)))
+    finally:
+        ui.send_signal(signal.SIGKILL)
+        ui.wait(timeout=30)
+    log("killed the ui; its lease stays until it expires")
+    done = run_pipeline(env)
+    check(done.returncode == 0, "the run failed: " + done.stdout + done.stderr)
+    check("wait in the store's outbox" not in done.stdout,
+          "the run did not take over the dead ui's lease: " + done.stdout)
+    rows = outbox()
+    check(receiver.received() == [r[1] for r in rows] and all(r[2] == "delivered" for r in rows),
+          "after the takeover, not every event arrived once in order")
+    receiver.stop()
+
+
 def check_off():
     done = run_pipeline(environment(None))
     check(done.returncode == 0, "the run failed: " + done.stdout + done.stderr)
@@ -294,7 +336,7 @@ def check_retention():
 
 
 SECTIONS = {"down": check_down, "rejected": check_rejected, "kill": check_kill,
-            "off": check_off, "retention": check_retention}
+            "lease": check_lease, "off": check_off, "retention": check_retention}
 
 try:
     SECTIONS[SECTION]()
