@@ -532,7 +532,10 @@ class SchedulerService final : public v1::Scheduler::Service {
     if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
       return auth;
     }
-    absl::StatusOr<std::string> done = scheduler::CancelRun(options_.db_path, request->run_id());
+    absl::StatusOr<std::optional<LineageConfig>> lineage = LineageConfigFromEnv();
+    absl::StatusOr<std::string> done = scheduler::CancelRun(
+        options_.db_path, request->run_id(), nullptr,
+        lineage.ok() && *lineage ? std::optional((*lineage)->settings) : std::nullopt);
     if (!done.ok()) return ToGrpc(done.status());
     reply->set_message(*done);
     return grpc::Status::OK;

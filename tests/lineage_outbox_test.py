@@ -20,6 +20,9 @@ Sections (one per CTest test):
             one sender (the ui's, which holds the lease) sends, each event
             once, in order; after a kill -9 of the ui, the next run's
             sender takes the dead holder's lease over and sends its events.
+  cancel    kill -9 of the engine, then `tierflow cancel` (which sends
+            nothing): the lost attempt's FAIL and the run's ABORT wait in the
+            outbox, and a `tierflow ui` started later delivers them, in order.
   off       no endpoint configured: a run leaves the outbox empty.
   retention TIERFLOW_OPENLINEAGE_RETENTION=0: delivered rows are deleted.
 
@@ -316,6 +319,40 @@ def check_lease():
     receiver.stop()
 
 
+def check_cancel():
+    port = free_port()
+    receiver = Receiver(port)
+    env = environment(port)
+    engine = subprocess.Popen([TIERFLOW, "run", PIPELINE, "--db", DB, "--slots", "1", "--param",
+                               "nap=2"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    wait_for("the first attempt's START", lambda: len(receiver.received()) >= 2, 60)
+    engine.send_signal(signal.SIGKILL)
+    engine.wait(timeout=30)
+    run_id = store("SELECT id FROM runs")[0][0]
+    done = tierflow(["cancel", run_id, "--db", DB], env)
+    check(done.returncode == 0, "cancel failed: " + done.stdout + done.stderr)
+    rows = outbox()
+    types = [(event_type(r[1]), r[2]) for r in rows[-2:]]
+    check(types == [("FAIL", "pending"), ("ABORT", "pending")],
+          "the cancel did not queue the lost attempt's FAIL and the run's ABORT: %s" % types)
+    out = open(os.path.join(WORK, "ui.out"), "w+")
+    ui = subprocess.Popen([TIERFLOW, "ui", "--db", DB, "--listen", "127.0.0.1:0"], env=env,
+                          stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for("the ui to deliver the rest",
+                 lambda: all(r[2] == "delivered" for r in outbox()), 60)
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(timeout=30)
+    rows = outbox()
+    check(len(rows) == expected_events(), "outbox has %d events, the run made %d" %
+          (len(rows), expected_events()))
+    received = receiver.received()
+    check(received == [r[1] for r in rows], "the events did not arrive once each in order")
+    receiver.stop()
+
+
 def check_off():
     done = run_pipeline(environment(None))
     check(done.returncode == 0, "the run failed: " + done.stdout + done.stderr)
@@ -336,7 +373,7 @@ def check_retention():
 
 
 SECTIONS = {"down": check_down, "rejected": check_rejected, "kill": check_kill,
-            "lease": check_lease, "off": check_off, "retention": check_retention}
+            "lease": check_lease, "cancel": check_cancel, "off": check_off, "retention": check_retention}
 
 try:
     SECTIONS[SECTION]()
