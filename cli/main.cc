@@ -680,6 +680,7 @@ int Main(int argc, char** argv) {
       "endpoint rejected, parked in the outbox, with its answer and the body.");
   lineage_export->add_flag("--rejected", export_options.rejected, "The parked, rejected events");
   AddDbOption(*lineage_export, export_options.db);
+  lineage_export->footer("Example:\n  tierflow lineage export --rejected");
   GcCommandOptions gc_options;
   CLI::App* gc = AddGcCommand(app, gc_options);
   TiersOptions tiers_options;
