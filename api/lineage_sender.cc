@@ -205,6 +205,7 @@ class LineageSender::Impl {
       }
     }
     if (db != nullptr && lease_until > 0) lineage::ReleaseSenderLease(*db, owner_);
+    if (handle_ != nullptr) (*storage::LoadCurl())->easy_cleanup(handle_);
   }
 
   // One look at the outbox: the lease, then the next event, sent or waited for.
@@ -277,11 +278,15 @@ class LineageSender::Impl {
       return answer;
     }
     const storage::CurlLibrary& curl = **loaded;
-    CURL* handle = curl.easy_init();
+    // One handle for the sender's life: its connection is kept alive
+    // between events.
+    if (handle_ == nullptr) handle_ = curl.easy_init();
+    CURL* handle = handle_;
     if (handle == nullptr) {
       answer.text = "libcurl: no handle";
       return answer;
     }
+    curl.easy_reset(handle);
     curl_slist* headers = curl.slist_append(nullptr, "Content-Type: application/json");
     if (!config_.api_key.empty()) {
       headers =
@@ -308,7 +313,6 @@ class LineageSender::Impl {
       answer.text = *error != '\0' ? error : curl.easy_strerror(code);
     }
     curl.slist_free_all(headers);
-    curl.easy_cleanup(handle);
     return answer;
   }
 
@@ -316,7 +320,8 @@ class LineageSender::Impl {
   const LineageConfig config_;
   std::mt19937_64 random_;
   std::string owner_;
-  std::string last_said_;  // the sender thread's
+  std::string last_said_;   // the sender thread's
+  CURL* handle_ = nullptr;  // the sender thread's
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;  // guarded by mutex_
