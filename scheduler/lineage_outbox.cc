@@ -54,26 +54,38 @@ EventType RunEndEvent(RunState state) {
   return EventType::kFail;
 }
 
-absl::Status OutboxQueue::Flush(Database& db) {
-  std::vector<EventSubject> queued;
-  queued.swap(queued_);
-  for (const EventSubject& subject : queued) {
-    TF_ASSIGN_OR_RETURN(std::string body, RenderEvent(db, subject, settings_));
-    TF_RETURN_IF_ERROR(Enqueue(db, subject, body));
-  }
-  return absl::OkStatus();
-}
+constexpr std::string_view kInsert =
+    "INSERT INTO lineage_outbox(run_id, attempt_id, event_type, event_ms, body) VALUES (?, ?, ?, "
+    "?, ?)";
 
-absl::Status Enqueue(Database& db, const EventSubject& subject, const std::string& body) {
-  TF_ASSIGN_OR_RETURN(Statement insert,
-                      db.Prepare("INSERT INTO lineage_outbox(run_id, attempt_id, event_type, "
-                                 "event_ms, body) VALUES (?, ?, ?, ?, ?)"));
+static absl::Status Insert(Statement& insert, const EventSubject& subject,
+                           const std::string& body) {
   insert.Bind(1, subject.run_id)
       .Bind(2, subject.attempt_id)
       .Bind(3, EventTypeWord(subject.type))
       .Bind(4, subject.event_ms)
       .Bind(5, body);
   return insert.Run();
+}
+
+absl::Status OutboxQueue::Flush(Database& db) {
+  std::vector<EventSubject> queued;
+  queued.swap(queued_);
+  if (queued.empty()) return absl::OkStatus();
+  if (!insert_) {
+    TF_ASSIGN_OR_RETURN(Statement insert, db.Prepare(kInsert));
+    insert_.emplace(std::move(insert));
+  }
+  for (const EventSubject& subject : queued) {
+    TF_ASSIGN_OR_RETURN(std::string body, RenderEvent(db, subject, settings_));
+    TF_RETURN_IF_ERROR(Insert(*insert_, subject, body));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Enqueue(Database& db, const EventSubject& subject, const std::string& body) {
+  TF_ASSIGN_OR_RETURN(Statement insert, db.Prepare(kInsert));
+  return Insert(insert, subject, body);
 }
 
 absl::StatusOr<std::optional<OutboxRow>> NextPending(Database& db) {

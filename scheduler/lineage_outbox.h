@@ -39,6 +39,7 @@ class OutboxQueue {
  private:
   ExportSettings settings_;
   std::vector<EventSubject> queued_;
+  std::optional<Statement> insert_;  // prepared at the first Flush, on its Database
 };
 
 enum class OutboxState { kPending, kDelivered, kRejected };
