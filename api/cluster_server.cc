@@ -708,6 +708,9 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
   }
   absl::StatusOr<std::string> cluster_id = ClusterId(options.db_path);
   if (!cluster_id.ok()) return cluster_id.status();
+  // In cluster mode the server sends the OpenLineage events, all its life.
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<LineageSender> lineage,
+                      StartLineageDelivery(options.db_path, nullptr));
   scheduler::LeaseManager leases({*cluster_id, options.worker_timeout});
   LivenessMonitor liveness(leases);
   SchedulerService scheduler_service(options, leases);
@@ -765,9 +768,6 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
     http = std::move(*started);
     log << "serving the UI on http://" << http->address() << "/" << std::endl;
   }
-  // In cluster mode the server sends the OpenLineage events, all its life.
-  TF_ASSIGN_OR_RETURN(std::unique_ptr<LineageSender> lineage,
-                      StartLineageDelivery(options.db_path, nullptr));
   scheduler_service.ResumeUnfinished(log);
   auto next_check = std::chrono::steady_clock::now() + SchedulerService::kSuperviseEvery;
   while (!stop) {
