@@ -13,7 +13,7 @@
 #include "cli/commands.h"
 #include "cli/gc_commands.h"
 #include "cli/inspect_commands.h"
-#include "cli/lineage_commands.h"
+#include "cli/lineage_rejected_commands.h"
 #include "cli/run_commands.h"
 #include "cli/tiers_commands.h"
 #include "cli/ui_commands.h"
@@ -673,13 +673,13 @@ int Main(int argc, char** argv) {
   CLI::App* show = AddShowCommand(app, show_options);
   CLI::App* logs = AddLogsCommand(app, logs_options);
   CLI::App* lineage = AddLineageCommand(app, lineage_options);
-  LineageExportOptions export_options;
+  LineageRejectedOptions rejected_options;
   CLI::App* lineage_export = lineage->add_subcommand(
       "export",
       "The store's OpenLineage events (docs/lineage-export.md). --rejected: those the "
       "endpoint rejected, parked in the outbox, with its answer and the body.");
-  lineage_export->add_flag("--rejected", export_options.rejected, "The parked, rejected events");
-  AddDbOption(*lineage_export, export_options.db);
+  lineage_export->add_flag("--rejected", rejected_options.rejected, "The parked, rejected events");
+  AddDbOption(*lineage_export, rejected_options.db);
   lineage_export->footer("Example:\n  tierflow lineage export --rejected");
   GcCommandOptions gc_options;
   CLI::App* gc = AddGcCommand(app, gc_options);
@@ -739,7 +739,7 @@ int Main(int argc, char** argv) {
   }
   if (show->parsed()) return RunShow(show_options, std::cout, std::cerr);
   if (logs->parsed()) return RunLogs(logs_options, std::cout, std::cerr);
-  if (lineage_export->parsed()) return RunLineageExport(export_options, std::cout, std::cerr);
+  if (lineage_export->parsed()) return RunLineageRejected(rejected_options, std::cout, std::cerr);
   if (lineage->parsed() && lineage_options.target.empty()) {
     std::cerr << "lineage: target is required\nRun with --help for more information.\n";
     return kExitUsage;

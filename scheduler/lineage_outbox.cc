@@ -68,6 +68,15 @@ static absl::Status Insert(Statement& insert, const EventSubject& subject,
   return insert.Run();
 }
 
+std::optional<EventType> RunEventOfKind(std::string_view kind) {
+  if (kind == "run_started") return EventType::kStart;
+  if (kind == "run_resumed") return EventType::kRunning;
+  if (!kind.starts_with("run_")) return std::nullopt;
+  absl::StatusOr<RunState> state = ParseRunState(kind.substr(4));
+  if (!state.ok() || *state == RunState::kRunning) return std::nullopt;
+  return RunEndEvent(*state);
+}
+
 absl::Status OutboxQueue::Flush(Database& db) {
   std::vector<EventSubject> queued;
   queued.swap(queued_);

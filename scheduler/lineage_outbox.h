@@ -25,6 +25,10 @@ namespace tierflow::scheduler::lineage {
 EventType AttemptEndEvent(AttemptState state);
 // The event a run's end is: succeeded COMPLETE, failed FAIL, cancelled ABORT.
 EventType RunEndEvent(RunState state);
+// The run's event an `events` row of `kind` is: run_started START,
+// run_resumed RUNNING, run_succeeded/run_failed/run_cancelled the end; none
+// for any other kind.
+std::optional<EventType> RunEventOfKind(std::string_view kind);
 
 class OutboxQueue {
  public:

@@ -116,6 +116,8 @@ TEST_F(LineageOutboxTest, RunWriterEventsGoInWithTheirTransactionOnly) {
     ASSERT_TRUE(transaction.ok());
     auto run_id = writer.CreateRun(SmallRun());
     ASSERT_TRUE(run_id.ok()) << run_id.status();
+    ASSERT_TRUE(writer.Prepare(*run_id).ok());
+    ASSERT_TRUE(writer.AddEvent("", 0, "run_started", "").ok());
     // Rolled back: neither the run nor its START.
   }
   EXPECT_EQ(Count("SELECT count(*) FROM lineage_outbox"), 0);
@@ -124,13 +126,22 @@ TEST_F(LineageOutboxTest, RunWriterEventsGoInWithTheirTransactionOnly) {
   auto run_id = writer.CreateRun(SmallRun());
   ASSERT_TRUE(run_id.ok());
   ASSERT_TRUE(writer.Prepare(*run_id).ok());
+  ASSERT_TRUE(writer.AddEvent("", 0, "run_started", "").ok());
+  ASSERT_TRUE(writer.AddEvent("", 0, "run_supervised", "not a state change").ok());
   ASSERT_TRUE(writer.FinishRun("cancelled", "stopped").ok());
+  ASSERT_TRUE(writer.AddEvent("", 0, "run_cancelled", "stopped").ok());
   ASSERT_TRUE(writer.Commit(*transaction).ok());
-  auto statement = db_->Prepare("SELECT run_id, event_type FROM lineage_outbox ORDER BY seq");
+  // Each at the time of its run_* event, as lineage_events.h defines it.
+  auto statement = db_->Prepare(
+      "SELECT o.run_id, o.event_type, o.event_ms = (SELECT time FROM events e WHERE e.run_id = "
+      "o.run_id AND e.kind = CASE o.event_type WHEN 'START' THEN 'run_started' ELSE "
+      "'run_cancelled' END) FROM lineage_outbox o ORDER BY seq");
   ASSERT_TRUE(statement.ok());
   std::vector<std::string> events;
-  while (*statement->Step()) events.push_back(statement->Text(0) + " " + statement->Text(1));
-  EXPECT_EQ(events, (std::vector<std::string>{*run_id + " START", *run_id + " ABORT"}));
+  while (*statement->Step()) {
+    events.push_back(statement->Text(0) + " " + statement->Text(1) + " " + statement->Text(2));
+  }
+  EXPECT_EQ(events, (std::vector<std::string>{*run_id + " START 1", *run_id + " ABORT 1"}));
 }
 
 TEST_F(LineageOutboxTest, NothingIsWrittenWithoutAnEndpoint) {
@@ -144,6 +155,13 @@ TEST_F(LineageOutboxTest, NothingIsWrittenWithoutAnEndpoint) {
 }
 
 TEST(LineageEventTypes, EndsMapAsDocumented) {
+  EXPECT_EQ(RunEventOfKind("run_started"), EventType::kStart);
+  EXPECT_EQ(RunEventOfKind("run_resumed"), EventType::kRunning);
+  EXPECT_EQ(RunEventOfKind("run_succeeded"), EventType::kComplete);
+  EXPECT_EQ(RunEventOfKind("run_failed"), EventType::kFail);
+  EXPECT_EQ(RunEventOfKind("run_cancelled"), EventType::kAbort);
+  EXPECT_EQ(RunEventOfKind("run_supervised"), std::nullopt);
+  EXPECT_EQ(RunEventOfKind("task_started"), std::nullopt);
   EXPECT_EQ(AttemptEndEvent(AttemptState::kSucceeded), EventType::kComplete);
   EXPECT_EQ(AttemptEndEvent(AttemptState::kCached), EventType::kComplete);
   EXPECT_EQ(AttemptEndEvent(AttemptState::kFailed), EventType::kFail);

@@ -168,10 +168,7 @@ absl::StatusOr<std::string> RunWriter::CreateRun(const NewRun& run) {
         .Bind(15, run.executor_options.empty() ? std::nullopt
                                                : std::optional<std::string>(run.executor_options));
     absl::Status status = insert_run.Run();
-    if (status.ok()) {
-      Queue(std::nullopt, lineage::EventType::kStart, now, run_id);
-      return run_id;
-    }
+    if (status.ok()) return run_id;
     if (status.code() != absl::StatusCode::kAlreadyExists || tries > 20) return status;
   }
 }
@@ -206,7 +203,6 @@ absl::Status RunWriter::ResumeRun() {
                                   "engine_pid = ?, engine_host = ?, cancel_requested = 0, "
                                   "message = '' WHERE id = ?"));
   run.Bind(1, static_cast<int64_t>(getpid())).Bind(2, HostName()).Bind(3, run_id_);
-  Queue(std::nullopt, lineage::EventType::kRunning, WallClockMs(), run_id_);
   return run.Run();
 }
 
@@ -221,12 +217,7 @@ absl::Status RunWriter::FinishRun(std::string_view state, const std::string& mes
   TF_ASSIGN_OR_RETURN(Statement update,
                       db_.Prepare("UPDATE runs SET state = ?, finished_at = ?, engine_pid = NULL, "
                                   "message = ? WHERE id = ?"));
-  const int64_t now = WallClockMs();
-  update.Bind(1, state).Bind(2, now).Bind(3, message).Bind(4, run_id_);
-  if (outbox_) {
-    TF_ASSIGN_OR_RETURN(RunState ended, ParseRunState(state));
-    Queue(std::nullopt, lineage::RunEndEvent(ended), now, run_id_);
-  }
+  update.Bind(1, state).Bind(2, WallClockMs()).Bind(3, message).Bind(4, run_id_);
   return update.Run();
 }
 
@@ -252,7 +243,13 @@ absl::Status RunWriter::AddEvent(const std::string& task_id, int64_t attempt_id,
   insert_event_->Bind(1, run_id_);
   insert_event_->Bind(2, OrNull(task_id));
   insert_event_->Bind(3, OrNull(attempt_id));
-  insert_event_->Bind(4, WallClockMs()).Bind(5, kind).Bind(6, message);
+  const int64_t now = WallClockMs();
+  insert_event_->Bind(4, now).Bind(5, kind).Bind(6, message);
+  // The run's OpenLineage events are those of its run_* events, at their
+  // time (lineage_events.h): START, RUNNING, and its end.
+  if (std::optional<lineage::EventType> type = lineage::RunEventOfKind(kind)) {
+    Queue(std::nullopt, *type, now, run_id_);
+  }
   return insert_event_->Run();
 }
 

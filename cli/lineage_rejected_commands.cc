@@ -1,4 +1,4 @@
-#include "cli/lineage_commands.h"
+#include "cli/lineage_rejected_commands.h"
 
 #include "api/embedded.h"
 #include "api/lineage_sender.h"
@@ -6,7 +6,8 @@
 
 namespace tierflow::cli {
 
-int RunLineageExport(const LineageExportOptions& options, std::ostream& out, std::ostream& err) {
+int RunLineageRejected(const LineageRejectedOptions& options, std::ostream& out,
+                       std::ostream& err) {
   if (!options.rejected) {
     err << "tierflow: lineage export: give --rejected\n";
     return kExitUsage;

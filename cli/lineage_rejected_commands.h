@@ -1,4 +1,5 @@
-// `tierflow lineage export`: the OpenLineage events of the store's outbox.
+// `tierflow lineage export --rejected`: the OpenLineage events the endpoint
+// rejected, parked in the store's outbox (scheduler/lineage_outbox.h).
 #pragma once
 
 #include <ostream>
@@ -6,13 +7,13 @@
 
 namespace tierflow::cli {
 
-struct LineageExportOptions {
+struct LineageRejectedOptions {
   bool rejected = false;  // --rejected: the events the endpoint rejected, parked
   std::string db;
 };
 
 // --rejected: each parked event (seq, run, attempt, type, the endpoint's
 // answer, the body). Exits 0, 1 when the store cannot be read, 2 on usage.
-int RunLineageExport(const LineageExportOptions& options, std::ostream& out, std::ostream& err);
+int RunLineageRejected(const LineageRejectedOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace tierflow::cli
