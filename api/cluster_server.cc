@@ -25,6 +25,7 @@
 #include "api/cluster.h"
 #include "api/http_api.h"
 #include "api/http_server.h"
+#include "api/lineage_sender.h"
 #include "api/run_service.h"
 #include "api/tier_service.h"
 #include "common/status.h"
@@ -531,7 +532,10 @@ class SchedulerService final : public v1::Scheduler::Service {
     if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
       return auth;
     }
-    absl::StatusOr<std::string> done = scheduler::CancelRun(options_.db_path, request->run_id());
+    absl::StatusOr<std::optional<LineageConfig>> lineage = LineageConfigFromEnv();
+    absl::StatusOr<std::string> done = scheduler::CancelRun(
+        options_.db_path, request->run_id(), nullptr,
+        lineage.ok() && *lineage ? std::optional((*lineage)->settings) : std::nullopt);
     if (!done.ok()) return ToGrpc(done.status());
     reply->set_message(*done);
     return grpc::Status::OK;
@@ -615,6 +619,10 @@ class SchedulerService final : public v1::Scheduler::Service {
     engine_options.slots = 1 << 20;  // the workers' slots (or Slurm's queue) are the limit
     engine_options.tiers = std::move(tiers);
     engine_options.open_tier = storage::OpenTier;
+    if (absl::StatusOr<std::optional<LineageConfig>> lineage = LineageConfigFromEnv();
+        lineage.ok() && *lineage) {
+      engine_options.lineage_outbox = (*lineage)->settings;  // RunServer checked it
+    }
     if (executor.name == "slurm") {
       UseSlurm(engine_options, std::move(executor.slurm));
     } else {
@@ -700,6 +708,9 @@ absl::Status RunServer(const ServerOptions& options, const std::atomic<bool>& st
   }
   absl::StatusOr<std::string> cluster_id = ClusterId(options.db_path);
   if (!cluster_id.ok()) return cluster_id.status();
+  // In cluster mode the server sends the OpenLineage events, all its life.
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<LineageSender> lineage,
+                      StartLineageDelivery(options.db_path, nullptr));
   scheduler::LeaseManager leases({*cluster_id, options.worker_timeout});
   LivenessMonitor liveness(leases);
   SchedulerService scheduler_service(options, leases);

@@ -1,6 +1,8 @@
 #include "api/embedded.h"
 
+#include "api/lineage_sender.h"
 #include "api/slurm_executor.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "storage_adapters/tier_factory.h"
 #include "worker/local_pool.h"
@@ -31,12 +33,15 @@ absl::Status CheckStoreReadable(const std::string& db_path) {
 }
 
 absl::StatusOr<std::string> CancelLocalRun(const std::string& db_path, const std::string& run) {
+  TF_ASSIGN_OR_RETURN(std::optional<LineageConfig> lineage, LineageConfigFromEnv());
   return scheduler::CancelRun(
-      db_path, run, [](const std::string& run_id, const std::string& executor) -> absl::Status {
+      db_path, run,
+      [](const std::string& run_id, const std::string& executor) -> absl::Status {
         if (executor == "slurm") return CancelSlurmJobs(run_id);
         return absl::UnimplementedError(
             StrCat("run ", run_id, ": cannot stop the jobs of --executor ", executor));
-      });
+      },
+      lineage ? std::optional(lineage->settings) : std::nullopt);
 }
 
 }  // namespace tierflow::api

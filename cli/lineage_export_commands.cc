@@ -5,14 +5,44 @@
 #include <ostream>
 #include <sstream>
 
+#include "api/embedded.h"
 #include "api/lineage_export.h"
+#include "api/lineage_sender.h"
 #include "cli/commands.h"
 
 namespace tierflow::cli {
 
+namespace {
+
+int RunLineageRejected(const LineageExportOptions& options, std::ostream& out, std::ostream& err) {
+  if (!options.run.empty() || !options.file.empty()) {
+    err << "lineage export: --rejected lists every parked event: give no RUN and no -o\n"
+           "Run with --help for more information.\n";
+    return kExitUsage;
+  }
+  auto rows = api::RejectedLineageEvents(api::DatabasePath(options.db));
+  if (!rows.ok()) {
+    err << "lineage export: " << rows.status().message() << '\n';
+    return kExitInvalid;
+  }
+  out << rows->size() << " rejected OpenLineage event" << (rows->size() == 1 ? "" : "s")
+      << " parked in the outbox\n";
+  for (const auto& row : *rows) {
+    out << "seq " << row.seq << "  run " << row.run_id;
+    if (row.attempt_id) out << "  attempt " << *row.attempt_id;
+    out << "  " << row.event_type << "  tries " << row.tries << "\n  answer: " << row.answer
+        << "\n  body: " << row.body << '\n';
+  }
+  return CheckWritten(out, err);
+}
+
+}  // namespace
+
 int RunLineageExport(const LineageExportOptions& options, std::ostream& out, std::ostream& err) {
+  if (options.rejected) return RunLineageRejected(options, out, err);
   if (options.run.empty()) {
-    err << "lineage export: give a RUN (an id, or last)\nRun with --help for more information.\n";
+    err << "lineage export: give a RUN (an id, or last), or --rejected\nRun with --help for more "
+           "information.\n";
     return kExitUsage;
   }
   std::ostringstream events;

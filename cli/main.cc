@@ -469,6 +469,9 @@ CLI::App* AddLineageExportCommand(CLI::App& lineage, LineageExportOptions& optio
       "and output datasets, rendered from the store (docs/lineage-export.md). Exits 0, 1 when "
       "the run does not exist or FILE cannot be written, 2 on a usage error.");
   command->add_option("run", options.run, "The run: an id, or last")->type_name("RUN");
+  command->add_flag("--rejected", options.rejected,
+                    "Instead: the events the endpoint rejected (a 4xx), parked in the store's "
+                    "outbox, each with the endpoint's answer and the body");
   command->add_option("--format", options.format, "What to write (default: openlineage)")
       ->check(CLI::IsMember({"openlineage"}))
       ->type_name("FORMAT");
@@ -477,7 +480,8 @@ CLI::App* AddLineageExportCommand(CLI::App& lineage, LineageExportOptions& optio
   AddDbOption(*command, options.db);
   command->footer(
       "Examples:\n  tierflow lineage export last --format openlineage\n"
-      "  tierflow lineage export quickstart-3f9a1c -o quickstart.ndjson");
+      "  tierflow lineage export quickstart-3f9a1c -o quickstart.ndjson\n"
+      "  tierflow lineage export --rejected");
   return command;
 }
 

@@ -22,6 +22,7 @@
 
 #include "api/cluster.h"
 #include "api/embedded.h"
+#include "api/lineage_sender.h"
 #include "api/slurm_executor.h"
 #include "api/tier_service.h"
 #include "cli/commands.h"
@@ -389,6 +390,13 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
     if (recorded.ok() && executor.empty()) executor = recorded->executor;
     if (recorded.ok() && !submit_flags && recorded->slurm) slurm.submit = *recorded->slurm;
   }
+  // OpenLineage delivery (TIERFLOW_OPENLINEAGE_URL): the outbox, and its sender.
+  absl::StatusOr<std::unique_ptr<api::LineageSender>> lineage =
+      api::StartLineageDelivery(engine_options.db_path, &engine_options);
+  if (!lineage.ok()) {
+    err << "tierflow: " << lineage.status().message() << '\n';
+    return kExitUsage;
+  }
   std::unique_ptr<api::Engine> engine;
   if (executor == "slurm") {
     if (absl::Status commands = api::CheckSlurmCommands(); !commands.ok()) {
@@ -427,6 +435,9 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
   }
   PrintSummary(*result, out);
   out.flush();
+  if (std::string waiting = api::FinishLineageDelivery(std::move(*lineage)); !waiting.empty()) {
+    out << waiting << '\n';
+  }
   switch (result->state) {
     case api::RunState::kSucceeded:
       return kExitOk;

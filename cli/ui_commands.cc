@@ -9,6 +9,7 @@
 
 #include "api/embedded.h"
 #include "api/http_server.h"
+#include "api/lineage_sender.h"
 #include "cli/commands.h"
 #include "cli/web_ui.h"
 
@@ -40,6 +41,13 @@ int RunUi(const UiOptions& options, std::ostream& out, std::ostream& err) {
   if (absl::Status readable = api::CheckStoreReadable(server.db_path); !readable.ok()) {
     err << "tierflow: " << readable.message() << '\n';
     return kExitInvalid;
+  }
+  // The store's OpenLineage sender, for as long as the UI serves.
+  absl::StatusOr<std::unique_ptr<api::LineageSender>> lineage =
+      api::StartLineageDelivery(server.db_path, nullptr);
+  if (!lineage.ok()) {
+    err << "tierflow: " << lineage.status().message() << '\n';
+    return kExitUsage;
   }
   std::signal(SIGINT, OnStopSignal);
   std::signal(SIGTERM, OnStopSignal);

@@ -60,6 +60,7 @@
 #include "common/clock.h"
 #include "common/task.h"
 #include "common/units.h"
+#include "scheduler/lineage_events.h"
 #include "scheduler/local_resources.h"
 #include "scheduler/placement.h"
 #include "scheduler/run_lock.h"  // CancelRun, EngineAlive
@@ -207,6 +208,10 @@ struct EngineOptions {
   // unfinished task is refused (StaleUnfinishedTasks); true resumes with the
   // stored definition all the same (`resume --force`).
   bool resume_force = false;
+  // Set when an OpenLineage endpoint is configured (TIERFLOW_OPENLINEAGE_URL,
+  // read by api/): each state change's events go to the store's outbox in its
+  // transaction (scheduler/lineage_outbox.h). Unset: nothing is written there.
+  std::optional<lineage::ExportSettings> lineage_outbox;
 };
 
 struct RunRequest {

@@ -124,37 +124,11 @@ std::string RunEventKindList() {
   return list + ")";
 }
 
-std::optional<EventType> RunEventOfKind(std::string_view kind) {
-  for (const RunEventKind& one : kRunEventKinds) {
-    if (one.kind == kind) return one.type;
-  }
-  return std::nullopt;
-}
-
 std::string_view KindOfRunEvent(EventType type) {
   for (const RunEventKind& one : kRunEventKinds) {
     if (one.type == type) return one.kind;
   }
   return "";
-}
-
-// An ended attempt's event; unset while it runs.
-std::optional<EventType> AttemptEndType(AttemptState state) {
-  switch (state) {
-    case AttemptState::kRunning:
-      return std::nullopt;
-    case AttemptState::kSucceeded:
-    case AttemptState::kCached:
-      return EventType::kComplete;
-    case AttemptState::kFailed:
-    case AttemptState::kTimedOut:
-    case AttemptState::kLost:
-      return EventType::kFail;
-    case AttemptState::kCancelled:
-    case AttemptState::kNotStarted:
-      return EventType::kAbort;
-  }
-  return std::nullopt;
 }
 
 bool IsEnd(EventType type) {
@@ -369,6 +343,31 @@ absl::StatusOr<std::vector<EventSubject>> RunLevelSubjects(Database& db, const s
 }
 
 }  // namespace
+
+std::optional<EventType> RunEventOfKind(std::string_view kind) {
+  for (const RunEventKind& one : kRunEventKinds) {
+    if (one.kind == kind) return one.type;
+  }
+  return std::nullopt;
+}
+
+std::optional<EventType> AttemptEndType(AttemptState state) {
+  switch (state) {
+    case AttemptState::kRunning:
+      return std::nullopt;
+    case AttemptState::kSucceeded:
+    case AttemptState::kCached:
+      return EventType::kComplete;
+    case AttemptState::kFailed:
+    case AttemptState::kTimedOut:
+    case AttemptState::kLost:
+      return EventType::kFail;
+    case AttemptState::kCancelled:
+    case AttemptState::kNotStarted:
+      return EventType::kAbort;
+  }
+  return std::nullopt;
+}
 
 ExportSettings ExportSettingsFromEnvironment() {
   ExportSettings settings;

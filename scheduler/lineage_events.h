@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "scheduler/sqlite.h"
+#include "scheduler/store.h"
 
 namespace tierflow::scheduler::lineage {
 
@@ -67,6 +68,15 @@ absl::StatusOr<EventSubject> AttemptStartSubject(Database& db, int64_t attempt_i
 absl::StatusOr<std::optional<EventSubject>> AttemptEndSubject(Database& db, int64_t attempt_id);
 // Every subject of a run, in the order above. NotFound for an unknown run.
 absl::StatusOr<std::vector<EventSubject>> RunEventSubjects(Database& db, const std::string& run_id);
+
+// The run's event an `events` row of `kind` is: run_started START,
+// run_resumed RUNNING, run_succeeded / run_failed / run_cancelled COMPLETE /
+// FAIL / ABORT; none for any other kind.
+std::optional<EventType> RunEventOfKind(std::string_view kind);
+// An ended attempt's event: succeeded and cached COMPLETE; failed,
+// timed_out and lost FAIL; cancelled and not_started ABORT; none while it
+// runs.
+std::optional<EventType> AttemptEndType(AttemptState state);
 
 // One event as one line of JSON (no newline), from what the store holds now.
 // Attempt ends carry the attempt's datasets (lineage_edges: consumed as

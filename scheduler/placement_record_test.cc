@@ -75,7 +75,7 @@ TEST(PlacementRecord, AStoreOfSchema8MigratesAndItsRunHasNoRecordedDecisions) {
   ASSERT_TRUE(opened.ok()) << opened.status();
   Database& db = **opened;
   EXPECT_EQ(CountOrFail(db, "PRAGMA user_version"), kSchemaVersion);
-  EXPECT_EQ(kSchemaVersion, 15);
+  EXPECT_EQ(kSchemaVersion, 16);
   // What the old binary wrote, row for row.
   const std::string run = "quickstart-dc349c";
   EXPECT_EQ(CountOrFail(db,

@@ -39,7 +39,8 @@ absl::StatusOr<int> KillLeftoverTasks(Database& db, const std::string& run_id, b
 }
 
 absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int64_t now,
-                                    const std::vector<int64_t>& keep) {
+                                    const std::vector<int64_t>& keep,
+                                    std::vector<std::pair<int64_t, AttemptState>>* ended) {
   // A reuse of cached outputs is recorded `cached` when it is launched and
   // finished when its executor reports: one without finished_at was cut
   // off, and is no success (the task reuses or runs again).
@@ -49,7 +50,7 @@ absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int
                  "WHEN pid IS NULL THEN ?3 ELSE ?4 END, message = CASE WHEN state = ?8 THEN ?9 "
                  "WHEN pid IS NULL THEN ?5 ELSE ?6 END WHERE run_id = ?2 AND (state = ?7 OR "
                  "(state = ?8 AND finished_at IS NULL)) AND id NOT IN (SELECT value FROM "
-                 "json_each(?10))"));
+                 "json_each(?10)) RETURNING id, state"));
   end.Bind(1, now)
       .Bind(2, run_id)
       .Bind(3, AttemptStateName(AttemptState::kNotStarted))
@@ -60,7 +61,14 @@ absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int
       .Bind(8, AttemptStateName(AttemptState::kCached))
       .Bind(9, "the engine stopped while this attempt reused cached outputs")
       .Bind(10, nlohmann::json(keep).dump());
-  return end.Run();
+  for (;;) {
+    TF_ASSIGN_OR_RETURN(bool row, end.Step());
+    if (!row) break;
+    if (ended == nullptr) continue;
+    TF_ASSIGN_OR_RETURN(AttemptState state, ParseAttemptState(end.Text(1)));
+    ended->emplace_back(end.Int(0), state);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace tierflow::scheduler
@@ -290,7 +298,10 @@ absl::StatusOr<uint32_t> LoadRunForResume(Database& db, RunModel& run, RunWriter
   std::vector<int64_t> kept_running;
   for (const RunModel::Reattach& r : run.reattach)
     kept_running.push_back(run.tasks[r.task].attempt_id);
-  TF_RETURN_IF_ERROR(EndInterruptedAttempts(db, run.run_id, WallClockMs(), kept_running));
+  const int64_t now = WallClockMs();
+  std::vector<std::pair<int64_t, AttemptState>> ended;
+  TF_RETURN_IF_ERROR(EndInterruptedAttempts(db, run.run_id, now, kept_running, &ended));
+  for (const auto& [attempt_id, state] : ended) writer.QueueAttemptEnd(attempt_id, state, now);
   // Checkpoint flushes the crash cut off: flushed again when their task
   // runs again, or in the first turn for a task that had ended.
   TF_RETURN_IF_ERROR(checkpoints.FailCutOffFlushes(by_id));

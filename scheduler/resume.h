@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -39,8 +40,10 @@ absl::StatusOr<int> KillLeftoverTasks(Database& db, const std::string& run_id, b
 // started (a pid), `not_started` for the rest (queued for a worker, leased,
 // or launched an instant before the stop, before their start was recorded).
 // The attempts in `keep` (an executor re-attaches to them) are left alone.
+// `ended`, when given, receives each attempt ended and the state recorded.
 absl::Status EndInterruptedAttempts(Database& db, const std::string& run_id, int64_t now,
-                                    const std::vector<int64_t>& keep = {});
+                                    const std::vector<int64_t>& keep = {},
+                                    std::vector<std::pair<int64_t, AttemptState>>* ended = nullptr);
 
 namespace internal {
 

@@ -9,11 +9,13 @@
 #include <fstream>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "common/processes.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
+#include "scheduler/lineage_outbox.h"
 #include "scheduler/resume.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/sqlite.h"
@@ -71,7 +73,8 @@ bool EngineAlive(int64_t pid, const std::string& host) {
 }
 
 absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run,
-                                      const StopExecutorJobs& stop_jobs) {
+                                      const StopExecutorJobs& stop_jobs,
+                                      const std::optional<lineage::ExportSettings>& outbox) {
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenStore(db_path));
   TF_ASSIGN_OR_RETURN(const std::string run_id, ResolveRunId(*db, run));
   auto not_running = [&]() -> absl::Status {
@@ -135,7 +138,8 @@ absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::str
   TF_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(*db));
   {
     TF_RETURN_IF_ERROR(not_running());  // an engine may have finished it meanwhile
-    TF_RETURN_IF_ERROR(EndInterruptedAttempts(*db, run_id, now));
+    std::vector<std::pair<int64_t, AttemptState>> ended;
+    TF_RETURN_IF_ERROR(EndInterruptedAttempts(*db, run_id, now, {}, &ended));
     TF_ASSIGN_OR_RETURN(Statement tasks,
                         db->Prepare("UPDATE tasks SET state = 'cancelled', finished_at = ?, "
                                     "message = 'the run was cancelled' WHERE run_id = ? AND state "
@@ -154,6 +158,20 @@ absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::str
                                     "'run_cancelled', 'cancelled after its engine stopped')"));
     event.Bind(1, run_id).Bind(2, now);
     TF_RETURN_IF_ERROR(event.Run());
+    if (outbox) {
+      lineage::OutboxQueue queue(*outbox);
+      for (const auto& [attempt_id, state] : ended) {
+        queue.Add({.run_id = run_id,
+                   .attempt_id = attempt_id,
+                   .type = lineage::AttemptEndType(state).value_or(lineage::EventType::kFail),
+                   .event_ms = now});
+      }
+      queue.Add({.run_id = run_id,
+                 .attempt_id = std::nullopt,
+                 .type = lineage::EventType::kAbort,
+                 .event_ms = now});
+      TF_RETURN_IF_ERROR(queue.Flush(*db));
+    }
   }
   TF_RETURN_IF_ERROR(transaction.Commit());
   return StrCat("run ", run_id, " had no live engine: recorded it cancelled", stopped,

@@ -12,9 +12,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "scheduler/lineage_events.h"
 
 namespace tierflow::scheduler {
 
@@ -55,8 +57,11 @@ inline constexpr char kCancelFile[] = "cancel";
 // then not searched.
 using StopExecutorJobs =
     std::function<absl::Status(const std::string& run_id, const std::string& executor)>;
-absl::StatusOr<std::string> CancelRun(const std::string& db_path, const std::string& run,
-                                      const StopExecutorJobs& stop_jobs = nullptr);
+// With `outbox` (an OpenLineage endpoint is configured), the ends it records
+// put their events in the outbox (lineage_outbox.h) in the same transaction.
+absl::StatusOr<std::string> CancelRun(
+    const std::string& db_path, const std::string& run, const StopExecutorJobs& stop_jobs = nullptr,
+    const std::optional<lineage::ExportSettings>& outbox = std::nullopt);
 
 // True when `pid` on `host` is a live tierflow process (this host only): a
 // hint for listings; CancelRun decides by the run's lock.

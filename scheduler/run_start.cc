@@ -28,6 +28,7 @@ absl::Status OpenDatabase(const EngineOptions& options, RunModel& run, RunUnits&
   std::error_code error;
   run.state_dir = fs::absolute(fs::path(options.db_path).parent_path(), error);
   units.writer.emplace(*units.db, options.random);
+  if (options.lineage_outbox) units.writer->EnableOutbox(*options.lineage_outbox);
   return absl::OkStatus();
 }
 

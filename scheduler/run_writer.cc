@@ -81,6 +81,7 @@ absl::Status RunWriter::Prepare(const std::string& run_id) {
 }
 
 absl::StatusOr<Transaction> RunWriter::Begin() {
+  if (outbox_) outbox_->Clear();
   Database::WriteWait wait;
   TF_ASSIGN_OR_RETURN(Transaction transaction, Transaction::BeginWrite(db_, random_, &wait));
   if (wait.tries > 1) {
@@ -92,9 +93,28 @@ absl::StatusOr<Transaction> RunWriter::Begin() {
   return transaction;
 }
 
+absl::StatusOr<Transaction> RunWriter::BeginOnce() {
+  if (outbox_) outbox_->Clear();
+  return Transaction::Begin(db_);
+}
+
 absl::Status RunWriter::Commit(Transaction& transaction) {
+  // The events are rendered from what this transaction wrote, and are
+  // durable exactly when it is.
+  if (outbox_) TF_RETURN_IF_ERROR(outbox_->Flush(db_));
   metrics::ScopedTimer timer(metrics::Engine().sqlite_commit_seconds);
   return transaction.Commit();
+}
+
+void RunWriter::Queue(std::optional<int64_t> attempt_id, lineage::EventType type, int64_t at,
+                      const std::string& run_id) {
+  if (!outbox_) return;
+  outbox_->Add({.run_id = run_id, .attempt_id = attempt_id, .type = type, .event_ms = at});
+}
+
+void RunWriter::QueueAttemptEnd(int64_t attempt_id, AttemptState state, int64_t at) {
+  Queue(attempt_id, lineage::AttemptEndType(state).value_or(lineage::EventType::kFail), at,
+        run_id_);
 }
 
 absl::StatusOr<std::string> RunWriter::CreateRun(const NewRun& run) {
@@ -224,7 +244,13 @@ absl::Status RunWriter::AddEvent(const std::string& task_id, int64_t attempt_id,
   insert_event_->Bind(1, run_id_);
   insert_event_->Bind(2, OrNull(task_id));
   insert_event_->Bind(3, OrNull(attempt_id));
-  insert_event_->Bind(4, WallClockMs()).Bind(5, kind).Bind(6, message);
+  const int64_t now = WallClockMs();
+  insert_event_->Bind(4, now).Bind(5, kind).Bind(6, message);
+  // The run's OpenLineage events are those of its run_* events, at their
+  // time (lineage_events.h): START, RUNNING, and its end.
+  if (std::optional<lineage::EventType> type = lineage::RunEventOfKind(kind)) {
+    Queue(std::nullopt, *type, now, run_id_);
+  }
   return insert_event_->Run();
 }
 
@@ -265,7 +291,9 @@ absl::StatusOr<int64_t> RunWriter::StartAttempt(const AttemptStart& attempt) {
       .Bind(13, attempt.cache_ingredients);
   insert_attempt_->Bind(6, OrNull(attempt.cache_key));
   TF_RETURN_IF_ERROR(insert_attempt_->Run());
-  return db_.LastInsertId();
+  const int64_t id = db_.LastInsertId();
+  Queue(id, lineage::EventType::kStart, attempt.started_at, run_id_);
+  return id;
 }
 
 absl::Status RunWriter::AttemptStarted(int64_t attempt_id, int64_t pid, const std::string& worker,
@@ -292,6 +320,7 @@ absl::Status RunWriter::FinishAttempt(const AttemptEnd& end) {
   finish_attempt_->Bind(8, OrNull(end.worker));
   finish_attempt_->Bind(14, OrNull(end.worker_id));
   finish_attempt_->Bind(15, end.ran_ms);
+  QueueAttemptEnd(end.attempt_id, end.state, end.finished_at);
   return finish_attempt_->Run();
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "scheduler/lineage_outbox.h"
 #include "scheduler/placement.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
@@ -127,9 +128,18 @@ class RunWriter {
   // recorded as a database_busy event. Commit retries while busy.
   absl::StatusOr<Transaction> Begin();
   // One try for the write lock (a run's creation, a resume's set-up).
-  absl::StatusOr<Transaction> BeginOnce() { return Transaction::Begin(db_); }
-  // COMMIT, timed for /metrics (sqlite_commit_seconds).
+  absl::StatusOr<Transaction> BeginOnce();
+  // COMMIT, timed for /metrics (sqlite_commit_seconds). With the outbox on,
+  // the transaction's OpenLineage events are rendered and inserted first.
   absl::Status Commit(Transaction& transaction);
+
+  // OpenLineage events for the run's and its attempts' state changes go to
+  // the outbox (lineage_outbox.h) with each transaction that makes them:
+  // only when an endpoint is configured (EngineOptions::lineage_outbox).
+  void EnableOutbox(lineage::ExportSettings settings) { outbox_.emplace(std::move(settings)); }
+  // Attempts a resume ended for the dead engine (EndInterruptedAttempts):
+  // their end events.
+  void QueueAttemptEnd(int64_t attempt_id, AttemptState state, int64_t at);
 
   // --- a new run (before Prepare: it makes the run id)
   // The pipeline's row (once per YAML text) and the run's: its id is
@@ -199,6 +209,9 @@ class RunWriter {
   Database& db_;
   std::function<double()> random_;
   std::string run_id_;
+  std::optional<lineage::OutboxQueue> outbox_;  // set: events go to the outbox
+  void Queue(std::optional<int64_t> attempt_id, lineage::EventType type, int64_t at,
+             const std::string& run_id);
   // Prepared once per run: the statements of every task.
   std::optional<Statement> insert_attempt_, finish_attempt_, attempt_started_, update_task_,
       insert_artifact_, overwrite_copies_, insert_copy_, update_copy_, insert_edge_, insert_event_;

@@ -319,6 +319,33 @@ CREATE TABLE gc_runs (
   bytes_json TEXT                  -- {"tier": bytes freed}, once done
 ) WITHOUT ROWID;
 )sql",
+    // 16: OpenLineage events waiting for, or done with, delivery
+    // (scheduler/lineage_outbox.h): written in the transaction of the state
+    // change they describe, sent in seq order by the one sender that holds
+    // the lease row.
+    R"sql(
+CREATE TABLE lineage_outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- the order of delivery
+  run_id TEXT NOT NULL,
+  attempt_id INTEGER,                     -- NULL: an event of the run
+  event_type TEXT NOT NULL,               -- START, RUNNING, COMPLETE, FAIL, ABORT
+  event_ms INTEGER NOT NULL,              -- the time the store recorded for the change
+  body TEXT NOT NULL,                     -- the exact bytes sent
+  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'rejected')),
+  tries INTEGER NOT NULL DEFAULT 0,
+  next_try_at INTEGER NOT NULL DEFAULT 0,
+  delivered_at INTEGER,
+  answer TEXT                             -- the endpoint's answer to a rejection
+);
+CREATE INDEX lineage_outbox_pending ON lineage_outbox(seq) WHERE state = 'pending';
+CREATE INDEX lineage_outbox_delivered ON lineage_outbox(delivered_at) WHERE state = 'delivered';
+CREATE INDEX lineage_outbox_rejected ON lineage_outbox(seq) WHERE state = 'rejected';
+CREATE TABLE lineage_sender_lease (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  owner TEXT NOT NULL,                    -- HOST:PID:RANDOM of the sending process
+  expires_at INTEGER NOT NULL             -- renewed while it sends
+);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

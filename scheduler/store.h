@@ -59,7 +59,7 @@
 
 namespace tierflow::scheduler {
 
-inline constexpr int kSchemaVersion = 15;
+inline constexpr int kSchemaVersion = 16;
 
 // The SQL of migration `version` (1..kSchemaVersion), which brings the
 // schema from version-1 to version. For upgrade tests.
