@@ -26,9 +26,13 @@ Sections (one per CTest test):
             (at least once, as in kill).
   off       no endpoint configured: a run leaves the outbox empty.
   retention TIERFLOW_OPENLINEAGE_RETENTION=0: delivered rows are deleted.
+  server    cluster mode: the server sends; killed -9 with events waiting
+            for an endpoint that is down, started again on the same store,
+            it delivers every event once, in order, when the endpoint comes
+            up (stated at check_server).
 
 Every wait is bounded only to detect a hang: a wait that runs out fails.
-Usage: lineage_outbox_test.py TIERFLOW_BIN SOURCE_DIR SECTION
+Usage: lineage_outbox_test.py TIERFLOW_BIN SOURCE_DIR SECTION [OPENLINEAGE_SPEC_DIR]
 """
 import http.server
 import json
@@ -292,19 +296,25 @@ def check_at_least_once(bodies, received, before):
     return twice
 
 
-def check_kill():
+def killed_mid_run(nap, arrived):
+    """A run whose engine is killed -9 once `arrived` events arrived at a
+    receiver: (receiver, environment, the events before the kill, run id)."""
     port = free_port()
     receiver = Receiver(port)
     env = environment(port)
     engine = subprocess.Popen([TIERFLOW, "run", PIPELINE, "--db", DB, "--slots", "1", "--param",
-                               "nap=0.6"], env=env, stdout=subprocess.DEVNULL,
+                               "nap=" + nap], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    wait_for("5 events delivered", lambda: len(receiver.received()) >= 5, 60)
+    wait_for("%d events delivered" % arrived, lambda: len(receiver.received()) >= arrived, 60)
     engine.send_signal(signal.SIGKILL)
     engine.wait(timeout=30)
     before = receiver.received()
     log("killed the engine after %d events arrived" % len(before))
-    run_id = store("SELECT id FROM runs")[0][0]
+    return receiver, env, before, store("SELECT id FROM runs")[0][0]
+
+
+def check_kill():
+    receiver, env, before, run_id = killed_mid_run("0.6", 5)
     done = tierflow(["run", "--resume", run_id, "--db", DB, "--slots", "1"], env)
     check(done.returncode == 0, "the resume failed: " + done.stdout + done.stderr)
     rows = outbox()
@@ -367,17 +377,8 @@ def check_lease():
 
 
 def check_cancel():
-    port = free_port()
-    receiver = Receiver(port)
-    env = environment(port)
-    engine = subprocess.Popen([TIERFLOW, "run", PIPELINE, "--db", DB, "--slots", "1", "--param",
-                               "nap=2"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    wait_for("the first attempt's START", lambda: len(receiver.received()) >= 2, 60)
-    engine.send_signal(signal.SIGKILL)
-    engine.wait(timeout=30)
-    before = receiver.received()
-    run_id = store("SELECT id FROM runs")[0][0]
+    # Killed once the run's and the first attempt's START arrived.
+    receiver, env, before, run_id = killed_mid_run("2", 2)
     done = tierflow(["cancel", run_id, "--db", DB], env)
     check(done.returncode == 0, "cancel failed: " + done.stdout + done.stderr)
     rows = outbox()
@@ -424,8 +425,78 @@ def check_retention():
     receiver.stop()
 
 
+def start_server(env, listen, out_path):
+    """`tierflow server` on `listen` over DB; returns (process, address)."""
+    out = open(out_path, "w+")
+    server = subprocess.Popen([TIERFLOW, "server", "--listen", listen, "--db", DB], env=env,
+                              stdout=out, stderr=subprocess.STDOUT)
+    address = []
+
+    def listening():
+        out.seek(0)
+        address[:] = [line.split()[-1] for line in out if line.startswith("listening on ")]
+        return bool(address)
+
+    wait_for("the server to listen", listening, 30)
+    return server, address[0] if address else None
+
+
+def check_server():
+    """Cluster mode: the server sends. The endpoint is down while a run
+    starts; the server is killed -9 with events waiting and started again on
+    the same store; then the endpoint comes up. Every event arrives once, in
+    outbox order (none had been delivered before the kill, so none may come
+    twice), sent by the server (it holds the sender's lease), not by submit."""
+    port = free_port()
+    env = environment(port, TIERFLOW_OPENLINEAGE_BACKOFF="100,400")
+    server, address = start_server(env, "127.0.0.1:0", os.path.join(WORK, "server1.out"))
+    processes = [server]
+    try:
+        worker = subprocess.Popen(
+            [TIERFLOW, "worker", "--name", "ol-worker-%d" % os.getpid(), "--state-dir",
+             os.path.join(WORK, "worker-state"), "--scheduler", address, "--slots", "1"],
+            env=environment(None), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        processes.append(worker)
+        submit = tierflow(["submit", PIPELINE, "--scheduler", address, "--param", "nap=0.4"],
+                          environment(None), 60)
+        check(submit.returncode == 0, "submit failed: " + submit.stdout + submit.stderr)
+        wait_for("4 events waiting in the outbox",
+                 lambda: store("SELECT count(*) FROM lineage_outbox")[0][0] >= 4, 60)
+        owner = store("SELECT owner FROM lineage_sender_lease")[0][0]
+        check(":%d:" % server.pid in owner, "the sender's lease is not the server's: " + owner)
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=30)
+        waiting = store("SELECT count(*) FROM lineage_outbox WHERE state = 'pending'")[0][0]
+        log("killed the server with %d events waiting" % waiting)
+        check(waiting >= 4, "events were delivered to an endpoint that is down")
+        server, _ = start_server(env, address, os.path.join(WORK, "server2.out"))
+        processes.append(server)
+        receiver = Receiver(port)
+        wait_for("the run to end and every event to be delivered", lambda: store(
+            "SELECT state FROM runs")[0][0] != "running" and store(
+            "SELECT count(*) FROM lineage_outbox WHERE state != 'delivered'")[0][0] == 0, 90)
+        check(store("SELECT state FROM runs")[0][0] == "succeeded", "the run did not succeed")
+        rows = outbox()
+        check(len(rows) == expected_events(),
+              "outbox has %d events, the run made %d" % (len(rows), expected_events()))
+        received = receiver.received()
+        check(received == [r[1] for r in rows],
+              "the receiver's events are not the outbox's, once each in seq order "
+              "(%d received, %d rows)" % (len(received), len(rows)))
+        owner = store("SELECT owner FROM lineage_sender_lease")[0][0]
+        check(":%d:" % server.pid in owner, "the restarted server does not send: " + owner)
+        log("%d events delivered by the restarted server" % len(received))
+        receiver.stop()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 SECTIONS = {"down": check_down, "rejected": check_rejected, "kill": check_kill,
-            "lease": check_lease, "cancel": check_cancel, "off": check_off, "retention": check_retention}
+            "lease": check_lease, "cancel": check_cancel, "off": check_off, "retention": check_retention,
+            "server": check_server}
 
 try:
     SECTIONS[SECTION]()
