@@ -57,10 +57,11 @@ class RunTiers {
                                                   const std::string& tier) {
     auto it = runs_.find(run_id);
     if (it == runs_.end()) {
-      TF_ASSIGN_OR_RETURN(Statement find, db_.Prepare("SELECT tiers_json FROM runs WHERE id = ?"));
-      find.Bind(1, run_id);
+      TF_ASSIGN_OR_RETURN(ReusedStatement find,
+                          db_.Reuse("SELECT tiers_json FROM runs WHERE id = ?"));
+      find->Bind(1, run_id);
       std::optional<std::string> text;
-      TF_RETURN_IF_ERROR(ForEachRow(find, [&](Statement& row) { text = OptionalText(row, 0); }));
+      TF_RETURN_IF_ERROR(ForEachRow(*find, [&](Statement& row) { text = OptionalText(row, 0); }));
       std::map<std::string, storage::TierConfig> tiers;
       if (text) {
         TF_ASSIGN_OR_RETURN(std::vector<PlacementTier> placed, PlacementTiersFromJson(*text));
@@ -97,17 +98,17 @@ std::string CopyUri(std::string_view uri, const std::string& host) {
 
 absl::StatusOr<std::vector<ArtifactRow>> AttemptArtifacts(Database& db, int64_t attempt_id) {
   TF_ASSIGN_OR_RETURN(
-      Statement find,
-      db.Prepare("SELECT e.direction, a.id, a.run_id, a.task_id, a.name, a.content_hash, a.bytes, "
-                 "a.files, t.stage, t.item, r.pipeline_name FROM lineage_edges e "
-                 "JOIN artifacts a ON a.id = e.artifact_id "
-                 "JOIN tasks t ON t.run_id = a.run_id AND t.id = a.task_id "
-                 "JOIN runs r ON r.id = a.run_id "
-                 "WHERE e.attempt_id = ? ORDER BY e.direction, e.id"));
-  find.Bind(1, attempt_id);
+      ReusedStatement find,
+      db.Reuse("SELECT e.direction, a.id, a.run_id, a.task_id, a.name, a.content_hash, a.bytes, "
+               "a.files, t.stage, t.item, r.pipeline_name FROM lineage_edges e "
+               "JOIN artifacts a ON a.id = e.artifact_id "
+               "JOIN tasks t ON t.run_id = a.run_id AND t.id = a.task_id "
+               "JOIN runs r ON r.id = a.run_id "
+               "WHERE e.attempt_id = ? ORDER BY e.direction, e.id"));
+  find->Bind(1, attempt_id);
   std::vector<ArtifactRow> artifacts;
   std::set<std::pair<bool, int64_t>> seen;  // an artifact read under two input names: once
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](Statement& row) {
+  TF_RETURN_IF_ERROR(ForEachRow(*find, [&](Statement& row) {
     ArtifactRow artifact{.id = row.Int(1),
                          .produced = row.Text(0) == "produced",
                          .run_id = row.Text(2),
@@ -127,12 +128,12 @@ absl::StatusOr<std::vector<ArtifactRow>> AttemptArtifacts(Database& db, int64_t 
 }
 
 absl::StatusOr<std::vector<CopyRow>> Copies(Database& db, int64_t artifact_id) {
-  TF_ASSIGN_OR_RETURN(Statement find,
-                      db.Prepare("SELECT tier, uri, role, state FROM artifact_copies "
-                                 "WHERE artifact_id = ? ORDER BY id"));
-  find.Bind(1, artifact_id);
+  TF_ASSIGN_OR_RETURN(ReusedStatement find,
+                      db.Reuse("SELECT tier, uri, role, state FROM artifact_copies "
+                               "WHERE artifact_id = ? ORDER BY id"));
+  find->Bind(1, artifact_id);
   std::vector<CopyRow> copies;
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](Statement& row) {
+  TF_RETURN_IF_ERROR(ForEachRow(*find, [&](Statement& row) {
     copies.push_back({row.Text(0), row.Text(1), row.Text(2), row.Text(3)});
   }));
   return copies;
@@ -142,13 +143,13 @@ absl::StatusOr<std::vector<CopyRow>> Copies(Database& db, int64_t artifact_id) {
 // own row, or its stage's, shared by a foreach's items); unset for a run
 // recorded before placements were.
 absl::StatusOr<std::optional<std::string>> PlacedHome(Database& db, const ArtifactRow& artifact) {
-  TF_ASSIGN_OR_RETURN(Statement find,
-                      db.Prepare("SELECT tier FROM placements WHERE run_id = ? AND kind = 'output' "
-                                 "AND name = ? AND task_id IN (?, ?) ORDER BY task_id = ? DESC"));
-  find.Bind(1, artifact.run_id).Bind(2, artifact.name).Bind(3, artifact.task_id);
-  find.Bind(4, artifact.stage).Bind(5, artifact.task_id);
+  TF_ASSIGN_OR_RETURN(ReusedStatement find,
+                      db.Reuse("SELECT tier FROM placements WHERE run_id = ? AND kind = 'output' "
+                               "AND name = ? AND task_id IN (?, ?) ORDER BY task_id = ? DESC"));
+  find->Bind(1, artifact.run_id).Bind(2, artifact.name).Bind(3, artifact.task_id);
+  find->Bind(4, artifact.stage).Bind(5, artifact.task_id);
   std::optional<std::string> tier;
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](Statement& row) {
+  TF_RETURN_IF_ERROR(ForEachRow(*find, [&](Statement& row) {
     if (!tier) tier = row.Text(0);
   }));
   return tier;

@@ -148,12 +148,12 @@ struct AttemptRow {
 };
 
 absl::StatusOr<AttemptRow> ReadAttempt(Database& db, int64_t attempt_id) {
-  TF_ASSIGN_OR_RETURN(Statement find,
-                      db.Prepare("SELECT run_id, task_id, state, started_at, finished_at, message, "
-                                 "command, log_path FROM attempts WHERE id = ?"));
-  find.Bind(1, attempt_id);
+  TF_ASSIGN_OR_RETURN(ReusedStatement find,
+                      db.Reuse("SELECT run_id, task_id, state, started_at, finished_at, message, "
+                               "command, log_path FROM attempts WHERE id = ?"));
+  find->Bind(1, attempt_id);
   std::optional<AttemptRow> attempt;
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](Statement& row) -> absl::Status {
+  TF_RETURN_IF_ERROR(ForEachRow(*find, [&](Statement& row) -> absl::Status {
     TF_ASSIGN_OR_RETURN(AttemptState state,
                         StateOf(ParseAttemptState, row.Text(2), StrCat("attempt #", attempt_id)));
     attempt = AttemptRow{.run_id = row.Text(0),
@@ -255,22 +255,23 @@ nlohmann::json ProcessingEngine() {
 }
 
 absl::StatusOr<std::string> PipelineOf(Database& db, const std::string& run_id) {
-  TF_ASSIGN_OR_RETURN(Statement find, db.Prepare("SELECT pipeline_name FROM runs WHERE id = ?"));
-  find.Bind(1, run_id);
+  TF_ASSIGN_OR_RETURN(ReusedStatement find,
+                      db.Reuse("SELECT pipeline_name FROM runs WHERE id = ?"));
+  find->Bind(1, run_id);
   std::optional<std::string> pipeline;
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](Statement& row) { pipeline = row.Text(0); }));
+  TF_RETURN_IF_ERROR(ForEachRow(*find, [&](Statement& row) { pipeline = row.Text(0); }));
   if (!pipeline) return absl::NotFoundError(StrCat("no run '", run_id, "' in ", db.path()));
   return *pipeline;
 }
 
 // The message of the run's end event at `event_ms` (its run_failed event's).
 absl::StatusOr<std::string> RunEndMessage(Database& db, const EventSubject& subject) {
-  TF_ASSIGN_OR_RETURN(Statement find,
-                      db.Prepare("SELECT message FROM events WHERE run_id = ? AND kind = ? AND "
-                                 "time = ? ORDER BY id DESC LIMIT 1"));
-  find.Bind(1, subject.run_id).Bind(2, KindOfRunEvent(subject.type)).Bind(3, subject.event_ms);
+  TF_ASSIGN_OR_RETURN(ReusedStatement find,
+                      db.Reuse("SELECT message FROM events WHERE run_id = ? AND kind = ? AND "
+                               "time = ? ORDER BY id DESC LIMIT 1"));
+  find->Bind(1, subject.run_id).Bind(2, KindOfRunEvent(subject.type)).Bind(3, subject.event_ms);
   std::string message;
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](Statement& row) { message = row.Text(0); }));
+  TF_RETURN_IF_ERROR(ForEachRow(*find, [&](Statement& row) { message = row.Text(0); }));
   return message;
 }
 
@@ -324,15 +325,14 @@ absl::Status FillAttemptEvent(Database& db, const EventSubject& subject,
 // newest with `newest_only`.
 absl::StatusOr<std::vector<EventSubject>> RunLevelSubjects(Database& db, const std::string& run_id,
                                                            bool newest_only) {
-  TF_ASSIGN_OR_RETURN(
-      Statement find,
-      db.Prepare(StrCat("SELECT kind, time FROM events WHERE run_id = ? AND kind "
-                        "IN ",
-                        RunEventKindList(),
-                        newest_only ? " ORDER BY id DESC LIMIT 1" : " ORDER BY id")));
-  find.Bind(1, run_id);
+  TF_ASSIGN_OR_RETURN(ReusedStatement find,
+                      db.Reuse(StrCat("SELECT kind, time FROM events WHERE run_id = ? AND kind "
+                                      "IN ",
+                                      RunEventKindList(),
+                                      newest_only ? " ORDER BY id DESC LIMIT 1" : " ORDER BY id")));
+  find->Bind(1, run_id);
   std::vector<EventSubject> subjects;
-  TF_RETURN_IF_ERROR(ForEachRow(find, [&](Statement& row) -> absl::Status {
+  TF_RETURN_IF_ERROR(ForEachRow(*find, [&](Statement& row) -> absl::Status {
     std::optional<EventType> type = RunEventOfKind(row.Text(0));
     if (!type) return absl::DataLossError(StrCat("run '", run_id, "': event ", row.Text(0)));
     subjects.push_back(EventSubject{
@@ -408,11 +408,11 @@ absl::StatusOr<std::vector<EventSubject>> RunEventSubjects(Database& db,
                                                             : Rank::kRunEnd;
     ranked.push_back({rank, std::move(subject)});
   }
-  TF_ASSIGN_OR_RETURN(Statement attempts,
-                      db.Prepare("SELECT id, state, started_at, finished_at FROM attempts WHERE "
-                                 "run_id = ? ORDER BY id"));
-  attempts.Bind(1, run_id);
-  TF_RETURN_IF_ERROR(ForEachRow(attempts, [&](Statement& row) -> absl::Status {
+  TF_ASSIGN_OR_RETURN(ReusedStatement attempts,
+                      db.Reuse("SELECT id, state, started_at, finished_at FROM attempts WHERE "
+                               "run_id = ? ORDER BY id"));
+  attempts->Bind(1, run_id);
+  TF_RETURN_IF_ERROR(ForEachRow(*attempts, [&](Statement& row) -> absl::Status {
     const int64_t id = row.Int(0);
     TF_ASSIGN_OR_RETURN(AttemptState state,
                         StateOf(ParseAttemptState, row.Text(1), StrCat("attempt #", id)));

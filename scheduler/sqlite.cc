@@ -125,6 +125,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
 }
 
 Database::~Database() {
+  reused_.clear();  // finalized before the connection closes
   if (checkpointer_) sqlite3_wal_hook(db_, nullptr, nullptr);
   checkpointer_.reset();  // its connection closes before this one
   sqlite3_close_v2(db_);
@@ -265,6 +266,20 @@ absl::StatusOr<Statement> Database::Prepare(std::string_view sql) {
     return Error(StrCat("preparing '", sql.substr(0, 60), "'"));
   }
   return Statement(this, statement);
+}
+
+absl::StatusOr<ReusedStatement> Database::Reuse(std::string_view sql) {
+  std::unique_ptr<Statement>& kept = reused_[std::string(sql)];
+  if (kept == nullptr) {
+    absl::StatusOr<Statement> prepared = Prepare(sql);
+    if (!prepared.ok()) {
+      reused_.erase(std::string(sql));
+      return prepared.status();
+    }
+    kept = std::make_unique<Statement>(std::move(*prepared));
+  }
+  kept->Reset();
+  return ReusedStatement(*kept);
 }
 
 int64_t Database::LastInsertId() const { return sqlite3_last_insert_rowid(db_); }

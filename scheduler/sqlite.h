@@ -12,6 +12,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 
 #include "absl/status/statusor.h"
 
@@ -21,6 +23,7 @@ struct sqlite3_stmt;
 namespace tierflow::scheduler {
 
 class Statement;
+class ReusedStatement;
 
 class Database {
  public:
@@ -42,6 +45,13 @@ class Database {
   // BEGIN/COMMIT use Transaction.
   absl::Status Execute(std::string_view sql);
   absl::StatusOr<Statement> Prepare(std::string_view sql);
+  // The statement for `sql`, prepared on first use and kept for the
+  // connection's life: for SQL run again and again (per task, per event),
+  // where preparing costs more than running. It comes reset, bindings
+  // cleared; the ReusedStatement resets it again when it goes, so a row it
+  // was left on holds no read snapshot. One ReusedStatement of the same SQL
+  // at a time (not reentrant).
+  absl::StatusOr<ReusedStatement> Reuse(std::string_view sql);
   int64_t LastInsertId() const;
   // Rows changed by the last INSERT/UPDATE/DELETE.
   int Changes() const;
@@ -81,6 +91,7 @@ class Database {
   sqlite3* db_;
   std::string path_;
   std::unique_ptr<Checkpointer> checkpointer_;
+  std::unordered_map<std::string, std::unique_ptr<Statement>> reused_;  // Reuse()
 };
 
 // A prepared statement. Bind indices are 1-based as in SQLite; column
@@ -123,6 +134,25 @@ class Statement {
   Statement(const Database* db, sqlite3_stmt* statement) : db_(db), statement_(statement) {}
   const Database* db_;
   sqlite3_stmt* statement_;
+};
+
+// Database::Reuse's statement, reset when it goes.
+class ReusedStatement {
+ public:
+  explicit ReusedStatement(Statement& statement) : statement_(&statement) {}
+  ReusedStatement(ReusedStatement&& other) noexcept
+      : statement_(std::exchange(other.statement_, nullptr)) {}
+  ReusedStatement& operator=(ReusedStatement&&) = delete;
+  ReusedStatement(const ReusedStatement&) = delete;
+  ReusedStatement& operator=(const ReusedStatement&) = delete;
+  ~ReusedStatement() {
+    if (statement_ != nullptr) statement_->Reset();
+  }
+  Statement& operator*() const { return *statement_; }
+  Statement* operator->() const { return statement_; }
+
+ private:
+  Statement* statement_;
 };
 
 // One transaction on a Database: begun by Begin or BeginWrite, rolled back
