@@ -1,10 +1,8 @@
 #include "api/lineage_sender.h"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <condition_variable>
@@ -20,6 +18,7 @@
 #include "common/strings.h"
 #include "common/units.h"
 #include "scheduler/lineage_outbox.h"
+#include "scheduler/run_lock.h"
 #include "scheduler/store.h"
 #include "storage_adapters/curl_library.h"
 
@@ -76,13 +75,14 @@ size_t KeepStatus(char* data, size_t size, size_t count, void* out) {
   return size * count;
 }
 
-// An owner (HOST:PID:RANDOM) on this host whose process no longer exists.
+// An owner (HOST:PID:RANDOM) on this host that is no longer a live tierflow
+// process (scheduler::EngineAlive, as `tierflow runs` tells a gone engine).
 bool DeadHereOwner(const std::string& owner) {
-  const std::string host = StrCat(HostName(), ":");
-  if (!owner.starts_with(host)) return false;
-  const std::string_view rest = std::string_view(owner).substr(host.size());
+  const std::string here = HostName();
+  if (!owner.starts_with(StrCat(here, ":"))) return false;
+  const std::string_view rest = std::string_view(owner).substr(here.size() + 1);
   const std::optional<int64_t> pid = ParseCount(rest.substr(0, rest.find(':')));
-  return pid && *pid > 0 && kill(static_cast<pid_t>(*pid), 0) != 0 && errno == ESRCH;
+  return pid && *pid > 0 && !scheduler::EngineAlive(*pid, here);
 }
 
 }  // namespace
