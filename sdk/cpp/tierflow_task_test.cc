@@ -271,7 +271,7 @@ TEST_F(TaskHelperTest, FailedCopyEndsTheWaitWithItsReason) {
   Task task(env);
   std::thread copier([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
-    Write(fs::path(manifest().string() + ".failed"), "tier bulk: connection refused\n");
+    Appear(fs::path(manifest().string() + ".failed"), "tier bulk: connection refused\n");
   });
   try {
     task.ShardPath("shards", 1);

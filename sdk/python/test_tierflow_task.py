@@ -211,8 +211,10 @@ class StreamedInputs(Base):
 
         def copier():
             time.sleep(0.03)
-            with open(manifest + ".failed", "w") as f:
+            # As the copier does: a temporary name, then a rename.
+            with open(manifest + ".failed.tmp", "w") as f:
                 f.write("tier bulk: connection refused\n")
+            os.rename(manifest + ".failed.tmp", manifest + ".failed")
 
         t = threading.Thread(target=copier)
         t.start()
