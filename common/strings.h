@@ -43,6 +43,13 @@ std::string AsciiUpper(std::string_view text);
 // C escapes (\n, \\, \x00), so user values are safe to echo in messages.
 std::string CEscape(std::string_view text);
 
+// `text` as one word for a POSIX shell (sh, bash, zsh): as it is when it
+// holds only characters no shell treats specially (letters, digits and
+// `-_./:@+,`; not `=` or `%`, which zsh expands at a word's start), else
+// in single quotes, each ' written '\''. The empty
+// string is ''.
+std::string ShellQuote(std::string_view text);
+
 // Percent-encoding as RFC 3986 and AWS's UriEncode do it: every byte but
 // A-Z a-z 0-9 - . _ ~ (and '/' when `keep_slash`) as %XY, upper-case hex.
 std::string PercentEncode(std::string_view text, bool keep_slash = false);

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "nlohmann/json.hpp"
 
@@ -18,6 +21,46 @@ TEST(StringsTest, TrimAndUpper) {
   EXPECT_EQ(TrimWhitespace("  x y \t\n"), "x y");
   EXPECT_EQ(TrimWhitespace("   "), "");
   EXPECT_EQ(AsciiUpper("raw_data1"), "RAW_DATA1");
+}
+
+// Each word is handed to a real /bin/sh and bash, quoted, and must come back
+// byte for byte.
+TEST(StringsTest, ShellQuoteSurvivesARealShell) {
+  const std::vector<std::string> words = {"shard[210]",
+                                          "digits-3fa2c1",
+                                          "",
+                                          "it's",
+                                          "a b",
+                                          "$HOME",
+                                          "`id`",
+                                          "x;rm -rf y",
+                                          "~root",
+                                          "=ls",
+                                          "%1",
+                                          "back\\slash",
+                                          "new\nline",
+                                          "*",
+                                          "'",
+                                          "''",
+                                          "ok_1.2:3@4+5,6/7"};
+  EXPECT_EQ(ShellQuote("digits-3fa2c1"), "digits-3fa2c1");
+  EXPECT_EQ(ShellQuote("shard[210]"), "'shard[210]'");
+  EXPECT_EQ(ShellQuote("it's"), "'it'\\''s'");
+  EXPECT_EQ(ShellQuote(""), "''");
+  for (const char* shell : {"/bin/sh", "/bin/bash"}) {
+    for (const std::string& word : words) {
+      const std::string command =
+          StrCat(shell, " -c ", ShellQuote(StrCat("printf %s ", ShellQuote(word))));
+      FILE* pipe = popen(command.c_str(), "r");
+      ASSERT_NE(pipe, nullptr);
+      std::string got;
+      char buffer[256];
+      size_t n;
+      while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) got.append(buffer, n);
+      EXPECT_EQ(pclose(pipe), 0) << command;
+      EXPECT_EQ(got, word) << shell << ": " << command;
+    }
+  }
 }
 
 TEST(StringsTest, CEscapeMakesUserValuesSafeToEcho) {

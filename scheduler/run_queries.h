@@ -211,6 +211,13 @@ struct RunDetail {
   std::vector<CheckpointRow> checkpoints;  // by task, then step
 };
 
+// The run's tasks that failed (state failed), in plan order, each with its
+// latest attempt as attempts[0] (none when it never started: a task that
+// failed before it ran, on a missing input say), outputs not filled. At most
+// `limit` tasks (0: all); `*total` gets how many failed in all.
+absl::StatusOr<std::vector<TaskRow>> FailedTasks(Database& db, const std::string& run_id,
+                                                 size_t limit, size_t* total);
+
 // A run with every task, attempt, output and copy.
 absl::StatusOr<RunDetail> GetRunDetail(Database& db, const std::string& run_id, int64_t now_ms);
 

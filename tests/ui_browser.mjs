@@ -11,61 +11,14 @@
 // colours), the task panel's log, the lineage of the release back to ingest,
 // the timeline, the tiers, that hostile text stays text, and prints how long
 // the large run's graph took. Screenshots go to DIR. Exits 1 on any failure.
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
-function arg(name) {
-  const i = process.argv.indexOf(name);
-  if (i < 0 || i + 1 >= process.argv.length) {
-    console.error(`usage: node ui_browser.mjs --tierflow BIN --source REPO --out DIR (missing ${name})`);
-    process.exit(2);
-  }
-  return resolve(process.argv[i + 1]);
-}
-
-const tierflow = arg('--tierflow');
-const source = arg('--source');
-const out = arg('--out');
-mkdirSync(out, { recursive: true });
-const require = createRequire(join(source, 'ui', 'package.json'));
-const { chromium } = require('playwright-core');
+import {
+  apiOf, check, finish, ok, openPage, run, source, spawn, spawnSync, startServer, tierflow, tmp, db,
+} from './ui_lib.mjs';
 
 const kHostile = '<img src=x onerror=alert(1)>';
-const kStepTimeout = 30000;
-
-let passed = 0;
-let failed = 0;
-const screenshots = [];
-
-function ok(what) {
-  passed++;
-  console.log(`ok - ${what}`);
-}
-
-function fail(what) {
-  failed++;
-  console.log(`FAIL - ${what}`);
-}
-
-function check(cond, what, detail = '') {
-  if (cond) ok(what);
-  else fail(detail ? `${what}: ${detail}` : what);
-  return cond;
-}
-
-const tmp = mkdtempSync(join(tmpdir(), 'tierflow-ui-browser-'));
-const db = join(tmp, 'tierflow.db');
-
-function run(pipeline, expectOk, ...extra) {
-  const r = spawnSync(tierflow, ['run', pipeline, '--db', db, ...extra], { encoding: 'utf8', timeout: 120000 });
-  if ((r.status === 0) !== expectOk) {
-    console.log(r.stdout, r.stderr);
-    throw new Error(`tierflow run ${pipeline} exited ${r.status}`);
-  }
-}
 
 // ---- data ------------------------------------------------------------------
 
@@ -113,9 +66,6 @@ stages:
     run: "true"
 `);
 
-let server = null;
-let browser = null;
-
 async function main() {
   run(join(source, 'examples', 'quickstart', 'pipeline.yaml'), true);
   run(join(tmp, 'xss', 'pipeline.yaml'), false, '--param', `note=${kHostile}`);
@@ -127,29 +77,8 @@ async function main() {
   if (probe.status !== 0) throw new Error(`tierflow tiers probe exited ${probe.status}: ${probe.stderr}`);
 
   // ---- the server ------------------------------------------------------------
-  server = spawn(tierflow, ['ui', '--db', db, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let serverOut = '';
-  const base = await new Promise((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`tierflow ui printed no address in 20 s:\n${serverOut}`)), 20000);
-    const onData = (d) => {
-      serverOut += d.toString();
-      const m = serverOut.match(/http:\/\/(127\.0\.0\.1|localhost):(\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolveUrl(`http://127.0.0.1:${m[2]}`);
-      }
-    };
-    server.stdout.on('data', onData);
-    server.stderr.on('data', onData);
-    server.on('exit', (code) => reject(new Error(`tierflow ui exited ${code}:\n${serverOut}`)));
-  });
-  console.log(`# tierflow ui at ${base}`);
-
-  const api = async (path) => {
-    const res = await fetch(`${base}/api/v1${path}`);
-    if (!res.ok) throw new Error(`GET /api/v1${path}: ${res.status} ${await res.text()}`);
-    return res.json();
-  };
+  const base = await startServer();
+  const api = apiOf(base);
   const runs = (await api('/runs?limit=0')).runs;
   const byPipeline = (name) => runs.find((r) => r.pipeline === name);
   const quick = byPipeline('quickstart');
@@ -158,38 +87,7 @@ async function main() {
   if (!quick || !xss || !large) throw new Error(`the API lists ${runs.map((r) => r.id).join(', ')}`);
 
   // ---- the browser -------------------------------------------------------------
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-  const page = await browser.newPage({ viewport: { width: 1500, height: 950 } });
-  page.setDefaultTimeout(kStepTimeout);
-  const dialogs = [];
-  const errors = [];
-  page.on('dialog', async (d) => {
-    dialogs.push(`${d.type()}: ${d.message()}`);
-    await d.dismiss();
-  });
-  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console error: ${m.text()}`);
-  });
-  const shot = async (name) => {
-    const path = join(out, `${name}.png`);
-    await page.screenshot({ path, fullPage: false });
-    screenshots.push(path);
-  };
-  // Nothing hostile became markup: no <img src=x>, no script but the app's.
-  const noInjection = async (where) => {
-    const found = await page.evaluate(() => ({
-      imgs: document.querySelectorAll('img[src="x"]').length,
-      scripts: Array.from(document.scripts).map((s) => s.src || 'inline'),
-    }));
-    check(found.imgs === 0 && found.scripts.length === 1 && dialogs.length === 0,
-          `${where}: hostile text stayed text`,
-          `${found.imgs} <img src=x>, scripts ${found.scripts.join(' ')}, dialogs ${dialogs.join('; ')}`);
-  };
+  const { page, dialogs, errors, shot, noInjection } = await openPage();
 
   // Runs list.
   await page.goto(`${base}/#/runs`);
@@ -381,25 +279,4 @@ async function main() {
   check(errors.length === 0, 'no page or console errors', errors.join('\n'));
 }
 
-let crashed = null;
-try {
-  await main();
-} catch (e) {
-  crashed = e;
-  fail(`stopped: ${e.stack || e}`);
-} finally {
-  if (browser) await browser.close();
-  if (server) {
-    server.kill('SIGTERM');
-    await new Promise((r) => {
-      const t = setTimeout(() => { server.kill('SIGKILL'); r(); }, 5000);
-      server.on('exit', () => { clearTimeout(t); r(); });
-      if (server.exitCode !== null) { clearTimeout(t); r(); }
-    });
-  }
-}
-for (const s of screenshots) console.log(`screenshot: ${s}`);
-if (failed === 0 && !crashed) rmSync(tmp, { recursive: true, force: true });
-else console.log(`# kept ${tmp}`);
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+await finish(main);
