@@ -15,6 +15,7 @@
 #include "cli/inspect_commands.h"
 #include "cli/lineage_export_commands.h"
 #include "cli/run_commands.h"
+#include "cli/terminal_style.h"
 #include "cli/tiers_commands.h"
 #include "cli/ui_commands.h"
 #include "common/suggest.h"
@@ -676,6 +677,14 @@ int Main(int argc, char** argv) {
   app.set_version_flag("--version", "tierflow " TIERFLOW_VERSION, "Print the version and exit");
   app.require_subcommand(1);
   app.formatter(std::make_shared<Formatter>());
+  std::string color = "auto";
+  // A flag of every command: given before or after the command's name.
+  app.fallthrough();
+  app.add_option("--color", color,
+                 "Colour: auto (a terminal, unless NO_COLOR is set), always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->capture_default_str()
+      ->type_name("WHEN");
   app.footer(
       "Example:\n  tierflow validate pipeline.yaml\n  tierflow plan pipeline.yaml\n"
       "Run 'tierflow COMMAND --help' for a command's options.");
@@ -738,6 +747,9 @@ int Main(int argc, char** argv) {
   remote(logs_options.scheduler, logs_options.db);
   remote(lineage_options.scheduler, lineage_options.db);
   remote(tiers_options.scheduler, tiers_options.db);
+  SetGlobalColorChoice(color == "always"  ? ColorChoice::kAlways
+                       : color == "never" ? ColorChoice::kNever
+                                          : ColorChoice::kAuto);
   if (validate->parsed()) return RunValidate(validate_options, std::cout, std::cerr);
   if (plan->parsed()) return RunPlan(plan_options, std::cout, std::cerr);
   if (run->parsed()) {
