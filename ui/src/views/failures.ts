@@ -38,7 +38,8 @@ function item(f: api.Failure, onSelect: (taskId: string) => void): HTMLElement {
     ? h('pre', { class: 'log-tail', attrs: { 'data-log-tail': f.task_id } },
       (f.log_cut ? '…\n' : '') + f.log_tail.join('\n'))
     : h('div', { class: 'muted small', text: f.log_note || 'no log lines' });
-  const message = f.message || f.attempt_message || '';
+  // The task's message often is its exit ("exit 2"): said once.
+  const message = [f.message, f.attempt_message ?? ''].find((m) => m && m !== exitText(f)) ?? '';
   return h('li', {
     class: 'failure',
     attrs: { 'data-task-id': f.task_id, tabindex: 0 },

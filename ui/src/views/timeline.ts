@@ -20,6 +20,7 @@ const kMaxSvgBars = 2000;
 const kMaxTips = 300;
 const kMaxPlotW = 16000;  // px; a canvas much wider fails in browsers
 const kFailedMinW = 3;
+const kPadR = 8;  // px right of the plot: the last bar is not cut
 
 // Attempts whose end is a failure: drawn on top, with the minimum width.
 const kFailedStates = new Set(['failed', 'timed_out', 'lost']);
@@ -129,7 +130,7 @@ export function timeline(detail: RunDetail, width: number, onSelect: (taskId: st
 
   function axis(): HTMLElement {
     const w = plotW();
-    const svg = s('svg', { class: 'tl-axis-svg', width: w, height: kAxisH, role: 'img', 'aria-label': 'time axis' });
+    const svg = s('svg', { class: 'tl-axis-svg', width: w + kPadR, height: kAxisH, role: 'img', 'aria-label': 'time axis' });
     const step = niceStep(span, w / 110);
     for (let v = 0; v <= span + 1e-9; v += step) {
       const x = xOf(start + v);
@@ -147,7 +148,7 @@ export function timeline(detail: RunDetail, width: number, onSelect: (taskId: st
   }
 
   function svgPlot(lane: Lane): SVGSVGElement {
-    const svg = s('svg', { class: 'gantt tl-plot', width: plotW(), height: lane.height, 'data-stage': lane.stage });
+    const svg = s('svg', { class: 'gantt tl-plot', width: plotW() + kPadR, height: lane.height, 'data-stage': lane.stage });
     for (const b of lane.bars) {
       const [x, w] = barX(b);
       const r = s('rect', {
@@ -162,7 +163,7 @@ export function timeline(detail: RunDetail, width: number, onSelect: (taskId: st
   }
 
   function canvasPlot(lane: Lane): HTMLCanvasElement {
-    const w = plotW();
+    const w = plotW() + kPadR;
     const dpr = window.devicePixelRatio || 1;
     const c = h('canvas', { class: 'gantt-canvas tl-plot', attrs: { 'data-stage': lane.stage } });
     c.width = Math.ceil(w * dpr);
