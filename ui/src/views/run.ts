@@ -9,7 +9,7 @@ import { errorBox, setQuery, throttle, View } from '../view';
 import { FailuresList } from './failures';
 import { GraphView } from './graph';
 import { TaskPanel } from './taskpanel';
-import { timeline } from './timeline';
+import { timeline, timelinePlace } from './timeline';
 
 const kTabs = ['graph', 'timeline', 'outputs'] as const;
 type Tab = typeof kTabs[number];
@@ -96,7 +96,7 @@ export function runView(runId: string, tabArg: string | undefined, query: URLSea
       renderHead(detail.run);
       if (tab === 'timeline') {
         body.replaceChildren(legend(['running', 'succeeded', 'cached', 'failed', 'timed_out', 'cancelled']),
-          timeline(detail, body.clientWidth || 900, select));
+          timeline(detail, body.clientWidth || 900, select, timelinePlace(body)));
       } else if (tab === 'outputs') {
         body.replaceChildren(outputsTable(detail));
       }

@@ -101,7 +101,23 @@ function lanesOf(detail: RunDetail, now: number): { lanes: Lane[]; start: number
   return { lanes, start, end, bars: count };
 }
 
-export function timeline(detail: RunDetail, width: number, onSelect: (taskId: string) => void): HTMLElement {
+// Where a timeline was zoomed and scrolled to: a live run's timeline is
+// redrawn as it changes, and keeps them.
+export interface TimelinePlace {
+  zoom: number;
+  left: number;
+  top: number;
+}
+
+export function timelinePlace(el: Element | null): TimelinePlace | undefined {
+  const tl = el?.querySelector<HTMLElement>('.timeline');
+  const sc = tl?.querySelector<HTMLElement>('.tl-scroll');
+  if (!tl || !sc) return undefined;
+  return { zoom: Number(tl.dataset.zoom) || 1, left: sc.scrollLeft, top: sc.scrollTop };
+}
+
+export function timeline(detail: RunDetail, width: number, onSelect: (taskId: string) => void,
+                         place?: TimelinePlace): HTMLElement {
   const t0 = performance.now();
   const now = Date.now();
   const { lanes, start, end, bars: barCount } = lanesOf(detail, now);
@@ -111,7 +127,7 @@ export function timeline(detail: RunDetail, width: number, onSelect: (taskId: st
   const maxZoom = Math.max(1, kMaxPlotW / baseW);
   const canvasMode = barCount > kMaxSvgBars;
   const failedCount = lanes.reduce((n, l) => n + l.bars.filter((b) => b.failed).length, 0);
-  let zoom = 1;
+  let zoom = Math.min(maxZoom, Math.max(1, place?.zoom ?? 1));
 
   const hover = h('span', { class: 'muted small gantt-hover', text: ' ' });
   const zoomLabel = h('span', { class: 'muted small', attrs: { 'data-zoom-label': '' } });
@@ -264,5 +280,12 @@ export function timeline(detail: RunDetail, width: number, onSelect: (taskId: st
   out.dataset.failed = String(failedCount);
   out.dataset.lanes = String(lanes.length);
   out.dataset.renderMs = (performance.now() - t0).toFixed(1);
+  if (place) {
+    // Scrolling needs the element in the page: the next frame.
+    requestAnimationFrame(() => {
+      scroll.scrollLeft = place.left;
+      scroll.scrollTop = place.top;
+    });
+  }
   return out;
 }
