@@ -16,6 +16,7 @@
 #include <sstream>
 #include <utility>
 
+#include "api/internal/http_failures.h"
 #include "api/internal/http_json.h"
 #include "api/run_service.h"
 #include "api/tier_service.h"
@@ -555,7 +556,8 @@ absl::StatusOr<ApiResponse> Route(const HttpApiOptions& options,
         StrCat("no API endpoint /api/v1", CEscape(path),
                n > 0 ? DidYouMean(parts[0], Endpoints()) : std::string(),
                "; the endpoints are /api/v1/runs, /api/v1/runs/RUN, /api/v1/runs/RUN/graph, "
-               "/api/v1/runs/RUN/lineage, /api/v1/runs/RUN/tasks/TASK[/attempts|/logs], "
+               "/api/v1/runs/RUN/lineage, /api/v1/runs/RUN/failures, "
+               "/api/v1/runs/RUN/tasks/TASK[/attempts|/logs], "
                "/api/v1/artifacts/ID/lineage, /api/v1/tiers, /api/v1/workers, /api/v1/events"));
   };
   if (n == 0) return unknown();
@@ -564,6 +566,7 @@ absl::StatusOr<ApiResponse> Route(const HttpApiOptions& options,
     if (n == 2) return Run(options, parts[1], query);
     if (n == 3 && parts[2] == "graph") return Graph(options, parts[1], query);
     if (n == 3 && parts[2] == "lineage") return Lineage(options, parts[1], false, query);
+    if (n == 3 && parts[2] == "failures") return Failures(options, parts[1], query);
     if (n >= 4 && parts[2] == "tasks") {
       auto [task, tail] = SplitTask({parts.begin() + 3, parts.end()});
       if (tail == "attempts") return Attempts(options, parts[1], task, query);

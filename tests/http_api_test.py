@@ -109,6 +109,45 @@ def q(text):
     return urllib.parse.quote(text, safe="")
 
 
+FAILING_PIPELINE = """name: failing
+stages:
+  part:
+    foreach: ["a", "b c", "d"]
+    retries: 0
+    run: |
+      for i in 1 2 3 4 5; do echo "line $i of $TIERFLOW_ITEM"; done
+      if [ "$TIERFLOW_ITEM" != a ]; then echo "part $TIERFLOW_ITEM: disk full" >&2; exit 2; fi
+"""
+
+
+def check_failures():
+    """GET /api/v1/runs/RUN/failures on a run where 2 of 3 tasks exit 2."""
+    db = os.path.join(WORK, "failing.db")
+    path = os.path.join(WORK, "failing.yaml")
+    with open(path, "w") as f:
+        f.write(FAILING_PIPELINE)
+    result = run_tierflow("run", path, "--db", db)
+    check(result.returncode != 0, "failing run fails: " + result.stdout + result.stderr)
+    _, address = start_ui(db=db)
+    c = Client(address)
+    body = c.json("/api/v1/runs/last/failures")
+    run_id = body["run_id"]
+    check(run_id.startswith("failing-") and body["total"] == 2 and
+          [f["task_id"] for f in body["failures"]] == ["part[b c]", "part[d]"],
+          "failures: the two failed tasks in plan order %r" % body)
+    first = body["failures"][0]
+    check(first["stage"] == "part" and first["item"] == "b c" and first["state"] == "failed" and
+          first["exit_code"] == 2 and first["attempt"] == 1 and first["log_path"], "failures: fields %r" % first)
+    check(first["log_tail"][-1] == "part b c: disk full" and "line 5 of b c" in first["log_tail"],
+          "failures: the log tail ends with the stderr line %r" % first["log_tail"])
+    check(first["logs_command"] == "tierflow logs %s 'part[b c]' --db %s" % (run_id, db),
+          "failures: a quoted logs command naming the store %r" % first["logs_command"])
+    short = c.json("/api/v1/runs/%s/failures?limit=1&lines=2" % run_id)
+    check(short["total"] == 2 and len(short["failures"]) == 1 and
+          short["failures"][0]["log_tail"] == ["line 5 of b c", "part b c: disk full"] and
+          short["failures"][0]["log_cut"], "failures: limit=1&lines=2 %r" % short)
+
+
 def main():
     pipeline = os.path.join(SOURCE, "examples", "quickstart", "pipeline.yaml")
     result = run_tierflow("run", pipeline, "--db", DB)
@@ -206,6 +245,18 @@ def main():
     check("'depth'" in c.json("/api/v1/artifacts/1/lineage?depth=0", 400)["message"],
           "400 names depth")
     c.json("/api/v1/artifacts/99999/lineage", 404)
+
+    # --- failures (issue 20): a run without any, errors; a failing run in a
+    # store of its own (the other checks count this store's runs)
+    none = c.json("/api/v1/runs/%s/failures" % quick)
+    check(none == {"run_id": quick, "total": 0, "failures": []}, "failures: none %r" % none)
+    check("did you mean '%s'" % quick in c.json("/api/v1/runs/%sx/failures" % quick[:-1], 404)
+          ["message"], "failures: unknown run 404")
+    for bad, name in (("limit=0", "'limit'"), ("limit=101", "'limit'"), ("limit=x", "'limit'"),
+                      ("lines=201", "'lines'"), ("tail=3", "'tail'")):
+        check(name in c.json("/api/v1/runs/%s/failures?%s" % (quick, bad), 400)["message"],
+              "failures: 400 for %s" % bad)
+    check_failures()
 
     # --- tiers, workers, unknown
     tiers = c.json("/api/v1/tiers")["tiers"]

@@ -464,3 +464,35 @@ export function subscribe(l: Listener): () => void {
 export function onStatus(l: StatusListener): void {
   statusListeners.add(l);
 }
+
+// ---- uirun (issue 20): a run's failed tasks with their log tails ------------
+
+// One failed task as GET /api/v1/runs/RUN/failures lists it (api/run_failures.h).
+export interface Failure {
+  task_id: string;
+  stage: string;
+  item: string | null;
+  state: string;
+  message: string;
+  attempt: number | null;
+  exit_code: number | null;
+  signal: number | null;
+  attempt_message: string | null;
+  finished_at_ms: number | null;
+  log_path: string | null;
+  log_tail: string[];
+  log_cut: boolean;
+  log_note: string;
+  logs_command: string;
+}
+
+export interface FailureList {
+  run_id: string;
+  total: number;
+  failures: Failure[];
+}
+
+export function failures(runId: string, opts: { limit?: number; lines?: number } = {},
+                         signal?: AbortSignal): Promise<FailureList> {
+  return json<FailureList>(`/runs/${enc(runId)}/failures`, { limit: opts.limit, lines: opts.lines }, signal);
+}

@@ -1,10 +1,12 @@
 // The UI's entry: the token, the live-status badge and the hash router.
 //   #/runs?state=&q=           runs list
 //   #/runs/RUN[/TAB][?task=T]  a run: graph | timeline | outputs, task panel
+//   #/runs/last[/TAB]          the newest run, switching to each new one live
 //   #/artifacts/ID?direction=&depth=  lineage explorer
 //   #/tiers                    tiers and workers
 import * as api from './api';
 import type { View } from './view';
+import { lastRunView } from './views/lastrun';
 import { lineageView } from './views/lineage';
 import { runView } from './views/run';
 import { runsView } from './views/runs';
@@ -31,6 +33,7 @@ function parse(): Route {
 
 function create(r: Route): View {
   const [top, a, b] = r.parts;
+  if (top === 'runs' && a === 'last') return lastRunView(b, r.query);
   if (top === 'runs' && a) return runView(a, b, r.query);
   if (top === 'artifacts' && a) return lineageView(a, r.query);
   if (top === 'tiers') return tiersView();

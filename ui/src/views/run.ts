@@ -6,9 +6,10 @@ import { h, href, link } from '../dom';
 import * as fmt from '../format';
 import { chip, countsText, legend } from '../states';
 import { errorBox, setQuery, throttle, View } from '../view';
+import { FailuresList } from './failures';
 import { GraphView } from './graph';
 import { TaskPanel } from './taskpanel';
-import { timeline } from './timeline';
+import { timeline, timelinePlace } from './timeline';
 
 const kTabs = ['graph', 'timeline', 'outputs'] as const;
 type Tab = typeof kTabs[number];
@@ -17,17 +18,21 @@ function isTab(t: string | undefined): t is Tab {
   return (kTabs as readonly string[]).includes(t ?? '');
 }
 
-export function runView(runId: string, tabArg: string | undefined, query: URLSearchParams): View {
+// `linkId`: the run as the route names it (`last` follows new runs, main.ts),
+// kept in the tabs' links; `runId` is the run shown.
+export function runView(runId: string, tabArg: string | undefined, query: URLSearchParams,
+                        linkId: string = runId): View {
   const tab: Tab = isTab(tabArg) ? tabArg : 'graph';
   const abort = new AbortController();
   const head = h('div', { class: 'run-head' }, h('h1', null, 'Run ', h('span', { class: 'mono', text: runId })));
   const tabs = h('nav', { class: 'tabs' }, ...kTabs.map((t) =>
-    h('a', { class: t === tab ? 'active' : '', attrs: { href: href('runs', runId, t) + (query.get('task')
+    h('a', { class: t === tab ? 'active' : '', attrs: { href: href('runs', linkId, t) + (query.get('task')
       ? `?task=${encodeURIComponent(query.get('task') ?? '')}` : ''), 'data-tab': t }, text: t })));
   const body = h('div', { class: 'run-body' });
   const side = h('div', { class: 'run-side' });
+  const failures = new FailuresList(runId, (taskId) => setQuery({ task: taskId }));
   const el = h('section', { class: 'view run-view', attrs: { 'data-run': runId } },
-    head, tabs, h('div', { class: 'run-main' }, body, side));
+    head, failures.el, tabs, h('div', { class: 'run-main' }, body, side));
 
   let graphView: GraphView | null = null;
   let panel: TaskPanel | null = null;
@@ -35,7 +40,13 @@ export function runView(runId: string, tabArg: string | undefined, query: URLSea
 
   const select = (taskId: string) => setQuery({ task: taskId });
 
+  let failedSeen = -1;
   function renderHead(r: api.Run): void {
+    // The failed tasks list follows the run's failed count.
+    if ((r.tasks.failed ?? 0) !== failedSeen) {
+      failedSeen = r.tasks.failed ?? 0;
+      void failures.reload();
+    }
     const params = Object.entries(r.params ?? {});
     const dur = r.duration_ms ?? (r.started_at_ms && r.state === 'running' ? Date.now() - r.started_at_ms : null);
     head.replaceChildren(
@@ -44,6 +55,8 @@ export function runView(runId: string, tabArg: string | undefined, query: URLSea
         h('dt', { text: 'pipeline' }), h('dd', { text: r.pipeline }),
         h('dt', { text: 'tasks' }), h('dd', { attrs: { 'data-total': r.tasks.total },
                                                text: `${r.tasks.done}/${r.tasks.total} done — ${countsText(r.tasks)}` }),
+        ...(r.tasks.failed ? [h('dt', { text: 'failed' }),
+          h('dd', { class: 'run-failed-count', attrs: { 'data-failed': r.tasks.failed }, text: `${r.tasks.failed} failed` })] : []),
         h('dt', { text: 'started' }), h('dd', { text: fmt.time(r.started_at_ms ?? r.created_at_ms) }),
         h('dt', { text: 'duration' }), h('dd', { text: fmt.duration(dur) }),
         ...(r.message ? [h('dt', { text: 'message' }), h('dd', { text: r.message })] : []),
@@ -83,7 +96,7 @@ export function runView(runId: string, tabArg: string | undefined, query: URLSea
       renderHead(detail.run);
       if (tab === 'timeline') {
         body.replaceChildren(legend(['running', 'succeeded', 'cached', 'failed', 'timed_out', 'cancelled']),
-          timeline(detail, body.clientWidth || 900, select));
+          timeline(detail, body.clientWidth || 900, select, timelinePlace(body)));
       } else if (tab === 'outputs') {
         body.replaceChildren(outputsTable(detail));
       }
@@ -136,7 +149,7 @@ export function runView(runId: string, tabArg: string | undefined, query: URLSea
       if (task) graphView?.select(task);
       else graphView?.select(null);
       for (const a of tabs.querySelectorAll('a')) {
-        a.setAttribute('href', href('runs', runId, a.dataset.tab ?? '') + (task ? `?task=${encodeURIComponent(task)}` : ''));
+        a.setAttribute('href', href('runs', linkId, a.dataset.tab ?? '') + (task ? `?task=${encodeURIComponent(task)}` : ''));
       }
     },
     dispose() {
@@ -146,6 +159,7 @@ export function runView(runId: string, tabArg: string | undefined, query: URLSea
       unsubscribe();
       graphView?.dispose();
       panel?.dispose();
+      failures.dispose();
     },
   };
 }

@@ -28,7 +28,7 @@ export function runsView(query: URLSearchParams): View {
   const el = h('section', { class: 'view runs-view' },
     h('h1', { text: 'Runs' }),
     h('div', { class: 'filters' }, stateChips, search),
-    h('table', { class: 'grid runs' },
+    h('table', { class: 'grid runs', attrs: { 'data-keynav': '' } },
       h('thead', null, h('tr', null, ...['Run', 'Pipeline', 'State', 'Tasks', 'Failed', 'Started', 'Duration']
         .map((c) => h('th', { text: c })))),
       tbody),
@@ -57,13 +57,24 @@ export function runsView(query: URLSearchParams): View {
     tbody.replaceChildren(...rows.map((r) => {
       const t = r.tasks;
       const dur = r.duration_ms ?? (r.started_at_ms && r.state === 'running' ? now - r.started_at_ms : null);
-      return h('tr', { attrs: { 'data-run': r.id } },
-        h('td', null, link(href('runs', r.id), r.id)),
+      const failed = t.failed ?? 0;
+      const bar = countsBar(t, t.total);
+      // A few failures among thousands stay visible: the failed segment never
+      // shrinks below a few pixels (Airflow's grid: a failure is obvious).
+      const failedSeg = bar.querySelector<HTMLElement>('span[title^="failed:"]');
+      if (failedSeg) {
+        failedSeg.classList.add('seg-failed');
+        failedSeg.dataset.failed = String(failed);
+      }
+      const target = href('runs', r.id);
+      return h('tr', { class: failed > 0 ? 'has-failed' : '', attrs: { 'data-run': r.id, 'data-keynav-href': target } },
+        h('td', null, link(target, r.id)),
         h('td', { text: r.pipeline }),
         h('td', null, chip(r.state, runState(r))),
         h('td', { class: 'tasks-cell' }, h('span', { class: 'num', text: `${t.done}/${t.total}` }),
-          countsBar(t, t.total), h('span', { class: 'muted small', text: countsText(t) })),
-        h('td', { class: 'num', text: String(t.failed ?? 0) }),
+          bar, h('span', { class: 'muted small', text: countsText(t) })),
+        h('td', { class: 'num' + (failed > 0 ? ' failed-count' : ''), attrs: { 'data-failed': failed },
+                  text: String(failed) }),
         h('td', { text: fmt.time(r.started_at_ms ?? r.created_at_ms) }),
         h('td', { class: 'num', text: fmt.duration(dur) }));
     }));
