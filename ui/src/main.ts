@@ -4,6 +4,7 @@
 //   #/artifacts/ID?direction=&depth=  lineage explorer
 //   #/tiers                    tiers and workers
 import * as api from './api';
+import { installKeynav } from './keynav';
 import type { View } from './view';
 import { lineageView } from './views/lineage';
 import { runView } from './views/run';
@@ -72,6 +73,7 @@ function start(): void {
     live.hidden = st === 'idle';
   });
   window.addEventListener('hashchange', route);
+  installKeynav();
   route();
 }
 
