@@ -57,6 +57,9 @@ function focusItem(list: Element, item: Element): void {
   item.classList.add('kbd-focus');
   list.setAttribute('data-keynav-current', currentKey.value);
   item.dispatchEvent(new CustomEvent('keynav-focus', { bubbles: true }));
+  // Enter now means this item, not the button clicked last (fit, a tab).
+  const active = document.activeElement;
+  if (active instanceof HTMLElement && active.closest('button, a') && !item.contains(active)) active.blur();
   // Lists scroll; a pan-and-zoom canvas moved it already (its overflow is hidden).
   if (!list.closest('.panzoom')) item.scrollIntoView({ block: 'nearest', inline: 'nearest' });
 }
