@@ -14,12 +14,16 @@ mkdirSync(join(tmp, 'onefails'));
 writeFileSync(join(tmp, 'onefails', 'pipeline.yaml'), `name: onefails
 stages:
   prep:
-    run: "true"
+    run: echo seed > "$TIERFLOW_OUTPUT_SEED"
+    outputs: [seed]
   work:
-    needs: [prep]
+    inputs: {seed: prep.seed}
     foreach: {range: [0, 30]}
     retries: 0
-    run: test "$TIERFLOW_ITEM" != 17
+    run: |
+      echo "$TIERFLOW_ITEM" > "$TIERFLOW_OUTPUT_OUT"
+      test "$TIERFLOW_ITEM" != 17
+    outputs: [out]
   after:
     needs: [work]
     run: "true"
@@ -186,6 +190,22 @@ async function main() {
   check(grp.segW >= 2, 'the failed segment of the group\'s bar is visible (>= 2 px)', `${grp.segW} px`);
   check(grp.failed && grp.box === 'rgb(214, 69, 69)', 'the group with a failure has a red border', JSON.stringify(grp));
   await shot('failing-foreach');
+  // The same failure in the lineage's group of work's attempts.
+  const ofd = await api(`/runs/${encodeURIComponent(onefails.id)}`);
+  const ofSeed = ofd.tasks.find((t) => t.id === 'prep').outputs.find((o) => o.name === 'seed');
+  await page.goto(`${base}/#/artifacts/${ofSeed.id}?direction=down`);
+  await page.waitForSelector('svg.lineage g.node.group[data-kind="attempts"]');
+  const lgrp = await page.$eval('svg.lineage g.node.group[data-kind="attempts"]', (g) => {
+    const red = g.querySelector('.failed-count');
+    const seg = g.querySelector('.group-bar rect[data-state="failed"]');
+    return { n: Number(g.getAttribute('data-count')), failed: g.classList.contains('has-failed'),
+             text: red ? red.textContent : null, color: red ? getComputedStyle(red).fill : null,
+             segW: seg ? seg.getBoundingClientRect().width : 0 };
+  });
+  check(lgrp.n === 30 && lgrp.failed && lgrp.text === '1 failed' && lgrp.color === 'rgb(198, 40, 40)' && lgrp.segW >= 2,
+        'the lineage\'s group of 30 attempts shows its failure in red, with a visible bar segment', JSON.stringify(lgrp));
+  await inside('lineage with a failed group', '.lineage-graph', 'svg.lineage g.node');
+  await shot('lineage-failed-group');
 
   // ---- lineage of the quickstart's release, both directions and up ----
   const qd = await api(`/runs/${encodeURIComponent(quick.id)}`);

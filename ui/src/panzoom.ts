@@ -70,7 +70,7 @@ export class PanZoom {
   }
 
   // A new drawing (`layer` inside `svg`, `width` × `height` in its own units).
-  // The view keeps its scale and offset (a relayout), or fits on the first one.
+  // A relayout keeps the scale and offset the user chose, else fits again.
   setContent(svg: SVGSVGElement, layer: SVGGElement, width: number, height: number): void {
     this.svg = svg;
     this.layer = layer;
@@ -79,7 +79,9 @@ export class PanZoom {
     svg.setAttribute('width', '100%');
     svg.setAttribute('height', '100%');
     svg.removeAttribute('viewBox');
-    this.apply();
+    // A relayout (a group expanded) of a view nobody moved: show all of it again.
+    if (this.fitted && !this.touched) this.fit();
+    else this.apply();
   }
 
   // Makes the host as tall as the window leaves below its top.

@@ -259,9 +259,9 @@ export class LineageGraph {
     const node = s('g', { class: `node group lgroup ${grp.kind}` + (grp.expanded ? ' expanded' : ''), transform: at,
                           'data-group': grp.key, 'data-label': grp.label, 'data-kind': grp.kind, 'data-count': n, tabindex: 0, role: 'button' },
       s('rect', { class: 'group-box', width: w, height: hgt, rx: 8 }),
-      s('text', { x: kPad, y: 17, class: 'group-title' }, `${truncate(grp.label, 18)}: ${n.toLocaleString('en-US')} ${noun}`),
+      s('text', { x: kPad, y: 17, class: 'group-title' }, `${truncate(grp.label, 16)}: ${n.toLocaleString('en-US')} ${noun}`),
       s('text', { x: w - kPad, y: 17, class: 'group-toggle', 'text-anchor': 'end', 'data-toggle': grp.key },
-        grp.expanded ? '▾' : '▸'));
+        grp.expanded ? '▾ collapse' : '▸ expand'));
     if (grp.kind === 'attempts') {
       const counts = countStates(grp.members.map((m) => String((m as AttemptNode).state)));
       node.classList.toggle('has-failed', failedCount(counts) > 0);
