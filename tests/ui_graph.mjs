@@ -119,6 +119,19 @@ async function main() {
   await settle();
   const s2 = await scaleOf('.graph-scroll');
   check(s2 < s1, 'a pinch (ctrl+wheel) zooms out', `${s1} -> ${s2}`);
+  // Two fingers spreading apart (touch pointers) zoom in around their middle.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 2 });
+  const cx = canvas.x + canvas.w / 2;
+  const cy = canvas.y + canvas.h / 2;
+  const fingers = (d) => [{ x: cx - d, y: cy, id: 1 }, { x: cx + d, y: cy, id: 2 }];
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: fingers(40) });
+  for (const d of [60, 80, 100, 120]) await cdp.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: fingers(d) });
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+  await settle();
+  const s3 = await scaleOf('.graph-scroll');
+  check(s3 > s2 * 2, 'a two-finger pinch zooms in', `${s2} -> ${s3}`);
+  await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: false });
   // Drag from the node itself: the view pans, no task opens.
   const from = await boxOf('svg.dag g.node.task[data-task-id="train"]');
   await page.mouse.move(from.x + 10, from.y + 10);
@@ -169,6 +182,23 @@ async function main() {
   check(true, 'Esc closes the task panel');
   await page.keyboard.press('j');
   check(await focused() === want[2], 'the focus survives the panel opening and closing', await focused());
+  // Zoomed in so far that most nodes are off the canvas: the focus pans each into view.
+  for (let i = 0; i < 6; i++) await page.click('.graph-tools button[data-zoom="zoom in"]');
+  const hidden = [];
+  for (let i = 3; i < order.length; i++) {
+    await page.keyboard.press('j');
+    await settle();
+    const pos = await page.evaluate(() => {
+      const c = document.querySelector('.graph-scroll').getBoundingClientRect();
+      const r = document.querySelector('[data-keynav] .kbd-focus').getBoundingClientRect();
+      return { id: document.querySelector('[data-keynav] .kbd-focus').getAttribute('data-task-id'),
+               inside: r.left >= c.left && r.right <= c.right && r.top >= c.top && r.bottom <= c.bottom };
+    });
+    if (!pos.inside || pos.id !== order[i].id) hidden.push(`${order[i].id}: ${JSON.stringify(pos)}`);
+  }
+  check(hidden.length === 0, 'zoomed in, each task the keys move to is panned into the canvas', hidden.join('; '));
+  await shot('keyboard-zoomed');
+  await page.click('.graph-tools button[data-zoom="fit"]');
 
   // ---- a foreach of 30 with one failure ----
   await page.goto(`${base}/#/runs/${encodeURIComponent(onefails.id)}`);
@@ -189,6 +219,8 @@ async function main() {
         JSON.stringify(grp));
   check(grp.segW >= 2, 'the failed segment of the group\'s bar is visible (>= 2 px)', `${grp.segW} px`);
   check(grp.failed && grp.box === 'rgb(214, 69, 69)', 'the group with a failure has a red border', JSON.stringify(grp));
+  const small = await scaleOf('.graph-scroll');
+  check(small <= 1, 'fit does not blow a 3-node graph up past its natural size', `scale ${small}`);
   await shot('failing-foreach');
   // The same failure in the lineage's group of work's attempts.
   const ofd = await api(`/runs/${encodeURIComponent(onefails.id)}`);
