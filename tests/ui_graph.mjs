@@ -222,6 +222,27 @@ async function main() {
   const small = await scaleOf('.graph-scroll');
   check(small <= 1, 'fit does not blow a 3-node graph up past its natural size', `scale ${small}`);
   await shot('failing-foreach');
+  // The keyboard reaches a collapsed group, Enter expands it, then its cells are items.
+  const cur = () => page.$eval('[data-keynav] .kbd-focus', (e) =>
+    e.getAttribute('data-task-id') ?? e.getAttribute('data-keynav-open')).catch(() => null);
+  await page.keyboard.press('j');
+  const k1 = await cur();
+  await page.keyboard.press('j');
+  const k2 = await cur();
+  check(k1 === 'prep' && k2 === 'group:work', 'the keys go from prep to the collapsed group', `${k1}, ${k2}`);
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.querySelectorAll('svg.dag g.group.expanded rect.cell').length === 30);
+  check(await cur() === 'group:work', 'Enter on the group expands it, the focus stays on it', await cur());
+  await page.keyboard.press('j');
+  const cell = await cur();
+  check(/^work\[\d+\]$/.test(cell ?? '') &&
+        await page.$eval('[data-keynav] .kbd-focus', (e) => e.matches('rect.cell')), 'the next key goes into its cells', cell);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector(`[data-task-panel="${cell}"]`);
+  check(true, 'Enter on a cell opens its task');
+  await shot('keyboard-cell');
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => !document.querySelector('[data-task-panel]'));
   // The same failure in the lineage's group of work's attempts.
   const ofd = await api(`/runs/${encodeURIComponent(onefails.id)}`);
   const ofSeed = ofd.tasks.find((t) => t.id === 'prep').outputs.find((o) => o.name === 'seed');

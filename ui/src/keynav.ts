@@ -2,23 +2,25 @@
 //
 // The protocol, for any view:
 // - An element marked `data-keynav` is a list of items: its descendants with
-//   `data-task-id` (a task) or `data-keynav-href` (a link: a run, an
-//   artifact). Items are visited in document order, so a view puts them in
+//   `data-task-id` (a task), `data-keynav-href` (a link: a run, an
+//   artifact) or `data-keynav-open` (something the view opens itself: a
+//   collapsed group; the value names it). Items are visited in document order, so a view puts them in
 //   the order a reader expects (the run graph: by rank, then top to bottom;
 //   an expanded group's cells in their grid order).
 // - ArrowDown / ArrowRight / j move to the next item, ArrowUp / ArrowLeft / k
 //   to the previous one. The current item gets the class `kbd-focus`, is
 //   scrolled into view and receives a bubbling `keynav-focus` event (the pan
 //   and zoom of panzoom.ts pans it into its canvas).
-// - Enter opens the current item: a task's panel (`?task=ID`), or the item's
-//   `data-keynav-href`. Esc closes the task panel (`?task` removed).
+// - Enter opens the current item: a task's panel (`?task=ID`), the item's
+//   `data-keynav-href`, or for `data-keynav-open` a bubbling `keynav-open`
+//   event the view handles (the run graph expands or collapses the group). Esc closes the task panel (`?task` removed).
 // - Keys typed in an input, a select or a textarea, or with Ctrl, Alt or
 //   Meta held, are left alone.
 // With several lists on a page, keys go to the one holding the current item,
 // else the one holding the focused element, else the first on the page.
 import { setQuery } from './view';
 
-const kItems = '[data-task-id], [data-keynav-href]';
+const kItems = '[data-task-id], [data-keynav-href], [data-keynav-open]';
 
 let current: Element | null = null;
 // What the current item was, to find it again when its list is redrawn.
@@ -31,6 +33,8 @@ function itemsOf(list: Element): Element[] {
 function keyOf(item: Element): { attr: string; value: string } {
   const href = item.getAttribute('data-keynav-href');
   if (href !== null) return { attr: 'data-keynav-href', value: href };
+  const opens = item.getAttribute('data-keynav-open');
+  if (opens !== null) return { attr: 'data-keynav-open', value: opens };
   return { attr: 'data-task-id', value: item.getAttribute('data-task-id') ?? '' };
 }
 
@@ -38,11 +42,16 @@ function visible(el: Element): boolean {
   return el.isConnected && (el as HTMLElement).offsetParent !== null;
 }
 
+// The current item redrawn (a relayout, a live reload): the same item in its new form.
+function refind(): void {
+  if (!current || current.isConnected || !currentKey || !currentKey.list.isConnected) return;
+  const key = currentKey;
+  current = itemsOf(key.list).find((i) => i.getAttribute(key.attr) === key.value) ?? null;
+  current?.classList.add('kbd-focus');
+}
+
 function activeList(): Element | null {
-  if (current && !current.isConnected && currentKey && currentKey.list.isConnected) {
-    // Redrawn (a relayout, a live reload): the same item in its new form.
-    current = itemsOf(currentKey.list).find((i) => i.getAttribute(currentKey?.attr ?? '') === currentKey?.value) ?? null;
-  }
+  refind();
   const fromCurrent = current?.isConnected ? current.closest('[data-keynav]') : null;
   if (fromCurrent) return fromCurrent;
   const fromFocus = document.activeElement?.closest('[data-keynav]');
@@ -83,6 +92,11 @@ function open(): boolean {
     location.href = href;
     return true;
   }
+  if (current.hasAttribute('data-keynav-open')) {
+    current.dispatchEvent(new CustomEvent('keynav-open', { bubbles: true }));
+    refind();
+    return true;
+  }
   const task = current.getAttribute('data-task-id');
   if (!task) return false;
   setQuery({ task });
@@ -116,6 +130,11 @@ function onKey(e: KeyboardEvent): void {
       return;
   }
   if (done) e.preventDefault();
+}
+
+// A view that redrew its items calls this: the focus comes back on the same item.
+export function keynavRedrawn(): void {
+  refind();
 }
 
 let installed = false;

@@ -6,6 +6,7 @@ import dagre, { type EdgeLabel, type GraphLabel, type NodeLabel } from '@dagrejs
 import type { RunGraph } from '../api';
 import { h, s, tip } from '../dom';
 import { countsLine, countStates, failedCount, stateBar } from '../groupbar';
+import { keynavRedrawn } from '../keynav';
 import { PanZoom } from '../panzoom';
 import { fill, textColor } from '../states';
 
@@ -102,6 +103,13 @@ export class GraphView {
         mouseleave: () => { this.hover.hidden = true; },
       },
     });
+    // Enter on a group the keyboard focused (keynav.ts): expand or collapse it.
+    this.scroller.addEventListener('keynav-open', (e) => {
+      const grp = this.groups.get((e.target as Element).getAttribute('data-stage') ?? '');
+      if (!grp) return;
+      grp.expanded = !grp.expanded;
+      this.layout();
+    });
     this.hover = h('div', { class: 'hover', attrs: { hidden: true } });
     this.panzoom = new PanZoom(this.scroller, { maxFit: 1 });
     this.el = h('div', { class: 'graph' }, this.panzoom.tools, this.scroller, this.hover);
@@ -194,6 +202,7 @@ export class GraphView {
     svg.append(content);
     this.scroller.replaceChildren(svg);
     this.panzoom.setContent(svg, content, this.width, this.height);
+    keynavRedrawn();
     this.renderMs = performance.now() - t1;
     this.el.dataset.layoutMs = this.layoutMs.toFixed(1);
     this.el.dataset.renderMs = this.renderMs.toFixed(1);
@@ -217,6 +226,7 @@ export class GraphView {
       class: 'node group' + (grp.expanded ? ' expanded' : ''),
       transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`,
       'data-stage': grp.stage, 'data-count': grp.tasks.length, tabindex: 0,
+      'data-keynav-open': `group:${grp.stage}`,
     });
     g.append(s('rect', { class: 'group-box', width: w, height: hgt, rx: 8 }));
     grp.node = g;
