@@ -5,6 +5,7 @@
 //   #/artifacts/ID?direction=&depth=  lineage explorer
 //   #/tiers                    tiers and workers
 import * as api from './api';
+import { installKeynav } from './keynav';
 import type { View } from './view';
 import { lastRunView } from './views/lastrun';
 import { lineageView } from './views/lineage';
@@ -75,6 +76,7 @@ function start(): void {
     live.hidden = st === 'idle';
   });
   window.addEventListener('hashchange', route);
+  installKeynav();
   route();
 }
 

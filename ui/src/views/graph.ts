@@ -5,7 +5,10 @@
 import dagre, { type EdgeLabel, type GraphLabel, type NodeLabel } from '@dagrejs/dagre';
 import type { RunGraph } from '../api';
 import { h, s, tip } from '../dom';
-import { fill, kTaskStates, textColor } from '../states';
+import { countsLine, countStates, failedCount, stateBar } from '../groupbar';
+import { keynavRedrawn } from '../keynav';
+import { PanZoom } from '../panzoom';
+import { fill, textColor } from '../states';
 
 // Foreach stages with more tasks than this start collapsed.
 export const kCollapseAbove = 24;
@@ -58,10 +61,9 @@ export class GraphView {
   private readonly groups = new Map<string, GroupModel>();
   private readonly scroller: HTMLElement;
   private readonly hover: HTMLElement;
-  private svg: SVGSVGElement | null = null;
+  private readonly panzoom: PanZoom;
   private width = 0;
   private height = 0;
-  private scale = 1;
   private selected: string | null = null;
   private dirtyGroups = new Set<string>();
   private frame = 0;
@@ -89,6 +91,7 @@ export class GraphView {
     this.stageEdges = graph.stageEdges.filter((e) => e.collapsed);
     this.scroller = h('div', {
       class: 'graph-scroll',
+      attrs: { 'data-keynav': 'graph' },
       on: {
         click: (e: MouseEvent) => this.onClick(e),
         keydown: (e: KeyboardEvent) => {
@@ -100,14 +103,16 @@ export class GraphView {
         mouseleave: () => { this.hover.hidden = true; },
       },
     });
+    // Enter on a group the keyboard focused (keynav.ts): expand or collapse it.
+    this.scroller.addEventListener('keynav-open', (e) => {
+      const grp = this.groups.get((e.target as Element).getAttribute('data-stage') ?? '');
+      if (!grp) return;
+      grp.expanded = !grp.expanded;
+      this.layout();
+    });
     this.hover = h('div', { class: 'hover', attrs: { hidden: true } });
-    const zoom = (f: number | null) => () => this.zoom(f);
-    this.el = h('div', { class: 'graph' },
-      h('div', { class: 'graph-tools' },
-        h('button', { text: '−', attrs: { title: 'zoom out' }, on: { click: zoom(1 / 1.25) } }),
-        h('button', { text: '+', attrs: { title: 'zoom in' }, on: { click: zoom(1.25) } }),
-        h('button', { text: 'fit', attrs: { title: 'fit to width' }, on: { click: zoom(null) } })),
-      this.scroller, this.hover);
+    this.panzoom = new PanZoom(this.scroller, { maxFit: 1 });
+    this.el = h('div', { class: 'graph' }, this.panzoom.tools, this.scroller, this.hover);
     this.layout();
   }
 
@@ -165,8 +170,7 @@ export class GraphView {
     const gl = g.graph();
     this.width = Math.ceil(gl.width ?? 0);
     this.height = Math.ceil(gl.height ?? 0);
-    const svg = s('svg', { class: 'dag', viewBox: `0 0 ${this.width} ${this.height}`, role: 'img',
-                           'aria-label': 'run graph' });
+    const svg = s('svg', { class: 'dag', role: 'img', 'aria-label': 'run graph' });
     svg.append(s('defs', undefined,
       s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7,
                     orient: 'auto-start-reverse' },
@@ -179,7 +183,10 @@ export class GraphView {
       edgeLayer.append(s('path', { d, class: 'edge', 'marker-end': 'url(#arrow)' }));
     }
     const nodeLayer = s('g', { class: 'nodes' });
-    for (const id of g.nodes()) {
+    // In layout order (by rank, then top to bottom): the order of keyboard navigation.
+    const order = g.nodes().map((id) => ({ id, n: g.node(id) }))
+      .sort((a, b) => (a.n.x ?? 0) - (b.n.x ?? 0) || (a.n.y ?? 0) - (b.n.y ?? 0));
+    for (const { id } of order) {
       const n = g.node(id);
       const x = (n.x ?? 0) - n.width / 2;
       const y = (n.y ?? 0) - n.height / 2;
@@ -191,10 +198,11 @@ export class GraphView {
         if (grp) nodeLayer.append(this.groupNode(grp, x, y, n.width, n.height));
       }
     }
-    svg.append(edgeLayer, nodeLayer);
-    this.svg = svg;
+    const content = s('g', { class: 'content' }, edgeLayer, nodeLayer);
+    svg.append(content);
     this.scroller.replaceChildren(svg);
-    this.applyScale();
+    this.panzoom.setContent(svg, content, this.width, this.height);
+    keynavRedrawn();
     this.renderMs = performance.now() - t1;
     this.el.dataset.layoutMs = this.layoutMs.toFixed(1);
     this.el.dataset.renderMs = this.renderMs.toFixed(1);
@@ -218,6 +226,7 @@ export class GraphView {
       class: 'node group' + (grp.expanded ? ' expanded' : ''),
       transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`,
       'data-stage': grp.stage, 'data-count': grp.tasks.length, tabindex: 0,
+      'data-keynav-open': `group:${grp.stage}`,
     });
     g.append(s('rect', { class: 'group-box', width: w, height: hgt, rx: 8 }));
     grp.node = g;
@@ -226,9 +235,7 @@ export class GraphView {
   }
 
   private counts(grp: GroupModel): Record<string, number> {
-    const c: Record<string, number> = {};
-    for (const t of grp.tasks) c[t.state] = (c[t.state] ?? 0) + 1;
-    return c;
+    return countStates(grp.tasks.map((t) => t.state));
   }
 
   // (Re)draws a group's contents; its box and position stay.
@@ -240,30 +247,18 @@ export class GraphView {
     g.replaceChildren(box);
     const counts = this.counts(grp);
     const n = grp.tasks.length;
+    g.classList.toggle('has-failed', failedCount(counts) > 0);
     g.append(s('text', { x: kPad, y: 17, class: 'group-title' },
       `${truncate(grp.stage, 22)}  ×${n.toLocaleString('en-US')}`));
     const toggle = s('text', { x: width - kPad, y: 17, class: 'group-toggle', 'text-anchor': 'end',
                                'data-toggle': grp.stage, role: 'button' },
       grp.expanded ? '▾ collapse' : '▸ expand');
     g.append(toggle);
-    // A bar of counts per state.
-    const barW = width - 2 * kPad;
-    let bx = kPad;
-    const bar = s('g', { class: 'group-bar' });
-    const parts: string[] = [];
-    for (const st of kTaskStates) {
-      const c = counts[st] ?? 0;
-      if (!c) continue;
-      const sw = (barW * c) / n;
-      bar.append(s('rect', { x: bx.toFixed(2), y: 24, width: sw.toFixed(2), height: 8, fill: fill(st),
-                             'data-state': st, 'data-n': c }, tip(`${st.replace(/_/g, ' ')}: ${c}`)));
-      bx += sw;
-      parts.push(`${c} ${st.replace(/_/g, ' ')}`);
-    }
-    g.append(bar);
+    // A bar of counts per state, failures visible however few.
+    g.append(stateBar(counts, kPad, 24, width - 2 * kPad));
+    const parts = Object.entries(counts).map(([st, c]) => `${c} ${st.replace(/_/g, ' ')}`);
     if (!grp.expanded) {
-      g.append(s('text', { x: kPad, y: 52, class: 'group-counts' },
-        truncate(parts.join(' · '), Math.floor((width - 2 * kPad) / 6.8))));
+      g.append(countsLine(counts, kPad, 52, Math.floor((width - 2 * kPad) / 6.8)));
       g.append(s('text', { x: kPad, y: 66, class: 'group-kind' }, `${grp.kind} · foreach`));
       g.append(tip(`${grp.stage}: ${n} tasks\n${parts.join('\n')}`));
       for (const t of grp.tasks) {
@@ -329,29 +324,9 @@ export class GraphView {
     this.hover.style.top = `${e.clientY - box.top + 12}px`;
   }
 
-  // Shrinks the graph to the width it has (never below half size), once it is on the page.
+  // Fills the window below it and shows everything; once it is on the page.
   fit(): void {
-    const avail = this.scroller.clientWidth - 4;
-    if (avail > 0 && this.width > avail) {
-      this.scale = Math.max(0.5, avail / this.width);
-      this.applyScale();
-    }
-  }
-
-  private zoom(f: number | null): void {
-    if (f === null) {
-      const avail = this.scroller.clientWidth - 4;
-      this.scale = this.width > 0 ? Math.min(1, avail / this.width) : 1;
-    } else {
-      this.scale = Math.min(4, Math.max(0.1, this.scale * f));
-    }
-    this.applyScale();
-  }
-
-  private applyScale(): void {
-    if (!this.svg) return;
-    this.svg.setAttribute('width', String(Math.ceil(this.width * this.scale)));
-    this.svg.setAttribute('height', String(Math.ceil(this.height * this.scale)));
+    this.panzoom.fit();
   }
 
   select(taskId: string | null): void {
@@ -413,22 +388,13 @@ export class GraphView {
     const g = grp.node;
     if (!g) return;
     const width = Number((g.firstChild as SVGRectElement).getAttribute('width'));
-    const old = g.querySelector('g.group-bar');
     const counts = this.counts(grp);
-    const bar = s('g', { class: 'group-bar' });
-    let bx = kPad;
-    for (const st of kTaskStates) {
-      const c = counts[st] ?? 0;
-      if (!c) continue;
-      const sw = ((width - 2 * kPad) * c) / grp.tasks.length;
-      bar.append(s('rect', { x: bx.toFixed(2), y: 24, width: sw.toFixed(2), height: 8, fill: fill(st),
-                             'data-state': st, 'data-n': c }, tip(`${st.replace(/_/g, ' ')}: ${c}`)));
-      bx += sw;
-    }
-    old?.replaceWith(bar);
+    g.classList.toggle('has-failed', failedCount(counts) > 0);
+    g.querySelector('g.group-bar')?.replaceWith(stateBar(counts, kPad, 24, width - 2 * kPad));
   }
 
   dispose(): void {
+    this.panzoom.dispose();
     if (this.frame) cancelAnimationFrame(this.frame);
   }
 }
