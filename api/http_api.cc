@@ -16,6 +16,7 @@
 #include <sstream>
 #include <utility>
 
+#include "api/internal/http_data.h"
 #include "api/internal/http_json.h"
 #include "api/run_service.h"
 #include "api/tier_service.h"
@@ -564,6 +565,8 @@ absl::StatusOr<ApiResponse> Route(const HttpApiOptions& options,
     if (n == 2) return Run(options, parts[1], query);
     if (n == 3 && parts[2] == "graph") return Graph(options, parts[1], query);
     if (n == 3 && parts[2] == "lineage") return Lineage(options, parts[1], false, query);
+    if (n == 3 && parts[2] == "tiers") return RunTiers(options, parts[1], query);
+    if (n == 3 && parts[2] == "checkpoints") return RunCheckpoints(options, parts[1], query);
     if (n >= 4 && parts[2] == "tasks") {
       auto [task, tail] = SplitTask({parts.begin() + 3, parts.end()});
       if (tail == "attempts") return Attempts(options, parts[1], task, query);
@@ -576,6 +579,11 @@ absl::StatusOr<ApiResponse> Route(const HttpApiOptions& options,
     std::string target;
     for (size_t i = 1; i + 1 < n; ++i) target += (i > 1 ? "/" : "") + parts[i];
     return Lineage(options, target, true, query);
+  }
+  if (parts[0] == "artifacts" && n >= 3 && parts.back() == "download") {
+    std::string target;
+    for (size_t i = 1; i + 1 < n; ++i) target += (i > 1 ? "/" : "") + parts[i];
+    return DownloadArtifact(options, target, query);
   }
   if (parts[0] == "tiers" && n == 1) return Tiers(options, query);
   if (parts[0] == "workers" && n == 1) return Workers(options, query);
