@@ -38,19 +38,18 @@ ApiResponse Refusal(int status, std::string_view reason, const std::string& mess
   return response;
 }
 
-// The file name offered to the browser: the copy's own name, with only
-// characters every browser and file system takes (RFC 6266 `filename`),
-// and the name itself as `filename*` (RFC 8187).
-std::string ContentDisposition(const std::string& uri, const std::string& fallback) {
-  std::string name = fs::path(uri).filename().string();
-  if (name.empty()) name = fallback;
+// The file name offered to the browser, TASK-OUTPUT: in `filename` with
+// only characters every browser and file system takes (RFC 6266), and as
+// it is in `filename*` (RFC 8187).
+std::string ContentDisposition(const scheduler::ArtifactRow& artifact) {
+  const std::string name = StrCat(artifact.task_id, "-", artifact.name);
   std::string plain;
   for (char c : name) {
     const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                       c == '.' || c == '-' || c == '_';
     plain += safe ? c : '_';
   }
-  if (plain.find_first_not_of("._") == std::string::npos) plain = "artifact";
+  if (plain.front() == '.') plain.front() = '_';
   return StrCat("attachment; filename=\"", plain, "\"; filename*=UTF-8''", PercentEncode(name));
 }
 
@@ -156,8 +155,7 @@ absl::StatusOr<ApiResponse> DownloadArtifact(const HttpApiOptions& options,
     }
     ApiResponse response{
         .status = 200, .content_type = "application/octet-stream", .body = std::move(*bytes)};
-    response.headers.emplace_back("Content-Disposition",
-                                  ContentDisposition(copy.uri, artifact.name));
+    response.headers.emplace_back("Content-Disposition", ContentDisposition(artifact));
     return response;
   }
   if (refused.empty()) {
