@@ -2,7 +2,7 @@
 //   #/runs?state=&q=           runs list
 //   #/runs/RUN[/TAB][?task=T]  a run: graph | timeline | outputs, task panel
 //   #/artifacts/ID?direction=&depth=  lineage explorer
-//   #/tiers                    tiers and workers
+//   #/tiers[?run=RUN]          tiers, what a run holds on each, workers
 import * as api from './api';
 import type { View } from './view';
 import { lineageView } from './views/lineage';
@@ -33,7 +33,7 @@ function create(r: Route): View {
   const [top, a, b] = r.parts;
   if (top === 'runs' && a) return runView(a, b, r.query);
   if (top === 'artifacts' && a) return lineageView(a, r.query);
-  if (top === 'tiers') return tiersView();
+  if (top === 'tiers') return tiersView(r.query);
   return runsView(r.query);
 }
 
