@@ -115,6 +115,10 @@ async function main() {
   const small = byTask['small[x y]'];
   check(JSON.stringify(links) === JSON.stringify([String(small.id)]),
         'outputs tab: a download link for the one file under 16 MiB only', `${links}`);
+  const noLink = await page.$$eval('[data-no-download]', (es) => es.map((e) => [e.closest('tr').dataset.artifact, e.dataset.noDownload]));
+  check(JSON.stringify(noLink.sort()) === JSON.stringify([[String(byTask.tree.id), 'folder'],
+        [String(byTask.big.id), 'over 16 MiB']].sort()), 'outputs tab: the folder and the 16 MiB + 1 file say why not',
+        JSON.stringify(noLink));
   const wanted = readFileSync(small.copies.find((c) => c.state === 'present').uri);
   for (const where of ['outputs tab', 'task panel']) {
     if (where === 'task panel') {
