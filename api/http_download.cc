@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <utility>
 
 #include "api/internal/http_data.h"
@@ -18,6 +19,7 @@
 #include "scheduler/run_queries.h"
 #include "scheduler/run_tiers.h"
 #include "storage_adapters/content_hash.h"
+#include "storage_adapters/tier_factory.h"
 #include "storage_adapters/tier_root.h"
 
 namespace tierflow::api {
@@ -53,14 +55,20 @@ std::string ContentDisposition(const scheduler::ArtifactRow& artifact) {
   return StrCat("attachment; filename=\"", plain, "\"; filename*=UTF-8''", PercentEncode(name));
 }
 
-// The bytes of the file `uri` on `tier`, when it is a regular file of at
-// most kMaxDownloadBytes whose hash is `content_hash`; else why not.
-absl::StatusOr<std::string> ReadCopy(const storage::TierConfig& tier, const std::string& uri,
-                                     const std::string& content_hash) {
-  if (tier.adapter != "posix") {
+// `bytes` when they hash to `content_hash`; else why not.
+absl::StatusOr<std::string> Checked(std::string bytes, const std::string& content_hash,
+                                    const std::string& uri, const std::string& tier) {
+  storage::ContentHasher hasher;
+  hasher.Update(bytes);
+  if (hasher.Finish() != content_hash) {
     return absl::FailedPreconditionError(
-        StrCat("tier ", tier.name, " is ", tier.adapter, ": only posix tiers are read here"));
+        StrCat(uri, " on tier ", tier, " no longer holds the bytes recorded (", content_hash, ")"));
   }
+  return bytes;
+}
+
+// The bytes of the file `uri` beneath the posix tier `tier`'s root.
+absl::StatusOr<std::string> ReadPosixCopy(const storage::TierConfig& tier, const std::string& uri) {
   TF_ASSIGN_OR_RETURN(std::shared_ptr<const storage::TierRoot> root,
                       storage::TierRoot::Open(tier.root));
   TF_ASSIGN_OR_RETURN(std::string relative, root->Relative(uri));
@@ -89,13 +97,57 @@ absl::StatusOr<std::string> ReadCopy(const storage::TierConfig& tier, const std:
     done += static_cast<size_t>(n);
   }
   bytes.resize(done);
-  storage::ContentHasher hasher;
-  hasher.Update(bytes);
-  if (hasher.Finish() != content_hash) {
-    return absl::FailedPreconditionError(StrCat(
-        uri, " on tier ", tier.name, " no longer holds the bytes recorded (", content_hash, ")"));
+  return bytes;
+}
+
+// The bytes of the object `uri` (s3://BUCKET/PREFIX/KEY) in the s3 tier
+// `tier`, through its adapter: a uri outside the tier's bucket and prefix
+// is refused, and the adapter refuses a key that is not a clean path.
+absl::StatusOr<std::string> ReadS3Copy(const storage::TierConfig& tier, const std::string& uri) {
+  const std::string base =
+      StrCat("s3://", tier.bucket, "/", tier.prefix.empty() ? "" : StrCat(tier.prefix, "/"));
+  if (uri.size() <= base.size() || uri.compare(0, base.size(), base) != 0) {
+    return absl::InvalidArgumentError(
+        StrCat("'", uri, "' is not under the tier's bucket and prefix ", base));
+  }
+  const std::string key = uri.substr(base.size());
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<storage::Adapter> adapter, storage::OpenTier(tier));
+  TF_ASSIGN_OR_RETURN(storage::ObjectInfo info, adapter->Stat(key));
+  if (info.bytes > static_cast<uint64_t>(kMaxDownloadBytes)) {
+    return absl::ResourceExhaustedError(
+        StrCat(uri, " on tier ", tier.name, " holds ", info.bytes, " bytes"));
+  }
+  TF_ASSIGN_OR_RETURN(std::unique_ptr<storage::ObjectReader> reader,
+                      adapter->OpenRead(key, 0, static_cast<uint64_t>(kMaxDownloadBytes) + 1));
+  std::string bytes;
+  std::string buffer(1 << 16, '\0');
+  for (;;) {
+    TF_ASSIGN_OR_RETURN(size_t n, reader->Read(std::span<char>(buffer.data(), buffer.size())));
+    if (n == 0) break;
+    bytes.append(buffer.data(), n);
+    if (bytes.size() > static_cast<size_t>(kMaxDownloadBytes)) {
+      return absl::ResourceExhaustedError(
+          StrCat(uri, " on tier ", tier.name, " is over ", kMaxDownloadBytes, " bytes"));
+    }
   }
   return bytes;
+}
+
+// The bytes of the copy `uri` on `tier` when it is one file of at most
+// kMaxDownloadBytes whose hash is `content_hash`; else why not.
+absl::StatusOr<std::string> ReadCopy(const storage::TierConfig& tier, const std::string& uri,
+                                     const std::string& content_hash) {
+  absl::StatusOr<std::string> bytes;
+  if (tier.adapter == "posix") {
+    bytes = ReadPosixCopy(tier, uri);
+  } else if (tier.adapter == "s3") {
+    bytes = ReadS3Copy(tier, uri);
+  } else {
+    return absl::FailedPreconditionError(
+        StrCat("tier ", tier.name, " is ", tier.adapter, ": only posix and s3 tiers are read"));
+  }
+  if (!bytes.ok()) return bytes.status();
+  return Checked(std::move(*bytes), content_hash, uri, tier.name);
 }
 
 }  // namespace
@@ -136,7 +188,6 @@ absl::StatusOr<ApiResponse> DownloadArtifact(const HttpApiOptions& options,
   db.reset();
   std::vector<std::string> refused;
   bool too_large = false;
-  size_t not_posix = 0;
   for (const scheduler::CopyRow& copy : artifact.copies) {
     if (copy.state != scheduler::ArtifactCopyState::kPresent) continue;
     auto tier = std::find_if(tiers.begin(), tiers.end(),
@@ -149,7 +200,6 @@ absl::StatusOr<ApiResponse> DownloadArtifact(const HttpApiOptions& options,
     absl::StatusOr<std::string> bytes = ReadCopy(*tier, copy.uri, artifact.content_hash);
     if (!bytes.ok()) {
       too_large = too_large || absl::IsResourceExhausted(bytes.status());
-      if (tier->adapter != "posix") ++not_posix;
       refused.push_back(std::string(bytes.status().message()));
       continue;
     }
@@ -167,7 +217,7 @@ absl::StatusOr<ApiResponse> DownloadArtifact(const HttpApiOptions& options,
   if (too_large) {
     return Refusal(413, "too_large", StrCat(shown, " cannot be downloaded: ", why), artifact.Ref());
   }
-  return Refusal(409, not_posix == refused.size() ? "only_posix_tiers" : "no_readable_copy",
+  return Refusal(409, "no_readable_copy",
                  StrCat(shown, " has no copy that can be read safely: ", why), artifact.Ref());
 }
 
