@@ -72,7 +72,10 @@ absl::StatusOr<std::vector<RunTierUse>> RunTierUsage(Database& db, const std::st
   TF_RETURN_IF_ERROR(ForEachRow(copies, [&](const Statement& row) -> absl::Status {
     RunTierUse& entry = use(row.Text(0));
     const std::string role = row.Text(1);
-    TF_ASSIGN_OR_RETURN(ArtifactCopyState state, ParseCopyState(row.Text(2)));
+    TF_ASSIGN_OR_RETURN(
+        ArtifactCopyState state,
+        internal::StateOf(ParseCopyState, row.Text(2),
+                          StrCat("a copy of run ", run_id, " on tier ", row.Text(0))));
     const int64_t count = row.Int(3);
     const int64_t bytes = row.Int(4);
     if (state == ArtifactCopyState::kPresent) {

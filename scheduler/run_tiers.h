@@ -43,8 +43,10 @@ struct RunTierUse {
   int64_t bytes = 0;  // home_bytes + working_bytes + checkpoint_bytes
 };
 
-// Every tier the run recorded, then any other tier its copies or
-// checkpoints name, with what it holds there.
+// Every tier the run recorded (in its order), then any other tier its
+// copies name, then any other its checkpoints name (each by name), with
+// what it holds there. DataLoss for a copy state this tierflow does not
+// know.
 absl::StatusOr<std::vector<RunTierUse>> RunTierUsage(Database& db, const std::string& run_id,
                                                      const std::string& state_dir);
 
