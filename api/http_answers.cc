@@ -87,11 +87,8 @@ std::string SseText(const FeedEvent& event) {
 
 Answer FromApi(const ApiResponse& response) {
   const bool json = response.content_type == "application/json";
-  return {response.status,
-          json ? "application/json; charset=utf-8" : response.content_type,
-          json ? HtmlSafeJson(response.body) : response.body,
-          {},
-          false};
+  return {response.status, json ? "application/json; charset=utf-8" : response.content_type,
+          json ? HtmlSafeJson(response.body) : response.body, response.headers, false};
 }
 
 // An error of the server's limits (the API's ErrorResponse knows the

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "api/internal/http_failures.h"
+#include "api/internal/http_data.h"
 #include "api/internal/http_json.h"
 #include "api/run_service.h"
 #include "api/tier_service.h"
@@ -556,9 +557,10 @@ absl::StatusOr<ApiResponse> Route(const HttpApiOptions& options,
         StrCat("no API endpoint /api/v1", CEscape(path),
                n > 0 ? DidYouMean(parts[0], Endpoints()) : std::string(),
                "; the endpoints are /api/v1/runs, /api/v1/runs/RUN, /api/v1/runs/RUN/graph, "
-               "/api/v1/runs/RUN/lineage, /api/v1/runs/RUN/failures, "
-               "/api/v1/runs/RUN/tasks/TASK[/attempts|/logs], "
-               "/api/v1/artifacts/ID/lineage, /api/v1/tiers, /api/v1/workers, /api/v1/events"));
+               "/api/v1/runs/RUN/lineage, /api/v1/runs/RUN/failures, /api/v1/runs/RUN/tiers, "
+               "/api/v1/runs/RUN/checkpoints, /api/v1/runs/RUN/tasks/TASK[/attempts|/logs], "
+               "/api/v1/artifacts/ID/lineage, /api/v1/artifacts/ID/download, /api/v1/tiers, "
+               "/api/v1/workers, /api/v1/events"));
   };
   if (n == 0) return unknown();
   if (parts[0] == "runs") {
@@ -567,6 +569,8 @@ absl::StatusOr<ApiResponse> Route(const HttpApiOptions& options,
     if (n == 3 && parts[2] == "graph") return Graph(options, parts[1], query);
     if (n == 3 && parts[2] == "lineage") return Lineage(options, parts[1], false, query);
     if (n == 3 && parts[2] == "failures") return Failures(options, parts[1], query);
+    if (n == 3 && parts[2] == "tiers") return RunTiers(options, parts[1], query);
+    if (n == 3 && parts[2] == "checkpoints") return RunCheckpoints(options, parts[1], query);
     if (n >= 4 && parts[2] == "tasks") {
       auto [task, tail] = SplitTask({parts.begin() + 3, parts.end()});
       if (tail == "attempts") return Attempts(options, parts[1], task, query);
@@ -579,6 +583,11 @@ absl::StatusOr<ApiResponse> Route(const HttpApiOptions& options,
     std::string target;
     for (size_t i = 1; i + 1 < n; ++i) target += (i > 1 ? "/" : "") + parts[i];
     return Lineage(options, target, true, query);
+  }
+  if (parts[0] == "artifacts" && n >= 3 && parts.back() == "download") {
+    std::string target;
+    for (size_t i = 1; i + 1 < n; ++i) target += (i > 1 ? "/" : "") + parts[i];
+    return DownloadArtifact(options, target, query);
   }
   if (parts[0] == "tiers" && n == 1) return Tiers(options, query);
   if (parts[0] == "workers" && n == 1) return Workers(options, query);

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -38,6 +39,9 @@ struct ApiResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // More response headers (Content-Disposition of a download); the server
+  // adds its security headers to every response itself.
+  std::vector<std::pair<std::string, std::string>> headers = {};
 };
 
 // The workers of a cluster as HttpApiOptions::workers_json answers them:

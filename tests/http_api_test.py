@@ -146,6 +146,172 @@ def check_failures():
     check(short["total"] == 2 and len(short["failures"]) == 1 and
           short["failures"][0]["log_tail"] == ["line 5 of b c", "part b c: disk full"] and
           short["failures"][0]["log_cut"], "failures: limit=1&lines=2 %r" % short)
+# --- uidata (issue 20): artifact downloads, the tiers a run used, checkpoints.
+DATA_PIPELINE = """name: data
+stages:
+  small:
+    foreach: ["x y"]
+    run: head -c 3000 /dev/urandom > "$TIERFLOW_OUTPUT_BLOB"
+    outputs: [blob]
+  big:
+    run: head -c 16777217 /dev/zero > "$TIERFLOW_OUTPUT_BIG"
+    outputs: [big]
+  tree:
+    run: mkdir -p "$TIERFLOW_OUTPUT_TREE" && echo a > "$TIERFLOW_OUTPUT_TREE/a" && echo b > "$TIERFLOW_OUTPUT_TREE/b"
+    outputs: [tree]
+  planted:
+    run: echo planted > "$TIERFLOW_OUTPUT_FILE"
+    outputs: [file]
+  rewritten:
+    run: echo rewritten > "$TIERFLOW_OUTPUT_FILE"
+    outputs: [file]
+  changed:
+    run: echo changed > "$TIERFLOW_OUTPUT_FILE"
+    outputs: [file]
+"""
+
+
+def check_downloads():
+    """GET /api/v1/artifacts/ID/download on a store of its own: the bytes of a
+    file; 413 over 16 MiB; 409 for a folder; a symlink planted in the tier, a
+    uri rewritten in the store and a file changed since are refused and read
+    nothing outside the tier; the token rules hold."""
+    import sqlite3
+    folder = os.path.join(WORK, "data")
+    os.makedirs(folder)
+    db = os.path.join(folder, "tierflow.db")
+    pipeline = os.path.join(folder, "data.yaml")
+    with open(pipeline, "w") as f:
+        f.write(DATA_PIPELINE)
+    result = run_tierflow("run", pipeline, "--db", db)
+    check(result.returncode == 0, "data run: " + result.stdout + result.stderr)
+    secret = os.path.join(WORK, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("SECRET-OUTSIDE-THE-TIER\n")
+    ui, address = start_ui(db=db)
+    c = Client(address)
+    detail = c.json("/api/v1/runs/last")
+    run_id = detail["run"]["id"]
+    outputs = {o["task_id"]: o for t in detail["tasks"] for o in t["outputs"]}
+
+    def home(task):
+        return next(x for x in outputs[task]["copies"] if x["state"] == "present")
+
+    def download(ref, headers=None):
+        return c.request("GET", "/api/v1/artifacts/%s/download" % q(str(ref)), headers)
+
+    small = outputs["small[x y]"]
+    with open(home("small[x y]")["uri"], "rb") as f:
+        wanted = f.read()
+    for ref in (small["id"], "%s/small[x y]/blob" % run_id, "last/small[x y]/blob"):
+        code, headers, body = download(ref)
+        check(code == 200 and body == wanted and len(body) == 3000,
+              "download %s: %d, %d bytes" % (ref, code, len(body)))
+        check(headers.get("content-type") == "application/octet-stream" and
+              headers.get("content-length") == "3000" and
+              headers.get("x-content-type-options") == "nosniff" and
+              headers.get("content-security-policy") == "default-src 'self'",
+              "download headers: %r" % headers)
+        check(headers.get("content-disposition") ==
+              "attachment; filename=\"small_x_y_-blob\"; filename*=UTF-8''small%5Bx%20y%5D-blob",
+              "content-disposition: %r" % headers.get("content-disposition"))
+    code, headers, body = c.request("HEAD", "/api/v1/artifacts/%d/download" % small["id"])
+    check(code == 200 and body == b"" and headers.get("content-length") == "3000", "HEAD download")
+
+    error = c.json("/api/v1/artifacts/%d/download" % outputs["big"]["id"], 413)
+    check(error["reason"] == "too_large" and "16 MiB" in error["message"] and
+          "tierflow lineage" in error["instead"], "413 over 16 MiB: %r" % error)
+    error = c.json("/api/v1/artifacts/%d/download" % outputs["tree"]["id"], 409)
+    check(error["reason"] == "directory" and "2 files" in error["message"] and
+          "tierflow lineage" in error["instead"], "409 folder: %r" % error)
+    # Other kinds of reference: a run id, a task without that output, no such id.
+    check("not an artifact" in c.json("/api/v1/artifacts/%s/download" % run_id, 400)["message"],
+          "a run id is not an artifact")
+    check("did you mean 'blob'" in c.json("/api/v1/artifacts/%s/download" %
+                                          q(run_id + "/small[x y]/blbo"), 404)["message"],
+          "404 did-you-mean output")
+    c.json("/api/v1/artifacts/99999/download", 404)
+    check("'x'" in c.json("/api/v1/artifacts/%d/download?x=1" % small["id"], 400)["message"],
+          "400 unknown parameter")
+
+    # A symlink swapped into the tier for the copy, pointing outside: refused.
+    planted = home("planted")["uri"]
+    os.remove(planted)
+    os.symlink(secret, planted)
+    code, _, body = download(outputs["planted"]["id"])
+    check(code == 409 and b"SECRET" not in body and json.loads(body)["reason"] == "no_readable_copy",
+          "planted symlink refused: %d %r" % (code, body[:300]))
+    # A uri rewritten in the store to a file outside the tier: refused.
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE artifact_copies SET uri = ? WHERE artifact_id = ?",
+                           (secret, outputs["rewritten"]["id"]))
+    code, _, body = download(outputs["rewritten"]["id"])
+    check(code == 409 and b"SECRET" not in body and b"not under" in body,
+          "rewritten uri refused: %d %r" % (code, body[:300]))
+    # A copy whose bytes changed since it was recorded: refused.
+    with open(home("changed")["uri"], "w") as f:
+        f.write("tampered\n")
+    code, _, body = download(outputs["changed"]["id"])
+    check(code == 409 and b"tampered" not in body and b"no longer holds" in body,
+          "changed copy refused: %d %r" % (code, body[:300]))
+    ui.send_signal(signal.SIGTERM)
+    check(ui.wait(timeout=30) == 0, "data UI: SIGTERM: exit 0")
+
+    # The token: the server's check covers the download too.
+    secured, secured_address = start_ui({"TIERFLOW_UI_TOKEN": "s3cret"}, db=db)
+    s = Client(secured_address)
+    path = "/api/v1/artifacts/%d/download" % small["id"]
+    code, _, body = s.request("GET", path)
+    check(code == 401 and body != wanted, "download without the token: %d" % code)
+    code, _, body = s.request("GET", path, {"Authorization": "Bearer wrong"})
+    check(code == 403 and body != wanted, "download with a wrong token: %d" % code)
+    code, _, body = s.request("GET", path, {"Cookie": "tierflow_token=nope"})
+    check(code == 403 and body != wanted, "download with a wrong cookie: %d" % code)
+    for headers in ({"Authorization": "Bearer s3cret"}, {"Cookie": "tierflow_token=s3cret"}):
+        code, _, body = s.request("GET", path, headers)
+        check(code == 200 and body == wanted, "download with %r: %d" % (headers, code))
+    secured.send_signal(signal.SIGTERM)
+    check(secured.wait(timeout=30) == 0, "secured data UI: SIGTERM: exit 0")
+
+
+def check_run_tiers(c, run_id):
+    """GET /api/v1/runs/RUN/tiers and /checkpoints against the run's own
+    detail (the quickstart: its train stage checkpoints)."""
+    detail = c.json("/api/v1/runs/" + run_id)
+    used = c.json("/api/v1/runs/%s/tiers" % run_id)
+    check(used["run_id"] == run_id, "run tiers: run id")
+    tiers = {t["name"]: t for t in used["tiers"]}
+    check(set(tiers) == {"ram", "local", "bulk"} and all(t["recorded"] for t in tiers.values()),
+          "run tiers: the recorded ones %r" % list(tiers))
+    homes, working = {}, {}
+    for task in detail["tasks"]:
+        for output in task["outputs"]:
+            for copy in output["copies"]:
+                if copy["state"] != "present":
+                    continue
+                counts = homes if copy["role"] == "home" else working
+                counts.setdefault(copy["tier"], [0, 0])
+                counts[copy["tier"]][0] += 1
+                counts[copy["tier"]][1] += copy["bytes"]
+    for name, tier in tiers.items():
+        check([tier["outputs"], tier["home_bytes"]] == homes.get(name, [0, 0]) and
+              [tier["copies"], tier["working_bytes"]] == working.get(name, [0, 0]),
+              "run tiers: %s matches the run's copies: %r" % (name, tier))
+        flushed = [k for k in detail["checkpoints"] if k["tier"] == name and k["state"] == "present"]
+        check(tier["checkpoints"] == len(flushed) and
+              tier["checkpoint_bytes"] == sum(k["bytes"] for k in flushed) and
+              tier["bytes"] == tier["home_bytes"] + tier["working_bytes"] + tier["checkpoint_bytes"],
+              "run tiers: %s checkpoints %r" % (name, tier))
+    check(sum(t["checkpoints"] for t in tiers.values()) > 0, "run tiers: checkpoints flushed")
+    listed = c.json("/api/v1/runs/%s/checkpoints" % run_id)["checkpoints"]
+    check([(k["task_id"], k["step"], k["state"]) for k in listed] ==
+          [(k["task_id"], k["step"], k["state"]) for k in detail["checkpoints"]] and listed,
+          "checkpoints: as the run detail lists them")
+    check(all(k["files"] and k["attempt"] == 1 and k["local_uri"] and
+              (k["flushed_at_ms"] or 0) >= k["committed_at_ms"] for k in listed),
+          "checkpoints: files, attempt, flushed after committed %r" % listed[:1])
+    c.json("/api/v1/runs/nope/tiers", 404)
+    c.json("/api/v1/runs/nope/checkpoints", 404)
 
 
 def main():
@@ -257,6 +423,7 @@ def main():
         check(name in c.json("/api/v1/runs/%s/failures?%s" % (quick, bad), 400)["message"],
               "failures: 400 for %s" % bad)
     check_failures()
+    check_run_tiers(c, quick)  # uidata
 
     # --- tiers, workers, unknown
     tiers = c.json("/api/v1/tiers")["tiers"]
@@ -408,6 +575,8 @@ def main():
           "old store, new run: placement recorded %r" % new)
     old_ui.send_signal(signal.SIGTERM)
     check(old_ui.wait(timeout=30) == 0, "old store's UI: SIGTERM: exit 0")
+
+    check_downloads()  # uidata
 
 
 try:

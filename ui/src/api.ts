@@ -496,3 +496,69 @@ export function failures(runId: string, opts: { limit?: number; lines?: number }
                          signal?: AbortSignal): Promise<FailureList> {
   return json<FailureList>(`/runs/${enc(runId)}/failures`, { limit: opts.limit, lines: opts.lines }, signal);
 }
+
+// ---------------------------------------------------------------- uidata
+// Where a run's data is (issue 20): artifact downloads, the tiers a run
+// used, its checkpoints.
+
+// The largest artifact GET /artifacts/ID/download answers with.
+export const kMaxDownloadBytes = 16 * 1024 * 1024;
+
+// True when the server can answer a download of `a`: one file, at most 16
+// MiB, with a present copy (it still refuses one it cannot read safely).
+export function canDownload(a: Artifact): boolean {
+  return (a.files ?? 1) === 1 && a.bytes !== null && a.bytes <= kMaxDownloadBytes &&
+    a.copies.some((c) => c.state === 'present');
+}
+
+// A plain link: with a token, the cookie the server set on `?token=` goes
+// with it (the token never goes into the address).
+export function downloadUrl(a: Artifact): string {
+  return url(`/artifacts/${a.id}/download`);
+}
+
+// What a run holds on one tier (GET /runs/RUN/tiers).
+export interface RunTierUse {
+  name: string;
+  adapter: string;
+  location: string;
+  recorded: boolean;
+  outputs: number;
+  home_bytes: number;
+  copies: number;
+  working_bytes: number;
+  evicted: number;
+  checkpoints: number;
+  checkpoint_bytes: number;
+  bytes: number;
+}
+
+export async function runTiers(runId: string, signal?: AbortSignal): Promise<RunTierUse[]> {
+  return (await json<{ tiers: RunTierUse[] }>(`/runs/${encodeURIComponent(runId)}/tiers`, undefined, signal)).tiers;
+}
+
+// A checkpoint (GET /runs/RUN/checkpoints).
+export interface RunCheckpoint {
+  id: number;
+  task_id: string;
+  attempt_id: number;
+  attempt: number | null;
+  name: string;
+  step: number | null;
+  local_uri: string;
+  tier: string;
+  uri: string;
+  bytes: number | null;
+  files: number | null;
+  content_hash: string | null;
+  state: string;
+  committed_at_ms: number;
+  flushed_at_ms: number | null;
+  flush_ms: number | null;
+  message: string;
+}
+
+export async function runCheckpoints(runId: string, signal?: AbortSignal): Promise<RunCheckpoint[]> {
+  return (await json<{ checkpoints: RunCheckpoint[] }>(`/runs/${encodeURIComponent(runId)}/checkpoints`,
+    undefined, signal)).checkpoints;
+}

@@ -3,7 +3,7 @@
 //   #/runs/RUN[/TAB][?task=T]  a run: graph | timeline | outputs, task panel
 //   #/runs/last[/TAB]          the newest run, switching to each new one live
 //   #/artifacts/ID?direction=&depth=  lineage explorer
-//   #/tiers                    tiers and workers
+//   #/tiers[?run=RUN]          tiers, what a run holds on each, workers
 import * as api from './api';
 import { installKeynav } from './keynav';
 import type { View } from './view';
@@ -37,7 +37,7 @@ function create(r: Route): View {
   if (top === 'runs' && a === 'last') return lastRunView(b, r.query);
   if (top === 'runs' && a) return runView(a, b, r.query);
   if (top === 'artifacts' && a) return lineageView(a, r.query);
-  if (top === 'tiers') return tiersView();
+  if (top === 'tiers') return tiersView(r.query);
   return runsView(r.query);
 }
 

@@ -9,9 +9,11 @@ import { errorBox, setQuery, throttle, View } from '../view';
 import { FailuresList } from './failures';
 import { GraphView } from './graph';
 import { TaskPanel } from './taskpanel';
+import { downloadLink } from './download';
+import { dataTab } from './rundata';
 import { timeline, timelinePlace } from './timeline';
 
-const kTabs = ['graph', 'timeline', 'outputs'] as const;
+const kTabs = ['graph', 'timeline', 'outputs', 'checkpoints', 'tiers'] as const;
 type Tab = typeof kTabs[number];
 
 function isTab(t: string | undefined): t is Tab {
@@ -99,6 +101,8 @@ export function runView(runId: string, tabArg: string | undefined, query: URLSea
           timeline(detail, body.clientWidth || 900, select, timelinePlace(body)));
       } else if (tab === 'outputs') {
         body.replaceChildren(outputsTable(detail));
+      } else if (tab === 'checkpoints' || tab === 'tiers') {
+        dataTab(runId, tab, body, abort.signal);
       }
     } catch (e) {
       if (!abort.signal.aborted) body.replaceChildren(errorBox(e));
@@ -174,11 +178,12 @@ function outputsTable(d: api.RunDetail): HTMLElement {
         h('td', { class: 'num', text: fmt.bytes(o.bytes) }),
         h('td', null, h('code', { attrs: { title: o.content_hash ?? '' }, text: fmt.shortHash(o.content_hash) })),
         h('td', null, ...o.copies.map((c) => h('div', { class: 'copy' }, chip(c.state === 'present' ? 'succeeded' : 'cancelled', c.state),
-          ' ', h('strong', { text: c.tier }), ` ${api.copyRole(c)} `, h('span', { class: 'mono small', text: c.uri }))))));
+          ' ', h('strong', { text: c.tier }), ` ${api.copyRole(c)} `, h('span', { class: 'mono small', text: c.uri })))),
+        h('td', null, downloadLink(o))));
     }
   }
   if (rows.length === 0) return h('p', { class: 'muted', text: 'This run has no outputs yet.' });
   return h('table', { class: 'grid outputs-table' },
-    h('thead', null, h('tr', null, ...['artifact', 'id', 'size', 'hash', 'copies'].map((c) => h('th', { text: c })))),
+    h('thead', null, h('tr', null, ...['artifact', 'id', 'size', 'hash', 'copies', ''].map((c) => h('th', { text: c })))),
     h('tbody', null, ...rows));
 }

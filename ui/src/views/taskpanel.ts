@@ -7,6 +7,7 @@ import { h, href, link } from '../dom';
 import * as fmt from '../format';
 import { chip } from '../states';
 import { errorBox } from '../view';
+import { downloadLink } from './download';
 
 const kLogTail = 64 * 1024;
 
@@ -176,7 +177,7 @@ export class TaskPanel {
     const outputs = t.outputs ?? [];
     const outs = outputs.length ? h('ul', { class: 'outputs' }, ...outputs.map((o) => h('li', null,
       link(href('artifacts', o.id), o.name), ` ${fmt.bytes(o.bytes)} `,
-      h('code', { attrs: { title: o.content_hash ?? '' }, text: fmt.shortHash(o.content_hash) }),
+      h('code', { attrs: { title: o.content_hash ?? '' }, text: fmt.shortHash(o.content_hash) }), ' ', downloadLink(o),
       h('div', { class: 'copies' }, ...o.copies.map((c) => h('span', { class: 'copy', attrs: { title: c.uri } },
         `${c.tier} (${api.copyRole(c)}, ${c.state})`)))))) : null;
 

@@ -1,10 +1,11 @@
 // The storage tiers: where they are, capacity and usage, the declared and the
-// measured performance profile; then the workers.
+// measured performance profile; what one run holds on each (`?run=`); then
+// the workers.
 import * as api from '../api';
-import { h } from '../dom';
+import { h, href } from '../dom';
 import * as fmt from '../format';
 import { jsonView } from './taskpanel';
-import { errorBox, View } from '../view';
+import { errorBox, setQuery, View } from '../view';
 
 function bar(used: number, total: number): HTMLElement {
   const pct = Math.min(100, (100 * used) / total);
@@ -46,12 +47,72 @@ function profile(p: api.Profile | null | undefined, none: string): HTMLElement {
     p.measured_at_ms ? h('div', { class: 'muted small', text: `measured ${fmt.time(p.measured_at_ms)}` }) : null);
 }
 
-export function tiersView(): View {
+// What one run holds on each tier it used (GET /runs/RUN/tiers): outputs
+// homed there, working copies, checkpoints flushed there, and their bytes.
+export function runTiersTable(uses: api.RunTierUse[]): HTMLElement {
+  const count = (n: number, b: number) => (n ? `${n} · ${fmt.bytes(b)}` : '—');
+  return h('table', { class: 'grid run-tiers' },
+    h('thead', null, h('tr', null, ...['tier', 'adapter', 'location', 'outputs (home)', 'working copies',
+      'checkpoints', 'bytes held', 'evicted'].map((c) => h('th', { text: c })))),
+    h('tbody', null, ...uses.map((t) => h('tr', { attrs: { 'data-run-tier': t.name, 'data-outputs': t.outputs,
+      'data-copies': t.copies, 'data-checkpoints': t.checkpoints, 'data-bytes': t.bytes } },
+      h('td', null, h('strong', { text: t.name }), t.recorded ? '' : h('div', { class: 'muted small',
+        text: 'not among the run\'s recorded tiers' })),
+      h('td', { text: t.adapter || '—' }), h('td', { class: 'mono small wrap', text: t.location || '—' }),
+      h('td', { class: 'num', text: count(t.outputs, t.home_bytes) }),
+      h('td', { class: 'num', text: count(t.copies, t.working_bytes) }),
+      h('td', { class: 'num', text: count(t.checkpoints, t.checkpoint_bytes) }),
+      h('td', { class: 'num', text: fmt.bytes(t.bytes) }),
+      h('td', { class: 'num', text: t.evicted ? String(t.evicted) : '—' })))));
+}
+
+// "Used by a run": a selector of recent runs (`?run=`, default the newest)
+// and what the chosen one holds on each tier.
+function runUsage(query: URLSearchParams, signal: AbortSignal): { el: HTMLElement; show(run: string | null): void } {
+  const select = h('select', { attrs: { 'aria-label': 'run', 'data-run-select': '' } });
+  const box = h('div', { class: 'run-tiers-box' });
+  const el = h('div', null, h('label', { class: 'run-select' }, 'run ', select), box);
+  let shown: string | null = null;
+  async function show(run: string | null): Promise<void> {
+    const id = run ?? select.value;
+    if (!id || id === shown) return;
+    shown = id;
+    select.value = id;
+    try {
+      const uses = await api.runTiers(id, signal);
+      box.replaceChildren(runTiersTable(uses), h('p', { class: 'small' },
+        h('a', { attrs: { href: href('runs', id, 'outputs') }, text: `the outputs of ${id}` })));
+    } catch (e) {
+      if (!signal.aborted) box.replaceChildren(errorBox(e));
+    }
+  }
+  select.addEventListener('change', () => setQuery({ run: select.value }));
+  void (async () => {
+    try {
+      const runs = await api.runs({ limit: 50 }, signal);
+      const wanted = query.get('run');
+      const ids = runs.map((r) => r.id);
+      if (wanted && !ids.includes(wanted)) ids.unshift(wanted);
+      select.replaceChildren(...ids.map((id) => h('option', { attrs: { value: id }, text: id })));
+      if (ids.length === 0) {
+        box.replaceChildren(h('p', { class: 'muted', text: 'No runs yet.' }));
+        return;
+      }
+      await show(wanted ?? ids[0]);
+    } catch (e) {
+      if (!signal.aborted) box.replaceChildren(errorBox(e));
+    }
+  })();
+  return { el, show: (run) => void show(run) };
+}
+
+export function tiersView(query: URLSearchParams = new URLSearchParams()): View {
   const abort = new AbortController();
   const tiersBox = h('div', null, h('p', { class: 'muted', text: 'loading…' }));
   const workersBox = h('div');
+  const used = runUsage(query, abort.signal);
   const el = h('section', { class: 'view tiers-view' }, h('h1', { text: 'Tiers' }), tiersBox,
-    h('h2', { text: 'Workers' }), workersBox);
+    h('h2', { text: 'Used by a run' }), used.el, h('h2', { text: 'Workers' }), workersBox);
 
   void (async () => {
     try {
@@ -87,5 +148,5 @@ export function tiersView(): View {
     }
   })();
 
-  return { el, dispose: () => abort.abort() };
+  return { el, update: (q) => used.show(q.get('run')), dispose: () => abort.abort() };
 }
