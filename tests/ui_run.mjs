@@ -144,6 +144,18 @@ async function main() {
   await page.click('details.failures li.failure[data-task-id="work[400]"] .failure-head');
   await page.waitForSelector('[data-task-panel="work[400]"]');
   check(page.url().includes('task=work%5B400%5D'), 'a click on a failed task opens its task panel', page.url());
+  // Keys: after a click in the list, j moves to the next failed task, Enter
+  // opens its panel, Esc closes it (ui/src/keynav.ts).
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => !location.hash.includes('task='));
+  await page.keyboard.press('j');
+  const focused = await page.$eval('details.failures li.kbd-focus', (li) => li.getAttribute('data-task-id'));
+  await page.keyboard.press('Enter');
+  await page.waitForFunction((id) => location.hash.includes(`task=${encodeURIComponent(id)}`), focused);
+  check(focused === 'work[800]', 'j moves from work[400] to the next failed task, Enter opens it', focused);
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => !location.hash.includes('task='));
+  ok('Esc closes the task panel');
   await page.click('details.failures > summary');
   check(!(await page.$eval('details.failures', (d) => d.open)), 'the failed tasks list collapses');
   await page.click('details.failures > summary');

@@ -17,7 +17,8 @@
 // - Keys typed in an input, a select or a textarea, or with Ctrl, Alt or
 //   Meta held, are left alone.
 // With several lists on a page, keys go to the one holding the current item,
-// else the one holding the focused element, else the first on the page.
+// else the one clicked in last, else the one holding the focused element,
+// else the view's canvas (the run graph), else the first on the page.
 import { setQuery } from './view';
 
 const kItems = '[data-task-id], [data-keynav-href], [data-keynav-open]';
@@ -50,13 +51,35 @@ function refind(): void {
   current?.classList.add('kbd-focus');
 }
 
+// The list a pointer went down in last (a click in the failed tasks list
+// sends the keys there), and the item it went down on.
+let clicked: Element | null = null;
+document.addEventListener('pointerdown', (e) => {
+  const list = e.target instanceof Element ? e.target.closest('[data-keynav]') : null;
+  if (list) clicked = list;
+}, true);
+// A click on an item makes it the current one: the keys go on from there. In
+// the bubbling phase, so the click that ends a drag (which panzoom.ts stops)
+// selects nothing.
+document.addEventListener('click', (e) => {
+  const item = e.target instanceof Element ? e.target.closest(kItems) : null;
+  const list = item?.closest('[data-keynav]');
+  if (!item || !list) return;
+  current?.classList.remove('kbd-focus');
+  current = item;
+  currentKey = { list, ...keyOf(item) };
+  item.classList.add('kbd-focus');
+});
+
 function activeList(): Element | null {
   refind();
   const fromCurrent = current?.isConnected ? current.closest('[data-keynav]') : null;
   if (fromCurrent) return fromCurrent;
+  if (clicked && clicked.isConnected && visible(clicked)) return clicked;
   const fromFocus = document.activeElement?.closest('[data-keynav]');
   if (fromFocus) return fromFocus;
-  return Array.from(document.querySelectorAll('[data-keynav]')).find(visible) ?? null;
+  const lists = Array.from(document.querySelectorAll('[data-keynav]')).filter(visible);
+  return lists.find((l) => l.closest('.panzoom')) ?? lists[0] ?? null;
 }
 
 function focusItem(list: Element, item: Element): void {

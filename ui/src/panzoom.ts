@@ -36,6 +36,7 @@ export class PanZoom {
   private pinchDist = 0;
   private readonly onResize = () => this.fillHeight();
   private readonly resizeObserver: ResizeObserver;
+  private readonly pageObserver: ResizeObserver;
   private fitted = false;
   // Whether the user moved the view: a resize refits only when not.
   private touched = false;
@@ -67,6 +68,15 @@ export class PanZoom {
       if (!this.touched && this.fitted) this.fit();
     });
     this.resizeObserver.observe(host);
+    // Content above the canvas that grows or shrinks (a failed tasks list
+    // loaded, a header that gains a line) moves its top: the page's size
+    // changes, and the canvas takes what the window leaves below it again.
+    this.pageObserver = new ResizeObserver(() => {
+      const before = this.host.style.height;
+      this.fillHeight();
+      if (this.host.style.height !== before && !this.touched && this.fitted) this.fit();
+    });
+    this.pageObserver.observe(document.body);
   }
 
   // A new drawing (`layer` inside `svg`, `width` × `height` in its own units).
@@ -142,6 +152,7 @@ export class PanZoom {
   dispose(): void {
     window.removeEventListener('resize', this.onResize);
     this.resizeObserver.disconnect();
+    this.pageObserver.disconnect();
   }
 
   private apply(): void {
