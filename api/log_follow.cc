@@ -117,7 +117,7 @@ absl::Status Follow(Database& db, const LogRequest& request, AttemptRow attempt,
     TF_RETURN_IF_ERROR(tail->Drain(out));
 
     if (std::chrono::steady_clock::now() >= next_check) {
-      TF_ASSIGN_OR_RETURN(scheduler::RunStatus run, scheduler::GetRunStatus(db, attempt.run_id));
+      TF_ASSIGN_OR_RETURN(scheduler::RunStatus run, SettledRunStatus(db, attempt.run_id));
       TF_ASSIGN_OR_RETURN(AttemptRow current, scheduler::GetAttempt(db, attempt.id));
       const bool running = current.state == scheduler::AttemptState::kRunning;
       const bool run_going = run.state == scheduler::RunState::kRunning;
@@ -233,7 +233,7 @@ absl::Status WaitForStart(Database& db, const LogRequest& request, const std::st
     if (attempt.ok()) return absl::OkStatus();
     if (!absl::IsNotFound(attempt.status())) return attempt.status();
     TF_ASSIGN_OR_RETURN(TaskRow task, scheduler::FindTask(db, run_id, request.task));
-    TF_ASSIGN_OR_RETURN(scheduler::RunStatus run, scheduler::GetRunStatus(db, run_id));
+    TF_ASSIGN_OR_RETURN(scheduler::RunStatus run, SettledRunStatus(db, run_id));
     if (std::string why = WillNotStart(task, run, run_id); !why.empty()) {
       // The task may have started between the reads: look once more.
       if (scheduler::FindAttempt(db, run_id, request.task).ok()) return absl::OkStatus();
@@ -268,6 +268,15 @@ absl::StatusOr<AttemptRow> AttemptWithLog(Database& db, AttemptRow attempt, std:
                                       attempt.run_id, " has no log"));
   }
   return attempt;
+}
+
+absl::StatusOr<scheduler::RunStatus> SettledRunStatus(Database& db, const std::string& run_id) {
+  TF_ASSIGN_OR_RETURN(scheduler::RunStatus status, scheduler::GetRunStatus(db, run_id));
+  // An engine ending the run writes its final state, then lets go of the
+  // run's lock: a read between the two sees "running" and no engine. A
+  // second read, after the lock was seen free, sees the final state.
+  if (status.engine != EngineStatus::kGone) return status;
+  return scheduler::GetRunStatus(db, run_id);
 }
 
 absl::Status WriteLog(const LogRequest& request, std::ostream& out, std::ostream& notes) {

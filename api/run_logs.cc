@@ -176,7 +176,7 @@ absl::Status FollowAll(Database& db, const LogRequest& request, const std::strin
   for (;;) {
     if (std::chrono::steady_clock::now() >= next_check) {
       // The run's state first: what was written before it ended is read after.
-      TF_ASSIGN_OR_RETURN(scheduler::RunStatus run, scheduler::GetRunStatus(db, run_id));
+      TF_ASSIGN_OR_RETURN(scheduler::RunStatus run, SettledRunStatus(db, run_id));
       TF_ASSIGN_OR_RETURN(std::vector<TaskRow> tasks, StageTasks(db, run_id, request.stages));
       if (width == 0) width = PrefixWidth(tasks);
       for (const TaskRow& task : tasks) {

@@ -78,4 +78,8 @@ class Tail {
 // `notes` is told. NotFound when there is no log (log_follow.cc).
 absl::StatusOr<AttemptRow> AttemptWithLog(Database& db, AttemptRow attempt, std::ostream& notes);
 
+// The run's state and engine (scheduler::GetRunStatus), read again when
+// its engine looks gone: an engine that just ended the run is not gone.
+absl::StatusOr<scheduler::RunStatus> SettledRunStatus(Database& db, const std::string& run_id);
+
 }  // namespace tierflow::api
