@@ -73,10 +73,10 @@ struct LogRequest {
   // only these stages' tasks when `stages` is not empty (an unknown stage
   // is NotFound with a did-you-mean).
   bool failed_only = false;
-  std::vector<std::string> stages;
+  std::vector<std::string> stages = {};
   // Paints a task's prefix in the colour of its state ("succeeded", ...);
   // unset: plain text.
-  StatePainter paint;
+  StatePainter paint = nullptr;
 };
 
 // Writes the attempt's log (stdout and stderr of its command) to `out`,

@@ -103,12 +103,38 @@ TEST(RenderRunsTest, TextTableMarksGoneEngineAndTruncation) {
             "DURATION\n"
             "demo-c0ffee  demo      running (engine gone)  1/3    0       2024-05-01 14:00:00  -\n"
             "demo-0ther0  demo      running (on node7)     0/3    0       2024-05-01 13:00:00  -\n"
-            "demo-1a2b3c  demo      failed                 3/3    1       2024-05-01 12:00:00  "
+            "demo-1a2b3c  demo      failed                 1/3    2       2024-05-01 12:00:00  "
             "1m35s\n"
             "\n"
             "demo-c0ffee: its tierflow process (pid 4321) is gone; resume with: tierflow resume "
             "demo-c0ffee\n"
             "showing 3 of 4 runs (--limit 0 shows all)\n");
+}
+
+TEST(RenderRunsTest, PaintedStatesKeepTheColumnsOfThePlainTable) {
+  // A painter as the CLI's, with SGR codes around the state.
+  const StatePainter paint = [](std::string_view state, std::string_view text) {
+    const std::string code = state == "failed" ? "1;31" : state == "running" ? "34" : "0";
+    return "\033[" + code + "m" + std::string(text) + "\033[0m";
+  };
+  std::ostringstream plain;
+  RenderRunsText(SmallList(), plain);
+  std::ostringstream painted;
+  RenderRunsText(SmallList(), paint, painted);
+  EXPECT_NE(painted.str().find("\033[1;31mfailed\033[0m"), std::string::npos) << painted.str();
+  // A gone engine reads as a failure; the failed count is painted too.
+  EXPECT_NE(painted.str().find("\033[1;31mrunning (engine gone)\033[0m"), std::string::npos);
+  EXPECT_NE(painted.str().find("\033[1;31m2\033[0m"), std::string::npos);
+  std::string stripped;
+  const std::string text = painted.str();
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\033') {
+      i = text.find('m', i);
+      continue;
+    }
+    stripped += text[i];
+  }
+  EXPECT_EQ(stripped, plain.str());
 }
 
 TEST(RenderRunsTest, EmptyListSaysSo) {
