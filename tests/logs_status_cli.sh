@@ -229,12 +229,18 @@ ended "$engine2"
 start_gated 3 1
 follow 3 wait3 second
 wait3=$follow_pid
+follow 3 failed3 --failed  # a task's log once it has failed; prefix as wide as all tasks' ids
+failed3=$follow_pid
 until_ok 30 grep -qxF "$waiting_note" "$work/wait3.err"
+[ ! -s "$work/failed3.out" ] || fail "logs -f --failed printed before anything failed"
 touch "$work/gate-3"
 ended "$wait3"
 [ "$rc" = 1 ] || fail "logs -f behind a failed task exited $rc, not 1"
 grep -qx "second will not run: upstream task first failed" "$work/wait3.err" ||
   fail "logs -f behind a failed task: $(cat "$work/wait3.err")"
+ended "$failed3"
+[ "$rc" = 0 ] || fail "logs -f --failed exited $rc: $(cat "$work/failed3.err")"
+printf 'first  | first done\n' | diff -u - "$work/failed3.out" || fail "logs -f --failed"
 ended "$run_pid"
 
 # 4: the run is cancelled while second waits.
