@@ -174,7 +174,7 @@ absl::Status FollowAll(Database& db, const LogRequest& request, const std::strin
     return absl::OkStatus();
   };
   for (;;) {
-    if (std::chrono::steady_clock::now() >= next_check) {
+    if (const auto check_start = std::chrono::steady_clock::now(); check_start >= next_check) {
       // The run's state first: what was written before it ended is read after.
       TF_ASSIGN_OR_RETURN(scheduler::RunStatus run, SettledRunStatus(db, run_id));
       TF_ASSIGN_OR_RETURN(std::vector<TaskRow> tasks, StageTasks(db, run_id, request.stages));
@@ -217,7 +217,12 @@ absl::Status FollowAll(Database& db, const LogRequest& request, const std::strin
         }
         return absl::OkStatus();
       }
-      next_check = std::chrono::steady_clock::now() + request.recheck;
+      // A big run's tasks take a while to read: at most a fifth of the
+      // time goes to reading them.
+      const auto now = std::chrono::steady_clock::now();
+      next_check =
+          now + std::max<Duration>(request.recheck,
+                                   std::chrono::duration_cast<Duration>(4 * (now - check_start)));
     }
     TF_RETURN_IF_ERROR(drain());
     std::this_thread::sleep_for(poll);
