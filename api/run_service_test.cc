@@ -538,6 +538,83 @@ TEST_F(RunServiceStoreTest, LogOfUnknownTaskSuggestsOne) {
                        "mean 'publish'?)"));
 }
 
+TEST_F(RunServiceStoreTest, RunLogsPrefixEveryLineWithItsTask) {
+  Write(0);
+  std::ostringstream out;
+  std::ostringstream notes;
+  const StatePainter paint = [](std::string_view state, std::string_view text) {
+    return "<" + std::string(state) + ">" + std::string(text) + "</>";
+  };
+  ASSERT_TRUE(
+      WriteRunLogs({.db = fixture_.db_path, .run = "quickstart-3f9a1c", .task = "", .paint = paint},
+                   out, notes)
+          .ok());
+  // Padded to the widest id (ingest[0]); the colour is the task's state's.
+  // A cached task's lines are those of the attempt it reused.
+  EXPECT_EQ(out.str(),
+            "<succeeded>ingest[0]</> | ingest[0] attempt 1\n"
+            "<succeeded>ingest[1]</> | ingest[1] attempt 2\n"
+            "<cached>clean</>     | clean attempt 1\n"
+            "<succeeded>train</>     | train attempt 1\n"
+            "<failed>publish</>   | publishing model (attempt 2)\n");
+  EXPECT_TRUE(
+      Contains(notes.str(), "notify: never ran (upstream_failed: upstream task publish failed)\n"))
+      << notes.str();
+
+  std::ostringstream failed;
+  ASSERT_TRUE(
+      WriteRunLogs(
+          {.db = fixture_.db_path, .run = "quickstart-3f9a1c", .task = "", .failed_only = true},
+          failed, notes)
+          .ok());
+  EXPECT_EQ(failed.str(), "publish   | publishing model (attempt 2)\n");
+
+  std::ostringstream ingest;
+  ASSERT_TRUE(
+      WriteRunLogs(
+          {.db = fixture_.db_path, .run = "quickstart-3f9a1c", .task = "", .stages = {"ingest"}},
+          ingest, notes)
+          .ok());
+  EXPECT_EQ(ingest.str(), "ingest[0] | ingest[0] attempt 1\ningest[1] | ingest[1] attempt 2\n");
+
+  absl::Status unknown = WriteRunLogs(
+      {.db = fixture_.db_path, .run = "quickstart-3f9a1c", .task = "", .stages = {"ingets"}},
+      ingest, notes);
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(unknown.message(),
+            "run quickstart-3f9a1c has no stage 'ingets' (did you mean 'ingest'?)");
+}
+
+TEST_F(RunServiceStoreTest, FollowingATaskThatCannotStartSaysWhy) {
+  Write(0);  // quickstart-c0ffee's engine is gone
+  auto follow = [&](const std::string& run, const std::string& task) {
+    std::ostringstream out;
+    std::ostringstream notes;
+    absl::Status status =
+        WriteLog({.db = fixture_.db_path, .run = run, .task = task, .follow = true}, out, notes);
+    EXPECT_EQ(out.str(), "");
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+    return std::string(status.message());
+  };
+  EXPECT_EQ(follow("quickstart-3f9a1c", "notify"),
+            "notify will not run: upstream task publish failed");
+  EXPECT_EQ(follow("quickstart-c0ffee", "train"),
+            "train has not started and will not while run quickstart-c0ffee has no engine: its "
+            "tierflow process is gone (resume with: tierflow resume quickstart-c0ffee)");
+  auto db = scheduler::OpenStore(fixture_.db_path);
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE(
+      (*db)->Execute("UPDATE runs SET state = 'failed' WHERE id = 'quickstart-c0ffee'").ok());
+  EXPECT_EQ(follow("quickstart-c0ffee", "train"),
+            "train will not run: run quickstart-c0ffee ended (failed) without running it");
+  ASSERT_TRUE((*db)
+                  ->Execute("UPDATE tasks SET state = 'cancelled', message = 'the run was "
+                            "cancelled' WHERE run_id = 'quickstart-c0ffee' AND id = 'train'")
+                  .ok());
+  EXPECT_EQ(follow("quickstart-c0ffee", "train"),
+            "train will not run: it was cancelled: the run was cancelled");
+}
+
 TEST_F(RunServiceStoreTest, LogThatIsGoneIsAnErrorNamingIt) {
   Write(scheduler::testing::DeadPid());
   const std::string log = dir_ + "/runs/quickstart-3f9a1c/logs/train.attempt-1.log";
