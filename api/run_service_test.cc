@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "api/run_status.h"
 #include "scheduler/store.h"
 #include "scheduler/testing/run_fixture.h"
 
@@ -613,6 +614,39 @@ TEST_F(RunServiceStoreTest, FollowingATaskThatCannotStartSaysWhy) {
                   .ok());
   EXPECT_EQ(follow("quickstart-c0ffee", "train"),
             "train will not run: it was cancelled: the run was cancelled");
+}
+
+TEST_F(RunServiceStoreTest, StatusShowsTheEngineStagesRunningAndFailedTasks) {
+  Write(0);  // quickstart-c0ffee's engine is gone
+  auto live = ShowRun(fixture_.db_path, "quickstart-c0ffee");
+  ASSERT_TRUE(live.ok()) << live.status();
+  std::ostringstream text;
+  RenderStatusText(*live, live->run.created_at_ms + 65000, StatePainter(), text);
+  EXPECT_TRUE(Contains(text.str(),
+                       "run quickstart-c0ffee (quickstart): running\n"
+                       "engine: gone (pid 0); resume with: tierflow resume quickstart-c0ffee\n"
+                       "tasks: 6 tasks: 1 running, 1 queued, 4 pending\n"))
+      << text.str();
+  EXPECT_TRUE(Contains(text.str(), "ingest   2      0     1        1        0       0\n"))
+      << text.str();
+  EXPECT_TRUE(
+      Contains(text.str(), "running:\n  TASK       ATTEMPT  FOR\n  ingest[0]  1        1m5s\n"))
+      << text.str();
+
+  auto failed = ShowRun(fixture_.db_path, "quickstart-3f9a1c");
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  std::ostringstream json_text;
+  RenderStatusJson(*failed, json_text);
+  const Json json = Json::parse(json_text.str());
+  EXPECT_EQ(json["state"], "failed");
+  EXPECT_EQ(json["engine"], "not_running");
+  ASSERT_EQ(json["failed"].size(), 2u) << json.dump(2);
+  EXPECT_EQ(json["failed"][0]["task_id"], "publish");
+  EXPECT_EQ(json["failed"][0]["message"], "timed out after 30s (killed by SIGTERM)");
+  EXPECT_EQ(json["failed"][1]["state"], "upstream_failed");
+  EXPECT_EQ(json["stages"].size(), 5u);
+  EXPECT_EQ(json["stages"][0]["stage"], "ingest");
+  EXPECT_EQ(json["stages"][0]["succeeded"], 2);
 }
 
 TEST_F(RunServiceStoreTest, LogThatIsGoneIsAnErrorNamingIt) {
