@@ -647,8 +647,13 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       "the running tasks and the failed ones with their messages. With --scheduler (or "
       "$TIERFLOW_SCHEDULER and no --db): the run on that server, its tasks with the worker "
       "each ran on. Exits 0, or 1 when the run or the database does not exist.");
-  status->add_option("run", status_options.run, "Run id, or last")->capture_default_str();
-  status->add_option("--scheduler", status_options.scheduler, scheduler_help)
+  status->add_option("run", status_options.run, "Run id, or last")
+      ->capture_default_str()
+      ->type_name("RUN");
+  status
+      ->add_option("--scheduler", status_options.scheduler,
+                   "Ask this scheduler ('tierflow server') instead of the local database "
+                   "(default: $TIERFLOW_SCHEDULER when no --db is given)")
       ->type_name("HOST:PORT");
   AddDbOption(*status, status_options.db);
   AddOutputOption(*status, status_options.output, {"text", "json"});
