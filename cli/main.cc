@@ -657,9 +657,7 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       ->type_name("HOST:PORT");
   AddDbOption(*status, status_options.db);
   AddOutputOption(*status, status_options.output, {"text", "json"});
-  status->footer(
-      "Examples:\n  tierflow status\n  tierflow status quickstart-3f9a1c --output json\n"
-      "  tierflow status last --scheduler 10.0.0.5:7070");
+  status->footer("Examples:\n  tierflow status\n  tierflow status last --output json");
   CLI::App* workers = app.add_subcommand(
       "workers", "The workers connected to a scheduler: slots, tasks running, last heard from.");
   workers->add_option("--scheduler", status_options.scheduler, scheduler_help)
@@ -788,9 +786,7 @@ int Main(int argc, char** argv) {
   if (cancel->parsed()) return CancelRun(cancel_options, std::cout, std::cerr);
   if (runs->parsed()) {
     if (!runs_options.scheduler.empty()) {
-      StatusOptions remote_runs;
-      remote_runs.scheduler = runs_options.scheduler;
-      return RunRemoteRuns(remote_runs, std::cout, std::cerr);
+      return RunRemoteRuns({runs_options.scheduler, ""}, std::cout, std::cerr);
     }
     return RunRuns(runs_options, std::cout, std::cerr);
   }
