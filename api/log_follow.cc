@@ -17,8 +17,11 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
+#include <vector>
 
+#include "api/internal/log_tail.h"
 #include "api/internal/run_render.h"
 #include "api/run_service.h"
 #include "common/file_watcher.h"
@@ -28,59 +31,6 @@
 
 namespace tierflow::api {
 namespace {
-
-// Reads a growing file from where it left off.
-class Tail {
- public:
-  explicit Tail(std::string path) : path_(std::move(path)) {}
-  ~Tail() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Tail(const Tail&) = delete;
-  Tail& operator=(const Tail&) = delete;
-
-  const std::string& path() const { return path_; }
-  bool open() const { return fd_ >= 0; }
-
-  // Opens the file if it exists now; errors other than "not there yet".
-  absl::Status TryOpen() {
-    if (fd_ >= 0) return absl::OkStatus();
-    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ >= 0 || errno == ENOENT) return absl::OkStatus();
-    return absl::PermissionDeniedError(
-        StrCat("cannot read the log ", path_, ": ", std::strerror(errno)));
-  }
-
-  // Copies what was appended since the last call to `out`.
-  absl::Status Drain(std::ostream& out) {
-    if (fd_ < 0) return absl::OkStatus();
-    struct stat info;
-    // A log rewritten from the start (truncated) is read again from there.
-    if (fstat(fd_, &info) == 0 && info.st_size < offset_) {
-      offset_ = 0;
-    }
-    char buffer[1 << 16];
-    for (;;) {
-      const ssize_t n = pread(fd_, buffer, sizeof buffer, offset_);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        return absl::DataLossError(
-            StrCat("cannot read the log ", path_, ": ", std::strerror(errno)));
-      }
-      if (n == 0) break;
-      out.write(buffer, n);
-      offset_ += n;
-    }
-    out.flush();
-    if (!out) return absl::UnavailableError("the output was closed");
-    return absl::OkStatus();
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  off_t offset_ = 0;
-};
 
 // Wakes a follower on changes to one log and its folder, through the
 // process's FileWatcher: appends, the writer closing the log, files
@@ -132,25 +82,6 @@ class LogWatch {
   std::unique_ptr<FileWatcher::Watch> watch_;  // last: gone before what its callback uses
 };
 
-// A cached attempt ran nothing: the log worth showing is that of the
-// attempt whose outputs it reused (following the chain, boundedly).
-absl::StatusOr<AttemptRow> AttemptWithLog(Database& db, AttemptRow attempt, std::ostream& notes) {
-  for (int hops = 0; attempt.log_path.empty() && attempt.cached_from && hops < 16; ++hops) {
-    TF_ASSIGN_OR_RETURN(AttemptRow original, scheduler::GetAttempt(db, *attempt.cached_from));
-    notes << Printable(StrCat(attempt.task_id, " attempt ", attempt.number, " of run ",
-                              attempt.run_id, " ran nothing: it reused the outputs of ",
-                              original.run_id, "/", original.task_id, " attempt ", original.number,
-                              " (#", original.id, "), whose log follows"))
-          << '\n';
-    attempt = std::move(original);
-  }
-  if (attempt.log_path.empty()) {
-    return absl::NotFoundError(StrCat(attempt.task_id, " attempt ", attempt.number, " of run ",
-                                      attempt.run_id, " has no log"));
-  }
-  return attempt;
-}
-
 absl::Status PrintWhole(const AttemptRow& attempt, std::ostream& out, std::ostream& notes) {
   Tail tail(attempt.log_path);
   TF_RETURN_IF_ERROR(tail.TryOpen());
@@ -186,7 +117,7 @@ absl::Status Follow(Database& db, const LogRequest& request, AttemptRow attempt,
     TF_RETURN_IF_ERROR(tail->Drain(out));
 
     if (std::chrono::steady_clock::now() >= next_check) {
-      TF_ASSIGN_OR_RETURN(scheduler::RunStatus run, scheduler::GetRunStatus(db, attempt.run_id));
+      TF_ASSIGN_OR_RETURN(scheduler::RunStatus run, SettledRunStatus(db, attempt.run_id));
       TF_ASSIGN_OR_RETURN(AttemptRow current, scheduler::GetAttempt(db, attempt.id));
       const bool running = current.state == scheduler::AttemptState::kRunning;
       const bool run_going = run.state == scheduler::RunState::kRunning;
@@ -235,11 +166,127 @@ absl::Status Follow(Database& db, const LogRequest& request, AttemptRow attempt,
   }
 }
 
+// Why a task that has not started now never will, or "" while it still
+// may: it ended without an attempt (upstream failed, cancelled), the run
+// ended, or the run's engine is gone.
+std::string WillNotStart(const TaskRow& task, const scheduler::RunStatus& run,
+                         const std::string& run_id) {
+  const std::string name = Printable(task.id);
+  const std::string message = task.message.empty() ? "" : ": " + Printable(task.message);
+  switch (task.state) {
+    case scheduler::TaskState::kUpstreamFailed:
+      return StrCat(name, " will not run", message.empty() ? ": an upstream task failed" : message);
+    case scheduler::TaskState::kCancelled:
+      return StrCat(name, " will not run: it was cancelled", message);
+    case scheduler::TaskState::kFailed:
+      return StrCat(name, " failed before it started", message);
+    default:
+      break;
+  }
+  if (scheduler::IsTerminal(task.state)) {
+    return StrCat(name, " ended (", StateWord(task.state), ") without an attempt", message);
+  }
+  if (run.state != scheduler::RunState::kRunning) {
+    return StrCat(name, " will not run: run ", Printable(run_id), " ended (", StateWord(run.state),
+                  ") without running it");
+  }
+  if (run.engine == EngineStatus::kGone) {
+    return StrCat(name, " has not started and will not while run ", Printable(run_id),
+                  " has no engine: its tierflow process is gone (resume with: tierflow resume ",
+                  Printable(run_id), ")");
+  }
+  return "";
+}
+
+// What holds a task back, for the note printed while waiting.
+absl::StatusOr<std::string> WhyWaiting(Database& db, const TaskRow& task) {
+  if (task.state == scheduler::TaskState::kQueued) return "it is queued, waiting for a free slot";
+  if (task.state != scheduler::TaskState::kPending) {
+    return StrCat("it is ", StateWord(task.state));
+  }
+  TF_ASSIGN_OR_RETURN(scheduler::RunDetail detail,
+                      scheduler::GetRunDetail(db, task.run_id, /*now_ms=*/0));
+  std::vector<std::string> before;
+  size_t unfinished = 0;
+  for (const TaskRow& other : detail.tasks) {
+    if (other.layer >= task.layer || scheduler::IsTerminal(other.state)) continue;
+    if (++unfinished <= 3) before.push_back(Printable(other.id));
+  }
+  if (unfinished == 0) return "it is pending";
+  std::string names;
+  for (const std::string& name : before) names += StrCat(names.empty() ? "" : ", ", name);
+  return StrCat("it is pending behind ", unfinished, " unfinished task", unfinished == 1 ? "" : "s",
+                " of earlier layers (", names, unfinished > before.size() ? ", ..." : "", ")");
+}
+
+// Waits until the task's first attempt is recorded. FailedPrecondition,
+// saying why, once it can no longer start.
+absl::Status WaitForStart(Database& db, const LogRequest& request, const std::string& run_id,
+                          std::ostream& notes) {
+  const auto poll = std::min<std::chrono::milliseconds>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(request.recheck),
+      std::chrono::milliseconds(250));
+  std::string said;
+  auto next_note = std::chrono::steady_clock::now();
+  for (;;) {
+    absl::StatusOr<AttemptRow> attempt = scheduler::FindAttempt(db, run_id, request.task);
+    if (attempt.ok()) return absl::OkStatus();
+    if (!absl::IsNotFound(attempt.status())) return attempt.status();
+    TF_ASSIGN_OR_RETURN(TaskRow task, scheduler::FindTask(db, run_id, request.task));
+    TF_ASSIGN_OR_RETURN(scheduler::RunStatus run, SettledRunStatus(db, run_id));
+    if (std::string why = WillNotStart(task, run, run_id); !why.empty()) {
+      // The task may have started between the reads: look once more.
+      if (scheduler::FindAttempt(db, run_id, request.task).ok()) return absl::OkStatus();
+      return absl::FailedPreconditionError(why);
+    }
+    if (std::chrono::steady_clock::now() >= next_note) {
+      TF_ASSIGN_OR_RETURN(std::string why, WhyWaiting(db, task));
+      if (why != said) {
+        notes << "waiting for " << Printable(task.id) << " to start: " << why << std::endl;
+        said = why;
+      }
+      next_note = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    }
+    std::this_thread::sleep_for(poll);
+  }
+}
+
 }  // namespace
 
+absl::StatusOr<AttemptRow> AttemptWithLog(Database& db, AttemptRow attempt, std::ostream& notes) {
+  for (int hops = 0; attempt.log_path.empty() && attempt.cached_from && hops < 16; ++hops) {
+    TF_ASSIGN_OR_RETURN(AttemptRow original, scheduler::GetAttempt(db, *attempt.cached_from));
+    notes << Printable(StrCat(attempt.task_id, " attempt ", attempt.number, " of run ",
+                              attempt.run_id, " ran nothing: it reused the outputs of ",
+                              original.run_id, "/", original.task_id, " attempt ", original.number,
+                              " (#", original.id, "), whose log follows"))
+          << '\n';
+    attempt = std::move(original);
+  }
+  if (attempt.log_path.empty()) {
+    return absl::NotFoundError(StrCat(attempt.task_id, " attempt ", attempt.number, " of run ",
+                                      attempt.run_id, " has no log"));
+  }
+  return attempt;
+}
+
+absl::StatusOr<scheduler::RunStatus> SettledRunStatus(Database& db, const std::string& run_id) {
+  TF_ASSIGN_OR_RETURN(scheduler::RunStatus status, scheduler::GetRunStatus(db, run_id));
+  // An engine ending the run writes its final state, then lets go of the
+  // run's lock: a read between the two sees "running" and no engine. A
+  // second read, after the lock was seen free, sees the final state.
+  if (status.engine != EngineStatus::kGone) return status;
+  return scheduler::GetRunStatus(db, run_id);
+}
+
 absl::Status WriteLog(const LogRequest& request, std::ostream& out, std::ostream& notes) {
+  if (request.task.empty()) return WriteRunLogs(request, out, notes);
   TF_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, OpenReadOnly(request.db));
   TF_ASSIGN_OR_RETURN(std::string run_id, scheduler::ResolveRunId(*db, request.run));
+  if (request.follow && request.attempt == 0) {
+    // A task that has not started yet is waited for.
+    TF_RETURN_IF_ERROR(WaitForStart(*db, request, run_id, notes));
+  }
   TF_ASSIGN_OR_RETURN(AttemptRow attempt,
                       scheduler::FindAttempt(*db, run_id, request.task, request.attempt));
   // A cached attempt ran nothing and is over: show the log it stands for.

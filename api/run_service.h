@@ -16,9 +16,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -49,6 +52,10 @@ absl::StatusOr<LineageGraph> GetLineage(const std::string& db, const std::string
                                         LineageDirection direction = LineageDirection::kBoth,
                                         std::optional<int64_t> depth = std::nullopt);
 
+// Paints `text` in the colour of the state word `state` (the CLI's
+// terminal_style), or returns it as it is. Unset in a rendering: no colour.
+using StatePainter = std::function<std::string(std::string_view state, std::string_view text)>;
+
 struct LogRequest {
   std::string db;
   std::string run;
@@ -61,6 +68,15 @@ struct LogRequest {
   // While following, the state store is re-checked at least this often
   // (the log itself is watched with inotify, so new lines show at once).
   Duration recheck = std::chrono::seconds(1);
+  // With no `task`: every task's log (latest attempt each) in plan order,
+  // each line prefixed "TASK | "; only failed tasks with `failed_only`,
+  // only these stages' tasks when `stages` is not empty (an unknown stage
+  // is NotFound with a did-you-mean).
+  bool failed_only = false;
+  std::vector<std::string> stages = {};
+  // Paints a task's prefix in the colour of its state ("succeeded", ...);
+  // unset: plain text.
+  StatePainter paint = nullptr;
 };
 
 // Writes the attempt's log (stdout and stderr of its command) to `out`,
@@ -68,12 +84,26 @@ struct LogRequest {
 // earlier attempt a cached one reused (whose log is shown instead), each
 // switch to a newer attempt, why following stopped early. Errors: unknown
 // run, task (with did-you-mean) or attempt; a log file that is gone.
+// Following the latest attempt of a task that has not started waits for it
+// (saying on `notes` what it waits behind); FailedPrecondition, saying why,
+// when it can no longer start: an upstream task failed, it was cancelled,
+// the run ended, or the run's engine is gone (with the resume command).
+// With no task: WriteRunLogs.
 absl::Status WriteLog(const LogRequest& request, std::ostream& out, std::ostream& notes);
 
-// A table, newest first: RUN, PIPELINE, STATE, TASKS (done/total), FAILED,
-// STARTED, DURATION. A running run whose engine died shows as
-// "running (engine gone)" with the resume command below the table.
+// Every task's log, as LogRequest says (no `task`), each line prefixed
+// with the task id padded to a common width. A task that never ran or
+// wrote nothing is skipped with a note. With `follow`: what the running
+// tasks write, interleaved by line, until the run is no longer running
+// (or its engine is gone).
+absl::Status WriteRunLogs(const LogRequest& request, std::ostream& out, std::ostream& notes);
+
+// A table, newest first: RUN, PIPELINE, STATE, TASKS (succeeded or cached
+// of all), FAILED (failed and upstream_failed), STARTED, DURATION. A running run whose engine died
+// shows as "running (engine gone)" with the resume command below the table.
 void RenderRunsText(const RunList& list, std::ostream& out);
+// The same, with each STATE painted by `paint`.
+void RenderRunsText(const RunList& list, const StatePainter& paint, std::ostream& out);
 
 //   {"runs": [run...], "total": n}   (total: matching runs before --limit)
 //   run: {"id", "pipeline", "file", "working_dir", "params": {name: value},

@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "api/run_status.h"
 #include "scheduler/store.h"
 #include "scheduler/testing/run_fixture.h"
 
@@ -103,12 +104,38 @@ TEST(RenderRunsTest, TextTableMarksGoneEngineAndTruncation) {
             "DURATION\n"
             "demo-c0ffee  demo      running (engine gone)  1/3    0       2024-05-01 14:00:00  -\n"
             "demo-0ther0  demo      running (on node7)     0/3    0       2024-05-01 13:00:00  -\n"
-            "demo-1a2b3c  demo      failed                 3/3    1       2024-05-01 12:00:00  "
+            "demo-1a2b3c  demo      failed                 1/3    2       2024-05-01 12:00:00  "
             "1m35s\n"
             "\n"
             "demo-c0ffee: its tierflow process (pid 4321) is gone; resume with: tierflow resume "
             "demo-c0ffee\n"
             "showing 3 of 4 runs (--limit 0 shows all)\n");
+}
+
+TEST(RenderRunsTest, PaintedStatesKeepTheColumnsOfThePlainTable) {
+  // A painter as the CLI's, with SGR codes around the state.
+  const StatePainter paint = [](std::string_view state, std::string_view text) {
+    const std::string code = state == "failed" ? "1;31" : state == "running" ? "34" : "0";
+    return "\033[" + code + "m" + std::string(text) + "\033[0m";
+  };
+  std::ostringstream plain;
+  RenderRunsText(SmallList(), plain);
+  std::ostringstream painted;
+  RenderRunsText(SmallList(), paint, painted);
+  EXPECT_NE(painted.str().find("\033[1;31mfailed\033[0m"), std::string::npos) << painted.str();
+  // A gone engine reads as a failure; the failed count is painted too.
+  EXPECT_NE(painted.str().find("\033[1;31mrunning (engine gone)\033[0m"), std::string::npos);
+  EXPECT_NE(painted.str().find("\033[1;31m2\033[0m"), std::string::npos);
+  std::string stripped;
+  const std::string text = painted.str();
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\033') {
+      i = text.find('m', i);
+      continue;
+    }
+    stripped += text[i];
+  }
+  EXPECT_EQ(stripped, plain.str());
 }
 
 TEST(RenderRunsTest, EmptyListSaysSo) {
@@ -510,6 +537,116 @@ TEST_F(RunServiceStoreTest, LogOfUnknownTaskSuggestsOne) {
   EXPECT_TRUE(Contains(status.message(),
                        "no task 'pubish' in run quickstart-3f9a1c (did you "
                        "mean 'publish'?)"));
+}
+
+TEST_F(RunServiceStoreTest, RunLogsPrefixEveryLineWithItsTask) {
+  Write(0);
+  std::ostringstream out;
+  std::ostringstream notes;
+  const StatePainter paint = [](std::string_view state, std::string_view text) {
+    return "<" + std::string(state) + ">" + std::string(text) + "</>";
+  };
+  ASSERT_TRUE(
+      WriteRunLogs({.db = fixture_.db_path, .run = "quickstart-3f9a1c", .task = "", .paint = paint},
+                   out, notes)
+          .ok());
+  // Padded to the widest id (ingest[0]); the colour is the task's state's.
+  // A cached task's lines are those of the attempt it reused.
+  EXPECT_EQ(out.str(),
+            "<succeeded>ingest[0]</> | ingest[0] attempt 1\n"
+            "<succeeded>ingest[1]</> | ingest[1] attempt 2\n"
+            "<cached>clean</>     | clean attempt 1\n"
+            "<succeeded>train</>     | train attempt 1\n"
+            "<failed>publish</>   | publishing model (attempt 2)\n");
+  EXPECT_TRUE(
+      Contains(notes.str(), "notify: never ran (upstream_failed: upstream task publish failed)\n"))
+      << notes.str();
+
+  std::ostringstream failed;
+  ASSERT_TRUE(
+      WriteRunLogs(
+          {.db = fixture_.db_path, .run = "quickstart-3f9a1c", .task = "", .failed_only = true},
+          failed, notes)
+          .ok());
+  EXPECT_EQ(failed.str(), "publish   | publishing model (attempt 2)\n");
+
+  std::ostringstream ingest;
+  ASSERT_TRUE(
+      WriteRunLogs(
+          {.db = fixture_.db_path, .run = "quickstart-3f9a1c", .task = "", .stages = {"ingest"}},
+          ingest, notes)
+          .ok());
+  EXPECT_EQ(ingest.str(), "ingest[0] | ingest[0] attempt 1\ningest[1] | ingest[1] attempt 2\n");
+
+  absl::Status unknown = WriteRunLogs(
+      {.db = fixture_.db_path, .run = "quickstart-3f9a1c", .task = "", .stages = {"ingets"}},
+      ingest, notes);
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(unknown.message(),
+            "run quickstart-3f9a1c has no stage 'ingets' (did you mean 'ingest'?)");
+}
+
+TEST_F(RunServiceStoreTest, FollowingATaskThatCannotStartSaysWhy) {
+  Write(0);  // quickstart-c0ffee's engine is gone
+  auto follow = [&](const std::string& run, const std::string& task) {
+    std::ostringstream out;
+    std::ostringstream notes;
+    absl::Status status =
+        WriteLog({.db = fixture_.db_path, .run = run, .task = task, .follow = true}, out, notes);
+    EXPECT_EQ(out.str(), "");
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+    return std::string(status.message());
+  };
+  EXPECT_EQ(follow("quickstart-3f9a1c", "notify"),
+            "notify will not run: upstream task publish failed");
+  EXPECT_EQ(follow("quickstart-c0ffee", "train"),
+            "train has not started and will not while run quickstart-c0ffee has no engine: its "
+            "tierflow process is gone (resume with: tierflow resume quickstart-c0ffee)");
+  auto db = scheduler::OpenStore(fixture_.db_path);
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE(
+      (*db)->Execute("UPDATE runs SET state = 'failed' WHERE id = 'quickstart-c0ffee'").ok());
+  EXPECT_EQ(follow("quickstart-c0ffee", "train"),
+            "train will not run: run quickstart-c0ffee ended (failed) without running it");
+  ASSERT_TRUE((*db)
+                  ->Execute("UPDATE tasks SET state = 'cancelled', message = 'the run was "
+                            "cancelled' WHERE run_id = 'quickstart-c0ffee' AND id = 'train'")
+                  .ok());
+  EXPECT_EQ(follow("quickstart-c0ffee", "train"),
+            "train will not run: it was cancelled: the run was cancelled");
+}
+
+TEST_F(RunServiceStoreTest, StatusShowsTheEngineStagesRunningAndFailedTasks) {
+  Write(0);  // quickstart-c0ffee's engine is gone
+  auto live = ShowRun(fixture_.db_path, "quickstart-c0ffee");
+  ASSERT_TRUE(live.ok()) << live.status();
+  std::ostringstream text;
+  RenderStatusText(*live, live->run.created_at_ms + 65000, StatePainter(), text);
+  EXPECT_TRUE(Contains(text.str(),
+                       "run quickstart-c0ffee (quickstart): running\n"
+                       "engine: gone (pid 0); resume with: tierflow resume quickstart-c0ffee\n"
+                       "tasks: 6 tasks: 1 running, 1 queued, 4 pending\n"))
+      << text.str();
+  EXPECT_TRUE(Contains(text.str(), "ingest   2      0     1        1        0       0\n"))
+      << text.str();
+  EXPECT_TRUE(
+      Contains(text.str(), "running:\n  TASK       ATTEMPT  FOR\n  ingest[0]  1        1m5s\n"))
+      << text.str();
+
+  auto failed = ShowRun(fixture_.db_path, "quickstart-3f9a1c");
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  std::ostringstream json_text;
+  RenderStatusJson(*failed, json_text);
+  const Json json = Json::parse(json_text.str());
+  EXPECT_EQ(json["state"], "failed");
+  EXPECT_EQ(json["engine"], "not_running");
+  ASSERT_EQ(json["failed"].size(), 2u) << json.dump(2);
+  EXPECT_EQ(json["failed"][0]["task_id"], "publish");
+  EXPECT_EQ(json["failed"][0]["message"], "timed out after 30s (killed by SIGTERM)");
+  EXPECT_EQ(json["failed"][1]["state"], "upstream_failed");
+  EXPECT_EQ(json["stages"].size(), 5u);
+  EXPECT_EQ(json["stages"][0]["stage"], "ingest");
+  EXPECT_EQ(json["stages"][0]["succeeded"], 2);
 }
 
 TEST_F(RunServiceStoreTest, LogThatIsGoneIsAnErrorNamingIt) {

@@ -204,14 +204,26 @@ using Table = TextTable;
 }  // namespace
 
 void RenderRunsText(const RunList& list, std::ostream& out) {
+  RenderRunsText(list, StatePainter(), out);
+}
+
+void RenderRunsText(const RunList& list, const StatePainter& paint, std::ostream& out) {
   if (list.runs.empty()) {
     out << "no runs\n";
     return;
   }
   Table table({"RUN", "PIPELINE", "STATE", "TASKS", "FAILED", "STARTED", "DURATION"});
   for (const RunSummary& run : list.runs) {
-    table.Add({Printable(run.id), Printable(run.pipeline), RunStateText(run),
-               StrCat(run.counts.done(), "/", run.counts.total), StrCat(run.counts.failed),
+    // TASKS counts the tasks that did their work; FAILED those that did
+    // not because they or an upstream task failed: a failed run never
+    // reads "11/11".
+    const std::string state = RunStateText(run);
+    const uint32_t failed = run.counts.failed + run.counts.upstream_failed;
+    const std::string color_word =
+        run.engine == EngineStatus::kGone ? "failed" : StateWord(run.state);
+    table.Add({Printable(run.id), Printable(run.pipeline), paint ? paint(color_word, state) : state,
+               StrCat(run.counts.succeeded + run.counts.cached, "/", run.counts.total),
+               failed == 0 || !paint ? StrCat(failed) : paint("failed", StrCat(failed)),
                LocalTime(run.started_at_ms.value_or(run.created_at_ms)),
                DurationText(run.duration_ms)});
   }

@@ -1,5 +1,5 @@
 // Plain-text tables for the CLI's listings: columns padded to their widest
-// cell (counted in characters, not UTF-8 bytes), two spaces apart; the last
+// cell (counted in characters, not UTF-8 bytes nor colour codes), two spaces apart; the last
 // column is not padded and no line ends in spaces.
 #pragma once
 
@@ -11,11 +11,22 @@
 
 namespace tierflow::api {
 
-// Characters in UTF-8 `text` (continuation bytes do not count).
+// Characters in UTF-8 `text` (continuation bytes do not count), without
+// the SGR colour sequences ("\033[...m") a painted cell holds: cells are
+// Printable text, so an escape in one was put there to colour it.
 inline size_t TextWidth(std::string_view text) {
-  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xc0) != 0x80;
-  }));
+  size_t width = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\033' && i + 1 < text.size() && text[i + 1] == '[') {
+      const size_t end = text.find('m', i);
+      if (end != std::string_view::npos) {
+        i = end;
+        continue;
+      }
+    }
+    if ((static_cast<unsigned char>(text[i]) & 0xc0) != 0x80) ++width;
+  }
+  return width;
 }
 
 class TextTable {

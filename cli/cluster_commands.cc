@@ -10,6 +10,7 @@
 #include "api/embedded.h"
 #include "api/text_table.h"
 #include "cli/commands.h"
+#include "cli/status_commands.h"
 #include "cli/web_ui.h"
 #include "common/strings.h"
 #include "common/units.h"
@@ -205,6 +206,12 @@ int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err
 }
 
 int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err) {
+  if (options.scheduler.empty()) return RunLocalStatus(options, out, err);
+  if (options.output != "text") {
+    err << "status: --output json reads the local store; leave out --scheduler\n"
+           "Run with --help for more information.\n";
+    return kExitUsage;
+  }
   absl::StatusOr<api::RemoteRun> run =
       api::GetRemoteRun(Scheduler(options.scheduler), Env("TIERFLOW_TOKEN"), options.run);
   if (!run.ok()) {

@@ -62,8 +62,10 @@ struct SubmitOptions {
 int RunSubmit(const SubmitOptions& options, std::ostream& out, std::ostream& err);
 
 struct StatusOptions {
-  std::string scheduler;
+  std::string scheduler;  // "": the local store (status_commands.h)
   std::string run = "last";
+  std::string db = "";          // the local store; "" : $TIERFLOW_DB or .tierflow/tierflow.db
+  std::string output = "text";  // text | json (json: the local store only)
 };
 int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err);
 // `tierflow runs --scheduler`: the server's newest 20 runs.

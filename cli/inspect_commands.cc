@@ -1,11 +1,15 @@
 #include "cli/inspect_commands.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <ostream>
+#include <string_view>
 
 #include "api/cluster.h"
 #include "api/run_service.h"
 #include "cli/commands.h"
+#include "cli/terminal_style.h"
 
 namespace tierflow::cli {
 namespace {
@@ -33,6 +37,11 @@ int RunRuns(const RunsOptions& options, std::ostream& out, std::ostream& err) {
   if (!list.ok()) return Fail(list.status(), err);
   if (options.output == "json") {
     api::RenderRunsJson(*list, out);
+  } else if (ColorEnabled(GlobalColorChoice(), STDOUT_FILENO)) {
+    api::RenderRunsText(
+        *list,
+        [](std::string_view state, std::string_view text) { return PaintState(true, state, text); },
+        out);
   } else {
     api::RenderRunsText(*list, out);
   }
@@ -57,6 +66,23 @@ int RunLogs(const LogsOptions& options, std::ostream& out, std::ostream& err) {
   request.task = options.task;
   request.attempt = options.attempt;
   request.follow = options.follow;
+  request.failed_only = options.failed;
+  request.stages = options.stages;
+  if (options.task.empty() && !options.scheduler.empty()) {
+    err << "logs: a run's logs without a TASK are read from the local store only; name a TASK "
+           "with --scheduler\nRun with --help for more information.\n";
+    return kExitUsage;
+  }
+  if (!options.task.empty() && (options.failed || !options.stages.empty())) {
+    err << "logs: --failed and --stage choose among a run's tasks; give them without a TASK\n"
+           "Run with --help for more information.\n";
+    return kExitUsage;
+  }
+  if (ColorEnabled(GlobalColorChoice(), STDOUT_FILENO)) {
+    request.paint = [](std::string_view state, std::string_view text) {
+      return PaintState(true, state, text);
+    };
+  }
   absl::Status status = options.scheduler.empty()
                             ? api::WriteLog(request, out, err)
                             : api::RemoteLogs(options.scheduler, EnvToken(), request, out, err);

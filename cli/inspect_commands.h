@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 namespace tierflow::cli {
 
@@ -28,9 +29,11 @@ struct ShowOptions {
 };
 
 struct LogsOptions {
-  std::string run;  // id, or last/latest
-  std::string task;
-  int64_t attempt = 0;  // 0 = the latest
+  std::string run;                  // id, or last/latest
+  std::string task;                 // "": every task's log, prefixed
+  bool failed = false;              // without a task: only failed tasks
+  std::vector<std::string> stages;  // without a task: only these stages
+  int64_t attempt = 0;              // 0 = the latest
   bool follow = false;
   std::string db;
   std::string scheduler;  // set: read it from that server (token: TIERFLOW_TOKEN)

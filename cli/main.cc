@@ -405,15 +405,23 @@ CLI::App* AddLogsCommand(CLI::App& app, LogsOptions& options) {
       "logs",
       "Print the log (stdout and stderr) of a task's latest attempt, or of --attempt N. With "
       "-f, keep printing lines as they are written until the attempt ends, going on to each "
-      "newer attempt of the task (a retry) until the task is done. A cached task's log is "
-      "that of the attempt whose outputs it reused. RUN may be 'last'. Exits 0, or 1 when the "
-      "run, task or attempt does not exist.");
+      "newer attempt of the task (a retry) until the task is done; a task that has not started "
+      "is waited for, and -f exits 1 saying why when it never will (an upstream task failed, "
+      "it was cancelled, the run ended, its engine is gone). A cached task's log is "
+      "that of the attempt whose outputs it reused. Without a TASK: every task's log in plan "
+      "order, each line prefixed with its task id (--failed: only failed tasks; --stage: only "
+      "those stages'), or with -f what the running tasks write until the run ends. RUN may be "
+      "'last'. Exits 0, or 1 when the run, task, stage or attempt does not exist.");
   command->add_option("run", options.run, "Run id (see 'tierflow runs'), or last")
       ->required()
       ->type_name("RUN");
-  command->add_option("task", options.task, "Task id, e.g. train or ingest[0]")
-      ->required()
+  command->add_option("task", options.task, "Task id, e.g. train or ingest[0]; none: every task")
       ->type_name("TASK");
+  command->add_flag("--failed", options.failed, "Without a TASK: only the failed tasks' logs");
+  command
+      ->add_option("--stage", options.stages,
+                   "Without a TASK: only this stage's tasks (repeatable)")
+      ->type_name("STAGE");
   command->add_option("--attempt", options.attempt, "Attempt number (default: the latest)")
       ->check(AtLeast(1))
       ->type_name("N");
@@ -425,7 +433,8 @@ CLI::App* AddLogsCommand(CLI::App& app, LogsOptions& options) {
       ->type_name("HOST:PORT");
   command->footer(
       "Examples:\n  tierflow logs quickstart-3f9a1c train\n  tierflow logs last 'ingest[0]' "
-      "--attempt 1\n  tierflow logs -f last train");
+      "--attempt 1\n  tierflow logs -f last train\n  tierflow logs last --failed\n"
+      "  tierflow logs last --stage ingest -f");
   return command;
 }
 
@@ -631,12 +640,24 @@ ClusterCommands AddClusterCommands(CLI::App& app, ServerCommandOptions& server_o
       ->capture_default_str();
   submit->add_option("--scheduler", submit_options.scheduler, scheduler_help)
       ->type_name("HOST:PORT");
-  CLI::App* status = app.add_subcommand("status",
-                                        "A run on a scheduler: its state and its tasks, with the "
-                                        "worker each ran on.");
-  status->add_option("run", status_options.run, "Run id, or last")->capture_default_str();
-  status->add_option("--scheduler", status_options.scheduler, scheduler_help)
+  CLI::App* status = app.add_subcommand(
+      "status",
+      "A run at a glance. In the local store (the default; --db): its state, whether its "
+      "engine is alive (or gone, with the resume command), task counts overall and per stage, "
+      "the running tasks and the failed ones with their messages. With --scheduler (or "
+      "$TIERFLOW_SCHEDULER and no --db): the run on that server, its tasks with the worker "
+      "each ran on. Exits 0, or 1 when the run or the database does not exist.");
+  status->add_option("run", status_options.run, "Run id, or last")
+      ->capture_default_str()
+      ->type_name("RUN");
+  status
+      ->add_option("--scheduler", status_options.scheduler,
+                   "Ask this scheduler ('tierflow server') instead of the local database "
+                   "(default: $TIERFLOW_SCHEDULER when no --db is given)")
       ->type_name("HOST:PORT");
+  AddDbOption(*status, status_options.db);
+  AddOutputOption(*status, status_options.output, {"text", "json"});
+  status->footer("Examples:\n  tierflow status\n  tierflow status last --output json");
   CLI::App* workers = app.add_subcommand(
       "workers", "The workers connected to a scheduler: slots, tasks running, last heard from.");
   workers->add_option("--scheduler", status_options.scheduler, scheduler_help)
@@ -747,6 +768,7 @@ int Main(int argc, char** argv) {
   remote(logs_options.scheduler, logs_options.db);
   remote(lineage_options.scheduler, lineage_options.db);
   remote(tiers_options.scheduler, tiers_options.db);
+  if (cluster.status->parsed()) remote(status_options.scheduler, status_options.db);
   SetGlobalColorChoice(color == "always"  ? ColorChoice::kAlways
                        : color == "never" ? ColorChoice::kNever
                                           : ColorChoice::kAuto);

@@ -76,7 +76,8 @@ TEST_F(InspectCliTest, RunsListsNewestFirstAndSaysHowToResumeAGoneEngine) {
   ASSERT_NE(oldest, std::string::npos) << run.out;
   EXPECT_LT(newest, failed);
   EXPECT_LT(failed, oldest);
-  EXPECT_TRUE(Contains(run.out, "6/6    1       2024-05-01 13:00:00  1m35s\n")) << run.out;
+  // A failed run counts its failed tasks apart: never "6/6".
+  EXPECT_TRUE(Contains(run.out, "4/6    2       2024-05-01 13:00:00  1m35s\n")) << run.out;
   EXPECT_TRUE(Contains(run.out, "resume with: tierflow resume quickstart-c0ffee\n")) << run.out;
 }
 
@@ -158,7 +159,8 @@ TEST_F(InspectCliTest, UsageErrorsExitTwo) {
       {"runs", "--output", "yaml"},
       {"runs", "--limit", "-1"},
       {"runs", "--state", "sleeping"},
-      {"logs", "last"},
+      {"logs", "last", "train", "--failed"},
+      {"logs", "last", "--stage", "train", "--scheduler", "127.0.0.1:1"},
       {"logs", "last", "train", "--attempt", "0"},
       {"lineage", "quickstart-3f9a1c", "--upstream"},
       {"lineage", "quickstart-3f9a1c", "--depth", "2"},
