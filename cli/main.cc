@@ -18,6 +18,7 @@
 #include "cli/terminal_style.h"
 #include "cli/tiers_commands.h"
 #include "cli/ui_commands.h"
+#include "cli/watch_commands.h"
 #include "common/suggest.h"
 
 namespace tierflow::cli {
@@ -699,6 +700,8 @@ int Main(int argc, char** argv) {
   CLI::App* run = AddRunCommand(app, run_options);
   CLI::App* resume = AddResumeCommand(app, resume_options);
   CLI::App* cancel = AddCancelCommand(app, cancel_options);
+  WatchOptions watch_options;
+  CLI::App* watch = AddWatchCommand(app, watch_options);
   RunsOptions runs_options;
   ShowOptions show_options;
   LogsOptions logs_options;
@@ -762,6 +765,7 @@ int Main(int argc, char** argv) {
   }
   if (resume->parsed()) return RunPipeline(resume_options, std::cout, std::cerr);
   if (cancel->parsed()) return CancelRun(cancel_options, std::cout, std::cerr);
+  if (watch->parsed()) return WatchRun(watch_options, std::cout, std::cerr);
   if (runs->parsed()) {
     if (!runs_options.scheduler.empty()) {
       return RunRemoteRuns({runs_options.scheduler, ""}, std::cout, std::cerr);
