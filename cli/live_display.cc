@@ -24,7 +24,6 @@ constexpr std::chrono::milliseconds kMinInterval{100};
 // Plain lines: a progress line at most this often.
 constexpr std::chrono::seconds kPlainEvery{10};
 
-
 // A segmented bar: succeeded and cached, failed (and upstream_failed),
 // running, the rest. Without colour, characters tell them apart.
 std::string Bar(const RunCounts& c, size_t width, bool color) {
@@ -70,7 +69,8 @@ std::string CountWords(const RunCounts& c, bool color, bool with_waiting) {
     if (n > 0) text += StrCat(", ", PaintState(color, state, StrCat(n, " ", word)));
   };
   add(c.running, "running", "running");
-  if (with_waiting && c.queued + c.pending > 0) text += StrCat(", ", c.queued + c.pending, " waiting");
+  if (with_waiting && c.queued + c.pending > 0)
+    text += StrCat(", ", c.queued + c.pending, " waiting");
   add(c.retrying, "retrying", "retrying");
   add(c.failed, "failed", "failed");
   add(c.upstream_failed, "upstream_failed", "upstream_failed");
@@ -154,8 +154,8 @@ std::vector<std::string> BuildFrame(const FrameInput& in) {
                               " · ", Plural(p.counts.total, "task"));
   if (in.resumed) header += " (resumed)";
   if (p.state != api::RunState::kRunning) {
-    header += StrCat(" · ", PaintState(color, api::RunStateName(p.state),
-                                       api::RunStateName(p.state)));
+    header +=
+        StrCat(" · ", PaintState(color, api::RunStateName(p.state), api::RunStateName(p.state)));
   } else if (p.engine == api::EngineStatus::kGone) {
     header += StrCat(" · ", Paint(color, kRed, "engine gone"));
   }
@@ -176,15 +176,15 @@ std::vector<std::string> BuildFrame(const FrameInput& in) {
                            ClockText(std::chrono::milliseconds(in.now_ms - t.started_at_ms))));
   }
   if (p.counts.running > 3 && !p.running.empty()) {
-    extra.push_back(StrCat("  … ", p.counts.running - std::min<size_t>(3, p.running.size()),
-                           " more running"));
+    extra.push_back(
+        StrCat("  … ", p.counts.running - std::min<size_t>(3, p.running.size()), " more running"));
   }
   if (p.data_waits_total > 0) {
     std::string names;
     for (const std::string& id : p.data_waits) names += StrCat(names.empty() ? "" : ", ", id);
     if (p.data_waits_total > p.data_waits.size()) names += ", …";
-    extra.push_back(StrCat("  waiting for data: ", Plural(p.data_waits_total, "task"), " (",
-                           names, ")"));
+    extra.push_back(
+        StrCat("  waiting for data: ", Plural(p.data_waits_total, "task"), " (", names, ")"));
   }
   for (const api::CopyInFlight& copy : p.copies) {
     extra.push_back(StrCat("  copying ", copy.task_id, "/", copy.output, " → ", copy.tier, "  ",
@@ -211,8 +211,8 @@ std::vector<std::string> BuildFrame(const FrameInput& in) {
     name_width = std::max(name_width, std::min<size_t>(VisibleWidth(s.stage), 24));
     kind_width = std::max(kind_width, VisibleWidth(s.kind));
   }
-  const size_t shown_stages = p.stages.size() <= stage_room ? p.stages.size()
-                                                            : (stage_room > 0 ? stage_room - 1 : 0);
+  const size_t shown_stages =
+      p.stages.size() <= stage_room ? p.stages.size() : (stage_room > 0 ? stage_room - 1 : 0);
   for (size_t i = 0; i < shown_stages; ++i) {
     const api::StageProgress& s = p.stages[i];
     std::string name = FitWidth(s.stage, 24);
@@ -275,7 +275,7 @@ void LiveDisplay::Print(std::ostream& stream, const std::string& text) {
   std::lock_guard lock(mu_);
   ClearBlock();
   out_.flush();
-  stream << text << std::flush;
+  stream << FitMessage(text) << std::flush;
   if (!stopped_ && last_) Draw(*last_);
 }
 
@@ -298,7 +298,8 @@ std::chrono::milliseconds LiveDisplay::Interval() const {
   // A snapshot of a big run costs more: poll at most 1/20 of the time in it.
   auto adaptive = std::chrono::duration_cast<std::chrono::milliseconds>(read_time_ * 20);
   auto interval = std::max(kMinInterval, adaptive);
-  if (!options_.tty) interval = std::max<std::chrono::milliseconds>(interval, std::chrono::seconds(1));
+  if (!options_.tty)
+    interval = std::max<std::chrono::milliseconds>(interval, std::chrono::seconds(1));
   return interval;
 }
 
@@ -313,7 +314,7 @@ void LiveDisplay::Loop() {
       run_id = run_id_;
       if (!messages_.empty() && !options_.quiet) {
         ClearBlock();
-        for (const std::string& message : messages_) out_ << message;
+        for (const std::string& message : messages_) out_ << FitMessage(message);
         out_.flush();
       }
       messages_.clear();
@@ -352,6 +353,24 @@ void LiveDisplay::Loop() {
       return;
     }
   }
+}
+
+std::string LiveDisplay::FitMessage(const std::string& text) const {
+  if (!options_.tty) return text;
+  // On the terminal each line is cut to its width: a wrapped line would
+  // push the block down; the summary repeats the whole failure.
+  winsize size{};
+  if (ioctl(options_.fd, TIOCGWINSZ, &size) != 0 || size.ws_col == 0) return text;
+  std::string out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    out += FitWidth(text.substr(start, end - start), size.ws_col - 1u);
+    out += '\n';
+    start = end + 1;
+  }
+  return out;
 }
 
 void LiveDisplay::Draw(const RunProgress& progress) {
@@ -402,7 +421,13 @@ void LiveDisplay::WriteFrame(const std::vector<std::string>& lines) {
 
 void LiveDisplay::ClearBlock() {
   if (!options_.tty || drawn_.empty()) return;
-  out_ << "\033[" << drawn_.size() << "A\r\033[J";
+  // Line by line, not with "clear to the end of the screen": from the top
+  // row that would clear the whole screen, which tmux (scroll-on-clear)
+  // and some terminals push into the scrollback.
+  std::string text = StrCat("\033[", drawn_.size(), "A");
+  for (size_t i = 0; i < drawn_.size(); ++i) text += "\r\033[K\n";
+  text += StrCat("\033[", drawn_.size(), "A");
+  out_ << text;
   drawn_.clear();
 }
 

@@ -90,6 +90,7 @@ class LiveDisplay final : public api::RunObserver {
   void Loop();
   void Draw(const api::RunProgress& progress);  // mu_ held
   void ClearBlock();                            // mu_ held
+  std::string FitMessage(const std::string& text) const;
   void WriteFrame(const std::vector<std::string>& lines);
   void PlainUpdate(const api::RunProgress& progress);
   std::chrono::milliseconds Interval() const;

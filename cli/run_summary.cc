@@ -33,7 +33,7 @@ void PrintStageTable(const std::vector<api::StageSummary>& stages, bool color, s
     for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
   }
   // Non-zero failure counts in their state's colour.
-  const char* const kStateOfColumn[] = {"", "", "", "", "", "failed", "upstream_failed",
+  const char* const kStateOfColumn[] = {"",          "", "", "", "", "failed", "upstream_failed",
                                         "cancelled", ""};
   for (size_t r = 0; r < rows.size(); ++r) {
     const auto& row = rows[r];
@@ -72,9 +72,8 @@ void PrintFailures(const SummaryInput& in, std::ostream& out) {
     out << "  logs: " << f.logs_command << '\n';
   }
   if (list->total > list->failures.size()) {
-    out << "\nand " << list->total - list->failures.size()
-        << " more: tierflow logs " << ShellQuote(in.run_id) << " --failed" << DbSuffix(in.db_flag)
-        << '\n';
+    out << "\nand " << list->total - list->failures.size() << " more: tierflow logs "
+        << ShellQuote(in.run_id) << " --failed" << DbSuffix(in.db_flag) << '\n';
   }
 }
 
@@ -92,8 +91,8 @@ void PrintRunSummary(const SummaryInput& in, std::ostream& out) {
   out << "\nrun " << in.run_id << " " << PaintState(in.color, state, state) << " in "
       << FormatDuration(in.elapsed) << " (" << CountsText(in.counts, in.color) << ")\n";
   const std::string db = DbSuffix(in.db_flag);
-  out << "details: tierflow show " << in.run_id << db << "; lineage: tierflow lineage "
-      << in.run_id << db << "\n";
+  out << "details: tierflow show " << in.run_id << db << "; lineage: tierflow lineage " << in.run_id
+      << db << "\n";
   if (in.state != api::RunState::kSucceeded) {
     out << "finish it: tierflow resume " << in.run_id << db << "\n";
   }

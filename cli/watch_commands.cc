@@ -71,7 +71,9 @@ void PrintStoredSummary(api::ProgressReader& reader, const api::RunProgress& p,
   input.db_flag = options.db;
   input.color = color;
   PrintRunSummary(input, out);
-  if (!p.message.empty() && p.state != api::RunState::kSucceeded) {
+  // A run that failed with no failed task (a write-back to a full tier,
+  // say): what the engine recorded says why.
+  if (!p.message.empty() && p.state == api::RunState::kFailed && p.counts.failed == 0) {
     out << "the run says: " << p.message << '\n';
   }
 }

@@ -24,7 +24,8 @@ absl::StatusOr<RunProgress> GetRunProgress(Database& db, const std::string& run_
   {
     TF_ASSIGN_OR_RETURN(
         Statement run,
-        db.Prepare("SELECT pipeline_name, message, started_at, finished_at FROM runs WHERE id = ?"));
+        db.Prepare(
+            "SELECT pipeline_name, message, started_at, finished_at FROM runs WHERE id = ?"));
     run.Bind(1, run_id);
     TF_RETURN_IF_ERROR(ForEachRow(run, [&](const Statement& s) {
       progress.pipeline = s.Text(0);
@@ -67,7 +68,8 @@ absl::StatusOr<RunProgress> GetRunProgress(Database& db, const std::string& run_
                                    "state = 'running' ORDER BY started_at, seq LIMIT ?"));
     running.Bind(1, run_id).Bind(2, static_cast<int64_t>(limits.running));
     TF_RETURN_IF_ERROR(ForEachRow(running, [&](const Statement& s) {
-      progress.running.push_back({.task_id = s.Text(0), .started_at_ms = s.OptionalInt(1).value_or(0)});
+      progress.running.push_back(
+          {.task_id = s.Text(0), .started_at_ms = s.OptionalInt(1).value_or(0)});
     }));
   }
   if (progress.counts.queued + progress.counts.pending > 0) {
@@ -88,11 +90,10 @@ absl::StatusOr<RunProgress> GetRunProgress(Database& db, const std::string& run_
     }));
   }
   {
-    TF_ASSIGN_OR_RETURN(
-        Statement copies,
-        db.Prepare("SELECT a.task_id, a.name, c.tier, c.bytes, c.created_at FROM "
-                   "artifact_copies c JOIN artifacts a ON a.id = c.artifact_id "
-                   "WHERE c.state = 'copying' AND a.run_id = ? ORDER BY c.id"));
+    TF_ASSIGN_OR_RETURN(Statement copies,
+                        db.Prepare("SELECT a.task_id, a.name, c.tier, c.bytes, c.created_at FROM "
+                                   "artifact_copies c JOIN artifacts a ON a.id = c.artifact_id "
+                                   "WHERE c.state = 'copying' AND a.run_id = ? ORDER BY c.id"));
     copies.Bind(1, run_id);
     TF_RETURN_IF_ERROR(ForEachRow(copies, [&](const Statement& s) {
       ++progress.copies_total;

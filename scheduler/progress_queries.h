@@ -47,10 +47,10 @@ struct RunProgress {
   EngineStatus engine = EngineStatus::kNotRunning;
   std::optional<int64_t> started_at_ms;
   std::optional<int64_t> finished_at_ms;
-  RunCounts counts;                   // the whole run
-  std::vector<StageProgress> stages;  // plan order (by the stage's first task)
-  std::vector<RunningTask> running;   // oldest first, at most ProgressLimits::running
-  size_t data_waits_total = 0;        // tasks waiting for copies of their inputs
+  RunCounts counts;                     // the whole run
+  std::vector<StageProgress> stages;    // plan order (by the stage's first task)
+  std::vector<RunningTask> running;     // oldest first, at most ProgressLimits::running
+  size_t data_waits_total = 0;          // tasks waiting for copies of their inputs
   std::vector<std::string> data_waits;  // their ids, at most ProgressLimits::listed
   size_t copies_total = 0;              // copies in state copying
   std::vector<CopyInFlight> copies;     // oldest first, at most ProgressLimits::listed
@@ -67,7 +67,7 @@ absl::StatusOr<RunProgress> GetRunProgress(Database& db, const std::string& run_
 
 // Time spent by the attempts that ran (not cached) per stage, in ms: the
 // end summary's TASK TIME for `tierflow watch`.
-absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> StageBusyMs(
-    Database& db, const std::string& run_id);
+absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> StageBusyMs(Database& db,
+                                                                         const std::string& run_id);
 
 }  // namespace tierflow::scheduler
