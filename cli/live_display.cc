@@ -152,7 +152,7 @@ std::vector<std::string> BuildFrame(const FrameInput& in) {
 
   std::string header = StrCat(Paint(color, kBold, StrCat("run ", p.run_id)), " · ", p.pipeline,
                               " · ", Plural(p.counts.total, "task"));
-  if (in.resumed) header += " (resumed)";
+  if (in.resumed) header += StrCat(" · resumed, ", in.done_at_start, " already done");
   if (p.state != api::RunState::kRunning) {
     header +=
         StrCat(" · ", PaintState(color, api::RunStateName(p.state), api::RunStateName(p.state)));
@@ -240,6 +240,7 @@ void LiveDisplay::OnRunStarted(const std::string& run_id, bool resumed,
   std::lock_guard lock(mu_);
   run_id_ = run_id;
   resumed_ = resumed;
+  done_at_start_ = counts.done();
   exact_ = counts;
   started_ = std::chrono::steady_clock::now();
   cv_.notify_all();
@@ -377,6 +378,7 @@ void LiveDisplay::Draw(const RunProgress& progress) {
   FrameInput input;
   input.progress = progress;
   input.resumed = resumed_;
+  input.done_at_start = done_at_start_;
   input.now_ms = WallClockMs();
   input.color = options_.color;
   auto elapsed = std::chrono::steady_clock::now() - started_;
@@ -434,10 +436,10 @@ void LiveDisplay::ClearBlock() {
 void LiveDisplay::PlainUpdate(const RunProgress& p) {
   const bool color = options_.color;
   if (!header_written_) {
-    out_ << (resumed_ ? "resuming run " : "run ") << p.run_id << " (" << p.pipeline
-         << "): " << Plural(p.counts.total, "task");
-    if (resumed_) out_ << ", " << p.counts.done() << " already done";
-    out_ << '\n';
+    out_ << (resumed_ ? "resuming run " : "run ") << p.run_id << ": "
+         << Plural(p.counts.total, "task");
+    if (resumed_) out_ << ", " << done_at_start_ << " already done";
+    out_ << " (pipeline " << p.pipeline << ")\n";
     header_written_ = true;
     plain_at_ = std::chrono::steady_clock::now();
   }

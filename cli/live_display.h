@@ -43,6 +43,7 @@ struct DisplayOptions {
 struct FrameInput {
   api::RunProgress progress;
   bool resumed = false;
+  uint32_t done_at_start = 0;  // of a resumed run
   int64_t now_ms = 0;
   std::chrono::milliseconds elapsed{0};
   std::optional<std::chrono::milliseconds> eta;
@@ -103,6 +104,7 @@ class LiveDisplay final : public api::RunObserver {
   bool stopped_ = false;
   std::string run_id_;
   bool resumed_ = false;
+  uint32_t done_at_start_ = 0;
   std::optional<api::RunCounts> exact_;  // from the observer
   std::vector<std::string> messages_;    // failure and retry lines to print
   std::optional<api::RunProgress> last_;

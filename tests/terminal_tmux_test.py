@@ -214,7 +214,7 @@ def main():
         lines = text.splitlines()
         if len(lines) > 60:
             fail(f"pipe: {len(lines)} lines for 302 tasks:\n{text}")
-        for needed in (r"^run demo-[0-9a-f]+ \(demo\): 302 tasks$", r"^wrongvar FAILED: exit 2$",
+        for needed in (r"^run demo-[0-9a-f]+: 302 tasks \(pipeline demo\)$", r"^wrongvar FAILED: exit 2$",
                        r"^\[\d+:\d\d\] 302/302 done, 1 failed$", r"^failed: wrongvar: exit 2$",
                        rf"^    {STDERR_LINE}$"):
             if not re.search(needed, text, re.M):
