@@ -305,12 +305,18 @@ std::chrono::milliseconds LiveDisplay::Interval() const {
 }
 
 void LiveDisplay::Loop() {
+  // The block is redrawn every kMinInterval (the clock, the engine's exact
+  // counts); the store is read at the pace Interval() allows, so that a
+  // snapshot of a 100k-task run (~0.1-0.2 s) never takes more than 1/20 of
+  // the time.
+  auto next_read = std::chrono::steady_clock::now();
+  const auto tick = options_.tty ? kMinInterval : std::chrono::milliseconds(1000);
   for (;;) {
     std::string run_id;
     bool stopping;
     {
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, Interval(), [&] { return stopping_ || !messages_.empty(); });
+      cv_.wait_for(lock, tick, [&] { return stopping_ || !messages_.empty(); });
       stopping = stopping_;
       run_id = run_id_;
       if (!messages_.empty() && !options_.quiet) {
@@ -321,7 +327,8 @@ void LiveDisplay::Loop() {
       messages_.clear();
     }
     std::optional<RunProgress> progress;
-    if (!run_id.empty() && !options_.quiet) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!run_id.empty() && !options_.quiet && (stopping || now >= next_read)) {
       if (reader_ == nullptr || reader_->run_id() != run_id) {
         absl::StatusOr<std::unique_ptr<api::ProgressReader>> opened =
             api::ProgressReader::Open(options_.db_flag, run_id);
@@ -331,16 +338,17 @@ void LiveDisplay::Loop() {
         absl::StatusOr<RunProgress> read = reader_->Read();
         read_time_ = std::chrono::duration_cast<std::chrono::microseconds>(reader_->last_read());
         if (read.ok()) progress = std::move(*read);
+        next_read = std::chrono::steady_clock::now() + Interval();
       }
     }
     std::lock_guard lock(mu_);
-    if (progress) {
-      if (exact_) progress->counts = *exact_;  // the engine's own, never behind
-      last_ = progress;
+    if (progress) last_ = std::move(progress);
+    if (last_ && !options_.quiet) {
+      if (exact_) last_->counts = *exact_;  // the engine's own, never behind
       if (options_.tty) {
-        Draw(*progress);
+        Draw(*last_);
       } else {
-        PlainUpdate(*progress);
+        PlainUpdate(*last_);
       }
     }
     if (stopping) {
