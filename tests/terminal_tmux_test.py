@@ -19,6 +19,7 @@ Usage: terminal_tmux_test.py TIERFLOW_BIN
 
 import os
 import re
+import sqlite3
 import shlex
 import shutil
 import subprocess
@@ -249,6 +250,45 @@ def main():
             fail("watch: its summary differs from run's:\n" + "\n".join(summary_part(run_end))
                  + "\n---\n" + "\n".join(summary_part(watch_end)))
         print(f"# watch: attached to the running run, same summary as run's, exit 1")
+
+        # 6. watch of a finished run: its summary at once.
+        done = subprocess.run([TIERFLOW, "watch", "last", "--db", db], cwd=work,
+                              capture_output=True, text=True, timeout=30)
+        if done.returncode != 1 or summary_part(done.stdout + "EXIT=") != summary_part(watch_end):
+            fail(f"watch of a finished run: exit {done.returncode}:\n{done.stdout}{done.stderr}")
+        print("# watch: a finished run's summary at once, exit 1")
+
+        # 7. watch of a run whose engine was killed: says so, with the resume command.
+        with open(os.path.join(work, "slow.yaml"), "w") as f:
+            f.write("name: slow\nstages:\n  wait:\n    run: sleep 60\n")
+        gone_db = os.path.join(work, "state", "gone.db")
+        engine = subprocess.Popen([TIERFLOW, "run", "slow.yaml", "--db", gone_db], cwd=work,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pid = None
+        began = time.monotonic()
+        while pid is None:
+            if time.monotonic() - began > DEADLINE_S:
+                engine.kill()
+                fail("gone: the slow task never started")
+            try:
+                with sqlite3.connect(f"file:{gone_db}?mode=ro", uri=True) as c:
+                    row = c.execute("SELECT pid FROM attempts WHERE state = 'running'").fetchone()
+                    pid = row[0] if row else None
+            except sqlite3.Error:
+                pass
+            time.sleep(0.1)
+        engine.kill()
+        engine.wait()
+        try:
+            os.killpg(pid, 9)  # the task's group, which the engine started
+        except ProcessLookupError:
+            pass
+        gone = subprocess.run([TIERFLOW, "watch", "last", "--db", gone_db], cwd=work,
+                              capture_output=True, text=True, timeout=30)
+        if gone.returncode != 1 or "engine is gone" not in gone.stderr \
+                or "tierflow resume slow-" not in gone.stderr:
+            fail(f"gone: exit {gone.returncode}:\n{gone.stdout}{gone.stderr}")
+        print(f"# watch: a run whose engine was killed: {gone.stderr.strip()}")
         print(f"# terminal_tmux: every case in {time.monotonic() - budget:.1f}s")
     finally:
         subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True)
