@@ -86,6 +86,14 @@ def screen(name, everything=False, escapes=False, join=False):
     return tmux(*args)
 
 
+def until(what, condition, name):
+    began = time.monotonic()
+    while not condition():
+        if time.monotonic() - began > DEADLINE_S:
+            fail(f"waited {DEADLINE_S}s for {what}; screen:\n{screen(name)}")
+        time.sleep(0.1)
+
+
 def run_case(name, width, height, work, env=""):
     """Runs the pipeline in a width x height pane, polling it until it ends.
     Returns (frames seen before the summary, the whole pane at the end)."""
@@ -289,6 +297,38 @@ def main():
                 or "tierflow resume slow-" not in gone.stderr:
             fail(f"gone: exit {gone.returncode}:\n{gone.stdout}{gone.stderr}")
         print(f"# watch: a run whose engine was killed: {gone.stderr.strip()}")
+        # 8. Ctrl-C: in watch it only detaches; in run it cancels, the block
+        # ends with the cursor shown again.
+        with open(os.path.join(work, "long.yaml"), "w") as f:
+            f.write("name: long\nstages:\n  wait:\n    foreach: {range: [0, 2]}\n"
+                    "    run: sleep 60\n")
+        db = "state/long.db"
+        start("longrun", 100, 30, f"{shlex.quote(TIERFLOW)} run long.yaml --db {db}", work)
+        until("the long run's block", lambda: "2 running" in screen("longrun"), "longrun")
+        if tmux("display", "-p", "-t", "longrun", "#{cursor_flag}").strip() != "0":
+            fail("ctrl-c: the cursor is shown while the block is drawn")
+        start("longwatch", 100, 30, f"{shlex.quote(TIERFLOW)} watch last --db {db}", work)
+        until("watch's block", lambda: "2 running" in screen("longwatch"), "longwatch")
+        tmux("send-keys", "-t", "longwatch", "C-c")
+        until("watch to detach", lambda: "EXIT=" in screen("longwatch"), "longwatch")
+        text = screen("longwatch", join=True)
+        if "EXIT=130" not in text or "detached from run long-" not in text:
+            fail(f"ctrl-c: watch did not detach:\n{text}")
+        with sqlite3.connect(f"file:{os.path.join(work, db)}?mode=ro", uri=True) as c:
+            state = c.execute("SELECT state FROM runs").fetchone()[0]
+        if state != "running" or "EXIT=" in screen("longrun"):
+            fail(f"ctrl-c: detaching watch stopped the run ({state}):\n{screen('longrun')}")
+        tmux("send-keys", "-t", "longrun", "C-c")
+        until("run to end after Ctrl-C", lambda: "EXIT=" in screen("longrun", everything=True),
+              "longrun")
+        text = screen("longrun", everything=True, join=True)
+        if "EXIT=130" not in text or "cancelling" not in text or "cancelled" not in text:
+            fail(f"ctrl-c: run did not cancel:\n{text}")
+        if tmux("display", "-p", "-t", "longrun", "#{cursor_flag}").strip() != "1":
+            fail("ctrl-c: the cursor stays hidden after the run")
+        print("# ctrl-c: watch detached (exit 130, the run went on); run cancelled (exit 130), "
+              "'cancelling' shown, cursor visible again")
+
         print(f"# terminal_tmux: every case in {time.monotonic() - budget:.1f}s")
     finally:
         subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True)
