@@ -204,8 +204,8 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
   command->add_flag("--quiet,-q", options.quiet, "Print only the summary");
   command
       ->add_option("--progress", options.progress,
-                   "Progress display: a live status line on a terminal (auto), or one line "
-                   "per task transition")
+                   "Progress display: a live block redrawn in place on a terminal (auto), or "
+                   "plain lines: progress every 10 s and per stage, every failure and retry")
       ->check(CLI::IsMember({"auto", "tty", "plain"}))
       ->capture_default_str();
   command
