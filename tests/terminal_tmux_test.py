@@ -231,6 +231,24 @@ def main():
         print(f"# pipe: {len(lines)} lines for 302 tasks in "
               f"{time.monotonic() - started:.1f}s, no escape codes")
 
+        # 4b. Many failures: 20 listed with their logs, the rest named by a command.
+        with open(os.path.join(work, "many.yaml"), "w") as f:
+            f.write("name: many\nstages:\n  bad:\n    foreach: {range: [0, 25]}\n"
+                    "    run: 'echo \"item $TIERFLOW_ITEM broke\" >&2; exit 3'\n"
+                    "  after:\n    needs: [bad]\n    run: echo never\n")
+        many = subprocess.run([TIERFLOW, "run", "many.yaml", "--db", "state/many.db"], cwd=work,
+                              capture_output=True, text=True, timeout=DEADLINE_S)
+        listed = re.findall(r"^failed: bad\[(\d+)\]: exit 3\n    item \1 broke$", many.stdout,
+                            re.M)
+        more = re.search(r"^and 5 more: tierflow logs many-[0-9a-f]+ --failed --db state/many.db$",
+                         many.stdout, re.M)
+        if many.returncode != 1 or len(listed) != 20 or not more:
+            fail(f"many: exit {many.returncode}, {len(listed)} failures listed:\n{many.stdout}")
+        if re.search(r"^failed: after", many.stdout, re.M) or "1 upstream_failed" not in many.stdout:
+            fail(f"many: the upstream_failed task is listed, or not counted:\n{many.stdout}")
+        print("# many: 25 failed, 20 listed with their log line, 'and 5 more', "
+              "upstream_failed counted not listed")
+
         # 5. watch: the run in one pane, `tierflow watch last` in another.
         db = "state/watched.db"
         start("driver", 100, 30, f"{shlex.quote(TIERFLOW)} run p.yaml --db {db}", work)
