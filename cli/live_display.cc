@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <ostream>
 
+#include "api/run_failures.h"
 #include "cli/terminal_style.h"
 #include "common/strings.h"
 #include "common/units.h"
@@ -341,7 +342,28 @@ void LiveDisplay::Loop() {
         next_read = std::chrono::steady_clock::now() + Interval();
       }
     }
+    // Watch: the failures another process's engine recorded, as they come.
+    std::vector<std::string> failed_lines;
+    if (progress && !options_.run_events && progress->counts.failed > failures_seen_.size()) {
+      api::FailureOptions list_options;
+      list_options.tail_lines = 0;  // the summary shows the logs
+      absl::StatusOr<api::FailureList> list =
+          api::ListFailures(options_.db_flag, run_id, list_options);
+      if (list.ok()) {
+        for (const api::FailureReport& f : list->failures) {
+          if (!failures_seen_.insert(f.task.id).second) continue;
+          std::string message = f.task.message;
+          if (message.empty() && !f.task.attempts.empty()) message = f.task.attempts[0].message;
+          failed_lines.push_back(StrCat(
+              f.task.id, " ", PaintState(options_.color, "failed", "FAILED"), ": ", message, "\n"));
+        }
+      }
+    }
     std::lock_guard lock(mu_);
+    if (!failed_lines.empty()) {
+      ClearBlock();
+      for (const std::string& line : failed_lines) out_ << FitMessage(line);
+    }
     if (progress) last_ = std::move(progress);
     if (last_ && !options_.quiet) {
       if (exact_) last_->counts = *exact_;  // the engine's own, never behind

@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,6 +119,7 @@ class LiveDisplay final : public api::RunObserver {
   std::chrono::steady_clock::time_point plain_at_{};
   std::vector<std::string> stages_done_;
   bool header_written_ = false;
+  std::set<std::string> failures_seen_;  // watch: failed tasks already printed
   std::thread thread_;
 };
 

@@ -272,6 +272,8 @@ def main():
         run_end = screen("driver", everything=True, join=True)
         watch_end = screen("watcher", everything=True, join=True)
         check_summary("watcher", watch_end, work, db)
+        if not re.search(r"^wrongvar FAILED: exit 2$", watch_end, re.M):
+            fail(f"watch: the failure was not shown as it was recorded:\n{watch_end}")
         if summary_part(run_end) != summary_part(watch_end):
             fail("watch: its summary differs from run's:\n" + "\n".join(summary_part(run_end))
                  + "\n---\n" + "\n".join(summary_part(watch_end)))
