@@ -18,6 +18,7 @@
 #include "cli/terminal_style.h"
 #include "cli/tiers_commands.h"
 #include "cli/ui_commands.h"
+#include "cli/watch_commands.h"
 #include "common/suggest.h"
 
 namespace tierflow::cli {
@@ -203,8 +204,8 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& options) {
   command->add_flag("--quiet,-q", options.quiet, "Print only the summary");
   command
       ->add_option("--progress", options.progress,
-                   "Progress display: a live status line on a terminal (auto), or one line "
-                   "per task transition")
+                   "Progress display: a live block redrawn in place on a terminal (auto), or "
+                   "plain lines: progress every 10 s and per stage, every failure and retry")
       ->check(CLI::IsMember({"auto", "tty", "plain"}))
       ->capture_default_str();
   command
@@ -720,6 +721,8 @@ int Main(int argc, char** argv) {
   CLI::App* run = AddRunCommand(app, run_options);
   CLI::App* resume = AddResumeCommand(app, resume_options);
   CLI::App* cancel = AddCancelCommand(app, cancel_options);
+  WatchOptions watch_options;
+  CLI::App* watch = AddWatchCommand(app, watch_options);
   RunsOptions runs_options;
   ShowOptions show_options;
   LogsOptions logs_options;
@@ -784,6 +787,7 @@ int Main(int argc, char** argv) {
   }
   if (resume->parsed()) return RunPipeline(resume_options, std::cout, std::cerr);
   if (cancel->parsed()) return CancelRun(cancel_options, std::cout, std::cerr);
+  if (watch->parsed()) return WatchRun(watch_options, std::cout, std::cerr);
   if (runs->parsed()) {
     if (!runs_options.scheduler.empty()) {
       return RunRemoteRuns({runs_options.scheduler, ""}, std::cout, std::cerr);

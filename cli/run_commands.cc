@@ -26,6 +26,9 @@
 #include "api/slurm_executor.h"
 #include "api/tier_service.h"
 #include "cli/commands.h"
+#include "cli/live_display.h"
+#include "cli/run_summary.h"
+#include "cli/terminal_style.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "common/units.h"
@@ -35,147 +38,6 @@ namespace {
 
 using api::RunCounts;
 using api::TaskEvent;
-
-std::string Clock(int64_t ms) {
-  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
-  std::tm local;
-  localtime_r(&seconds, &local);
-  char text[16];
-  std::strftime(text, sizeof text, "%H:%M:%S", &local);
-  return text;
-}
-
-// "1:05" / "1:02:03": elapsed time on the status line.
-std::string Elapsed(std::chrono::steady_clock::duration duration) {
-  int64_t seconds = std::chrono::duration_cast<std::chrono::seconds>(duration).count();
-  char text[32];
-  if (seconds >= 3600) {
-    snprintf(text, sizeof text, "%lld:%02lld:%02lld", static_cast<long long>(seconds / 3600),
-             static_cast<long long>(seconds / 60 % 60), static_cast<long long>(seconds % 60));
-  } else {
-    snprintf(text, sizeof text, "%lld:%02lld", static_cast<long long>(seconds / 60),
-             static_cast<long long>(seconds % 60));
-  }
-  return text;
-}
-
-std::string CountsLine(const RunCounts& c) {
-  std::string line = StrCat(c.done(), "/", c.total, " done");
-  if (c.cached > 0) line += StrCat(" (", c.cached, " cached)");
-  line += StrCat(", ", c.running, " running, ", c.queued + c.pending, " waiting");
-  if (c.retrying > 0) line += StrCat(", ", c.retrying, " retrying");
-  if (c.failed > 0) line += StrCat(", ", c.failed, " failed");
-  if (c.upstream_failed > 0) line += StrCat(", ", c.upstream_failed, " upstream_failed");
-  if (c.cancelled > 0) line += StrCat(", ", c.cancelled, " cancelled");
-  return line;
-}
-
-// Draws progress: one line per interesting task transition and, on a
-// terminal, a status line kept at the bottom and redrawn a few times a
-// second (counts, elapsed, ETA from the rate of finished tasks).
-class Progress final : public api::RunObserver {
- public:
-  Progress(std::ostream& out, bool tty, bool quiet) : out_(out), tty_(tty), quiet_(quiet) {
-    if (tty_ && !quiet_) ticker_ = std::thread([this] { Tick(); });
-  }
-  ~Progress() override { Stop(); }
-
-  void Stop() {
-    {
-      std::lock_guard lock(mu_);
-      if (stopped_) return;
-      stopped_ = true;
-      ClearStatus();
-    }
-    cv_.notify_all();
-    if (ticker_.joinable()) ticker_.join();
-  }
-
-  void OnRunStarted(const std::string& run_id, bool resumed, const RunCounts& counts) override {
-    std::lock_guard lock(mu_);
-    started_ = std::chrono::steady_clock::now();
-    counts_ = counts;
-    out_ << (resumed ? "resuming run " : "run ") << run_id << ": " << counts.total
-         << (counts.total == 1 ? " task" : " tasks");
-    if (resumed) out_ << ", " << counts.done() << " already done";
-    out_ << std::endl;
-  }
-
-  void OnTaskEvent(const TaskEvent& event, const RunCounts& counts) override {
-    std::lock_guard lock(mu_);
-    counts_ = counts;
-    if (quiet_) return;
-    std::string line = EventLine(event);
-    if (line.empty()) return;
-    ClearStatus();
-    out_ << Clock(event.time_ms) << "  " << line << '\n';
-    if (tty_) DrawStatus();
-    out_.flush();
-  }
-
- private:
-  static std::string EventLine(const TaskEvent& e) {
-    const std::string attempt = e.attempt > 1 ? StrCat(" (attempt ", e.attempt, ")") : "";
-    switch (e.state) {
-      case api::TaskState::kRunning:
-        if (!e.message.empty()) return "";  // a cache reuse; reported when it lands
-        return StrCat(e.task_id, " started", attempt);
-      case api::TaskState::kSucceeded:
-        return StrCat(e.task_id, " succeeded in ", FormatDuration(e.duration), attempt);
-      case api::TaskState::kCached:
-        return StrCat(e.task_id, " cached: ", e.message);
-      case api::TaskState::kRetrying:
-        return StrCat(e.task_id, " failed", attempt, ": ", e.message);
-      case api::TaskState::kFailed:
-        return StrCat(e.task_id, " FAILED", attempt, ": ", e.message,
-                      e.log_path.empty() ? "" : StrCat("\n          log: ", e.log_path));
-      case api::TaskState::kUpstreamFailed:
-        return StrCat(e.task_id, " upstream_failed: ", e.message);
-      case api::TaskState::kCancelled:
-        return StrCat(e.task_id, " cancelled");
-      case api::TaskState::kPending:
-      case api::TaskState::kQueued:
-        return "";  // counted on the status line only
-    }
-    return "";  // unreachable: every state is a case
-  }
-
-  // Callers hold mu_.
-  void ClearStatus() {
-    if (tty_ && status_shown_) out_ << "\r\033[K";
-    status_shown_ = false;
-  }
-  void DrawStatus() {
-    if (stopped_) return;
-    auto elapsed = std::chrono::steady_clock::now() - started_;
-    std::string line = StrCat("[", Elapsed(elapsed), "] ", CountsLine(counts_));
-    uint32_t done = counts_.done();
-    if (done > 0 && done < counts_.total) {
-      auto eta = elapsed * (counts_.total - done) / done;
-      line += StrCat(", ETA ", Elapsed(eta));
-    }
-    out_ << "\r\033[K" << line << std::flush;
-    status_shown_ = true;
-  }
-  void Tick() {
-    std::unique_lock lock(mu_);
-    while (!stopped_) {
-      DrawStatus();
-      cv_.wait_for(lock, std::chrono::milliseconds(250));
-    }
-  }
-
-  std::ostream& out_;
-  const bool tty_;
-  const bool quiet_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopped_ = false;
-  bool status_shown_ = false;
-  RunCounts counts_;
-  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-  std::thread ticker_;
-};
 
 // SIGINT and SIGTERM blocked in the calling thread for its lifetime. Made
 // before any thread starts (the progress display's redraw thread, the
@@ -208,8 +70,9 @@ class BlockedTerminationSignals {
 // read at once.
 class SignalWatcher {
  public:
-  SignalWatcher(const BlockedTerminationSignals& blocked, api::Engine& engine, std::ostream& err)
-      : engine_(engine), err_(err) {
+  SignalWatcher(const BlockedTerminationSignals& blocked, api::Engine& engine, std::ostream& err,
+                LiveDisplay& display)
+      : engine_(engine), err_(err), display_(display) {
     signal_fd_ = signalfd(-1, &blocked.set(), SFD_CLOEXEC);
     stop_fd_ = eventfd(0, EFD_CLOEXEC);
     thread_ = std::thread([this] { Watch(); });
@@ -232,11 +95,14 @@ class SignalWatcher {
       signalfd_siginfo info;
       if (read(signal_fd_, &info, sizeof info) != sizeof info) continue;
       if (++received == 1) {
-        err_ << "\ncancelling: stopping running tasks (press Ctrl-C again to exit at once)"
-             << std::endl;
+        // Above the live block, which goes on showing the tasks stop.
+        display_.Print(err_,
+                       "cancelling: stopping running tasks (press Ctrl-C again to exit at once)\n");
         engine_.Cancel();
       } else {
         engine_.KillNow();
+        display_.Print(err_, "");
+        err_ << "\033[?25h" << std::flush;  // the block hid the cursor
         err_ << "\nkilled every task; the run can be finished with `tierflow resume`" << std::endl;
         _exit(kExitCancelled);
       }
@@ -244,53 +110,11 @@ class SignalWatcher {
   }
   api::Engine& engine_;
   std::ostream& err_;
+  LiveDisplay& display_;
   int signal_fd_ = -1;
   int stop_fd_ = -1;
   std::thread thread_;
 };
-
-void PrintSummary(const api::RunResult& result, std::ostream& out) {
-  out << "\n";
-  std::vector<std::vector<std::string>> rows = {{"STAGE", "KIND", "TASKS", "SUCCEEDED", "CACHED",
-                                                 "FAILED", "UPSTREAM_FAILED", "CANCELLED",
-                                                 "TASK TIME"}};
-  for (const api::StageSummary& s : result.stages) {
-    rows.push_back({s.stage, s.kind, std::to_string(s.tasks), std::to_string(s.succeeded),
-                    std::to_string(s.cached), std::to_string(s.failed),
-                    std::to_string(s.upstream_failed), std::to_string(s.cancelled),
-                    FormatDuration(s.busy)});
-  }
-  std::vector<size_t> widths(rows[0].size(), 0);
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      // Names left-aligned, numbers right-aligned.
-      std::string cell = row[i];
-      std::string pad(widths[i] - cell.size(), ' ');
-      line += i < 2 ? cell + pad : pad + cell;
-      if (i + 1 < row.size()) line += "  ";
-    }
-    out << TrimWhitespace(line) << '\n';
-  }
-  for (const api::FailedTask& failure : result.failures) {
-    out << "\nfailed: " << failure.task_id << ": " << failure.message << '\n';
-    if (!failure.log_path.empty()) out << "  log: " << failure.log_path << '\n';
-  }
-  // A write-back that failed (a full tier, say) fails the run, not a task.
-  for (const std::string& failure : result.write_back_failures) {
-    out << "\nwrite-back failed: " << failure << '\n';
-  }
-  out << "\nrun " << result.run_id << " " << api::RunStateName(result.state) << " in "
-      << FormatDuration(result.elapsed) << " (" << CountsLine(result.counts) << ")\n";
-  out << "details: tierflow show " << result.run_id << "; lineage: tierflow lineage "
-      << result.run_id << "\n";
-  if (result.state != api::RunState::kSucceeded) {
-    out << "finish it: tierflow resume " << result.run_id << "\n";
-  }
-}
 
 }  // namespace
 
@@ -348,7 +172,12 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
   BlockedTerminationSignals blocked;
   bool tty = options.progress == "tty" ||
              (options.progress == "auto" && &out == &std::cout && isatty(STDOUT_FILENO));
-  Progress progress(out, tty, options.quiet);
+  DisplayOptions display_options;
+  display_options.db_flag = options.db;
+  display_options.tty = tty;
+  display_options.color = ColorEnabled(GlobalColorChoice(), STDOUT_FILENO);
+  display_options.quiet = options.quiet;
+  LiveDisplay display(out, display_options);
   api::EngineOptions engine_options;
   engine_options.db_path = api::DatabasePath(options.db);
   engine_options.slots = options.slots;
@@ -357,7 +186,7 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
   engine_options.rerun_downstream = options.rerun_downstream;
   engine_options.resume_force = options.force;
   engine_options.kill_grace = std::chrono::seconds(options.kill_grace_seconds);
-  engine_options.observer = &progress;
+  engine_options.observer = &display;
   if (!options.resume.empty() && !options.tiers_file.empty()) {
     err << "tierflow: --tiers: a resumed run keeps the tiers it started on\n";
     return kExitUsage;
@@ -418,7 +247,7 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
 
   absl::StatusOr<api::RunResult> result;
   {
-    SignalWatcher signals(blocked, *engine, err);
+    SignalWatcher signals(blocked, *engine, err, display);
     if (options.resume.empty()) {
       api::RunRequest request;
       request.file = options.file;
@@ -428,12 +257,20 @@ int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err)
       result = engine->Resume(options.resume);
     }
   }
-  progress.Stop();
+  display.Stop();
   if (!result.ok()) {
     err << "tierflow: " << result.status().message() << '\n';
     return kExitInvalid;
   }
-  PrintSummary(*result, out);
+  PrintRunSummary({.run_id = result->run_id,
+                   .state = result->state,
+                   .counts = result->counts,
+                   .elapsed = result->elapsed,
+                   .stages = result->stages,
+                   .write_back_failures = result->write_back_failures,
+                   .db_flag = options.db,
+                   .color = display_options.color},
+                  out);
   out.flush();
   if (std::string waiting = api::FinishLineageDelivery(std::move(*lineage)); !waiting.empty()) {
     out << waiting << '\n';

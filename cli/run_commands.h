@@ -54,9 +54,9 @@ struct RunOptions : ExecutorFlags {
   bool force = false;              // resume --force: despite a changed pipeline file
 };
 
-// Runs (or resumes) a pipeline to its end: progress on `out` (a live status
-// line when `out` is a terminal, one line per task transition otherwise),
-// then a summary table. Ctrl-C (SIGINT) or SIGTERM once cancels gracefully;
+// Runs (or resumes) a pipeline to its end: progress on `out` (the live
+// block of live_display.h when `out` is a terminal, plain rate-limited lines
+// otherwise), then the summary (run_summary.h). Ctrl-C (SIGINT) or SIGTERM once cancels gracefully;
 // twice kills every task and exits at once. Exits 0 when the run succeeded,
 // 1 when it failed or could not start, 130 when it was cancelled.
 int RunPipeline(const RunOptions& options, std::ostream& out, std::ostream& err);

@@ -34,6 +34,8 @@ packages=(
   prometheus
   # tests: the UI in a real browser (playwright-core drives it)
   chromium
+  # tests: the live display of `tierflow run` in a real terminal (tests/terminal_tmux_test.py)
+  tmux
   # tests and benchmarks: a private two-node Slurm 22.05 cluster on loopback
   # (scripts/slurm.sh)
   slurm-wlm munge

@@ -151,7 +151,7 @@ stages:
 YAML
 before="$(fingerprint "$dir/outside")"
 OUTSIDE="$dir/outside" run_tf run "$dir/swap.yaml"
-grep -q "use .*succeeded\|use succeeded" "$dir/out" || fail "d: the reader did not run: $(cat "$dir/out")"
+grep -qE "^use +[a-z]+ +1 +1 " "$dir/out" || fail "d: the reader did not run (its summary row): $(cat "$dir/out")"
 [ -d "$dir/fast/runs" ] || fail "d: no working copy was placed on tier fast: $(cat "$dir/out")"
 expect_failed_naming d "artifacts/make"
 [ "$(fingerprint "$dir/outside")" = "$before" ] || fail "d: eviction deleted files outside: $(ls -laR "$dir/outside")"
