@@ -14,6 +14,7 @@
 
 #include "api/embedded.h"
 #include "api/run_progress.h"
+#include "cli/command_line.h"
 #include "cli/commands.h"
 #include "cli/live_display.h"
 #include "cli/run_commands.h"
@@ -90,10 +91,7 @@ CLI::App* AddWatchCommand(CLI::App& app, WatchOptions& options) {
   command->add_option("run", options.run, "Run id (see 'tierflow runs'), or last")
       ->required()
       ->type_name("RUN");
-  command
-      ->add_option("--db", options.db,
-                   "State database (default: $TIERFLOW_DB, else .tierflow/tierflow.db)")
-      ->type_name("PATH");
+  AddDbOption(*command, options.db);
   command
       ->add_option("--progress", options.progress,
                    "auto: a live block on a terminal, plain lines otherwise")
