@@ -61,10 +61,12 @@ std::string Plural(uint64_t n, std::string_view word) {
   return StrCat(n, " ", word, n == 1 ? "" : "s");
 }
 
-// The words of the overall and stage lines: done/total, running, waiting,
-// then what went wrong, each in its state's colour.
+// The words of the overall and stage lines: succeeded (or cached) of all,
+// running, waiting, then what went wrong, each in its state's colour. A
+// failed task is never counted with the ones that succeeded: "11/11" must
+// not be what a failed run shows.
 std::string CountWords(const RunCounts& c, bool color, bool with_waiting) {
-  std::string text = StrCat(c.done(), "/", c.total, " done");
+  std::string text = StrCat(c.succeeded + c.cached, "/", c.total, " succeeded");
   if (c.cached > 0) text += StrCat(" (", c.cached, " cached)");
   auto add = [&](uint32_t n, std::string_view state, std::string_view word) {
     if (n > 0) text += StrCat(", ", PaintState(color, state, StrCat(n, " ", word)));
@@ -480,7 +482,7 @@ void LiveDisplay::PlainUpdate(const RunProgress& p) {
       continue;
     }
     stages_done_.push_back(s.stage);
-    out_ << "stage " << s.stage << " done: " << CountWords(s.counts, color, false) << '\n';
+    out_ << "stage " << s.stage << " finished: " << CountWords(s.counts, color, false) << '\n';
     stage_ended = true;
   }
   const auto now = std::chrono::steady_clock::now();

@@ -42,7 +42,7 @@ PYTHONPATH="$here/sdk/python" TIERFLOW_CHECKPOINT_DIR="$work/tiny/ckpt" python3 
 import sys
 import tierflow_task as tf
 tf.save_checkpoint(1, {"state.bin": b"x" * (4 << 20)})
-print("returned")
+sys.stdout.write("returned\n")  # one write: the background thread's stderr line cannot split it
 try:
     tf.wait_checkpoint()
 except tf.TierflowError as e:

@@ -69,7 +69,7 @@ TEST(LiveDisplayFrameTest, HeaderThenOverallBarThenStagesRunningAndWaits) {
   EXPECT_TRUE(std::regex_search(
       lines[1],
       std::regex(
-          R"(^[#!>.]{10,40} 1230/3000 done, 120 running, 1650 waiting, 30 failed  1:15  ETA 1:30$)")))
+          R"(^[#!>.]{10,40} 1200/3000 succeeded, 120 running, 1650 waiting, 30 failed  1:15  ETA 1:30$)")))
       << lines[1];
   // A failure is never invisible in a bar, even one of 30 in 3000.
   EXPECT_NE(lines[1].find('!'), std::string::npos) << lines[1];

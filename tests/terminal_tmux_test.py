@@ -123,8 +123,8 @@ BAR = "[█▒░#!>.]"
 
 def check_block(name, frames, width):
     header = re.compile(r"^run demo-[0-9a-f]+ · demo · 302 tasks")
-    overall = re.compile(rf"^{BAR}{{10,40}} \d+/302 done")
-    stage = {s: re.compile(rf"^  {s} +generic +{BAR}{{20}} \d+/\d+ done") for s in STAGES}
+    overall = re.compile(rf"^{BAR}{{10,40}} \d+/302 succeeded")
+    stage = {s: re.compile(rf"^  {s} +generic +{BAR}{{20}} \d+/\d+ succeeded") for s in STAGES}
     full = [f for f in frames
             if any(header.match(l) for l in f.splitlines())
             and any(overall.match(l) for l in f.splitlines())
@@ -160,7 +160,7 @@ def check_summary(name, end, work, db):
                           cwd=work, capture_output=True, text=True, timeout=30)
     if done.returncode != 0 or STDERR_LINE not in done.stdout:
         fail(f"{name}: `{command}` exited {done.returncode}: {done.stdout}{done.stderr}")
-    if not re.search(r"^run demo-[0-9a-f]+ failed in \S+ \(302/302 done, 1 failed\)$", end, re.M):
+    if not re.search(r"^run demo-[0-9a-f]+ failed in \S+ \(301/302 succeeded, 1 failed\)$", end, re.M):
         fail(f"{name}: no final run line:\n{end}")
     return command
 
@@ -224,7 +224,7 @@ def main():
         if len(lines) > 60:
             fail(f"pipe: {len(lines)} lines for 302 tasks:\n{text}")
         for needed in (r"^run demo-[0-9a-f]+: 302 tasks \(pipeline demo\)$", r"^wrongvar FAILED: exit 2$",
-                       r"^\[\d+:\d\d\] 302/302 done, 1 failed$", r"^failed: wrongvar: exit 2$",
+                       r"^\[\d+:\d\d\] 301/302 succeeded, 1 failed$", r"^failed: wrongvar: exit 2$",
                        rf"^    {STDERR_LINE}$"):
             if not re.search(needed, text, re.M):
                 fail(f"pipe: no line matching {needed}:\n{text}")

@@ -56,7 +56,7 @@ export function runView(runId: string, tabArg: string | undefined, query: URLSea
       h('dl', { class: 'meta run-meta' },
         h('dt', { text: 'pipeline' }), h('dd', { text: r.pipeline }),
         h('dt', { text: 'tasks' }), h('dd', { attrs: { 'data-total': r.tasks.total },
-                                               text: `${r.tasks.done}/${r.tasks.total} done — ${countsText(r.tasks)}` }),
+                                               text: `${r.tasks.succeeded + r.tasks.cached}/${r.tasks.total} succeeded — ${countsText(r.tasks)}` }),
         ...(r.tasks.failed ? [h('dt', { text: 'failed' }),
           h('dd', { class: 'run-failed-count', attrs: { 'data-failed': r.tasks.failed }, text: `${r.tasks.failed} failed` })] : []),
         h('dt', { text: 'started' }), h('dd', { text: fmt.time(r.started_at_ms ?? r.created_at_ms) }),
