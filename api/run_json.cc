@@ -23,6 +23,19 @@ void Dump(const Json& json, std::ostream& out) {
   out << json.dump(2, ' ', false, Json::error_handler_t::replace) << '\n';
 }
 
+}  // namespace
+
+nlohmann::ordered_json CountsJson(const scheduler::RunCounts& c) {
+  return Json{{"total", c.total},         {"done", c.done()},
+              {"pending", c.pending},     {"queued", c.queued},
+              {"running", c.running},     {"retrying", c.retrying},
+              {"succeeded", c.succeeded}, {"cached", c.cached},
+              {"failed", c.failed},       {"upstream_failed", c.upstream_failed},
+              {"cancelled", c.cancelled}};
+}
+
+namespace {
+
 Json RunJson(const RunSummary& run) {
   Json params = Json::object();
   for (const auto& [name, value] : run.params) params[name] = value;
@@ -46,18 +59,7 @@ Json RunJson(const RunSummary& run) {
               {"duration_ms", Optional(run.duration_ms)},
               {"cancel_requested", run.cancel_requested},
               {"message", run.message},
-              {"tasks",
-               {{"total", c.total},
-                {"done", c.done()},
-                {"pending", c.pending},
-                {"queued", c.queued},
-                {"running", c.running},
-                {"retrying", c.retrying},
-                {"succeeded", c.succeeded},
-                {"cached", c.cached},
-                {"failed", c.failed},
-                {"upstream_failed", c.upstream_failed},
-                {"cancelled", c.cancelled}}}};
+              {"tasks", CountsJson(c)}};
 }
 
 Json CopyJson(const CopyRow& copy) {

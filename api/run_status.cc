@@ -100,24 +100,6 @@ std::string EngineText(const RunSummary& run) {
   return "not running (the run is over)";
 }
 
-std::string CountsLine(const scheduler::RunCounts& c, const StatePainter& paint) {
-  const std::pair<std::string_view, uint32_t> states[] = {
-      {"succeeded", c.succeeded}, {"cached", c.cached},
-      {"running", c.running},     {"retrying", c.retrying},
-      {"queued", c.queued},       {"pending", c.pending},
-      {"failed", c.failed},       {"upstream_failed", c.upstream_failed},
-      {"cancelled", c.cancelled},
-  };
-  std::string text = StrCat(c.total, c.total == 1 ? " task" : " tasks");
-  bool first = true;
-  for (const auto& [name, count] : states) {
-    if (count == 0) continue;
-    text += StrCat(first ? ": " : ", ", Paint(paint, name, StrCat(count, " ", name)));
-    first = false;
-  }
-  return text;
-}
-
 // A count painted in `state`'s colour when it is not 0.
 std::string CountCell(const StatePainter& paint, std::string_view state, uint32_t count) {
   return count == 0 ? "0" : Paint(paint, state, StrCat(count));
@@ -139,7 +121,7 @@ void RenderStatusText(const RunDetail& detail, int64_t now_ms, const StatePainte
   if (run.cancel_requested && run.state == scheduler::RunState::kRunning) {
     out << "cancel requested\n";
   }
-  out << "tasks: " << CountsLine(run.counts, paint) << '\n';
+  out << "tasks: " << CountsText(run.counts, paint) << '\n';
 
   const std::vector<StageCounts> stages = CountStages(detail.tasks);
   if (!stages.empty()) {
@@ -209,18 +191,7 @@ void RenderStatusJson(const RunDetail& detail, std::ostream& out) {
       {"resume_command", run.engine == EngineStatus::kGone
                              ? Json(StrCat("tierflow resume ", ShellQuote(run.id)))
                              : Json(nullptr)},
-      {"tasks",
-       {{"total", c.total},
-        {"done", c.done()},
-        {"pending", c.pending},
-        {"queued", c.queued},
-        {"running", c.running},
-        {"retrying", c.retrying},
-        {"succeeded", c.succeeded},
-        {"cached", c.cached},
-        {"failed", c.failed},
-        {"upstream_failed", c.upstream_failed},
-        {"cancelled", c.cancelled}}},
+      {"tasks", CountsJson(c)},
   };
   Json stages = Json::array();
   for (const StageCounts& s : CountStages(detail.tasks)) {

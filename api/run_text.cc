@@ -130,6 +130,25 @@ std::vector<DataWait> DataWaits(const RunDetail& detail) {
   return waits;
 }
 
+std::string CountsText(const scheduler::RunCounts& c, const StatePainter& paint) {
+  const std::pair<std::string_view, uint32_t> states[] = {
+      {"succeeded", c.succeeded}, {"cached", c.cached},
+      {"running", c.running},     {"retrying", c.retrying},
+      {"queued", c.queued},       {"pending", c.pending},
+      {"failed", c.failed},       {"upstream_failed", c.upstream_failed},
+      {"cancelled", c.cancelled},
+  };
+  std::string text = StrCat(c.total, c.total == 1 ? " task" : " tasks");
+  bool first = true;
+  for (const auto& [name, count] : states) {
+    if (count == 0) continue;
+    const std::string words = StrCat(count, " ", name);
+    text += StrCat(first ? ": " : ", ", paint ? paint(name, words) : words);
+    first = false;
+  }
+  return text;
+}
+
 namespace {
 
 std::string LocalTime(int64_t ms) {
@@ -179,24 +198,6 @@ std::string RunStateText(const RunSummary& run) {
       // The run's rows stay after `tierflow gc` took its data (scheduler/gc.h).
       return run.gc_state.empty() ? StateWord(run.state) : StateWord(run.state) + ", gc'd";
   }
-}
-
-std::string CountsText(const scheduler::RunCounts& c) {
-  const std::pair<std::string_view, uint32_t> states[] = {
-      {"succeeded", c.succeeded}, {"cached", c.cached},
-      {"running", c.running},     {"retrying", c.retrying},
-      {"queued", c.queued},       {"pending", c.pending},
-      {"failed", c.failed},       {"upstream_failed", c.upstream_failed},
-      {"cancelled", c.cancelled},
-  };
-  std::string text = StrCat(c.total, c.total == 1 ? " task" : " tasks");
-  bool first = true;
-  for (const auto& [name, count] : states) {
-    if (count == 0) continue;
-    text += StrCat(first ? ": " : ", ", count, " ", name);
-    first = false;
-  }
-  return text;
 }
 
 using Table = TextTable;

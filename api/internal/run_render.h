@@ -7,12 +7,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "api/run_service.h"
 #include "scheduler/run_queries.h"
 #include "scheduler/sqlite.h"
 #include "scheduler/store.h"
@@ -52,6 +54,14 @@ absl::StatusOr<std::unique_ptr<scheduler::Database>> OpenReadOnly(const std::str
 // message can neither break a table's rows nor drive the terminal. Other
 // bytes (UTF-8 names) stay as they are.
 std::string Printable(std::string_view text);
+
+// "6 tasks: 4 succeeded, 1 failed, 1 upstream_failed": the states with a
+// count, each painted by `paint` when given.
+std::string CountsText(const scheduler::RunCounts& counts, const StatePainter& paint = nullptr);
+
+// {"total", "done", "pending", ..., "cancelled"}: a run's tasks by state in
+// the JSON of runs, show and status.
+nlohmann::ordered_json CountsJson(const scheduler::RunCounts& counts);
 
 // "1m 5s", or "-" when unknown.
 std::string DurationText(const std::optional<int64_t>& ms);
