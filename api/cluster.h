@@ -10,6 +10,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -84,6 +85,10 @@ struct RemoteRun {
   RunState state = RunState::kRunning;
   std::string message;
   std::vector<RemoteTask> tasks;
+  // By state (ListRemoteRuns; a server older than the counts leaves total 0).
+  scheduler::RunCounts counts;
+  int64_t created_at_ms = 0;
+  std::optional<int64_t> finished_at_ms;
 };
 
 // Client calls. `token` is the client token ("" when the server needs none).

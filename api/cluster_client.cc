@@ -93,7 +93,18 @@ absl::StatusOr<RemoteRun> FromProto(const v1::Run& reply, const std::string& sch
   };
   absl::StatusOr<RunState> state = scheduler::ParseRunState(reply.state());
   if (!state.ok()) return unknown(state.status(), "");
-  RemoteRun result{reply.run_id(), reply.pipeline(), *state, reply.message(), {}};
+  RemoteRun result{reply.run_id(), reply.pipeline(), *state, reply.message(), {}, {}, 0, {}};
+  const v1::TaskCounts& c = reply.counts();
+  result.counts.total = c.total();
+  result.counts.succeeded = c.succeeded();
+  result.counts.cached = c.cached();
+  result.counts.failed = c.failed();
+  result.counts.upstream_failed = c.upstream_failed();
+  result.counts.cancelled = c.cancelled();
+  result.counts.running = c.running();
+  result.counts.pending = c.waiting();
+  result.created_at_ms = reply.created_ms();
+  if (reply.finished_ms() > 0) result.finished_at_ms = reply.finished_ms();
   for (const v1::Task& task : reply.tasks()) {
     absl::StatusOr<TaskState> task_state = scheduler::ParseTaskState(task.state());
     if (!task_state.ok()) return unknown(task_state.status(), task.task_id());

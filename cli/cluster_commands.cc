@@ -1,5 +1,6 @@
 #include "cli/cluster_commands.h"
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include "api/text_table.h"
 #include "cli/commands.h"
 #include "cli/status_commands.h"
+#include "cli/terminal_style.h"
 #include "cli/web_ui.h"
 #include "common/strings.h"
 #include "common/units.h"
@@ -229,11 +231,25 @@ int RunRemoteRuns(const StatusOptions& options, std::ostream& out, std::ostream&
     err << "tierflow: " << runs.status().message() << '\n';
     return kExitInvalid;
   }
-  api::TextTable table({"RUN", "PIPELINE", "STATE"});
+  // The local `runs` table, from what the server says of each run.
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  api::RunList list;
   for (const api::RemoteRun& run : *runs) {
-    table.Add({run.id, run.pipeline, std::string(api::RunStateName(run.state))});
+    scheduler::RunSummary summary;
+    summary.id = run.id;
+    summary.pipeline = run.pipeline;
+    summary.state = run.state;
+    summary.message = run.message;
+    summary.counts = run.counts;
+    summary.created_at_ms = run.created_at_ms;
+    summary.finished_at_ms = run.finished_at_ms;
+    summary.duration_ms = run.finished_at_ms.value_or(now_ms) - run.created_at_ms;
+    list.runs.push_back(std::move(summary));
   }
-  table.Write(out);
+  list.total = static_cast<int64_t>(list.runs.size());
+  api::RenderRunsText(list, StdoutStatePainter(), out);
   return kExitOk;
 }
 

@@ -37,13 +37,8 @@ int RunRuns(const RunsOptions& options, std::ostream& out, std::ostream& err) {
   if (!list.ok()) return Fail(list.status(), err);
   if (options.output == "json") {
     api::RenderRunsJson(*list, out);
-  } else if (ColorEnabled(GlobalColorChoice(), STDOUT_FILENO)) {
-    api::RenderRunsText(
-        *list,
-        [](std::string_view state, std::string_view text) { return PaintState(true, state, text); },
-        out);
   } else {
-    api::RenderRunsText(*list, out);
+    api::RenderRunsText(*list, StdoutStatePainter(), out);
   }
   return CheckWritten(out, err);
 }
@@ -78,11 +73,7 @@ int RunLogs(const LogsOptions& options, std::ostream& out, std::ostream& err) {
            "Run with --help for more information.\n";
     return kExitUsage;
   }
-  if (ColorEnabled(GlobalColorChoice(), STDOUT_FILENO)) {
-    request.paint = [](std::string_view state, std::string_view text) {
-      return PaintState(true, state, text);
-    };
-  }
+  request.paint = StdoutStatePainter();
   absl::Status status = options.scheduler.empty()
                             ? api::WriteLog(request, out, err)
                             : api::RemoteLogs(options.scheduler, EnvToken(), request, out, err);

@@ -23,12 +23,7 @@ int RunLocalStatus(const StatusOptions& options, std::ostream& out, std::ostream
     api::RenderStatusJson(*detail, out);
     return CheckWritten(out, err);
   }
-  api::StatePainter paint;
-  if (ColorEnabled(GlobalColorChoice(), STDOUT_FILENO)) {
-    paint = [](std::string_view state, std::string_view text) {
-      return PaintState(true, state, text);
-    };
-  }
+  api::StatePainter paint = StdoutStatePainter();
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();

@@ -36,6 +36,12 @@ std::string_view StateColor(std::string_view state) {
   return "";
 }
 
+std::function<std::string(std::string_view, std::string_view)> StdoutStatePainter() {
+  if (!ColorEnabled(GlobalColorChoice(), STDOUT_FILENO)) return nullptr;
+  return
+      [](std::string_view state, std::string_view text) { return PaintState(true, state, text); };
+}
+
 std::string Paint(bool enabled, std::string_view sgr, std::string_view text) {
   if (!enabled || sgr.empty()) return std::string(text);
   std::string out;

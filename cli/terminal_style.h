@@ -5,6 +5,7 @@
 // end summary, `runs`, `status` and `logs` all colour through here.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,11 @@ inline constexpr std::string_view kReset = "\033[0m";
 
 // `text` in `sgr` when `enabled` (and `sgr` is not ""), else as it is.
 std::string Paint(bool enabled, std::string_view sgr, std::string_view text);
+// A painter of state words (api::StatePainter) for what goes to standard
+// output: PaintState when ColorEnabled(GlobalColorChoice(), STDOUT_FILENO),
+// else empty (no colour).
+std::function<std::string(std::string_view state, std::string_view text)> StdoutStatePainter();
+
 // `text` in the colour of `state`.
 inline std::string PaintState(bool enabled, std::string_view state, std::string_view text) {
   return Paint(enabled, StateColor(state), text);

@@ -70,7 +70,7 @@ run1=$(sql "$db" "SELECT id FROM runs")
 [ "$(grep -cE '^  [^ ]+ succeeded on w[12]$' "$work/submit1.out")" = 9 ] ||
   fail "submit --wait should print each task's end: $(cat "$work/submit1.out")"
 "$tierflow" runs --scheduler "$addr" >"$work/runs.out" || fail "runs --scheduler"
-grep -qE "^$run1 +quickstart +succeeded$" "$work/runs.out" || fail "runs: $(cat "$work/runs.out")"
+grep -qE "^$run1 +quickstart +succeeded +9/9 +0 " "$work/runs.out" || fail "runs: $(cat "$work/runs.out")"
 # logs, lineage and workers through the server: what the local commands
 # print from the same database.
 "$tierflow" logs "$run1" train --scheduler "$addr" >"$work/logs.remote" 2>&1 || fail "remote logs: $(cat "$work/logs.remote")"
