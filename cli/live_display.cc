@@ -430,7 +430,29 @@ void LiveDisplay::Draw(const RunProgress& progress) {
     input.columns = size.ws_col;
     input.rows = size.ws_row;
   }
+  if (!drawn_.empty() && input.columns < drawn_columns_) ForgetRewrappedBlock(input.columns);
+  drawn_columns_ = input.columns;
   WriteFrame(BuildFrame(input));
+}
+
+// The terminal got narrower under the block: terminals that reflow (tmux,
+// VTE, iTerm2) rewrap each of its lines wider than the new width onto
+// several rows, so moving up drawn_.size() rows would land inside it and the
+// next frame would be drawn below a torn copy. Clears the rows it now takes
+// instead, and draws the next frame whole. (A terminal that cuts lines
+// instead of rewrapping loses as many rows above the block, which held
+// output already printed: the cost of not knowing which kind it is.)
+void LiveDisplay::ForgetRewrappedBlock(int columns) {
+  size_t rows = 0;
+  for (const std::string& line : drawn_) {
+    const size_t width = VisibleWidth(line);
+    rows += std::max<size_t>(1, (width + static_cast<size_t>(columns) - 1) / columns);
+  }
+  std::string text = StrCat("\033[", rows, "A");
+  for (size_t i = 0; i < rows; ++i) text += "\r\033[K\n";
+  text += StrCat("\033[", rows, "A");
+  out_ << text;
+  drawn_.clear();
 }
 
 void LiveDisplay::WriteFrame(const std::vector<std::string>& lines) {

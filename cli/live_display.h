@@ -93,6 +93,7 @@ class LiveDisplay final : public api::RunObserver {
   void Draw(const api::RunProgress& progress);  // mu_ held
   void ClearBlock();                            // mu_ held
   std::string FitMessage(const std::string& text) const;
+  void ForgetRewrappedBlock(int columns);
   void WriteFrame(const std::vector<std::string>& lines);
   void PlainUpdate(const api::RunProgress& progress);
   std::chrono::milliseconds Interval() const;
@@ -114,6 +115,7 @@ class LiveDisplay final : public api::RunObserver {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   // TTY: the lines on the screen, the cursor below the last one.
   std::vector<std::string> drawn_;
+  int drawn_columns_ = 0;  // the terminal's width when drawn_ was written
   bool cursor_hidden_ = false;
   // Plain: when the last progress line was written, and the stages done then.
   std::chrono::steady_clock::time_point plain_at_{};

@@ -203,6 +203,40 @@ def main():
         check_summary("narrow", end, work, db)
         print(f"# narrow: 60x15, run took {took:.1f}s, no line wider than 59 columns")
 
+        # 2b. Narrowed from 100 to 60 columns while the block is shown: the
+        # terminal rewraps the drawn lines; the block is then drawn whole again,
+        # not torn (one header on the screen, no line wider than the pane), and
+        # nothing more scrolls off. (tmux's own rewrap may push a few top rows
+        # into the history as it resizes: its grid keeps the blank rows below
+        # the cursor. That count is taken after the resize, and must not grow.)
+        db = "state/resize.db"
+        start("resize", 100, 30, f"{shlex.quote(TIERFLOW)} run p.yaml --db {db}", work)
+        until("the block at 100 columns",
+              lambda: re.search(r"^run demo-\S+ · demo · 302 tasks", screen("resize"), re.M),
+              "resize")
+        time.sleep(0.3)
+        tmux("resize-window", "-t", "resize", "-x", "60", "-y", "30")
+        resized = time.monotonic()
+        pushed = history("resize")
+        after = []
+        while "EXIT=" not in screen("resize", everything=True):
+            if time.monotonic() - resized > DEADLINE_S:
+                fail(f"resize: the run did not end:\n{screen('resize')}")
+            whole = screen("resize", everything=True)
+            if history("resize") > pushed and "STAGE " not in whole:
+                fail(f"resize: lines scrolled off after the resize ({pushed} at it):\n{whole}")
+            if "STAGE " not in whole and time.monotonic() - resized > 0.5:
+                after.append(screen("resize"))
+            time.sleep(0.1)
+        check_block("resize", after, 60)
+        for f in after:
+            for line in f.splitlines():
+                if len(line) > 59:
+                    fail(f"resize: a line of {len(line)} columns after narrowing to 60:\n{f}")
+        check_summary("resize", screen("resize", everything=True, join=True), work, db)
+        print(f"# resize: 100 -> 60 columns mid-run, {len(after)} frames after it, "
+              f"one block, no line wider than 59, {pushed} rows pushed by tmux's rewrap")
+
         # 3. NO_COLOR on the terminal: the block, without colour codes.
         frames, end, db, took = run_case("nocolor", 100, 30, work, env="NO_COLOR=1")
         check_block("nocolor", frames, 100)
