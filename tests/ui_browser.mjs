@@ -161,6 +161,16 @@ async function main() {
   const publish = quickDetail.tasks.find((t) => t.id === 'publish');
   const release = publish.outputs.find((o) => o.name === 'release');
   await page.click('nav.tabs a[data-tab="outputs"]');
+  // Keys: j twice moves to the second output, Enter opens its lineage.
+  await page.waitForSelector('table.outputs-table[data-keynav] tr[data-artifact]');
+  const second = await page.$$eval('table.outputs-table tr[data-artifact]', (rows) => rows[1].dataset.artifact);
+  await page.keyboard.press('j');
+  await page.keyboard.press('j');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction((id) => location.hash.startsWith(`#/artifacts/${id}`), second);
+  ok('j, j and Enter in the outputs open the second output\'s lineage');
+  await page.goBack();
+  await page.waitForSelector('table.outputs-table tr[data-artifact]');
   await page.click(`tr[data-artifact="${release.id}"] a`);
   await page.waitForSelector('svg.lineage g.node');
   await page.selectOption('select[aria-label="direction"]', 'up');

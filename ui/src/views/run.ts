@@ -172,7 +172,7 @@ function outputsTable(d: api.RunDetail): HTMLElement {
   const rows: HTMLElement[] = [];
   for (const t of d.tasks) {
     for (const o of t.outputs ?? []) {
-      rows.push(h('tr', { attrs: { 'data-artifact': o.id } },
+      rows.push(h('tr', { attrs: { 'data-artifact': o.id, 'data-keynav-href': href('artifacts', o.id) } },
         h('td', null, link(href('artifacts', o.id), `${o.task_id}/${o.name}`)),
         h('td', { class: 'num', text: `#${o.id}` }),
         h('td', { class: 'num', text: fmt.bytes(o.bytes) }),
@@ -183,7 +183,8 @@ function outputsTable(d: api.RunDetail): HTMLElement {
     }
   }
   if (rows.length === 0) return h('p', { class: 'muted', text: 'This run has no outputs yet.' });
-  return h('table', { class: 'grid outputs-table' },
+  // Keys (keynav.ts): j/k move between outputs, Enter opens one's lineage.
+  return h('table', { class: 'grid outputs-table', attrs: { 'data-keynav': '' } },
     h('thead', null, h('tr', null, ...['artifact', 'id', 'size', 'hash', 'copies', ''].map((c) => h('th', { text: c })))),
     h('tbody', null, ...rows));
 }
