@@ -45,10 +45,10 @@ absl::StatusOr<ApiResponse> RunCheckpoints(const HttpApiOptions& options, const 
   TF_ASSIGN_OR_RETURN(Query query, ParseParams(raw_query, {}));
   TF_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Database> db, OpenStore(options));
   TF_ASSIGN_OR_RETURN(std::string run_id, scheduler::ResolveRunId(*db, run));
-  TF_ASSIGN_OR_RETURN(std::vector<scheduler::RunCheckpoint> rows,
+  TF_ASSIGN_OR_RETURN(std::vector<scheduler::CheckpointRow> rows,
                       scheduler::ListRunCheckpoints(*db, run_id));
   Json list = Json::array();
-  for (const scheduler::RunCheckpoint& row : rows) {
+  for (const scheduler::CheckpointRow& row : rows) {
     list.push_back(
         Json{{"id", row.id},
              {"task_id", row.task_id},

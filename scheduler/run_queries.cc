@@ -555,28 +555,7 @@ absl::StatusOr<RunDetail> GetRunDetail(Database& db, const std::string& run_id, 
     artifact->second->copies.push_back(std::move(copy));
     return absl::OkStatus();
   }));
-  TF_ASSIGN_OR_RETURN(
-      Statement checkpoints,
-      db.Prepare("SELECT task_id, attempt_id, name, step, local_uri, tier, uri, bytes, "
-                 "content_hash, state, committed_at, flush_ms, message FROM checkpoints WHERE "
-                 "run_id = ? ORDER BY task_id, step, id"));
-  checkpoints.Bind(1, run_id);
-  TF_RETURN_IF_ERROR(ForEachRow(checkpoints, [&](const Statement& s) {
-    CheckpointRow& row = detail.checkpoints.emplace_back();
-    row.task_id = s.Text(0);
-    row.attempt_id = s.Int(1);
-    row.name = s.Text(2);
-    row.step = s.OptionalInt(3);
-    row.local_uri = s.Text(4);
-    row.tier = s.Text(5);
-    row.uri = s.Text(6);
-    row.bytes = s.OptionalInt(7);
-    row.content_hash = s.Text(8);
-    row.state = s.Text(9);
-    row.committed_at_ms = s.Int(10);
-    row.flush_ms = s.OptionalInt(11);
-    row.message = s.Text(12);
-  }));
+  TF_ASSIGN_OR_RETURN(detail.checkpoints, ListRunCheckpoints(db, run_id));
   return detail;
 }
 

@@ -188,22 +188,31 @@ struct TaskRow {
   std::vector<ArtifactRow> outputs;  // by name (filled by GetRunDetail)
 };
 
-// A checkpoint a task committed (store.cc schema 7).
+// A checkpoint a task committed (store.cc schema 7), every column.
 struct CheckpointRow {
+  int64_t id = 0;
   std::string task_id;
   int64_t attempt_id = 0;
+  std::optional<int64_t> attempt;  // the attempt's number
   std::string name;
   std::optional<int64_t> step;
-  std::string local_uri;  // where the task wrote it
+  std::string local_uri;  // where the task wrote it (the fast tier)
   std::string tier;       // the durable tier it was flushed to
   std::string uri;
   std::optional<int64_t> bytes;
+  std::optional<int64_t> files;
   std::string content_hash;
   std::string state;  // flushing | present | failed | deleted: shown, never compared
   int64_t committed_at_ms = 0;
+  std::optional<int64_t> flushed_at_ms;
   std::optional<int64_t> flush_ms;
   std::string message;
 };
+
+// The run's checkpoints by task (plan order), then step, then id
+// (run_tiers.cc).
+absl::StatusOr<std::vector<CheckpointRow>> ListRunCheckpoints(Database& db,
+                                                              const std::string& run_id);
 
 struct RunDetail {
   RunSummary run;

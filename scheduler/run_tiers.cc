@@ -7,6 +7,7 @@
 #include "common/strings.h"
 #include "scheduler/internal/rows.h"
 #include "scheduler/placement.h"
+#include "scheduler/run_queries.h"
 #include "scheduler/store.h"
 
 namespace tierflow::scheduler {
@@ -108,7 +109,7 @@ absl::StatusOr<std::vector<RunTierUse>> RunTierUsage(Database& db, const std::st
   return uses;
 }
 
-absl::StatusOr<std::vector<RunCheckpoint>> ListRunCheckpoints(Database& db,
+absl::StatusOr<std::vector<CheckpointRow>> ListRunCheckpoints(Database& db,
                                                               const std::string& run_id) {
   TF_ASSIGN_OR_RETURN(
       Statement find,
@@ -119,9 +120,9 @@ absl::StatusOr<std::vector<RunCheckpoint>> ListRunCheckpoints(Database& db,
                  "LEFT JOIN tasks t ON t.run_id = c.run_id AND t.id = c.task_id "
                  "WHERE c.run_id = ? ORDER BY t.seq, c.task_id, c.step, c.id"));
   find.Bind(1, run_id);
-  std::vector<RunCheckpoint> list;
+  std::vector<CheckpointRow> list;
   TF_RETURN_IF_ERROR(ForEachRow(find, [&](const Statement& row) {
-    list.push_back(RunCheckpoint{.id = row.Int(0),
+    list.push_back(CheckpointRow{.id = row.Int(0),
                                  .task_id = row.Text(1),
                                  .attempt_id = row.Int(2),
                                  .attempt = row.OptionalInt(3),

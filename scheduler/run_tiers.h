@@ -50,29 +50,6 @@ struct RunTierUse {
 absl::StatusOr<std::vector<RunTierUse>> RunTierUsage(Database& db, const std::string& run_id,
                                                      const std::string& state_dir);
 
-// A checkpoint with every column of the checkpoints table.
-struct RunCheckpoint {
-  int64_t id = 0;
-  std::string task_id;
-  int64_t attempt_id = 0;
-  std::optional<int64_t> attempt;  // the attempt's number
-  std::string name;
-  std::optional<int64_t> step;
-  std::string local_uri;  // the fast tier the task wrote it on
-  std::string tier;       // the durable tier it is flushed to
-  std::string uri;
-  std::optional<int64_t> bytes;
-  std::optional<int64_t> files;
-  std::string content_hash;
-  std::string state;  // flushing | present | failed | deleted: shown, never compared
-  int64_t committed_at_ms = 0;
-  std::optional<int64_t> flushed_at_ms;
-  std::optional<int64_t> flush_ms;
-  std::string message;
-};
-
-// The run's checkpoints by task (plan order), then step, then id.
-absl::StatusOr<std::vector<RunCheckpoint>> ListRunCheckpoints(Database& db,
-                                                              const std::string& run_id);
+// ListRunCheckpoints (run_queries.h) is in run_tiers.cc.
 
 }  // namespace tierflow::scheduler

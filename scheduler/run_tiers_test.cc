@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "scheduler/run_queries.h"
 #include "scheduler/store.h"
 #include "scheduler/testing/run_fixture.h"
 
@@ -116,12 +117,12 @@ TEST_F(RunTiersTest, AMissingRunIsNotFound) {
 TEST_F(RunTiersTest, CheckpointsComeByStepWithEveryColumn) {
   Checkpoint(3, "bulk", "present", 120);
   Checkpoint(1, "bulk", "deleted", 50);
-  absl::StatusOr<std::vector<RunCheckpoint>> list = ListRunCheckpoints(*db_, kFailedRun);
+  absl::StatusOr<std::vector<CheckpointRow>> list = ListRunCheckpoints(*db_, kFailedRun);
   ASSERT_TRUE(list.ok()) << list.status();
   ASSERT_EQ(list->size(), 2u);
   EXPECT_EQ((*list)[0].step, 1);
   EXPECT_EQ((*list)[0].state, "deleted");
-  const RunCheckpoint& last = (*list)[1];
+  const CheckpointRow& last = (*list)[1];
   EXPECT_EQ(last.task_id, "train");
   EXPECT_EQ(last.attempt, 1);  // attempt 11 is train's first
   EXPECT_EQ(last.local_uri, "/fast/step");
