@@ -14,7 +14,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { apiOf, check, finish, ok, openPage, run, spawn, startServer, tierflow, tmp, db } from './ui_lib.mjs';
+import { apiOf, check, fail, finish, ok, openPage, run, spawn, startServer, tierflow, tmp, db } from './ui_lib.mjs';
 
 const kFailing = [3, 400, 800, 1100];
 const kRed = 'rgb(214, 69, 69)';  // states.ts: failed
@@ -250,6 +250,14 @@ async function main() {
   await page.click('.tl-lane[data-stage="prep"] canvas', { position: { x: 1, y: 8 } });
   await page.waitForSelector('[data-task-panel="prep"]');
   ok('a click on a canvas bar opens its task panel');
+  // The panel took width from the timeline: it is drawn again to fit, the
+  // whole run in view without a horizontal scroll.
+  await page.waitForFunction(() => {
+    const sc = document.querySelector('.timeline .tl-scroll');
+    return sc && sc.scrollWidth <= sc.clientWidth + 2;
+  }).then(() => ok('with the task panel open, the timeline fits the width left'),
+          async () => fail(`the timeline did not fit beside the panel: ${await page.$eval('.timeline .tl-scroll',
+            (sc) => `${sc.scrollWidth} > ${sc.clientWidth}`)}`));
   await shot('large-timeline');
 
   // ---- #/runs/last follows a new run ------------------------------------------

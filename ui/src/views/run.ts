@@ -91,14 +91,30 @@ export function runView(runId: string, tabArg: string | undefined, query: URLSea
     }
   }
 
+  // The timeline fits the width it is drawn at: drawn again (keeping its
+  // zoom and scroll) when that changes, as when the task panel opens beside it.
+  let timelineWidth = 0;
+  function drawTimeline(): void {
+    if (!detail) return;
+    timelineWidth = body.clientWidth || 900;
+    body.replaceChildren(legend(['running', 'succeeded', 'cached', 'failed', 'timed_out', 'cancelled']),
+      timeline(detail, timelineWidth, select, timelinePlace(body)));
+  }
+  let resizeFrame = 0;
+  const widthObserver = new ResizeObserver(() => {
+    if (tab !== 'timeline' || Math.abs((body.clientWidth || 900) - timelineWidth) < 16) return;
+    cancelAnimationFrame(resizeFrame);
+    resizeFrame = requestAnimationFrame(drawTimeline);
+  });
+  widthObserver.observe(body);
+
   async function loadDetail(): Promise<void> {
     try {
       detail = await api.run(runId, abort.signal);
       taskCount = detail.tasks.length;
       renderHead(detail.run);
       if (tab === 'timeline') {
-        body.replaceChildren(legend(['running', 'succeeded', 'cached', 'failed', 'timed_out', 'cancelled']),
-          timeline(detail, body.clientWidth || 900, select, timelinePlace(body)));
+        drawTimeline();
       } else if (tab === 'outputs') {
         body.replaceChildren(outputsTable(detail));
       } else if (tab === 'checkpoints' || tab === 'tiers') {
@@ -158,6 +174,8 @@ export function runView(runId: string, tabArg: string | undefined, query: URLSea
     },
     dispose() {
       abort.abort();
+      widthObserver.disconnect();
+      cancelAnimationFrame(resizeFrame);
       reload.cancel();
       reloadPanel.cancel();
       unsubscribe();
