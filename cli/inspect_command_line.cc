@@ -40,6 +40,18 @@ void AddOutputOption(CLI::App& command, std::string& output,
       ->capture_default_str();
 }
 
+namespace {
+
+// --scheduler HOST:PORT of the commands that read a run: ask a server.
+void AddAskSchedulerOption(CLI::App& command, std::string& scheduler) {
+  command
+      .add_option("--scheduler", scheduler,
+                  "Ask this scheduler ('tierflow server') instead of the local database")
+      ->type_name("HOST:PORT");
+}
+
+}  // namespace
+
 CLI::App* AddRunsCommand(CLI::App& app, RunsOptions& options) {
   CLI::App* command = app.add_subcommand(
       "runs",
@@ -116,10 +128,7 @@ CLI::App* AddLogsCommand(CLI::App& app, LogsOptions& options) {
       ->type_name("N");
   command->add_flag("--follow,-f", options.follow, "Keep printing until the task is done");
   AddDbOption(*command, options.db);
-  command
-      ->add_option("--scheduler", options.scheduler,
-                   "Ask this scheduler ('tierflow server') instead of the local database")
-      ->type_name("HOST:PORT");
+  AddAskSchedulerOption(*command, options.scheduler);
   command->footer(
       "Examples:\n  tierflow logs quickstart-3f9a1c train\n  tierflow logs last 'ingest[0]' "
       "--attempt 1\n  tierflow logs -f last train\n  tierflow logs last --failed\n"
@@ -149,10 +158,7 @@ CLI::App* AddLineageCommand(CLI::App& app, LineageOptions& options) {
       ->type_name("N");
   AddOutputOption(*command, options.output, {"text", "json", "dot"});
   AddDbOption(*command, options.db);
-  command
-      ->add_option("--scheduler", options.scheduler,
-                   "Ask this scheduler ('tierflow server') instead of the local database")
-      ->type_name("HOST:PORT");
+  AddAskSchedulerOption(*command, options.scheduler);
   command->footer(
       "Examples:\n  tierflow lineage last\n  tierflow lineage quickstart-3f9a1c/train/model "
       "--upstream\n  tierflow lineage '#42' --downstream --depth 1\n"
