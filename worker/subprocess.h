@@ -36,8 +36,11 @@ struct ExitStatus {
 
 class Subprocess {
  public:
-  // Starts the command in a new process group. Fails (naming argv[0]) when
-  // the program cannot be found or executed, or an output file cannot be
+  // Starts the command in a new process group, with PWD set as a shell
+  // would set it for the working folder. A program file without a #! line
+  // runs as a shell script (as execvp does). Fails, naming argv[0], when the
+  // program cannot be found (NotFound) or is not executable
+  // (PermissionDenied), or the working folder or an output file cannot be
   // opened.
   static absl::StatusOr<Subprocess> Spawn(const SpawnOptions& options);
 
@@ -67,5 +70,10 @@ class Subprocess {
   bool reaped_ = false;
   ExitStatus status_;
 };
+
+// The exit status a shell gives for a command that could not be started:
+// 127 for a Spawn that failed with NotFound, 126 for PermissionDenied, -1
+// for other failures (no command was looked for).
+int SpawnErrorExitCode(const absl::Status& status);
 
 }  // namespace tierflow::worker

@@ -7,8 +7,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
+#include <vector>
+
+#include "worker/task_stats.h"
 
 namespace tierflow::worker {
 namespace {
@@ -86,6 +90,76 @@ TEST_F(SubprocessTest, MissingProgramIsAClearError) {
   ASSERT_FALSE(process.ok());
   EXPECT_EQ(std::string(process.status().message()),
             "cannot start '" + (dir_ / "not-here").string() + "': No such file or directory");
+  // A shell gives 127 for both.
+  EXPECT_EQ(SpawnErrorExitCode(process.status()), 127);
+}
+
+TEST_F(SubprocessTest, StartFailuresMapToTheShellsExitCodes) {
+  SpawnOptions options;
+  options.env = {{"PATH", "/usr/bin:/bin"}};
+  options.argv = {"tierflow-no-such-program"};
+  EXPECT_EQ(SpawnErrorExitCode(Subprocess::Spawn(options).status()), 127);
+  std::ofstream(dir_ / "plain.txt") << "not a program\n";
+  options.argv = {(dir_ / "plain.txt").string()};
+  auto process = Subprocess::Spawn(options);
+  ASSERT_FALSE(process.ok());
+  EXPECT_EQ(SpawnErrorExitCode(process.status()), 126) << process.status();
+  // A working folder that is missing is not a missing program.
+  options.argv = {"true"};
+  options.working_dir = (dir_ / "no-such-folder").string();
+  process = Subprocess::Spawn(options);
+  ASSERT_FALSE(process.ok());
+  EXPECT_EQ(SpawnErrorExitCode(process.status()), -1) << process.status();
+}
+
+TEST_F(SubprocessTest, AnExecutableWithoutAShebangRunsAsAShellScript) {
+  const fs::path script = dir_ / "script";
+  std::ofstream(script) << "echo \"args: $*\" > \"$OUT\"\n";
+  fs::permissions(script, fs::perms::owner_all);
+  SpawnOptions options;
+  options.argv = {script.string(), "one", "two"};
+  options.env = {{"OUT", (dir_ / "out").string()}};
+  auto process = Subprocess::Spawn(options);
+  ASSERT_TRUE(process.ok()) << process.status();
+  EXPECT_TRUE(process->Wait().ok());
+  EXPECT_EQ(Read(dir_ / "out"), "args: one two\n");
+}
+
+TEST_F(SubprocessTest, PwdNamesTheWorkingFolderAndOverridesWin) {
+  SpawnOptions options;
+  options.argv = {"sh", "-c", "echo \"$PWD $A\" > out"};
+  options.working_dir = dir_.string();
+  options.env = {{"A", "first"}, {"A", "last"}};
+  auto process = Subprocess::Spawn(options);
+  ASSERT_TRUE(process.ok()) << process.status();
+  EXPECT_TRUE(process->Wait().ok());
+  EXPECT_EQ(Read(dir_ / "out"), dir_.string() + " last\n");
+  // The parent's environment, changed after an earlier spawn, is seen.
+  ::setenv("TIERFLOW_SUBPROCESS_TEST", "changed", 1);
+  options.argv = {"sh", "-c", "echo \"$TIERFLOW_SUBPROCESS_TEST\" > out"};
+  process = Subprocess::Spawn(options);
+  ASSERT_TRUE(process.ok()) << process.status();
+  EXPECT_TRUE(process->Wait().ok());
+  ::unsetenv("TIERFLOW_SUBPROCESS_TEST");
+  EXPECT_EQ(Read(dir_ / "out"), "changed\n");
+}
+
+TEST_F(SubprocessTest, TaskProcessesFindsDescendantsOfTheLeader) {
+  SpawnOptions options;
+  // The leader starts a child that starts a grandchild; all sleep.
+  options.argv = {"sh", "-c", "sh -c 'sleep 30 & wait' & wait"};
+  auto process = Subprocess::Spawn(options);
+  ASSERT_TRUE(process.ok()) << process.status();
+  std::optional<std::vector<pid_t>> found;
+  for (int i = 0; i < 500; ++i) {
+    found = TaskProcesses(process->pid());
+    ASSERT_TRUE(found.has_value());
+    if (found->size() >= 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(found->size(), 3u) << "the leader, its child and its grandchild";
+  EXPECT_EQ(found->front(), process->pid());
+  process->Terminate(std::chrono::milliseconds(100));
 }
 
 TEST_F(SubprocessTest, LooksProgramsUpOnTheChildsPath) {

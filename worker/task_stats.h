@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace tierflow::worker {
 
@@ -23,9 +24,17 @@ struct ProcessIo {
 };
 std::optional<ProcessIo> ReadProcessIo(pid_t pid);
 
-// One look at every process: for each whose process group is a key of
-// `blocked` and that is in uninterruptible sleep (state D: waiting on
-// storage, almost always), adds one to that group's count.
+// A task's processes: its leader and the leader's descendants, found
+// through /proc/PID/task/TID/children (descendants that left its process
+// group included; ones reparented away, by a double fork, not). nullopt on a
+// kernel without children files.
+std::optional<std::vector<pid_t>> TaskProcesses(pid_t leader);
+
+// One look at each task's processes: for each key of `blocked` (a task's
+// leader, which leads its process group), adds one to its count for the
+// leader and each descendant in uninterruptible sleep (state D: waiting on
+// storage, almost always). Reads only those processes' /proc entries (the whole of
+// /proc only on a kernel without /proc/PID/task/TID/children).
 void SampleBlockedGroups(std::unordered_map<pid_t, int64_t>& blocked);
 
 // The waits a task's helpers appended to `path` (lines "SECONDS NAME
