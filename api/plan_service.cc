@@ -442,6 +442,11 @@ void WriteTaskJson(const scheduler::PlannedTask& task, JsonWriter& json) {
   json.StringArray(task.argv);
   json.Raw(",\"shell\":");
   json.String(task.shell);
+  if (!task.shell.empty()) {
+    json.Raw(task.shell_direct ? ",\"shell_exec\":\"direct\"" : ",\"shell_exec\":\"sh\"");
+    json.Raw(",\"why_shell\":");
+    json.String(task.why_shell);
+  }
   json.Raw(",\"outputs\":[");
   for (size_t i = 0; i < task.outputs.size(); ++i) {
     const scheduler::PlannedOutput& output = task.outputs[i];

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_join.h"
+#include "common/shell_words.h"
 #include "common/strings.h"
 #include "common/units.h"
 #include "nlohmann/json.hpp"
@@ -46,7 +47,13 @@ TaskLaunch NewLaunch(const RunModel& run, uint32_t t, Duration kill_grace) {
   launch.task_id = task.id;
   launch.attempt = task.attempts;
   launch.argv = run.graph->ResolveArgv(run.graph->tasks()[t]);
-  if (stage.run.is_shell()) launch.shell = stage.run.shell;
+  if (stage.run.is_shell()) {
+    // A plain word list is executed directly, as make does; the worker runs
+    // argv when it is set, the shell script otherwise.
+    launch.shell = stage.run.shell;
+    ShellForm form = ClassifyShellCommand(launch.shell);
+    if (form.direct()) launch.argv = std::move(form.words);
+  }
   launch.working_dir = run.working_dir;
   launch.timeout = stage.timeout;
   launch.cpus = stage.resources.cpus;

@@ -90,10 +90,13 @@ CacheIngredients MakeIngredients(const dag::Stage& stage, const std::vector<std:
   }
   // Script files the command names (python3 train.py): their content is
   // part of what the task does, so editing one invalidates the cache.
-  std::vector<std::string> words = argv;
+  // (A shell script's argv, when it is run directly, holds the same words.)
+  std::vector<std::string> words;
   if (made.shell) {
     std::istringstream split(stage.run.shell);
     for (std::string word; split >> word;) words.push_back(word);
+  } else {
+    words = argv;
   }
   for (const std::string& word : words) {
     if (word.empty() || word.size() > 4096) continue;

@@ -3,6 +3,7 @@
 // is recorded, and only then handed to the executor; restores of cached
 // outputs kept on an object store, and re-attaching a resumed run's
 // attempts that outlive the engine.
+#include "common/shell_words.h"
 #include "common/status.h"
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
@@ -134,8 +135,17 @@ absl::Status Engine::Impl::RecordAttempt(uint32_t t, TaskLaunch& launch,
   TaskRec& task = run_.tasks[t];
   const dag::Stage& stage = run_.pipeline.stages[task.stage];
   const int64_t now = WallClockMs();
-  const json command =
+  json command =
       stage.run.is_shell() ? json{{"shell", stage.run.shell}} : json{{"argv", launch.argv}};
+  if (stage.run.is_shell()) {
+    // How it ran: executed directly (its words) or through /bin/sh -c, and why.
+    if (!launch.argv.empty()) {
+      command["exec"] = "direct";
+    } else {
+      command["exec"] = "sh";
+      command["why_shell"] = ClassifyShellCommand(stage.run.shell).why_shell;
+    }
+  }
   AttemptStart attempt;
   attempt.task_id = task.id;
   attempt.number = task.attempts;

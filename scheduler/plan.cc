@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_join.h"
+#include "common/shell_words.h"
 #include "common/strings.h"
 
 namespace tierflow::scheduler {
@@ -41,7 +42,12 @@ void FillFromStage(const dag::TaskGraph& graph, uint32_t stage_index, PlannedTas
   for (const dag::InputRef& input : stage.inputs) {
     task.inputs.push_back({input.name, input.stage, input.output, input.stream, input.each});
   }
-  if (stage.run.is_shell()) task.shell = stage.run.shell;
+  if (stage.run.is_shell()) {
+    task.shell = stage.run.shell;
+    ShellForm form = ClassifyShellCommand(task.shell);
+    task.shell_direct = form.direct();
+    task.why_shell = std::move(form.why_shell);
+  }
   task.outputs.reserve(stage.outputs.size());
   for (const dag::OutputSpec& spec : stage.outputs) {
     task.outputs.push_back(

@@ -69,6 +69,10 @@ struct PlannedTask {
   // shell script (then argv is empty).
   std::vector<std::string> argv;
   std::string shell;
+  // A shell script that is a plain word list runs without the shell
+  // (common/shell_words.h); else why it needs one.
+  bool shell_direct = false;
+  std::string why_shell;
   std::vector<PlannedOutput> outputs;
   // Placement (the tier of each output's home and working copies, with the
   // reason for each choice) joins here with the storage tiers.
@@ -85,8 +89,8 @@ struct PlannedDynamicStage {
 
 struct PlanLayer {
   uint32_t index = 0;
-  std::vector<std::string> stages;  // stage names, in file order
-  std::vector<PlannedTask> tasks;   // stage by stage, items in foreach order
+  std::vector<std::string> stages;           // stage names, in file order
+  std::vector<PlannedTask> tasks;            // stage by stage, items in foreach order
   std::vector<PlannedDynamicStage> dynamic;  // stages without tasks until run time
 };
 

@@ -378,6 +378,8 @@ class LocalPool final : public Executor {
     auto log = std::make_unique<LogCapture>(output[0], launch.log_path);
     SpawnOptions spawn;
     spawn.argv = launch.argv;
+    // A shell script the scheduler found to be a plain word list comes with
+    // its words in argv (common/shell_words.h).
     if (launch.argv.empty()) spawn.argv = {"/bin/sh", "-c", launch.shell};
     spawn.env = launch.env;
     // In the pool's own folder (a task's log folder is made only when it writes).
@@ -386,13 +388,27 @@ class LocalPool final : public Executor {
     spawn.working_dir = launch.working_dir;
     spawn.output_fd = output[1];
     absl::StatusOr<Subprocess> process = Subprocess::Spawn(spawn);
-    close(output[1]);  // the child has its copies
     if (!process.ok()) {
+      // A program that is missing or not executable ends as a shell would
+      // end it (exit 127 or 126), its message in the task's log.
       failure.message = std::string(process.status().message());
+      if (const int code = SpawnErrorExitCode(process.status()); code >= 0) {
+        failure.exit_code = code;
+        const std::string line = StrCat("tierflow: ", failure.message, "\n");
+        (void)!write(output[1], line.data(), line.size());
+        close(output[1]);
+        log->Drain(/*limit=*/0);
+        log->Close();
+        failure.log_bytes = log->bytes();
+        failure.message = StrCat("exit ", code, ": ", failure.message);
+      } else {
+        close(output[1]);
+      }
       failure.finished_ms = WallClockMs();
       Report(std::move(failure));
       return;
     }
+    close(output[1]);  // the child has its copies
     const pid_t pid = process->pid();
     const int64_t attempt_id = launch.attempt_id;
     int pidfd = PidfdOpen(pid);
