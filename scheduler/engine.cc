@@ -498,6 +498,11 @@ absl::Status Engine::Impl::SetTaskState(uint32_t t, TaskState state, const std::
     TF_RETURN_IF_ERROR(writer().AddEvent(task.id, task.attempt_id, TaskStateName(state), message));
   }
   Emit(t, message, duration);
+  if (state == TaskState::kSucceeded || state == TaskState::kCached) {
+    // Read again only for failures (the run's summary): a run of a million
+    // tasks keeps no million log paths.
+    std::string().swap(task.log_path);
+  }
   if (ends) TF_RETURN_IF_ERROR(replicas().ReleaseNeeds(t));
   return absl::OkStatus();
 }
