@@ -198,6 +198,11 @@ def measure(bench, setting, mode, rep):
         "input_wait_s": input_wait / 1000, "helper_wait_s": data_wait / 1000,
         "fetch_s": measured["fetch_s"], "copy_s": copy_s,
         "start_s": (started - t0) / 1000,
+        # Where the rest of the time goes: the trainer's own first line (its
+        # process start before it), and from its last line to the attempt's
+        # end in the store (its exit, the engine noticing).
+        "trainer_code_s": (measured["started_ms"] - t0) / 1000,
+        "after_trainer_s": (finished - measured["ended_ms"]) / 1000,
         # The slow tier as this mode saw it: the trainer's own GETs, or the
         # engine's copy (paced by the reader when streamed).
         "tier_mb_s": nbytes / 1e6 / (measured["fetch_s"] if mode == "direct" else copy_s)
@@ -316,6 +321,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=2,
                         help="repetitions, the modes taking turns in each (default 2)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--sdk", help="the tierflow_task.py the trainers import (default: "
+                        "sdk/python's of this tree; a baseline binary gets its own commit's)")
     args = parser.parse_args()
     target = 0.90
     settings = [
@@ -325,6 +332,8 @@ def main():
          "mib": args.short_shard_mib, "compute_ms": args.short_compute_ms},
     ]
     bench = dp.Bench(args, "data_wait")
+    if args.sdk:
+        shutil.copy(args.sdk, os.path.join(bench.work, "tierflow_task.py"))
     dp.header("bench/data_wait: direct from S3 vs staged-then-start vs streaming prefetch")
     results = []
     try:
