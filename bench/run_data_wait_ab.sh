@@ -36,42 +36,6 @@ done
 echo
 echo "## medians over $rounds rounds (range)"
 echo
-python3 - "$tmp" "$rounds" <<'PY'
-import json, os, sys
-tmp, rounds = sys.argv[1], int(sys.argv[2])
-med = lambda xs: sorted(xs)[(len(xs) - 1) // 2]
-def span(xs, pct=True):
-    f = (lambda x: f"{x * 100:.1f}%") if pct else (lambda x: f"{x:.0f}")
-    return f"{f(med(xs))} ({f(min(xs))}–{f(max(xs))})"
-runs = {w: [json.load(open(os.path.join(tmp, f"{w}-{r}.json"))) for r in range(1, rounds + 1)]
-        for w in ("base", "cand")}
-print("| setting | binary | direct | staged | stream | seq. read MB/s | bound | stream / bound | stream vs baseline stream |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-for s in runs["cand"][0]["settings"]:
-    base_stream = med([r["utilisation"] for d in runs["base"] for r in d["all"]
-                       if r["setting"] == s["name"] and r["mode"] == "stream"])
-    for w in ("base", "cand"):
-        rows = [r for d in runs[w] for r in d["all"] if r["setting"] == s["name"]]
-        u = {m: [r["utilisation"] for r in rows if r["mode"] == m] for m in ("direct", "staged", "stream")}
-        reads = [r for r in rows if r["mode"] == "read"]
-        ratios = [st / rd["bound"] for st, rd in zip(u["stream"], reads)]
-        print(f"| {s['name']} | {'baseline' if w == 'base' else 'candidate'} | {span(u['direct'])} | "
-              f"{span(u['staged'])} | {span(u['stream'])} | {span([r['tier_mb_s'] for r in reads], False)} | "
-              f"{span([r['bound'] for r in reads])} | {span(ratios)} | {med(u['stream']) / base_stream:.3f}x |")
-print()
-print("Where the stream mode's time goes (medians over rounds): trainer launched / its code")
-print("running, after the resume; its waits in open_shard; its compute; from its last line")
-print("to the attempt's end; the total.")
-print()
-print("| setting | binary | launched | code runs | waits | compute | after | total |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
-for s in runs["cand"][0]["settings"]:
-    for w in ("base", "cand"):
-        rows = [r for d in runs[w] for r in d["all"] if r["setting"] == s["name"] and r["mode"] == "stream"]
-        ms = lambda f: f"{med([r[f] for r in rows]) * 1000:.0f} ms"
-        print(f"| {s['name']} | {'baseline' if w == 'base' else 'candidate'} | {ms('start_s')} | "
-              f"{ms('trainer_code_s')} | {ms('helper_wait_s')} | {ms('compute_s')} | "
-              f"{ms('after_trainer_s')} | {ms('total_s')} |")
-PY
+python3 "$root/bench/data_wait_ab_report.py" "$tmp"
 echo
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
