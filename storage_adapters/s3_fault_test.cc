@@ -259,6 +259,35 @@ TEST_F(S3FaultTest, StreamedFileIsVerifiedBeforeItAppears) {
   EXPECT_EQ(again->content_hash, recorded);
 }
 
+// A reader told at the manifest (start_at_manifest) gets the same guarantee:
+// the first object has its own hash, so it is told at once, and a damaged
+// file never appears.
+TEST_F(S3FaultTest, StreamStartedAtTheManifestStillVerifiesEachFileBeforeItAppears) {
+  auto direct = Make(Direct());
+  std::vector<std::pair<std::string, std::string>> hashes;
+  for (int i = 0; i < 3; ++i) {
+    const std::string name = "part-" + std::to_string(i) + ".bin";
+    const std::string data = RandomBytes(200000, 30 + i);
+    hashes.emplace_back(name, HashBytes(data));
+    ASSERT_TRUE(Put(*direct, "early/" + name, data).ok());
+  }
+  auto faulty = Make(Proxied());
+  Fault("flip", "part-1.bin", -1);
+  const fs::path path = dir_ / "work" / "early";
+  bool first_there_when_told = true;
+  StreamOptions options;
+  options.expected_hash = TreeHashOfFiles(hashes);
+  options.start_at_manifest = true;
+  options.readers_done = std::make_shared<std::atomic<bool>>(true);
+  options.on_first = [&] { first_there_when_told = fs::exists(path / "part-0.bin"); };
+  auto streamed = StreamArtifact(*faulty, "early", *posix_, path.string(), options);
+  ASSERT_FALSE(streamed.ok());
+  EXPECT_TRUE(absl::IsDataLoss(streamed.status())) << streamed.status();
+  EXPECT_FALSE(first_there_when_told) << "the reader was told only after the first file";
+  EXPECT_FALSE(fs::exists(path / "part-1.bin")) << "a damaged file was handed to the reader";
+  EXPECT_THAT(ReadFile(path.string() + ".stream.json.failed"), HasSubstr("does not match"));
+}
+
 TEST_F(S3FaultTest, ResetTruncatedStalledAndFailedReadsAreRetried) {
   auto direct = Make(Direct());
   const std::string data = RandomBytes(2 * kMiB + 3, 16);

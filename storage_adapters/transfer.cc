@@ -296,6 +296,20 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
     const bool remote = from.remote() != nullptr;
     std::vector<std::pair<std::string, std::string>> hashes(objects.size());
     bool hold_back = false;
+    // The reader may start now when the first file will be checked before
+    // it appears (one HEAD tells, from a remote store).
+    bool told_early = false;
+    if (options.start_at_manifest && !objects.empty()) {
+      bool checked_first = !remote;
+      if (remote) {
+        absl::StatusOr<ObjectInfo> first = from.Stat(objects[0].key);
+        checked_first = first.ok() && !first->content_hash.empty();
+      }
+      if (checked_first) {
+        started();
+        told_early = true;
+      }
+    }
     struct InFlight {
       size_t index;
       std::future<absl::StatusOr<TransferResult>> copy;
@@ -323,6 +337,15 @@ absl::StatusOr<TransferResult> StreamArtifact(Adapter& from, const std::string& 
         total.objects += moved->objects;
         hashes[done.index] = {objects[done.index].key.substr(key.size() + 1), moved->content_hash};
         if (remote && !moved->verified) {
+          if (done.index == 0 && told_early) {
+            // Its hash went between the HEAD and the copy; the reader, told
+            // already, must not open an unchecked file.
+            failed = absl::DataLossError(
+                StrCat("tier ", from.remote()->tier_name(), ": '", objects[0].key,
+                       "' lost its content hash while it was copied, so it cannot be checked "
+                       "before its reader opens it"));
+            continue;
+          }
           if (done.index == 0) {
             hold_back = true;
           } else if (!hold_back) {

@@ -81,6 +81,12 @@ struct StreamOptions {
   size_t parallel = 4;
   bool clear_first = false;  // remove what an earlier copy to `path` left
   std::function<void()> on_first;
+  // Call `on_first` once the manifest is written, before the first file is
+  // there, so that the reader's start overlaps the first file's copy (the
+  // helpers wait for each file). Only where every file is checked before it
+  // appears: from a posix tier, or a remote one whose first object has its
+  // own hash; otherwise `on_first` waits for the first file as above.
+  bool start_at_manifest = false;
   std::shared_ptr<const std::atomic<bool>> readers_done;
   std::string expected_hash;  // the artifact's recorded hash ("" for none)
 };

@@ -206,5 +206,38 @@ TEST_F(TransferTest, StreamsATreeFileByFileWithinTheReadersWindow) {
   EXPECT_EQ(ReadFile(dir_ / "fast" / "set" / "s21"), "11");
 }
 
+// start_at_manifest: the reader is told once the manifest is written, before
+// the first file is copied (its start overlaps that copy); the files still
+// come in order and within the window.
+TEST_F(TransferTest, StreamStartsItsReaderAtTheManifestBeforeTheFirstFile) {
+  for (int i = 0; i < 6; ++i) Put("set/s" + std::to_string(10 + i), std::to_string(i));
+  const std::string path = (dir_ / "fast" / "set").string();
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::atomic<int> firsts{0};
+  StreamOptions options;
+  options.window = 2;
+  options.start_at_manifest = true;
+  options.readers_done = done;
+  options.on_first = [&] {
+    ++firsts;
+    EXPECT_TRUE(fs::exists(path + ".stream.json")) << "told before the manifest was written";
+    EXPECT_FALSE(fs::exists(dir_ / "fast" / "set" / "s10")) << "told only after the first file";
+  };
+  auto stream = std::async(std::launch::async,
+                           [&] { return StreamArtifact(*home_, "set", *fast_, path, options); });
+  for (int tries = 0; tries < 200 && !fs::exists(dir_ / "fast" / "set" / "s11"); ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(fs::exists(dir_ / "fast" / "set" / "s11"));
+  EXPECT_FALSE(fs::exists(dir_ / "fast" / "set" / "s12")) << "the copy ran past its window";
+  *done = true;
+  absl::StatusOr<TransferResult> streamed = stream.get();
+  ASSERT_TRUE(streamed.ok()) << streamed.status();
+  EXPECT_EQ(streamed->objects, 6u);
+  EXPECT_EQ(firsts, 1);
+  EXPECT_EQ(ReadFile(dir_ / "fast" / "set" / "s15"), "5");
+}
+
 }  // namespace
 }  // namespace tierflow::storage

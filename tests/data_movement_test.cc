@@ -278,8 +278,9 @@ stages:
                                             "step-4", "step-4.committed", "step-4/weights"}));
 }
 
-// A streamed input (`stream: true`): the reader starts once the first files
-// of its copy are on its working tier, finds them through the manifest
+// A streamed input (`stream: true`): the reader starts once the manifest of
+// its copy is on its working tier (the first files may still be coming),
+// finds them through the manifest
 // TIERFLOW_STREAM_<NAME> names, and the copy stays at most 8 files ahead of
 // what it has opened (the helpers' ".next" file, written here by hand).
 TEST_F(DataMovementTest, AStreamedInputStartsItsReaderBeforeItsCopyEnds) {
@@ -313,7 +314,6 @@ stages:
   const size_t at = log.find("present at start: ");
   ASSERT_NE(at, std::string::npos) << log;
   const int present = std::stoi(log.substr(at + 18));
-  EXPECT_GE(present, 1) << log;
   EXPECT_LE(present, 8) << "the copy ran more than its window ahead: " << log;
   std::string expected;
   for (int i = 10; i < 40; ++i) expected += "shard " + std::to_string(i) + "\n";

@@ -143,7 +143,7 @@ class Task {
   size_t ShardCount(const std::string& name);
   // The absolute path of file i, once it exists. For a streamed input,
   // first writes i to <manifest>.next (the copier stays a bounded window
-  // ahead of it), then polls for the file with a backoff from 1 to 20 ms;
+  // ahead of it), then polls for the file with a backoff from 1 to 4 ms;
   // the time waited is added to WaitedSeconds() and appended to
   // $TIERFLOW_DATA_WAIT_FILE. Throws Error when the copier reports in
   // <manifest>.failed that the file will not come.
@@ -464,7 +464,7 @@ inline std::string Task::ShardPath(const std::string& name, size_t i) {
   if (internal::IsRegularFile(path)) return path;
   auto started = std::chrono::steady_clock::now();
   auto delay = std::chrono::microseconds(1000);
-  const auto max_delay = std::chrono::microseconds(20000);
+  const auto max_delay = std::chrono::microseconds(4000);  // as the Python helpers
   auto account = [&] {
     std::chrono::duration<double> waited = std::chrono::steady_clock::now() - started;
     Account(waited.count(), name, i);
