@@ -25,6 +25,7 @@
 #include "api/cluster.h"
 #include "api/http_api.h"
 #include "api/http_server.h"
+#include "api/internal/run_watch.h"
 #include "api/lineage_sender.h"
 #include "api/run_service.h"
 #include "api/tier_service.h"
@@ -405,11 +406,19 @@ class SchedulerService final : public v1::Scheduler::Service {
   }
 
   // The run now, then again each time any of it changes (read from the
-  // store every 200 ms), until it ends or the client goes.
+  // store every 200 ms), until it ends or the client goes. Asked for
+  // changes only, each message after the first holds only the tasks that
+  // changed (api/internal/run_watch.h).
   grpc::Status WatchRun(grpc::ServerContext* context, const v1::GetRunRequest* request,
                         grpc::ServerWriter<v1::Run>* writer) override {
     if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
       return auth;
+    }
+    if (request->changes_only()) {
+      return internal::WatchRunChanges(
+          options_.db_path, request->run_id(), *context, *writer,
+          [this](const std::string& id, int64_t since) { return StoppedSince(id, since); },
+          std::chrono::milliseconds(200));
     }
     std::string last;
     std::string run_id = request->run_id();
