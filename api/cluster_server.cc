@@ -79,6 +79,7 @@ class StreamChannel final : public scheduler::WorkerChannel {
     registered->set_worker_id(worker_id);
     registered->set_cluster_id(cluster_id);
     registered->set_heartbeat_interval_ms(heartbeat_interval.count());
+    registered->set_takes_report_batches(true);
     Send(message);
   }
   void Lease(const TaskLaunch& launch) override {
@@ -152,6 +153,9 @@ grpc::Status ServeWorker(scheduler::LeaseManager& leases, grpc::ServerContext* c
   while (stream->Read(&message)) {
     leases.Heard(*worker_id);
     if (message.has_report()) leases.Report(*worker_id, FromProto(message.report()));
+    for (const v1::TaskReport& report : message.reports().reports()) {
+      leases.Report(*worker_id, FromProto(report));
+    }
   }
   channel->Detach();
   leases.Disconnected(*worker_id);

@@ -25,6 +25,7 @@
 #include "worker/checkpoint_relay.h"
 #include "worker/local_pool.h"
 #include "worker/node_tiers.h"
+#include "worker/report_batcher.h"
 #include "worker/worker_state.h"
 
 namespace tierflow::worker {
@@ -53,6 +54,7 @@ absl::Status Serve(const WorkerOptions& options, const std::string& name,
   };
   NodeTiers node_tiers(options.tiers);
   CheckpointRelays relays(options.tiers);
+  ReportBatcher reports(send, registered.takes_report_batches());
   // Attempts whose inputs are being copied onto node tiers (not launched
   // yet): cancelled ones are reported, not launched. What was copied, and
   // where the task writes its checkpoints, go with the start report.
@@ -88,9 +90,7 @@ absl::Status Serve(const WorkerOptions& options, const std::string& name,
         }
       }
     }
-    v1::WorkerMessage message;
-    ToProto(report, message.mutable_report());
-    send(message);
+    reports.Add(report);
   });
   if (!pool.ok()) {
     context.TryCancel();
@@ -105,6 +105,7 @@ absl::Status Serve(const WorkerOptions& options, const std::string& name,
       for (auto slept = std::chrono::milliseconds(0); slept < interval && !done && !stop;
            slept += std::chrono::milliseconds(50)) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        reports.Flush();  // a start is held 50 ms at most
       }
       if (stop) context.TryCancel();
       if (done || stop) break;
@@ -144,9 +145,7 @@ absl::Status Serve(const WorkerOptions& options, const std::string& name,
     report.attempt_id = launch.attempt_id;
     report.outcome = TaskReport::Outcome::kCancelled;
     report.message = "cancelled while its inputs were copied to this worker";
-    v1::WorkerMessage message;
-    ToProto(report, message.mutable_report());
-    send(message);
+    reports.Add(report);
   };
   v1::SchedulerMessage message;
   while (stream.Read(&message)) {
