@@ -164,6 +164,25 @@ TEST_F(LeaseManagerTest, LeasesHigherPriorityThenEarlierRunsFirst) {
   EXPECT_THAT(channel->Sent(), ElementsAre("registered " + id, "lease 3", "lease 2", "lease 1"));
 }
 
+// The queue's place for a task is found from its back: ties keep their
+// arrival order, and a task still goes before everything it outranks.
+TEST_F(LeaseManagerTest, QueuedTasksKeepPriorityRunAndArrivalOrder) {
+  manager_.Submit(Task(1), sink_, 0, 2);
+  manager_.Submit(Task(2), sink_, 0, 2);   // same run: after 1
+  manager_.Submit(Task(3), sink_, 0, 1);   // an earlier run: before both
+  manager_.Submit(Task(4), sink_, 5, 9);   // a higher priority: first
+  manager_.Submit(Task(5), sink_, 0, 1);   // the earlier run again: after 3
+  manager_.Submit(Task(6), sink_, -1, 0);  // a lower priority: last
+  manager_.Submit(Task(7), sink_, 0, 2);   // after 2
+  auto channel = std::make_shared<FakeChannel>();
+  const std::string id = Connect("w1", 1, channel);
+  for (int64_t attempt : {4, 3, 5, 1, 2, 7}) {
+    manager_.Report(id, Outcome(attempt, TaskReport::Outcome::kSucceeded));
+  }
+  EXPECT_THAT(channel->Sent(), ElementsAre("registered " + id, "lease 4", "lease 3", "lease 5",
+                                           "lease 1", "lease 2", "lease 7", "lease 6"));
+}
+
 TEST_F(LeaseManagerTest, AWorkerSilentForTheTimeoutIsCutAndItsAttemptsLost) {
   auto channel = std::make_shared<FakeChannel>();
   const std::string id = Connect("w1", 2, channel);
