@@ -69,8 +69,9 @@ using WorkerStream = grpc::ServerReaderWriter<v1::SchedulerMessage, v1::WorkerMe
 // once the call is cancelled.
 class StreamChannel final : public scheduler::WorkerChannel {
  public:
-  StreamChannel(grpc::ServerContext* context, WorkerStream* stream, std::string name)
-      : context_(context), stream_(stream), name_(std::move(name)) {}
+  StreamChannel(grpc::ServerContext* context, WorkerStream* stream, std::string name,
+                bool lease_batches)
+      : context_(context), stream_(stream), name_(std::move(name)), lease_batches_(lease_batches) {}
   void Registered(const std::string& worker_id, const std::string& cluster_id,
                   std::chrono::milliseconds heartbeat_interval) override {
     v1::SchedulerMessage message;
@@ -85,6 +86,16 @@ class StreamChannel final : public scheduler::WorkerChannel {
   void Lease(const TaskLaunch& launch) override {
     v1::SchedulerMessage message;
     ToProto(launch, message.mutable_lease());
+    Send(message);
+  }
+  void Leases(const std::vector<TaskLaunch>& launches) override {
+    if (!lease_batches_) {
+      WorkerChannel::Leases(launches);
+      return;
+    }
+    v1::SchedulerMessage message;
+    v1::LeaseBatch* batch = message.mutable_leases();
+    for (const TaskLaunch& launch : launches) ToProto(launch, batch->add_leases());
     Send(message);
   }
   void Cancel(int64_t attempt_id, bool kill_now) override {
@@ -124,6 +135,7 @@ class StreamChannel final : public scheduler::WorkerChannel {
   std::mutex write_mu_;           // one writer at a time on the stream
   WorkerStream* stream_;          // guarded by write_mu_
   const std::string name_;
+  const bool lease_batches_;  // the worker reads LeaseBatch
 };
 
 // The stream handler of one worker: registers it with the lease manager,
@@ -143,7 +155,8 @@ grpc::Status ServeWorker(scheduler::LeaseManager& leases, grpc::ServerContext* c
   spec.gpus = hello.gpus();
   spec.labels.insert(hello.labels().begin(), hello.labels().end());
   spec.tiers = FromProto(hello.tiers());
-  auto channel = std::make_shared<StreamChannel>(context, stream, spec.name);
+  auto channel =
+      std::make_shared<StreamChannel>(context, stream, spec.name, hello.takes_lease_batches());
   absl::StatusOr<std::string> worker_id = leases.Register(std::move(spec), channel);
   if (!worker_id.ok()) {
     channel->Detach();

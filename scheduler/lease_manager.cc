@@ -405,7 +405,23 @@ class LeaseManager::Impl {
         next = pending_.erase(next);
       }
     }
-    for (auto& [channel, launch] : sends) channel->Lease(launch);
+    // The leases of one worker go together, in order: one message when
+    // several of its slots were free.
+    while (!sends.empty()) {
+      std::shared_ptr<WorkerChannel> channel = sends.front().first;
+      std::vector<TaskLaunch> launches;
+      auto mine = std::stable_partition(sends.begin(), sends.end(),
+                                        [&](const auto& send) { return send.first == channel; });
+      for (auto send = sends.begin(); send != mine; ++send) {
+        launches.push_back(std::move(send->second));
+      }
+      sends.erase(sends.begin(), mine);
+      if (launches.size() == 1) {
+        channel->Lease(launches.front());
+      } else {
+        channel->Leases(launches);
+      }
+    }
   }
 
   // Ends a lease (mu_ held): its worker's slot and resources are free again.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <map>
 
 namespace tierflow::scheduler {
 namespace {
@@ -14,8 +15,20 @@ using ::testing::StartsWith;
 
 // What the manager told one worker, in order: "registered ID",
 // "lease ATTEMPT", "cancel ATTEMPT kill|term", "evict TIER/KEY", "close".
+// With `batches`, several leases at once read "leases A B C".
 class FakeChannel final : public WorkerChannel {
  public:
+  explicit FakeChannel(bool batches = false) : batches_(batches) {}
+  void Leases(const std::vector<TaskLaunch>& launches) override {
+    if (!batches_) {
+      WorkerChannel::Leases(launches);
+      return;
+    }
+    std::string text = "leases";
+    for (const TaskLaunch& launch : launches) text += " " + std::to_string(launch.attempt_id);
+    std::lock_guard lock(mu_);
+    sent_.push_back(text);
+  }
   void Registered(const std::string& worker_id, const std::string&,
                   std::chrono::milliseconds heartbeat_interval) override {
     std::lock_guard lock(mu_);
@@ -48,6 +61,7 @@ class FakeChannel final : public WorkerChannel {
   }
 
  private:
+  const bool batches_;
   mutable std::mutex mu_;
   std::vector<std::string> sent_;
   std::chrono::milliseconds heartbeat_interval_{0};
@@ -181,6 +195,50 @@ TEST_F(LeaseManagerTest, QueuedTasksKeepPriorityRunAndArrivalOrder) {
   }
   EXPECT_THAT(channel->Sent(), ElementsAre("registered " + id, "lease 4", "lease 3", "lease 5",
                                            "lease 1", "lease 2", "lease 7", "lease 6"));
+}
+
+// N free slots, N queued tasks: one message carries the N leases, in
+// queue order; each worker gets only its own.
+TEST_F(LeaseManagerTest, FreeSlotsOfAWorkerAreLeasedInOneBatch) {
+  for (int64_t attempt = 1; attempt <= 5; ++attempt) manager_.Submit(Task(attempt), sink_, 0, 1);
+  auto big = std::make_shared<FakeChannel>(/*batches=*/true);
+  const std::string big_id = Connect("big", 3, big);
+  EXPECT_THAT(big->Sent(), ElementsAre("registered " + big_id, "leases 1 2 3"));
+  auto small = std::make_shared<FakeChannel>(/*batches=*/true);
+  const std::string small_id = Connect("small", 1, small);
+  EXPECT_THAT(small->Sent(), ElementsAre("registered " + small_id, "lease 4"));
+  // One slot freed: one lease, alone.
+  manager_.Report(big_id, Outcome(2, TaskReport::Outcome::kSucceeded));
+  EXPECT_THAT(big->Sent(), ElementsAre("registered " + big_id, "leases 1 2 3", "lease 5"));
+}
+
+// A worker lost with a batch of leases, some started and some not: every
+// one of them is reported lost (and run again), each saying whether it had
+// started, and the queue moves on to the other worker.
+TEST_F(LeaseManagerTest, AWorkerLostMidBatchLosesEveryLeaseOfTheBatch) {
+  for (int64_t attempt = 1; attempt <= 4; ++attempt) manager_.Submit(Task(attempt), sink_, 0, 1);
+  auto lost = std::make_shared<FakeChannel>(/*batches=*/true);
+  const std::string lost_id = Connect("lost", 3, lost);
+  ASSERT_THAT(lost->Sent(), ElementsAre("registered " + lost_id, "leases 1 2 3"));
+  manager_.Report(lost_id, Outcome(1, TaskReport::Outcome::kStarted));
+  manager_.Disconnected(lost_id);
+  std::map<int64_t, std::string> lost_reports;
+  for (const TaskReport& report : sink_->Reports()) {
+    if (report.outcome == TaskReport::Outcome::kLost)
+      lost_reports[report.attempt_id] = report.message;
+  }
+  ASSERT_EQ(lost_reports.size(), 3u);
+  EXPECT_EQ(lost_reports[1].find("before it started"), std::string::npos) << lost_reports[1];
+  EXPECT_NE(lost_reports[2].find("before it started"), std::string::npos) << lost_reports[2];
+  EXPECT_NE(lost_reports[3].find("before it started"), std::string::npos) << lost_reports[3];
+  // A late report of the lost worker's lease is dropped.
+  manager_.Report(lost_id, Outcome(2, TaskReport::Outcome::kSucceeded));
+  for (const TaskReport& report : sink_->Reports()) {
+    EXPECT_NE(report.outcome, TaskReport::Outcome::kSucceeded);
+  }
+  auto next = std::make_shared<FakeChannel>(/*batches=*/true);
+  const std::string next_id = Connect("next", 2, next);
+  EXPECT_THAT(next->Sent(), ElementsAre("registered " + next_id, "lease 4"));
 }
 
 TEST_F(LeaseManagerTest, AWorkerSilentForTheTimeoutIsCutAndItsAttemptsLost) {
