@@ -25,6 +25,7 @@
 #include "api/cluster.h"
 #include "api/http_api.h"
 #include "api/http_server.h"
+#include "api/internal/chunk_writer.h"
 #include "api/internal/run_watch.h"
 #include "api/lineage_sender.h"
 #include "api/run_service.h"
@@ -233,46 +234,6 @@ class StartObserver final : public scheduler::RunObserver {
   std::mutex mu_;
   bool told_ = false;
   std::promise<absl::StatusOr<std::string>> started_;
-};
-
-// A stream of LogChunks as an ostream's buffer: log bytes, or notes.
-class ChunkWriter final : public std::streambuf {
- public:
-  ChunkWriter(grpc::ServerWriter<v1::LogChunk>* writer, bool notes)
-      : writer_(writer), notes_(notes) {}
-
- protected:
-  int overflow(int c) override {
-    if (c != traits_type::eof()) buffer_.push_back(static_cast<char>(c));
-    if (buffer_.size() >= kChunk) Send();
-    return c == traits_type::eof() ? 0 : c;
-  }
-  std::streamsize xsputn(const char* data, std::streamsize n) override {
-    buffer_.append(data, static_cast<size_t>(n));
-    if (buffer_.size() >= kChunk) Send();
-    return n;
-  }
-  int sync() override {
-    Send();
-    return 0;
-  }
-
- private:
-  static constexpr size_t kChunk = 64 << 10;
-  void Send() {
-    if (buffer_.empty()) return;
-    v1::LogChunk chunk;
-    if (notes_) {
-      chunk.set_note(buffer_);
-    } else {
-      chunk.set_data(buffer_);
-    }
-    writer_->Write(chunk);
-    buffer_.clear();
-  }
-  grpc::ServerWriter<v1::LogChunk>* writer_;
-  const bool notes_;
-  std::string buffer_;
 };
 
 class SchedulerService final : public v1::Scheduler::Service {
@@ -525,8 +486,8 @@ class SchedulerService final : public v1::Scheduler::Service {
     log.task = request->task_id();
     log.attempt = request->attempt();
     log.follow = request->follow();
-    ChunkWriter data(writer, false);
-    ChunkWriter notes(writer, true);
+    internal::ChunkWriter data(writer, false);
+    internal::ChunkWriter notes(writer, true);
     std::ostream data_out(&data);
     std::ostream notes_out(&notes);
     absl::Status status = WriteLog(log, data_out, notes_out);
