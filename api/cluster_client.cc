@@ -8,6 +8,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 
 #include "api/cluster.h"
 #include "common/status.h"
@@ -131,6 +132,12 @@ absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& tok
   for (;;) {
     v1::GetRunRequest request;
     request.set_run_id(run_id);
+    // The server sends the tasks that changed, merged here into `merged`
+    // (its whole run first; a server older than changes_only sends only
+    // whole runs).
+    request.set_changes_only(true);
+    RemoteRun merged;
+    std::unordered_map<std::string, size_t> task_index;  // merged.tasks by id
     grpc::ClientContext context;
     Authorize(context, token);
     std::unique_ptr<grpc::ClientReader<v1::Run>> reader =
@@ -154,7 +161,24 @@ absl::Status WatchRemoteRun(const std::string& scheduler, const std::string& tok
       run_id = now->id;  // "last" names one run from here on
       state = now->state;
       seen = true;
-      on_change(*now);
+      if (!message.changes_only()) {
+        merged = std::move(*now);
+        task_index.clear();
+        for (size_t i = 0; i < merged.tasks.size(); ++i) task_index[merged.tasks[i].id] = i;
+      } else {
+        std::vector<RemoteTask> changed = std::move(now->tasks);
+        now->tasks = std::move(merged.tasks);
+        merged = std::move(*now);
+        for (RemoteTask& task : changed) {
+          auto [at, added] = task_index.try_emplace(task.id, merged.tasks.size());
+          if (added) {
+            merged.tasks.push_back(std::move(task));
+          } else {
+            merged.tasks[at->second] = std::move(task);
+          }
+        }
+      }
+      on_change(merged);
     }
     const grpc::Status status = reader->Finish();
     const bool ended = status.ok() && seen && state != RunState::kRunning;

@@ -25,6 +25,8 @@
 #include "api/cluster.h"
 #include "api/http_api.h"
 #include "api/http_server.h"
+#include "api/internal/chunk_writer.h"
+#include "api/internal/run_watch.h"
 #include "api/lineage_sender.h"
 #include "api/run_service.h"
 #include "api/tier_service.h"
@@ -68,8 +70,9 @@ using WorkerStream = grpc::ServerReaderWriter<v1::SchedulerMessage, v1::WorkerMe
 // once the call is cancelled.
 class StreamChannel final : public scheduler::WorkerChannel {
  public:
-  StreamChannel(grpc::ServerContext* context, WorkerStream* stream, std::string name)
-      : context_(context), stream_(stream), name_(std::move(name)) {}
+  StreamChannel(grpc::ServerContext* context, WorkerStream* stream, std::string name,
+                bool lease_batches)
+      : context_(context), stream_(stream), name_(std::move(name)), lease_batches_(lease_batches) {}
   void Registered(const std::string& worker_id, const std::string& cluster_id,
                   std::chrono::milliseconds heartbeat_interval) override {
     v1::SchedulerMessage message;
@@ -78,11 +81,22 @@ class StreamChannel final : public scheduler::WorkerChannel {
     registered->set_worker_id(worker_id);
     registered->set_cluster_id(cluster_id);
     registered->set_heartbeat_interval_ms(heartbeat_interval.count());
+    registered->set_takes_report_batches(true);
     Send(message);
   }
   void Lease(const TaskLaunch& launch) override {
     v1::SchedulerMessage message;
     ToProto(launch, message.mutable_lease());
+    Send(message);
+  }
+  void Leases(const std::vector<TaskLaunch>& launches) override {
+    if (!lease_batches_) {
+      WorkerChannel::Leases(launches);
+      return;
+    }
+    v1::SchedulerMessage message;
+    v1::LeaseBatch* batch = message.mutable_leases();
+    for (const TaskLaunch& launch : launches) ToProto(launch, batch->add_leases());
     Send(message);
   }
   void Cancel(int64_t attempt_id, bool kill_now) override {
@@ -122,6 +136,7 @@ class StreamChannel final : public scheduler::WorkerChannel {
   std::mutex write_mu_;           // one writer at a time on the stream
   WorkerStream* stream_;          // guarded by write_mu_
   const std::string name_;
+  const bool lease_batches_;  // the worker reads LeaseBatch
 };
 
 // The stream handler of one worker: registers it with the lease manager,
@@ -141,7 +156,8 @@ grpc::Status ServeWorker(scheduler::LeaseManager& leases, grpc::ServerContext* c
   spec.gpus = hello.gpus();
   spec.labels.insert(hello.labels().begin(), hello.labels().end());
   spec.tiers = FromProto(hello.tiers());
-  auto channel = std::make_shared<StreamChannel>(context, stream, spec.name);
+  auto channel =
+      std::make_shared<StreamChannel>(context, stream, spec.name, hello.takes_lease_batches());
   absl::StatusOr<std::string> worker_id = leases.Register(std::move(spec), channel);
   if (!worker_id.ok()) {
     channel->Detach();
@@ -151,6 +167,9 @@ grpc::Status ServeWorker(scheduler::LeaseManager& leases, grpc::ServerContext* c
   while (stream->Read(&message)) {
     leases.Heard(*worker_id);
     if (message.has_report()) leases.Report(*worker_id, FromProto(message.report()));
+    for (const v1::TaskReport& report : message.reports().reports()) {
+      leases.Report(*worker_id, FromProto(report));
+    }
   }
   channel->Detach();
   leases.Disconnected(*worker_id);
@@ -215,46 +234,6 @@ class StartObserver final : public scheduler::RunObserver {
   std::mutex mu_;
   bool told_ = false;
   std::promise<absl::StatusOr<std::string>> started_;
-};
-
-// A stream of LogChunks as an ostream's buffer: log bytes, or notes.
-class ChunkWriter final : public std::streambuf {
- public:
-  ChunkWriter(grpc::ServerWriter<v1::LogChunk>* writer, bool notes)
-      : writer_(writer), notes_(notes) {}
-
- protected:
-  int overflow(int c) override {
-    if (c != traits_type::eof()) buffer_.push_back(static_cast<char>(c));
-    if (buffer_.size() >= kChunk) Send();
-    return c == traits_type::eof() ? 0 : c;
-  }
-  std::streamsize xsputn(const char* data, std::streamsize n) override {
-    buffer_.append(data, static_cast<size_t>(n));
-    if (buffer_.size() >= kChunk) Send();
-    return n;
-  }
-  int sync() override {
-    Send();
-    return 0;
-  }
-
- private:
-  static constexpr size_t kChunk = 64 << 10;
-  void Send() {
-    if (buffer_.empty()) return;
-    v1::LogChunk chunk;
-    if (notes_) {
-      chunk.set_note(buffer_);
-    } else {
-      chunk.set_data(buffer_);
-    }
-    writer_->Write(chunk);
-    buffer_.clear();
-  }
-  grpc::ServerWriter<v1::LogChunk>* writer_;
-  const bool notes_;
-  std::string buffer_;
 };
 
 class SchedulerService final : public v1::Scheduler::Service {
@@ -405,11 +384,19 @@ class SchedulerService final : public v1::Scheduler::Service {
   }
 
   // The run now, then again each time any of it changes (read from the
-  // store every 200 ms), until it ends or the client goes.
+  // store every 200 ms), until it ends or the client goes. Asked for
+  // changes only, each message after the first holds only the tasks that
+  // changed (api/internal/run_watch.h).
   grpc::Status WatchRun(grpc::ServerContext* context, const v1::GetRunRequest* request,
                         grpc::ServerWriter<v1::Run>* writer) override {
     if (grpc::Status auth = CheckToken(*context, options_.client_token, "client"); !auth.ok()) {
       return auth;
+    }
+    if (request->changes_only()) {
+      return internal::WatchRunChanges(
+          options_.db_path, request->run_id(), *context, *writer,
+          [this](const std::string& id, int64_t since) { return StoppedSince(id, since); },
+          std::chrono::milliseconds(200));
     }
     std::string last;
     std::string run_id = request->run_id();
@@ -499,8 +486,8 @@ class SchedulerService final : public v1::Scheduler::Service {
     log.task = request->task_id();
     log.attempt = request->attempt();
     log.follow = request->follow();
-    ChunkWriter data(writer, false);
-    ChunkWriter notes(writer, true);
+    internal::ChunkWriter data(writer, false);
+    internal::ChunkWriter notes(writer, true);
     std::ostream data_out(&data);
     std::ostream notes_out(&notes);
     absl::Status status = WriteLog(log, data_out, notes_out);

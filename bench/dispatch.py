@@ -14,7 +14,8 @@ bench/overhead.py) run two ways, taking turns within each repetition:
 
 Both record every task, attempt and event in SQLite. The report gives the
 median wall time, the per-task time, and the ratio of cluster to embedded.
-The target (cluster issue): cluster mode within 2x of embedded. The harness
+The target (issue 21): cluster mode within 1.3x of embedded (2x in the
+cluster issue). The harness
 fails unless every run succeeds with every task succeeded. Standard library
 only.
 """
@@ -31,7 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import overhead  # noqa: E402  (the DAG shapes and the YAML writer)
 
-TARGET_RATIO = 2.0
+TARGET_RATIO = 1.3  # issue 21 (the cluster issue's was 2x)
 CHILD_ENV = dict(os.environ, PATH="/usr/bin:/bin")
 
 
@@ -124,6 +125,9 @@ def main():
             print(f"| {mode} | {statistics.median(base):.2f} s ({min(base):.2f}-{max(base):.2f}) "
                   f"| {statistics.median(new):.2f} s ({min(new):.2f}-{max(new):.2f}) | "
                   f"{statistics.median(new) / statistics.median(base):.3f}x |")
+        base_ratio = statistics.median(times["base cluster"]) / statistics.median(
+            times["base embedded"])
+        print(f"\nbase cluster / base embedded: {base_ratio:.2f}x")
     embedded_wall = statistics.median(times["embedded"])
     cluster_wall = statistics.median(times["cluster"])
     ratio = cluster_wall / embedded_wall
@@ -133,7 +137,7 @@ def main():
           f"{embedded_wall / args.tasks * 1e6:.0f} µs | 1.00x | |")
     print(f"| cluster (server + 2 workers x 1 slot) | {args.tasks} | {cluster_wall:.2f} s | "
           f"{cluster_wall / args.tasks * 1e6:.0f} µs | {ratio:.2f}x | "
-          f"{'met' if ratio <= TARGET_RATIO else 'MISSED'} ({TARGET_RATIO:.0f}x) |")
+          f"{'met' if ratio <= TARGET_RATIO else 'MISSED'} ({TARGET_RATIO:g}x) |")
 
 
 if __name__ == "__main__":

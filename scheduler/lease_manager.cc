@@ -117,9 +117,14 @@ class LeaseManager::Impl {
       std::lock_guard lock(mu_);
       const int64_t attempt = launch.attempt_id;
       if (queued_.count(attempt) > 0 || leases_.count(attempt) > 0) return;
-      auto after = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) {
+      // The queue is in order, and the tasks that go after this one are its
+      // tail: looked for from the back, where a run's next task almost
+      // always goes (from the front, queueing 10,000 ready tasks took
+      // 50 million comparisons).
+      auto goes_after = [&](const Pending& p) {
         return p.priority < priority || (p.priority == priority && p.run_seq > run_seq);
-      });
+      };
+      auto after = std::find_if_not(pending_.rbegin(), pending_.rend(), goes_after).base();
       pending_.insert(after, {std::move(launch), std::move(sink), priority, run_seq});
       queued_.insert(attempt);
     }
@@ -400,7 +405,23 @@ class LeaseManager::Impl {
         next = pending_.erase(next);
       }
     }
-    for (auto& [channel, launch] : sends) channel->Lease(launch);
+    // The leases of one worker go together, in order: one message when
+    // several of its slots were free.
+    while (!sends.empty()) {
+      std::shared_ptr<WorkerChannel> channel = sends.front().first;
+      std::vector<TaskLaunch> launches;
+      auto mine = std::stable_partition(sends.begin(), sends.end(),
+                                        [&](const auto& send) { return send.first == channel; });
+      for (auto send = sends.begin(); send != mine; ++send) {
+        launches.push_back(std::move(send->second));
+      }
+      sends.erase(sends.begin(), mine);
+      if (launches.size() == 1) {
+        channel->Lease(launches.front());
+      } else {
+        channel->Leases(launches);
+      }
+    }
   }
 
   // Ends a lease (mu_ held): its worker's slot and resources are free again.

@@ -35,6 +35,11 @@ class WorkerChannel {
   virtual void Registered(const std::string& worker_id, const std::string& cluster_id,
                           std::chrono::milliseconds heartbeat_interval) = 0;
   virtual void Lease(const TaskLaunch& launch) = 0;
+  // Several leases granted at once (several of its slots free), in order;
+  // a transport that can carries them in one message.
+  virtual void Leases(const std::vector<TaskLaunch>& launches) {
+    for (const TaskLaunch& launch : launches) Lease(launch);
+  }
   // Stop exactly this attempt: TERM then KILL after its grace, or KILL now.
   virtual void Cancel(int64_t attempt_id, bool kill_now) = 0;
   // It may delete its copy of `key` on its node tier `tier`.

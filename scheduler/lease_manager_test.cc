@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <map>
 
 namespace tierflow::scheduler {
 namespace {
@@ -14,8 +15,20 @@ using ::testing::StartsWith;
 
 // What the manager told one worker, in order: "registered ID",
 // "lease ATTEMPT", "cancel ATTEMPT kill|term", "evict TIER/KEY", "close".
+// With `batches`, several leases at once read "leases A B C".
 class FakeChannel final : public WorkerChannel {
  public:
+  explicit FakeChannel(bool batches = false) : batches_(batches) {}
+  void Leases(const std::vector<TaskLaunch>& launches) override {
+    if (!batches_) {
+      WorkerChannel::Leases(launches);
+      return;
+    }
+    std::string text = "leases";
+    for (const TaskLaunch& launch : launches) text += " " + std::to_string(launch.attempt_id);
+    std::lock_guard lock(mu_);
+    sent_.push_back(text);
+  }
   void Registered(const std::string& worker_id, const std::string&,
                   std::chrono::milliseconds heartbeat_interval) override {
     std::lock_guard lock(mu_);
@@ -48,6 +61,7 @@ class FakeChannel final : public WorkerChannel {
   }
 
  private:
+  const bool batches_;
   mutable std::mutex mu_;
   std::vector<std::string> sent_;
   std::chrono::milliseconds heartbeat_interval_{0};
@@ -162,6 +176,69 @@ TEST_F(LeaseManagerTest, LeasesHigherPriorityThenEarlierRunsFirst) {
   manager_.Report(id, Outcome(3, TaskReport::Outcome::kFailed));
   manager_.Report(id, Outcome(2, TaskReport::Outcome::kSucceeded));
   EXPECT_THAT(channel->Sent(), ElementsAre("registered " + id, "lease 3", "lease 2", "lease 1"));
+}
+
+// The queue's place for a task is found from its back: ties keep their
+// arrival order, and a task still goes before everything it outranks.
+TEST_F(LeaseManagerTest, QueuedTasksKeepPriorityRunAndArrivalOrder) {
+  manager_.Submit(Task(1), sink_, 0, 2);
+  manager_.Submit(Task(2), sink_, 0, 2);   // same run: after 1
+  manager_.Submit(Task(3), sink_, 0, 1);   // an earlier run: before both
+  manager_.Submit(Task(4), sink_, 5, 9);   // a higher priority: first
+  manager_.Submit(Task(5), sink_, 0, 1);   // the earlier run again: after 3
+  manager_.Submit(Task(6), sink_, -1, 0);  // a lower priority: last
+  manager_.Submit(Task(7), sink_, 0, 2);   // after 2
+  auto channel = std::make_shared<FakeChannel>();
+  const std::string id = Connect("w1", 1, channel);
+  for (int64_t attempt : {4, 3, 5, 1, 2, 7}) {
+    manager_.Report(id, Outcome(attempt, TaskReport::Outcome::kSucceeded));
+  }
+  EXPECT_THAT(channel->Sent(), ElementsAre("registered " + id, "lease 4", "lease 3", "lease 5",
+                                           "lease 1", "lease 2", "lease 7", "lease 6"));
+}
+
+// N free slots, N queued tasks: one message carries the N leases, in
+// queue order; each worker gets only its own.
+TEST_F(LeaseManagerTest, FreeSlotsOfAWorkerAreLeasedInOneBatch) {
+  for (int64_t attempt = 1; attempt <= 5; ++attempt) manager_.Submit(Task(attempt), sink_, 0, 1);
+  auto big = std::make_shared<FakeChannel>(/*batches=*/true);
+  const std::string big_id = Connect("big", 3, big);
+  EXPECT_THAT(big->Sent(), ElementsAre("registered " + big_id, "leases 1 2 3"));
+  auto small = std::make_shared<FakeChannel>(/*batches=*/true);
+  const std::string small_id = Connect("small", 1, small);
+  EXPECT_THAT(small->Sent(), ElementsAre("registered " + small_id, "lease 4"));
+  // One slot freed: one lease, alone.
+  manager_.Report(big_id, Outcome(2, TaskReport::Outcome::kSucceeded));
+  EXPECT_THAT(big->Sent(), ElementsAre("registered " + big_id, "leases 1 2 3", "lease 5"));
+}
+
+// A worker lost with a batch of leases, some started and some not: every
+// one of them is reported lost (and run again), each saying whether it had
+// started, and the queue moves on to the other worker.
+TEST_F(LeaseManagerTest, AWorkerLostMidBatchLosesEveryLeaseOfTheBatch) {
+  for (int64_t attempt = 1; attempt <= 4; ++attempt) manager_.Submit(Task(attempt), sink_, 0, 1);
+  auto lost = std::make_shared<FakeChannel>(/*batches=*/true);
+  const std::string lost_id = Connect("lost", 3, lost);
+  ASSERT_THAT(lost->Sent(), ElementsAre("registered " + lost_id, "leases 1 2 3"));
+  manager_.Report(lost_id, Outcome(1, TaskReport::Outcome::kStarted));
+  manager_.Disconnected(lost_id);
+  std::map<int64_t, std::string> lost_reports;
+  for (const TaskReport& report : sink_->Reports()) {
+    if (report.outcome == TaskReport::Outcome::kLost)
+      lost_reports[report.attempt_id] = report.message;
+  }
+  ASSERT_EQ(lost_reports.size(), 3u);
+  EXPECT_EQ(lost_reports[1].find("before it started"), std::string::npos) << lost_reports[1];
+  EXPECT_NE(lost_reports[2].find("before it started"), std::string::npos) << lost_reports[2];
+  EXPECT_NE(lost_reports[3].find("before it started"), std::string::npos) << lost_reports[3];
+  // A late report of the lost worker's lease is dropped.
+  manager_.Report(lost_id, Outcome(2, TaskReport::Outcome::kSucceeded));
+  for (const TaskReport& report : sink_->Reports()) {
+    EXPECT_NE(report.outcome, TaskReport::Outcome::kSucceeded);
+  }
+  auto next = std::make_shared<FakeChannel>(/*batches=*/true);
+  const std::string next_id = Connect("next", 2, next);
+  EXPECT_THAT(next->Sent(), ElementsAre("registered " + next_id, "lease 4"));
 }
 
 TEST_F(LeaseManagerTest, AWorkerSilentForTheTimeoutIsCutAndItsAttemptsLost) {

@@ -25,6 +25,7 @@
 #include "worker/checkpoint_relay.h"
 #include "worker/local_pool.h"
 #include "worker/node_tiers.h"
+#include "worker/report_batcher.h"
 #include "worker/worker_state.h"
 
 namespace tierflow::worker {
@@ -53,6 +54,7 @@ absl::Status Serve(const WorkerOptions& options, const std::string& name,
   };
   NodeTiers node_tiers(options.tiers);
   CheckpointRelays relays(options.tiers);
+  ReportBatcher reports(send, registered.takes_report_batches());
   // Attempts whose inputs are being copied onto node tiers (not launched
   // yet): cancelled ones are reported, not launched. What was copied, and
   // where the task writes its checkpoints, go with the start report.
@@ -88,9 +90,7 @@ absl::Status Serve(const WorkerOptions& options, const std::string& name,
         }
       }
     }
-    v1::WorkerMessage message;
-    ToProto(report, message.mutable_report());
-    send(message);
+    reports.Add(report);
   });
   if (!pool.ok()) {
     context.TryCancel();
@@ -105,6 +105,7 @@ absl::Status Serve(const WorkerOptions& options, const std::string& name,
       for (auto slept = std::chrono::milliseconds(0); slept < interval && !done && !stop;
            slept += std::chrono::milliseconds(50)) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        reports.Flush();  // a start is held 50 ms at most
       }
       if (stop) context.TryCancel();
       if (done || stop) break;
@@ -144,40 +145,43 @@ absl::Status Serve(const WorkerOptions& options, const std::string& name,
     report.attempt_id = launch.attempt_id;
     report.outcome = TaskReport::Outcome::kCancelled;
     report.message = "cancelled while its inputs were copied to this worker";
-    v1::WorkerMessage message;
-    ToProto(report, message.mutable_report());
-    send(message);
+    reports.Add(report);
+  };
+  auto take_lease = [&](const v1::TaskLaunch& lease) {
+    TaskLaunch launch = FromProto(lease);
+    launch.env.emplace_back("TIERFLOW_WORKER", name);
+    launch.env.emplace_back("TIERFLOW_WORKER_ID", worker_id);
+    if (launch.stage_in.empty() && !launch.checkpoint_relay) {
+      executor->Launch(std::move(launch));
+      return;
+    }
+    // Recorded before they are made, so that a successor finds them
+    // even when this worker dies in the middle of a copy.
+    for (const StageIn& stage : launch.stage_in) {
+      if (auto folder = node_folder(stage.tier, stage.key)) state.FolderMade(*folder);
+    }
+    {
+      std::lock_guard lock(staging_mu);
+      staging.insert(launch.attempt_id);
+      if (launch.checkpoint_relay && launch.mode == TaskLaunch::Mode::kRun) {
+        if (auto folder =
+                node_folder(launch.checkpoint_relay->tier, launch.checkpoint_relay->key)) {
+          state.FolderMade(*folder);
+          relay_folders[launch.attempt_id] = *folder;
+        }
+      }
+    }
+    stagers.remove_if([](std::future<void>& f) {
+      return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+    });
+    stagers.push_back(std::async(std::launch::async, stage_then_launch, std::move(launch)));
   };
   v1::SchedulerMessage message;
   while (stream.Read(&message)) {
     if (message.has_lease()) {
-      TaskLaunch launch = FromProto(message.lease());
-      launch.env.emplace_back("TIERFLOW_WORKER", name);
-      launch.env.emplace_back("TIERFLOW_WORKER_ID", worker_id);
-      if (launch.stage_in.empty() && !launch.checkpoint_relay) {
-        executor->Launch(std::move(launch));
-        continue;
-      }
-      // Recorded before they are made, so that a successor finds them
-      // even when this worker dies in the middle of a copy.
-      for (const StageIn& stage : launch.stage_in) {
-        if (auto folder = node_folder(stage.tier, stage.key)) state.FolderMade(*folder);
-      }
-      {
-        std::lock_guard lock(staging_mu);
-        staging.insert(launch.attempt_id);
-        if (launch.checkpoint_relay && launch.mode == TaskLaunch::Mode::kRun) {
-          if (auto folder =
-                  node_folder(launch.checkpoint_relay->tier, launch.checkpoint_relay->key)) {
-            state.FolderMade(*folder);
-            relay_folders[launch.attempt_id] = *folder;
-          }
-        }
-      }
-      stagers.remove_if([](std::future<void>& f) {
-        return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-      });
-      stagers.push_back(std::async(std::launch::async, stage_then_launch, std::move(launch)));
+      take_lease(message.lease());
+    } else if (message.has_leases()) {
+      for (const v1::TaskLaunch& lease : message.leases().leases()) take_lease(lease);
     } else if (message.has_cancel()) {
       // Exactly the attempt named: other attempts here (of this run or
       // another) are never touched by it.
@@ -232,6 +236,7 @@ absl::Status Session(const WorkerOptions& options, const std::string& name,
   reg->set_cpus(options.cpus);
   reg->set_memory_bytes(options.memory);
   reg->set_gpus(options.gpus);
+  reg->set_takes_lease_batches(true);
   reg->mutable_labels()->insert(options.labels.begin(), options.labels.end());
   ToProto(options.tiers, reg->mutable_tiers());
   v1::SchedulerMessage reply;
