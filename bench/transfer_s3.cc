@@ -9,7 +9,11 @@
 //
 //   transfer_s3 [--endpoint URL | --swift-dir DIR] [--bucket NAME] [--region R]
 //               [--access-key KEY] [--secret-key SECRET] [--size BYTES] [--runs N]
-//               [--part-size BYTES] [--dir DIR] [--curl PATH]
+//               [--part-size BYTES] [--dir DIR] [--curl PATH] [--only LIST]
+//
+// --only upload,whole,parts (any of them, comma-separated; all by default)
+// measures only those transfers: uploads, downloads of the object stored
+// whole, downloads of the one stored in parts.
 //
 // Without --endpoint, the endpoint is read from DIR/endpoint, where DIR is
 // --swift-dir or $TIERFLOW_SWIFT_DIR (scripts/swift.sh start DIR writes it).
@@ -49,7 +53,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: transfer_s3 [--endpoint URL | --swift-dir DIR] [--bucket NAME] [--region R]\n"
     "                   [--access-key KEY] [--secret-key SECRET] [--size BYTES] [--runs N]\n"
-    "                   [--part-size BYTES] [--dir DIR] [--curl PATH]\n";
+    "                   [--part-size BYTES] [--dir DIR] [--curl PATH] [--only LIST]\n"
+    "  --only: any of upload,whole,parts, comma-separated (all by default)\n";
 
 struct Options {
   std::string endpoint;
@@ -63,7 +68,18 @@ struct Options {
   uint64_t part_size = uint64_t{8} << 20;  // S3Config's default
   fs::path dir = fs::temp_directory_path();
   std::string curl = "curl";
+  std::string only = "upload,whole,parts";  // the transfers measured
 };
+
+// Whether `name` is one of the comma-separated `list`.
+bool Listed(std::string_view list, std::string_view name) {
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    if (list.substr(0, comma) == name) return true;
+    list.remove_prefix(comma == std::string_view::npos ? list.size() : comma + 1);
+  }
+  return false;
+}
 
 // One transfer: its wall time, and the CPU time it took in this process
 // and its children (curl), and in the server's processes.
@@ -202,6 +218,7 @@ int main(int argc, char** argv) {
       {"--part-size", [&](const char* v) { options.part_size = std::strtoull(v, nullptr, 10); }},
       {"--dir", [&](const char* v) { options.dir = v; }},
       {"--curl", [&](const char* v) { options.curl = v; }},
+      {"--only", [&](const char* v) { options.only = v; }},
   };
   for (int i = 1; i < argc; i += 2) {
     auto flag = flags.find(argv[i]);
@@ -212,6 +229,21 @@ int main(int argc, char** argv) {
     flag->second(argv[i + 1]);
   }
   if (options.size == 0 || options.runs < 1) return Fail("--size and --runs must be positive");
+  {
+    std::string_view list = options.only;
+    bool any = false;
+    while (!list.empty()) {
+      const size_t comma = list.find(',');
+      const std::string_view name = list.substr(0, comma);
+      if (name != "upload" && name != "whole" && name != "parts") {
+        return Fail("--only takes upload, whole and parts, comma-separated, not '" +
+                    std::string(name) + "'");
+      }
+      any = true;
+      list.remove_prefix(comma == std::string_view::npos ? list.size() : comma + 1);
+    }
+    if (!any) return Fail("--only names no transfer");
+  }
   if (options.endpoint.empty()) {
     if (options.swift_dir.empty() && std::getenv("TIERFLOW_SWIFT_DIR") != nullptr) {
       options.swift_dir = std::getenv("TIERFLOW_SWIFT_DIR");
@@ -309,11 +341,17 @@ int main(int argc, char** argv) {
   // (curl's single PUT) and one in parts (tierflow's multipart upload, as
   // it stores any file larger than a part; Swift keeps it as a manifest of
   // segments, which it serves differently).
-  const std::vector<std::pair<std::string, std::string>> downloads = {
-      {"download, stored whole", "whole.bin"}, {"download, stored in parts", "parts.bin"}};
+  std::vector<std::pair<std::string, std::string>> downloads;
+  if (Listed(options.only, "whole")) downloads.emplace_back("download, stored whole", "whole.bin");
+  if (Listed(options.only, "parts")) {
+    downloads.emplace_back("download, stored in parts", "parts.bin");
+  }
+  const bool uploads = Listed(options.only, "upload");
   absl::Status stored =
       curl({"--upload-file", source.string(), "--output", "/dev/null", url("whole.bin")});
-  if (stored.ok()) stored = checker.PutFile("parts.bin", source.string());
+  if (stored.ok() && Listed(options.only, "parts")) {
+    stored = checker.PutFile("parts.bin", source.string());
+  }
   if (!stored.ok()) return cleanup(Fail(std::string(stored.message())));
 
   const std::vector<pid_t> server = ServerPids(options.swift_dir);
@@ -334,22 +372,25 @@ int main(int argc, char** argv) {
     for (size_t turn = 0; turn < tools.size(); ++turn) {
       Tool& tool = tools[(turn + static_cast<size_t>(run + 1)) % tools.size()];
       Sample sample;
-      absl::Status status = measure(
-          [&] {
-            return tool.adapter ? tool.adapter->PutFile(tool.key, source.string())
-                                : curl({"--upload-file", source.string(), "--output", "/dev/null",
-                                        url(tool.key)});
-          },
-          sample);
-      if (!status.ok()) {
-        return cleanup(Fail(tool.name + " upload: " + std::string(status.message())));
+      absl::Status status;
+      if (uploads) {
+        status = measure(
+            [&] {
+              return tool.adapter ? tool.adapter->PutFile(tool.key, source.string())
+                                  : curl({"--upload-file", source.string(), "--output", "/dev/null",
+                                          url(tool.key)});
+            },
+            sample);
+        if (!status.ok()) {
+          return cleanup(Fail(tool.name + " upload: " + std::string(status.message())));
+        }
+        auto info = checker.Stat(tool.key);
+        if (!info.ok() || info->bytes != options.size) {
+          return cleanup(Fail(tool.name + " upload: the object is not " +
+                              std::to_string(options.size) + " bytes"));
+        }
+        if (run >= 0) tool.samples["upload"].push_back(sample);
       }
-      auto info = checker.Stat(tool.key);
-      if (!info.ok() || info->bytes != options.size) {
-        return cleanup(Fail(tool.name + " upload: the object is not " +
-                            std::to_string(options.size) + " bytes"));
-      }
-      if (run >= 0) tool.samples["upload"].push_back(sample);
 
       for (const auto& [direction, key] : downloads) {
         std::error_code ignored;
@@ -380,7 +421,8 @@ int main(int argc, char** argv) {
   printf(
       "| direction | tool | runs | median time | fastest | slowest | MB/s | vs curl | client CPU | "
       "server CPU | target |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
-  std::vector<std::string> directions = {"upload"};
+  std::vector<std::string> directions;
+  if (uploads) directions.push_back("upload");
   for (const auto& download : downloads) directions.push_back(download.first);
   for (const std::string& direction : directions) {
     const double curl_median = Median(tools.front().samples[direction], &Sample::seconds);
@@ -406,7 +448,9 @@ int main(int argc, char** argv) {
              Median(samples, &Sample::client_cpu), server_cpu, target_text);
     }
   }
-  for (const Tool& tool : tools) (void)checker.Delete(tool.key);
+  for (const Tool& tool : tools) {
+    if (uploads) (void)checker.Delete(tool.key);
+  }
   for (const auto& download : downloads) (void)checker.Delete(download.second);
   return cleanup(0);
 }

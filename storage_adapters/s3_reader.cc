@@ -98,6 +98,12 @@ class S3Reader final : public ObjectReader {
 
 }  // namespace
 
+uint64_t DownloadRangeBytes(uint64_t object_bytes, uint64_t part_size, int parallel) {
+  const uint64_t streams = static_cast<uint64_t>(std::max(parallel, 1));
+  const uint64_t even = (object_bytes + streams - 1) / streams;
+  return std::max(part_size, std::min(even, kMaxDownloadRange));
+}
+
 absl::StatusOr<std::unique_ptr<ObjectReader>> OpenS3Reader(S3Client* client, std::string key,
                                                            std::string object, uint64_t offset,
                                                            std::optional<uint64_t> length) {
@@ -122,7 +128,7 @@ absl::Status DownloadFile(S3Client& client, const std::string& normal, const std
   if (out.get() < 0) {
     return absl::PermissionDeniedError(StrCat("cannot write ", temp, ": ", ErrnoText(errno)));
   }
-  const uint64_t step = config.part_size;
+  const uint64_t step = DownloadRangeBytes(head.bytes, config.part_size, config.parallel);
   const uint64_t count = (head.bytes + step - 1) / step;
   absl::Status status = RunParallel(count, config.parallel, [&](uint64_t index) {
     const uint64_t offset = index * step;

@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "storage_adapters/s3_reader.h"
 #include "storage_adapters/swift_testing.h"
 
 namespace tierflow::storage {
@@ -216,6 +217,43 @@ TEST_F(S3AdapterTest, RangeReadsAreByteExact) {
     EXPECT_TRUE(Get(*tier, "ranges.bin", range.offset, range.length, 4099) == expected)
         << "offset " << range.offset << " length " << range.length.value_or(0);
   }
+}
+
+// GetFile asks for as few ranges as keep its streams busy (each request
+// costs the server a fixed amount), at least a part each, at most
+// kMaxDownloadRange (what a failed attempt fetches again).
+TEST(S3DownloadRangeTest, AsFewRangesAsKeepTheStreamsBusyBetweenAPartAndTheCap) {
+  using s3_internal::DownloadRangeBytes;
+  using s3_internal::kMaxDownloadRange;
+  EXPECT_EQ(kMaxDownloadRange, 64 * kMiB);
+  EXPECT_EQ(DownloadRangeBytes(256 * kMiB, 8 * kMiB, 1), 64 * kMiB);  // 4 GETs, not 32
+  EXPECT_EQ(DownloadRangeBytes(256 * kMiB, 8 * kMiB, 4), 64 * kMiB);  // one per stream
+  EXPECT_EQ(DownloadRangeBytes(64 * kMiB, 8 * kMiB, 4), 16 * kMiB);
+  EXPECT_EQ(DownloadRangeBytes(20 * kMiB, 8 * kMiB, 1), 20 * kMiB);  // one GET
+  EXPECT_EQ(DownloadRangeBytes(17 * kMiB, 5 * kMiB, 4), 5 * kMiB);   // at least a part
+  EXPECT_EQ(DownloadRangeBytes(3, 8 * kMiB, 1), 8 * kMiB);
+  EXPECT_EQ(DownloadRangeBytes(0, 8 * kMiB, 1), 8 * kMiB);
+  EXPECT_EQ(DownloadRangeBytes(uint64_t{1} << 30, 8 * kMiB, 2), 64 * kMiB);  // the cap
+  EXPECT_EQ(DownloadRangeBytes(uint64_t{1} << 30, 128 * kMiB, 2), 128 * kMiB);
+}
+
+TEST_F(S3AdapterTest, GetFileSingleStreamFetchesAnObjectOfManyPartsInOneRangeByteExact) {
+  S3Config config = Config();
+  config.part_size = 5 * kMiB;
+  config.parallel = 1;
+  auto tier = Make(config);
+  const std::string data = RandomBytes(17 * kMiB + 123, 23);  // 4 parts of 5 MiB
+  WriteFile(dir_ / "up.bin", data);
+  ASSERT_TRUE(tier->PutFile("single/file.bin", (dir_ / "up.bin").string()).ok());
+  absl::Status got = tier->GetFile("single/file.bin", (dir_ / "down.bin").string());
+  ASSERT_TRUE(got.ok()) << got;
+  EXPECT_TRUE(ReadFile(dir_ / "down.bin") == data);
+  EXPECT_THAT(LocalFiles(), ::testing::ElementsAre("down.bin", "up.bin"));  // no temporaries
+  // And again over the file that is there now: replaced whole.
+  WriteFile(dir_ / "down.bin", "an older, shorter file");
+  got = tier->GetFile("single/file.bin", (dir_ / "down.bin").string());
+  ASSERT_TRUE(got.ok()) << got;
+  EXPECT_TRUE(ReadFile(dir_ / "down.bin") == data);
 }
 
 TEST_F(S3AdapterTest, StatAndListReportSizes) {

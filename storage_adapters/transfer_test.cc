@@ -59,7 +59,8 @@ class TransferTest : public ::testing::Test {
 };
 
 TEST_F(TransferTest, CopiesALargeObjectInParallelRangesByteForByte) {
-  // 200 MiB: three ranges of the in-kernel copy run at once.
+  // 200 MiB: three ranges of the in-kernel copy run at once, each in three
+  // chunks (32 MiB, whose write-back starts as each is copied, and the rest).
   const std::string data = Bytes(200u << 20, 7);
   Put("shards/big", data);
   absl::StatusOr<TransferResult> copied = CopyObject(*home_, "shards/big", *fast_, "w/big");
