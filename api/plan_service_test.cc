@@ -69,6 +69,7 @@ Plan SmallPlan() {
   train.param_scope = dag::ParamScope::kDeclared;
   train.params = {"lr", "fast"};
   train.shell = "python3 train.py\n";
+  train.why_shell = "a control character (\\n) at offset 16";
   train.outputs.push_back(PlannedOutput{"model", 0, Durability::kDurable});
   layer1.tasks.push_back(train);
   plan.layers.push_back(layer1);
@@ -205,7 +206,8 @@ TEST(RenderPlanJsonTest, WritesEveryTaskFieldWithSizesInBytesAndDurationsInMs) {
     "timeout_ms": 9000000, "cache": true, "tier": "nvme",
     "checkpoints": {"enabled": false, "keep": 3, "tier": ""},
     "dependencies": ["ingest"], "param_scope": "declared", "params": ["lr", "fast"],
-    "argv": [], "shell": "python3 train.py\n",
+    "argv": [], "shell": "python3 train.py\n", "shell_exec": "sh",
+    "why_shell": "a control character (\\n) at offset 16",
     "outputs": [{"name": "model", "size_bytes": 0, "durability": "durable"}]
   })");
   EXPECT_EQ(layers[1]["tasks"][0], expected_train) << layers[1]["tasks"][0].dump(2);
