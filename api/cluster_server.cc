@@ -436,23 +436,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     absl::StatusOr<scheduler::RunList> runs = api::ListRuns(options_.db_path, filter);
     if (!runs.ok()) return ToGrpc(runs.status());
     for (const scheduler::RunSummary& summary : runs->runs) {
-      v1::Run* run = reply->add_runs();
-      run->set_run_id(summary.id);
-      run->set_pipeline(summary.pipeline);
-      run->set_state(std::string(scheduler::RunStateName(summary.state)));
-      run->set_created_ms(summary.created_at_ms);
-      run->set_finished_ms(summary.finished_at_ms.value_or(0));
-      run->set_message(summary.message);
-      const scheduler::RunCounts& c = summary.counts;
-      v1::TaskCounts* counts = run->mutable_counts();
-      counts->set_total(c.total);
-      counts->set_succeeded(c.succeeded);
-      counts->set_cached(c.cached);
-      counts->set_failed(c.failed);
-      counts->set_upstream_failed(c.upstream_failed);
-      counts->set_cancelled(c.cancelled);
-      counts->set_running(c.running);
-      counts->set_waiting(c.pending + c.queued + c.retrying);
+      internal::SetRunFields(summary, *reply->add_runs());
     }
     return grpc::Status::OK;
   }

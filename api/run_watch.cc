@@ -17,7 +17,17 @@
 namespace tierflow::api::internal {
 namespace {
 
-// The run's own fields, as WatchRun's whole runs carry them.
+void AddTask(const scheduler::WatchedTask& task, v1::Run& out) {
+  v1::Task* added = out.add_tasks();
+  added->set_task_id(task.id);
+  added->set_state(std::string(scheduler::TaskStateName(task.state)));
+  added->set_attempts(static_cast<uint32_t>(task.attempts));
+  added->set_worker(task.worker);
+  added->set_message(task.message);
+}
+
+}  // namespace
+
 void SetRunFields(const scheduler::RunSummary& summary, v1::Run& out) {
   out.set_run_id(summary.id);
   out.set_pipeline(summary.pipeline);
@@ -36,17 +46,6 @@ void SetRunFields(const scheduler::RunSummary& summary, v1::Run& out) {
   counts->set_running(c.running);
   counts->set_waiting(c.pending + c.queued + c.retrying);
 }
-
-void AddTask(const scheduler::WatchedTask& task, v1::Run& out) {
-  v1::Task* added = out.add_tasks();
-  added->set_task_id(task.id);
-  added->set_state(std::string(scheduler::TaskStateName(task.state)));
-  added->set_attempts(static_cast<uint32_t>(task.attempts));
-  added->set_worker(task.worker);
-  added->set_message(task.message);
-}
-
-}  // namespace
 
 grpc::Status WatchRunChanges(const std::string& db_path, const std::string& run,
                              grpc::ServerContext& context, grpc::ServerWriter<v1::Run>& writer,

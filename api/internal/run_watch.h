@@ -17,7 +17,15 @@
 
 #include "rpc/tierflow.pb.h"
 
+namespace tierflow::scheduler {
+struct RunSummary;
+}  // namespace tierflow::scheduler
+
 namespace tierflow::api::internal {
+
+// The run's own fields (id, pipeline, state, times, message, task counts),
+// as ListRuns and WatchRun's whole runs carry them.
+void SetRunFields(const scheduler::RunSummary& summary, v1::Run& out);
 
 // Why the engine driving `run_id` stopped at or after `since_ms`, if it did.
 using StoppedSince =
