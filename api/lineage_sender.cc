@@ -34,6 +34,12 @@ constexpr int64_t kIdlePollMs = 100;       // an empty outbox is looked at again
 constexpr int64_t kPruneEveryMs = 60'000;  // delivered rows past the retention
 constexpr long kPostTimeoutMs = 10'000;    // one POST, answer included
 constexpr size_t kAnswerBytes = 4096;      // kept of a rejection's answer
+// Events sent between two records of what became of them: one write
+// transaction per batch instead of one per event (it competes with the
+// engine's for the store's write lock), at the price of resending at most
+// one batch after a kill.
+constexpr int kBatchEvents = 64;
+constexpr int64_t kBatchMs = 250;
 
 const char* Env(const char* name) {
   const char* value = std::getenv(name);
@@ -232,31 +238,45 @@ class LineageSender::Impl {
       TF_RETURN_IF_ERROR(lineage::PruneDelivered(db, now - config_.retention.count()).status());
       next_prune = now + kPruneEveryMs;
     }
-    TF_ASSIGN_OR_RETURN(std::optional<lineage::OutboxRow> row, lineage::NextPending(db));
-    if (!row) {
+    TF_ASSIGN_OR_RETURN(std::vector<lineage::OutboxRow> batch,
+                        lineage::PendingBatch(db, kBatchEvents));
+    if (batch.empty()) {
       Wait(kIdlePollMs);
       return absl::OkStatus();
     }
-    if (row->next_try_at > now) {
-      Wait(std::min<int64_t>(row->next_try_at - now, 1000));
+    if (batch.front().next_try_at > now) {
+      Wait(std::min<int64_t>(batch.front().next_try_at - now, 1000));
       return absl::OkStatus();
     }
-    const Answer answer = Post(row->body);
-    now = WallClockMs();
-    if (answer.status >= 200 && answer.status < 300) {
-      last_said_.clear();
-      return lineage::MarkDelivered(db, row->seq, now, config_.retention.count() > 0);
+    // Sent one by one, in order, on the kept-alive connection; recorded in
+    // one transaction at the end of the batch. A kill before that records
+    // sends the batch's delivered events again (at least once; the window
+    // is at most kBatchEvents events or kBatchMs).
+    lineage::Deliveries deliveries;
+    const int64_t batch_end = now + kBatchMs;
+    for (const lineage::OutboxRow& row : batch) {
+      if (Stopping() || WallClockMs() >= batch_end) break;
+      const Answer answer = Post(row.body);
+      if (answer.status >= 200 && answer.status < 300) {
+        last_said_.clear();
+        deliveries.delivered.push_back(row.seq);
+        continue;
+      }
+      const std::string what =
+          answer.status == 0 ? answer.text : StrCat("HTTP ", answer.status, ": ", answer.text);
+      if (answer.status >= 400 && answer.status < 500 && answer.status != 408 &&
+          answer.status != 429) {
+        Say(StrCat("event ", row.seq, " (", row.event_type, " of ", row.run_id,
+                   ") rejected by the endpoint, parked: ", what));
+        deliveries.rejected.emplace_back(row.seq, what);
+        continue;
+      }
+      Say(StrCat("cannot deliver to ", config_.url, " (", what, "); retrying"));
+      deliveries.retry = lineage::Deliveries::Retry{
+          .seq = row.seq, .next_try_at = WallClockMs() + RetryDelay(row.tries + 1), .answer = what};
+      break;
     }
-    const std::string what =
-        answer.status == 0 ? answer.text : StrCat("HTTP ", answer.status, ": ", answer.text);
-    if (answer.status >= 400 && answer.status < 500 && answer.status != 408 &&
-        answer.status != 429) {
-      Say(StrCat("event ", row->seq, " (", row->event_type, " of ", row->run_id,
-                 ") rejected by the endpoint, parked: ", what));
-      return lineage::ParkRejected(db, row->seq, what);
-    }
-    Say(StrCat("cannot deliver to ", config_.url, " (", what, "); retrying"));
-    return lineage::RetryLater(db, row->seq, now + RetryDelay(row->tries + 1), what);
+    return lineage::RecordDeliveries(db, deliveries, WallClockMs(), config_.retention.count() > 0);
   }
 
   // Equal jitter, as the engine's task retries: spread the senders of a

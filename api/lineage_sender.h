@@ -1,7 +1,8 @@
 // The OpenLineage sender: a thread that drains a store's outbox
 // (scheduler/lineage_outbox.h) in seq order, POSTing each event's stored
 // bytes to the endpoint with libcurl (the Marquez shape: the URL is the
-// whole `.../api/v1/lineage`). 2xx: delivered. A 4xx other than 408 and 429:
+// whole `.../api/v1/lineage`), and recording a batch's outcomes in one
+// transaction after its last POST. 2xx: delivered. A 4xx other than 408 and 429:
 // parked as rejected with the endpoint's answer, and the next event goes
 // on. Anything else (5xx, 408, 429, no connection): the same event again
 // after an exponential backoff with jitter; never a later one first.

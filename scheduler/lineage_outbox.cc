@@ -1,5 +1,7 @@
 #include "scheduler/lineage_outbox.h"
 
+#include <random>
+
 #include "common/status.h"
 
 namespace tierflow::scheduler::lineage {
@@ -67,6 +69,20 @@ absl::StatusOr<std::optional<OutboxRow>> NextPending(Database& db) {
   return ReadRow(find);
 }
 
+absl::StatusOr<std::vector<OutboxRow>> PendingBatch(Database& db, int limit) {
+  TF_ASSIGN_OR_RETURN(Statement find, db.Prepare(std::string("SELECT ") + std::string(kColumns) +
+                                                 " FROM lineage_outbox WHERE state = 'pending' "
+                                                 "ORDER BY seq LIMIT ?"));
+  find.Bind(1, static_cast<int64_t>(limit));
+  std::vector<OutboxRow> rows;
+  for (;;) {
+    TF_ASSIGN_OR_RETURN(bool found, find.Step());
+    if (!found) break;
+    rows.push_back(ReadRow(find));
+  }
+  return rows;
+}
+
 absl::StatusOr<int64_t> CountPending(Database& db) {
   TF_ASSIGN_OR_RETURN(Statement count,
                       db.Prepare("SELECT count(*) FROM lineage_outbox WHERE state = 'pending'"));
@@ -99,6 +115,25 @@ absl::Status RetryLater(Database& db, int64_t seq, int64_t next_try_at, const st
                                  "answer = ? WHERE seq = ?"));
   retry.Bind(1, next_try_at).Bind(2, answer).Bind(3, seq);
   return retry.Run();
+}
+
+absl::Status RecordDeliveries(Database& db, const Deliveries& deliveries, int64_t now,
+                              bool keep_delivered) {
+  if (deliveries.empty()) return absl::OkStatus();
+  std::minstd_rand random(static_cast<uint32_t>(now));
+  TF_ASSIGN_OR_RETURN(Transaction transaction, Transaction::BeginWrite(db, [&random] {
+                        return std::uniform_real_distribution<double>(0, 1)(random);
+                      }));
+  for (int64_t seq : deliveries.delivered) {
+    TF_RETURN_IF_ERROR(MarkDelivered(db, seq, now, keep_delivered));
+  }
+  for (const auto& [seq, answer] : deliveries.rejected) {
+    TF_RETURN_IF_ERROR(ParkRejected(db, seq, answer));
+  }
+  if (const auto& retry = deliveries.retry) {
+    TF_RETURN_IF_ERROR(RetryLater(db, retry->seq, retry->next_try_at, retry->answer));
+  }
+  return transaction.Commit();
 }
 
 absl::StatusOr<int64_t> PruneDelivered(Database& db, int64_t before) {

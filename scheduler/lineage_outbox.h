@@ -56,6 +56,8 @@ absl::Status Enqueue(Database& db, const EventSubject& subject, const std::strin
 // The oldest pending event (the next to send, whatever its next_try_at:
 // delivery never skips ahead), or none.
 absl::StatusOr<std::optional<OutboxRow>> NextPending(Database& db);
+// The `limit` oldest pending events, in seq order (the sender's next batch).
+absl::StatusOr<std::vector<OutboxRow>> PendingBatch(Database& db, int limit);
 absl::StatusOr<int64_t> CountPending(Database& db);
 // 2xx: delivered at `now`; with `keep_delivered` false the row is deleted.
 absl::Status MarkDelivered(Database& db, int64_t seq, int64_t now, bool keep_delivered);
@@ -63,6 +65,24 @@ absl::Status MarkDelivered(Database& db, int64_t seq, int64_t now, bool keep_del
 absl::Status ParkRejected(Database& db, int64_t seq, const std::string& answer);
 // A failed try: tried again at `next_try_at`, the answer kept for show.
 absl::Status RetryLater(Database& db, int64_t seq, int64_t next_try_at, const std::string& answer);
+// What became of a batch of events sent in seq order, recorded in one
+// transaction (RecordDeliveries): the sender marks a batch at once rather
+// than one write transaction per event.
+struct Deliveries {
+  std::vector<int64_t> delivered;                         // 2xx
+  std::vector<std::pair<int64_t, std::string>> rejected;  // 4xx: seq, the answer
+  struct Retry {
+    int64_t seq = 0;
+    int64_t next_try_at = 0;
+    std::string answer;
+  };
+  std::optional<Retry> retry;  // the event that failed; the batch stopped there
+  bool empty() const { return delivered.empty() && rejected.empty() && !retry; }
+};
+// MarkDelivered, ParkRejected and RetryLater of a whole batch in one write
+// transaction (Transaction::BeginWrite, waiting out a busy engine).
+absl::Status RecordDeliveries(Database& db, const Deliveries& deliveries, int64_t now,
+                              bool keep_delivered);
 // Deletes delivered rows delivered before `before`. Returns how many.
 absl::StatusOr<int64_t> PruneDelivered(Database& db, int64_t before);
 // The parked events, oldest first.

@@ -96,6 +96,34 @@ TEST_F(LineageOutboxTest, DeliveredRowsAreKeptForTheRetentionOrDeletedAtOnce) {
   EXPECT_EQ(Count("SELECT count(*) FROM lineage_outbox"), 0);
 }
 
+TEST_F(LineageOutboxTest, ABatchIsTheOldestPendingInOrderAndItsOutcomesGoInTogether) {
+  for (const char* body : {"a", "b", "c", "d", "e"}) Add(body);
+  auto batch = PendingBatch(*db_, 4);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  std::vector<std::string> bodies;
+  for (const OutboxRow& row : *batch) bodies.push_back(row.body);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"a", "b", "c", "d"}));
+  // a delivered, b rejected, c delivered, d failed: the batch stopped at d.
+  Deliveries deliveries;
+  deliveries.delivered = {(*batch)[0].seq, (*batch)[2].seq};
+  deliveries.rejected = {{(*batch)[1].seq, "HTTP 400: no"}};
+  deliveries.retry =
+      Deliveries::Retry{.seq = (*batch)[3].seq, .next_try_at = 9000, .answer = "HTTP 503: busy"};
+  ASSERT_TRUE(RecordDeliveries(*db_, deliveries, 700, /*keep_delivered=*/true).ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM lineage_outbox WHERE state = 'delivered' AND "
+                  "delivered_at = 700"),
+            2);
+  EXPECT_EQ(Count("SELECT count(*) FROM lineage_outbox WHERE state = 'rejected'"), 1);
+  batch = PendingBatch(*db_, 4);
+  ASSERT_TRUE(batch.ok());
+  ASSERT_EQ(batch->size(), 2u);
+  EXPECT_EQ((*batch)[0].body, "d");  // never skipped: e waits behind it
+  EXPECT_EQ((*batch)[0].next_try_at, 9000);
+  EXPECT_EQ((*batch)[0].tries, 1);
+  EXPECT_EQ((*batch)[1].body, "e");
+  EXPECT_TRUE(RecordDeliveries(*db_, Deliveries{}, 800, true).ok());  // nothing to record
+}
+
 TEST_F(LineageOutboxTest, OneSenderHoldsTheLeaseUntilItExpiresOrItsOwnerIsDead) {
   EXPECT_TRUE(*TakeSenderLease(*db_, "a", 1000, 30'000));
   EXPECT_FALSE(*TakeSenderLease(*db_, "b", 2000, 30'000));
