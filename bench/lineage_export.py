@@ -12,38 +12,15 @@ the outbox's rows and body bytes per 1,000 tasks and the events received.
 Usage: lineage_export.py --tierflow BIN [--tasks 1000] [--repeat 3] [--slots 2]
 """
 import argparse
-import http.server
 import os
 import shutil
 import sqlite3
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 
-
-class Receiver:
-    def __init__(self):
-        self.count = 0
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.count += 1
-                self.send_response(201)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = "http://127.0.0.1:%d/api/v1/lineage" % self.server.server_address[1]
+from overhead import LineageReceiver
 
 
 def run_once(args, work, env, label):
@@ -76,7 +53,7 @@ def main():
     with open(os.path.join(work, "pipeline.yaml"), "w") as out:
         out.write("name: noops\nstages:\n  noop:\n    foreach: {range: [0, %d]}\n"
                   "    run: [\"true\"]\n" % args.tasks)
-    receiver = Receiver()
+    receiver = LineageReceiver()
     base = {k: v for k, v in os.environ.items() if not k.startswith("TIERFLOW_")}
     on_env = dict(base, TIERFLOW_OPENLINEAGE_URL=receiver.url)
     off, on = [], []

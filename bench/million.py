@@ -15,17 +15,16 @@ high-water mark.
 """
 import argparse
 import datetime
-import http.server
 import json
 import os
 import shutil
-import socketserver
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from overhead import LineageReceiver
 
 
 def write_pipeline(path, n):
@@ -36,28 +35,6 @@ def write_pipeline(path, n):
                 "  work:\n"
                 f"    foreach: {{range: [0, {n}]}}\n"
                 '    run: ["true"]\n')
-
-
-class Receiver(http.server.BaseHTTPRequestHandler):
-    received = 0
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", "0"))
-        self.rfile.read(length)
-        Receiver.received += 1
-        self.send_response(201)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def start_receiver():
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Receiver)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def timed(argv, env, cwd, stdout=subprocess.DEVNULL):
@@ -98,15 +75,15 @@ def one(tierflow, n, export, work, receiver):
     write_pipeline(pipeline, n)
     env = {"PATH": "/usr/bin:/bin", "HOME": d, "TIERFLOW_RAM_ROOT": os.path.join(d, "ram")}
     if export == "on":
-        env["TIERFLOW_OPENLINEAGE_URL"] = f"http://127.0.0.1:{receiver.server_address[1]}/api/v1/lineage"
+        env["TIERFLOW_OPENLINEAGE_URL"] = receiver.url
     db = os.path.join(d, "state", "tierflow.db")
     row = {"tasks": n, "export": export}
     row["validate_s"], row["validate_rss"] = timed([tierflow, "validate", pipeline], env, d)
     row["plan_s"], row["plan_rss"] = timed([tierflow, "plan", "--output", "json", pipeline], env, d)
-    before = Receiver.received
+    before = receiver.count
     row["run_s"], row["run_rss"] = timed(
         [tierflow, "run", pipeline, "--slots", "2", "--quiet", "--db", db], env, d)
-    row["events_posted"] = Receiver.received - before
+    row["events_posted"] = receiver.count - before
     store = sqlite3.connect(db)
     succeeded = store.execute("SELECT count(*) FROM tasks WHERE state = 'succeeded'").fetchone()[0]
     if succeeded != n:
@@ -140,7 +117,7 @@ def main(argv):
     exports = args.export.split(",")
     work = args.dir or tempfile.mkdtemp(prefix="tierflow-million-")
     os.makedirs(work, exist_ok=True)
-    receiver = start_receiver()
+    receiver = LineageReceiver()
     print(f"bench/million: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {tierflow}; work dir {work}")
     rows = []
@@ -152,7 +129,7 @@ def main(argv):
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     finally:
-        receiver.shutdown()
+        receiver.server.shutdown()
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
     print(f"load at end {os.getloadavg()[0]:.2f}")
