@@ -16,8 +16,8 @@
 #include <sstream>
 #include <utility>
 
-#include "api/internal/http_failures.h"
 #include "api/internal/http_data.h"
+#include "api/internal/http_failures.h"
 #include "api/internal/http_json.h"
 #include "api/run_service.h"
 #include "api/tier_service.h"
@@ -311,8 +311,10 @@ Json TaskPlacement(Database& db, const std::string& run_id, const std::string& t
         loaded.ok() ? scheduler::PlacementTiersFromJson(*stored->tiers_json)
                     : absl::StatusOr<std::vector<scheduler::PlacementTier>>(loaded.status());
     absl::StatusOr<scheduler::Placement> placement =
-        tiers.ok() ? scheduler::PlaceArtifacts(scheduler::BuildPlan(*loaded->graph), *tiers)
-                   : absl::StatusOr<scheduler::Placement>(tiers.status());
+        tiers.ok()
+            ? scheduler::PlaceArtifacts(
+                  scheduler::BuildPlan(*loaded->graph, scheduler::PlanDetail::kPlacement), *tiers)
+            : absl::StatusOr<scheduler::Placement>(tiers.status());
     if (!placement.ok()) return none("unavailable", std::string(placement.status().message()));
     for (const scheduler::OutputPlacement& output : placement->outputs) {
       if (output.task == task_id) mine.outputs.push_back(output);

@@ -13,12 +13,12 @@ namespace {
 
 using ::testing::HasSubstr;
 
-Plan PlanOf(std::string_view yaml) {
+Plan PlanOf(std::string_view yaml, PlanDetail detail = PlanDetail::kFull) {
   absl::StatusOr<dag::Pipeline> pipeline = dag::LoadPipelineText(yaml, "p.yaml");
   EXPECT_TRUE(pipeline.ok()) << pipeline.status();
   absl::StatusOr<dag::TaskGraph> graph = dag::TaskGraph::Build(*pipeline);
   EXPECT_TRUE(graph.ok()) << graph.status();
-  return BuildPlan(*graph);
+  return BuildPlan(*graph, detail);
 }
 
 using testing::PosixTier;
@@ -89,6 +89,70 @@ TEST(PlacementTest, HomesMeetDurabilityAndConsumersReadFromTheFastestWorthwhileT
   EXPECT_EQ(summary.working, "nvme");  // where it was written, not the slow home
   EXPECT_EQ(summary.copy_seconds, 0);
   EXPECT_THAT(summary.reason, HasSubstr("reads in place"));
+}
+
+// The plan the engine places a run with (PlanDetail::kPlacement) leaves out
+// the tasks of stages without inputs or outputs after their first, and
+// places everything exactly as the full plan does.
+TEST(PlacementTest, ThePlacementPlanDecidesAsTheFullPlanDoes) {
+  constexpr std::string_view kMixed = R"(name: p
+stages:
+  sweep:
+    foreach: {range: [0, 50]}
+    run: ["true"]
+    checkpoints: {keep: 3}
+  shards:
+    foreach: {range: [0, 20]}
+    run: ["true"]
+    outputs: {part: 1GiB}
+  pinned:
+    foreach: {range: [0, 30]}
+    tier: nvme
+    run: ["true"]
+  train:
+    kind: train
+    inputs: {data: shards.part}
+    run: ["true"]
+    outputs: {model: {size: 1GiB, durability: archive}}
+)";
+  const Plan full = PlanOf(kMixed);
+  const Plan light = PlanOf(kMixed, PlanDetail::kPlacement);
+  EXPECT_EQ(light.task_count, full.task_count);
+  size_t full_tasks = 0, light_tasks = 0, sweeps = 0;
+  for (const PlanLayer& layer : full.layers) full_tasks += layer.tasks.size();
+  for (const PlanLayer& layer : light.layers) {
+    light_tasks += layer.tasks.size();
+    for (const PlannedTask& task : layer.tasks) sweeps += task.stage == "sweep";
+  }
+  EXPECT_EQ(full_tasks, 101u);
+  EXPECT_EQ(light_tasks, 23u);  // sweep[0], pinned[0], 20 shards, train
+  EXPECT_EQ(sweeps, 1u);
+
+  absl::StatusOr<Placement> a = PlaceArtifacts(full, Tiers());
+  absl::StatusOr<Placement> b = PlaceArtifacts(light, Tiers());
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(a->outputs.size(), 21u);
+  ASSERT_EQ(b->outputs.size(), a->outputs.size());
+  for (size_t i = 0; i < a->outputs.size(); ++i) {
+    EXPECT_EQ(b->outputs[i].task, a->outputs[i].task);
+    EXPECT_EQ(b->outputs[i].home, a->outputs[i].home);
+    EXPECT_EQ(b->outputs[i].write_tier, a->outputs[i].write_tier);
+    EXPECT_EQ(b->outputs[i].reason, a->outputs[i].reason);
+  }
+  ASSERT_EQ(b->inputs.size(), a->inputs.size());
+  for (size_t i = 0; i < a->inputs.size(); ++i) {
+    EXPECT_EQ(b->inputs[i].task, a->inputs[i].task);
+    EXPECT_EQ(b->inputs[i].working, a->inputs[i].working);
+    EXPECT_EQ(b->inputs[i].reason, a->inputs[i].reason);
+  }
+  auto checkpoints_full = PlaceCheckpoints(full, Tiers());
+  auto checkpoints_light = PlaceCheckpoints(light, Tiers());
+  ASSERT_TRUE(checkpoints_full.ok() && checkpoints_light.ok());
+  ASSERT_EQ(checkpoints_full->size(), 1u);
+  ASSERT_EQ(checkpoints_light->size(), 1u);
+  EXPECT_EQ((*checkpoints_light)[0].write_tier, (*checkpoints_full)[0].write_tier);
+  EXPECT_EQ((*checkpoints_light)[0].reason, (*checkpoints_full)[0].reason);
 }
 
 TEST(PlacementTest, AnObjectStoreIsAHomeReachedByCopiesNeverAPlaceTasksReadOrWrite) {

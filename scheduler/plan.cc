@@ -1,5 +1,6 @@
 #include "scheduler/plan.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_join.h"
@@ -57,7 +58,7 @@ void FillFromStage(const dag::TaskGraph& graph, uint32_t stage_index, PlannedTas
 
 }  // namespace
 
-Plan BuildPlan(const dag::TaskGraph& graph) {
+Plan BuildPlan(const dag::TaskGraph& graph, PlanDetail detail) {
   const dag::Pipeline& pipeline = graph.pipeline();
   Plan plan;
   plan.file = pipeline.file;
@@ -73,7 +74,15 @@ Plan BuildPlan(const dag::TaskGraph& graph) {
     PlanLayer& layer = plan.layers[l];
     layer.index = l;
     size_t task_count = 0;
-    for (uint32_t s : stage_layers[l]) task_count += pipeline.stages[s].TaskCount();
+    // The tasks planned of stage s (PlanDetail::kPlacement plans one of a
+    // stage whose tasks neither read nor write artifacts).
+    auto planned_count = [&](uint32_t s) -> size_t {
+      const dag::Stage& stage = pipeline.stages[s];
+      const bool representative =
+          detail == PlanDetail::kPlacement && stage.inputs.empty() && stage.outputs.empty();
+      return representative ? std::min<size_t>(stage.TaskCount(), 1) : stage.TaskCount();
+    };
+    for (uint32_t s : stage_layers[l]) task_count += planned_count(s);
     layer.tasks.reserve(task_count);
     layer.stages.reserve(stage_layers[l].size());
     for (uint32_t s : stage_layers[l]) {
@@ -95,13 +104,14 @@ Plan BuildPlan(const dag::TaskGraph& graph) {
       // Built in place: most stages have one task, and a PlannedTask is
       // over 400 bytes to move.
       const size_t first_planned = layer.tasks.size();
+      const size_t planned = planned_count(s);
       FillFromStage(graph, s, layer.tasks.emplace_back());
-      for (size_t i = 1; i < stage.TaskCount(); ++i) {
+      for (size_t i = 1; i < planned; ++i) {
         // `tasks` has room reserved, so the reference stays valid.
         layer.tasks.push_back(layer.tasks[first_planned]);
       }
       const uint32_t first = graph.FirstTask(s);
-      const uint32_t end = first + static_cast<uint32_t>(stage.TaskCount());
+      const uint32_t end = first + static_cast<uint32_t>(planned);
       for (uint32_t t = first; t < end; ++t) {
         const dag::Task& task = graph.tasks()[t];
         PlannedTask& planned = layer.tasks[first_planned + (t - first)];
@@ -110,7 +120,9 @@ Plan BuildPlan(const dag::TaskGraph& graph) {
           planned.item = (*stage.foreach)[task.item];
           planned.item_index = task.item;
         }
-        if (!stage.run.is_shell()) planned.argv = graph.ResolveArgv(task);
+        if (!stage.run.is_shell() && detail == PlanDetail::kFull) {
+          planned.argv = graph.ResolveArgv(task);
+        }
       }
     }
   }

@@ -107,8 +107,21 @@ struct Plan {
   std::vector<std::string> critical_path;
 };
 
+// How much of each task a plan carries.
+enum class PlanDetail {
+  kFull,  // every task with every field (`tierflow plan`)
+  // What placement reads (PlaceArtifacts, PlaceCheckpoints): each task's
+  // inputs and outputs, and a stage's first task for its tier and
+  // checkpoints. A stage whose tasks read no inputs and write no outputs
+  // is planned with its first task only, since its other tasks would
+  // change no decision; commands are not resolved. A million-item foreach
+  // of such tasks then costs one planned task, not a million (~600 bytes
+  // each) held while the run is placed.
+  kPlacement,
+};
+
 // Expands `graph` into a plan. Cannot fail: the graph is already acyclic
 // and its pipeline validated.
-Plan BuildPlan(const dag::TaskGraph& graph);
+Plan BuildPlan(const dag::TaskGraph& graph, PlanDetail detail = PlanDetail::kFull);
 
 }  // namespace tierflow::scheduler

@@ -177,7 +177,7 @@ absl::Status PlaceRun(RunModel& run, const std::vector<PlacementTier>& tiers,
     // Placed before anything is recorded: when nothing fits, nothing changes.
     PlacementOptions placing;
     placing.node_tiers_hold_working_copies_only = run.node_tiers_on_workers;
-    const Plan plan = BuildPlan(*run.graph);
+    const Plan plan = BuildPlan(*run.graph, PlanDetail::kPlacement);
     TF_ASSIGN_OR_RETURN(run.placement, PlaceArtifacts(plan, tiers, placing));
     TF_ASSIGN_OR_RETURN(run.checkpoint_placement, PlaceCheckpoints(plan, tiers, placing));
     run.tiers_json = PlacementTiersToJson(tiers);
