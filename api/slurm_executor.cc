@@ -146,7 +146,16 @@ class SlurmExecutor final : public Executor {
           packed = shared;
         }
       }
-      if (found.empty()) return false;
+      if (found.empty()) {
+        // Not in the queue: it may have ended since the first look at its
+        // report. A job writes its report before it leaves the queue, so a
+        // second look settles it; without it, an attempt that ended in
+        // between would be called lost and run again.
+        reported = worker::ReadReportFile(files.report).value_or(std::nullopt).has_value();
+        if (!reported) return false;
+        found = handle;
+        packed = false;
+      }
     }
     std::lock_guard lock(mu_);
     Job& job = jobs_[attempt];

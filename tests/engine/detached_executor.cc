@@ -101,8 +101,13 @@ bool DetachedExecutor::Reattach(const TaskLaunch& launch, const std::string& han
       if (logged == attempt) pid = static_cast<pid_t>(logged_pid);
     }
   }
-  const bool reported = worker::ReadReportFile(files.report).value_or(std::nullopt).has_value();
-  if (!reported && !Runs(pid, files.launch)) return false;
+  // Alive first, then the report: a process that ended between the two
+  // looks wrote its report before it went, so the second look sees it (the
+  // other order loses an attempt that ends in between).
+  if (!Runs(pid, files.launch) &&
+      !worker::ReadReportFile(files.report).value_or(std::nullopt).has_value()) {
+    return false;
+  }
   std::lock_guard lock(mu_);
   jobs_[attempt] = Job{.pid = pid, .submitted_told = true};
   return true;
