@@ -222,11 +222,15 @@ def main():
         while "EXIT=" not in screen("resize", everything=True):
             if time.monotonic() - resized > DEADLINE_S:
                 fail(f"resize: the run did not end:\n{screen('resize')}")
+            # The frame first, then the whole history: a frame is kept only
+            # when the summary had not begun even after it was taken (the
+            # summary's table is as wide as the terminal and wraps).
+            frame = screen("resize")
             whole = screen("resize", everything=True)
             if history("resize") > pushed and "STAGE " not in whole:
                 fail(f"resize: lines scrolled off after the resize ({pushed} at it):\n{whole}")
             if "STAGE " not in whole and time.monotonic() - resized > 0.5:
-                after.append(screen("resize"))
+                after.append(frame)
             time.sleep(0.1)
         check_block("resize", after, 60)
         for f in after:
@@ -297,8 +301,9 @@ def main():
                 or "EXIT=" not in screen("driver", everything=True):
             if time.monotonic() - began > DEADLINE_S:
                 fail(f"watch: did not end:\n{screen('watcher')}")
+            frame = screen("watcher")  # before the check, as in the others
             if "STAGE " not in screen("watcher", everything=True):
-                watched.append(screen("watcher"))
+                watched.append(frame)
                 if history("watcher") > 0:
                     fail(f"watch: lines scrolled off before the summary:\n{screen('watcher')}")
             time.sleep(0.1)
