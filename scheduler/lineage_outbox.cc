@@ -60,15 +60,6 @@ absl::Status Enqueue(Database& db, const EventSubject& subject, const std::strin
   return Insert(insert, subject, body);
 }
 
-absl::StatusOr<std::optional<OutboxRow>> NextPending(Database& db) {
-  TF_ASSIGN_OR_RETURN(Statement find, db.Prepare(std::string("SELECT ") + std::string(kColumns) +
-                                                 " FROM lineage_outbox WHERE state = 'pending' "
-                                                 "ORDER BY seq LIMIT 1"));
-  TF_ASSIGN_OR_RETURN(bool found, find.Step());
-  if (!found) return std::nullopt;
-  return ReadRow(find);
-}
-
 absl::StatusOr<std::vector<OutboxRow>> PendingBatch(Database& db, int limit) {
   TF_ASSIGN_OR_RETURN(Statement find, db.Prepare(std::string("SELECT ") + std::string(kColumns) +
                                                  " FROM lineage_outbox WHERE state = 'pending' "
@@ -81,6 +72,12 @@ absl::StatusOr<std::vector<OutboxRow>> PendingBatch(Database& db, int limit) {
     rows.push_back(ReadRow(find));
   }
   return rows;
+}
+
+absl::StatusOr<std::optional<OutboxRow>> NextPending(Database& db) {
+  TF_ASSIGN_OR_RETURN(std::vector<OutboxRow> rows, PendingBatch(db, 1));
+  if (rows.empty()) return std::nullopt;
+  return std::move(rows.front());
 }
 
 absl::StatusOr<int64_t> CountPending(Database& db) {
