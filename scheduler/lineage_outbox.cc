@@ -3,6 +3,7 @@
 #include <random>
 
 #include "common/status.h"
+#include "common/strings.h"
 
 namespace tierflow::scheduler::lineage {
 namespace {
@@ -23,6 +24,24 @@ OutboxRow ReadRow(const Statement& row) {
 
 constexpr std::string_view kColumns =
     "seq, run_id, attempt_id, event_type, event_ms, body, tries, next_try_at, answer";
+
+// The rows in `state` (a literal: the partial indexes lineage_outbox_pending
+// and _rejected serve only a query that names it), oldest first; at most
+// `limit` of them (-1: all).
+absl::StatusOr<std::vector<OutboxRow>> RowsInState(Database& db, std::string_view state,
+                                                   int64_t limit) {
+  TF_ASSIGN_OR_RETURN(Statement find,
+                      db.Prepare(StrCat("SELECT ", kColumns, " FROM lineage_outbox WHERE state = '",
+                                        state, "' ORDER BY seq LIMIT ?")));
+  find.Bind(1, limit);
+  std::vector<OutboxRow> rows;
+  for (;;) {
+    TF_ASSIGN_OR_RETURN(bool found, find.Step());
+    if (!found) break;
+    rows.push_back(ReadRow(find));
+  }
+  return rows;
+}
 
 }  // namespace
 
@@ -61,17 +80,7 @@ absl::Status Enqueue(Database& db, const EventSubject& subject, const std::strin
 }
 
 absl::StatusOr<std::vector<OutboxRow>> PendingBatch(Database& db, int limit) {
-  TF_ASSIGN_OR_RETURN(Statement find, db.Prepare(std::string("SELECT ") + std::string(kColumns) +
-                                                 " FROM lineage_outbox WHERE state = 'pending' "
-                                                 "ORDER BY seq LIMIT ?"));
-  find.Bind(1, static_cast<int64_t>(limit));
-  std::vector<OutboxRow> rows;
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool found, find.Step());
-    if (!found) break;
-    rows.push_back(ReadRow(find));
-  }
-  return rows;
+  return RowsInState(db, "pending", limit);
 }
 
 absl::StatusOr<std::optional<OutboxRow>> NextPending(Database& db) {
@@ -143,16 +152,7 @@ absl::StatusOr<int64_t> PruneDelivered(Database& db, int64_t before) {
 }
 
 absl::StatusOr<std::vector<OutboxRow>> ListRejected(Database& db) {
-  TF_ASSIGN_OR_RETURN(Statement list, db.Prepare(std::string("SELECT ") + std::string(kColumns) +
-                                                 " FROM lineage_outbox WHERE state = 'rejected' "
-                                                 "ORDER BY seq"));
-  std::vector<OutboxRow> rows;
-  for (;;) {
-    TF_ASSIGN_OR_RETURN(bool found, list.Step());
-    if (!found) break;
-    rows.push_back(ReadRow(list));
-  }
-  return rows;
+  return RowsInState(db, "rejected", -1);
 }
 
 absl::StatusOr<bool> TakeSenderLease(Database& db, const std::string& owner, int64_t now,
